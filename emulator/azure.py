@@ -1,0 +1,178 @@
+"""The emulated Azure: every service backend, one clock, one request log, one dispatcher.
+
+Cross-cutting ARM behaviour lives here because Azure Resource Manager applies it in front of every
+resource provider: bearer-token authentication, api-version checks, management locks
+(``ScopeLocked``), and the ``Microsoft.Resources.*`` system events raised for management-plane
+writes. Batch data-plane calls raise no events, exactly as in Azure.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+
+from emulator.clock import Scheduler, VirtualClock
+from emulator.core import (
+    AzureError,
+    BatchServiceError,
+    LoggedRequest,
+    Request,
+    RequestLog,
+    Response,
+    Route,
+    json_response,
+)
+from emulator.faults import FaultInjector
+
+WRITE_METHODS = frozenset({"PUT", "PATCH", "POST", "DELETE"})
+DEFAULT_TENANT = "72f988bf-0000-4000-8000-00000000e001"
+
+
+class Emulator:
+    """One emulated Azure tenant. Accepts any subscription id, as the standalone server promises."""
+
+    def __init__(self, *, seed: int = 0, start: datetime | None = None, follow_wall: bool = False,
+                 speed: float = 1.0, tenant_id: str = DEFAULT_TENANT) -> None:
+        # Imported here so that each service package can import this module for typing.
+        from emulator.batch.models import BatchBackend
+        from emulator.compute.models import ComputeBackend
+        from emulator.eventgrid.models import EventGridBackend
+        from emulator.locks.models import LocksBackend
+        from emulator.resources.models import ResourcesBackend
+
+        self.seed = seed
+        self.tenant_id = tenant_id
+        self.clock = VirtualClock(start, follow_wall=follow_wall, speed=speed)
+        self.scheduler = Scheduler(self.clock)
+        self.log = RequestLog()
+        self.faults = FaultInjector(seed)
+        self.base_url = "https://127.0.0.1"  # replaced by the server with its real address
+
+        self.resources = ResourcesBackend(self)
+        self.compute = ComputeBackend(self)
+        self.batch = BatchBackend(self)
+        self.locks = LocksBackend(self)
+        self.eventgrid = EventGridBackend(self)
+
+        from emulator import admin, batch, compute, eventgrid, locks, resources
+
+        routes: list[Route] = []
+        for service_routes in (resources.urls.routes, compute.urls.routes, batch.urls.routes,
+                               locks.urls.routes, eventgrid.urls.routes, admin.routes):
+            routes.extend(service_routes(self))
+        self._routes = [(route, route.compile()) for route in routes]
+
+    # ---------------------------------------------------------------------------------------
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def handle(self, request: Request) -> Response:
+        """Answer one HTTP request. Never raises: every failure becomes an Azure-shaped answer."""
+        self.scheduler.run_due()
+        route, response, fault_label = None, None, None
+        try:
+            route = self._route_for(request)
+            fault = self.faults.decide(request.method, request.path, route.plane)
+            if fault is not None:
+                fault_label = fault.label
+                if fault.kind == "latency":
+                    time.sleep(fault.latency_s)
+                elif fault.kind == "drop":
+                    response = Response(drop=True)
+                else:
+                    headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else {}
+                    code = "TooManyRequests" if fault.status == 429 else "ServiceUnavailable" if fault.status == 503 else "InternalServerError"
+                    err_cls = BatchServiceError if route.plane == "batch" else AzureError
+                    raise err_cls(fault.status, code, "Injected fault: please retry.", headers=headers)
+            if response is None:
+                self._authenticate(route, request)
+                self._check_api_version(route, request)
+                if route.plane == "arm" and request.method in WRITE_METHODS:
+                    self._enforce_locks(route, request)
+                response = route.handler(request)
+        except AzureError as err:
+            response = json_response(err.body(), err.status, err.headers)
+        except Exception as exc:  # a bug in the emulator must still answer like a server would
+            response = json_response({"error": {"code": "InternalServerError", "message": f"emulator bug: {exc!r}"}}, 500)
+        response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
+        if route is not None and route.plane == "arm" and request.method in WRITE_METHODS \
+                and response.emit_event and not response.drop and fault_label is None:
+            self.eventgrid.emit_for_request(request, route, response.status)
+        self.log.add(LoggedRequest(
+            time=self.now(), method=request.method, path=request.path, api_version=request.api_version,
+            status=0 if response.drop else response.status, action=self._action(route, request),
+            plane=route.plane if route else None, caller=request.caller.get("name") or request.caller.get("appid"),
+            fault=fault_label,
+        ))
+        return response
+
+    # ---------------------------------------------------------------------------------------
+    def _route_for(self, request: Request) -> Route:
+        method_mismatch = False
+        for route, pattern in self._routes:
+            m = pattern.match(request.path)
+            if m is None:
+                continue
+            if route.method != request.method:
+                method_mismatch = True
+                continue
+            request.params = m.groupdict()
+            return route
+        if method_mismatch:
+            raise AzureError(405, "MethodNotAllowed", f"The requested method {request.method} is not allowed for '{request.path}'.")
+        if request.path.lower().startswith("/batch/"):
+            raise BatchServiceError(404, "InvalidUri", f"The requested URI does not represent any resource on the server: {request.path}")
+        raise AzureError(404, "InvalidResourceType", f"The emulator serves no resource type at '{request.path}'. "
+                         "Check the URL, or add the surface to emulator/ if the app now needs it.")
+
+    def _authenticate(self, route: Route, request: Request) -> None:
+        if not route.auth:
+            return
+        auth = request.headers.get("authorization", "")
+        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            err_cls = BatchServiceError if route.plane == "batch" else AzureError
+            raise err_cls(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
+                          headers={"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"'})
+
+    def _check_api_version(self, route: Route, request: Request) -> None:
+        if route.api_versions is None:
+            return
+        version = request.api_version
+        supported = ", ".join(sorted(route.api_versions))
+        if route.plane == "batch":
+            if version not in route.api_versions:
+                raise BatchServiceError(400, "InvalidQueryParameterValue" if version else "MissingRequiredQueryParameter",
+                                        "Value for one of the query parameters specified in the request URI is invalid: "
+                                        f"api-version={version!r}. Supported: {supported}.",
+                                        values={"QueryParameterName": "api-version", "QueryParameterValue": version or ""})
+            return
+        if not version:
+            raise AzureError(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.")
+        if version not in route.api_versions:
+            raise AzureError(400, "InvalidApiVersionParameter",
+                             f"The api-version '{version}' is invalid. The supported versions are '{supported}'.")
+
+    def _enforce_locks(self, route: Route, request: Request) -> None:
+        action = self._action(route, request) or ""
+        if action.lower().startswith("microsoft.authorization/locks/"):
+            return  # lock operations themselves are governed by RBAC, not by locks
+        target = request.path
+        if request.method == "POST":
+            target = target.rsplit("/", 1)[0]
+        operation = "delete" if request.method == "DELETE" else "write"
+        blocking = self.locks.blocking_locks(target, operation)
+        if blocking:
+            scopes = "', '".join(lock.scope for lock in blocking)
+            raise AzureError(409, "ScopeLocked",
+                             f"The scope '{target}' cannot perform {operation} operation because following scope(s) are locked: "
+                             f"'{scopes}'. Please remove the lock and try again.")
+
+    @staticmethod
+    def _action(route: Route | None, request: Request) -> str | None:
+        if route is None or route.action is None:
+            return None
+        try:
+            return route.action.format(**request.params)
+        except (KeyError, IndexError):
+            return route.action

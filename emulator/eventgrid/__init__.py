@@ -1,0 +1,1 @@
+from emulator.eventgrid import urls  # noqa: F401  (the routing table the dispatcher loads)

@@ -1,0 +1,1 @@
+"""One module per trigger. Each reads: parse -> observe -> decide -> act -> report."""

@@ -1,0 +1,182 @@
+"""The one door to Azure: every SDK client the app uses is built here, from settings.
+
+This is the only module that knows whether the app talks to Azure or to the local emulator; the
+difference is the endpoints, the CA bundle to trust and the credential. Heavy SDK modules are imported
+inside the builders, so importing this module (or ``function_app``) costs nothing at cold start.
+TLS verification is never switched off: a local CA is *trusted* through ``AUTOPILOT_CA_BUNDLE``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from azure.batch import BatchClient
+    from azure.core.credentials import AccessToken, TokenCredential
+    from azure.data.tables import TableServiceClient
+    from azure.eventgrid import EventGridPublisherClient
+    from azure.mgmt.batch import BatchManagementClient
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.resource.locks import ManagementLockClient
+
+USER_AGENT = "batch-image-autopilot/0.1"
+
+
+class EmulatorCredential:
+    """A TokenCredential for the local emulator only (settings refuse it for non-loopback endpoints).
+
+    The token is an unsigned JWT whose claims say who is calling, so that the emulator's Event Grid
+    events can name the caller as Azure's do (``data.claims``).
+    """
+
+    def __init__(self, name: str = "batch-image-autopilot", appid: str = "batch-image-autopilot") -> None:
+        claims = {"name": name, "appid": appid, "http://schemas.microsoft.com/identity/claims/objectidentifier": appid}
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        self._token = f"eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}."
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+
+class AzureClients:
+    """Lazily built, cached SDK clients for one settings object."""
+
+    def __init__(self, settings: Settings, credential: TokenCredential | None = None) -> None:
+        self.settings = settings
+        self._credential = credential
+        self._lock = threading.Lock()
+        self._cache: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def credential(self) -> TokenCredential:
+        if self._credential is None:
+            if self.settings.is_emulator:
+                self._credential = EmulatorCredential()
+            else:
+                from azure.identity import DefaultAzureCredential
+
+                # Managed identity in Azure (AZURE_CLIENT_ID selects a user-assigned identity);
+                # developer credentials (az login) on a workstation. No secrets in settings.
+                self._credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+        return self._credential
+
+    def _transport_kwargs(self) -> dict[str, Any]:
+        retry = self.settings.retry
+        kwargs: dict[str, Any] = {
+            # azure-core's RetryPolicy retries 408/429/500/502/503/504 and connection errors, and
+            # sleeps for Retry-After when the service sends it; bounded so a function never hangs.
+            "retry_total": retry.total,
+            "retry_backoff_factor": retry.backoff_factor,
+            "retry_backoff_max": retry.backoff_max,
+            "connection_timeout": 10,
+            "read_timeout": 60,
+            "user_agent": USER_AGENT,
+        }
+        if self.settings.ca_bundle:
+            kwargs["connection_verify"] = self.settings.ca_bundle
+        return kwargs
+
+    def _arm_kwargs(self) -> dict[str, Any]:
+        return {"base_url": self.settings.arm_endpoint, "credential_scopes": [self.settings.arm_scope], **self._transport_kwargs()}
+
+    def _cached(self, key: str, build: Any) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = build()
+            return self._cache[key]
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def compute(self) -> ComputeManagementClient:
+        def build() -> ComputeManagementClient:
+            from azure.mgmt.compute import ComputeManagementClient
+
+            return ComputeManagementClient(self.credential, self.settings.subscription_id, **self._arm_kwargs())
+
+        return self._cached("compute", build)
+
+    @property
+    def batch_management(self) -> BatchManagementClient:
+        def build() -> BatchManagementClient:
+            from azure.mgmt.batch import BatchManagementClient
+
+            return BatchManagementClient(self.credential, self.settings.subscription_id, **self._arm_kwargs())
+
+        return self._cached("batch_management", build)
+
+    @property
+    def locks(self) -> ManagementLockClient:
+        def build() -> ManagementLockClient:
+            from azure.mgmt.resource.locks import ManagementLockClient
+
+            return ManagementLockClient(self.credential, self.settings.subscription_id, **self._arm_kwargs())
+
+        return self._cached("locks", build)
+
+    def batch_account(self, account_endpoint: str) -> BatchClient:
+        """The Batch data-plane client for one account.
+
+        ``account_endpoint`` is the account's ``accountEndpoint`` as ARM returns it: without a
+        scheme (``myaccount.westeurope.batch.azure.com``); the data plane is always HTTPS.
+        """
+        endpoint = account_endpoint if account_endpoint.startswith("https://") else f"https://{account_endpoint}"
+
+        def build() -> BatchClient:
+            from azure.batch import BatchClient
+
+            return BatchClient(endpoint, self.credential, **self._transport_kwargs())
+
+        return self._cached(f"batch:{endpoint.lower()}", build)
+
+    @property
+    def event_publisher(self) -> EventGridPublisherClient:
+        """Publisher for the app's custom topic (PoolResizeStalled and alert events)."""
+        if not self.settings.events_topic_endpoint:
+            raise RuntimeError("AUTOPILOT_EVENTS_TOPIC_ENDPOINT is not set: the app cannot publish events. "
+                               "Set it to the custom topic's endpoint, e.g. https://mytopic.westeurope-1.eventgrid.azure.net/api/events")
+
+        def build() -> EventGridPublisherClient:
+            from azure.eventgrid import EventGridPublisherClient
+
+            credential: Any
+            if self.settings.events_topic_key:
+                from azure.core.credentials import AzureKeyCredential
+
+                credential = AzureKeyCredential(self.settings.events_topic_key)
+            else:
+                credential = self.credential  # needs the "EventGrid Data Sender" role on the topic
+            return EventGridPublisherClient(self.settings.events_topic_endpoint, credential, **self._transport_kwargs())
+
+        return self._cached("event_publisher", build)
+
+    @property
+    def tables(self) -> TableServiceClient:
+        """Table storage for the app's state (the Function App's own storage account)."""
+
+        def build() -> TableServiceClient:
+            from azure.data.tables import TableServiceClient
+
+            kwargs = self._transport_kwargs()
+            kwargs.pop("connection_verify", None)  # storage keeps the platform CA store
+            if self.settings.storage_connection:
+                return TableServiceClient.from_connection_string(self.settings.storage_connection, **kwargs)
+            return TableServiceClient(self.settings.storage_table_endpoint or "", credential=self.credential, **kwargs)
+
+        return self._cached("tables", build)
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._cache = list(self._cache.values()), {}
+        for client in clients:
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()

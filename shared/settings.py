@@ -1,0 +1,240 @@
+"""The app's settings: one typed, validated object read from the environment when first needed.
+
+Every setting is documented in ``local.settings.sample.json`` and the README's configuration
+reference (a test keeps the three in step). Errors name the setting, say what is wrong and show a
+good value, because the person reading them is an operator looking at a Function App's logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+T = TypeVar("T")
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_BATCH_ACCOUNT_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Batch/batchAccounts/[^/]+$", re.IGNORECASE
+)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or invalid. ``problems`` holds one line per setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("Invalid app settings:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """How the SDK clients retry: bounded, with exponential backoff, honouring Retry-After."""
+
+    total: int = 4
+    backoff_factor: float = 0.8
+    backoff_max: int = 60
+
+
+@dataclass(frozen=True)
+class Settings:
+    subscription_id: str
+    batch_accounts: tuple[str, ...]
+    arm_endpoint: str = "https://management.azure.com"
+    credential: str = "default"  # "default" (DefaultAzureCredential) | "emulator" (loopback only)
+    ca_bundle: str | None = None
+    events_topic_endpoint: str | None = None
+    events_topic_key: str | None = None
+    storage_connection: str | None = None
+    storage_table_endpoint: str | None = None
+    table_prefix: str = "autopilot"
+    families_json: str | None = None
+    teams_webhook_url: str | None = None
+    watch_schedule: str = "0 */5 * * * *"
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    backoff_initial_minutes: float = 5.0
+    backoff_max_minutes: float = 30.0
+    backoff_reset_hours: float = 3.0
+    max_resize_attempts: int = 12
+    max_episode_hours: float = 24.0
+    growth_step_nodes: int = 300
+    alert_cooldown_minutes: float = 60.0
+    set_assembly_timeout_minutes: float = 60.0
+
+    @property
+    def arm_scope(self) -> str:
+        return self.arm_endpoint.rstrip("/") + "/.default"
+
+    @property
+    def is_emulator(self) -> bool:
+        return self.credential == "emulator"
+
+
+# --------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value.strip() if isinstance(value, str) and value.strip() else None
+
+    def required(self, name: str, example: str, check: Callable[[str], str | None] | None = None) -> str:
+        value = self.raw(name)
+        if value is None:
+            self.problems.append(f"{name} is missing: set it, for example {name}={example}")
+            return ""
+        if check is not None and (why := check(value)):
+            self.problems.append(f"{name}={value!r} is invalid: {why}; for example {name}={example}")
+        return value
+
+    def optional(self, name: str, example: str, check: Callable[[str], str | None] | None = None) -> str | None:
+        value = self.raw(name)
+        if value is not None and check is not None and (why := check(value)):
+            self.problems.append(f"{name}={value!r} is invalid: {why}; for example {name}={example}")
+        return value
+
+    def number(self, name: str, default: T, convert: Callable[[str], T], low: float, high: float, example: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = convert(value)
+        except ValueError:
+            self.problems.append(f"{name}={value!r} is not a number; for example {name}={example}")
+            return default
+        if not low <= float(number) <= high:  # type: ignore[arg-type]
+            self.problems.append(f"{name}={value!r} is out of range: it must be between {low:g} and {high:g}; for example {name}={example}")
+            return default
+        return number
+
+
+def _https_url(value: str) -> str | None:
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.netloc:
+        return "it must be an https:// URL"
+    return None
+
+
+def _guid(value: str) -> str | None:
+    return None if _GUID.match(value) else "it must be a GUID"
+
+
+def _ncrontab(value: str) -> str | None:
+    fields = value.split()
+    return None if len(fields) == 6 else "it must be an NCRONTAB expression with six fields (second minute hour day month weekday)"
+
+
+def _table_prefix(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,40}", value) else "use 3-41 letters and digits, starting with a letter"
+
+
+def _path_exists(value: str) -> str | None:
+    return None if os.path.isfile(value) else "no such file"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting, reporting all problems at once."""
+    r = _Reader(os.environ if env is None else env)
+    subscription_id = r.required("AUTOPILOT_SUBSCRIPTION_ID", "00000000-0000-0000-0000-000000000000", _guid)
+    accounts_raw = r.raw("AUTOPILOT_BATCH_ACCOUNTS") or ""
+    accounts = tuple(a.strip() for a in accounts_raw.split(",") if a.strip())
+    for account in accounts:
+        if not _BATCH_ACCOUNT_ID.match(account):
+            r.problems.append(
+                f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is not a Batch account resource id; for example "
+                "AUTOPILOT_BATCH_ACCOUNTS=/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/myaccount"
+            )
+    arm_endpoint = r.optional("AUTOPILOT_ARM_ENDPOINT", "https://management.azure.com", _https_url) or "https://management.azure.com"
+    credential = (r.raw("AUTOPILOT_CREDENTIAL") or "default").lower()
+    if credential not in {"default", "emulator"}:
+        r.problems.append(f"AUTOPILOT_CREDENTIAL={credential!r} is invalid: use 'default' (managed identity) or 'emulator'")
+    ca_bundle = r.optional("AUTOPILOT_CA_BUNDLE", "/path/to/ca.pem", _path_exists)
+    topic = r.optional("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "https://mytopic.westeurope-1.eventgrid.azure.net/api/events", _https_url)
+    teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...", _https_url)
+    families = r.raw("AUTOPILOT_FAMILIES")
+    families_file = r.optional("AUTOPILOT_FAMILIES_FILE", "/home/site/wwwroot/families.json", _path_exists)
+    if families and families_file:
+        r.problems.append("AUTOPILOT_FAMILIES and AUTOPILOT_FAMILIES_FILE are both set: keep one")
+    elif families_file:
+        with open(families_file, encoding="utf-8") as fh:
+            families = fh.read()
+    storage_connection = r.raw("AzureWebJobsStorage")
+    table_endpoint = r.optional("AzureWebJobsStorage__tableServiceUri", "https://mystorage.table.core.windows.net",
+                                lambda v: None if urlparse(v).scheme in {"http", "https"} else "it must be a URL")
+    if not storage_connection and not table_endpoint:
+        r.problems.append("AzureWebJobsStorage is missing: set a connection string, or AzureWebJobsStorage__tableServiceUri "
+                          "for identity-based access (e.g. https://mystorage.table.core.windows.net)")
+
+    if credential == "emulator":
+        # The emulator credential hands out a local unsigned token; refuse it anywhere but loopback
+        # so that a mis-set app setting can never send it to a real endpoint.
+        for name, url in (("AUTOPILOT_ARM_ENDPOINT", arm_endpoint), ("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", topic)):
+            if url and urlparse(url).hostname not in LOOPBACK_HOSTS:
+                r.problems.append(f"{name}={url!r} is not on loopback, but AUTOPILOT_CREDENTIAL=emulator only talks to a local emulator")
+
+    retry = RetrySettings(
+        total=r.number("AUTOPILOT_HTTP_RETRY_TOTAL", 4, int, 0, 10, "4"),
+        backoff_factor=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS", 0.8, float, 0, 30, "0.8"),
+        backoff_max=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS", 60, int, 0, 300, "60"),
+    )
+    settings = Settings(
+        subscription_id=subscription_id,
+        batch_accounts=accounts,
+        arm_endpoint=arm_endpoint.rstrip("/"),
+        credential=credential,
+        ca_bundle=ca_bundle,
+        events_topic_endpoint=topic,
+        events_topic_key=r.raw("AUTOPILOT_EVENTS_TOPIC_KEY"),
+        storage_connection=storage_connection,
+        storage_table_endpoint=table_endpoint,
+        table_prefix=r.optional("AUTOPILOT_TABLE_PREFIX", "autopilot", _table_prefix) or "autopilot",
+        families_json=families,
+        teams_webhook_url=teams,
+        watch_schedule=r.optional("AUTOPILOT_WATCH_SCHEDULE", "0 */5 * * * *", _ncrontab) or "0 */5 * * * *",
+        retry=retry,
+        backoff_initial_minutes=r.number("AUTOPILOT_BACKOFF_INITIAL_MINUTES", 5.0, float, 0.5, 240, "5"),
+        backoff_max_minutes=r.number("AUTOPILOT_BACKOFF_MAX_MINUTES", 30.0, float, 1, 1440, "30"),
+        backoff_reset_hours=r.number("AUTOPILOT_BACKOFF_RESET_HOURS", 3.0, float, 0.1, 168, "3"),
+        max_resize_attempts=r.number("AUTOPILOT_MAX_RESIZE_ATTEMPTS", 12, int, 1, 1000, "12"),
+        max_episode_hours=r.number("AUTOPILOT_MAX_EPISODE_HOURS", 24.0, float, 0.5, 720, "24"),
+        growth_step_nodes=r.number("AUTOPILOT_GROWTH_STEP_NODES", 300, int, 10, 2500, "300"),
+        alert_cooldown_minutes=r.number("AUTOPILOT_ALERT_COOLDOWN_MINUTES", 60.0, float, 0, 10080, "60"),
+        set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", 60.0, float, 1, 10080, "60"),
+    )
+    if settings.backoff_max_minutes < settings.backoff_initial_minutes:
+        r.problems.append("AUTOPILOT_BACKOFF_MAX_MINUTES is below AUTOPILOT_BACKOFF_INITIAL_MINUTES: the cap must be at least the first delay")
+    if r.problems:
+        raise SettingsError(r.problems)
+    return settings
+
+
+_cached: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (never at import: the worker indexes first)."""
+    global _cached
+    if _cached is None:
+        _cached = load_settings()
+    return _cached
+
+
+def reset_settings_cache() -> None:
+    global _cached
+    _cached = None
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """Settings safe to log (secrets masked)."""
+    out = {k: v for k, v in settings.__dict__.items() if k not in {"events_topic_key", "storage_connection", "families_json"}}
+    out["events_topic_key"] = "***" if settings.events_topic_key else None
+    out["storage_connection"] = "***" if settings.storage_connection else None
+    return out
