@@ -1,0 +1,37 @@
+"""The pool metadata keys that carry the app's intent on the pool itself.
+
+The image pipeline writes them when it creates a pool; the pool watch and the image guard read them.
+Keeping intent on the pool (not only in Table storage) means another team, the CLI, or a rebuilt
+state table can always see what the app wants for a pool. Batch metadata is a list of name/value
+string pairs on the pool (``metadata`` in both planes).
+"""
+
+from __future__ import annotations
+
+MANAGED = "autopilot.managed"  # "true": the app created the pool, or a team opted it in
+FAMILY = "autopilot.family"
+VERSION = "autopilot.version"
+IMAGE_ID = "autopilot.imageId"  # the gallery image version (or legacy managed image) id the pool uses
+MANAGED_IMAGE_ID = "autopilot.managedImageId"  # the intermediate managed image, when kept
+SNAPSHOT_IDS = "autopilot.snapshotIds"  # comma-separated source snapshot ids
+DESIRED_DEDICATED = "autopilot.desiredDedicated"  # the target the watch drives towards
+DESIRED_SPOT = "autopilot.desiredSpot"
+SCHEDULE = "autopilot.schedule"  # JSON list of {"cron", "dedicated", "spot"} entries
+DEALLOCATION = "autopilot.nodeDeallocationOption"  # for scheduled shrinks: requeue|terminate|taskcompletion|retaineddata
+
+ALL_KEYS = (MANAGED, FAMILY, VERSION, IMAGE_ID, MANAGED_IMAGE_ID, SNAPSHOT_IDS, DESIRED_DEDICATED, DESIRED_SPOT, SCHEDULE, DEALLOCATION)
+
+
+def as_dict(pairs: list[dict[str, str]] | list[object] | None) -> dict[str, str]:
+    """Batch metadata (list of ``{name, value}`` dicts or SDK ``MetadataItem`` objects) as a dict."""
+    out: dict[str, str] = {}
+    for item in pairs or []:
+        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
+        value = item.get("value") if isinstance(item, dict) else getattr(item, "value", None)
+        if isinstance(name, str) and isinstance(value, str):
+            out[name] = value
+    return out
+
+
+def is_managed(metadata: dict[str, str]) -> bool:
+    return metadata.get(MANAGED, "").strip().lower() == "true"
