@@ -119,6 +119,9 @@ class Emulator:
                 continue
             request.params = m.groupdict()
             return route
+        if not request.path.startswith("/_emulator/"):
+            # Azure authenticates before it routes: an unknown path without a token is still a 401.
+            self._authenticate(Route(request.method, request.path, lambda r: Response(), plane="batch" if request.path.startswith("/batch/") else "arm"), request)
         if method_mismatch:
             raise AzureError(405, "MethodNotAllowed", f"The requested method {request.method} is not allowed for '{request.path}'.")
         if request.path.lower().startswith("/batch/"):

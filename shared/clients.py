@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from azure.batch import BatchClient
     from azure.core.credentials import AccessToken, TokenCredential
     from azure.data.tables import TableServiceClient
-    from azure.eventgrid import EventGridPublisherClient
+    from azure.eventgrid._legacy import EventGridPublisherClient
     from azure.mgmt.batch import BatchManagementClient
     from azure.mgmt.compute import ComputeManagementClient
     from azure.mgmt.resource.locks import ManagementLockClient
@@ -145,7 +145,10 @@ class AzureClients:
                                "Set it to the custom topic's endpoint, e.g. https://mytopic.westeurope-1.eventgrid.azure.net/api/events")
 
         def build() -> EventGridPublisherClient:
-            from azure.eventgrid import EventGridPublisherClient
+            # azure-eventgrid 4.22.1's public EventGridPublisherClient wraps this basic-topic client
+            # but drops **kwargs for basic topics (its _patch.py), so our retry bounds and CA bundle
+            # would be silently ignored. Build the wrapped class directly, with the same defaults.
+            from azure.eventgrid._legacy import EventGridPublisherClient
 
             credential: Any
             if self.settings.events_topic_key:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from emulator.azure import Emulator
+from emulator.azurite import Azurite
 from emulator.server import EmulatorServer, TlsMaterial
 from shared.clients import AzureClients
 from shared.settings import Settings, load_settings
@@ -68,50 +64,9 @@ def clients(settings: Settings) -> Iterator[AzureClients]:
 # Azurite: the real Table storage emulator from npm, in memory on loopback, for the session.
 # --------------------------------------------------------------------------------------------
 
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[str]:
-    """Start azurite-table (node_modules/.bin) and yield its connection string."""
-    binary = ROOT / "node_modules" / ".bin" / "azurite-table"
-    if not binary.exists():
-        found = shutil.which("azurite-table")
-        if found is None:
-            raise RuntimeError("Azurite is not installed: run `make test` (it runs `npm ci`) or `npm ci` in the repository root.")
-        binary = Path(found)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(binary), "--inMemoryPersistence", "--tableHost", "127.0.0.1", "--tablePort", str(port), "--skipApiVersionCheck",
-         "--disableProductStyleUrl", "--silent"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"Azurite exited early ({proc.returncode}): {out}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("Azurite did not start listening within 30 s")
-    try:
-        yield (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-               f"TableEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """Azurite's Table service for the whole session; yields its connection string."""
+    with Azurite() as server:
+        yield server.connection_string

@@ -1,0 +1,42 @@
+# One-command set-up on a fresh machine with Python 3.11, Node/npm and make.
+#   make test   - create .venv, install Python + npm deps, lint, run the whole suite (starts Azurite itself)
+#   make demo   - run the bundled demo scenario on the embedded emulator
+#   make bench  - run the benchmarks and regenerate docs/benchmarks.md
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: setup test lint demo bench chaos clean
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s); set PY=/path/to/python3.11" % sys.version.split()[0]'
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP)
+
+lint: $(PY_STAMP)
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+demo: setup
+	$(BIN)/python -m autopilot simulate scenarios/demo.json --report out/demo/report.json
+
+bench: setup
+	$(BIN)/python -m bench
+
+chaos: setup
+	AUTOPILOT_CHAOS=long $(BIN)/python -m pytest tests/reliability
+
+clean:
+	rm -rf $(VENV) node_modules out .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,72 @@
+"""Which events reach which function: the app's Event Grid subscriptions, declared once.
+
+``infra/`` creates these subscriptions in Azure and the local Functions host routes the emulator's
+events with the same table; a test keeps the two in step. Filtering on ``data.operationName`` (as
+Cloud Custodian does) keeps tag writes, lock writes and everything else the app does not act on
+from ever invoking a function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SYSTEM = "system"  # the subscription's Azure Resource Manager system topic
+CUSTOM = "custom"  # the app's own custom topic (stall events and alerts)
+
+EVENT_NAMESPACE = "BatchImageAutopilot"
+POOL_RESIZE_STALLED = f"{EVENT_NAMESPACE}.PoolResizeStalled"
+
+
+@dataclass(frozen=True)
+class EventSubscription:
+    name: str
+    function: str
+    topic: str
+    included_event_types: tuple[str, ...]
+    operation_names: tuple[str, ...] = ()  # advanced filter StringIn on data.operationName; () = any
+
+    def matches(self, event_type: str | None, operation_name: str | None) -> bool:
+        if not event_type or event_type.lower() not in {t.lower() for t in self.included_event_types}:
+            return False
+        if not self.operation_names:
+            return True
+        return bool(operation_name) and operation_name.lower() in {o.lower() for o in self.operation_names}
+
+
+SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
+    EventSubscription(
+        name="image-pipeline",
+        function="image_pipeline",
+        topic=SYSTEM,
+        included_event_types=("Microsoft.Resources.ResourceWriteSuccess",),
+        operation_names=(
+            "Microsoft.Compute/snapshots/write",
+            "Microsoft.Compute/images/write",
+            "Microsoft.Compute/galleries/images/versions/write",
+        ),
+    ),
+    EventSubscription(
+        name="image-guard",
+        function="image_guard_events",
+        topic=SYSTEM,
+        included_event_types=(
+            "Microsoft.Resources.ResourceDeleteSuccess",
+            "Microsoft.Resources.ResourceDeleteFailure",
+            "Microsoft.Resources.ResourceWriteSuccess",
+        ),
+        operation_names=(
+            "Microsoft.Compute/images/delete",
+            "Microsoft.Compute/snapshots/delete",
+            "Microsoft.Compute/galleries/images/versions/delete",
+            "Microsoft.Authorization/locks/delete",
+            "Microsoft.Batch/batchAccounts/pools/write",
+            "Microsoft.Batch/batchAccounts/pools/delete",
+        ),
+    ),
+    EventSubscription(
+        name="pool-resize-stalled",
+        function="resize_stalled",
+        topic=CUSTOM,
+        included_event_types=(POOL_RESIZE_STALLED,),
+    ),
+)

@@ -1,0 +1,161 @@
+"""Durable state in Azure Table storage, with optimistic concurrency.
+
+Several function instances may run at once (scale-out, Event Grid redelivery, overlapping timer
+ticks). Every read returns the entity's ETag and every update is conditional on it, so exactly one
+writer wins a race and the others get :class:`ConcurrencyConflict` and re-read. Tables live in the
+Function App's own storage account (``AzureWebJobsStorage``).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, TableServiceClient
+
+# The app's tables and what they hold. Names get the settings' table prefix.
+EPISODES = "Episodes"  # per-pool resize episode: attempts, backoff, last request, last alert
+ALERTS = "Alerts"  # alert de-duplication across instances: one row per (subject, alert type, episode)
+EVENTS = "Events"  # processed Event Grid event ids (idempotency for at-least-once delivery)
+SNAPSHOT_SETS = "SnapshotSets"  # snapshot sets being assembled into an image version
+PIPELINE = "Pipeline"  # per image version: stage reached (image requested, version requested, pools created)
+
+_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f%]")
+
+
+class ConcurrencyConflict(Exception):
+    """Someone else changed (or created, or deleted) the entity since we read it. Re-read and retry."""
+
+
+def safe_key(text: str) -> str:
+    """A PartitionKey/RowKey from free text (resource ids contain '/', which keys forbid).
+
+    Lower-cased, because Azure resource ids compare case-insensitively; forbidden characters are
+    percent-escaped, so the mapping is reversible and collision-free.
+    """
+    return _FORBIDDEN_KEY_CHARS.sub(lambda m: f"%{ord(m.group(0)):02X}", text.lower())
+
+
+@dataclass(frozen=True)
+class Record:
+    partition: str
+    row: str
+    data: dict[str, Any]
+    etag: str
+
+
+def _to_entity(partition: str, row: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    from azure.data.tables import EdmType, EntityProperty
+
+    entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
+    for name, value in data.items():
+        if name in {"PartitionKey", "RowKey", "Timestamp", "etag"}:
+            raise ValueError(f"{name} is reserved in Table storage entities")
+        if isinstance(value, bool) or value is None or isinstance(value, str | float):
+            entity[name] = value
+        elif isinstance(value, int):
+            # Table storage ints are 32-bit unless typed explicitly; node counts and epoch
+            # seconds need 64 bits, so every int is stored as Int64.
+            entity[name] = EntityProperty(value, EdmType.INT64)
+        else:
+            raise TypeError(f"state field {name!r} has unsupported type {type(value).__name__}: store str, int, float, bool or None")
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+def _from_entity(entity: Any) -> Record:
+    data: dict[str, Any] = {}
+    for name, value in entity.items():
+        if name in {"PartitionKey", "RowKey"}:
+            continue
+        data[name] = value.value if hasattr(value, "edm_type") else value
+    return Record(entity["PartitionKey"], entity["RowKey"], data, entity.metadata["etag"])
+
+
+class StateTable:
+    def __init__(self, client: TableClient) -> None:
+        self._client = client
+
+    @property
+    def name(self) -> str:
+        return self._client.table_name
+
+    def get(self, partition: str, row: str) -> Record | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return _from_entity(self._client.get_entity(partition, row))
+        except ResourceNotFoundError:
+            return None
+
+    def insert(self, partition: str, row: str, data: Mapping[str, Any]) -> Record:
+        """Create the entity; :class:`ConcurrencyConflict` if it already exists."""
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            meta = self._client.create_entity(_to_entity(partition, row, data))
+        except ResourceExistsError as exc:
+            raise ConcurrencyConflict(f"{self.name}/{partition}/{row} already exists") from exc
+        return Record(partition, row, dict(data), meta["etag"])
+
+    def replace(self, record: Record, data: Mapping[str, Any]) -> Record:
+        """Replace the entity only if it is unchanged since ``record`` was read."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            meta = self._client.update_entity(_to_entity(record.partition, record.row, data), mode=UpdateMode.REPLACE,
+                                              etag=record.etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from exc
+        return Record(record.partition, record.row, dict(data), meta["etag"])
+
+    def save(self, partition: str, row: str, data: Mapping[str, Any], expected: Record | None) -> Record:
+        """Insert when ``expected`` is None, else replace conditionally: one call for read-decide-write."""
+        return self.insert(partition, row, data) if expected is None else self.replace(expected, data)
+
+    def delete(self, record: Record) -> None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        try:
+            self._client.delete_entity(record.partition, record.row, etag=record.etag, match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError as exc:
+            raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from exc
+
+    def claim(self, partition: str, row: str, data: Mapping[str, Any] | None = None) -> bool:
+        """Insert-once: True for the single caller that created the row, False for everyone after."""
+        try:
+            self.insert(partition, row, data or {})
+        except ConcurrencyConflict:
+            return False
+        return True
+
+    def query(self, partition: str | None = None) -> Iterator[Record]:
+        if partition is None:
+            entities = self._client.list_entities()
+        else:
+            entities = self._client.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+        for entity in entities:
+            yield _from_entity(entity)
+
+
+class StateStore:
+    """The app's tables, created on first use."""
+
+    def __init__(self, service: TableServiceClient, prefix: str = "autopilot") -> None:
+        self._service = service
+        self._prefix = prefix
+        self._tables: dict[str, StateTable] = {}
+        self._lock = threading.Lock()
+
+    def table(self, name: str) -> StateTable:
+        with self._lock:
+            if name not in self._tables:
+                client = self._service.create_table_if_not_exists(f"{self._prefix}{name}")
+                self._tables[name] = StateTable(client)
+            return self._tables[name]
