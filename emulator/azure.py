@@ -121,7 +121,8 @@ class Emulator:
             return route
         if not request.path.startswith("/_emulator/"):
             # Azure authenticates before it routes: an unknown path without a token is still a 401.
-            self._authenticate(Route(request.method, request.path, lambda r: Response(), plane="batch" if request.path.startswith("/batch/") else "arm"), request)
+            plane = "batch" if request.path.startswith("/batch/") else "arm"
+            self._authenticate(Route(request.method, request.path, lambda r: Response(), plane=plane), request)
         if method_mismatch:
             raise AzureError(405, "MethodNotAllowed", f"The requested method {request.method} is not allowed for '{request.path}'.")
         if request.path.lower().startswith("/batch/"):

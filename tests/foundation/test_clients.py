@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
@@ -25,10 +27,9 @@ def test_every_client_reaches_the_configured_endpoints(clients: AzureClients, em
                                                                                  "eventTime": "2026-11-02T06:00:00Z"}]),
     }
     for path, call in calls.items():
-        try:
+        # What the emulator answers is covered by its contract tests; here only *where* matters.
+        with contextlib.suppress(HttpResponseError):
             call()
-        except HttpResponseError:
-            pass  # what the emulator answers is covered by its contract tests; here only *where* matters
         assert emulator.log.entries(path_contains=path), f"no request reached the emulator at {path}"
     assert clients.batch_account(f"https://{host}/batch/acct1") is clients.batch_account(f"{host}/batch/acct1")  # cached per endpoint
     assert clients.tables.url.startswith("http")
