@@ -48,6 +48,19 @@ def routes(emulator: Emulator) -> list[Route]:
         emulator.faults.clear()
         return Response(204)
 
+    def teams_webhook(request: Request) -> Response:
+        # A stand-in for a Teams Workflows "When a Teams webhook request is received" trigger:
+        # it accepts the message envelope with Adaptive Card attachments and answers 202.
+        body = request.json()
+        attachments = body.get("attachments")
+        if body.get("type") != "message" or not isinstance(attachments, list) or not attachments:
+            raise bad_request("A Teams Workflows webhook expects {\"type\": \"message\", \"attachments\": [...]}.")
+        emulator.teams_messages.append({"channel": request.params["channel"], "time": emulator.now().isoformat(), "body": body})
+        return Response(202)
+
+    def teams_messages(request: Request) -> Response:
+        return json_response({"value": emulator.teams_messages})
+
     admin = dict(plane="admin", auth=False)
     return [
         Route("POST", "/_emulator/clock/advance", advance, **admin),
@@ -55,4 +68,6 @@ def routes(emulator: Emulator) -> list[Route]:
         Route("GET", "/_emulator/requests", requests, **admin),
         Route("POST", "/_emulator/faults", add_fault, **admin),
         Route("DELETE", "/_emulator/faults", clear_faults, **admin),
+        Route("POST", "/_emulator/teams/{channel}", teams_webhook, **admin),
+        Route("GET", "/_emulator/teams", teams_messages, **admin),
     ]

@@ -18,6 +18,7 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.batch import BatchClient
+    from azure.core import PipelineClient
     from azure.core.credentials import AccessToken, TokenCredential
     from azure.data.tables import TableServiceClient
     from azure.eventgrid._legacy import EventGridPublisherClient
@@ -160,6 +161,23 @@ class AzureClients:
             return EventGridPublisherClient(self.settings.events_topic_endpoint, credential, **self._transport_kwargs())
 
         return self._cached("event_publisher", build)
+
+    @property
+    def teams_webhook(self) -> PipelineClient | None:
+        """An HTTPS client for the Teams Workflows webhook, or None when none is configured."""
+        url = self.settings.teams_webhook_url
+        if not url:
+            return None
+
+        def build() -> PipelineClient:
+            from azure.core import PipelineClient
+            from azure.core.pipeline.policies import HeadersPolicy, RetryPolicy, UserAgentPolicy
+
+            kwargs = self._transport_kwargs()
+            policies = [HeadersPolicy(), UserAgentPolicy(user_agent=USER_AGENT), RetryPolicy(**kwargs)]
+            return PipelineClient(base_url=url, policies=policies, **kwargs)
+
+        return self._cached("teams", build)
 
     @property
     def tables(self) -> TableServiceClient:

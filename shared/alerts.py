@@ -1,0 +1,153 @@
+"""Alerts: typed events on the app's custom topic, and the same alert as a Teams Adaptive Card.
+
+De-duplication is done in Table storage across instances, in two phases, so that an alert is never
+sent twice and never lost: the first instance *claims* the alert (insert-once), sends it, then
+marks it sent. A claim left unsent (the instance died, or Event Grid refused) is taken over after
+``STALE_CLAIM`` by whichever instance sees it next, guarded by the row's ETag.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from shared.clock import iso, parse_iso
+from shared.event_routing import EVENT_NAMESPACE
+from shared.state import ALERTS, ConcurrencyConflict, safe_key
+
+if TYPE_CHECKING:
+    from shared.context import AppContext
+
+log = logging.getLogger("autopilot.alerts")
+
+DATA_VERSION = "1.0"
+STALE_CLAIM = timedelta(minutes=5)  # longer than one publish with retries; shorter than a watch tick
+
+# Alert types (the event type is f"{EVENT_NAMESPACE}.{type}"). docs/alerts.md is the runbook.
+ALLOCATION_FAILED = "AllocationFailed"
+QUOTA_REACHED = "QuotaReached"
+IMAGE_MISSING = "ImageMissing"
+RESIZE_GAVE_UP = "ResizeGaveUp"
+POOL_RECOVERED = "PoolRecovered"
+NEEDS_ATTENTION = "PoolNeedsAttention"  # configuration problems (subnet, VM size, Gen2) and autoscale pools
+SNAPSHOT_SET_INCOMPLETE = "SnapshotSetIncomplete"
+IMAGE_REFUSED = "ImageRefused"
+IMAGE_BUILD_FAILED = "ImageBuildFailed"
+POOLS_CREATED = "PoolsCreated"
+DELETE_BLOCKED = "DeleteBlocked"
+
+SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = "info", "warning", "critical"
+
+
+@dataclass(frozen=True)
+class Alert:
+    type: str
+    severity: str
+    subject: str  # the resource the alert is about (a pool path, an image id, a snapshot id)
+    title: str
+    diagnosis: str
+    fix: str
+    dedupe_key: str  # one alert per (subject, type, dedupe_key): e.g. the failure episode's start
+    occurred_at: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_type(self) -> str:
+        return f"{EVENT_NAMESPACE}.{self.type}"
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "alertType": self.type,
+            "severity": self.severity,
+            "subject": self.subject,
+            "title": self.title,
+            "diagnosis": self.diagnosis,
+            "fix": self.fix,
+            "occurredAt": iso(self.occurred_at),
+            **self.details,
+        }
+
+    def event(self) -> dict[str, Any]:
+        """The Event Grid schema event published on the custom topic."""
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.subject}|{self.type}|{self.dedupe_key}")),
+            "subject": self.subject,
+            "eventType": self.event_type,
+            "eventTime": iso(self.occurred_at),
+            "dataVersion": DATA_VERSION,
+            "data": self.data(),
+        }
+
+
+def adaptive_card(alert: Alert) -> dict[str, Any]:
+    """A Teams Workflows webhook message carrying the alert as an Adaptive Card (v1.4)."""
+    colour = {SEVERITY_CRITICAL: "Attention", SEVERITY_WARNING: "Warning"}.get(alert.severity, "Good")
+    facts = [{"title": "Alert", "value": alert.type}, {"title": "Severity", "value": alert.severity},
+             {"title": "Resource", "value": alert.subject}, {"title": "When", "value": iso(alert.occurred_at)}]
+    for key in ("account", "pool", "codes", "attempt", "nextTryTime", "pools"):
+        value = alert.details.get(key)
+        if value not in (None, "", []):
+            facts.append({"title": key, "value": value if isinstance(value, str) else json.dumps(value)})
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "text": alert.title, "size": "Large", "weight": "Bolder", "color": colour, "wrap": True},
+            {"type": "FactSet", "facts": facts},
+            {"type": "TextBlock", "text": alert.diagnosis, "wrap": True},
+            {"type": "TextBlock", "text": f"**What to do:** {alert.fix}", "wrap": True},
+        ],
+    }
+    return {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
+
+
+class AlertPublisher:
+    def __init__(self, context: AppContext) -> None:
+        self._context = context
+
+    def publish(self, alert: Alert) -> bool:
+        """Send the alert once across all instances. Returns False when it was already sent."""
+        table = self._context.state.table(ALERTS)
+        partition, row = safe_key(alert.subject), safe_key(f"{alert.type}|{alert.dedupe_key}")
+        now = self._context.clock.now()
+        claim_data = {"type": alert.type, "subject": alert.subject, "claimedAt": iso(now), "sent": False}
+        try:
+            record = table.insert(partition, row, claim_data)
+        except ConcurrencyConflict:
+            existing = table.get(partition, row)
+            if existing is None or existing.data.get("sent"):
+                return False
+            claimed = parse_iso(existing.data.get("claimedAt"))
+            if claimed is not None and now - claimed < STALE_CLAIM:
+                return False  # another instance is sending it right now
+            try:
+                record = table.replace(existing, claim_data)
+            except ConcurrencyConflict:
+                return False
+        self._send(alert)
+        try:
+            table.replace(record, {**claim_data, "sent": True, "sentAt": iso(self._context.clock.now())})
+        except ConcurrencyConflict:
+            log.warning("alert %s for %s was sent, but its claim changed meanwhile", alert.type, alert.subject)
+        return True
+
+    def _send(self, alert: Alert) -> None:
+        # The topic is the contract other teams subscribe to: a failure here propagates, so the
+        # invocation fails and is retried (Event Grid redelivery, or the next tick).
+        self._context.clients.event_publisher.send([alert.event()])
+        log.info("alert %s (%s) for %s: %s", alert.type, alert.severity, alert.subject, alert.title)
+        teams = self._context.clients.teams_webhook
+        if teams is None:
+            return
+        from azure.core.rest import HttpRequest
+
+        try:
+            response = teams.send_request(HttpRequest("POST", self._context.settings.teams_webhook_url or "", json=adaptive_card(alert)))
+            response.raise_for_status()
+        except Exception as exc:  # Teams is a courtesy copy; the topic event already carries the alert
+            log.warning("could not post alert %s for %s to Teams: %s", alert.type, alert.subject, exc)

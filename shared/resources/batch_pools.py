@@ -1,0 +1,117 @@
+"""Batch pools: list, read, resize (data plane) and create (management plane).
+
+Why resizes go through ``BatchClient.send_request``: azure-batch 15.1's only public resize is
+``begin_resize_pool``, whose LROPoller starts a background thread that polls ``get_pool`` every few
+seconds until the pool is steady - up to the whole resize timeout, long after the function has
+returned. The app never waits on a resize (the timer observes the outcome), so it sends the same
+documented REST call (POST /pools/{id}/resize) through the client's own pipeline (authentication,
+retry policy, TLS) and reads the status code itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import timedelta
+from typing import Any
+
+from shared.clients import AzureClients
+from shared.resources.batch_accounts import BatchAccount
+
+# The data-plane api-version azure-batch 15.1.0 sends (contracts §4); the resize request below must match it.
+BATCH_API_VERSION = "2025-06-01"
+
+# Exactly the fields the watch reads: the list call stays one small page per 1,000 pools.
+POOL_LIST_SELECT = [
+    "id", "eTag", "allocationState", "allocationStateTransitionTime", "currentDedicatedNodes",
+    "currentLowPriorityNodes", "targetDedicatedNodes", "targetLowPriorityNodes", "enableAutoScale",
+    "resizeErrors", "resizeTimeout", "metadata", "vmSize", "virtualMachineConfiguration",
+]
+LIST_PAGE_SIZE = 1000  # the service maximum: fewest round trips per account
+
+
+class ResizeResult(enum.Enum):
+    ACCEPTED = "accepted"  # 202: Batch took the new target
+    BUSY = "busy"  # 409: someone else is resizing, or autoscale is on - benign, look again next tick
+    CHANGED = "changed"  # 412: the pool changed since we read it (another instance acted) - do nothing
+    GONE = "gone"  # 404: the pool was deleted
+
+
+def list_pools(clients: AzureClients, account: BatchAccount) -> list[dict[str, Any]]:
+    """Every pool of the account in one paged list call, as data-plane JSON dicts."""
+    client = clients.batch_account(account.endpoint)
+    return [pool.as_dict() for pool in client.list_pools(select=POOL_LIST_SELECT, max_results=LIST_PAGE_SIZE)]
+
+
+def get_pool(clients: AzureClients, account: BatchAccount, pool_id: str) -> dict[str, Any] | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return clients.batch_account(account.endpoint).get_pool(pool_id, select=POOL_LIST_SELECT).as_dict()
+    except ResourceNotFoundError:
+        return None
+
+
+def iso_duration(delta: timedelta) -> str:
+    minutes, seconds = divmod(int(delta.total_seconds()), 60)
+    return f"PT{minutes}M{seconds}S" if seconds else f"PT{minutes}M"
+
+
+def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, etag: str | None, target_dedicated: int,
+                target_spot: int, resize_timeout: timedelta, node_deallocation_option: str | None = None) -> ResizeResult:
+    from urllib.parse import quote
+
+    from azure.core.rest import HttpRequest
+
+    body: dict[str, Any] = {
+        "targetDedicatedNodes": target_dedicated,
+        "targetLowPriorityNodes": target_spot,
+        "resizeTimeout": iso_duration(resize_timeout),
+    }
+    if node_deallocation_option:
+        body["nodeDeallocationOption"] = node_deallocation_option.lower()
+    headers = {"Content-Type": "application/json; odata=minimalmetadata"}
+    if etag:
+        # If-Match makes the resize conditional on the pool we decided on: if another instance
+        # (or a person) acted in between, Batch answers 412 and nothing is done twice.
+        headers["If-Match"] = etag
+    request = HttpRequest("POST", f"/pools/{quote(pool_id, safe='')}/resize?api-version={BATCH_API_VERSION}", json=body, headers=headers)
+    response = clients.batch_account(account.endpoint).send_request(request)
+    if response.status_code in (200, 202):
+        return ResizeResult.ACCEPTED
+    if response.status_code == 409:
+        return ResizeResult.BUSY
+    if response.status_code == 412:
+        return ResizeResult.CHANGED
+    if response.status_code == 404:
+        return ResizeResult.GONE
+    response.raise_for_status()
+    raise RuntimeError(f"unexpected status {response.status_code} resizing pool {pool_id} in {account.id}")
+
+
+def list_supported_images(clients: AzureClients, account: BatchAccount) -> list[dict[str, Any]]:
+    return [image.as_dict() for image in clients.batch_account(account.endpoint).list_supported_images()]
+
+
+def create_pool(clients: AzureClients, account: BatchAccount, pool_id: str, body: dict[str, Any]) -> bool:
+    """Create-only (``If-None-Match: *``): True when created, False when the pool already existed.
+
+    A redelivered event must never overwrite a pool a team may have changed since.
+    """
+    from azure.core import MatchConditions
+    from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError
+
+    try:
+        clients.batch_management.pool.create(account.resource_group, account.name, pool_id, body,
+                                             match_condition=MatchConditions.IfMissing)
+    except (ResourceExistsError, ResourceModifiedError):
+        return False
+    except HttpResponseError as exc:
+        if exc.status_code in (409, 412):
+            return False
+        raise
+    return True
+
+
+def list_pools_management(clients: AzureClients, account: BatchAccount) -> list[dict[str, Any]]:
+    """Pools as the management plane shows them (for the guard's reference graph: image ids)."""
+    return [pool.as_dict() for pool in clients.batch_management.pool.list_by_batch_account(account.resource_group, account.name)]

@@ -1,0 +1,77 @@
+"""Compute resources the pipeline and the guard touch: snapshots, disks, managed images, gallery versions.
+
+Reads return the resource as Azure's JSON (``as_dict()`` of the SDK model) or None when it does not
+exist. Creates are long-running operations that are *started* here (``polling=False``) and never
+awaited: their completion arrives as the resource's own ResourceWriteSuccess event, or the timer
+sees it. A Function invocation must not sit for the minutes an image or a replica takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.clients import AzureClients
+from shared.resource_ids import ResourceId
+
+
+def _get(call: Any) -> dict[str, Any] | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return call().as_dict()
+    except ResourceNotFoundError:
+        return None
+
+
+def get_snapshot(clients: AzureClients, snapshot_id: str) -> dict[str, Any] | None:
+    rid = ResourceId.parse(snapshot_id)
+    return _get(lambda: clients.compute.snapshots.get(rid.resource_group, rid.name))
+
+
+def get_disk(clients: AzureClients, disk_id: str) -> dict[str, Any] | None:
+    rid = ResourceId.parse(disk_id)
+    return _get(lambda: clients.compute.disks.get(rid.resource_group, rid.name))
+
+
+def get_image(clients: AzureClients, image_id: str) -> dict[str, Any] | None:
+    rid = ResourceId.parse(image_id)
+    return _get(lambda: clients.compute.images.get(rid.resource_group, rid.name))
+
+
+def get_gallery_image(clients: AzureClients, resource_group: str, gallery: str, definition: str) -> dict[str, Any] | None:
+    return _get(lambda: clients.compute.gallery_images.get(resource_group, gallery, definition))
+
+
+def get_gallery_image_version(clients: AzureClients, version_id: str) -> dict[str, Any] | None:
+    rid = ResourceId.parse(version_id)
+    gallery, definition, version = rid.names[-3:]
+    return _get(lambda: clients.compute.gallery_image_versions.get(rid.resource_group, gallery, definition, version))
+
+
+def get_any_image(clients: AzureClients, image_id: str) -> dict[str, Any] | None:
+    """A managed image or a gallery image version, whichever the id names."""
+    rid = ResourceId.parse(image_id)
+    if rid.is_type("Microsoft.Compute/galleries/images/versions"):
+        return get_gallery_image_version(clients, image_id)
+    if rid.is_type("Microsoft.Compute/images"):
+        return get_image(clients, image_id)
+    if rid.is_type("Microsoft.Compute/galleries/images"):
+        return get_gallery_image(clients, rid.resource_group or "", rid.names[0], rid.names[1])
+    raise ValueError(f"{image_id} is neither a managed image nor a gallery image (version)")
+
+
+def start_image_create(clients: AzureClients, image_id: str, body: dict[str, Any]) -> None:
+    rid = ResourceId.parse(image_id)
+    clients.compute.images.begin_create_or_update(rid.resource_group, rid.name, body, polling=False)
+
+
+def start_gallery_image_version_create(clients: AzureClients, version_id: str, body: dict[str, Any]) -> None:
+    rid = ResourceId.parse(version_id)
+    gallery, definition, version = rid.names[-3:]
+    clients.compute.gallery_image_versions.begin_create_or_update(rid.resource_group, gallery, definition, version, body, polling=False)
+
+
+def ensure_gallery_image(clients: AzureClients, resource_group: str, gallery: str, definition: str, body: dict[str, Any]) -> None:
+    """Create the gallery image definition when missing (an LRO that completes in seconds in Azure)."""
+    if get_gallery_image(clients, resource_group, gallery, definition) is None:
+        clients.compute.gallery_images.begin_create_or_update(resource_group, gallery, definition, body).result()

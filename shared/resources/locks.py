@@ -1,0 +1,57 @@
+"""Management locks at resource level.
+
+The ``*_by_scope`` methods percent-encode the scope's slashes (contracts §6.4), which ARM may not
+accept; the ``*_at_resource_level`` methods keep the path intact, so the app uses those, splitting the
+resource id into provider namespace, parent path, type and name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.clients import AzureClients
+from shared.resource_ids import ResourceId
+
+
+@dataclass(frozen=True)
+class Lock:
+    name: str
+    level: str
+    notes: str
+    owners: tuple[str, ...]
+
+
+def _parts(resource_id: str) -> tuple[str, str, str, str, str]:
+    rid = ResourceId.parse(resource_id)
+    if not rid.namespace or not rid.types or rid.resource_group is None:
+        raise ValueError(f"{resource_id} is not a resource inside a resource group")
+    parent = "/".join(f"{t}/{n}" for t, n in zip(rid.types[:-1], rid.names[:-1], strict=True))
+    return rid.resource_group, rid.namespace, parent, rid.types[-1], rid.names[-1]
+
+
+def list_locks(clients: AzureClients, resource_id: str) -> list[Lock]:
+    """Locks *directly on* the resource (inherited ones from the group or subscription are not listed here)."""
+    rg, ns, parent, rtype, name = _parts(resource_id)
+    locks = []
+    for lock in clients.locks.management_locks.list_at_resource_level(rg, ns, parent, rtype, name):
+        lock_id = (lock.id or "").lower()
+        # The list call also returns locks inherited from parents; keep the ones on this resource.
+        if lock_id and not lock_id.startswith(ResourceId.parse(resource_id).key + "/providers/microsoft.authorization/locks/"):
+            continue
+        owners = tuple(o.application_id for o in (lock.owners or []) if o.application_id)
+        locks.append(Lock(lock.name or "", str(lock.level), lock.notes or "", owners))
+    return locks
+
+
+def put_lock(clients: AzureClients, resource_id: str, lock_name: str, notes: str, owner_app_id: str | None = None) -> None:
+    from azure.mgmt.resource.locks.models import LockLevel, ManagementLockObject, ManagementLockOwner
+
+    rg, ns, parent, rtype, name = _parts(resource_id)
+    lock = ManagementLockObject(level=LockLevel.CAN_NOT_DELETE, notes=notes,
+                                owners=[ManagementLockOwner(application_id=owner_app_id)] if owner_app_id else None)
+    clients.locks.management_locks.create_or_update_at_resource_level(rg, ns, parent, rtype, name, lock_name, lock)
+
+
+def delete_lock(clients: AzureClients, resource_id: str, lock_name: str) -> None:
+    rg, ns, parent, rtype, name = _parts(resource_id)
+    clients.locks.management_locks.delete_at_resource_level(rg, ns, parent, rtype, name, lock_name)
