@@ -48,6 +48,7 @@ class Emulator:
         self.log = RequestLog()
         self.faults = FaultInjector(seed)
         self.base_url = "https://127.0.0.1"  # replaced by the server with its real address
+        self.teams_messages: list[dict] = []  # what the Teams Workflows webhook stand-in received
 
         self.resources = ResourcesBackend(self)
         self.compute = ComputeBackend(self)
@@ -96,6 +97,8 @@ class Emulator:
         except Exception as exc:  # a bug in the emulator must still answer like a server would
             response = json_response({"error": {"code": "InternalServerError", "message": f"emulator bug: {exc!r}"}}, 500)
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
+        if route is not None and route.plane == "arm" and request.method == "DELETE" and 200 <= response.status < 300 and not response.drop:
+            self.locks.resource_deleted(request.path)  # Azure deletes a resource's locks with it
         if route is not None and route.plane == "arm" and request.method in WRITE_METHODS \
                 and response.emit_event and not response.drop and fault_label is None:
             self.eventgrid.emit_for_request(request, route, response.status)
