@@ -55,6 +55,8 @@ class Settings:
     families_json: str | None = None
     teams_webhook_url: str | None = None
     watch_schedule: str = "0 */5 * * * *"
+    guard_schedule: str = "0 */15 * * * *"
+    pipeline_schedule: str = "30 */5 * * * *"
     retry: RetrySettings = field(default_factory=RetrySettings)
     backoff_initial_minutes: float = 5.0
     backoff_max_minutes: float = 30.0
@@ -199,6 +201,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         families_json=families,
         teams_webhook_url=teams,
         watch_schedule=r.optional("AUTOPILOT_WATCH_SCHEDULE", "0 */5 * * * *", _ncrontab) or "0 */5 * * * *",
+        guard_schedule=r.optional("AUTOPILOT_GUARD_SCHEDULE", "0 */15 * * * *", _ncrontab) or "0 */15 * * * *",
+        pipeline_schedule=r.optional("AUTOPILOT_PIPELINE_SCHEDULE", "30 */5 * * * *", _ncrontab) or "30 */5 * * * *",
         retry=retry,
         backoff_initial_minutes=r.number("AUTOPILOT_BACKOFF_INITIAL_MINUTES", 5.0, float, 0.5, 240, "5"),
         backoff_max_minutes=r.number("AUTOPILOT_BACKOFF_MAX_MINUTES", 30.0, float, 1, 1440, "30"),
