@@ -1,0 +1,568 @@
+"""The image-family configuration: what to build from a family's snapshots and which pools to create.
+
+The document comes from the ``AUTOPILOT_FAMILIES`` setting (or the file named by
+``AUTOPILOT_FAMILIES_FILE``) and is validated as a whole before anything runs, the way Cloud
+Custodian validates a policy file: every problem is reported at once, each with its JSON path, so
+an operator fixes the file in one go instead of one deployment per typo. ``docs/families.schema.json``
+describes the same document for editors; ``docs/families.example.json`` is a complete example
+(a test keeps the schema, the example and this parser in step).
+
+Shape (``?`` = optional, with its default)::
+
+    {"$schema"?: "...",
+     "families": {
+       "<family>": {
+         "description"?: "...",
+         "gallery": {"subscription"?: <app subscription>, "resourceGroup", "name", "imageDefinition",
+                     "osType": "Linux"|"Windows", "osState"?: "Generalized",
+                     "hyperVGeneration": "V1"|"V2", "location"},
+         "source"?: "managedImage" | "snapshots",
+         "imageResourceGroup": "...",                      (required for source managedImage)
+         "keepManagedImage"?: false,
+         "legacyManagedImagePools"?: false,                 (retired by Batch after 31 March 2026)
+         "replicas"?: {"nodesPerReplica"?: 300, "minimum"?: 1, "storageAccountType"?: "Standard_LRS"},
+         "nodeLimits"?: {"dedicated"?, "spot"?, "inboundNatDedicated"?, "inboundNatSpot"?},
+         "pools": [{"account": "<Batch account resource id>", "poolId"?: "{family}-{version}",
+                    "vmSize", "dedicated"?: 0, "spot"?: 0, "resizeTimeoutMinutes"?: 25,
+                    "allowResizeTimeoutOutsideBand"?: false, "nodeAgentSkuId"?: <derived>,
+                    "inboundNatPools"?: false, "nodeDeallocationOption"?: "Requeue",
+                    "metadata"?: {}, "schedule"?: [{"cron", "dedicated", "spot"}]}]}}}
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from shared import naming, ncrontab
+from shared.image_rules import (
+    CUSTOM_IMAGE_DEDICATED_LIMIT,
+    CUSTOM_IMAGE_SPOT_LIMIT,
+    NODES_PER_REPLICA,
+    NodeLimits,
+)
+from shared.resource_ids import InvalidResourceId, ResourceId
+from shared.snapshot_tags import canonical_family, family_problem
+
+# The Batch custom-image article: "set resizeTimeout to 20-30 minutes" for fixed-size pools, then
+# resize again if the target was not reached. 25 sits in the middle of that band.
+RESIZE_TIMEOUT_DEFAULT = 25
+RESIZE_TIMEOUT_BAND = (20, 30)
+RESIZE_TIMEOUT_LIMITS = (5, 1440)  # Batch refuses < 5 min; a day is a sanity bound, not an Azure one
+MAX_REPLICAS = 100  # sanity bound on the configured minimum replica count, not an Azure number
+SAMPLE_VERSION = "1.0.0"  # pool id templates are test-rendered with this version to find clashes
+
+OS_TYPES = ("Linux", "Windows")
+OS_STATES = ("Generalized", "Specialized")
+HYPER_V_GENERATIONS = ("V1", "V2")
+SOURCES = ("managedImage", "snapshots")
+STORAGE_ACCOUNT_TYPES = ("Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS")
+DEALLOCATION_OPTIONS = ("Requeue", "Terminate", "TaskCompletion", "RetainedData")  # management-plane casing
+RESERVED_METADATA_PREFIX = "autopilot."  # shared/pool_metadata.py: the app's own keys on the pool
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_VM_SIZE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,63}$")
+_REGION = re.compile(r"^[A-Za-z][A-Za-z0-9 ]{1,63}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+class FamilyConfigError(ValueError):
+    """The families document is invalid. ``problems`` holds one line per problem, each starting with its JSON path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"The image families configuration (AUTOPILOT_FAMILIES) has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+
+
+# --- the validated configuration -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    resource_group: str
+    name: str
+    image_definition: str
+    os_type: str  # Linux | Windows
+    hyper_v_generation: str  # V1 | V2
+    location: str
+    os_state: str = "Generalized"
+    subscription: str | None = None  # None: the app's subscription
+
+
+@dataclass(frozen=True)
+class ReplicaPolicy:
+    nodes_per_replica: int = NODES_PER_REPLICA
+    minimum: int = 1
+    storage_account_type: str = "Standard_LRS"
+
+
+@dataclass(frozen=True)
+class ScheduleEntry:
+    cron: str  # six-field NCRONTAB, as Functions timers use
+    dedicated: int
+    spot: int
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    account: str  # Batch account resource id
+    vm_size: str
+    pool_id_template: str = naming.DEFAULT_POOL_ID_TEMPLATE
+    dedicated: int = 0
+    spot: int = 0
+    resize_timeout_minutes: int = RESIZE_TIMEOUT_DEFAULT
+    allow_resize_timeout_outside_band: bool = False
+    node_agent_sku_id: str | None = None  # None: derived from the base Marketplace image
+    inbound_nat_pools: bool = False
+    node_deallocation_option: str = "Requeue"
+    metadata: tuple[tuple[str, str], ...] = ()
+    schedule: tuple[ScheduleEntry, ...] = ()
+
+    @property
+    def peak_dedicated(self) -> int:
+        """The most dedicated nodes this pool is ever asked for (initial target or any schedule entry)."""
+        return max([self.dedicated, *(s.dedicated for s in self.schedule)])
+
+    @property
+    def peak_spot(self) -> int:
+        return max([self.spot, *(s.spot for s in self.schedule)])
+
+    def metadata_dict(self) -> dict[str, str]:
+        return dict(self.metadata)
+
+    def pool_id(self, family: str, version: str) -> str:
+        return naming.render_pool_id(self.pool_id_template, family, version)
+
+
+@dataclass(frozen=True)
+class FamilyConfig:
+    name: str
+    gallery: GalleryConfig
+    pools: tuple[PoolSpec, ...] = ()
+    source: str = "managedImage"  # managedImage | snapshots
+    image_resource_group: str | None = None
+    keep_managed_image: bool = False
+    legacy_managed_image_pools: bool = False
+    replicas: ReplicaPolicy = field(default_factory=ReplicaPolicy)
+    node_limits: NodeLimits = field(default_factory=NodeLimits)
+    description: str | None = None
+
+    @property
+    def builds_managed_image(self) -> bool:
+        return self.source == "managedImage"
+
+
+@dataclass(frozen=True)
+class FamiliesConfig:
+    """Every family by its (folded) name; iterating yields the FamilyConfig values."""
+
+    families: Mapping[str, FamilyConfig] = field(default_factory=lambda: MappingProxyType({}))
+
+    def get(self, name: str) -> FamilyConfig | None:
+        """The family called ``name``, matched case-insensitively (as snapshot tags are)."""
+        return self.families.get(canonical_family(name)) if isinstance(name, str) else None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.families)
+
+    def __iter__(self) -> Iterator[FamilyConfig]:
+        return iter(self.families.values())
+
+    def __len__(self) -> int:
+        return len(self.families)
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def parse_families(text: str | None) -> FamiliesConfig:
+    """Parse and validate the families document (JSON text). Empty or None: no families."""
+    if text is None or not text.strip():
+        return FamiliesConfig()
+    duplicates: list[str] = []
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                duplicates.append(f"the key {key!r} appears twice in one object; JSON keeps only the last one, so remove one of them")
+            seen[key] = value
+        return seen
+
+    try:
+        document = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise FamilyConfigError([f"the document is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+    except RecursionError:
+        raise FamilyConfigError(["the document is nested too deeply to be a families configuration"]) from None
+    return families_from_dict(document, _extra_problems=duplicates)
+
+
+def families_from_dict(document: object, *, _extra_problems: list[str] | None = None) -> FamiliesConfig:
+    """Validate an already-decoded families document."""
+    v = _Validator(list(_extra_problems or []))
+    families: list[FamilyConfig] = []
+    top = v.obj("", document, required=("families",), optional=("$schema",))
+    if top is not None:
+        if "$schema" in top:
+            v.string("$schema", top["$schema"])
+        raw_families = top.get("families")
+        if not isinstance(raw_families, Mapping):
+            v.problem("families", f"{_show(raw_families)} is not an object; give one entry per image family, e.g. {{\"gpu\": {{...}}}}")
+        else:
+            folded_seen: dict[str, str] = {}
+            for raw_name, raw_family in raw_families.items():
+                path = _join("families", raw_name)
+                if not isinstance(raw_name, str):
+                    v.problem(path, "family names are strings")
+                    continue
+                name = canonical_family(raw_name)
+                if problem := family_problem(name):
+                    v.problem(path, f"{raw_name!r} is not a usable family name: {problem}")
+                    continue
+                if name in folded_seen:
+                    v.problem(path, f"family names are compared without case, and {folded_seen[name]!r} is already defined; keep one")
+                    continue
+                folded_seen[name] = raw_name
+                family = _family(v, path, name, raw_family)
+                if family is not None:
+                    families.append(family)
+            _check_pool_id_clashes(v, families)
+    if v.problems:
+        raise FamilyConfigError(v.problems)
+    return FamiliesConfig(MappingProxyType({f.name: f for f in families}))
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+def _join(path: str, key: object) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    text = str(key)
+    if _IDENTIFIER.match(text):
+        return f"{path}.{text}" if path else text
+    return f"{path}[{json.dumps(text)}]"
+
+
+def _show(value: object) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _Validator:
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path or '(document)'}: {message}")
+
+    def obj(self, path: str, value: object, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Mapping[str, Any] | None:
+        if not isinstance(value, Mapping):
+            self.problem(path, f"{_show(value)} is not an object")
+            return None
+        allowed = (*required, *optional)
+        for key in value:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"allowed keys are {', '.join(allowed)}"
+                self.problem(_join(path, key), f"unknown key; {hint}")
+        for key in required:
+            if key not in value:
+                self.problem(_join(path, key), "is required")
+        return value
+
+    def string(self, path: str, value: object, check: Any = None, *, example: str | None = None) -> str | None:
+        if not isinstance(value, str) or not value.strip():
+            self.problem(path, f"{_show(value)} is not a non-empty string" + (f"; for example {json.dumps(example)}" if example else ""))
+            return None
+        text = value.strip()
+        if check is not None and (why := check(text)):
+            self.problem(path, f"{_show(value)}: {why}" + (f"; for example {json.dumps(example)}" if example else ""))
+            return None
+        return text
+
+    def integer(self, path: str, value: object, low: int, high: int) -> int | None:
+        # JSON has one number type; 25.0 is accepted as 25 (JSON Schema's "integer" does the same).
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or (isinstance(value, float) and not value.is_integer()):
+            self.problem(path, f"{_show(value)} is not a whole number")
+            return None
+        number = int(value)
+        if not low <= number <= high:
+            self.problem(path, f"{number} is outside {low}–{high}")
+            return None
+        return number
+
+    def boolean(self, path: str, value: object) -> bool | None:
+        if not isinstance(value, bool):
+            self.problem(path, f"{_show(value)} is not true or false")
+            return None
+        return value
+
+    def choice(self, path: str, value: object, choices: tuple[str, ...]) -> str | None:
+        """One of ``choices``, matched case-insensitively and returned in its canonical spelling."""
+        if isinstance(value, str):
+            for c in choices:
+                if c.lower() == value.strip().lower():
+                    return c
+        self.problem(path, f"{_show(value)} is not one of {', '.join(choices)}")
+        return None
+
+
+def _guid(text: str) -> str | None:
+    return None if _GUID.match(text) else "a subscription id is a GUID"
+
+
+def _batch_account(text: str) -> str | None:
+    try:
+        rid = ResourceId.parse(text)
+    except InvalidResourceId:
+        rid = None
+    if rid is None or not rid.is_type("Microsoft.Batch/batchAccounts") or rid.resource_group is None:
+        return "not a Batch account resource id"
+    return None
+
+
+def _region(text: str) -> str | None:
+    return None if _REGION.match(text) else "not an Azure region name"
+
+
+def _vm_size(text: str) -> str | None:
+    return None if _VM_SIZE.match(text) else "not a VM size name"
+
+
+def _cron(text: str) -> str | None:
+    # The same parser the pool watch uses to follow the schedule, so what passes here also runs there.
+    try:
+        ncrontab.parse(text)
+    except ncrontab.NcrontabError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
+
+
+def _gallery(v: _Validator, path: str, raw: object) -> GalleryConfig | None:
+    g = v.obj(path, raw, required=("resourceGroup", "name", "imageDefinition", "osType", "hyperVGeneration", "location"),
+              optional=("subscription", "osState"))
+    if g is None:
+        return None
+    subscription = v.string(_join(path, "subscription"), g["subscription"], _guid) if "subscription" in g else None
+    resource_group = v.string(_join(path, "resourceGroup"), g.get("resourceGroup"), naming.resource_group_problem) if "resourceGroup" in g else None
+    name = v.string(_join(path, "name"), g.get("name"), naming.gallery_name_problem) if "name" in g else None
+    definition = v.string(_join(path, "imageDefinition"), g.get("imageDefinition"), naming.image_definition_problem) if "imageDefinition" in g else None
+    os_type = v.choice(_join(path, "osType"), g.get("osType"), OS_TYPES) if "osType" in g else None
+    generation = v.choice(_join(path, "hyperVGeneration"), g.get("hyperVGeneration"), HYPER_V_GENERATIONS) if "hyperVGeneration" in g else None
+    location = v.string(_join(path, "location"), g.get("location"), _region, example="westeurope") if "location" in g else None
+    os_state = "Generalized"
+    if "osState" in g:
+        os_state = v.choice(_join(path, "osState"), g["osState"], OS_STATES) or "Generalized"
+        if os_state == "Specialized":
+            # Batch provisions many nodes from one image and needs each to get its own identity at
+            # first boot, so gallery images for Batch pools must be generalized (Batch custom-image doc, 2026).
+            v.problem(_join(path, "osState"), "\"Specialized\" images cannot be used by Batch pools, which need generalized images; "
+                      "generalize the VM (sysprep / waagent -deprovision+user) before taking the snapshots and set \"Generalized\"")
+    if None in (resource_group, name, definition, os_type, generation, location):
+        return None
+    assert resource_group and name and definition and os_type and generation and location  # for the type checker
+    return GalleryConfig(resource_group=resource_group, name=name, image_definition=definition, os_type=os_type,
+                         hyper_v_generation=generation, location=location, os_state=os_state, subscription=subscription)
+
+
+def _replicas(v: _Validator, path: str, raw: object) -> ReplicaPolicy | None:
+    r = v.obj(path, raw, optional=("nodesPerReplica", "minimum", "storageAccountType"))
+    if r is None:
+        return None
+    per = v.integer(_join(path, "nodesPerReplica"), r["nodesPerReplica"], 1, NODES_PER_REPLICA) if "nodesPerReplica" in r else NODES_PER_REPLICA
+    minimum = v.integer(_join(path, "minimum"), r["minimum"], 1, MAX_REPLICAS) if "minimum" in r else 1
+    storage = v.choice(_join(path, "storageAccountType"), r["storageAccountType"], STORAGE_ACCOUNT_TYPES) if "storageAccountType" in r else "Standard_LRS"
+    if per is None or minimum is None or storage is None:
+        return None
+    return ReplicaPolicy(nodes_per_replica=per, minimum=minimum, storage_account_type=storage)
+
+
+def _node_limits(v: _Validator, path: str, raw: object) -> NodeLimits | None:
+    n = v.obj(path, raw, optional=("dedicated", "spot", "inboundNatDedicated", "inboundNatSpot"))
+    if n is None:
+        return None
+    # The overrides may only lower Batch's documented custom-image limits: raising them would just
+    # move the failure from this check to the pool's allocation.
+    default = NodeLimits()
+    values = {
+        "dedicated": v.integer(_join(path, "dedicated"), n["dedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in n else default.dedicated,
+        "spot": v.integer(_join(path, "spot"), n["spot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "spot" in n else default.spot,
+        "inbound_nat_dedicated": (v.integer(_join(path, "inboundNatDedicated"), n["inboundNatDedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT)
+                                  if "inboundNatDedicated" in n else None),
+        "inbound_nat_spot": v.integer(_join(path, "inboundNatSpot"), n["inboundNatSpot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "inboundNatSpot" in n else None,
+    }
+    if values["dedicated"] is None or values["spot"] is None:
+        return None
+    # An inbound-NAT limit never exceeds the plain limit it refines.
+    values["inbound_nat_dedicated"] = min(values["inbound_nat_dedicated"] if values["inbound_nat_dedicated"] is not None
+                                          else default.inbound_nat_dedicated, values["dedicated"])
+    values["inbound_nat_spot"] = min(values["inbound_nat_spot"] if values["inbound_nat_spot"] is not None else default.inbound_nat_spot, values["spot"])
+    return NodeLimits(**values)
+
+
+def _metadata(v: _Validator, path: str, raw: object) -> tuple[tuple[str, str], ...] | None:
+    if not isinstance(raw, Mapping):
+        v.problem(path, f"{_show(raw)} is not an object of name/value strings")
+        return None
+    pairs: list[tuple[str, str]] = []
+    ok = True
+    for key, value in raw.items():
+        item = _join(path, key)
+        if not isinstance(key, str) or not key.strip():
+            v.problem(item, "metadata names are non-empty strings")
+            ok = False
+        elif key.strip().lower().startswith(RESERVED_METADATA_PREFIX):
+            v.problem(item, f"names starting with {RESERVED_METADATA_PREFIX!r} are written by the app itself (shared/pool_metadata.py); rename it")
+            ok = False
+        elif not isinstance(value, str):
+            v.problem(item, f"{_show(value)} is not a string; Batch pool metadata values are strings")
+            ok = False
+        else:
+            pairs.append((key, value))
+    return tuple(pairs) if ok else None
+
+
+def _schedule(v: _Validator, path: str, raw: object) -> tuple[ScheduleEntry, ...] | None:
+    if not isinstance(raw, list):
+        v.problem(path, f"{_show(raw)} is not a list of {{\"cron\", \"dedicated\", \"spot\"}} entries")
+        return None
+    entries: list[ScheduleEntry] = []
+    ok = True
+    for i, raw_entry in enumerate(raw):
+        p = _join(path, i)
+        e = v.obj(p, raw_entry, required=("cron",), optional=("dedicated", "spot"))
+        if e is None:
+            ok = False
+            continue
+        cron = v.string(_join(p, "cron"), e.get("cron"), _cron) if "cron" in e else None
+        dedicated = v.integer(_join(p, "dedicated"), e["dedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in e else 0
+        spot = v.integer(_join(p, "spot"), e["spot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "spot" in e else 0
+        if cron is None or dedicated is None or spot is None:
+            ok = False
+            continue
+        entries.append(ScheduleEntry(cron=cron, dedicated=dedicated, spot=spot))
+    return tuple(entries) if ok else None
+
+
+_POOL_KEYS = ("account", "poolId", "vmSize", "dedicated", "spot", "resizeTimeoutMinutes", "allowResizeTimeoutOutsideBand",
+              "nodeAgentSkuId", "inboundNatPools", "nodeDeallocationOption", "metadata", "schedule")
+
+
+def _pool(v: _Validator, path: str, family: str, raw: object) -> PoolSpec | None:
+    before = len(v.problems)
+    p = v.obj(path, raw, required=("account", "vmSize"), optional=tuple(k for k in _POOL_KEYS if k not in ("account", "vmSize")))
+    if p is None:
+        return None
+    account = v.string(_join(path, "account"), p.get("account"), _batch_account,
+                       example="/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/myaccount") if "account" in p else None
+    template = naming.DEFAULT_POOL_ID_TEMPLATE
+    if "poolId" in p:
+        template = v.string(_join(path, "poolId"), p["poolId"], naming.pool_id_template_problem, example=naming.DEFAULT_POOL_ID_TEMPLATE) or template
+    if template and not any(m.startswith(f"{_join(path, 'poolId')}:") for m in v.problems[before:]):
+        try:
+            naming.render_pool_id(template, family, SAMPLE_VERSION)
+        except naming.NamingError as exc:
+            v.problem(_join(path, "poolId"), f"{json.dumps(template)} gives {exc.value!r} for version {SAMPLE_VERSION}: {exc.problem}")
+    vm_size = v.string(_join(path, "vmSize"), p.get("vmSize"), _vm_size, example="Standard_D4ds_v5") if "vmSize" in p else None
+    dedicated = v.integer(_join(path, "dedicated"), p["dedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in p else 0
+    spot = v.integer(_join(path, "spot"), p["spot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "spot" in p else 0
+    allow = v.boolean(_join(path, "allowResizeTimeoutOutsideBand"), p["allowResizeTimeoutOutsideBand"]) if "allowResizeTimeoutOutsideBand" in p else False
+    timeout = RESIZE_TIMEOUT_DEFAULT
+    if "resizeTimeoutMinutes" in p:
+        timeout = v.integer(_join(path, "resizeTimeoutMinutes"), p["resizeTimeoutMinutes"], *RESIZE_TIMEOUT_LIMITS)
+        low, high = RESIZE_TIMEOUT_BAND
+        if timeout is not None and not allow and not low <= timeout <= high:
+            v.problem(_join(path, "resizeTimeoutMinutes"), f"{timeout} is outside {low}–{high}; set allowResizeTimeoutOutsideBand: true to override "
+                      "(the Batch custom-image guidance is 20–30 minutes, then resize again)")
+            timeout = None
+    agent = v.string(_join(path, "nodeAgentSkuId"), p["nodeAgentSkuId"], example="batch.node.ubuntu 22.04") if "nodeAgentSkuId" in p else None
+    nat = v.boolean(_join(path, "inboundNatPools"), p["inboundNatPools"]) if "inboundNatPools" in p else False
+    deallocation = (v.choice(_join(path, "nodeDeallocationOption"), p["nodeDeallocationOption"], DEALLOCATION_OPTIONS)
+                    if "nodeDeallocationOption" in p else "Requeue")
+    metadata = _metadata(v, _join(path, "metadata"), p["metadata"]) if "metadata" in p else ()
+    schedule = _schedule(v, _join(path, "schedule"), p["schedule"]) if "schedule" in p else ()
+    if len(v.problems) > before:
+        return None
+    assert account and vm_size and timeout is not None and dedicated is not None and spot is not None  # for the type checker
+    return PoolSpec(account=account, vm_size=vm_size, pool_id_template=template, dedicated=dedicated, spot=spot,
+                    resize_timeout_minutes=timeout, allow_resize_timeout_outside_band=bool(allow), node_agent_sku_id=agent,
+                    inbound_nat_pools=bool(nat), node_deallocation_option=deallocation or "Requeue",
+                    metadata=metadata or (), schedule=schedule or ())
+
+
+_FAMILY_KEYS = ("description", "gallery", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas",
+                "nodeLimits", "pools")
+
+
+def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | None:
+    before = len(v.problems)
+    f = v.obj(path, raw, required=("gallery", "pools"), optional=tuple(k for k in _FAMILY_KEYS if k not in ("gallery", "pools")))
+    if f is None:
+        return None
+    description = v.string(_join(path, "description"), f["description"]) if "description" in f else None
+    gallery = _gallery(v, _join(path, "gallery"), f["gallery"]) if "gallery" in f else None
+    source = v.choice(_join(path, "source"), f["source"], SOURCES) if "source" in f else "managedImage"
+    image_rg = v.string(_join(path, "imageResourceGroup"), f["imageResourceGroup"], naming.resource_group_problem) if "imageResourceGroup" in f else None
+    keep = v.boolean(_join(path, "keepManagedImage"), f["keepManagedImage"]) if "keepManagedImage" in f else None
+    legacy = v.boolean(_join(path, "legacyManagedImagePools"), f["legacyManagedImagePools"]) if "legacyManagedImagePools" in f else False
+    replicas = _replicas(v, _join(path, "replicas"), f["replicas"]) if "replicas" in f else ReplicaPolicy()
+    limits = _node_limits(v, _join(path, "nodeLimits"), f["nodeLimits"]) if "nodeLimits" in f else NodeLimits()
+
+    if source == "managedImage" and "imageResourceGroup" not in f:
+        v.problem(_join(path, "imageResourceGroup"), "is required with source \"managedImage\" (the default): it is where the managed images are created")
+    if source == "snapshots" and keep:
+        v.problem(_join(path, "keepManagedImage"),
+                  "has no effect with source \"snapshots\", which builds no managed image; remove it or use source \"managedImage\"")
+    if legacy:
+        if source != "managedImage":
+            v.problem(_join(path, "legacyManagedImagePools"), "needs source \"managedImage\": legacy pools reference the managed image")
+        if keep is False:
+            v.problem(_join(path, "keepManagedImage"), "must not be false with legacyManagedImagePools: the pools' image has to outlive them")
+
+    pools: list[PoolSpec] = []
+    raw_pools = f.get("pools")
+    if "pools" in f and not isinstance(raw_pools, list):
+        v.problem(_join(path, "pools"), f"{_show(raw_pools)} is not a list of pools (use [] for a family that only builds images)")
+    elif isinstance(raw_pools, list):
+        for i, raw_pool in enumerate(raw_pools):
+            pool = _pool(v, _join(_join(path, "pools"), i), name, raw_pool)
+            if pool is not None:
+                pools.append(pool)
+    if len(v.problems) > before or gallery is None or source is None or replicas is None or limits is None or legacy is None:
+        return None
+    return FamilyConfig(name=name, gallery=gallery, pools=tuple(pools), source=source, image_resource_group=image_rg,
+                        keep_managed_image=bool(keep) or bool(legacy), legacy_managed_image_pools=legacy, replicas=replicas,
+                        node_limits=limits, description=description)
+
+
+def _check_pool_id_clashes(v: _Validator, families: list[FamilyConfig]) -> None:
+    """Two pools of any families that would get the same id in the same Batch account.
+
+    Batch pool ids are unique per account regardless of case, so the second create would fail
+    with PoolExists - or worse, the pipeline would treat another family's pool as its own.
+    """
+    seen: dict[tuple[str, str], str] = {}
+    for family in families:
+        for i, pool in enumerate(family.pools):
+            path = f"{_join(_join(_join('families', family.name), 'pools'), i)}.poolId"
+            try:
+                pool_id = pool.pool_id(family.name, SAMPLE_VERSION)
+            except naming.NamingError:
+                continue  # already reported
+            key = (ResourceId.parse(pool.account).key, naming.pool_id_key(pool_id))
+            if key in seen:
+                v.problem(path, f"gives pool id {pool_id!r} in the same Batch account as {seen[key]} (for version {SAMPLE_VERSION}; "
+                          "pool ids are compared without case and '.' becomes '-'); include {family} or another distinguishing text")
+            else:
+                seen[key] = path
