@@ -1,0 +1,35 @@
+"""Event Grid (system topic): snapshot, image and gallery-version writes drive the image pipeline."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+bp = func.Blueprint()
+log = logging.getLogger("autopilot.handlers.image_pipeline")
+
+
+@bp.event_grid_trigger(arg_name="event")
+def image_pipeline(event: func.EventGridEvent) -> None:
+    from shared import pipeline, system_events
+    from shared.context import get_context
+    from shared.triggers import log_ignored, resource_event
+
+    context = get_context()
+    # parse: never trust the payload beyond "something happened to this resource"
+    parsed = resource_event(event, context.settings.subscription_id)
+    if isinstance(parsed, system_events.IgnoredEvent):
+        log_ignored(log, parsed)
+        return
+    resource_id = parsed.resource_id.raw if parsed.resource_id else parsed.subject
+    # observe -> decide -> act: the pipeline re-reads the resource and advances its version
+    if system_events.is_snapshot_write(parsed):
+        outcome = pipeline.on_snapshot_written(context, resource_id)
+    elif system_events.is_image_write(parsed) or system_events.is_gallery_image_version_write(parsed):
+        outcome = pipeline.on_image_written(context, resource_id)
+    else:
+        log.debug("image_pipeline: %s %s is not a pipeline event", parsed.type, resource_id)
+        return
+    # report
+    log.info("image_pipeline: %s %s -> %s %s", parsed.operation_name, resource_id, outcome.stage, outcome.detail)

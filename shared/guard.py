@@ -1,0 +1,104 @@
+"""The image guard's reconcile pass: observe references and locks, plan, apply (or only plan).
+
+Used by the guard's timer, by its event handler (after a pool or lock change), and by the CLI's
+``plan`` (dry run) and ``reconcile`` commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from shared import system_events
+from shared.context import AppContext
+from shared.image_guard import LOCK_NAME, LockAction, plan_locks
+from shared.references import Inventory, observe, our_locks
+from shared.resources import locks
+from shared.system_events import ResourceEvent
+
+log = logging.getLogger("autopilot.guard")
+
+
+@dataclass
+class GuardReport:
+    actions: list[LockAction] = field(default_factory=list)
+    applied: list[LockAction] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    guarded: int = 0
+    skipped_release: bool = False
+
+
+def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventory | None = None) -> GuardReport:
+    inventory = inventory or observe(context)
+    existing = our_locks(context)
+    graph = inventory.graph
+    actions = plan_locks(graph, {key: lock.notes for key, lock in existing.items()})
+    report = GuardReport(actions=actions, guarded=len(graph))
+    if inventory.unreadable_accounts:
+        # An account we could not list may hold pools that still use an image: releasing now
+        # could unprotect it. Keep every lock until every account can be read again.
+        actions = [a for a in actions if a.kind != "remove"]
+        report.skipped_release = True
+    if dry_run:
+        return report
+    for action in actions:
+        try:
+            if action.kind in ("put", "refresh"):
+                locks.put_lock(context.clients, action.resource_id, LOCK_NAME, action.notes)
+            else:
+                locks.delete_lock(context.clients, action.resource_id, LOCK_NAME)
+            report.applied.append(action)
+            log.info("guard: %s lock on %s", action.kind, action.resource_id)
+        except Exception as exc:  # one failure (e.g. permission) must not stop the others
+            report.failed[action.resource_id] = f"{type(exc).__name__}: {exc}"
+            log.warning("guard: could not %s lock on %s: %s", action.kind, action.resource_id, exc)
+    return report
+
+
+def on_event(context: AppContext, event: ResourceEvent) -> str:
+    """React to a system-topic event about a guarded resource, a pool or one of the app's locks."""
+    from shared import alerts
+    from shared.alerts import Alert, AlertPublisher
+    from shared.image_guard import dependants, kind_of
+    from shared.resource_ids import normalize
+
+    lock = system_events.lock_of(event)
+    if lock is not None:
+        scope, name = lock
+        if event.type == system_events.DELETE_SUCCESS and name.lower() == LOCK_NAME and kind_of(scope):
+            report = reconcile(context)  # re-lock at once while references remain
+            return f"lock removed on {scope}; {len(report.applied)} lock change(s)"
+        return "ignored: not the app's lock"
+    if event.resource_type.lower() == "microsoft.batch/batchaccounts/pools":
+        report = reconcile(context)  # a pool appeared or went: protect or release what it uses
+        return f"pool {event.outcome.lower()}: {len(report.applied)} lock change(s)"
+    resource_id = event.resource_id.raw if event.resource_id else event.subject
+    if kind_of(resource_id) is None:
+        return "ignored: not a guarded resource type"
+    inventory = observe(context)
+    pools = dependants(inventory.graph, resource_id)
+    if not pools:
+        return "not used by any managed pool"
+    pool_list = [p.label for p in pools]
+    now = context.clock.now()
+    who = event.caller or "an unknown caller"
+    if system_events.is_delete_failure(event):
+        alert = Alert(
+            alerts.DELETE_BLOCKED, alerts.SEVERITY_WARNING, resource_id,
+            f"Blocked a delete of an image still in use ({len(pools)} pool(s))",
+            f"{who} tried to delete {resource_id}, which Batch pool(s) {', '.join(pool_list)} still use; the app's "
+            f"CanNotDelete lock '{LOCK_NAME}' stopped it. Deleting it would leave those pools unable to grow (AllocationFailed).",
+            "delete or move the pools to another image first; the lock is released automatically when no pool uses the image",
+            event.correlation_id or event.id, now, {"caller": who, "pools": pool_list, "operation": event.operation_name})
+    elif system_events.is_delete_success(event):
+        alert = Alert(
+            alerts.IMAGE_MISSING, alerts.SEVERITY_CRITICAL, resource_id,
+            f"An image in use was deleted: {len(pools)} pool(s) can no longer scale",
+            f"{who} deleted {resource_id} (its lock must have been removed first). Batch pool(s) {', '.join(pool_list)} "
+            "use it and will fail every resize with AllocationFailed.",
+            "rebuild the image (re-tag the snapshots of a new version) and move the pools to it, or restore the resource from backup",
+            normalize(resource_id), now, {"caller": who, "pools": pool_list, "operation": event.operation_name})
+    else:
+        return "ignored: neither a delete nor a failed delete"
+    AlertPublisher(context).publish(alert)
+    return f"{alert.type}: {', '.join(pool_list)}"

@@ -1,0 +1,99 @@
+"""Observe what managed pools use, across every configured Batch account (I/O; decisions are elsewhere).
+
+One data-plane list call per account gives every pool's image reference and metadata; each distinct
+image is then read once to follow it to what it was built from. The app's own locks come from one
+subscription-level list call.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.context import AppContext
+from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, GuardedResource, PoolUse, build_graph, image_sources, kind_of, pool_use
+from shared.resource_ids import normalize
+from shared.resources import batch_accounts, batch_pools, compute
+from shared.resources.locks import Lock
+
+log = logging.getLogger("autopilot.references")
+
+
+@dataclass
+class Inventory:
+    pools: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # account id -> pools (data-plane JSON)
+    uses: list[PoolUse] = field(default_factory=list)
+    sources_of: dict[str, list[str]] = field(default_factory=dict)
+    missing_images: set[str] = field(default_factory=set)  # normalised ids of referenced images that do not exist
+    unreadable_accounts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def graph(self) -> dict[str, GuardedResource]:
+        return build_graph(self.uses, self.sources_of)
+
+
+def account_ids(context: AppContext) -> list[str]:
+    """The accounts the app watches: the setting, plus every account a family creates pools in."""
+    seen: dict[str, str] = {a.lower(): a for a in context.settings.batch_accounts}
+    families_json = context.settings.families_json
+    if families_json:
+        from shared.families import parse_families
+
+        for family in parse_families(families_json).families.values():
+            for pool in family.pools:
+                seen.setdefault(pool.account.lower(), pool.account)
+    return list(seen.values())
+
+
+def observe(context: AppContext, *, follow_sources: bool = True) -> Inventory:
+    inventory = Inventory()
+    for account_id in account_ids(context):
+        try:
+            account = batch_accounts.get_account(context.clients, account_id)
+            pools = batch_pools.list_pools(context.clients, account)
+        except Exception as exc:  # one unreachable account must not blind the app to the others
+            log.warning("cannot list pools of %s: %s", account_id, exc)
+            inventory.unreadable_accounts[account_id] = str(exc)
+            continue
+        inventory.pools[account.id] = pools
+        for pool in pools:
+            use = pool_use(account.id, pool)
+            if use is not None:
+                inventory.uses.append(use)
+    if follow_sources:
+        _follow_sources(context, inventory)
+    return inventory
+
+
+def _follow_sources(context: AppContext, inventory: Inventory) -> None:
+    pending = [rid for use in inventory.uses for rid in (use.image_id, *use.recorded_sources) if rid]
+    seen: set[str] = set()
+    while pending:
+        rid = pending.pop()
+        key = normalize(rid)
+        kind = kind_of(rid)
+        if key in seen or kind not in (GALLERY_VERSION, MANAGED_IMAGE):
+            continue
+        seen.add(key)
+        resource = compute.get_any_image(context.clients, rid)
+        if resource is None:
+            inventory.missing_images.add(key)
+            continue
+        sources = image_sources(kind, resource)
+        inventory.sources_of[key] = sources
+        pending.extend(sources)
+
+
+def our_locks(context: AppContext) -> dict[str, Lock]:
+    """The app's own locks in the subscription, by normalised resource id."""
+    from shared.image_guard import lock_target
+
+    found: dict[str, Lock] = {}
+    for lock in context.clients.locks.management_locks.list_at_subscription_level():
+        target = lock_target(lock.id or "")
+        if target is None or target[1].lower() != LOCK_NAME or kind_of(target[0]) is None:
+            continue
+        owners = tuple(o.application_id for o in (lock.owners or []) if o.application_id)
+        found[normalize(target[0])] = Lock(lock.name or "", str(lock.level), lock.notes or "", owners)
+    return found

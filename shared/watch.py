@@ -1,0 +1,254 @@
+"""The pool watch: a tick that finds stalled pools, and the reaction to one stall event.
+
+A tick costs one Batch list call per account (``$select`` of the fields the policy reads) and one
+Table query per account for the episode records: O(accounts), never a GET per pool. Pools that need
+a resize are published as ``PoolResizeStalled`` events on the app's custom topic; the
+``resize_stalled`` function re-reads that one pool, decides again with fresh state, and resizes
+with ``If-Match`` on the pool's ETag. The event is the contract between the two, so other
+subscribers (a dashboard, a Logic App) see every stall too.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared import alerts
+from shared.alerts import Alert, AlertPublisher
+from shared.clock import iso
+from shared.context import AppContext
+from shared.episodes import Action, Decision, Episode, decide
+from shared.episodes import Alert as PolicyAlert
+from shared.event_routing import POOL_RESIZE_STALLED
+from shared.pool_policy import PoolIntentError, PoolView, WatchPolicy, desired_target
+from shared.references import account_ids
+from shared.resize_errors import AlertType
+from shared.resources import batch_accounts, batch_pools, compute
+from shared.resources.batch_pools import ResizeResult
+from shared.state import EPISODES, ConcurrencyConflict, Record, StateTable, safe_key
+
+log = logging.getLogger("autopilot.watch")
+
+STALL_DATA_VERSION = "1.0"
+PUBLISH_BATCH = 100  # events per publish call: well under Event Grid's 1 MB request limit
+
+SEVERITY = {
+    AlertType.ALLOCATION_FAILED: alerts.SEVERITY_WARNING,
+    AlertType.QUOTA_REACHED: alerts.SEVERITY_WARNING,
+    AlertType.IMAGE_MISSING: alerts.SEVERITY_CRITICAL,
+    AlertType.RESIZE_GAVE_UP: alerts.SEVERITY_CRITICAL,
+    AlertType.POOL_RECOVERED: alerts.SEVERITY_INFO,
+}
+
+
+@dataclass
+class TickReport:
+    accounts: int = 0
+    pools: int = 0
+    managed: int = 0
+    stalled: list[str] = field(default_factory=list)
+    alerts: int = 0
+    unreadable_accounts: dict[str, str] = field(default_factory=dict)
+    invalid_pools: dict[str, str] = field(default_factory=dict)
+
+
+def pool_resource_id(account_id: str, pool_id: str) -> str:
+    return f"{account_id}/pools/{pool_id}"
+
+
+def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision: Decision, now: datetime) -> dict[str, Any]:
+    """The documented ``PoolResizeStalled`` event (docs/events.md)."""
+    subject = pool_resource_id(account_id, view.pool_id)
+    desired = decision.episode
+    data = {
+        "accountId": account_id,
+        "poolId": view.pool_id,
+        "reason": decision.reason,
+        "action": decision.action.value,
+        "allocationState": view.allocation_state,
+        "allocationStateTransitionTime": iso(view.allocation_state_transition_time) if view.allocation_state_transition_time else None,
+        "currentDedicatedNodes": view.current_dedicated,
+        "currentLowPriorityNodes": view.current_spot,
+        "targetDedicatedNodes": view.target_dedicated,
+        "targetLowPriorityNodes": view.target_spot,
+        "desiredDedicatedNodes": desired.desired_dedicated if desired else None,
+        "desiredLowPriorityNodes": desired.desired_spot if desired else None,
+        "resizeErrors": pool.get("resizeErrors") or [],
+        "eTag": view.etag,
+        "detectedAt": iso(now),
+    }
+    return {
+        # Same pool, same observed state -> same id: duplicates from overlapping ticks are recognisable.
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{subject}|{view.etag}|{data['allocationStateTransitionTime']}")),
+        "subject": subject,
+        "eventType": POOL_RESIZE_STALLED,
+        "eventTime": iso(now),
+        "dataVersion": STALL_DATA_VERSION,
+        "data": data,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The tick
+# ---------------------------------------------------------------------------------------------
+
+
+def tick(context: AppContext, *, dry_run: bool = False) -> TickReport:
+    policy = WatchPolicy.from_settings(context.settings)
+    now = context.clock.now()
+    table = context.state.table(EPISODES)
+    report = TickReport()
+    stalls: list[dict[str, Any]] = []
+    for account_id in account_ids(context):
+        report.accounts += 1
+        try:
+            account = batch_accounts.get_account(context.clients, account_id)
+            pools = batch_pools.list_pools(context.clients, account)
+        except Exception as exc:  # one unreachable account must not stop the others
+            log.warning("watch: cannot list pools of %s: %s", account_id, exc)
+            report.unreadable_accounts[account_id] = str(exc)
+            continue
+        records = {r.row: r for r in table.query(safe_key(account.id))}
+        for raw in pools:
+            report.pools += 1
+            view = PoolView.from_dict(raw, account.id)
+            try:
+                desired = desired_target(view, now)
+            except PoolIntentError as exc:
+                report.invalid_pools[pool_resource_id(account.id, view.pool_id)] = str(exc)
+                log.warning("watch: pool %s in %s has invalid autopilot metadata: %s", view.pool_id, account.id, exc)
+                continue
+            if desired is None:
+                continue  # not managed by the app: left alone
+            report.managed += 1
+            record = records.get(safe_key(view.pool_id))
+            episode = Episode.from_dict(record.data) if record else None
+            decision = decide(view, desired, episode, now, policy)
+            if decision.action in (Action.RESIZE, Action.VERIFY_IMAGE):
+                report.stalled.append(pool_resource_id(account.id, view.pool_id))
+                stalls.append(stall_event(account.id, raw, view, decision, now))
+            elif not dry_run:
+                report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+    if stalls and not dry_run:
+        for start in range(0, len(stalls), PUBLISH_BATCH):
+            context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# One stall
+# ---------------------------------------------------------------------------------------------
+
+
+def handle_stall(context: AppContext, account_id: str, pool_id: str) -> str:
+    """Re-read the pool, decide with fresh state and act. Returns what was done, for the log."""
+    policy = WatchPolicy.from_settings(context.settings)
+    table = context.state.table(EPISODES)
+    account = batch_accounts.get_account(context.clients, account_id)
+    raw = batch_pools.get_pool(context.clients, account, pool_id)
+    if raw is None:
+        return "pool no longer exists"
+    now = context.clock.now()
+    view = PoolView.from_dict(raw, account.id)
+    desired = desired_target(view, now)
+    if desired is None:
+        return "pool is not managed"
+    record = table.get(safe_key(account.id), safe_key(view.pool_id))
+    episode = Episode.from_dict(record.data) if record else None
+    decision = decide(view, desired, episode, now, policy)
+    if decision.action == Action.VERIFY_IMAGE:
+        # The generic AllocationFailed message is only a suspicion that the image is gone: read it.
+        image = compute.get_any_image(context.clients, decision.image_id) if decision.image_id else None
+        exists = image is not None and str((image.get("properties") or {}).get("provisioningState", "")).lower() in ("succeeded", "")
+        decision = decide(view, desired, episode, now, policy, image_exists=exists)
+    if decision.action != Action.RESIZE or decision.step is None:
+        _settle(context, table, account.id, view, decision, record, episode)
+        return f"{decision.action.value}: {decision.reason}"
+    step = decision.step
+    result = batch_pools.resize_pool(context.clients, account, view.pool_id, etag=view.etag, target_dedicated=step.target_dedicated,
+                                     target_spot=step.target_spot, resize_timeout=step.resize_timeout,
+                                     node_deallocation_option=step.node_deallocation_option)
+    if result != ResizeResult.ACCEPTED:
+        # 409: someone is resizing it; 412: the pool changed since we read it (another instance
+        # acted first); 404: gone. Nothing was done, so nothing is recorded: the next tick looks again.
+        return f"resize not sent ({result.value}): {decision.reason}"
+    _store(table, account.id, view.pool_id, decision.episode, record)
+    _publish(context, account.id, view, decision, episode)
+    return f"resized to {step.target_dedicated} dedicated / {step.target_spot} Spot ({step.resize_timeout_iso}): {decision.reason}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _settle(context: AppContext, table: StateTable, account_id: str, view: PoolView, decision: Decision,
+            record: Record | None, episode: Episode | None) -> int:
+    """Store a non-resize decision's episode (when it changed) and raise its alerts."""
+    changed = (decision.episode.to_dict() if decision.episode else None) != (episode.to_dict() if episode else None)
+    if changed:
+        try:
+            _store(table, account_id, view.pool_id, decision.episode, record, retry=False)
+        except ConcurrencyConflict:
+            return 0  # another instance acted on this pool meanwhile; the next tick decides afresh
+    return _publish(context, account_id, view, decision, episode)
+
+
+def _store(table: StateTable, account_id: str, pool_id: str, episode: Episode | None, record: Record | None, *, retry: bool = True) -> None:
+    partition, row = safe_key(account_id), safe_key(pool_id)
+    for attempt in range(3):
+        try:
+            if episode is None:
+                if record is not None:
+                    table.delete(record)
+                return
+            table.save(partition, row, episode.to_dict(), expected=record)
+            return
+        except ConcurrencyConflict:
+            if not retry or attempt == 2:
+                raise
+            record = table.get(partition, row)  # the resize was accepted: our record wins
+
+
+def _publish(context: AppContext, account_id: str, view: PoolView, decision: Decision, previous: Episode | None) -> int:
+    if not decision.alerts:
+        return 0
+    publisher = AlertPublisher(context)
+    episode = decision.episode or previous
+    sent = 0
+    for alert in decision.alerts:
+        publisher_alert = to_alert(alert, account_id, view, episode)
+        sent += publisher.publish(publisher_alert)
+    return sent
+
+
+def to_alert(alert: PolicyAlert, account_id: str, view: PoolView, episode: Episode | None) -> Alert:
+    started = episode.started if episode else alert.raised_at
+    return Alert(
+        type=alert.type.value,
+        severity=SEVERITY.get(alert.type, alerts.SEVERITY_WARNING),
+        subject=pool_resource_id(account_id, view.pool_id),
+        title=alert.title,
+        diagnosis=alert.diagnosis,
+        fix=alert.fix,
+        # One alert of a type per failure episode, across instances (decide() handles the cooldown).
+        dedupe_key=iso(started),
+        occurred_at=alert.raised_at,
+        details={
+            "account": account_id,
+            "pool": view.pool_id,
+            "codes": [alert.code] if alert.code else [],
+            "reason": alert.cause,
+            "attempt": alert.attempt,
+            "maxAttempts": alert.max_attempts,
+            "nextTryTime": iso(alert.next_try) if alert.next_try else None,
+            "currentDedicatedNodes": view.current_dedicated,
+            "currentLowPriorityNodes": view.current_spot,
+            "desiredDedicatedNodes": episode.desired_dedicated if episode else None,
+            "desiredLowPriorityNodes": episode.desired_spot if episode else None,
+            "episodeStarted": iso(started),
+        },
+    )
