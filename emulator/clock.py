@@ -37,20 +37,26 @@ class VirtualClock:
             return self._base + self._offset + wall
 
     def advance(self, delta: timedelta) -> datetime:
-        """Move time forward, running every scheduled task that falls due, in time order."""
+        """Move time forward, running every scheduled task that falls due, in time order.
+
+        The clock's lock is never held while a task runs: tasks call into service backends, whose
+        request threads read the clock while holding their own locks.
+        """
         if delta < timedelta(0):
             raise ValueError("time only moves forward")
         with self._lock:
             target = self.now() + delta
-            if self._scheduler is not None:
-                # Step to each due task's time so that tasks observe the clock at their own moment.
-                while (due := self._scheduler.next_due()) is not None and due <= target:
-                    self._offset += max(due - self.now(), timedelta(0))
-                    self._scheduler.run_due(self.now())
-            self._offset += target - self.now()
-            if self._scheduler is not None:
-                self._scheduler.run_due(self.now())
-            return self.now()
+        while self._scheduler is not None and (due := self._scheduler.next_due()) is not None and due <= target:
+            with self._lock:
+                self._offset += max(due - self.now(), timedelta(0))
+                moment = self.now()
+            self._scheduler.run_due(moment)  # tasks observe the clock at their own moment
+        with self._lock:
+            self._offset += max(target - self.now(), timedelta(0))
+            moment = self.now()
+        if self._scheduler is not None:
+            self._scheduler.run_due(moment)
+        return moment
 
     def advance_to(self, when: datetime) -> datetime:
         return self.advance(max(when - self.now(), timedelta(0)))
