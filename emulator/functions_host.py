@@ -43,6 +43,16 @@ RETRY_SCHEDULE = (timedelta(seconds=10), timedelta(seconds=30), timedelta(minute
 _SETTING_REF = re.compile(r"^%([A-Za-z0-9_]+)%$")
 
 
+def indexed_functions(app: Any) -> list[Any]:
+    """``app.get_functions()`` as the worker calls it - once per app object (a second call fails
+    azure-functions' unique-name check), cached so several hosts can run in one process."""
+    cached = getattr(app, "_local_host_functions", None)
+    if cached is None:
+        cached = app.get_functions()
+        app._local_host_functions = cached
+    return cached
+
+
 @dataclass
 class Delivery:
     subscription: EventSubscription
@@ -103,9 +113,8 @@ class FunctionsHost:
     # ------------------------------------------------------------------------------------------
     def _load(self, app_module: str) -> None:
         module = importlib.import_module(app_module) if app_module not in sys.modules else sys.modules[app_module]
-        app = module.app
         now = self.emulator.now()
-        for function in app.get_functions():
+        for function in indexed_functions(module.app):
             trigger = function.get_trigger()
             name = function.get_function_name()
             call = function.get_user_function()

@@ -26,9 +26,14 @@ class GuardReport:
     failed: dict[str, str] = field(default_factory=dict)
     guarded: int = 0
     skipped_release: bool = False
+    missing: list[str] = field(default_factory=list)
 
 
 def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventory | None = None) -> GuardReport:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.resource_ids import normalize
+
     inventory = inventory or observe(context)
     existing = our_locks(context)
     graph = inventory.graph
@@ -42,6 +47,8 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     if dry_run:
         return report
     for action in actions:
+        if action.kind == "put" and normalize(action.resource_id) in inventory.missing_images:
+            continue  # nothing to lock: the resource is gone (an ImageMissing alert covers that)
         try:
             if action.kind in ("put", "refresh"):
                 locks.put_lock(context.clients, action.resource_id, LOCK_NAME, action.notes)
@@ -49,6 +56,8 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
                 locks.delete_lock(context.clients, action.resource_id, LOCK_NAME)
             report.applied.append(action)
             log.info("guard: %s lock on %s", action.kind, action.resource_id)
+        except ResourceNotFoundError:
+            report.missing.append(action.resource_id)  # deleted since it was referenced: nothing to lock or release
         except Exception as exc:  # one failure (e.g. permission) must not stop the others
             report.failed[action.resource_id] = f"{type(exc).__name__}: {exc}"
             log.warning("guard: could not %s lock on %s: %s", action.kind, action.resource_id, exc)
@@ -75,6 +84,9 @@ def on_event(context: AppContext, event: ResourceEvent) -> str:
     resource_id = event.resource_id.raw if event.resource_id else event.subject
     if kind_of(resource_id) is None:
         return "ignored: not a guarded resource type"
+    if system_events.is_caused_by(event, context.settings.app_ids):
+        # The app's own deletes (an intermediate managed image it no longer needs) are not incidents.
+        return "ignored: the app's own operation"
     inventory = observe(context)
     pools = dependants(inventory.graph, resource_id)
     if not pools:

@@ -66,6 +66,15 @@ class Settings:
     growth_step_nodes: int = 300
     alert_cooldown_minutes: float = 60.0
     set_assembly_timeout_minutes: float = 60.0
+    identity_client_id: str | None = None  # AZURE_CLIENT_ID: the app's own identity, to recognise its own writes in events
+
+    @property
+    def app_ids(self) -> frozenset[str]:
+        """Caller ids (the ``appid`` claim) that mean "the app itself" in Event Grid events."""
+        ids = {self.identity_client_id} if self.identity_client_id else set()
+        if self.is_emulator:
+            ids.add("batch-image-autopilot")  # shared.clients.EmulatorCredential's appid
+        return frozenset(ids)
 
     @property
     def arm_scope(self) -> str:
@@ -211,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_episode_hours=r.number("AUTOPILOT_MAX_EPISODE_HOURS", 24.0, float, 0.5, 720, "24"),
         growth_step_nodes=r.number("AUTOPILOT_GROWTH_STEP_NODES", 300, int, 10, 2500, "300"),
         alert_cooldown_minutes=r.number("AUTOPILOT_ALERT_COOLDOWN_MINUTES", 60.0, float, 0, 10080, "60"),
+        identity_client_id=r.raw("AZURE_CLIENT_ID"),
         set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", 60.0, float, 1, 10080, "60"),
     )
     if settings.backoff_max_minutes < settings.backoff_initial_minutes:

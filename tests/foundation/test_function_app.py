@@ -22,8 +22,10 @@ EXPECTED = {
 def _index() -> dict[str, dict]:
     import function_app
 
+    from emulator.functions_host import indexed_functions
+
     out = {}
-    for function in function_app.app.get_functions():
+    for function in indexed_functions(function_app.app):
         out[function.get_function_name()] = json.loads(function.get_function_json())
     return out
 
