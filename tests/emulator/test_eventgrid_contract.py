@@ -270,7 +270,7 @@ def test_publish_event_grid_events_with_the_apps_token_client(settings: Settings
 
     [entry] = emulator.log.entries(plane="eventgrid")
     assert (entry.action, entry.api_version, entry.status, entry.caller) == (
-        "Microsoft.EventGrid/topics/events/send/action", "2018-01-01", 200, "batch-image-autopilot")
+        "Microsoft.EventGrid/events/send/action", "2018-01-01", 200, "batch-image-autopilot")
     assert system_events(emulator) == []  # data-plane publishing raises no ARM event
 
 
