@@ -7,6 +7,7 @@ start the emulator and read how to reach it; then it serves until interrupted (C
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -41,10 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(info), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
