@@ -53,7 +53,7 @@ def _to_entity(partition: str, row: str, data: Mapping[str, Any]) -> dict[str, A
 
     entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
     for name, value in data.items():
-        if name == "PartitionKey" and value == partition or name == "RowKey" and value == row:
+        if (name == "PartitionKey" and value == partition) or (name == "RowKey" and value == row):
             continue  # an entity shape that already carries its keys
         if name in {"PartitionKey", "RowKey", "Timestamp", "etag"}:
             raise ValueError(f"{name} is reserved in Table storage entities")

@@ -21,7 +21,6 @@ EXPECTED = {
 
 def _index() -> dict[str, dict]:
     import function_app
-
     from emulator.functions_host import indexed_functions
 
     out = {}
