@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from shared import system_events
 from shared.context import AppContext
-from shared.image_guard import LOCK_NAME, LockAction, plan_locks
-from shared.references import Inventory, observe, our_locks
+from shared.image_guard import LOCK_NAME, LockAction, broken_pools, held_for_missing, plan_locks
+from shared.references import Inventory, app_locks, lock_owner, observe
 from shared.resources import locks
 from shared.system_events import ResourceEvent
 
@@ -27,6 +27,9 @@ class GuardReport:
     guarded: int = 0
     skipped_release: bool = False
     missing: list[str] = field(default_factory=list)
+    # Locks the graph no longer calls for, kept because a pool they were placed for depends on an
+    # image that no longer exists (see image_guard.held_for_missing).
+    kept: list[str] = field(default_factory=list)
 
 
 def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventory | None = None) -> GuardReport:
@@ -35,15 +38,25 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     from shared.resource_ids import normalize
 
     inventory = inventory or observe(context)
-    existing = our_locks(context)
+    existing = app_locks(context)
     graph = inventory.graph
-    actions = plan_locks(graph, {key: lock.notes for key, lock in existing.items()})
+    actions = plan_locks(graph, {key: lock.notes for key, lock in existing.ours.items()}, taken=existing.taken,
+                         lock_scopes={key: lock.scope for key, lock in existing.ours.items()})
+    owner = lock_owner(context)
     report = GuardReport(actions=actions, guarded=len(graph))
     if inventory.unreadable_accounts:
         # An account we could not list may hold pools that still use an image: releasing now
         # could unprotect it. Keep every lock until every account can be read again.
         actions = [a for a in actions if a.kind != "remove"]
         report.skipped_release = True
+    broken = broken_pools(graph, inventory.missing_images)
+    if broken:
+        # What a deleted image was built from can no longer be read, and is what a rebuild needs:
+        # keep the locks placed for the pools that depend on it until those pools are gone.
+        report.kept = [a.resource_id for a in actions if a.kind == "remove"
+                       and held_for_missing(existing.ours[normalize(a.resource_id)].notes, broken)]
+        actions = [a for a in actions if not (a.kind == "remove" and a.resource_id in report.kept)]
+        report.actions = [a for a in report.actions if not (a.kind == "remove" and a.resource_id in report.kept)]
     if dry_run:
         return report
     for action in actions:
@@ -51,7 +64,7 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
             continue  # nothing to lock: the resource is gone (an ImageMissing alert covers that)
         try:
             if action.kind in ("put", "refresh"):
-                locks.put_lock(context.clients, action.resource_id, LOCK_NAME, action.notes)
+                locks.put_lock(context.clients, action.resource_id, LOCK_NAME, action.notes, owner)
             else:
                 locks.delete_lock(context.clients, action.resource_id, LOCK_NAME)
             report.applied.append(action)
@@ -75,7 +88,9 @@ def on_event(context: AppContext, event: ResourceEvent) -> str:
     if lock is not None:
         scope, name = lock
         if event.type == system_events.DELETE_SUCCESS and name.lower() == LOCK_NAME and kind_of(scope):
-            report = reconcile(context)  # re-lock at once while references remain
+            # Re-lock at once while references remain. Also after the app's own removals: an instance
+            # that observed "no pool" may release a lock just as another locks it for a new pool.
+            report = reconcile(context)
             return f"lock removed on {scope}; {len(report.applied)} lock change(s)"
         return "ignored: not the app's lock"
     if event.resource_type.lower() == "microsoft.batch/batchaccounts/pools":

@@ -10,7 +10,8 @@ each level is locked separately.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,11 +132,15 @@ def build_graph(uses: Iterable[PoolUse], sources_of: Mapping[str, list[str]]) ->
     return graph
 
 
+_NOTES_HEAD = "Batch Image Autopilot: in use by Batch pool(s) "
+_NOTES_TAIL = ". Deleting it would stop them from scaling. The lock is removed when no pool uses it."
+_NOTES_MORE = re.compile(r"^(?P<shown>.*?)(?: and (?P<more>\d+) more)?$")
+
+
 def lock_notes(pools: Iterable[PoolRef]) -> str:
     """Who depends on the resource, within the 512-character limit."""
     labels = sorted(p.label for p in pools)
-    head = "Batch Image Autopilot: in use by Batch pool(s) "
-    tail = ". Deleting it would stop them from scaling. The lock is removed when no pool uses it."
+    head, tail = _NOTES_HEAD, _NOTES_TAIL
     shown: list[str] = []
     for i, label in enumerate(labels):
         rest = len(labels) - i - 1
@@ -143,9 +148,41 @@ def lock_notes(pools: Iterable[PoolRef]) -> str:
         candidate = ", ".join([*shown, label]) + more
         if len(head) + len(candidate) + len(tail) > NOTES_LIMIT:
             remaining = len(labels) - len(shown)
-            return (head + ", ".join(shown) + f" and {remaining} more" + tail)[:NOTES_LIMIT]
+            listed = ", ".join(shown) + f" and {remaining} more" if shown else f"{remaining} pools"
+            return (head + listed + tail)[:NOTES_LIMIT]
         shown.append(label)
     return (head + ", ".join(shown) + tail)[:NOTES_LIMIT]
+
+
+def noted_pools(notes: str) -> tuple[frozenset[str], bool]:
+    """The pool labels a lock's notes name (the inverse of :func:`lock_notes`), and whether that list
+    is complete: False when it was cut short ("... and 3 more") or the notes are not the app's text."""
+    if not notes.startswith(_NOTES_HEAD) or not notes.endswith(_NOTES_TAIL):
+        return frozenset(), False
+    m = _NOTES_MORE.match(notes[len(_NOTES_HEAD):len(notes) - len(_NOTES_TAIL)])
+    assert m is not None  # the pattern matches any text
+    shown = frozenset(label for label in m["shown"].split(", ") if label)
+    return shown, m["more"] is None and bool(shown)
+
+
+def held_for_missing(notes: str, broken: Collection[str]) -> bool:
+    """Whether to keep a lock the graph no longer calls for, because a pool it was placed for depends on an image that is gone.
+
+    A deleted gallery version (or managed image) takes with it the only record of what it was built
+    from, so its sources drop out of the graph exactly when a rebuild needs them. The lock's notes
+    remember which pools it was for: while one of those pools (``broken``: labels of pools that
+    depend on a missing image) still exists, the lock stays. Notes that are cut short count as
+    naming every pool.
+    """
+    if not broken:
+        return False
+    named, complete = noted_pools(notes)
+    return not complete or not named.isdisjoint(broken)
+
+
+def broken_pools(graph: Mapping[str, GuardedResource], missing: Iterable[str]) -> set[str]:
+    """Labels of the pools that depend (transitively) on any of the ``missing`` normalised ids."""
+    return {pool.label for key in missing if key in graph for pool in graph[key].pools}
 
 
 @dataclass(frozen=True)
@@ -155,22 +192,28 @@ class LockAction:
     notes: str = ""
 
 
-def plan_locks(graph: Mapping[str, GuardedResource], our_locks: Mapping[str, str]) -> list[LockAction]:
+def plan_locks(graph: Mapping[str, GuardedResource], our_locks: Mapping[str, str], *, taken: Collection[str] = (),
+               lock_scopes: Mapping[str, str] | None = None) -> list[LockAction]:
     """Compare what is referenced with the app's own locks (normalised id -> current notes).
 
-    Only the app's own lock (``LOCK_NAME``) is ever put or removed; locks anyone else placed are
-    not in ``our_locks`` and so are never touched.
+    Only the app's own lock (``LOCK_NAME``, owned by the app) is ever put or removed; locks anyone
+    else placed are not in ``our_locks`` and so are never touched. ``taken``: normalised ids where
+    a lock *named* ``LOCK_NAME`` exists that the app does not own - putting ours there would
+    overwrite it (lock names are unique per scope), so those are left alone (the other lock
+    already blocks deletes). ``lock_scopes``: normalised id -> the locked scope as listed, so a
+    removal addresses the resource in its own casing.
     """
     actions: list[LockAction] = []
     for key, resource in sorted(graph.items()):
         notes = lock_notes(resource.pools)
         if key not in our_locks:
-            actions.append(LockAction("put", resource.resource_id, notes))
+            if key not in taken:
+                actions.append(LockAction("put", resource.resource_id, notes))
         elif our_locks[key] != notes:
             actions.append(LockAction("refresh", resource.resource_id, notes))
     for key in sorted(our_locks):
         if key not in graph:
-            actions.append(LockAction("remove", key))
+            actions.append(LockAction("remove", (lock_scopes or {}).get(key) or key))
     return actions
 
 

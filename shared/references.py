@@ -85,15 +85,55 @@ def _follow_sources(context: AppContext, inventory: Inventory) -> None:
         pending.extend(sources)
 
 
-def our_locks(context: AppContext) -> dict[str, Lock]:
-    """The app's own locks in the subscription, by normalised resource id."""
+def lock_owner(context: AppContext) -> str | None:
+    """The application id the app records as its locks' owner (``owners[].applicationId``).
+
+    The app's own identity (``AZURE_CLIENT_ID``); with the emulator credential, its app id. None
+    when the app cannot tell who it is (a system-assigned identity without ``AZURE_CLIENT_ID``):
+    its locks then carry no owner.
+    """
+    settings = context.settings
+    if settings.identity_client_id:
+        return settings.identity_client_id
+    return min(settings.app_ids) if settings.app_ids else None
+
+
+def is_ours(owners: tuple[str, ...], owner: str | None) -> bool:
+    """Whether a lock named ``LOCK_NAME`` with these owners is the app's own.
+
+    A lock that names another owner (or none, when the app knows its id) was placed by someone
+    else under the same name: the app never removes or overwrites it.
+    """
+    if owner is None:
+        return not owners
+    return owner.lower() in {o.lower() for o in owners}
+
+
+@dataclass
+class AppLocks:
+    ours: dict[str, Lock] = field(default_factory=dict)  # normalised resource id -> the app's lock
+    taken: set[str] = field(default_factory=set)  # normalised ids holding someone else's lock named LOCK_NAME
+
+
+def app_locks(context: AppContext) -> AppLocks:
+    """The app's own locks in the subscription (one list call), and the scopes where its lock name is taken."""
     from shared.image_guard import lock_target
 
-    found: dict[str, Lock] = {}
+    owner = lock_owner(context)
+    found = AppLocks()
     for lock in context.clients.locks.management_locks.list_at_subscription_level():
         target = lock_target(lock.id or "")
         if target is None or target[1].lower() != LOCK_NAME or kind_of(target[0]) is None:
             continue
         owners = tuple(o.application_id for o in (lock.owners or []) if o.application_id)
-        found[normalize(target[0])] = Lock(lock.name or "", str(lock.level), lock.notes or "", owners)
+        key = normalize(target[0])
+        if not is_ours(owners, owner):
+            found.taken.add(key)
+            continue
+        found.ours[key] = Lock(lock.name or "", str(lock.level), lock.notes or "", owners, target[0])
     return found
+
+
+def our_locks(context: AppContext) -> dict[str, Lock]:
+    """The app's own locks in the subscription, by normalised resource id."""
+    return app_locks(context).ours

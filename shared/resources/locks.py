@@ -19,19 +19,24 @@ class Lock:
     level: str
     notes: str
     owners: tuple[str, ...]
+    scope: str = ""  # the locked resource id, as listed
 
 
-def _parts(resource_id: str) -> tuple[str, str, str, str, str]:
+def _parts(clients: AzureClients, resource_id: str) -> tuple[str, str, str, str, str]:
     rid = ResourceId.parse(resource_id)
     if not rid.namespace or not rid.types or rid.resource_group is None:
         raise ValueError(f"{resource_id} is not a resource inside a resource group")
+    # The *_at_resource_level calls take the subscription from the client, not from the id: a
+    # resource in another subscription would silently address a namesake in the app's own.
+    if rid.subscription_id.lower() != clients.settings.subscription_id.lower():
+        raise ValueError(f"{resource_id} is in subscription {rid.subscription_id}, not the app's ({clients.settings.subscription_id})")
     parent = "/".join(f"{t}/{n}" for t, n in zip(rid.types[:-1], rid.names[:-1], strict=True))
     return rid.resource_group, rid.namespace, parent, rid.types[-1], rid.names[-1]
 
 
 def list_locks(clients: AzureClients, resource_id: str) -> list[Lock]:
     """Locks *directly on* the resource (inherited ones from the group or subscription are not listed here)."""
-    rg, ns, parent, rtype, name = _parts(resource_id)
+    rg, ns, parent, rtype, name = _parts(clients, resource_id)
     locks = []
     for lock in clients.locks.management_locks.list_at_resource_level(rg, ns, parent, rtype, name):
         lock_id = (lock.id or "").lower()
@@ -39,19 +44,19 @@ def list_locks(clients: AzureClients, resource_id: str) -> list[Lock]:
         if lock_id and not lock_id.startswith(ResourceId.parse(resource_id).key + "/providers/microsoft.authorization/locks/"):
             continue
         owners = tuple(o.application_id for o in (lock.owners or []) if o.application_id)
-        locks.append(Lock(lock.name or "", str(lock.level), lock.notes or "", owners))
+        locks.append(Lock(lock.name or "", str(lock.level), lock.notes or "", owners, resource_id))
     return locks
 
 
 def put_lock(clients: AzureClients, resource_id: str, lock_name: str, notes: str, owner_app_id: str | None = None) -> None:
     from azure.mgmt.resource.locks.models import LockLevel, ManagementLockObject, ManagementLockOwner
 
-    rg, ns, parent, rtype, name = _parts(resource_id)
+    rg, ns, parent, rtype, name = _parts(clients, resource_id)
     lock = ManagementLockObject(level=LockLevel.CAN_NOT_DELETE, notes=notes,
                                 owners=[ManagementLockOwner(application_id=owner_app_id)] if owner_app_id else None)
     clients.locks.management_locks.create_or_update_at_resource_level(rg, ns, parent, rtype, name, lock_name, lock)
 
 
 def delete_lock(clients: AzureClients, resource_id: str, lock_name: str) -> None:
-    rg, ns, parent, rtype, name = _parts(resource_id)
+    rg, ns, parent, rtype, name = _parts(clients, resource_id)
     clients.locks.management_locks.delete_at_resource_level(rg, ns, parent, rtype, name, lock_name)
