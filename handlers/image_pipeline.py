@@ -31,5 +31,7 @@ def image_pipeline(event: func.EventGridEvent) -> None:
     else:
         log.debug("image_pipeline: %s %s is not a pipeline event", parsed.type, resource_id)
         return
-    # report
-    log.info("image_pipeline: %s %s -> %s %s", parsed.operation_name, resource_id, outcome.stage, outcome.detail)
+    # report: snapshots that are not opted in (and resources that are gone) are the common case, so
+    # they get one debug line; anything the pipeline acted on is worth an info line.
+    level = logging.DEBUG if outcome.stage == "ignored" else logging.INFO
+    log.log(level, "image_pipeline: %s %s -> %s %s", parsed.operation_name, resource_id, outcome.stage, outcome.detail)

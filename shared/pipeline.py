@@ -15,18 +15,20 @@ what is wrong and how to fix it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from shared import alerts, image_rules, naming, pool_metadata, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
-from shared.clock import iso
+from shared.clock import iso, parse_iso
 from shared.context import AppContext
 from shared.families import FamilyConfig, parse_families
-from shared.resource_ids import normalize, same_id
+from shared.resource_ids import ResourceId, normalize, same_id
 from shared.resources import batch_accounts, batch_pools, compute
 from shared.snapshot_sets import SnapshotSet, SnapshotSetConflict, SnapshotSetKey
 from shared.snapshot_tags import TAG_FAMILY, TAG_VERSION, SnapshotTagError, parse_tags
@@ -38,6 +40,9 @@ MANAGED_BY_TAG = "autopilot.managedBy"
 MANAGED_BY = "batch-image-autopilot"
 GALLERY_VERSION_LIFETIME = timedelta(days=180)  # the 2026-03-03 API's default end of life: six months
 CLAIM_RETRIES = 5
+# A claimed create whose resource is still not there after this long was never sent (the instance
+# died between claiming and calling Azure): the next event or sweep sends it again.
+CLAIM_GRACE = timedelta(minutes=2)
 
 # Stages, in order. "refused" and "failed" are terminal until the set changes (new snapshots).
 ASSEMBLING, VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE = "assembling", "validated", "image-requested", "version-requested", "done"
@@ -106,26 +111,51 @@ def on_image_written(context: AppContext, resource_id: str) -> Outcome:
 
 
 def sweep(context: AppContext) -> list[Outcome]:
-    """Timer: advance every unfinished version (catching up on lost events); alert on overdue sets."""
-    outcomes = []
-    timeout = timedelta(minutes=context.settings.set_assembly_timeout_minutes)
-    now = context.clock.now()
-    for record in context.state.table(SNAPSHOT_SETS).query():
-        snapshot_set = snapshot_sets.from_entity(record.data)
-        if not snapshot_sets.is_complete(snapshot_set):
-            if snapshot_sets.is_overdue(snapshot_set, now, timeout):
-                missing = ", ".join(snapshot_sets.missing(snapshot_set))
-                first = snapshot_set.members[0].snapshot_id if snapshot_set.members else f"{snapshot_set.key}"
-                _alert(context, alerts.SNAPSHOT_SET_INCOMPLETE, first, f"Snapshot set {snapshot_set.key} is incomplete",
-                       f"{snapshot_sets.describe(snapshot_set)}; still missing: {missing}",
-                       "snapshot the missing disk(s) and tag them with the same autopilot.family and autopilot.version, "
-                       "or correct autopilot.diskCount", dedupe=f"incomplete|{snapshot_set.key}", severity=alerts.SEVERITY_WARNING,
-                       details={"missing": missing})
+    """Timer: advance every unfinished version (catching up on lost events); alert on overdue sets.
+
+    One version that cannot be advanced (a corrupt row, Azure refusing a call) must not starve the
+    others: each is tried, and the invocation fails at the end if any of them failed.
+    """
+    outcomes: list[Outcome] = []
+    errors: list[str] = []
+    for row in list(context.state.table(PIPELINE).query()):
+        if row.data.get("stage") in TERMINAL and row.data.get("outbox"):
+            try:
+                _flush_outbox(context, row)
+            except Exception as exc:
+                log.warning("sweep: alert of %s %s not sent yet: %s", row.partition, row.row, exc)
+                errors.append(f"{row.partition} {row.row}: {type(exc).__name__}: {exc}")
+    for record in list(context.state.table(SNAPSHOT_SETS).query()):
+        try:
+            outcome = _sweep_one(context, record)
+        except Exception as exc:
+            log.warning("sweep: %s %s failed: %s", record.partition, record.row, exc, exc_info=True)
+            errors.append(f"{record.partition} {record.row}: {type(exc).__name__}: {exc}")
             continue
-        stage = _load_stage(context, snapshot_set.key)
-        if stage is None or stage.data.get("stage") not in TERMINAL:
-            outcomes.append(advance(context, snapshot_set.key.family, snapshot_set.key.version))
+        if outcome is not None:
+            outcomes.append(outcome)
+    if errors:
+        raise RuntimeError(f"pipeline sweep: {len(errors)} version(s) could not be advanced: " + "; ".join(errors)[:2000])
     return outcomes
+
+
+def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
+    snapshot_set = snapshot_sets.from_entity(record.data)
+    if not snapshot_sets.is_complete(snapshot_set):
+        timeout = timedelta(minutes=context.settings.set_assembly_timeout_minutes)
+        if snapshot_sets.is_overdue(snapshot_set, context.clock.now(), timeout):
+            missing = ", ".join(snapshot_sets.missing(snapshot_set))
+            first = snapshot_set.members[0].snapshot_id if snapshot_set.members else f"{snapshot_set.key}"
+            _alert(context, alerts.SNAPSHOT_SET_INCOMPLETE, first, f"Snapshot set {snapshot_set.key} is incomplete",
+                   f"{snapshot_sets.describe(snapshot_set)}; still missing: {missing}",
+                   "snapshot the missing disk(s) and tag them with the same autopilot.family and autopilot.version, "
+                   "or correct autopilot.diskCount", dedupe=f"incomplete|{snapshot_set.key}", severity=alerts.SEVERITY_WARNING,
+                   details={"missing": missing})
+        return None
+    stage = _load_stage(context, snapshot_set.key)
+    if stage is None or stage.data.get("stage") not in TERMINAL:
+        return advance(context, snapshot_set.key.family, snapshot_set.key.version)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,17 +190,20 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
     row = _load_stage(context, key)
     stage = row.data.get("stage", ASSEMBLING) if row else ASSEMBLING
     if stage in TERMINAL:
-        return Outcome(stage, row.data.get("detail", "") if row else "")
+        assert row is not None
+        if row.data.get("outbox"):
+            _flush_outbox(context, row)  # the terminal alert did not go out when the stage was reached
+        return Outcome(stage, row.data.get("detail", ""))
 
     if stage == ASSEMBLING:
         gone = [m.snapshot_id for m in snapshot_set.members if compute.get_snapshot(context.clients, m.snapshot_id) is None]
         if gone:
-            return _refuse(context, key, row, version_id, [image_rules.Finding(
+            return _refuse(context, snapshot_set, row, version_id, [image_rules.Finding(
                 image_rules.REFUSE, "SNAPSHOT_DELETED", gone[0], f"snapshot(s) {', '.join(gone)} were deleted before the image was built",
                 "re-create the snapshot(s) from the prepared VM's disks and tag them again")])
         findings, skus = validate(context, family, snapshot_set, version_id, image_id)
         if image_rules.has_refusal(findings):
-            return _refuse(context, key, row, version_id, findings)
+            return _refuse(context, snapshot_set, row, version_id, findings)
         for warning in image_rules.warnings(findings):
             log.warning("%s: %s (%s)", key, warning.message, warning.fix)
         row = _save_stage(context, key, row, VALIDATED, nodeAgentSkus=json.dumps(skus))
@@ -178,10 +211,9 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
 
     if stage == VALIDATED and image_id is not None:
         image = compute.get_image(context.clients, image_id)
-        if image is None:
-            row = _save_stage(context, key, row, IMAGE_REQUESTED)  # claim first: only one instance creates it
-            compute.start_image_create(context.clients, image_id, image_body(family, snapshot_set))
-            return Outcome(IMAGE_REQUESTED, image_id)
+        if image is None or _provisioning_state(image) == "failed":  # failed: a retry after the set changed
+            return _request(context, key, row, VALIDATED, IMAGE_REQUESTED, image_id,
+                            lambda: compute.start_image_create(context.clients, image_id, image_body(family, snapshot_set)))
         stage = IMAGE_REQUESTED
     elif stage == VALIDATED:
         stage = IMAGE_REQUESTED  # snapshots straight into the gallery: no managed image
@@ -190,42 +222,86 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         if image_id is not None:
             image = compute.get_image(context.clients, image_id)
             state = _provisioning_state(image)
+            if image is None and _claim_is_stale(context, row):
+                # Claimed, but the create never reached Azure (the instance died in between): send it again.
+                return _request(context, key, row, IMAGE_REQUESTED, IMAGE_REQUESTED, image_id,
+                                lambda: compute.start_image_create(context.clients, image_id, image_body(family, snapshot_set)))
             if image is None or state in ("creating", "updating", ""):
                 return Outcome(IMAGE_REQUESTED, f"image {image_id} is {state or 'not visible yet'}")
             if state == "failed":
-                return _fail(context, key, row, image_id, "The managed image could not be built")
-        _ensure_image_definition(context, family)
-        if compute.get_gallery_image_version(context.clients, version_id) is None:
-            row = _save_stage(context, key, row, VERSION_REQUESTED)
-            compute.start_gallery_image_version_create(
-                context.clients, version_id, gallery_version_body(context, family, snapshot_set, image_id))
-            return Outcome(VERSION_REQUESTED, version_id)
+                return _fail(context, snapshot_set, row, image_id, "The managed image could not be built", managed_image=True)
+        waiting = _ensure_image_definition(context, family)
+        if waiting is not None:  # its creation raises no event the app subscribes to: the sweep comes back
+            return Outcome(IMAGE_REQUESTED, f"gallery image definition {family.gallery.image_definition} is {waiting}")
+        existing = compute.get_gallery_image_version(context.clients, version_id)
+        if existing is None or _provisioning_state(existing) == "failed":  # failed: a retry after the set changed
+            return _request(context, key, row, IMAGE_REQUESTED, VERSION_REQUESTED, version_id,
+                            lambda: compute.start_gallery_image_version_create(
+                                context.clients, version_id, gallery_version_body(context, family, snapshot_set, image_id)))
         row = _save_stage(context, key, row, VERSION_REQUESTED)
         stage = VERSION_REQUESTED
 
     if stage == VERSION_REQUESTED:
         gallery_version = compute.get_gallery_image_version(context.clients, version_id)
         state = _provisioning_state(gallery_version)
+        if gallery_version is None and _claim_is_stale(context, row):
+            return _request(context, key, row, IMAGE_REQUESTED, VERSION_REQUESTED, version_id,
+                            lambda: compute.start_gallery_image_version_create(
+                                context.clients, version_id, gallery_version_body(context, family, snapshot_set, image_id)))
         if gallery_version is None or state in ("creating", "updating", ""):
             return Outcome(VERSION_REQUESTED, f"gallery version {version_id} is {state or 'not visible yet'}")
         if state == "failed":
-            return _fail(context, key, row, version_id, "The gallery image version could not be built")
+            return _fail(context, snapshot_set, row, version_id, "The gallery image version could not be built")
         skus = json.loads(row.data.get("nodeAgentSkus") or "{}") if row else {}
-        created = create_pools(context, family, snapshot_set, version_id, image_id, skus)
+        pools = create_pools(context, family, snapshot_set, version_id, image_id, skus)
+        if pools.missing:
+            # Batch answered the create without creating the pool (e.g. the account's pool quota): not done.
+            # The sweep tries again; the alert says what to fix.
+            for pool_path in pools.missing:
+                _alert(context, alerts.IMAGE_BUILD_FAILED, pool_path, f"Pool {pool_path.rsplit('/', 1)[-1]} could not be created ({key})",
+                       f"gallery image version {version_id} is ready, but Batch did not create pool {pool_path}",
+                       "check the Batch account's pool quota and the pool configuration in the family; the pipeline retries "
+                       "at every sweep", dedupe=f"pool|{key}|{normalize(pool_path)}")
+            return Outcome(VERSION_REQUESTED, f"pool(s) not created: {', '.join(pools.missing)}")
         if image_id is not None and not family.keep_managed_image and not family.legacy_managed_image_pools:
             # The gallery version is an independent copy; the intermediate image is no longer needed.
             context.clients.compute.images.begin_delete(*_rg_and_name(image_id), polling=False)
-        row = _save_stage(context, key, row, DONE, detail=f"pools: {', '.join(created) or 'already existed'}")
+        names = ", ".join(pools.names)
+        detail = f"pools: {names}" + (f" (created now: {', '.join(pools.created)})" if pools.created != pools.names else "")
+        done = Alert(alerts.POOLS_CREATED, alerts.SEVERITY_INFO, version_id, f"Image {key} is ready: pools created",
+                     f"gallery image version {version_id} was built from {len(snapshot_set.members)} snapshot(s); pools: {names}",
+                     "nothing to do; the pool watch drives the pools to their targets", f"done|{key}", context.clock.now(),
+                     {"pools": list(pools.names), "family": key.family, "version": key.version})
+        _finish(context, key, row, DONE, detail, done)
         from shared.guard import reconcile  # lock what the new pools use now, not at the next tick
 
         reconcile(context)
-        _alert(context, alerts.POOLS_CREATED, version_id, f"Image {key} is ready: pools created",
-               f"gallery image version {version_id} was built from {len(snapshot_set.members)} snapshot(s); pools: "
-               f"{', '.join(created) or 'already existed'}",
-               "nothing to do; the pool watch drives the pools to their targets", dedupe=f"done|{key}",
-               severity=alerts.SEVERITY_INFO, details={"pools": created, "family": key.family, "version": key.version})
-        return Outcome(DONE, ", ".join(created))
+        return Outcome(DONE, names)
     return Outcome(stage)
+
+
+def _claim_is_stale(context: AppContext, row: Record | None) -> bool:
+    if row is not None and row.data.get("released") == "true":
+        return True
+    updated = parse_iso(row.data.get("updatedAt")) if row else None
+    return updated is None or context.clock.now() - updated >= CLAIM_GRACE
+
+
+def _request(context: AppContext, key: SnapshotSetKey, row: Record | None, from_stage: str, to_stage: str, resource_id: str,
+             start: Any) -> Outcome:
+    """Claim ``to_stage`` (ETag-guarded: one instance wins), then start the long-running create.
+
+    When the call fails the claim is handed back, so the redelivered event (or the sweep) sends it
+    again instead of waiting forever for a resource that was never requested.
+    """
+    claimed = _save_stage(context, key, row, to_stage)
+    try:
+        start()
+    except Exception:
+        with contextlib.suppress(ConcurrencyConflict):  # someone moved on meanwhile: they own the stage now
+            _save_stage(context, key, claimed, from_stage, released="true")
+        raise
+    return Outcome(to_stage, resource_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,6 +315,21 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
     now = context.clock.now()
     findings: list[image_rules.Finding] = list(image_rules.check_family(family))
     findings += image_rules.check_os_disk(snapshot_set, os_type=family.gallery.os_type)
+    app_subscription = context.settings.subscription_id
+    foreign = [a for a in dict.fromkeys(spec.account for spec in family.pools)
+               if ResourceId.parse(a).subscription_id.lower() != app_subscription.lower()]
+    if foreign:
+        # The app reads accounts, snapshots and images in its own subscription only; an account elsewhere can
+        # neither be read here nor use an image built here. Refuse before reading anything about it.
+        for account_id in foreign:
+            findings.append(image_rules.Finding(
+                image_rules.REFUSE, "SNAPSHOT_SUBSCRIPTION", account_id,
+                f"Batch account {account_id} is in subscription {ResourceId.parse(account_id).subscription_id}, but the snapshots "
+                f"{', '.join(snapshot_set.snapshot_ids)} (and the image the app builds from them) are in {app_subscription}; Batch "
+                "needs the image in the account's subscription",
+                "copy the snapshots into the Batch account's subscription and run the app there, or remove this account from the "
+                "family's pools"))
+        return _dedupe(findings), {}
     os_member = snapshot_set.os_member
     accounts = {}
     for spec in family.pools:
@@ -280,6 +371,11 @@ def existing_usages(context: AppContext) -> list[image_rules.PoolUsage]:
     from shared.references import observe
 
     inventory = observe(context, follow_sources=False)
+    if inventory.unreadable_accounts:
+        # A pool we cannot see may share the snapshots: passing the check blind could exceed the limits.
+        raise RuntimeError("cannot check the custom-image node limits: the pools of "
+                           + "; ".join(f"{a} ({why[:200]})" for a, why in inventory.unreadable_accounts.items())
+                           + " could not be listed; the check runs again on the next delivery or sweep")
     usages = []
     for account_id, pools in inventory.pools.items():
         for pool in pools:
@@ -403,10 +499,17 @@ def pool_body(family: FamilyConfig, spec: Any, snapshot_set: SnapshotSet, pool_i
     return body
 
 
+@dataclass(frozen=True)
+class PoolsResult:
+    names: tuple[str, ...]  # "{account}/{pool}" of every pool of the version that exists
+    created: tuple[str, ...]  # those this call created
+    missing: tuple[str, ...]  # pool resource ids Batch neither created nor has
+
+
 def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, version_id: str, image_id: str | None,
-                 skus: dict[str, str]) -> list[str]:
+                 skus: dict[str, str]) -> PoolsResult:
     pool_image_id = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
-    created = []
+    names, created, missing = [], [], []
     for spec in family.pools:
         account = batch_accounts.get_account(context.clients, spec.account)
         pool_id = spec.pool_id(family.name, snapshot_set.key.version)
@@ -417,7 +520,12 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
         if batch_pools.create_pool(context.clients, account, pool_id, body):
             created.append(f"{account.name}/{pool_id}")
             log.info("created pool %s in %s from %s", pool_id, account.id, pool_image_id)
-    return created
+        elif batch_pools.get_pool(context.clients, account, pool_id) is None:
+            # "Not created" must mean "already there": a refusal such as PoolQuotaReached is not success.
+            missing.append(f"{account.id}/pools/{pool_id}")
+            continue
+        names.append(f"{account.name}/{pool_id}")
+    return PoolsResult(tuple(names), tuple(created), tuple(missing))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,12 +539,18 @@ def _merge_member(context: AppContext, key: SnapshotSetKey, member: snapshot_set
         record = table.get(key.partition_key, key.row_key)
         stored = snapshot_sets.from_entity(record.data) if record else None
         result = snapshot_sets.merge(stored, key, member, context.clock.now())
+        merged = result.set
         if not result.changed:
-            return result.set
+            previous = stored.member(member.snapshot_id) if stored else None
+            if previous is None or previous == member:
+                return merged  # a duplicate delivery, or a tag write that changed nothing the set holds
+            # The same id names a different snapshot now (deleted and re-created, as a refusal's fix says):
+            # record it, so that a refused or failed version gets a fresh run.
+            merged = replace(merged, members=tuple(member if m.snapshot_id == previous.snapshot_id else m for m in merged.members))
         try:
-            table.save(key.partition_key, key.row_key, snapshot_sets.to_entity(result.set), expected=record)
+            table.save(key.partition_key, key.row_key, snapshot_sets.to_entity(merged), expected=record)
             _reopen_if_refused(context, key)
-            return result.set
+            return merged
         except ConcurrencyConflict:
             continue
     raise ConcurrencyConflict(f"could not record snapshot {member.snapshot_id} in set {key} after {CLAIM_RETRIES} tries")
@@ -455,29 +569,88 @@ def _load_stage(context: AppContext, key: SnapshotSetKey) -> Record | None:
 
 def _save_stage(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, **extra: str) -> Record:
     data = dict(row.data) if row else {}
+    data.pop("released", None)
     data.update(extra)
     data.update({"stage": stage, "updatedAt": iso(context.clock.now())})
     return context.state.table(PIPELINE).save(key.partition_key, key.row_key, data, expected=row)
 
 
-def _refuse(context: AppContext, key: SnapshotSetKey, row: Record | None, subject: str, findings: list[image_rules.Finding]) -> Outcome:
+def _attempt(snapshot_set: SnapshotSet) -> str:
+    """Which snapshots (by id and creation) a run was about: a re-created snapshot is a new attempt, worth a new alert."""
+    text = json.dumps([m.to_json() for m in snapshot_set.members], sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _refuse(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, subject: str, findings: list[image_rules.Finding]) -> Outcome:
+    key = snapshot_set.key
     refusals = image_rules.refusals(findings)
     detail = "; ".join(f.message for f in refusals)
-    _save_stage(context, key, row, REFUSED, detail=detail[:4000])
-    _alert(context, alerts.IMAGE_REFUSED, subject, f"Image {key} refused: {refusals[0].code}", detail,
-           " / ".join(dict.fromkeys(f.fix for f in refusals)), dedupe=f"refused|{key}",
-           details={"codes": [f.code for f in refusals], "family": key.family, "version": key.version,
-                    "resources": sorted({f.resource_id for f in refusals if f.resource_id})})
+    alert = Alert(alerts.IMAGE_REFUSED, alerts.SEVERITY_WARNING, subject, f"Image {key} refused: {refusals[0].code}", detail,
+                  " / ".join(dict.fromkeys(f.fix for f in refusals)), f"refused|{key}|{_attempt(snapshot_set)}", context.clock.now(),
+                  {"codes": [f.code for f in refusals], "family": key.family, "version": key.version,
+                   "resources": sorted({f.resource_id for f in refusals if f.resource_id})})
+    _finish(context, key, row, REFUSED, detail[:4000], alert)
     return Outcome(REFUSED, detail)
 
 
-def _fail(context: AppContext, key: SnapshotSetKey, row: Record | None, resource_id: str, title: str) -> Outcome:
-    _save_stage(context, key, row, FAILED, detail=f"{title}: {resource_id}")
-    _alert(context, alerts.IMAGE_BUILD_FAILED, resource_id, f"{title} ({key})",
-           f"{resource_id} ended in provisioningState Failed",
-           "check the resource's activity log; fix the cause (quota, a deleted snapshot, a region), delete the failed resource, "
-           "then re-tag a snapshot of the set to retry", dedupe=f"failed|{key}|{normalize(resource_id)}")
+def _fail(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, resource_id: str, title: str, *,
+          managed_image: bool = False) -> Outcome:
+    key = snapshot_set.key
+    if managed_image:
+        fix = ("the failed intermediate managed image was deleted; fix the cause (a deleted snapshot, quota, a region), "
+               "then re-create the snapshot(s) of the set to retry")
+    else:
+        fix = ("check the resource's activity log; fix the cause (quota, a deleted snapshot, a region), then re-create the "
+               "snapshot(s) of the set to retry, or tag new snapshots with a new version")
+    alert = Alert(alerts.IMAGE_BUILD_FAILED, alerts.SEVERITY_WARNING, resource_id, f"{title} ({key})",
+                  f"{resource_id} ended in provisioningState Failed", fix,
+                  f"failed|{key}|{normalize(resource_id)}|{_attempt(snapshot_set)}", context.clock.now(), {"family": key.family, "version": key.version})
+    row = _finish_stage_only(context, key, row, FAILED, f"{title}: {resource_id}", alert)
+    if managed_image:
+        # Nothing half-built stays behind: a Failed managed image is the app's own intermediate and holds nothing.
+        # (A failed gallery version is left for inspection: its safety profile blocks deletion before end of life.)
+        context.clients.compute.images.begin_delete(*_rg_and_name(resource_id), polling=False)
+    _flush_outbox(context, row)
     return Outcome(FAILED, resource_id)
+
+
+def _finish_stage_only(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str, alert: Alert) -> Record:
+    """Reach a terminal stage and queue its alert in the same row write (an outbox): the alert goes out even when
+    sending fails now, from the redelivered event or the sweep, and never twice (the alerts table de-duplicates)."""
+    return _save_stage(context, key, row, stage, detail=detail, outbox=json.dumps(_alert_json(alert), separators=(",", ":")))
+
+
+def _finish(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str, alert: Alert) -> Record:
+    return _flush_outbox(context, _finish_stage_only(context, key, row, stage, detail, alert))
+
+
+def _flush_outbox(context: AppContext, row: Record) -> Record:
+    raw = row.data.get("outbox")
+    if not raw:
+        return row
+    alert = _alert_from_json(json.loads(raw))
+    sent = AlertPublisher(context).publish(alert)  # raises when the topic refuses: the row keeps the outbox
+    # False means "already sent", or "another instance claimed it moments ago" (the alerts table hands a
+    # claim over once it is STALE_CLAIM old): keep the outbox until that can no longer be the case.
+    if sent or context.clock.now() - alert.occurred_at >= alerts.STALE_CLAIM:
+        data = {k: v for k, v in row.data.items() if k != "outbox"}
+        try:
+            return context.state.table(PIPELINE).replace(row, data)
+        except ConcurrencyConflict:
+            return row  # someone else flushed (or reopened) it
+    return row
+
+
+def _alert_json(alert: Alert) -> dict[str, Any]:
+    return {"type": alert.type, "severity": alert.severity, "subject": alert.subject, "title": alert.title, "diagnosis": alert.diagnosis,
+            "fix": alert.fix, "dedupe": alert.dedupe_key, "at": iso(alert.occurred_at), "details": alert.details}
+
+
+def _alert_from_json(data: dict[str, Any]) -> Alert:
+    occurred = parse_iso(data["at"])
+    assert occurred is not None
+    return Alert(data["type"], data["severity"], data["subject"], data["title"], data["diagnosis"], data["fix"], data["dedupe"], occurred,
+                 dict(data.get("details") or {}))
 
 
 def _alert(context: AppContext, kind: str, subject: str, title: str, diagnosis: str, fix: str, *, dedupe: str,
@@ -490,21 +663,31 @@ def _provisioning_state(resource: dict[str, Any] | None) -> str:
 
 
 def _rg_and_name(resource_id: str) -> tuple[str, str]:
-    from shared.resource_ids import ResourceId
-
     rid = ResourceId.parse(resource_id)
     return rid.resource_group or "", rid.name
 
 
-def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> None:
+def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str | None:
+    """Start creating the family's gallery image definition when it is missing; never wait for it.
+
+    Returns None when the definition is ready, else what it is waiting for (the sweep comes back).
+    """
     gallery = family.gallery
     definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
-    if definition is not None:
-        props = definition.get("properties") or {}
-        if not same_id(str(props.get("osState", "")), "Generalized"):
-            raise RuntimeError(f"gallery image definition {gallery.image_definition} is {props.get('osState')}; Batch needs Generalized images")
-        return
-    body = {"location": gallery.location, "properties": {
-        "osType": gallery.os_type, "osState": gallery.os_state, "hyperVGeneration": gallery.hyper_v_generation,
-        "identifier": {"publisher": "batch-image-autopilot", "offer": family.name, "sku": gallery.image_definition}}}
-    compute.ensure_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition, body)
+    if definition is None:
+        body = {"location": gallery.location, "properties": {
+            "osType": gallery.os_type, "osState": gallery.os_state, "hyperVGeneration": gallery.hyper_v_generation,
+            "identifier": {"publisher": "batch-image-autopilot", "offer": family.name, "sku": gallery.image_definition}}}
+        context.clients.compute.gallery_images.begin_create_or_update(gallery.resource_group, gallery.name, gallery.image_definition, body,
+                                                                      polling=False)
+        definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
+        if definition is None:
+            return "not visible yet"
+    props = definition.get("properties") or {}
+    if not same_id(str(props.get("osState", "")), "Generalized"):
+        raise RuntimeError(f"gallery image definition {gallery.image_definition} is {props.get('osState')}; Batch needs Generalized images")
+    state = str(props.get("provisioningState") or "").lower()
+    if state == "failed":
+        raise RuntimeError(f"gallery image definition {gallery.image_definition} is in provisioningState Failed; delete it so that the "
+                           "pipeline can create it again")
+    return None if state in ("succeeded", "") else state
