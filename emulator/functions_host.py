@@ -176,9 +176,14 @@ class FunctionsHost:
 
         function = self.event_functions[delivery.subscription.function]
         delivery.attempts += 1
-        # Decode with the worker's own converter: CloudEvent when the body has 'specversion'.
-        payload = EventGridEventInConverter.decode(data=Datum(type="json", value=json.dumps(delivery.event)), trigger_metadata=None)
-        ok, detail = self._invoke(function.name, "eventGrid", lambda: function.call(**{function.arg_name: payload}))
+
+        def call() -> None:
+            # Decode with the worker's own converter (CloudEvent when the body has 'specversion'),
+            # inside the invocation: a body the converter rejects fails the invocation, as in Azure.
+            payload = EventGridEventInConverter.decode(data=Datum(type="json", value=json.dumps(delivery.event)), trigger_metadata=None)
+            function.call(**{function.arg_name: payload})
+
+        ok, detail = self._invoke(function.name, "eventGrid", call)
         if ok:
             self.delivered += 1
             return

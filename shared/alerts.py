@@ -8,6 +8,7 @@ marks it sent. A claim left unsent (the instance died, or Event Grid refused) is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -129,7 +130,14 @@ class AlertPublisher:
                 record = table.replace(existing, claim_data)
             except ConcurrencyConflict:
                 return False
-        self._send(alert)
+        try:
+            self._send(alert)
+        except Exception:
+            # Hand the claim back so the retry (redelivery, next tick) sends it instead of seeing
+            # "already claimed" and dropping the alert.
+            with contextlib.suppress(ConcurrencyConflict):
+                table.delete(record)
+            raise
         try:
             table.replace(record, {**claim_data, "sent": True, "sentAt": iso(self._context.clock.now())})
         except ConcurrencyConflict:

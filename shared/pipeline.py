@@ -253,6 +253,10 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         if state == "failed":
             return _fail(context, snapshot_set, row, version_id, "The gallery image version could not be built")
         skus = json.loads(row.data.get("nodeAgentSkus") or "{}") if row else {}
+        if image_id is not None and not family.keep_managed_image and not family.legacy_managed_image_pools:
+            # Before the pools exist: once a pool uses the version, the guard locks the version's
+            # source image too, and the delete would be refused (ScopeLocked) for as long as it lives.
+            _drop_intermediate_image(context, image_id)
         pools = create_pools(context, family, snapshot_set, version_id, image_id, skus)
         if pools.missing:
             # Batch answered the create without creating the pool (e.g. the account's pool quota): not done.
@@ -263,9 +267,6 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
                        "check the Batch account's pool quota and the pool configuration in the family; the pipeline retries "
                        "at every sweep", dedupe=f"pool|{key}|{normalize(pool_path)}")
             return Outcome(VERSION_REQUESTED, f"pool(s) not created: {', '.join(pools.missing)}")
-        if image_id is not None and not family.keep_managed_image and not family.legacy_managed_image_pools:
-            # The gallery version is an independent copy; the intermediate image is no longer needed.
-            context.clients.compute.images.begin_delete(*_rg_and_name(image_id), polling=False)
         names = ", ".join(pools.names)
         detail = f"pools: {names}" + (f" (created now: {', '.join(pools.created)})" if pools.created != pools.names else "")
         done = Alert(alerts.POOLS_CREATED, alerts.SEVERITY_INFO, version_id, f"Image {key} is ready: pools created",
@@ -278,6 +279,22 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         reconcile(context)
         return Outcome(DONE, names)
     return Outcome(stage)
+
+
+def _drop_intermediate_image(context: AppContext, image_id: str) -> None:
+    """The gallery version is an independent copy: the intermediate managed image is no longer needed."""
+    from azure.core.exceptions import HttpResponseError
+
+    try:
+        context.clients.compute.images.begin_delete(*_rg_and_name(image_id), polling=False)
+    except HttpResponseError as exc:
+        if exc.status_code == 404:
+            return
+        if exc.status_code == 409:
+            # Locked (by the guard, because some pool references it, or by a person): keep it.
+            log.warning("kept intermediate image %s: its delete was refused (%s)", image_id, exc.error.code if exc.error else exc.status_code)
+            return
+        raise
 
 
 def _claim_is_stale(context: AppContext, row: Record | None) -> bool:
@@ -380,7 +397,9 @@ def existing_usages(context: AppContext) -> list[image_rules.PoolUsage]:
     for account_id, pools in inventory.pools.items():
         for pool in pools:
             metadata = pool_metadata.as_dict(pool.get("metadata"))
-            image = ((pool.get("virtualMachineConfiguration") or {}).get("imageReference") or {}).get("id")
+            reference = (pool.get("virtualMachineConfiguration") or {}).get("imageReference") or {}
+            # The data plane names a custom image virtualMachineImageId; the management plane, id.
+            image = reference.get("virtualMachineImageId") or reference.get("id")
             snapshots = tuple(s for s in metadata.get(pool_metadata.SNAPSHOT_IDS, "").split(",") if s)
             if not image and not snapshots:
                 continue

@@ -27,10 +27,15 @@ class Inventory:
     sources_of: dict[str, list[str]] = field(default_factory=dict)
     missing_images: set[str] = field(default_factory=set)  # normalised ids of referenced images that do not exist
     unreadable_accounts: dict[str, str] = field(default_factory=dict)
+    subscription_id: str = ""  # resources elsewhere cannot be read or locked by the app: left out
 
     @property
     def graph(self) -> dict[str, GuardedResource]:
-        return build_graph(self.uses, self.sources_of)
+        graph = build_graph(self.uses, self.sources_of)
+        if not self.subscription_id:
+            return graph
+        prefix = f"/subscriptions/{self.subscription_id.lower()}/"
+        return {key: entry for key, entry in graph.items() if key.startswith(prefix)}
 
 
 def account_ids(context: AppContext) -> list[str]:
@@ -47,7 +52,7 @@ def account_ids(context: AppContext) -> list[str]:
 
 
 def observe(context: AppContext, *, follow_sources: bool = True) -> Inventory:
-    inventory = Inventory()
+    inventory = Inventory(subscription_id=context.settings.subscription_id)
     for account_id in account_ids(context):
         try:
             account = batch_accounts.get_account(context.clients, account_id)
@@ -76,7 +81,11 @@ def _follow_sources(context: AppContext, inventory: Inventory) -> None:
         if key in seen or kind not in (GALLERY_VERSION, MANAGED_IMAGE):
             continue
         seen.add(key)
-        resource = compute.get_any_image(context.clients, rid)
+        try:
+            resource = compute.get_any_image(context.clients, rid)
+        except compute.ForeignSubscription as exc:
+            log.warning("not guarding %s", exc)
+            continue
         if resource is None:
             inventory.missing_images.add(key)
             continue

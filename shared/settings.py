@@ -158,6 +158,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     accounts_raw = r.raw("AUTOPILOT_BATCH_ACCOUNTS") or ""
     accounts = tuple(a.strip() for a in accounts_raw.split(",") if a.strip())
     for account in accounts:
+        if _BATCH_ACCOUNT_ID.match(account) and _GUID.match(subscription_id) and account.split("/")[2].lower() != subscription_id.lower():
+            r.problems.append(f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is in another subscription: the app manages one "
+                              f"subscription ({subscription_id}); deploy another instance for that subscription")
         if not _BATCH_ACCOUNT_ID.match(account):
             r.problems.append(
                 f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is not a Batch account resource id; for example "

@@ -31,8 +31,9 @@ DEFAULT_VM_SIZES: dict[str, VmSize] = _sizes(
     ("Standard_A2_v2", 2, "standardAv2Family", False),
     ("Standard_A4_v2", 4, "standardAv2Family", False),
     ("Standard_D4", 8, "standardDFamily", False),
-    ("Standard_D2_v3", 2, "standardDv3Family", True),
-    ("Standard_D4_v3", 4, "standardDv3Family", True),
+    # Dv3 without premium storage ("s") is Gen1-only, as shared/image_rules.py's table says.
+    ("Standard_D2_v3", 2, "standardDv3Family", False),
+    ("Standard_D4_v3", 4, "standardDv3Family", False),
     ("Standard_D2s_v3", 2, "standardDSv3Family", True),
     ("Standard_D4s_v3", 4, "standardDSv3Family", True),
     ("Standard_D8s_v3", 8, "standardDSv3Family", True),

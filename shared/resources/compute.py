@@ -14,6 +14,20 @@ from shared.clients import AzureClients
 from shared.resource_ids import ResourceId
 
 
+class ForeignSubscription(ValueError):
+    """The id names a resource in another subscription; the app manages only its own."""
+
+
+def _parse(clients: AzureClients, resource_id: str) -> ResourceId:
+    # The SDK clients are bound to the app's subscription: reading another subscription's id with
+    # them would silently read a same-named resource here. Refuse instead.
+    rid = ResourceId.parse(resource_id)
+    if rid.subscription_id.lower() != clients.settings.subscription_id.lower():
+        raise ForeignSubscription(f"{resource_id} is in subscription {rid.subscription_id}; the app manages only "
+                                  f"{clients.settings.subscription_id}")
+    return rid
+
+
 def _get(call: Any) -> dict[str, Any] | None:
     from azure.core.exceptions import ResourceNotFoundError
 
@@ -24,17 +38,17 @@ def _get(call: Any) -> dict[str, Any] | None:
 
 
 def get_snapshot(clients: AzureClients, snapshot_id: str) -> dict[str, Any] | None:
-    rid = ResourceId.parse(snapshot_id)
+    rid = _parse(clients, snapshot_id)
     return _get(lambda: clients.compute.snapshots.get(rid.resource_group, rid.name))
 
 
 def get_disk(clients: AzureClients, disk_id: str) -> dict[str, Any] | None:
-    rid = ResourceId.parse(disk_id)
+    rid = _parse(clients, disk_id)
     return _get(lambda: clients.compute.disks.get(rid.resource_group, rid.name))
 
 
 def get_image(clients: AzureClients, image_id: str) -> dict[str, Any] | None:
-    rid = ResourceId.parse(image_id)
+    rid = _parse(clients, image_id)
     return _get(lambda: clients.compute.images.get(rid.resource_group, rid.name))
 
 
@@ -43,14 +57,14 @@ def get_gallery_image(clients: AzureClients, resource_group: str, gallery: str, 
 
 
 def get_gallery_image_version(clients: AzureClients, version_id: str) -> dict[str, Any] | None:
-    rid = ResourceId.parse(version_id)
+    rid = _parse(clients, version_id)
     gallery, definition, version = rid.names[-3:]
     return _get(lambda: clients.compute.gallery_image_versions.get(rid.resource_group, gallery, definition, version))
 
 
 def get_any_image(clients: AzureClients, image_id: str) -> dict[str, Any] | None:
     """A managed image or a gallery image version, whichever the id names."""
-    rid = ResourceId.parse(image_id)
+    rid = _parse(clients, image_id)
     if rid.is_type("Microsoft.Compute/galleries/images/versions"):
         return get_gallery_image_version(clients, image_id)
     if rid.is_type("Microsoft.Compute/images"):
@@ -61,17 +75,11 @@ def get_any_image(clients: AzureClients, image_id: str) -> dict[str, Any] | None
 
 
 def start_image_create(clients: AzureClients, image_id: str, body: dict[str, Any]) -> None:
-    rid = ResourceId.parse(image_id)
+    rid = _parse(clients, image_id)
     clients.compute.images.begin_create_or_update(rid.resource_group, rid.name, body, polling=False)
 
 
 def start_gallery_image_version_create(clients: AzureClients, version_id: str, body: dict[str, Any]) -> None:
-    rid = ResourceId.parse(version_id)
+    rid = _parse(clients, version_id)
     gallery, definition, version = rid.names[-3:]
     clients.compute.gallery_image_versions.begin_create_or_update(rid.resource_group, gallery, definition, version, body, polling=False)
-
-
-def ensure_gallery_image(clients: AzureClients, resource_group: str, gallery: str, definition: str, body: dict[str, Any]) -> None:
-    """Create the gallery image definition when missing (an LRO that completes in seconds in Azure)."""
-    if get_gallery_image(clients, resource_group, gallery, definition) is None:
-        clients.compute.gallery_images.begin_create_or_update(resource_group, gallery, definition, body).result()

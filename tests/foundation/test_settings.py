@@ -56,6 +56,12 @@ def test_each_invalid_setting_names_itself_and_the_problem(name: str, value: str
     assert expected in found[0]
 
 
+def test_batch_accounts_of_another_subscription_are_refused() -> None:
+    other = ACCOUNT.replace(SUB, "11111111-1111-4111-8111-111111111111")
+    found = problems({**GOOD, "AUTOPILOT_BATCH_ACCOUNTS": f"{ACCOUNT},{other}"})
+    assert len(found) == 1 and "another subscription" in found[0]
+
+
 def test_emulator_credential_is_refused_for_non_loopback_endpoints() -> None:
     found = problems({**GOOD, "AUTOPILOT_CREDENTIAL": "emulator", "AUTOPILOT_ARM_ENDPOINT": "https://management.azure.com"})
     assert any("not on loopback" in p for p in found)
