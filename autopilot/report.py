@@ -1,0 +1,442 @@
+"""The simulation report: what the run ended with and what happened on the way, as one JSON document.
+
+``REPORT_SCHEMA`` is the contract (docs/cli.md shows it; a test keeps the two in step). Scenario
+expectations are checked against the report, so whatever an expectation can say, the report shows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autopilot.scenario import Scenario, format_duration, format_offset, parse_duration
+
+if TYPE_CHECKING:
+    from autopilot.simulate import Simulation
+
+REPORT_VERSION = 1
+APP_CALLER = "batch-image-autopilot"  # the app's EmulatorCredential name: how the request log names the app
+ALERT_PREFIX = "BatchImageAutopilot."
+
+
+def iso(when: datetime | None) -> str | None:
+    return when.isoformat().replace("+00:00", "Z") if when is not None else None
+
+
+def _parse(when: str) -> datetime:
+    return datetime.fromisoformat(when.replace("Z", "+00:00"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Building
+# ---------------------------------------------------------------------------------------------
+
+
+def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
+    from shared.image_guard import LOCK_NAME
+    from shared.resource_ids import normalize
+
+    scenario = sim.scenario
+    local = sim.local
+    emulator = local.emulator
+    recorder = sim.recorder
+    now = emulator.now()
+
+    pool_paths: dict[str, str] = {}  # normalised pool resource id -> "account/pool"
+    for key, series in recorder.pools.items():
+        pool_paths[normalize(f"{series.account_id}/pools/{key.split('/', 1)[1]}")] = key
+
+    # requests: resizes per pool, from the emulator's request log
+    resize_requests = []
+    from autopilot.simulate import RESIZE_PATH
+
+    for entry in emulator.log.entries(method="POST", path_contains="/resize"):
+        m = RESIZE_PATH.search(entry.path)
+        if m is None:
+            continue
+        pool_key = next((k for k in recorder.pools if k.lower() == f"{m['account']}/{m['pool']}".lower()), f"{m['account']}/{m['pool']}")
+        resize_requests.append({"time": iso(entry.time), "pool": pool_key, "caller": entry.caller or "unknown", "status": entry.status})
+
+    for result in sim.results:  # people's resizes go through the management plane (PATCH fixedScale): taken from the actions
+        if result.action.kind == "resizePool" and result.outcome == "ok":
+            resize_requests.append({"time": iso(result.time), "pool": result.action.spec["pool"], "caller": result.by or "unknown", "status": 200})
+    resize_requests.sort(key=lambda r: r["time"])
+
+    alerts = []
+    for event in local.alerts():
+        data = event.get("data") or {}
+        subject = str(event.get("subject") or data.get("subject") or "")
+        alerts.append({
+            "time": iso(_parse(event["eventTime"])) if isinstance(event.get("eventTime"), str) else str(event.get("eventTime")),
+            "type": str(data.get("alertType") or str(event.get("eventType", "")).removeprefix(ALERT_PREFIX)),
+            "severity": str(data.get("severity") or "info"),
+            "subject": subject,
+            "pool": pool_paths.get(normalize(subject)) if subject.startswith("/") else None,
+            "title": str(data.get("title") or ""),
+        })
+    stalls = []
+    for event in local.stall_events():
+        data = event.get("data") or {}
+        subject = str(event.get("subject") or "")
+        stalls.append({"time": iso(_parse(event["eventTime"])), "pool": pool_paths.get(normalize(subject), subject),
+                       "action": str(data.get("action") or ""), "reason": str(data.get("reason") or "")})
+
+    pools = []
+    final_keys = set()
+    for account in emulator.batch.accounts.values():
+        for pool in emulator.batch.list_pools(account.name):
+            key = f"{account.name}/{pool.id}"
+            final_keys.add(key)
+            series = recorder.pools.get(key)
+            desired = _last(series.desired_dedicated) if series else None, _last(series.desired_spot) if series else None
+            metadata = pool.metadata
+            at_target = desired[0] is not None and (pool.current["dedicated"], pool.current["low"]) == desired
+            pools.append({
+                "account": account.name, "accountId": account.id, "id": pool.id,
+                "managed": metadata.get("autopilot.managed", "").lower() == "true",
+                "family": metadata.get("autopilot.family"), "version": metadata.get("autopilot.version"),
+                "image": pool.image_id, "vmSize": pool.spec.vm_size,
+                "desired": {"dedicated": desired[0], "spot": desired[1]} if desired[0] is not None else None,
+                "current": {"dedicated": pool.current["dedicated"], "spot": pool.current["low"]},
+                "target": {"dedicated": pool.target["dedicated"], "spot": pool.target["low"]},
+                "allocationState": pool.allocation_state,
+                "resizeErrors": [{"code": e.code, "message": e.message} for e in pool.resize_errors],
+                "atTarget": at_target,
+                "targetReachedAt": iso(series.reached_since) if series and at_target else None,
+                "firstReachedAt": iso(series.first_reached) if series else None,
+                "resizeRequests": sum(1 for r in resize_requests if r["pool"] == key),
+                "resizeFailures": len(series.failures) if series else 0,
+            })
+    deleted = [{"account": k.split("/", 1)[0], "id": k.split("/", 1)[1], "firstSeen": iso(s.first_seen), "deletedAt": iso(s.deleted_at)}
+               for k, s in recorder.pools.items() if k not in final_keys]
+
+    locks = []
+    locks_on: dict[str, list[dict[str, Any]]] = {}
+    for lock in emulator.locks.all_locks():
+        entry = {"scope": lock.scope, "name": lock.name, "level": lock.level, "owner": "app" if lock.name.lower() == LOCK_NAME else "other",
+                 "notes": lock.notes or ""}
+        locks.append(entry)
+        locks_on.setdefault(normalize(lock.scope), []).append(entry)
+    locks.sort(key=lambda entry: (entry["scope"].lower(), entry["name"]))
+
+    users: dict[str, list[str]] = {}
+    for pool in emulator.batch.accounts.values():
+        for p in emulator.batch.list_pools(pool.name):
+            for ref in (p.image_id, p.metadata.get("autopilot.managedImageId"), *p.metadata.get("autopilot.snapshotIds", "").split(",")):
+                if ref:
+                    users.setdefault(normalize(ref), []).append(f"{pool.name}/{p.id}")
+    images = []
+    for kind, store in (("managedImage", emulator.compute.images), ("galleryImageVersion", emulator.compute.gallery_image_versions)):
+        for resource in store.values():
+            images.append({"kind": kind, "id": resource.id, "name": resource.name, "provisioningState": resource.provisioning_state,
+                           "pools": sorted(set(users.get(normalize(resource.id), []))),
+                           "locks": [{"name": lk["name"], "owner": lk["owner"]} for lk in locks_on.get(normalize(resource.id), [])]})
+    images.sort(key=lambda i: i["id"].lower())
+    snapshots = [{"id": s.id, "name": s.name, "tags": dict(s.tags), "pools": sorted(set(users.get(normalize(s.id), []))),
+                  "locks": [{"name": lk["name"], "owner": lk["owner"]} for lk in locks_on.get(normalize(s.id), [])]}
+                 for s in sorted(emulator.compute.snapshots.values(), key=lambda s: s.id.lower())]
+
+    host = local.host
+    invocations: dict[str, dict[str, Any]] = {}
+    for inv in host.invocations:
+        row = invocations.setdefault(inv.function, {"ok": 0, "failed": 0, "failures": []})
+        if inv.ok:
+            row["ok"] += 1
+        else:
+            row["failed"] += 1
+            if len(row["failures"]) < 5:
+                row["failures"].append({"time": iso(inv.time), "detail": inv.detail[:500]})
+    dead = [{"function": d.subscription.function, "eventType": str(d.event.get("eventType") or d.event.get("type") or ""),
+             "subject": str(d.event.get("subject") or ""), "attempts": d.attempts, "lastError": (d.errors[-1] if d.errors else "")[:500]}
+            for d in host.dead_letters]
+
+    actions = [{"at": format_offset(r.action.at), "time": iso(r.time), "action": r.action.kind, "by": r.by, "target": r.target,
+                "outcome": r.outcome, "expectedOutcome": r.action.spec.get("expectOutcome"), "ok": r.ok, "detail": r.detail}
+               for r in sim.results]
+
+    timeline = [{"time": iso(e.time), "offset": format_offset(e.time - scenario.start), "kind": e.kind, "text": e.text, "pool": e.pool,
+                 "severity": e.severity} for e in recorder.timeline]
+    timeline += [{"time": a["time"], "offset": format_offset(_parse(a["time"]) - scenario.start), "kind": "alert",
+                  "text": f"{a['type']}: {a['title']}", "pool": a["pool"], "severity": a["severity"]} for a in alerts]
+    timeline += [{"time": s["time"], "offset": format_offset(_parse(s["time"]) - scenario.start), "kind": "stall",
+                  "text": f"PoolResizeStalled {s['pool']} ({s['action']}): {s['reason']}", "pool": s["pool"] if s["pool"] in recorder.pools else None,
+                  "severity": None} for s in stalls]
+    timeline += [{"time": iso(inv.time), "offset": format_offset(inv.time - scenario.start), "kind": "host",
+                  "text": f"function {inv.function} failed: {inv.detail[:200]}", "pool": None, "severity": "error"}
+                 for inv in host.invocations if not inv.ok]
+    order = {"action": 0, "mark": 0, "host": 1, "image": 2, "lock": 3, "pool": 4, "stall": 5, "alert": 6}
+    timeline.sort(key=lambda e: (e["time"], order.get(e["kind"], 9)))
+
+    report: dict[str, Any] = {
+        "reportVersion": REPORT_VERSION,
+        "scenario": {"name": scenario.name, "description": scenario.description, "file": scenario.source, "seed": scenario.seed},
+        "virtualTime": {"start": iso(scenario.start), "end": iso(now), "duration": format_duration(now - scenario.start),
+                        "step": format_duration(scenario.step)},
+        "wallSeconds": round(wall_seconds, 2),
+        "result": {"ok": True, "problems": []},
+        "expectations": [],
+        "actions": actions,
+        "pools": sorted(pools, key=lambda p: (p["account"], p["id"].lower())),
+        "deletedPools": deleted,
+        "images": images,
+        "snapshots": snapshots,
+        "locks": locks,
+        "alerts": alerts,
+        "alertCounts": dict(sorted(Counter(a["type"] for a in alerts).items())),
+        "teamsMessages": len(emulator.teams_messages),
+        "stallEvents": stalls,
+        "resizeRequests": resize_requests,
+        "resizeFailures": sorted(({"time": iso(when), "pool": key, "errors": codes} for key, series in recorder.pools.items()
+                                  for when, codes in series.failures), key=lambda f: f["time"]),
+        "events": {"delivered": host.delivered, "retried": host.retried, "deadLettered": len(dead), "deadLetters": dead},
+        "invocations": dict(sorted(invocations.items())),
+        "requests": {"total": len(emulator.log), "byAction": emulator.log.count_by_action(), "faultsInjected": emulator.faults.injected},
+        "timeline": timeline,
+        "charts": {"png": None, "html": None},
+    }
+    expectations = check_expectations(report, scenario)
+    report["expectations"] = expectations
+    problems = [f"action {a['action']} at {a['at']}: outcome {a['outcome']}" + (f", expected {a['expectedOutcome']}" if a["expectedOutcome"] else "")
+                + (f" ({a['detail']})" if a["detail"] and a["outcome"] != "ok" else "") for a in actions if not a["ok"]]
+    problems += [f"expectation failed: {e['description']} — {e['detail']}" for e in expectations if not e["ok"]]
+    report["result"] = {"ok": not problems, "problems": problems}
+    return report
+
+
+def _last(values: list[Any]) -> Any:
+    return values[-1] if values else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Expectations
+# ---------------------------------------------------------------------------------------------
+
+
+def _count_ok(spec: dict[str, Any], n: int) -> tuple[bool, str]:
+    wanted = []
+    ok = True
+    if "count" in spec:
+        ok &= n == spec["count"]
+        wanted.append(f"exactly {spec['count']}")
+    if "min" in spec:
+        ok &= n >= spec["min"]
+        wanted.append(f"at least {spec['min']}")
+    if "max" in spec:
+        ok &= n <= spec["max"]
+        wanted.append(f"at most {spec['max']}")
+    return ok, f"{n} (wanted {' and '.join(wanted)})"
+
+
+def _window(spec: dict[str, Any], start: datetime, when: str) -> bool:
+    t = _parse(when)
+    if "after" in spec and t < start + parse_duration(spec["after"]):
+        return False
+    return not ("before" in spec and t > start + parse_duration(spec["before"]))
+
+
+def _window_text(spec: dict[str, Any]) -> str:
+    parts = []
+    if "after" in spec:
+        parts.append(f"after {format_offset(parse_duration(spec['after']))}")
+    if "before" in spec:
+        parts.append(f"before {format_offset(parse_duration(spec['before']))}")
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[str, Any]]:
+    from shared.resource_ids import normalize
+
+    start = scenario.start
+    results = []
+    pools = {f"{p['account']}/{p['id']}".lower(): p for p in report["pools"]}
+    for spec in scenario.expectations:
+        kind = spec["expect"]
+        ok, detail, text = False, "", kind
+        pool_ref = spec.get("pool")
+        pool = pools.get(pool_ref.lower()) if pool_ref else None
+        if kind == "poolAtTarget":
+            by = start + parse_duration(spec["by"]) if "by" in spec else None
+            text = f"pool {pool_ref} at its desired target at the end" + (f", continuously since {format_offset(by - start)} or earlier" if by else "")
+            if pool is None:
+                detail = "the pool does not exist at the end"
+            elif pool["desired"] is None:
+                detail = "the pool has no desired target (not managed by the autopilot, or no autopilot.desired* metadata)"
+            elif not pool["atTarget"]:
+                detail = (f"it has {pool['current']['dedicated']} dedicated / {pool['current']['spot']} Spot, desired "
+                          f"{pool['desired']['dedicated']} / {pool['desired']['spot']} ({pool['allocationState']})")
+            else:
+                reached = _parse(pool["targetReachedAt"]) if pool["targetReachedAt"] else None
+                ok = by is None or (reached is not None and reached <= by)
+                detail = f"at target since {format_offset(reached - start)}" if reached else "at target"
+        elif kind == "poolReachedTarget":
+            by = start + parse_duration(spec["by"]) if "by" in spec else None
+            text = f"pool {pool_ref} reached its desired target" + (f" by {format_offset(by - start)}" if by else "")
+            first = pool["firstReachedAt"] if pool else None
+            if first is None:
+                deleted = next((d for d in report["deletedPools"] if f"{d['account']}/{d['id']}".lower() == (pool_ref or "").lower()), None)
+                detail = "the pool was deleted before reaching it" if deleted else "it never did"
+            else:
+                ok = by is None or _parse(first) <= by
+                detail = f"first reached at {format_offset(_parse(first) - start)}"
+        elif kind == "poolExists":
+            wanted = spec.get("exists", True)
+            text = f"pool {pool_ref} {'exists' if wanted else 'does not exist'} at the end"
+            ok = (pool is not None) == wanted
+            detail = "it exists" if pool is not None else "it does not exist"
+        elif kind == "poolNodes":
+            wanted = " and ".join(f"{spec[k]} {'dedicated' if k == 'dedicated' else 'Spot'}" for k in ("dedicated", "spot") if k in spec)
+            text = f"pool {pool_ref} has {wanted}"
+            if pool is None:
+                detail = "the pool does not exist at the end"
+            else:
+                ok = all(pool["current"][k] == spec[k] for k in ("dedicated", "spot") if k in spec)
+                detail = f"it has {pool['current']['dedicated']} dedicated / {pool['current']['spot']} Spot"
+        elif kind == "alerts":
+            matching = [a for a in report["alerts"] if ("type" not in spec or a["type"].lower() == spec["type"].lower())
+                        and ("subjectContains" not in spec or spec["subjectContains"].lower() in a["subject"].lower())
+                        and _window(spec, start, a["time"])]
+            ok, detail = _count_ok(spec, len(matching))
+            about = f" about *{spec['subjectContains']}*" if "subjectContains" in spec else ""
+            text = f"{spec.get('type', 'any')} alerts{about}{_window_text(spec)}"
+            detail = f"{detail}" + (f": {', '.join(a['time'][11:16] + ' ' + a['type'] for a in matching[:5])}" if matching else "")
+        elif kind == "imageExists":
+            wanted = spec.get("exists", True)
+            image_id = normalize(scenario.resource(spec["image"]))
+            found = next((i for i in report["images"] if normalize(i["id"]) == image_id), None)
+            text = f"image {spec['image'].rsplit('/providers/', 1)[-1]} {'exists' if wanted else 'does not exist'} at the end"
+            ok = (found is not None) == wanted
+            detail = f"it exists ({found['provisioningState']})" if found else "it does not exist"
+        elif kind == "locks":
+            owner = spec.get("owner", "any")
+            on = normalize(scenario.resource(spec["on"])) if "on" in spec else None
+            matching = [lk for lk in report["locks"] if (owner == "any" or lk["owner"] == owner) and (on is None or normalize(lk["scope"]) == on)]
+            ok, detail = _count_ok(spec, len(matching))
+            text = f"{'the app' if owner == 'app' else 'other' if owner == 'other' else 'all'} locks" + (
+                f" on {spec['on'].rsplit('/providers/', 1)[-1]}" if on else "")
+        elif kind == "resizeRequests":
+            by = spec.get("by", "app")
+            matching = [r for r in report["resizeRequests"] if r["pool"].lower() == pool_ref.lower() and (by == "anyone" or r["caller"] == APP_CALLER)
+                        and _window(spec, start, r["time"])]
+            ok, detail = _count_ok(spec, len(matching))
+            text = f"resize requests for {pool_ref} by {'the app' if by == 'app' else 'anyone'}{_window_text(spec)}"
+        elif kind == "resizeFailures":
+            code = spec.get("code", "").lower()
+            matching = [f for f in report["resizeFailures"] if (pool_ref is None or f["pool"].lower() == pool_ref.lower())
+                        and code in f["errors"].lower() and _window(spec, start, f["time"])]
+            ok, detail = _count_ok(spec, len(matching))
+            text = f"resizes that ended short{' of ' + pool_ref if pool_ref else ''}{' with ' + spec['code'] if code else ''}{_window_text(spec)}"
+            detail += f": {', '.join(f['time'][11:16] + ' ' + f['errors'].split(' (')[0] for f in matching[:6])}" if matching else ""
+        elif kind == "stallEvents":
+            matching = [s for s in report["stallEvents"] if (pool_ref is None or s["pool"].lower() == pool_ref.lower()) and _window(spec, start, s["time"])]
+            ok, detail = _count_ok(spec, len(matching))
+            text = f"PoolResizeStalled events{' for ' + pool_ref if pool_ref else ''}{_window_text(spec)}"
+        elif kind == "deadLetters":
+            ok, detail = _count_ok(spec, report["events"]["deadLettered"])
+            text = "dead-lettered events"
+        elif kind == "failedInvocations":
+            fn = spec.get("function")
+            n = sum(v["failed"] for k, v in report["invocations"].items() if fn is None or k == fn)
+            ok, detail = _count_ok(spec, n)
+            text = f"failed invocations{' of ' + fn if fn else ''}"
+        if spec.get("description"):
+            text = f"{spec['description']} ({text})"
+        results.append({"expect": kind, "description": text, "ok": bool(ok), "detail": detail})
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing and validating
+# ---------------------------------------------------------------------------------------------
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def validate_report(report: dict[str, Any]) -> list[str]:
+    from jsonschema import Draft202012Validator
+
+    return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in Draft202012Validator(REPORT_SCHEMA).iter_errors(report)]
+
+
+_TIME = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
+_TIME_OR_NULL = {"anyOf": [_TIME, {"type": "null"}]}
+_STR = {"type": "string"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_BOOL = {"type": "boolean"}
+_COUNT = {"type": "integer", "minimum": 0}
+
+
+def _obj(properties: dict[str, Any]) -> dict[str, Any]:
+    """An object with exactly these properties, all required."""
+    return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
+
+
+def _list(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+_NODES = _obj({"dedicated": _COUNT, "spot": _COUNT})
+_LOCK_REF = _obj({"name": _STR, "owner": {"enum": ["app", "other"]}})
+
+REPORT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "autopilot simulate report",
+    **_obj({
+        "reportVersion": {"const": REPORT_VERSION},
+        "scenario": _obj({"name": _STR, "description": _STR, "file": _STR, "seed": {"type": "integer"}}),
+        "virtualTime": _obj({"start": _TIME, "end": _TIME, "duration": _STR, "step": _STR}),
+        "wallSeconds": {"type": "number", "minimum": 0},
+        "result": _obj({"ok": _BOOL, "problems": _list(_STR)}),
+        "expectations": _list(_obj({"expect": _STR, "description": _STR, "ok": _BOOL, "detail": _STR})),
+        "actions": _list(_obj({"at": _STR, "time": _TIME, "action": _STR, "by": _STR_OR_NULL, "target": _STR_OR_NULL, "outcome": _STR,
+                               "expectedOutcome": _STR_OR_NULL, "ok": _BOOL, "detail": _STR})),
+        "pools": _list(_obj({
+            "account": _STR, "accountId": _STR, "id": _STR, "managed": _BOOL, "family": _STR_OR_NULL, "version": _STR_OR_NULL,
+            "image": _STR_OR_NULL, "vmSize": _STR, "desired": {"anyOf": [_NODES, {"type": "null"}]}, "current": _NODES, "target": _NODES,
+            "allocationState": {"enum": ["steady", "resizing", "stopping"]},
+            "resizeErrors": _list(_obj({"code": _STR, "message": _STR})),
+            "atTarget": _BOOL, "targetReachedAt": _TIME_OR_NULL, "firstReachedAt": _TIME_OR_NULL,
+            "resizeRequests": _COUNT, "resizeFailures": _COUNT})),
+        "deletedPools": _list(_obj({"account": _STR, "id": _STR, "firstSeen": _TIME_OR_NULL, "deletedAt": _TIME_OR_NULL})),
+        "images": _list(_obj({"kind": {"enum": ["managedImage", "galleryImageVersion"]}, "id": _STR, "name": _STR, "provisioningState": _STR,
+                              "pools": _list(_STR), "locks": _list(_LOCK_REF)})),
+        "snapshots": _list(_obj({"id": _STR, "name": _STR, "tags": {"type": "object", "additionalProperties": _STR}, "pools": _list(_STR),
+                                 "locks": _list(_LOCK_REF)})),
+        "locks": _list(_obj({"scope": _STR, "name": _STR, "level": {"enum": ["CanNotDelete", "ReadOnly"]}, "owner": {"enum": ["app", "other"]},
+                             "notes": _STR})),
+        "alerts": _list(_obj({"time": _TIME, "type": _STR, "severity": {"enum": ["info", "warning", "critical"]}, "subject": _STR,
+                              "pool": _STR_OR_NULL, "title": _STR})),
+        "alertCounts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+        "teamsMessages": _COUNT,
+        "stallEvents": _list(_obj({"time": _TIME, "pool": _STR, "action": _STR, "reason": _STR})),
+        "resizeRequests": _list(_obj({"time": _TIME, "pool": _STR, "caller": _STR, "status": {"type": "integer"}})),
+        "resizeFailures": _list(_obj({"time": _TIME, "pool": _STR, "errors": _STR})),
+        "events": _obj({"delivered": _COUNT, "retried": _COUNT, "deadLettered": _COUNT,
+                        "deadLetters": _list(_obj({"function": _STR, "eventType": _STR, "subject": _STR, "attempts": {"type": "integer", "minimum": 1},
+                                                   "lastError": _STR}))}),
+        "invocations": {"type": "object", "additionalProperties": _obj({"ok": _COUNT, "failed": _COUNT,
+                                                                        "failures": _list(_obj({"time": _TIME, "detail": _STR}))})},
+        "requests": _obj({"total": _COUNT, "byAction": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+                          "faultsInjected": _COUNT}),
+        "timeline": _list(_obj({"time": _TIME, "offset": {"type": "string", "pattern": r"^[+-]\d{2,}:\d{2}$"},
+                                "kind": {"enum": ["action", "mark", "host", "image", "lock", "pool", "stall", "alert"]}, "text": _STR,
+                                "pool": _STR_OR_NULL, "severity": {"enum": [None, "info", "warning", "critical", "error"]}})),
+        "charts": _obj({"png": _STR_OR_NULL, "html": _STR_OR_NULL}),
+    }),
+}
+
+
+def offset_of(report: dict[str, Any], when: str | None) -> str:
+    if when is None:
+        return "-"
+    return format_offset(_parse(when) - _parse(report["virtualTime"]["start"]))
+
+
+__all__ = ["REPORT_SCHEMA", "build_report", "check_expectations", "offset_of", "validate_report", "write_report"]

@@ -1,0 +1,468 @@
+"""``status``, ``plan`` and ``reconcile`` against a subscription: a real one (settings from the environment, as
+the Function App has them) or the local emulator (``AUTOPILOT_CREDENTIAL=emulator``).
+
+Everything here goes through the app's own code: ``shared.references.observe`` for what pools use,
+``shared.watch.tick`` and ``shared.guard.reconcile`` for what the timers do, ``shared.episodes`` for the
+pool watch's records. ``status`` and ``plan`` only read (GETs, and Table queries); ``reconcile`` acts.
+The JSON structures are versioned contracts: ``STATUS_SCHEMA``, ``PLAN_SCHEMA``, ``RECONCILE_SCHEMA``
+(docs/cli.md shows them; a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+log = logging.getLogger("autopilot.cli")
+
+STATUS_VERSION = 1
+PLAN_VERSION = 1
+RECONCILE_VERSION = 1
+FAILING_HEALTH = frozenset({"failing", "stopped", "gave-up", "invalid-metadata", "image-missing"})
+
+
+@dataclass(frozen=True)
+class FixedClock:
+    """The moment the command looked (every decision of one command uses the same "now")."""
+
+    moment: datetime
+
+    def now(self) -> datetime:
+        return self.moment
+
+
+def emulator_now(settings: Any) -> datetime | None:
+    """The emulator's virtual time (``GET /_emulator/clock``), trusting only the emulator's CA; None if unavailable."""
+    url = settings.arm_endpoint.rstrip("/") + "/_emulator/clock"
+    context = ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else ssl.create_default_context()
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+            return datetime.fromisoformat(json.loads(response.read())["now"])
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("could not read the emulator's virtual clock at %s (%s); using the system clock", url, exc)
+        return None
+
+
+def build_context() -> Any:
+    """An AppContext from the environment (raises shared.settings.SettingsError with every problem)."""
+    from shared.clock import SystemClock
+    from shared.context import AppContext
+    from shared.settings import load_settings
+
+    settings = load_settings()
+    moment = emulator_now(settings) if settings.is_emulator else None
+    return AppContext.from_settings(settings, clock=FixedClock(moment or SystemClock().now()))
+
+
+def iso(when: datetime | None) -> str | None:
+    return when.isoformat().replace("+00:00", "Z") if when is not None else None
+
+
+def _account_name(account_id: str) -> str:
+    return account_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+# ---------------------------------------------------------------------------------------------
+
+
+def episode_json(episode: Any, now: datetime) -> dict[str, Any]:
+    backing_off = episode.backoff.backoff_until is not None and episode.backoff.backoff_until > now
+    return {
+        "started": iso(episode.started), "attempts": episode.attempts, "requests": episode.requests,
+        "failingSince": iso(episode.failing_since), "awaitingOutcome": episode.awaiting_outcome,
+        "lastRequestTime": iso(episode.last_request_time),
+        "backoff": {"failures": episode.backoff.failures, "until": iso(episode.backoff.backoff_until), "active": backing_off},
+        "lastErrorCode": episode.last_error_code, "lastErrorCause": episode.last_error_cause, "lastFix": episode.last_fix,
+        "stoppedReason": episode.stopped_reason, "gaveUp": episode.gave_up, "recoveredAt": iso(episode.recovered_at),
+        "lastAlertType": str(episode.last_alert_type) if episode.last_alert_type else None, "lastAlertTime": iso(episode.last_alert_time),
+    }
+
+
+def _episodes(context: Any, account_ids: list[str]) -> dict[tuple[str, str], Any]:
+    """Episode records by (account id lower, pool id lower); unreadable records are skipped with a warning."""
+    from shared.episodes import Episode
+    from shared.state import EPISODES, safe_key
+
+    table = context.state.table(EPISODES)
+    out: dict[tuple[str, str], Any] = {}
+    for account_id in account_ids:
+        for record in table.query(safe_key(account_id)):
+            try:
+                episode = Episode.from_dict(record.data)
+            except ValueError as exc:
+                log.warning("skipping episode record %s/%s: %s", record.partition, record.row, exc)
+                continue
+            out[(account_id.lower(), episode.pool_id.lower() or record.row)] = episode
+    return out
+
+
+def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime, missing_images: set[str]) -> dict[str, Any]:
+    from shared import pool_metadata
+    from shared.pool_policy import PoolIntentError, PoolView, desired_target
+    from shared.resource_ids import normalize
+
+    view = PoolView.from_dict(raw, account_id)
+    problem = None
+    try:
+        desired = desired_target(view, now)
+    except PoolIntentError as exc:
+        desired, problem = None, str(exc)
+    metadata = dict(view.metadata)
+    at_target = desired is not None and view.current_dedicated == desired.dedicated and view.current_spot == desired.spot
+    if not view.is_managed:
+        health = "unmanaged"
+    elif problem:
+        health = "invalid-metadata"
+    elif view.image_id and normalize(view.image_id) in missing_images:
+        health, problem = "image-missing", f"the pool's image {view.image_id} no longer exists: the pool cannot grow"
+    elif desired is None:
+        health = "no-target"
+    elif episode is not None and not episode.is_closed and episode.gave_up:
+        health, problem = "gave-up", episode.stopped_reason
+    elif episode is not None and not episode.is_closed and episode.stopped_reason:
+        health, problem = "stopped", f"{episode.stopped_reason}. {episode.last_fix or ''}".strip()
+    elif not view.is_steady:
+        health = "resizing"
+    elif at_target:
+        health = "ok"
+    elif episode is not None and not episode.is_closed and episode.backoff.backoff_until and episode.backoff.backoff_until > now:
+        health = "backing-off"
+    elif view.resize_errors:
+        health, problem = "failing", ", ".join(e.code for e in view.resize_errors)
+    else:
+        health = "pending"
+    return {
+        "account": _account_name(account_id), "accountId": account_id, "id": view.pool_id, "managed": view.is_managed,
+        "family": metadata.get(pool_metadata.FAMILY), "version": metadata.get(pool_metadata.VERSION), "image": view.image_id,
+        "vmSize": view.vm_size,
+        "desired": {"dedicated": desired.dedicated, "spot": desired.spot, "source": desired.source} if desired else None,
+        "current": {"dedicated": view.current_dedicated, "spot": view.current_spot},
+        "target": {"dedicated": view.target_dedicated, "spot": view.target_spot},
+        "allocationState": view.allocation_state,
+        "allocationStateTransitionTime": iso(view.allocation_state_transition_time),
+        "resizeErrors": [{"code": e.code, "message": e.message} for e in view.resize_errors],
+        "health": health, "problem": problem,
+        "episode": episode_json(episode, now) if episode is not None else None,
+    }
+
+
+def collect_status(context: Any) -> dict[str, Any]:
+    from shared.families import parse_families
+    from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of, lock_target
+    from shared.references import account_ids, observe
+    from shared.resource_ids import normalize
+    from shared.resources import compute
+
+    now = context.clock.now()
+    accounts = account_ids(context)
+    inventory = observe(context)
+    episodes = _episodes(context, [a for a in accounts if a not in inventory.unreadable_accounts])
+    pools = []
+    for account_id, raw_pools in inventory.pools.items():
+        for raw in raw_pools:
+            episode = episodes.get((account_id.lower(), str(raw.get("id", "")).lower()))
+            pools.append(_pool_row(account_id, raw, episode, now, inventory.missing_images))
+    pools.sort(key=lambda p: (p["account"], p["id"].lower()))
+
+    # locks: every lock in the subscription on an image-like resource, grouped by resource
+    locks_by_resource: dict[str, list[dict[str, Any]]] = {}
+    for lock in context.clients.locks.management_locks.list_at_subscription_level():
+        target = lock_target(lock.id or "")
+        if target is None:
+            continue
+        locks_by_resource.setdefault(normalize(target[0]), []).append({
+            "name": lock.name or target[1], "level": str(lock.level), "owner": "app" if (lock.name or target[1]).lower() == LOCK_NAME else "other",
+            "notes": lock.notes or ""})
+
+    # images: what managed pools use (and what those were built from), plus every version of the families' definitions
+    resources: dict[str, dict[str, Any]] = {}
+    for key, guarded in inventory.graph.items():
+        resources[key] = {"id": guarded.resource_id, "kind": guarded.kind, "pools": sorted(f"{_account_name(p.account_id)}/{p.pool_id}" for p in guarded.pools)}
+    families = parse_families(context.settings.families_json) if context.settings.families_json else None
+    for family in families or []:
+        gallery = family.gallery
+        if gallery.subscription and gallery.subscription.lower() != context.settings.subscription_id.lower():
+            continue  # a gallery in another subscription: its versions show when a pool uses them
+        try:
+            listing = context.clients.compute.gallery_image_versions.list_by_gallery_image
+            versions = list(listing(gallery.resource_group, gallery.name, gallery.image_definition))
+        except Exception as exc:  # the definition may not exist yet (no version built): nothing to show
+            log.info("no versions listed for family %s: %s", family.name, exc)
+            versions = []
+        for version in versions:
+            resources.setdefault(normalize(version.id), {"id": version.id, "kind": GALLERY_VERSION, "pools": []})
+    images = []
+    for key, entry in sorted(resources.items()):
+        kind = entry["kind"] or kind_of(entry["id"])
+        if key in inventory.missing_images:
+            resource = None
+        elif kind == SNAPSHOT:
+            resource = compute.get_snapshot(context.clients, entry["id"])
+        else:
+            resource = compute.get_any_image(context.clients, entry["id"])
+        state = ((resource or {}).get("properties") or {}).get("provisioningState") or (resource or {}).get("provisioning_state")
+        images.append({
+            "kind": {GALLERY_VERSION: "galleryImageVersion", MANAGED_IMAGE: "managedImage", SNAPSHOT: "snapshot"}.get(kind, "other"),
+            "id": entry["id"], "exists": resource is not None, "provisioningState": state if resource is not None else None,
+            "pools": entry["pools"], "locks": locks_by_resource.get(key, []),
+            "protected": any(lk["owner"] == "app" for lk in locks_by_resource.get(key, [])),
+        })
+    problems = [f"account {a}: cannot list pools ({e})" for a, e in inventory.unreadable_accounts.items()]
+    problems += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
+                 if p["health"] in FAILING_HEALTH]
+    problems += [f"image {i['id']} is used by {', '.join(i['pools'])} but does not exist" for i in images if not i["exists"] and i["pools"]]
+    warnings = [f"image {i['id']} is used by {', '.join(i['pools'])} but has no lock from the app yet (the guard adds it on its next pass, "
+                "or run `autopilot reconcile`)" for i in images if i["exists"] and i["pools"] and not i["protected"]]
+    warnings += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
+                 if p["health"] == "no-target"]
+    return {
+        "statusVersion": STATUS_VERSION,
+        "generatedAt": iso(now),
+        "subscriptionId": context.settings.subscription_id,
+        "target": "emulator" if context.settings.is_emulator else "azure",
+        "accounts": [{"id": a, "name": _account_name(a), "readable": a not in inventory.unreadable_accounts,
+                      "error": inventory.unreadable_accounts.get(a)} for a in accounts],
+        "pools": pools,
+        "images": images,
+        "problems": problems,
+        "warnings": warnings,
+    }
+
+
+def status_failing(status: dict[str, Any]) -> bool:
+    """Whether ``status`` should exit 1: unreadable accounts, failing pools, or images in use that are gone."""
+    return bool(status["problems"])
+
+
+# ---------------------------------------------------------------------------------------------
+# plan and reconcile
+# ---------------------------------------------------------------------------------------------
+
+
+def _decisions(context: Any, inventory: Any) -> list[dict[str, Any]]:
+    """What the watch would decide for each managed pool now (pure decisions; an image is read only when Batch's
+    generic failure message makes the watch check whether the pool's image still exists)."""
+    from shared.episodes import Action, decide
+    from shared.pool_policy import PoolIntentError, PoolView, WatchPolicy, desired_target
+    from shared.resources import compute
+
+    policy = WatchPolicy.from_settings(context.settings)
+    now = context.clock.now()
+    episodes = _episodes(context, list(inventory.pools))
+    out = []
+    for account_id, pools in inventory.pools.items():
+        for raw in pools:
+            view = PoolView.from_dict(raw, account_id)
+            if not view.is_managed:
+                continue
+            label = f"{_account_name(account_id)}/{view.pool_id}"
+            try:
+                desired = desired_target(view, now)
+            except PoolIntentError as exc:
+                out.append({"pool": label, "action": "invalid-metadata", "reason": str(exc), "resize": None, "alerts": []})
+                continue
+            episode = episodes.get((account_id.lower(), view.pool_id.lower()))
+            try:
+                decision = decide(view, desired, episode, now, policy)
+                if decision.action == Action.VERIFY_IMAGE and decision.image_id:
+                    image = compute.get_any_image(context.clients, decision.image_id)
+                    exists = image is not None and str((image.get("properties") or {}).get("provisioningState", "")).lower() in ("succeeded", "")
+                    decision = decide(view, desired, episode, now, policy, image_exists=exists)
+            except PoolIntentError as exc:  # e.g. autopilot.nodeDeallocationOption, read only for a shrink
+                out.append({"pool": label, "action": "invalid-metadata", "reason": str(exc), "resize": None, "alerts": []})
+                continue
+            step = decision.step
+            out.append({
+                "pool": label, "action": decision.action.value, "reason": decision.reason,
+                "resize": {"dedicated": step.target_dedicated, "spot": step.target_spot, "resizeTimeout": step.resize_timeout_iso,
+                           "nodeDeallocationOption": step.node_deallocation_option} if step else None,
+                "alerts": [str(a.type) for a in decision.alerts],
+            })
+    return sorted(out, key=lambda d: d["pool"].lower())
+
+
+def _lock_action(action: Any) -> dict[str, Any]:
+    return {"kind": action.kind, "resource": action.resource_id, "notes": action.notes}
+
+
+def plan(context: Any) -> dict[str, Any]:
+    from shared.guard import reconcile
+    from shared.references import observe
+    from shared.watch import tick
+
+    now = context.clock.now()
+    inventory = observe(context)
+    guard = reconcile(context, dry_run=True, inventory=inventory)
+    watch = tick(context, dry_run=True)
+    return {
+        "planVersion": PLAN_VERSION,
+        "generatedAt": iso(now),
+        "subscriptionId": context.settings.subscription_id,
+        "watch": {"accounts": watch.accounts, "pools": watch.pools, "managed": watch.managed, "stalled": list(watch.stalled),
+                  "autoscale": list(getattr(watch, "autoscale", [])),
+                  "unreadableAccounts": dict(watch.unreadable_accounts), "invalidPools": dict(watch.invalid_pools),
+                  "decisions": _decisions(context, inventory)},
+        "guard": {"guarded": guard.guarded, "skippedRelease": guard.skipped_release,
+                  "actions": [_lock_action(a) for a in guard.actions if not (guard.skipped_release and a.kind == "remove")],
+                  "missingImages": sorted(inventory.missing_images)},
+    }
+
+
+def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any]:
+    """One watch pass and one guard pass, as the two timers do. The watch publishes a PoolResizeStalled event per
+    stalled pool (the Function App's resize_stalled handles it); ``handle_stalls`` handles them here too."""
+    from shared.guard import reconcile
+    from shared.watch import handle_stall, tick
+
+    now = context.clock.now()
+    watch = tick(context)
+    handled = []
+    if handle_stalls:
+        for subject in watch.stalled:
+            account_id, pool_id = subject.rsplit("/pools/", 1)
+            try:
+                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": handle_stall(context, account_id, pool_id), "ok": True})
+            except Exception as exc:  # one pool's failure must not hide the others
+                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": f"{type(exc).__name__}: {exc}", "ok": False})
+    guard = reconcile(context)
+    return {
+        "reconcileVersion": RECONCILE_VERSION,
+        "generatedAt": iso(now),
+        "subscriptionId": context.settings.subscription_id,
+        "watch": {"accounts": watch.accounts, "pools": watch.pools, "managed": watch.managed, "stalled": list(watch.stalled),
+                  "autoscale": list(getattr(watch, "autoscale", [])),
+                  "stallEventsPublished": len(watch.stalled), "alerts": watch.alerts, "handled": handled,
+                  "unreadableAccounts": dict(watch.unreadable_accounts), "invalidPools": dict(watch.invalid_pools)},
+        "guard": {"guarded": guard.guarded, "skippedRelease": guard.skipped_release, "applied": [_lock_action(a) for a in guard.applied],
+                  "failed": dict(guard.failed), "missing": list(guard.missing)},
+    }
+
+
+def reconcile_failed(result: dict[str, Any]) -> bool:
+    return bool(result["guard"]["failed"] or result["watch"]["unreadableAccounts"] or any(not h["ok"] for h in result["watch"]["handled"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas (documented in docs/cli.md)
+# ---------------------------------------------------------------------------------------------
+
+_TIME = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
+_TIME_OR_NULL = {"anyOf": [_TIME, {"type": "null"}]}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_NODES = {"type": "object", "required": ["dedicated", "spot"], "additionalProperties": False,
+          "properties": {"dedicated": {"type": "integer", "minimum": 0}, "spot": {"type": "integer", "minimum": 0}}}
+_LOCK_ACTION = {"type": "object", "required": ["kind", "resource", "notes"], "additionalProperties": False,
+                "properties": {"kind": {"enum": ["put", "refresh", "remove"]}, "resource": {"type": "string"}, "notes": {"type": "string"}}}
+_COUNTS = {"accounts": {"type": "integer", "minimum": 0}, "pools": {"type": "integer", "minimum": 0}, "managed": {"type": "integer", "minimum": 0},
+           "stalled": {"type": "array", "items": {"type": "string"}},
+           "autoscale": {"type": "array", "items": {"type": "string"}, "description": "managed pools with autoscale on: never resized, reported"},
+           "unreadableAccounts": {"type": "object", "additionalProperties": {"type": "string"}},
+           "invalidPools": {"type": "object", "additionalProperties": {"type": "string"}}}
+
+STATUS_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "autopilot status --json",
+    "type": "object",
+    "required": ["statusVersion", "generatedAt", "subscriptionId", "target", "accounts", "pools", "images", "problems", "warnings"],
+    "additionalProperties": False,
+    "properties": {
+        "statusVersion": {"const": STATUS_VERSION},
+        "generatedAt": _TIME,
+        "subscriptionId": {"type": "string"},
+        "target": {"enum": ["azure", "emulator"]},
+        "accounts": {"type": "array", "items": {"type": "object", "required": ["id", "name", "readable", "error"], "additionalProperties": False,
+                                                "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "readable": {"type": "boolean"},
+                                                               "error": _STR_OR_NULL}}},
+        "pools": {"type": "array", "items": {"type": "object", "additionalProperties": False, "required": [
+            "account", "accountId", "id", "managed", "family", "version", "image", "vmSize", "desired", "current", "target", "allocationState",
+            "allocationStateTransitionTime", "resizeErrors", "health", "problem", "episode"], "properties": {
+            "account": {"type": "string"}, "accountId": {"type": "string"}, "id": {"type": "string"}, "managed": {"type": "boolean"},
+            "family": _STR_OR_NULL, "version": _STR_OR_NULL, "image": _STR_OR_NULL, "vmSize": _STR_OR_NULL,
+            "desired": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["dedicated", "spot", "source"], "additionalProperties": False,
+                                                     "properties": {"dedicated": {"type": "integer", "minimum": 0}, "spot": {"type": "integer", "minimum": 0},
+                                                                    "source": {"enum": ["metadata", "schedule"]}}}]},
+            "current": _NODES, "target": _NODES,
+            "allocationState": {"enum": ["steady", "resizing", "stopping", ""]},
+            "allocationStateTransitionTime": _TIME_OR_NULL,
+            "resizeErrors": {"type": "array", "items": {"type": "object", "required": ["code", "message"], "additionalProperties": False,
+                                                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
+            "health": {"enum": ["ok", "unmanaged", "no-target", "resizing", "pending", "backing-off", "failing", "stopped", "gave-up",
+                                "invalid-metadata", "image-missing"]},
+            "problem": _STR_OR_NULL,
+            "episode": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False, "required": [
+                "started", "attempts", "requests", "failingSince", "awaitingOutcome", "lastRequestTime", "backoff", "lastErrorCode", "lastErrorCause",
+                "lastFix", "stoppedReason", "gaveUp", "recoveredAt", "lastAlertType", "lastAlertTime"], "properties": {
+                "started": _TIME, "attempts": {"type": "integer", "minimum": 0}, "requests": {"type": "integer", "minimum": 0},
+                "failingSince": _TIME_OR_NULL, "awaitingOutcome": {"type": "boolean"}, "lastRequestTime": _TIME_OR_NULL,
+                "backoff": {"type": "object", "required": ["failures", "until", "active"], "additionalProperties": False,
+                            "properties": {"failures": {"type": "integer", "minimum": 0}, "until": _TIME_OR_NULL, "active": {"type": "boolean"}}},
+                "lastErrorCode": _STR_OR_NULL, "lastErrorCause": _STR_OR_NULL, "lastFix": _STR_OR_NULL, "stoppedReason": _STR_OR_NULL,
+                "gaveUp": {"type": "boolean"}, "recoveredAt": _TIME_OR_NULL, "lastAlertType": _STR_OR_NULL, "lastAlertTime": _TIME_OR_NULL}}]},
+        }}},
+        "images": {"type": "array", "items": {"type": "object", "required": ["kind", "id", "exists", "provisioningState", "pools", "locks", "protected"],
+                                              "additionalProperties": False, "properties": {
+            "kind": {"enum": ["galleryImageVersion", "managedImage", "snapshot", "other"]}, "id": {"type": "string"}, "exists": {"type": "boolean"},
+            "provisioningState": _STR_OR_NULL, "pools": {"type": "array", "items": {"type": "string"}},
+            "locks": {"type": "array", "items": {"type": "object", "required": ["name", "level", "owner", "notes"], "additionalProperties": False,
+                                                 "properties": {"name": {"type": "string"}, "level": {"type": "string"}, "owner": {"enum": ["app", "other"]},
+                                                                "notes": {"type": "string"}}}},
+            "protected": {"type": "boolean"}}}},
+        "problems": {"type": "array", "items": {"type": "string"}, "description": "what makes `status` exit 1"},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+PLAN_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "autopilot plan --json",
+    "type": "object",
+    "required": ["planVersion", "generatedAt", "subscriptionId", "watch", "guard"],
+    "additionalProperties": False,
+    "properties": {
+        "planVersion": {"const": PLAN_VERSION},
+        "generatedAt": _TIME,
+        "subscriptionId": {"type": "string"},
+        "watch": {"type": "object", "required": [*_COUNTS, "decisions"], "additionalProperties": False, "properties": {
+            **_COUNTS,
+            "decisions": {"type": "array", "items": {"type": "object", "required": ["pool", "action", "reason", "resize", "alerts"],
+                                                     "additionalProperties": False, "properties": {
+                "pool": {"type": "string"},
+                "action": {"enum": ["nothing", "wait", "resize", "verify_image", "stop", "give_up", "report_autoscale", "invalid-metadata"]},
+                "reason": {"type": "string"},
+                "resize": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["dedicated", "spot", "resizeTimeout", "nodeDeallocationOption"],
+                                                        "additionalProperties": False, "properties": {
+                    "dedicated": {"type": "integer", "minimum": 0}, "spot": {"type": "integer", "minimum": 0}, "resizeTimeout": {"type": "string"},
+                    "nodeDeallocationOption": _STR_OR_NULL}}]},
+                "alerts": {"type": "array", "items": {"type": "string"}}}}}}},
+        "guard": {"type": "object", "required": ["guarded", "skippedRelease", "actions", "missingImages"], "additionalProperties": False, "properties": {
+            "guarded": {"type": "integer", "minimum": 0}, "skippedRelease": {"type": "boolean"}, "actions": {"type": "array", "items": _LOCK_ACTION},
+            "missingImages": {"type": "array", "items": {"type": "string"}}}},
+    },
+}
+
+RECONCILE_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "autopilot reconcile --json",
+    "type": "object",
+    "required": ["reconcileVersion", "generatedAt", "subscriptionId", "watch", "guard"],
+    "additionalProperties": False,
+    "properties": {
+        "reconcileVersion": {"const": RECONCILE_VERSION},
+        "generatedAt": _TIME,
+        "subscriptionId": {"type": "string"},
+        "watch": {"type": "object", "required": [*_COUNTS, "stallEventsPublished", "alerts", "handled"], "additionalProperties": False, "properties": {
+            **_COUNTS, "stallEventsPublished": {"type": "integer", "minimum": 0}, "alerts": {"type": "integer", "minimum": 0},
+            "handled": {"type": "array", "items": {"type": "object", "required": ["pool", "result", "ok"], "additionalProperties": False,
+                                                   "properties": {"pool": {"type": "string"}, "result": {"type": "string"}, "ok": {"type": "boolean"}}}}}},
+        "guard": {"type": "object", "required": ["guarded", "skippedRelease", "applied", "failed", "missing"], "additionalProperties": False, "properties": {
+            "guarded": {"type": "integer", "minimum": 0}, "skippedRelease": {"type": "boolean"}, "applied": {"type": "array", "items": _LOCK_ACTION},
+            "failed": {"type": "object", "additionalProperties": {"type": "string"}}, "missing": {"type": "array", "items": {"type": "string"}}}},
+    },
+}

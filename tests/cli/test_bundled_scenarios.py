@@ -1,0 +1,44 @@
+"""Every bundled scenario runs, and what it claims holds (its expectations are checked by the run itself)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from autopilot.cli import main
+from autopilot.report import validate_report
+from tests.cli.conftest import ROOT
+
+BUNDLED = sorted(p for p in (ROOT / "scenarios").glob("*.json") if not p.name.endswith(".schema.json"))
+
+
+def test_the_four_documented_scenarios_are_bundled() -> None:
+    assert {p.stem for p in BUNDLED} >= {"demo", "capacity-crunch", "quota", "image-deleted"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
+def test_bundled_scenario_runs_and_its_expectations_hold(path: Path, tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    report_path = tmp_path / "report.json"
+    code = main(["simulate", str(path), "--report", str(report_path), "--azurite", azurite, "--quiet", "--no-chart"])
+    out = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert code == 0, out
+    assert validate_report(report) == []
+    assert report["result"]["ok"] and report["expectations"] and all(e["ok"] for e in report["expectations"])
+    assert report["wallSeconds"] < 60
+
+
+@pytest.mark.slow
+def test_the_example_in_docs_scenarios_md_runs_as_documented(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8")
+    m = re.search(r"## An example\s*```json\n(.*?)\n```", text, re.DOTALL)
+    assert m is not None
+    scenario = tmp_path / "example.json"
+    scenario.write_text(m.group(1), encoding="utf-8")
+    (tmp_path / "scenario.schema.json").write_text((ROOT / "scenarios" / "scenario.schema.json").read_text())
+    code = main(["simulate", str(scenario), "--report", str(tmp_path / "report.json"), "--azurite", azurite, "--quiet", "--no-chart"])
+    assert code == 0, capsys.readouterr().out

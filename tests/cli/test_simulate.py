@@ -1,0 +1,128 @@
+"""``autopilot simulate``: a small scenario end to end through ``main``, its report (validated), chart and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autopilot.cli import main
+from autopilot.report import REPORT_SCHEMA, validate_report
+from tests.cli.conftest import write_json
+
+ACCOUNT_POOLS = "renderweu/gpu-1-0-0"
+VERSION = "/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/gpu-render/versions/1.0.0"
+
+SMALL = {
+    "name": "small",
+    "description": "one snapshot set, one small pool, one blocked delete",
+    "seed": 2,
+    "duration": "50m",
+    "capacity": [{"region": "westeurope", "dedicatedFailureRate": 0, "spotFailureRate": 0}],
+    "batchAccounts": [{"name": "renderweu"}],
+    "galleries": [{"name": "autopilotGallery"}],
+    "families": {"gpu": {
+        "gallery": {"resourceGroup": "images-rg", "name": "autopilotGallery", "imageDefinition": "gpu-render", "osType": "Linux",
+                    "hyperVGeneration": "V2", "location": "westeurope"},
+        "imageResourceGroup": "images-rg",
+        "pools": [{"account": "renderweu", "vmSize": "Standard_D4ds_v5", "dedicated": 6, "spot": 2}]}},
+    "timeline": [
+        {"at": "0m", "action": "createSnapshotSet", "family": "gpu", "version": "1.0.0"},
+        {"at": "30m", "action": "deleteResource", "resource": VERSION, "as": "mallory@contoso.com", "expectOutcome": "ScopeLocked"},
+        {"at": "40m", "action": "mark", "text": "the end is near"},
+    ],
+    "expect": [
+        {"expect": "poolAtTarget", "pool": ACCOUNT_POOLS, "by": "30m"},
+        {"expect": "alerts", "type": "PoolsCreated", "count": 1},
+        {"expect": "alerts", "type": "DeleteBlocked", "count": 1},
+        {"expect": "locks", "owner": "app", "count": 2},
+        {"expect": "imageExists", "image": VERSION},
+    ],
+}
+
+
+def run(tmp_path: Path, azurite: str, document: dict, *extra: str) -> tuple[int, dict]:
+    scenario = write_json(tmp_path / "scenario.json", document)
+    report_path = tmp_path / "out" / "report.json"
+    code = main(["simulate", str(scenario), "--report", str(report_path), "--azurite", azurite, *extra])
+    return code, json.loads(report_path.read_text())
+
+
+def test_simulate_writes_a_valid_report_and_charts(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, report = run(tmp_path, azurite, SMALL)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert validate_report(report) == []
+    assert report["result"] == {"ok": True, "problems": []}
+    assert report["scenario"]["name"] == "small" and report["scenario"]["seed"] == 2
+    assert report["virtualTime"]["start"] == "2026-11-02T06:00:00Z" and report["virtualTime"]["end"] == "2026-11-02T06:50:00Z"
+    pool = next(p for p in report["pools"] if f"{p['account']}/{p['id']}" == ACCOUNT_POOLS)
+    assert pool["desired"] == {"dedicated": 6, "spot": 2} == pool["current"] and pool["atTarget"] and pool["targetReachedAt"]
+    assert pool["managed"] and pool["family"] == "gpu" and pool["version"] == "1.0.0"
+    version = next(i for i in report["images"] if i["kind"] == "galleryImageVersion")
+    assert version["provisioningState"] == "Succeeded" and version["pools"] == [ACCOUNT_POOLS] and version["locks"] == [
+        {"name": "batch-image-autopilot", "owner": "app"}]
+    assert {lk["owner"] for lk in report["locks"]} == {"app"}
+    assert [a["type"] for a in report["alerts"]] == ["PoolsCreated", "DeleteBlocked"]
+    assert report["actions"][1]["outcome"] == "ScopeLocked" and report["actions"][1]["ok"] and report["actions"][1]["by"] == "mallory@contoso.com"
+    assert report["invocations"]["image_pipeline"]["ok"] >= 3 and all(v["failed"] == 0 for v in report["invocations"].values())
+    assert report["events"]["delivered"] > 0 and report["events"]["deadLettered"] == 0
+    assert report["requests"]["byAction"]["Microsoft.Compute/images/write"] == 1
+    assert any(t["kind"] == "mark" for t in report["timeline"])
+    assert all(e["ok"] for e in report["expectations"]) and len(report["expectations"]) == 5
+    # charts: a real PNG and a self-contained HTML page
+    png, page = Path(report["charts"]["png"]), Path(report["charts"]["html"])
+    assert png.parent == tmp_path / "out" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    html = page.read_text()
+    assert "<svg" in html and "small" in html and "DeleteBlocked" in html
+    assert "<script" not in html and "<link" not in html and 'src="http' not in html and "@import" not in html
+    # the console says where everything is, and shows the timeline
+    assert str(tmp_path / "out" / "report.json") in out and str(png) in out and str(page) in out
+    assert "Timeline" in out and "deleteResource" in out and "OK: small" in out
+
+
+def test_simulate_exits_1_when_an_expectation_fails(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    document = {**SMALL, "duration": "20m", "timeline": SMALL["timeline"][:1],
+                "expect": [{"expect": "alerts", "type": "ResizeGaveUp", "min": 1}, {"expect": "poolExists", "pool": "renderweu/nope"}]}
+    code, report = run(tmp_path, azurite, document, "--quiet", "--no-chart")
+    out = capsys.readouterr().out
+    assert code == 1
+    assert validate_report(report) == []
+    assert not report["result"]["ok"] and len(report["result"]["problems"]) == 2
+    assert "FAILED" in out and "✗ ResizeGaveUp alerts: 0 (wanted at least 1)" in out and "✗ pool renderweu/nope exists at the end" in out
+    assert report["charts"] == {"png": None, "html": None}
+    assert "Timeline" not in out  # --quiet
+
+
+def test_an_unexpected_action_outcome_fails_the_run(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    document = {**SMALL, "duration": "15m", "expect": [],
+                "timeline": [
+                    {"at": "0m", "action": "createSnapshotSet", "family": "gpu", "version": "1.0.0"},
+                    # the snapshots are not locked yet (no pool uses them): this delete succeeds, so expecting ScopeLocked fails
+                    {"at": "1m", "action": "deleteResource", "resource": "/resourceGroups/images-rg/providers/Microsoft.Compute/disks/gpu-1-0-0-os-disk",
+                     "expectOutcome": "ScopeLocked"},
+                    # a knob on a pool that does not exist is a scenario problem, not a crash
+                    {"at": "2m", "action": "injectPoolFailure", "pool": "renderweu/missing", "kind": "quota"},
+                ]}
+    code, report = run(tmp_path, azurite, document, "--quiet", "--no-chart")
+    assert code == 1
+    actions = report["actions"]
+    assert actions[1]["outcome"] == "ok" and actions[1]["expectedOutcome"] == "ScopeLocked" and not actions[1]["ok"]
+    assert actions[2]["outcome"] == "AzureError" and "PoolNotFound" in actions[2]["detail"] and not actions[2]["ok"]
+    assert len(report["result"]["problems"]) == 2
+    assert "✗ action deleteResource at +00:01: ok (expected ScopeLocked)" in capsys.readouterr().out
+
+
+def test_the_report_schema_is_documented_in_cli_md() -> None:
+    from tests.cli.test_status import documented_schema
+
+    assert documented_schema("report") == REPORT_SCHEMA
+
+
+def test_an_initial_state_the_emulator_refuses_exits_2(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = write_json(tmp_path / "scenario.json", {"name": "badinit", "duration": "1h", "galleries": [
+        {"name": "g", "images": [{"name": "d"}], "versions": [{"image": "d", "name": "1.0.0", "osSnapshot": "missing-snapshot"}]}]})
+    assert main(["simulate", str(scenario), "--azurite", azurite, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be set up" in err and "missing-snapshot" in err and "what to do" in err
