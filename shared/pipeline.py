@@ -495,6 +495,9 @@ def pool_body(family: FamilyConfig, spec: Any, snapshot_set: SnapshotSet, pool_i
     if spec.schedule:
         metadata[pool_metadata.SCHEDULE] = json.dumps([{"cron": s.cron, "dedicated": s.dedicated, "spot": s.spot} for s in spec.schedule],
                                                       separators=(",", ":"))
+    # One growth budget for both kinds, dedicated first, exactly as the watch's next_resize spends it.
+    first_dedicated = min(spec.dedicated, growth_step)
+    first_spot = min(spec.spot, growth_step - first_dedicated)
     body: dict[str, Any] = {
         "properties": {
             "vmSize": spec.vm_size,
@@ -503,8 +506,8 @@ def pool_body(family: FamilyConfig, spec: Any, snapshot_set: SnapshotSet, pool_i
             # Staged growth from the start: the first resize asks for at most one step; the pool
             # watch takes the pool the rest of the way (pools past 300 custom-image nodes may need
             # several resizes, per the Batch custom-image doc).
-            "scaleSettings": {"fixedScale": {"targetDedicatedNodes": min(spec.dedicated, growth_step),
-                                             "targetLowPriorityNodes": min(spec.spot, growth_step),
+            "scaleSettings": {"fixedScale": {"targetDedicatedNodes": first_dedicated,
+                                             "targetLowPriorityNodes": first_spot,
                                              "resizeTimeout": f"PT{spec.resize_timeout_minutes}M",
                                              "nodeDeallocationOption": spec.node_deallocation_option}},
             "metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())],

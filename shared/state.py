@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +78,23 @@ def _from_entity(entity: Any) -> Record:
 
 
 class StateTable:
-    def __init__(self, client: TableClient) -> None:
+    """One table. It is created by the first write that needs it, so read-only callers (the CLI's
+    ``plan`` and ``status``) never write to storage, and a steady app makes no create calls."""
+
+    def __init__(self, client: TableClient, create: Callable[[], object] | None = None) -> None:
         self._client = client
+        self._create = create
+
+    def _create_entity(self, entity: dict[str, Any]) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._client.create_entity(entity)
+        except ResourceNotFoundError:
+            if self._create is None:
+                raise
+            self._create()  # TableNotFound: the first write of this table
+            return self._client.create_entity(entity)
 
     @property
     def name(self) -> str:
@@ -98,7 +113,7 @@ class StateTable:
         from azure.core.exceptions import ResourceExistsError
 
         try:
-            meta = self._client.create_entity(_to_entity(partition, row, data))
+            meta = self._create_entity(_to_entity(partition, row, data))
         except ResourceExistsError as exc:
             raise ConcurrencyConflict(f"{self.name}/{partition}/{row} already exists") from exc
         return Record(partition, row, dict(data), meta["etag"])
@@ -142,8 +157,13 @@ class StateTable:
             entities = self._client.list_entities()
         else:
             entities = self._client.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
-        for entity in entities:
-            yield _from_entity(entity)
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            for entity in entities:
+                yield _from_entity(entity)
+        except ResourceNotFoundError:
+            return  # the table does not exist yet: nothing stored
 
 
 class StateStore:
@@ -158,6 +178,7 @@ class StateStore:
     def table(self, name: str) -> StateTable:
         with self._lock:
             if name not in self._tables:
-                client = self._service.create_table_if_not_exists(f"{self._prefix}{name}")
-                self._tables[name] = StateTable(client)
+                full = f"{self._prefix}{name}"
+                self._tables[name] = StateTable(self._service.get_table_client(full),
+                                                create=lambda: self._service.create_table_if_not_exists(full))
             return self._tables[name]

@@ -91,3 +91,14 @@ def test_safe_key_escapes_forbidden_characters_reversibly() -> None:
     assert not any(c in key for c in "/\\#?")
     assert safe_key(rid.lower()) == key  # case-insensitive, like resource ids
     assert safe_key("a/b") != safe_key("a%2Fb")
+
+
+def test_tables_are_created_by_the_first_write_and_reads_of_a_missing_table_write_nothing(azurite: str) -> None:
+    service = TableServiceClient.from_connection_string(azurite)
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    table = StateStore(service, prefix=prefix).table("Episodes")
+    assert table.get("p", "r") is None
+    assert list(table.query("p")) == []
+    assert not [t for t in service.list_tables() if t.name.startswith(prefix)]  # reads created nothing
+    table.insert("p", "r", {"v": 1})
+    assert [t.name for t in service.list_tables() if t.name.startswith(prefix)] == [f"{prefix}Episodes"]
