@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from typing import Any
 
 import azure.functions as func
 
 bp = func.Blueprint()
 log = logging.getLogger("autopilot.handlers.resize_stalled")
+
+# Batch pool ids: 1-64 letters, digits, hyphens and underscores. Anything else never names a pool, and must never
+# reach the data-plane URL the app builds from it ("..", "a/b", "%2F", line breaks).
+_POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ACCOUNT_ID = re.compile(r"^/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/Microsoft\.Batch/batchAccounts/[a-z0-9]{3,24}$",
+                         re.IGNORECASE)
+_SHOWN = 200  # characters of an untrusted value that a log line may carry
 
 
 @bp.event_grid_trigger(arg_name="event")
@@ -18,24 +28,36 @@ def resize_stalled(event: func.EventGridEvent) -> None:
     from shared.watch import handle_stall
 
     envelope = event_envelope(event)
-    data = envelope.get("data")
+    event_id, data = _show(envelope.get("id")), envelope.get("data")
     # parse: the event only names the pool; everything else is re-read
-    if (envelope.get("eventType") or "").lower() != POOL_RESIZE_STALLED.lower() or not isinstance(data, dict):
-        log.warning("resize_stalled: ignored event %s of type %s", envelope.get("id"), envelope.get("eventType"))
+    event_type = envelope.get("eventType")
+    if not isinstance(event_type, str) or event_type.lower() != POOL_RESIZE_STALLED.lower() or not isinstance(data, dict):
+        log.warning("resize_stalled: ignored event %s of type %s", event_id, _show(event_type))
         return
     account_id, pool_id = data.get("accountId"), data.get("poolId")
-    if not isinstance(account_id, str) or not isinstance(pool_id, str) or not account_id or not pool_id or len(account_id) > 1024 or len(pool_id) > 64:
-        log.warning("resize_stalled: ignored event %s without a valid accountId/poolId", envelope.get("id"))
+    if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id) or not isinstance(pool_id, str) or not _POOL_ID.match(pool_id):
+        log.warning("resize_stalled: ignored event %s without a valid accountId/poolId (%s, %s)", event_id, _show(account_id), _show(pool_id))
+        return
+    subject = envelope.get("subject")
+    if subject is not None and (not isinstance(subject, str) or subject.strip("/").lower() != f"{account_id}/pools/{pool_id}".strip("/").lower()):
+        log.warning("resize_stalled: ignored event %s whose subject %s does not name the pool in its data", event_id, _show(subject))
         return
     context = get_context()
     if account_id.lower() not in {a.lower() for a in _watched_accounts(context)}:
-        log.warning("resize_stalled: ignored event %s for account %s, which the app does not watch", envelope.get("id"), account_id)
+        log.warning("resize_stalled: ignored event %s for account %s, which the app does not watch", event_id, _show(account_id))
         return
-    result = handle_stall(context, account_id, pool_id)
+    etag = data.get("eTag")
+    result = handle_stall(context, account_id, pool_id, observed_etag=etag if isinstance(etag, str) and etag else None)
     log.info("resize_stalled: %s/%s -> %s", account_id, pool_id, result)
 
 
-def _watched_accounts(context) -> list[str]:
+def _watched_accounts(context: Any) -> list[str]:
     from shared.references import account_ids
 
     return account_ids(context)
+
+
+def _show(value: Any) -> str:
+    """An untrusted value for a log line: JSON-quoted (control characters and line breaks escaped), cut short."""
+    text = json.dumps(value, ensure_ascii=True, default=repr)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."

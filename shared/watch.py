@@ -10,6 +10,7 @@ subscribers (a dashboard, a Logic App) see every stall too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from shared.context import AppContext
 from shared.episodes import Action, Decision, Episode, decide
 from shared.episodes import Alert as PolicyAlert
 from shared.event_routing import POOL_RESIZE_STALLED
-from shared.pool_policy import PoolIntentError, PoolView, WatchPolicy, desired_target
+from shared.pool_policy import DesiredTarget, PoolIntentError, PoolView, WatchPolicy, desired_target
 from shared.references import account_ids
 from shared.resize_errors import AlertType
 from shared.resources import batch_accounts, batch_pools, compute
@@ -53,6 +54,7 @@ class TickReport:
     alerts: int = 0
     unreadable_accounts: dict[str, str] = field(default_factory=dict)
     invalid_pools: dict[str, str] = field(default_factory=dict)
+    autoscale: list[str] = field(default_factory=list)  # managed pools with autoscale on: never resized, reported instead
 
 
 def pool_resource_id(account_id: str, pool_id: str) -> str:
@@ -124,11 +126,25 @@ def tick(context: AppContext, *, dry_run: bool = False) -> TickReport:
             if desired is None:
                 continue  # not managed by the app: left alone
             report.managed += 1
+            subject = pool_resource_id(account.id, view.pool_id)
             record = records.get(safe_key(view.pool_id))
-            episode = Episode.from_dict(record.data) if record else None
-            decision = decide(view, desired, episode, now, policy)
+            try:
+                episode = Episode.from_dict(record.data) if record else None
+                decision = decide(view, desired, episode, now, policy)
+            except ValueError as exc:
+                # PoolIntentError: metadata read only when needed (autopilot.nodeDeallocationOption, for a shrink);
+                # ValueError: an episode record this version cannot read. Either way only this pool is skipped.
+                report.invalid_pools[subject] = str(exc)
+                log.warning("watch: pool %s in %s skipped: %s", view.pool_id, account.id, exc)
+                continue
+            if decision.action == Action.REPORT_AUTOSCALE:
+                report.autoscale.append(subject)
+                if not dry_run:
+                    report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+                    report.alerts += _report_autoscale(context, account.id, view, desired, now)
+                continue
             if decision.action in (Action.RESIZE, Action.VERIFY_IMAGE):
-                report.stalled.append(pool_resource_id(account.id, view.pool_id))
+                report.stalled.append(subject)
                 stalls.append(stall_event(account.id, raw, view, decision, now))
             elif not dry_run:
                 report.alerts += _settle(context, table, account.id, view, decision, record, episode)
@@ -143,8 +159,15 @@ def tick(context: AppContext, *, dry_run: bool = False) -> TickReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def handle_stall(context: AppContext, account_id: str, pool_id: str) -> str:
-    """Re-read the pool, decide with fresh state and act. Returns what was done, for the log."""
+def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_etag: str | None = None) -> str:
+    """Re-read the pool, decide with fresh state and act. Returns what was done, for the log.
+
+    ``observed_etag`` is the pool's ETag when the tick flagged it (the event's ``eTag``). An event is about that pool
+    state only: if the pool has changed since (our own resize for an earlier copy of the event, another instance's,
+    a person's), the event is spent and the next tick looks again. Without this, a late or redelivered copy that
+    arrives after the resize it caused has already finished (a staged step, a shrink) would start another resize
+    in the same cycle.
+    """
     policy = WatchPolicy.from_settings(context.settings)
     table = context.state.table(EPISODES)
     account = batch_accounts.get_account(context.clients, account_id)
@@ -153,17 +176,25 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str) -> str:
         return "pool no longer exists"
     now = context.clock.now()
     view = PoolView.from_dict(raw, account.id)
-    desired = desired_target(view, now)
-    if desired is None:
-        return "pool is not managed"
-    record = table.get(safe_key(account.id), safe_key(view.pool_id))
-    episode = Episode.from_dict(record.data) if record else None
-    decision = decide(view, desired, episode, now, policy)
-    if decision.action == Action.VERIFY_IMAGE:
-        # The generic AllocationFailed message is only a suspicion that the image is gone: read it.
-        image = compute.get_any_image(context.clients, decision.image_id) if decision.image_id else None
-        exists = image is not None and str((image.get("properties") or {}).get("provisioningState", "")).lower() in ("succeeded", "")
-        decision = decide(view, desired, episode, now, policy, image_exists=exists)
+    if observed_etag and view.etag and _bare_etag(observed_etag) != _bare_etag(view.etag):
+        return f"the pool changed since the watch flagged it (eTag {observed_etag} -> {view.etag}); the next tick looks again"
+    try:
+        desired = desired_target(view, now)
+        if desired is None:
+            return "pool is not managed"
+        record = table.get(safe_key(account.id), safe_key(view.pool_id))
+        episode = Episode.from_dict(record.data) if record else None
+        decision = decide(view, desired, episode, now, policy)
+        if decision.action == Action.VERIFY_IMAGE:
+            # The generic AllocationFailed message is only a suspicion that the image is gone: read it.
+            image = compute.get_any_image(context.clients, decision.image_id) if decision.image_id else None
+            exists = image is not None and str((image.get("properties") or {}).get("provisioningState", "")).lower() in ("succeeded", "")
+            decision = decide(view, desired, episode, now, policy, image_exists=exists)
+    except PoolIntentError as exc:
+        # Raising would only make Event Grid redeliver the event for a day: the metadata will not fix itself.
+        # The tick reports the pool as invalid every cycle.
+        log.warning("watch: pool %s in %s not resized: %s", view.pool_id, account.id, exc)
+        return f"invalid autopilot metadata: {exc}"
     if decision.action != Action.RESIZE or decision.step is None:
         _settle(context, table, account.id, view, decision, record, episode)
         return f"{decision.action.value}: {decision.reason}"
@@ -185,16 +216,28 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _bare_etag(etag: str) -> str:
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
+
+
 def _settle(context: AppContext, table: StateTable, account_id: str, view: PoolView, decision: Decision,
             record: Record | None, episode: Episode | None) -> int:
-    """Store a non-resize decision's episode (when it changed) and raise its alerts."""
+    """Raise a non-resize decision's alerts, then store its episode (when it changed).
+
+    Alerts first: the stored episode records which alerts were raised, and decide() never raises them again, so a
+    record stored before an alert that then fails to go out (the topic refusing it) would lose the alert for good.
+    This way a failed send stores nothing and the next look at the pool decides, and raises it, again. Two instances
+    deciding the same alert share its de-duplication key (the episode's start), so the Alerts table sends it once.
+    """
+    sent = _publish(context, account_id, view, decision, episode)
     changed = (decision.episode.to_dict() if decision.episode else None) != (episode.to_dict() if episode else None)
     if changed:
-        try:
+        with contextlib.suppress(ConcurrencyConflict):  # another instance acted on this pool meanwhile; the next tick decides afresh
             _store(table, account_id, view.pool_id, decision.episode, record, retry=False)
-        except ConcurrencyConflict:
-            return 0  # another instance acted on this pool meanwhile; the next tick decides afresh
-    return _publish(context, account_id, view, decision, episode)
+    return sent
 
 
 def _store(table: StateTable, account_id: str, pool_id: str, episode: Episode | None, record: Record | None, *, retry: bool = True) -> None:
@@ -211,6 +254,35 @@ def _store(table: StateTable, account_id: str, pool_id: str, episode: Episode | 
             if not retry or attempt == 2:
                 raise
             record = table.get(partition, row)  # the resize was accepted: our record wins
+
+
+def _report_autoscale(context: AppContext, account_id: str, view: PoolView, desired: DesiredTarget, now: datetime) -> int:
+    """A managed pool with autoscale on is never resized: say so once per pool and desired target, across instances."""
+    subject = pool_resource_id(account_id, view.pool_id)
+    alert = Alert(
+        type=alerts.NEEDS_ATTENTION,
+        severity=alerts.SEVERITY_WARNING,
+        subject=subject,
+        title=f"Pool {view.pool_id} has autoscale enabled, so the autopilot does not resize it",
+        diagnosis=(f"The pool carries the autopilot's desired target ({desired.dedicated} dedicated / {desired.spot} Spot, from its {desired.source}) "
+                   f"but Batch sizes it with its autoscale formula; it has {view.current_dedicated} dedicated / {view.current_spot} Spot nodes now. "
+                   "The autopilot never resizes an autoscale pool (Batch refuses it with 409)."),
+        fix=("Disable autoscale on the pool to let the autopilot drive it to its desired target, or remove the autopilot's target from its "
+             "metadata (autopilot.desiredDedicated, autopilot.desiredSpot, autopilot.schedule) to leave it to the formula."),
+        dedupe_key=f"autoscale|{desired.dedicated}|{desired.spot}",
+        occurred_at=now,
+        details={
+            "account": account_id,
+            "pool": view.pool_id,
+            "codes": [],
+            "reason": "autoscale",
+            "currentDedicatedNodes": view.current_dedicated,
+            "currentLowPriorityNodes": view.current_spot,
+            "desiredDedicatedNodes": desired.dedicated,
+            "desiredLowPriorityNodes": desired.spot,
+        },
+    )
+    return int(AlertPublisher(context).publish(alert))
 
 
 def _publish(context: AppContext, account_id: str, view: PoolView, decision: Decision, previous: Episode | None) -> int:

@@ -36,7 +36,10 @@ _cache_lock = threading.Lock()
 
 
 def get_account(clients: AzureClients, account_id: str, *, use_cache: bool = True) -> BatchAccount:
-    key = account_id.lower()
+    # Keyed by the ARM endpoint too: the cache is per process, and a process that talks to two clouds
+    # (the local emulator started twice, a sovereign cloud next to public Azure) must never get the
+    # other one's accountEndpoint back.
+    key = f"{clients.settings.arm_endpoint.rstrip('/').lower()}|{account_id.lower()}"
     if use_cache:
         with _cache_lock:
             hit = _cache.get(key)

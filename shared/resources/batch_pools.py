@@ -36,6 +36,10 @@ class ResizeResult(enum.Enum):
     GONE = "gone"  # 404: the pool was deleted
 
 
+# The refusals a resize may meet that are part of the watch's normal life (nothing was done; look again next tick).
+_RESIZE_REFUSALS = {409: ResizeResult.BUSY, 412: ResizeResult.CHANGED, 404: ResizeResult.GONE}
+
+
 def list_pools(clients: AzureClients, account: BatchAccount) -> list[dict[str, Any]]:
     """Every pool of the account in one paged list call, as data-plane JSON dicts."""
     client = clients.batch_account(account.endpoint)
@@ -60,6 +64,7 @@ def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, e
                 target_spot: int, resize_timeout: timedelta, node_deallocation_option: str | None = None) -> ResizeResult:
     from urllib.parse import quote
 
+    from azure.core.exceptions import HttpResponseError
     from azure.core.rest import HttpRequest
 
     body: dict[str, Any] = {
@@ -75,15 +80,21 @@ def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, e
         # (or a person) acted in between, Batch answers 412 and nothing is done twice.
         headers["If-Match"] = etag
     request = HttpRequest("POST", f"/pools/{quote(pool_id, safe='')}/resize?api-version={BATCH_API_VERSION}", json=body, headers=headers)
-    response = clients.batch_account(account.endpoint).send_request(request)
+    try:
+        response = clients.batch_account(account.endpoint).send_request(request)
+    except HttpResponseError as exc:
+        # azure-batch's BatchExceptionPolicy (in the client's pipeline, so also under send_request) raises for every
+        # non-2xx answer, and with If-Match set it raises ResourceModifiedError whatever the status (409 and 404
+        # included): the status code is the only reliable signal.
+        result = _RESIZE_REFUSALS.get(exc.status_code or 0)
+        if result is None:
+            raise
+        return result
     if response.status_code in (200, 202):
         return ResizeResult.ACCEPTED
-    if response.status_code == 409:
-        return ResizeResult.BUSY
-    if response.status_code == 412:
-        return ResizeResult.CHANGED
-    if response.status_code == 404:
-        return ResizeResult.GONE
+    result = _RESIZE_REFUSALS.get(response.status_code)
+    if result is not None:
+        return result
     response.raise_for_status()
     raise RuntimeError(f"unexpected status {response.status_code} resizing pool {pool_id} in {account.id}")
 
