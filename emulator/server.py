@@ -20,6 +20,9 @@ from emulator.core import Request
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' requests sessions expect
+    # Headers and body go out as separate writes; with Nagle's algorithm the body would wait for
+    # the client's delayed ACK (~40 ms per response), which would dominate every benchmark.
+    disable_nagle_algorithm = True
     server: _Server
 
     def _serve(self) -> None:

@@ -12,14 +12,14 @@ log = logging.getLogger("autopilot.handlers.image_guard_events")
 
 @bp.event_grid_trigger(arg_name="event")
 def image_guard_events(event: func.EventGridEvent) -> None:
-    from shared import guard, system_events
-    from shared.context import get_context
-    from shared.triggers import log_ignored, resource_event
+    from shared import guard
+    from shared.triggers import shown, system_event
 
-    context = get_context()
-    parsed = resource_event(event, context.settings.subscription_id)
-    if isinstance(parsed, system_events.IgnoredEvent):
-        log_ignored(log, parsed)
+    parsed = system_event(event, log)  # parse
+    if parsed is None:
         return
-    result = guard.on_event(context, parsed)
-    log.info("image_guard_events: %s %s -> %s", parsed.type, parsed.subject, result)
+    context, resource_event = parsed
+    result = guard.on_event(context, resource_event)  # observe -> decide -> act
+    # report: deletes of resources no managed pool uses are routine (debug); anything acted on is info
+    level = logging.INFO if result.acted else logging.DEBUG
+    log.log(level, "image_guard_events: %s %s -> %s", resource_event.type, shown(resource_event.subject), result.detail)

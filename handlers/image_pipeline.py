@@ -13,15 +13,12 @@ log = logging.getLogger("autopilot.handlers.image_pipeline")
 @bp.event_grid_trigger(arg_name="event")
 def image_pipeline(event: func.EventGridEvent) -> None:
     from shared import pipeline, system_events
-    from shared.context import get_context
-    from shared.triggers import log_ignored, resource_event
+    from shared.triggers import shown, system_event
 
-    context = get_context()
-    # parse: never trust the payload beyond "something happened to this resource"
-    parsed = resource_event(event, context.settings.subscription_id)
-    if isinstance(parsed, system_events.IgnoredEvent):
-        log_ignored(log, parsed)
+    delivered = system_event(event, log)  # parse: never trust the payload beyond "this resource changed"
+    if delivered is None:
         return
+    context, parsed = delivered
     resource_id = parsed.resource_id.raw if parsed.resource_id else parsed.subject
     # observe -> decide -> act: the pipeline re-reads the resource and advances its version
     if system_events.is_snapshot_write(parsed):
@@ -29,9 +26,9 @@ def image_pipeline(event: func.EventGridEvent) -> None:
     elif system_events.is_image_write(parsed) or system_events.is_gallery_image_version_write(parsed):
         outcome = pipeline.on_image_written(context, resource_id)
     else:
-        log.debug("image_pipeline: %s %s is not a pipeline event", parsed.type, resource_id)
+        log.debug("image_pipeline: %s %s is not a pipeline event", parsed.type, shown(resource_id))
         return
     # report: snapshots that are not opted in (and resources that are gone) are the common case, so
     # they get one debug line; anything the pipeline acted on is worth an info line.
     level = logging.DEBUG if outcome.stage == "ignored" else logging.INFO
-    log.log(level, "image_pipeline: %s %s -> %s %s", parsed.operation_name, resource_id, outcome.stage, outcome.detail)
+    log.log(level, "image_pipeline: %s %s -> %s %s", parsed.operation_name, shown(resource_id), outcome.stage, shown(outcome.detail))

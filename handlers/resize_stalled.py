@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from typing import Any
@@ -17,34 +16,33 @@ log = logging.getLogger("autopilot.handlers.resize_stalled")
 _POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ACCOUNT_ID = re.compile(r"^/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/Microsoft\.Batch/batchAccounts/[a-z0-9]{3,24}$",
                          re.IGNORECASE)
-_SHOWN = 200  # characters of an untrusted value that a log line may carry
 
 
 @bp.event_grid_trigger(arg_name="event")
 def resize_stalled(event: func.EventGridEvent) -> None:
     from shared.context import get_context
     from shared.event_routing import POOL_RESIZE_STALLED
-    from shared.triggers import event_envelope
+    from shared.triggers import event_envelope, shown
     from shared.watch import handle_stall
 
     envelope = event_envelope(event)
-    event_id, data = _show(envelope.get("id")), envelope.get("data")
+    event_id, data = shown(envelope.get("id")), envelope.get("data")
     # parse: the event only names the pool; everything else is re-read
     event_type = envelope.get("eventType")
     if not isinstance(event_type, str) or event_type.lower() != POOL_RESIZE_STALLED.lower() or not isinstance(data, dict):
-        log.warning("resize_stalled: ignored event %s of type %s", event_id, _show(event_type))
+        log.warning("resize_stalled: ignored event %s of type %s", event_id, shown(event_type))
         return
     account_id, pool_id = data.get("accountId"), data.get("poolId")
     if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id) or not isinstance(pool_id, str) or not _POOL_ID.match(pool_id):
-        log.warning("resize_stalled: ignored event %s without a valid accountId/poolId (%s, %s)", event_id, _show(account_id), _show(pool_id))
+        log.warning("resize_stalled: ignored event %s without a valid accountId/poolId (%s, %s)", event_id, shown(account_id), shown(pool_id))
         return
     subject = envelope.get("subject")
     if subject is not None and (not isinstance(subject, str) or subject.strip("/").lower() != f"{account_id}/pools/{pool_id}".strip("/").lower()):
-        log.warning("resize_stalled: ignored event %s whose subject %s does not name the pool in its data", event_id, _show(subject))
+        log.warning("resize_stalled: ignored event %s whose subject %s does not name the pool in its data", event_id, shown(subject))
         return
     context = get_context()
     if account_id.lower() not in {a.lower() for a in _watched_accounts(context)}:
-        log.warning("resize_stalled: ignored event %s for account %s, which the app does not watch", event_id, _show(account_id))
+        log.warning("resize_stalled: ignored event %s for account %s, which the app does not watch", event_id, shown(account_id))
         return
     etag = data.get("eTag")
     result = handle_stall(context, account_id, pool_id, observed_etag=etag if isinstance(etag, str) and etag else None)
@@ -55,9 +53,3 @@ def _watched_accounts(context: Any) -> list[str]:
     from shared.references import account_ids
 
     return account_ids(context)
-
-
-def _show(value: Any) -> str:
-    """An untrusted value for a log line: JSON-quoted (control characters and line breaks escaped), cut short."""
-    text = json.dumps(value, ensure_ascii=True, default=repr)
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."

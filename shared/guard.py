@@ -77,7 +77,13 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     return report
 
 
-def on_event(context: AppContext, event: ResourceEvent) -> str:
+@dataclass(frozen=True)
+class GuardOutcome:
+    detail: str
+    acted: bool  # False: routine, nothing to do (a resource no managed pool uses, someone else's lock)
+
+
+def on_event(context: AppContext, event: ResourceEvent) -> GuardOutcome:
     """React to a system-topic event about a guarded resource, a pool or one of the app's locks."""
     from shared import alerts
     from shared.alerts import Alert, AlertPublisher
@@ -91,21 +97,21 @@ def on_event(context: AppContext, event: ResourceEvent) -> str:
             # Re-lock at once while references remain. Also after the app's own removals: an instance
             # that observed "no pool" may release a lock just as another locks it for a new pool.
             report = reconcile(context)
-            return f"lock removed on {scope}; {len(report.applied)} lock change(s)"
-        return "ignored: not the app's lock"
+            return GuardOutcome(f"lock removed on {scope}; {len(report.applied)} lock change(s)", acted=bool(report.applied))
+        return GuardOutcome("ignored: not the app's lock", acted=False)
     if event.resource_type.lower() == "microsoft.batch/batchaccounts/pools":
         report = reconcile(context)  # a pool appeared or went: protect or release what it uses
-        return f"pool {event.outcome.lower()}: {len(report.applied)} lock change(s)"
+        return GuardOutcome(f"pool {event.outcome.lower()}: {len(report.applied)} lock change(s)", acted=bool(report.applied))
     resource_id = event.resource_id.raw if event.resource_id else event.subject
     if kind_of(resource_id) is None:
-        return "ignored: not a guarded resource type"
+        return GuardOutcome("ignored: not a guarded resource type", acted=False)
     if system_events.is_caused_by(event, context.settings.app_ids):
         # The app's own deletes (an intermediate managed image it no longer needs) are not incidents.
-        return "ignored: the app's own operation"
+        return GuardOutcome("ignored: the app's own operation", acted=False)
     inventory = observe(context)
     pools = dependants(inventory.graph, resource_id)
     if not pools:
-        return "not used by any managed pool"
+        return GuardOutcome("not used by any managed pool", acted=False)
     pool_list = [p.label for p in pools]
     now = context.clock.now()
     who = event.caller or "an unknown caller"
@@ -126,6 +132,6 @@ def on_event(context: AppContext, event: ResourceEvent) -> str:
             "rebuild the image (re-tag the snapshots of a new version) and move the pools to it, or restore the resource from backup",
             normalize(resource_id), now, {"caller": who, "pools": pool_list, "operation": event.operation_name})
     else:
-        return "ignored: neither a delete nor a failed delete"
+        return GuardOutcome("ignored: neither a delete nor a failed delete", acted=False)
     AlertPublisher(context).publish(alert)
-    return f"{alert.type}: {', '.join(pool_list)}"
+    return GuardOutcome(f"{alert.type}: {', '.join(pool_list)}", acted=True)
