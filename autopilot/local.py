@@ -47,7 +47,7 @@ class LocalAzure:
             "AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS": "1",
             # A fresh table prefix per run: runs sharing one Azurite never see each other's state.
             "AUTOPILOT_TABLE_PREFIX": "t" + uuid.uuid4().hex[:12],
-            "AUTOPILOT_WATCH_SCHEDULE": "0 */5 * * * *",
+            "AUTOPILOT_WATCH_SCHEDULE": "0 * * * * *",
             "AUTOPILOT_GUARD_SCHEDULE": "0 */15 * * * *",
             "AUTOPILOT_PIPELINE_SCHEDULE": "30 */5 * * * *",
             "AzureWebJobsStorage": azurite_connection,

@@ -49,7 +49,7 @@ param teamsWebhookUrl string = ''
 param alertWebhookUrl string = ''
 
 @description('NCRONTAB schedule of pool_watch (AUTOPILOT_WATCH_SCHEDULE).')
-param watchSchedule string = '0 */5 * * * *'
+param watchSchedule string = '0 * * * * *'
 
 @description('NCRONTAB schedule of image_guard_reconcile (AUTOPILOT_GUARD_SCHEDULE).')
 param guardSchedule string = '0 */15 * * * *'

@@ -54,7 +54,8 @@ class Settings:
     table_prefix: str = "autopilot"
     families_json: str | None = None
     teams_webhook_url: str | None = None
-    watch_schedule: str = "0 */5 * * * *"
+    watch_schedule: str = "0 * * * * *"
+    watch_full_scan_minutes: float = 5.0
     guard_schedule: str = "0 */15 * * * *"
     pipeline_schedule: str = "30 */5 * * * *"
     retry: RetrySettings = field(default_factory=RetrySettings)
@@ -212,7 +213,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         table_prefix=r.optional("AUTOPILOT_TABLE_PREFIX", "autopilot", _table_prefix) or "autopilot",
         families_json=families,
         teams_webhook_url=teams,
-        watch_schedule=r.optional("AUTOPILOT_WATCH_SCHEDULE", "0 */5 * * * *", _ncrontab) or "0 */5 * * * *",
+        watch_schedule=r.optional("AUTOPILOT_WATCH_SCHEDULE", "0 * * * * *", _ncrontab) or "0 * * * * *",
+        watch_full_scan_minutes=r.number("AUTOPILOT_WATCH_FULL_SCAN_MINUTES", 5.0, float, 1, 1440, "5"),
         guard_schedule=r.optional("AUTOPILOT_GUARD_SCHEDULE", "0 */15 * * * *", _ncrontab) or "0 */15 * * * *",
         pipeline_schedule=r.optional("AUTOPILOT_PIPELINE_SCHEDULE", "30 */5 * * * *", _ncrontab) or "30 */5 * * * *",
         retry=retry,

@@ -23,6 +23,7 @@ ALERTS = "Alerts"  # alert de-duplication across instances: one row per (subject
 EVENTS = "Events"  # processed Event Grid event ids (idempotency for at-least-once delivery)
 SNAPSHOT_SETS = "SnapshotSets"  # snapshot sets being assembled into an image version
 PIPELINE = "Pipeline"  # per image version: stage reached (image requested, version requested, pools created)
+WATCH = "Watch"  # the pool watch's own bookkeeping: when the last full scan of every account ran
 
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f%]")
 

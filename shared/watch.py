@@ -14,12 +14,12 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared import alerts
 from shared.alerts import Alert, AlertPublisher
-from shared.clock import iso
+from shared.clock import iso, parse_iso
 from shared.context import AppContext
 from shared.episodes import Action, Decision, Episode, decide
 from shared.episodes import Alert as PolicyAlert
@@ -29,7 +29,7 @@ from shared.references import account_ids
 from shared.resize_errors import AlertType
 from shared.resources import batch_accounts, batch_pools, compute
 from shared.resources.batch_pools import ResizeResult
-from shared.state import EPISODES, ConcurrencyConflict, Record, StateTable, safe_key
+from shared.state import EPISODES, WATCH, ConcurrencyConflict, Record, StateTable, safe_key
 
 log = logging.getLogger("autopilot.watch")
 
@@ -55,6 +55,7 @@ class TickReport:
     unreadable_accounts: dict[str, str] = field(default_factory=dict)
     invalid_pools: dict[str, str] = field(default_factory=dict)
     autoscale: list[str] = field(default_factory=list)  # managed pools with autoscale on: never resized, reported instead
+    full_scan: bool = True  # False: only the accounts with pools in an open episode were listed
 
 
 def pool_resource_id(account_id: str, pool_id: str) -> str:
@@ -98,13 +99,29 @@ def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision:
 # ---------------------------------------------------------------------------------------------
 
 
-def tick(context: AppContext, *, dry_run: bool = False) -> TickReport:
+def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None) -> TickReport:
+    """One pass of the watch.
+
+    A *full* scan (every ``AUTOPILOT_WATCH_FULL_SCAN_MINUTES``) lists every account. The ticks in
+    between list only the accounts where a pool is in an open episode (resizing, waiting out a
+    backoff): a 300-node step takes about six minutes, so a 5-minute cadence alone would leave each
+    finished step idle for up to five minutes (docs/benchmarks.md measured 1.84x the ideal time to
+    target), while an idle subscription costs one Table query per tick.
+    """
     policy = WatchPolicy.from_settings(context.settings)
     now = context.clock.now()
     table = context.state.table(EPISODES)
     report = TickReport()
     stalls: list[dict[str, Any]] = []
-    for account_id in account_ids(context):
+    episodes = _episode_records(table)  # one query for every account, not one per account
+    if full is None:
+        full = True if dry_run else _full_scan_due(context, now)  # a dry run (the CLI's plan) always looks at everything
+    report.full_scan = full
+    accounts = account_ids(context)
+    if not report.full_scan:
+        open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
+        accounts = [a for a in accounts if safe_key(a) in open_accounts]
+    for account_id in accounts:
         report.accounts += 1
         try:
             account = batch_accounts.get_account(context.clients, account_id)
@@ -113,7 +130,7 @@ def tick(context: AppContext, *, dry_run: bool = False) -> TickReport:
             log.warning("watch: cannot list pools of %s: %s", account_id, exc)
             report.unreadable_accounts[account_id] = str(exc)
             continue
-        records = {r.row: r for r in table.query(safe_key(account.id))}
+        records = episodes.get(safe_key(account.id), {})
         for raw in pools:
             report.pools += 1
             view = PoolView.from_dict(raw, account.id)
@@ -152,6 +169,38 @@ def tick(context: AppContext, *, dry_run: bool = False) -> TickReport:
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
     return report
+
+
+def _episode_records(table: StateTable) -> dict[str, dict[str, Record]]:
+    grouped: dict[str, dict[str, Record]] = {}
+    for record in table.query():
+        grouped.setdefault(record.partition, {})[record.row] = record
+    return grouped
+
+
+def _is_open(record: Record) -> bool:
+    """The pool is being driven (not at target, not stopped for a person): worth a look every tick."""
+    try:
+        episode = Episode.from_dict(record.data)
+    except ValueError:
+        return True  # unreadable: let the per-pool handling report it
+    return not episode.is_closed and not episode.is_halted
+
+
+def _full_scan_due(context: AppContext, now: datetime) -> bool:
+    """Whether this tick scans every account; claimed in Table storage so that concurrent instances
+    do not all scan at once (a lost claim still lets the open-episode pools be followed)."""
+    table = context.state.table(WATCH)
+    record = table.get("watch", "fullScan")
+    last = parse_iso(record.data.get("at")) if record else None
+    # A second of slack: timer ticks land on the minute, a little late or early.
+    if last is not None and now - last < timedelta(minutes=context.settings.watch_full_scan_minutes) - timedelta(seconds=1):
+        return False
+    try:
+        table.save("watch", "fullScan", {"at": iso(now)}, expected=record)
+    except ConcurrencyConflict:
+        return False  # another instance claimed this full scan
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

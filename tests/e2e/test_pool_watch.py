@@ -58,6 +58,9 @@ def make_local(azurite: str, tls_material: TlsMaterial) -> Iterator[Callable[...
     made: list[LocalAzure] = []
 
     def make(*, accounts: tuple[str, ...] = (ACCOUNT,), settings: dict[str, str] | None = None) -> LocalAzure:
+        # These tests pin exact virtual times on a 5-minute tick, where every tick is a full scan
+        # (the fast lane between full scans is tested in test_watch_fast_lane.py).
+        settings = {"AUTOPILOT_WATCH_SCHEDULE": "0 */5 * * * *", **(settings or {})}
         la = LocalAzure(azurite_connection=azurite, tls=tls_material, start=START,
                         accounts=[batch_account_id(SUB, "batch-rg", a) for a in accounts], settings=settings)
         made.append(la)
@@ -435,12 +438,11 @@ def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episod
         return sum(len(resize_posts(la, p, status=202)) for p in pools)
 
     try:
-        # Cycle 1, through the function entry points: both instances' timers fire, and the two events for each pool
-        # are delivered one to each instance.
+        # Cycle 1: both instances scan every account (forced: normally the second one finds the full scan
+        # claimed), and the two events for each pool are delivered one to each instance's function.
         advance_to(at(8, 0))
         for context in instances:
-            install_context(context)
-            assert la.host.fire_timer("pool_watch")
+            watch.tick(context, full=True)
         assert sorted(e["data"]["poolId"] for e in la.stall_events()) == sorted(pools * 2)
         turn = 0
         while la.host.pending():
@@ -455,7 +457,7 @@ def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episod
         # Cycle 2, concurrently: both ticks see every pool's failure at the same moment; one alert per pool.
         advance_to(at(8, 5))
         with ThreadPoolExecutor(2) as pool:
-            reports = list(pool.map(watch.tick, instances))
+            reports = list(pool.map(lambda c: watch.tick(c, full=True), instances))
         assert all(r.managed == 6 and not r.stalled for r in reports)
         assert sorted(a["data"]["pool"] for a in la.alerts("AllocationFailed")) == pools
 
@@ -464,7 +466,7 @@ def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episod
         advance_to(at(8, 10))
         before = len(la.stall_events())
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(watch.tick, instances))
+            list(pool.map(lambda c: watch.tick(c, full=True), instances))
         events = la.stall_events()[before:]
         assert sorted(e["data"]["poolId"] for e in events) == sorted(pools * 2)
         stale_etag = events[0]["data"]["eTag"]
@@ -505,7 +507,7 @@ def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episod
         # Cycle 4: every pool reached its target; both ticks see it, one recovery notice per pool.
         advance_to(at(8, 15))
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(watch.tick, instances))
+            list(pool.map(lambda c: watch.tick(c, full=True), instances))
         assert all(la.pool(ACCOUNT, p).current["dedicated"] == 40 for p in pools)
         assert sorted(a["data"]["pool"] for a in la.alerts("PoolRecovered")) == pools
         assert len(la.alerts()) == 12 and len(la.emulator.teams_messages) == 12
@@ -643,7 +645,7 @@ def test_schedule_scales_up_in_stages_and_down_in_one_step_with_the_deallocation
 
 
 def test_a_tick_costs_one_list_call_per_account_and_nothing_per_healthy_pool(make_local: Callable[..., LocalAzure]) -> None:
-    la = make_local(accounts=(ACCOUNT, "simeus"))
+    la = make_local(accounts=(ACCOUNT, "simeus"), settings={"AUTOPILOT_WATCH_FULL_SCAN_MINUTES": "1"})  # every tick a full scan
     for i in range(12):
         add_pool(la, f"ours-{i:02}", desired=4, target=4)
     for i in range(3):

@@ -26,7 +26,7 @@ def test_minimal_settings_get_documented_defaults() -> None:
     assert s.credential == "default"
     assert (s.backoff_initial_minutes, s.backoff_max_minutes, s.backoff_reset_hours) == (5.0, 30.0, 3.0)
     assert s.growth_step_nodes == 300
-    assert s.watch_schedule == "0 */5 * * * *"
+    assert s.watch_schedule == "0 * * * * *" and s.watch_full_scan_minutes == 5.0
 
 
 def test_missing_required_settings_are_all_reported_with_examples() -> None:
