@@ -11,8 +11,8 @@ import pytest
 from autopilot.local import LocalAzure
 from emulator.server import TlsMaterial
 from shared import watch
-from shared.resources import batch_accounts
 from shared.resource_ids import batch_account_id
+from shared.resources import batch_accounts
 from tests.e2e.test_pool_watch import ACCOUNT, MIN, START, SUB, add_pool, at, custom_image, resize_posts, run_until
 
 
