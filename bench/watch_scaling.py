@@ -170,7 +170,9 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
             answer["expected_stalled"] = len(indices)
             return answer
 
-        worker = Worker(la.env)
+        # Every measured tick is a *full* scan (all accounts listed): the costly kind, which runs every
+        # AUTOPILOT_WATCH_FULL_SCAN_MINUTES; the ticks between list only accounts with open episodes.
+        worker = Worker({**la.env, "AUTOPILOT_WATCH_FULL_SCAN_MINUTES": "1"})
         try:
             ticks: list[dict[str, Any]] = []
             handlers: list[dict[str, Any]] = []

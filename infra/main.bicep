@@ -170,9 +170,9 @@ var alertEventTypes = [
 var stateTables = [
   'Episodes'
   'Alerts'
-  'Events'
   'SnapshotSets'
   'Pipeline'
+  'Watch'
 ]
 
 var retryPolicy = {

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 # The app's tables and what they hold. Names get the settings' table prefix.
 EPISODES = "Episodes"  # per-pool resize episode: attempts, backoff, last request, last alert
 ALERTS = "Alerts"  # alert de-duplication across instances: one row per (subject, alert type, episode)
-EVENTS = "Events"  # processed Event Grid event ids (idempotency for at-least-once delivery)
 SNAPSHOT_SETS = "SnapshotSets"  # snapshot sets being assembled into an image version
 PIPELINE = "Pipeline"  # per image version: stage reached (image requested, version requested, pools created)
 WATCH = "Watch"  # the pool watch's own bookkeeping: when the last full scan of every account ran

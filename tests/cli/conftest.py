@@ -56,6 +56,8 @@ def start_local(azurite: str, tls_material: Any, clean_env: pytest.MonkeyPatch) 
 LOCKLESS = {
     "name": "lockless",
     "duration": "1h",
+    # The status tests look at the pool before the watch's first tick has acted on it (06:05).
+    "settings": {"AUTOPILOT_WATCH_SCHEDULE": "0 */5 * * * *"},
     "batchAccounts": [{"name": "cadweu"}],
     "galleries": [{"name": "autopilotGallery", "images": [{"name": "cad", "hyperVGeneration": "V2"}],
                    "versions": [{"image": "cad", "name": "0.9.0", "osSnapshot": "cad-0-9-0-os", "dataSnapshots": {"0": "cad-0-9-0-data0"}}]}],
