@@ -3,39 +3,16 @@ with pools in an open episode, and a full scan of every account every AUTOPILOT_
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
-import pytest
-
 from autopilot.local import LocalAzure
-from emulator.server import TlsMaterial
 from shared import watch
-from shared.resource_ids import batch_account_id
-from shared.resources import batch_accounts
-from tests.e2e.test_pool_watch import ACCOUNT, MIN, START, SUB, add_pool, at, custom_image, resize_posts, run_until
+from tests.e2e.watch_support import ACCOUNT, MIN, START, add_pool, at, custom_image, resize_posts, run_until
 
-
-@pytest.fixture
-def make_local(azurite: str, tls_material: TlsMaterial) -> Iterator[Callable[..., LocalAzure]]:
-    made: list[LocalAzure] = []
-
-    def make(*, accounts: tuple[str, ...] = (ACCOUNT,)) -> LocalAzure:
-        batch_accounts.forget_accounts()
-        # Default watch settings; the guard's reconcile (which lists pools too) is parked so that every
-        # pool list counted below is the watch's.
-        la = LocalAzure(azurite_connection=azurite, tls=tls_material, start=START,
-                        accounts=[batch_account_id(SUB, "batch-rg", a) for a in accounts],
-                        settings={"AUTOPILOT_WATCH_SCHEDULE": "0 * * * * *", "AUTOPILOT_GUARD_SCHEDULE": "0 0 0 1 1 *"})
-        made.append(la)
-        for name in accounts:
-            la.add_batch_account(name)
-        la.emulator.batch.configure_capacity(dedicated_failure_rate=0, low_priority_failure_rate=0, rate_jitter=0)
-        return la
-
-    yield make
-    for la in made:
-        la.close()
+# The pool-watch tests' fixture, with the production cadence instead of their 5-minute tick; the
+# guard's reconcile (which lists pools too) is parked so that every pool list counted is the watch's.
+DEFAULT_CADENCE = {"AUTOPILOT_WATCH_SCHEDULE": "0 * * * * *", "AUTOPILOT_GUARD_SCHEDULE": "0 0 0 1 1 *"}
 
 
 def pool_lists(la: LocalAzure, account: str, since: int = 0) -> int:
@@ -44,12 +21,12 @@ def pool_lists(la: LocalAzure, account: str, since: int = 0) -> int:
 
 
 def test_defaults_are_a_one_minute_tick_and_a_five_minute_full_scan(make_local: Callable[..., LocalAzure]) -> None:
-    la = make_local()
+    la = make_local(settings=DEFAULT_CADENCE)
     assert la.settings.watch_schedule == "0 * * * * *" and la.settings.watch_full_scan_minutes == 5
 
 
 def test_an_idle_subscription_is_listed_only_by_the_full_scans(make_local: Callable[..., LocalAzure]) -> None:
-    la = make_local(accounts=(ACCOUNT, "simeus"))
+    la = make_local(accounts=(ACCOUNT, "simeus"), settings=DEFAULT_CADENCE)
     for i in range(5):
         add_pool(la, f"ours-{i}", desired=4, target=4)
         add_pool(la, f"sim-{i}", desired=2, target=2, account="simeus")
@@ -66,7 +43,7 @@ def test_an_idle_subscription_is_listed_only_by_the_full_scans(make_local: Calla
 
 
 def test_a_finished_step_is_followed_within_a_minute(make_local: Callable[..., LocalAzure]) -> None:
-    la = make_local(accounts=(ACCOUNT, "simeus"))
+    la = make_local(accounts=(ACCOUNT, "simeus"), settings=DEFAULT_CADENCE)
     add_pool(la, "big", desired=1200, image_id=custom_image(la))  # staged: 300-node steps, about 6 minutes each
     add_pool(la, "quiet", desired=2, target=2, account="simeus")
     steady_at: list = []
@@ -94,7 +71,7 @@ def test_a_finished_step_is_followed_within_a_minute(make_local: Callable[..., L
 def test_concurrent_instances_share_one_full_scan(make_local: Callable[..., LocalAzure]) -> None:
     from shared.context import AppContext
 
-    la = make_local()
+    la = make_local(settings=DEFAULT_CADENCE)
     add_pool(la, "p1", desired=2, target=2)
     run_until(la, at(8, 6))
     other = AppContext.from_settings(la.settings, clock=la.emulator.clock)
