@@ -21,10 +21,11 @@ Strategies, each from the pool's creation at t = 0 on a fresh emulator with the 
   below 2,500, resizes it to the full 2,500 again;
 * ``app`` - the pool is created as the image pipeline creates it (metadata ``autopilot.managed=true``,
   ``desiredDedicated=2500``, a first target of one growth step, the family's default 25-minute
-  resizeTimeout) and the local Functions host runs the app on its default schedules (watch every
-  5 minutes) - only the app resizes it from then on;
-* ``app`` variants with app settings changed (never code): the watch every minute, and the watch
-  every minute with a 1-minute first backoff;
+  resizeTimeout) and the local Functions host runs the app on its default schedules (a watch tick
+  every minute that follows pools in an open episode, a full scan every 5 minutes) - only the app
+  resizes it from then on;
+* ``app`` variants with app settings changed (never code): a tick only every 5 minutes (the
+  cadence before the fast lane), and the default cadence with a 1-minute first backoff;
 * ``oracle`` - a controller with perfect timing (:func:`oracle_controller`): reads the pool every
   virtual minute and, the moment it is steady below target, resizes it by one step of 300.
 
@@ -68,15 +69,15 @@ BATCH_API_VERSION = "2025-06-01"
 
 APP_VARIANTS: dict[str, dict[str, str]] = {
     "app": {},
-    "app_watch_1min": {"AUTOPILOT_WATCH_SCHEDULE": "0 * * * * *"},
-    "app_watch_1min_backoff_1min": {"AUTOPILOT_WATCH_SCHEDULE": "0 * * * * *", "AUTOPILOT_BACKOFF_INITIAL_MINUTES": "1"},
+    "app_watch_5min": {"AUTOPILOT_WATCH_SCHEDULE": "0 */5 * * * *"},
+    "app_backoff_1min": {"AUTOPILOT_BACKOFF_INITIAL_MINUTES": "1"},
 }
 LABELS = {
     "batch_alone": "(a) Batch alone: one resize to 2,500",
     "naive_fixed_interval": f"(b) naive: every {NAIVE_INTERVAL} min, resize to 2,500 if steady",
-    "app": "(c) this app, default settings (watch every 5 min)",
-    "app_watch_1min": "(c') this app, AUTOPILOT_WATCH_SCHEDULE every minute",
-    "app_watch_1min_backoff_1min": "(c'') this app, watch every minute + AUTOPILOT_BACKOFF_INITIAL_MINUTES=1",
+    "app": "(c) this app, default settings (tick every minute, full scan every 5 min)",
+    "app_watch_5min": "(c') this app, AUTOPILOT_WATCH_SCHEDULE every 5 minutes",
+    "app_backoff_1min": "(c'') this app, default cadence + AUTOPILOT_BACKOFF_INITIAL_MINUTES=1",
     "oracle": "ideal controller (re-issues the minute the pool is steady)",
 }
 

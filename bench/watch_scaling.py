@@ -236,7 +236,7 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
     return result
 
 
-def run(*, matrix: list[tuple[int, int]] | None = None, reps: int = 2, naive_max_pools: int = 1_000,
+def run(*, matrix: list[tuple[int, int]] | None = None, reps: int = 2, naive_max_pools: int = 10_000,
         budget_s: float = 480.0, progress: Any = None) -> dict[str, Any]:
     """The matrix, smallest first; a configuration whose forecast would overrun ``budget_s`` is skipped and listed.
 
