@@ -193,7 +193,8 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
                                   for when, codes in series.failures), key=lambda f: f["time"]),
         "events": {"delivered": host.delivered, "retried": host.retried, "deadLettered": len(dead), "deadLetters": dead},
         "invocations": dict(sorted(invocations.items())),
-        "requests": {"total": len(emulator.log), "byAction": emulator.log.count_by_action(), "faultsInjected": emulator.faults.injected},
+        "requests": {"total": len(emulator.log), "byAction": emulator.log.count_by_action(), "appByAction": app_requests_by_action(emulator),
+                     "faultsInjected": emulator.faults.injected},
         "timeline": timeline,
         "charts": {"png": None, "html": None},
     }
@@ -424,6 +425,7 @@ REPORT_SCHEMA: dict[str, Any] = {
         "invocations": {"type": "object", "additionalProperties": _obj({"ok": _COUNT, "failed": _COUNT,
                                                                         "failures": _list(_obj({"time": _TIME, "detail": _STR}))})},
         "requests": _obj({"total": _COUNT, "byAction": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
+                          "appByAction": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
                           "faultsInjected": _COUNT}),
         "timeline": _list(_obj({"time": _TIME, "offset": {"type": "string", "pattern": r"^[+-]\d{2,}:\d{2}$"},
                                 "kind": {"enum": ["action", "mark", "host", "image", "lock", "pool", "stall", "alert"]}, "text": _STR,
@@ -440,3 +442,15 @@ def offset_of(report: dict[str, Any], when: str | None) -> str:
 
 
 __all__ = ["REPORT_SCHEMA", "build_report", "check_expectations", "offset_of", "validate_report", "write_report"]
+
+
+APP_CALLER = "batch-image-autopilot"  # the name shared.clients.EmulatorCredential puts in the app's tokens
+
+
+def app_requests_by_action(emulator: Any) -> dict[str, int]:
+    """The ARM actions the app itself performed (not the scenario's people): what its roles must grant."""
+    counts: dict[str, int] = {}
+    for entry in emulator.log.entries():
+        if entry.caller == APP_CALLER and entry.action and entry.plane != "admin":
+            counts[entry.action] = counts.get(entry.action, 0) + 1
+    return dict(sorted(counts.items()))

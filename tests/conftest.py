@@ -14,6 +14,7 @@ from shared.clients import AzureClients
 from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_SCENARIOS = sorted(p for p in (ROOT / "scenarios").glob("*.json") if not p.name.endswith(".schema.json"))
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-000000000001"
 
 
@@ -70,3 +71,26 @@ def azurite() -> Iterator[str]:
     """Azurite's Table service for the whole session; yields its connection string."""
     with Azurite() as server:
         yield server.connection_string
+
+
+@pytest.fixture(scope="session")
+def bundled_runs(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Every bundled scenario run once through the CLI (``autopilot simulate``): exit code, output, report.
+
+    Shared by the scenario tests (tests/cli) and the least-privilege test (tests/infra), which reads
+    the app's own requests from the reports.
+    """
+    import contextlib
+    import io
+    import json
+
+    from autopilot.cli import main
+
+    runs: dict[str, dict] = {}
+    for path in BUNDLED_SCENARIOS:
+        report = tmp_path_factory.mktemp(path.stem) / "report.json"
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = main(["simulate", str(path), "--report", str(report), "--azurite", azurite, "--quiet", "--no-chart"])
+        runs[path.stem] = {"code": code, "output": output.getvalue(), "report": json.loads(report.read_text())}
+    return runs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -10,9 +9,8 @@ import pytest
 
 from autopilot.cli import main
 from autopilot.report import validate_report
-from tests.cli.conftest import ROOT
-
-BUNDLED = sorted(p for p in (ROOT / "scenarios").glob("*.json") if not p.name.endswith(".schema.json"))
+from tests.conftest import BUNDLED_SCENARIOS as BUNDLED
+from tests.conftest import ROOT
 
 
 def test_the_four_documented_scenarios_are_bundled() -> None:
@@ -20,13 +18,11 @@ def test_the_four_documented_scenarios_are_bundled() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.stem)
-def test_bundled_scenario_runs_and_its_expectations_hold(path: Path, tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
-    report_path = tmp_path / "report.json"
-    code = main(["simulate", str(path), "--report", str(report_path), "--azurite", azurite, "--quiet", "--no-chart"])
-    out = capsys.readouterr().out
-    report = json.loads(report_path.read_text())
-    assert code == 0, out
+@pytest.mark.parametrize("name", [p.stem for p in BUNDLED])
+def test_bundled_scenario_runs_and_its_expectations_hold(name: str, bundled_runs: dict[str, dict]) -> None:
+    run = bundled_runs[name]
+    report = run["report"]
+    assert run["code"] == 0, run["output"]
     assert validate_report(report) == []
     assert report["result"]["ok"] and report["expectations"] and all(e["ok"] for e in report["expectations"])
     assert report["wallSeconds"] < 60

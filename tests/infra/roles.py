@@ -33,7 +33,6 @@ PRINCIPALS = ("app", "eventGridDelivery")
 # request log never shows them, so a test for unused grants should not expect to see them.
 CHECKED_BY_AZURE_NOT_CALLED = {
     "microsoft.compute/disks/begingetaccess/action": "Batch checks it on the identity that creates a pool from a gallery image",
-    "microsoft.compute/locations/capsoperations/read": "Azure serves gallery operation status under capsOperations; the emulator uses locations/operations",
 }
 
 
