@@ -286,7 +286,7 @@ def _drop_intermediate_image(context: AppContext, image_id: str) -> None:
     from azure.core.exceptions import HttpResponseError
 
     try:
-        context.clients.compute.images.begin_delete(*_rg_and_name(image_id), polling=False)
+        compute.start_image_delete(context.clients, image_id)
     except HttpResponseError as exc:
         if exc.status_code == 404:
             return
@@ -631,7 +631,7 @@ def _fail(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, re
     if managed_image:
         # Nothing half-built stays behind: a Failed managed image is the app's own intermediate and holds nothing.
         # (A failed gallery version is left for inspection: its safety profile blocks deletion before end of life.)
-        context.clients.compute.images.begin_delete(*_rg_and_name(resource_id), polling=False)
+        compute.start_image_delete(context.clients, resource_id)
     _flush_outbox(context, row)
     return Outcome(FAILED, resource_id)
 
@@ -684,11 +684,6 @@ def _provisioning_state(resource: dict[str, Any] | None) -> str:
     return str(((resource or {}).get("properties") or {}).get("provisioningState") or "").lower()
 
 
-def _rg_and_name(resource_id: str) -> tuple[str, str]:
-    rid = ResourceId.parse(resource_id)
-    return rid.resource_group or "", rid.name
-
-
 def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str | None:
     """Start creating the family's gallery image definition when it is missing; never wait for it.
 
@@ -700,8 +695,7 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
         body = {"location": gallery.location, "properties": {
             "osType": gallery.os_type, "osState": gallery.os_state, "hyperVGeneration": gallery.hyper_v_generation,
             "identifier": {"publisher": "batch-image-autopilot", "offer": family.name, "sku": gallery.image_definition}}}
-        context.clients.compute.gallery_images.begin_create_or_update(gallery.resource_group, gallery.name, gallery.image_definition, body,
-                                                                      polling=False)
+        compute.start_gallery_image_create(context.clients, gallery.resource_group, gallery.name, gallery.image_definition, body)
         definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
         if definition is None:
             return "not visible yet"

@@ -14,7 +14,7 @@ from typing import Any
 from shared.context import AppContext
 from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, GuardedResource, PoolUse, build_graph, image_sources, kind_of, pool_use
 from shared.resource_ids import normalize
-from shared.resources import batch_accounts, batch_pools, compute
+from shared.resources import batch_accounts, batch_pools, compute, locks
 from shared.resources.locks import Lock
 
 log = logging.getLogger("autopilot.references")
@@ -130,7 +130,7 @@ def app_locks(context: AppContext) -> AppLocks:
 
     owner = lock_owner(context)
     found = AppLocks()
-    for lock in context.clients.locks.management_locks.list_at_subscription_level():
+    for lock in locks.list_subscription_locks(context.clients):
         target = lock_target(lock.id or "")
         if target is None or target[1].lower() != LOCK_NAME or kind_of(target[0]) is None:
             continue

@@ -21,6 +21,7 @@ import random
 import re
 import threading
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -259,7 +260,7 @@ class Operation:
 
 
 @dataclass
-class _Tracked:
+class _Tracked(ABC):
     subscription_id: str
     resource_group: str
     name: str
@@ -269,8 +270,9 @@ class _Tracked:
     resource_type: ClassVar[str] = ""
 
     @property
+    @abstractmethod
     def id(self) -> str:
-        raise NotImplementedError
+        """The resource's ARM id (each resource type builds its own)."""
 
     @property
     def key(self) -> str:

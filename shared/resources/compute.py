@@ -83,3 +83,14 @@ def start_gallery_image_version_create(clients: AzureClients, version_id: str, b
     rid = _parse(clients, version_id)
     gallery, definition, version = rid.names[-3:]
     clients.compute.gallery_image_versions.begin_create_or_update(rid.resource_group, gallery, definition, version, body, polling=False)
+
+
+def start_image_delete(clients: AzureClients, image_id: str) -> None:
+    """Start deleting a managed image (the pipeline's own intermediate only); not awaited."""
+    rid = _parse(clients, image_id)
+    clients.compute.images.begin_delete(rid.resource_group, rid.name, polling=False)
+
+
+def start_gallery_image_create(clients: AzureClients, resource_group: str, gallery: str, definition: str, body: dict[str, Any]) -> None:
+    """Start creating a gallery image definition; not awaited (the sweep comes back for it)."""
+    clients.compute.gallery_images.begin_create_or_update(resource_group, gallery, definition, body, polling=False)

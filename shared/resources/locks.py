@@ -8,6 +8,7 @@ resource id into provider namespace, parent path, type and name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from shared.clients import AzureClients
 from shared.resource_ids import ResourceId
@@ -60,3 +61,8 @@ def put_lock(clients: AzureClients, resource_id: str, lock_name: str, notes: str
 def delete_lock(clients: AzureClients, resource_id: str, lock_name: str) -> None:
     rg, ns, parent, rtype, name = _parts(clients, resource_id)
     clients.locks.management_locks.delete_at_resource_level(rg, ns, parent, rtype, name, lock_name)
+
+
+def list_subscription_locks(clients: AzureClients) -> list[Any]:
+    """Every lock in the app's subscription (one paged call), as SDK ``ManagementLockObject`` items."""
+    return list(clients.locks.management_locks.list_at_subscription_level())
