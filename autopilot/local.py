@@ -62,6 +62,7 @@ class LocalAzure:
         install_context(self.context)
         self.host = FunctionsHost(self.emulator, self.env, max_delivery_attempts=max_delivery_attempts)
         self.operator = AzureClients(self.settings, credential=EmulatorCredential(name=OPERATOR, appid="operator-cli"))
+        self._operator_resources: Any = None
         self.emulator.resources.put_group(SUBSCRIPTION_ID, "images-rg", DEFAULT_REGION)
         self.emulator.resources.put_group(SUBSCRIPTION_ID, "batch-rg", DEFAULT_REGION)
 
@@ -70,6 +71,8 @@ class LocalAzure:
         install_context(None)
         self.context.clients.close()
         self.operator.close()
+        if self._operator_resources is not None:
+            self._operator_resources.close()
         self.server.stop()
 
     def __enter__(self) -> LocalAzure:
@@ -107,6 +110,37 @@ class LocalAzure:
         body = {"location": location, "tags": dict(tags or {}), "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk_id}}}
         result = self.operator.compute.snapshots.begin_create_or_update(resource_group, name, body).result()
         return result.id
+
+    def snapshot_copy(self, name: str, source_snapshot_id: str, *, location: str, tags: Mapping[str, str] | None = None,
+                      resource_group: str = "images-rg") -> str:
+        """The operator copies a snapshot to another region as the Learn page does (``az snapshot create --copy-start``).
+
+        The copy is ``Succeeded`` at once but its ``completionPercent`` rises while the bytes are copied."""
+        body = {"location": location, "tags": dict(tags or {}), "properties": {
+            "incremental": True, "creationData": {"createOption": "CopyStart", "sourceResourceId": source_snapshot_id}}}
+        return self.operator.compute.snapshots.begin_create_or_update(resource_group, name, body).result().id
+
+    def operator_resources(self) -> Any:
+        """azure-mgmt-resource's ResourceManagementClient as the operator (a development dependency: the app never tags)."""
+        if self._operator_resources is None:
+            from azure.mgmt.resource.resources import ResourceManagementClient
+
+            kwargs = self.operator._arm_kwargs()
+            self._operator_resources = ResourceManagementClient(self.operator.credential, SUBSCRIPTION_ID, **kwargs)
+        return self._operator_resources
+
+    def tag_resource(self, resource_id: str, tags: Mapping[str, str] | None, operation: str = "Merge") -> dict[str, str]:
+        """The operator tags through the Tags API (portal Tags blade, ``az tag update``/``az tag delete``), with the real SDK.
+
+        ``operation``: Merge | Replace | Delete (``tags`` are the ones to remove), or ``DeleteAll`` (a DELETE of the tags
+        resource, ``az tag delete --resource-id``). Returns the resource's tags afterwards."""
+        client = self.operator_resources()
+        if operation == "DeleteAll":
+            client.tags.begin_delete_at_scope(resource_id).result()
+            return {}
+        body = {"operation": operation, "properties": {"tags": dict(tags or {})}}
+        result = client.tags.begin_update_at_scope(resource_id, body).result()
+        return dict(result.properties.tags or {})
 
     def snapshot_set(self, family: str, version: str, *, data_luns: tuple[int, ...] = (), prefix: str | None = None,
                      image: str = "Canonical:ubuntu-24_04-lts:server", location: str = DEFAULT_REGION) -> dict[str, str]:

@@ -39,7 +39,7 @@ class Emulator:
         from emulator.compute.models import ComputeBackend
         from emulator.eventgrid.models import EventGridBackend
         from emulator.locks.models import LocksBackend
-        from emulator.resources.models import ResourcesBackend
+        from emulator.resources.models import ResourcesBackend, TagsBackend
 
         self.seed = seed
         self.tenant_id = tenant_id
@@ -55,6 +55,7 @@ class Emulator:
         self.batch = BatchBackend(self)
         self.locks = LocksBackend(self)
         self.eventgrid = EventGridBackend(self)
+        self.tags = TagsBackend(self)
 
         from emulator import admin, batch, compute, eventgrid, locks, resources
 
