@@ -147,7 +147,7 @@ class FunctionsHost:
         now = self.emulator.now()
         with self._lock:
             for sub in SUBSCRIPTIONS:
-                if sub.topic == topic and sub.matches(event_type, operation):
+                if sub.topic == topic and sub.matches(event_type, operation, event.get("subject")):
                     self._queue.append(Delivery(sub, event, now))
 
     def publish(self, topic: str, event: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Event Grid (system topic): snapshot, image and gallery-version writes drive the image pipeline."""
+"""Event Grid (system topic): snapshot writes, deletes and Tags-API tag writes, image and gallery-version writes drive the image pipeline."""
 
 from __future__ import annotations
 
@@ -21,8 +21,12 @@ def image_pipeline(event: func.EventGridEvent) -> None:
     context, parsed = delivered
     resource_id = parsed.resource_id.raw if parsed.resource_id else parsed.subject
     # observe -> decide -> act: the pipeline re-reads the resource and advances its version
-    if system_events.is_snapshot_write(parsed):
-        outcome = pipeline.on_snapshot_written(context, resource_id)
+    if system_events.is_snapshot_write(parsed) or system_events.is_snapshot_delete(parsed):
+        outcome = pipeline.on_snapshot_written(context, resource_id, event_time=parsed.time)
+    elif system_events.is_snapshot_tags_write(parsed) or system_events.is_snapshot_tags_delete(parsed):
+        tagged = system_events.tagged_resource(parsed)  # the event may name the tags resource or the snapshot itself
+        assert tagged is not None
+        outcome = pipeline.on_snapshot_written(context, tagged.raw, event_time=parsed.time)
     elif system_events.is_image_write(parsed) or system_events.is_gallery_image_version_write(parsed):
         outcome = pipeline.on_image_written(context, resource_id)
     else:

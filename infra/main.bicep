@@ -106,8 +106,11 @@ var batchResourceGroupNames = union(map(batchAccountIds, id => toLower(split(id,
 var imageResourceGroupNames = union(map(filter(split(imageResourceGroups, ','), g => !empty(trim(g))), g => toLower(trim(g))), [])
 
 // ---- Event subscriptions: the same table as shared/event_routing.py (tests/infra checks it) ----
-// operationNames become an advanced filter StringIn on data.operationName, which also keeps out
-// tag writes (Microsoft.Resources/tags/write), the app's own lock writes and everything else.
+// operationNames become an advanced filter StringIn on data.operationName, which keeps out the app's
+// own lock writes and everything else; subjectContains an advanced filter StringContains on subject.
+// Advanced filters are ANDed (at most 25 values per subscription), so the Tags-API writes
+// (Microsoft.Resources/tags/write|delete, raised for any resource) get their own subscription with the
+// subject filter on it alone: only snapshots' tag writes invoke the function.
 var systemTopicSubscriptions = [
   {
     name: 'image-pipeline'
@@ -119,6 +122,23 @@ var systemTopicSubscriptions = [
       'Microsoft.Compute/snapshots/write'
       'Microsoft.Compute/images/write'
       'Microsoft.Compute/galleries/images/versions/write'
+    ]
+    subjectContains: []
+  }
+  {
+    name: 'snapshot-tags'
+    function: 'image_pipeline'
+    includedEventTypes: [
+      'Microsoft.Resources.ResourceWriteSuccess'
+      'Microsoft.Resources.ResourceDeleteSuccess'
+    ]
+    operationNames: [
+      'Microsoft.Resources/tags/write'
+      'Microsoft.Resources/tags/delete'
+      'Microsoft.Compute/snapshots/delete'
+    ]
+    subjectContains: [
+      '/providers/Microsoft.Compute/snapshots/'
     ]
   }
   {
@@ -137,6 +157,7 @@ var systemTopicSubscriptions = [
       'Microsoft.Batch/batchAccounts/pools/write'
       'Microsoft.Batch/batchAccounts/pools/delete'
     ]
+    subjectContains: []
   }
 ]
 
@@ -148,6 +169,7 @@ var customTopicSubscriptions = [
       'BatchImageAutopilot.PoolResizeStalled'
     ]
     operationNames: []
+    subjectContains: []
   }
 ]
 

@@ -40,6 +40,7 @@ IMAGE_REFUSED = "ImageRefused"
 IMAGE_BUILD_FAILED = "ImageBuildFailed"
 POOLS_CREATED = "PoolsCreated"
 DELETE_BLOCKED = "DeleteBlocked"
+SNAPSHOT_SET_CHANGED = "SnapshotSetChanged"  # a built version's snapshot was re-tagged: reported, not acted on
 
 SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = "info", "warning", "critical"
 
@@ -55,6 +56,9 @@ class Alert:
     dedupe_key: str  # one alert per (subject, type, dedupe_key): e.g. the failure episode's start
     occurred_at: datetime
     details: dict[str, Any] = field(default_factory=dict)
+    # None: once ever per (subject, type, dedupe_key). Otherwise the same alert may go out again this long after
+    # it was last sent (at most one per key per period); a changed situation is a different key anyway.
+    repeat_after: timedelta | None = None
 
     @property
     def event_type(self) -> str:
@@ -75,7 +79,8 @@ class Alert:
     def event(self) -> dict[str, Any]:
         """The Event Grid schema event published on the custom topic."""
         return {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.subject}|{self.type}|{self.dedupe_key}")),
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{self.subject}|{self.type}|{self.dedupe_key}"
+                                 + (f"|{iso(self.occurred_at)}" if self.repeat_after is not None else ""))),
             "subject": self.subject,
             "eventType": self.event_type,
             "eventTime": iso(self.occurred_at),
@@ -121,8 +126,12 @@ class AlertPublisher:
             record = table.insert(partition, row, claim_data)
         except ConcurrencyConflict:
             existing = table.get(partition, row)
-            if existing is None or existing.data.get("sent"):
+            if existing is None:
                 return False
+            if existing.data.get("sent"):
+                sent_at = parse_iso(existing.data.get("sentAt"))
+                if alert.repeat_after is None or sent_at is None or now - sent_at < alert.repeat_after:
+                    return False
             claimed = parse_iso(existing.data.get("claimedAt"))
             if claimed is not None and now - claimed < STALE_CLAIM:
                 return False  # another instance is sending it right now

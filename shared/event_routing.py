@@ -2,8 +2,9 @@
 
 ``infra/`` creates these subscriptions in Azure and the local Functions host routes the emulator's
 events with the same table; a test keeps the two in step. Filtering on ``data.operationName`` (as
-Cloud Custodian does) keeps tag writes, lock writes and everything else the app does not act on
-from ever invoking a function.
+Cloud Custodian does) keeps lock writes and everything else the app does not act on from ever
+invoking a function; Tags-API writes reach it through their own subscription, filtered on the subject
+so that only snapshots' tag writes do.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ class EventSubscription:
     topic: str
     included_event_types: tuple[str, ...]
     operation_names: tuple[str, ...] = ()  # advanced filter StringIn on data.operationName; () = any
+    # Advanced filter StringContains on subject (any of the values; ANDed with the filters above, case-insensitive
+    # like every Event Grid string comparison); () = any subject.
+    subject_contains: tuple[str, ...] = ()
 
-    def matches(self, event_type: str | None, operation_name: str | None) -> bool:
+    def matches(self, event_type: str | None, operation_name: str | None, subject: str | None = None) -> bool:
         if not event_type or event_type.lower() not in {t.lower() for t in self.included_event_types}:
+            return False
+        if self.subject_contains and not (isinstance(subject, str) and any(s.lower() in subject.lower() for s in self.subject_contains)):
             return False
         if not self.operation_names:
             return True
@@ -44,6 +50,23 @@ SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
             "Microsoft.Compute/images/write",
             "Microsoft.Compute/galleries/images/versions/write",
         ),
+    ),
+    # Tags written through the Tags API (portal Tags blade, az tag update/delete, Update-AzTag) arrive as
+    # Microsoft.Resources/tags/write|delete about any resource in the subscription, so they get their own
+    # subscription whose subject filter keeps everything but snapshots out (Event Grid ANDs advanced filters, so the
+    # filter cannot sit on image-pipeline without dropping its image and gallery-version events). A snapshot's own
+    # delete comes here too: a deleted snapshot leaves its set.
+    EventSubscription(
+        name="snapshot-tags",
+        function="image_pipeline",
+        topic=SYSTEM,
+        included_event_types=("Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess"),
+        operation_names=(
+            "Microsoft.Resources/tags/write",
+            "Microsoft.Resources/tags/delete",
+            "Microsoft.Compute/snapshots/delete",
+        ),
+        subject_contains=("/providers/Microsoft.Compute/snapshots/",),
     ),
     EventSubscription(
         name="image-guard",

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared import alerts, image_rules, naming, pool_metadata, snapshot_sets
@@ -30,8 +30,8 @@ from shared.context import AppContext
 from shared.families import FamilyConfig, parse_families
 from shared.resource_ids import ResourceId, normalize, same_id
 from shared.resources import batch_accounts, batch_pools, compute
-from shared.snapshot_sets import SnapshotSet, SnapshotSetConflict, SnapshotSetKey
-from shared.snapshot_tags import TAG_FAMILY, TAG_VERSION, SnapshotTagError, parse_tags
+from shared.snapshot_sets import SnapshotSet, SnapshotSetKey
+from shared.snapshot_tags import TAG_FAMILY, TAG_VERSION
 from shared.state import PIPELINE, SNAPSHOT_SETS, ConcurrencyConflict, Record
 
 log = logging.getLogger("autopilot.pipeline")
@@ -65,38 +65,19 @@ def families_of(context: AppContext) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def on_snapshot_written(context: AppContext, snapshot_id: str) -> Outcome:
-    """A snapshot was written: re-read it, and if it is opted in, add it to its set and advance."""
-    snapshot = compute.get_snapshot(context.clients, snapshot_id)
-    if snapshot is None:
-        return Outcome("ignored", f"snapshot {snapshot_id} no longer exists")
-    tags = snapshot.get("tags") or {}
-    try:
-        parsed = parse_tags(tags)
-    except SnapshotTagError as exc:
-        _alert(context, alerts.IMAGE_REFUSED, snapshot_id, f"Snapshot tags are invalid: {exc.tag}", str(exc),
-               f"fix the tag on the snapshot, for example {exc.example}", dedupe=f"tags|{json.dumps(tags, sort_keys=True)}")
-        return Outcome("refused", str(exc))
-    if parsed is None:
-        return Outcome("ignored", "not opted in (no autopilot.family tag)")
-    state = (snapshot.get("properties") or {}).get("provisioningState")
-    if state and state.lower() != "succeeded":
-        return Outcome("ignored", f"snapshot is {state}; its completion raises another write event")
-    family = families_of(context).get(parsed.family)
-    if family is None:
-        _alert(context, alerts.IMAGE_REFUSED, snapshot_id, f"Unknown image family {parsed.family!r}",
-               f"snapshot {snapshot_id} is tagged {TAG_FAMILY}={parsed.family}, but no such family is configured",
-               "add the family to AUTOPILOT_FAMILIES (see docs/families.example.json) or fix the tag", dedupe=f"family|{parsed.family}")
-        return Outcome("refused", f"unknown family {parsed.family}")
-    member = snapshot_sets.member_from_snapshot(snapshot, parsed)
-    key = SnapshotSetKey(family.name, parsed.version)
-    try:
-        _merge_member(context, key, member)
-    except SnapshotSetConflict as exc:
-        _alert(context, alerts.IMAGE_REFUSED, snapshot_id, f"Conflicting snapshots for {key}", str(exc), exc.fix,
-               dedupe=f"conflict|{key}|{normalize(snapshot_id)}")
-        return Outcome("refused", str(exc))
-    return advance(context, family.name, parsed.version)
+def on_snapshot_written(context: AppContext, snapshot_id: str, *, event_time: datetime | None = None) -> Outcome:
+    """A snapshot was written, re-tagged (a snapshot write or a Tags-API write), untagged or deleted: bring the sets
+    it touches up to date from what its tags say now (shared.set_membership), then advance the set it claims."""
+    from shared import set_membership
+
+    families = families_of(context)
+    result = set_membership.on_snapshot_event(context, snapshot_id, event_time=event_time,
+                                              configured=lambda name: families.get(name) is not None)
+    if result.key is None:
+        return Outcome(result.stage, result.detail)
+    if families.get(result.key.family) is None:
+        return Outcome("refused", f"unknown family {result.key.family}")
+    return advance(context, result.key.family, result.key.version)
 
 
 def on_image_written(context: AppContext, resource_id: str) -> Outcome:
@@ -140,7 +121,13 @@ def sweep(context: AppContext) -> list[Outcome]:
 
 
 def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
-    snapshot_set = snapshot_sets.from_entity(record.data)
+    from shared import set_membership
+
+    # What the tags say now: members untagged, re-tagged or deleted without an event reaching the app leave,
+    # and snapshots still copying are looked at again (a set being built keeps its members).
+    snapshot_set = set_membership.refresh(context, snapshot_sets.from_entity(record.data).key)
+    if snapshot_set is None:
+        return None
     if not snapshot_sets.is_complete(snapshot_set):
         timeout = timedelta(minutes=context.settings.set_assembly_timeout_minutes)
         if snapshot_sets.is_overdue(snapshot_set, context.clock.now(), timeout):
@@ -149,8 +136,9 @@ def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
             _alert(context, alerts.SNAPSHOT_SET_INCOMPLETE, first, f"Snapshot set {snapshot_set.key} is incomplete",
                    f"{snapshot_sets.describe(snapshot_set)}; still missing: {missing}",
                    "snapshot the missing disk(s) and tag them with the same autopilot.family and autopilot.version, "
-                   "or correct autopilot.diskCount", dedupe=f"incomplete|{snapshot_set.key}", severity=alerts.SEVERITY_WARNING,
-                   details={"missing": missing})
+                   "or correct autopilot.diskCount; a snapshot still copying joins the set by itself when its copy completes",
+                   dedupe=f"incomplete|{snapshot_set.key}|{hashlib.sha256(missing.encode('utf-8')).hexdigest()[:16]}",
+                   severity=alerts.SEVERITY_WARNING, details={"missing": missing})
         return None
     stage = _load_stage(context, snapshot_set.key)
     if stage is None or stage.data.get("stage") not in TERMINAL:
@@ -168,21 +156,22 @@ def advance(context: AppContext, family_name: str, version: str) -> Outcome:
     if family is None:
         return Outcome("ignored", f"family {family_name} is not configured")
     key = SnapshotSetKey(family.name, version)
-    record = context.state.table(SNAPSHOT_SETS).get(key.partition_key, key.row_key)
-    if record is None:
-        return Outcome(ASSEMBLING, "no snapshots yet")
-    snapshot_set = snapshot_sets.from_entity(record.data)
-    if not snapshot_sets.is_complete(snapshot_set):
-        return Outcome(ASSEMBLING, "waiting for " + ", ".join(snapshot_sets.missing(snapshot_set)))
     for _ in range(CLAIM_RETRIES):
+        # Read inside the loop: a set whose membership changed meanwhile is judged as it is now.
+        record = context.state.table(SNAPSHOT_SETS).get(key.partition_key, key.row_key)
+        if record is None:
+            return Outcome(ASSEMBLING, "no snapshots yet")
+        snapshot_set = snapshot_sets.from_entity(record.data)
+        if not snapshot_sets.is_complete(snapshot_set):
+            return Outcome(ASSEMBLING, "waiting for " + ", ".join(snapshot_sets.missing(snapshot_set)))
         try:
-            return _advance_once(context, family, snapshot_set)
+            return _advance_once(context, family, snapshot_set, record)
         except ConcurrencyConflict:
-            continue  # another instance moved the stage: re-read and carry on from there
+            continue  # another instance moved the stage (or the set changed): re-read and carry on from there
     return Outcome("busy", "another instance is advancing this version")
 
 
-def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet) -> Outcome:
+def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, set_record: Record | None = None) -> Outcome:
     key = snapshot_set.key
     sub = context.settings.subscription_id
     version_id = naming.family_gallery_version_id(family, key.version, sub)
@@ -206,6 +195,10 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
             return _refuse(context, snapshot_set, row, version_id, findings)
         for warning in image_rules.warnings(findings):
             log.warning("%s: %s (%s)", key, warning.message, warning.fix)
+        if set_record is not None:
+            from shared.set_membership import freeze
+
+            freeze(context, set_record)  # the members are fixed from here on; a change since the read starts over
         row = _save_stage(context, key, row, VALIDATED, nodeAgentSkus=json.dumps(skus))
         stage = VALIDATED
 
@@ -607,10 +600,13 @@ def _refuse(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, 
     key = snapshot_set.key
     refusals = image_rules.refusals(findings)
     detail = "; ".join(f.message for f in refusals)
+    # The key is the situation: these snapshots and these findings. A changed situation (another refusal after a
+    # fix) is a new alert; the same one again (a re-tag without a fix) at most once an hour.
+    situation = hashlib.sha256(json.dumps([_attempt(snapshot_set), [(f.code, f.message) for f in refusals]]).encode("utf-8")).hexdigest()[:16]
     alert = Alert(alerts.IMAGE_REFUSED, alerts.SEVERITY_WARNING, subject, f"Image {key} refused: {refusals[0].code}", detail,
-                  " / ".join(dict.fromkeys(f.fix for f in refusals)), f"refused|{key}|{_attempt(snapshot_set)}", context.clock.now(),
+                  " / ".join(dict.fromkeys(f.fix for f in refusals)), f"refused|{key}|{situation}", context.clock.now(),
                   {"codes": [f.code for f in refusals], "family": key.family, "version": key.version,
-                   "resources": sorted({f.resource_id for f in refusals if f.resource_id})})
+                   "resources": sorted({f.resource_id for f in refusals if f.resource_id})}, repeat_after=timedelta(hours=1))
     _finish(context, key, row, REFUSED, detail[:4000], alert)
     return Outcome(REFUSED, detail)
 
@@ -665,14 +661,16 @@ def _flush_outbox(context: AppContext, row: Record) -> Record:
 
 def _alert_json(alert: Alert) -> dict[str, Any]:
     return {"type": alert.type, "severity": alert.severity, "subject": alert.subject, "title": alert.title, "diagnosis": alert.diagnosis,
-            "fix": alert.fix, "dedupe": alert.dedupe_key, "at": iso(alert.occurred_at), "details": alert.details}
+            "fix": alert.fix, "dedupe": alert.dedupe_key, "at": iso(alert.occurred_at), "details": alert.details,
+            "repeatAfter": alert.repeat_after.total_seconds() if alert.repeat_after is not None else None}
 
 
 def _alert_from_json(data: dict[str, Any]) -> Alert:
     occurred = parse_iso(data["at"])
     assert occurred is not None
+    repeat = data.get("repeatAfter")
     return Alert(data["type"], data["severity"], data["subject"], data["title"], data["diagnosis"], data["fix"], data["dedupe"], occurred,
-                 dict(data.get("details") or {}))
+                 dict(data.get("details") or {}), repeat_after=timedelta(seconds=float(repeat)) if repeat else None)
 
 
 def _alert(context: AppContext, kind: str, subject: str, title: str, diagnosis: str, fix: str, *, dedupe: str,

@@ -124,6 +124,114 @@ def _slot_order(member: SnapshotMember) -> int:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A snapshot whose tags claim a disk of the set now, and whether it can be built from yet.
+
+    Ready means ``provisioningState`` Succeeded and, where the snapshot reports one (a CopyStart copy),
+    ``completionPercent`` 100. A snapshot that is not ready is remembered, and the sweep looks again."""
+
+    member: SnapshotMember
+    ready: bool = True
+    state: str = ""  # why it is not ready, in words: "Creating", "copying (40% done)"
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.member.snapshot_id
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.member.to_json(), "ready": self.ready, "state": self.state}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Candidate:
+        return cls(SnapshotMember.from_json(data), bool(data.get("ready", True)), str(data.get("state") or ""))
+
+
+# Conflict codes: the tags of the snapshots claiming one set contradict each other.
+LUN_CLASH = "DISK_CLAIMED_TWICE"
+DISK_COUNT_MISMATCH = "DISK_COUNT_MISMATCH"
+TOO_MANY_DISKS = "TOO_MANY_DISKS"
+
+
+@dataclass(frozen=True)
+class MembershipConflict:
+    code: str
+    message: str
+    fix: str
+    snapshot_ids: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "fix": self.fix, "snapshotIds": list(self.snapshot_ids)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MembershipConflict:
+        return cls(str(data["code"]), str(data["message"]), str(data["fix"]), tuple(str(i) for i in data.get("snapshotIds") or ()))
+
+
+def resolve(key: SnapshotSetKey, candidates: tuple[Candidate, ...] | list[Candidate], started_at: datetime | None,
+            now: datetime) -> SnapshotSet | None:
+    """The set as the snapshots' tags say it is now (None: no snapshot claims it any more).
+
+    Pure, and independent of the order of ``candidates``: the same snapshots always give the same set.
+    Conflicts are judged on these candidates only, so a conflict ends as soon as a person re-tags, untags or
+    deletes the wrong snapshot. A slot claimed twice, disagreeing disk counts or too many data disks block the
+    set (it is never complete while they last); only ready, unambiguous candidates become members.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    unique: dict[str, Candidate] = {}
+    for c in candidates:
+        unique[normalize(c.snapshot_id)] = c
+    ordered = tuple(sorted(unique.values(), key=lambda c: (_slot_order(c.member), normalize(c.snapshot_id))))
+    if not ordered:
+        return None
+    conflicts: list[MembershipConflict] = []
+    counts: dict[int, list[str]] = {}
+    for c in ordered:
+        counts.setdefault(c.member.disk_count, []).append(c.snapshot_id)
+    # The most claimed count (ties: the smaller) names the set; any other count is a conflict.
+    disk_count = sorted(counts, key=lambda n: (-len(counts[n]), n))[0]
+    if len(counts) > 1:
+        said = "; ".join(f"{', '.join(ids)} say{'s' if len(ids) == 1 else ''} {n}" for n, ids in sorted(counts.items()))
+        conflicts.append(MembershipConflict(
+            DISK_COUNT_MISMATCH, f"the snapshots disagree on autopilot.diskCount: {said}",
+            "correct the autopilot.diskCount tag so that all snapshots of the version agree (or tag the odd ones with another "
+            "autopilot.version); the set is checked again as soon as the tag is written",
+            tuple(i for n, ids in sorted(counts.items()) for i in ids)))
+    by_slot: dict[str, list[Candidate]] = {}
+    for c in ordered:
+        by_slot.setdefault(c.member.slot, []).append(c)
+    clashing = {slot for slot, cs in by_slot.items() if len(cs) > 1}
+    for slot in sorted(clashing, key=lambda s: -1 if s == ROLE_OS else int(s.split(":")[1])):
+        cs = by_slot[slot]
+        conflicts.append(MembershipConflict(
+            LUN_CLASH, f"{cs[0].member.label} is claimed by {len(cs)} snapshots: {', '.join(c.snapshot_id for c in cs)}",
+            "remove the autopilot.* tags from the wrong snapshot (or delete it): the set then takes the other one. If both are "
+            "right, they belong to different versions: give one of them another autopilot.version",
+            tuple(c.snapshot_id for c in cs)))
+    data_slots = sorted(slot for slot in by_slot if slot != ROLE_OS)
+    if len(data_slots) > disk_count - 1:
+        ids = tuple(c.snapshot_id for slot in data_slots for c in by_slot[slot])
+        conflicts.append(MembershipConflict(
+            TOO_MANY_DISKS, f"autopilot.diskCount says {disk_count} disks, so {disk_count - 1} data disk(s), but snapshots claim "
+                            f"{len(data_slots)} data disks ({', '.join(s.replace('lun:', 'LUN ') for s in data_slots)})",
+            "remove the autopilot.* tags from the snapshot that does not belong to this version, or correct autopilot.diskCount "
+            "on every snapshot of the set", ids))
+    members = tuple(c.member for c in ordered if c.ready and c.member.slot not in clashing and c.member.disk_count == disk_count)
+    seen = [c.member.time_created for c in ordered if c.member.time_created is not None]
+    starts = [t for t in (*seen, started_at) if t is not None]
+    started = min(starts) if starts else now
+    return SnapshotSet(key, disk_count, members, started, candidates=ordered, conflicts=tuple(conflicts))
+
+
+def same_membership(a: SnapshotSet | None, b: SnapshotSet | None) -> bool:
+    """Whether two versions of a set hold the same candidates, members and conflicts (nothing worth writing)."""
+    if a is None or b is None:
+        return a is b
+    return (a.disk_count, a.members, a.all_candidates, a.conflicts, a.frozen) == (b.disk_count, b.members, b.all_candidates, b.conflicts,
+                                                                                  b.frozen)
+
+
+@dataclass(frozen=True)
 class SnapshotSet:
     """What has been seen of one (family, version): members sorted OS first, then by LUN."""
 
@@ -131,6 +239,20 @@ class SnapshotSet:
     disk_count: int
     members: tuple[SnapshotMember, ...]
     started_at: datetime  # the earliest snapshot creation (or first sighting): the overdue clock starts here
+    # Every snapshot whose tags claim this set now (members, snapshots still copying, and the ones in a
+    # conflict); () for sets stored before membership was re-read: then the members are the candidates.
+    candidates: tuple[Candidate, ...] = ()
+    conflicts: tuple[MembershipConflict, ...] = ()  # a set with a conflict is never complete
+    frozen: bool = False  # the image is being built from these members: they never change again
+
+    @property
+    def all_candidates(self) -> tuple[Candidate, ...]:
+        return self.candidates or tuple(Candidate(m) for m in self.members)
+
+    @property
+    def pending(self) -> tuple[Candidate, ...]:
+        """Candidates that are not ready yet (still creating, or still copying)."""
+        return tuple(c for c in self.all_candidates if not c.ready)
 
     @property
     def os_member(self) -> SnapshotMember | None:
@@ -218,8 +340,8 @@ def is_complete_members(disk_count: int, members: tuple[SnapshotMember, ...]) ->
 
 
 def is_complete(snapshot_set: SnapshotSet) -> bool:
-    """The OS disk and ``disk_count - 1`` data disks are present."""
-    return is_complete_members(snapshot_set.disk_count, snapshot_set.members)
+    """The OS disk and ``disk_count - 1`` data disks are present, all ready, and no conflict blocks the set."""
+    return not snapshot_set.conflicts and is_complete_members(snapshot_set.disk_count, snapshot_set.members)
 
 
 def missing(snapshot_set: SnapshotSet) -> list[str]:
@@ -232,8 +354,10 @@ def missing(snapshot_set: SnapshotSet) -> list[str]:
     out: list[str] = []
     if snapshot_set.os_member is None:
         out.append("the OS disk")
+    for c in snapshot_set.pending:
+        out.append(f"{c.member.label} ({c.snapshot_id} is {c.state or 'not ready'})")
     data_expected = snapshot_set.disk_count - 1
-    present = {m.lun for m in snapshot_set.data_members}
+    present = {m.lun for m in snapshot_set.data_members} | {c.member.lun for c in snapshot_set.pending if c.member.lun is not None}
     wanted = data_expected - len(present)
     if wanted <= 0:
         return out
@@ -254,6 +378,8 @@ def describe(snapshot_set: SnapshotSet) -> str:
     """One line for logs and alerts."""
     have = ", ".join(m.label for m in snapshot_set.members) or "nothing"
     state = "complete" if is_complete(snapshot_set) else "waiting for " + ", ".join(missing(snapshot_set))
+    if snapshot_set.conflicts:
+        state = "blocked: " + "; ".join(c.message for c in snapshot_set.conflicts)
     return f"snapshot set {snapshot_set.key} ({snapshot_set.disk_count} disks): has {have}; {state}"
 
 
@@ -278,6 +404,11 @@ def to_entity(snapshot_set: SnapshotSet) -> dict[str, str | int | bool]:
         "startedAt": snapshot_set.started_at.astimezone(UTC).isoformat(),
         "snapshotIds": ",".join(normalize(m.snapshot_id) for m in snapshot_set.members),
         "members": json.dumps([m.to_json() for m in snapshot_set.members], separators=(",", ":")),
+        # Membership as the tags say it now (read by this version and later; older readers ignore the columns).
+        "candidateIds": ",".join(normalize(c.snapshot_id) for c in snapshot_set.all_candidates),
+        "candidates": json.dumps([c.to_json() for c in snapshot_set.candidates], separators=(",", ":")),
+        "conflicts": json.dumps([c.to_json() for c in snapshot_set.conflicts], separators=(",", ":")),
+        "frozen": snapshot_set.frozen,
     }
 
 
@@ -292,12 +423,15 @@ def from_entity(entity: Mapping[str, Any]) -> SnapshotSet:
         started = datetime.fromisoformat(str(entity["startedAt"]))
         if started.tzinfo is None:
             started = started.replace(tzinfo=UTC)
-        result = SnapshotSet(key, int(entity["diskCount"]), members, started)
+        candidates = tuple(Candidate.from_json(c) for c in json.loads(entity.get("candidates") or "[]"))
+        conflicts = tuple(MembershipConflict.from_json(c) for c in json.loads(entity.get("conflicts") or "[]"))
+        result = SnapshotSet(key, int(entity["diskCount"]), members, started, candidates=candidates, conflicts=conflicts,
+                             frozen=bool(entity.get("frozen", False)))
     except SnapshotSetFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotSetFormatError(f"stored snapshot set {entity.get('family')!r} {entity.get('version')!r} cannot be read: {exc}") from exc
-    if not members:
+    if not members and not candidates:
         raise SnapshotSetFormatError(f"stored snapshot set {key} has no members")
     return result
 

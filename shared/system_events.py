@@ -67,6 +67,12 @@ MAX_CLAIM_VALUE = 8192
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOSTILE_ID = re.compile(r"[\x00-\x1f\x7f\\?#%<>\"'`]|(^|/)\.\.?(/|$)|//")
+# A Tags-API event may name the tags resource ({scope}/providers/Microsoft.Resources/tags/default) or, as public
+# code shows, the tagged resource itself: both are accepted, and the tagged resource is what the app re-reads.
+_TAGS_SUFFIX = re.compile(r"^(?P<scope>.+)/providers/Microsoft\.Resources/tags/default$", re.IGNORECASE)
+TAGS_WRITE = "Microsoft.Resources/tags/write"
+TAGS_DELETE = "Microsoft.Resources/tags/delete"
+SNAPSHOTS_DELETE = "Microsoft.Compute/snapshots/delete"
 _LOCK_SUFFIX = re.compile(r"^(?P<scope>.+)/providers/Microsoft\.Authorization/locks/(?P<name>[^/]+)$", re.IGNORECASE)
 
 
@@ -340,6 +346,40 @@ def is_image_write(event: ResourceEvent | IgnoredEvent) -> bool:
 
 def is_gallery_image_version_write(event: ResourceEvent | IgnoredEvent) -> bool:
     return _is(event, WRITE_SUCCESS, GALLERY_IMAGE_VERSIONS)
+
+
+def tagged_resource(event: ResourceEvent | IgnoredEvent) -> ResourceId | None:
+    """The resource a Tags-API event is about: the subject itself, or the scope of ``.../providers/Microsoft.Resources/tags/default``."""
+    if not isinstance(event, ResourceEvent) or event.resource_id is None:
+        return None
+    m = _TAGS_SUFFIX.match(event.subject)
+    if m is None:
+        return event.resource_id
+    try:
+        return ResourceId.parse(m["scope"])
+    except InvalidResourceId:
+        return None
+
+
+def _tags_event(event: ResourceEvent | IgnoredEvent, event_type: str, operation: str) -> bool:
+    if not isinstance(event, ResourceEvent) or event.type != event_type or event.operation_name.lower() != operation.lower():
+        return False
+    resource = tagged_resource(event)
+    return resource is not None and resource.is_type(SNAPSHOTS)
+
+
+def is_snapshot_tags_write(event: ResourceEvent | IgnoredEvent) -> bool:
+    """Tags written through the Tags API (Merge, Replace or Delete of some tags) on a snapshot."""
+    return _tags_event(event, WRITE_SUCCESS, TAGS_WRITE)
+
+
+def is_snapshot_tags_delete(event: ResourceEvent | IgnoredEvent) -> bool:
+    """Every tag of a snapshot removed through the Tags API (``az tag delete --resource-id``): a delete event."""
+    return _tags_event(event, DELETE_SUCCESS, TAGS_DELETE)
+
+
+def is_snapshot_delete(event: ResourceEvent | IgnoredEvent) -> bool:
+    return _is(event, DELETE_SUCCESS, SNAPSHOTS) and isinstance(event, ResourceEvent) and event.operation_name.lower() == SNAPSHOTS_DELETE.lower()
 
 
 def is_pool_write(event: ResourceEvent | IgnoredEvent) -> bool:

@@ -7,7 +7,7 @@ param topicName string
 param deliveryIdentityId string
 param deployEventSubscriptions bool
 param functionAppId string
-@description('[{name, function, includedEventTypes, operationNames}] as in shared/event_routing.py')
+@description('[{name, function, includedEventTypes, operationNames, subjectContains}] as in shared/event_routing.py')
 param subscriptions array
 param retryPolicy object
 param deadLetterStorageId string
@@ -44,15 +44,22 @@ resource functionSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscripti
     eventDeliverySchema: 'EventGridSchema'
     filter: {
       includedEventTypes: s.includedEventTypes
-      // StringIn on data.operationName: only the operations the function acts on (never tag writes,
-      // Microsoft.Resources/tags/write, nor the app's own lock writes). Case-insensitive in Event Grid.
-      advancedFilters: empty(s.operationNames) ? [] : [
+      // StringIn on data.operationName: only the operations the function acts on (never the app's own
+      // lock writes). StringContains on subject: Tags-API writes of snapshots only (tags/write is raised
+      // for every resource). Advanced filters are ANDed; string comparisons are case-insensitive.
+      advancedFilters: concat(empty(s.operationNames) ? [] : [
         {
           operatorType: 'StringIn'
           key: 'data.operationName'
           values: s.operationNames
         }
-      ]
+      ], empty(s.subjectContains) ? [] : [
+        {
+          operatorType: 'StringContains'
+          key: 'subject'
+          values: s.subjectContains
+        }
+      ])
     }
     retryPolicy: retryPolicy
     deadLetterWithResourceIdentity: {

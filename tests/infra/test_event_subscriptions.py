@@ -38,7 +38,9 @@ def test_every_subscription_is_in_infra_with_the_same_routing() -> None:
         )
         for name, sub in in_python.items():
             entry = in_bicep[name]
-            assert set(entry) == {"name", "function", "includedEventTypes", "operationNames"}, f"{name}: unexpected keys {sorted(entry)}"
+            assert set(entry) == {"name", "function", "includedEventTypes", "operationNames", "subjectContains"}, \
+                f"{name}: unexpected keys {sorted(entry)}"
+            assert sorted(entry["subjectContains"]) == sorted(sub.subject_contains), f"{name}: subject filter values differ"
             assert entry["function"] == sub.function, f"{name}: infra targets {entry['function']}, the app routes to {sub.function}"
             assert sorted(entry["includedEventTypes"]) == sorted(sub.included_event_types), f"{name}: event types differ"
             assert sorted(entry["operationNames"]) == sorted(sub.operation_names), f"{name}: data.operationName filter values differ"
@@ -93,8 +95,23 @@ def test_system_subscriptions_always_filter_on_operation_name() -> None:
     # Without the StringIn filter every write in the subscription (tag writes included) would invoke a function.
     for name, entry in bicep_subscriptions(SYSTEM).items():
         assert entry["operationNames"], f"{name}: a system-topic subscription must filter on data.operationName"
-        assert "Microsoft.Resources/tags/write" not in entry["operationNames"]
         assert all("*" not in op for op in entry["operationNames"])
+        # Tags-API writes are raised for every resource in the subscription: only a subscription that also filters
+        # on the subject (snapshots) may take them, and it takes nothing a subject filter would wrongly drop.
+        tag_ops = {"microsoft.resources/tags/write", "microsoft.resources/tags/delete"}
+        if tag_ops & {op.lower() for op in entry["operationNames"]}:
+            assert entry["subjectContains"] == ["/providers/Microsoft.Compute/snapshots/"], name
+            assert all(op.lower() in tag_ops or op.lower().startswith("microsoft.compute/snapshots/") for op in entry["operationNames"]), name
+        # Advanced filters are capped at 25 values per subscription.
+        assert len(entry["operationNames"]) + len(entry["subjectContains"]) <= 25, name
+    tags_routes = [s for s in SUBSCRIPTIONS if any(o.lower().startswith("microsoft.resources/tags/") for o in s.operation_names)]
+    assert [s.function for s in tags_routes] == ["image_pipeline"]
+
+
+def test_system_module_applies_the_subject_filter() -> None:
+    loop = re.sub(r"\s+", " ", bicep.body(bicep.read(MODULES[SYSTEM]), "resource", "functionSubscriptions"))
+    for needle in ("operatorType: 'StringContains'", "key: 'subject'", "values: s.subjectContains"):
+        assert needle in loop, f"{MODULES[SYSTEM]}: functionSubscriptions lacks {needle!r}"
 
 
 def test_modules_wire_each_entry_to_its_function() -> None:
