@@ -105,9 +105,10 @@ class LocalAzure:
         return record.id
 
     def snapshot(self, name: str, disk_id: str, tags: Mapping[str, str] | None = None, *, resource_group: str = "images-rg",
-                 location: str = DEFAULT_REGION) -> str:
+                 location: str = DEFAULT_REGION, incremental: bool = False) -> str:
         """The operator snapshots a disk through ARM (this raises the ResourceWriteSuccess event)."""
-        body = {"location": location, "tags": dict(tags or {}), "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk_id}}}
+        body = {"location": location, "tags": dict(tags or {}), "properties": {
+            "incremental": incremental, "creationData": {"createOption": "Copy", "sourceResourceId": disk_id}}}
         result = self.operator.compute.snapshots.begin_create_or_update(resource_group, name, body).result()
         return result.id
 
@@ -156,6 +157,21 @@ class LocalAzure:
                                                                           "autopilot.disk": str(lun), "autopilot.diskCount": count},
                                              location=location)
         return ids
+
+    def reconfigure(self, **settings: str) -> None:
+        """An operator changes app settings (e.g. AUTOPILOT_FAMILIES): the Functions host restarts the app with them.
+
+        State stays where it is (the same tables); only the settings, and so the app's context, are new."""
+        self.env.update(settings)
+        self.settings = load_settings(self.env)
+        old = self.context
+        self.context = AppContext.from_settings(self.settings, clock=self.emulator.clock)
+        install_context(self.context)
+        self.host.env.update(settings)
+        old.clients.close()
+
+    def set_families(self, families: Mapping[str, Any]) -> None:
+        self.reconfigure(AUTOPILOT_FAMILIES=json.dumps(families))
 
     # ------------------------------------------------------------------------------------------
     # Running and observing

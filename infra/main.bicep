@@ -186,6 +186,7 @@ var alertEventTypes = [
   'BatchImageAutopilot.ImageBuildFailed'
   'BatchImageAutopilot.PoolsCreated'
   'BatchImageAutopilot.DeleteBlocked'
+  'BatchImageAutopilot.SnapshotSetChanged'
 ]
 
 // The app's state tables (shared/state.py); the app also creates them on first use.

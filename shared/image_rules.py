@@ -22,6 +22,10 @@ from shared.snapshot_sets import SnapshotMember, SnapshotSet
 if TYPE_CHECKING:  # families imports this module for the limits; only the type is needed here
     from shared.families import FamilyConfig
 
+# How a person replaces snapshots (a rebuilt VM, a copy): the set follows the tags, so moving them is the fix.
+MOVE_TAGS = (", snapshot its disks again and move the autopilot.* tags from the old snapshots to the new ones (remove them from "
+             "the old ones, or delete those)")
+MOVE_TAGS_SHORT = " and move the autopilot.* tags to its snapshots (remove them from the old ones)"
 REFUSE = "refuse"
 WARN = "warn"
 
@@ -131,28 +135,33 @@ def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetA
                 REFUSE, "SNAPSHOT_SUBSCRIPTION", account.account_id,
                 f"snapshot(s) {', '.join(m.snapshot_id for m in foreign)} are in subscription {foreign[0].subscription_id}, "
                 f"but Batch account {account.account_id} is in {account.subscription_id}",
-                "copy the snapshots into the Batch account's subscription (az snapshot create --source ...) and tag the copies, "
-                "or remove this account from the family's pools"))
+                "copy the snapshots into the Batch account's subscription (az snapshot create --source ...) and move the "
+                "autopilot.* tags to the copies (remove them from the originals), or remove this account from the family's pools "
+                "and re-tag one snapshot of the set"))
         elsewhere = [m for m in members if normalize_region(m.region) != account_region]
         if elsewhere:
             findings.append(Finding(
                 REFUSE, "SNAPSHOT_REGION", account.account_id,
                 f"snapshot(s) {', '.join(m.snapshot_id for m in elsewhere)} are in {elsewhere[0].region}, "
                 f"but Batch account {account.account_id} is in {account.region}",
-                f"copy the snapshots to {account.region} (az snapshot create --copy-start) and tag the copies, "
-                "or point the family's pools at an account in the snapshots' region"))
+                f"copy the snapshots to {account.region} (az snapshot create --incremental --copy-start --source <incremental "
+                f"snapshot> -l {account.region}) and move the autopilot.* tags to the copies (remove them from the originals): the "
+                "copies join the set once their copy completes; or point the family's pools at an account in the snapshots' "
+                "region and re-tag one snapshot of the set"))
         if gallery_location is not None and normalize_region(gallery_location) != account_region:
             findings.append(Finding(
                 REFUSE, "GALLERY_REGION", account.account_id,
                 f"the family's gallery location is {gallery_location}, but Batch account {account.account_id} is in {account.region}; "
                 "Batch needs a replica of the image version in the account's region",
-                "set gallery.location to the account's region (the gallery image version is replicated there only)"))
+                "set gallery.location to the account's region (the gallery image version is replicated there only), then re-tag "
+                "one snapshot of the set"))
         if gallery_subscription is not None and gallery_subscription.lower() != account_sub:
             findings.append(Finding(
                 REFUSE, "GALLERY_SUBSCRIPTION", account.account_id,
                 f"the family's gallery is in subscription {gallery_subscription}, but Batch account {account.account_id} is in "
                 f"{account.subscription_id}; Batch needs the gallery image in the account's subscription",
-                "use a gallery in the Batch account's subscription (remove gallery.subscription to use the app's subscription)"))
+                "use a gallery in the Batch account's subscription (remove gallery.subscription to use the app's subscription), "
+                "then re-tag one snapshot of the set"))
     return findings
 
 
@@ -265,7 +274,8 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
             REFUSE, "THIRD_PARTY_PURCHASE_PLAN", resource_id,
             f"the OS disk carries a Marketplace purchase plan ({plan}); third-party images with extra license or purchase terms "
             "cannot be the base of a Batch custom image",
-            "rebuild the VM from a first-party Marketplace image that Batch supports (az batch pool supported-images list)"))
+            "rebuild the VM from a first-party Marketplace image that Batch supports (az batch pool supported-images list)"
+            + MOVE_TAGS))
 
     if source_image_id is None:
         if node_agent_sku_id:
@@ -279,7 +289,8 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
                 REFUSE, "BASE_IMAGE_UNKNOWN", resource_id,
                 "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so neither Batch support "
                 "nor the nodeAgentSkuId can be determined",
-                "keep the source disk until the image is built, or set nodeAgentSkuId on the family's pools"))
+                "keep the source disk until the image is built, or set nodeAgentSkuId on the family's pools; then re-tag one "
+                "snapshot of the set"))
         return BaseImageResult(node_agent_sku_id, None, None, tuple(findings))
 
     image = parse_marketplace_image_id(source_image_id)
@@ -287,7 +298,7 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
         findings.append(Finding(
             REFUSE, "NOT_MARKETPLACE_IMAGE", resource_id,
             f"the OS disk was created from {source_image_id[:200]}, not from an Azure Marketplace image",
-            "build the VM from a first-party Marketplace image that Batch supports, then snapshot it again"))
+            "build the VM from a first-party Marketplace image that Batch supports" + MOVE_TAGS))
         return BaseImageResult(node_agent_sku_id, None, None, tuple(findings))
 
     same_sku = [s for s in supported_images if s.publisher.lower() == image.publisher.lower() and s.offer.lower() == image.offer.lower()
@@ -300,7 +311,8 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
         else:
             message = f"the base image {image.urn} is not in the supported images list{where}"
         findings.append(Finding(REFUSE, "BASE_IMAGE_NOT_SUPPORTED", resource_id, message,
-                                "pick a base image from az batch pool supported-images list --account-name <account> and rebuild the VM"))
+                                "pick a base image from az batch pool supported-images list --account-name <account> and rebuild the "
+                                "VM" + MOVE_TAGS))
         return BaseImageResult(node_agent_sku_id, image, None, tuple(findings))
 
     # Prefer an entry for this exact version over "latest", then a verified entry over an unverified one.
@@ -309,14 +321,14 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
         findings.append(Finding(
             REFUSE, "UNVERIFIED_IMAGE", resource_id,
             f"Batch lists the base image {image.urn} as {chosen.verification_type}{where}: it is not verified to work with Batch",
-            "rebuild the VM from a base image Batch lists as verified"))
+            "rebuild the VM from a base image Batch lists as verified" + MOVE_TAGS))
     eol = chosen.batch_support_end_of_life
     if eol is not None:
         if eol <= now:
             findings.append(Finding(
                 REFUSE, "IMAGE_END_OF_LIFE", resource_id,
                 f"Batch support for the base image {image.urn} ended on {eol:%Y-%m-%d}{where}",
-                "rebuild the VM from a currently supported base image"))
+                "rebuild the VM from a currently supported base image" + MOVE_TAGS))
         elif eol - now <= END_OF_LIFE_WARNING:
             findings.append(Finding(
                 WARN, "IMAGE_END_OF_LIFE_SOON", resource_id,
@@ -326,7 +338,8 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
         findings.append(Finding(
             REFUSE, "OS_TYPE_MISMATCH", resource_id,
             f"the base image {image.urn} is a {chosen.os_type} image, but the family's gallery osType is {os_type}",
-            "correct gallery.osType in the families configuration, or tag the snapshots with the right family"))
+            "correct gallery.osType in the families configuration and re-tag one snapshot of the set, or tag the snapshots "
+            "with the right family"))
     derived = chosen.node_agent_sku_id or None
     if node_agent_sku_id and derived and node_agent_sku_id.lower() != derived.lower():
         findings.append(Finding(
@@ -355,7 +368,8 @@ def check_os_disk(snapshot_set: SnapshotSet, *, os_type: str | None = None) -> l
         findings.append(Finding(
             REFUSE, "OS_TYPE_MISMATCH", os_member.snapshot_id,
             f"the OS-disk snapshot is {os_member.os_type}, but the family's gallery osType is {os_type}",
-            "correct gallery.osType in the families configuration, or tag the snapshots with the right family"))
+            "correct gallery.osType in the families configuration and re-tag one snapshot of the set, or tag the snapshots "
+            "with the right family"))
     for m in snapshot_set.data_members:
         if m.os_type:
             findings.append(Finding(
@@ -384,15 +398,16 @@ def check_hyper_v_generation(snapshot_generation: str | None, image_generation: 
             REFUSE, "HYPERV_GENERATION_MISMATCH", snapshot_id,
             f"the OS-disk snapshot is hyperVGeneration {disk_generation}, but the family's gallery image is {image_generation.upper()}; "
             "a mismatched image fails pool allocation",
-            f"set gallery.hyperVGeneration to {disk_generation} (it must match the image definition), or snapshot a "
-            f"{image_generation.upper()} VM"))
+            f"set gallery.hyperVGeneration to {disk_generation} in the families configuration (it must match the image "
+            f"definition) and re-tag one snapshot of the set, or snapshot a {image_generation.upper()} VM" + MOVE_TAGS_SHORT))
     if image_generation.upper() == "V2":
         for label, vm_size in pools:
             if is_gen1_only_vm_size(vm_size):
                 findings.append(Finding(
                     REFUSE, "GEN2_IMAGE_ON_GEN1_SIZE", label,
                     f"pool {label} uses VM size {vm_size}, which cannot boot a generation 2 image",
-                    "choose a VM size that supports generation 2 (e.g. Standard_D4ds_v5), or build a V1 image"))
+                    "choose a VM size that supports generation 2 (e.g. Standard_D4ds_v5) in the family's pools and re-tag one "
+                    "snapshot of the set, or build a V1 image"))
     return findings
 
 
@@ -511,7 +526,8 @@ def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage
                 REFUSE, f"NODE_LIMIT_{kind.upper()}", None if resource[0] == "pool" else spelled,
                 f"{who} {total:,} {kind} nodes ({detail}), above Batch's custom-image limit of {limit:,}{nat_text}",
                 f"lower {kind} (and scheduled sizes) in the family's pools, shrink or delete the other pools listed, or give pools their "
-                "own snapshots and images - Batch counts every pool using the same image or images from the same snapshot"))
+                "own snapshots and images - Batch counts every pool using the same image or images from the same snapshot; then "
+                "re-tag one snapshot of the set"))
     return findings
 
 

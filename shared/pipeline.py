@@ -348,7 +348,9 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
     targets = [image_rules.TargetAccount(a.id, a.location) for a in accounts.values()]
     findings += image_rules.check_location(snapshot_set.members, targets, gallery_location=family.gallery.location,
                                            gallery_subscription=family.gallery.subscription or context.settings.subscription_id)
-    source_disk = compute.get_disk(context.clients, os_member.source_disk_id) if os_member and os_member.source_disk_id else None
+    from shared.set_membership import source_disk as disk_behind  # follows snapshot copies back to the disk
+
+    source_disk = disk_behind(context, os_member.source_disk_id) if os_member and os_member.source_disk_id else None
     os_snapshot = compute.get_snapshot(context.clients, os_member.snapshot_id) if os_member else None
     source_image_id = image_rules.source_image_id_of_disk(source_disk) if source_disk else None
     plan = (image_rules.purchase_plan_of(source_disk) if source_disk else None) or (image_rules.purchase_plan_of(os_snapshot) if os_snapshot else None)

@@ -310,3 +310,23 @@ def freeze(context: AppContext, record: Record) -> Record:
         return record
     return context.state.table(SNAPSHOT_SETS).replace(record, snapshot_sets.to_entity(replace(snapshot_set, frozen=True)))
 
+
+
+MAX_COPY_HOPS = 5
+
+
+def source_disk(context: AppContext, source_id: str | None) -> dict[str, Any] | None:
+    """The managed disk a snapshot was taken from, following copies: a snapshot copied from a snapshot (the CopyStart
+    fix for another region, a copy into another resource group) names that snapshot as its source, not the disk."""
+    current = source_id
+    for _ in range(MAX_COPY_HOPS):
+        if not current:
+            return None
+        if "/providers/microsoft.compute/snapshots/" not in current.lower():
+            return compute.get_disk(context.clients, current)
+        snapshot = compute.get_snapshot(context.clients, current)
+        if snapshot is None:
+            return None
+        creation = (snapshot.get("properties") or {}).get("creationData") or {}
+        current = creation.get("sourceResourceId") if isinstance(creation, dict) else None
+    return None
