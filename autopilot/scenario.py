@@ -416,6 +416,11 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
             problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, DELETABLE_TYPES))
         if spec["action"] in ("putLock", "removeLock"):
             problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, None))
+        if spec["action"] == "tagResource":
+            problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, None))
+            if spec["operation"] != "Delete" and "tags" not in spec:
+                problems.append(f"{path}.tags: {spec['operation']} needs the tags; for example \"tags\": {{\"autopilot.version\": \"1.0.0\"}} "
+                                "(only Delete may leave them out, to remove every tag)")
         if spec["action"] == "createSnapshotSet" and set(spec.get("omitLuns") or []) - set(spec.get("dataLuns") or []):
             problems.append(f"{path}.omitLuns: every omitted LUN must also be in dataLuns; for example \"dataLuns\": [0, 1], \"omitLuns\": [1]")
         if spec["action"] == "resizePool" and "dedicated" not in spec and "spot" not in spec:

@@ -412,11 +412,13 @@ class ActionRunner:
         self.local = local
         self.scenario = scenario
         self._clients: dict[tuple[str, str], Any] = {}
+        self._resource_clients: dict[tuple[str, str, str], Any] = {}
 
     def close(self) -> None:
-        for clients in self._clients.values():
+        for clients in [*self._clients.values(), *self._resource_clients.values()]:
             clients.close()
         self._clients.clear()
+        self._resource_clients.clear()
 
     def clients(self, identity: dict[str, str]) -> Any:
         from shared.clients import AzureClients, EmulatorCredential
@@ -635,11 +637,31 @@ class ActionRunner:
             raise RuntimeError(f"the {spec['function']} invocation failed: {detail}")
         return "ran"
 
+    def _tag_resource(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
+        """The Tags API, as the portal's Tags blade and az tag update|delete use it (azure-mgmt-resource TagsOperations).
+
+        Merge | Replace | Delete (the given names, or name/value pairs); Delete without ``tags`` removes every tag
+        (a DELETE of the tags resource, az tag delete --resource-id)."""
+        from azure.mgmt.resource.resources import ResourceManagementClient
+
+        resource_id = self.scenario.resource(spec["resource"])
+        clients = self.clients(identity)
+        key = (identity["name"], identity["appid"], "tags")
+        if key not in self._resource_clients:
+            self._resource_clients[key] = ResourceManagementClient(clients.credential, self.local.subscription_id, **clients._arm_kwargs())
+        tags_client = self._resource_clients[key].tags
+        operation = spec["operation"]
+        if operation == "Delete" and "tags" not in spec:
+            tags_client.begin_delete_at_scope(resource_id).result()
+            return "removed every tag"
+        tags_client.begin_update_at_scope(resource_id, {"operation": operation, "properties": {"tags": dict(spec.get("tags") or {})}}).result()
+        return f"tags {operation.lower()}d" if operation != "Merge" else "tags merged"
+
     def _mark(self, spec: dict[str, Any], identity: None) -> str:
         return spec["text"]
 
 
-PERSON_ACTIONS = frozenset({"createSnapshotSet", "createSnapshot", "deleteResource", "putLock", "removeLock", "setPoolTarget",
+PERSON_ACTIONS = frozenset({"createSnapshotSet", "createSnapshot", "deleteResource", "tagResource", "putLock", "removeLock", "setPoolTarget",
                             "setPoolSchedule", "setPoolMetadata", "resizePool", "deletePool"})
 
 

@@ -147,7 +147,7 @@ def on_snapshot_event(context: AppContext, snapshot_id: str, *, event_time: date
     observation = observe(context, snapshot_id)
     touched = {k for k in sets_holding(context, observation.snapshot_id) if k != observation.key}
     for key in sorted(touched, key=str):
-        refresh(context, key, cache={normalize(observation.snapshot_id): observation}, event_time=event_time)
+        refresh(context, key, cache={normalize(observation.snapshot_id): observation}, event_time=event_time, about=observation.snapshot_id)
     if observation.tag_error is not None:
         exc = observation.tag_error
         _publish(context, alerts.IMAGE_REFUSED, observation.snapshot_id, f"Snapshot tags are invalid: {exc.tag}", str(exc),
@@ -165,7 +165,8 @@ def on_snapshot_event(context: AppContext, snapshot_id: str, *, event_time: date
                  "add the family to the families configuration (AUTOPILOT_FAMILIES or AUTOPILOT_FAMILIES_FILE; see "
                  "docs/families.example.json): the next sweep builds the set; or correct the tag",
                  situation_key("UNKNOWN_FAMILY", observation.snapshot_id, key.family))
-    refresh(context, key, cache={normalize(observation.snapshot_id): observation}, add=observation.candidate, event_time=event_time)
+    refresh(context, key, cache={normalize(observation.snapshot_id): observation}, add=observation.candidate, event_time=event_time,
+            about=observation.snapshot_id)
     return EventResult(key, "recorded", f"{observation.snapshot_id} claims {key}")
 
 
@@ -175,12 +176,14 @@ def on_snapshot_event(context: AppContext, snapshot_id: str, *, event_time: date
 
 
 def refresh(context: AppContext, key: SnapshotSetKey, *, cache: dict[str, Observation] | None = None, add: Candidate | None = None,
-            event_time: datetime | None = None) -> SnapshotSet | None:
+            event_time: datetime | None = None, about: str | None = None) -> SnapshotSet | None:
     """Re-read every snapshot the set counts (plus ``add``) and store the set as their tags say it is now.
 
     A set being built keeps its members: a change is reported, never applied. A refused or failed set whose
     members change gets a fresh run; so does one a person re-tagged after the refusal (``event_time`` later than it).
-    Returns the stored set (None when no snapshot claims it any more).
+    ``about``: the snapshot an event is about (None: the sweep). Only an event about one of its snapshots makes a set
+    being built report a change; the sweep leaves such sets alone. Returns the stored set (None when no snapshot
+    claims it any more).
     """
     table = context.state.table(SNAPSHOT_SETS)
     seen: dict[str, Observation] = dict(cache or {})
@@ -196,7 +199,8 @@ def refresh(context: AppContext, key: SnapshotSetKey, *, cache: dict[str, Observ
         stored = snapshot_sets.from_entity(record.data) if record else None
         stage = stage_of(context, key)
         if stored is not None and is_frozen(stored, stage):
-            _report_changes(context, stored, look, add)
+            if about is not None:
+                _report_changes(context, stored, look, about, add)
             return stored
         ids = [c.snapshot_id for c in stored.all_candidates] if stored else []
         if add is not None and not any(same_id(add.snapshot_id, i) for i in ids):
@@ -269,11 +273,11 @@ def _announce(context: AppContext, key: SnapshotSetKey, before: SnapshotSet | No
                      {"codes": ["SNAPSHOT_DELETED"], "family": key.family, "version": key.version, "resources": [member.snapshot_id]})
 
 
-def _report_changes(context: AppContext, built: SnapshotSet, look: Any, add: Candidate | None) -> None:
+def _report_changes(context: AppContext, built: SnapshotSet, look: Any, about: str, add: Candidate | None) -> None:
     """The set is being (or was) built from its members: a changed tag is reported, never applied."""
     for member in built.members:
-        if add is not None and not same_id(add.snapshot_id, member.snapshot_id):
-            continue  # an event about another snapshot: only that one is news
+        if not same_id(about, member.snapshot_id):
+            continue  # only the snapshot the event is about is news
         observation: Observation = look(member.snapshot_id)
         if not observation.exists:
             continue  # deleting a built version's snapshots is the guard's business (locks), not a membership change

@@ -126,3 +126,34 @@ def test_an_initial_state_the_emulator_refuses_exits_2(tmp_path: Path, azurite: 
     assert main(["simulate", str(scenario), "--azurite", azurite, "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "cannot be set up" in err and "missing-snapshot" in err and "what to do" in err
+
+
+def test_tag_resource_action_tags_through_the_tags_api(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    snapshot = "/resourceGroups/images-rg/providers/Microsoft.Compute/snapshots/late-os"
+    gpu = {"autopilot.family": "gpu", "autopilot.version": "1.0.0", "autopilot.disk": "os", "autopilot.diskCount": "1"}
+    document = {**SMALL, "name": "tag-later", "duration": "45m", "timeline": [
+        # The snapshot is written without the autopilot tags; a person tags it later through the Tags API,
+        # takes every tag off again (az tag delete), and writes them once more (Replace).
+        {"at": "0m", "action": "createSnapshot", "name": "late-os", "tags": {"owner": "render-team"}},
+        {"at": "2m", "action": "tagResource", "resource": snapshot, "operation": "Merge",
+         "tags": {**gpu, "autopilot.version": "0.9.0", "autopilot.diskCount": "2"}},
+        {"at": "3m", "action": "tagResource", "resource": snapshot, "operation": "Delete", "note": "az tag delete --resource-id"},
+        {"at": "4m", "action": "tagResource", "resource": snapshot, "operation": "Replace", "tags": gpu},
+    ], "expect": [
+        {"expect": "alerts", "type": "PoolsCreated", "count": 1},
+        {"expect": "imageExists", "image": VERSION},
+    ]}
+    code, report = run(tmp_path, azurite, document)
+    assert code == 0, capsys.readouterr().out
+    assert report["result"] == {"ok": True, "problems": []}
+    assert [a["type"] for a in report["alerts"]] == ["PoolsCreated"]  # 0.9.0 lost its only snapshot: nothing built, nothing to say
+
+
+def test_tag_resource_needs_tags_except_to_delete_all(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    document = {**SMALL, "timeline": [{"at": "1m", "action": "tagResource", "operation": "Merge",
+                                       "resource": "/resourceGroups/images-rg/providers/Microsoft.Compute/snapshots/x"}]}
+    scenario = write_json(tmp_path / "scenario.json", document)
+    code = main(["simulate", str(scenario), "--report", str(tmp_path / "r.json"), "--azurite", azurite])
+    assert code != 0
+    captured = capsys.readouterr()
+    assert "Merge needs the tags" in captured.out + captured.err
