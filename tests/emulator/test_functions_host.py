@@ -37,11 +37,23 @@ def test_host_indexes_the_app_as_the_worker_does(host: FunctionsHost) -> None:
 
 def test_system_events_are_routed_by_the_subscription_filters_and_decoded_by_the_worker_converter(host: FunctionsHost) -> None:
     host.publish("system", snapshot_write_event("a"))
-    tag_write = snapshot_write_event("b") | {"data": {"operationName": "Microsoft.Resources/tags/write"}}
-    host.publish("system", tag_write)  # filtered out by data.operationName, as the infra's subscription does
+    disk = f"/subscriptions/{SUB}/resourcegroups/rg/providers/Microsoft.Compute/disks/b"
+    tag_write = snapshot_write_event("b") | {"subject": disk, "data": {"operationName": "Microsoft.Resources/tags/write", "resourceUri": disk}}
+    host.publish("system", tag_write)  # a disk's tag write: filtered out by the subject filter, as the infra's subscription does
+    lock_write = snapshot_write_event("l") | {"data": {"operationName": "Microsoft.Authorization/locks/write"}}
+    host.publish("system", lock_write)  # filtered out by data.operationName
     host.pump()
     assert [r["id"] for r in trivial_app.received] == ["evt-a"]
     assert trivial_app.received[0]["data"]["operationName"] == "Microsoft.Compute/snapshots/write"
+    # A snapshot's tag write (either subject form) reaches the pipeline through its own subscription, once.
+    snapshot_tags = snapshot_write_event("c") | {"data": {"operationName": "Microsoft.Resources/tags/write"}}
+    host.publish("system", snapshot_tags)
+    scoped = snapshot_write_event("d")
+    scoped["subject"] += "/providers/Microsoft.Resources/tags/default"
+    scoped["data"] = {"operationName": "Microsoft.Resources/tags/write", "resourceUri": scoped["subject"]}
+    host.publish("system", scoped)
+    host.pump()
+    assert [r["id"] for r in trivial_app.received] == ["evt-a", "evt-c", "evt-d"]
 
 
 def test_cloud_events_are_delivered_as_cloud_events(host: FunctionsHost) -> None:
