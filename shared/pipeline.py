@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -548,36 +548,6 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
 # ---------------------------------------------------------------------------------------------
 # State and small helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def _merge_member(context: AppContext, key: SnapshotSetKey, member: snapshot_sets.SnapshotMember) -> SnapshotSet:
-    table = context.state.table(SNAPSHOT_SETS)
-    for _ in range(CLAIM_RETRIES):
-        record = table.get(key.partition_key, key.row_key)
-        stored = snapshot_sets.from_entity(record.data) if record else None
-        result = snapshot_sets.merge(stored, key, member, context.clock.now())
-        merged = result.set
-        if not result.changed:
-            previous = stored.member(member.snapshot_id) if stored else None
-            if previous is None or previous == member:
-                return merged  # a duplicate delivery, or a tag write that changed nothing the set holds
-            # The same id names a different snapshot now (deleted and re-created, as a refusal's fix says):
-            # record it, so that a refused or failed version gets a fresh run.
-            merged = replace(merged, members=tuple(member if m.snapshot_id == previous.snapshot_id else m for m in merged.members))
-        try:
-            table.save(key.partition_key, key.row_key, snapshot_sets.to_entity(merged), expected=record)
-            _reopen_if_refused(context, key)
-            return merged
-        except ConcurrencyConflict:
-            continue
-    raise ConcurrencyConflict(f"could not record snapshot {member.snapshot_id} in set {key} after {CLAIM_RETRIES} tries")
-
-
-def _reopen_if_refused(context: AppContext, key: SnapshotSetKey) -> None:
-    """A changed set (e.g. a re-created snapshot) gets a fresh run of the checks."""
-    row = _load_stage(context, key)
-    if row is not None and row.data.get("stage") in (REFUSED, FAILED):
-        context.state.table(PIPELINE).delete(row)
 
 
 def _load_stage(context: AppContext, key: SnapshotSetKey) -> Record | None:
