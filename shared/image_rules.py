@@ -233,12 +233,16 @@ class SupportedImage:
 
 
 def source_image_id_of_disk(disk: Mapping[str, Any]) -> str | None:
-    """``properties.creationData.imageReference.id`` of a managed disk's JSON (``GET .../disks/{name}``), if any."""
+    """``properties.creationData.imageReference.id`` of a managed disk's JSON (``GET .../disks/{name}``), if any; else
+    ``galleryImageReference.id`` (a disk from an Azure Compute Gallery image: not a Marketplace image, and said so)."""
     props = disk.get("properties") if isinstance(disk.get("properties"), Mapping) else disk
     creation = props.get("creationData") if isinstance(props, Mapping) else None
-    reference = creation.get("imageReference") if isinstance(creation, Mapping) else None
-    value = reference.get("id") if isinstance(reference, Mapping) else None
-    return value if isinstance(value, str) and value else None
+    for field_name in ("imageReference", "galleryImageReference"):
+        reference = creation.get(field_name) if isinstance(creation, Mapping) else None
+        value = reference.get("id") if isinstance(reference, Mapping) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def purchase_plan_of(resource: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -384,6 +384,20 @@ def _end_of_life(la: LocalAzure) -> None:
                                           end_of_life="2020-01-01T00:00:00Z")
 
 
+def _gallery_based_vm(la: LocalAzure) -> dict[str, str]:
+    """A VM built from a gallery image (someone's earlier custom image), not from the Marketplace."""
+    compute = la.emulator.compute
+    base_disk = la.add_prepared_disk("base-osdisk")
+    base = compute.create_snapshot(SUBSCRIPTION_ID, IMAGES_RG, "base-os", source_resource_id=base_disk)
+    compute.create_gallery_image(SUBSCRIPTION_ID, IMAGES_RG, "autopilotGallery", "team-base", location="westeurope",
+                                 hyper_v_generation="V2")
+    version = compute.create_gallery_image_version(SUBSCRIPTION_ID, IMAGES_RG, "autopilotGallery", "team-base", "1.0.0",
+                                                   os_snapshot_id=base.id, instant=True)
+    disk, _ = compute.put_disk(SUBSCRIPTION_ID, IMAGES_RG, "custom-osdisk", {"location": "westeurope", "properties": {
+        "creationData": {"createOption": "FromImage", "galleryImageReference": {"id": version.id}}}})
+    return {"os": la.snapshot("custom-os", disk.id, tags("gpu", "10.0.0", "os", 1))}
+
+
 def _windows_family() -> dict[str, Any]:
     return _with_gallery(families(), osType="Windows")
 
@@ -412,6 +426,8 @@ CASES: dict[str, tuple[Any, ...]] = {
         lambda la, ids, v: (la.set_families(families(generation="V1", pools=[pool_spec(nodeAgentSkuId="batch.node.ubuntu 24.04")])),
                             retag(la, ids["os"]), ids)[-1],
         "set nodeAgentSkuId on the family's pools", "batch.node.ubuntu 24.04"),
+    "NOT_MARKETPLACE_IMAGE": (
+        families(), None, "gallery", lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags", "batch.node.el 9"),
     "THIRD_PARTY_PURCHASE_PLAN": (
         families(generation="V1"), None, "ni:ni-ubuntu:ni-ubuntu-2204",
         lambda la, ids, v: _rebuild_vm(la, ids, JAMMY_GEN1, v), "move the autopilot.* tags", "batch.node.ubuntu 22.04"),
@@ -453,7 +469,9 @@ def test_every_refusal_fix_followed_builds_the_version_once(make_azure: Callable
     else:
         if callable(prepare):
             prepare(la)
-        if image == "empty":  # an OS snapshot whose source disk has no imageReference: the base image cannot be read
+        if image == "gallery":
+            ids = _gallery_based_vm(la)
+        elif image == "empty":  # an OS snapshot whose source disk has no imageReference: the base image cannot be read
             disk = la.add_prepared_disk("noref-osdisk", data_disk_gb=30)
             ids = {"os": la.snapshot("noref-os", disk, tags("gpu", version, "os", 1))}
         elif image is not None:
