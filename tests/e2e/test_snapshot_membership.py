@@ -58,9 +58,14 @@ def untag(la: LocalAzure, resource_id: str) -> None:
     la.tag_resource(resource_id, AUTOPILOT_TAGS, "Delete")
 
 
-def retag(la: LocalAzure, resource_id: str) -> None:
-    """What the README calls "re-tag one snapshot of the set": write its tags again (Tags API, Merge of the same tags)."""
-    current = la.operator.compute.snapshots.get(IMAGES_RG, resource_id.rsplit("/", 1)[-1]).tags or {}
+def retag(la: LocalAzure, resource_id: str, *, via: str = "tags") -> None:
+    """What the README calls "re-tag one snapshot of the set": write its tags again, through the Tags API (Merge of the
+    same tags, ``via="tags"``) or as a write of the snapshot itself (``az snapshot update``, ``via="snapshot"``)."""
+    name = resource_id.rsplit("/", 1)[-1]
+    current = la.operator.compute.snapshots.get(IMAGES_RG, name).tags or {}
+    if via == "snapshot":
+        la.operator.compute.snapshots.begin_update(IMAGES_RG, name, {"tags": dict(current)}).result()
+        return
     la.tag_resource(resource_id, {k: v for k, v in current.items() if k.lower().startswith("autopilot.")}, "Merge")
 
 
@@ -412,7 +417,7 @@ CASES: dict[str, tuple[Any, ...]] = {
         "remove this account from the family's pools", "batch.node.ubuntu 24.04"),
     "GALLERY_REGION": (
         families(location="northeurope"), None, None,
-        lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"]), ids)[-1],
+        lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"], via="snapshot"), ids)[-1],
         "set gallery.location to the account's region", "batch.node.ubuntu 24.04"),
     "GALLERY_SUBSCRIPTION": (
         _with_gallery(families(), subscription=OTHER_SUB), None, None,
@@ -437,7 +442,7 @@ CASES: dict[str, tuple[Any, ...]] = {
         families(), _end_of_life, None, lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags", "batch.node.el 9"),
     "OS_TYPE_MISMATCH": (
         _windows_family(), None, None,
-        lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"]), ids)[-1],
+        lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"], via="snapshot"), ids)[-1],
         "correct gallery.osType", "batch.node.ubuntu 24.04"),
     "HYPERV_GENERATION_MISMATCH": (
         families(generation="V1"), None, None,
@@ -453,7 +458,8 @@ CASES: dict[str, tuple[Any, ...]] = {
         "lower dedicated", "batch.node.ubuntu 24.04"),
     "NODE_LIMIT_SPOT": (
         families(pools=[pool_spec(dedicated=0, spot=300)]), "legacy-spot", None,
-        lambda la, ids, v: (la.set_families(families(pools=[pool_spec(dedicated=0, spot=100)])), retag(la, ids["os"]), ids)[-1],
+        lambda la, ids, v: (la.set_families(families(pools=[pool_spec(dedicated=0, spot=100)])), retag(la, ids["os"], via="snapshot"),
+                            ids)[-1],
         "lower Spot", "batch.node.ubuntu 24.04"),
 }
 
