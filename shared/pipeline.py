@@ -137,7 +137,7 @@ def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
                    f"{snapshot_sets.describe(snapshot_set)}; still missing: {missing}",
                    "snapshot the missing disk(s) and tag them with the same autopilot.family and autopilot.version, "
                    "or correct autopilot.diskCount; a snapshot still copying joins the set by itself when its copy completes",
-                   dedupe=f"incomplete|{snapshot_set.key}|{hashlib.sha256(missing.encode('utf-8')).hexdigest()[:16]}",
+                   dedupe=f"incomplete|{snapshot_set.key}|{_waiting_for(snapshot_set)}",
                    severity=alerts.SEVERITY_WARNING, details={"missing": missing})
         return None
     stage = _load_stage(context, snapshot_set.key)
@@ -560,6 +560,14 @@ def _save_stage(context: AppContext, key: SnapshotSetKey, row: Record | None, st
     data.update(extra)
     data.update({"stage": stage, "updatedAt": iso(context.clock.now())})
     return context.state.table(PIPELINE).save(key.partition_key, key.row_key, data, expected=row)
+
+
+def _waiting_for(snapshot_set: SnapshotSet) -> str:
+    """Which snapshots an incomplete set has and which are still not ready (not how far their copies are): a set that
+    changes is a new situation, worth a new alert; one copy progressing is not."""
+    text = json.dumps([sorted(normalize(i) for i in snapshot_set.snapshot_ids), sorted(normalize(c.snapshot_id) for c in snapshot_set.pending),
+                       snapshot_set.disk_count])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _attempt(snapshot_set: SnapshotSet) -> str:

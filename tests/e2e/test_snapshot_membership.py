@@ -232,6 +232,22 @@ def test_a_snapshot_still_creating_is_remembered_and_rechecked(make_azure: Calla
     built_once_from(la, "5.0.0", [copy_id, data_id])
 
 
+def test_a_long_copy_past_the_timeout_alerts_once_and_still_builds(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(families(), settings={"AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES": "10"})
+    la.emulator.compute.copy_start_duration = timedelta(minutes=45)
+    disk = la.add_prepared_disk("slow-osdisk")
+    source = la.snapshot("slow-src", disk, incremental=True)
+    copy_id = la.snapshot_copy("slow-os", source, location="westeurope", tags=tags("gpu", "5.1.0", "os", 1))
+    la.run(timedelta(minutes=35))  # several sweeps past the timeout while the copy progresses
+    incomplete = alerts_of(la, "SnapshotSetIncomplete")
+    assert len(incomplete) == 1, [a["data"]["missing"] for a in incomplete]
+    assert "still copying" in incomplete[0]["data"]["missing"] and "joins the set by itself" in incomplete[0]["data"]["fix"]
+    assert built(la, attempts=True)[IMAGE_WRITE] == 0
+    la.run(timedelta(minutes=40))  # the copy completes: the next sweep builds, no one had to act
+    built_once_from(la, "5.1.0", [copy_id])
+    assert len(alerts_of(la, "SnapshotSetIncomplete")) == 1
+
+
 # --------------------------------------------------------------------------------------------
 # Conflicts, each fixed as its alert says
 # --------------------------------------------------------------------------------------------
