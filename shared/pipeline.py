@@ -596,10 +596,10 @@ def _fail(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, re
     key = snapshot_set.key
     if managed_image:
         fix = ("the failed intermediate managed image was deleted; fix the cause (a deleted snapshot, quota, a region), "
-               "then re-create the snapshot(s) of the set to retry")
+               "then re-tag one snapshot of the set (or re-create a deleted one) to retry")
     else:
-        fix = ("check the resource's activity log; fix the cause (quota, a deleted snapshot, a region), then re-create the "
-               "snapshot(s) of the set to retry, or tag new snapshots with a new version")
+        fix = ("check the resource's activity log; fix the cause (quota, a deleted snapshot, a region), then re-tag one "
+               "snapshot of the set (or re-create a deleted one) to retry, or tag new snapshots with a new version")
     alert = Alert(alerts.IMAGE_BUILD_FAILED, alerts.SEVERITY_WARNING, resource_id, f"{title} ({key})",
                   f"{resource_id} ended in provisioningState Failed", fix,
                   f"failed|{key}|{normalize(resource_id)}|{_attempt(snapshot_set)}", context.clock.now(), {"family": key.family, "version": key.version})

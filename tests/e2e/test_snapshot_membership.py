@@ -34,6 +34,7 @@ from tests.e2e.test_pipeline import (  # noqa: F401  (make_azure is a fixture)
     alerts_of,
     built,
     families,
+    image_id,
     make_azure,
     no_failed_invocations,
     pipeline_stage,
@@ -512,6 +513,28 @@ def test_every_refusal_fix_followed_builds_the_version_once(make_azure: Callable
     la.run(timedelta(minutes=30))
 
     built_once_from(la, version, list(right.values()), node_agent=agent, ignore={"gpu-legacy"})
+
+
+@pytest.mark.parametrize("failing", ["image", "version"])
+def test_a_failed_build_retried_by_re_tagging_as_the_alert_says(make_azure: Callable[..., LocalAzure], failing: str) -> None:
+    la = make_azure(families())
+    la.emulator.compute.fail_next_operation(image_id("gpu", "12.0.0") if failing == "image" else version_id("gpu", "12.0.0"))
+    ids = la.snapshot_set("gpu", "12.0.0")
+    la.run(timedelta(minutes=20))
+    no_failed_invocations(la)
+    failed = alerts_of(la, "ImageBuildFailed")
+    assert len(failed) == 1 and "re-tag one snapshot of the set" in failed[0]["data"]["fix"]
+    assert pipeline_stage(la, "gpu", "12.0.0") == "failed"
+    la.run(timedelta(minutes=10))
+    assert pipeline_stage(la, "gpu", "12.0.0") == "failed"  # the sweep alone does not retry a failure
+
+    retag(la, ids["os"])  # the fix: the cause was transient, so re-tag one snapshot of the set
+    la.run(timedelta(minutes=30))
+    no_failed_invocations(la)
+    assert pipeline_stage(la, "gpu", "12.0.0") == "done"
+    assert len(alerts_of(la, "PoolsCreated")) == 1 and len(alerts_of(la, "ImageBuildFailed")) == 1
+    assert built(la)[POOL_WRITE] == 1 and built(la)[VERSION_WRITE] == (1 if failing == "image" else 2)
+    assert [p.id for p in la.emulator.batch.list_pools(ACCOUNT)] == ["gpu-12-0-0"]
 
 
 def test_the_same_refusal_again_is_not_repeated_within_the_hour_but_a_new_one_is_sent(make_azure: Callable[..., LocalAzure]) -> None:
