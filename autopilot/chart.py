@@ -186,6 +186,17 @@ def write_charts(data: ChartData, report: dict[str, Any], out_dir: str | Path, n
     return png, page
 
 
+def _diagnosis_html(alert: dict[str, Any]) -> str:
+    """An alert's diagnosis and its fix, each on its own line under the title."""
+    e = html.escape
+    out = ""
+    if alert.get("diagnosis"):
+        out += f"<div class='diagnosis'><b>Diagnosis:</b> {e(alert['diagnosis'])}</div>"
+    if alert.get("fix"):
+        out += f"<div class='fix'><b>Fix:</b> {e(alert['fix'])}</div>"
+    return out
+
+
 def html_page(report: dict[str, Any], svg: str) -> str:
     e = html.escape
     scenario = report["scenario"]
@@ -196,11 +207,11 @@ def html_page(report: dict[str, Any], svg: str) -> str:
         rows.append(f"<tr><td>{e(p['account'])}/{e(p['id'])}</td><td>{desired}</td><td>{p['current']['dedicated']} / {p['current']['spot']}</td>"
                     f"<td>{e(p['allocationState'])}</td><td>{e(reached)}</td><td>{p['resizeRequests']}</td></tr>")
     alerts = "".join(f"<tr class='{e(a['severity'])}'><td>{e(a['time'][11:16])}</td><td>{e(a['type'])}</td><td>{e(a['severity'])}</td>"
-                     f"<td>{e(a['title'])}</td></tr>" for a in report["alerts"]) or "<tr><td colspan='4'>no alerts</td></tr>"
+                     f"<td>{e(a['title'])}{_diagnosis_html(a)}</td></tr>" for a in report["alerts"]) or "<tr><td colspan='4'>no alerts</td></tr>"
     expectations = "".join(f"<tr class='{'ok' if x['ok'] else 'fail'}'><td>{'✓' if x['ok'] else '✗'}</td><td>{e(x['description'])}</td>"
                            f"<td>{e(x['detail'])}</td></tr>" for x in report["expectations"]) or "<tr><td colspan='3'>none</td></tr>"
     timeline = "".join(f"<tr class='{e(t['kind'])} {e(t['severity'] or '')}'><td>{e(t['offset'])}</td><td>{e(t['time'][11:16])}</td>"
-                       f"<td>{e(t['kind'])}</td><td>{e(t['text'])}</td></tr>" for t in report["timeline"])
+                       f"<td>{e(t['kind'])}</td><td>{e(t['text'])}{_diagnosis_html(t)}</td></tr>" for t in report["timeline"])
     verdict = "all expectations held" if report["result"]["ok"] else f"{len(report['result']['problems'])} problem(s)"
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -215,6 +226,7 @@ table {{ border-collapse: collapse; width: 100%; font-size: .85rem; }}
 td, th {{ border-bottom: 1px solid #e0e0e0; padding: .25rem .5rem; text-align: left; vertical-align: top; }}
 th {{ background: #f5f5f5; }} tr.fail td, tr.critical td, tr.error td {{ color: #c62828; }} tr.warning td {{ color: #ef6c00; }}
 tr.ok td:first-child {{ color: #2e7d32; }} .chart svg {{ width: 100%; height: auto; }}
+.diagnosis, .fix {{ color: #333; margin: .15rem 0 0 1rem; }} .fix b {{ color: #1565c0; }}
 </style>
 </head>
 <body>

@@ -233,9 +233,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK if report["result"]["ok"] else EXIT_PROBLEMS
 
 
-KIND_STYLES = {"action": "bold cyan", "mark": "bold magenta", "alert": "bold", "stall": "dim", "pool": "", "image": "blue", "lock": "blue",
+KIND_STYLES = {"action": "bold cyan", "mark": "bold magenta", "alert": "bold", "stall": "dim", "step": "dim", "pool": "", "image": "blue", "lock": "blue",
                "host": "red"}
 SEVERITY_STYLES = {"critical": "red", "warning": "yellow", "info": "green", "error": "red"}
+
+
+def _print_diagnosis(console: Any, alert: dict[str, Any], indent: str = "    ") -> None:
+    """An alert's diagnosis and fix, one indented line each (what a person needs to act on it)."""
+    if alert.get("diagnosis"):
+        console.print(f"{indent}[dim]diagnosis:[/] {_escape(alert['diagnosis'])}")
+    if alert.get("fix"):
+        console.print(f"{indent}[bold]fix:[/] {_escape(alert['fix'])}")
 
 
 def print_timeline(console: Any, report: dict[str, Any]) -> None:
@@ -252,6 +260,11 @@ def print_timeline(console: Any, report: dict[str, Any]) -> None:
         kind_style = KIND_STYLES.get(entry["kind"])
         table.add_row(entry["offset"], entry["time"][11:16], f"[{kind_style}]{entry['kind']}[/]" if kind_style else entry["kind"],
                       f"[{style}]{_escape(entry['text'])}[/]" if style else _escape(entry["text"]))
+        # An alert's diagnosis and fix: one indented line each, under the alert.
+        if entry.get("diagnosis"):
+            table.add_row("", "", "", f"  [dim]diagnosis:[/] {_escape(entry['diagnosis'])}")
+        if entry.get("fix"):
+            table.add_row("", "", "", f"  [bold]fix:[/] {_escape(entry['fix'])}")
     console.print(table)
 
 
@@ -349,6 +362,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     console.print(f"[bold]alerts[/] ({len(result.alerts)})")
     for alert in result.alerts:
         console.print(f"  {alert['type']} ({alert['severity']}): {_escape(alert['title'] or '')}")
+        _print_diagnosis(console, alert, indent="      ")
     for title, items in (("resources created", result.created), ("resources deleted", result.deleted), ("locks added", result.locks_added),
                          ("locks removed", result.locks_removed)):
         console.print(f"[bold]{title}[/] ({len(items)})")
@@ -434,6 +448,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = i["provisioningState"] if i["exists"] else "[red]missing[/]"
         images.add_row(i["kind"], _escape(i["id"].rsplit("/providers/", 1)[-1]), state, ", ".join(i["pools"]) or "-", locks)
     console.print(images)
+    console.print(f"[bold]Recent alerts[/] ({len(status['recentAlerts'])})")
+    for alert in status["recentAlerts"]:
+        style = SEVERITY_STYLES.get(alert["severity"], "bold")
+        console.print(f"  {alert['time'][:16].replace('T', ' ')} [{style}]{alert['type']}[/] ({alert['severity']}): {_escape(alert['title'])}")
+        _print_diagnosis(console, alert, indent="      ")
     for problem in status["problems"]:
         console.print(f"[red]problem:[/] {_escape(problem)}")
     for warning in status["warnings"]:

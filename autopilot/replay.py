@@ -154,7 +154,9 @@ def replay(local: Any, events: list[ReplayEvent], *, advance: timedelta = timede
     result.invocations = [{"time": iso(i.time), "function": i.function, "trigger": i.trigger, "ok": i.ok, "detail": i.detail}
                           for i in local.host.invocations[first_invocation:]]
     result.alerts = [{"time": a.get("eventTime"), "type": str(a.get("eventType", "")).removeprefix(CUSTOM_PREFIX),
-                      "severity": (a.get("data") or {}).get("severity"), "subject": a.get("subject"), "title": (a.get("data") or {}).get("title")}
+                      "severity": (a.get("data") or {}).get("severity"), "subject": a.get("subject"), "title": (a.get("data") or {}).get("title"),
+                      "diagnosis": (a.get("data") or {}).get("diagnosis"), "fix": (a.get("data") or {}).get("fix"),
+                      "codes": list((a.get("data") or {}).get("codes") or [])}
                      for a in local.alerts()[first_alert:]]
     result.created = sorted(after[k] for k in after.keys() - before.keys())
     result.deleted = sorted(before[k] for k in before.keys() - after.keys())

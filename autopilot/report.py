@@ -76,13 +76,17 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
             "subject": subject,
             "pool": pool_paths.get(normalize(subject)) if subject.startswith("/") else None,
             "title": str(data.get("title") or ""),
+            "diagnosis": str(data.get("diagnosis") or ""),
+            "fix": str(data.get("fix") or ""),
+            "codes": [str(c) for c in data.get("codes") or [] if c] if isinstance(data.get("codes"), list) else [],
         })
     stalls = []
     for event in local.stall_events():
         data = event.get("data") or {}
         subject = str(event.get("subject") or "")
         stalls.append({"time": iso(_parse(event["eventTime"])), "pool": pool_paths.get(normalize(subject), subject),
-                       "action": str(data.get("action") or ""), "reason": str(data.get("reason") or "")})
+                       "action": str(data.get("action") or ""), "reason": str(data.get("reason") or ""), "kind": stall_kind(data),
+                       "label": stall_label(data)})
 
     pools = []
     final_keys = set()
@@ -158,16 +162,18 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
                for r in sim.results]
 
     timeline = [{"time": iso(e.time), "offset": format_offset(e.time - scenario.start), "kind": e.kind, "text": e.text, "pool": e.pool,
-                 "severity": e.severity} for e in recorder.timeline]
+                 "severity": e.severity, "diagnosis": None, "fix": None} for e in recorder.timeline]
     timeline += [{"time": a["time"], "offset": format_offset(_parse(a["time"]) - scenario.start), "kind": "alert",
-                  "text": f"{a['type']}: {a['title']}", "pool": a["pool"], "severity": a["severity"]} for a in alerts]
-    timeline += [{"time": s["time"], "offset": format_offset(_parse(s["time"]) - scenario.start), "kind": "stall",
-                  "text": f"PoolResizeStalled {s['pool']} ({s['action']}): {s['reason']}", "pool": s["pool"] if s["pool"] in recorder.pools else None,
-                  "severity": None} for s in stalls]
+                  "text": f"{a['type']}: {a['title']}", "pool": a["pool"], "severity": a["severity"],
+                  "diagnosis": a["diagnosis"] or None, "fix": a["fix"] or None} for a in alerts]
+    timeline += [{"time": s["time"], "offset": format_offset(_parse(s["time"]) - scenario.start), "kind": s["kind"],
+                  "text": f"{s['label']} {s['pool']}" + (f" ({s['action']})" if s["kind"] == "stall" else "") + f": {s['reason']}",
+                  "pool": s["pool"] if s["pool"] in recorder.pools else None,
+                  "severity": None, "diagnosis": None, "fix": None} for s in stalls]
     timeline += [{"time": iso(inv.time), "offset": format_offset(inv.time - scenario.start), "kind": "host",
-                  "text": f"function {inv.function} failed: {inv.detail[:200]}", "pool": None, "severity": "error"}
+                  "text": f"function {inv.function} failed: {inv.detail[:200]}", "pool": None, "severity": "error", "diagnosis": None, "fix": None}
                  for inv in host.invocations if not inv.ok]
-    order = {"action": 0, "mark": 0, "host": 1, "image": 2, "lock": 3, "pool": 4, "stall": 5, "alert": 6}
+    order = {"action": 0, "mark": 0, "host": 1, "image": 2, "lock": 3, "pool": 4, "step": 5, "stall": 5, "alert": 6}
     timeline.sort(key=lambda e: (e["time"], order.get(e["kind"], 9)))
 
     report: dict[str, Any] = {
@@ -207,6 +213,27 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
     return report
 
 
+def stall_kind(data: dict[str, Any]) -> str:
+    """``step`` for a resize the watch planned (the pool is steady at its own target with no resize errors: the last
+    step completed, or a person changed the desired target), ``stall`` for one that re-issues a failed or stuck resize.
+
+    The watch publishes both as PoolResizeStalled events (docs/events.md); only the second is a stall to a person."""
+    errors = data.get("resizeErrors") or []
+    at_own_target = (data.get("currentDedicatedNodes"), data.get("currentLowPriorityNodes")) == (
+        data.get("targetDedicatedNodes"), data.get("targetLowPriorityNodes"))
+    steady = str(data.get("allocationState") or "steady").lower() == "steady"
+    return "step" if data.get("action") == "resize" and not errors and at_own_target and steady else "stall"
+
+
+def stall_label(data: dict[str, Any]) -> str:
+    """How the timeline names a watch event: ``grow step`` / ``shrink step`` for a planned step, else ``stall``."""
+    if stall_kind(data) == "stall":
+        return "stall"
+    current = (data.get("currentDedicatedNodes") or 0) + (data.get("currentLowPriorityNodes") or 0)
+    desired = (data.get("desiredDedicatedNodes") or 0) + (data.get("desiredLowPriorityNodes") or 0)
+    return "shrink step" if desired < current else "grow step"
+
+
 def _last(values: list[Any]) -> Any:
     return values[-1] if values else None
 
@@ -229,6 +256,16 @@ def _count_ok(spec: dict[str, Any], n: int) -> tuple[bool, str]:
         ok &= n <= spec["max"]
         wanted.append(f"at most {spec['max']}")
     return ok, f"{n} (wanted {' and '.join(wanted)})"
+
+
+def _alert_words_match(spec: dict[str, Any], alert: dict[str, Any]) -> bool:
+    """``codes``: the alert carries one of these error codes; ``diagnosisContains``: these words appear in its diagnosis
+    or its fix; ``fixContains``: in its fix. All case-insensitive."""
+    if spec.get("codes") and not {c.lower() for c in spec["codes"]} & {c.lower() for c in alert.get("codes") or []}:
+        return False
+    if "diagnosisContains" in spec and spec["diagnosisContains"].lower() not in f"{alert['diagnosis']}\n{alert['fix']}".lower():
+        return False
+    return not ("fixContains" in spec and spec["fixContains"].lower() not in alert["fix"].lower())
 
 
 def _window(spec: dict[str, Any], start: datetime, when: str) -> bool:
@@ -298,9 +335,15 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
         elif kind == "alerts":
             matching = [a for a in report["alerts"] if ("type" not in spec or a["type"].lower() == spec["type"].lower())
                         and ("subjectContains" not in spec or spec["subjectContains"].lower() in a["subject"].lower())
-                        and _window(spec, start, a["time"])]
+                        and _alert_words_match(spec, a) and _window(spec, start, a["time"])]
             ok, detail = _count_ok(spec, len(matching))
             about = f" about *{spec['subjectContains']}*" if "subjectContains" in spec else ""
+            if spec.get("codes"):
+                about += f" with code {' or '.join(spec['codes'])}"
+            if "diagnosisContains" in spec:
+                about += f" whose diagnosis or fix says \"{spec['diagnosisContains']}\""
+            if "fixContains" in spec:
+                about += f" whose fix says \"{spec['fixContains']}\""
             text = f"{spec.get('type', 'any')} alerts{about}{_window_text(spec)}"
             detail = f"{detail}" + (f": {', '.join(a['time'][11:16] + ' ' + a['type'] for a in matching[:5])}" if matching else "")
         elif kind == "imageExists":
@@ -331,9 +374,12 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
             text = f"resizes that ended short{' of ' + pool_ref if pool_ref else ''}{' with ' + spec['code'] if code else ''}{_window_text(spec)}"
             detail += f": {', '.join(f['time'][11:16] + ' ' + f['errors'].split(' (')[0] for f in matching[:6])}" if matching else ""
         elif kind == "stallEvents":
-            matching = [s for s in report["stallEvents"] if (pool_ref is None or s["pool"].lower() == pool_ref.lower()) and _window(spec, start, s["time"])]
+            wanted_kind = spec.get("kind")
+            matching = [s for s in report["stallEvents"] if (pool_ref is None or s["pool"].lower() == pool_ref.lower())
+                        and (wanted_kind is None or s["kind"] == wanted_kind) and _window(spec, start, s["time"])]
             ok, detail = _count_ok(spec, len(matching))
-            text = f"PoolResizeStalled events{' for ' + pool_ref if pool_ref else ''}{_window_text(spec)}"
+            what = {"step": "planned resize steps", "stall": "stalls"}.get(wanted_kind or "", "watch resize events (steps and stalls)")
+            text = f"{what}{' for ' + pool_ref if pool_ref else ''}{_window_text(spec)}"
         elif kind == "deadLetters":
             ok, detail = _count_ok(spec, report["events"]["deadLettered"])
             text = "dead-lettered events"
@@ -413,10 +459,11 @@ REPORT_SCHEMA: dict[str, Any] = {
         "locks": _list(_obj({"scope": _STR, "name": _STR, "level": {"enum": ["CanNotDelete", "ReadOnly"]}, "owner": {"enum": ["app", "other"]},
                              "notes": _STR})),
         "alerts": _list(_obj({"time": _TIME, "type": _STR, "severity": {"enum": ["info", "warning", "critical"]}, "subject": _STR,
-                              "pool": _STR_OR_NULL, "title": _STR})),
+                              "pool": _STR_OR_NULL, "title": _STR, "diagnosis": _STR, "fix": _STR, "codes": _list(_STR)})),
         "alertCounts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
         "teamsMessages": _COUNT,
-        "stallEvents": _list(_obj({"time": _TIME, "pool": _STR, "action": _STR, "reason": _STR})),
+        "stallEvents": _list(_obj({"time": _TIME, "pool": _STR, "action": _STR, "reason": _STR, "kind": {"enum": ["step", "stall"]},
+                                   "label": {"enum": ["grow step", "shrink step", "stall"]}})),
         "resizeRequests": _list(_obj({"time": _TIME, "pool": _STR, "caller": _STR, "status": {"type": "integer"}})),
         "resizeFailures": _list(_obj({"time": _TIME, "pool": _STR, "errors": _STR})),
         "events": _obj({"delivered": _COUNT, "retried": _COUNT, "deadLettered": _COUNT,
@@ -428,8 +475,9 @@ REPORT_SCHEMA: dict[str, Any] = {
                           "appByAction": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
                           "faultsInjected": _COUNT}),
         "timeline": _list(_obj({"time": _TIME, "offset": {"type": "string", "pattern": r"^[+-]\d{2,}:\d{2}$"},
-                                "kind": {"enum": ["action", "mark", "host", "image", "lock", "pool", "stall", "alert"]}, "text": _STR,
-                                "pool": _STR_OR_NULL, "severity": {"enum": [None, "info", "warning", "critical", "error"]}})),
+                                "kind": {"enum": ["action", "mark", "host", "image", "lock", "pool", "step", "stall", "alert"]}, "text": _STR,
+                                "pool": _STR_OR_NULL, "severity": {"enum": [None, "info", "warning", "critical", "error"]},
+                                "diagnosis": _STR_OR_NULL, "fix": _STR_OR_NULL})),
         "charts": _obj({"png": _STR_OR_NULL, "html": _STR_OR_NULL}),
     }),
 }

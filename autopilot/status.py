@@ -153,6 +153,32 @@ def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime,
     }
 
 
+RECENT_ALERTS = 10
+RECENT_ALERTS_WINDOW_DAYS = 7
+
+
+def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
+    """The last alerts the app sent (from its de-duplication table, which keeps each alert's diagnosis and fix), newest first."""
+    from datetime import timedelta
+
+    from shared.clock import parse_iso
+    from shared.state import ALERTS
+
+    since = now - timedelta(days=RECENT_ALERTS_WINDOW_DAYS)
+    rows = []
+    for record in context.state.table(ALERTS).query():
+        data = record.data
+        when = parse_iso(data.get("occurredAt")) or parse_iso(data.get("claimedAt"))
+        if when is None or when < since or not data.get("sent"):
+            continue
+        rows.append({"time": iso(when), "type": str(data.get("type") or ""), "severity": str(data.get("severity") or "info"),
+                     "subject": str(data.get("subject") or ""), "title": str(data.get("title") or ""),
+                     # alerts claimed before the app stored these show an empty diagnosis and fix
+                     "diagnosis": str(data.get("diagnosis") or ""), "fix": str(data.get("fix") or "")})
+    rows.sort(key=lambda r: r["time"], reverse=True)
+    return rows[:RECENT_ALERTS]
+
+
 def collect_status(context: Any) -> dict[str, Any]:
     from shared.families import parse_families
     from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of, lock_target
@@ -231,6 +257,7 @@ def collect_status(context: Any) -> dict[str, Any]:
                       "error": inventory.unreadable_accounts.get(a)} for a in accounts],
         "pools": pools,
         "images": images,
+        "recentAlerts": recent_alerts(context, now),
         "problems": problems,
         "warnings": warnings,
     }
@@ -370,7 +397,7 @@ STATUS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "autopilot status --json",
     "type": "object",
-    "required": ["statusVersion", "generatedAt", "subscriptionId", "target", "accounts", "pools", "images", "problems", "warnings"],
+    "required": ["statusVersion", "generatedAt", "subscriptionId", "target", "accounts", "pools", "images", "recentAlerts", "problems", "warnings"],
     "additionalProperties": False,
     "properties": {
         "statusVersion": {"const": STATUS_VERSION},
@@ -414,6 +441,10 @@ STATUS_SCHEMA: dict[str, Any] = {
                                                  "properties": {"name": {"type": "string"}, "level": {"type": "string"}, "owner": {"enum": ["app", "other"]},
                                                                 "notes": {"type": "string"}}}},
             "protected": {"type": "boolean"}}}},
+        "recentAlerts": {"type": "array", "description": "the last alerts the app sent (at most 10, within 7 days), newest first", "items": {
+            "type": "object", "required": ["time", "type", "severity", "subject", "title", "diagnosis", "fix"], "additionalProperties": False,
+            "properties": {"time": _TIME, "type": {"type": "string"}, "severity": {"enum": ["info", "warning", "critical"]},
+                           "subject": {"type": "string"}, "title": {"type": "string"}, "diagnosis": {"type": "string"}, "fix": {"type": "string"}}}},
         "problems": {"type": "array", "items": {"type": "string"}, "description": "what makes `status` exit 1"},
         "warnings": {"type": "array", "items": {"type": "string"}},
     },
