@@ -108,6 +108,7 @@ def _logging(args: argparse.Namespace) -> Iterator[None]:
 def _start_azurite(connection: str | None) -> tuple[str, Any]:
     """A connection string, and the Azurite process to stop (None when an existing one was given)."""
     if connection:
+        _probe_storage(connection, "--azurite")
         return connection, None
     from emulator.azurite import Azurite, AzuriteError
 
@@ -118,6 +119,60 @@ def _start_azurite(connection: str | None) -> tuple[str, Any]:
         raise UsageError(f"cannot start Azurite: {exc}",
                          "run `make setup` in the repository root (it installs Azurite with npm), or pass --azurite CONNECTION_STRING") from None
     return azurite.connection_string, azurite
+
+
+def _storage_refused(exc: BaseException) -> bool:
+    """Table storage (Azurite or Azure) refused the credentials: 403 AuthorizationFailure / AuthenticationFailed."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+    if isinstance(exc, ClientAuthenticationError):
+        return "failed to authenticate" in str(exc).lower() or "authorizationfailure" in str(exc).lower()
+    code = str(getattr(exc, "error_code", "") or "").lower().replace("tableerrorcode.", "").replace("_", "")
+    return isinstance(exc, HttpResponseError) and exc.status_code == 403 and (
+        code in ("authorizationfailure", "authenticationfailed") or "failed to authenticate" in str(exc).lower())
+
+
+def _probe_storage(connection: str, where: str) -> None:
+    """One cheap Table call, so that a wrong key or a stopped Azurite is one clear line before anything runs."""
+    from azure.core.exceptions import AzureError, ServiceRequestError
+    from azure.data.tables import TableServiceClient
+
+    try:
+        service = TableServiceClient.from_connection_string(connection)
+    except ValueError as exc:
+        raise UsageError(f"{where}: not a storage connection string ({exc})",
+                         "pass the connection string Azurite prints (DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                         "AccountKey=...;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;), or leave it out to start one") from None
+    try:
+        with service:
+            next(iter(service.list_tables(results_per_page=1)), None)
+    except ServiceRequestError:
+        raise UsageError(f"cannot reach the table storage {where} names ({service.url})",
+                         "start Azurite (`autopilot sandbox` starts one and prints its connection string), or leave out --azurite "
+                         "to let the command start its own") from None
+    except AzureError as exc:
+        if _storage_refused(exc):
+            raise UsageError(f"the table storage {where} names ({service.url}) refused the credentials (403 AuthorizationFailure)",
+                             "use the account name and key of that Azurite or storage account exactly as it prints them "
+                             "(Azurite's default: AccountName=devstoreaccount1 and its well-known key)") from None
+        raise
+
+
+def _check_writable(path: str, option: str) -> None:
+    """Fail before a long run, not after it, when a result file cannot be written."""
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "it is a directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        existed = target.exists()
+        with open(target, "a", encoding="utf-8"):
+            pass
+        if not existed:
+            target.unlink()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc})",
+                         f"give {option} a path in a directory you can write, e.g. {option} out/report.json") from None
 
 
 class LiveProgress:
@@ -200,6 +255,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
         return _fail(f"{exc.source} is not a valid scenario", "fix the lines above; docs/scenarios.md describes every key", exc.problems)
+    if args.report:
+        _check_writable(args.report, "--report")
+    if args.chart_dir and not args.no_chart:
+        _check_writable(str(Path(args.chart_dir) / f"{scenario.name}.png"), "--chart-dir")
     console = _console()
     quiet = args.quiet
     if not quiet:
@@ -387,9 +446,14 @@ def _context() -> Any:
     try:
         return build_context()
     except SettingsError as exc:
-        raise UsageError("the app settings in the environment are incomplete or invalid:\n  - " + "\n  - ".join(exc.problems),
-                         "export the Function App's settings (see local.settings.sample.json), e.g. with "
-                         "`az functionapp config appsettings list`, or run against the emulator with AUTOPILOT_CREDENTIAL=emulator") from None
+        if all(p.startswith("AUTOPILOT_FAMILIES_FILE") for p in exc.problems):
+            hint = "fix the file AUTOPILOT_FAMILIES_FILE names (each line above says where); docs/families.schema.json describes every key"
+        elif all(p.startswith("AUTOPILOT_FAMILIES") for p in exc.problems):
+            hint = "fix the AUTOPILOT_FAMILIES setting (each line above says where); docs/families.schema.json describes every key"
+        else:
+            hint = ("fix or export the settings named above, as the Function App has them (local.settings.sample.json lists every one; "
+                    "`az functionapp config appsettings list` shows a deployed app's); for a local sandbox, `autopilot sandbox` prints them")
+        raise UsageError("the app settings in the environment are incomplete or invalid:\n  - " + "\n  - ".join(exc.problems), hint) from None
 
 
 def _azure_call(fn: Callable[[], Any]) -> Any:
@@ -402,6 +466,11 @@ def _azure_call(fn: Callable[[], Any]) -> Any:
                          "sign in with `az login` (or set AZURE_CLIENT_ID for a managed identity), then try again") from None
     except ServiceRequestError as exc:
         raise UsageError(f"cannot reach Azure: {exc}", "check AUTOPILOT_ARM_ENDPOINT and your network (for the emulator: is it running?)") from None
+    except Exception as exc:
+        if _storage_refused(exc):
+            raise UsageError("the app's table storage refused the credentials in AzureWebJobsStorage (403 AuthorizationFailure)",
+                             "set AzureWebJobsStorage to the storage account's (or Azurite's) connection string with its current key") from None
+        raise
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -532,6 +601,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _version() -> str:
+    """The installed package's version (pyproject.toml), or the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batch-image-autopilot")
+    except PackageNotFoundError:
+        import tomllib
+
+        with open(ROOT / "pyproject.toml", "rb") as fh:
+            return str(tomllib.load(fh)["project"]["version"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(add_help=False)
     top.add_argument("-v", "--verbose", action="store_true", help="show the app's and the emulator's log (INFO)")
@@ -544,13 +626,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="autopilot", description="Batch Image Autopilot: simulate scenarios locally, replay Event Grid events, and inspect "
                      "or reconcile a subscription.", epilog="Exit codes: 0 ok, 1 problems found, 2 cannot run as asked. See docs/cli.md.",
                      parents=[top])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("simulate", parents=[common], help="run a scenario on the local emulator and report what happened",
                        description="Run SCENARIO (scenarios/*.json; format in docs/scenarios.md) on the local emulator, Azurite and the local "
                        "Functions host; print the timeline, write the JSON report and a chart (PNG + HTML), check the scenario's expectations.",
-                       epilog="Exit codes: 0 every expectation held, 1 an expectation or an action's expected outcome failed, 2 invalid scenario.")
+                       epilog="Exit codes: 0 every expectation held, 1 an expectation or an action's expected outcome failed, 2 invalid scenario, "
+                       "an unwritable --report or --chart-dir, or Azurite missing or refusing its credentials.")
     p.add_argument("scenario", metavar="SCENARIO", help="scenario file, e.g. scenarios/demo.json")
     p.add_argument("--report", metavar="REPORT.json", help="write the JSON report here (the directory is created)")
     p.add_argument("--chart-dir", metavar="DIR", help="write SCENARIO-NAME.png and SCENARIO-NAME.html here (default: the report's directory, else out/NAME/)")
@@ -560,7 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("validate", parents=[common], help="check a scenario file without running it",
-                       description="Validate SCENARIO against scenarios/scenario.schema.json and the app's own settings and families parsers.")
+                       description="Validate SCENARIO against scenarios/scenario.schema.json and the app's own settings and families parsers.",
+                       epilog="Exit codes: 0 valid, 2 invalid (every problem is listed, each with its JSON path).")
     p.add_argument("scenario", metavar="SCENARIO")
     p.set_defaults(handler=cmd_validate)
 
@@ -568,7 +653,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Deliver EVENTS.json (a JSON array as Event Grid POSTs it: Event Grid schema or CloudEvents 1.0) to the app's "
                        "functions through the local Functions host, against a scenario's initial state (without its timeline) or an empty "
                        "subscription; print the invocations, alerts and resources created.",
-                       epilog="Exit codes: 0 every invocation succeeded, 1 an invocation failed, 2 invalid input.")
+                       epilog="Exit codes: 0 every invocation succeeded, 1 an invocation failed or an event was dead-lettered, 2 invalid input, "
+                       "or Azurite missing or refusing its credentials.")
     p.add_argument("events", metavar="EVENTS.json")
     p.add_argument("--scenario", metavar="S", help="start from this scenario's initial state")
     p.add_argument("--topic", choices=("auto", "system", "custom"), default="auto",
@@ -583,20 +669,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", parents=[common], help="pools, episodes, images and locks of the subscription",
                        description="Show every pool of the watched Batch accounts (desired / current / Batch target, allocation state, the "
                        "watch's episode and backoff) and the images and gallery versions with the pools that use them and their locks. " + settings_note,
-                       epilog="Exit codes: 0 healthy, 1 failing or stopped pools, unreadable accounts or missing images, 2 settings or credentials.")
+                       epilog="Exit codes: 0 healthy, 1 failing or stopped pools, unreadable accounts or missing images, 2 settings, families or "
+                       "credentials.")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("plan", parents=[common], help="what the watch and the guard would do now (changes nothing)",
                        description="A dry run of the pool watch (tick) and the image guard (reconcile): the decision for every managed pool and the "
-                       "lock changes the guard would make. Only reads. " + settings_note)
+                       "lock changes the guard would make. Only reads. " + settings_note,
+                       epilog="Exit codes: 0 done, 1 an account could not be read, 2 settings, families or credentials.")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_plan)
 
     p = sub.add_parser("reconcile", parents=[common], help="one watch pass and one guard pass now",
                        description="Run the pool watch's tick (stalled pools are published as PoolResizeStalled events for the Function App) and "
                        "the image guard's reconcile (missing locks are put, unneeded ones removed). " + settings_note,
-                       epilog="Exit codes: 0 done, 1 a lock change or a stall failed, or an account could not be read, 2 settings or credentials.")
+                       epilog="Exit codes: 0 done, 1 a lock change or a stall failed, or an account could not be read, 2 settings, families or "
+                       "credentials.")
     p.add_argument("--handle-stalls", action="store_true", help="also re-issue the stalled pools' resizes here (when no Function App handles the events)")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_reconcile)
@@ -621,10 +710,21 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")
         return 130
+    except OSError as exc:  # a file the command reads or writes
+        if args.debug:
+            raise
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        return _fail(f"cannot use the file{where}: {exc.strerror or exc}", "check the path and its permissions, then run the command again")
     except Exception as exc:
         if args.debug:
             raise
-        _fail(f"{type(exc).__name__}: {exc}", "run again with --debug for the traceback and -v for the app's log")
+        if _storage_refused(exc):
+            return _fail("the app's table storage refused the credentials in AzureWebJobsStorage (403 AuthorizationFailure)",
+                         "set AzureWebJobsStorage to the storage account's (or Azurite's) connection string with its current key")
+        # Not something the command knows how to explain: no class names, the message, and how to see more.
+        message = " ".join(str(exc).split())[:500] or "no message"
+        _fail(f"the command stopped on an unexpected error: {message}",
+              "this is likely a bug: run again with --debug for the traceback and -v for the app's log, and report both")
         return EXIT_PROBLEMS
 
 

@@ -354,7 +354,7 @@ def initial_state_error(scenario: Scenario, exc: Exception) -> ScenarioError:
     """What the emulator said when the initial state could not be created, as a scenario problem (exit 2)."""
     from emulator.core import AzureError
 
-    text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(str(exc).split()) or "the emulator refused it without a message"
     if isinstance(exc, AzureError):
         body = exc.body()
         error = body.get("error") if isinstance(body.get("error"), dict) else body
@@ -664,6 +664,16 @@ def _error_code(exc: Any) -> str:
     return f"HTTP{getattr(exc, 'status_code', '') or ''}"
 
 
+def _error_code_of(exc: BaseException) -> str:
+    """What an action that could not apply ended with: the Azure error code if it carries one, else ``failed``."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code:
+        return code
+    if getattr(exc, "response", None) is not None or getattr(exc, "error", None) is not None:
+        return _error_code(exc)
+    return "failed"
+
+
 def _error_message(exc: Any) -> str:
     error = getattr(exc, "error", None)
     message = getattr(error, "message", None) or str(exc)
@@ -760,7 +770,8 @@ class Simulation:
         try:
             result = self.runner.run(action)
         except Exception as exc:  # a knob that cannot apply (e.g. the pool does not exist yet) is a scenario problem
-            result = ActionResult(action, self.local.emulator.now(), None, self.runner._target(action), type(exc).__name__, False,
+            # the outcome is the Azure error code when there is one (e.g. PoolNotFound), never a Python class name
+            result = ActionResult(action, self.local.emulator.now(), None, self.runner._target(action), _error_code_of(exc), False,
                                   " ".join(str(exc).split())[:300])
         self.results.append(result)
         text = result.describe() if action.kind != "mark" else f"mark: {action.spec['text']}"

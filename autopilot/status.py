@@ -52,9 +52,10 @@ def build_context() -> Any:
     """An AppContext from the environment (raises shared.settings.SettingsError with every problem)."""
     from shared.clock import SystemClock
     from shared.context import AppContext
-    from shared.settings import load_settings
+    from shared.settings import check_startup, load_settings
 
     settings = load_settings()
+    check_startup(settings)  # what the Function App would refuse to start with, refused here too
     moment = emulator_now(settings) if settings.is_emulator else None
     return AppContext.from_settings(settings, clock=FixedClock(moment or SystemClock().now()))
 
@@ -357,7 +358,7 @@ def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any
             try:
                 handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": handle_stall(context, account_id, pool_id), "ok": True})
             except Exception as exc:  # one pool's failure must not hide the others
-                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": f"{type(exc).__name__}: {exc}", "ok": False})
+                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": f"failed: {' '.join(str(exc).split())[:300]}", "ok": False})
     guard = reconcile(context)
     return {
         "reconcileVersion": RECONCILE_VERSION,

@@ -121,7 +121,7 @@ def test_an_unexpected_action_outcome_fails_the_run(tmp_path: Path, azurite: str
     assert code == 1
     actions = report["actions"]
     assert actions[1]["outcome"] == "ok" and actions[1]["expectedOutcome"] == "ScopeLocked" and not actions[1]["ok"]
-    assert actions[2]["outcome"] == "AzureError" and "PoolNotFound" in actions[2]["detail"] and not actions[2]["ok"]
+    assert actions[2]["outcome"] == "PoolNotFound" and "PoolNotFound" in actions[2]["detail"] and not actions[2]["ok"]
     assert len(report["result"]["problems"]) == 2
     assert "✗ action deleteResource at +00:01: ok (expected ScopeLocked)" in capsys.readouterr().out
 
