@@ -7,6 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov in its own environment: it pins pycep-parser 0.5.1 and an old packaging that the dev venv's pytest refuses.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 .PHONY: setup test lint demo bench chaos clean
 
@@ -22,7 +25,13 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	@touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
@@ -40,4 +49,4 @@ chaos: setup
 	AUTOPILOT_CHAOS=long $(BIN)/python -m pytest tests/reliability
 
 clean:
-	rm -rf $(VENV) node_modules out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules out .pytest_cache .ruff_cache .hypothesis
