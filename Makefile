@@ -1,6 +1,7 @@
 # One-command set-up on a fresh machine with Python 3.11, Node/npm and make.
 #   make test   - create .venv, install Python + npm deps, lint, run the whole suite (starts Azurite itself)
 #   make demo   - run the bundled demo scenario on the embedded emulator
+#   make sandbox - keep the emulator, Azurite and the app running (SCENARIO=... seeds it); prints the settings
 #   make bench  - run the benchmarks and regenerate docs/benchmarks.md
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -11,7 +12,7 @@ NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: setup test lint demo bench chaos clean
+.PHONY: setup test lint demo sandbox bench chaos clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s); set PY=/path/to/python3.11" % sys.version.split()[0]'
@@ -41,6 +42,11 @@ test: setup lint
 
 demo: setup
 	$(BIN)/python -m autopilot simulate scenarios/demo.json --report out/demo/report.json
+
+# The emulator, Azurite and the app left running for status / plan / reconcile / replay from another shell.
+#   make sandbox [SCENARIO=scenarios/demo.json]
+sandbox: setup
+	$(BIN)/python -m autopilot sandbox $(SCENARIO)
 
 bench: setup
 	$(BIN)/python -m bench

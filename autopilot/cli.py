@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -387,6 +388,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         advance = parse_duration(args.advance)
     except ValueError as exc:
         return _fail(f"--advance: {exc}")
+    sandbox_url = os.environ.get("AUTOPILOT_SANDBOX_URL")
+    if sandbox_url and not args.scenario and not args.azurite and not args.local:
+        return _replay_in_sandbox(args, sandbox_url, events, advance)
     try:
         scenario = load_scenario(args.scenario) if args.scenario else parse_scenario({"name": "empty", "duration": "1m"}, source="(empty subscription)")
     except ScenarioError as exc:
@@ -406,11 +410,39 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         if azurite is not None:
             azurite.stop()
+    return _print_replay(args, result, events, scenario.source if args.scenario else "an empty subscription", advance)
+
+
+def _replay_in_sandbox(args: argparse.Namespace, url: str, events: list[Any], advance: Any) -> int:
+    """The events go to the running sandbox's app (``autopilot sandbox``), as Event Grid would deliver them there."""
+    import urllib.error
+
+    from autopilot.replay import ReplayResult
+    from autopilot.sandbox import replay_to_sandbox
+
+    try:
+        document = replay_to_sandbox(url, os.environ.get("AUTOPILOT_CA_BUNDLE"), events, topic=args.topic,
+                                     advance_minutes=advance.total_seconds() / 60)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        raise UsageError(f"the sandbox at {url} refused the events: {detail[:500]}", "fix the events file, or pass --local") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UsageError(f"cannot reach the sandbox at {url} (AUTOPILOT_SANDBOX_URL): {reason}",
+                         "start it again with `autopilot sandbox` and source the settings it prints, or unset AUTOPILOT_SANDBOX_URL "
+                         "(or pass --local) to replay on a private emulator") from None
+    result = ReplayResult(events, invocations=document["invocations"], alerts=document["alerts"], created=document["created"],
+                          deleted=document["deleted"], dead_letters=document["deadLetters"], locks_added=document["locksAdded"],
+                          locks_removed=document["locksRemoved"])
+    return _print_replay(args, result, events, f"the sandbox at {url}", advance)
+
+
+def _print_replay(args: argparse.Namespace, result: Any, events: list[Any], against: str, advance: Any) -> int:
     if args.json:
         _print_json(result.to_json())
         return EXIT_OK if result.ok else EXIT_PROBLEMS
     console = _console()
-    console.print(f"[bold]replayed[/] {len(events)} event(s) against {_escape(scenario.source if args.scenario else 'an empty subscription')}"
+    console.print(f"[bold]replayed[/] {len(events)} event(s) against {_escape(against)}"
                   + (f", then {args.advance} of virtual time" if advance else ""))
     for e in events:
         console.print(f"  {e.topic:6} {e.schema:20} {_escape(e.type)} {_escape(e.subject)}")
@@ -432,6 +464,61 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for d in result.dead_letters:
             console.print(f"  {d['function']}: {_escape(d['eventType'])} {_escape(d['subject'])}: {_escape(d['lastError'])}")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+# ---------------------------------------------------------------------------------------------
+# sandbox
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from autopilot.sandbox import EMPTY, Sandbox
+    from autopilot.scenario import ScenarioError, load_scenario, parse_scenario
+
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else parse_scenario(EMPTY, source="(an empty subscription with one Batch account)")
+    except ScenarioError as exc:
+        return _fail(f"{exc.source} is not a valid scenario", "fix the lines above; docs/scenarios.md describes every key", exc.problems)
+    if args.speed <= 0:
+        return _fail(f"--speed {args.speed}: it must be more than 0", "e.g. --speed 60 lets a virtual minute pass every second")
+    _check_writable(args.env_file, "--env-file")
+    connection, azurite = _start_azurite(args.azurite)
+    try:
+        try:
+            sandbox = Sandbox(scenario, connection, speed=args.speed)
+        except ScenarioError as exc:
+            return _fail(f"{exc.source} cannot be set up", "fix the scenario's initial state; docs/scenarios.md describes every key", exc.problems)
+        try:
+            path = sandbox.write_env(Path(args.env_file))
+            out = sys.stdout
+            out.write(f"sandbox: {scenario.source}'s initial state on the emulator at {sandbox.local.server.base_url}, Azurite, and the app "
+                      f"on the local Functions host; virtual time {sandbox.local.emulator.now():%Y-%m-%d %H:%M} UTC, x{args.speed:g}\n")
+            out.write(f"settings written to {path}; in another shell:\n\n    . {path}\n    autopilot status\n\n")
+            for name, value in sorted(sandbox.env().items()):
+                out.write(f"export {name}={_shell_quote(value)}\n")
+            out.write("\nCtrl-C stops the sandbox (and everything it started).\n")
+            out.flush()
+            stop = threading.Event()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            with contextlib.suppress(KeyboardInterrupt):
+                sandbox.serve(stop)
+        finally:
+            sandbox.close()
+    finally:
+        if azurite is not None:
+            azurite.stop()
+    sys.stdout.write("sandbox stopped\n")
+    return EXIT_OK
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -662,7 +749,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advance", metavar="DURATION", default="0m", help="virtual time to run after delivering, e.g. 30m (lets images and pools finish)")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
     p.add_argument("--azurite", metavar="CONNECTION_STRING", help="use this running Azurite instead of starting one")
+    p.add_argument("--local", action="store_true", help="replay on a private emulator even when AUTOPILOT_SANDBOX_URL names a running sandbox")
     p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser("sandbox", parents=[common], help="run the emulator, Azurite and the app for other commands to poke",
+                       description="Start the local emulator, Azurite and the app on the local Functions host, seeded from SCENARIO's "
+                       "initial state (its timeline is not run; without SCENARIO: an empty subscription with one watched Batch account), "
+                       "and keep them running. Prints the settings (and writes them to --env-file): with them exported in another shell, "
+                       "status, plan, reconcile and replay work against the sandbox as against a subscription. Ctrl-C stops it.",
+                       epilog="Exit codes: 0 stopped by Ctrl-C or SIGTERM, 2 invalid scenario, an unwritable --env-file, or Azurite "
+                       "missing or refusing its credentials.")
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?", help="seed from this scenario's initial state, e.g. scenarios/demo.json")
+    p.add_argument("--env-file", metavar="FILE", default="out/sandbox.env", help="where to write the settings (default: out/sandbox.env)")
+    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall-clock second (default 1; 60: a minute a second)")
+    p.add_argument("--azurite", metavar="CONNECTION_STRING", help="use this running Azurite instead of starting one")
+    p.set_defaults(handler=cmd_sandbox)
 
     settings_note = ("Settings come from the environment, as the Function App has them (AUTOPILOT_SUBSCRIPTION_ID, AUTOPILOT_BATCH_ACCOUNTS, "
                      "AUTOPILOT_FAMILIES, AzureWebJobsStorage, ...); AUTOPILOT_CREDENTIAL=emulator targets the local emulator.")
