@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +58,15 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         if m is None:
             continue
         pool_key = next((k for k in recorder.pools if k.lower() == f"{m['account']}/{m['pool']}".lower()), f"{m['account']}/{m['pool']}")
-        resize_requests.append({"time": iso(entry.time), "pool": pool_key, "caller": entry.caller or "unknown", "status": entry.status})
+        asked = _asked_for(recorder, pool_key, entry.time) if 200 <= entry.status < 300 else (None, None)
+        resize_requests.append({"time": iso(entry.time), "pool": pool_key, "caller": entry.caller or "unknown", "status": entry.status,
+                                "dedicated": asked[0], "spot": asked[1]})
 
     for result in sim.results:  # people's resizes go through the management plane (PATCH fixedScale): taken from the actions
         if result.action.kind == "resizePool" and result.outcome == "ok":
-            resize_requests.append({"time": iso(result.time), "pool": result.action.spec["pool"], "caller": result.by or "unknown", "status": 200})
+            asked = _asked_for(recorder, result.action.spec["pool"], result.time)
+            resize_requests.append({"time": iso(result.time), "pool": result.action.spec["pool"], "caller": result.by or "unknown", "status": 200,
+                                    "dedicated": asked[0], "spot": asked[1]})
     resize_requests.sort(key=lambda r: r["time"])
 
     alerts = []
@@ -211,6 +215,18 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
     problems += [f"expectation failed: {e['description']} — {e['detail']}" for e in expectations if not e["ok"]]
     report["result"] = {"ok": not problems, "problems": problems}
     return report
+
+
+def _asked_for(recorder: Any, pool_key: str, when: datetime) -> tuple[int | None, int | None]:
+    """The size an accepted resize asked for: the resize Batch started on the pool at that moment (None if none did)."""
+    series = next((s for k, s in recorder.pools.items() if k.lower() == pool_key.lower()), None)
+    if series is None:
+        return None, None
+    started = [r for r in series.resizes.values() if r[0] <= when]
+    if not started:
+        return None, None
+    latest = max(started, key=lambda r: r[0])
+    return (latest[1], latest[2]) if when - latest[0] <= timedelta(seconds=1) else (None, None)
 
 
 def stall_kind(data: dict[str, Any]) -> str:
@@ -363,9 +379,14 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
         elif kind == "resizeRequests":
             by = spec.get("by", "app")
             matching = [r for r in report["resizeRequests"] if r["pool"].lower() == pool_ref.lower() and (by == "anyone" or r["caller"] == APP_CALLER)
-                        and _window(spec, start, r["time"])]
+                        and all(r[k] == spec[k] for k in ("dedicated", "spot") if k in spec) and _window(spec, start, r["time"])]
             ok, detail = _count_ok(spec, len(matching))
-            text = f"resize requests for {pool_ref} by {'the app' if by == 'app' else 'anyone'}{_window_text(spec)}"
+            size = " and ".join(f"{spec[k]} {'dedicated' if k == 'dedicated' else 'Spot'}" for k in ("dedicated", "spot") if k in spec)
+            text = f"resize requests for {pool_ref}{' asking for ' + size if size else ''} by {'the app' if by == 'app' else 'anyone'}{_window_text(spec)}"
+            if matching or size:
+                asked = [f"{r['time'][11:16]} {r['dedicated']}/{r['spot']}" for r in report["resizeRequests"]
+                         if r["pool"].lower() == pool_ref.lower() and (by == "anyone" or r["caller"] == APP_CALLER)][:8]
+                detail += f": {', '.join(asked)}" if asked else ""
         elif kind == "resizeFailures":
             code = spec.get("code", "").lower()
             matching = [f for f in report["resizeFailures"] if (pool_ref is None or f["pool"].lower() == pool_ref.lower())
@@ -418,6 +439,7 @@ _STR = {"type": "string"}
 _STR_OR_NULL = {"type": ["string", "null"]}
 _BOOL = {"type": "boolean"}
 _COUNT = {"type": "integer", "minimum": 0}
+_COUNT_OR_NULL = {"anyOf": [_COUNT, {"type": "null"}]}
 
 
 def _obj(properties: dict[str, Any]) -> dict[str, Any]:
@@ -464,7 +486,8 @@ REPORT_SCHEMA: dict[str, Any] = {
         "teamsMessages": _COUNT,
         "stallEvents": _list(_obj({"time": _TIME, "pool": _STR, "action": _STR, "reason": _STR, "kind": {"enum": ["step", "stall"]},
                                    "label": {"enum": ["grow step", "shrink step", "stall"]}})),
-        "resizeRequests": _list(_obj({"time": _TIME, "pool": _STR, "caller": _STR, "status": {"type": "integer"}})),
+        "resizeRequests": _list(_obj({"time": _TIME, "pool": _STR, "caller": _STR, "status": {"type": "integer"},
+                                      "dedicated": _COUNT_OR_NULL, "spot": _COUNT_OR_NULL})),
         "resizeFailures": _list(_obj({"time": _TIME, "pool": _STR, "errors": _STR})),
         "events": _obj({"delivered": _COUNT, "retried": _COUNT, "deadLettered": _COUNT,
                         "deadLetters": _list(_obj({"function": _STR, "eventType": _STR, "subject": _STR, "attempts": {"type": "integer", "minimum": 1},
