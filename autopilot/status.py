@@ -244,7 +244,11 @@ def collect_status(context: Any) -> dict[str, Any]:
     problems = [f"account {a}: cannot list pools ({e})" for a, e in inventory.unreadable_accounts.items()]
     problems += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
                  if p["health"] in FAILING_HEALTH]
-    problems += [f"image {i['id']} is used by {', '.join(i['pools'])} but does not exist" for i in images if not i["exists"] and i["pools"]]
+    # A pool's own image gone is a problem (it cannot grow). What that image was built from (the intermediate managed image a
+    # family does not keep, the snapshots) is not: the version is an independent copy. The images table still shows it missing.
+    pool_images = {normalize(p["image"]) for p in pools if p["image"]}
+    problems += [f"image {i['id']} is used by {', '.join(i['pools'])} but does not exist" for i in images
+                 if not i["exists"] and i["pools"] and normalize(i["id"]) in pool_images]
     warnings = [f"image {i['id']} is used by {', '.join(i['pools'])} but has no lock from the app yet (the guard adds it on its next pass, "
                 "or run `autopilot reconcile`)" for i in images if i["exists"] and i["pools"] and not i["protected"]]
     warnings += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
