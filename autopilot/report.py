@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autopilot.messages import without_class_names
 from autopilot.scenario import Scenario, format_duration, format_offset, parse_duration
 
 if TYPE_CHECKING:
@@ -156,9 +157,10 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         else:
             row["failed"] += 1
             if len(row["failures"]) < 5:
-                row["failures"].append({"time": iso(inv.time), "detail": inv.detail[:500]})
+                row["failures"].append({"time": iso(inv.time), "detail": without_class_names(inv.detail)[:500]})
     dead = [{"function": d.subscription.function, "eventType": str(d.event.get("eventType") or d.event.get("type") or ""),
-             "subject": str(d.event.get("subject") or ""), "attempts": d.attempts, "lastError": (d.errors[-1] if d.errors else "")[:500]}
+             "subject": str(d.event.get("subject") or ""), "attempts": d.attempts,
+             "lastError": without_class_names(d.errors[-1] if d.errors else "")[:500]}
             for d in host.dead_letters]
 
     actions = [{"at": format_offset(r.action.at), "time": iso(r.time), "action": r.action.kind, "by": r.by, "target": r.target,
@@ -175,7 +177,8 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
                   "pool": s["pool"] if s["pool"] in recorder.pools else None,
                   "severity": None, "diagnosis": None, "fix": None} for s in stalls]
     timeline += [{"time": iso(inv.time), "offset": format_offset(inv.time - scenario.start), "kind": "host",
-                  "text": f"function {inv.function} failed: {inv.detail[:200]}", "pool": None, "severity": "error", "diagnosis": None, "fix": None}
+                  "text": f"function {inv.function} failed: {without_class_names(inv.detail)[:200]}", "pool": None, "severity": "error",
+                  "diagnosis": None, "fix": None}
                  for inv in host.invocations if not inv.ok]
     order = {"action": 0, "mark": 0, "host": 1, "image": 2, "lock": 3, "pool": 4, "step": 5, "stall": 5, "alert": 6}
     timeline.sort(key=lambda e: (e["time"], order.get(e["kind"], 9)))

@@ -350,6 +350,7 @@ def plan(context: Any) -> dict[str, Any]:
 def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any]:
     """One watch pass and one guard pass, as the two timers do. The watch publishes a PoolResizeStalled event per
     stalled pool (the Function App's resize_stalled handles it); ``handle_stalls`` handles them here too."""
+    from autopilot.messages import without_class_names
     from shared.guard import reconcile
     from shared.watch import handle_stall, tick
 
@@ -373,7 +374,7 @@ def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any
                   "stallEventsPublished": len(watch.stalled), "alerts": watch.alerts, "handled": handled,
                   "unreadableAccounts": dict(watch.unreadable_accounts), "invalidPools": dict(watch.invalid_pools)},
         "guard": {"guarded": guard.guarded, "skippedRelease": guard.skipped_release, "applied": [_lock_action(a) for a in guard.applied],
-                  "failed": dict(guard.failed), "missing": list(guard.missing)},
+                  "failed": {resource: without_class_names(error) for resource, error in guard.failed.items()}, "missing": list(guard.missing)},
     }
 
 

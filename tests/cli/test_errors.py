@@ -15,7 +15,9 @@ from autopilot.scenario import ScenarioError, parse_scenario
 from shared.settings import SettingsError, check_startup, get_settings, load_settings, reset_settings_cache
 from tests.cli.conftest import LOCKLESS, ROOT, write_json
 
-CLASS_NAMES = re.compile(r"\b(\w+Error|\w+Exception|Traceback|KeyError|FileNotFoundError)\b")
+# "SomethingError: message" (a Python class as the prefix of a message), or a traceback. Azure error codes that end in
+# "Error" (InternalServerError) are not classes and appear as "(InternalServerError)" or "Code: InternalServerError".
+CLASS_NAMES = re.compile(r"(\b[A-Z]\w*(Error|Exception|Conflict): )|Traceback|\bKeyError\b|\bFileNotFoundError\b")
 BASE = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 ACCOUNT = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/a1"
 GOOD_FAMILIES = json.loads((ROOT / "docs" / "families.example.json").read_text(encoding="utf-8"))
@@ -217,3 +219,28 @@ def test_an_unexpected_error_shows_no_class_name(monkeypatch: pytest.MonkeyPatch
     assert cli._run(args) == 1
     err = capsys.readouterr().err
     assert "unexpected error: 'the thing'" in err and no_class_names(err)
+
+
+def test_failed_invocations_are_shown_without_class_names(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from autopilot.messages import without_class_names
+    from tests.cli.test_simulate import SMALL
+
+    # Event Grid refuses every publish for a while: the functions that publish (alerts, stall events) fail, as in Azure.
+    document = {**SMALL, "duration": "15m", "expect": [], "timeline": [
+        SMALL["timeline"][0],
+        {"at": "1m", "action": "addFault", "kind": "error", "rate": 1.0, "plane": "eventgrid", "methods": ["POST"], "status": 500, "maxCount": 200},
+    ]}
+    scenario = write_json(tmp_path / "faults.json", document)
+    report_path = tmp_path / "report.json"
+    assert main(["simulate", str(scenario), "--report", str(report_path), "--azurite", azurite, "--no-chart"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    failed = [t["text"] for t in report["timeline"] if t["kind"] == "host"]
+    assert failed, "the faults made some invocations fail"
+    details = failed + [f["detail"] for v in report["invocations"].values() for f in v["failures"]]
+    assert all(no_class_names(text) for text in details), details
+    assert "function " in out and no_class_names(out.split("Timeline", 1)[1])
+    # the helper keeps messages and Azure codes, and drops only exception classes
+    assert without_class_names("HttpResponseError: (ScopeLocked) locked") == "(ScopeLocked) locked"
+    assert without_class_names("x: azure.core.exceptions.ResourceNotFoundError: (NotFound) gone") == "x: (NotFound) gone"
+    assert without_class_names("AllocationFailed: Code: InternalServerError") == "AllocationFailed: Code: InternalServerError"
