@@ -4,7 +4,8 @@ Commands (docs/cli.md has the full reference):
 
 * ``simulate SCENARIO``  run a scenario on the local emulator, Azurite and the local Functions host;
 * ``validate SCENARIO``  check a scenario file without running it;
-* ``replay EVENTS.json`` deliver Event Grid event batches to the app on the local emulator;
+* ``replay EVENTS.json`` deliver Event Grid event batches to the app on the local emulator (or a running sandbox);
+* ``sandbox [SCENARIO]`` keep the emulator, Azurite and the app running for the other commands to poke;
 * ``status``             pools, episodes, images and locks of a subscription (real, or the emulator);
 * ``plan``               what the pool watch and the image guard would do now (a dry run: no writes);
 * ``reconcile``          one watch pass and one guard pass now.
