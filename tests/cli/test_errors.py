@@ -103,6 +103,9 @@ def test_invalid_families_name_the_file_and_say_fix_the_file(start_local: Any, t
     assert main(["plan"]) == 2
     err = capsys.readouterr().err
     assert "AUTOPILOT_FAMILIES is not a valid families document" in err and what_to_do(err).startswith("fix the AUTOPILOT_FAMILIES setting")
+    clean_env.setenv("AUTOPILOT_FAMILIES", json.dumps(GOOD_FAMILIES))  # following it: the command runs (the example's accounts
+    assert main(["plan"]) in (0, 1)                                    # are not in this subscription: exit 1 reports them)
+    assert "error:" not in capsys.readouterr().err
 
 
 def test_a_missing_families_file_exits_2_from_the_cli(start_local: Any, tmp_path: Path, clean_env: pytest.MonkeyPatch,
@@ -112,6 +115,12 @@ def test_a_missing_families_file_exits_2_from_the_cli(start_local: Any, tmp_path
     assert main(["status"]) == 2
     err = capsys.readouterr().err
     assert f"AUTOPILOT_FAMILIES_FILE={tmp_path / 'families.json'} does not exist" in err and no_class_names(err) and "--debug" not in err
+    # following it: the absolute path of a document, starting from infra/families.sample.json
+    assert "give the absolute path of the families JSON document" in err and "infra/families.sample.json" in err
+    sample = (ROOT / "infra" / "families.sample.json").read_text(encoding="utf-8").replace("<subscription-id>", "00000000-0000-4000-8000-000000000001")
+    (tmp_path / "families.json").write_text(sample, encoding="utf-8")
+    assert main(["status"]) in (0, 1)
+    assert "error:" not in capsys.readouterr().err
 
 
 # --- scenarios -----------------------------------------------------------------------------
@@ -175,6 +184,17 @@ def test_azurite_refusing_the_key_is_one_line_and_exit_2(tmp_path: Path, azurite
     assert main(["replay", str(ROOT / "tests" / "cli" / "data" / "eventgrid-snapshots.json"), "--azurite", gone]) == 2
     err = capsys.readouterr().err
     assert "cannot reach the table storage --azurite names" in err and no_class_names(err)
+    # following it: leave out --azurite, and the command starts its own
+    assert main(["replay", str(ROOT / "tests" / "cli" / "data" / "eventgrid-snapshots.json")]) == 0
+
+
+def test_sandbox_refuses_a_bad_speed_and_an_unwritable_env_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sandbox", "--speed", "0"]) == 2
+    assert "--speed 0" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    assert main(["sandbox", "--env-file", str(tmp_path / "a-file" / "sandbox.env")]) == 2
+    err = capsys.readouterr().err
+    assert "--env-file" in err and "cannot write there" in err and no_class_names(err)
 
 
 def test_status_with_a_wrong_storage_key_says_so(start_local: Any, azurite: str, clean_env: pytest.MonkeyPatch,
