@@ -812,11 +812,13 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")
         return 130
-    except OSError as exc:  # a file the command reads or writes
+    except OSError as exc:
         if args.debug:
             raise
-        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        return _fail(f"cannot use the file{where}: {exc.strerror or exc}", "check the path and its permissions, then run the command again")
+        if getattr(exc, "filename", None):  # a file the command reads or writes
+            return _fail(f"cannot use the file {exc.filename}: {exc.strerror or exc}", "check the path and its permissions, then run the command again")
+        return _fail(f"the command stopped on a system error: {exc.strerror or exc}",
+                     "check the network and the paths given, then run again (--debug shows where it happened)")
     except Exception as exc:
         if args.debug:
             raise

@@ -264,3 +264,18 @@ def test_failed_invocations_are_shown_without_class_names(tmp_path: Path, azurit
     assert without_class_names("HttpResponseError: (ScopeLocked) locked") == "(ScopeLocked) locked"
     assert without_class_names("x: azure.core.exceptions.ResourceNotFoundError: (NotFound) gone") == "x: (NotFound) gone"
     assert without_class_names("AllocationFailed: Code: InternalServerError") == "AllocationFailed: Code: InternalServerError"
+
+
+@pytest.mark.parametrize("error, expected", [(FileNotFoundError(2, "No such file or directory", "/x/y"), "cannot use the file /x/y: No such file"),
+                                             (ConnectionRefusedError(111, "Connection refused"), "stopped on a system error: Connection refused")])
+def test_system_errors_are_one_line_and_exit_2(error: OSError, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from autopilot import cli
+
+    def fail(args: Any) -> int:
+        raise error
+
+    args = build_parser().parse_args(["status"])
+    args.handler = fail
+    assert cli._run(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and no_class_names(err) and err.count("\n") == 2
