@@ -1,14 +1,18 @@
 # One-command set-up on a fresh machine with Python 3.11, Node/npm and make.
 #   make test   - create .venv, install Python + npm deps, lint, run the whole suite (starts Azurite itself)
 #   make demo   - run the bundled demo scenario on the embedded emulator
+#   make sandbox - keep the emulator, Azurite and the app running (SCENARIO=... seeds it); prints the settings
 #   make bench  - run the benchmarks and regenerate docs/benchmarks.md
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov in its own environment: it pins pycep-parser 0.5.1 and an old packaging that the dev venv's pytest refuses.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: setup test lint demo bench chaos clean
+.PHONY: setup test lint demo sandbox bench chaos clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s); set PY=/path/to/python3.11" % sys.version.split()[0]'
@@ -22,7 +26,13 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	@touch $@
+
+setup: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
@@ -33,6 +43,11 @@ test: setup lint
 demo: setup
 	$(BIN)/python -m autopilot simulate scenarios/demo.json --report out/demo/report.json
 
+# The emulator, Azurite and the app left running for status / plan / reconcile / replay from another shell.
+#   make sandbox [SCENARIO=scenarios/demo.json]
+sandbox: setup
+	$(BIN)/python -m autopilot sandbox $(SCENARIO)
+
 bench: setup
 	$(BIN)/python -m bench
 
@@ -40,4 +55,4 @@ chaos: setup
 	AUTOPILOT_CHAOS=long $(BIN)/python -m pytest tests/reliability
 
 clean:
-	rm -rf $(VENV) node_modules out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules out .pytest_cache .ruff_cache .hypothesis

@@ -4,7 +4,8 @@ Commands (docs/cli.md has the full reference):
 
 * ``simulate SCENARIO``  run a scenario on the local emulator, Azurite and the local Functions host;
 * ``validate SCENARIO``  check a scenario file without running it;
-* ``replay EVENTS.json`` deliver Event Grid event batches to the app on the local emulator;
+* ``replay EVENTS.json`` deliver Event Grid event batches to the app on the local emulator (or a running sandbox);
+* ``sandbox [SCENARIO]`` keep the emulator, Azurite and the app running for the other commands to poke;
 * ``status``             pools, episodes, images and locks of a subscription (real, or the emulator);
 * ``plan``               what the pool watch and the image guard would do now (a dry run: no writes);
 * ``reconcile``          one watch pass and one guard pass now.
@@ -20,6 +21,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -108,6 +110,7 @@ def _logging(args: argparse.Namespace) -> Iterator[None]:
 def _start_azurite(connection: str | None) -> tuple[str, Any]:
     """A connection string, and the Azurite process to stop (None when an existing one was given)."""
     if connection:
+        _probe_storage(connection, "--azurite")
         return connection, None
     from emulator.azurite import Azurite, AzuriteError
 
@@ -118,6 +121,60 @@ def _start_azurite(connection: str | None) -> tuple[str, Any]:
         raise UsageError(f"cannot start Azurite: {exc}",
                          "run `make setup` in the repository root (it installs Azurite with npm), or pass --azurite CONNECTION_STRING") from None
     return azurite.connection_string, azurite
+
+
+def _storage_refused(exc: BaseException) -> bool:
+    """Table storage (Azurite or Azure) refused the credentials: 403 AuthorizationFailure / AuthenticationFailed."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+    if isinstance(exc, ClientAuthenticationError):
+        return "failed to authenticate" in str(exc).lower() or "authorizationfailure" in str(exc).lower()
+    code = str(getattr(exc, "error_code", "") or "").lower().replace("tableerrorcode.", "").replace("_", "")
+    return isinstance(exc, HttpResponseError) and exc.status_code == 403 and (
+        code in ("authorizationfailure", "authenticationfailed") or "failed to authenticate" in str(exc).lower())
+
+
+def _probe_storage(connection: str, where: str) -> None:
+    """One cheap Table call, so that a wrong key or a stopped Azurite is one clear line before anything runs."""
+    from azure.core.exceptions import AzureError, ServiceRequestError
+    from azure.data.tables import TableServiceClient
+
+    try:
+        service = TableServiceClient.from_connection_string(connection)
+    except ValueError as exc:
+        raise UsageError(f"{where}: not a storage connection string ({exc})",
+                         "pass the connection string Azurite prints (DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                         "AccountKey=...;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;), or leave it out to start one") from None
+    try:
+        with service:
+            next(iter(service.list_tables(results_per_page=1)), None)
+    except ServiceRequestError:
+        raise UsageError(f"cannot reach the table storage {where} names ({service.url})",
+                         "start Azurite (`autopilot sandbox` starts one and prints its connection string), or leave out --azurite "
+                         "to let the command start its own") from None
+    except AzureError as exc:
+        if _storage_refused(exc):
+            raise UsageError(f"the table storage {where} names ({service.url}) refused the credentials (403 AuthorizationFailure)",
+                             "use the account name and key of that Azurite or storage account exactly as it prints them "
+                             "(Azurite's default: AccountName=devstoreaccount1 and its well-known key)") from None
+        raise
+
+
+def _check_writable(path: str, option: str) -> None:
+    """Fail before a long run, not after it, when a result file cannot be written."""
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "it is a directory")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        existed = target.exists()
+        with open(target, "a", encoding="utf-8"):
+            pass
+        if not existed:
+            target.unlink()
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write there ({exc.strerror or exc})",
+                         f"give {option} a path in a directory you can write, e.g. {option} out/report.json") from None
 
 
 class LiveProgress:
@@ -200,6 +257,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
         return _fail(f"{exc.source} is not a valid scenario", "fix the lines above; docs/scenarios.md describes every key", exc.problems)
+    if args.report:
+        _check_writable(args.report, "--report")
+    if args.chart_dir and not args.no_chart:
+        _check_writable(str(Path(args.chart_dir) / f"{scenario.name}.png"), "--chart-dir")
     console = _console()
     quiet = args.quiet
     if not quiet:
@@ -233,9 +294,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK if report["result"]["ok"] else EXIT_PROBLEMS
 
 
-KIND_STYLES = {"action": "bold cyan", "mark": "bold magenta", "alert": "bold", "stall": "dim", "pool": "", "image": "blue", "lock": "blue",
+KIND_STYLES = {"action": "bold cyan", "mark": "bold magenta", "alert": "bold", "stall": "dim", "step": "dim", "pool": "", "image": "blue", "lock": "blue",
                "host": "red"}
 SEVERITY_STYLES = {"critical": "red", "warning": "yellow", "info": "green", "error": "red"}
+
+
+def _print_diagnosis(console: Any, alert: dict[str, Any], indent: str = "    ") -> None:
+    """An alert's diagnosis and fix, one indented line each (what a person needs to act on it)."""
+    if alert.get("diagnosis"):
+        console.print(f"{indent}[dim]diagnosis:[/] {_escape(alert['diagnosis'])}")
+    if alert.get("fix"):
+        console.print(f"{indent}[bold]fix:[/] {_escape(alert['fix'])}")
 
 
 def print_timeline(console: Any, report: dict[str, Any]) -> None:
@@ -252,6 +321,11 @@ def print_timeline(console: Any, report: dict[str, Any]) -> None:
         kind_style = KIND_STYLES.get(entry["kind"])
         table.add_row(entry["offset"], entry["time"][11:16], f"[{kind_style}]{entry['kind']}[/]" if kind_style else entry["kind"],
                       f"[{style}]{_escape(entry['text'])}[/]" if style else _escape(entry["text"]))
+        # An alert's diagnosis and fix: one indented line each, under the alert.
+        if entry.get("diagnosis"):
+            table.add_row("", "", "", f"  [dim]diagnosis:[/] {_escape(entry['diagnosis'])}")
+        if entry.get("fix"):
+            table.add_row("", "", "", f"  [bold]fix:[/] {_escape(entry['fix'])}")
     console.print(table)
 
 
@@ -315,6 +389,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         advance = parse_duration(args.advance)
     except ValueError as exc:
         return _fail(f"--advance: {exc}")
+    sandbox_url = os.environ.get("AUTOPILOT_SANDBOX_URL")
+    if sandbox_url and not args.scenario and not args.azurite and not args.local:
+        return _replay_in_sandbox(args, sandbox_url, events, advance)
     try:
         scenario = load_scenario(args.scenario) if args.scenario else parse_scenario({"name": "empty", "duration": "1m"}, source="(empty subscription)")
     except ScenarioError as exc:
@@ -334,11 +411,39 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         if azurite is not None:
             azurite.stop()
+    return _print_replay(args, result, events, scenario.source if args.scenario else "an empty subscription", advance)
+
+
+def _replay_in_sandbox(args: argparse.Namespace, url: str, events: list[Any], advance: Any) -> int:
+    """The events go to the running sandbox's app (``autopilot sandbox``), as Event Grid would deliver them there."""
+    import urllib.error
+
+    from autopilot.replay import ReplayResult
+    from autopilot.sandbox import replay_to_sandbox
+
+    try:
+        document = replay_to_sandbox(url, os.environ.get("AUTOPILOT_CA_BUNDLE"), events, topic=args.topic,
+                                     advance_minutes=advance.total_seconds() / 60)
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        raise UsageError(f"the sandbox at {url} refused the events: {detail[:500]}", "fix the events file, or pass --local") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UsageError(f"cannot reach the sandbox at {url} (AUTOPILOT_SANDBOX_URL): {reason}",
+                         "start it again with `autopilot sandbox` and source the settings it prints, or unset AUTOPILOT_SANDBOX_URL "
+                         "(or pass --local) to replay on a private emulator") from None
+    result = ReplayResult(events, invocations=document["invocations"], alerts=document["alerts"], created=document["created"],
+                          deleted=document["deleted"], dead_letters=document["deadLetters"], locks_added=document["locksAdded"],
+                          locks_removed=document["locksRemoved"])
+    return _print_replay(args, result, events, f"the sandbox at {url}", advance)
+
+
+def _print_replay(args: argparse.Namespace, result: Any, events: list[Any], against: str, advance: Any) -> int:
     if args.json:
         _print_json(result.to_json())
         return EXIT_OK if result.ok else EXIT_PROBLEMS
     console = _console()
-    console.print(f"[bold]replayed[/] {len(events)} event(s) against {_escape(scenario.source if args.scenario else 'an empty subscription')}"
+    console.print(f"[bold]replayed[/] {len(events)} event(s) against {_escape(against)}"
                   + (f", then {args.advance} of virtual time" if advance else ""))
     for e in events:
         console.print(f"  {e.topic:6} {e.schema:20} {_escape(e.type)} {_escape(e.subject)}")
@@ -349,6 +454,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     console.print(f"[bold]alerts[/] ({len(result.alerts)})")
     for alert in result.alerts:
         console.print(f"  {alert['type']} ({alert['severity']}): {_escape(alert['title'] or '')}")
+        _print_diagnosis(console, alert, indent="      ")
     for title, items in (("resources created", result.created), ("resources deleted", result.deleted), ("locks added", result.locks_added),
                          ("locks removed", result.locks_removed)):
         console.print(f"[bold]{title}[/] ({len(items)})")
@@ -359,6 +465,61 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for d in result.dead_letters:
             console.print(f"  {d['function']}: {_escape(d['eventType'])} {_escape(d['subject'])}: {_escape(d['lastError'])}")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
+
+
+# ---------------------------------------------------------------------------------------------
+# sandbox
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from autopilot.sandbox import EMPTY, Sandbox
+    from autopilot.scenario import ScenarioError, load_scenario, parse_scenario
+
+    try:
+        scenario = load_scenario(args.scenario) if args.scenario else parse_scenario(EMPTY, source="(an empty subscription with one Batch account)")
+    except ScenarioError as exc:
+        return _fail(f"{exc.source} is not a valid scenario", "fix the lines above; docs/scenarios.md describes every key", exc.problems)
+    if args.speed <= 0:
+        return _fail(f"--speed {args.speed}: it must be more than 0", "e.g. --speed 60 lets a virtual minute pass every second")
+    _check_writable(args.env_file, "--env-file")
+    connection, azurite = _start_azurite(args.azurite)
+    try:
+        try:
+            sandbox = Sandbox(scenario, connection, speed=args.speed)
+        except ScenarioError as exc:
+            return _fail(f"{exc.source} cannot be set up", "fix the scenario's initial state; docs/scenarios.md describes every key", exc.problems)
+        try:
+            path = sandbox.write_env(Path(args.env_file))
+            out = sys.stdout
+            out.write(f"sandbox: {scenario.source}'s initial state on the emulator at {sandbox.local.server.base_url}, Azurite, and the app "
+                      f"on the local Functions host; virtual time {sandbox.local.emulator.now():%Y-%m-%d %H:%M} UTC, x{args.speed:g}\n")
+            out.write(f"settings written to {path}; in another shell:\n\n    . {path}\n    autopilot status\n\n")
+            for name, value in sorted(sandbox.env().items()):
+                out.write(f"export {name}={_shell_quote(value)}\n")
+            out.write("\nCtrl-C stops the sandbox (and everything it started).\n")
+            out.flush()
+            stop = threading.Event()
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            with contextlib.suppress(KeyboardInterrupt):
+                sandbox.serve(stop)
+        finally:
+            sandbox.close()
+    finally:
+        if azurite is not None:
+            azurite.stop()
+    sys.stdout.write("sandbox stopped\n")
+    return EXIT_OK
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,9 +534,14 @@ def _context() -> Any:
     try:
         return build_context()
     except SettingsError as exc:
-        raise UsageError("the app settings in the environment are incomplete or invalid:\n  - " + "\n  - ".join(exc.problems),
-                         "export the Function App's settings (see local.settings.sample.json), e.g. with "
-                         "`az functionapp config appsettings list`, or run against the emulator with AUTOPILOT_CREDENTIAL=emulator") from None
+        if all(p.startswith("AUTOPILOT_FAMILIES_FILE") for p in exc.problems):
+            hint = "fix the file AUTOPILOT_FAMILIES_FILE names (each line above says where); docs/families.schema.json describes every key"
+        elif all(p.startswith("AUTOPILOT_FAMILIES") for p in exc.problems):
+            hint = "fix the AUTOPILOT_FAMILIES setting (each line above says where); docs/families.schema.json describes every key"
+        else:
+            hint = ("fix or export the settings named above, as the Function App has them (local.settings.sample.json lists every one; "
+                    "`az functionapp config appsettings list` shows a deployed app's); for a local sandbox, `autopilot sandbox` prints them")
+        raise UsageError("the app settings in the environment are incomplete or invalid:\n  - " + "\n  - ".join(exc.problems), hint) from None
 
 
 def _azure_call(fn: Callable[[], Any]) -> Any:
@@ -388,6 +554,11 @@ def _azure_call(fn: Callable[[], Any]) -> Any:
                          "sign in with `az login` (or set AZURE_CLIENT_ID for a managed identity), then try again") from None
     except ServiceRequestError as exc:
         raise UsageError(f"cannot reach Azure: {exc}", "check AUTOPILOT_ARM_ENDPOINT and your network (for the emulator: is it running?)") from None
+    except Exception as exc:
+        if _storage_refused(exc):
+            raise UsageError("the app's table storage refused the credentials in AzureWebJobsStorage (403 AuthorizationFailure)",
+                             "set AzureWebJobsStorage to the storage account's (or Azurite's) connection string with its current key") from None
+        raise
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -434,6 +605,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = i["provisioningState"] if i["exists"] else "[red]missing[/]"
         images.add_row(i["kind"], _escape(i["id"].rsplit("/providers/", 1)[-1]), state, ", ".join(i["pools"]) or "-", locks)
     console.print(images)
+    console.print(f"[bold]Recent alerts[/] ({len(status['recentAlerts'])})")
+    for alert in status["recentAlerts"]:
+        style = SEVERITY_STYLES.get(alert["severity"], "bold")
+        console.print(f"  {alert['time'][:16].replace('T', ' ')} [{style}]{alert['type']}[/] ({alert['severity']}): {_escape(alert['title'])}")
+        _print_diagnosis(console, alert, indent="      ")
     for problem in status["problems"]:
         console.print(f"[red]problem:[/] {_escape(problem)}")
     for warning in status["warnings"]:
@@ -513,6 +689,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _version() -> str:
+    """The installed package's version (pyproject.toml), or the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("batch-image-autopilot")
+    except PackageNotFoundError:
+        import tomllib
+
+        with open(ROOT / "pyproject.toml", "rb") as fh:
+            return str(tomllib.load(fh)["project"]["version"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(add_help=False)
     top.add_argument("-v", "--verbose", action="store_true", help="show the app's and the emulator's log (INFO)")
@@ -525,13 +714,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="autopilot", description="Batch Image Autopilot: simulate scenarios locally, replay Event Grid events, and inspect "
                      "or reconcile a subscription.", epilog="Exit codes: 0 ok, 1 problems found, 2 cannot run as asked. See docs/cli.md.",
                      parents=[top])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser("simulate", parents=[common], help="run a scenario on the local emulator and report what happened",
                        description="Run SCENARIO (scenarios/*.json; format in docs/scenarios.md) on the local emulator, Azurite and the local "
                        "Functions host; print the timeline, write the JSON report and a chart (PNG + HTML), check the scenario's expectations.",
-                       epilog="Exit codes: 0 every expectation held, 1 an expectation or an action's expected outcome failed, 2 invalid scenario.")
+                       epilog="Exit codes: 0 every expectation held, 1 an expectation or an action's expected outcome failed, 2 invalid scenario, "
+                       "an unwritable --report or --chart-dir, or Azurite missing or refusing its credentials.")
     p.add_argument("scenario", metavar="SCENARIO", help="scenario file, e.g. scenarios/demo.json")
     p.add_argument("--report", metavar="REPORT.json", help="write the JSON report here (the directory is created)")
     p.add_argument("--chart-dir", metavar="DIR", help="write SCENARIO-NAME.png and SCENARIO-NAME.html here (default: the report's directory, else out/NAME/)")
@@ -541,7 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_simulate)
 
     p = sub.add_parser("validate", parents=[common], help="check a scenario file without running it",
-                       description="Validate SCENARIO against scenarios/scenario.schema.json and the app's own settings and families parsers.")
+                       description="Validate SCENARIO against scenarios/scenario.schema.json and the app's own settings and families parsers.",
+                       epilog="Exit codes: 0 valid, 2 invalid (every problem is listed, each with its JSON path).")
     p.add_argument("scenario", metavar="SCENARIO")
     p.set_defaults(handler=cmd_validate)
 
@@ -549,7 +741,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Deliver EVENTS.json (a JSON array as Event Grid POSTs it: Event Grid schema or CloudEvents 1.0) to the app's "
                        "functions through the local Functions host, against a scenario's initial state (without its timeline) or an empty "
                        "subscription; print the invocations, alerts and resources created.",
-                       epilog="Exit codes: 0 every invocation succeeded, 1 an invocation failed, 2 invalid input.")
+                       epilog="Exit codes: 0 every invocation succeeded, 1 an invocation failed or an event was dead-lettered, 2 invalid input, "
+                       "or Azurite missing or refusing its credentials.")
     p.add_argument("events", metavar="EVENTS.json")
     p.add_argument("--scenario", metavar="S", help="start from this scenario's initial state")
     p.add_argument("--topic", choices=("auto", "system", "custom"), default="auto",
@@ -557,27 +750,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--advance", metavar="DURATION", default="0m", help="virtual time to run after delivering, e.g. 30m (lets images and pools finish)")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
     p.add_argument("--azurite", metavar="CONNECTION_STRING", help="use this running Azurite instead of starting one")
+    p.add_argument("--local", action="store_true", help="replay on a private emulator even when AUTOPILOT_SANDBOX_URL names a running sandbox")
     p.set_defaults(handler=cmd_replay)
+
+    p = sub.add_parser("sandbox", parents=[common], help="run the emulator, Azurite and the app for other commands to poke",
+                       description="Start the local emulator, Azurite and the app on the local Functions host, seeded from SCENARIO's "
+                       "initial state (its timeline is not run; without SCENARIO: an empty subscription with one watched Batch account), "
+                       "and keep them running. Prints the settings (and writes them to --env-file): with them exported in another shell, "
+                       "status, plan, reconcile and replay work against the sandbox as against a subscription. Ctrl-C stops it.",
+                       epilog="Exit codes: 0 stopped by Ctrl-C or SIGTERM, 2 invalid scenario, an unwritable --env-file, or Azurite "
+                       "missing or refusing its credentials.")
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?", help="seed from this scenario's initial state, e.g. scenarios/demo.json")
+    p.add_argument("--env-file", metavar="FILE", default="out/sandbox.env", help="where to write the settings (default: out/sandbox.env)")
+    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall-clock second (default 1; 60: a minute a second)")
+    p.add_argument("--azurite", metavar="CONNECTION_STRING", help="use this running Azurite instead of starting one")
+    p.set_defaults(handler=cmd_sandbox)
 
     settings_note = ("Settings come from the environment, as the Function App has them (AUTOPILOT_SUBSCRIPTION_ID, AUTOPILOT_BATCH_ACCOUNTS, "
                      "AUTOPILOT_FAMILIES, AzureWebJobsStorage, ...); AUTOPILOT_CREDENTIAL=emulator targets the local emulator.")
     p = sub.add_parser("status", parents=[common], help="pools, episodes, images and locks of the subscription",
                        description="Show every pool of the watched Batch accounts (desired / current / Batch target, allocation state, the "
                        "watch's episode and backoff) and the images and gallery versions with the pools that use them and their locks. " + settings_note,
-                       epilog="Exit codes: 0 healthy, 1 failing or stopped pools, unreadable accounts or missing images, 2 settings or credentials.")
+                       epilog="Exit codes: 0 healthy, 1 failing or stopped pools, unreadable accounts or missing images, 2 settings, families or "
+                       "credentials.")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("plan", parents=[common], help="what the watch and the guard would do now (changes nothing)",
                        description="A dry run of the pool watch (tick) and the image guard (reconcile): the decision for every managed pool and the "
-                       "lock changes the guard would make. Only reads. " + settings_note)
+                       "lock changes the guard would make. Only reads. " + settings_note,
+                       epilog="Exit codes: 0 done, 1 an account could not be read, 2 settings, families or credentials.")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_plan)
 
     p = sub.add_parser("reconcile", parents=[common], help="one watch pass and one guard pass now",
                        description="Run the pool watch's tick (stalled pools are published as PoolResizeStalled events for the Function App) and "
                        "the image guard's reconcile (missing locks are put, unneeded ones removed). " + settings_note,
-                       epilog="Exit codes: 0 done, 1 a lock change or a stall failed, or an account could not be read, 2 settings or credentials.")
+                       epilog="Exit codes: 0 done, 1 a lock change or a stall failed, or an account could not be read, 2 settings, families or "
+                       "credentials.")
     p.add_argument("--handle-stalls", action="store_true", help="also re-issue the stalled pools' resizes here (when no Function App handles the events)")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_reconcile)
@@ -602,10 +812,23 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _console(stderr=True).print("interrupted")
         return 130
+    except OSError as exc:
+        if args.debug:
+            raise
+        if getattr(exc, "filename", None):  # a file the command reads or writes
+            return _fail(f"cannot use the file {exc.filename}: {exc.strerror or exc}", "check the path and its permissions, then run the command again")
+        return _fail(f"the command stopped on a system error: {exc.strerror or exc}",
+                     "check the network and the paths given, then run again (--debug shows where it happened)")
     except Exception as exc:
         if args.debug:
             raise
-        _fail(f"{type(exc).__name__}: {exc}", "run again with --debug for the traceback and -v for the app's log")
+        if _storage_refused(exc):
+            return _fail("the app's table storage refused the credentials in AzureWebJobsStorage (403 AuthorizationFailure)",
+                         "set AzureWebJobsStorage to the storage account's (or Azurite's) connection string with its current key")
+        # Not something the command knows how to explain: no class names, the message, and how to see more.
+        message = " ".join(str(exc).split())[:500] or "no message"
+        _fail(f"the command stopped on an unexpected error: {message}",
+              "this is likely a bug: run again with --debug for the traceback and -v for the app's log, and report both")
         return EXIT_PROBLEMS
 
 

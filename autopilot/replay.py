@@ -138,6 +138,7 @@ def _inventory(local: Any) -> tuple[dict[str, str], set[tuple[str, str]]]:
 
 def replay(local: Any, events: list[ReplayEvent], *, advance: timedelta = timedelta(0), step: timedelta = timedelta(minutes=1)) -> ReplayResult:
     """Deliver ``events`` to the app through ``local``'s Functions host; then let ``advance`` of virtual time pass."""
+    from autopilot.messages import without_class_names
     from autopilot.report import iso
 
     before, locks_before = _inventory(local)
@@ -151,16 +152,19 @@ def replay(local: Any, events: list[ReplayEvent], *, advance: timedelta = timede
         local.host.run_for(advance, step)
     after, locks_after = _inventory(local)
     result = ReplayResult(events)
-    result.invocations = [{"time": iso(i.time), "function": i.function, "trigger": i.trigger, "ok": i.ok, "detail": i.detail}
+    result.invocations = [{"time": iso(i.time), "function": i.function, "trigger": i.trigger, "ok": i.ok, "detail": without_class_names(i.detail)}
                           for i in local.host.invocations[first_invocation:]]
     result.alerts = [{"time": a.get("eventTime"), "type": str(a.get("eventType", "")).removeprefix(CUSTOM_PREFIX),
-                      "severity": (a.get("data") or {}).get("severity"), "subject": a.get("subject"), "title": (a.get("data") or {}).get("title")}
+                      "severity": (a.get("data") or {}).get("severity"), "subject": a.get("subject"), "title": (a.get("data") or {}).get("title"),
+                      "diagnosis": (a.get("data") or {}).get("diagnosis"), "fix": (a.get("data") or {}).get("fix"),
+                      "codes": list((a.get("data") or {}).get("codes") or [])}
                      for a in local.alerts()[first_alert:]]
     result.created = sorted(after[k] for k in after.keys() - before.keys())
     result.deleted = sorted(before[k] for k in before.keys() - after.keys())
     result.locks_added = sorted(f"{scope} ({name})" for scope, name in locks_after - locks_before)
     result.locks_removed = sorted(f"{scope} ({name})" for scope, name in locks_before - locks_after)
     result.dead_letters = [{"function": d.subscription.function, "eventType": str(d.event.get("eventType") or d.event.get("type")),
-                            "subject": str(d.event.get("subject") or ""), "attempts": d.attempts, "lastError": d.errors[-1] if d.errors else ""}
+                            "subject": str(d.event.get("subject") or ""), "attempts": d.attempts,
+                            "lastError": without_class_names(d.errors[-1]) if d.errors else ""}
                            for d in local.host.dead_letters[first_dead:]]
     return result

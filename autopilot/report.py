@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autopilot.messages import without_class_names
 from autopilot.scenario import Scenario, format_duration, format_offset, parse_duration
 
 if TYPE_CHECKING:
@@ -58,11 +59,15 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         if m is None:
             continue
         pool_key = next((k for k in recorder.pools if k.lower() == f"{m['account']}/{m['pool']}".lower()), f"{m['account']}/{m['pool']}")
-        resize_requests.append({"time": iso(entry.time), "pool": pool_key, "caller": entry.caller or "unknown", "status": entry.status})
+        asked = _asked_for(recorder, pool_key, entry.time) if 200 <= entry.status < 300 else (None, None)
+        resize_requests.append({"time": iso(entry.time), "pool": pool_key, "caller": entry.caller or "unknown", "status": entry.status,
+                                "dedicated": asked[0], "spot": asked[1]})
 
     for result in sim.results:  # people's resizes go through the management plane (PATCH fixedScale): taken from the actions
         if result.action.kind == "resizePool" and result.outcome == "ok":
-            resize_requests.append({"time": iso(result.time), "pool": result.action.spec["pool"], "caller": result.by or "unknown", "status": 200})
+            asked = _asked_for(recorder, result.action.spec["pool"], result.time)
+            resize_requests.append({"time": iso(result.time), "pool": result.action.spec["pool"], "caller": result.by or "unknown", "status": 200,
+                                    "dedicated": asked[0], "spot": asked[1]})
     resize_requests.sort(key=lambda r: r["time"])
 
     alerts = []
@@ -76,13 +81,17 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
             "subject": subject,
             "pool": pool_paths.get(normalize(subject)) if subject.startswith("/") else None,
             "title": str(data.get("title") or ""),
+            "diagnosis": str(data.get("diagnosis") or ""),
+            "fix": str(data.get("fix") or ""),
+            "codes": [str(c) for c in data.get("codes") or [] if c] if isinstance(data.get("codes"), list) else [],
         })
     stalls = []
     for event in local.stall_events():
         data = event.get("data") or {}
         subject = str(event.get("subject") or "")
         stalls.append({"time": iso(_parse(event["eventTime"])), "pool": pool_paths.get(normalize(subject), subject),
-                       "action": str(data.get("action") or ""), "reason": str(data.get("reason") or "")})
+                       "action": str(data.get("action") or ""), "reason": str(data.get("reason") or ""), "kind": stall_kind(data),
+                       "label": stall_label(data)})
 
     pools = []
     final_keys = set()
@@ -148,9 +157,10 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         else:
             row["failed"] += 1
             if len(row["failures"]) < 5:
-                row["failures"].append({"time": iso(inv.time), "detail": inv.detail[:500]})
+                row["failures"].append({"time": iso(inv.time), "detail": without_class_names(inv.detail)[:500]})
     dead = [{"function": d.subscription.function, "eventType": str(d.event.get("eventType") or d.event.get("type") or ""),
-             "subject": str(d.event.get("subject") or ""), "attempts": d.attempts, "lastError": (d.errors[-1] if d.errors else "")[:500]}
+             "subject": str(d.event.get("subject") or ""), "attempts": d.attempts,
+             "lastError": without_class_names(d.errors[-1] if d.errors else "")[:500]}
             for d in host.dead_letters]
 
     actions = [{"at": format_offset(r.action.at), "time": iso(r.time), "action": r.action.kind, "by": r.by, "target": r.target,
@@ -158,16 +168,19 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
                for r in sim.results]
 
     timeline = [{"time": iso(e.time), "offset": format_offset(e.time - scenario.start), "kind": e.kind, "text": e.text, "pool": e.pool,
-                 "severity": e.severity} for e in recorder.timeline]
+                 "severity": e.severity, "diagnosis": None, "fix": None} for e in recorder.timeline]
     timeline += [{"time": a["time"], "offset": format_offset(_parse(a["time"]) - scenario.start), "kind": "alert",
-                  "text": f"{a['type']}: {a['title']}", "pool": a["pool"], "severity": a["severity"]} for a in alerts]
-    timeline += [{"time": s["time"], "offset": format_offset(_parse(s["time"]) - scenario.start), "kind": "stall",
-                  "text": f"PoolResizeStalled {s['pool']} ({s['action']}): {s['reason']}", "pool": s["pool"] if s["pool"] in recorder.pools else None,
-                  "severity": None} for s in stalls]
+                  "text": f"{a['type']}: {a['title']}", "pool": a["pool"], "severity": a["severity"],
+                  "diagnosis": a["diagnosis"] or None, "fix": a["fix"] or None} for a in alerts]
+    timeline += [{"time": s["time"], "offset": format_offset(_parse(s["time"]) - scenario.start), "kind": s["kind"],
+                  "text": f"{s['label']} {s['pool']}" + (f" ({s['action']})" if s["kind"] == "stall" else "") + f": {s['reason']}",
+                  "pool": s["pool"] if s["pool"] in recorder.pools else None,
+                  "severity": None, "diagnosis": None, "fix": None} for s in stalls]
     timeline += [{"time": iso(inv.time), "offset": format_offset(inv.time - scenario.start), "kind": "host",
-                  "text": f"function {inv.function} failed: {inv.detail[:200]}", "pool": None, "severity": "error"}
+                  "text": f"function {inv.function} failed: {without_class_names(inv.detail)[:200]}", "pool": None, "severity": "error",
+                  "diagnosis": None, "fix": None}
                  for inv in host.invocations if not inv.ok]
-    order = {"action": 0, "mark": 0, "host": 1, "image": 2, "lock": 3, "pool": 4, "stall": 5, "alert": 6}
+    order = {"action": 0, "mark": 0, "host": 1, "image": 2, "lock": 3, "pool": 4, "step": 5, "stall": 5, "alert": 6}
     timeline.sort(key=lambda e: (e["time"], order.get(e["kind"], 9)))
 
     report: dict[str, Any] = {
@@ -207,6 +220,39 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
     return report
 
 
+def _asked_for(recorder: Any, pool_key: str, when: datetime) -> tuple[int | None, int | None]:
+    """The size an accepted resize asked for: the resize Batch started on the pool at that moment (None if none did)."""
+    series = next((s for k, s in recorder.pools.items() if k.lower() == pool_key.lower()), None)
+    if series is None:
+        return None, None
+    started = [r for r in series.resizes.values() if r[0] <= when]
+    if not started:
+        return None, None
+    latest = max(started, key=lambda r: r[0])
+    return (latest[1], latest[2]) if when - latest[0] <= timedelta(seconds=1) else (None, None)
+
+
+def stall_kind(data: dict[str, Any]) -> str:
+    """``step`` for a resize the watch planned (the pool is steady at its own target with no resize errors: the last
+    step completed, or a person changed the desired target), ``stall`` for one that re-issues a failed or stuck resize.
+
+    The watch publishes both as PoolResizeStalled events (docs/events.md); only the second is a stall to a person."""
+    errors = data.get("resizeErrors") or []
+    at_own_target = (data.get("currentDedicatedNodes"), data.get("currentLowPriorityNodes")) == (
+        data.get("targetDedicatedNodes"), data.get("targetLowPriorityNodes"))
+    steady = str(data.get("allocationState") or "steady").lower() == "steady"
+    return "step" if data.get("action") == "resize" and not errors and at_own_target and steady else "stall"
+
+
+def stall_label(data: dict[str, Any]) -> str:
+    """How the timeline names a watch event: ``grow step`` / ``shrink step`` for a planned step, else ``stall``."""
+    if stall_kind(data) == "stall":
+        return "stall"
+    current = (data.get("currentDedicatedNodes") or 0) + (data.get("currentLowPriorityNodes") or 0)
+    desired = (data.get("desiredDedicatedNodes") or 0) + (data.get("desiredLowPriorityNodes") or 0)
+    return "shrink step" if desired < current else "grow step"
+
+
 def _last(values: list[Any]) -> Any:
     return values[-1] if values else None
 
@@ -229,6 +275,16 @@ def _count_ok(spec: dict[str, Any], n: int) -> tuple[bool, str]:
         ok &= n <= spec["max"]
         wanted.append(f"at most {spec['max']}")
     return ok, f"{n} (wanted {' and '.join(wanted)})"
+
+
+def _alert_words_match(spec: dict[str, Any], alert: dict[str, Any]) -> bool:
+    """``codes``: the alert carries one of these error codes; ``diagnosisContains``: these words appear in its diagnosis
+    or its fix; ``fixContains``: in its fix. All case-insensitive."""
+    if spec.get("codes") and not {c.lower() for c in spec["codes"]} & {c.lower() for c in alert.get("codes") or []}:
+        return False
+    if "diagnosisContains" in spec and spec["diagnosisContains"].lower() not in f"{alert['diagnosis']}\n{alert['fix']}".lower():
+        return False
+    return not ("fixContains" in spec and spec["fixContains"].lower() not in alert["fix"].lower())
 
 
 def _window(spec: dict[str, Any], start: datetime, when: str) -> bool:
@@ -298,9 +354,15 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
         elif kind == "alerts":
             matching = [a for a in report["alerts"] if ("type" not in spec or a["type"].lower() == spec["type"].lower())
                         and ("subjectContains" not in spec or spec["subjectContains"].lower() in a["subject"].lower())
-                        and _window(spec, start, a["time"])]
+                        and _alert_words_match(spec, a) and _window(spec, start, a["time"])]
             ok, detail = _count_ok(spec, len(matching))
             about = f" about *{spec['subjectContains']}*" if "subjectContains" in spec else ""
+            if spec.get("codes"):
+                about += f" with code {' or '.join(spec['codes'])}"
+            if "diagnosisContains" in spec:
+                about += f" whose diagnosis or fix says \"{spec['diagnosisContains']}\""
+            if "fixContains" in spec:
+                about += f" whose fix says \"{spec['fixContains']}\""
             text = f"{spec.get('type', 'any')} alerts{about}{_window_text(spec)}"
             detail = f"{detail}" + (f": {', '.join(a['time'][11:16] + ' ' + a['type'] for a in matching[:5])}" if matching else "")
         elif kind == "imageExists":
@@ -320,9 +382,14 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
         elif kind == "resizeRequests":
             by = spec.get("by", "app")
             matching = [r for r in report["resizeRequests"] if r["pool"].lower() == pool_ref.lower() and (by == "anyone" or r["caller"] == APP_CALLER)
-                        and _window(spec, start, r["time"])]
+                        and all(r[k] == spec[k] for k in ("dedicated", "spot") if k in spec) and _window(spec, start, r["time"])]
             ok, detail = _count_ok(spec, len(matching))
-            text = f"resize requests for {pool_ref} by {'the app' if by == 'app' else 'anyone'}{_window_text(spec)}"
+            size = " and ".join(f"{spec[k]} {'dedicated' if k == 'dedicated' else 'Spot'}" for k in ("dedicated", "spot") if k in spec)
+            text = f"resize requests for {pool_ref}{' asking for ' + size if size else ''} by {'the app' if by == 'app' else 'anyone'}{_window_text(spec)}"
+            if matching or size:
+                asked = [f"{r['time'][11:16]} {r['dedicated']}/{r['spot']}" for r in report["resizeRequests"]
+                         if r["pool"].lower() == pool_ref.lower() and (by == "anyone" or r["caller"] == APP_CALLER)][:8]
+                detail += f": {', '.join(asked)}" if asked else ""
         elif kind == "resizeFailures":
             code = spec.get("code", "").lower()
             matching = [f for f in report["resizeFailures"] if (pool_ref is None or f["pool"].lower() == pool_ref.lower())
@@ -331,9 +398,12 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
             text = f"resizes that ended short{' of ' + pool_ref if pool_ref else ''}{' with ' + spec['code'] if code else ''}{_window_text(spec)}"
             detail += f": {', '.join(f['time'][11:16] + ' ' + f['errors'].split(' (')[0] for f in matching[:6])}" if matching else ""
         elif kind == "stallEvents":
-            matching = [s for s in report["stallEvents"] if (pool_ref is None or s["pool"].lower() == pool_ref.lower()) and _window(spec, start, s["time"])]
+            wanted_kind = spec.get("kind")
+            matching = [s for s in report["stallEvents"] if (pool_ref is None or s["pool"].lower() == pool_ref.lower())
+                        and (wanted_kind is None or s["kind"] == wanted_kind) and _window(spec, start, s["time"])]
             ok, detail = _count_ok(spec, len(matching))
-            text = f"PoolResizeStalled events{' for ' + pool_ref if pool_ref else ''}{_window_text(spec)}"
+            what = {"step": "planned resize steps", "stall": "stalls"}.get(wanted_kind or "", "watch resize events (steps and stalls)")
+            text = f"{what}{' for ' + pool_ref if pool_ref else ''}{_window_text(spec)}"
         elif kind == "deadLetters":
             ok, detail = _count_ok(spec, report["events"]["deadLettered"])
             text = "dead-lettered events"
@@ -372,6 +442,7 @@ _STR = {"type": "string"}
 _STR_OR_NULL = {"type": ["string", "null"]}
 _BOOL = {"type": "boolean"}
 _COUNT = {"type": "integer", "minimum": 0}
+_COUNT_OR_NULL = {"anyOf": [_COUNT, {"type": "null"}]}
 
 
 def _obj(properties: dict[str, Any]) -> dict[str, Any]:
@@ -413,11 +484,13 @@ REPORT_SCHEMA: dict[str, Any] = {
         "locks": _list(_obj({"scope": _STR, "name": _STR, "level": {"enum": ["CanNotDelete", "ReadOnly"]}, "owner": {"enum": ["app", "other"]},
                              "notes": _STR})),
         "alerts": _list(_obj({"time": _TIME, "type": _STR, "severity": {"enum": ["info", "warning", "critical"]}, "subject": _STR,
-                              "pool": _STR_OR_NULL, "title": _STR})),
+                              "pool": _STR_OR_NULL, "title": _STR, "diagnosis": _STR, "fix": _STR, "codes": _list(_STR)})),
         "alertCounts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
         "teamsMessages": _COUNT,
-        "stallEvents": _list(_obj({"time": _TIME, "pool": _STR, "action": _STR, "reason": _STR})),
-        "resizeRequests": _list(_obj({"time": _TIME, "pool": _STR, "caller": _STR, "status": {"type": "integer"}})),
+        "stallEvents": _list(_obj({"time": _TIME, "pool": _STR, "action": _STR, "reason": _STR, "kind": {"enum": ["step", "stall"]},
+                                   "label": {"enum": ["grow step", "shrink step", "stall"]}})),
+        "resizeRequests": _list(_obj({"time": _TIME, "pool": _STR, "caller": _STR, "status": {"type": "integer"},
+                                      "dedicated": _COUNT_OR_NULL, "spot": _COUNT_OR_NULL})),
         "resizeFailures": _list(_obj({"time": _TIME, "pool": _STR, "errors": _STR})),
         "events": _obj({"delivered": _COUNT, "retried": _COUNT, "deadLettered": _COUNT,
                         "deadLetters": _list(_obj({"function": _STR, "eventType": _STR, "subject": _STR, "attempts": {"type": "integer", "minimum": 1},
@@ -428,8 +501,9 @@ REPORT_SCHEMA: dict[str, Any] = {
                           "appByAction": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
                           "faultsInjected": _COUNT}),
         "timeline": _list(_obj({"time": _TIME, "offset": {"type": "string", "pattern": r"^[+-]\d{2,}:\d{2}$"},
-                                "kind": {"enum": ["action", "mark", "host", "image", "lock", "pool", "stall", "alert"]}, "text": _STR,
-                                "pool": _STR_OR_NULL, "severity": {"enum": [None, "info", "warning", "critical", "error"]}})),
+                                "kind": {"enum": ["action", "mark", "host", "image", "lock", "pool", "step", "stall", "alert"]}, "text": _STR,
+                                "pool": _STR_OR_NULL, "severity": {"enum": [None, "info", "warning", "critical", "error"]},
+                                "diagnosis": _STR_OR_NULL, "fix": _STR_OR_NULL})),
         "charts": _obj({"png": _STR_OR_NULL, "html": _STR_OR_NULL}),
     }),
 }

@@ -199,12 +199,55 @@ def parse_scenario(document: str | Mapping[str, Any], *, source: str = "<scenari
     if not isinstance(raw, dict):
         raise ScenarioError(source, ['$: a scenario is a JSON object, e.g. {"name": "demo", "duration": "8h", "timeline": []}'])
     problems = schema_problems(raw)
-    if problems:
-        raise ScenarioError(source, problems)
-    scenario, problems = _build(raw, source)
-    if problems:
-        raise ScenarioError(source, problems)
-    return scenario
+    if not problems:
+        scenario, problems = _build(raw, source)
+        if problems:
+            raise ScenarioError(source, problems)
+        return scenario
+    # Every problem in one pass: the meaning checks run too, on the parts of the document the schema accepted.
+    try:
+        _, more = _build(_without_schema_errors(raw), source)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):  # a shape the pruning missed: the schema problems stand
+        more = []
+    raise ScenarioError(source, problems + [p for p in more if p not in problems])
+
+
+# What stands in for a required top-level value the schema found missing or wrong, so the meaning checks can still run.
+_STAND_INS: dict[str, Any] = {"name": "scenario", "duration": "1h"}
+
+
+def _without_schema_errors(raw: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` without the parts the schema refused: a list item with a problem becomes None (indices, and so
+    the paths in messages, stay), a top-level value with a problem is dropped (or stood in for, when required)."""
+    from jsonschema import Draft202012Validator
+
+    schema = load_schema()
+    pruned = copy.deepcopy(raw)
+    known = set((schema.get("properties") or {}).keys())
+    for key in list(pruned):
+        if key not in known:
+            del pruned[key]
+    for error in Draft202012Validator(schema).iter_errors(raw):
+        path = list(error.absolute_path)
+        if not path:
+            continue
+        key = path[0]
+        value = pruned.get(key)
+        if isinstance(value, list) and len(path) > 1 and isinstance(path[1], int) and path[1] < len(value):
+            item = value[path[1]]
+            # an account keeps its name (other items refer to it), whatever else is wrong with it
+            value[path[1]] = {"name": item["name"]} if key == "batchAccounts" and isinstance(item, dict) and isinstance(item.get("name"), str) else None
+        elif key in _STAND_INS:
+            pruned[key] = _STAND_INS[key]
+        else:
+            pruned.pop(key, None)
+    for key, value in _STAND_INS.items():
+        if not isinstance(pruned.get(key), str):
+            pruned[key] = value
+    for key in ("batchAccounts", "pools", "timeline", "expect"):
+        if key in pruned and not isinstance(pruned[key], list):
+            pruned.pop(key)
+    return pruned
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +262,7 @@ def json_path(parts: Iterable[Any]) -> str:
     return out
 
 
-def schema_problems(raw: Any, schema: Mapping[str, Any] | None = None, *, limit: int = 20) -> list[str]:
+def schema_problems(raw: Any, schema: Mapping[str, Any] | None = None, *, limit: int = 200) -> list[str]:
     from jsonschema import Draft202012Validator
 
     schema = schema or load_schema()
@@ -345,9 +388,11 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         problems.append(f"$.step: {raw.get('step')!r} must be between 10s and 15m (the resize engine moves minute by minute); for example \"1m\"")
 
     accounts = list(raw.get("batchAccounts") or [])
-    account_names = {a["name"] for a in accounts}
+    account_names = {a["name"] for a in accounts if a is not None}
     seen_accounts: set[str] = set()
     for i, account in enumerate(accounts):
+        if account is None:  # refused by the schema (reported already)
+            continue
         if account["name"] in seen_accounts:
             problems.append(f"$.batchAccounts[{i}].name: {account['name']!r} appears twice; Batch account names are unique")
         seen_accounts.add(account["name"])
@@ -396,6 +441,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
 
     # initial pools name known accounts
     for i, pool in enumerate(raw.get("pools") or []):
+        if pool is None:
+            continue
         if pool["account"] not in account_names:
             problems.append(f"$.pools[{i}].account: {pool['account']!r} is not one of the scenario's batchAccounts; add it to $.batchAccounts")
 
@@ -403,6 +450,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
     actions: list[Action] = []
     for i, spec in enumerate(raw.get("timeline") or []):
         path = f"$.timeline[{i}]"
+        if spec is None:
+            continue
         at = duration(f"{path}.at", spec["at"])
         if at > total:
             problems.append(f"{path}.at: {spec['at']} is after the end of the run ({raw['duration']}); move it earlier or lengthen $.duration")
@@ -435,6 +484,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
 
     for i, expectation in enumerate(scenario.expectations):
         path = f"$.expect[{i}]"
+        if expectation is None:
+            continue
         for key in ("by", "after", "before"):
             if key not in expectation or (key == "by" and expectation.get("expect") == "resizeRequests"):
                 continue  # resizeRequests' "by" names who made the requests

@@ -100,6 +100,9 @@ class PoolSeries:
     last_transition: datetime | None = None
     last_target: tuple[int, int] | None = None
     failures: list[tuple[datetime, str]] = field(default_factory=list)
+    # every resize Batch started on the pool, by its number: (when, dedicated, Spot asked for). A resize needs a steady
+    # pool, so two never start within one step and sampling each step sees them all.
+    resizes: dict[int, tuple[datetime, int, int]] = field(default_factory=dict)
 
 
 class Recorder:
@@ -147,6 +150,9 @@ class Recorder:
                 series.target_spot.append(pool.target["low"])
                 series.desired_dedicated.append(desired.dedicated if desired else None)
                 series.desired_spot.append(desired.spot if desired else None)
+                op = pool.op
+                if op is not None and op.number not in series.resizes:
+                    series.resizes[op.number] = (op.start, op.target["dedicated"], op.target["low"])
                 self._transitions(series, pool, desired, now)
         for key, series in self.pools.items():
             if key not in seen:
@@ -330,7 +336,8 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
                 sub, rg, gallery["name"], version["image"], version["name"],
                 source_image_id=_compute_ref(scenario, version["managedImage"], rg, "images") if version.get("managedImage") else None,
                 os_snapshot_id=_compute_ref(scenario, version["osSnapshot"], rg, "snapshots") if version.get("osSnapshot") else None,
-                data_snapshot_ids=data, target_regions=version.get("regions"), instant=True)
+                data_snapshot_ids=data, target_regions=version.get("regions"), instant=True,
+                end_of_life=_date_time(version["endOfLifeDate"]) if version.get("endOfLifeDate") else None)
     for pool in raw.get("pools") or []:
         metadata = dict(pool.get("metadata") or {})
         image_id = scenario.resource(pool["image"])
@@ -347,14 +354,22 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
                                   "target_dedicated": pool.get("dedicated", 0), "target_low_priority": pool.get("spot", 0)}
         if "resizeTimeout" in pool:
             fields["resize_timeout"] = parse_duration(pool["resizeTimeout"])
+        if pool.get("autoScale"):  # Batch sizes an autoscale pool with its formula (the app never resizes it)
+            fields["auto_scale_formula"] = pool["autoScale"]["formula"]
+            fields["auto_scale_evaluation_interval"] = parse_duration(pool["autoScale"].get("evaluationInterval", "15m"))
         batch.create_pool(pool["account"], pool["id"], image_id=image_id, metadata=metadata, **fields)
+
+
+def _date_time(text: str) -> datetime:
+    """An ISO 8601 date-time with a time zone (the schema checks the shape)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def initial_state_error(scenario: Scenario, exc: Exception) -> ScenarioError:
     """What the emulator said when the initial state could not be created, as a scenario problem (exit 2)."""
     from emulator.core import AzureError
 
-    text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(str(exc).split()) or "the emulator refused it without a message"
     if isinstance(exc, AzureError):
         body = exc.body()
         error = body.get("error") if isinstance(body.get("error"), dict) else body
@@ -584,6 +599,11 @@ class ActionRunner:
         pools.update(group, account, pool_id, {"properties": {"scaleSettings": {"fixedScale": scale}}})
         return f"resize to {dedicated} dedicated / {spot} Spot"
 
+    def _stop_resize(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
+        group, account, pool_id = self._pool_parts(spec["pool"])
+        self.clients(identity).batch_management.pool.stop_resize(group, account, pool_id)
+        return "resize stopped"
+
     def _delete_pool(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
         group, account, pool_id = self._pool_parts(spec["pool"])
         self.clients(identity).batch_management.pool.begin_delete(group, account, pool_id, polling=False)
@@ -662,7 +682,7 @@ class ActionRunner:
 
 
 PERSON_ACTIONS = frozenset({"createSnapshotSet", "createSnapshot", "deleteResource", "tagResource", "putLock", "removeLock", "setPoolTarget",
-                            "setPoolSchedule", "setPoolMetadata", "resizePool", "deletePool"})
+                            "setPoolSchedule", "setPoolMetadata", "resizePool", "stopResize", "deletePool"})
 
 
 def _snake(name: str) -> str:
@@ -684,6 +704,16 @@ def _error_code(exc: Any) -> str:
         if isinstance(inner.get("code"), str):
             return inner["code"]
     return f"HTTP{getattr(exc, 'status_code', '') or ''}"
+
+
+def _error_code_of(exc: BaseException) -> str:
+    """What an action that could not apply ended with: the Azure error code if it carries one, else ``failed``."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code:
+        return code
+    if getattr(exc, "response", None) is not None or getattr(exc, "error", None) is not None:
+        return _error_code(exc)
+    return "failed"
 
 
 def _error_message(exc: Any) -> str:
@@ -782,7 +812,8 @@ class Simulation:
         try:
             result = self.runner.run(action)
         except Exception as exc:  # a knob that cannot apply (e.g. the pool does not exist yet) is a scenario problem
-            result = ActionResult(action, self.local.emulator.now(), None, self.runner._target(action), type(exc).__name__, False,
+            # the outcome is the Azure error code when there is one (e.g. PoolNotFound), never a Python class name
+            result = ActionResult(action, self.local.emulator.now(), None, self.runner._target(action), _error_code_of(exc), False,
                                   " ".join(str(exc).split())[:300])
         self.results.append(result)
         text = result.describe() if action.kind != "mark" else f"mark: {action.spec['text']}"

@@ -52,9 +52,10 @@ def build_context() -> Any:
     """An AppContext from the environment (raises shared.settings.SettingsError with every problem)."""
     from shared.clock import SystemClock
     from shared.context import AppContext
-    from shared.settings import load_settings
+    from shared.settings import check_startup, load_settings
 
     settings = load_settings()
+    check_startup(settings)  # what the Function App would refuse to start with, refused here too
     moment = emulator_now(settings) if settings.is_emulator else None
     return AppContext.from_settings(settings, clock=FixedClock(moment or SystemClock().now()))
 
@@ -153,6 +154,32 @@ def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime,
     }
 
 
+RECENT_ALERTS = 10
+RECENT_ALERTS_WINDOW_DAYS = 7
+
+
+def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
+    """The last alerts the app sent (from its de-duplication table, which keeps each alert's diagnosis and fix), newest first."""
+    from datetime import timedelta
+
+    from shared.clock import parse_iso
+    from shared.state import ALERTS
+
+    since = now - timedelta(days=RECENT_ALERTS_WINDOW_DAYS)
+    rows = []
+    for record in context.state.table(ALERTS).query():
+        data = record.data
+        when = parse_iso(data.get("occurredAt")) or parse_iso(data.get("claimedAt"))
+        if when is None or when < since or not data.get("sent"):
+            continue
+        rows.append({"time": iso(when), "type": str(data.get("type") or ""), "severity": str(data.get("severity") or "info"),
+                     "subject": str(data.get("subject") or ""), "title": str(data.get("title") or ""),
+                     # alerts claimed before the app stored these show an empty diagnosis and fix
+                     "diagnosis": str(data.get("diagnosis") or ""), "fix": str(data.get("fix") or "")})
+    rows.sort(key=lambda r: r["time"], reverse=True)
+    return rows[:RECENT_ALERTS]
+
+
 def collect_status(context: Any) -> dict[str, Any]:
     from shared.families import parse_families
     from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of, lock_target
@@ -217,7 +244,11 @@ def collect_status(context: Any) -> dict[str, Any]:
     problems = [f"account {a}: cannot list pools ({e})" for a, e in inventory.unreadable_accounts.items()]
     problems += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
                  if p["health"] in FAILING_HEALTH]
-    problems += [f"image {i['id']} is used by {', '.join(i['pools'])} but does not exist" for i in images if not i["exists"] and i["pools"]]
+    # A pool's own image gone is a problem (it cannot grow). What that image was built from (the intermediate managed image a
+    # family does not keep, the snapshots) is not: the version is an independent copy. The images table still shows it missing.
+    pool_images = {normalize(p["image"]) for p in pools if p["image"]}
+    problems += [f"image {i['id']} is used by {', '.join(i['pools'])} but does not exist" for i in images
+                 if not i["exists"] and i["pools"] and normalize(i["id"]) in pool_images]
     warnings = [f"image {i['id']} is used by {', '.join(i['pools'])} but has no lock from the app yet (the guard adds it on its next pass, "
                 "or run `autopilot reconcile`)" for i in images if i["exists"] and i["pools"] and not i["protected"]]
     warnings += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
@@ -231,6 +262,7 @@ def collect_status(context: Any) -> dict[str, Any]:
                       "error": inventory.unreadable_accounts.get(a)} for a in accounts],
         "pools": pools,
         "images": images,
+        "recentAlerts": recent_alerts(context, now),
         "problems": problems,
         "warnings": warnings,
     }
@@ -318,6 +350,7 @@ def plan(context: Any) -> dict[str, Any]:
 def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any]:
     """One watch pass and one guard pass, as the two timers do. The watch publishes a PoolResizeStalled event per
     stalled pool (the Function App's resize_stalled handles it); ``handle_stalls`` handles them here too."""
+    from autopilot.messages import without_class_names
     from shared.guard import reconcile
     from shared.watch import handle_stall, tick
 
@@ -330,7 +363,7 @@ def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any
             try:
                 handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": handle_stall(context, account_id, pool_id), "ok": True})
             except Exception as exc:  # one pool's failure must not hide the others
-                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": f"{type(exc).__name__}: {exc}", "ok": False})
+                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": f"failed: {' '.join(str(exc).split())[:300]}", "ok": False})
     guard = reconcile(context)
     return {
         "reconcileVersion": RECONCILE_VERSION,
@@ -341,7 +374,7 @@ def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any
                   "stallEventsPublished": len(watch.stalled), "alerts": watch.alerts, "handled": handled,
                   "unreadableAccounts": dict(watch.unreadable_accounts), "invalidPools": dict(watch.invalid_pools)},
         "guard": {"guarded": guard.guarded, "skippedRelease": guard.skipped_release, "applied": [_lock_action(a) for a in guard.applied],
-                  "failed": dict(guard.failed), "missing": list(guard.missing)},
+                  "failed": {resource: without_class_names(error) for resource, error in guard.failed.items()}, "missing": list(guard.missing)},
     }
 
 
@@ -370,7 +403,7 @@ STATUS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "autopilot status --json",
     "type": "object",
-    "required": ["statusVersion", "generatedAt", "subscriptionId", "target", "accounts", "pools", "images", "problems", "warnings"],
+    "required": ["statusVersion", "generatedAt", "subscriptionId", "target", "accounts", "pools", "images", "recentAlerts", "problems", "warnings"],
     "additionalProperties": False,
     "properties": {
         "statusVersion": {"const": STATUS_VERSION},
@@ -414,6 +447,10 @@ STATUS_SCHEMA: dict[str, Any] = {
                                                  "properties": {"name": {"type": "string"}, "level": {"type": "string"}, "owner": {"enum": ["app", "other"]},
                                                                 "notes": {"type": "string"}}}},
             "protected": {"type": "boolean"}}}},
+        "recentAlerts": {"type": "array", "description": "the last alerts the app sent (at most 10, within 7 days), newest first", "items": {
+            "type": "object", "required": ["time", "type", "severity", "subject", "title", "diagnosis", "fix"], "additionalProperties": False,
+            "properties": {"time": _TIME, "type": {"type": "string"}, "severity": {"enum": ["info", "warning", "critical"]},
+                           "subject": {"type": "string"}, "title": {"type": "string"}, "diagnosis": {"type": "string"}, "fix": {"type": "string"}}}},
         "problems": {"type": "array", "items": {"type": "string"}, "description": "what makes `status` exit 1"},
         "warnings": {"type": "array", "items": {"type": "string"}},
     },

@@ -65,6 +65,13 @@ class Emulator:
             routes.extend(service_routes(self))
         self._routes = [(route, route.compile()) for route in routes]
 
+    def add_routes(self, routes: list[Route]) -> None:
+        """More control-surface routes (under /_emulator/, plane "admin"): not Azure; e.g. ``autopilot sandbox``'s replay hook."""
+        for route in routes:
+            if not route.template.startswith("/_emulator/") or route.plane != "admin":
+                raise ValueError(f"only /_emulator/ admin routes can be added, not {route.method} {route.template}")
+        self._routes.extend((route, route.compile()) for route in routes)
+
     # ---------------------------------------------------------------------------------------
     def now(self) -> datetime:
         return self.clock.now()

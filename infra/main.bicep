@@ -37,7 +37,7 @@ param imageResourceGroups string
 @description('The image-family document as compact JSON (AUTOPILOT_FAMILIES). Leave empty when familiesFile is used.')
 param familiesJson string = ''
 
-@description('Path of the image-family document in the deployed package (AUTOPILOT_FAMILIES_FILE), e.g. families.json. Leave empty when familiesJson is used.')
+@description('Path of the image-family document in the deployed package (AUTOPILOT_FAMILIES_FILE), absolute, e.g. /home/site/wwwroot/families.json. Leave empty when familiesJson is used.')
 param familiesFile string = ''
 
 @secure()
@@ -101,9 +101,15 @@ var appIdentityName = 'id-autopilot-${resourceToken}'
 // Known before deployment, so role assignment names can be derived from it.
 var appIdentityResourceId = '${subscription().id}/resourceGroups/${appResourceGroupName}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${appIdentityName}'
 
-var batchAccountIds = map(filter(split(batchAccounts, ','), id => !empty(trim(id))), id => trim(id))
-var batchResourceGroupNames = union(map(batchAccountIds, id => toLower(split(id, '/')[4])), [])
-var imageResourceGroupNames = union(map(filter(split(imageResourceGroups, ','), g => !empty(trim(g))), g => toLower(trim(g))), [])
+// Written with variable loops rather than map() lambdas, and with no loop inside a function call: the Bicep grammar
+// checkov uses (pycep-parser 0.5.1) parses neither, and infra/ must parse under it (tests/infra/test_checkov.py).
+var batchAccountEntries = filter(split(batchAccounts, ','), id => !empty(trim(id)))
+var batchAccountIds = [for id in batchAccountEntries: trim(id)]
+var batchResourceGroupEntries = [for id in batchAccountIds: toLower(split(id, '/')[4])]
+var batchResourceGroupNames = union(batchResourceGroupEntries, [])
+var imageResourceGroupEntries = filter(split(imageResourceGroups, ','), g => !empty(trim(g)))
+var imageResourceGroupLowerNames = [for g in imageResourceGroupEntries: toLower(trim(g))]
+var imageResourceGroupNames = union(imageResourceGroupLowerNames, [])
 
 // ---- Event subscriptions: the same table as shared/event_routing.py (tests/infra checks it) ----
 // operationNames become an advanced filter StringIn on data.operationName, which keeps out the app's
@@ -337,7 +343,7 @@ module systemTopic 'modules/system-topic.bicep' = {
 
 // ---- Custom roles (infra/roles.json): least privilege outside the app's resource group ----
 var customRoles = loadJsonContent('roles.json').roles
-var customRoleScopes = map(customRoles, role => role.scope)
+var customRoleScopes = [for role in customRoles: role.scope]
 var imageResourceGroupIds = [for g in imageResourceGroupNames: '${subscription().id}/resourceGroups/${g}']
 var batchResourceGroupIds = [for g in batchResourceGroupNames: '${subscription().id}/resourceGroups/${g}']
 
@@ -386,7 +392,7 @@ resource subscriptionRoleAssignment 'Microsoft.Authorization/roleAssignments@202
     principalId: identities.outputs.appIdentityPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: customRoleDefinitions[indexOf(customRoleScopes, 'subscription')].id
-    description: 'Batch Image Autopilot (${environmentName}): subscription-wide lock and operation reads'
+    description: 'Batch Image Autopilot (${environmentName}): subscription-wide lock reads'
   }
 }
 

@@ -121,7 +121,9 @@ class AlertPublisher:
         table = self._context.state.table(ALERTS)
         partition, row = safe_key(alert.subject), safe_key(f"{alert.type}|{alert.dedupe_key}")
         now = self._context.clock.now()
-        claim_data = {"type": alert.type, "subject": alert.subject, "claimedAt": iso(now), "sent": False}
+        # What a person needs to act on it is kept with the claim, so `autopilot status` can show recent alerts.
+        claim_data = {"type": alert.type, "subject": alert.subject, "claimedAt": iso(now), "sent": False, "severity": alert.severity,
+                      "title": alert.title, "diagnosis": alert.diagnosis, "fix": alert.fix, "occurredAt": iso(alert.occurred_at)}
         try:
             record = table.insert(partition, row, claim_data)
         except ConcurrencyConflict:

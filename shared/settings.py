@@ -53,6 +53,7 @@ class Settings:
     storage_table_endpoint: str | None = None
     table_prefix: str = "autopilot"
     families_json: str | None = None
+    families_source: str | None = None  # the setting the families came from: "AUTOPILOT_FAMILIES" or "AUTOPILOT_FAMILIES_FILE (path)"
     teams_webhook_url: str | None = None
     watch_schedule: str = "0 * * * * *"
     watch_full_scan_minutes: float = 5.0
@@ -148,6 +149,46 @@ def _table_prefix(value: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,40}", value) else "use 3-41 letters and digits, starting with a letter"
 
 
+def _read_families_file(path: str) -> tuple[str | None, str | None]:
+    """The file's text, or a problem line that names the setting and says what to do."""
+    where = os.path.abspath(path)
+    shown = path if where == path else f"{path} (from the working directory {os.getcwd()}: {where})"
+    if not os.path.exists(path):
+        return None, (f"AUTOPILOT_FAMILIES_FILE={shown} does not exist: give the absolute path of the families JSON document, for example "
+                      "AUTOPILOT_FAMILIES_FILE=/home/site/wwwroot/families.json (infra/families.sample.json is a starting point)")
+    if not os.path.isfile(path):
+        return None, f"AUTOPILOT_FAMILIES_FILE={shown} is a directory, not a file: give the path of the families JSON document itself"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read(), None
+    except UnicodeDecodeError:
+        return None, f"AUTOPILOT_FAMILIES_FILE={shown} is not UTF-8 text: save the families document as UTF-8 JSON"
+    except OSError as exc:
+        return None, f"AUTOPILOT_FAMILIES_FILE={shown} cannot be read ({exc.strerror or exc}): make it readable by the app"
+
+
+def check_startup(settings: Settings) -> None:
+    """What the app refuses to start with, beyond single settings: a families document that does not validate (every
+    problem, naming the setting it came from), or nothing to do at all (no family and no watched account).
+
+    A deployment with watched accounts and no families is a documented watch-only use; with neither, a deployed app would
+    silently do nothing, which is worse than refusing. Raises SettingsError."""
+    from shared.families import FamilyConfigError, parse_families
+
+    source = settings.families_source or "AUTOPILOT_FAMILIES"
+    fix = "fix the file" if source.startswith("AUTOPILOT_FAMILIES_FILE") else "fix the setting"
+    try:
+        families = parse_families(settings.families_json)
+    except FamilyConfigError as exc:
+        raise SettingsError([f"{source} is not a valid families document ({fix}; docs/families.schema.json describes it): {problem}"
+                             for problem in exc.problems]) from None
+    if not families.families and not settings.batch_accounts:
+        what = f"{source} has no family" if settings.families_json and settings.families_json.strip() else "no families are configured"
+        raise SettingsError([f"{what} and AUTOPILOT_BATCH_ACCOUNTS is empty, so the app would do nothing: add a family to "
+                             "AUTOPILOT_FAMILIES (or the file AUTOPILOT_FAMILIES_FILE names), or list the Batch accounts to watch in "
+                             "AUTOPILOT_BATCH_ACCOUNTS (a watch-only deployment)"])
+
+
 def _path_exists(value: str) -> str | None:
     return None if os.path.isfile(value) else "no such file"
 
@@ -175,12 +216,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     topic = r.optional("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "https://mytopic.westeurope-1.eventgrid.azure.net/api/events", _https_url)
     teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...", _https_url)
     families = r.raw("AUTOPILOT_FAMILIES")
-    families_file = r.optional("AUTOPILOT_FAMILIES_FILE", "/home/site/wwwroot/families.json", _path_exists)
+    families_file = r.raw("AUTOPILOT_FAMILIES_FILE")
+    families_source = "AUTOPILOT_FAMILIES" if families else None
     if families and families_file:
         r.problems.append("AUTOPILOT_FAMILIES and AUTOPILOT_FAMILIES_FILE are both set: keep one")
     elif families_file:
-        with open(families_file, encoding="utf-8") as fh:
-            families = fh.read()
+        families, why = _read_families_file(families_file)
+        families_source = f"AUTOPILOT_FAMILIES_FILE ({families_file})"
+        if why:
+            r.problems.append(why)
     storage_connection = r.raw("AzureWebJobsStorage")
     table_endpoint = r.optional("AzureWebJobsStorage__tableServiceUri", "https://mystorage.table.core.windows.net",
                                 lambda v: None if urlparse(v).scheme in {"http", "https"} else "it must be a URL")
@@ -212,6 +256,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage_table_endpoint=table_endpoint,
         table_prefix=r.optional("AUTOPILOT_TABLE_PREFIX", "autopilot", _table_prefix) or "autopilot",
         families_json=families,
+        families_source=families_source,
         teams_webhook_url=teams,
         watch_schedule=r.optional("AUTOPILOT_WATCH_SCHEDULE", "0 * * * * *", _ncrontab) or "0 * * * * *",
         watch_full_scan_minutes=r.number("AUTOPILOT_WATCH_FULL_SCAN_MINUTES", 5.0, float, 1, 1440, "5"),
@@ -242,7 +287,9 @@ def get_settings() -> Settings:
     """The process-wide settings, read on first use (never at import: the worker indexes first)."""
     global _cached
     if _cached is None:
-        _cached = load_settings()
+        settings = load_settings()
+        check_startup(settings)  # the app refuses to start with invalid families or nothing to do
+        _cached = settings
     return _cached
 
 

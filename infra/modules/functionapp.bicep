@@ -34,6 +34,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: a timer- and event-driven app that catches up after an outage (Event Grid retries for 24 h, the watch rescans); zone redundancy is not worth always-ready instances here
   name: planName
   location: location
   tags: tags
@@ -48,6 +49,10 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: Event Grid delivers to the functions over the public endpoint (it cannot deliver to an Azure Function behind a private endpoint); every call needs the Functions system key
+  // checkov:skip=CKV_AZURE_17: Event Grid cannot present a client certificate to an Azure Function destination, and the app serves no other HTTP
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero on events and timers; a missed delivery is retried by Event Grid, a missed tick caught up by the next
+  // checkov:skip=CKV_AZURE_213: no HTTP endpoint to probe (the app has only Event Grid and timer triggers), and Flex Consumption has no App Service health check
   name: functionAppName
   location: location
   tags: union(tags, { 'azd-service-name': 'autopilot' })
@@ -65,6 +70,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
+      http20Enabled: true
     }
     functionAppConfig: {
       deployment: {
@@ -131,6 +137,13 @@ var deploymentSettings = {
 }
 
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222: see functionApp: Event Grid needs the public endpoint
+  // checkov:skip=CKV_AZURE_13: App Service Authentication would refuse Event Grid's deliveries (they carry the Functions system key); the app has no user-facing HTTP
+  // checkov:skip=CKV_AZURE_63: App Service HTTP logs do not exist on Linux Flex Consumption; the host logs to Application Insights
+  // checkov:skip=CKV_AZURE_65: App Service detailed error pages do not exist on Linux Flex Consumption; the host logs to Application Insights
+  // checkov:skip=CKV_AZURE_66: App Service failed request tracing does not exist on Linux Flex Consumption; the host logs to Application Insights
+  // checkov:skip=CKV_AZURE_80: a Python app: no .NET Framework version applies
+  // checkov:skip=CKV_AZURE_88: Flex Consumption deploys from a blob container; there is no Azure Files content share
   parent: functionApp
   name: 'appsettings'
   properties: union(tuningDefaults, tuning, deploymentSettings)

@@ -27,6 +27,7 @@ def test_replaying_the_snapshot_writes_builds_the_image_and_the_pool(events: str
     assert POOL_ID in result["created"]
     assert any(c.endswith("/galleries/autopilotGallery/images/gpu-render/versions/1.0.0") for c in result["created"])
     assert [a["type"] for a in result["alerts"]] == ["PoolsCreated"]
+    assert result["alerts"][0]["diagnosis"] and result["alerts"][0]["fix"]  # what a person reads to act on it
     assert len(result["locksAdded"]) == 3 and result["deadLetters"] == []
 
 

@@ -36,6 +36,10 @@ SMALL = {
         {"expect": "poolAtTarget", "pool": ACCOUNT_POOLS, "by": "30m"},
         {"expect": "alerts", "type": "PoolsCreated", "count": 1},
         {"expect": "alerts", "type": "DeleteBlocked", "count": 1},
+        {"expect": "alerts", "type": "DeleteBlocked", "diagnosisContains": "mallory@contoso.com tried to delete", "count": 1},
+        {"expect": "alerts", "diagnosisContains": "lock is released automatically", "count": 1},
+        {"expect": "alerts", "fixContains": "no such words", "count": 0},
+        {"expect": "alerts", "codes": ["AllocationFailed"], "count": 0},
         {"expect": "locks", "owner": "app", "count": 2},
         {"expect": "imageExists", "image": VERSION},
     ],
@@ -70,13 +74,21 @@ def test_simulate_writes_a_valid_report_and_charts(tmp_path: Path, azurite: str,
     assert report["events"]["delivered"] > 0 and report["events"]["deadLettered"] == 0
     assert report["requests"]["byAction"]["Microsoft.Compute/images/write"] == 1
     assert any(t["kind"] == "mark" for t in report["timeline"])
-    assert all(e["ok"] for e in report["expectations"]) and len(report["expectations"]) == 5
+    assert all(e["ok"] for e in report["expectations"]) and len(report["expectations"]) == 9
     # charts: a real PNG and a self-contained HTML page
     png, page = Path(report["charts"]["png"]), Path(report["charts"]["html"])
     assert png.parent == tmp_path / "out" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     html = page.read_text()
     assert "<svg" in html and "small" in html and "DeleteBlocked" in html
     assert "<script" not in html and "<link" not in html and 'src="http' not in html and "@import" not in html
+    # every alert carries its diagnosis and fix: in the report's alerts and timeline, on the HTML page, on the console
+    blocked = next(a for a in report["alerts"] if a["type"] == "DeleteBlocked")
+    assert "mallory@contoso.com tried to delete" in blocked["diagnosis"] and "lock is released automatically" in blocked["fix"]
+    entry = next(t for t in report["timeline"] if t["kind"] == "alert" and t["text"].startswith("DeleteBlocked"))
+    assert (entry["diagnosis"], entry["fix"]) == (blocked["diagnosis"], blocked["fix"])
+    assert all(t["diagnosis"] is None and t["fix"] is None for t in report["timeline"] if t["kind"] != "alert")
+    assert "<b>Diagnosis:</b> mallory@contoso.com tried to delete" in html and "<b>Fix:</b> delete or move the pools" in html
+    assert "diagnosis: mallory@contoso.com tried to delete" in out and "fix: delete or move the pools to another image first" in out
     # the console says where everything is, and shows the timeline
     assert str(tmp_path / "out" / "report.json") in out and str(png) in out and str(page) in out
     assert "Timeline" in out and "deleteResource" in out and "OK: small" in out
@@ -109,7 +121,7 @@ def test_an_unexpected_action_outcome_fails_the_run(tmp_path: Path, azurite: str
     assert code == 1
     actions = report["actions"]
     assert actions[1]["outcome"] == "ok" and actions[1]["expectedOutcome"] == "ScopeLocked" and not actions[1]["ok"]
-    assert actions[2]["outcome"] == "AzureError" and "PoolNotFound" in actions[2]["detail"] and not actions[2]["ok"]
+    assert actions[2]["outcome"] == "PoolNotFound" and "PoolNotFound" in actions[2]["detail"] and not actions[2]["ok"]
     assert len(report["result"]["problems"]) == 2
     assert "✗ action deleteResource at +00:01: ok (expected ScopeLocked)" in capsys.readouterr().out
 
@@ -157,3 +169,25 @@ def test_tag_resource_needs_tags_except_to_delete_all(tmp_path: Path, azurite: s
     assert code != 0
     captured = capsys.readouterr()
     assert "Merge needs the tags" in captured.out + captured.err
+def test_planned_growth_steps_are_named_grow_steps_not_stalls(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    document = {
+        "name": "staged", "duration": "40m", "seed": 3,
+        "settings": {"AUTOPILOT_GROWTH_STEP_NODES": "10"},
+        "capacity": [{"region": "westeurope", "dedicatedFailureRate": 0, "spotFailureRate": 0}],
+        "batchAccounts": [{"name": "renderweu"}],
+        "galleries": [{"name": "autopilotGallery", "images": [{"name": "gpu-render"}],
+                       "versions": [{"image": "gpu-render", "name": "1.0.0", "osSnapshot": "gpu-1-0-0-os"}]}],
+        "snapshotSets": [{"family": "gpu", "version": "1.0.0"}],
+        "pools": [{"account": "renderweu", "id": "big", "vmSize": "Standard_D4ds_v5", "desiredDedicated": 25, "image": VERSION}],
+        "expect": [{"expect": "poolAtTarget", "pool": "renderweu/big"}, {"expect": "stallEvents", "pool": "renderweu/big", "min": 3},
+                   {"expect": "stallEvents", "kind": "step", "count": 3}, {"expect": "stallEvents", "kind": "stall", "count": 0}],
+    }
+    code, report = run(tmp_path, azurite, document, "--no-chart")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert validate_report(report) == []
+    assert [s["label"] for s in report["stallEvents"]] == ["grow step"] * 3 and {s["kind"] for s in report["stallEvents"]} == {"step"}
+    steps = [t["text"] for t in report["timeline"] if t["kind"] == "step"]
+    assert len(steps) == 3 and all(t.startswith("grow step renderweu/big: resize to ") for t in steps)
+    assert "(staged growth)" in steps[0] and not any(t["kind"] == "stall" for t in report["timeline"])
+    assert "grow step renderweu/big" in out and "PoolResizeStalled" not in out and " stall " not in out

@@ -138,6 +138,16 @@ def test_status_shows_the_episode_and_backoff_of_a_stalled_pool(start_local: Any
     assert episode["backoff"]["failures"] >= 1 and episode["backoff"]["until"] is not None
     assert episode["lastAlertType"] == "AllocationFailed"
     assert pool["health"] in ("backing-off", "resizing", "failing")
+    # the alert the watch sent is among the recent alerts, with the diagnosis and the fix a person acts on
+    sent = [a for a in local.alerts() if a["data"]["alertType"] == "AllocationFailed"]
+    assert len(sent) == 1
+    recent = [a for a in status["recentAlerts"] if a["type"] == "AllocationFailed"]
+    assert len(recent) == 1 and errors(STATUS_SCHEMA, status) == []
+    assert recent[0]["diagnosis"] == sent[0]["data"]["diagnosis"] and recent[0]["fix"] == sent[0]["data"]["fix"] and recent[0]["fix"]
+    assert recent[0]["subject"].lower().endswith("/pools/cad-legacy") and recent[0]["severity"] == sent[0]["data"]["severity"]
+    main(["status"])
+    out = capsys.readouterr().out
+    assert "Recent alerts (1)" in out and f"diagnosis: {sent[0]['data']['diagnosis'][:60]}" in out and f"fix: {sent[0]['data']['fix'][:60]}" in out
 
 
 def test_status_without_settings_says_what_to_set(clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

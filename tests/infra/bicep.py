@@ -1,31 +1,25 @@
-"""Just enough of Bicep's syntax to read the values the infra tests check, without the Bicep CLI.
+"""infra/*.bicep read with a real Bicep grammar: pycep-parser (pinned in requirements-dev.txt).
 
-Bicep could not be compiled where this project was built, so the tests read the source: the
-``var`` literals that mirror Python tables (event subscriptions, alert types, state tables) are
-parsed as values, and for objects whose values are expressions (app settings) only the keys are read.
+The parser turns a file into a JSON document: ``parameters``, ``variables``, ``resources``, ``modules`` and
+``outputs`` by symbolic name, each with its value or config, and (``add_line_numbers``) the lines it spans. The
+helpers below keep the names the infra tests use: ``literal`` (a ``var``'s value), ``object_keys`` (the keys of an
+object a declaration holds), ``param_default``, and ``body`` (a declaration's source, located by the parser, for
+the few plain-text checks). In the parser's output an expression is a ``{"function": ...}`` / ``{"operator": ...}``
+object and an identifier is a plain string; ``literal`` refuses the former.
+
+The Bicep here must also parse under pycep-parser 0.5.1, the version checkov pins (tests/infra/test_checkov.py).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import functools
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-
-_PUNCT = "{}[]():,?.=!<>&|+-*/%"
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+(\.\d+)?")
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # "string" | "word" | "punct"
-    value: str
-    line: int
-    start: int
-    end: int  # offsets into the source text
+LINE_KEYS = ("__start_line__", "__end_line__")
+SECTIONS = {"param": "parameters", "var": "variables", "resource": "resources", "module": "modules", "output": "outputs"}
 
 
 class BicepSyntaxError(ValueError):
@@ -37,173 +31,112 @@ def read(name: str) -> str:
     return (INFRA / name).read_text(encoding="utf-8")
 
 
-def tokens(text: str) -> list[Token]:
-    out: list[Token] = []
-    i, line, n = 0, 1, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\n":
-            line += 1
-            i += 1
-        elif c.isspace():
-            i += 1
-        elif text.startswith("//", i):
-            i = text.find("\n", i)
-            i = n if i < 0 else i
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j < 0:
-                raise BicepSyntaxError(f"unterminated comment at line {line}")
-            line += text.count("\n", i, j)
-            i = j + 2
-        elif text.startswith("'''", i):
-            j = text.find("'''", i + 3)
-            if j < 0:
-                raise BicepSyntaxError(f"unterminated multi-line string at line {line}")
-            out.append(Token("string", text[i + 3 : j], line, i, j + 3))
-            line += text.count("\n", i, j)
-            i = j + 3
-        elif c == "'":
-            j, chars = i + 1, []
-            while j < n and text[j] != "'":
-                if text[j] == "\\" and j + 1 < n:
-                    chars.append({"n": "\n", "t": "\t", "r": "\r"}.get(text[j + 1], text[j + 1]))
-                    j += 2
-                    continue
-                if text[j] == "\n":
-                    raise BicepSyntaxError(f"unterminated string at line {line}")
-                chars.append(text[j])
-                j += 1
-            if j >= n:
-                raise BicepSyntaxError(f"unterminated string at line {line}")
-            out.append(Token("string", "".join(chars), line, i, j + 1))
-            i = j + 1
-        elif m := _WORD.match(text, i):
-            out.append(Token("word", m.group(0), line, i, m.end()))
-            i = m.end()
-        elif c in _PUNCT or c == "@":
-            out.append(Token("punct", c, line, i, i + 1))
-            i += 1
-        else:
-            raise BicepSyntaxError(f"unexpected character {c!r} at line {line}")
-    return out
+def files() -> list[str]:
+    return sorted(str(p.relative_to(INFRA)) for p in INFRA.rglob("*.bicep"))
 
 
-def closing(toks: list[Token], open_index: int) -> int:
-    """Index of the bracket closing the one at ``open_index``."""
-    pairs = {"{": "}", "[": "]", "(": ")"}
-    stack: list[str] = []
-    for k in range(open_index, len(toks)):
-        t = toks[k]
-        if t.kind != "punct":
-            continue
-        if t.value in pairs:
-            stack.append(pairs[t.value])
-        elif t.value in pairs.values():
-            if not stack or stack.pop() != t.value:
-                raise BicepSyntaxError(f"unbalanced {t.value!r} at line {t.line}")
-            if not stack:
-                return k
-    raise BicepSyntaxError(f"unclosed bracket from line {toks[open_index].line}")
+@functools.lru_cache(maxsize=64)
+def parse_text(text: str) -> dict[str, Any]:
+    """The parser's document for Bicep source (line numbers included); BicepSyntaxError when it does not parse."""
+    from pycep import BicepParser
+
+    try:
+        return BicepParser(add_line_numbers=True).parse(text=text)
+    except Exception as exc:  # lark's UnexpectedInput and pycep's ValueError: one message a reader can act on
+        raise BicepSyntaxError(" ".join(str(exc).split())[:400]) from None
 
 
-def declaration(text: str, keyword: str, name: str) -> list[Token]:
-    """The tokens of the bracketed value of ``var name = {...}`` / ``resource name '...' = {...}`` etc.
-
-    The value is the first ``{`` or ``[`` after the ``=`` (for resources and modules that is the body,
-    after any ``[for ...:`` or ``if (...)``: the innermost body is returned for loops).
-    """
-    toks = tokens(text)
-    for k, t in enumerate(toks):
-        if t.kind == "word" and t.value == keyword and k + 1 < len(toks) and toks[k + 1].value == name:
-            eq = next(j for j in range(k + 2, len(toks)) if toks[j].value == "=")
-            start = next(j for j in range(eq + 1, len(toks)) if toks[j].value in "{[")
-            if toks[start].value == "[" and start + 1 < len(toks) and toks[start + 1].value == "for":
-                colon = next(j for j in range(start + 2, len(toks)) if toks[j].value == ":")
-                start = next(j for j in range(colon + 1, len(toks)) if toks[j].value == "{")
-            return toks[start : closing(toks, start) + 1]
-    raise KeyError(f"no {keyword} {name} in the Bicep text")
+def parse(name: str) -> dict[str, Any]:
+    """The parser's document for a file under infra/."""
+    return parse_text(read(name))
 
 
-def literal(text: str, var_name: str) -> Any:
-    """The value of ``var var_name = <literal>``: objects, arrays, strings, numbers, true/false/null."""
-    toks = declaration(text, "var", var_name)
-    value, end = _value(toks, 0)
-    if end != len(toks):
-        raise BicepSyntaxError(f"var {var_name}: unexpected {toks[end].value!r} at line {toks[end].line}")
+def _document(text_or_doc: str | dict[str, Any]) -> dict[str, Any]:
+    return parse_text(text_or_doc) if isinstance(text_or_doc, str) else text_or_doc
+
+
+def declaration(text: str | dict[str, Any], keyword: str, name: str) -> dict[str, Any]:
+    """The parsed declaration ``keyword name`` (keyword: param, var, resource, module, output)."""
+    section = _document(text).get(SECTIONS[keyword]) or {}
+    if name not in section:
+        raise KeyError(f"no {keyword} {name} in the Bicep text")
+    return section[name]
+
+
+def strip_lines(value: Any) -> Any:
+    """A parsed value without the parser's line-number keys."""
+    if isinstance(value, dict):
+        return {k: strip_lines(v) for k, v in value.items() if k not in LINE_KEYS}
+    if isinstance(value, list):
+        return [strip_lines(v) for v in value]
     return value
 
 
-def _value(toks: list[Token], i: int) -> tuple[Any, int]:
-    t = toks[i]
-    if t.kind == "string":
-        if "${" in t.value:
-            raise BicepSyntaxError(f"interpolated string at line {t.line} is not a literal")
-        return t.value, i + 1
-    if t.kind == "word":
-        if t.value in {"true", "false"}:
-            return t.value == "true", i + 1
-        if t.value == "null":
-            return None, i + 1
-        if t.value[0].isdigit():
-            return (float(t.value) if "." in t.value else int(t.value)), i + 1
-        raise BicepSyntaxError(f"expression {t.value!r} at line {t.line} is not a literal")
-    if t.value == "[":
-        items: list[Any] = []
-        i += 1
-        while toks[i].value != "]":
-            item, i = _value(toks, i)
-            items.append(item)
-            if toks[i].value == ",":
-                i += 1
-        return items, i + 1
-    if t.value == "{":
-        obj: dict[str, Any] = {}
-        i += 1
-        while toks[i].value != "}":
-            key = toks[i]
-            if key.kind not in {"word", "string"} or toks[i + 1].value != ":":
-                raise BicepSyntaxError(f"expected a property name at line {key.line}")
-            obj[key.value], i = _value(toks, i + 2)
-            if toks[i].value == ",":
-                i += 1
-        return obj, i + 1
-    raise BicepSyntaxError(f"unexpected {t.value!r} at line {t.line}")
+def is_expression(value: Any) -> bool:
+    """The parser's expression nodes: ``{"function": {"type": ..., ...}}`` or ``{"operator": {"type": ..., ...}}`` (a literal
+    object may well have a ``function`` key, holding a string)."""
+    if not isinstance(value, dict):
+        return False
+    keys = set(value) - set(LINE_KEYS)
+    return len(keys) == 1 and keys <= {"function", "operator"} and isinstance(value[keys.pop()], dict)
 
 
-def object_keys(text: str, keyword: str, name: str) -> list[str]:
+def _literal(value: Any, where: str) -> Any:
+    if is_expression(value):
+        raise BicepSyntaxError(f"{where} is an expression, not a literal")
+    if isinstance(value, dict):
+        return {k: _literal(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        raise BicepSyntaxError(f"{where} is an interpolated string, not a literal")
+    return value
+
+
+def literal(text: str | dict[str, Any], var_name: str) -> Any:
+    """The value of ``var var_name = <literal>``: objects, arrays, strings, numbers, true/false/null."""
+    return _literal(strip_lines(declaration(text, "var", var_name)["value"]), f"var {var_name}")
+
+
+def value(text: str | dict[str, Any], keyword: str, name: str) -> Any:
+    """What a declaration holds, expressions included: a var's value, a resource's or module's config (for a loop,
+    the loop body's config), an output's value, a param's default."""
+    decl = strip_lines(declaration(text, keyword, name))
+    if keyword == "var" or keyword == "output":
+        return decl["value"]
+    if keyword == "param":
+        return decl.get("default")
+    config = decl.get("config")
+    # [for x in y: {...}] and `= if (cond) {...}`: the parser wraps the body's config in the loop's / condition's
+    while isinstance(config, dict) and set(config) <= {"loop_type", "condition", "config"} and "config" in config:
+        config = config["config"]
+    return config
+
+
+def loop(text: str | dict[str, Any], keyword: str, name: str) -> dict[str, Any] | None:
+    """A resource or module loop's header (``loop_type``: its item and the collection expression), or None."""
+    config = strip_lines(declaration(text, keyword, name)).get("config")
+    return config if isinstance(config, dict) and "loop_type" in config else None
+
+
+def object_keys(text: str | dict[str, Any], keyword: str, name: str) -> list[str]:
     """Top-level property names of the object declared as ``keyword name`` (values may be expressions)."""
-    toks = declaration(text, keyword, name)
-    if toks[0].value != "{":
+    held = value(text, keyword, name)
+    if not isinstance(held, dict) or is_expression(held):
         raise BicepSyntaxError(f"{keyword} {name} is not an object")
-    keys: list[str] = []
-    depth, line_started = 0, -1
-    for k, t in enumerate(toks):
-        if t.kind == "punct" and t.value in "{[(":
-            depth += 1
-            continue
-        if t.kind == "punct" and t.value in "}])":
-            depth -= 1
-            continue
-        first_on_line = t.line != line_started
-        line_started = t.line
-        if depth == 1 and first_on_line and t.kind in {"word", "string"} and k + 1 < len(toks) and toks[k + 1].value == ":":
-            keys.append(t.value)
-    return keys
+    return list(held)
 
 
-def param_default(text: str, name: str) -> Any:
-    """The literal default of ``param name <type> = <literal>``."""
-    toks = tokens(text)
-    for k, t in enumerate(toks):
-        if t.kind == "word" and t.value == "param" and k + 1 < len(toks) and toks[k + 1].value == name:
-            if k + 3 < len(toks) and toks[k + 3].value == "=":
-                return _value(toks, k + 4)[0]
-            raise KeyError(f"param {name} has no default")
-    raise KeyError(f"no param {name}")
+def param_default(text: str | dict[str, Any], name: str) -> Any:
+    """The default of ``param name <type> = <default>``; KeyError when it has none."""
+    decl = declaration(text, "param", name)
+    if decl.get("default") is None:
+        raise KeyError(f"param {name} has no default")
+    return strip_lines(decl["default"])
 
 
 def body(text: str, keyword: str, name: str) -> str:
-    """The source text of a declaration's body (for plain-text checks)."""
-    toks = declaration(text, keyword, name)
-    return text[toks[0].start : toks[-1].end]
+    """The source text of a declaration (its lines, as the parser located them), for plain-text checks."""
+    decl = declaration(text, keyword, name)
+    start, end = decl["__start_line__"], decl["__end_line__"]
+    return "\n".join(text.splitlines()[start - 1 : end])

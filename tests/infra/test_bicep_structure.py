@@ -1,8 +1,9 @@
-"""What a Bicep build would catch first, checked from the source (no Bicep CLI where this was built).
+"""What a Bicep build would catch first, checked on the files as a real Bicep grammar reads them (pycep-parser;
+tests/infra/bicep.py). No Bicep CLI is needed.
 
-Every file tokenizes with balanced brackets; every module path exists; the params main.bicep passes
-are declared by the module and every required one is passed; every ``<module>.outputs.<name>`` used
-is declared; the parameters file names only declared params; azure.yaml names the service.
+Every file parses; every module path exists; the params main.bicep passes are declared by the module and every
+required one is passed; every ``<module>.outputs.<name>`` used is declared; the parameters file names only declared
+params; azure.yaml names the service.
 """
 
 from __future__ import annotations
@@ -12,58 +13,61 @@ import re
 
 from tests.infra import bicep
 
-MODULE_DECL = re.compile(r"^module (\w+) '([^']+)'", re.MULTILINE)
-
 
 def bicep_files() -> list[str]:
-    return sorted(str(p.relative_to(bicep.INFRA)) for p in bicep.INFRA.rglob("*.bicep"))
+    return bicep.files()
 
 
-def declared_params(text: str) -> dict[str, bool]:
+def declared_params(name: str) -> dict[str, bool]:
     """param name -> has a default."""
-    found = {}
-    for m in re.finditer(r"^param (\w+) [^=\n]*(=)?", text, re.MULTILINE):
-        found[m.group(1)] = m.group(2) is not None
-    return found
+    return {p: decl.get("default") is not None for p, decl in (bicep.parse(name).get("parameters") or {}).items()}
 
 
-def declared_outputs(text: str) -> set[str]:
-    return set(re.findall(r"^output (\w+) ", text, re.MULTILINE))
+def declared_outputs(name: str) -> set[str]:
+    return set(bicep.parse(name).get("outputs") or {})
 
 
-def passed_params(text: str, module: str) -> list[str]:
-    toks = bicep.declaration(text, "module", module)
-    for k, t in enumerate(toks):
-        if t.value == "params" and toks[k + 1].value == ":" and toks[k + 2].value == "{":
-            inner = text[toks[k + 2].start : toks[bicep.closing(toks, k + 2)].end]
-            return bicep.object_keys(f"var p = {inner}", "var", "p")
-    return []
+def modules(name: str = "main.bicep") -> dict[str, str]:
+    """module symbol -> the path it names (relative to infra/)."""
+    return {symbol: decl["detail"]["path"] for symbol, decl in (bicep.parse(name).get("modules") or {}).items()}
 
 
-def test_every_file_tokenizes_with_balanced_brackets() -> None:
-    assert "main.bicep" in bicep_files()
+def passed_params(name: str, module: str) -> list[str]:
+    config = bicep.value(bicep.parse(name), "module", module)
+    return list(config.get("params") or {})
+
+
+def test_every_file_parses_with_a_real_bicep_grammar() -> None:
+    assert "main.bicep" in bicep_files() and len(bicep_files()) > 5
+    errors = {}
     for name in bicep_files():
-        toks = bicep.tokens(bicep.read(name))
-        depth = 0
-        for t in toks:
-            if t.kind == "punct" and t.value in "{[(":
-                depth += 1
-            elif t.kind == "punct" and t.value in "}])":
-                depth -= 1
-                assert depth >= 0, f"{name}: unbalanced {t.value!r} at line {t.line}"
-        assert depth == 0, f"{name}: unclosed bracket"
+        try:
+            document = bicep.parse(name)
+        except bicep.BicepSyntaxError as exc:
+            errors[name] = str(exc)
+            continue
+        assert document.get("resources") or document.get("modules"), f"{name}: parsed, but declares nothing"
+    assert errors == {}, f"files the Bicep grammar cannot parse: {errors}"
+
+
+def test_the_parser_refuses_broken_bicep() -> None:
+    # The grammar is real: an unclosed object, or a loop without its collection, does not parse.
+    for broken in ("resource r 'Microsoft.Storage/storageAccounts@2023-05-01' = {\n  name: 'x'\n", "var v = [for : 1]\n"):
+        try:
+            bicep.parse_text(broken)
+        except bicep.BicepSyntaxError:
+            continue
+        raise AssertionError(f"parsed broken Bicep: {broken!r}")
 
 
 def test_modules_exist_and_get_their_params() -> None:
-    main = bicep.read("main.bicep")
-    modules = MODULE_DECL.findall(main)
-    assert modules
-    for symbol, path in modules:
+    found = modules()
+    assert found
+    for symbol, path in found.items():
         module_file = bicep.INFRA / path
         assert module_file.is_file(), f"module {symbol}: {path} does not exist"
-        text = bicep.read(path)
-        declared = declared_params(text)
-        passed = passed_params(main, symbol)
+        declared = declared_params(path)
+        passed = passed_params("main.bicep", symbol)
         unknown = sorted(set(passed) - set(declared))
         assert not unknown, f"module {symbol} ({path}) does not declare params {unknown}"
         missing = sorted(p for p, has_default in declared.items() if not has_default and p not in passed)
@@ -72,7 +76,7 @@ def test_modules_exist_and_get_their_params() -> None:
 
 def test_module_outputs_used_are_declared() -> None:
     main = bicep.read("main.bicep")
-    outputs = {symbol: declared_outputs(bicep.read(path)) for symbol, path in MODULE_DECL.findall(main)}
+    outputs = {symbol: declared_outputs(path) for symbol, path in modules().items()}
     for symbol, name in re.findall(r"\b(\w+)\.outputs\.(\w+)", main):
         assert symbol in outputs, f"{symbol}.outputs.{name}: {symbol} is not a module"
         assert name in outputs[symbol], f"module {symbol} has no output {name}"
@@ -80,7 +84,7 @@ def test_module_outputs_used_are_declared() -> None:
 
 def test_parameters_file_names_declared_params() -> None:
     params = json.loads((bicep.INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
-    declared = declared_params(bicep.read("main.bicep"))
+    declared = declared_params("main.bicep")
     unknown = sorted(set(params) - set(declared))
     assert not unknown, f"main.parameters.json sets {unknown}, which main.bicep does not declare"
     missing = sorted(p for p, has_default in declared.items() if not has_default and p not in params)

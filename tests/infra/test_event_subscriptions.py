@@ -169,3 +169,12 @@ def test_alert_webhook_gets_every_alert_type() -> None:
     assert sorted(bicep.literal(bicep.read("main.bicep"), "alertEventTypes")) == expected
     webhook = re.sub(r"\s+", " ", bicep.body(bicep.read("modules/custom-topic-subscriptions.bicep"), "resource", "alertWebhook"))
     assert "endpointType: 'WebHook'" in webhook and "includedEventTypes: alertEventTypes" in webhook
+
+
+def test_system_topic_subscriptions_are_deployed_only_when_asked() -> None:
+    # A conditional collection, not a filtered loop: the grammar checkov uses parses both, pycep-parser 0.7.1 only this one.
+    header = bicep.loop(bicep.read("modules/system-topic.bicep"), "resource", "functionSubscriptions")
+    assert header is not None and header["loop_type"]["detail"]["item_name"] == "s"
+    collection = header["loop_type"]["detail"]["array_name"]["operator"]
+    assert collection["type"] == "conditional"
+    assert collection["operands"] == {"condition": "deployEventSubscriptions", "true_value": "subscriptions", "false_value": []}
