@@ -27,7 +27,7 @@ from shared import alerts, image_rules, naming, pool_metadata, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
-from shared.families import FamilyConfig, parse_families
+from shared.families import FamilyConfig, PoolSpec, parse_families
 from shared.resource_ids import ResourceId, normalize, same_id
 from shared.resources import batch_accounts, batch_pools, compute
 from shared.snapshot_sets import SnapshotSet, SnapshotSetConflict, SnapshotSetKey
@@ -477,7 +477,7 @@ def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set
     }
 
 
-def pool_body(family: FamilyConfig, spec: Any, snapshot_set: SnapshotSet, pool_image_id: str, image_id: str | None,
+def pool_body(family: FamilyConfig, spec: PoolSpec, snapshot_set: SnapshotSet, pool_image_id: str, image_id: str | None,
               node_agent_sku_id: str, growth_step: int) -> dict[str, Any]:
     metadata = dict(spec.metadata_dict())
     metadata.update({
@@ -513,11 +513,11 @@ def pool_body(family: FamilyConfig, spec: Any, snapshot_set: SnapshotSet, pool_i
             "metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())],
         }
     }
-    if spec.inbound_nat_pools:
-        body["properties"]["networkConfiguration"] = {"endpointConfiguration": {"inboundNatPools": [{
-            "name": "ssh" if family.gallery.os_type == "Linux" else "rdp", "protocol": "TCP",
-            "backendPort": 22 if family.gallery.os_type == "Linux" else 3389,
-            "frontendPortRangeStart": 50000, "frontendPortRangeEnd": 54999}]}}
+    nat_pools = spec.nat_pools_for(family.gallery.os_type)
+    if nat_pools:
+        # Ranges Batch accepts (outside its reserved 50000-55000, >= 40 ports, no overlap): configured and
+        # validated, or chosen by the app with one port per node of the pool's peak size (shared/nat.py).
+        body["properties"]["networkConfiguration"] = {"endpointConfiguration": {"inboundNatPools": [p.body() for p in nat_pools]}}
     return body
 
 

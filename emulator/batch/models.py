@@ -637,7 +637,14 @@ class BatchBackend:
         if not network:
             return
         names: set[str] = set()
-        for nat in network.get("natPools") or []:
+        nat_pools = network.get("natPools") or []
+        # "The maximum number of inbound NAT Pools per Batch Pool is 5 ... fails with HTTP status code 400"
+        # (azure-batch 15.1.0 BatchPoolEndpointConfiguration.inbound_nat_pools docstring).
+        if len(nat_pools) > 5:
+            raise batch_error(plane, 400, "InvalidPropertyValue", f"A pool can have at most 5 inbound NAT pools; {len(nat_pools)} were given.")
+        ranges: list[tuple[int, int, str]] = []
+        backends: set[int] = set()
+        for nat in nat_pools:
             try:
                 start, end, backend = int(nat["frontendPortRangeStart"]), int(nat["frontendPortRangeEnd"]), int(nat["backendPort"])
                 name = str(nat["name"])
@@ -650,6 +657,21 @@ class BatchBackend:
             if not (1 <= backend <= 65535) or not (1 <= start < end <= 65534) or end - start + 1 < 40:
                 raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': ports must be within 1-65534, "
                                   "frontendPortRangeStart < frontendPortRangeEnd and the range must contain at least 40 ports.")
+            # Backend port: "between 1 and 65535 except for 29876 and 29877 as these are reserved ... must be unique within a
+            # Batch Pool"; frontend: "except ports from 50000 to 55000 which are reserved ... All ranges within a Pool must be
+            # distinct and cannot overlap ... the request fails with HTTP status code 400" (azure-batch 15.1.0 BatchInboundNatPool).
+            if backend in (29876, 29877) or backend in backends:
+                raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': backend port {backend} is reserved "
+                                  "(29876, 29877) or used by another inbound NAT pool of the pool.")
+            backends.add(backend)
+            if start <= 55000 and end >= 50000:
+                raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': the frontend port range {start}-{end} "
+                                  "includes ports from 50000 to 55000, which are reserved by the Batch service.")
+            for other_start, other_end, other in ranges:
+                if start <= other_end and end >= other_start:
+                    raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pools '{other}' and '{name}': frontend port ranges "
+                                      "within a pool must be distinct and cannot overlap.")
+            ranges.append((start, end, name))
 
     def create_pool(self, account_name: str, pool_id: str, spec: PoolSpec | None = None, *, image_id: str | None = None,
                     metadata: Mapping[str, str] | list[dict[str, str]] | None = None, plane: str = "arm", **fields_: Any) -> Pool:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
+from emulator.batch.capacity import DEDICATED
 from emulator.eventgrid.models import to_cloud_event
 from emulator.faults import FaultRule
 from emulator.server import TlsMaterial
@@ -775,3 +776,20 @@ def test_account_in_another_subscription_is_refused(make_azure: Callable[..., Lo
     assert "SNAPSHOT_SUBSCRIPTION" in refusal["codes"]
     assert other_sub in refusal["diagnosis"]
     nothing_built(la)
+
+
+def test_a_pool_with_inbound_nat_pools_is_created_with_ranges_batch_accepts(make_azure: Callable[..., LocalAzure]) -> None:
+    configured = [{"name": "web", "backendPort": 8080, "frontendPortRangeStart": 1000, "frontendPortRangeEnd": 1099}]
+    la = make_azure(families(pools=[pool_spec(dedicated=60, inboundNatPools=True),
+                                    pool_spec(dedicated=30, pool_id="{family}-{version}-web", inboundNatPools=configured)]))
+    la.snapshot_set("gpu", "19.0.0")
+    la.run(timedelta(minutes=40))
+
+    no_failed_invocations(la)
+    assert pipeline_stage(la, "gpu", "19.0.0") == "done"
+    assert built(la, attempts=True)[POOL_WRITE] == 2  # never refused by Batch, never retried
+    chosen = la.pool(ACCOUNT, "gpu-19-0-0").spec.network_configuration["natPools"]
+    assert [(n["backendPort"], n["frontendPortRangeStart"], n["frontendPortRangeEnd"]) for n in chosen] == [(22, 40000, 40059)]
+    web = la.pool(ACCOUNT, "gpu-19-0-0-web").spec.network_configuration["natPools"]
+    assert [(n["name"], n["frontendPortRangeStart"], n["frontendPortRangeEnd"]) for n in web] == [("web", 1000, 1099)]
+    assert la.pool(ACCOUNT, "gpu-19-0-0").current[DEDICATED] == 60  # one frontend port per node: the range holds the pool

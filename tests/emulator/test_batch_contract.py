@@ -246,6 +246,24 @@ def test_pool_create_validation(mgmt: Any, emulator: Emulator) -> None:
     assert err.value.error.code == "PoolQuotaReached"
 
 
+def test_inbound_nat_ranges_batch_reserves_or_overlapping_are_refused_with_400(mgmt: Any) -> None:
+    """azure-batch 15.1.0 BatchInboundNatPool / BatchPoolEndpointConfiguration: reserved, overlapping or too many -> 400."""
+    def nat_body(*ranges: tuple[int, int, int]) -> dict[str, Any]:
+        pools = [{"name": f"p{i}", "protocol": "TCP", "backendPort": backend, "frontendPortRangeStart": start, "frontendPortRangeEnd": end}
+                 for i, (backend, start, end) in enumerate(ranges)]
+        return pool_body(networkConfiguration={"endpointConfiguration": {"inboundNatPools": pools}})
+
+    for body in (nat_body((22, 50000, 54999)), nat_body((22, 49990, 50040)), nat_body((22, 54990, 55100)),
+                 nat_body((22, 40000, 40100), (23, 40050, 40200)), nat_body((29876, 40000, 40100)),
+                 nat_body((22, 40000, 40100), (22, 41000, 41100)),
+                 nat_body(*((20 + i, 1000 + 100 * i, 1050 + 100 * i) for i in range(6)))):
+        with pytest.raises(HttpResponseError) as err:
+            mgmt.pool.create(RG, ACCOUNT, "natbad", body)
+        assert err.value.status_code == 400 and err.value.error.code == "InvalidPropertyValue"
+    ok = mgmt.pool.create(RG, ACCOUNT, "natok", nat_body((22, 40000, 40039), (3389, 55001, 55100)))
+    assert ok.network_configuration.endpoint_configuration.inbound_nat_pools[1].frontend_port_range_start == 55001
+
+
 def test_if_none_match_makes_create_only_and_if_match_guards_updates(mgmt: Any, data: Any) -> None:
     first = mgmt.pool.create(RG, ACCOUNT, "guarded", pool_body(), match_condition=MatchConditions.IfMissing)
     with pytest.raises(ResourceExistsError) as err:  # 412: the pool exists
