@@ -19,7 +19,7 @@ Shape (``?`` = optional, with its default)::
          "source"?: "managedImage" | "snapshots",
          "imageResourceGroup": "...",                      (required for source managedImage)
          "keepManagedImage"?: false,
-         "legacyManagedImagePools"?: false,                 (retired by Batch after 31 March 2026)
+         "legacyManagedImagePools"?: false,                 (true is refused: see _family)
          "replicas"?: {"nodesPerReplica"?: 300, "minimum"?: 1, "storageAccountType"?: "Standard_LRS"},
          "nodeLimits"?: {"dedicated"?, "spot"?, "inboundNatDedicated"?, "inboundNatSpot"?},
          "pools": [{"account": "<Batch account resource id>", "poolId"?: "{family}-{version}",
@@ -45,6 +45,7 @@ from shared import naming, nat, ncrontab
 from shared.image_rules import (
     CUSTOM_IMAGE_DEDICATED_LIMIT,
     CUSTOM_IMAGE_SPOT_LIMIT,
+    MAX_POOL_NODES,
     NODES_PER_REPLICA,
     NodeLimits,
 )
@@ -455,8 +456,8 @@ def _schedule(v: _Validator, path: str, raw: object) -> tuple[ScheduleEntry, ...
             ok = False
             continue
         cron = v.string(_join(p, "cron"), e.get("cron"), _cron) if "cron" in e else None
-        dedicated = v.integer(_join(p, "dedicated"), e["dedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in e else 0
-        spot = v.integer(_join(p, "spot"), e["spot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "spot" in e else 0
+        dedicated = v.integer(_join(p, "dedicated"), e["dedicated"], 0, MAX_POOL_NODES) if "dedicated" in e else 0
+        spot = v.integer(_join(p, "spot"), e["spot"], 0, MAX_POOL_NODES) if "spot" in e else 0
         if cron is None or dedicated is None or spot is None:
             ok = False
             continue
@@ -484,8 +485,9 @@ def _pool(v: _Validator, path: str, family: str, raw: object) -> PoolSpec | None
         except naming.NamingError as exc:
             v.problem(_join(path, "poolId"), f"{json.dumps(template)} gives {exc.value!r} for version {SAMPLE_VERSION}: {exc.problem}")
     vm_size = v.string(_join(path, "vmSize"), p.get("vmSize"), _vm_size, example="Standard_D4ds_v5") if "vmSize" in p else None
-    dedicated = v.integer(_join(path, "dedicated"), p["dedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in p else 0
-    spot = v.integer(_join(path, "spot"), p["spot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "spot" in p else 0
+    # No custom-image cap here: the app's pools use a gallery image version, which Batch does not cap (its gallery doc).
+    dedicated = v.integer(_join(path, "dedicated"), p["dedicated"], 0, MAX_POOL_NODES) if "dedicated" in p else 0
+    spot = v.integer(_join(path, "spot"), p["spot"], 0, MAX_POOL_NODES) if "spot" in p else 0
     allow = v.boolean(_join(path, "allowResizeTimeoutOutsideBand"), p["allowResizeTimeoutOutsideBand"]) if "allowResizeTimeoutOutsideBand" in p else False
     timeout = RESIZE_TIMEOUT_DEFAULT
     if "resizeTimeoutMinutes" in p:
@@ -573,10 +575,12 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
         v.problem(_join(path, "keepManagedImage"),
                   "has no effect with source \"snapshots\", which builds no managed image; remove it or use source \"managedImage\"")
     if legacy:
-        if source != "managedImage":
-            v.problem(_join(path, "legacyManagedImagePools"), "needs source \"managedImage\": legacy pools reference the managed image")
-        if keep is False:
-            v.problem(_join(path, "keepManagedImage"), "must not be false with legacyManagedImagePools: the pools' image has to outlive them")
+        # Batch accepts a managed image as a pool's image only at API versions up to 2019-08-01 (the 2019 custom-image
+        # article); the app speaks 2025-06-01 and Batch retires the versions before it, so every such create would be a 400.
+        v.problem(_join(path, "legacyManagedImagePools"),
+                  "managed-image pools cannot be created: Batch accepts a managed image as a pool's image only at API versions up to "
+                  "2019-08-01, the app uses 2025-06-01, and Batch is retiring the older versions; remove the key (the family's pools "
+                  "use its gallery image version, which also has no shared node cap)")
 
     pools: list[PoolSpec] = []
     raw_pools = f.get("pools")

@@ -25,17 +25,21 @@ if TYPE_CHECKING:  # families imports this module for the limits; only the type 
 REFUSE = "refuse"
 WARN = "warn"
 
-# "With a custom image, a pool can have at most 2,500 dedicated and 1,000 low-priority (now Spot)
-# nodes. The cap is shared: it applies to the total of all pools that use the same image, or images
-# built from the same snapshot." (Batch custom-image article, "Considerations for large pools").
-CUSTOM_IMAGE_DEDICATED_LIMIT = 2500
+# Batch's "quotas and limits" page, Pool size limits: "Compute nodes in pool created with a managed
+# image resource": 2,000 dedicated and 1,000 Spot/low-priority (the 2020 article said 2,500). The cap
+# is shared by the pools on one managed image or on managed images of the same snapshot. It applies
+# to managed-image pools only: Batch's gallery doc (batch-sig-images) says gallery images let pools
+# grow larger given enough replicas, so pools on a gallery image version have no such cap.
+CUSTOM_IMAGE_DEDICATED_LIMIT = 2000
 CUSTOM_IMAGE_SPOT_LIMIT = 1000
-# The article adds that inbound NAT pools can lower the cap but gives no number. These are our own
-# conservative guesses - 40% of the dedicated cap, half of the Spot cap - chosen so a pool with NAT
-# pools is refused well before Batch would fail its allocation. A family can set its own numbers
-# through nodeLimits.inboundNatDedicated / inboundNatSpot once the real ceiling is known.
+# The page adds that inbound NAT pools can lower the cap but gives no number. These are our own
+# conservative guesses - half of the dedicated cap, half of the Spot cap. A family can set its own
+# numbers through nodeLimits.inboundNatDedicated / inboundNatSpot once the real ceiling is known.
 INBOUND_NAT_DEDICATED_LIMIT = 1000
 INBOUND_NAT_SPOT_LIMIT = 500
+# A sanity bound on one pool's configured size, not an Azure number: gallery pools have no node cap,
+# and the account's core quota (checked by the pool watch at run time) is the real ceiling.
+MAX_POOL_NODES = 100_000
 # 2026 guidance for Compute Gallery images used by Batch: at least 1 replica per 300 VMs, and at
 # least 15 minutes of resize timeout per 1,000 VMs.
 NODES_PER_REPLICA = 300
@@ -475,7 +479,9 @@ def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage
     so the check is monotonic: more pools never turn a refusal into a pass.
     """
     limits = limits or NodeLimits()
-    pools = _combine([*planned, *existing])
+    # Only pools created with a managed image resource share a cap; gallery pools have none.
+    planned = [p for p in planned if is_managed_image(p.image_id)]
+    pools = _combine([p for p in [*planned, *existing] if is_managed_image(p.image_id)])
     planned_resources: set[tuple[str, str]] = set()
     original: dict[tuple[str, str], str] = {}  # resource key -> the id as first given, for messages
     for p in planned:
@@ -513,6 +519,14 @@ def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage
                 f"lower {kind} (and scheduled sizes) in the family's pools, shrink or delete the other pools listed, or give pools their "
                 "own snapshots and images - Batch counts every pool using the same image or images from the same snapshot"))
     return findings
+
+
+_MANAGED_IMAGE = re.compile(r"/providers/microsoft\.compute/images/[^/]+$", re.IGNORECASE)
+
+
+def is_managed_image(image_id: str | None) -> bool:
+    """A managed image resource id (``.../Microsoft.Compute/images/{name}``), not a gallery image or a Marketplace image."""
+    return bool(image_id) and _MANAGED_IMAGE.search(image_id.strip()) is not None
 
 
 def check_shared_image(pools: Sequence[PoolUsage]) -> list[Finding]:
@@ -578,11 +592,6 @@ def check_family(family: FamilyConfig) -> list[Finding]:
             f"family {family.name} creates {len(family.pools)} pools per version, which will all use one image and share its "
             "custom-image node limit; Batch recommends a unique image for each pool",
             "split large pools into their own families (each with its own snapshots), or keep their total well under the limits"))
-    if family.legacy_managed_image_pools:
-        findings.append(Finding(
-            WARN, "LEGACY_MANAGED_IMAGE_POOLS", label,
-            f"family {family.name} creates pools from managed images; Batch retired managed-image pools after 31 March 2026",
-            "set legacyManagedImagePools to false so pools use the gallery image version"))
     for i, pool in enumerate(family.pools):
         nodes = pool.peak_dedicated + pool.peak_spot
         findings.extend(check_resize_timeout(f"{label}.pools[{i}]", pool.resize_timeout_minutes, nodes))

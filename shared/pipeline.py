@@ -378,7 +378,9 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
         snapshot_id=os_member.snapshot_id if os_member else None)
     pool_image = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
     planned = image_rules.planned_pool_usages(family, snapshot_set.key.version, pool_image, snapshot_set.snapshot_ids)
-    findings += image_rules.check_node_limits(planned, existing_usages(context), family.node_limits)
+    # No node-limit check here: the pools use the gallery image version, and Batch caps only pools created with a managed
+    # image resource (quotas and limits page; the gallery doc lets gallery pools grow larger). The pool watch enforces the
+    # managed-image cap at run time for the pre-existing managed-image pools it drives (shared/node_caps.py).
     findings += image_rules.check_shared_image(planned)
     return _dedupe(findings), skus
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
-from emulator.batch.capacity import DEDICATED
+from emulator.batch.capacity import DEDICATED, LOW_PRIORITY
 from emulator.eventgrid.models import to_cloud_event
 from emulator.faults import FaultRule
 from emulator.server import TlsMaterial
@@ -510,11 +510,12 @@ def test_hyper_v_generation_mismatches_are_refused(make_azure: Callable[..., Loc
     nothing_built(la)
 
 
-def test_node_limit_over_pools_sharing_a_snapshot_is_refused(make_azure: Callable[..., LocalAzure]) -> None:
+def test_gallery_pools_sharing_a_snapshot_with_another_pool_have_no_node_cap(make_azure: Callable[..., LocalAzure]) -> None:
+    """Batch caps pools created with a managed image resource only; the gallery doc lets gallery pools grow larger."""
     la = make_azure(families(pools=[pool_spec(dedicated=1000)]))
     ids = la.snapshot_set("gpu", "8.0.0")
-    # A pool another version left behind was built from the same snapshot and is meant to hold 2,000 nodes:
-    # with this version's 1,000 the pools using images from that snapshot would total 3,000 > 2,500.
+    # A pool another version left behind was built from the same snapshot and is meant to hold 2,000 nodes: 3,000 in all,
+    # past the managed-image cap, and still nothing to refuse, since both are gallery (or Marketplace) pools.
     la.emulator.batch.create_pool(ACCOUNT, "gpu-legacy", vm_size=VM_SIZE, node_agent_sku_id="batch.node.ubuntu 24.04",
                                   image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
                                   metadata={pool_metadata.MANAGED: "true", pool_metadata.SNAPSHOT_IDS: ids["os"].upper(),
@@ -522,11 +523,9 @@ def test_node_limit_over_pools_sharing_a_snapshot_is_refused(make_azure: Callabl
     la.run(timedelta(minutes=15))
 
     no_failed_invocations(la)
-    refusal = the_refusal(la)
-    assert refusal["codes"] == ["NODE_LIMIT_DEDICATED"]
-    assert "3,000" in refusal["diagnosis"] and "2,500" in refusal["diagnosis"]
-    assert built(la) == dict.fromkeys(BUILD_ACTIONS, 0)
-    assert [p.id for p in la.emulator.batch.list_pools(ACCOUNT)] == ["gpu-legacy"]
+    assert alerts_of(la, "ImageRefused") == []
+    assert built(la)[POOL_WRITE] == 1
+    assert sorted(p.id for p in la.emulator.batch.list_pools(ACCOUNT)) == ["gpu-8-0-0", "gpu-legacy"]
 
 
 def test_snapshot_deleted_before_the_set_completes_is_refused(make_azure: Callable[..., LocalAzure]) -> None:
@@ -731,24 +730,6 @@ def test_pools_created_alert_survives_a_failed_publish(make_azure: Callable[...,
     assert built(la) == {IMAGE_WRITE: 1, DEFINITION_WRITE: 1, VERSION_WRITE: 1, POOL_WRITE: 1}
 
 
-def test_node_limit_check_does_not_pass_when_an_account_cannot_be_read(make_azure: Callable[..., LocalAzure]) -> None:
-    la = make_azure(families(pools=[pool_spec(dedicated=1000)]), settings={"AUTOPILOT_HTTP_RETRY_TOTAL": "0"})
-    ids = la.snapshot_set("gpu", "16.0.0")
-    la.emulator.batch.create_pool(ACCOUNT, "gpu-legacy", vm_size=VM_SIZE, node_agent_sku_id="batch.node.ubuntu 24.04",
-                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-                                  metadata={pool_metadata.MANAGED: "true", pool_metadata.SNAPSHOT_IDS: ids["os"],
-                                            pool_metadata.DESIRED_DEDICATED: "2000"})
-    # Listing the account's pools fails while the version is checked; the existing pool must not be forgotten.
-    la.emulator.faults.add(FaultRule("error", path_pattern=r"/pools$", methods=frozenset({"GET"}), max_count=1))
-    la.run(timedelta(minutes=15))
-
-    assert la.emulator.faults.injected == 1
-    blind = [i.detail for i in la.host.invocations if not i.ok and i.function in PIPELINE_FUNCTIONS]
-    assert len(blind) == 1 and "node limits" in blind[0]  # that delivery failed instead of passing the check blind
-    assert built(la, attempts=True) == dict.fromkeys(BUILD_ACTIONS, 0)
-    assert the_refusal(la)["codes"] == ["NODE_LIMIT_DEDICATED"]  # the redelivery saw the pool and refused
-
-
 def test_a_slow_gallery_image_definition_never_blocks_an_invocation(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
     la.emulator.compute.gallery_image_create_duration = timedelta(minutes=2)  # the definition is itself a long-running operation
@@ -793,3 +774,17 @@ def test_a_pool_with_inbound_nat_pools_is_created_with_ranges_batch_accepts(make
     web = la.pool(ACCOUNT, "gpu-19-0-0-web").spec.network_configuration["natPools"]
     assert [(n["name"], n["frontendPortRangeStart"], n["frontendPortRangeEnd"]) for n in web] == [("web", 1000, 1099)]
     assert la.pool(ACCOUNT, "gpu-19-0-0").current[DEDICATED] == 60  # one frontend port per node: the range holds the pool
+
+
+def test_a_gallery_family_of_3000_dedicated_and_1200_spot_builds_and_reaches_its_targets(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(families(pools=[pool_spec(dedicated=3000, spot=1200, resizeTimeoutMinutes=25)]))
+    la.emulator.batch.configure_capacity(dedicated_failure_rate=0, low_priority_failure_rate=0)
+    la.snapshot_set("gpu", "20.0.0")
+    la.run(timedelta(hours=4))
+
+    no_failed_invocations(la)
+    assert alerts_of(la, "ImageRefused") == []
+    version = la.operator.compute.gallery_image_versions.get(IMAGES_RG, GALLERY, "gpu-def", "20.0.0").as_dict()
+    assert version["properties"]["publishingProfile"]["replicaCount"] == math.ceil(4200 / 300)  # replicas follow the version's nodes
+    pool = la.pool(ACCOUNT, "gpu-20-0-0")
+    assert pool.current == {DEDICATED: 3000, LOW_PRIORITY: 1200}
