@@ -27,13 +27,15 @@ episode only once Batch accepted the request; for ``verify_image``, read the poo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shared import pool_limits
 from shared.backoff import BackoffState
+from shared.pool_limits import Ceiling
 from shared.pool_policy import (
     DesiredTarget,
     PoolView,
@@ -47,6 +49,7 @@ from shared.pool_policy import (
 )
 from shared.resize_errors import (
     AlertType,
+    Cause,
     Diagnosis,
     ErrorClass,
     classify,
@@ -59,7 +62,10 @@ from shared.resource_ids import normalize
 __all__ = ["Action", "Alert", "Decision", "Episode", "WatchPolicy", "decide", "note_stop_resize"]
 
 SCHEMA_VERSION = 1
-_FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING, AlertType.RESIZE_GAVE_UP})
+_FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING, AlertType.RESIZE_GAVE_UP,
+                             AlertType.NODE_LIMIT_REACHED})
+_QUOTA_CAUSES = frozenset({Cause.CORE_QUOTA, Cause.SPOT_QUOTA, Cause.VM_SERIES_QUOTA})
+_CEILING_ALERTS = {pool_limits.NODE_CAP: AlertType.NODE_LIMIT_REACHED, pool_limits.QUOTA: AlertType.QUOTA_REACHED}
 
 
 class Action(StrEnum):
@@ -252,8 +258,14 @@ def decide(
     now: datetime,
     policy: WatchPolicy | None = None,
     image_exists: bool | None = None,
+    ceilings: Sequence[Ceiling] = (),
 ) -> Decision:
-    """What to do about ``pool`` now. See the module docstring for the rules; every branch says why in ``reason``."""
+    """What to do about ``pool`` now. See the module docstring for the rules; every branch says why in ``reason``.
+
+    ``ceilings`` are what Batch would hold the pool under (the managed-image node cap, the account's core quotas;
+    :mod:`shared.pool_limits`): a resize is sized to fit under them, and a ceiling that leaves the target undone raises
+    one alert (NodeLimitReached, QuotaReached). A pool stopped for quota resumes when a fresh quota ceiling has room.
+    """
     policy = policy or WatchPolicy()
     if desired is None:
         return Decision(Action.NOTHING, "the pool is not managed by the autopilot (or has no desired target)", None)
@@ -277,7 +289,7 @@ def decide(
 
     # Steady and off target: this is (or becomes) an episode.
     ep = current or _new_episode(pool, desired, now, history)
-    if _resumes(ep, pool, desired):
+    if _resumes(ep, pool, desired, ceilings):
         ep = _restart(ep, pool, desired, now)
 
     if ep.is_halted:
@@ -300,14 +312,14 @@ def decide(
         ep = replace(ep, awaiting_outcome=False, last_seen_transition=transition or now)
         if outcome is not None:
             if outcome.error_class is ErrorClass.NEEDS_PERSON:
-                return _stop(pool, desired, _with_error(ep, outcome), now, policy, outcome)
+                return _stop(pool, desired, _with_error(ep, outcome), now, policy, _with_quota_numbers(outcome, ceilings))
             if outcome.error_class is ErrorClass.IGNORE:  # someone else stopped the resize: do not fight them
                 stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else (ResizeStopped)", stopped_at=now)
                 return Decision(Action.STOP, "the pool's last resize was stopped by someone else; the autopilot leaves it until the desired "
                                 "target or the pool's size changes", stopped, diagnosis=outcome)
             return _failed(pool, desired, ep, now, policy, outcome)
 
-    return _drive(pool, desired, ep, now, policy)
+    return _drive(pool, desired, ep, now, policy, ceilings)
 
 
 def note_stop_resize(episode: Episode | None, pool: PoolView, now: datetime) -> Episode:
@@ -341,13 +353,16 @@ def _outcome(pool: PoolView, ep: Episode, image_exists: bool | None) -> Diagnosi
     return diagnosis
 
 
-def _resumes(ep: Episode, pool: PoolView, desired: DesiredTarget) -> bool:
+def _resumes(ep: Episode, pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling] = ()) -> bool:
     """A new desired target always starts afresh; a halted episode also resumes when a person evidently acted:
-    the pool's image changed, or the pool went through a resize since the outcome the autopilot stopped on."""
+    the pool's image changed, or the pool went through a resize since the outcome the autopilot stopped on; and a
+    pool stopped for a core quota resumes by itself once a freshly read quota has room for more nodes."""
     if (ep.desired_dedicated, ep.desired_spot) != (desired.dedicated, desired.spot):
         return True
     if not ep.is_halted:
         return False
+    if not ep.gave_up and ep.last_error_cause in _QUOTA_CAUSES and _quota_has_room(pool, desired, ceilings):
+        return True
     if normalize(ep.image_id or "") != normalize(pool.image_id or ""):
         return True
     return ep.last_seen_transition is not None and _is_new_transition(pool.allocation_state_transition_time, ep.last_seen_transition)
@@ -363,12 +378,50 @@ def _stopped_by_us(ep: Episode, transition: datetime | None) -> bool:
     return ep.stop_resize_time is not None and (transition is None or transition >= ep.stop_resize_time)
 
 
-def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy) -> Decision:
+def _quota_has_room(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling]) -> bool:
+    quotas = [c for c in ceilings if c.kind == pool_limits.QUOTA and c.fresh]
+    if not quotas:
+        return False
+    dedicated, spot = _capped(pool, desired, quotas)
+    return dedicated > pool.current_dedicated or spot > pool.current_spot
+
+
+def _capped(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling]) -> tuple[int, int]:
+    """``desired`` cut to the ceilings, but never below what the pool already has: a ceiling holds growth back, it never shrinks."""
+    dedicated, spot = pool_limits.clamp(desired.dedicated, desired.spot, ceilings)
+    return (min(desired.dedicated, max(dedicated, pool.current_dedicated)), min(desired.spot, max(spot, pool.current_spot)))
+
+
+def _with_quota_numbers(diagnosis: Diagnosis, ceilings: Sequence[Ceiling]) -> Diagnosis:
+    """Batch's quota error, with the cores needed and free as the app counts them (when it can)."""
+    quota = next((c for c in ceilings if c.kind == pool_limits.QUOTA), None)
+    if quota is None or diagnosis.cause not in _QUOTA_CAUSES:
+        return diagnosis
+    return replace(diagnosis, diagnosis=f"{diagnosis.diagnosis} {quota.diagnosis}", fix=pool_limits.QUOTA_FIX)
+
+
+def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy,
+           ceilings: Sequence[Ceiling] = ()) -> Decision:
     if ep.attempts >= policy.max_resize_attempts:
         return _give_up(pool, desired, ep, now, policy, f"{ep.attempts} failed attempts")
+    held = pool_limits.binding(desired.dedicated, desired.spot, ceilings)
+    alerts: tuple[Alert, ...] = ()
+    if held:
+        dedicated, spot = _capped(pool, desired, ceilings)
+        for ceiling in held:
+            alert_type = _CEILING_ALERTS[ceiling.kind]
+            what = "the shared managed-image node cap" if ceiling.kind == pool_limits.NODE_CAP else "the account's core quota"
+            title = (f"Pool {pool.pool_id} cannot grow past {dedicated:,} dedicated / {spot:,} Spot of its target "
+                     f"{desired.dedicated:,} / {desired.spot:,}: {what}")
+            ep, raised = _raise(ep, alert_type, pool, now, policy, title, ceiling.diagnosis, ceiling.fix, None, None)
+            alerts += raised
+        desired = DesiredTarget(dedicated, spot, desired.source, desired.fired_at)
+        if pool.current_dedicated >= dedicated and pool.current_spot >= spot:
+            return Decision(Action.NOTHING, f"held at {dedicated} dedicated / {spot} Spot by "
+                            + ", ".join(c.kind for c in held) + "; the autopilot grows the pool when the ceiling allows", ep, alerts=alerts)
     step = next_resize(pool, desired, policy)
     if step is None:
-        return Decision(Action.NOTHING, "the pool asks for no resize", ep)
+        return Decision(Action.NOTHING, "the pool asks for no resize", ep, alerts=alerts)
     if policy.backoff.is_backing_off(ep.backoff, now):
         retry_at = policy.backoff.retry_at(ep.backoff, now)
         return Decision(Action.WAIT, f"backing off after {ep.attempts} failed attempt(s); next try at {_iso(retry_at)}", ep, retry_at=retry_at)
@@ -381,7 +434,7 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
         Action.RESIZE,
         f"resize to {step.target_dedicated} dedicated / {step.target_spot} Spot{staged} towards {desired.dedicated} / {desired.spot} "
         f"({desired.source}); resizeTimeout {step.resize_timeout_iso}",
-        ep, step=step,
+        ep, step=step, alerts=alerts,
     )
 
 

@@ -135,6 +135,7 @@ class PoolView:
     vm_size: str | None = None
     image_id: str | None = None  # the custom image (gallery image version / definition) id; None for a Marketplace image
     resize_timeout: timedelta | None = None
+    inbound_nat: bool = False  # the pool has inbound NAT pools (they lower the managed-image node cap)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allocation_state", _enum_text(self.allocation_state).lower())
@@ -161,6 +162,7 @@ class PoolView:
             vm_size=_str(data.get("vmSize")),
             image_id=_image_id(vm.get("imageReference") if isinstance(vm, Mapping) else None),
             resize_timeout=parse_duration(data.get("resizeTimeout")),
+            inbound_nat=_has_nat(data.get("networkConfiguration")),
         )
 
     @classmethod
@@ -186,6 +188,7 @@ class PoolView:
             vm_size=_str(p.get("vmSize")),
             image_id=_image_id(vm.get("imageReference")),
             resize_timeout=parse_duration(fixed.get("resizeTimeout") or status.get("resizeTimeout")),
+            inbound_nat=_has_nat(p.get("networkConfiguration")),
         )
 
     @property
@@ -416,6 +419,13 @@ def _metadata_count(pool: PoolView, key: str) -> int | None:
     if not text.isdigit():
         raise PoolIntentError(pool.pool_id, key, f"is {raw!r}, not a whole number of nodes", "100")
     return int(text)
+
+
+def _has_nat(network: Any) -> bool:
+    endpoint = network.get("endpointConfiguration") if isinstance(network, Mapping) else None
+    if not isinstance(endpoint, Mapping):
+        return False
+    return bool(endpoint.get("inboundNATPools") or endpoint.get("inboundNatPools"))
 
 
 def _image_id(reference: Any) -> str | None:

@@ -52,6 +52,7 @@ class AlertType(StrEnum):
     IMAGE_MISSING = "ImageMissing"
     RESIZE_GAVE_UP = "ResizeGaveUp"
     POOL_RECOVERED = "PoolRecovered"
+    NODE_LIMIT_REACHED = "NodeLimitReached"  # a managed-image pool at the shared custom-image node cap
 
 
 class Cause(StrEnum):

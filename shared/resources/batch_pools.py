@@ -25,6 +25,7 @@ POOL_LIST_SELECT = [
     "id", "eTag", "allocationState", "allocationStateTransitionTime", "currentDedicatedNodes",
     "currentLowPriorityNodes", "targetDedicatedNodes", "targetLowPriorityNodes", "enableAutoScale",
     "resizeErrors", "resizeTimeout", "metadata", "vmSize", "virtualMachineConfiguration",
+    "networkConfiguration",  # inbound NAT pools lower the managed-image node cap (shared/pool_limits.py)
 ]
 LIST_PAGE_SIZE = 1000  # the service maximum: fewest round trips per account
 

@@ -511,13 +511,16 @@ def test_a_tick_costs_one_list_call_per_account_and_nothing_per_healthy_pool(mak
         add_pool(la, f"theirs-{i}", managed=None, target=2)
     for i in range(5):
         add_pool(la, f"sim-{i}", desired=2, target=2, account="simeus")
-    run_until(la, at(8, 1))  # everything allocated; the 08:00 tick read the accounts once (cached for an hour)
+    run_until(la, at(8, 1))  # everything allocated
 
     mark = len(la.emulator.log)
     assert la.host.fire_timer("pool_watch")
     la.settle()
     calls = la.emulator.log.entries()[mark:]
-    assert sorted((e.method, e.path) for e in calls) == [("GET", "/batch/renderweu/pools"), ("GET", "/batch/simeus/pools")]
+    # A full scan: one page per account, and one account GET per account for its core quotas (issue 12); nothing per pool.
+    accounts = [f"/subscriptions/{SUB}/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/{a}" for a in (ACCOUNT, "simeus")]
+    assert sorted((e.method, e.path) for e in calls) == sorted([("GET", "/batch/renderweu/pools"), ("GET", "/batch/simeus/pools"),
+                                                                *(("GET", a) for a in accounts)])
     report = watch.tick(la.context, dry_run=True)
     assert (report.accounts, report.pools, report.managed, report.stalled) == (2, 20, 17, [])
 
