@@ -1,0 +1,87 @@
+"""The ceilings Batch enforces, enforced by the watch before asking (issue 12): the managed-image node cap and core quotas.
+
+Pre-existing managed-image pools are made the way they were made long ago (api-version 2019-08-01, the last one
+known to take a managed image); the app drives them through their autopilot metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from autopilot.local import SUBSCRIPTION_ID as SUB
+from autopilot.local import LocalAzure
+from shared import pool_metadata
+from tests.e2e.watch_support import ACCOUNT, SKU, VM, Resizes, add_pool, at, pool_alerts, run_until
+
+
+def managed_images(la: LocalAzure, *names: str) -> list[str]:
+    """Managed images built from one snapshot: their pools share one node cap."""
+    compute = la.emulator.compute
+    disk = la.add_prepared_disk("legacy-osdisk")
+    snapshot = compute.create_snapshot(SUB, "images-rg", "legacy-os", source_resource_id=disk)
+    return [compute.create_image(SUB, "images-rg", name, os_snapshot_id=snapshot.id, hyper_v_generation="V2", instant=True).id for name in names]
+
+
+def legacy_pool(la: LocalAzure, pool_id: str, image: str, *, desired: int, target: int = 0) -> None:
+    la.emulator.batch.create_pool(ACCOUNT, pool_id, image_id=image, vm_size=VM, node_agent_sku_id=SKU, target_dedicated=target,
+                                  resize_timeout=timedelta(minutes=30), api_version="2019-08-01",
+                                  metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: str(desired)})
+
+
+def set_desired(la: LocalAzure, pool_id: str, dedicated: int) -> None:
+    """What a person does: change the pool's autopilot metadata through ARM."""
+    body = {"properties": {"metadata": [{"name": pool_metadata.MANAGED, "value": "true"},
+                                        {"name": pool_metadata.DESIRED_DEDICATED, "value": str(dedicated)}]}}
+    la.operator.batch_management.pool.update("batch-rg", ACCOUNT, pool_id, body)
+
+
+def test_managed_image_pools_grow_to_the_shared_cap_alert_once_and_resume_when_the_sharing_pool_shrinks(
+        make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    la.emulator.batch.configure_capacity("westeurope", VM, dedicated_per_minute=500, max_nodes_per_resize=2000)
+    first, second = managed_images(la, "legacy-a", "legacy-b")
+    legacy_pool(la, "old-a", first, desired=1500, target=1500)
+    legacy_pool(la, "old-b", second, desired=800)
+    resizes = Resizes(la, "old-a", "old-b")
+    run_until(la, at(10, 0), resizes)
+
+    # 2,000 dedicated nodes for every pool on images of the snapshot: old-b gets the 500 that old-a leaves, never more.
+    assert la.pool(ACCOUNT, "old-a").current["dedicated"] == 1500
+    assert la.pool(ACCOUNT, "old-b").current["dedicated"] == 500
+    asked = resizes.of["old-b"]
+    assert asked and all(r.dedicated <= 500 for r in asked)  # never asked Batch for what it refuses
+    assert not la.pool(ACCOUNT, "old-b").resize_errors
+    [alert] = pool_alerts(la, "old-b", "NodeLimitReached")
+    data = alert["data"]
+    assert "old-a: 1,500 dedicated" in data["diagnosis"] and "2,000 dedicated" in data["diagnosis"]
+    assert "Shrink or delete the other pools sharing the cap" in data["fix"]
+    assert not pool_alerts(la, "old-b", "ResizeGaveUp") and not pool_alerts(la, "old-b", "AllocationFailed")
+
+    set_desired(la, "old-a", 1000)  # the fix: shrink the pool sharing the cap
+    run_until(la, at(11, 0), resizes)
+    assert la.pool(ACCOUNT, "old-a").current["dedicated"] == 1000
+    assert la.pool(ACCOUNT, "old-b").current["dedicated"] == 800
+    assert len(pool_alerts(la, "old-b", "NodeLimitReached")) == 1
+    assert len(pool_alerts(la, "old-b", "PoolRecovered")) == 1
+
+
+def test_a_resize_that_does_not_fit_the_core_quota_is_sized_to_fit_and_resumes_when_the_quota_is_raised(
+        make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    la.emulator.batch.set_account_quotas(ACCOUNT, dedicated_cores=200)  # 50 nodes of 4 cores
+    add_pool(la, "other", desired=20, target=20)  # holds 80 cores
+    add_pool(la, "p", desired=60)
+    resizes = Resizes(la, "p")
+    run_until(la, at(8, 30), resizes)
+
+    assert la.pool(ACCOUNT, "p").current["dedicated"] == 30  # (200 - 80) / 4
+    assert resizes.of["p"] and all(r.dedicated <= 30 for r in resizes.of["p"])
+    assert not la.pool(ACCOUNT, "p").resize_errors  # Batch never had to refuse
+    [alert] = pool_alerts(la, "p", "QuotaReached")
+    assert "240 cores needed for 60 nodes" in alert["data"]["diagnosis"] and "120 free of the 200-core quota" in alert["data"]["diagnosis"]
+
+    la.emulator.batch.set_account_quotas(ACCOUNT, dedicated_cores=400)  # the quota request is granted; nobody touches the pool
+    run_until(la, at(9, 0))
+    assert la.pool(ACCOUNT, "p").current["dedicated"] == 60
+    assert len(pool_alerts(la, "p", "PoolRecovered")) == 1 and len(pool_alerts(la, "p", "QuotaReached")) == 1
