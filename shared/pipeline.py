@@ -258,6 +258,8 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
             # source image too, and the delete would be refused (ScopeLocked) for as long as it lives.
             _drop_intermediate_image(context, image_id)
         pools = create_pools(context, family, snapshot_set, version_id, image_id, skus)
+        if pools.refused:
+            return _pools_refused(context, snapshot_set, row, version_id, pools.refused)
         if pools.missing:
             # Batch answered the create without creating the pool (e.g. the account's pool quota): not done.
             # The sweep tries again; the alert says what to fix.
@@ -528,12 +530,13 @@ class PoolsResult:
     names: tuple[str, ...]  # "{account}/{pool}" of every pool of the version that exists
     created: tuple[str, ...]  # those this call created
     missing: tuple[str, ...]  # pool resource ids Batch neither created nor has
+    refused: tuple[batch_pools.PoolCreateRefused, ...] = ()  # pools Batch refused outright (400): no retry can help
 
 
 def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, version_id: str, image_id: str | None,
                  skus: dict[str, str]) -> PoolsResult:
     pool_image_id = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
-    names, created, missing = [], [], []
+    names, created, missing, refused = [], [], [], []
     for spec in family.pools:
         account = batch_accounts.get_account(context.clients, spec.account)
         pool_id = spec.pool_id(family.name, snapshot_set.key.version)
@@ -541,7 +544,12 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
         if not sku:
             raise RuntimeError(f"no nodeAgentSkuId for pool {pool_id}: set nodeAgentSkuId in the family's pool configuration")
         body = pool_body(family, spec, snapshot_set, pool_image_id, image_id, sku, context.settings.growth_step_nodes)
-        if batch_pools.create_pool(context.clients, account, pool_id, body):
+        try:
+            was_created = batch_pools.create_pool(context.clients, account, pool_id, body)
+        except batch_pools.PoolCreateRefused as exc:
+            refused.append(exc)
+            continue
+        if was_created:
             created.append(f"{account.name}/{pool_id}")
             log.info("created pool %s in %s from %s", pool_id, account.id, pool_image_id)
         elif batch_pools.get_pool(context.clients, account, pool_id) is None:
@@ -549,7 +557,7 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
             missing.append(f"{account.id}/pools/{pool_id}")
             continue
         names.append(f"{account.name}/{pool_id}")
-    return PoolsResult(tuple(names), tuple(created), tuple(missing))
+    return PoolsResult(tuple(names), tuple(created), tuple(missing), tuple(refused))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,6 +644,26 @@ def _fail(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, re
         compute.start_image_delete(context.clients, resource_id)
     _flush_outbox(context, row)
     return Outcome(FAILED, resource_id)
+
+
+def _pools_refused(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, version_id: str,
+                   refused: tuple[batch_pools.PoolCreateRefused, ...]) -> Outcome:
+    """Batch refused a pool outright (400): one alert quoting Batch's code and message, and a terminal stage, so that neither
+    redelivery nor the sweep asks again for what Batch will refuse again."""
+    key = snapshot_set.key
+    said = "; ".join(f"pool {r.pool_id}: {r.code}: {r.message}" for r in refused)
+    alert = Alert(alerts.IMAGE_BUILD_FAILED, alerts.SEVERITY_WARNING, version_id,
+                  f"Batch refused to create pool(s) {', '.join(r.pool_id for r in refused)} ({key}): {refused[0].code}",
+                  f"gallery image version {version_id} is ready, but Batch answered the pool create with {refused[0].status}: {said}. "
+                  "Retrying the same request cannot succeed, so the pipeline does not retry it.",
+                  "fix the pool's configuration in the family (AUTOPILOT_FAMILIES) as Batch's message says, then re-create the "
+                  "snapshot(s) of the set (or tag snapshots with a new version) to create the pools again",
+                  f"refusedpool|{key}|{_attempt(snapshot_set)}", context.clock.now(),
+                  {"family": key.family, "version": key.version, "codes": [r.code for r in refused],
+                   "pools": [r.pool_id for r in refused], "messages": [r.message for r in refused]})
+    row = _finish_stage_only(context, key, row, FAILED, f"pool create refused: {said}"[:4000], alert)
+    _flush_outbox(context, row)
+    return Outcome(FAILED, said)
 
 
 def _finish_stage_only(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str, alert: Alert) -> Record:

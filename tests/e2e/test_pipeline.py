@@ -11,6 +11,7 @@ alert topic. Table state is read only to assert on it.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,8 +26,10 @@ from emulator.eventgrid.models import to_cloud_event
 from emulator.faults import FaultRule
 from emulator.server import TlsMaterial
 from shared import pool_metadata
+from shared.context import AppContext, install_context
 from shared.resource_ids import batch_account_id, normalize
 from shared.resources import batch_accounts
+from shared.settings import load_settings
 from shared.state import PIPELINE, SNAPSHOT_SETS
 
 APP = "batch-image-autopilot"  # the caller name the emulator logs for the app's own calls
@@ -788,3 +791,31 @@ def test_a_gallery_family_of_3000_dedicated_and_1200_spot_builds_and_reaches_its
     assert version["properties"]["publishingProfile"]["replicaCount"] == math.ceil(4200 / 300)  # replicas follow the version's nodes
     pool = la.pool(ACCOUNT, "gpu-20-0-0")
     assert pool.current == {DEDICATED: 3000, LOW_PRIORITY: 1200}
+
+
+def test_a_pool_batch_refuses_outright_is_reported_once_with_its_code_and_not_retried(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(families(pools=[pool_spec(vmSize="Standard_Imaginary_v9")]))  # a size Batch does not offer: 400
+    la.snapshot_set("gpu", "21.0.0")
+    la.run(timedelta(hours=2))  # many sweeps
+
+    no_failed_invocations(la)
+    assert built(la, attempts=True)[POOL_WRITE] == 1  # asked once: a 400 is not retried by redelivery or sweeps
+    [failed] = alerts_of(la, "ImageBuildFailed")
+    data = failed["data"]
+    assert data["codes"] == ["InvalidPropertyValue"] and "Standard_Imaginary_v9" in data["diagnosis"]
+    assert "InvalidPropertyValue" in data["title"]
+    assert pipeline_stage(la, "gpu", "21.0.0") == "failed"
+
+    # The fix, as the alert says: correct the family's configuration, then re-create the set's snapshot.
+    la.env["AUTOPILOT_FAMILIES"] = json.dumps(families())
+    la.settings = load_settings(la.env)
+    la.context = AppContext.from_settings(la.settings, clock=la.emulator.clock)
+    install_context(la.context)
+    la.host.env["AUTOPILOT_FAMILIES"] = la.env["AUTOPILOT_FAMILIES"]
+    disk = la.add_prepared_disk("again-21-osdisk")
+    la.operator.compute.snapshots.begin_delete(IMAGES_RG, "gpu-21-0-0-os").result()
+    la.snapshot("gpu-21-0-0-os", disk, tags("gpu", "21.0.0", "os", 1))
+    la.run(timedelta(minutes=30))
+    assert pipeline_stage(la, "gpu", "21.0.0") == "done"
+    assert [p.id for p in la.emulator.batch.list_pools(ACCOUNT)] == ["gpu-21-0-0"]
+    assert len(alerts_of(la, "ImageBuildFailed")) == 1
