@@ -48,11 +48,13 @@ from shared.pool_policy import (
     request_answered,
 )
 from shared.resize_errors import (
+    MAX_UNKNOWN_RETRIES,
     AlertType,
     Cause,
     Diagnosis,
     ErrorClass,
     classify,
+    dependent_resource_diagnosis,
     image_missing_diagnosis,
     image_present_diagnosis,
     not_applied_diagnosis,
@@ -342,12 +344,15 @@ def _outcome(pool: PoolView, ep: Episode, image_exists: bool | None) -> Diagnosi
     else:
         return None  # the step completed
     if diagnosis.error_class is ErrorClass.VERIFY_IMAGE:
+        # The generic message, or DependentResourceNotFound: read the image; gone -> ImageMissing. Present, the generic
+        # message is a one-off (retry, as Batch advises) while a missing dependent resource is configuration (a person).
+        present = dependent_resource_diagnosis if diagnosis.cause is Cause.DEPENDENT_RESOURCE_MISSING else image_present_diagnosis
         if pool.image_id is None:
-            return image_present_diagnosis(diagnosis, None)
+            return present(diagnosis, None)
         if image_exists is None:
-            return Decision(Action.VERIFY_IMAGE, f"Batch gave its generic resize failure: check whether image {pool.image_id} still exists",
-                            ep, diagnosis=diagnosis, image_id=pool.image_id)
-        return image_present_diagnosis(diagnosis, pool.image_id) if image_exists else image_missing_diagnosis(diagnosis, pool.image_id)
+            return Decision(Action.VERIFY_IMAGE, f"Batch reported {diagnosis.code or 'its generic resize failure'}: check whether image "
+                            f"{pool.image_id} still exists", ep, diagnosis=diagnosis, image_id=pool.image_id)
+        return present(diagnosis, pool.image_id) if image_exists else image_missing_diagnosis(diagnosis, pool.image_id)
     if diagnosis.error_class is ErrorClass.IGNORE and _stopped_by_us(ep, pool.allocation_state_transition_time):
         return None
     return diagnosis
@@ -445,11 +450,14 @@ def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, 
     )
     if ep.attempts >= policy.max_resize_attempts:
         return _give_up(pool, desired, ep, now, policy, f"{ep.attempts} failed attempts", diagnosis)
+    if diagnosis.cause is Cause.UNRECOGNISED and ep.attempts > MAX_UNKNOWN_RETRIES:
+        # A code the app does not know is not assumed transient: after MAX_UNKNOWN_RETRIES retries a person hears of it.
+        return _stop(pool, desired, ep, now, policy, diagnosis)
     if ep.failing_since is not None and now - ep.failing_since >= policy.max_episode:
         return _give_up(pool, desired, ep, now, policy, f"failing for more than {_hours(policy.max_episode)}", diagnosis)
     retry_at = policy.backoff.retry_at(ep.backoff, now)
     alerts: tuple[Alert, ...] = ()
-    if diagnosis.alert_type is not None:
+    if diagnosis.alert_type is not None and diagnosis.cause is not Cause.UNRECOGNISED:  # unknown codes: one alert, when retries stop
         title = (f"Pool {pool.pool_id} could not reach {desired.dedicated} dedicated / {desired.spot} Spot nodes ({diagnosis.cause}): "
                  f"attempt {ep.attempts} of {policy.max_resize_attempts} failed, next try at {_iso(retry_at)}")
         ep, alerts = _raise(ep, diagnosis.alert_type, pool, now, policy, title, diagnosis.diagnosis, diagnosis.fix, diagnosis, retry_at)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from autopilot.local import SUBSCRIPTION_ID as SUB
 from autopilot.local import LocalAzure
 from shared import pool_metadata
-from tests.e2e.watch_support import ACCOUNT, SKU, VM, Resizes, add_pool, at, pool_alerts, run_until
+from tests.e2e.watch_support import ACCOUNT, SKU, VM, Resizes, add_pool, at, custom_image, pool_alerts, resize_posts, run_until
 
 
 def managed_images(la: LocalAzure, *names: str) -> list[str]:
@@ -85,3 +85,41 @@ def test_a_resize_that_does_not_fit_the_core_quota_is_sized_to_fit_and_resumes_w
     run_until(la, at(9, 0))
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 60
     assert len(pool_alerts(la, "p", "PoolRecovered")) == 1 and len(pool_alerts(la, "p", "QuotaReached")) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Resize errors Batch documents, and ones the app does not know
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dependent_resource_not_found_on_a_deleted_image_is_diagnosed_image_missing(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    image = custom_image(la)
+    add_pool(la, "p", desired=10, image_id=image)
+    la.emulator.compute.delete_gallery_image_version(SUB, "images-rg", "autopilotGallery", "render", "1.0.0")
+    la.emulator.batch.inject_failure(ACCOUNT, "p", "custom", code="DependentResourceNotFound", count=None,
+                                     message="A resource the pool depends on was not found.")
+    run_until(la, at(10, 0))
+
+    [missing] = pool_alerts(la, "p", "ImageMissing")
+    assert missing["data"]["codes"] == ["DependentResourceNotFound"] and image.lower() in missing["data"]["diagnosis"].lower()
+    assert not pool_alerts(la, "p", "ResizeGaveUp") and not pool_alerts(la, "p", "AllocationFailed")
+    assert len(resize_posts(la, "p")) == 1  # the image was read, found gone, and nothing more was asked
+
+
+def test_configuration_codes_stop_at_once_and_unknown_codes_after_two_retries(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    add_pool(la, "identity", desired=10)
+    la.emulator.batch.inject_failure(ACCOUNT, "identity", "custom", code="FailedIdentityOperation", count=None,
+                                     message="The user assigned identity could not be assigned.")
+    add_pool(la, "novel", desired=10)
+    la.emulator.batch.inject_failure(ACCOUNT, "novel", "custom", code="SomethingBatchAddsNext", count=None, message="Something new.")
+    run_until(la, at(14, 0))
+
+    assert len(resize_posts(la, "identity")) == 1
+    [config] = pool_alerts(la, "identity")
+    assert config["data"]["codes"] == ["FailedIdentityOperation"] and "The user assigned identity could not be assigned." in config["data"]["diagnosis"]
+    assert len(resize_posts(la, "novel")) == 3  # the first try and at most two retries, then a person hears of it
+    [unknown] = pool_alerts(la, "novel")
+    assert unknown["eventType"] == "BatchImageAutopilot.AllocationFailed" and unknown["data"]["codes"] == ["SomethingBatchAddsNext"]
+    assert "Something new." in unknown["data"]["diagnosis"] and "Batch error reference" in unknown["data"]["fix"]

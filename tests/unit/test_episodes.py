@@ -214,6 +214,54 @@ def test_generic_failure_verifies_the_image_first() -> None:
     assert decide(replace(p, image_id=None), D800, None, T0).action is Action.WAIT
 
 
+DEPENDENT = {"code": "DependentResourceNotFound", "message": "The specified image reference was not found."}
+
+
+def test_dependent_resource_not_found_reads_the_image_image_missing_when_gone_configuration_when_there() -> None:
+    p = pool(current_dedicated=10, target_dedicated=300, resize_errors=[DEPENDENT])
+    d = decide(p, D800, None, T0)
+    assert d.action is Action.VERIFY_IMAGE and d.image_id == IMAGE
+    gone = decide(p, D800, None, T0, image_exists=False)
+    assert gone.action is Action.STOP and types(gone) == [AlertType.IMAGE_MISSING]
+    there = decide(p, D800, None, T0, image_exists=True)
+    assert there.action is Action.STOP and there.diagnosis.cause is Cause.DEPENDENT_RESOURCE_MISSING  # type: ignore[union-attr]
+    [alert] = there.alerts
+    assert "DependentResourceNotFound" in alert.diagnosis and "The specified image reference was not found." in alert.diagnosis
+
+
+@pytest.mark.parametrize("code", ["IncompatibleVMSize", "DiskEncryptionFailure", "FailedIdentityOperation",
+                                  "CommunicationEnabledPoolReachedMaxVMCount"])
+def test_configuration_codes_stop_at_once_quoting_batch(code: str) -> None:
+    d = decide(pool(resize_errors=[{"code": code, "message": f"Batch's words about {code}"}]), D800, None, T0)
+    assert d.action is Action.STOP
+    [alert] = d.alerts
+    assert alert.type is AlertType.ALLOCATION_FAILED and code in alert.diagnosis and f"Batch's words about {code}" in alert.diagnosis
+    assert alert.code == code
+
+
+def test_an_unknown_code_is_retried_at_most_twice_then_a_person_hears_of_it() -> None:
+    unknown = {"code": "SomethingBatchAddsNext", "message": "a new kind of failure"}
+    batch = FakeBatch(pool(current_dedicated=0, target_dedicated=300, resize_errors=[unknown]))
+    ep, now, actions = None, T0, []
+    for _ in range(6):
+        d = decide(batch.pool, D800, ep, now)
+        actions.append(d.action)
+        ep = d.episode
+        if d.action is Action.STOP:
+            break
+        assert not d.alerts  # silent while retrying
+        if d.action is Action.WAIT:
+            now = d.retry_at  # type: ignore[assignment]
+            continue
+        batch.resize(d, now)
+        batch.finish(now + 2 * MIN, dedicated=0, errors=(unknown,))
+        now += 3 * MIN
+    assert actions.count(Action.RESIZE) == 2 and actions[-1] is Action.STOP
+    [alert] = d.alerts
+    assert alert.type is AlertType.ALLOCATION_FAILED and "SomethingBatchAddsNext" in alert.diagnosis and "a new kind of failure" in alert.diagnosis
+    assert not any(a.type is AlertType.RESIZE_GAVE_UP for a in d.alerts)
+
+
 def test_a_new_image_resumes_an_image_missing_stop() -> None:
     p = pool(resize_errors=[GENERIC])
     stopped = decide(p, D800, None, T0, image_exists=False).episode
