@@ -413,20 +413,24 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
     alerts: tuple[Alert, ...] = ()
     if held:
         dedicated, spot = _capped(pool, desired, ceilings)
+        desired = DesiredTarget(dedicated, spot, desired.source, desired.fired_at)
+        if pool.current_dedicated < dedicated or pool.current_spot < spot:
+            held = []  # grow to the ceiling first; the alert comes once the pool is there (raised by the tick, sent before it is stored)
         for ceiling in held:
             alert_type = _CEILING_ALERTS[ceiling.kind]
             what = "the shared managed-image node cap" if ceiling.kind == pool_limits.NODE_CAP else "the account's core quota"
             title = (f"Pool {pool.pool_id} cannot grow past {dedicated:,} dedicated / {spot:,} Spot of its target "
                      f"{desired.dedicated:,} / {desired.spot:,}: {what}")
-            ep, raised = _raise(ep, alert_type, pool, now, policy, title, ceiling.diagnosis, ceiling.fix, None, None)
+            cause = Cause.NODE_CAP if ceiling.kind == pool_limits.NODE_CAP else Cause.CORE_QUOTA
+            source = Diagnosis(ErrorClass.NEEDS_PERSON, cause, alert_type, "", "", ceiling.diagnosis, ceiling.fix)
+            ep, raised = _raise(ep, alert_type, pool, now, policy, title, ceiling.diagnosis, ceiling.fix, source, None)
             alerts += raised
-        desired = DesiredTarget(dedicated, spot, desired.source, desired.fired_at)
         if pool.current_dedicated >= dedicated and pool.current_spot >= spot:
             return Decision(Action.NOTHING, f"held at {dedicated} dedicated / {spot} Spot by "
                             + ", ".join(c.kind for c in held) + "; the autopilot grows the pool when the ceiling allows", ep, alerts=alerts)
     step = next_resize(pool, desired, policy)
     if step is None:
-        return Decision(Action.NOTHING, "the pool asks for no resize", ep, alerts=alerts)
+        return Decision(Action.NOTHING, "the pool asks for no resize", ep)
     if policy.backoff.is_backing_off(ep.backoff, now):
         retry_at = policy.backoff.retry_at(ep.backoff, now)
         return Decision(Action.WAIT, f"backing off after {ep.attempts} failed attempt(s); next try at {_iso(retry_at)}", ep, retry_at=retry_at)
@@ -439,7 +443,7 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
         Action.RESIZE,
         f"resize to {step.target_dedicated} dedicated / {step.target_spot} Spot{staged} towards {desired.dedicated} / {desired.spot} "
         f"({desired.source}); resizeTimeout {step.resize_timeout_iso}",
-        ep, step=step, alerts=alerts,
+        ep, step=step,
     )
 
 

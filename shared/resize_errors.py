@@ -84,6 +84,7 @@ class Cause(StrEnum):
     DISK_ENCRYPTION = "disk_encryption"
     IDENTITY = "identity"
     COMMUNICATION_MAX_VMS = "communication_max_vms"
+    NODE_CAP = "node_cap"  # held back by the shared managed-image node cap (the app's own check, before asking)
 
 
 @dataclass(frozen=True)

@@ -178,11 +178,13 @@ def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(make_
 
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 50
     assert len(resize_posts(la, "p")) == 1 and len(stalls(la, "p")) == 1  # three hours: no second attempt
+    assert not la.pool(ACCOUNT, "p").resize_errors  # sized to the quota before asking (issue 12): Batch had nothing to refuse
     quota = pool_alerts(la, "p", "QuotaReached")
     assert len(quota) == 1 and len(pool_alerts(la, "p")) == 1
     data = quota[0]["data"]
-    assert data["codes"] == ["AccountCoreQuotaReached"] and data["reason"] == "core_quota"
-    assert "quota" in data["diagnosis"].lower() and "quota increase" in data["fix"].lower() and data["nextTryTime"] is None
+    assert data["codes"] == [] and data["reason"] == "core_quota"
+    assert "320 cores needed for 80 nodes" in data["diagnosis"] and "200 free of the 200-core quota" in data["diagnosis"]
+    assert "quota increase" in data["fix"].lower() and data["nextTryTime"] is None
 
     cards = [m for m in la.emulator.teams_messages if "QuotaReached" in json.dumps(m)]
     assert len(cards) == 1
@@ -196,7 +198,6 @@ def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(make_
     assert card["body"][0]["text"] == data["title"]
     facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
     assert facts["Alert"] == "QuotaReached" and facts["pool"] == "p" and facts["account"] == ACCOUNT_ID
-    assert "AccountCoreQuotaReached" in facts["codes"]
     assert any(data["fix"] in block.get("text", "") for block in card["body"])
 
     # A person raises the quota and changes the target: the watch resumes by itself and announces the recovery.
