@@ -493,6 +493,8 @@ def pool_body(family: FamilyConfig, spec: PoolSpec, snapshot_set: SnapshotSet, p
         pool_metadata.DESIRED_DEDICATED: str(spec.dedicated),
         pool_metadata.DESIRED_SPOT: str(spec.spot),
         pool_metadata.DEALLOCATION: spec.node_deallocation_option.lower(),
+        # Recorded on the pool: every later resize the watch issues uses it too, never less (shared/pool_policy.py).
+        pool_metadata.RESIZE_TIMEOUT: str(spec.resize_timeout_minutes),
     })
     if image_id is not None and family.keep_managed_image:
         metadata[pool_metadata.MANAGED_IMAGE_ID] = image_id

@@ -783,7 +783,13 @@ def test_a_gallery_family_of_3000_dedicated_and_1200_spot_builds_and_reaches_its
     la = make_azure(families(pools=[pool_spec(dedicated=3000, spot=1200, resizeTimeoutMinutes=25)]))
     la.emulator.batch.configure_capacity(dedicated_failure_rate=0, low_priority_failure_rate=0)
     la.snapshot_set("gpu", "20.0.0")
-    la.run(timedelta(hours=4))
+    timeouts: set[timedelta] = set()
+
+    def record_timeouts(_now: Any) -> None:
+        pools = la.emulator.batch.list_pools(ACCOUNT)
+        timeouts.update(p.op.timeout for p in pools if p.op is not None)
+
+    la.host.run_for(timedelta(hours=4), timedelta(minutes=1), on_step=record_timeouts)
 
     no_failed_invocations(la)
     assert alerts_of(la, "ImageRefused") == []
@@ -791,6 +797,8 @@ def test_a_gallery_family_of_3000_dedicated_and_1200_spot_builds_and_reaches_its
     assert version["properties"]["publishingProfile"]["replicaCount"] == math.ceil(4200 / 300)  # replicas follow the version's nodes
     pool = la.pool(ACCOUNT, "gpu-20-0-0")
     assert pool.current == {DEDICATED: 3000, LOW_PRIORITY: 1200}
+    # The family's resizeTimeoutMinutes is recorded on the pool and used by every resize, the pipeline's and the watch's.
+    assert pool.metadata[pool_metadata.RESIZE_TIMEOUT] == "25" and timeouts == {timedelta(minutes=25)}
 
 
 def test_a_pool_batch_refuses_outright_is_reported_once_with_its_code_and_not_retried(make_azure: Callable[..., LocalAzure]) -> None:
