@@ -118,17 +118,19 @@ class TargetAccount:
 
 def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetAccount], *,
                    gallery_location: str | None = None, gallery_subscription: str | None = None) -> list[Finding]:
-    """Snapshots (and the gallery) must be in the same subscription and region as every target account.
+    """Snapshots in the account's subscription, and in the region where the image is built; the gallery in the account's subscription.
 
-    The article: the image "must be in the same subscription and region as the Batch account";
-    the gallery doc: the image version "must have replicas in the same region and must be in the
-    same subscription as the Azure Batch account". The app builds the image beside the snapshots
-    and replicates the version to the gallery's location only, so all of them must line up.
+    The image and the gallery version are built where the snapshots are, so the snapshots must be in the gallery's
+    region (or, with no gallery location given, the account's). The gallery itself may be in another region than a
+    Batch account: Batch's gallery doc (batch-sig-images) says "the image can be in different regions as long as it
+    has replicas in the same region as your Batch account", and the pipeline replicates the version to every region
+    with a target account (shared/pipeline.py gallery_version_body). The subscription rule stays: the data-plane
+    ImageReference doc says the gallery image must be "in the same subscription as the Azure Batch account".
     """
     findings: list[Finding] = []
     for account in accounts:
         account_sub = account.subscription_id.lower()
-        account_region = normalize_region(account.region)
+        build_region = gallery_location or account.region
         foreign = [m for m in members if m.subscription_id.lower() != account_sub]
         if foreign:
             findings.append(Finding(
@@ -137,20 +139,15 @@ def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetA
                 f"but Batch account {account.account_id} is in {account.subscription_id}",
                 "copy the snapshots into the Batch account's subscription (az snapshot create --source ...) and tag the copies, "
                 "or remove this account from the family's pools"))
-        elsewhere = [m for m in members if normalize_region(m.region) != account_region]
+        elsewhere = [m for m in members if normalize_region(m.region) != normalize_region(build_region)]
         if elsewhere:
+            where = (f"the family's gallery, where the image is built, is in {gallery_location}" if gallery_location
+                     else f"Batch account {account.account_id} is in {account.region}")
             findings.append(Finding(
                 REFUSE, "SNAPSHOT_REGION", account.account_id,
-                f"snapshot(s) {', '.join(m.snapshot_id for m in elsewhere)} are in {elsewhere[0].region}, "
-                f"but Batch account {account.account_id} is in {account.region}",
-                f"copy the snapshots to {account.region} (az snapshot create --copy-start) and tag the copies, "
-                "or point the family's pools at an account in the snapshots' region"))
-        if gallery_location is not None and normalize_region(gallery_location) != account_region:
-            findings.append(Finding(
-                REFUSE, "GALLERY_REGION", account.account_id,
-                f"the family's gallery location is {gallery_location}, but Batch account {account.account_id} is in {account.region}; "
-                "Batch needs a replica of the image version in the account's region",
-                "set gallery.location to the account's region (the gallery image version is replicated there only)"))
+                f"snapshot(s) {', '.join(m.snapshot_id for m in elsewhere)} are in {elsewhere[0].region}, but {where}",
+                f"copy the snapshots to {build_region} (az snapshot create --copy-start) and tag the copies, "
+                "or set the family's gallery.location to the snapshots' region (the version is replicated to the accounts' regions)"))
         if gallery_subscription is not None and gallery_subscription.lower() != account_sub:
             findings.append(Finding(
                 REFUSE, "GALLERY_SUBSCRIPTION", account.account_id,

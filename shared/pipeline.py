@@ -449,9 +449,21 @@ def image_body(family: FamilyConfig, snapshot_set: SnapshotSet) -> dict[str, Any
     }
 
 
+def target_regions(context: AppContext, family: FamilyConfig) -> list[tuple[str, int]]:
+    """(region, replicas) for the version: the gallery's own region, and every region with a target Batch account, each with
+    one replica per ``nodesPerReplica`` of the pools there (Batch's gallery doc: a gallery image can be used from another
+    region once it has replicas in the Batch account's region; at least one replica per 600 VMs, the app plans one per 300)."""
+    nodes: dict[str, int] = {image_rules.normalize_region(family.gallery.location): 0}
+    for spec in family.pools:
+        region = image_rules.normalize_region(batch_accounts.get_account(context.clients, spec.account).location or family.gallery.location)
+        nodes[region] = nodes.get(region, 0) + spec.peak_dedicated + spec.peak_spot
+    return [(region, image_rules.replica_count(count, family.replicas.nodes_per_replica, family.replicas.minimum))
+            for region, count in nodes.items()]
+
+
 def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, image_id: str | None) -> dict[str, Any]:
-    planned_nodes = sum(p.peak_dedicated + p.peak_spot for p in family.pools)
-    replicas = image_rules.replica_count(planned_nodes, family.replicas.nodes_per_replica, family.replicas.minimum)
+    regions = target_regions(context, family)
+    replicas = regions[0][1]  # the gallery's own region (the default for regions without a count)
     if image_id is not None:
         storage: dict[str, Any] = {"source": {"id": image_id}}
     else:
@@ -468,8 +480,8 @@ def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set
         "properties": {
             "publishingProfile": {
                 # Plan one replica per 300 VMs (Batch's 2026 guidance for gallery images).
-                "targetRegions": [{"name": family.gallery.location, "regionalReplicaCount": replicas,
-                                   "storageAccountType": family.replicas.storage_account_type}],
+                "targetRegions": [{"name": family.gallery.location if i == 0 else region, "regionalReplicaCount": count,
+                                   "storageAccountType": family.replicas.storage_account_type} for i, (region, count) in enumerate(regions)],
                 "replicaCount": replicas,
                 "excludeFromLatest": False,
                 "endOfLifeDate": iso(end_of_life),

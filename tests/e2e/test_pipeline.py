@@ -25,7 +25,7 @@ from emulator.batch.capacity import DEDICATED, LOW_PRIORITY
 from emulator.eventgrid.models import to_cloud_event
 from emulator.faults import FaultRule
 from emulator.server import TlsMaterial
-from shared import pool_metadata
+from shared import image_rules, pool_metadata
 from shared.context import AppContext, install_context
 from shared.resource_ids import batch_account_id, normalize
 from shared.resources import batch_accounts
@@ -827,3 +827,19 @@ def test_a_pool_batch_refuses_outright_is_reported_once_with_its_code_and_not_re
     assert pipeline_stage(la, "gpu", "21.0.0") == "done"
     assert [p.id for p in la.emulator.batch.list_pools(ACCOUNT)] == ["gpu-21-0-0"]
     assert len(alerts_of(la, "ImageBuildFailed")) == 1
+
+
+def test_a_gallery_in_another_region_replicates_the_version_to_every_account_region(make_azure: Callable[..., LocalAzure]) -> None:
+    doc = families(location="northeurope", pools=[pool_spec(dedicated=400)])
+    doc["families"]["gpu"]["gallery"]["name"] = "galleryNeu"
+    la = make_azure(doc)
+    la.emulator.compute.create_gallery(SUBSCRIPTION_ID, IMAGES_RG, "galleryNeu", location="northeurope")
+    la.snapshot_set("gpu", "22.0.0", location="northeurope")  # the image is built beside the snapshots, in the gallery's region
+    la.run(timedelta(minutes=60))
+
+    no_failed_invocations(la)
+    assert alerts_of(la, "ImageRefused") == []
+    version = la.operator.compute.gallery_image_versions.get(IMAGES_RG, "galleryNeu", "gpu-def", "22.0.0").as_dict()
+    regions = {image_rules.normalize_region(r["name"]): r["regionalReplicaCount"] for r in version["properties"]["publishingProfile"]["targetRegions"]}
+    assert regions == {"northeurope": 1, "westeurope": 2}  # the account's region: one replica per 300 of its 400 nodes
+    assert la.pool(ACCOUNT, "gpu-22-0-0").current[DEDICATED] == 400  # Batch in westeurope boots the replica there
