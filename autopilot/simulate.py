@@ -347,7 +347,15 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
                                   "target_dedicated": pool.get("dedicated", 0), "target_low_priority": pool.get("spot", 0)}
         if "resizeTimeout" in pool:
             fields["resize_timeout"] = parse_duration(pool["resizeTimeout"])
-        batch.create_pool(pool["account"], pool["id"], image_id=image_id, metadata=metadata, **fields)
+        if pool.get("autoScaleFormula"):
+            fields["auto_scale_formula"] = pool["autoScaleFormula"]
+        if pool.get("inboundNatPools"):
+            fields["network_configuration"] = {"natPools": [{**nat, "protocol": str(nat.get("protocol", "tcp")).lower()}
+                                                            for nat in pool["inboundNatPools"]]}
+        # A pool of the initial state predates the run: one on a managed image was created with an API version that took
+        # managed images (up to 2019-08-01); the app itself can no longer create such pools.
+        api_version = "2019-08-01" if "/providers/microsoft.compute/images/" in image_id.lower() else None
+        batch.create_pool(pool["account"], pool["id"], image_id=image_id, metadata=metadata, api_version=api_version, **fields)
 
 
 def initial_state_error(scenario: Scenario, exc: Exception) -> ScenarioError:
