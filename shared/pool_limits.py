@@ -146,19 +146,47 @@ QUOTA_FIX = ("Request a core quota increase for the Batch account (Azure portal 
              "scan after the quota allows it (within AUTOPILOT_WATCH_FULL_SCAN_MINUTES).")
 
 
-def core_quota(pool: Holding, account_pools: Sequence[Holding], quotas: AccountQuotas, desired: tuple[int, int]) -> Ceiling | None:
+@dataclass
+class AccountUsage:
+    """Cores the pools of one account hold, summed once per tick (so judging a pool is O(1), not O(pools))."""
+
+    dedicated: int = 0
+    spot: int = 0
+    per_family: dict[str, int] = field(default_factory=dict)  # lower-case family -> dedicated cores
+    unknown: int = 0  # pools whose VM size shared/vm_cores.py does not know
+
+    def add(self, h: Holding, sign: int = 1) -> None:
+        cores = vm_cores.cores(h.vm_size)
+        if cores is None:
+            self.unknown += sign
+            return
+        self.dedicated += sign * cores * h.dedicated
+        self.spot += sign * cores * h.spot
+        family = (vm_cores.family(h.vm_size) or "").lower()
+        self.per_family[family] = self.per_family.get(family, 0) + sign * cores * h.dedicated
+
+    @classmethod
+    def of(cls, holdings: Iterable[Holding]) -> AccountUsage:
+        usage = cls()
+        for h in holdings:
+            usage.add(h)
+        return usage
+
+
+def core_quota(pool: Holding, account_pools: Sequence[Holding] | AccountUsage, quotas: AccountQuotas,
+               desired: tuple[int, int]) -> Ceiling | None:
     """How many nodes of each kind ``pool`` may have within its account's core quotas; None when the app cannot judge
-    (UserSubscription mode, a VM size missing from shared/vm_cores.py, or no quota given)."""
+    (UserSubscription mode, a VM size missing from shared/vm_cores.py, or no quota given). ``account_pools``: every pool
+    of the account (``pool`` included), or their :class:`AccountUsage`."""
     cores = vm_cores.cores(pool.vm_size)
     if not quotas.judged or cores is None:
         return None
-    me = pool.pool_key.lower()
-    others = [h for h in account_pools if h.pool_key.lower() != me]
-    unknown = [h for h in others if vm_cores.cores(h.vm_size) is None]
-    if unknown:
+    usage = account_pools if isinstance(account_pools, AccountUsage) else AccountUsage.of(account_pools)
+    others = AccountUsage(usage.dedicated, usage.spot, dict(usage.per_family), usage.unknown)
+    others.add(pool, -1)  # the pool's own cores do not count against it
+    if others.unknown:
         return None  # another pool's cores cannot be counted: judging without them could over-promise
-    held_dedicated = sum((vm_cores.cores(h.vm_size) or 0) * h.dedicated for h in others)
-    held_spot = sum((vm_cores.cores(h.vm_size) or 0) * h.spot for h in others)
+    held_dedicated, held_spot = others.dedicated, others.spot
     limits: list[tuple[str, int, int, int]] = []  # (what, quota, free cores, nodes wanted)
     dedicated = spot = None
     if quotas.dedicated_cores is not None:
@@ -168,9 +196,7 @@ def core_quota(pool: Holding, account_pools: Sequence[Holding], quotas: AccountQ
     family = vm_cores.family(pool.vm_size)
     if quotas.per_family_enforced and family is not None:
         family_quota = next((v for k, v in quotas.per_family.items() if k.lower() == family.lower()), 0)
-        family_held = sum((vm_cores.cores(h.vm_size) or 0) * h.dedicated for h in others
-                          if (vm_cores.family(h.vm_size) or "").lower() == family.lower())
-        free = max(0, family_quota - family_held)
+        free = max(0, family_quota - others.per_family.get(family.lower(), 0))
         dedicated = min(dedicated if dedicated is not None else free // cores, free // cores)
         limits.append((f"dedicated {family}", family_quota, free, desired[0]))
     if quotas.spot_cores is not None:

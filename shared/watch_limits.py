@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from shared import pool_metadata
 from shared.image_rules import NodeLimits, is_managed_image
-from shared.pool_limits import AccountQuotas, Ceiling, Holding, core_quota, holding, node_cap
+from shared.pool_limits import AccountQuotas, AccountUsage, Ceiling, Holding, core_quota, holding, node_cap
 from shared.pool_policy import DesiredTarget, PoolView
 from shared.resource_ids import normalize
 
@@ -46,7 +46,8 @@ class TickLimits:
         self.context = context
         self.full = full
         self.holdings: dict[str, Holding] = {}  # pool key (lower) -> holding
-        self.by_account: dict[str, list[Holding]] = {}
+        self.by_account: dict[str, AccountUsage] = {}
+        self.capped: list[Holding] = []  # managed-image pools only: the node cap is summed over these
         self.quotas: dict[str, AccountQuotas] = {}
         self._node_limits: dict[str, NodeLimits] | None = None
 
@@ -54,7 +55,7 @@ class TickLimits:
         self.quotas[account.id.lower()] = AccountQuotas(
             account.id, account.pool_allocation_mode, account.dedicated_core_quota, account.low_priority_core_quota,
             dict(account.dedicated_core_quota_per_vm_family), account.dedicated_core_quota_per_vm_family_enforced)
-        rows = self.by_account.setdefault(account.id.lower(), [])
+        usage = self.by_account.setdefault(account.id.lower(), AccountUsage())
         for view in views:
             snapshots: tuple[str, ...] = ()
             if is_managed_image(view.image_id):
@@ -64,7 +65,9 @@ class TickLimits:
                         current=(view.current_dedicated, view.current_spot), target=(view.target_dedicated, view.target_spot),
                         image_id=view.image_id, snapshot_ids=snapshots, inbound_nat=view.inbound_nat)
             self.holdings[h.pool_key.lower()] = h
-            rows.append(h)
+            usage.add(h)
+            if h.cap_resources:
+                self.capped.append(h)
 
     def quota_judged(self, account_id: str) -> bool:
         quotas = self.quotas.get(account_id.lower())
@@ -80,12 +83,12 @@ class TickLimits:
         if mine.cap_resources:
             if not self.full:
                 return None
-            cap = node_cap(mine, list(self.holdings.values()), self._limits_for(view))
+            cap = node_cap(mine, self.capped, self._limits_for(view))
             if cap is not None:
                 out.append(cap)
         quotas = self.quotas.get(view.account_id.lower())
         if quotas is not None:
-            quota = core_quota(mine, self.by_account.get(view.account_id.lower(), []), quotas, (desired.dedicated, desired.spot))
+            quota = core_quota(mine, self.by_account.get(view.account_id.lower(), AccountUsage()), quotas, (desired.dedicated, desired.spot))
             if quota is not None:
                 out.append(Ceiling(quota.kind, quota.dedicated, quota.spot, quota.diagnosis, quota.fix, fresh=self.full))
         return out
