@@ -130,7 +130,47 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
     limits = TickLimits(context, full=report.full_scan)
-    listed: list[tuple[batch_accounts.BatchAccount, list[dict[str, Any]], list[PoolView]]] = []
+
+    def consider(account: batch_accounts.BatchAccount, raw: dict[str, Any], view: PoolView) -> None:
+        records = episodes.get(safe_key(account.id), {})
+        try:
+            desired = desired_target(view, now)
+        except PoolIntentError as exc:
+            report.invalid_pools[pool_resource_id(account.id, view.pool_id)] = str(exc)
+            log.warning("watch: pool %s in %s has invalid autopilot metadata: %s", view.pool_id, account.id, exc)
+            return
+        if desired is None:
+            return  # not managed by the app: left alone
+        report.managed += 1
+        subject = pool_resource_id(account.id, view.pool_id)
+        record = records.get(safe_key(view.pool_id))
+        ceilings = limits.ceilings(view, desired)
+        if ceilings is None:
+            return  # a managed-image pool between full scans: its shared cap is judged on the next full scan
+        try:
+            episode = Episode.from_dict(record.data) if record else None
+            decision = decide(view, desired, episode, now, policy, ceilings=ceilings)
+        except ValueError as exc:
+            # PoolIntentError: metadata read only when needed (autopilot.nodeDeallocationOption, for a shrink);
+            # ValueError: an episode record this version cannot read. Either way only this pool is skipped.
+            report.invalid_pools[subject] = str(exc)
+            log.warning("watch: pool %s in %s skipped: %s", view.pool_id, account.id, exc)
+            return
+        if decision.action == Action.REPORT_AUTOSCALE:
+            report.autoscale.append(subject)
+            if not dry_run:
+                report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+                report.alerts += _report_autoscale(context, account.id, view, desired, now)
+            return
+        if decision.action in (Action.RESIZE, Action.VERIFY_IMAGE):
+            report.stalled.append(subject)
+            stalls.append(stall_event(account.id, raw, view, decision, now, ceilings))
+        elif not dry_run:
+            report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+
+    # Pools on a managed image share a node cap across accounts: they are decided once every account has been listed.
+    # Every other pool is decided with its own account's pools only, so a tick holds one account's pools at a time.
+    deferred: list[tuple[batch_accounts.BatchAccount, dict[str, Any], PoolView]] = []
     for account_id in accounts:
         report.accounts += 1
         try:
@@ -145,47 +185,16 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         limits.add_account(account, views)
         if not limits.quota_judged(account.id):
             report.quota_not_judged.append(account.id)
-        listed.append((account, pools, views))
-    if report.full_scan and report.unreadable_accounts:
-        limits.full = False  # a pool we cannot see may share a managed image's cap: do not judge the cap blind
-    for account, pools, views in listed:
-        records = episodes.get(safe_key(account.id), {})
         for raw, view in zip(pools, views, strict=True):
             report.pools += 1
-            try:
-                desired = desired_target(view, now)
-            except PoolIntentError as exc:
-                report.invalid_pools[pool_resource_id(account.id, view.pool_id)] = str(exc)
-                log.warning("watch: pool %s in %s has invalid autopilot metadata: %s", view.pool_id, account.id, exc)
-                continue
-            if desired is None:
-                continue  # not managed by the app: left alone
-            report.managed += 1
-            subject = pool_resource_id(account.id, view.pool_id)
-            record = records.get(safe_key(view.pool_id))
-            ceilings = limits.ceilings(view, desired)
-            if ceilings is None:
-                continue  # a managed-image pool between full scans: its shared cap is judged on the next full scan
-            try:
-                episode = Episode.from_dict(record.data) if record else None
-                decision = decide(view, desired, episode, now, policy, ceilings=ceilings)
-            except ValueError as exc:
-                # PoolIntentError: metadata read only when needed (autopilot.nodeDeallocationOption, for a shrink);
-                # ValueError: an episode record this version cannot read. Either way only this pool is skipped.
-                report.invalid_pools[subject] = str(exc)
-                log.warning("watch: pool %s in %s skipped: %s", view.pool_id, account.id, exc)
-                continue
-            if decision.action == Action.REPORT_AUTOSCALE:
-                report.autoscale.append(subject)
-                if not dry_run:
-                    report.alerts += _settle(context, table, account.id, view, decision, record, episode)
-                    report.alerts += _report_autoscale(context, account.id, view, desired, now)
-                continue
-            if decision.action in (Action.RESIZE, Action.VERIFY_IMAGE):
-                report.stalled.append(subject)
-                stalls.append(stall_event(account.id, raw, view, decision, now, ceilings))
-            elif not dry_run:
-                report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+            if limits.shares_a_cap(view):
+                deferred.append((account, {"resizeErrors": raw.get("resizeErrors")}, view))
+            else:
+                consider(account, raw, view)
+    if report.full_scan and report.unreadable_accounts:
+        limits.full = False  # a pool we cannot see may share a managed image's cap: do not judge the cap blind
+    for account, raw, view in deferred:
+        consider(account, raw, view)
     if stalls and not dry_run:
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])

@@ -45,9 +45,8 @@ class TickLimits:
     def __init__(self, context: AppContext, full: bool) -> None:
         self.context = context
         self.full = full
-        self.holdings: dict[str, Holding] = {}  # pool key (lower) -> holding
-        self.by_account: dict[str, AccountUsage] = {}
-        self.capped: list[Holding] = []  # managed-image pools only: the node cap is summed over these
+        self.by_account: dict[str, AccountUsage] = {}  # cores held per account, summed as the accounts are listed
+        self.capped: dict[str, Holding] = {}  # managed-image pools only (pool key, lower): the node cap is summed over these
         self.quotas: dict[str, AccountQuotas] = {}
         self._node_limits: dict[str, NodeLimits] | None = None
 
@@ -57,17 +56,23 @@ class TickLimits:
             dict(account.dedicated_core_quota_per_vm_family), account.dedicated_core_quota_per_vm_family_enforced)
         usage = self.by_account.setdefault(account.id.lower(), AccountUsage())
         for view in views:
-            snapshots: tuple[str, ...] = ()
-            if is_managed_image(view.image_id):
-                metadata_snapshots = tuple(s for s in view.metadata.get(pool_metadata.SNAPSHOT_IDS, "").split(",") if s.strip())
-                snapshots = metadata_snapshots + self._snapshots_of(view.image_id or "")
-            h = holding(account.id, view.pool_id, vm_size=view.vm_size, steady=view.is_steady,
-                        current=(view.current_dedicated, view.current_spot), target=(view.target_dedicated, view.target_spot),
-                        image_id=view.image_id, snapshot_ids=snapshots, inbound_nat=view.inbound_nat)
-            self.holdings[h.pool_key.lower()] = h
+            h = self._holding(view)
             usage.add(h)
             if h.cap_resources:
-                self.capped.append(h)
+                self.capped[h.pool_key.lower()] = h
+
+    def shares_a_cap(self, view: PoolView) -> bool:
+        """The pool is on a managed image: its ceiling depends on pools in every account."""
+        return is_managed_image(view.image_id)
+
+    def _holding(self, view: PoolView) -> Holding:
+        snapshots: tuple[str, ...] = ()
+        if is_managed_image(view.image_id):
+            metadata_snapshots = tuple(s for s in view.metadata.get(pool_metadata.SNAPSHOT_IDS, "").split(",") if s.strip())
+            snapshots = metadata_snapshots + self._snapshots_of(view.image_id or "")
+        return holding(view.account_id, view.pool_id, vm_size=view.vm_size, steady=view.is_steady,
+                       current=(view.current_dedicated, view.current_spot), target=(view.target_dedicated, view.target_spot),
+                       image_id=view.image_id, snapshot_ids=snapshots, inbound_nat=view.inbound_nat)
 
     def quota_judged(self, account_id: str) -> bool:
         quotas = self.quotas.get(account_id.lower())
@@ -76,14 +81,12 @@ class TickLimits:
     def ceilings(self, view: PoolView, desired: DesiredTarget) -> list[Ceiling] | None:
         """The ceilings over ``view``; None when one cannot be judged on this tick (a managed-image pool between full scans)."""
         key = f"{view.account_id}/pools/{view.pool_id}".lower()
-        mine = self.holdings.get(key)
-        if mine is None:
-            return []
+        mine = self.capped.get(key) or self._holding(view)
         out: list[Ceiling] = []
         if mine.cap_resources:
             if not self.full:
                 return None
-            cap = node_cap(mine, self.capped, self._limits_for(view))
+            cap = node_cap(mine, list(self.capped.values()), self._limits_for(view))
             if cap is not None:
                 out.append(cap)
         quotas = self.quotas.get(view.account_id.lower())
