@@ -413,6 +413,7 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
     alerts: tuple[Alert, ...] = ()
     if held:
         dedicated, spot = _capped(pool, desired, ceilings)
+        wanted = desired
         desired = DesiredTarget(dedicated, spot, desired.source, desired.fired_at)
         if pool.current_dedicated < dedicated or pool.current_spot < spot:
             held = []  # grow to the ceiling first; the alert comes once the pool is there (raised by the tick, sent before it is stored)
@@ -420,7 +421,7 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
             alert_type = _CEILING_ALERTS[ceiling.kind]
             what = "the shared managed-image node cap" if ceiling.kind == pool_limits.NODE_CAP else "the account's core quota"
             title = (f"Pool {pool.pool_id} cannot grow past {dedicated:,} dedicated / {spot:,} Spot of its target "
-                     f"{desired.dedicated:,} / {desired.spot:,}: {what}")
+                     f"{wanted.dedicated:,} / {wanted.spot:,}: {what}")
             cause = Cause.NODE_CAP if ceiling.kind == pool_limits.NODE_CAP else Cause.CORE_QUOTA
             source = Diagnosis(ErrorClass.NEEDS_PERSON, cause, alert_type, "", "", ceiling.diagnosis, ceiling.fix)
             ep, raised = _raise(ep, alert_type, pool, now, policy, title, ceiling.diagnosis, ceiling.fix, source, None)

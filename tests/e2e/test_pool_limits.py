@@ -54,6 +54,7 @@ def test_managed_image_pools_grow_to_the_shared_cap_alert_once_and_resume_when_t
     assert not la.pool(ACCOUNT, "old-b").resize_errors
     [alert] = pool_alerts(la, "old-b", "NodeLimitReached")
     data = alert["data"]
+    assert "cannot grow past 500 dedicated / 0 Spot of its target 800 / 0" in data["title"]
     assert "old-a: 1,500 dedicated" in data["diagnosis"] and "2,000 dedicated" in data["diagnosis"]
     assert "Shrink or delete the other pools sharing the cap" in data["fix"]
     assert not pool_alerts(la, "old-b", "ResizeGaveUp") and not pool_alerts(la, "old-b", "AllocationFailed")
