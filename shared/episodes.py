@@ -126,6 +126,10 @@ class Episode:
     stopped_at: datetime | None = None
     recovered_at: datetime | None = None  # set: the episode is over; the record stays only for the alert cooldown and backoff
     stop_resize_time: datetime | None = None  # when the app itself stopped a resize (its ResizeStopped is not a failure)
+    # Stopped for a core quota: the nodes the app's own quota count allowed then. Only a count that allows more (a raised
+    # quota, other pools shrinking) resumes the pool by itself, so a quota Batch enforces and the app cannot see stays stopped.
+    quota_dedicated_at_stop: int | None = None
+    quota_spot_at_stop: int | None = None
 
     @property
     def is_closed(self) -> bool:
@@ -177,6 +181,8 @@ class Episode:
             "stopped_at": self.stopped_at,
             "recovered_at": self.recovered_at,
             "stop_resize_time": self.stop_resize_time,
+            "quota_dedicated_at_stop": self.quota_dedicated_at_stop,
+            "quota_spot_at_stop": self.quota_spot_at_stop,
             # For people reading the table; derived from alert_time_* on load.
             "last_alert_type": str(self.last_alert_type) if self.last_alert_type else None,
             "last_alert_time": self.last_alert_time,
@@ -233,6 +239,8 @@ class Episode:
             stopped_at=parse_datetime(data.get("stopped_at")),
             recovered_at=parse_datetime(data.get("recovered_at")),
             stop_resize_time=parse_datetime(data.get("stop_resize_time")),
+            quota_dedicated_at_stop=_opt_int(data.get("quota_dedicated_at_stop")),
+            quota_spot_at_stop=_opt_int(data.get("quota_spot_at_stop")),
         )
 
 
@@ -314,6 +322,9 @@ def decide(
         ep = replace(ep, awaiting_outcome=False, last_seen_transition=transition or now)
         if outcome is not None:
             if outcome.error_class is ErrorClass.NEEDS_PERSON:
+                quota = _quota_allowance(pool, desired, ceilings) if outcome.cause in _QUOTA_CAUSES else None
+                if quota is not None:
+                    ep = replace(ep, quota_dedicated_at_stop=quota[0], quota_spot_at_stop=quota[1])
                 return _stop(pool, desired, _with_error(ep, outcome), now, policy, _with_quota_numbers(outcome, ceilings))
             if outcome.error_class is ErrorClass.IGNORE:  # someone else stopped the resize: do not fight them
                 stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else (ResizeStopped)", stopped_at=now)
@@ -366,7 +377,7 @@ def _resumes(ep: Episode, pool: PoolView, desired: DesiredTarget, ceilings: Sequ
         return True
     if not ep.is_halted:
         return False
-    if not ep.gave_up and ep.last_error_cause in _QUOTA_CAUSES and _quota_has_room(pool, desired, ceilings):
+    if not ep.gave_up and ep.last_error_cause in _QUOTA_CAUSES and _quota_has_room(pool, desired, ceilings, ep):
         return True
     if normalize(ep.image_id or "") != normalize(pool.image_id or ""):
         return True
@@ -383,12 +394,21 @@ def _stopped_by_us(ep: Episode, transition: datetime | None) -> bool:
     return ep.stop_resize_time is not None and (transition is None or transition >= ep.stop_resize_time)
 
 
-def _quota_has_room(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling]) -> bool:
-    quotas = [c for c in ceilings if c.kind == pool_limits.QUOTA and c.fresh]
-    if not quotas:
+def _quota_allowance(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling]) -> tuple[int, int] | None:
+    quotas = [c for c in ceilings if c.kind == pool_limits.QUOTA]
+    return _capped(pool, desired, quotas) if quotas else None
+
+
+def _quota_has_room(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling], ep: Episode) -> bool:
+    """A freshly read quota lets the pool grow, and allows more than when it stopped (so a quota only Batch sees never loops)."""
+    if ep.quota_dedicated_at_stop is None or ep.quota_spot_at_stop is None or not any(c.fresh for c in ceilings if c.kind == pool_limits.QUOTA):
         return False
-    dedicated, spot = _capped(pool, desired, quotas)
-    return dedicated > pool.current_dedicated or spot > pool.current_spot
+    allowance = _quota_allowance(pool, desired, ceilings)
+    if allowance is None:
+        return False
+    dedicated, spot = allowance
+    grows = dedicated > pool.current_dedicated or spot > pool.current_spot
+    return grows and (dedicated > ep.quota_dedicated_at_stop or spot > ep.quota_spot_at_stop)
 
 
 def _capped(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling]) -> tuple[int, int]:
@@ -558,7 +578,7 @@ def _restart(ep: Episode, pool: PoolView, desired: DesiredTarget, now: datetime)
     return replace(
         ep, started=now, attempts=0, failing_since=None, backoff=replace(ep.backoff, backoff_until=None),
         desired_dedicated=desired.dedicated, desired_spot=desired.spot, image_id=pool.image_id,
-        gave_up=False, stopped_reason=None, stopped_at=None, awaiting_outcome=False,
+        gave_up=False, stopped_reason=None, stopped_at=None, awaiting_outcome=False, quota_dedicated_at_stop=None, quota_spot_at_stop=None,
     )
 
 

@@ -556,3 +556,25 @@ def test_simulated_watch_loop_keeps_its_promises(outcomes: list[str], durations:
     assert reached or gave_up_at is not None, "the watch neither reached the target nor gave up"
     event("reached the target" if reached else "gave up")
     event(f"alerts: {sorted(alerts)}")
+
+
+def test_a_quota_stop_resumes_only_when_a_fresh_quota_count_allows_more_than_at_the_stop() -> None:
+    from shared import pool_limits
+
+    def quota(dedicated: int, *, fresh: bool = True) -> tuple[pool_limits.Ceiling, ...]:
+        return (pool_limits.Ceiling(pool_limits.QUOTA, dedicated, 1000, "counted", "fix", fresh=fresh),)
+
+    p = pool(current_dedicated=25, target_dedicated=60, resize_errors=[QUOTA], allocation_state_transition_time=T0 - MIN)
+    stop = decide(p, DesiredTarget(60, 0), None, T0, ceilings=quota(25))
+    assert stop.action is Action.STOP and "counted" in stop.alerts[0].diagnosis
+    ep = stop.episode
+    assert ep is not None and (ep.quota_dedicated_at_stop, ep.quota_spot_at_stop) == (25, 0)
+    assert decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(25)).action is Action.NOTHING  # nothing changed
+    assert decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(100, fresh=False)).action is Action.NOTHING  # not re-read
+    resumed = decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(100))  # the quota was raised
+    assert resumed.action is Action.RESIZE and resumed.step.target_dedicated == 60  # type: ignore[union-attr]
+
+    # Batch reports a quota the app's own count does not see: stopped once, and never looping on it.
+    blind = decide(p, DesiredTarget(60, 0), None, T0, ceilings=quota(5000))
+    assert blind.action is Action.STOP
+    assert decide(p, DesiredTarget(60, 0), blind.episode, T0 + HOUR, ceilings=quota(5000)).action is Action.NOTHING
