@@ -185,6 +185,10 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         limits.add_account(account, views)
         if not limits.quota_judged(account.id):
             report.quota_not_judged.append(account.id)
+            if report.full_scan:
+                log.info("watch: %s is in %s pool-allocation mode: the subscription's Compute quotas apply there, which the app "
+                         "does not read, so it does not size resizes to them; Batch's own quota errors still stop the pool with "
+                         "QuotaReached", account.id, account.pool_allocation_mode)
         for raw, view in zip(pools, views, strict=True):
             report.pools += 1
             if limits.shares_a_cap(view):

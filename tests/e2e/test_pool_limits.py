@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from autopilot.local import SUBSCRIPTION_ID as SUB
 from autopilot.local import LocalAzure
-from shared import pool_metadata
+from shared import pool_metadata, watch
+from shared.resource_ids import batch_account_id
 from tests.e2e.watch_support import ACCOUNT, SKU, VM, Resizes, add_pool, at, custom_image, pool_alerts, resize_posts, run_until
 
 
@@ -124,3 +125,18 @@ def test_configuration_codes_stop_at_once_and_unknown_codes_after_two_retries(ma
     [unknown] = pool_alerts(la, "novel")
     assert unknown["eventType"] == "BatchImageAutopilot.AllocationFailed" and unknown["data"]["codes"] == ["SomethingBatchAddsNext"]
     assert "Something new." in unknown["data"]["diagnosis"] and "Batch error reference" in unknown["data"]["fix"]
+
+
+def test_a_user_subscription_account_is_not_judged_and_says_so(make_local: Callable[..., LocalAzure]) -> None:
+    """In UserSubscription mode Batch's core quotas do not apply (the subscription's do): the app cannot judge them."""
+    la = make_local(accounts=("usersub",))
+    la.emulator.batch.delete_account(SUB, "batch-rg", "usersub")  # made in BatchService mode; the mode cannot be changed
+    la.emulator.batch.create_account(SUB, "batch-rg", "usersub", "westeurope", pool_allocation_mode="UserSubscription", dedicated_core_quota=8)
+    la.emulator.batch.create_pool("usersub", "p", vm_size=VM, node_agent_sku_id=SKU, resize_timeout=timedelta(minutes=20),
+                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
+                                  metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "10"})
+    report = watch.tick(la.context, dry_run=True)
+    assert report.quota_not_judged == [batch_account_id(SUB, "batch-rg", "usersub")]
+    run_until(la, at(8, 30))
+    assert la.pool("usersub", "p").current["dedicated"] == 10  # not held to the (irrelevant) Batch core quota of 8 cores
+    assert not pool_alerts(la, "p", "QuotaReached")
