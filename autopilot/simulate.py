@@ -357,7 +357,13 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
         if pool.get("autoScale"):  # Batch sizes an autoscale pool with its formula (the app never resizes it)
             fields["auto_scale_formula"] = pool["autoScale"]["formula"]
             fields["auto_scale_evaluation_interval"] = parse_duration(pool["autoScale"].get("evaluationInterval", "15m"))
-        batch.create_pool(pool["account"], pool["id"], image_id=image_id, metadata=metadata, **fields)
+        if pool.get("inboundNatPools"):
+            fields["network_configuration"] = {"natPools": [{**nat, "protocol": str(nat.get("protocol", "tcp")).lower()}
+                                                            for nat in pool["inboundNatPools"]]}
+        # A pool of the initial state predates the run: one on a managed image was created with an API version that took
+        # managed images (up to 2019-08-01); the app itself can no longer create such pools.
+        api_version = "2019-08-01" if "/providers/microsoft.compute/images/" in image_id.lower() else None
+        batch.create_pool(pool["account"], pool["id"], image_id=image_id, metadata=metadata, api_version=api_version, **fields)
 
 
 def _date_time(text: str) -> datetime:

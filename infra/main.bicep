@@ -186,6 +186,7 @@ var alertEventTypes = [
   'BatchImageAutopilot.ImageMissing'
   'BatchImageAutopilot.ResizeGaveUp'
   'BatchImageAutopilot.PoolRecovered'
+  'BatchImageAutopilot.NodeLimitReached'
   'BatchImageAutopilot.PoolNeedsAttention'
   'BatchImageAutopilot.SnapshotSetIncomplete'
   'BatchImageAutopilot.ImageRefused'

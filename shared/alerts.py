@@ -34,6 +34,7 @@ QUOTA_REACHED = "QuotaReached"
 IMAGE_MISSING = "ImageMissing"
 RESIZE_GAVE_UP = "ResizeGaveUp"
 POOL_RECOVERED = "PoolRecovered"
+NODE_LIMIT_REACHED = "NodeLimitReached"  # a managed-image pool held at the shared custom-image node cap
 NEEDS_ATTENTION = "PoolNeedsAttention"  # configuration problems (subnet, VM size, Gen2) and autoscale pools
 SNAPSHOT_SET_INCOMPLETE = "SnapshotSetIncomplete"
 IMAGE_REFUSED = "ImageRefused"

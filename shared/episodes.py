@@ -27,13 +27,15 @@ episode only once Batch accepted the request; for ``verify_image``, read the poo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shared import pool_limits
 from shared.backoff import BackoffState
+from shared.pool_limits import Ceiling
 from shared.pool_policy import (
     DesiredTarget,
     PoolView,
@@ -46,10 +48,13 @@ from shared.pool_policy import (
     request_answered,
 )
 from shared.resize_errors import (
+    MAX_UNKNOWN_RETRIES,
     AlertType,
+    Cause,
     Diagnosis,
     ErrorClass,
     classify,
+    dependent_resource_diagnosis,
     image_missing_diagnosis,
     image_present_diagnosis,
     not_applied_diagnosis,
@@ -59,7 +64,10 @@ from shared.resource_ids import normalize
 __all__ = ["Action", "Alert", "Decision", "Episode", "WatchPolicy", "decide", "note_stop_resize"]
 
 SCHEMA_VERSION = 1
-_FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING, AlertType.RESIZE_GAVE_UP})
+_FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING, AlertType.RESIZE_GAVE_UP,
+                             AlertType.NODE_LIMIT_REACHED})
+_QUOTA_CAUSES = frozenset({Cause.CORE_QUOTA, Cause.SPOT_QUOTA, Cause.VM_SERIES_QUOTA})
+_CEILING_ALERTS = {pool_limits.NODE_CAP: AlertType.NODE_LIMIT_REACHED, pool_limits.QUOTA: AlertType.QUOTA_REACHED}
 
 
 class Action(StrEnum):
@@ -118,6 +126,10 @@ class Episode:
     stopped_at: datetime | None = None
     recovered_at: datetime | None = None  # set: the episode is over; the record stays only for the alert cooldown and backoff
     stop_resize_time: datetime | None = None  # when the app itself stopped a resize (its ResizeStopped is not a failure)
+    # Stopped for a core quota: the nodes the app's own quota count allowed then. Only a count that allows more (a raised
+    # quota, other pools shrinking) resumes the pool by itself, so a quota Batch enforces and the app cannot see stays stopped.
+    quota_dedicated_at_stop: int | None = None
+    quota_spot_at_stop: int | None = None
 
     @property
     def is_closed(self) -> bool:
@@ -169,6 +181,8 @@ class Episode:
             "stopped_at": self.stopped_at,
             "recovered_at": self.recovered_at,
             "stop_resize_time": self.stop_resize_time,
+            "quota_dedicated_at_stop": self.quota_dedicated_at_stop,
+            "quota_spot_at_stop": self.quota_spot_at_stop,
             # For people reading the table; derived from alert_time_* on load.
             "last_alert_type": str(self.last_alert_type) if self.last_alert_type else None,
             "last_alert_time": self.last_alert_time,
@@ -225,6 +239,8 @@ class Episode:
             stopped_at=parse_datetime(data.get("stopped_at")),
             recovered_at=parse_datetime(data.get("recovered_at")),
             stop_resize_time=parse_datetime(data.get("stop_resize_time")),
+            quota_dedicated_at_stop=_opt_int(data.get("quota_dedicated_at_stop")),
+            quota_spot_at_stop=_opt_int(data.get("quota_spot_at_stop")),
         )
 
 
@@ -252,8 +268,14 @@ def decide(
     now: datetime,
     policy: WatchPolicy | None = None,
     image_exists: bool | None = None,
+    ceilings: Sequence[Ceiling] = (),
 ) -> Decision:
-    """What to do about ``pool`` now. See the module docstring for the rules; every branch says why in ``reason``."""
+    """What to do about ``pool`` now. See the module docstring for the rules; every branch says why in ``reason``.
+
+    ``ceilings`` are what Batch would hold the pool under (the managed-image node cap, the account's core quotas;
+    :mod:`shared.pool_limits`): a resize is sized to fit under them, and a ceiling that leaves the target undone raises
+    one alert (NodeLimitReached, QuotaReached). A pool stopped for quota resumes when a fresh quota ceiling has room.
+    """
     policy = policy or WatchPolicy()
     if desired is None:
         return Decision(Action.NOTHING, "the pool is not managed by the autopilot (or has no desired target)", None)
@@ -277,7 +299,7 @@ def decide(
 
     # Steady and off target: this is (or becomes) an episode.
     ep = current or _new_episode(pool, desired, now, history)
-    if _resumes(ep, pool, desired):
+    if _resumes(ep, pool, desired, ceilings):
         ep = _restart(ep, pool, desired, now)
 
     if ep.is_halted:
@@ -300,14 +322,17 @@ def decide(
         ep = replace(ep, awaiting_outcome=False, last_seen_transition=transition or now)
         if outcome is not None:
             if outcome.error_class is ErrorClass.NEEDS_PERSON:
-                return _stop(pool, desired, _with_error(ep, outcome), now, policy, outcome)
+                quota = _quota_allowance(pool, desired, ceilings) if outcome.cause in _QUOTA_CAUSES else None
+                if quota is not None:
+                    ep = replace(ep, quota_dedicated_at_stop=quota[0], quota_spot_at_stop=quota[1])
+                return _stop(pool, desired, _with_error(ep, outcome), now, policy, _with_quota_numbers(outcome, ceilings))
             if outcome.error_class is ErrorClass.IGNORE:  # someone else stopped the resize: do not fight them
                 stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else (ResizeStopped)", stopped_at=now)
                 return Decision(Action.STOP, "the pool's last resize was stopped by someone else; the autopilot leaves it until the desired "
                                 "target or the pool's size changes", stopped, diagnosis=outcome)
             return _failed(pool, desired, ep, now, policy, outcome)
 
-    return _drive(pool, desired, ep, now, policy)
+    return _drive(pool, desired, ep, now, policy, ceilings)
 
 
 def note_stop_resize(episode: Episode | None, pool: PoolView, now: datetime) -> Episode:
@@ -330,24 +355,30 @@ def _outcome(pool: PoolView, ep: Episode, image_exists: bool | None) -> Diagnosi
     else:
         return None  # the step completed
     if diagnosis.error_class is ErrorClass.VERIFY_IMAGE:
+        # The generic message, or DependentResourceNotFound: read the image; gone -> ImageMissing. Present, the generic
+        # message is a one-off (retry, as Batch advises) while a missing dependent resource is configuration (a person).
+        present = dependent_resource_diagnosis if diagnosis.cause is Cause.DEPENDENT_RESOURCE_MISSING else image_present_diagnosis
         if pool.image_id is None:
-            return image_present_diagnosis(diagnosis, None)
+            return present(diagnosis, None)
         if image_exists is None:
-            return Decision(Action.VERIFY_IMAGE, f"Batch gave its generic resize failure: check whether image {pool.image_id} still exists",
-                            ep, diagnosis=diagnosis, image_id=pool.image_id)
-        return image_present_diagnosis(diagnosis, pool.image_id) if image_exists else image_missing_diagnosis(diagnosis, pool.image_id)
+            return Decision(Action.VERIFY_IMAGE, f"Batch reported {diagnosis.code or 'its generic resize failure'}: check whether image "
+                            f"{pool.image_id} still exists", ep, diagnosis=diagnosis, image_id=pool.image_id)
+        return present(diagnosis, pool.image_id) if image_exists else image_missing_diagnosis(diagnosis, pool.image_id)
     if diagnosis.error_class is ErrorClass.IGNORE and _stopped_by_us(ep, pool.allocation_state_transition_time):
         return None
     return diagnosis
 
 
-def _resumes(ep: Episode, pool: PoolView, desired: DesiredTarget) -> bool:
+def _resumes(ep: Episode, pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling] = ()) -> bool:
     """A new desired target always starts afresh; a halted episode also resumes when a person evidently acted:
-    the pool's image changed, or the pool went through a resize since the outcome the autopilot stopped on."""
+    the pool's image changed, or the pool went through a resize since the outcome the autopilot stopped on; and a
+    pool stopped for a core quota resumes by itself once a freshly read quota has room for more nodes."""
     if (ep.desired_dedicated, ep.desired_spot) != (desired.dedicated, desired.spot):
         return True
     if not ep.is_halted:
         return False
+    if not ep.gave_up and ep.last_error_cause in _QUOTA_CAUSES and _quota_has_room(pool, desired, ceilings, ep):
+        return True
     if normalize(ep.image_id or "") != normalize(pool.image_id or ""):
         return True
     return ep.last_seen_transition is not None and _is_new_transition(pool.allocation_state_transition_time, ep.last_seen_transition)
@@ -363,9 +394,61 @@ def _stopped_by_us(ep: Episode, transition: datetime | None) -> bool:
     return ep.stop_resize_time is not None and (transition is None or transition >= ep.stop_resize_time)
 
 
-def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy) -> Decision:
+def _quota_allowance(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling]) -> tuple[int, int] | None:
+    quotas = [c for c in ceilings if c.kind == pool_limits.QUOTA]
+    return _capped(pool, desired, quotas) if quotas else None
+
+
+def _quota_has_room(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling], ep: Episode) -> bool:
+    """A freshly read quota lets the pool grow, and allows more than when it stopped (so a quota only Batch sees never loops)."""
+    if ep.quota_dedicated_at_stop is None or ep.quota_spot_at_stop is None or not any(c.fresh for c in ceilings if c.kind == pool_limits.QUOTA):
+        return False
+    allowance = _quota_allowance(pool, desired, ceilings)
+    if allowance is None:
+        return False
+    dedicated, spot = allowance
+    grows = dedicated > pool.current_dedicated or spot > pool.current_spot
+    return grows and (dedicated > ep.quota_dedicated_at_stop or spot > ep.quota_spot_at_stop)
+
+
+def _capped(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling]) -> tuple[int, int]:
+    """``desired`` cut to the ceilings, but never below what the pool already has: a ceiling holds growth back, it never shrinks."""
+    dedicated, spot = pool_limits.clamp(desired.dedicated, desired.spot, ceilings)
+    return (min(desired.dedicated, max(dedicated, pool.current_dedicated)), min(desired.spot, max(spot, pool.current_spot)))
+
+
+def _with_quota_numbers(diagnosis: Diagnosis, ceilings: Sequence[Ceiling]) -> Diagnosis:
+    """Batch's quota error, with the cores needed and free as the app counts them (when it can)."""
+    quota = next((c for c in ceilings if c.kind == pool_limits.QUOTA), None)
+    if quota is None or diagnosis.cause not in _QUOTA_CAUSES:
+        return diagnosis
+    return replace(diagnosis, diagnosis=f"{diagnosis.diagnosis} {quota.diagnosis}", fix=pool_limits.QUOTA_FIX)
+
+
+def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy,
+           ceilings: Sequence[Ceiling] = ()) -> Decision:
     if ep.attempts >= policy.max_resize_attempts:
         return _give_up(pool, desired, ep, now, policy, f"{ep.attempts} failed attempts")
+    held = pool_limits.binding(desired.dedicated, desired.spot, ceilings)
+    alerts: tuple[Alert, ...] = ()
+    if held:
+        dedicated, spot = _capped(pool, desired, ceilings)
+        wanted = desired
+        desired = DesiredTarget(dedicated, spot, desired.source, desired.fired_at)
+        if pool.current_dedicated < dedicated or pool.current_spot < spot:
+            held = []  # grow to the ceiling first; the alert comes once the pool is there (raised by the tick, sent before it is stored)
+        for ceiling in held:
+            alert_type = _CEILING_ALERTS[ceiling.kind]
+            what = "the shared managed-image node cap" if ceiling.kind == pool_limits.NODE_CAP else "the account's core quota"
+            title = (f"Pool {pool.pool_id} cannot grow past {dedicated:,} dedicated / {spot:,} Spot of its target "
+                     f"{wanted.dedicated:,} / {wanted.spot:,}: {what}")
+            cause = Cause.NODE_CAP if ceiling.kind == pool_limits.NODE_CAP else Cause.CORE_QUOTA
+            source = Diagnosis(ErrorClass.NEEDS_PERSON, cause, alert_type, "", "", ceiling.diagnosis, ceiling.fix)
+            ep, raised = _raise(ep, alert_type, pool, now, policy, title, ceiling.diagnosis, ceiling.fix, source, None)
+            alerts += raised
+        if pool.current_dedicated >= dedicated and pool.current_spot >= spot:
+            return Decision(Action.NOTHING, f"held at {dedicated} dedicated / {spot} Spot by "
+                            + ", ".join(c.kind for c in held) + "; the autopilot grows the pool when the ceiling allows", ep, alerts=alerts)
     step = next_resize(pool, desired, policy)
     if step is None:
         return Decision(Action.NOTHING, "the pool asks for no resize", ep)
@@ -392,11 +475,14 @@ def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, 
     )
     if ep.attempts >= policy.max_resize_attempts:
         return _give_up(pool, desired, ep, now, policy, f"{ep.attempts} failed attempts", diagnosis)
+    if diagnosis.cause is Cause.UNRECOGNISED and ep.attempts > MAX_UNKNOWN_RETRIES:
+        # A code the app does not know is not assumed transient: after MAX_UNKNOWN_RETRIES retries a person hears of it.
+        return _stop(pool, desired, ep, now, policy, diagnosis)
     if ep.failing_since is not None and now - ep.failing_since >= policy.max_episode:
         return _give_up(pool, desired, ep, now, policy, f"failing for more than {_hours(policy.max_episode)}", diagnosis)
     retry_at = policy.backoff.retry_at(ep.backoff, now)
     alerts: tuple[Alert, ...] = ()
-    if diagnosis.alert_type is not None:
+    if diagnosis.alert_type is not None and diagnosis.cause is not Cause.UNRECOGNISED:  # unknown codes: one alert, when retries stop
         title = (f"Pool {pool.pool_id} could not reach {desired.dedicated} dedicated / {desired.spot} Spot nodes ({diagnosis.cause}): "
                  f"attempt {ep.attempts} of {policy.max_resize_attempts} failed, next try at {_iso(retry_at)}")
         ep, alerts = _raise(ep, diagnosis.alert_type, pool, now, policy, title, diagnosis.diagnosis, diagnosis.fix, diagnosis, retry_at)
@@ -492,7 +578,7 @@ def _restart(ep: Episode, pool: PoolView, desired: DesiredTarget, now: datetime)
     return replace(
         ep, started=now, attempts=0, failing_since=None, backoff=replace(ep.backoff, backoff_until=None),
         desired_dedicated=desired.dedicated, desired_spot=desired.spot, image_id=pool.image_id,
-        gave_up=False, stopped_reason=None, stopped_at=None, awaiting_outcome=False,
+        gave_up=False, stopped_reason=None, stopped_at=None, awaiting_outcome=False, quota_dedicated_at_stop=None, quota_spot_at_stop=None,
     )
 
 

@@ -19,13 +19,15 @@ Shape (``?`` = optional, with its default)::
          "source"?: "managedImage" | "snapshots",
          "imageResourceGroup": "...",                      (required for source managedImage)
          "keepManagedImage"?: false,
-         "legacyManagedImagePools"?: false,                 (retired by Batch after 31 March 2026)
+         "legacyManagedImagePools"?: false,                 (true is refused: see _family)
          "replicas"?: {"nodesPerReplica"?: 300, "minimum"?: 1, "storageAccountType"?: "Standard_LRS"},
          "nodeLimits"?: {"dedicated"?, "spot"?, "inboundNatDedicated"?, "inboundNatSpot"?},
          "pools": [{"account": "<Batch account resource id>", "poolId"?: "{family}-{version}",
                     "vmSize", "dedicated"?: 0, "spot"?: 0, "resizeTimeoutMinutes"?: 25,
                     "allowResizeTimeoutOutsideBand"?: false, "nodeAgentSkuId"?: <derived>,
-                    "inboundNatPools"?: false, "nodeDeallocationOption"?: "Requeue",
+                    "inboundNatPools"?: false | true | [{"name", "backendPort", "frontendPortRangeStart",
+                                                          "frontendPortRangeEnd", "protocol"?: "TCP"}],
+                    "nodeDeallocationOption"?: "Requeue",
                     "metadata"?: {}, "schedule"?: [{"cron", "dedicated", "spot"}]}]}}}
 """
 
@@ -39,10 +41,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from shared import naming, ncrontab
+from shared import naming, nat, ncrontab
 from shared.image_rules import (
     CUSTOM_IMAGE_DEDICATED_LIMIT,
     CUSTOM_IMAGE_SPOT_LIMIT,
+    MAX_POOL_NODES,
     NODES_PER_REPLICA,
     NodeLimits,
 )
@@ -122,6 +125,13 @@ class PoolSpec:
     node_deallocation_option: str = "Requeue"
     metadata: tuple[tuple[str, str], ...] = ()
     schedule: tuple[ScheduleEntry, ...] = ()
+    nat_pools: tuple[nat.NatPool, ...] = ()  # configured ranges; empty with inbound_nat_pools: the app chooses them
+
+    def nat_pools_for(self, os_type: str) -> tuple[nat.NatPool, ...]:
+        """The NAT pools the pool is created with: the configured ones, else one the app chooses for its peak size."""
+        if not self.inbound_nat_pools:
+            return ()
+        return self.nat_pools or nat.choose(os_type, self.peak_dedicated + self.peak_spot)
 
     @property
     def peak_dedicated(self) -> int:
@@ -446,8 +456,8 @@ def _schedule(v: _Validator, path: str, raw: object) -> tuple[ScheduleEntry, ...
             ok = False
             continue
         cron = v.string(_join(p, "cron"), e.get("cron"), _cron) if "cron" in e else None
-        dedicated = v.integer(_join(p, "dedicated"), e["dedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in e else 0
-        spot = v.integer(_join(p, "spot"), e["spot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "spot" in e else 0
+        dedicated = v.integer(_join(p, "dedicated"), e["dedicated"], 0, MAX_POOL_NODES) if "dedicated" in e else 0
+        spot = v.integer(_join(p, "spot"), e["spot"], 0, MAX_POOL_NODES) if "spot" in e else 0
         if cron is None or dedicated is None or spot is None:
             ok = False
             continue
@@ -475,8 +485,9 @@ def _pool(v: _Validator, path: str, family: str, raw: object) -> PoolSpec | None
         except naming.NamingError as exc:
             v.problem(_join(path, "poolId"), f"{json.dumps(template)} gives {exc.value!r} for version {SAMPLE_VERSION}: {exc.problem}")
     vm_size = v.string(_join(path, "vmSize"), p.get("vmSize"), _vm_size, example="Standard_D4ds_v5") if "vmSize" in p else None
-    dedicated = v.integer(_join(path, "dedicated"), p["dedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in p else 0
-    spot = v.integer(_join(path, "spot"), p["spot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "spot" in p else 0
+    # No custom-image cap here: the app's pools use a gallery image version, which Batch does not cap (its gallery doc).
+    dedicated = v.integer(_join(path, "dedicated"), p["dedicated"], 0, MAX_POOL_NODES) if "dedicated" in p else 0
+    spot = v.integer(_join(path, "spot"), p["spot"], 0, MAX_POOL_NODES) if "spot" in p else 0
     allow = v.boolean(_join(path, "allowResizeTimeoutOutsideBand"), p["allowResizeTimeoutOutsideBand"]) if "allowResizeTimeoutOutsideBand" in p else False
     timeout = RESIZE_TIMEOUT_DEFAULT
     if "resizeTimeoutMinutes" in p:
@@ -487,18 +498,57 @@ def _pool(v: _Validator, path: str, family: str, raw: object) -> PoolSpec | None
                       "(the Batch custom-image guidance is 20–30 minutes, then resize again)")
             timeout = None
     agent = v.string(_join(path, "nodeAgentSkuId"), p["nodeAgentSkuId"], example="batch.node.ubuntu 22.04") if "nodeAgentSkuId" in p else None
-    nat = v.boolean(_join(path, "inboundNatPools"), p["inboundNatPools"]) if "inboundNatPools" in p else False
+    nat_enabled, nat_pools = _nat_pools(v, _join(path, "inboundNatPools"), p["inboundNatPools"]) if "inboundNatPools" in p else (False, ())
     deallocation = (v.choice(_join(path, "nodeDeallocationOption"), p["nodeDeallocationOption"], DEALLOCATION_OPTIONS)
                     if "nodeDeallocationOption" in p else "Requeue")
     metadata = _metadata(v, _join(path, "metadata"), p["metadata"]) if "metadata" in p else ()
     schedule = _schedule(v, _join(path, "schedule"), p["schedule"]) if "schedule" in p else ()
+    if nat_pools and dedicated is not None and spot is not None and not any(m.startswith(f"{_join(path, 'inboundNatPools')}") for m in v.problems[before:]):
+        peak = max([dedicated + spot, *(e.dedicated + e.spot for e in schedule or ())])
+        limit = nat.node_limit(nat_pools) or 0
+        if peak > limit:
+            v.problem(_join(path, "inboundNatPools"), f"the smallest frontend range holds {limit} ports, but the pool may grow to {peak} nodes; "
+                      "Batch gives every node one port of each range, so widen the ranges (outside 50000-55000)")
     if len(v.problems) > before:
         return None
     assert account and vm_size and timeout is not None and dedicated is not None and spot is not None  # for the type checker
     return PoolSpec(account=account, vm_size=vm_size, pool_id_template=template, dedicated=dedicated, spot=spot,
                     resize_timeout_minutes=timeout, allow_resize_timeout_outside_band=bool(allow), node_agent_sku_id=agent,
-                    inbound_nat_pools=bool(nat), node_deallocation_option=deallocation or "Requeue",
-                    metadata=metadata or (), schedule=schedule or ())
+                    inbound_nat_pools=bool(nat_enabled), node_deallocation_option=deallocation or "Requeue",
+                    metadata=metadata or (), schedule=schedule or (), nat_pools=nat_pools)
+
+
+_NAT_KEYS = ("name", "backendPort", "frontendPortRangeStart", "frontendPortRangeEnd", "protocol")
+
+
+def _nat_pools(v: _Validator, path: str, raw: object) -> tuple[bool, tuple[nat.NatPool, ...]]:
+    """``inboundNatPools``: false (none), true (the app chooses a range Batch accepts) or the NAT pools themselves,
+    checked against Batch's rules (shared/nat.py) so that the pool create is never refused for them."""
+    if isinstance(raw, bool):
+        return raw, ()
+    if not isinstance(raw, list) or not raw:
+        v.problem(path, f"{_show(raw)} is not true, false or a non-empty list of "
+                  '{"name", "backendPort", "frontendPortRangeStart", "frontendPortRangeEnd"} objects')
+        return False, ()
+    pools: list[nat.NatPool] = []
+    for i, item in enumerate(raw):
+        p = _join(path, i)
+        n = v.obj(p, item, required=("name", "backendPort", "frontendPortRangeStart", "frontendPortRangeEnd"), optional=("protocol",))
+        if n is None or any(k not in n for k in _NAT_KEYS[:4]):
+            continue
+        name = v.string(_join(p, "name"), n["name"])
+        backend = v.integer(_join(p, "backendPort"), n["backendPort"], 1, nat.BACKEND_MAX)
+        start = v.integer(_join(p, "frontendPortRangeStart"), n["frontendPortRangeStart"], 1, nat.FRONTEND_MAX)
+        end = v.integer(_join(p, "frontendPortRangeEnd"), n["frontendPortRangeEnd"], 1, nat.FRONTEND_MAX)
+        protocol = v.choice(_join(p, "protocol"), n["protocol"], nat.PROTOCOLS) if "protocol" in n else "TCP"
+        if name is None or backend is None or start is None or end is None or protocol is None:
+            continue
+        pools.append(nat.NatPool(name, backend, start, end, protocol))
+    if len(pools) != len(raw):
+        return False, ()
+    for problem in nat.problems(pools):
+        v.problem(path, problem + " (Batch refuses such a pool with 400; rules from the azure-batch InboundNATPool model)")
+    return True, tuple(pools)
 
 
 _FAMILY_KEYS = ("description", "gallery", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas",
@@ -525,10 +575,12 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
         v.problem(_join(path, "keepManagedImage"),
                   "has no effect with source \"snapshots\", which builds no managed image; remove it or use source \"managedImage\"")
     if legacy:
-        if source != "managedImage":
-            v.problem(_join(path, "legacyManagedImagePools"), "needs source \"managedImage\": legacy pools reference the managed image")
-        if keep is False:
-            v.problem(_join(path, "keepManagedImage"), "must not be false with legacyManagedImagePools: the pools' image has to outlive them")
+        # Batch accepts a managed image as a pool's image only at API versions up to 2019-08-01 (the 2019 custom-image
+        # article); the app speaks 2025-06-01 and Batch retires the versions before it, so every such create would be a 400.
+        v.problem(_join(path, "legacyManagedImagePools"),
+                  "managed-image pools cannot be created: Batch accepts a managed image as a pool's image only at API versions up to "
+                  "2019-08-01, the app uses 2025-06-01, and Batch is retiring the older versions; remove the key (the family's pools "
+                  "use its gallery image version, which also has no shared node cap)")
 
     pools: list[PoolSpec] = []
     raw_pools = f.get("pools")

@@ -29,17 +29,21 @@ MOVE_TAGS_SHORT = " and move the autopilot.* tags to its snapshots (remove them 
 REFUSE = "refuse"
 WARN = "warn"
 
-# "With a custom image, a pool can have at most 2,500 dedicated and 1,000 low-priority (now Spot)
-# nodes. The cap is shared: it applies to the total of all pools that use the same image, or images
-# built from the same snapshot." (Batch custom-image article, "Considerations for large pools").
-CUSTOM_IMAGE_DEDICATED_LIMIT = 2500
+# Batch's "quotas and limits" page, Pool size limits: "Compute nodes in pool created with a managed
+# image resource": 2,000 dedicated and 1,000 Spot/low-priority (the 2020 article said 2,500). The cap
+# is shared by the pools on one managed image or on managed images of the same snapshot. It applies
+# to managed-image pools only: Batch's gallery doc (batch-sig-images) says gallery images let pools
+# grow larger given enough replicas, so pools on a gallery image version have no such cap.
+CUSTOM_IMAGE_DEDICATED_LIMIT = 2000
 CUSTOM_IMAGE_SPOT_LIMIT = 1000
-# The article adds that inbound NAT pools can lower the cap but gives no number. These are our own
-# conservative guesses - 40% of the dedicated cap, half of the Spot cap - chosen so a pool with NAT
-# pools is refused well before Batch would fail its allocation. A family can set its own numbers
-# through nodeLimits.inboundNatDedicated / inboundNatSpot once the real ceiling is known.
+# The page adds that inbound NAT pools can lower the cap but gives no number. These are our own
+# conservative guesses - half of the dedicated cap, half of the Spot cap. A family can set its own
+# numbers through nodeLimits.inboundNatDedicated / inboundNatSpot once the real ceiling is known.
 INBOUND_NAT_DEDICATED_LIMIT = 1000
 INBOUND_NAT_SPOT_LIMIT = 500
+# A sanity bound on one pool's configured size, not an Azure number: gallery pools have no node cap,
+# and the account's core quota (checked by the pool watch at run time) is the real ceiling.
+MAX_POOL_NODES = 100_000
 # 2026 guidance for Compute Gallery images used by Batch: at least 1 replica per 300 VMs, and at
 # least 15 minutes of resize timeout per 1,000 VMs.
 NODES_PER_REPLICA = 300
@@ -118,17 +122,19 @@ class TargetAccount:
 
 def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetAccount], *,
                    gallery_location: str | None = None, gallery_subscription: str | None = None) -> list[Finding]:
-    """Snapshots (and the gallery) must be in the same subscription and region as every target account.
+    """Snapshots in the account's subscription, and in the region where the image is built; the gallery in the account's subscription.
 
-    The article: the image "must be in the same subscription and region as the Batch account";
-    the gallery doc: the image version "must have replicas in the same region and must be in the
-    same subscription as the Azure Batch account". The app builds the image beside the snapshots
-    and replicates the version to the gallery's location only, so all of them must line up.
+    The image and the gallery version are built where the snapshots are, so the snapshots must be in the gallery's
+    region (or, with no gallery location given, the account's). The gallery itself may be in another region than a
+    Batch account: Batch's gallery doc (batch-sig-images) says "the image can be in different regions as long as it
+    has replicas in the same region as your Batch account", and the pipeline replicates the version to every region
+    with a target account (shared/pipeline.py gallery_version_body). The subscription rule stays: the data-plane
+    ImageReference doc says the gallery image must be "in the same subscription as the Azure Batch account".
     """
     findings: list[Finding] = []
     for account in accounts:
         account_sub = account.subscription_id.lower()
-        account_region = normalize_region(account.region)
+        build_region = gallery_location or account.region
         foreign = [m for m in members if m.subscription_id.lower() != account_sub]
         if foreign:
             findings.append(Finding(
@@ -138,23 +144,17 @@ def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetA
                 "copy the snapshots into the Batch account's subscription (az snapshot create --source ...) and move the "
                 "autopilot.* tags to the copies (remove them from the originals), or remove this account from the family's pools "
                 "and re-tag one snapshot of the set"))
-        elsewhere = [m for m in members if normalize_region(m.region) != account_region]
+        elsewhere = [m for m in members if normalize_region(m.region) != normalize_region(build_region)]
         if elsewhere:
+            where = (f"the family's gallery, where the image is built, is in {gallery_location}" if gallery_location
+                     else f"Batch account {account.account_id} is in {account.region}")
             findings.append(Finding(
                 REFUSE, "SNAPSHOT_REGION", account.account_id,
-                f"snapshot(s) {', '.join(m.snapshot_id for m in elsewhere)} are in {elsewhere[0].region}, "
-                f"but Batch account {account.account_id} is in {account.region}",
-                f"copy the snapshots to {account.region} (az snapshot create --incremental --copy-start --source <incremental "
-                f"snapshot> -l {account.region}) and move the autopilot.* tags to the copies (remove them from the originals): the "
-                "copies join the set once their copy completes; or point the family's pools at an account in the snapshots' "
-                "region and re-tag one snapshot of the set"))
-        if gallery_location is not None and normalize_region(gallery_location) != account_region:
-            findings.append(Finding(
-                REFUSE, "GALLERY_REGION", account.account_id,
-                f"the family's gallery location is {gallery_location}, but Batch account {account.account_id} is in {account.region}; "
-                "Batch needs a replica of the image version in the account's region",
-                "set gallery.location to the account's region (the gallery image version is replicated there only), then re-tag "
-                "one snapshot of the set"))
+                f"snapshot(s) {', '.join(m.snapshot_id for m in elsewhere)} are in {elsewhere[0].region}, but {where}",
+                f"copy the snapshots to {build_region} (az snapshot create --incremental --copy-start --source <incremental "
+                f"snapshot> -l {build_region}) and move the autopilot.* tags to the copies (remove them from the originals): the "
+                "copies join the set once their copy completes; or set the family's gallery.location to the snapshots' region "
+                "(the version is replicated to the accounts' regions) and re-tag one snapshot of the set"))
         if gallery_subscription is not None and gallery_subscription.lower() != account_sub:
             findings.append(Finding(
                 REFUSE, "GALLERY_SUBSCRIPTION", account.account_id,
@@ -494,7 +494,9 @@ def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage
     so the check is monotonic: more pools never turn a refusal into a pass.
     """
     limits = limits or NodeLimits()
-    pools = _combine([*planned, *existing])
+    # Only pools created with a managed image resource share a cap; gallery pools have none.
+    planned = [p for p in planned if is_managed_image(p.image_id)]
+    pools = _combine([p for p in [*planned, *existing] if is_managed_image(p.image_id)])
     planned_resources: set[tuple[str, str]] = set()
     original: dict[tuple[str, str], str] = {}  # resource key -> the id as first given, for messages
     for p in planned:
@@ -533,6 +535,14 @@ def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage
                 "own snapshots and images - Batch counts every pool using the same image or images from the same snapshot; then "
                 "re-tag one snapshot of the set"))
     return findings
+
+
+_MANAGED_IMAGE = re.compile(r"/providers/microsoft\.compute/images/[^/]+$", re.IGNORECASE)
+
+
+def is_managed_image(image_id: str | None) -> bool:
+    """A managed image resource id (``.../Microsoft.Compute/images/{name}``), not a gallery image or a Marketplace image."""
+    return bool(image_id) and _MANAGED_IMAGE.search(image_id.strip()) is not None
 
 
 def check_shared_image(pools: Sequence[PoolUsage]) -> list[Finding]:
@@ -598,11 +608,6 @@ def check_family(family: FamilyConfig) -> list[Finding]:
             f"family {family.name} creates {len(family.pools)} pools per version, which will all use one image and share its "
             "custom-image node limit; Batch recommends a unique image for each pool",
             "split large pools into their own families (each with its own snapshots), or keep their total well under the limits"))
-    if family.legacy_managed_image_pools:
-        findings.append(Finding(
-            WARN, "LEGACY_MANAGED_IMAGE_POOLS", label,
-            f"family {family.name} creates pools from managed images; Batch retired managed-image pools after 31 March 2026",
-            "set legacyManagedImagePools to false so pools use the gallery image version"))
     for i, pool in enumerate(family.pools):
         nodes = pool.peak_dedicated + pool.peak_spot
         findings.extend(check_resize_timeout(f"{label}.pools[{i}]", pool.resize_timeout_minutes, nodes))

@@ -27,7 +27,7 @@ from shared import alerts, image_rules, naming, pool_metadata, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
-from shared.families import FamilyConfig, parse_families
+from shared.families import FamilyConfig, PoolSpec, parse_families
 from shared.resource_ids import ResourceId, normalize, same_id
 from shared.resources import batch_accounts, batch_pools, compute
 from shared.snapshot_sets import SnapshotSet, SnapshotSetKey
@@ -251,6 +251,8 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
             # source image too, and the delete would be refused (ScopeLocked) for as long as it lives.
             _drop_intermediate_image(context, image_id)
         pools = create_pools(context, family, snapshot_set, version_id, image_id, skus)
+        if pools.refused:
+            return _pools_refused(context, snapshot_set, row, version_id, pools.refused)
         if pools.missing:
             # Batch answered the create without creating the pool (e.g. the account's pool quota): not done.
             # The sweep tries again; the alert says what to fix.
@@ -373,7 +375,9 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
         snapshot_id=os_member.snapshot_id if os_member else None)
     pool_image = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
     planned = image_rules.planned_pool_usages(family, snapshot_set.key.version, pool_image, snapshot_set.snapshot_ids)
-    findings += image_rules.check_node_limits(planned, existing_usages(context), family.node_limits)
+    # No node-limit check here: the pools use the gallery image version, and Batch caps only pools created with a managed
+    # image resource (quotas and limits page; the gallery doc lets gallery pools grow larger). The pool watch enforces the
+    # managed-image cap at run time for the pre-existing managed-image pools it drives (shared/node_caps.py).
     findings += image_rules.check_shared_image(planned)
     return _dedupe(findings), skus
 
@@ -440,9 +444,21 @@ def image_body(family: FamilyConfig, snapshot_set: SnapshotSet) -> dict[str, Any
     }
 
 
+def target_regions(context: AppContext, family: FamilyConfig) -> list[tuple[str, int]]:
+    """(region, replicas) for the version: the gallery's own region, and every region with a target Batch account, each with
+    one replica per ``nodesPerReplica`` of the pools there (Batch's gallery doc: a gallery image can be used from another
+    region once it has replicas in the Batch account's region; at least one replica per 600 VMs, the app plans one per 300)."""
+    nodes: dict[str, int] = {image_rules.normalize_region(family.gallery.location): 0}
+    for spec in family.pools:
+        region = image_rules.normalize_region(batch_accounts.get_account(context.clients, spec.account).location or family.gallery.location)
+        nodes[region] = nodes.get(region, 0) + spec.peak_dedicated + spec.peak_spot
+    return [(region, image_rules.replica_count(count, family.replicas.nodes_per_replica, family.replicas.minimum))
+            for region, count in nodes.items()]
+
+
 def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, image_id: str | None) -> dict[str, Any]:
-    planned_nodes = sum(p.peak_dedicated + p.peak_spot for p in family.pools)
-    replicas = image_rules.replica_count(planned_nodes, family.replicas.nodes_per_replica, family.replicas.minimum)
+    regions = target_regions(context, family)
+    replicas = regions[0][1]  # the gallery's own region (the default for regions without a count)
     if image_id is not None:
         storage: dict[str, Any] = {"source": {"id": image_id}}
     else:
@@ -459,8 +475,8 @@ def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set
         "properties": {
             "publishingProfile": {
                 # Plan one replica per 300 VMs (Batch's 2026 guidance for gallery images).
-                "targetRegions": [{"name": family.gallery.location, "regionalReplicaCount": replicas,
-                                   "storageAccountType": family.replicas.storage_account_type}],
+                "targetRegions": [{"name": family.gallery.location if i == 0 else region, "regionalReplicaCount": count,
+                                   "storageAccountType": family.replicas.storage_account_type} for i, (region, count) in enumerate(regions)],
                 "replicaCount": replicas,
                 "excludeFromLatest": False,
                 "endOfLifeDate": iso(end_of_life),
@@ -472,7 +488,7 @@ def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set
     }
 
 
-def pool_body(family: FamilyConfig, spec: Any, snapshot_set: SnapshotSet, pool_image_id: str, image_id: str | None,
+def pool_body(family: FamilyConfig, spec: PoolSpec, snapshot_set: SnapshotSet, pool_image_id: str, image_id: str | None,
               node_agent_sku_id: str, growth_step: int) -> dict[str, Any]:
     metadata = dict(spec.metadata_dict())
     metadata.update({
@@ -484,6 +500,8 @@ def pool_body(family: FamilyConfig, spec: Any, snapshot_set: SnapshotSet, pool_i
         pool_metadata.DESIRED_DEDICATED: str(spec.dedicated),
         pool_metadata.DESIRED_SPOT: str(spec.spot),
         pool_metadata.DEALLOCATION: spec.node_deallocation_option.lower(),
+        # Recorded on the pool: every later resize the watch issues uses it too, never less (shared/pool_policy.py).
+        pool_metadata.RESIZE_TIMEOUT: str(spec.resize_timeout_minutes),
     })
     if image_id is not None and family.keep_managed_image:
         metadata[pool_metadata.MANAGED_IMAGE_ID] = image_id
@@ -508,11 +526,11 @@ def pool_body(family: FamilyConfig, spec: Any, snapshot_set: SnapshotSet, pool_i
             "metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())],
         }
     }
-    if spec.inbound_nat_pools:
-        body["properties"]["networkConfiguration"] = {"endpointConfiguration": {"inboundNatPools": [{
-            "name": "ssh" if family.gallery.os_type == "Linux" else "rdp", "protocol": "TCP",
-            "backendPort": 22 if family.gallery.os_type == "Linux" else 3389,
-            "frontendPortRangeStart": 50000, "frontendPortRangeEnd": 54999}]}}
+    nat_pools = spec.nat_pools_for(family.gallery.os_type)
+    if nat_pools:
+        # Ranges Batch accepts (outside its reserved 50000-55000, >= 40 ports, no overlap): configured and
+        # validated, or chosen by the app with one port per node of the pool's peak size (shared/nat.py).
+        body["properties"]["networkConfiguration"] = {"endpointConfiguration": {"inboundNatPools": [p.body() for p in nat_pools]}}
     return body
 
 
@@ -521,12 +539,13 @@ class PoolsResult:
     names: tuple[str, ...]  # "{account}/{pool}" of every pool of the version that exists
     created: tuple[str, ...]  # those this call created
     missing: tuple[str, ...]  # pool resource ids Batch neither created nor has
+    refused: tuple[batch_pools.PoolCreateRefused, ...] = ()  # pools Batch refused outright (400): no retry can help
 
 
 def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, version_id: str, image_id: str | None,
                  skus: dict[str, str]) -> PoolsResult:
     pool_image_id = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
-    names, created, missing = [], [], []
+    names, created, missing, refused = [], [], [], []
     for spec in family.pools:
         account = batch_accounts.get_account(context.clients, spec.account)
         pool_id = spec.pool_id(family.name, snapshot_set.key.version)
@@ -534,7 +553,12 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
         if not sku:
             raise RuntimeError(f"no nodeAgentSkuId for pool {pool_id}: set nodeAgentSkuId in the family's pool configuration")
         body = pool_body(family, spec, snapshot_set, pool_image_id, image_id, sku, context.settings.growth_step_nodes)
-        if batch_pools.create_pool(context.clients, account, pool_id, body):
+        try:
+            was_created = batch_pools.create_pool(context.clients, account, pool_id, body)
+        except batch_pools.PoolCreateRefused as exc:
+            refused.append(exc)
+            continue
+        if was_created:
             created.append(f"{account.name}/{pool_id}")
             log.info("created pool %s in %s from %s", pool_id, account.id, pool_image_id)
         elif batch_pools.get_pool(context.clients, account, pool_id) is None:
@@ -542,7 +566,7 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
             missing.append(f"{account.id}/pools/{pool_id}")
             continue
         names.append(f"{account.name}/{pool_id}")
-    return PoolsResult(tuple(names), tuple(created), tuple(missing))
+    return PoolsResult(tuple(names), tuple(created), tuple(missing), tuple(refused))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -610,6 +634,26 @@ def _fail(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, re
         compute.start_image_delete(context.clients, resource_id)
     _flush_outbox(context, row)
     return Outcome(FAILED, resource_id)
+
+
+def _pools_refused(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, version_id: str,
+                   refused: tuple[batch_pools.PoolCreateRefused, ...]) -> Outcome:
+    """Batch refused a pool outright (400): one alert quoting Batch's code and message, and a terminal stage, so that neither
+    redelivery nor the sweep asks again for what Batch will refuse again."""
+    key = snapshot_set.key
+    said = "; ".join(f"pool {r.pool_id}: {r.code}: {r.message}" for r in refused)
+    alert = Alert(alerts.IMAGE_BUILD_FAILED, alerts.SEVERITY_WARNING, version_id,
+                  f"Batch refused to create pool(s) {', '.join(r.pool_id for r in refused)} ({key}): {refused[0].code}",
+                  f"gallery image version {version_id} is ready, but Batch answered the pool create with {refused[0].status}: {said}. "
+                  "Retrying the same request cannot succeed, so the pipeline does not retry it.",
+                  "fix the pool's configuration in the family (AUTOPILOT_FAMILIES) as Batch's message says, then re-create the "
+                  "snapshot(s) of the set (or tag snapshots with a new version) to create the pools again",
+                  f"refusedpool|{key}|{_attempt(snapshot_set)}", context.clock.now(),
+                  {"family": key.family, "version": key.version, "codes": [r.code for r in refused],
+                   "pools": [r.pool_id for r in refused], "messages": [r.message for r in refused]})
+    row = _finish_stage_only(context, key, row, FAILED, f"pool create refused: {said}"[:4000], alert)
+    _flush_outbox(context, row)
+    return Outcome(FAILED, said)
 
 
 def _finish_stage_only(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str, alert: Alert) -> Record:

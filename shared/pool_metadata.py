@@ -18,8 +18,10 @@ DESIRED_DEDICATED = "autopilot.desiredDedicated"  # the target the watch drives 
 DESIRED_SPOT = "autopilot.desiredSpot"
 SCHEDULE = "autopilot.schedule"  # JSON list of {"cron", "dedicated", "spot"} entries
 DEALLOCATION = "autopilot.nodeDeallocationOption"  # for scheduled shrinks: requeue|terminate|taskcompletion|retaineddata
+RESIZE_TIMEOUT = "autopilot.resizeTimeoutMinutes"  # every resize the watch issues uses it (the family's resizeTimeoutMinutes)
 
-ALL_KEYS = (MANAGED, FAMILY, VERSION, IMAGE_ID, MANAGED_IMAGE_ID, SNAPSHOT_IDS, DESIRED_DEDICATED, DESIRED_SPOT, SCHEDULE, DEALLOCATION)
+ALL_KEYS = (MANAGED, FAMILY, VERSION, IMAGE_ID, MANAGED_IMAGE_ID, SNAPSHOT_IDS, DESIRED_DEDICATED, DESIRED_SPOT, SCHEDULE, DEALLOCATION,
+            RESIZE_TIMEOUT)
 
 
 def as_dict(pairs: list[dict[str, str]] | list[object] | None) -> dict[str, str]:

@@ -135,6 +135,7 @@ class PoolView:
     vm_size: str | None = None
     image_id: str | None = None  # the custom image (gallery image version / definition) id; None for a Marketplace image
     resize_timeout: timedelta | None = None
+    inbound_nat: bool = False  # the pool has inbound NAT pools (they lower the managed-image node cap)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allocation_state", _enum_text(self.allocation_state).lower())
@@ -161,6 +162,7 @@ class PoolView:
             vm_size=_str(data.get("vmSize")),
             image_id=_image_id(vm.get("imageReference") if isinstance(vm, Mapping) else None),
             resize_timeout=parse_duration(data.get("resizeTimeout")),
+            inbound_nat=_has_nat(data.get("networkConfiguration")),
         )
 
     @classmethod
@@ -186,6 +188,7 @@ class PoolView:
             vm_size=_str(p.get("vmSize")),
             image_id=_image_id(vm.get("imageReference")),
             resize_timeout=parse_duration(fixed.get("resizeTimeout") or status.get("resizeTimeout")),
+            inbound_nat=_has_nat(p.get("networkConfiguration")),
         )
 
     @property
@@ -336,6 +339,24 @@ def resize_timeout_for(nodes: int, policy: WatchPolicy | None = None) -> timedel
     return timedelta(minutes=math.ceil(seconds / 60 - 1e-9))
 
 
+def configured_resize_timeout(pool: PoolView) -> timedelta | None:
+    """The pool's own resize timeout (``autopilot.resizeTimeoutMinutes``: the family's value, recorded at creation, or a
+    team's override); None when the pool has none. Raises :class:`PoolIntentError` for a value Batch would refuse."""
+    raw = pool.metadata.get(pool_metadata.RESIZE_TIMEOUT, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 5 <= int(raw) <= 1440:
+        raise PoolIntentError(pool.pool_id, pool_metadata.RESIZE_TIMEOUT, f"is {raw!r}, not whole minutes within 5-1440 "
+                              "(Batch refuses less than 5)", "25")
+    return timedelta(minutes=int(raw))
+
+
+def nodes_within(timeout: timedelta, policy: WatchPolicy | None = None) -> int:
+    """The most nodes one resize can be expected to allocate within ``timeout`` (15 minutes per 1,000 nodes)."""
+    policy = policy or WatchPolicy()
+    return max(1, int(timeout.total_seconds() * 1000 // policy.resize_timeout_per_1000_nodes.total_seconds()))
+
+
 def next_resize(pool: PoolView, desired: DesiredTarget, policy: WatchPolicy | None = None) -> ResizeStep | None:
     """The next resize towards ``desired``; None when the pool is already there and asks for nothing else.
 
@@ -345,10 +366,12 @@ def next_resize(pool: PoolView, desired: DesiredTarget, policy: WatchPolicy | No
     Shrinking is one step, with the pool's node-deallocation option.
     """
     policy = policy or WatchPolicy()
+    configured = configured_resize_timeout(pool)
     grow_dedicated = max(0, desired.dedicated - pool.current_dedicated)
     grow_spot = max(0, desired.spot - pool.current_spot)
-    if pool.image_id is not None:  # custom image: staged growth
-        budget = policy.growth_step_nodes
+    if pool.image_id is not None or configured is not None:  # custom image: staged growth
+        # A step that could not finish within the pool's own timeout is made smaller; its timeout is never cut short.
+        budget = min(policy.growth_step_nodes, nodes_within(configured, policy)) if configured else policy.growth_step_nodes
         grow_dedicated = min(grow_dedicated, budget)
         grow_spot = min(grow_spot, budget - grow_dedicated)
     target_dedicated = pool.current_dedicated + grow_dedicated if desired.dedicated > pool.current_dedicated else desired.dedicated
@@ -360,7 +383,7 @@ def next_resize(pool: PoolView, desired: DesiredTarget, policy: WatchPolicy | No
     return ResizeStep(
         target_dedicated=target_dedicated,
         target_spot=target_spot,
-        resize_timeout=resize_timeout_for(added, policy),
+        resize_timeout=configured if configured is not None else resize_timeout_for(added, policy),
         node_deallocation_option=deallocation_option(pool, policy) if shrinks else None,
     )
 
@@ -416,6 +439,13 @@ def _metadata_count(pool: PoolView, key: str) -> int | None:
     if not text.isdigit():
         raise PoolIntentError(pool.pool_id, key, f"is {raw!r}, not a whole number of nodes", "100")
     return int(text)
+
+
+def _has_nat(network: Any) -> bool:
+    endpoint = network.get("endpointConfiguration") if isinstance(network, Mapping) else None
+    if not isinstance(endpoint, Mapping):
+        return False
+    return bool(endpoint.get("inboundNATPools") or endpoint.get("inboundNatPools"))
 
 
 def _image_id(reference: Any) -> str | None:

@@ -52,6 +52,7 @@ class AlertType(StrEnum):
     IMAGE_MISSING = "ImageMissing"
     RESIZE_GAVE_UP = "ResizeGaveUp"
     POOL_RECOVERED = "PoolRecovered"
+    NODE_LIMIT_REACHED = "NodeLimitReached"  # a managed-image pool at the shared custom-image node cap
 
 
 class Cause(StrEnum):
@@ -76,7 +77,14 @@ class Cause(StrEnum):
     RESIZE_STOPPED = "resize_stopped"
     NO_PROGRESS = "no_progress"  # steady below target with no error at all
     NOT_APPLIED = "not_applied"  # our resize request never showed up on the pool
-    UNRECOGNISED = "unrecognised"
+    UNRECOGNISED = "unrecognised"  # a code the autopilot does not know: at most MAX_UNKNOWN_RETRIES retries, then a person
+    ALLOCATION_OTHER = "allocation_other"  # AllocationFailed with a reason the autopilot does not recognise (transient)
+    DEPENDENT_RESOURCE_MISSING = "dependent_resource_missing"  # DependentResourceNotFound, the image still there
+    INCOMPATIBLE_VM_SIZE = "incompatible_vm_size"
+    DISK_ENCRYPTION = "disk_encryption"
+    IDENTITY = "identity"
+    COMMUNICATION_MAX_VMS = "communication_max_vms"
+    NODE_CAP = "node_cap"  # held back by the shared managed-image node cap (the app's own check, before asking)
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,10 @@ _QUOTA_FIX = (
     "apply instead (Azure portal → Subscription → Usage + quotas). Or lower the pool's desired target."
 )
 _RETRY_NOTE = "The autopilot re-issues the resize with backoff; nothing to do unless it keeps failing."
+_SPOT_QUOTA_FIX = ("Request a Spot/low-priority core quota increase for the Batch account (Azure portal → Batch account → Quotas); "
+                   "it takes from minutes to two business days. Or lower the pool's desired Spot target (autopilot.desiredSpot).")
+# A code the app does not know is retried this many times (it may be transient), then a person hears of it.
+MAX_UNKNOWN_RETRIES = 2
 
 
 def classify(errors: Iterable[ResizeError | Mapping[str, Any]] | None) -> Diagnosis:
@@ -226,6 +238,77 @@ def classify(errors: Iterable[ResizeError | Mapping[str, Any]] | None) -> Diagno
     return Diagnosis(best.error_class, best.cause, best.alert_type, best.code, best.reason, best.diagnosis, best.fix, codes)
 
 
+@dataclass(frozen=True)
+class CodeRule:
+    """What one documented resize error code means: its class, the cause shown, the alert it raises, and what to do."""
+
+    error_class: ErrorClass
+    cause: Cause
+    alert: AlertType | None
+    what: str
+    fix: str
+
+
+_CONFIG_FIX = ("Batch's message above names the setting; fix it on the pool (or in the family configuration for new pools), then "
+               "resize the pool once (or change its desired target) to resume. The autopilot does not retry a configuration error.")
+
+# The resize error codes Batch documents (.NET Microsoft.Azure.Batch.Common.PoolResizeErrorCodes, the Java PoolResizeErrorCodes,
+# the REST reference and the support article "Azure Batch pool resizing failure"), compared without case. AllocationFailed says
+# why in its details and has its own classifier below. A code not listed here is unknown: never assumed transient.
+CODE_TABLE: Mapping[str, CodeRule] = {
+    "allocationtimedout": CodeRule(
+        ErrorClass.RETRYABLE, Cause.TIMEOUT, AlertType.ALLOCATION_FAILED,
+        "Batch could not allocate the requested nodes within the resize timeout.",
+        _RETRY_NOTE + " If it keeps timing out: make sure the gallery image version has at least one replica per 300 nodes "
+        "in the pool's region, and allow at least 15 minutes of resize timeout per 1,000 nodes."),
+    "accountcorequotareached": CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED,
+        "The Batch account has reached its dedicated core quota, so the pool cannot grow.", _QUOTA_FIX),
+    "accountlowprioritycorequotareached": CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.SPOT_QUOTA, AlertType.QUOTA_REACHED,
+        "The Batch account has reached its Spot (low-priority) core quota, so the pool cannot add Spot nodes.", _SPOT_QUOTA_FIX),
+    "accountspotcorequotareached": CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.SPOT_QUOTA, AlertType.QUOTA_REACHED,
+        "The Batch account has reached its Spot (low-priority) core quota, so the pool cannot add Spot nodes.", _SPOT_QUOTA_FIX),
+    "accountvmseriescorequotareached": CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.VM_SERIES_QUOTA, AlertType.QUOTA_REACHED,
+        "The Batch account has reached its dedicated core quota for this VM series (per-VM-family quota).",
+        "Request a core quota increase for the pool's VM family (Azure portal → Batch account → Quotas → the VM series); "
+        "it takes from minutes to two business days. Or use a VM size from a series with spare quota."),
+    "resizestopped": CodeRule(
+        ErrorClass.IGNORE, Cause.RESIZE_STOPPED, None, "The resize was stopped before it finished (stopResize).",
+        "None if the stop was intended; resize the pool again or change its desired target to resume."),
+    "removenodesfailed": CodeRule(
+        ErrorClass.RETRYABLE, Cause.REMOVE_NODES_FAILED, None, "Batch could not remove some nodes while shrinking the pool.",
+        _RETRY_NOTE + " If it persists, look for nodes stuck in the 'unusable' or 'leaving pool' states."),
+    "overconstrainedallocationrequesterror": CodeRule(
+        ErrorClass.RETRYABLE, Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED,
+        "Azure could not satisfy every allocation constraint of the pool (VM size, zones, placement) at once.",
+        _RETRY_NOTE + " If it persists, relax the constraints: allow more zones or use another VM size."),
+    # A resource the pool depends on was not found: most often its image. The caller reads the image: gone -> ImageMissing.
+    "dependentresourcenotfound": CodeRule(
+        ErrorClass.VERIFY_IMAGE, Cause.DEPENDENT_RESOURCE_MISSING, AlertType.IMAGE_MISSING,
+        "Batch could not find a resource the pool depends on (its image, subnet, identity or key).",
+        "The autopilot checks whether the pool's image still exists before deciding."),
+    "incompatiblevmsize": CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.INCOMPATIBLE_VM_SIZE, AlertType.ALLOCATION_FAILED,
+        "The pool's VM size is not compatible with its configuration (image, disks, network or features).",
+        "Choose a VM size the image and the pool's features support (az vm list-skus --location <region> --size <size>); " + _CONFIG_FIX),
+    "diskencryptionfailure": CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.DISK_ENCRYPTION, AlertType.ALLOCATION_FAILED,
+        "Batch could not encrypt the nodes' disks as the pool's disk encryption configuration asks.",
+        "Check the pool's diskEncryptionConfiguration and that the VM size supports it; " + _CONFIG_FIX),
+    "failedidentityoperation": CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.IDENTITY, AlertType.ALLOCATION_FAILED,
+        "Batch could not assign the pool's managed identity to its nodes.",
+        "Check that the user-assigned identity on the pool exists and that the Batch account may assign it; " + _CONFIG_FIX),
+    "communicationenabledpoolreachedmaxvmcount": CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.COMMUNICATION_MAX_VMS, AlertType.ALLOCATION_FAILED,
+        "The pool has inter-node communication enabled and reached the most nodes such a pool can hold.",
+        "Lower the pool's target, or use pools without inter-node communication for the extra nodes; " + _CONFIG_FIX),
+}
+
+
 def classify_one(error: ResizeError) -> Diagnosis:
     code = error.code.strip()
     key = code.lower()
@@ -236,50 +319,23 @@ def classify_one(error: ResizeError) -> Diagnosis:
     def make(cls: ErrorClass, cause: Cause, alert: AlertType | None, what: str, fix: str) -> Diagnosis:
         return Diagnosis(cls, cause, alert, code, reason, f"{what} {said}", fix, (code,))
 
-    if key == "allocationtimedout":
-        return make(
-            ErrorClass.RETRYABLE, Cause.TIMEOUT, AlertType.ALLOCATION_FAILED,
-            "Batch could not allocate the requested nodes within the resize timeout.",
-            _RETRY_NOTE + " If it keeps timing out: make sure the gallery image version has at least one replica per 300 nodes "
-            "in the pool's region, and allow at least 15 minutes of resize timeout per 1,000 nodes.",
-        )
-    if key == "accountcorequotareached":
-        return make(ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED,
-                    "The Batch account has reached its dedicated core quota, so the pool cannot grow.", _QUOTA_FIX)
-    if key in {"accountlowprioritycorequotareached", "accountspotcorequotareached"}:
-        return make(
-            ErrorClass.NEEDS_PERSON, Cause.SPOT_QUOTA, AlertType.QUOTA_REACHED,
-            "The Batch account has reached its Spot (low-priority) core quota, so the pool cannot add Spot nodes.",
-            "Request a Spot/low-priority core quota increase for the Batch account (Azure portal → Batch account → Quotas); "
-            "it takes from minutes to two business days. Or lower the pool's desired Spot target (autopilot.desiredSpot).",
-        )
-    if key == "accountvmseriescorequotareached":
-        return make(
-            ErrorClass.NEEDS_PERSON, Cause.VM_SERIES_QUOTA, AlertType.QUOTA_REACHED,
-            "The Batch account has reached its dedicated core quota for this VM series (per-VM-family quota).",
-            "Request a core quota increase for the pool's VM family (Azure portal → Batch account → Quotas → the VM series); "
-            "it takes from minutes to two business days. Or use a VM size from a series with spare quota.",
-        )
-    if key == "resizestopped":
-        return make(ErrorClass.IGNORE, Cause.RESIZE_STOPPED, None, "The resize was stopped before it finished (stopResize).",
-                    "None if the stop was intended; resize the pool again or change its desired target to resume.")
-    if key == "removenodesfailed":
-        return make(ErrorClass.RETRYABLE, Cause.REMOVE_NODES_FAILED, None, "Batch could not remove some nodes while shrinking the pool.",
-                    _RETRY_NOTE + " If it persists, look for nodes stuck in the 'unusable' or 'leaving pool' states.")
-    if key.startswith("overconstrainedallocationrequest"):
-        return make(
-            ErrorClass.RETRYABLE, Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED,
-            "Azure could not satisfy every allocation constraint of the pool (VM size, zones, placement) at once.",
-            _RETRY_NOTE + " If it persists, relax the constraints: allow more zones or use another VM size.",
-        )
+    rule = CODE_TABLE.get(key)
+    if rule is not None:
+        return make(rule.error_class, rule.cause, rule.alert, rule.what, rule.fix)
     if key == "allocationfailed":
         return _classify_allocation_failed(error, provider, make)
+    if key.startswith("overconstrainedallocationrequest"):
+        rule = CODE_TABLE["overconstrainedallocationrequesterror"]
+        return make(rule.error_class, rule.cause, rule.alert, rule.what, rule.fix)
     if "quota" in key:
         return make(ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED, "A quota stops the pool from growing.", _QUOTA_FIX)
+    # Unknown (including Batch's own "Unknown"): retried at most MAX_UNKNOWN_RETRIES times (shared/episodes.py), then an alert.
     return make(
         ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED,
         f"The pool stopped short of its target with a resize error the autopilot does not recognise ({code}).",
-        _RETRY_NOTE + " The retries are bounded; if it persists, look the code up in the Batch error reference and fix the cause.",
+        f"The autopilot retried it at most {MAX_UNKNOWN_RETRIES} times and stopped. Look the code up in the Batch error reference "
+        "(https://learn.microsoft.com/rest/api/batchservice/batch-status-and-error-codes), fix its cause, then resize the pool once "
+        "(or change its desired target) to resume.",
     )
 
 
@@ -360,7 +416,7 @@ def _classify_allocation_failed(error: ResizeError, provider: ProviderError | No
             "The autopilot checks whether the pool's image still exists before deciding.",
         )
     return make(
-        ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED,
+        ErrorClass.RETRYABLE, Cause.ALLOCATION_OTHER, AlertType.ALLOCATION_FAILED,
         "Batch could not allocate nodes for a reason the autopilot does not recognise.",
         _RETRY_NOTE + " The retries are bounded; if it persists, read the reason and fix its cause.",
     )
@@ -380,6 +436,17 @@ def image_missing_diagnosis(suspected: Diagnosis, image_id: str | None) -> Diagn
         ErrorClass.NEEDS_PERSON, Cause.IMAGE_MISSING, AlertType.IMAGE_MISSING, suspected.code, suspected.reason,
         f"{what}, so Batch cannot create nodes for the pool (Batch said: {suspected.code}: {suspected.reason or GENERIC_RESIZE_MESSAGE}).",
         _IMAGE_FIX, suspected.codes,
+    )
+
+
+def dependent_resource_diagnosis(suspected: Diagnosis, image_id: str | None) -> Diagnosis:
+    """DependentResourceNotFound with the pool's image still there: another resource it depends on is gone (configuration)."""
+    where = f" (its image {image_id} exists)" if image_id else ""
+    return Diagnosis(
+        ErrorClass.NEEDS_PERSON, Cause.DEPENDENT_RESOURCE_MISSING, AlertType.ALLOCATION_FAILED, suspected.code, suspected.reason,
+        f"Batch could not find a resource the pool depends on{where}: its subnet, managed identity, disk encryption key or "
+        f"another referenced resource. Batch said: {suspected.code}: {suspected.reason or 'no detail'}",
+        "Restore the resource Batch names (or point the pool at an existing one); " + _CONFIG_FIX, suspected.codes,
     )
 
 

@@ -27,7 +27,7 @@ EXAMPLE = '[{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0}, {"cron":
 # weekly entry fires once in any 7 days; the 8th day covers a week plus a late run. Past this the
 # pool falls back to its plain desired targets (autopilot.desiredDedicated / desiredSpot).
 DEFAULT_LOOKBACK = timedelta(days=8)
-# A target above this is a typo (a custom-image pool is capped at 2,500 dedicated and 1,000 Spot
+# A target above this is a typo (a managed-image pool is capped at 2,000 dedicated and 1,000 Spot
 # nodes; other pools at the account's quota), not an intent.
 MAX_TARGET = 100_000
 

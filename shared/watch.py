@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,12 +25,14 @@ from shared.context import AppContext
 from shared.episodes import Action, Decision, Episode, decide
 from shared.episodes import Alert as PolicyAlert
 from shared.event_routing import POOL_RESIZE_STALLED
+from shared.pool_limits import Ceiling
 from shared.pool_policy import DesiredTarget, PoolIntentError, PoolView, WatchPolicy, desired_target
 from shared.references import account_ids
 from shared.resize_errors import AlertType
 from shared.resources import batch_accounts, batch_pools, compute
 from shared.resources.batch_pools import ResizeResult
 from shared.state import EPISODES, WATCH, ConcurrencyConflict, Record, StateTable, safe_key
+from shared.watch_limits import TickLimits
 
 log = logging.getLogger("autopilot.watch")
 
@@ -42,6 +45,7 @@ SEVERITY = {
     AlertType.IMAGE_MISSING: alerts.SEVERITY_CRITICAL,
     AlertType.RESIZE_GAVE_UP: alerts.SEVERITY_CRITICAL,
     AlertType.POOL_RECOVERED: alerts.SEVERITY_INFO,
+    AlertType.NODE_LIMIT_REACHED: alerts.SEVERITY_WARNING,
 }
 
 
@@ -56,13 +60,15 @@ class TickReport:
     invalid_pools: dict[str, str] = field(default_factory=dict)
     autoscale: list[str] = field(default_factory=list)  # managed pools with autoscale on: never resized, reported instead
     full_scan: bool = True  # False: only the accounts with pools in an open episode were listed
+    quota_not_judged: list[str] = field(default_factory=list)  # UserSubscription accounts: the subscription's quotas apply, not read
 
 
 def pool_resource_id(account_id: str, pool_id: str) -> str:
     return f"{account_id}/pools/{pool_id}"
 
 
-def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision: Decision, now: datetime) -> dict[str, Any]:
+def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision: Decision, now: datetime,
+                ceilings: Sequence[Ceiling] = ()) -> dict[str, Any]:
     """The documented ``PoolResizeStalled`` event (docs/events.md)."""
     subject = pool_resource_id(account_id, view.pool_id)
     desired = decision.episode
@@ -82,6 +88,8 @@ def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision:
         "resizeErrors": pool.get("resizeErrors") or [],
         "eTag": view.etag,
         "detectedAt": iso(now),
+        # What the tick found Batch would hold the pool under (node cap, core quotas): the handler sizes the resize to them.
+        "ceilings": [c.to_dict() for c in ceilings],
     }
     return {
         # Same pool, same observed state -> same id: duplicates from overlapping ticks are recognisable.
@@ -121,50 +129,76 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     if not report.full_scan:
         open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
+    limits = TickLimits(context, full=report.full_scan)
+
+    def consider(account: batch_accounts.BatchAccount, raw: dict[str, Any], view: PoolView) -> None:
+        records = episodes.get(safe_key(account.id), {})
+        try:
+            desired = desired_target(view, now)
+        except PoolIntentError as exc:
+            report.invalid_pools[pool_resource_id(account.id, view.pool_id)] = str(exc)
+            log.warning("watch: pool %s in %s has invalid autopilot metadata: %s", view.pool_id, account.id, exc)
+            return
+        if desired is None:
+            return  # not managed by the app: left alone
+        report.managed += 1
+        subject = pool_resource_id(account.id, view.pool_id)
+        record = records.get(safe_key(view.pool_id))
+        ceilings = limits.ceilings(view, desired)
+        if ceilings is None:
+            return  # a managed-image pool between full scans: its shared cap is judged on the next full scan
+        try:
+            episode = Episode.from_dict(record.data) if record else None
+            decision = decide(view, desired, episode, now, policy, ceilings=ceilings)
+        except ValueError as exc:
+            # PoolIntentError: metadata read only when needed (autopilot.nodeDeallocationOption, for a shrink);
+            # ValueError: an episode record this version cannot read. Either way only this pool is skipped.
+            report.invalid_pools[subject] = str(exc)
+            log.warning("watch: pool %s in %s skipped: %s", view.pool_id, account.id, exc)
+            return
+        if decision.action == Action.REPORT_AUTOSCALE:
+            report.autoscale.append(subject)
+            if not dry_run:
+                report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+                report.alerts += _report_autoscale(context, account.id, view, desired, now)
+            return
+        if decision.action in (Action.RESIZE, Action.VERIFY_IMAGE):
+            report.stalled.append(subject)
+            stalls.append(stall_event(account.id, raw, view, decision, now, ceilings))
+        elif not dry_run:
+            report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+
+    # Pools on a managed image share a node cap across accounts: they are decided once every account has been listed.
+    # Every other pool is decided with its own account's pools only, so a tick holds one account's pools at a time.
+    deferred: list[tuple[batch_accounts.BatchAccount, dict[str, Any], PoolView]] = []
     for account_id in accounts:
         report.accounts += 1
         try:
-            account = batch_accounts.get_account(context.clients, account_id)
+            # A full scan reads the account afresh: its core quotas may have been raised since (one GET per account per full scan).
+            account = batch_accounts.get_account(context.clients, account_id, use_cache=not report.full_scan)
             pools = batch_pools.list_pools(context.clients, account)
         except Exception as exc:  # one unreachable account must not stop the others
             log.warning("watch: cannot list pools of %s: %s", account_id, exc)
             report.unreadable_accounts[account_id] = str(exc)
             continue
-        records = episodes.get(safe_key(account.id), {})
-        for raw in pools:
+        views = [PoolView.from_dict(raw, account.id) for raw in pools]
+        limits.add_account(account, views)
+        if not limits.quota_judged(account.id):
+            report.quota_not_judged.append(account.id)
+            if report.full_scan:
+                log.info("watch: %s is in %s pool-allocation mode: the subscription's Compute quotas apply there, which the app "
+                         "does not read, so it does not size resizes to them; Batch's own quota errors still stop the pool with "
+                         "QuotaReached", account.id, account.pool_allocation_mode)
+        for raw, view in zip(pools, views, strict=True):
             report.pools += 1
-            view = PoolView.from_dict(raw, account.id)
-            try:
-                desired = desired_target(view, now)
-            except PoolIntentError as exc:
-                report.invalid_pools[pool_resource_id(account.id, view.pool_id)] = str(exc)
-                log.warning("watch: pool %s in %s has invalid autopilot metadata: %s", view.pool_id, account.id, exc)
-                continue
-            if desired is None:
-                continue  # not managed by the app: left alone
-            report.managed += 1
-            subject = pool_resource_id(account.id, view.pool_id)
-            record = records.get(safe_key(view.pool_id))
-            try:
-                episode = Episode.from_dict(record.data) if record else None
-                decision = decide(view, desired, episode, now, policy)
-            except ValueError as exc:
-                # PoolIntentError: metadata read only when needed (autopilot.nodeDeallocationOption, for a shrink);
-                # ValueError: an episode record this version cannot read. Either way only this pool is skipped.
-                report.invalid_pools[subject] = str(exc)
-                log.warning("watch: pool %s in %s skipped: %s", view.pool_id, account.id, exc)
-                continue
-            if decision.action == Action.REPORT_AUTOSCALE:
-                report.autoscale.append(subject)
-                if not dry_run:
-                    report.alerts += _settle(context, table, account.id, view, decision, record, episode)
-                    report.alerts += _report_autoscale(context, account.id, view, desired, now)
-                continue
-            if decision.action in (Action.RESIZE, Action.VERIFY_IMAGE):
-                report.stalled.append(subject)
-                stalls.append(stall_event(account.id, raw, view, decision, now))
-            elif not dry_run:
-                report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+            if limits.shares_a_cap(view):
+                deferred.append((account, {"resizeErrors": raw.get("resizeErrors")}, view))
+            else:
+                consider(account, raw, view)
+    if report.full_scan and report.unreadable_accounts:
+        limits.full = False  # a pool we cannot see may share a managed image's cap: do not judge the cap blind
+    for account, raw, view in deferred:
+        consider(account, raw, view)
     if stalls and not dry_run:
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
@@ -208,7 +242,8 @@ def _full_scan_due(context: AppContext, now: datetime) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_etag: str | None = None) -> str:
+def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_etag: str | None = None,
+                 ceilings: Sequence[Ceiling] = ()) -> str:
     """Re-read the pool, decide with fresh state and act. Returns what was done, for the log.
 
     ``observed_etag`` is the pool's ETag when the tick flagged it (the event's ``eTag``). An event is about that pool
@@ -216,6 +251,9 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
     a person's), the event is spent and the next tick looks again. Without this, a late or redelivered copy that
     arrives after the resize it caused has already finished (a staged step, a shrink) would start another resize
     in the same cycle.
+
+    ``ceilings`` are the node cap and core quotas the tick found over the pool (the event's ``ceilings``): the resize is
+    sized to fit under them, so Batch is never asked for what it would refuse.
     """
     policy = WatchPolicy.from_settings(context.settings)
     table = context.state.table(EPISODES)
@@ -233,12 +271,12 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
             return "pool is not managed"
         record = table.get(safe_key(account.id), safe_key(view.pool_id))
         episode = Episode.from_dict(record.data) if record else None
-        decision = decide(view, desired, episode, now, policy)
+        decision = decide(view, desired, episode, now, policy, ceilings=ceilings)
         if decision.action == Action.VERIFY_IMAGE:
             # The generic AllocationFailed message is only a suspicion that the image is gone: read it.
             image = compute.get_any_image(context.clients, decision.image_id) if decision.image_id else None
             exists = image is not None and str((image.get("properties") or {}).get("provisioningState", "")).lower() in ("succeeded", "")
-            decision = decide(view, desired, episode, now, policy, image_exists=exists)
+            decision = decide(view, desired, episode, now, policy, image_exists=exists, ceilings=ceilings)
     except PoolIntentError as exc:
         # Raising would only make Event Grid redeliver the event for a day: the metadata will not fix itself.
         # The tick reports the pool as invalid every cycle.

@@ -79,14 +79,13 @@ class Timings:
 class Limits:
     """Service limits that are not capacity."""
 
-    # Custom-image pools: at most this many nodes in total across all pools using the same image id.
-    custom_image_dedicated_nodes: int = 2_500
+    # "Compute nodes in pool created with a managed image resource": 2,000 dedicated / 1,000 Spot (Batch quotas and limits
+    # page, Pool size limits), across the pools on the same managed image or managed images of the same snapshots.
+    custom_image_dedicated_nodes: int = 2_000
     custom_image_low_priority_nodes: int = 1_000
     min_resize_timeout: timedelta = timedelta(minutes=5)
     default_resize_timeout: timedelta = timedelta(minutes=15)
     max_target_nodes: int = 100_000
-    # Batch stopped supporting managed-image (Microsoft.Compute/images) pools after 31 March 2026.
-    reject_managed_image_pools: bool = True
 
 
 @dataclass

@@ -309,7 +309,7 @@ class BatchDataResponses:
     def create_pool(self, request: Request) -> Response:
         account = self._account(request)
         pool_id, spec = parse_create(request.json())
-        pool = self.backend.create_pool(account.name, pool_id, spec, plane="batch")
+        pool = self.backend.create_pool(account.name, pool_id, spec, plane="batch", api_version=request.api_version)
         with self.backend._lock:
             headers = self._pool_headers(request, pool)
         return Response(201, None, self._headers(request, headers))

@@ -379,7 +379,8 @@ class BatchManagementResponses:
         spec = parse_pool_spec(body)
         update = parse_pool_update(body)
         pool, _created = self.backend.put_pool_mgmt(account, request.params["poolName"], spec, update,
-                                                    if_match=request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match"))
+                                                    if_match=request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match"),
+                                                    api_version=request.api_version)
         with self.backend._lock:
             return self._pool_response(pool)
 

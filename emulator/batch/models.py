@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from emulator.batch.capacity import DEDICATED, KINDS, LOW_PRIORITY, CapacityConfig, CapacityModel, Limits, Timings, draw
@@ -57,7 +57,11 @@ if TYPE_CHECKING:
     from emulator.azure import Emulator
 
 MINUTE = timedelta(minutes=1)
-MANAGED_IMAGE_RETIREMENT = datetime(2026, 4, 1, tzinfo=UTC)
+# The 2019 custom-image article (azure-docs batch-custom-images.md@0147304) documents managed images as a pool image
+# source; the current SDK docstrings (azure-mgmt-batch 19 / azure-batch 15 ImageReference.id) name only Compute Gallery
+# images. The last API version known to take a managed image is 2019-08-01; later ones are refused (the less convenient choice).
+MANAGED_IMAGE_LAST_API_VERSION = "2019-08-01"
+API_VERSION = "2025-06-01"  # what a create without an explicit api-version is taken to use (the SDKs' version)
 DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
 
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
@@ -177,6 +181,7 @@ class Pool:
     resize_count: int = 0
     failures: list[InjectedFailure] = field(default_factory=list)
     removed: bool = False
+    cap_keys: frozenset[tuple[str, str]] = frozenset()  # managed-image pools: the image and its snapshots (the shared node cap)
 
     @property
     def arm_id(self) -> str:
@@ -297,7 +302,7 @@ class BatchBackend:
         self.capacity = CapacityModel()
         self.timings = Timings()
         self.limits = Limits()
-        self.image_usage: dict[tuple[str, str], int] = {}  # (key(image id), kind) -> nodes
+        self.image_usage: dict[tuple[tuple[str, str], str], int] = {}  # ((image|snapshot, key), kind) -> nodes of managed-image pools
         self.delete_operations: dict[str, DeleteOperation] = {}
         self._pending_events: dict[str, list[dict[str, Any]]] = {}  # pool key -> delete events to raise on completion
         self.account_defaults: dict[str, Any] = {
@@ -563,7 +568,7 @@ class BatchBackend:
             account = self._account_by_name(account_name, plane)
             return [account.pools[i] for i in account.sorted_pool_ids()]
 
-    def validate_spec(self, spec: PoolSpec, plane: str, now: datetime) -> PoolSpec:
+    def validate_spec(self, spec: PoolSpec, plane: str, now: datetime, api_version: str | None = None) -> PoolSpec:
         """Check a pool configuration the way the service does at create time; returns it normalised."""
         def invalid(prop: str, value: Any, reason: str) -> AzureError:
             return batch_error(plane, 400, "InvalidPropertyValue", f"The value provided for one of the properties in the request body is invalid. {reason}",
@@ -588,9 +593,10 @@ class BatchBackend:
         image_id = ref.get("id")
         if image_id:
             if _MANAGED_IMAGE.match(image_id):
-                if self.limits.reject_managed_image_pools and now >= MANAGED_IMAGE_RETIREMENT:
-                    raise invalid("imageReference.id", image_id, "Managed images are no longer supported as a pool image source after "
-                                  "31 March 2026: use an Azure Compute Gallery image version or image definition.")
+                # Only API versions up to 2019-08-01 took a managed image (see MANAGED_IMAGE_LAST_API_VERSION), whatever the date.
+                if (api_version or API_VERSION)[:10] > MANAGED_IMAGE_LAST_API_VERSION:
+                    raise invalid("imageReference.id", image_id, f"A managed image cannot be a pool's image at api-version {api_version or API_VERSION}: "
+                                  "use an Azure Compute Gallery image version or image definition.")
             elif not _GALLERY_IMAGE.match(image_id):
                 raise invalid("imageReference.id", image_id, "The image id must be an Azure Compute Gallery image of the form /subscriptions/{sub}/"
                               "resourceGroups/{rg}/providers/Microsoft.Compute/galleries/{gallery}/images/{definition}[/versions/{version}].")
@@ -637,7 +643,14 @@ class BatchBackend:
         if not network:
             return
         names: set[str] = set()
-        for nat in network.get("natPools") or []:
+        nat_pools = network.get("natPools") or []
+        # "The maximum number of inbound NAT Pools per Batch Pool is 5 ... fails with HTTP status code 400"
+        # (azure-batch 15.1.0 BatchPoolEndpointConfiguration.inbound_nat_pools docstring).
+        if len(nat_pools) > 5:
+            raise batch_error(plane, 400, "InvalidPropertyValue", f"A pool can have at most 5 inbound NAT pools; {len(nat_pools)} were given.")
+        ranges: list[tuple[int, int, str]] = []
+        backends: set[int] = set()
+        for nat in nat_pools:
             try:
                 start, end, backend = int(nat["frontendPortRangeStart"]), int(nat["frontendPortRangeEnd"]), int(nat["backendPort"])
                 name = str(nat["name"])
@@ -650,14 +663,31 @@ class BatchBackend:
             if not (1 <= backend <= 65535) or not (1 <= start < end <= 65534) or end - start + 1 < 40:
                 raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': ports must be within 1-65534, "
                                   "frontendPortRangeStart < frontendPortRangeEnd and the range must contain at least 40 ports.")
+            # Backend port: "between 1 and 65535 except for 29876 and 29877 as these are reserved ... must be unique within a
+            # Batch Pool"; frontend: "except ports from 50000 to 55000 which are reserved ... All ranges within a Pool must be
+            # distinct and cannot overlap ... the request fails with HTTP status code 400" (azure-batch 15.1.0 BatchInboundNatPool).
+            if backend in (29876, 29877) or backend in backends:
+                raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': backend port {backend} is reserved "
+                                  "(29876, 29877) or used by another inbound NAT pool of the pool.")
+            backends.add(backend)
+            if start <= 55000 and end >= 50000:
+                raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': the frontend port range {start}-{end} "
+                                  "includes ports from 50000 to 55000, which are reserved by the Batch service.")
+            for other_start, other_end, other in ranges:
+                if start <= other_end and end >= other_start:
+                    raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pools '{other}' and '{name}': frontend port ranges "
+                                      "within a pool must be distinct and cannot overlap.")
+            ranges.append((start, end, name))
 
     def create_pool(self, account_name: str, pool_id: str, spec: PoolSpec | None = None, *, image_id: str | None = None,
-                    metadata: Mapping[str, str] | list[dict[str, str]] | None = None, plane: str = "arm", **fields_: Any) -> Pool:
+                    metadata: Mapping[str, str] | list[dict[str, str]] | None = None, plane: str = "arm", api_version: str | None = None,
+                    **fields_: Any) -> Pool:
         """Scenario setup: create a pool (same code path as both planes' create). Starts its initial sizing.
 
         Either pass a :class:`PoolSpec`, or its fields as keywords (``vm_size=``, ``node_agent_sku_id=``,
         ``target_dedicated=``, ...) with ``image_id=`` as a shorthand for ``image_reference={"id": ...}`` and
-        ``metadata`` as a dict.
+        ``metadata`` as a dict. ``api_version``: the version the pool was created with (a pool on a managed image needs
+        ``"2019-08-01"``, as such pools were created long ago).
         """
         if spec is None:
             if image_id is not None:
@@ -668,9 +698,9 @@ class BatchBackend:
         now = self._now()
         self._sync()
         with self._lock:
-            return self._create_pool(self._account_by_name(account_name, plane), pool_id, spec, plane, now)
+            return self._create_pool(self._account_by_name(account_name, plane), pool_id, spec, plane, now, api_version)
 
-    def _create_pool(self, account: BatchAccount, pool_id: str, spec: PoolSpec, plane: str, now: datetime) -> Pool:
+    def _create_pool(self, account: BatchAccount, pool_id: str, spec: PoolSpec, plane: str, now: datetime, api_version: str | None = None) -> Pool:
         if not _POOL_ID.match(pool_id):
             raise batch_error(plane, 400, "InvalidPropertyValue", f"The pool id '{pool_id}' is invalid: use at most 64 letters, digits, hyphens "
                               "and underscores.", {"PropertyName": "id", "PropertyValue": pool_id})
@@ -678,11 +708,12 @@ class BatchBackend:
             raise batch_error(plane, 409, "PoolExists", "The specified pool already exists.")
         if len(account.pools) >= account.pool_quota:
             raise batch_error(plane, 409, "PoolQuotaReached", f"The pool quota of {account.pool_quota} for the account has been reached.")
-        self.validate_spec(spec, plane, now)
+        self.validate_spec(spec, plane, now, api_version)
         pool = Pool(account=account, id=pool_id, spec=spec, created=now, last_modified=now, etag=self._new_etag(now),
                     seq=next(self._pool_seq), state_time=now, allocation_state_time=now,
                     resize_timeout=spec.resize_timeout or self.limits.default_resize_timeout,
                     node_deallocation_option=spec.node_deallocation_option)
+        pool.cap_keys = self._cap_keys(pool)
         account.pools[pool_id.lower()] = pool
         account._sorted_ids = None
         if spec.auto_scale_formula is not None:
@@ -796,6 +827,19 @@ class BatchBackend:
             if pool.removed or pool.op is not op or op.finished or op.stopping:
                 return
             self._step(pool, op, when, image_state)
+
+    def _cap_keys(self, pool: Pool) -> frozenset[tuple[str, str]]:
+        """The resources whose pools share the custom-image node cap with ``pool``: its managed image and that image's
+        snapshots ("Compute nodes in pool created with a managed image resource", Batch quotas and limits page; the 2020
+        custom-image article: shared by pools on the same image or images of the same snapshot). None for other images."""
+        image_id = pool.image_id
+        if image_id is None or not _MANAGED_IMAGE.match(image_id):
+            return frozenset()
+        keys = {("image", key(image_id))}
+        image = self.emulator.compute.images.get(key(image_id))  # a plain dict read: no compute lock taken under ours
+        if image is not None:
+            keys.update(("snapshot", key(source)) for store, source in image.source_ids() if store == "snapshots")
+        return frozenset(keys)
 
     def _image_state(self, pool: Pool) -> tuple[bool, str | None]:
         image_id = pool.image_id
@@ -919,10 +963,9 @@ class BatchBackend:
                 if family_room <= 0:
                     return self._quota_error(pool, kind, "AccountVMSeriesCoreQuotaReached")
                 limits.append(family_room)
-        image_id = pool.image_id
-        if image_id is not None:
+        if pool.cap_keys:  # managed-image pools only: gallery pools have no shared cap (Batch gallery doc)
             cap = self.limits.custom_image_dedicated_nodes if kind == DEDICATED else self.limits.custom_image_low_priority_nodes
-            limits.append(cap - self.image_usage.get((key(image_id), kind), 0))
+            limits.append(cap - max(self.image_usage.get((k, kind), 0) for k in pool.cap_keys))
         node_limit = pool.node_limit()
         if node_limit is not None:
             limits.append(node_limit - pool.current[DEDICATED] - pool.current[LOW_PRIORITY])
@@ -943,9 +986,8 @@ class BatchBackend:
         if kind == DEDICATED and size is not None:
             account.used_family_cores[size.family] = account.used_family_cores.get(size.family, 0) + delta * cores
         self.capacity.add_usage(pool.region, pool.spec.vm_size, kind, delta)
-        if pool.image_id is not None:
-            image_key = (key(pool.image_id), kind)
-            self.image_usage[image_key] = self.image_usage.get(image_key, 0) + delta
+        for cap_key in pool.cap_keys:
+            self.image_usage[(cap_key, kind)] = self.image_usage.get((cap_key, kind), 0) + delta
         pool.current[kind] = count
 
     def _finish(self, pool: Pool, op: ResizeOp, when: datetime, errors: list[ResizeErrorRecord]) -> None:
@@ -1108,7 +1150,7 @@ class BatchBackend:
         return pool
 
     def put_pool_mgmt(self, account: BatchAccount, pool_id: str, spec: PoolSpec, update: PoolUpdate, *, if_match: str | None = None,
-                      if_none_match: str | None = None) -> tuple[Pool, bool]:
+                      if_none_match: str | None = None, api_version: str | None = None) -> tuple[Pool, bool]:
         """Management-plane PUT: create (If-None-Match: * makes it create-only) or apply to the existing pool."""
         now = self._now()
         self._sync()
@@ -1117,7 +1159,7 @@ class BatchBackend:
             self.check_conditions(existing, "arm", if_match=if_match, if_none_match=if_none_match)
             if existing is not None:
                 return self._apply_mgmt_update(existing, update, now), False
-            return self._create_pool(account, pool_id, spec, "arm", now), True
+            return self._create_pool(account, pool_id, spec, "arm", now, api_version), True
 
     # ------------------------------------------------------------------------------------------
     # deletion

@@ -25,6 +25,7 @@ POOL_LIST_SELECT = [
     "id", "eTag", "allocationState", "allocationStateTransitionTime", "currentDedicatedNodes",
     "currentLowPriorityNodes", "targetDedicatedNodes", "targetLowPriorityNodes", "enableAutoScale",
     "resizeErrors", "resizeTimeout", "metadata", "vmSize", "virtualMachineConfiguration",
+    "networkConfiguration",  # inbound NAT pools lower the managed-image node cap (shared/pool_limits.py)
 ]
 LIST_PAGE_SIZE = 1000  # the service maximum: fewest round trips per account
 
@@ -103,10 +104,25 @@ def list_supported_images(clients: AzureClients, account: BatchAccount) -> list[
     return [image.as_dict() for image in clients.batch_account(account.endpoint).list_supported_images()]
 
 
+class PoolCreateRefused(Exception):
+    """Batch refused the pool outright (400): retrying the same request cannot succeed. Carries Batch's own words."""
+
+    def __init__(self, pool_id: str, status: int, code: str, message: str) -> None:
+        super().__init__(f"Batch refused to create pool {pool_id} ({status} {code}): {message}")
+        self.pool_id, self.status, self.code, self.message = pool_id, status, code, message
+
+
+# Answers to a create that no retry can change: the request itself is wrong (an invalid or unsupported property, a
+# managed image at the app's API version). 409/412 mean "exists"; 429/5xx and the SDK's own retries are transient;
+# 401/403 are the app's permissions, reported elsewhere.
+_PERMANENT_CREATE_STATUSES = frozenset({400, 422})
+
+
 def create_pool(clients: AzureClients, account: BatchAccount, pool_id: str, body: dict[str, Any]) -> bool:
     """Create-only (``If-None-Match: *``): True when created, False when the pool already existed.
 
-    A redelivered event must never overwrite a pool a team may have changed since.
+    A redelivered event must never overwrite a pool a team may have changed since. Raises
+    :class:`PoolCreateRefused` when Batch refuses the request itself (400), so that it is reported once, not retried.
     """
     from azure.core import MatchConditions
     from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError
@@ -119,6 +135,10 @@ def create_pool(clients: AzureClients, account: BatchAccount, pool_id: str, body
     except HttpResponseError as exc:
         if exc.status_code in (409, 412):
             return False
+        if exc.status_code in _PERMANENT_CREATE_STATUSES:
+            error = getattr(exc, "error", None)
+            raise PoolCreateRefused(pool_id, exc.status_code, str(getattr(error, "code", None) or "BadRequest"),
+                                    str(getattr(error, "message", None) or exc.message or exc)) from exc
         raise
     return True
 

@@ -51,8 +51,9 @@ def test_watch_scaling(results: dict[str, dict[str, Any]]) -> None:
     for row in r["rows"]:
         accounts = row["accounts"]
         assert row["cold_tick"]["requests"]["ARM GET batch account"] == accounts
-        # Warm: one list page per account and one publish for the stalled pool - nothing per healthy pool.
-        assert row["warm_tick_requests"] == {"Batch list pools (page)": accounts, "Event Grid publish": 1}
+        # Warm (a full scan): one list page and one account GET (its core quotas) per account, and one publish for the
+        # stalled pool - nothing per healthy pool.
+        assert row["warm_tick_requests"] == {"ARM GET batch account": accounts, "Batch list pools (page)": accounts, "Event Grid publish": 1}
         assert row["all_stalls_found"] and row["all_stalls_resized"]
         assert _finite(row["warm_tick_wall_s"]["median"]) and _finite(row["traced_tick"]["peak_bytes"])
         base = row["baseline"]

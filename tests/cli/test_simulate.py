@@ -191,3 +191,28 @@ def test_planned_growth_steps_are_named_grow_steps_not_stalls(tmp_path: Path, az
     assert len(steps) == 3 and all(t.startswith("grow step renderweu/big: resize to ") for t in steps)
     assert "(staged growth)" in steps[0] and not any(t["kind"] == "stall" for t in report["timeline"])
     assert "grow step renderweu/big" in out and "PoolResizeStalled" not in out and " stall " not in out
+def test_initial_pools_with_inbound_nat_or_autoscale_and_a_reserved_nat_range(tmp_path: Path, azurite: str,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12: the format expresses NAT pools and autoscale pools; the emulator refuses ranges Batch reserves (50000-55000)."""
+    def document(start: int, end: int) -> dict:
+        nat = [{"name": "ssh", "backendPort": 22, "frontendPortRangeStart": start, "frontendPortRangeEnd": end}]
+        return {"name": "natauto", "duration": "20m", "capacity": [{"region": "westeurope", "dedicatedFailureRate": 0, "spotFailureRate": 0}],
+                "batchAccounts": [{"name": "renderweu"}], "galleries": [{"name": "autopilotGallery", "images": [{"name": "d"}],
+                                                                         "versions": [{"image": "d", "name": "1.0.0", "osSnapshot": "os"}]}],
+                "snapshots": [{"name": "os"}],
+                "pools": [{"account": "renderweu", "id": "natted", "vmSize": "Standard_D4ds_v5", "dedicated": 10, "desiredDedicated": 10,
+                           "image": "/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/d/versions/1.0.0",
+                           "inboundNatPools": nat},
+                          {"account": "renderweu", "id": "auto", "vmSize": "Standard_D4ds_v5", "desiredDedicated": 4,
+                           "image": "/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/d/versions/1.0.0",
+                           "autoScale": {"formula": "$TargetDedicatedNodes=2;"}}],
+                "expect": [{"expect": "poolNodes", "pool": "renderweu/natted", "dedicated": 10},
+                           {"expect": "poolNodes", "pool": "renderweu/auto", "dedicated": 2},
+                           {"expect": "alerts", "type": "PoolNeedsAttention", "count": 1}]}
+
+    code, report = run(tmp_path, azurite, document(40000, 40099), "--quiet", "--no-chart")
+    assert code == 0, capsys.readouterr().out
+    assert all(e["ok"] for e in report["expectations"])
+    scenario = write_json(tmp_path / "reserved.json", document(50000, 50099))
+    assert main(["simulate", str(scenario), "--azurite", azurite, "--quiet"]) == 2
+    assert "50000 to 55000" in capsys.readouterr().err

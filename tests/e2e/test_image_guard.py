@@ -520,14 +520,17 @@ def test_full_pipeline_run_locks_what_its_pools_use_and_raises_no_guard_alert(az
 
 
 def test_legacy_managed_image_pool_guards_the_image_and_its_snapshots(azurite: str, tls_material: TlsMaterial) -> None:
-    # Before 31 March 2026 Batch still accepted managed images for pools.
+    # A pool made long ago on a managed image (Batch took managed images up to api-version 2019-08-01): the guard finds it
+    # at its reconcile (no event: it predates the app) and locks what it uses.
     with new_local(azurite, tls_material, start=datetime.fromisoformat("2026-03-02T06:00:00+00:00")) as la:
         os_snap = make_snapshot(la, "os-legacy")
         image = make_image(la, "img-legacy", os_snap)
         alice = person(la)
         try:
-            create_pool(alice, "legacy", image)
-            la.settle()
+            la.emulator.batch.create_pool(ACCOUNT, "legacy", image_id=image, vm_size="Standard_D4ds_v5", node_agent_sku_id=NODE_AGENT,
+                                          api_version="2019-08-01",
+                                          metadata={pool_metadata.MANAGED: "true", pool_metadata.IMAGE_ID: image})
+            la.run(timedelta(minutes=16))
             assert app_locked(la) == ids(image, os_snap)
             with pytest.raises(HttpResponseError):
                 delete_resource(alice, os_snap)

@@ -11,6 +11,7 @@ alert topic. Table state is read only to assert on it.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,12 +21,15 @@ from typing import Any
 import pytest
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
+from emulator.batch.capacity import DEDICATED, LOW_PRIORITY
 from emulator.eventgrid.models import to_cloud_event
 from emulator.faults import FaultRule
 from emulator.server import TlsMaterial
-from shared import pool_metadata
+from shared import image_rules, pool_metadata
+from shared.context import AppContext, install_context
 from shared.resource_ids import batch_account_id, normalize
 from shared.resources import batch_accounts
+from shared.settings import load_settings
 from shared.state import PIPELINE, SNAPSHOT_SETS
 
 APP = "batch-image-autopilot"  # the caller name the emulator logs for the app's own calls
@@ -509,11 +513,12 @@ def test_hyper_v_generation_mismatches_are_refused(make_azure: Callable[..., Loc
     nothing_built(la)
 
 
-def test_node_limit_over_pools_sharing_a_snapshot_is_refused(make_azure: Callable[..., LocalAzure]) -> None:
+def test_gallery_pools_sharing_a_snapshot_with_another_pool_have_no_node_cap(make_azure: Callable[..., LocalAzure]) -> None:
+    """Batch caps pools created with a managed image resource only; the gallery doc lets gallery pools grow larger."""
     la = make_azure(families(pools=[pool_spec(dedicated=1000)]))
     ids = la.snapshot_set("gpu", "8.0.0")
-    # A pool another version left behind was built from the same snapshot and is meant to hold 2,000 nodes:
-    # with this version's 1,000 the pools using images from that snapshot would total 3,000 > 2,500.
+    # A pool another version left behind was built from the same snapshot and is meant to hold 2,000 nodes: 3,000 in all,
+    # past the managed-image cap, and still nothing to refuse, since both are gallery (or Marketplace) pools.
     la.emulator.batch.create_pool(ACCOUNT, "gpu-legacy", vm_size=VM_SIZE, node_agent_sku_id="batch.node.ubuntu 24.04",
                                   image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
                                   metadata={pool_metadata.MANAGED: "true", pool_metadata.SNAPSHOT_IDS: ids["os"].upper(),
@@ -521,11 +526,9 @@ def test_node_limit_over_pools_sharing_a_snapshot_is_refused(make_azure: Callabl
     la.run(timedelta(minutes=15))
 
     no_failed_invocations(la)
-    refusal = the_refusal(la)
-    assert refusal["codes"] == ["NODE_LIMIT_DEDICATED"]
-    assert "3,000" in refusal["diagnosis"] and "2,500" in refusal["diagnosis"]
-    assert built(la) == dict.fromkeys(BUILD_ACTIONS, 0)
-    assert [p.id for p in la.emulator.batch.list_pools(ACCOUNT)] == ["gpu-legacy"]
+    assert alerts_of(la, "ImageRefused") == []
+    assert built(la)[POOL_WRITE] == 1
+    assert sorted(p.id for p in la.emulator.batch.list_pools(ACCOUNT)) == ["gpu-8-0-0", "gpu-legacy"]
 
 
 def test_snapshot_deleted_before_the_set_completes_is_refused(make_azure: Callable[..., LocalAzure]) -> None:
@@ -730,24 +733,6 @@ def test_pools_created_alert_survives_a_failed_publish(make_azure: Callable[...,
     assert built(la) == {IMAGE_WRITE: 1, DEFINITION_WRITE: 1, VERSION_WRITE: 1, POOL_WRITE: 1}
 
 
-def test_node_limit_check_does_not_pass_when_an_account_cannot_be_read(make_azure: Callable[..., LocalAzure]) -> None:
-    la = make_azure(families(pools=[pool_spec(dedicated=1000)]), settings={"AUTOPILOT_HTTP_RETRY_TOTAL": "0"})
-    ids = la.snapshot_set("gpu", "16.0.0")
-    la.emulator.batch.create_pool(ACCOUNT, "gpu-legacy", vm_size=VM_SIZE, node_agent_sku_id="batch.node.ubuntu 24.04",
-                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-                                  metadata={pool_metadata.MANAGED: "true", pool_metadata.SNAPSHOT_IDS: ids["os"],
-                                            pool_metadata.DESIRED_DEDICATED: "2000"})
-    # Listing the account's pools fails while the version is checked; the existing pool must not be forgotten.
-    la.emulator.faults.add(FaultRule("error", path_pattern=r"/pools$", methods=frozenset({"GET"}), max_count=1))
-    la.run(timedelta(minutes=15))
-
-    assert la.emulator.faults.injected == 1
-    blind = [i.detail for i in la.host.invocations if not i.ok and i.function in PIPELINE_FUNCTIONS]
-    assert len(blind) == 1 and "node limits" in blind[0]  # that delivery failed instead of passing the check blind
-    assert built(la, attempts=True) == dict.fromkeys(BUILD_ACTIONS, 0)
-    assert the_refusal(la)["codes"] == ["NODE_LIMIT_DEDICATED"]  # the redelivery saw the pool and refused
-
-
 def test_a_slow_gallery_image_definition_never_blocks_an_invocation(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
     la.emulator.compute.gallery_image_create_duration = timedelta(minutes=2)  # the definition is itself a long-running operation
@@ -775,3 +760,86 @@ def test_account_in_another_subscription_is_refused(make_azure: Callable[..., Lo
     assert "SNAPSHOT_SUBSCRIPTION" in refusal["codes"]
     assert other_sub in refusal["diagnosis"]
     nothing_built(la)
+
+
+def test_a_pool_with_inbound_nat_pools_is_created_with_ranges_batch_accepts(make_azure: Callable[..., LocalAzure]) -> None:
+    configured = [{"name": "web", "backendPort": 8080, "frontendPortRangeStart": 1000, "frontendPortRangeEnd": 1099}]
+    la = make_azure(families(pools=[pool_spec(dedicated=60, inboundNatPools=True),
+                                    pool_spec(dedicated=30, pool_id="{family}-{version}-web", inboundNatPools=configured)]))
+    la.snapshot_set("gpu", "19.0.0")
+    la.run(timedelta(minutes=40))
+
+    no_failed_invocations(la)
+    assert pipeline_stage(la, "gpu", "19.0.0") == "done"
+    assert built(la, attempts=True)[POOL_WRITE] == 2  # never refused by Batch, never retried
+    chosen = la.pool(ACCOUNT, "gpu-19-0-0").spec.network_configuration["natPools"]
+    assert [(n["backendPort"], n["frontendPortRangeStart"], n["frontendPortRangeEnd"]) for n in chosen] == [(22, 40000, 40059)]
+    web = la.pool(ACCOUNT, "gpu-19-0-0-web").spec.network_configuration["natPools"]
+    assert [(n["name"], n["frontendPortRangeStart"], n["frontendPortRangeEnd"]) for n in web] == [("web", 1000, 1099)]
+    assert la.pool(ACCOUNT, "gpu-19-0-0").current[DEDICATED] == 60  # one frontend port per node: the range holds the pool
+
+
+def test_a_gallery_family_of_3000_dedicated_and_1200_spot_builds_and_reaches_its_targets(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(families(pools=[pool_spec(dedicated=3000, spot=1200, resizeTimeoutMinutes=25)]))
+    la.emulator.batch.configure_capacity(dedicated_failure_rate=0, low_priority_failure_rate=0)
+    la.snapshot_set("gpu", "20.0.0")
+    timeouts: set[timedelta] = set()
+
+    def record_timeouts(_now: Any) -> None:
+        pools = la.emulator.batch.list_pools(ACCOUNT)
+        timeouts.update(p.op.timeout for p in pools if p.op is not None)
+
+    la.host.run_for(timedelta(hours=4), timedelta(minutes=1), on_step=record_timeouts)
+
+    no_failed_invocations(la)
+    assert alerts_of(la, "ImageRefused") == []
+    version = la.operator.compute.gallery_image_versions.get(IMAGES_RG, GALLERY, "gpu-def", "20.0.0").as_dict()
+    assert version["properties"]["publishingProfile"]["replicaCount"] == math.ceil(4200 / 300)  # replicas follow the version's nodes
+    pool = la.pool(ACCOUNT, "gpu-20-0-0")
+    assert pool.current == {DEDICATED: 3000, LOW_PRIORITY: 1200}
+    # The family's resizeTimeoutMinutes is recorded on the pool and used by every resize, the pipeline's and the watch's.
+    assert pool.metadata[pool_metadata.RESIZE_TIMEOUT] == "25" and timeouts == {timedelta(minutes=25)}
+
+
+def test_a_pool_batch_refuses_outright_is_reported_once_with_its_code_and_not_retried(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(families(pools=[pool_spec(vmSize="Standard_Imaginary_v9")]))  # a size Batch does not offer: 400
+    la.snapshot_set("gpu", "21.0.0")
+    la.run(timedelta(hours=2))  # many sweeps
+
+    no_failed_invocations(la)
+    assert built(la, attempts=True)[POOL_WRITE] == 1  # asked once: a 400 is not retried by redelivery or sweeps
+    [failed] = alerts_of(la, "ImageBuildFailed")
+    data = failed["data"]
+    assert data["codes"] == ["InvalidPropertyValue"] and "Standard_Imaginary_v9" in data["diagnosis"]
+    assert "InvalidPropertyValue" in data["title"]
+    assert pipeline_stage(la, "gpu", "21.0.0") == "failed"
+
+    # The fix, as the alert says: correct the family's configuration, then re-create the set's snapshot.
+    la.env["AUTOPILOT_FAMILIES"] = json.dumps(families())
+    la.settings = load_settings(la.env)
+    la.context = AppContext.from_settings(la.settings, clock=la.emulator.clock)
+    install_context(la.context)
+    la.host.env["AUTOPILOT_FAMILIES"] = la.env["AUTOPILOT_FAMILIES"]
+    disk = la.add_prepared_disk("again-21-osdisk")
+    la.operator.compute.snapshots.begin_delete(IMAGES_RG, "gpu-21-0-0-os").result()
+    la.snapshot("gpu-21-0-0-os", disk, tags("gpu", "21.0.0", "os", 1))
+    la.run(timedelta(minutes=30))
+    assert pipeline_stage(la, "gpu", "21.0.0") == "done"
+    assert [p.id for p in la.emulator.batch.list_pools(ACCOUNT)] == ["gpu-21-0-0"]
+    assert len(alerts_of(la, "ImageBuildFailed")) == 1
+
+
+def test_a_gallery_in_another_region_replicates_the_version_to_every_account_region(make_azure: Callable[..., LocalAzure]) -> None:
+    doc = families(location="northeurope", pools=[pool_spec(dedicated=400)])
+    doc["families"]["gpu"]["gallery"]["name"] = "galleryNeu"
+    la = make_azure(doc)
+    la.emulator.compute.create_gallery(SUBSCRIPTION_ID, IMAGES_RG, "galleryNeu", location="northeurope")
+    la.snapshot_set("gpu", "22.0.0", location="northeurope")  # the image is built beside the snapshots, in the gallery's region
+    la.run(timedelta(minutes=60))
+
+    no_failed_invocations(la)
+    assert alerts_of(la, "ImageRefused") == []
+    version = la.operator.compute.gallery_image_versions.get(IMAGES_RG, "galleryNeu", "gpu-def", "22.0.0").as_dict()
+    regions = {image_rules.normalize_region(r["name"]): r["regionalReplicaCount"] for r in version["properties"]["publishingProfile"]["targetRegions"]}
+    assert regions == {"northeurope": 1, "westeurope": 2}  # the account's region: one replica per 300 of its 400 nodes
+    assert la.pool(ACCOUNT, "gpu-22-0-0").current[DEDICATED] == 400  # Batch in westeurope boots the replica there

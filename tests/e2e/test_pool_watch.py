@@ -178,11 +178,13 @@ def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(make_
 
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 50
     assert len(resize_posts(la, "p")) == 1 and len(stalls(la, "p")) == 1  # three hours: no second attempt
+    assert not la.pool(ACCOUNT, "p").resize_errors  # sized to the quota before asking (issue 12): Batch had nothing to refuse
     quota = pool_alerts(la, "p", "QuotaReached")
     assert len(quota) == 1 and len(pool_alerts(la, "p")) == 1
     data = quota[0]["data"]
-    assert data["codes"] == ["AccountCoreQuotaReached"] and data["reason"] == "core_quota"
-    assert "quota" in data["diagnosis"].lower() and "quota increase" in data["fix"].lower() and data["nextTryTime"] is None
+    assert data["codes"] == [] and data["reason"] == "core_quota"
+    assert "320 cores needed for 80 nodes" in data["diagnosis"] and "200 free of the 200-core quota" in data["diagnosis"]
+    assert "quota increase" in data["fix"].lower() and data["nextTryTime"] is None
 
     cards = [m for m in la.emulator.teams_messages if "QuotaReached" in json.dumps(m)]
     assert len(cards) == 1
@@ -196,7 +198,6 @@ def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(make_
     assert card["body"][0]["text"] == data["title"]
     facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
     assert facts["Alert"] == "QuotaReached" and facts["pool"] == "p" and facts["account"] == ACCOUNT_ID
-    assert "AccountCoreQuotaReached" in facts["codes"]
     assert any(data["fix"] in block.get("text", "") for block in card["body"])
 
     # A person raises the quota and changes the target: the watch resumes by itself and announces the recovery.
@@ -511,13 +512,16 @@ def test_a_tick_costs_one_list_call_per_account_and_nothing_per_healthy_pool(mak
         add_pool(la, f"theirs-{i}", managed=None, target=2)
     for i in range(5):
         add_pool(la, f"sim-{i}", desired=2, target=2, account="simeus")
-    run_until(la, at(8, 1))  # everything allocated; the 08:00 tick read the accounts once (cached for an hour)
+    run_until(la, at(8, 1))  # everything allocated
 
     mark = len(la.emulator.log)
     assert la.host.fire_timer("pool_watch")
     la.settle()
     calls = la.emulator.log.entries()[mark:]
-    assert sorted((e.method, e.path) for e in calls) == [("GET", "/batch/renderweu/pools"), ("GET", "/batch/simeus/pools")]
+    # A full scan: one page per account, and one account GET per account for its core quotas (issue 12); nothing per pool.
+    accounts = [f"/subscriptions/{SUB}/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/{a}" for a in (ACCOUNT, "simeus")]
+    assert sorted((e.method, e.path) for e in calls) == sorted([("GET", "/batch/renderweu/pools"), ("GET", "/batch/simeus/pools"),
+                                                                *(("GET", a) for a in accounts)])
     report = watch.tick(la.context, dry_run=True)
     assert (report.accounts, report.pools, report.managed, report.stalled) == (2, 20, 17, [])
 

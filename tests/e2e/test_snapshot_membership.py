@@ -374,13 +374,6 @@ def _with_gallery(doc: dict[str, Any], **gallery: Any) -> dict[str, Any]:
     return out
 
 
-def _legacy_pool(la: LocalAzure, snapshot: str, *, dedicated: int = 0, spot: int = 0) -> None:
-    la.emulator.batch.create_pool(ACCOUNT, "gpu-legacy", vm_size="Standard_D4ds_v5", node_agent_sku_id="batch.node.ubuntu 24.04",
-                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-                                  metadata={pool_metadata.MANAGED: "true", pool_metadata.SNAPSHOT_IDS: snapshot,
-                                            pool_metadata.DESIRED_DEDICATED: str(dedicated), pool_metadata.DESIRED_SPOT: str(spot)})
-
-
 def _rebuild_vm(la: LocalAzure, ids: dict[str, str], image: str, version: str) -> dict[str, str]:
     """The fix "rebuild the VM from a supported image, snapshot it again and move the tags": returns the new ids."""
     disk = la.add_prepared_disk("rebuilt-osdisk", image=image)
@@ -432,10 +425,6 @@ CASES: dict[str, tuple[Any, ...]] = {
         _foreign_account, None,
         lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"]), ids)[-1],
         "remove this account from the family's pools", "batch.node.ubuntu 24.04"),
-    "GALLERY_REGION": (
-        families(location="northeurope"), None, None,
-        lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"], via="snapshot"), ids)[-1],
-        "set gallery.location to the account's region", "batch.node.ubuntu 24.04"),
     "GALLERY_SUBSCRIPTION": (
         _with_gallery(families(), subscription=OTHER_SUB), None, None,
         lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"]), ids)[-1],
@@ -469,15 +458,6 @@ CASES: dict[str, tuple[Any, ...]] = {
         families(pools=[pool_spec(vmSize="Standard_A2_v2")]), None, None,
         lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"]), ids)[-1],
         "choose a VM size that supports generation 2", "batch.node.ubuntu 24.04"),
-    "NODE_LIMIT_DEDICATED": (
-        families(pools=[pool_spec(dedicated=1000)]), "legacy-dedicated", None,
-        lambda la, ids, v: (la.set_families(families(pools=[pool_spec(dedicated=400)])), retag(la, ids["os"]), ids)[-1],
-        "lower dedicated", "batch.node.ubuntu 24.04"),
-    "NODE_LIMIT_SPOT": (
-        families(pools=[pool_spec(dedicated=0, spot=300)]), "legacy-spot", None,
-        lambda la, ids, v: (la.set_families(families(pools=[pool_spec(dedicated=0, spot=100)])), retag(la, ids["os"], via="snapshot"),
-                            ids)[-1],
-        "lower Spot", "batch.node.ubuntu 24.04"),
 }
 
 
@@ -486,21 +466,17 @@ def test_every_refusal_fix_followed_builds_the_version_once(make_azure: Callable
     doc, prepare, image, fix, words, agent = CASES[code]
     la = make_azure(doc)
     version = "10.0.0"
-    if prepare == "legacy-dedicated" or prepare == "legacy-spot":
-        ids = la.snapshot_set("gpu", version)
-        _legacy_pool(la, ids["os"], dedicated=2000 if prepare == "legacy-dedicated" else 0, spot=800 if prepare == "legacy-spot" else 0)
+    if callable(prepare):
+        prepare(la)
+    if image == "gallery":
+        ids = _gallery_based_vm(la)
+    elif image == "empty":  # an OS snapshot whose source disk has no imageReference: the base image cannot be read
+        disk = la.add_prepared_disk("noref-osdisk", data_disk_gb=30)
+        ids = {"os": la.snapshot("noref-os", disk, tags("gpu", version, "os", 1))}
+    elif image is not None:
+        ids = la.snapshot_set("gpu", version, image=image)
     else:
-        if callable(prepare):
-            prepare(la)
-        if image == "gallery":
-            ids = _gallery_based_vm(la)
-        elif image == "empty":  # an OS snapshot whose source disk has no imageReference: the base image cannot be read
-            disk = la.add_prepared_disk("noref-osdisk", data_disk_gb=30)
-            ids = {"os": la.snapshot("noref-os", disk, tags("gpu", version, "os", 1))}
-        elif image is not None:
-            ids = la.snapshot_set("gpu", version, image=image)
-        else:
-            ids = la.snapshot_set("gpu", version)
+        ids = la.snapshot_set("gpu", version)
     la.run(timedelta(minutes=12))
     no_failed_invocations(la)
     assert pipeline_stage(la, "gpu", version) == "refused"
@@ -512,7 +488,7 @@ def test_every_refusal_fix_followed_builds_the_version_once(make_azure: Callable
     right = fix(la, ids, version)
     la.run(timedelta(minutes=30))
 
-    built_once_from(la, version, list(right.values()), node_agent=agent, ignore={"gpu-legacy"})
+    built_once_from(la, version, list(right.values()), node_agent=agent)
 
 
 @pytest.mark.parametrize("failing", ["image", "version"])

@@ -234,7 +234,7 @@ def test_pool_create_validation(mgmt: Any, emulator: Emulator) -> None:
     assert code_of(no_sku) == "MissingRequiredProperty"
     assert code_of(pool_body(vm_size="Standard_Imaginary_v9")) == "InvalidPropertyValue"
     managed = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-images/providers/Microsoft.Compute/images/legacy"
-    assert code_of(pool_body(image=managed)) == "InvalidPropertyValue"  # managed-image pools retired after 2026-03-31
+    assert code_of(pool_body(image=managed)) == "InvalidPropertyValue"  # managed images only up to api-version 2019-08-01
     assert code_of(pool_body((1, 0), timeout="PT4M")) == "InvalidPropertyValue"
     bad_nat = {"endpointConfiguration": {"inboundNatPools": [{"name": "ssh", "protocol": "TCP", "backendPort": 22,
                                                               "frontendPortRangeStart": 50000, "frontendPortRangeEnd": 50010}]}}
@@ -244,6 +244,24 @@ def test_pool_create_validation(mgmt: Any, emulator: Emulator) -> None:
     with pytest.raises(ResourceExistsError) as err:
         create_pool(mgmt, "second")
     assert err.value.error.code == "PoolQuotaReached"
+
+
+def test_inbound_nat_ranges_batch_reserves_or_overlapping_are_refused_with_400(mgmt: Any) -> None:
+    """azure-batch 15.1.0 BatchInboundNatPool / BatchPoolEndpointConfiguration: reserved, overlapping or too many -> 400."""
+    def nat_body(*ranges: tuple[int, int, int]) -> dict[str, Any]:
+        pools = [{"name": f"p{i}", "protocol": "TCP", "backendPort": backend, "frontendPortRangeStart": start, "frontendPortRangeEnd": end}
+                 for i, (backend, start, end) in enumerate(ranges)]
+        return pool_body(networkConfiguration={"endpointConfiguration": {"inboundNatPools": pools}})
+
+    for body in (nat_body((22, 50000, 54999)), nat_body((22, 49990, 50040)), nat_body((22, 54990, 55100)),
+                 nat_body((22, 40000, 40100), (23, 40050, 40200)), nat_body((29876, 40000, 40100)),
+                 nat_body((22, 40000, 40100), (22, 41000, 41100)),
+                 nat_body(*((20 + i, 1000 + 100 * i, 1050 + 100 * i) for i in range(6)))):
+        with pytest.raises(HttpResponseError) as err:
+            mgmt.pool.create(RG, ACCOUNT, "natbad", body)
+        assert err.value.status_code == 400 and err.value.error.code == "InvalidPropertyValue"
+    ok = mgmt.pool.create(RG, ACCOUNT, "natok", nat_body((22, 40000, 40039), (3389, 55001, 55100)))
+    assert ok.network_configuration.endpoint_configuration.inbound_nat_pools[1].frontend_port_range_start == 55001
 
 
 def test_if_none_match_makes_create_only_and_if_match_guards_updates(mgmt: Any, data: Any) -> None:
@@ -539,14 +557,41 @@ def test_data_plane_create_with_inbound_nat_pools_and_the_custom_image_node_limi
     pool = until_steady(emulator, data, "natted")  # one frontend port per node: 40 ports, 40 nodes
     assert pool.current_dedicated_nodes == 40 and [e.code for e in pool.resize_errors] == ["AllocationTimedout"]
 
-    emulator.batch.limits.custom_image_dedicated_nodes = 100  # shared by every pool using the same image (2,500 by default)
-    shared_image = image_version("3.0.0")
-    for name in ("left", "right"):
-        create_pool(mgmt, name, image=shared_image)
-    resize(data, "left", 70, timeout=timedelta(minutes=5))
-    resize(data, "right", 70, timeout=timedelta(minutes=5))
+
+
+def test_the_custom_image_node_cap_binds_managed_image_pools_sharing_a_snapshot_only(emulator: Emulator, mgmt: Any, data: Any,
+                                                                                        quiet: None) -> None:
+    """Batch quotas and limits page: "Compute nodes in pool created with a managed image resource" are capped (2,000 dedicated
+    today), shared by pools on one managed image or images of the same snapshot; gallery pools have no such cap."""
+    assert emulator.batch.limits.custom_image_dedicated_nodes == 2000
+    emulator.batch.limits.custom_image_dedicated_nodes = 100  # smaller, to keep the test quick
+    compute = emulator.compute
+    disk = compute.create_disk(SUBSCRIPTION_ID, RG, "osdisk", location=LOCATION, disk_size_gb=64)
+    snap = compute.create_snapshot(SUBSCRIPTION_ID, RG, "snap", source_resource_id=disk.id)
+    first = compute.create_image(SUBSCRIPTION_ID, RG, "img-a", os_snapshot_id=snap.id, instant=True)
+    second = compute.create_image(SUBSCRIPTION_ID, RG, "img-b", os_snapshot_id=snap.id, instant=True)
+    for name, image in (("left", first.id), ("right", second.id)):  # pools created long ago, with an API version that took managed images
+        emulator.batch.create_pool(ACCOUNT, name, image_id=image, vm_size=VM, node_agent_sku_id=SKU, api_version="2019-08-01")
+    for name in ("gal-left", "gal-right"):
+        create_pool(mgmt, name, image=image_version("3.0.0"))
+    for name in ("left", "right", "gal-left", "gal-right"):
+        resize(data, name, 70, timeout=timedelta(minutes=5))
     left, right = until_steady(emulator, data, "left"), until_steady(emulator, data, "right")
-    assert left.current_dedicated_nodes + right.current_dedicated_nodes == 100
+    assert left.current_dedicated_nodes + right.current_dedicated_nodes == 100  # images of one snapshot share the cap
+    assert until_steady(emulator, data, "gal-left").current_dedicated_nodes == 70  # gallery pools: no cap
+    assert until_steady(emulator, data, "gal-right").current_dedicated_nodes == 70
+
+
+def test_a_pool_on_a_managed_image_is_refused_at_api_versions_after_2019_08_01(emulator: Emulator, mgmt: Any) -> None:
+    compute = emulator.compute
+    disk = compute.create_disk(SUBSCRIPTION_ID, RG, "osdisk", location=LOCATION, disk_size_gb=64)
+    snap = compute.create_snapshot(SUBSCRIPTION_ID, RG, "snap", source_resource_id=disk.id)
+    image = compute.create_image(SUBSCRIPTION_ID, RG, "img", os_snapshot_id=snap.id, instant=True)
+    with pytest.raises(HttpResponseError) as err:  # whatever the date: the api-version decides
+        mgmt.pool.create(RG, ACCOUNT, "legacy", pool_body(image=image.id))
+    assert err.value.status_code == 400 and err.value.error.code == "InvalidPropertyValue"
+    assert "api-version 2025-06-01" in err.value.error.message
+    assert emulator.batch.create_pool(ACCOUNT, "legacy", image_id=image.id, vm_size=VM, node_agent_sku_id=SKU, api_version="2019-08-01")
 
 
 def test_stop_resize_on_both_planes(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:

@@ -214,6 +214,54 @@ def test_generic_failure_verifies_the_image_first() -> None:
     assert decide(replace(p, image_id=None), D800, None, T0).action is Action.WAIT
 
 
+DEPENDENT = {"code": "DependentResourceNotFound", "message": "The specified image reference was not found."}
+
+
+def test_dependent_resource_not_found_reads_the_image_image_missing_when_gone_configuration_when_there() -> None:
+    p = pool(current_dedicated=10, target_dedicated=300, resize_errors=[DEPENDENT])
+    d = decide(p, D800, None, T0)
+    assert d.action is Action.VERIFY_IMAGE and d.image_id == IMAGE
+    gone = decide(p, D800, None, T0, image_exists=False)
+    assert gone.action is Action.STOP and types(gone) == [AlertType.IMAGE_MISSING]
+    there = decide(p, D800, None, T0, image_exists=True)
+    assert there.action is Action.STOP and there.diagnosis.cause is Cause.DEPENDENT_RESOURCE_MISSING  # type: ignore[union-attr]
+    [alert] = there.alerts
+    assert "DependentResourceNotFound" in alert.diagnosis and "The specified image reference was not found." in alert.diagnosis
+
+
+@pytest.mark.parametrize("code", ["IncompatibleVMSize", "DiskEncryptionFailure", "FailedIdentityOperation",
+                                  "CommunicationEnabledPoolReachedMaxVMCount"])
+def test_configuration_codes_stop_at_once_quoting_batch(code: str) -> None:
+    d = decide(pool(resize_errors=[{"code": code, "message": f"Batch's words about {code}"}]), D800, None, T0)
+    assert d.action is Action.STOP
+    [alert] = d.alerts
+    assert alert.type is AlertType.ALLOCATION_FAILED and code in alert.diagnosis and f"Batch's words about {code}" in alert.diagnosis
+    assert alert.code == code
+
+
+def test_an_unknown_code_is_retried_at_most_twice_then_a_person_hears_of_it() -> None:
+    unknown = {"code": "SomethingBatchAddsNext", "message": "a new kind of failure"}
+    batch = FakeBatch(pool(current_dedicated=0, target_dedicated=300, resize_errors=[unknown]))
+    ep, now, actions = None, T0, []
+    for _ in range(6):
+        d = decide(batch.pool, D800, ep, now)
+        actions.append(d.action)
+        ep = d.episode
+        if d.action is Action.STOP:
+            break
+        assert not d.alerts  # silent while retrying
+        if d.action is Action.WAIT:
+            now = d.retry_at  # type: ignore[assignment]
+            continue
+        batch.resize(d, now)
+        batch.finish(now + 2 * MIN, dedicated=0, errors=(unknown,))
+        now += 3 * MIN
+    assert actions.count(Action.RESIZE) == 2 and actions[-1] is Action.STOP
+    [alert] = d.alerts
+    assert alert.type is AlertType.ALLOCATION_FAILED and "SomethingBatchAddsNext" in alert.diagnosis and "a new kind of failure" in alert.diagnosis
+    assert not any(a.type is AlertType.RESIZE_GAVE_UP for a in d.alerts)
+
+
 def test_a_new_image_resumes_an_image_missing_stop() -> None:
     p = pool(resize_errors=[GENERIC])
     stopped = decide(p, D800, None, T0, image_exists=False).episode
@@ -508,3 +556,25 @@ def test_simulated_watch_loop_keeps_its_promises(outcomes: list[str], durations:
     assert reached or gave_up_at is not None, "the watch neither reached the target nor gave up"
     event("reached the target" if reached else "gave up")
     event(f"alerts: {sorted(alerts)}")
+
+
+def test_a_quota_stop_resumes_only_when_a_fresh_quota_count_allows_more_than_at_the_stop() -> None:
+    from shared import pool_limits
+
+    def quota(dedicated: int, *, fresh: bool = True) -> tuple[pool_limits.Ceiling, ...]:
+        return (pool_limits.Ceiling(pool_limits.QUOTA, dedicated, 1000, "counted", "fix", fresh=fresh),)
+
+    p = pool(current_dedicated=25, target_dedicated=60, resize_errors=[QUOTA], allocation_state_transition_time=T0 - MIN)
+    stop = decide(p, DesiredTarget(60, 0), None, T0, ceilings=quota(25))
+    assert stop.action is Action.STOP and "counted" in stop.alerts[0].diagnosis
+    ep = stop.episode
+    assert ep is not None and (ep.quota_dedicated_at_stop, ep.quota_spot_at_stop) == (25, 0)
+    assert decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(25)).action is Action.NOTHING  # nothing changed
+    assert decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(100, fresh=False)).action is Action.NOTHING  # not re-read
+    resumed = decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(100))  # the quota was raised
+    assert resumed.action is Action.RESIZE and resumed.step.target_dedicated == 60  # type: ignore[union-attr]
+
+    # Batch reports a quota the app's own count does not see: stopped once, and never looping on it.
+    blind = decide(p, DesiredTarget(60, 0), None, T0, ceilings=quota(5000))
+    assert blind.action is Action.STOP
+    assert decide(p, DesiredTarget(60, 0), blind.episode, T0 + HOUR, ceilings=quota(5000)).action is Action.NOTHING

@@ -90,7 +90,7 @@ def test_the_example_in_the_docs_is_valid_for_the_parser_and_the_schema() -> Non
     assert (gpu.pools[0].peak_dedicated, gpu.pools[1].peak_spot) == (40, 200)
     assert gpu.pools[0].metadata_dict() == {"team": "render", "costCenter": "4711"}
     assert win.source == "snapshots" and win.replicas == ReplicaPolicy(200, 2, "Standard_ZRS")
-    assert win.node_limits == NodeLimits(dedicated=2500, spot=1000, inbound_nat_dedicated=800, inbound_nat_spot=500)
+    assert win.node_limits == NodeLimits(dedicated=2000, spot=1000, inbound_nat_dedicated=800, inbound_nat_spot=500)
     assert win.pools[0].resize_timeout_minutes == 45 and win.pools[0].inbound_nat_pools
 
 
@@ -101,7 +101,8 @@ def test_the_example_in_the_docs_is_valid_for_the_parser_and_the_schema() -> Non
     (["families", "gpu", "pools", 0, "account"], "/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/z"),
     (["families", "gpu", "pools", 0, "poolId"], "{family}"),
     (["families", "gpu", "pools", 0, "metadata"], {"autopilot.family": "x"}),
-    (["families", "gpu", "pools", 0, "dedicated"], 2501),
+    (["families", "gpu", "pools", 0, "dedicated"], 100001),
+    (["families", "gpu", "legacyManagedImagePools"], True),
     (["families", "gpu", "source"], "vhd"),
     (["families", "gpu", "replicas"], {"nodesPerReplica": 500}),
     (["families", "gpu", "gallery", "name"], "my-gallery"),
@@ -195,14 +196,22 @@ def test_source_snapshots_needs_no_image_resource_group_but_refuses_keep_managed
     assert "has no effect" in problems(doc)[0]
 
 
-def test_the_legacy_switch_needs_managed_images_and_keeps_them() -> None:
-    doc = with_change(["families", "gpu", "legacyManagedImagePools"], True)
-    gpu = families_from_dict(doc).families["gpu"]
-    assert gpu.legacy_managed_image_pools and gpu.keep_managed_image
-    doc["families"]["gpu"]["keepManagedImage"] = False
-    assert "must not be false" in problems(doc)[0]
-    doc = with_change(["families", "gpu", "source"], "snapshots", with_change(["families", "gpu", "legacyManagedImagePools"], True))
-    assert any("needs source" in p for p in problems(doc))
+def test_managed_image_pools_are_refused_saying_why() -> None:
+    """Batch accepts managed images as a pool image only up to API version 2019-08-01; the app speaks 2025-06-01."""
+    [problem] = problems(with_change(["families", "gpu", "legacyManagedImagePools"], True))
+    assert problem.startswith("families.gpu.legacyManagedImagePools: managed-image pools cannot be created")
+    assert "2019-08-01" in problem and "2025-06-01" in problem and "remove the key" in problem
+    # Following the fix: the key removed (or false), the same family is accepted and its pools use the gallery version.
+    gpu = families_from_dict(with_change(["families", "gpu", "legacyManagedImagePools"], False)).families["gpu"]
+    assert not gpu.legacy_managed_image_pools
+
+
+def test_gallery_pools_accept_sizes_past_the_managed_image_cap() -> None:
+    doc = with_change([*POOL, "spot"], 1200, with_change([*POOL, "dedicated"], 3000))
+    pool = families_from_dict(doc).families["gpu"].pools[0]
+    assert (pool.dedicated, pool.spot) == (3000, 1200)
+    schema = json.loads((DOCS / "families.schema.json").read_text())
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(doc)) == []
 
 
 def test_pool_ids_that_clash_in_one_account_are_refused_across_families() -> None:
@@ -242,8 +251,8 @@ def test_wrong_shapes_are_problems_not_crashes(document: object) -> None:
 
 def test_the_error_message_lists_every_problem() -> None:
     with pytest.raises(FamilyConfigError) as info:
-        families_from_dict(with_change([*POOL, "spot"], 5000))
-    assert "AUTOPILOT_FAMILIES" in str(info.value) and "families.gpu.pools[0].spot: 5000 is outside 0–1000" in str(info.value)
+        families_from_dict(with_change([*POOL, "spot"], 500000))
+    assert "AUTOPILOT_FAMILIES" in str(info.value) and "families.gpu.pools[0].spot: 500000 is outside 0–100000" in str(info.value)
 
 
 JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 3000), st.floats(), st.text(max_size=12),

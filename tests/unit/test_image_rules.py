@@ -107,12 +107,19 @@ def test_snapshots_in_the_accounts_subscription_and_region_pass() -> None:
 
 def test_snapshots_elsewhere_are_refused_per_account_with_what_to_do() -> None:
     members = [member("os", None), member("d0", 0, region="northeurope"), member("d1", 1, sub=OTHER_SUB)]
-    findings = check_location(members, [TargetAccount(ACCOUNT, "West Europe")], gallery_location="northeurope", gallery_subscription=OTHER_SUB)
-    assert codes(findings) == [(REFUSE, "SNAPSHOT_SUBSCRIPTION"), (REFUSE, "SNAPSHOT_REGION"), (REFUSE, "GALLERY_REGION"),
-                               (REFUSE, "GALLERY_SUBSCRIPTION")]
+    findings = check_location(members, [TargetAccount(ACCOUNT, "West Europe")], gallery_location="West Europe", gallery_subscription=OTHER_SUB)
+    assert codes(findings) == [(REFUSE, "SNAPSHOT_SUBSCRIPTION"), (REFUSE, "SNAPSHOT_REGION"), (REFUSE, "GALLERY_SUBSCRIPTION")]
     region = findings[1]
     assert region.resource_id == ACCOUNT and "snapshots/d0" in region.message and "northeurope" in region.message
     assert "copy the snapshots to West Europe" in region.fix
+
+
+def test_a_gallery_in_another_region_than_the_account_is_accepted() -> None:
+    """Batch's gallery doc: the image may be elsewhere once it has a replica in the account's region (the pipeline adds it)."""
+    members = [member("os", None, region="northeurope")]
+    assert check_location(members, [TargetAccount(ACCOUNT, "westeurope")], gallery_location="northeurope", gallery_subscription=SUB) == []
+    [finding] = check_location(members, [TargetAccount(ACCOUNT, "westeurope")], gallery_location="westeurope", gallery_subscription=SUB)
+    assert finding.code == "SNAPSHOT_REGION" and "gallery.location to the snapshots' region" in finding.fix
 
 
 # --- base image ------------------------------------------------------------------------------------------
@@ -247,8 +254,10 @@ def test_generation_mismatch_and_gen2_on_gen1_sizes_are_refused() -> None:
 
 # --- node limits -----------------------------------------------------------------------------------------
 
-IMAGE = f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/gal/images/gpu/versions/1.4.0"
-OLD_IMAGE = f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/gal/images/gpu/versions/1.3.0"
+# The cap applies to pools created with a managed image resource (Batch quotas and limits page); gallery pools have none.
+IMAGE = f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/images/gpu-1.4.0"
+OLD_IMAGE = f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/images/gpu-1.3.0"
+GALLERY_IMAGE = f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/gal/images/gpu/versions/1.4.0"
 SNAPS = (SNAPSHOT, SNAPSHOT.replace("gpu-os", "gpu-d0"))
 
 
@@ -257,15 +266,20 @@ def usage(key: str, dedicated: int = 0, spot: int = 0, *, image: str | None = IM
 
 
 def test_pools_within_the_limits_pass() -> None:
-    assert check_node_limits([usage("a/p1", 2000, 1000)], [usage("a/old", 500, image=OLD_IMAGE, snaps=())]) == []
+    assert check_node_limits([usage("a/p1", 1500, 1000)], [usage("a/old", 500, image=OLD_IMAGE, snaps=())]) == []
+
+
+def test_gallery_pools_have_no_shared_cap() -> None:
+    assert check_node_limits([usage("a/p1", 3000, 1200, image=GALLERY_IMAGE)], [usage("a/p2", 2500, image=GALLERY_IMAGE)]) == []
+    assert check_node_limits([usage("a/p1", 3000, image=None, snaps=())]) == []
 
 
 def test_the_limit_is_summed_over_pools_sharing_the_image() -> None:
-    [finding] = check_node_limits([usage("a/p1", 2000)], [usage("a/p2", 501, snaps=())])
+    [finding] = check_node_limits([usage("a/p1", 1500)], [usage("a/p2", 501, snaps=())])
     assert (finding.severity, finding.code, finding.resource_id) == (REFUSE, "NODE_LIMIT_DEDICATED", IMAGE)
-    assert finding.message.startswith(f"the pools using image {IMAGE} would total 2,501 dedicated nodes")
-    assert "2,501 dedicated nodes" in finding.message and "a/p1: 2,000" in finding.message and "a/p2: 501" in finding.message
-    assert "2,500" in finding.message
+    assert finding.message.startswith(f"the pools using image {IMAGE} would total 2,001 dedicated nodes")
+    assert "2,001 dedicated nodes" in finding.message and "a/p1: 1,500" in finding.message and "a/p2: 501" in finding.message
+    assert "2,000" in finding.message
 
 
 def test_the_limit_is_summed_over_images_built_from_the_same_snapshot() -> None:
@@ -282,9 +296,9 @@ def test_inbound_nat_pools_lower_the_limit_and_the_family_can_set_it() -> None:
     assert check_node_limits([usage("a/p1", 1200, nat=True)], limits=NodeLimits(inbound_nat_dedicated=1500)) == []
 
 
-def test_a_single_pool_over_the_limit_is_refused_even_without_an_image() -> None:
-    [finding] = check_node_limits([usage("a/p1", 2600, image=None, snaps=())])
-    assert finding.resource_id is None and finding.message.startswith("pool a/p1 alone would have 2,600 dedicated nodes")
+def test_a_single_managed_image_pool_over_the_limit_is_refused() -> None:
+    [finding] = check_node_limits([usage("a/p1", 2600, snaps=())])
+    assert finding.resource_id == IMAGE and "2,600 dedicated nodes" in finding.message
 
 
 def test_a_pool_listed_as_planned_and_existing_counts_once() -> None:
@@ -334,7 +348,7 @@ def test_node_limit_refusals_match_a_plain_recount(planned: list[PoolUsage]) -> 
     # Independent oracle for pools that all share one image and have unique keys.
     pools = [PoolUsage(f"k{i}", IMAGE, (), p.dedicated, p.spot, p.inbound_nat) for i, p in enumerate(planned)]
     nat = any(p.inbound_nat for p in pools)
-    over = sum(p.dedicated for p in pools) > (1000 if nat else 2500) or sum(p.spot for p in pools) > (500 if nat else 1000)
+    over = sum(p.dedicated for p in pools) > (1000 if nat else 2000) or sum(p.spot for p in pools) > (500 if nat else 1000)
     assert has_refusal(check_node_limits(pools)) == over
 
 
@@ -358,15 +372,14 @@ def test_resize_timeout_guidance() -> None:
     assert warning.code == "RESIZE_TIMEOUT_SHORT" and "45" in warning.fix
 
 
-def test_check_family_warns_about_shared_images_legacy_pools_and_gen1_sizes() -> None:
+def test_check_family_warns_about_shared_images_and_gen1_sizes() -> None:
     gallery = {"resourceGroup": "rg", "name": "gal", "imageDefinition": "gpu", "osType": "Linux", "hyperVGeneration": "V2", "location": "westeurope"}
     pools = [{"account": ACCOUNT, "vmSize": "Standard_A2_v2", "dedicated": 2},
              {"account": ACCOUNT, "vmSize": "Standard_D4ds_v5", "poolId": "{family}-{version}-b", "dedicated": 2000}]
-    document = {"families": {"gpu": {"gallery": gallery, "imageResourceGroup": "rg", "legacyManagedImagePools": True, "pools": pools}}}
+    document = {"families": {"gpu": {"gallery": gallery, "imageResourceGroup": "rg", "pools": pools}}}
     config = parse_families(json.dumps(document))
     findings = check_family(config.families["gpu"])
-    assert codes(findings) == [(WARN, "SHARED_IMAGE"), (WARN, "LEGACY_MANAGED_IMAGE_POOLS"), (WARN, "RESIZE_TIMEOUT_SHORT"),
-                               (REFUSE, "GEN2_IMAGE_ON_GEN1_SIZE")]
-    assert len(refusals(findings)) == 1 and len(warnings(findings)) == 3
+    assert codes(findings) == [(WARN, "SHARED_IMAGE"), (WARN, "RESIZE_TIMEOUT_SHORT"), (REFUSE, "GEN2_IMAGE_ON_GEN1_SIZE")]
+    assert len(refusals(findings)) == 1 and len(warnings(findings)) == 2
     assert str(findings[0]).startswith("WARN SHARED_IMAGE [families.gpu]: family gpu creates 2 pools")
     assert ". Split large pools into their own families" in str(findings[0])

@@ -307,3 +307,23 @@ def test_staged_growth_never_exceeds_the_step_and_arrives_in_ceil_delta_over_ste
         assert steps <= math.ceil(growth / step_nodes) + 1
     assert steps == max(math.ceil(growth / step_nodes), 1 if (d0, s0) != (d, s) else 0)
     assert next_resize(p, desired, policy) is None
+
+
+def test_every_resize_uses_the_pools_configured_timeout_never_less() -> None:
+    """Issue 12: the family's resizeTimeoutMinutes is recorded on the pool and used for every resize, not only the first."""
+    p = pool(image_id=IMAGE, metadata={md.MANAGED: "true", md.RESIZE_TIMEOUT: "25"})
+    for current in (0, 300, 2700):
+        step = next_resize(replace(p, current_dedicated=current, target_dedicated=current), DesiredTarget(3000, 1200))
+        assert step is not None and step.resize_timeout == timedelta(minutes=25)
+    # A step that could not finish within the pool's timeout (15 minutes per 1,000 nodes) is made smaller instead.
+    big_steps = WatchPolicy(growth_step_nodes=2000)
+    step = next_resize(replace(p, metadata={md.MANAGED: "true", md.RESIZE_TIMEOUT: "15"}), DesiredTarget(3000, 0), big_steps)
+    assert step is not None and (step.target_dedicated, step.resize_timeout) == (1000, timedelta(minutes=15))
+    # Without a recorded timeout the computed one applies, as before.
+    assert next_resize(replace(p, metadata={md.MANAGED: "true"}), DesiredTarget(300, 0)).resize_timeout == timedelta(minutes=20)  # type: ignore[union-attr]
+
+
+def test_a_resize_timeout_batch_would_refuse_is_reported_not_sent() -> None:
+    p = pool(image_id=IMAGE, metadata={md.MANAGED: "true", md.RESIZE_TIMEOUT: "4"})
+    with pytest.raises(PoolIntentError, match="resizeTimeoutMinutes"):
+        next_resize(p, DesiredTarget(10, 0))

@@ -140,7 +140,14 @@ class TestClassify:
             ({"code": "OverconstrainedAllocationRequestError", "message": "m"}, ErrorClass.RETRYABLE, Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED),
             ({"code": "Unknown", "message": "m"}, ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED),
             ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Reason", "value": "Something new happened."}]},
-             ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED),
+             ErrorClass.RETRYABLE, Cause.ALLOCATION_OTHER, AlertType.ALLOCATION_FAILED),
+            ({"code": "DependentResourceNotFound", "message": "m"}, ErrorClass.VERIFY_IMAGE, Cause.DEPENDENT_RESOURCE_MISSING, AlertType.IMAGE_MISSING),
+            ({"code": "IncompatibleVMSize", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.INCOMPATIBLE_VM_SIZE, AlertType.ALLOCATION_FAILED),
+            ({"code": "DiskEncryptionFailure", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.DISK_ENCRYPTION, AlertType.ALLOCATION_FAILED),
+            ({"code": "FailedIdentityOperation", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.IDENTITY, AlertType.ALLOCATION_FAILED),
+            ({"code": "CommunicationEnabledPoolReachedMaxVMCount", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.COMMUNICATION_MAX_VMS,
+             AlertType.ALLOCATION_FAILED),
+            ({"code": "SomethingBatchAddsNext", "message": "m"}, ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED),
             ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json", "value": json.dumps(
                 {"error": {"code": "OperationNotAllowed", "message": "Operation could not be completed as it results in exceeding approved "
                                                                      "standardDDSv5Family Cores quota."}})}]},
