@@ -40,6 +40,7 @@ IMAGE_REFUSED = "ImageRefused"
 IMAGE_BUILD_FAILED = "ImageBuildFailed"
 POOLS_CREATED = "PoolsCreated"
 DELETE_BLOCKED = "DeleteBlocked"
+PERMISSION_DENIED = "PermissionDenied"  # a 401/403 on a write (or on a read inside the configured scope): shared/permissions.py
 
 SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = "info", "warning", "critical"
 

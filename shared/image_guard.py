@@ -134,6 +134,7 @@ def build_graph(uses: Iterable[PoolUse], sources_of: Mapping[str, list[str]]) ->
 
 _NOTES_HEAD = "Batch Image Autopilot: in use by Batch pool(s) "
 _NOTES_TAIL = ". Deleting it would stop them from scaling. The lock is removed when no pool uses it."
+NOTES_HEAD = _NOTES_HEAD  # how every lock note the app writes begins (checked before a removal)
 _NOTES_MORE = re.compile(r"^(?P<shown>.*?)(?: and (?P<more>\d+) more)?$")
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from shared import alerts, image_rules, naming, pool_metadata, snapshot_sets
+from shared import alerts, image_rules, naming, ownership, pool_metadata, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -36,8 +36,8 @@ from shared.state import PIPELINE, SNAPSHOT_SETS, ConcurrencyConflict, Record
 
 log = logging.getLogger("autopilot.pipeline")
 
-MANAGED_BY_TAG = "autopilot.managedBy"
-MANAGED_BY = "batch-image-autopilot"
+MANAGED_BY_TAG = ownership.MANAGED_BY_TAG
+MANAGED_BY = ownership.MANAGED_BY
 GALLERY_VERSION_LIFETIME = timedelta(days=180)  # the 2026-03-03 API's default end of life: six months
 CLAIM_RETRIES = 5
 # A claimed create whose resource is still not there after this long was never sent (the instance
@@ -211,6 +211,8 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
 
     if stage == VALIDATED and image_id is not None:
         image = compute.get_image(context.clients, image_id)
+        if image is not None and (why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids)):
+            return _name_taken(context, snapshot_set, image_id, why, kind="managed image")
         if image is None or _provisioning_state(image) == "failed":  # failed: a retry after the set changed
             return _request(context, key, row, VALIDATED, IMAGE_REQUESTED, image_id,
                             lambda: compute.start_image_create(context.clients, image_id, image_body(family, snapshot_set)))
@@ -221,6 +223,8 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
     if stage == IMAGE_REQUESTED:
         if image_id is not None:
             image = compute.get_image(context.clients, image_id)
+            if image is not None and (why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids)):
+                return _name_taken(context, snapshot_set, image_id, why, kind="managed image")
             state = _provisioning_state(image)
             if image is None and _claim_is_stale(context, row):
                 # Claimed, but the create never reached Azure (the instance died in between): send it again.
@@ -234,6 +238,9 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         if waiting is not None:  # its creation raises no event the app subscribes to: the sweep comes back
             return Outcome(IMAGE_REQUESTED, f"gallery image definition {family.gallery.image_definition} is {waiting}")
         existing = compute.get_gallery_image_version(context.clients, version_id)
+        if existing is not None and (why := ownership.version_not_ours(existing, key.family, key.version,
+                                                                       _version_sources(snapshot_set, image_id))):
+            return _name_taken(context, snapshot_set, version_id, why, kind="gallery image version")
         if existing is None or _provisioning_state(existing) == "failed":  # failed: a retry after the set changed
             return _request(context, key, row, IMAGE_REQUESTED, VERSION_REQUESTED, version_id,
                             lambda: compute.start_gallery_image_version_create(
@@ -243,6 +250,9 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
 
     if stage == VERSION_REQUESTED:
         gallery_version = compute.get_gallery_image_version(context.clients, version_id)
+        if gallery_version is not None and (why := ownership.version_not_ours(gallery_version, key.family, key.version,
+                                                                              _version_sources(snapshot_set, image_id))):
+            return _name_taken(context, snapshot_set, version_id, why, kind="gallery image version")
         state = _provisioning_state(gallery_version)
         if gallery_version is None and _claim_is_stale(context, row):
             return _request(context, key, row, IMAGE_REQUESTED, VERSION_REQUESTED, version_id,
@@ -256,8 +266,12 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         if image_id is not None and not family.keep_managed_image and not family.legacy_managed_image_pools:
             # Before the pools exist: once a pool uses the version, the guard locks the version's
             # source image too, and the delete would be refused (ScopeLocked) for as long as it lives.
-            _drop_intermediate_image(context, image_id)
+            _drop_intermediate_image(context, image_id, snapshot_set)
         pools = create_pools(context, family, snapshot_set, version_id, image_id, skus)
+        if pools.taken:
+            for pool_path, why in pools.taken:
+                _name_taken(context, snapshot_set, pool_path, why, kind="pool")
+            return Outcome(VERSION_REQUESTED, f"pool id(s) taken: {', '.join(p for p, _ in pools.taken)}")
         if pools.missing:
             # Batch answered the create without creating the pool (e.g. the account's pool quota): not done.
             # The sweep tries again; the alert says what to fix.
@@ -281,10 +295,18 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
     return Outcome(stage)
 
 
-def _drop_intermediate_image(context: AppContext, image_id: str) -> None:
+def _drop_intermediate_image(context: AppContext, image_id: str, snapshot_set: SnapshotSet) -> None:
     """The gallery version is an independent copy: the intermediate managed image is no longer needed."""
     from azure.core.exceptions import HttpResponseError
 
+    image = compute.get_image(context.clients, image_id)
+    if image is None:
+        return
+    key = snapshot_set.key
+    if why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids):
+        # Someone replaced it since the version was built from it: it is theirs now, never the app's to delete.
+        log.warning("kept %s: not the app's intermediate image (%s)", image_id, why)
+        return
     try:
         compute.start_image_delete(context.clients, image_id)
     except HttpResponseError as exc:
@@ -423,8 +445,32 @@ def _dedupe(findings: list[image_rules.Finding]) -> list[image_rules.Finding]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _tags(snapshot_set: SnapshotSet) -> dict[str, str]:
-    return {TAG_FAMILY: snapshot_set.key.family, TAG_VERSION: snapshot_set.key.version, MANAGED_BY_TAG: MANAGED_BY}
+def _tags(snapshot_set: SnapshotSet, sources: Any = None) -> dict[str, str]:
+    """The app's ownership tags (shared/ownership.py): the app, the set's key and what it is built from."""
+    return ownership.app_tags(snapshot_set.key.family, snapshot_set.key.version,
+                              snapshot_set.snapshot_ids if sources is None else sources)
+
+
+def _version_sources(snapshot_set: SnapshotSet, image_id: str | None) -> list[str]:
+    """What the gallery version is built from: the intermediate managed image, or the snapshots themselves."""
+    return [image_id] if image_id is not None else list(snapshot_set.snapshot_ids)
+
+
+def _name_taken(context: AppContext, snapshot_set: SnapshotSet, resource_id: str, why: str, *, kind: str) -> Outcome:
+    """A resource the app did not build sits at a name it derives: never adopt, lock or delete it.
+
+    The stage is left where it is (not refused for good): the sweep looks again, so the version is
+    built as soon as the person frees the name, as the fix says.
+    """
+    key = snapshot_set.key
+    diagnosis = (f"{kind} {resource_id} already exists at the name the app derives for {key}, but it is not the app's own build "
+                 f"of these snapshots: {why}. The app leaves it untouched (no reuse, lock or delete).")
+    _alert(context, alerts.IMAGE_REFUSED, resource_id, f"Image {key} refused: {ownership.NAME_TAKEN}", diagnosis,
+           ownership.name_taken_fix(resource_id, key.family, key.version, kind="pool" if kind == "pool" else "image"),
+           dedupe=f"name-taken|{key}|{normalize(resource_id)}",
+           details={"codes": [ownership.NAME_TAKEN], "family": key.family, "version": key.version, "resources": [resource_id]})
+    log.warning("%s: %s", key, diagnosis)
+    return Outcome(REFUSED, f"{ownership.NAME_TAKEN}: {resource_id}")
 
 
 def image_body(family: FamilyConfig, snapshot_set: SnapshotSet) -> dict[str, Any]:
@@ -460,7 +506,7 @@ def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set
     end_of_life = context.clock.now() + GALLERY_VERSION_LIFETIME
     return {
         "location": family.gallery.location,
-        "tags": _tags(snapshot_set),
+        "tags": _tags(snapshot_set, _version_sources(snapshot_set, image_id)),
         "properties": {
             "publishingProfile": {
                 # Plan one replica per 300 VMs (Batch's 2026 guidance for gallery images).
@@ -526,12 +572,13 @@ class PoolsResult:
     names: tuple[str, ...]  # "{account}/{pool}" of every pool of the version that exists
     created: tuple[str, ...]  # those this call created
     missing: tuple[str, ...]  # pool resource ids Batch neither created nor has
+    taken: tuple[tuple[str, str], ...] = ()  # (pool resource id, why) of pools at the derived id that are not the app's
 
 
 def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, version_id: str, image_id: str | None,
                  skus: dict[str, str]) -> PoolsResult:
     pool_image_id = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
-    names, created, missing = [], [], []
+    names, created, missing, taken = [], [], [], []
     for spec in family.pools:
         account = batch_accounts.get_account(context.clients, spec.account)
         pool_id = spec.pool_id(family.name, snapshot_set.key.version)
@@ -542,12 +589,17 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
         if batch_pools.create_pool(context.clients, account, pool_id, body):
             created.append(f"{account.name}/{pool_id}")
             log.info("created pool %s in %s from %s", pool_id, account.id, pool_image_id)
-        elif batch_pools.get_pool(context.clients, account, pool_id) is None:
-            # "Not created" must mean "already there": a refusal such as PoolQuotaReached is not success.
-            missing.append(f"{account.id}/pools/{pool_id}")
-            continue
+        else:
+            existing = batch_pools.get_pool(context.clients, account, pool_id)
+            if existing is None:
+                # "Not created" must mean "already there": a refusal such as PoolQuotaReached is not success.
+                missing.append(f"{account.id}/pools/{pool_id}")
+                continue
+            if why := ownership.pool_not_ours(existing, family.name, snapshot_set.key.version, pool_image_id):
+                taken.append((f"{account.id}/pools/{pool_id}", why))
+                continue
         names.append(f"{account.name}/{pool_id}")
-    return PoolsResult(tuple(names), tuple(created), tuple(missing))
+    return PoolsResult(tuple(names), tuple(created), tuple(missing), tuple(taken))
 
 
 # ---------------------------------------------------------------------------------------------
