@@ -42,7 +42,8 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     from shared.resource_ids import normalize
 
     inventory = inventory or observe(context)
-    existing = app_locks(context)
+    with permissions.writing(context, "Microsoft.Authorization/locks/read", f"/subscriptions/{context.settings.subscription_id}"):
+        existing = app_locks(context)
     graph = inventory.graph
     actions = plan_locks(graph, {key: lock.notes for key, lock in existing.ours.items()}, taken=existing.taken,
                          lock_scopes={key: lock.scope for key, lock in existing.ours.items()})

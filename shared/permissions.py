@@ -40,6 +40,15 @@ def role_for(action: str) -> str:
     return ROLE_IMAGES
 
 
+def write_action(resource_id: str) -> str:
+    """The ARM write action for a resource the app creates (images, gallery versions and definitions, pools)."""
+    try:
+        rid = ResourceId.parse(resource_id)
+    except InvalidResourceId:
+        return "write"
+    return f"{rid.resource_type}/write"
+
+
 def _group_scope(scope: str) -> str:
     try:
         rid = ResourceId.parse(scope)

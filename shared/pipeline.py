@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from shared import alerts, image_rules, naming, ownership, pool_metadata, snapshot_sets
+from shared import alerts, image_rules, naming, ownership, permissions, pool_metadata, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -287,10 +287,16 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
                      f"gallery image version {version_id} was built from {len(snapshot_set.members)} snapshot(s); pools: {names}",
                      "nothing to do; the pool watch drives the pools to their targets", f"done|{key}", context.clock.now(),
                      {"pools": list(pools.names), "family": key.family, "version": key.version})
-        _finish(context, key, row, DONE, detail, done)
         from shared.guard import reconcile  # lock what the new pools use now, not at the next tick
 
-        reconcile(context)
+        report = reconcile(context)
+        built = {normalize(r) for r in (version_id, image_id, *snapshot_set.snapshot_ids) if r}
+        unlocked = sorted(r for r in report.failed if normalize(r) in built)
+        if unlocked:
+            # Pools on an unprotected image are one delete away from AllocationFailed: not done until it is locked.
+            # (A 401/403 already raised PermissionDenied; the sweep locks and finishes once the role is granted.)
+            return Outcome(VERSION_REQUESTED, f"pools created, but could not lock {', '.join(unlocked)}")
+        _finish(context, key, row, DONE, detail, done)
         return Outcome(DONE, names)
     return Outcome(stage)
 
@@ -308,7 +314,8 @@ def _drop_intermediate_image(context: AppContext, image_id: str, snapshot_set: S
         log.warning("kept %s: not the app's intermediate image (%s)", image_id, why)
         return
     try:
-        compute.start_image_delete(context.clients, image_id)
+        with permissions.writing(context, "Microsoft.Compute/images/delete", image_id):
+            compute.start_image_delete(context.clients, image_id)
     except HttpResponseError as exc:
         if exc.status_code == 404:
             return
@@ -335,7 +342,8 @@ def _request(context: AppContext, key: SnapshotSetKey, row: Record | None, from_
     """
     claimed = _save_stage(context, key, row, to_stage)
     try:
-        start()
+        with permissions.writing(context, permissions.write_action(resource_id), resource_id):
+            start()
     except Exception:
         with contextlib.suppress(ConcurrencyConflict):  # someone moved on meanwhile: they own the stage now
             _save_stage(context, key, claimed, from_stage, released="true")
@@ -586,7 +594,9 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
         if not sku:
             raise RuntimeError(f"no nodeAgentSkuId for pool {pool_id}: set nodeAgentSkuId in the family's pool configuration")
         body = pool_body(family, spec, snapshot_set, pool_image_id, image_id, sku, context.settings.growth_step_nodes)
-        if batch_pools.create_pool(context.clients, account, pool_id, body):
+        with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/write", f"{account.id}/pools/{pool_id}"):
+            created_now = batch_pools.create_pool(context.clients, account, pool_id, body)
+        if created_now:
             created.append(f"{account.name}/{pool_id}")
             log.info("created pool %s in %s from %s", pool_id, account.id, pool_image_id)
         else:
@@ -747,7 +757,10 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
         body = {"location": gallery.location, "properties": {
             "osType": gallery.os_type, "osState": gallery.os_state, "hyperVGeneration": gallery.hyper_v_generation,
             "identifier": {"publisher": "batch-image-autopilot", "offer": family.name, "sku": gallery.image_definition}}}
-        compute.start_gallery_image_create(context.clients, gallery.resource_group, gallery.name, gallery.image_definition, body)
+        definition_id = (f"/subscriptions/{gallery.subscription or context.settings.subscription_id}/resourceGroups/{gallery.resource_group}"
+                         f"/providers/Microsoft.Compute/galleries/{gallery.name}/images/{gallery.image_definition}")
+        with permissions.writing(context, "Microsoft.Compute/galleries/images/write", definition_id):
+            compute.start_gallery_image_create(context.clients, gallery.resource_group, gallery.name, gallery.image_definition, body)
         definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
         if definition is None:
             return "not visible yet"
