@@ -22,7 +22,7 @@ def image_pipeline(event: func.EventGridEvent) -> None:
     resource_id = parsed.resource_id.raw if parsed.resource_id else parsed.subject
     # observe -> decide -> act: the pipeline re-reads the resource and advances its version
     if system_events.is_snapshot_write(parsed):
-        outcome = pipeline.on_snapshot_written(context, resource_id)
+        outcome = pipeline.on_snapshot_written(context, resource_id, dict(parsed.claims))
     elif system_events.is_image_write(parsed) or system_events.is_gallery_image_version_write(parsed):
         outcome = pipeline.on_image_written(context, resource_id)
     else:

@@ -48,7 +48,7 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     actions = plan_locks(graph, {key: lock.notes for key, lock in existing.ours.items()}, taken=existing.taken,
                          lock_scopes={key: lock.scope for key, lock in existing.ours.items()})
     owner = lock_owner(context)
-    report = GuardReport(actions=actions, guarded=len(graph))
+    report = GuardReport(actions=actions, guarded=len(graph), untrusted=dict(inventory.untrusted))
     if inventory.unreadable_accounts:
         # An account we could not list may hold pools that still use an image: releasing now
         # could unprotect it. Keep every lock until every account can be read again.

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from shared import alerts, image_rules, naming, ownership, permissions, pool_metadata, snapshot_sets
+from shared import alerts, image_rules, naming, ownership, permissions, pool_metadata, scope, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -65,9 +65,17 @@ def families_of(context: AppContext) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def on_snapshot_written(context: AppContext, snapshot_id: str) -> Outcome:
-    """A snapshot was written: re-read it, and if it is opted in, add it to its set and advance."""
-    snapshot = compute.get_snapshot(context.clients, snapshot_id)
+def on_snapshot_written(context: AppContext, snapshot_id: str, claims: Any = None) -> Outcome:
+    """A snapshot was written: re-read it, and if it is opted in, add it to its set and advance.
+
+    ``claims``: the event's (who wrote the snapshot), checked against a family's allowedPrincipals; None
+    when the snapshot was found without an event.
+    """
+    if not scope.in_any_snapshot_scope(families_of(context), snapshot_id, context.settings.subscription_id):
+        # Not read at all: outside every family's snapshotResourceGroups it is not the app's business (and may be unreadable).
+        scope.count_ignored(context, scope.OUT_OF_SCOPE, snapshot_id, "outside every family's snapshotResourceGroups")
+        return Outcome("ignored", "outside every family's snapshotResourceGroups")
+    snapshot = _read_in_scope(context, "Microsoft.Compute/snapshots/read", snapshot_id, compute.get_snapshot)
     if snapshot is None:
         return Outcome("ignored", f"snapshot {snapshot_id} no longer exists")
     tags = snapshot.get("tags") or {}
@@ -88,6 +96,8 @@ def on_snapshot_written(context: AppContext, snapshot_id: str) -> Outcome:
                f"snapshot {snapshot_id} is tagged {TAG_FAMILY}={parsed.family}, but no such family is configured",
                "add the family to AUTOPILOT_FAMILIES (see docs/families.example.json) or fix the tag", dedupe=f"family|{parsed.family}")
         return Outcome("refused", f"unknown family {parsed.family}")
+    if refused := _scope_refusal(context, family, snapshot_id, claims):
+        return refused
     member = snapshot_sets.member_from_snapshot(snapshot, parsed)
     key = SnapshotSetKey(family.name, parsed.version)
     try:
@@ -101,13 +111,38 @@ def on_snapshot_written(context: AppContext, snapshot_id: str) -> Outcome:
 
 def on_image_written(context: AppContext, resource_id: str) -> Outcome:
     """A managed image or gallery image version the pipeline started has changed: advance its version."""
-    resource = compute.get_any_image(context.clients, resource_id)
+    if not scope.in_any_image_scope(families_of(context), resource_id, context.settings.subscription_id):
+        scope.count_ignored(context, scope.OUT_OF_SCOPE, resource_id, "outside every family's image resource group and gallery")
+        return Outcome("ignored", "outside every family's image resource group and gallery")
+    resource = _read_in_scope(context, permissions.write_action(resource_id).rsplit("/", 1)[0] + "/read", resource_id, compute.get_any_image)
     if resource is None:
         return Outcome("ignored", f"{resource_id} no longer exists")
     tags = {k.lower(): v for k, v in (resource.get("tags") or {}).items()}
     if tags.get(MANAGED_BY_TAG.lower()) != MANAGED_BY or not tags.get(TAG_FAMILY) or not tags.get(TAG_VERSION):
         return Outcome("ignored", "not built by the pipeline")
     return advance(context, tags[TAG_FAMILY], tags[TAG_VERSION])
+
+
+def _read_in_scope(context: AppContext, action: str, resource_id: str, read: Any) -> dict[str, Any] | None:
+    """Re-read a resource inside a family's scope: a 401/403 there is a missing role (PermissionDenied), and the
+    invocation fails so that Event Grid's redelivery reads it again once the role is granted."""
+    with permissions.writing(context, action, resource_id):
+        return read(context.clients, resource_id)
+
+
+def _scope_refusal(context: AppContext, family: FamilyConfig, snapshot_id: str, claims: Any) -> Outcome | None:
+    """A snapshot tagged for ``family`` but outside its scope, or written by someone it does not allow: refused, with an alert."""
+    if not scope.in_family_scope(family, snapshot_id, context.settings.subscription_id):
+        code, why, fix = scope.SNAPSHOT_OUT_OF_SCOPE, (f"it is outside the family's snapshotResourceGroups "
+                                                       f"({', '.join(family.snapshot_groups)})"), scope.scope_refusal_fix(family, snapshot_id)
+    elif why := scope.principal_refusal(context, family, snapshot_id, claims):
+        code, fix = scope.PRINCIPAL_NOT_ALLOWED, scope.principal_refusal_fix(family)
+    else:
+        return None
+    _alert(context, alerts.IMAGE_REFUSED, snapshot_id, f"Snapshot refused for family {family.name}: {code}",
+           f"snapshot {snapshot_id} is tagged {TAG_FAMILY}={family.name}, but {why}; it is not added to any set", fix,
+           dedupe=f"scope|{code}", details={"codes": [code], "family": family.name})
+    return Outcome("refused", f"{code}: {why}")
 
 
 def sweep(context: AppContext) -> list[Outcome]:
