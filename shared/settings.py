@@ -37,7 +37,8 @@ class RetrySettings:
 
     total: int = 4
     backoff_factor: float = 0.8
-    backoff_max: int = 60
+    backoff_max: int = 60  # cap on the policy's own exponential backoff between retries (not on Retry-After)
+    retry_after_max: int = 60  # the longest Retry-After one invocation waits for; longer: no retry now (shared/retry.py)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         total=r.number("AUTOPILOT_HTTP_RETRY_TOTAL", 4, int, 0, 10, "4"),
         backoff_factor=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS", 0.8, float, 0, 30, "0.8"),
         backoff_max=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS", 60, int, 0, 300, "60"),
+        retry_after_max=r.number("AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS", 60, int, 0, 600, "60"),
     )
     settings = Settings(
         subscription_id=subscription_id,
