@@ -145,10 +145,27 @@ class FunctionsHost:
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         operation = data.get("operationName") if isinstance(data, dict) else None
         now = self.emulator.now()
+        subject = event.get("subject") if isinstance(event.get("subject"), str) else None
         with self._lock:
             for sub in SUBSCRIPTIONS:
-                if sub.topic == topic and sub.matches(event_type, operation):
+                if sub.topic == topic and sub.matches(event_type, operation, subject, self._subject_prefixes()):
                     self._queue.append(Delivery(sub, event, now))
+
+    def _subject_prefixes(self) -> tuple[str, ...] | None:
+        """The resource-group filter infra puts on scoped subscriptions, from the app's families (None: not configured)."""
+        from shared.event_routing import subject_prefixes
+        from shared.families import FamilyConfigError, parse_families
+        from shared.scope import watched_groups
+
+        text = self.env.get("AUTOPILOT_FAMILIES")
+        subscription = self.env.get("AUTOPILOT_SUBSCRIPTION_ID", "")
+        if not text:
+            return None
+        try:
+            groups = watched_groups(parse_families(text))
+        except FamilyConfigError:
+            return None  # the app reports its configuration; the host routes unfiltered
+        return subject_prefixes(subscription, groups)
 
     def publish(self, topic: str, event: dict[str, Any]) -> None:
         """Deliver an event as if Event Grid had received it on ``topic`` ("system" or "custom")."""

@@ -120,6 +120,9 @@ var systemTopicSubscriptions = [
       'Microsoft.Compute/images/write'
       'Microsoft.Compute/galleries/images/versions/write'
     ]
+    // StringBeginsWith on subject: only the image resource groups (where the families' snapshots,
+    // images and galleries live). 3 operation names + at most 22 groups: Event Grid's 25 filter values.
+    resourceGroupScoped: true
   }
   {
     name: 'image-guard'
@@ -129,6 +132,7 @@ var systemTopicSubscriptions = [
       'Microsoft.Resources.ResourceDeleteFailure'
       'Microsoft.Resources.ResourceWriteSuccess'
     ]
+    resourceGroupScoped: false
     operationNames: [
       'Microsoft.Compute/images/delete'
       'Microsoft.Compute/snapshots/delete'
@@ -148,6 +152,7 @@ var customTopicSubscriptions = [
       'BatchImageAutopilot.PoolResizeStalled'
     ]
     operationNames: []
+    resourceGroupScoped: false
   }
 ]
 
@@ -164,6 +169,7 @@ var alertEventTypes = [
   'BatchImageAutopilot.ImageBuildFailed'
   'BatchImageAutopilot.PoolsCreated'
   'BatchImageAutopilot.DeleteBlocked'
+  'BatchImageAutopilot.PermissionDenied'
 ]
 
 // The app's state tables (shared/state.py); the app also creates them on first use.
@@ -302,6 +308,7 @@ module systemTopic 'modules/system-topic.bicep' = {
     deployEventSubscriptions: deployEventSubscriptions
     functionAppId: functionApp.outputs.id
     subscriptions: systemTopicSubscriptions
+    subjectPrefixes: map(imageResourceGroupNames, g => '${subscription().id}/resourceGroups/${g}/')
     retryPolicy: retryPolicy
     deadLetterStorageId: storage.outputs.id
     deadLetterContainerName: storage.outputs.deadLetterContainerName

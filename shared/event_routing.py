@@ -24,13 +24,29 @@ class EventSubscription:
     topic: str
     included_event_types: tuple[str, ...]
     operation_names: tuple[str, ...] = ()  # advanced filter StringIn on data.operationName; () = any
+    # Advanced filter StringBeginsWith on subject: only the configured image/snapshot resource groups
+    # (infra: the imageResourceGroups parameter; here: shared/scope.watched_groups of the families).
+    resource_group_scoped: bool = False
 
-    def matches(self, event_type: str | None, operation_name: str | None) -> bool:
+    def matches(self, event_type: str | None, operation_name: str | None, subject: str | None = None,
+                prefixes: tuple[str, ...] | None = None) -> bool:
         if not event_type or event_type.lower() not in {t.lower() for t in self.included_event_types}:
+            return False
+        in_groups = bool(subject) and str(subject).lower().startswith(tuple(p.lower() for p in prefixes or ()))
+        if self.resource_group_scoped and prefixes is not None and not in_groups:
             return False
         if not self.operation_names:
             return True
         return bool(operation_name) and operation_name.lower() in {o.lower() for o in self.operation_names}
+
+
+# Event Grid allows 25 filter values per event subscription, across its advanced filters.
+MAX_FILTER_VALUES = 25
+
+
+def subject_prefixes(subscription_id: str, resource_groups: list[str]) -> tuple[str, ...]:
+    """The StringBeginsWith values of a resource-group-scoped subscription (case-insensitive in Event Grid)."""
+    return tuple(f"/subscriptions/{subscription_id}/resourceGroups/{g}/".lower() for g in resource_groups)
 
 
 SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
@@ -44,6 +60,7 @@ SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
             "Microsoft.Compute/images/write",
             "Microsoft.Compute/galleries/images/versions/write",
         ),
+        resource_group_scoped=True,  # snapshots of the whole subscription are not the app's business
     ),
     EventSubscription(
         name="image-guard",

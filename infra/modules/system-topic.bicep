@@ -9,6 +9,9 @@ param deployEventSubscriptions bool
 param functionAppId string
 @description('[{name, function, includedEventTypes, operationNames}] as in shared/event_routing.py')
 param subscriptions array
+@description('StringBeginsWith values on subject for subscriptions with resourceGroupScoped (one per image resource group)')
+@maxLength(22) // Event Grid: 25 filter values per subscription, 3 of them are operation names
+param subjectPrefixes array
 param retryPolicy object
 param deadLetterStorageId string
 param deadLetterContainerName string
@@ -46,13 +49,19 @@ resource functionSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscripti
       includedEventTypes: s.includedEventTypes
       // StringIn on data.operationName: only the operations the function acts on (never tag writes,
       // Microsoft.Resources/tags/write, nor the app's own lock writes). Case-insensitive in Event Grid.
-      advancedFilters: empty(s.operationNames) ? [] : [
+      advancedFilters: concat(empty(s.operationNames) ? [] : [
         {
           operatorType: 'StringIn'
           key: 'data.operationName'
           values: s.operationNames
         }
-      ]
+      ], s.resourceGroupScoped ? [
+        {
+          operatorType: 'StringBeginsWith'
+          key: 'subject'
+          values: subjectPrefixes
+        }
+      ] : [])
     }
     retryPolicy: retryPolicy
     deadLetterWithResourceIdentity: {

@@ -53,9 +53,16 @@ def test_a_tagged_snapshot_outside_the_familys_groups_is_refused_and_an_unreadab
     assert alerts_of(la, "PermissionDenied") == []
     assert not la.emulator.compute.images and pipeline_stage(la, "gpu", "1.0.0") is None
     reads = [e for e in la.emulator.log.entries(action="Microsoft.Compute/snapshots/read") if e.caller == APP and "backups-rg" in e.path]
-    assert reads == []  # ignored before any read
+    assert reads == []  # never read
+    # The event subscription is filtered to the families' groups (as infra filters it): backups never reach the app ...
+    assert "out-of-scope" not in collect_status(la.context)["ignoredEvents"]
+    # ... and should one arrive anyway (a subscription deployed without the filter), the app ignores it before reading it.
+    backup = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/backups-rg/providers/Microsoft.Compute/snapshots/nightly-0"
+    assert pipeline.on_snapshot_written(la.context, backup, {"appid": "backup-service"}).stage == "ignored"
+    assert reads == [e for e in la.emulator.log.entries(action="Microsoft.Compute/snapshots/read") if e.caller == APP and "backups-rg" in e.path]
     status = collect_status(la.context)
-    assert status["ignoredEvents"]["out-of-scope"] >= 3
+    assert status["ignoredEvents"]["out-of-scope"] == 1
+    assert any("ignored" in w for w in status["warnings"])
 
 
 def test_a_denied_read_inside_the_scope_raises_permission_denied_then_builds_once_granted(make_azure: Callable[..., LocalAzure]) -> None:

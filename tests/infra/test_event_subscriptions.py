@@ -38,7 +38,9 @@ def test_every_subscription_is_in_infra_with_the_same_routing() -> None:
         )
         for name, sub in in_python.items():
             entry = in_bicep[name]
-            assert set(entry) == {"name", "function", "includedEventTypes", "operationNames"}, f"{name}: unexpected keys {sorted(entry)}"
+            assert set(entry) == {"name", "function", "includedEventTypes", "operationNames", "resourceGroupScoped"}, \
+                f"{name}: unexpected keys {sorted(entry)}"
+            assert entry["resourceGroupScoped"] == sub.resource_group_scoped, f"{name}: resource-group filter differs"
             assert entry["function"] == sub.function, f"{name}: infra targets {entry['function']}, the app routes to {sub.function}"
             assert sorted(entry["includedEventTypes"]) == sorted(sub.included_event_types), f"{name}: event types differ"
             assert sorted(entry["operationNames"]) == sorted(sub.operation_names), f"{name}: data.operationName filter values differ"
@@ -152,3 +154,20 @@ def test_alert_webhook_gets_every_alert_type() -> None:
     assert sorted(bicep.literal(bicep.read("main.bicep"), "alertEventTypes")) == expected
     webhook = re.sub(r"\s+", " ", bicep.body(bicep.read("modules/custom-topic-subscriptions.bicep"), "resource", "alertWebhook"))
     assert "endpointType: 'WebHook'" in webhook and "includedEventTypes: alertEventTypes" in webhook
+
+
+def test_the_pipeline_subscription_is_filtered_to_the_configured_groups_within_event_grids_budget() -> None:
+    from shared.event_routing import MAX_FILTER_VALUES
+    from shared.families import MAX_WATCHED_GROUPS
+
+    pipeline = next(s for s in SUBSCRIPTIONS if s.name == "image-pipeline")
+    assert pipeline.resource_group_scoped
+    assert len(pipeline.operation_names) + MAX_WATCHED_GROUPS <= MAX_FILTER_VALUES
+    text = bicep.read("modules/system-topic.bicep")
+    assert "StringBeginsWith" in text and "key: 'subject'" in text
+    prefixes = ("/subscriptions/s/resourcegroups/images-rg/",)
+    inside = "/subscriptions/s/resourceGroups/IMAGES-RG/providers/Microsoft.Compute/snapshots/x"
+    outside = "/subscriptions/s/resourceGroups/images-rg-backups/providers/Microsoft.Compute/snapshots/x"
+    write = "Microsoft.Resources.ResourceWriteSuccess"
+    assert pipeline.matches(write, "Microsoft.Compute/snapshots/write", inside, prefixes)
+    assert not pipeline.matches(write, "Microsoft.Compute/snapshots/write", outside, prefixes)
