@@ -238,6 +238,19 @@ module customTopic 'modules/custom-topic.bicep' = {
   }
 }
 
+// The Teams URL is a secret: when given, it goes to Key Vault and the app setting is a Key Vault reference.
+module teamsSecret 'modules/keyvault.bicep' = if (!empty(teamsWebhookUrl)) {
+  name: 'autopilot-keyvault'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    vaultName: 'kv-ap-${resourceToken}'
+    appPrincipalId: identities.outputs.appIdentityPrincipalId
+    teamsWebhookUrl: teamsWebhookUrl
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'autopilot-functionapp'
   scope: rg
@@ -257,7 +270,7 @@ module functionApp 'modules/functionapp.bicep' = {
     familiesJson: familiesJson
     familiesFile: familiesFile
     eventsTopicEndpoint: customTopic.outputs.endpoint
-    teamsWebhookUrl: teamsWebhookUrl
+    teamsWebhookUrl: empty(teamsWebhookUrl) ? '' : '@Microsoft.KeyVault(SecretUri=${teamsSecret.outputs.secretUri})'
     watchSchedule: watchSchedule
     guardSchedule: guardSchedule
     pipelineSchedule: pipelineSchedule

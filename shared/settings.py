@@ -174,7 +174,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         r.problems.append(f"AUTOPILOT_CREDENTIAL={credential!r} is invalid: use 'default' (managed identity) or 'emulator'")
     ca_bundle = r.optional("AUTOPILOT_CA_BUNDLE", "/path/to/ca.pem", _path_exists)
     topic = r.optional("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "https://mytopic.westeurope-1.eventgrid.azure.net/api/events", _https_url)
-    teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...", _https_url)
+    teams_raw = r.raw("AUTOPILOT_TEAMS_WEBHOOK_URL") or ""
+    if teams_raw.startswith("@Microsoft.KeyVault("):
+        # The platform resolves Key Vault references before the app starts; the literal text means it could not.
+        r.problems.append("AUTOPILOT_TEAMS_WEBHOOK_URL is an unresolved Key Vault reference: the Function App could not read the "
+                          "secret. Give the app identity 'Key Vault Secrets User' on the vault and check the site's "
+                          "keyVaultReferenceIdentity (infra/modules/keyvault.bicep does both)")
+        teams = None
+    else:
+        teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...", _https_url)
     families = r.raw("AUTOPILOT_FAMILIES")
     families_file = r.optional("AUTOPILOT_FAMILIES_FILE", "/home/site/wwwroot/families.json", _path_exists)
     if families and families_file:
