@@ -140,15 +140,16 @@ class FunctionsHost:
         return self.env[name]
 
     # ------------------------------------------------------------------------------------------
-    def _enqueue(self, topic: str, event: dict[str, Any]) -> None:
+    def _enqueue(self, topic: str, event: dict[str, Any], *, subject_filter: bool = True) -> None:
         event_type = event.get("eventType") or event.get("type")
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         operation = data.get("operationName") if isinstance(data, dict) else None
         now = self.emulator.now()
         subject = event.get("subject") if isinstance(event.get("subject"), str) else None
+        prefixes = self._subject_prefixes() if subject_filter else None
         with self._lock:
             for sub in SUBSCRIPTIONS:
-                if sub.topic == topic and sub.matches(event_type, operation, subject, self._subject_prefixes()):
+                if sub.topic == topic and sub.matches(event_type, operation, subject, prefixes):
                     self._queue.append(Delivery(sub, event, now))
 
     def _subject_prefixes(self) -> tuple[str, ...] | None:
@@ -168,8 +169,13 @@ class FunctionsHost:
         return subject_prefixes(subscription, groups)
 
     def publish(self, topic: str, event: dict[str, Any]) -> None:
-        """Deliver an event as if Event Grid had received it on ``topic`` ("system" or "custom")."""
-        self._enqueue(topic, event)
+        """Deliver an event as if Event Grid had received it on ``topic`` ("system" or "custom").
+
+        The subscriptions' event-type and operation filters apply; their resource-group filter does not, so
+        that tests can hand the app events a subscription deployed without it would deliver (the app must
+        cope with those too). Events the emulator raises itself go through every filter, as in Azure.
+        """
+        self._enqueue(topic, event, subject_filter=False)
 
     def pending(self) -> int:
         with self._lock:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
-from shared import alerts, image_rules, naming, ownership, permissions, pool_metadata, scope, snapshot_sets
+from shared import alerts, image_rules, naming, ownership, permissions, pool_metadata, retention, scope, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -153,7 +153,8 @@ def sweep(context: AppContext) -> list[Outcome]:
     """
     outcomes: list[Outcome] = []
     errors: list[str] = []
-    for row in list(context.state.table(PIPELINE).query()):
+    # Only rows with an unsent alert (an outbox) are read here, not every version ever built.
+    for row in list(context.state.table(PIPELINE).query_filter("outbox ge @empty", {"empty": ""})):
         if row.data.get("stage") in TERMINAL and row.data.get("outbox"):
             try:
                 _flush_outbox(context, row)
@@ -169,6 +170,10 @@ def sweep(context: AppContext) -> list[Outcome]:
             continue
         if outcome is not None:
             outcomes.append(outcome)
+    try:
+        retention.expire_finished(context)  # finished rows past AUTOPILOT_STATE_RETENTION_DAYS: the sweep reads open work
+    except Exception as exc:  # housekeeping never fails the sweep
+        log.warning("sweep: expiring finished state failed: %s", exc)
     if errors:
         raise RuntimeError(f"pipeline sweep: {len(errors)} version(s) could not be advanced: " + "; ".join(errors)[:2000])
     return outcomes
@@ -206,6 +211,9 @@ def advance(context: AppContext, family_name: str, version: str) -> Outcome:
     record = context.state.table(SNAPSHOT_SETS).get(key.partition_key, key.row_key)
     if record is None:
         return Outcome(ASSEMBLING, "no snapshots yet")
+    if _load_stage(context, key) is None and retention.built_before(context, key.partition_key, key.row_key):
+        # Built long ago; its rows expired (a re-tag of an old set): never built twice.
+        return Outcome(DONE, f"{key} was built before (tombstone); its state expired")
     snapshot_set = snapshot_sets.from_entity(record.data)
     if not snapshot_sets.is_complete(snapshot_set):
         return Outcome(ASSEMBLING, "waiting for " + ", ".join(snapshot_sets.missing(snapshot_set)))

@@ -68,6 +68,7 @@ class Settings:
     growth_step_nodes: int = 300
     alert_cooldown_minutes: float = 60.0
     set_assembly_timeout_minutes: float = 60.0
+    state_retention_days: float = 30.0  # finished state rows expire after this long (shared/retention.py)
     identity_client_id: str | None = None  # AZURE_CLIENT_ID: the app's own identity, to recognise its own writes in events
 
     @property
@@ -237,6 +238,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_cooldown_minutes=r.number("AUTOPILOT_ALERT_COOLDOWN_MINUTES", 60.0, float, 0, 10080, "60"),
         identity_client_id=r.raw("AZURE_CLIENT_ID"),
         set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", 60.0, float, 1, 10080, "60"),
+        state_retention_days=r.number("AUTOPILOT_STATE_RETENTION_DAYS", 30.0, float, 1, 3650, "30"),
     )
     if settings.backoff_max_minutes < settings.backoff_initial_minutes:
         r.problems.append("AUTOPILOT_BACKOFF_MAX_MINUTES is below AUTOPILOT_BACKOFF_INITIAL_MINUTES: the cap must be at least the first delay")

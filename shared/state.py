@@ -178,6 +178,16 @@ class StateTable:
         except ResourceNotFoundError:
             return  # the table does not exist yet: nothing stored
 
+    def query_filter(self, query: str, parameters: Mapping[str, Any]) -> Iterator[Record]:
+        """Entities matching an OData filter, evaluated by the service: only those rows cross the wire."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            for entity in self._client.query_entities(query, parameters=dict(parameters)):
+                yield _from_entity(entity)
+        except ResourceNotFoundError:
+            return  # the table does not exist yet: nothing stored
+
 
 class StateStore:
     """The app's tables, created on first use."""

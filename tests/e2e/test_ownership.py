@@ -118,3 +118,24 @@ def test_a_pool_at_the_derived_id_is_not_taken_over_and_the_version_is_not_repor
     pool = la.pool(ACCOUNT, "gpu-3-0-0")
     assert pool.metadata["autopilot.family"] == "gpu"
     assert len(alerts_of(la, "PoolsCreated")) == 1
+
+
+def test_finished_state_expires_with_a_tombstone_so_an_old_set_is_never_rebuilt(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared.state import PIPELINE, SNAPSHOT_SETS
+
+    la = make_azure(families(), settings={"AUTOPILOT_STATE_RETENTION_DAYS": "1"})
+    ids = la.snapshot_set("gpu", "5.0.0")
+    la.run(timedelta(minutes=30))
+    assert pipeline_stage(la, "gpu", "5.0.0") == "done"
+    la.run(timedelta(days=1, hours=1), step=timedelta(minutes=30))  # past the retention: the sweep expires the rows
+    assert la.context.state.table(PIPELINE).get("gpu", "5.0.0") is None
+    assert la.context.state.table(SNAPSHOT_SETS).get("gpu", "5.0.0") is None
+    images_built = len([e for e in la.emulator.log.entries(action="Microsoft.Compute/images/write") if e.method == "PUT"])
+
+    # The old set is re-tagged (a tag write raises the snapshot's write event): recognised as built, nothing rebuilt.
+    snap = la.operator.compute.snapshots.get(IMAGES_RG, ids["os"].rsplit("/", 1)[-1])
+    la.operator.compute.snapshots.begin_update(IMAGES_RG, snap.name, {"tags": {**snap.tags, "note": "again"}}).result()
+    la.run(timedelta(minutes=20))
+    no_failed_invocations(la)
+    assert len([e for e in la.emulator.log.entries(action="Microsoft.Compute/images/write") if e.method == "PUT"]) == images_built
+    assert len(alerts_of(la, "PoolsCreated")) == 1
