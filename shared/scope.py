@@ -143,3 +143,24 @@ def principal_refusal_fix(family: FamilyConfig) -> str:
 
 def describe_claims(claims: Mapping[str, Any] | None) -> str:
     return ", ".join(sorted(principals_of(claims or {}))) or "none"
+
+
+MAX_LIVE_VERSIONS = "MAX_LIVE_VERSIONS"
+
+
+def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, table_name: str, *, counted: tuple[str, ...]) -> list[Any]:
+    """A refusal when ``family.max_live_versions`` is set and the family already has that many versions built or being
+    built (none is retired yet: retirement is defined later, and the cap is off by default until then)."""
+    from shared import image_rules
+
+    if family.max_live_versions is None:
+        return []
+    live = sorted(r.row for r in context.state.table(table_name).query(key.partition_key)
+                  if r.row != key.row_key and r.data.get("stage") in counted)
+    if len(live) < family.max_live_versions:
+        return []
+    return [image_rules.Finding(
+        image_rules.REFUSE, MAX_LIVE_VERSIONS, None,
+        f"family {family.name} already has {len(live)} live version(s) ({', '.join(live[:10])}); maxLiveVersions is {family.max_live_versions}",
+        f"retire one of them (delete its pools and its gallery image version) or raise families.{family.name}.maxLiveVersions, "
+        "then tag the snapshots with a new autopilot.version (a refused version is checked again only when its snapshots change)")]

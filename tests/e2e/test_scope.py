@@ -127,3 +127,16 @@ def test_pool_metadata_cannot_point_the_guard_at_another_teams_snapshot(make_azu
     assert [k.lower() for k in status["untrustedReferences"]] == [theirs.lower()]
     assert any("does not follow" in w for w in status["warnings"])
     la.operator.compute.snapshots.begin_delete("team-rg", "precious").result()  # its owner deletes it: not refused
+
+
+def test_max_live_versions_is_off_by_default_and_refuses_past_the_cap_when_set(make_azure: Callable[..., LocalAzure]) -> None:
+    assert families()["families"]["gpu"].get("maxLiveVersions") is None
+    la = make_azure(families(maxLiveVersions=1))
+    la.snapshot_set("gpu", "5.0.0")
+    la.run(timedelta(minutes=30))
+    assert pipeline_stage(la, "gpu", "5.0.0") == "done"
+    la.snapshot_set("gpu", "5.0.1")
+    la.run(timedelta(minutes=10))
+    assert pipeline_stage(la, "gpu", "5.0.1") == "refused"
+    assert refusal_codes(la) == ["MAX_LIVE_VERSIONS"]
+    assert "retire one" in alerts_of(la, "ImageRefused")[0]["data"]["fix"]
