@@ -69,3 +69,18 @@ def test_a_denied_lock_removal_alerts(make_azure: Callable[..., LocalAzure]) -> 
     [alert] = denied(la)
     assert alert["action"] == "Microsoft.Authorization/locks/delete"
     assert la.locks_on(version_id("gpu", "2.0.0"))  # kept, and a person knows why
+
+
+def test_a_denied_resize_alerts_naming_the_pools_role(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(families())
+    la.emulator.batch.create_pool(ACCOUNT, "team-pool", vm_size="Standard_D4ds_v5", node_agent_sku_id="batch.node.ubuntu 24.04",
+                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
+                                  metadata={"autopilot.managed": "true", "autopilot.desiredDedicated": "4"})
+    rule = la.emulator.authorization.deny("Microsoft.Batch/batchAccounts/pools/write", principal=APP)
+    la.run(timedelta(minutes=10))
+    assert rule.denied >= 1  # the data-plane resize is authorised by the same pools/write action
+    [alert] = denied(la)
+    assert alert["action"] == "Microsoft.Batch/batchAccounts/pools/write" and alert["role"] == "Batch Image Autopilot pools"
+    la.emulator.authorization.clear()
+    la.run(timedelta(minutes=10))
+    assert la.pool(ACCOUNT, "team-pool").target["dedicated"] == 4
