@@ -162,5 +162,5 @@ def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, t
     return [image_rules.Finding(
         image_rules.REFUSE, MAX_LIVE_VERSIONS, None,
         f"family {family.name} already has {len(live)} live version(s) ({', '.join(live[:10])}); maxLiveVersions is {family.max_live_versions}",
-        f"retire one of them (delete its pools and its gallery image version) or raise families.{family.name}.maxLiveVersions, "
-        "then tag the snapshots with a new autopilot.version (a refused version is checked again only when its snapshots change)")]
+        f"raise families.{family.name}.maxLiveVersions (the app does not retire versions yet, so the cap counts every version it "
+        "built), then tag the snapshots with a new autopilot.version (a refused version is checked again only when its snapshots change)")]

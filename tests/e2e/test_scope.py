@@ -64,6 +64,12 @@ def test_a_tagged_snapshot_outside_the_familys_groups_is_refused_and_an_unreadab
     assert status["ignoredEvents"]["out-of-scope"] == 1
     assert any("ignored" in w for w in status["warnings"])
 
+    # The refusal's fix: take the snapshot in one of the family's snapshotResourceGroups.
+    la.snapshot("gpu-os-in-scope", team_disk, tags("gpu", "1.0.0", "os", 1), resource_group="images-rg")
+    la.run(timedelta(minutes=30))
+    no_failed_invocations(la)
+    assert pipeline_stage(la, "gpu", "1.0.0") == "done"
+
 
 def test_a_denied_read_inside_the_scope_raises_permission_denied_then_builds_once_granted(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
@@ -139,4 +145,4 @@ def test_max_live_versions_is_off_by_default_and_refuses_past_the_cap_when_set(m
     la.run(timedelta(minutes=10))
     assert pipeline_stage(la, "gpu", "5.0.1") == "refused"
     assert refusal_codes(la) == ["MAX_LIVE_VERSIONS"]
-    assert "retire one" in alerts_of(la, "ImageRefused")[0]["data"]["fix"]
+    assert "maxLiveVersions" in alerts_of(la, "ImageRefused")[0]["data"]["fix"]
