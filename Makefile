@@ -12,12 +12,13 @@ NODE_STAMP := node_modules/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: setup test lint demo sandbox bench chaos clean
+.PHONY: setup test lint demo sandbox bench chaos clean lock
 
-$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(PY_STAMP): requirements.in requirements.txt requirements-dev.txt pyproject.toml
 	@$(PY) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (found %s); set PY=/path/to/python3.11" % sys.version.split()[0]'
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	@touch $@
@@ -56,3 +57,7 @@ chaos: setup
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) node_modules out .pytest_cache .ruff_cache .hypothesis
+
+# Regenerate the deployed, hashed requirements.txt from requirements.in (on Linux x86_64, Python 3.11).
+lock: $(PY_STAMP)
+	$(BIN)/python tools/lock_requirements.py

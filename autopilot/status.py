@@ -253,6 +253,12 @@ def collect_status(context: Any) -> dict[str, Any]:
                 "or run `autopilot reconcile`)" for i in images if i["exists"] and i["pools"] and not i["protected"]]
     warnings += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
                  if p["health"] == "no-target"]
+    from shared.scope import ignored_counts
+
+    ignored = ignored_counts(context)
+    warnings += [f"pool metadata names {rid}, which the guard does not follow: {why}" for rid, why in sorted(inventory.untrusted.items())]
+    warnings += [f"{count} event(s) ignored in the last 24 hours: {reason} (outside every family's resource groups)"
+                 for reason, count in sorted(ignored.items())]
     return {
         "statusVersion": STATUS_VERSION,
         "generatedAt": iso(now),
@@ -265,6 +271,8 @@ def collect_status(context: Any) -> dict[str, Any]:
         "recentAlerts": recent_alerts(context, now),
         "problems": problems,
         "warnings": warnings,
+        "ignoredEvents": ignored,
+        "untrustedReferences": dict(sorted(inventory.untrusted.items())),
     }
 
 
@@ -453,6 +461,10 @@ STATUS_SCHEMA: dict[str, Any] = {
                            "subject": {"type": "string"}, "title": {"type": "string"}, "diagnosis": {"type": "string"}, "fix": {"type": "string"}}}},
         "problems": {"type": "array", "items": {"type": "string"}, "description": "what makes `status` exit 1"},
         "warnings": {"type": "array", "items": {"type": "string"}},
+        "ignoredEvents": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                          "description": "events ignored as outside every family's scope in the last 24 hours, by reason"},
+        "untrustedReferences": {"type": "object", "additionalProperties": {"type": "string"},
+                                "description": "ids pool metadata names that the guard does not follow, and why"},
     },
 }
 

@@ -47,6 +47,8 @@ def _families(accounts: dict[str, str]) -> dict[str, Any]:
         }
         if source == "managedImage":
             body["imageResourceGroup"] = "images-rg"
+        else:
+            body["snapshotResourceGroups"] = ["images-rg"]  # where its snapshots may live (required without an image group)
         return body
 
     return {"families": {"viaimage": family("viaimage", "managedImage", "pipeweu"), "direct": family("direct", "snapshots", "pipeweu2")}}

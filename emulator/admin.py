@@ -48,6 +48,19 @@ def routes(emulator: Emulator) -> list[Route]:
         emulator.faults.clear()
         return Response(204)
 
+    def add_denial(request: Request) -> Response:
+        body = request.json()
+        action, scope, principal = body.get("action", "*"), body.get("scope", ""), body.get("principal")
+        if not isinstance(action, str) or not isinstance(scope, str) or not (principal is None or isinstance(principal, str)):
+            raise bad_request("Send {\"action\": \"Microsoft.Authorization/locks/*\", \"scope\": \"/subscriptions/...\", "
+                              "\"principal\": \"<appid>\"} (all optional strings) to refuse an identity an action.")
+        emulator.authorization.deny(action, scope, principal)
+        return json_response({"rules": len(emulator.authorization.rules)}, 201)
+
+    def clear_denials(request: Request) -> Response:
+        emulator.authorization.clear()
+        return Response(204)
+
     def teams_webhook(request: Request) -> Response:
         # A stand-in for a Teams Workflows "When a Teams webhook request is received" trigger:
         # it accepts the message envelope with Adaptive Card attachments and answers 202.
@@ -68,6 +81,8 @@ def routes(emulator: Emulator) -> list[Route]:
         Route("GET", "/_emulator/requests", requests, **admin),
         Route("POST", "/_emulator/faults", add_fault, **admin),
         Route("DELETE", "/_emulator/faults", clear_faults, **admin),
+        Route("POST", "/_emulator/denials", add_denial, **admin),
+        Route("DELETE", "/_emulator/denials", clear_denials, **admin),
         Route("POST", "/_emulator/teams/{channel}", teams_webhook, **admin),
         Route("GET", "/_emulator/teams", teams_messages, **admin),
     ]

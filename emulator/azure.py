@@ -47,6 +47,9 @@ class Emulator:
         self.scheduler = Scheduler(self.clock)
         self.log = RequestLog()
         self.faults = FaultInjector(seed)
+        from emulator.authorization import Authorization
+
+        self.authorization = Authorization()  # deny rules: a missing role assignment, on demand
         self.base_url = "https://127.0.0.1"  # replaced by the server with its real address
         self.teams_messages: list[dict] = []  # what the Teams Workflows webhook stand-in received
 
@@ -96,6 +99,8 @@ class Emulator:
                     raise err_cls(fault.status, code, "Injected fault: please retry.", headers=headers)
             if response is None:
                 self._authenticate(route, request)
+                if route.auth:  # Azure authorizes (RBAC) after authenticating and before the resource provider runs
+                    self.authorization.check(self._action(route, request), request.path, request.caller, route.plane)
                 self._check_api_version(route, request)
                 if route.plane == "arm" and request.method in WRITE_METHODS:
                     self._enforce_locks(route, request)

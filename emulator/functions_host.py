@@ -140,19 +140,42 @@ class FunctionsHost:
         return self.env[name]
 
     # ------------------------------------------------------------------------------------------
-    def _enqueue(self, topic: str, event: dict[str, Any]) -> None:
+    def _enqueue(self, topic: str, event: dict[str, Any], *, subject_filter: bool = True) -> None:
         event_type = event.get("eventType") or event.get("type")
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         operation = data.get("operationName") if isinstance(data, dict) else None
         now = self.emulator.now()
+        subject = event.get("subject") if isinstance(event.get("subject"), str) else None
+        prefixes = self._subject_prefixes() if subject_filter else None
         with self._lock:
             for sub in SUBSCRIPTIONS:
-                if sub.topic == topic and sub.matches(event_type, operation, event.get("subject")):
+                if sub.topic == topic and sub.matches(event_type, operation, subject, prefixes):
                     self._queue.append(Delivery(sub, event, now))
 
+    def _subject_prefixes(self) -> tuple[str, ...] | None:
+        """The resource-group filter infra puts on scoped subscriptions, from the app's families (None: not configured)."""
+        from shared.event_routing import subject_prefixes
+        from shared.families import FamilyConfigError, parse_families
+        from shared.scope import watched_groups
+
+        text = self.env.get("AUTOPILOT_FAMILIES")
+        subscription = self.env.get("AUTOPILOT_SUBSCRIPTION_ID", "")
+        if not text:
+            return None
+        try:
+            groups = watched_groups(parse_families(text))
+        except FamilyConfigError:
+            return None  # the app reports its configuration; the host routes unfiltered
+        return subject_prefixes(subscription, groups)
+
     def publish(self, topic: str, event: dict[str, Any]) -> None:
-        """Deliver an event as if Event Grid had received it on ``topic`` ("system" or "custom")."""
-        self._enqueue(topic, event)
+        """Deliver an event as if Event Grid had received it on ``topic`` ("system" or "custom").
+
+        The subscriptions' event-type and operation filters apply; their resource-group filter does not, so
+        that tests can hand the app events a subscription deployed without it would deliver (the app must
+        cope with those too). Events the emulator raises itself go through every filter, as in Azure.
+        """
+        self._enqueue(topic, event, subject_filter=False)
 
     def pending(self) -> int:
         with self._lock:

@@ -22,11 +22,12 @@ def image_pipeline(event: func.EventGridEvent) -> None:
     resource_id = parsed.resource_id.raw if parsed.resource_id else parsed.subject
     # observe -> decide -> act: the pipeline re-reads the resource and advances its version
     if system_events.is_snapshot_write(parsed) or system_events.is_snapshot_delete(parsed):
-        outcome = pipeline.on_snapshot_written(context, resource_id, event_time=parsed.time)
+        outcome = pipeline.on_snapshot_written(context, resource_id, dict(parsed.claims), event_time=parsed.time)
     elif system_events.is_snapshot_tags_write(parsed) or system_events.is_snapshot_tags_delete(parsed):
         tagged = system_events.tagged_resource(parsed)  # the event may name the tags resource or the snapshot itself
         assert tagged is not None
-        outcome = pipeline.on_snapshot_written(context, tagged.raw, event_time=parsed.time)
+        # allowedPrincipals judges the tagger: the claims of a Tags-API write are whoever wrote the tags
+        outcome = pipeline.on_snapshot_written(context, tagged.raw, dict(parsed.claims), event_time=parsed.time)
     elif system_events.is_image_write(parsed) or system_events.is_gallery_image_version_write(parsed):
         outcome = pipeline.on_image_written(context, resource_id)
     else:

@@ -130,6 +130,9 @@ var systemTopicSubscriptions = [
       'Microsoft.Compute/galleries/images/versions/write'
     ]
     subjectContains: []
+    // StringBeginsWith on subject: only the image resource groups (where the families' snapshots,
+    // images and galleries live). 3 operation names + at most 20 groups: Event Grid's 25 filter values.
+    resourceGroupScoped: true
   }
   {
     name: 'snapshot-tags'
@@ -146,6 +149,8 @@ var systemTopicSubscriptions = [
     subjectContains: [
       '/providers/Microsoft.Compute/snapshots/'
     ]
+    // 3 operation names + 1 subject value + at most 20 groups: Event Grid's 25 filter values.
+    resourceGroupScoped: true
   }
   {
     name: 'image-guard'
@@ -155,6 +160,7 @@ var systemTopicSubscriptions = [
       'Microsoft.Resources.ResourceDeleteFailure'
       'Microsoft.Resources.ResourceWriteSuccess'
     ]
+    resourceGroupScoped: false
     operationNames: [
       'Microsoft.Compute/images/delete'
       'Microsoft.Compute/snapshots/delete'
@@ -176,6 +182,7 @@ var customTopicSubscriptions = [
     ]
     operationNames: []
     subjectContains: []
+    resourceGroupScoped: false
   }
 ]
 
@@ -194,6 +201,7 @@ var alertEventTypes = [
   'BatchImageAutopilot.PoolsCreated'
   'BatchImageAutopilot.DeleteBlocked'
   'BatchImageAutopilot.SnapshotSetChanged'
+  'BatchImageAutopilot.PermissionDenied'
 ]
 
 // The app's state tables (shared/state.py); the app also creates them on first use.
@@ -262,6 +270,19 @@ module customTopic 'modules/custom-topic.bicep' = {
   }
 }
 
+// The Teams URL is a secret: when given, it goes to Key Vault and the app setting is a Key Vault reference.
+module teamsSecret 'modules/keyvault.bicep' = if (!empty(teamsWebhookUrl)) {
+  name: 'autopilot-keyvault'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    vaultName: 'kv-ap-${resourceToken}'
+    appPrincipalId: identities.outputs.appIdentityPrincipalId
+    teamsWebhookUrl: teamsWebhookUrl
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'autopilot-functionapp'
   scope: rg
@@ -281,7 +302,7 @@ module functionApp 'modules/functionapp.bicep' = {
     familiesJson: familiesJson
     familiesFile: familiesFile
     eventsTopicEndpoint: customTopic.outputs.endpoint
-    teamsWebhookUrl: teamsWebhookUrl
+    teamsWebhookUrl: empty(teamsWebhookUrl) ? '' : '@Microsoft.KeyVault(SecretUri=${teamsSecret.outputs.secretUri})'
     watchSchedule: watchSchedule
     guardSchedule: guardSchedule
     pipelineSchedule: pipelineSchedule
@@ -332,6 +353,7 @@ module systemTopic 'modules/system-topic.bicep' = {
     deployEventSubscriptions: deployEventSubscriptions
     functionAppId: functionApp.outputs.id
     subscriptions: systemTopicSubscriptions
+    subjectPrefixes: map(imageResourceGroupNames, g => '${subscription().id}/resourceGroups/${g}/')
     retryPolicy: retryPolicy
     deadLetterStorageId: storage.outputs.id
     deadLetterContainerName: storage.outputs.deadLetterContainerName

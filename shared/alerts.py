@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ IMAGE_BUILD_FAILED = "ImageBuildFailed"
 POOLS_CREATED = "PoolsCreated"
 DELETE_BLOCKED = "DeleteBlocked"
 SNAPSHOT_SET_CHANGED = "SnapshotSetChanged"  # a built version's snapshot was re-tagged: reported, not acted on
+PERMISSION_DENIED = "PermissionDenied"  # a 401/403 on a write (or on a read inside the configured scope): shared/permissions.py
 
 SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = "info", "warning", "critical"
 
@@ -90,24 +92,42 @@ class Alert:
         }
 
 
+# Adaptive Card TextBlocks and FactSet values render a markdown subset (emphasis, lists, [text](url) links).
+# Alert text carries untrusted values (tag values, resource names): every such character is escaped, URLs
+# are broken so nothing auto-links, and each field is cut short.
+_MARKDOWN = re.compile(r"([\\`*_\[\]()~<>#])")  # emphasis, code, links, strike-through, HTML-ish and headings
+_LIST_START = re.compile(r"^(\s*)([-+]|\d+\.)(\s)")  # a list only forms at the start of a line
+CARD_TITLE_CHARS, CARD_TEXT_CHARS, CARD_FACT_CHARS = 200, 1500, 300
+
+
+def card_text(text: str, limit: int) -> str:
+    """Untrusted text as plain text in an Adaptive Card: one line, markdown escaped, links defused, at most ``limit`` characters."""
+    text = re.sub(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]", " ", str(text))  # line breaks, control and bidi overrides
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = _LIST_START.sub(r"\1\\\2\3", _MARKDOWN.sub(r"\\\1", text))
+    return text.replace("://", ":\u200b//").replace("www.", "www\u200b.")  # nothing auto-links
+
+
 def adaptive_card(alert: Alert) -> dict[str, Any]:
     """A Teams Workflows webhook message carrying the alert as an Adaptive Card (v1.4)."""
     colour = {SEVERITY_CRITICAL: "Attention", SEVERITY_WARNING: "Warning"}.get(alert.severity, "Good")
     facts = [{"title": "Alert", "value": alert.type}, {"title": "Severity", "value": alert.severity},
-             {"title": "Resource", "value": alert.subject}, {"title": "When", "value": iso(alert.occurred_at)}]
-    for key in ("account", "pool", "codes", "attempt", "nextTryTime", "pools"):
+             {"title": "Resource", "value": card_text(alert.subject, CARD_FACT_CHARS)}, {"title": "When", "value": iso(alert.occurred_at)}]
+    for key in ("account", "pool", "codes", "attempt", "nextTryTime", "pools", "action", "role", "roleScope"):
         value = alert.details.get(key)
         if value not in (None, "", []):
-            facts.append({"title": key, "value": value if isinstance(value, str) else json.dumps(value)})
+            facts.append({"title": key, "value": card_text(value if isinstance(value, str) else json.dumps(value), CARD_FACT_CHARS)})
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": alert.title, "size": "Large", "weight": "Bolder", "color": colour, "wrap": True},
+            {"type": "TextBlock", "text": card_text(alert.title, CARD_TITLE_CHARS), "size": "Large", "weight": "Bolder", "color": colour,
+             "wrap": True},
             {"type": "FactSet", "facts": facts},
-            {"type": "TextBlock", "text": alert.diagnosis, "wrap": True},
-            {"type": "TextBlock", "text": f"**What to do:** {alert.fix}", "wrap": True},
+            {"type": "TextBlock", "text": card_text(alert.diagnosis, CARD_TEXT_CHARS), "wrap": True},
+            {"type": "TextBlock", "text": f"**What to do:** {card_text(alert.fix, CARD_TEXT_CHARS)}", "wrap": True},
         ],
     }
     return {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}

@@ -72,9 +72,14 @@ class AzureClients:
 
     def _transport_kwargs(self) -> dict[str, Any]:
         retry = self.settings.retry
+        from shared.retry import CappedRetryPolicy
+
         kwargs: dict[str, Any] = {
             # azure-core's RetryPolicy retries 408/429/500/502/503/504 and connection errors, and
-            # sleeps for Retry-After when the service sends it; bounded so a function never hangs.
+            # sleeps for Retry-After when the service sends it; bounded so a function never hangs:
+            # retries, backoff and (shared/retry.py) the Retry-After an invocation will wait for.
+            "retry_policy": CappedRetryPolicy(retry_total=retry.total, retry_backoff_factor=retry.backoff_factor,
+                                              retry_backoff_max=retry.backoff_max, retry_after_max=retry.retry_after_max),
             "retry_total": retry.total,
             "retry_backoff_factor": retry.backoff_factor,
             "retry_backoff_max": retry.backoff_max,
@@ -171,10 +176,10 @@ class AzureClients:
 
         def build() -> PipelineClient:
             from azure.core import PipelineClient
-            from azure.core.pipeline.policies import HeadersPolicy, RetryPolicy, UserAgentPolicy
+            from azure.core.pipeline.policies import HeadersPolicy, UserAgentPolicy
 
             kwargs = self._transport_kwargs()
-            policies = [HeadersPolicy(), UserAgentPolicy(user_agent=USER_AGENT), RetryPolicy(**kwargs)]
+            policies = [HeadersPolicy(), UserAgentPolicy(user_agent=USER_AGENT), kwargs.pop("retry_policy")]
             return PipelineClient(base_url=url, policies=policies, **kwargs)
 
         return self._cached("teams", build)
@@ -188,6 +193,7 @@ class AzureClients:
 
             kwargs = self._transport_kwargs()
             kwargs.pop("connection_verify", None)  # storage keeps the platform CA store
+            kwargs.pop("retry_policy", None)  # Tables keeps its own retry policy (secondary endpoints), with the same bounds
             if self.settings.storage_connection:
                 return TableServiceClient.from_connection_string(self.settings.storage_connection, **kwargs)
             return TableServiceClient(self.settings.storage_table_endpoint or "", credential=self.credential, **kwargs)

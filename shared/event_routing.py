@@ -28,15 +28,31 @@ class EventSubscription:
     # Advanced filter StringContains on subject (any of the values; ANDed with the filters above, case-insensitive
     # like every Event Grid string comparison); () = any subject.
     subject_contains: tuple[str, ...] = ()
+    # Advanced filter StringBeginsWith on subject: only the configured image/snapshot resource groups
+    # (infra: the imageResourceGroups parameter; here: shared/scope.watched_groups of the families).
+    resource_group_scoped: bool = False
 
-    def matches(self, event_type: str | None, operation_name: str | None, subject: str | None = None) -> bool:
+    def matches(self, event_type: str | None, operation_name: str | None, subject: str | None = None,
+                prefixes: tuple[str, ...] | None = None) -> bool:
         if not event_type or event_type.lower() not in {t.lower() for t in self.included_event_types}:
+            return False
+        in_groups = bool(subject) and str(subject).lower().startswith(tuple(p.lower() for p in prefixes or ()))
+        if self.resource_group_scoped and prefixes is not None and not in_groups:
             return False
         if self.subject_contains and not (isinstance(subject, str) and any(s.lower() in subject.lower() for s in self.subject_contains)):
             return False
         if not self.operation_names:
             return True
         return bool(operation_name) and operation_name.lower() in {o.lower() for o in self.operation_names}
+
+
+# Event Grid allows 25 filter values per event subscription, across its advanced filters.
+MAX_FILTER_VALUES = 25
+
+
+def subject_prefixes(subscription_id: str, resource_groups: list[str]) -> tuple[str, ...]:
+    """The StringBeginsWith values of a resource-group-scoped subscription (case-insensitive in Event Grid)."""
+    return tuple(f"/subscriptions/{subscription_id}/resourceGroups/{g}/".lower() for g in resource_groups)
 
 
 SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
@@ -50,6 +66,7 @@ SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
             "Microsoft.Compute/images/write",
             "Microsoft.Compute/galleries/images/versions/write",
         ),
+        resource_group_scoped=True,  # snapshots of the whole subscription are not the app's business
     ),
     # Tags written through the Tags API (portal Tags blade, az tag update/delete, Update-AzTag) arrive as
     # Microsoft.Resources/tags/write|delete about any resource in the subscription, so they get their own
@@ -67,6 +84,7 @@ SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
             "Microsoft.Compute/snapshots/delete",
         ),
         subject_contains=("/providers/Microsoft.Compute/snapshots/",),
+        resource_group_scoped=True,  # like image-pipeline: only snapshots in the configured groups
     ),
     EventSubscription(
         name="image-guard",

@@ -18,6 +18,9 @@ Shape (``?`` = optional, with its default)::
                      "hyperVGeneration": "V1"|"V2", "location"},
          "source"?: "managedImage" | "snapshots",
          "imageResourceGroup": "...",                      (required for source managedImage)
+         "snapshotResourceGroups"?: [imageResourceGroup],  (required for source snapshots without imageResourceGroup)
+         "allowedPrincipals"?: [],                         (object / application ids allowed to opt snapshots in; [] = anyone)
+         "maxLiveVersions"?: none,                         (off until version retirement is defined)
          "keepManagedImage"?: false,
          "legacyManagedImagePools"?: false,                 (true is refused: see _family)
          "replicas"?: {"nodesPerReplica"?: 300, "minimum"?: 1, "storageAccountType"?: "Standard_LRS"},
@@ -161,10 +164,20 @@ class FamilyConfig:
     replicas: ReplicaPolicy = field(default_factory=ReplicaPolicy)
     node_limits: NodeLimits = field(default_factory=NodeLimits)
     description: str | None = None
+    snapshot_resource_groups: tuple[str, ...] = ()  # (): the image resource group
+    allowed_principals: tuple[str, ...] = ()  # (): anyone who can tag a snapshot in scope
+    max_live_versions: int | None = None  # None: no cap (off until retirement is defined)
 
     @property
     def builds_managed_image(self) -> bool:
         return self.source == "managedImage"
+
+    @property
+    def snapshot_groups(self) -> tuple[str, ...]:
+        """Where the family's snapshots may live (shared/scope.py): the setting, else the image resource group."""
+        if self.snapshot_resource_groups:
+            return self.snapshot_resource_groups
+        return (self.image_resource_group,) if self.image_resource_group else ()
 
 
 @dataclass(frozen=True)
@@ -244,6 +257,11 @@ def families_from_dict(document: object, *, _extra_problems: list[str] | None = 
                 if family is not None:
                     families.append(family)
             _check_pool_id_clashes(v, families)
+            groups = {g.lower() for f in families for g in (*f.snapshot_groups, f.image_resource_group or "", f.gallery.resource_group) if g}
+            if len(groups) > MAX_WATCHED_GROUPS:
+                v.problem("families", f"the families use {len(groups)} resource groups (snapshots, images, galleries); the event "
+                          f"subscription filters on at most {MAX_WATCHED_GROUPS} (Event Grid allows 25 filter values): share groups, "
+                          "or deploy another instance")
     if v.problems:
         raise FamilyConfigError(v.problems)
     return FamiliesConfig(MappingProxyType({f.name: f for f in families}))
@@ -552,7 +570,22 @@ def _nat_pools(v: _Validator, path: str, raw: object) -> tuple[bool, tuple[nat.N
 
 
 _FAMILY_KEYS = ("description", "gallery", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas",
-                "nodeLimits", "pools")
+                "nodeLimits", "pools", "snapshotResourceGroups", "allowedPrincipals", "maxLiveVersions")
+# Event Grid allows 25 filter values per event subscription; the pipeline's uses 3 for operation names, and one
+# subject prefix per watched resource group (shared/event_routing.py). A sanity bound well inside that budget.
+MAX_WATCHED_GROUPS = 20
+MAX_ALLOWED_PRINCIPALS = 100
+
+
+def _string_list(v: _Validator, path: str, raw: object, check: Any, example: str, limit: int) -> tuple[str, ...] | None:
+    if not isinstance(raw, list) or not raw:
+        v.problem(path, f"{_show(raw)} is not a non-empty list of strings; for example [{json.dumps(example)}]")
+        return None
+    if len(raw) > limit:
+        v.problem(path, f"has {len(raw)} entries; at most {limit}")
+        return None
+    out = [v.string(_join(path, i), item, check, example=example) for i, item in enumerate(raw)]
+    return None if None in out else tuple(dict.fromkeys(o for o in out if o))
 
 
 def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | None:
@@ -568,6 +601,14 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
     legacy = v.boolean(_join(path, "legacyManagedImagePools"), f["legacyManagedImagePools"]) if "legacyManagedImagePools" in f else False
     replicas = _replicas(v, _join(path, "replicas"), f["replicas"]) if "replicas" in f else ReplicaPolicy()
     limits = _node_limits(v, _join(path, "nodeLimits"), f["nodeLimits"]) if "nodeLimits" in f else NodeLimits()
+    snapshot_groups = (_string_list(v, _join(path, "snapshotResourceGroups"), f["snapshotResourceGroups"], naming.resource_group_problem,
+                                    "images-rg", MAX_WATCHED_GROUPS) if "snapshotResourceGroups" in f else ())
+    principals = (_string_list(v, _join(path, "allowedPrincipals"), f["allowedPrincipals"], _guid_principal,
+                               "00000000-0000-0000-0000-000000000000", MAX_ALLOWED_PRINCIPALS) if "allowedPrincipals" in f else ())
+    max_live = v.integer(_join(path, "maxLiveVersions"), f["maxLiveVersions"], 1, 1000) if "maxLiveVersions" in f else None
+    if source == "snapshots" and "imageResourceGroup" not in f and "snapshotResourceGroups" not in f:
+        v.problem(_join(path, "snapshotResourceGroups"), "is required when the family has no imageResourceGroup: it names the resource "
+                  "group(s) where the family's snapshots may live (the app ignores snapshots anywhere else)")
 
     if source == "managedImage" and "imageResourceGroup" not in f:
         v.problem(_join(path, "imageResourceGroup"), "is required with source \"managedImage\" (the default): it is where the managed images are created")
@@ -595,7 +636,12 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
         return None
     return FamilyConfig(name=name, gallery=gallery, pools=tuple(pools), source=source, image_resource_group=image_rg,
                         keep_managed_image=bool(keep) or bool(legacy), legacy_managed_image_pools=legacy, replicas=replicas,
-                        node_limits=limits, description=description)
+                        node_limits=limits, description=description, snapshot_resource_groups=snapshot_groups or (),
+                        allowed_principals=tuple(p.lower() for p in principals or ()), max_live_versions=max_live)
+
+
+def _guid_principal(text: str) -> str | None:
+    return None if _GUID.match(text) else "an object id or application (client) id is a GUID"
 
 
 def _check_pool_id_clashes(v: _Validator, families: list[FamilyConfig]) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from shared import system_events
+from shared import ownership, permissions, system_events
 from shared.context import AppContext
-from shared.image_guard import LOCK_NAME, LockAction, broken_pools, held_for_missing, plan_locks
+from shared.image_guard import LOCK_NAME, NOTES_HEAD, LockAction, broken_pools, held_for_missing, plan_locks
 from shared.references import Inventory, app_locks, lock_owner, observe
 from shared.resources import locks
 from shared.system_events import ResourceEvent
@@ -30,6 +30,10 @@ class GuardReport:
     # Locks the graph no longer calls for, kept because a pool they were placed for depends on an
     # image that no longer exists (see image_guard.held_for_missing).
     kept: list[str] = field(default_factory=list)
+    # Removals the app declined after re-reading the lock (resource id -> why): not provably its own.
+    not_removed: dict[str, str] = field(default_factory=dict)
+    # Resources named by pool metadata that the guard does not trust (resource id -> why): shared/guard_trust.py.
+    untrusted: dict[str, str] = field(default_factory=dict)
 
 
 def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventory | None = None) -> GuardReport:
@@ -38,12 +42,13 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     from shared.resource_ids import normalize
 
     inventory = inventory or observe(context)
-    existing = app_locks(context)
+    with permissions.writing(context, "Microsoft.Authorization/locks/read", f"/subscriptions/{context.settings.subscription_id}"):
+        existing = app_locks(context)
     graph = inventory.graph
     actions = plan_locks(graph, {key: lock.notes for key, lock in existing.ours.items()}, taken=existing.taken,
                          lock_scopes={key: lock.scope for key, lock in existing.ours.items()})
     owner = lock_owner(context)
-    report = GuardReport(actions=actions, guarded=len(graph))
+    report = GuardReport(actions=actions, guarded=len(graph), untrusted=dict(inventory.untrusted))
     if inventory.unreadable_accounts:
         # An account we could not list may hold pools that still use an image: releasing now
         # could unprotect it. Keep every lock until every account can be read again.
@@ -62,10 +67,18 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     for action in actions:
         if action.kind == "put" and normalize(action.resource_id) in inventory.missing_images:
             continue  # nothing to lock: the resource is gone (an ImageMissing alert covers that)
+        lock_action = "Microsoft.Authorization/locks/delete" if action.kind == "remove" else "Microsoft.Authorization/locks/write"
         try:
             if action.kind in ("put", "refresh"):
                 locks.put_lock(context.clients, action.resource_id, LOCK_NAME, action.notes, owner)
             else:
+                # Re-read the lock just before removing it: only the app's own (name, owner, notes) is ever removed.
+                why = ownership.lock_removal_refusal(None if owner is None else locks.get_lock(context.clients, action.resource_id, LOCK_NAME),
+                                                     owner, lock_name=LOCK_NAME, notes_head=NOTES_HEAD)
+                if why is not None:
+                    report.not_removed[action.resource_id] = why
+                    log.warning("guard: kept lock on %s: %s", action.resource_id, why)
+                    continue
                 locks.delete_lock(context.clients, action.resource_id, LOCK_NAME)
             report.applied.append(action)
             log.info("guard: %s lock on %s", action.kind, action.resource_id)
@@ -74,6 +87,8 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
         except Exception as exc:  # one failure (e.g. permission) must not stop the others
             report.failed[action.resource_id] = f"{type(exc).__name__}: {exc}"
             log.warning("guard: could not %s lock on %s: %s", action.kind, action.resource_id, exc)
+            if permissions.is_denied(exc):
+                permissions.report_denied(context, lock_action, action.resource_id, exc)
     return report
 
 

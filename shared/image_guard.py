@@ -55,6 +55,7 @@ class PoolUse:
     pool: PoolRef
     image_id: str | None
     recorded_sources: tuple[str, ...] = ()  # managed image / snapshot ids from the pool's metadata
+    family: str = ""  # the pool's autopilot.family metadata (what shared/guard_trust.py trusts it to name)
 
 
 def pool_use(account_id: str, pool: Mapping[str, Any]) -> PoolUse | None:
@@ -70,7 +71,8 @@ def pool_use(account_id: str, pool: Mapping[str, Any]) -> PoolUse | None:
     pool_id = pool.get("name") or pool.get("id", "")
     if "/" in pool_id:
         pool_id = pool_id.rsplit("/", 1)[-1]
-    return PoolUse(PoolRef(account_id, pool_id), image_id, tuple(r.strip() for r in recorded if r and r.strip()))
+    return PoolUse(PoolRef(account_id, pool_id), image_id, tuple(r.strip() for r in recorded if r and r.strip()),
+                   metadata.get(pool_metadata.FAMILY, "").strip())
 
 
 def image_sources(kind: str, resource: Mapping[str, Any] | None) -> list[str]:
@@ -134,6 +136,7 @@ def build_graph(uses: Iterable[PoolUse], sources_of: Mapping[str, list[str]]) ->
 
 _NOTES_HEAD = "Batch Image Autopilot: in use by Batch pool(s) "
 _NOTES_TAIL = ". Deleting it would stop them from scaling. The lock is removed when no pool uses it."
+NOTES_HEAD = _NOTES_HEAD  # how every lock note the app writes begins (checked before a removal)
 _NOTES_MORE = re.compile(r"^(?P<shown>.*?)(?: and (?P<more>\d+) more)?$")
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared import alerts, image_rules, naming, pool_metadata, snapshot_sets
+from shared import alerts, image_rules, naming, ownership, permissions, pool_metadata, retention, scope, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -36,8 +36,8 @@ from shared.state import PIPELINE, SNAPSHOT_SETS, ConcurrencyConflict, Record
 
 log = logging.getLogger("autopilot.pipeline")
 
-MANAGED_BY_TAG = "autopilot.managedBy"
-MANAGED_BY = "batch-image-autopilot"
+MANAGED_BY_TAG = ownership.MANAGED_BY_TAG
+MANAGED_BY = ownership.MANAGED_BY
 GALLERY_VERSION_LIFETIME = timedelta(days=180)  # the 2026-03-03 API's default end of life: six months
 CLAIM_RETRIES = 5
 # A claimed create whose resource is still not there after this long was never sent (the instance
@@ -65,14 +65,27 @@ def families_of(context: AppContext) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def on_snapshot_written(context: AppContext, snapshot_id: str, *, event_time: datetime | None = None) -> Outcome:
+def on_snapshot_written(context: AppContext, snapshot_id: str, claims: Any = None, *, event_time: datetime | None = None) -> Outcome:
     """A snapshot was written, re-tagged (a snapshot write or a Tags-API write), untagged or deleted: bring the sets
-    it touches up to date from what its tags say now (shared.set_membership), then advance the set it claims."""
+    it touches up to date from what its tags say now (shared.set_membership), then advance the set it claims.
+
+    ``claims``: the event's (who wrote the snapshot, or its tags), checked against a family's allowedPrincipals
+    before the snapshot may join a set; None when the snapshot was found without an event.
+    """
     from shared import set_membership
 
     families = families_of(context)
+    if not scope.in_any_snapshot_scope(families, snapshot_id, context.settings.subscription_id):
+        # Not read at all: outside every family's snapshotResourceGroups it is not the app's business (and may be unreadable).
+        scope.count_ignored(context, scope.OUT_OF_SCOPE, snapshot_id, "outside every family's snapshotResourceGroups")
+        return Outcome("ignored", "outside every family's snapshotResourceGroups")
+
+    def refusal(family_name: str, observed_id: str) -> str | None:
+        refused = _scope_refusal(context, families.get(family_name), observed_id, claims)
+        return refused.detail if refused else None
+
     result = set_membership.on_snapshot_event(context, snapshot_id, event_time=event_time,
-                                              configured=lambda name: families.get(name) is not None)
+                                              configured=lambda name: families.get(name) is not None, refusal=refusal)
     if result.key is None:
         return Outcome(result.stage, result.detail)
     if families.get(result.key.family) is None:
@@ -82,13 +95,38 @@ def on_snapshot_written(context: AppContext, snapshot_id: str, *, event_time: da
 
 def on_image_written(context: AppContext, resource_id: str) -> Outcome:
     """A managed image or gallery image version the pipeline started has changed: advance its version."""
-    resource = compute.get_any_image(context.clients, resource_id)
+    if not scope.in_any_image_scope(families_of(context), resource_id, context.settings.subscription_id):
+        scope.count_ignored(context, scope.OUT_OF_SCOPE, resource_id, "outside every family's image resource group and gallery")
+        return Outcome("ignored", "outside every family's image resource group and gallery")
+    resource = _read_in_scope(context, permissions.write_action(resource_id).rsplit("/", 1)[0] + "/read", resource_id, compute.get_any_image)
     if resource is None:
         return Outcome("ignored", f"{resource_id} no longer exists")
     tags = {k.lower(): v for k, v in (resource.get("tags") or {}).items()}
     if tags.get(MANAGED_BY_TAG.lower()) != MANAGED_BY or not tags.get(TAG_FAMILY) or not tags.get(TAG_VERSION):
         return Outcome("ignored", "not built by the pipeline")
     return advance(context, tags[TAG_FAMILY], tags[TAG_VERSION])
+
+
+def _read_in_scope(context: AppContext, action: str, resource_id: str, read: Any) -> dict[str, Any] | None:
+    """Re-read a resource inside a family's scope: a 401/403 there is a missing role (PermissionDenied), and the
+    invocation fails so that Event Grid's redelivery reads it again once the role is granted."""
+    with permissions.writing(context, action, resource_id):
+        return read(context.clients, resource_id)
+
+
+def _scope_refusal(context: AppContext, family: FamilyConfig, snapshot_id: str, claims: Any) -> Outcome | None:
+    """A snapshot tagged for ``family`` but outside its scope, or written by someone it does not allow: refused, with an alert."""
+    if not scope.in_family_scope(family, snapshot_id, context.settings.subscription_id):
+        code, why, fix = scope.SNAPSHOT_OUT_OF_SCOPE, (f"it is outside the family's snapshotResourceGroups "
+                                                       f"({', '.join(family.snapshot_groups)})"), scope.scope_refusal_fix(family, snapshot_id)
+    elif why := scope.principal_refusal(context, family, snapshot_id, claims):
+        code, fix = scope.PRINCIPAL_NOT_ALLOWED, scope.principal_refusal_fix(family)
+    else:
+        return None
+    _alert(context, alerts.IMAGE_REFUSED, snapshot_id, f"Snapshot refused for family {family.name}: {code}",
+           f"snapshot {snapshot_id} is tagged {TAG_FAMILY}={family.name}, but {why}; it is not added to any set", fix,
+           dedupe=f"scope|{code}", details={"codes": [code], "family": family.name})
+    return Outcome("refused", f"{code}: {why}")
 
 
 def sweep(context: AppContext) -> list[Outcome]:
@@ -99,7 +137,8 @@ def sweep(context: AppContext) -> list[Outcome]:
     """
     outcomes: list[Outcome] = []
     errors: list[str] = []
-    for row in list(context.state.table(PIPELINE).query()):
+    # Only rows with an unsent alert (an outbox) are read here, not every version ever built.
+    for row in list(context.state.table(PIPELINE).query_filter("outbox ge @empty", {"empty": ""})):
         if row.data.get("stage") in TERMINAL and row.data.get("outbox"):
             try:
                 _flush_outbox(context, row)
@@ -115,6 +154,10 @@ def sweep(context: AppContext) -> list[Outcome]:
             continue
         if outcome is not None:
             outcomes.append(outcome)
+    try:
+        retention.expire_finished(context)  # finished rows past AUTOPILOT_STATE_RETENTION_DAYS: the sweep reads open work
+    except Exception as exc:  # housekeeping never fails the sweep
+        log.warning("sweep: expiring finished state failed: %s", exc)
     if errors:
         raise RuntimeError(f"pipeline sweep: {len(errors)} version(s) could not be advanced: " + "; ".join(errors)[:2000])
     return outcomes
@@ -156,6 +199,9 @@ def advance(context: AppContext, family_name: str, version: str) -> Outcome:
     if family is None:
         return Outcome("ignored", f"family {family_name} is not configured")
     key = SnapshotSetKey(family.name, version)
+    if _load_stage(context, key) is None and retention.built_before(context, key.partition_key, key.row_key):
+        # Built long ago; its rows expired (a re-tag of an old set): never built twice.
+        return Outcome(DONE, f"{key} was built before (tombstone); its state expired")
     for _ in range(CLAIM_RETRIES):
         # Read inside the loop: a set whose membership changed meanwhile is judged as it is now.
         record = context.state.table(SNAPSHOT_SETS).get(key.partition_key, key.row_key)
@@ -191,6 +237,7 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
                 image_rules.REFUSE, "SNAPSHOT_DELETED", gone[0], f"snapshot(s) {', '.join(gone)} were deleted before the image was built",
                 "re-create the snapshot(s) from the prepared VM's disks and tag them again")])
         findings, skus = validate(context, family, snapshot_set, version_id, image_id)
+        findings += scope.live_version_findings(context, family, key, PIPELINE, counted=(VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE))
         if image_rules.has_refusal(findings):
             return _refuse(context, snapshot_set, row, version_id, findings)
         for warning in image_rules.warnings(findings):
@@ -204,6 +251,8 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
 
     if stage == VALIDATED and image_id is not None:
         image = compute.get_image(context.clients, image_id)
+        if image is not None and (why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids)):
+            return _name_taken(context, snapshot_set, image_id, why, kind="managed image")
         if image is None or _provisioning_state(image) == "failed":  # failed: a retry after the set changed
             return _request(context, key, row, VALIDATED, IMAGE_REQUESTED, image_id,
                             lambda: compute.start_image_create(context.clients, image_id, image_body(family, snapshot_set)))
@@ -214,6 +263,8 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
     if stage == IMAGE_REQUESTED:
         if image_id is not None:
             image = compute.get_image(context.clients, image_id)
+            if image is not None and (why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids)):
+                return _name_taken(context, snapshot_set, image_id, why, kind="managed image")
             state = _provisioning_state(image)
             if image is None and _claim_is_stale(context, row):
                 # Claimed, but the create never reached Azure (the instance died in between): send it again.
@@ -227,6 +278,9 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         if waiting is not None:  # its creation raises no event the app subscribes to: the sweep comes back
             return Outcome(IMAGE_REQUESTED, f"gallery image definition {family.gallery.image_definition} is {waiting}")
         existing = compute.get_gallery_image_version(context.clients, version_id)
+        if existing is not None and (why := ownership.version_not_ours(existing, key.family, key.version,
+                                                                       _version_sources(snapshot_set, image_id))):
+            return _name_taken(context, snapshot_set, version_id, why, kind="gallery image version")
         if existing is None or _provisioning_state(existing) == "failed":  # failed: a retry after the set changed
             return _request(context, key, row, IMAGE_REQUESTED, VERSION_REQUESTED, version_id,
                             lambda: compute.start_gallery_image_version_create(
@@ -236,6 +290,9 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
 
     if stage == VERSION_REQUESTED:
         gallery_version = compute.get_gallery_image_version(context.clients, version_id)
+        if gallery_version is not None and (why := ownership.version_not_ours(gallery_version, key.family, key.version,
+                                                                              _version_sources(snapshot_set, image_id))):
+            return _name_taken(context, snapshot_set, version_id, why, kind="gallery image version")
         state = _provisioning_state(gallery_version)
         if gallery_version is None and _claim_is_stale(context, row):
             return _request(context, key, row, IMAGE_REQUESTED, VERSION_REQUESTED, version_id,
@@ -249,10 +306,14 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         if image_id is not None and not family.keep_managed_image and not family.legacy_managed_image_pools:
             # Before the pools exist: once a pool uses the version, the guard locks the version's
             # source image too, and the delete would be refused (ScopeLocked) for as long as it lives.
-            _drop_intermediate_image(context, image_id)
+            _drop_intermediate_image(context, image_id, snapshot_set)
         pools = create_pools(context, family, snapshot_set, version_id, image_id, skus)
         if pools.refused:
             return _pools_refused(context, snapshot_set, row, version_id, pools.refused)
+        if pools.taken:
+            for pool_path, why in pools.taken:
+                _name_taken(context, snapshot_set, pool_path, why, kind="pool")
+            return Outcome(VERSION_REQUESTED, f"pool id(s) taken: {', '.join(p for p, _ in pools.taken)}")
         if pools.missing:
             # Batch answered the create without creating the pool (e.g. the account's pool quota): not done.
             # The sweep tries again; the alert says what to fix.
@@ -268,20 +329,35 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
                      f"gallery image version {version_id} was built from {len(snapshot_set.members)} snapshot(s); pools: {names}",
                      "nothing to do; the pool watch drives the pools to their targets", f"done|{key}", context.clock.now(),
                      {"pools": list(pools.names), "family": key.family, "version": key.version})
-        _finish(context, key, row, DONE, detail, done)
         from shared.guard import reconcile  # lock what the new pools use now, not at the next tick
 
-        reconcile(context)
+        report = reconcile(context)
+        built = {normalize(r) for r in (version_id, image_id, *snapshot_set.snapshot_ids) if r}
+        unlocked = sorted(r for r in report.failed if normalize(r) in built)
+        if unlocked:
+            # Pools on an unprotected image are one delete away from AllocationFailed: not done until it is locked.
+            # (A 401/403 already raised PermissionDenied; the sweep locks and finishes once the role is granted.)
+            return Outcome(VERSION_REQUESTED, f"pools created, but could not lock {', '.join(unlocked)}")
+        _finish(context, key, row, DONE, detail, done)
         return Outcome(DONE, names)
     return Outcome(stage)
 
 
-def _drop_intermediate_image(context: AppContext, image_id: str) -> None:
+def _drop_intermediate_image(context: AppContext, image_id: str, snapshot_set: SnapshotSet) -> None:
     """The gallery version is an independent copy: the intermediate managed image is no longer needed."""
     from azure.core.exceptions import HttpResponseError
 
+    image = compute.get_image(context.clients, image_id)
+    if image is None:
+        return
+    key = snapshot_set.key
+    if why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids):
+        # Someone replaced it since the version was built from it: it is theirs now, never the app's to delete.
+        log.warning("kept %s: not the app's intermediate image (%s)", image_id, why)
+        return
     try:
-        compute.start_image_delete(context.clients, image_id)
+        with permissions.writing(context, "Microsoft.Compute/images/delete", image_id):
+            compute.start_image_delete(context.clients, image_id)
     except HttpResponseError as exc:
         if exc.status_code == 404:
             return
@@ -308,7 +384,8 @@ def _request(context: AppContext, key: SnapshotSetKey, row: Record | None, from_
     """
     claimed = _save_stage(context, key, row, to_stage)
     try:
-        start()
+        with permissions.writing(context, permissions.write_action(resource_id), resource_id):
+            start()
     except Exception:
         with contextlib.suppress(ConcurrencyConflict):  # someone moved on meanwhile: they own the stage now
             _save_stage(context, key, claimed, from_stage, released="true")
@@ -422,8 +499,32 @@ def _dedupe(findings: list[image_rules.Finding]) -> list[image_rules.Finding]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _tags(snapshot_set: SnapshotSet) -> dict[str, str]:
-    return {TAG_FAMILY: snapshot_set.key.family, TAG_VERSION: snapshot_set.key.version, MANAGED_BY_TAG: MANAGED_BY}
+def _tags(snapshot_set: SnapshotSet, sources: Any = None) -> dict[str, str]:
+    """The app's ownership tags (shared/ownership.py): the app, the set's key and what it is built from."""
+    return ownership.app_tags(snapshot_set.key.family, snapshot_set.key.version,
+                              snapshot_set.snapshot_ids if sources is None else sources)
+
+
+def _version_sources(snapshot_set: SnapshotSet, image_id: str | None) -> list[str]:
+    """What the gallery version is built from: the intermediate managed image, or the snapshots themselves."""
+    return [image_id] if image_id is not None else list(snapshot_set.snapshot_ids)
+
+
+def _name_taken(context: AppContext, snapshot_set: SnapshotSet, resource_id: str, why: str, *, kind: str) -> Outcome:
+    """A resource the app did not build sits at a name it derives: never adopt, lock or delete it.
+
+    The stage is left where it is (not refused for good): the sweep looks again, so the version is
+    built as soon as the person frees the name, as the fix says.
+    """
+    key = snapshot_set.key
+    diagnosis = (f"{kind} {resource_id} already exists at the name the app derives for {key}, but it is not the app's own build "
+                 f"of these snapshots: {why}. The app leaves it untouched (no reuse, lock or delete).")
+    _alert(context, alerts.IMAGE_REFUSED, resource_id, f"Image {key} refused: {ownership.NAME_TAKEN}", diagnosis,
+           ownership.name_taken_fix(resource_id, key.family, key.version, kind="pool" if kind == "pool" else "image"),
+           dedupe=f"name-taken|{key}|{normalize(resource_id)}",
+           details={"codes": [ownership.NAME_TAKEN], "family": key.family, "version": key.version, "resources": [resource_id]})
+    log.warning("%s: %s", key, diagnosis)
+    return Outcome(REFUSED, f"{ownership.NAME_TAKEN}: {resource_id}")
 
 
 def image_body(family: FamilyConfig, snapshot_set: SnapshotSet) -> dict[str, Any]:
@@ -471,7 +572,7 @@ def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set
     end_of_life = context.clock.now() + GALLERY_VERSION_LIFETIME
     return {
         "location": family.gallery.location,
-        "tags": _tags(snapshot_set),
+        "tags": _tags(snapshot_set, _version_sources(snapshot_set, image_id)),
         "properties": {
             "publishingProfile": {
                 # Plan one replica per 300 VMs (Batch's 2026 guidance for gallery images).
@@ -540,12 +641,13 @@ class PoolsResult:
     created: tuple[str, ...]  # those this call created
     missing: tuple[str, ...]  # pool resource ids Batch neither created nor has
     refused: tuple[batch_pools.PoolCreateRefused, ...] = ()  # pools Batch refused outright (400): no retry can help
+    taken: tuple[tuple[str, str], ...] = ()  # (pool resource id, why) of pools at the derived id that are not the app's
 
 
 def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, version_id: str, image_id: str | None,
                  skus: dict[str, str]) -> PoolsResult:
     pool_image_id = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
-    names, created, missing, refused = [], [], [], []
+    names, created, missing, refused, taken = [], [], [], [], []
     for spec in family.pools:
         account = batch_accounts.get_account(context.clients, spec.account)
         pool_id = spec.pool_id(family.name, snapshot_set.key.version)
@@ -554,19 +656,25 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
             raise RuntimeError(f"no nodeAgentSkuId for pool {pool_id}: set nodeAgentSkuId in the family's pool configuration")
         body = pool_body(family, spec, snapshot_set, pool_image_id, image_id, sku, context.settings.growth_step_nodes)
         try:
-            was_created = batch_pools.create_pool(context.clients, account, pool_id, body)
+            with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/write", f"{account.id}/pools/{pool_id}"):
+                created_now = batch_pools.create_pool(context.clients, account, pool_id, body)
         except batch_pools.PoolCreateRefused as exc:
             refused.append(exc)
             continue
-        if was_created:
+        if created_now:
             created.append(f"{account.name}/{pool_id}")
             log.info("created pool %s in %s from %s", pool_id, account.id, pool_image_id)
-        elif batch_pools.get_pool(context.clients, account, pool_id) is None:
-            # "Not created" must mean "already there": a refusal such as PoolQuotaReached is not success.
-            missing.append(f"{account.id}/pools/{pool_id}")
-            continue
+        else:
+            existing = batch_pools.get_pool(context.clients, account, pool_id)
+            if existing is None:
+                # "Not created" must mean "already there": a refusal such as PoolQuotaReached is not success.
+                missing.append(f"{account.id}/pools/{pool_id}")
+                continue
+            if why := ownership.pool_not_ours(existing, family.name, snapshot_set.key.version, pool_image_id):
+                taken.append((f"{account.id}/pools/{pool_id}", why))
+                continue
         names.append(f"{account.name}/{pool_id}")
-    return PoolsResult(tuple(names), tuple(created), tuple(missing), tuple(refused))
+    return PoolsResult(tuple(names), tuple(created), tuple(missing), tuple(refused), tuple(taken))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -717,7 +825,10 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
         body = {"location": gallery.location, "properties": {
             "osType": gallery.os_type, "osState": gallery.os_state, "hyperVGeneration": gallery.hyper_v_generation,
             "identifier": {"publisher": "batch-image-autopilot", "offer": family.name, "sku": gallery.image_definition}}}
-        compute.start_gallery_image_create(context.clients, gallery.resource_group, gallery.name, gallery.image_definition, body)
+        definition_id = (f"/subscriptions/{gallery.subscription or context.settings.subscription_id}/resourceGroups/{gallery.resource_group}"
+                         f"/providers/Microsoft.Compute/galleries/{gallery.name}/images/{gallery.image_definition}")
+        with permissions.writing(context, "Microsoft.Compute/galleries/images/write", definition_id):
+            compute.start_gallery_image_create(context.clients, gallery.resource_group, gallery.name, gallery.image_definition, body)
         definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
         if definition is None:
             return "not visible yet"

@@ -28,6 +28,7 @@ class Inventory:
     missing_images: set[str] = field(default_factory=set)  # normalised ids of referenced images that do not exist
     unreadable_accounts: dict[str, str] = field(default_factory=dict)
     subscription_id: str = ""  # resources elsewhere cannot be read or locked by the app: left out
+    untrusted: dict[str, str] = field(default_factory=dict)  # ids pool metadata named that the guard ignores (shared/guard_trust.py)
 
     @property
     def graph(self) -> dict[str, GuardedResource]:
@@ -66,6 +67,9 @@ def observe(context: AppContext, *, follow_sources: bool = True) -> Inventory:
             use = pool_use(account.id, pool)
             if use is not None:
                 inventory.uses.append(use)
+    from shared.guard_trust import filter_uses
+
+    filter_uses(context, inventory)  # pool metadata may point the guard only at the family's own places or the app's builds
     if follow_sources:
         _follow_sources(context, inventory)
     return inventory

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared import alerts, snapshot_sets
+from shared import alerts, permissions, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import parse_iso
 from shared.context import AppContext
@@ -84,8 +84,13 @@ def readiness(snapshot: dict[str, Any]) -> tuple[bool, str]:
 
 
 def observe(context: AppContext, snapshot_id: str) -> Observation:
-    """Re-read one snapshot (never trusting an event) and say which set its tags claim."""
-    snapshot = compute.get_snapshot(context.clients, snapshot_id)
+    """Re-read one snapshot (never trusting an event) and say which set its tags claim.
+
+    Only snapshots inside a family's scope are read (the pipeline checks before): a 401/403 here is a missing
+    role, so it raises PermissionDenied and fails the invocation for Event Grid or the sweep to try again.
+    """
+    with permissions.writing(context, "Microsoft.Compute/snapshots/read", snapshot_id):
+        snapshot = compute.get_snapshot(context.clients, snapshot_id)
     if snapshot is None:
         return Observation(snapshot_id, exists=False)
     tags = dict(snapshot.get("tags") or {})
@@ -139,10 +144,13 @@ class EventResult:
 
 
 def on_snapshot_event(context: AppContext, snapshot_id: str, *, event_time: datetime | None = None,
-                      configured: Any = None) -> EventResult:
+                      configured: Any = None, refusal: Any = None) -> EventResult:
     """A snapshot was written, re-tagged (either way), untagged or deleted: bring every set it touches up to date.
 
     ``configured(family) -> bool`` says whether a family exists (None: every family does).
+    ``refusal(family, snapshot_id) -> str | None`` says why the snapshot may not join a configured family's set
+    (opt-in scope, allowed principals; it alerts itself), or None when it may: a refused snapshot still leaves
+    the sets it was in, but joins none.
     """
     observation = observe(context, snapshot_id)
     touched = {k for k in sets_holding(context, observation.snapshot_id) if k != observation.key}
@@ -165,6 +173,8 @@ def on_snapshot_event(context: AppContext, snapshot_id: str, *, event_time: date
                  "add the family to the families configuration (AUTOPILOT_FAMILIES or AUTOPILOT_FAMILIES_FILE; see "
                  "docs/families.example.json): the next sweep builds the set; or correct the tag",
                  situation_key("UNKNOWN_FAMILY", observation.snapshot_id, key.family))
+    elif refusal is not None and (why := refusal(key.family, observation.snapshot_id)):
+        return EventResult(None, "refused", why)
     refresh(context, key, cache={normalize(observation.snapshot_id): observation}, add=observation.candidate, event_time=event_time,
             about=observation.snapshot_id)
     return EventResult(key, "recorded", f"{observation.snapshot_id} claims {key}")

@@ -37,7 +37,8 @@ class RetrySettings:
 
     total: int = 4
     backoff_factor: float = 0.8
-    backoff_max: int = 60
+    backoff_max: int = 60  # cap on the policy's own exponential backoff between retries (not on Retry-After)
+    retry_after_max: int = 60  # the longest Retry-After one invocation waits for; longer: no retry now (shared/retry.py)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Settings:
     growth_step_nodes: int = 300
     alert_cooldown_minutes: float = 60.0
     set_assembly_timeout_minutes: float = 60.0
+    state_retention_days: float = 30.0  # finished state rows expire after this long (shared/retention.py)
     identity_client_id: str | None = None  # AZURE_CLIENT_ID: the app's own identity, to recognise its own writes in events
 
     @property
@@ -214,7 +216,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         r.problems.append(f"AUTOPILOT_CREDENTIAL={credential!r} is invalid: use 'default' (managed identity) or 'emulator'")
     ca_bundle = r.optional("AUTOPILOT_CA_BUNDLE", "/path/to/ca.pem", _path_exists)
     topic = r.optional("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "https://mytopic.westeurope-1.eventgrid.azure.net/api/events", _https_url)
-    teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...", _https_url)
+    teams_raw = r.raw("AUTOPILOT_TEAMS_WEBHOOK_URL") or ""
+    if teams_raw.startswith("@Microsoft.KeyVault("):
+        # The platform resolves Key Vault references before the app starts; the literal text means it could not.
+        r.problems.append("AUTOPILOT_TEAMS_WEBHOOK_URL is an unresolved Key Vault reference: the Function App could not read the "
+                          "secret. Give the app identity 'Key Vault Secrets User' on the vault and check the site's "
+                          "keyVaultReferenceIdentity (infra/modules/keyvault.bicep does both)")
+        teams = None
+    else:
+        teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...", _https_url)
     families = r.raw("AUTOPILOT_FAMILIES")
     families_file = r.raw("AUTOPILOT_FAMILIES_FILE")
     families_source = "AUTOPILOT_FAMILIES" if families else None
@@ -243,6 +253,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         total=r.number("AUTOPILOT_HTTP_RETRY_TOTAL", 4, int, 0, 10, "4"),
         backoff_factor=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS", 0.8, float, 0, 30, "0.8"),
         backoff_max=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS", 60, int, 0, 300, "60"),
+        retry_after_max=r.number("AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS", 60, int, 0, 600, "60"),
     )
     settings = Settings(
         subscription_id=subscription_id,
@@ -272,6 +283,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_cooldown_minutes=r.number("AUTOPILOT_ALERT_COOLDOWN_MINUTES", 60.0, float, 0, 10080, "60"),
         identity_client_id=r.raw("AZURE_CLIENT_ID"),
         set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", 60.0, float, 1, 10080, "60"),
+        state_retention_days=r.number("AUTOPILOT_STATE_RETENTION_DAYS", 30.0, float, 1, 3650, "30"),
     )
     if settings.backoff_max_minutes < settings.backoff_initial_minutes:
         r.problems.append("AUTOPILOT_BACKOFF_MAX_MINUTES is below AUTOPILOT_BACKOFF_INITIAL_MINUTES: the cap must be at least the first delay")

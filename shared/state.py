@@ -31,13 +31,26 @@ class ConcurrencyConflict(Exception):
     """Someone else changed (or created, or deleted) the entity since we read it. Re-read and retry."""
 
 
+# Table storage keys are at most 1 KiB; keys are kept well inside it, since free text (tag values, up to 256
+# characters each, several in one key) can be triple its length once escaped.
+MAX_KEY_CHARS = 512
+_KEY_HEAD = 400
+
+
 def safe_key(text: str) -> str:
     """A PartitionKey/RowKey from free text (resource ids contain '/', which keys forbid).
 
     Lower-cased, because Azure resource ids compare case-insensitively; forbidden characters are
-    percent-escaped, so the mapping is reversible and collision-free.
+    percent-escaped, so the mapping is reversible and collision-free for every key up to
+    ``MAX_KEY_CHARS``. A longer one (untrusted input: long tags) keeps its head and ends in a SHA-256
+    of the whole text, so it stays within the service's limit and distinct keys stay distinct.
     """
-    return _FORBIDDEN_KEY_CHARS.sub(lambda m: f"%{ord(m.group(0)):02X}", text.lower())
+    import hashlib
+
+    key = _FORBIDDEN_KEY_CHARS.sub(lambda m: f"%{ord(m.group(0)):02X}", text.lower())
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    return f"{key[:_KEY_HEAD]}~{hashlib.sha256(text.lower().encode('utf-8')).hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -161,6 +174,16 @@ class StateTable:
 
         try:
             for entity in entities:
+                yield _from_entity(entity)
+        except ResourceNotFoundError:
+            return  # the table does not exist yet: nothing stored
+
+    def query_filter(self, query: str, parameters: Mapping[str, Any]) -> Iterator[Record]:
+        """Entities matching an OData filter, evaluated by the service: only those rows cross the wire."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            for entity in self._client.query_entities(query, parameters=dict(parameters)):
                 yield _from_entity(entity)
         except ResourceNotFoundError:
             return  # the table does not exist yet: nothing stored

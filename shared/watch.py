@@ -286,9 +286,12 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
         _settle(context, table, account.id, view, decision, record, episode)
         return f"{decision.action.value}: {decision.reason}"
     step = decision.step
-    result = batch_pools.resize_pool(context.clients, account, view.pool_id, etag=view.etag, target_dedicated=step.target_dedicated,
-                                     target_spot=step.target_spot, resize_timeout=step.resize_timeout,
-                                     node_deallocation_option=step.node_deallocation_option)
+    from shared import permissions
+
+    with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/write", f"{account.id}/pools/{view.pool_id}"):
+        result = batch_pools.resize_pool(context.clients, account, view.pool_id, etag=view.etag, target_dedicated=step.target_dedicated,
+                                         target_spot=step.target_spot, resize_timeout=step.resize_timeout,
+                                         node_deallocation_option=step.node_deallocation_option)
     if result != ResizeResult.ACCEPTED:
         # 409: someone is resizing it; 412: the pool changed since we read it (another instance
         # acted first); 404: gone. Nothing was done, so nothing is recorded: the next tick looks again.

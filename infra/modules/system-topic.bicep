@@ -7,8 +7,11 @@ param topicName string
 param deliveryIdentityId string
 param deployEventSubscriptions bool
 param functionAppId string
-@description('[{name, function, includedEventTypes, operationNames, subjectContains}] as in shared/event_routing.py')
+@description('[{name, function, includedEventTypes, operationNames, subjectContains, resourceGroupScoped}] as in shared/event_routing.py')
 param subscriptions array
+@description('StringBeginsWith values on subject for subscriptions with resourceGroupScoped (one per image resource group)')
+@maxLength(20) // shared/families.py MAX_WATCHED_GROUPS: with 3 operation names and 1 subject value, within Event Grid's 25
+param subjectPrefixes array
 param retryPolicy object
 param deadLetterStorageId string
 param deadLetterContainerName string
@@ -48,7 +51,8 @@ resource functionSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscripti
       includedEventTypes: s.includedEventTypes
       // StringIn on data.operationName: only the operations the function acts on (never the app's own
       // lock writes). StringContains on subject: Tags-API writes of snapshots only (tags/write is raised
-      // for every resource). Advanced filters are ANDed; string comparisons are case-insensitive.
+      // for every resource). StringBeginsWith on subject: only the configured image resource groups.
+      // Advanced filters are ANDed; string comparisons are case-insensitive.
       advancedFilters: concat(empty(s.operationNames) ? [] : [
         {
           operatorType: 'StringIn'
@@ -61,7 +65,13 @@ resource functionSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscripti
           key: 'subject'
           values: s.subjectContains
         }
-      ])
+      ], s.resourceGroupScoped ? [
+        {
+          operatorType: 'StringBeginsWith'
+          key: 'subject'
+          values: subjectPrefixes
+        }
+      ] : [])
     }
     retryPolicy: retryPolicy
     deadLetterWithResourceIdentity: {

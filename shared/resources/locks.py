@@ -66,3 +66,16 @@ def delete_lock(clients: AzureClients, resource_id: str, lock_name: str) -> None
 def list_subscription_locks(clients: AzureClients) -> list[Any]:
     """Every lock in the app's subscription (one paged call), as SDK ``ManagementLockObject`` items."""
     return list(clients.locks.management_locks.list_at_subscription_level())
+
+
+def get_lock(clients: AzureClients, resource_id: str, lock_name: str) -> Lock | None:
+    """One lock directly on the resource, re-read just before acting on it; None when there is none."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    rg, ns, parent, rtype, name = _parts(clients, resource_id)
+    try:
+        lock = clients.locks.management_locks.get_at_resource_level(rg, ns, parent, rtype, name, lock_name)
+    except ResourceNotFoundError:
+        return None
+    owners = tuple(o.application_id for o in (lock.owners or []) if o.application_id)
+    return Lock(lock.name or "", str(lock.level), lock.notes or "", owners, resource_id)

@@ -38,9 +38,10 @@ def test_every_subscription_is_in_infra_with_the_same_routing() -> None:
         )
         for name, sub in in_python.items():
             entry = in_bicep[name]
-            assert set(entry) == {"name", "function", "includedEventTypes", "operationNames", "subjectContains"}, \
+            assert set(entry) == {"name", "function", "includedEventTypes", "operationNames", "subjectContains", "resourceGroupScoped"}, \
                 f"{name}: unexpected keys {sorted(entry)}"
             assert sorted(entry["subjectContains"]) == sorted(sub.subject_contains), f"{name}: subject filter values differ"
+            assert entry["resourceGroupScoped"] == sub.resource_group_scoped, f"{name}: resource-group filter differs"
             assert entry["function"] == sub.function, f"{name}: infra targets {entry['function']}, the app routes to {sub.function}"
             assert sorted(entry["includedEventTypes"]) == sorted(sub.included_event_types), f"{name}: event types differ"
             assert sorted(entry["operationNames"]) == sorted(sub.operation_names), f"{name}: data.operationName filter values differ"
@@ -178,3 +179,22 @@ def test_system_topic_subscriptions_are_deployed_only_when_asked() -> None:
     collection = header["loop_type"]["detail"]["array_name"]["operator"]
     assert collection["type"] == "conditional"
     assert collection["operands"] == {"condition": "deployEventSubscriptions", "true_value": "subscriptions", "false_value": []}
+
+
+def test_the_pipeline_subscription_is_filtered_to_the_configured_groups_within_event_grids_budget() -> None:
+    from shared.event_routing import MAX_FILTER_VALUES
+    from shared.families import MAX_WATCHED_GROUPS
+
+    pipeline = next(s for s in SUBSCRIPTIONS if s.name == "image-pipeline")
+    assert pipeline.resource_group_scoped
+    for scoped in (s for s in SUBSCRIPTIONS if s.resource_group_scoped):
+        assert len(scoped.operation_names) + len(scoped.subject_contains) + MAX_WATCHED_GROUPS <= MAX_FILTER_VALUES, scoped.name
+    assert f"@maxLength({MAX_WATCHED_GROUPS})" in bicep.read("modules/system-topic.bicep")
+    text = bicep.read("modules/system-topic.bicep")
+    assert "StringBeginsWith" in text and "key: 'subject'" in text
+    prefixes = ("/subscriptions/s/resourcegroups/images-rg/",)
+    inside = "/subscriptions/s/resourceGroups/IMAGES-RG/providers/Microsoft.Compute/snapshots/x"
+    outside = "/subscriptions/s/resourceGroups/images-rg-backups/providers/Microsoft.Compute/snapshots/x"
+    write = "Microsoft.Resources.ResourceWriteSuccess"
+    assert pipeline.matches(write, "Microsoft.Compute/snapshots/write", inside, prefixes)
+    assert not pipeline.matches(write, "Microsoft.Compute/snapshots/write", outside, prefixes)

@@ -191,7 +191,12 @@ def test_source_snapshots_needs_no_image_resource_group_but_refuses_keep_managed
     assert problems(doc) == ["families.gpu.imageResourceGroup: is required with source \"managedImage\" (the default): "
                              "it is where the managed images are created"]
     doc["families"]["gpu"]["source"] = "snapshots"
+    # Without an image resource group, the family must say where its snapshots may live (issue 13: opt-in scope).
+    assert problems(doc) == ["families.gpu.snapshotResourceGroups: is required when the family has no imageResourceGroup: it names the "
+                             "resource group(s) where the family's snapshots may live (the app ignores snapshots anywhere else)"]
+    doc["families"]["gpu"]["snapshotResourceGroups"] = ["images-rg"]
     assert families_from_dict(doc).families["gpu"].source == "snapshots"
+    assert families_from_dict(doc).families["gpu"].snapshot_groups == ("images-rg",)
     doc["families"]["gpu"]["keepManagedImage"] = True
     assert "has no effect" in problems(doc)[0]
 
