@@ -38,6 +38,7 @@ class RetrySettings:
     total: int = 4
     backoff_factor: float = 0.8
     backoff_max: int = 60
+    read_timeout: float = 60.0  # seconds an SDK call waits for an answer before it fails (and may be retried)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         total=r.number("AUTOPILOT_HTTP_RETRY_TOTAL", 4, int, 0, 10, "4"),
         backoff_factor=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS", 0.8, float, 0, 30, "0.8"),
         backoff_max=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS", 60, int, 0, 300, "60"),
+        read_timeout=r.number("AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS", 60.0, float, 0.1, 300, "60"),
     )
     settings = Settings(
         subscription_id=subscription_id,
