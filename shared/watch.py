@@ -117,6 +117,8 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     if full is None:
         full = True if dry_run else _full_scan_due(context, now)  # a dry run (the CLI's plan) always looks at everything
     report.full_scan = full
+    if full and not dry_run:
+        _flush_alert_outbox(context)
     accounts = account_ids(context)
     if not report.full_scan:
         open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
@@ -185,6 +187,15 @@ def _is_open(record: Record) -> bool:
     except ValueError:
         return True  # unreadable: let the per-pool handling report it
     return not episode.is_closed and not episode.is_halted
+
+
+def _flush_alert_outbox(context: AppContext) -> None:
+    """Alerts the topic did not confirm wait in the Alerts table's outbox; the full scan (every few minutes, one
+    instance) sends them again. A failure here must not stop the scan: the rows stay for the next one."""
+    try:
+        AlertPublisher(context).flush_outbox()
+    except Exception as exc:
+        log.warning("watch: could not read the alert outbox: %s", exc)
 
 
 def _full_scan_due(context: AppContext, now: datetime) -> bool:

@@ -80,6 +80,8 @@ def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, e
         # (or a person) acted in between, Batch answers 412 and nothing is done twice.
         headers["If-Match"] = etag
     request = HttpRequest("POST", f"/pools/{quote(pool_id, safe='')}/resize?api-version={BATCH_API_VERSION}", json=body, headers=headers)
+    if etag:
+        return _resize_settling_lost_answers(clients, account, pool_id, request, etag, target_dedicated, target_spot)
     try:
         response = clients.batch_account(account.endpoint).send_request(request)
     except HttpResponseError as exc:
@@ -126,3 +128,61 @@ def create_pool(clients: AzureClients, account: BatchAccount, pool_id: str, body
 def list_pools_management(clients: AzureClients, account: BatchAccount) -> list[dict[str, Any]]:
     """Pools as the management plane shows them (for the guard's reference graph: image ids)."""
     return [pool.as_dict() for pool in clients.batch_management.pool.list_by_batch_account(account.resource_group, account.name)]
+
+
+_AMBIGUOUS = (500, 502, 503, 504)  # the resize may or may not have taken effect
+
+
+def _resize_settling_lost_answers(clients: AzureClients, account: BatchAccount, pool_id: str, request: Any, etag: str,
+                                  target_dedicated: int, target_spot: int) -> ResizeResult:
+    """A conditional resize, retried here rather than by the SDK, so that a lost answer is settled by looking.
+
+    A resize is a POST: azure-core does not retry it after a dropped connection, and after a 5xx it retries it
+    blindly, into a 412 when the first attempt did take effect (our own resize changed the pool's ETag). So the
+    SDK's retries are off for this call; after a dropped connection or a 5xx the pool is read again: our target in
+    place under a new ETag means the resize took effect (ACCEPTED); the ETag unchanged means it did not, and the
+    same conditional resize is sent again (If-Match keeps it at most once); anything else is someone else's change.
+    """
+    import time
+
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    retry = clients.settings.retry
+    client = clients.batch_account(account.endpoint)
+    for attempt in range(retry.total + 1):
+        last = attempt == retry.total
+        error: Exception | None = None
+        try:
+            response = client.send_request(request, retry_total=0)
+            status = response.status_code
+        except ServiceRequestError as exc:
+            status, error = None, exc  # never reached Batch: send again
+        except ServiceResponseError as exc:
+            status, error = -1, exc  # sent, answer lost
+        except HttpResponseError as exc:
+            status, error = exc.status_code or 0, exc
+            if status not in _AMBIGUOUS and status != 429 and status not in _RESIZE_REFUSALS:
+                raise
+        if status in (200, 202):
+            return ResizeResult.ACCEPTED
+        if status in _RESIZE_REFUSALS:
+            return _RESIZE_REFUSALS[status]
+        if status == -1 or status in _AMBIGUOUS:
+            pool = get_pool(clients, account, pool_id)
+            if pool is None:
+                return ResizeResult.GONE
+            if _bare(pool.get("eTag")) != _bare(etag):
+                ours = pool.get("targetDedicatedNodes") == target_dedicated and pool.get("targetLowPriorityNodes") == target_spot
+                return ResizeResult.ACCEPTED if ours else ResizeResult.CHANGED
+        if last:
+            if error is not None:
+                raise error  # still not taken effect after the last try: transient, the next tick (or redelivery) looks again
+            response.raise_for_status()
+            raise RuntimeError(f"unexpected status {status} resizing pool {pool_id} in {account.id}")
+        time.sleep(min(retry.backoff_max, retry.backoff_factor * (2 ** attempt)))
+    raise AssertionError("unreachable")
+
+
+def _bare(etag: Any) -> str:
+    text = str(etag or "").strip()
+    return (text[2:] if text.startswith("W/") else text).strip('"')
