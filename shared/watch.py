@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,15 +128,16 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         report.accounts += 1
         try:
             account = batch_accounts.get_account(context.clients, account_id)
-            pools = batch_pools.list_pools(context.clients, account)
+            pages = batch_pools.iter_pool_pages(context.clients, account)
+            first_page = next(pages, [])
         except Exception as exc:  # one unreachable account must not stop the others
             log.warning("watch: cannot list pools of %s: %s", account_id, exc)
             report.unreadable_accounts[account_id] = str(exc)
             continue
         records = episodes.get(safe_key(account.id), {})
-        for raw in pools:
+        for raw in _stream_pools(account_id, first_page, pages, report):
             report.pools += 1
-            view = PoolView.from_dict(raw, account.id)
+            view = PoolView.from_list_item(raw, account.id)
             try:
                 desired = desired_target(view, now)
             except PoolIntentError as exc:
@@ -171,6 +173,23 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
     return report
+
+
+def _stream_pools(account_id: str, first_page: list[dict[str, Any]], pages: Iterator[list[dict[str, Any]]],
+                  report: TickReport) -> Iterator[dict[str, Any]]:
+    """The account's pools page by page (the heap holds one page, not the account's whole list). A page that cannot
+    be read ends this account's scan, as an unreadable first page does: the pools before it were looked at."""
+    yield from first_page
+    while True:
+        try:
+            page = next(pages)
+        except StopIteration:
+            return
+        except Exception as exc:
+            log.warning("watch: cannot list the rest of the pools of %s: %s", account_id, exc)
+            report.unreadable_accounts[account_id] = str(exc)
+            return
+        yield from page
 
 
 def _episode_records(table: StateTable) -> dict[str, dict[str, Record]]:

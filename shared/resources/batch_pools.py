@@ -11,6 +11,7 @@ retry policy, TLS) and reads the status code itself.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -44,6 +45,34 @@ def list_pools(clients: AzureClients, account: BatchAccount) -> list[dict[str, A
     """Every pool of the account in one paged list call, as data-plane JSON dicts."""
     client = clients.batch_account(account.endpoint)
     return [pool.as_dict() for pool in client.list_pools(select=POOL_LIST_SELECT, max_results=LIST_PAGE_SIZE)]
+
+
+def iter_pool_pages(clients: AzureClients, account: BatchAccount) -> Iterator[list[dict[str, Any]]]:
+    """The account's pools, one list page at a time, as the data-plane JSON the service sent (the same dicts as
+    ``BatchPool.as_dict()``, the shape :meth:`PoolView.from_dict` reads).
+
+    Same request as :func:`list_pools` (``GET /pools`` with ``$select`` and ``maxresults``, following
+    ``odata.nextLink``: Batch "List Pools" REST reference), through the client's ``send_request``, so the pipeline
+    (authentication, retries, BatchExceptionPolicy) is the SDK's own; but each page is decoded with ``json.loads``
+    straight into dicts: no SDK model is built per pool (that costs ~260 us a pool, 35x the JSON decoding, and is
+    most of a tick's CPU at 10,000 pools), and only one page is held at a time.
+    """
+    import json
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    from azure.core.rest import HttpRequest
+
+    client = clients.batch_account(account.endpoint)
+    query = urlencode({"api-version": BATCH_API_VERSION, "maxresults": LIST_PAGE_SIZE, "$select": ",".join(POOL_LIST_SELECT)}, safe="$,")
+    url: str | None = f"/pools?{query}"
+    while url:
+        response = client.send_request(HttpRequest("GET", url, headers={"Accept": "application/json"}))
+        response.raise_for_status()  # the client's BatchExceptionPolicy has raised already for an error answer
+        body = json.loads(response.content)
+        yield list(body.get("value") or [])
+        url = body.get("odata.nextLink")
+        if url and "api-version" not in dict(parse_qsl(urlsplit(url).query)):
+            url += ("&" if "?" in url else "?") + f"api-version={BATCH_API_VERSION}"
 
 
 def get_pool(clients: AzureClients, account: BatchAccount, pool_id: str) -> dict[str, Any] | None:
