@@ -111,7 +111,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     """
     policy = WatchPolicy.from_settings(context.settings)
     now = context.clock.now()
-    table = context.state.table(EPISODES)
+    table = _EpisodeDeletes(context.state.table(EPISODES))
     report = TickReport()
     stalls: list[dict[str, Any]] = []
     episodes = _episode_records(table)  # one query for every account, not one per account
@@ -135,7 +135,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
             report.unreadable_accounts[account_id] = str(exc)
             continue
         records = episodes.get(safe_key(account.id), {})
-        for raw in _stream_pools(account_id, first_page, pages, report):
+        for raw in _stream_pools(account.id, first_page, pages, report):
             report.pools += 1
             view = PoolView.from_list_item(raw, account.id)
             try:
@@ -169,10 +169,33 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
                 stalls.append(stall_event(account.id, raw, view, decision, now))
             elif not dry_run:
                 report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+        table.flush()  # this account's closed episodes, in transactions (if the tick fails first, the next one deletes them)
     if stalls and not dry_run:
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
     return report
+
+
+class _EpisodeDeletes(StateTable):
+    """The tick's handle on the Episodes table: a closed episode's row is not deleted at once (one request per pool, ~2 ms
+    of CPU each, a third of a 10,000-pool tick when 1 % of the pools finish every minute) but collected and deleted in
+    transactions (:meth:`StateTable.delete_many`) when the account is done. Everything else goes straight through."""
+
+    def __init__(self, table: StateTable) -> None:
+        super().__init__(table._client, table._create)
+        self.pending: list[Record] = []
+
+    def delete(self, record: Record) -> None:
+        self.pending.append(record)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        try:
+            self.delete_many(pending)
+        except Exception as exc:  # the rows stay; the next tick decides on them again and deletes them then
+            log.warning("watch: could not delete %d closed episode record(s): %s", len(pending), exc)
 
 
 def _stream_pools(account_id: str, first_page: list[dict[str, Any]], pages: Iterator[list[dict[str, Any]]],

@@ -81,3 +81,15 @@ def test_reads_are_retried_through_every_fault(proxied: tuple[TableFaultProxy, S
     assert table.get("p", "r").data == {"n": 1}
     assert rule.injected == 2
     assert proxy.calls[f"fault:{kind}:{status}" if status else f"fault:{kind}"] == 2
+
+
+def test_rows_are_deleted_in_transactions_and_a_changed_row_is_left_alone(proxied: tuple[TableFaultProxy, StateTable]) -> None:
+    proxy, table = proxied
+    records = [table.insert("p", f"r{i:03d}", {"n": i}) for i in range(150)] + [table.insert("q", "only", {"n": 0})]
+    changed = table.replace(records[7], {"n": -1})  # someone else's write since records[7] was read
+    before = proxy.calls["POST"]
+    table.delete_many(records)
+    remaining = sorted((r.partition, r.row) for r in table.query())
+    assert remaining == [("p", "r007")] and table.get("p", "r007").etag == changed.etag
+    # 100 + 50 rows of "p" in two transactions (the first fails on r007 and is settled row by row), "q" alone.
+    assert proxy.calls["POST"] - before == 2
