@@ -351,7 +351,7 @@ def chaos_rules(total_rate: float = 0.2, *, retry_after_s: int = 0) -> list[Faul
 # Table storage (Azurite) behind emulator.table_faults.TableFaultProxy. The app's read timeout is shortened to
 # TABLE_READ_TIMEOUT_S in these runs (AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS), so that an injected timeout costs a
 # second, not the production 60 s, and the quick profile stays quick.
-TABLE_READ_TIMEOUT_S = 0.5
+TABLE_READ_TIMEOUT_S = 0.3
 TABLE_FAULT_SETTINGS = {"AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS": str(TABLE_READ_TIMEOUT_S)}
 
 

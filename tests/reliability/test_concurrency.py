@@ -86,7 +86,7 @@ def test_four_watch_instances_resize_each_pool_once_per_cycle(azurite: str, tls_
     LEDGER.case("concurrency" + (" (Table storage faults)" if table_faults else ""))
     with storage(azurite, seed, faults=table_faults) as (tables, _proxy), \
             local_azure(tables, tls_material, accounts=[ACCOUNT_ID], seed=seed,
-                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **TABLE_FAULT_SETTINGS}) as la:
+                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
         la.add_batch_account(ACCOUNT)
         image = custom_image(la)
         for i, (pool_id, desired) in enumerate(DESIRED.items()):

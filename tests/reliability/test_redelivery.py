@@ -173,7 +173,7 @@ def test_snapshot_set_redelivered_builds_exactly_once(azurite: str, tls_material
                                     {"poolId": "gpu-b-{versionDashed}", "dedicated": 12}])
     with storage(azurite, plan.seed, faults=table_faults) as (tables, proxy), \
             local_azure(tables, tls_material, families=families, seed=plan.seed % 1000,
-                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **TABLE_FAULT_SETTINGS}) as la:
+                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
         la.add_batch_account(ACCOUNT)
         la.emulator.compute.create_gallery(SUBSCRIPTION_ID, "images-rg", GALLERY, location="westeurope")
         la.emulator.eventgrid.duplicate_writes = plan.arm_duplicates
@@ -212,7 +212,7 @@ def test_stall_events_redelivered_resize_once_per_cycle(azurite: str, tls_materi
     LEDGER.case("redelivery: PoolResizeStalled" + (" (Table storage faults)" if table_faults else ""))
     with storage(azurite, plan.seed, faults=table_faults) as (tables, proxy), \
             local_azure(tables, tls_material, accounts=[ACCOUNT_ID], seed=plan.seed % 1000,
-                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **TABLE_FAULT_SETTINGS}) as la:
+                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
         la.add_batch_account(ACCOUNT)
         image = custom_image(la)
         for i in range(6):

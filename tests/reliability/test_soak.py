@@ -5,7 +5,7 @@ schedule: 6 dedicated nodes from 08:00, 2 from 20:00), a new snapshot set every 
 version and creates the family's two pools; two days later a person deletes the previous version's pools), 5 % of the
 calls on every Azure surface failing (429, 500, 503, dropped connections), and one account's core quota cut for a day.
 The watch ticks every 5 minutes (the full scan's cadence), so the run advances in 5-minute steps; that keeps it inside
-15 minutes of wall time on 2 cores. ``make test`` runs the quick profile: 1 day, 20 pools on 2 accounts.
+15 minutes of wall time on 2 cores. ``make test`` runs the quick profile: 1 day, 12 pools on 2 accounts.
 
 What must hold:
 
@@ -51,7 +51,7 @@ from .harness import (
 
 DAYS = 14 if CHAOS else 1
 ACCOUNTS = [f"soakacct{i}" for i in range(5 if CHAOS else 2)]
-POOLS = 200 if CHAOS else 20
+POOLS = 200 if CHAOS else 12
 VERSION_EVERY_DAYS = 3
 STEP = timedelta(minutes=5)
 DAY, NIGHT = 6, 2  # the scheduled pools' dedicated nodes from 08:00 and from 20:00
