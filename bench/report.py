@@ -208,7 +208,8 @@ Azurite and is not counted there). {r['reps']} warm ticks per configuration, eac
 
 "Per healthy pool" is (warm requests − list pages − publish calls) / healthy pools. The account GET happens once per
 account per instance (`shared/resources/batch_accounts.py` caches accounts for an hour). Not in these counts: each tick
-also makes one Table storage query for all episode records (`shared/watch.py`; Azurite here). CPU and wall time per pool
+also makes one Table storage query for all episode records, a full scan one more for the alert outbox, and closed
+episodes are deleted in Table transactions (`shared/watch.py`; Azurite here). CPU and wall time per pool
 still rise with the number of accounts at a fixed number of pools (table below): one list call and one TLS round trip
 per account. Each stalled pool then costs
 one GET and one resize in `resize_stalled` (the event names the pool; the handler re-reads it and resizes with `If-Match`).
