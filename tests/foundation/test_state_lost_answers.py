@@ -24,7 +24,7 @@ WRITES = frozenset({"POST", "PUT", "DELETE"})
 def proxied(azurite: str) -> Iterator[tuple[TableFaultProxy, StateTable]]:
     with TableFaultProxy(azurite, seed=1) as proxy:
         service = TableServiceClient.from_connection_string(proxy.connection_string, retry_total=3, retry_backoff_factor=0.01,
-                                                            read_timeout=0.5)
+                                                            read_timeout=1.0)
         name = f"t{uuid.uuid4().hex[:10]}Episodes"
         service.create_table(name)
         yield proxy, StateTable(service.get_table_client(name))
@@ -34,7 +34,7 @@ def proxied(azurite: str) -> Iterator[tuple[TableFaultProxy, StateTable]]:
 @pytest.mark.parametrize("kind", ["acted_drop", "acted_error", "timeout"])
 def test_an_insert_whose_answer_was_lost_is_the_apps_own(proxied: tuple[TableFaultProxy, StateTable], kind: str) -> None:
     proxy, table = proxied
-    rule = proxy.add(FaultRule(kind=kind, status=503, retry_after_s=0, latency_s=0.7, methods=frozenset({"POST"}), max_count=1))
+    rule = proxy.add(FaultRule(kind=kind, status=503, retry_after_s=0, latency_s=1.2, methods=frozenset({"POST"}), max_count=1))
     record = table.insert("p", "r", {"n": 1})
     assert rule.injected == 1
     assert record.data == {"n": 1}
@@ -77,7 +77,7 @@ def test_a_delete_whose_answer_was_lost_is_done(proxied: tuple[TableFaultProxy, 
 def test_reads_are_retried_through_every_fault(proxied: tuple[TableFaultProxy, StateTable], kind: str, status: int) -> None:
     proxy, table = proxied
     table.insert("p", "r", {"n": 1})
-    rule = proxy.add(FaultRule(kind=kind, status=status or 503, retry_after_s=0, latency_s=0.7, methods=frozenset({"GET"}), max_count=2))
+    rule = proxy.add(FaultRule(kind=kind, status=status or 503, retry_after_s=0, latency_s=1.2, methods=frozenset({"GET"}), max_count=2))
     assert table.get("p", "r").data == {"n": 1}
     assert rule.injected == 2
     assert proxy.calls[f"fault:{kind}:{status}" if status else f"fault:{kind}"] == 2
