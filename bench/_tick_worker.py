@@ -9,6 +9,7 @@ and answers one JSON command per stdin line with one JSON line on stdout:
 * ``{"cmd": "tick", "now": iso, "trace": bool}`` - run the ``pool_watch`` function as the worker
   indexes it (``function_app.app.get_functions()``), timed; with ``trace`` under tracemalloc.
 * ``{"cmd": "naive", "now": iso, "trace": bool}`` - the per-pool-GET baseline (:func:`naive_scan`).
+* ``{"cmd": "floor", "now": iso}`` - the CPU floor (:func:`decode_floor`): ``json.loads`` of the same list pages' bytes.
 * ``{"cmd": "exit"}``.
 """
 
@@ -84,6 +85,34 @@ def naive_scan(context: Any) -> dict[str, Any]:
     return {"pools": pools, "managed": managed, "stalled": sorted(stalled)}
 
 
+def decode_floor(context: Any) -> dict[str, Any]:
+    """The least CPU any tick can spend on the pool list: decoding its pages' JSON. The pages are fetched (untimed) with the
+    request the tick makes (:func:`shared.resources.batch_pools.iter_pool_pages`: same client, same ``$select``, same page
+    size), kept as bytes, then timed through ``json.loads`` alone, in this process, as the tick's CPU is."""
+    from azure.core.rest import HttpRequest
+
+    from shared.references import account_ids
+    from shared.resources import batch_accounts, batch_pools
+
+    bodies: list[bytes] = []
+    for account_id in account_ids(context):
+        account = batch_accounts.get_account(context.clients, account_id)
+        client = context.clients.batch_account(account.endpoint)
+        url: str | None = f"/pools?api-version={batch_pools.BATCH_API_VERSION}&maxresults={batch_pools.LIST_PAGE_SIZE}&$select=" \
+                          + ",".join(batch_pools.POOL_LIST_SELECT)
+        while url:
+            body = client.send_request(HttpRequest("GET", url, headers={"Accept": "application/json"})).content
+            bodies.append(body)
+            url = json.loads(body).get("odata.nextLink")
+    samples = []
+    pools = 0
+    for _ in range(3):
+        cpu0 = time.process_time()
+        pools = sum(len(json.loads(body)["value"]) for body in bodies)
+        samples.append(time.process_time() - cpu0)
+    return {"pools": pools, "pages": len(bodies), "bytes": sum(map(len, bodies)), "cpu_s": sorted(samples)[1]}
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     capture = _Capture()
@@ -125,6 +154,8 @@ def main() -> None:
                 if capture.args:
                     accounts, pools, managed, stalled, alerts = capture.args[:5]
                     detail = {"accounts": accounts, "pools": pools, "managed": managed, "stalled": stalled, "alerts": alerts}
+            elif command["cmd"] == "floor":
+                detail = decode_floor(context)
             elif command["cmd"] == "naive":
                 detail = naive_scan(context)
             else:

@@ -17,7 +17,8 @@ Per configuration:
 1. a **cold** tick (fresh instance: it reads each Batch account once; the app caches them),
 2. ``reps`` **warm** ticks, each over a fresh set of stalled pools, each followed by the
    ``resize_stalled`` deliveries of its ``PoolResizeStalled`` events (run by the local host here),
-3. one warm tick under ``tracemalloc`` (peak Python heap of the tick),
+3. one warm tick under ``tracemalloc`` (peak Python heap of the tick), then the **CPU floor**: ``json.loads`` of the same
+   list pages' bytes in the same process (:func:`bench._tick_worker.decode_floor`),
 4. the **per-pool-GET baseline** (:func:`bench._tick_worker.naive_scan`) in the same instance, over
    the same pools and stalls: list pool ids, then GET each pool.
 """
@@ -185,6 +186,7 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
             traced_set = stall_sets[reps + 1]
             stall(traced_set)
             traced = tick(traced_set, trace=True)
+            floor = worker.call(cmd="floor", now=emulator.now().isoformat())["detail"]
             baseline: dict[str, Any] | None = None
             if naive:
                 mark = len(emulator.log)
@@ -214,9 +216,13 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
         "stall_handling": handlers,
         "traced_tick": {"peak_bytes": traced["peak_bytes"], "wall_s": traced["wall_s"], "maxrss_kb": traced["maxrss_kb"],
                         "requests": traced["requests"]},
+        # The CPU floor: json.loads of the same list pages' bytes in the same process (median of 3), per pool.
+        "floor": {**floor, "cpu_us_per_pool": floor["cpu_s"] * 1e6 / max(1, floor["pools"])},
+        "warm_tick_cpu_us_per_pool": None,
         "all_stalls_found": all(t["detail"].get("stalled") == t["expected_stalled"] for t in [*ticks, traced]),
         "all_stalls_resized": all(h["resized"] == h["expected"] and not h["failed"] for h in handlers),
     }
+    result["warm_tick_cpu_us_per_pool"] = result["warm_tick_cpu_s"]["median"] * 1e6 / pools
     # What the app should cost, from first principles: list pages per account, one account GET per account on a full scan
     # (its core quotas, read afresh; every measured tick is a full scan), the publish calls for the stalled pools, and - in
     # resize_stalled - one GET and one resize per stalled pool.

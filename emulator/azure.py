@@ -82,16 +82,18 @@ class Emulator:
     def handle(self, request: Request) -> Response:
         """Answer one HTTP request. Never raises: every failure becomes an Azure-shaped answer."""
         self.scheduler.run_due()
-        route, response, fault_label = None, None, None
+        route, response, fault_label, acted = None, None, None, None
         try:
             route = self._route_for(request)
             fault = self.faults.decide(request.method, request.path, route.plane)
             if fault is not None:
                 fault_label = fault.label
-                if fault.kind == "latency":
+                if fault.kind in ("latency", "timeout"):
                     time.sleep(fault.latency_s)
                 elif fault.kind == "drop":
                     response = Response(drop=True)
+                elif fault.kind in ("acted_drop", "acted_error"):
+                    acted = fault  # served below; the answer is lost afterwards
                 else:
                     headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else {}
                     code = "TooManyRequests" if fault.status == 429 else "ServiceUnavailable" if fault.status == 503 else "InternalServerError"
@@ -109,15 +111,28 @@ class Emulator:
             response = json_response(err.body(), err.status, err.headers)
         except Exception as exc:  # a bug in the emulator must still answer like a server would
             response = json_response({"error": {"code": "InternalServerError", "message": f"emulator bug: {exc!r}"}}, 500)
+        served = response
+        if acted is not None:
+            # The service did the work, then the answer was lost: a dropped connection, or a 5xx from a front end
+            # after the back end committed (Learn, "Retry guidance": a failed write may have been applied).
+            if acted.kind == "acted_drop":
+                response = Response(drop=True)
+            else:
+                code = "ServiceUnavailable" if acted.status == 503 else "InternalServerError"
+                err_cls = BatchServiceError if route is not None and route.plane == "batch" else AzureError
+                err = err_cls(acted.status, code, "Injected fault (after the request took effect): please retry.")
+                response = json_response(err.body(), err.status, err.headers)
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
-        if route is not None and route.plane == "arm" and request.method == "DELETE" and 200 <= response.status < 300 and not response.drop:
+        if route is not None and route.plane == "arm" and request.method == "DELETE" and 200 <= served.status < 300 and not served.drop:
             self.locks.resource_deleted(request.path)  # Azure deletes a resource's locks with it
+        # A write that took effect raises its event even when its answer was lost (acted_*): the event follows the write.
         if route is not None and route.plane == "arm" and request.method in WRITE_METHODS \
-                and response.emit_event and not response.drop and fault_label is None:
-            self.eventgrid.emit_for_request(request, route, response.status)
+                and served.emit_event and not served.drop and (fault_label is None or acted is not None):
+            self.eventgrid.emit_for_request(request, route, served.status)
         self.log.add(LoggedRequest(
             time=self.now(), method=request.method, path=request.path, api_version=request.api_version,
             status=0 if response.drop else response.status, action=self._action(route, request),
+            served_status=served.status if acted is not None else None,
             plane=route.plane if route else None, caller=request.caller.get("name") or request.caller.get("appid"),
             fault=fault_label,
         ))

@@ -273,6 +273,9 @@ class LoggedRequest:
     plane: str | None
     caller: str | None
     fault: str | None = None
+    # For a fault that struck after the request took effect (acted_drop, acted_error): the status the service
+    # had answered before the answer was lost. None otherwise.
+    served_status: int | None = None
 
 
 class RequestLog:

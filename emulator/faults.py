@@ -7,6 +7,11 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+# A request the service receives may fail before it acts (throttle, error, drop) or after (acted_*,
+# timeout): Azure documents that a timed-out or dropped write may have been applied
+# (https://learn.microsoft.com/azure/architecture/best-practices/retry-service-specific#general-rest-and-retry-guidelines).
+KINDS = frozenset({"throttle", "error", "drop", "latency", "acted_drop", "acted_error", "timeout"})
+
 
 @dataclass
 class FaultRule:
@@ -14,7 +19,11 @@ class FaultRule:
 
     kinds: ``throttle`` (429 with Retry-After), ``error`` (``status``, 500 or 503), ``drop`` (the
     connection is closed with no answer), ``latency`` (``latency_s`` seconds of real delay, then the
-    normal answer).
+    normal answer). Ambiguous failures, where the service did the work and the answer was lost:
+    ``acted_drop`` (the request takes effect, then the connection is closed with no answer) and
+    ``acted_error`` (the request takes effect, then the answer is ``status``, 500 or 503). On the
+    Table storage proxy (:mod:`emulator.table_faults`) also ``timeout`` (the request takes effect and
+    the answer is held ``latency_s`` seconds, past the client's read timeout, then the connection closes).
     """
 
     kind: str
@@ -29,8 +38,8 @@ class FaultRule:
     injected: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in {"throttle", "error", "drop", "latency"}:
-            raise ValueError(f"unknown fault kind {self.kind!r}: use throttle, error, drop or latency")
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}: use one of {', '.join(sorted(KINDS))}")
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"fault rate must be within 0..1, got {self.rate}")
         self._regex = re.compile(self.path_pattern, re.IGNORECASE)
@@ -79,9 +88,11 @@ class FaultInjector:
                         return Fault("throttle", 429, retry_after_s=rule.retry_after_s)
                     if rule.kind == "error":
                         return Fault("error", rule.status, retry_after_s=rule.retry_after_s)
-                    if rule.kind == "drop":
-                        return Fault("drop")
-                    return Fault("latency", latency_s=rule.latency_s)
+                    if rule.kind in ("drop", "acted_drop"):
+                        return Fault(rule.kind)
+                    if rule.kind == "acted_error":
+                        return Fault("acted_error", rule.status, retry_after_s=rule.retry_after_s)
+                    return Fault(rule.kind, latency_s=rule.latency_s)
         return None
 
     @property

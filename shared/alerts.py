@@ -28,6 +28,8 @@ log = logging.getLogger("autopilot.alerts")
 
 DATA_VERSION = "1.0"
 STALE_CLAIM = timedelta(minutes=5)  # longer than one publish with retries; shorter than a watch tick
+OUTBOX = "~outbox"  # Alerts table partition: alerts the topic did not confirm, as the events to send again
+LOST_ANSWER_RESENDS = 3  # times a publish whose answer was lost (connection dropped) is sent again, as the same event
 
 # Alert types (the event type is f"{EVENT_NAMESPACE}.{type}"). docs/alerts.md is the runbook.
 ALLOCATION_FAILED = "AllocationFailed"
@@ -164,7 +166,13 @@ class AlertPublisher:
                 return False
         try:
             self._send(alert)
-        except Exception:
+        except Exception as exc:
+            if self._to_outbox(alert, exc):
+                # The alert is kept, as this very event, in the outbox: the next full watch scan sends it. The caller can
+                # record it as raised, so the failure episode it belongs to (its de-duplication key) survives.
+                with contextlib.suppress(Exception):
+                    table.replace(record, {**claim_data, "sent": True, "outbox": True, "sentAt": iso(self._context.clock.now())})
+                return True
             # Hand the claim back so the retry (redelivery, next tick) sends it instead of seeing
             # "already claimed" and dropping the alert.
             with contextlib.suppress(ConcurrencyConflict):
@@ -176,10 +184,64 @@ class AlertPublisher:
             log.warning("alert %s for %s was sent, but its claim changed meanwhile", alert.type, alert.subject)
         return True
 
+    def _to_outbox(self, alert: Alert, error: Exception) -> bool:
+        """Keep an alert the topic did not confirm (refused, or its answer lost after it may have taken it) in the
+        outbox; True when it is stored there (or already was)."""
+        event = alert.event()
+        try:
+            self._context.state.table(ALERTS).insert(OUTBOX, event["id"], {
+                "type": alert.type, "subject": alert.subject, "event": json.dumps(event), "queuedAt": iso(self._context.clock.now()),
+                "error": str(error)[:1000]})
+        except ConcurrencyConflict:
+            return True  # already queued
+        except Exception as exc:  # Table storage failing too: the caller raises, and the retry decides again
+            log.warning("alert %s for %s: not sent (%s) and could not be kept in the outbox: %s", alert.type, alert.subject, error, exc)
+            return False
+        log.warning("alert %s for %s: not confirmed by the topic (%s); kept in the outbox, sent again at the next full watch scan",
+                    alert.type, alert.subject, error)
+        return True
+
+    def flush_outbox(self) -> int:
+        """Send the alerts kept in the outbox (each as the same event, so a copy the topic did take is a duplicate by ``id``
+        only), and drop them once the topic confirms. Returns how many were sent; a failure leaves the row for next time."""
+        table = self._context.state.table(ALERTS)
+        sent = 0
+        for record in list(table.query(OUTBOX)):
+            try:
+                event = json.loads(str(record.data.get("event") or ""))
+                self._publish_event(event)
+            except Exception as exc:
+                log.warning("alert outbox: %s for %s still not sent: %s", record.data.get("type"), record.data.get("subject"), exc)
+                continue
+            with contextlib.suppress(ConcurrencyConflict):
+                table.delete(record)
+            log.info("alert outbox: sent %s for %s (event %s)", record.data.get("type"), record.data.get("subject"), record.row)
+            sent += 1
+        return sent
+
+    def _send_event(self, alert: Alert) -> None:
+        self._publish_event(alert.event())
+
+    def _publish_event(self, event: dict[str, Any]) -> None:
+        """Publish, resending after a lost answer. azure-core resends a publish (a POST) after a 500/503/504 but not
+        after a dropped connection, where the topic may well have taken the event. Resending it is safe for the
+        reader because every copy is the same event (the same ``id``, from the alert's subject, type and key):
+        delivery is at least once, and subscribers de-duplicate by ``id`` (docs/events.md)."""
+        from azure.core.exceptions import ServiceResponseError
+
+        for attempt in range(LOST_ANSWER_RESENDS + 1):
+            try:
+                self._context.clients.event_publisher.send([event])
+                return
+            except ServiceResponseError:
+                if attempt == LOST_ANSWER_RESENDS:
+                    raise
+                log.info("alert %s: the topic's answer was lost; sending the same event (id %s) again", event.get("eventType"), event.get("id"))
+
     def _send(self, alert: Alert) -> None:
         # The topic is the contract other teams subscribe to: a failure here propagates, so the
         # invocation fails and is retried (Event Grid redelivery, or the next tick).
-        self._context.clients.event_publisher.send([alert.event()])
+        self._send_event(alert)
         log.info("alert %s (%s) for %s: %s", alert.type, alert.severity, alert.subject, alert.title)
         teams = self._context.clients.teams_webhook
         if teams is None:

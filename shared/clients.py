@@ -84,7 +84,7 @@ class AzureClients:
             "retry_backoff_factor": retry.backoff_factor,
             "retry_backoff_max": retry.backoff_max,
             "connection_timeout": 10,
-            "read_timeout": 60,
+            "read_timeout": retry.read_timeout,
             "user_agent": USER_AGENT,
         }
         if self.settings.ca_bundle:

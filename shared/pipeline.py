@@ -386,11 +386,32 @@ def _request(context: AppContext, key: SnapshotSetKey, row: Record | None, from_
     try:
         with permissions.writing(context, permissions.write_action(resource_id), resource_id):
             start()
-    except Exception:
+    except Exception as exc:
+        if _own_create_in_progress(context, key, resource_id, exc):
+            # Our earlier PUT took effect and only its answer was lost (a 5xx after Azure accepted it, retried by the
+            # SDK into "an operation on ... is still in progress"): the create is under way, which is what was asked.
+            log.info("%s: %s is already being created by an earlier request of ours (%s)", key, resource_id, exc)
+            return Outcome(to_stage, resource_id)
         with contextlib.suppress(ConcurrencyConflict):  # someone moved on meanwhile: they own the stage now
             _save_stage(context, key, claimed, from_stage, released="true")
         raise
     return Outcome(to_stage, resource_id)
+
+
+def _own_create_in_progress(context: AppContext, key: SnapshotSetKey, resource_id: str, exc: Exception) -> bool:
+    """A 409 on a create the app sent, where the resource now exists, carries the app's own tags for this
+    family and version, and is still being created: the app's own earlier request, not someone else's."""
+    from azure.core.exceptions import HttpResponseError
+
+    if not isinstance(exc, HttpResponseError) or exc.status_code != 409:
+        return False
+    existing = (compute.get_gallery_image_version(context.clients, resource_id) if "/galleries/" in resource_id.lower()
+                else compute.get_image(context.clients, resource_id))
+    if existing is None:
+        return False
+    tags = {k.lower(): v for k, v in (existing.get("tags") or {}).items()}
+    ours = (tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY) == key.family and tags.get(TAG_VERSION) == key.version)
+    return ours and _provisioning_state(existing) in ("creating", "updating", "succeeded")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,9 +28,11 @@ def as_dict(pairs: list[dict[str, str]] | list[object] | None) -> dict[str, str]
     """Batch metadata (list of ``{name, value}`` dicts or SDK ``MetadataItem`` objects) as a dict."""
     out: dict[str, str] = {}
     for item in pairs or []:
-        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
-        value = item.get("value") if isinstance(item, dict) else getattr(item, "value", None)
-        if isinstance(name, str) and isinstance(value, str):
+        if type(item) is dict:  # the list pages' JSON: the watch's hot path, once per pool per tick
+            name, value = item.get("name"), item.get("value")
+        else:
+            name, value = getattr(item, "name", None), getattr(item, "value", None)
+        if type(name) is str and type(value) is str:
             out[name] = value
     return out
 

@@ -19,6 +19,7 @@ Batch facts this module stands on:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -163,6 +164,37 @@ class PoolView:
             image_id=_image_id(vm.get("imageReference") if isinstance(vm, Mapping) else None),
             resize_timeout=parse_duration(data.get("resizeTimeout")),
             inbound_nat=_has_nat(data.get("networkConfiguration")),
+        )
+
+    @classmethod
+    def from_list_item(cls, data: Mapping[str, Any], account_id: str) -> PoolView:
+        """One pool of a data-plane list page as ``json.loads`` gives it: the watch's hot path, once per pool per tick.
+
+        The same view as :meth:`from_dict` for that input (``tests/e2e/test_pool_pages.py`` compares them on every
+        field), with the generic conversions skipped where the JSON types are already the right ones.
+        """
+        get = data.get
+        vm = get("virtualMachineConfiguration")
+        errors = get("resizeErrors")
+        timeout = get("resizeTimeout")
+        state = get("allocationState")
+        return cls(
+            account_id,
+            _str(get("id")) or "",
+            state if type(state) is str else (_enum_text(state) or ""),
+            parse_datetime(get("allocationStateTransitionTime")),
+            _json_int(get("currentDedicatedNodes")),
+            _json_int(get("currentLowPriorityNodes")),
+            _json_int(get("targetDedicatedNodes")),
+            _json_int(get("targetLowPriorityNodes")),
+            parse_errors(errors) if errors else (),
+            bool(get("enableAutoScale")),
+            _str(get("eTag") or get("etag")),
+            pool_metadata.as_dict(get("metadata")),
+            _str(get("vmSize")),
+            _image_id(vm.get("imageReference")) if type(vm) is dict else None,
+            parse_duration(timeout) if timeout is not None else None,
+            _has_nat(get("networkConfiguration")),
         )
 
     @classmethod
@@ -416,6 +448,11 @@ def parse_duration(value: Any) -> timedelta | None:
         return value
     if not isinstance(value, str):
         return None
+    return _parse_duration_text(value)
+
+
+@functools.lru_cache(maxsize=256)  # a handful of distinct resizeTimeouts across thousands of pools: parse each once per instance
+def _parse_duration_text(value: str) -> timedelta | None:
     m = _DURATION.match(value.strip())
     if m is None or value.strip().upper() in {"P", "PT"}:
         return None
@@ -465,6 +502,10 @@ def _enum_text(value: Any) -> str:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _json_int(value: Any) -> int:
+    return value if type(value) is int else _int(value)
 
 
 def _int(value: Any) -> int:

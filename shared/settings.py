@@ -39,6 +39,7 @@ class RetrySettings:
     backoff_factor: float = 0.8
     backoff_max: int = 60  # cap on the policy's own exponential backoff between retries (not on Retry-After)
     retry_after_max: int = 60  # the longest Retry-After one invocation waits for; longer: no retry now (shared/retry.py)
+    read_timeout: float = 60.0  # seconds an SDK call waits for an answer before it fails (and may be retried)
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         backoff_factor=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS", 0.8, float, 0, 30, "0.8"),
         backoff_max=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS", 60, int, 0, 300, "60"),
         retry_after_max=r.number("AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS", 60, int, 0, 600, "60"),
+        read_timeout=r.number("AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS", 60.0, float, 0.1, 300, "60"),
     )
     settings = Settings(
         subscription_id=subscription_id,

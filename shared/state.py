@@ -8,9 +8,11 @@ Function App's own storage account (``AzureWebJobsStorage``).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,12 @@ PIPELINE = "Pipeline"  # per image version: stage reached (image requested, vers
 WATCH = "Watch"  # the pool watch's own bookkeeping: when the last full scan of every account ran
 
 _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f%]")
+# Every write carries a fresh token in this property, so that a write whose answer was lost (the connection
+# dropped or timed out after Table storage committed it; a 5xx after the commit, retried by the SDK into a
+# 409 or 412) is recognised as the app's own when it is read back, instead of as someone else's work.
+WRITE_ID = "writeId"
+_AMBIGUOUS_ATTEMPTS = 3
+_TRANSACTION_MAX = 100  # operations in one entity group transaction
 
 
 class ConcurrencyConflict(Exception):
@@ -59,6 +67,7 @@ class Record:
     row: str
     data: dict[str, Any]
     etag: str
+    write_id: str | None = None  # the token of the write that produced this version (see WRITE_ID)
 
 
 def _to_entity(partition: str, row: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -68,7 +77,7 @@ def _to_entity(partition: str, row: str, data: Mapping[str, Any]) -> dict[str, A
     for name, value in data.items():
         if (name == "PartitionKey" and value == partition) or (name == "RowKey" and value == row):
             continue  # an entity shape that already carries its keys
-        if name in {"PartitionKey", "RowKey", "Timestamp", "etag"}:
+        if name in {"PartitionKey", "RowKey", "Timestamp", "etag", WRITE_ID}:
             raise ValueError(f"{name} is reserved in Table storage entities")
         if isinstance(value, bool) or value is None or isinstance(value, str | float):
             entity[name] = value
@@ -84,10 +93,10 @@ def _to_entity(partition: str, row: str, data: Mapping[str, Any]) -> dict[str, A
 def _from_entity(entity: Any) -> Record:
     data: dict[str, Any] = {}
     for name, value in entity.items():
-        if name in {"PartitionKey", "RowKey"}:
+        if name in {"PartitionKey", "RowKey", WRITE_ID}:
             continue
         data[name] = value.value if hasattr(value, "edm_type") else value
-    return Record(entity["PartitionKey"], entity["RowKey"], data, entity.metadata["etag"])
+    return Record(entity["PartitionKey"], entity["RowKey"], data, entity.metadata["etag"], entity.get(WRITE_ID))
 
 
 class StateTable:
@@ -122,33 +131,78 @@ class StateTable:
             return None
 
     def insert(self, partition: str, row: str, data: Mapping[str, Any]) -> Record:
-        """Create the entity; :class:`ConcurrencyConflict` if it already exists."""
-        from azure.core.exceptions import ResourceExistsError
+        """Create the entity; :class:`ConcurrencyConflict` if it already exists (and is not this call's own write).
 
-        try:
-            meta = self._create_entity(_to_entity(partition, row, data))
-        except ResourceExistsError as exc:
-            raise ConcurrencyConflict(f"{self.name}/{partition}/{row} already exists") from exc
-        return Record(partition, row, dict(data), meta["etag"])
+        An insert (POST) whose answer was lost is ambiguous: azure-core does not retry a POST after a dropped
+        connection, and retries it into a 409 after a 5xx. Both are settled by reading the row back: this
+        call's token there means the insert committed; no row means it did not, and it is sent again.
+        """
+        from azure.core.exceptions import ResourceExistsError, ServiceRequestError, ServiceResponseError
+
+        token = uuid.uuid4().hex
+        entity = {**_to_entity(partition, row, data), WRITE_ID: token}
+        for attempt in range(_AMBIGUOUS_ATTEMPTS):
+            try:
+                meta = self._create_entity(entity)
+            except ResourceExistsError as exc:
+                if (mine := self._own_write(partition, row, token)) is not None:
+                    return mine
+                raise ConcurrencyConflict(f"{self.name}/{partition}/{row} already exists") from exc
+            except (ServiceRequestError, ServiceResponseError):
+                existing = self.get(partition, row)
+                if existing is not None:
+                    if existing.write_id == token:
+                        return existing  # committed; only the answer was lost
+                    raise ConcurrencyConflict(f"{self.name}/{partition}/{row} already exists") from None
+                if attempt == _AMBIGUOUS_ATTEMPTS - 1:
+                    raise
+                continue  # not there: the insert never committed; send it again
+            return Record(partition, row, dict(data), meta["etag"], token)
+        raise AssertionError("unreachable")
 
     def replace(self, record: Record, data: Mapping[str, Any]) -> Record:
-        """Replace the entity only if it is unchanged since ``record`` was read."""
+        """Replace the entity only if it is unchanged since ``record`` was read.
+
+        A conditional replace (PUT If-Match) whose answer was lost after it committed is retried by azure-core
+        into a 412; reading the row back with this call's token in it means the replace was ours and succeeded.
+        """
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
         from azure.data.tables import UpdateMode
 
-        try:
-            meta = self._client.update_entity(_to_entity(record.partition, record.row, data), mode=UpdateMode.REPLACE,
-                                              etag=record.etag, match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from exc
-        return Record(record.partition, record.row, dict(data), meta["etag"])
+        token = uuid.uuid4().hex
+        entity = {**_to_entity(record.partition, record.row, data), WRITE_ID: token}
+        for attempt in range(_AMBIGUOUS_ATTEMPTS):
+            try:
+                meta = self._client.update_entity(entity, mode=UpdateMode.REPLACE, etag=record.etag, match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError) as exc:
+                if (mine := self._own_write(record.partition, record.row, token)) is not None:
+                    return mine
+                raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from exc
+            except (ServiceRequestError, ServiceResponseError):
+                current = self.get(record.partition, record.row)
+                if current is not None and current.write_id == token:
+                    return current
+                if current is None or current.etag != record.etag:
+                    raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from None
+                if attempt == _AMBIGUOUS_ATTEMPTS - 1:
+                    raise
+                continue  # unchanged: the replace never committed; send it again
+            return Record(record.partition, record.row, dict(data), meta["etag"], token)
+        raise AssertionError("unreachable")
+
+    def _own_write(self, partition: str, row: str, token: str) -> Record | None:
+        current = self.get(partition, row)
+        return current if current is not None and current.write_id == token else None
 
     def save(self, partition: str, row: str, data: Mapping[str, Any], expected: Record | None) -> Record:
         """Insert when ``expected`` is None, else replace conditionally: one call for read-decide-write."""
         return self.insert(partition, row, data) if expected is None else self.replace(expected, data)
 
     def delete(self, record: Record) -> None:
+        self._delete_one(record)
+
+    def _delete_one(self, record: Record) -> None:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError
 
@@ -156,6 +210,32 @@ class StateTable:
             self._client.delete_entity(record.partition, record.row, etag=record.etag, match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError as exc:
             raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from exc
+
+    def delete_many(self, records: Sequence[Record]) -> None:
+        """Delete rows, each only if unchanged since read, in entity group transactions: one request per 100 rows of a
+        partition instead of one per row (Learn, "Performing entity group transactions": up to 100 operations, one
+        partition key). A transaction fails whole when any row changed or is gone; its rows are then deleted one by
+        one, and a changed row is left alone (its new writer owns it)."""
+        from azure.core import MatchConditions
+
+        by_partition: dict[str, list[Record]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        for rows in by_partition.values():
+            for start in range(0, len(rows), _TRANSACTION_MAX):
+                chunk = rows[start:start + _TRANSACTION_MAX]
+                if len(chunk) == 1:
+                    with contextlib.suppress(ConcurrencyConflict):
+                        self._delete_one(chunk[0])
+                    continue
+                operations = [("delete", {"PartitionKey": r.partition, "RowKey": r.row},
+                               {"etag": r.etag, "match_condition": MatchConditions.IfNotModified}) for r in chunk]
+                try:
+                    self._client.submit_transaction(operations)
+                except Exception:
+                    for record in chunk:
+                        with contextlib.suppress(ConcurrencyConflict):
+                            self._delete_one(record)
 
     def claim(self, partition: str, row: str, data: Mapping[str, Any] | None = None) -> bool:
         """Insert-once: True for the single caller that created the row, False for everyone after."""

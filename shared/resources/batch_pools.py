@@ -11,6 +11,7 @@ retry policy, TLS) and reads the status code itself.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -47,6 +48,62 @@ def list_pools(clients: AzureClients, account: BatchAccount) -> list[dict[str, A
     return [pool.as_dict() for pool in client.list_pools(select=POOL_LIST_SELECT, max_results=LIST_PAGE_SIZE)]
 
 
+def iter_pool_pages(clients: AzureClients, account: BatchAccount) -> Iterator[list[dict[str, Any]]]:
+    """The account's pools, one list page at a time, as the data-plane JSON the service sent (the same dicts as
+    ``BatchPool.as_dict()``, the shape :meth:`PoolView.from_dict` reads).
+
+    Same request as :func:`list_pools` (``GET /pools`` with ``$select`` and ``maxresults``, following
+    ``odata.nextLink``: Batch "List Pools" REST reference), through the client's ``send_request``, so the pipeline
+    (authentication, retries, BatchExceptionPolicy) is the SDK's own; but each page is decoded with ``json.loads``
+    straight into dicts, once: no SDK model is built per pool (that costs ~260 us a pool, 35x the JSON decoding, and
+    was most of a tick's CPU at 10,000 pools), and only one page is held at a time.
+    """
+    import json
+    from urllib.parse import parse_qsl, urlencode, urlsplit
+
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.rest import HttpRequest
+
+    client = clients.batch_account(account.endpoint)
+    query = urlencode({"api-version": BATCH_API_VERSION, "maxresults": LIST_PAGE_SIZE, "$select": ",".join(POOL_LIST_SELECT)}, safe="$,")
+    url: str | None = f"/pools?{query}"
+    while url:
+        # stream=True: the pipeline's ContentDecodePolicy would otherwise json-decode every page a second time (it fills
+        # the response's deserialized data for non-streamed answers), which doubled the decoding cost of a tick.
+        try:
+            response = client.send_request(HttpRequest("GET", url, headers={"Accept": "application/json"}), stream=True)
+        except HttpResponseError as exc:
+            raise _with_error_body(exc) from None
+        try:
+            response.raise_for_status()  # the client's BatchExceptionPolicy has raised already for an error answer
+            body = json.loads(response.read())
+        finally:
+            response.close()
+        yield list(body.get("value") or [])
+        url = body.get("odata.nextLink")
+        if url and "api-version" not in dict(parse_qsl(urlsplit(url).query)):
+            url += ("&" if "?" in url else "?") + f"api-version={BATCH_API_VERSION}"
+
+
+def _with_error_body(exc: Any) -> Exception:
+    """The same error, with Batch's code and message: on a streamed answer the SDK raises before the body is read."""
+    import json
+
+    try:
+        exc.response.read()
+        error = json.loads(exc.response.content or b"{}")
+        message = error.get("message")
+        text = message.get("value") if isinstance(message, dict) else message
+        described = f"({error.get('code') or exc.status_code}) {text or exc.reason}"
+    except Exception:  # the body is gone or not Batch's error shape: keep what the SDK said
+        return exc
+    # Built without ``response=`` (which would make azure-core re-render the body's OData error over this message),
+    # then given the status and response back so callers can still branch on them.
+    error_out = type(exc)(message=f"{described} (HTTP {exc.status_code})")
+    error_out.status_code, error_out.reason, error_out.response = exc.status_code, exc.reason, exc.response
+    return error_out
+
+
 def get_pool(clients: AzureClients, account: BatchAccount, pool_id: str) -> dict[str, Any] | None:
     from azure.core.exceptions import ResourceNotFoundError
 
@@ -81,6 +138,8 @@ def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, e
         # (or a person) acted in between, Batch answers 412 and nothing is done twice.
         headers["If-Match"] = etag
     request = HttpRequest("POST", f"/pools/{quote(pool_id, safe='')}/resize?api-version={BATCH_API_VERSION}", json=body, headers=headers)
+    if etag:
+        return _resize_settling_lost_answers(clients, account, pool_id, request, etag, target_dedicated, target_spot)
     try:
         response = clients.batch_account(account.endpoint).send_request(request)
     except HttpResponseError as exc:
@@ -146,3 +205,61 @@ def create_pool(clients: AzureClients, account: BatchAccount, pool_id: str, body
 def list_pools_management(clients: AzureClients, account: BatchAccount) -> list[dict[str, Any]]:
     """Pools as the management plane shows them (for the guard's reference graph: image ids)."""
     return [pool.as_dict() for pool in clients.batch_management.pool.list_by_batch_account(account.resource_group, account.name)]
+
+
+_AMBIGUOUS = (500, 502, 503, 504)  # the resize may or may not have taken effect
+
+
+def _resize_settling_lost_answers(clients: AzureClients, account: BatchAccount, pool_id: str, request: Any, etag: str,
+                                  target_dedicated: int, target_spot: int) -> ResizeResult:
+    """A conditional resize, retried here rather than by the SDK, so that a lost answer is settled by looking.
+
+    A resize is a POST: azure-core does not retry it after a dropped connection, and after a 5xx it retries it
+    blindly, into a 412 when the first attempt did take effect (our own resize changed the pool's ETag). So the
+    SDK's retries are off for this call; after a dropped connection or a 5xx the pool is read again: our target in
+    place under a new ETag means the resize took effect (ACCEPTED); the ETag unchanged means it did not, and the
+    same conditional resize is sent again (If-Match keeps it at most once); anything else is someone else's change.
+    """
+    import time
+
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    retry = clients.settings.retry
+    client = clients.batch_account(account.endpoint)
+    for attempt in range(retry.total + 1):
+        last = attempt == retry.total
+        error: Exception | None = None
+        try:
+            response = client.send_request(request, retry_total=0)
+            status = response.status_code
+        except ServiceRequestError as exc:
+            status, error = None, exc  # never reached Batch: send again
+        except ServiceResponseError as exc:
+            status, error = -1, exc  # sent, answer lost
+        except HttpResponseError as exc:
+            status, error = exc.status_code or 0, exc
+            if status not in _AMBIGUOUS and status != 429 and status not in _RESIZE_REFUSALS:
+                raise
+        if status in (200, 202):
+            return ResizeResult.ACCEPTED
+        if status in _RESIZE_REFUSALS:
+            return _RESIZE_REFUSALS[status]
+        if status == -1 or status in _AMBIGUOUS:
+            pool = get_pool(clients, account, pool_id)
+            if pool is None:
+                return ResizeResult.GONE
+            if _bare(pool.get("eTag")) != _bare(etag):
+                ours = pool.get("targetDedicatedNodes") == target_dedicated and pool.get("targetLowPriorityNodes") == target_spot
+                return ResizeResult.ACCEPTED if ours else ResizeResult.CHANGED
+        if last:
+            if error is not None:
+                raise error  # still not taken effect after the last try: transient, the next tick (or redelivery) looks again
+            response.raise_for_status()
+            raise RuntimeError(f"unexpected status {status} resizing pool {pool_id} in {account.id}")
+        time.sleep(min(retry.backoff_max, retry.backoff_factor * (2 ** attempt)))
+    raise AssertionError("unreachable")
+
+
+def _bare(etag: Any) -> str:
+    text = str(etag or "").strip()
+    return (text[2:] if text.startswith("W/") else text).strip('"')

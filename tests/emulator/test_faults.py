@@ -88,3 +88,19 @@ def test_invalid_fault_rules_are_refused() -> None:
         FaultRule("explode")
     with pytest.raises(ValueError, match="rate"):
         FaultRule("drop", rate=2)
+
+
+@pytest.mark.parametrize(("rule", "label"), [
+    (FaultRule("acted_drop", path_pattern=SNAPSHOTS, methods=frozenset({"DELETE"}), max_count=1), "acted_drop"),
+    (FaultRule("acted_error", path_pattern=SNAPSHOTS, methods=frozenset({"DELETE"}), status=503, retry_after_s=0, max_count=1), "acted_error:503"),
+])
+def test_a_lost_answer_follows_the_work(emulator_server, clients, snapshot, rule, label) -> None:
+    """acted_*: the emulator does the work, then the answer is lost; the SDK's retry meets the changed world."""
+    emulator = emulator_server.emulator
+    emulator.faults.add(rule)
+    clients.compute.snapshots.begin_delete("rg", snapshot).result()  # the retry of the DELETE finds it gone: 204
+    first = emulator.log.entries(path_contains="/snapshots/", method="DELETE")[0]
+    assert (first.fault, first.served_status) == (label, 200) or (first.fault, first.served_status) == (label, 202)
+    with pytest.raises(HttpResponseError) as info:
+        clients.compute.snapshots.get("rg", snapshot)
+    assert info.value.status_code == 404  # the first, "failed" call did delete it

@@ -25,6 +25,7 @@ from autopilot.local import SUBSCRIPTION_ID, LocalAzure
 from emulator.core import AzureError, LoggedRequest
 from emulator.faults import FaultRule
 from emulator.functions_host import Delivery, FunctionsHost
+from emulator.table_faults import TableFaultProxy
 from shared.resource_ids import batch_account_id
 from shared.resources import batch_accounts
 
@@ -216,6 +217,9 @@ def app_writes(la: LocalAzure, since: int = 0) -> list[LoggedRequest]:
 
 
 def ok(entry: LoggedRequest) -> bool:
+    """The call took effect: answered 2xx, or served 2xx and then its answer was lost (acted_drop / acted_error)."""
+    if entry.served_status is not None:
+        return 200 <= entry.served_status < 300
     return entry.fault is None and 200 <= entry.status < 300
 
 
@@ -342,6 +346,65 @@ def chaos_rules(total_rate: float = 0.2, *, retry_after_s: int = 0) -> list[Faul
             FaultRule(kind="drop", rate=per_kind, plane=plane),
         ]
     return rules
+
+
+# Table storage (Azurite) behind emulator.table_faults.TableFaultProxy. The app's read timeout is shortened to
+# TABLE_READ_TIMEOUT_S in these runs (AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS), so that an injected timeout costs a
+# second, not the production 60 s, and the quick profile stays quick.
+TABLE_READ_TIMEOUT_S = 0.3
+TABLE_FAULT_SETTINGS = {"AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS": str(TABLE_READ_TIMEOUT_S)}
+
+
+def table_chaos_rules(total_rate: float = 0.2) -> list[FaultRule]:
+    """``total_rate`` of the Table storage calls fail: 503 ServerBusy, 500 InternalError, a dropped connection,
+    a timeout (the call took effect, the answer never came) and, on writes, the two lost answers after the
+    write committed (dropped; 503): an SDK retry of an insert then meets 409, of an update 412. Timeouts get
+    a third of the other kinds' share (each costs the read timeout in real time). Plus 10 ms of latency on
+    another fifth of the calls."""
+    weights = {"error503": 1.0, "error500": 1.0, "drop": 1.0, "timeout": 1 / 3, "acted_drop": 1.0, "acted_error": 1.0}
+    # The rules are tried in turn: P(some fault) = 1 - prod(1 - rate_k) = total_rate with rate_k = 1 - (1-total)^(w_k/sum w).
+    rate = {k: 1 - (1 - total_rate) ** (w / sum(weights.values())) for k, w in weights.items()}
+    writes = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
+    return [
+        FaultRule(kind="error", rate=rate["error503"], status=503, retry_after_s=0),
+        FaultRule(kind="error", rate=rate["error500"], status=500, retry_after_s=0),
+        FaultRule(kind="drop", rate=rate["drop"]),
+        FaultRule(kind="timeout", rate=rate["timeout"], latency_s=TABLE_READ_TIMEOUT_S + 0.1),
+        FaultRule(kind="acted_drop", rate=rate["acted_drop"], methods=writes),
+        FaultRule(kind="acted_error", rate=rate["acted_error"], status=503, retry_after_s=0, methods=writes),
+        FaultRule(kind="latency", rate=0.2, latency_s=0.01),
+    ]
+
+
+@contextmanager
+def table_fault_proxy(azurite: str, seed: int) -> Iterator[TableFaultProxy]:
+    """A fault-injecting proxy in front of the session's Azurite; pass ``proxy.connection_string`` as the app's storage."""
+    with TableFaultProxy(azurite, seed=seed) as proxy:
+        yield proxy
+
+
+@contextmanager
+def storage(azurite: str, seed: int, *, faults: bool) -> Iterator[tuple[str, TableFaultProxy | None]]:
+    """(connection string, proxy): Azurite behind the fault proxy with :func:`table_chaos_rules` on, or Azurite as is."""
+    if not faults:
+        yield azurite, None
+        return
+    with table_fault_proxy(azurite, seed) as proxy:
+        for rule in table_chaos_rules(0.2):
+            proxy.add(rule)
+        try:
+            yield proxy.connection_string, proxy
+        finally:
+            record_table_faults(proxy)
+
+
+def record_table_faults(proxy: TableFaultProxy) -> None:
+    with LEDGER._lock:
+        for label, n in proxy.calls.items():
+            if label.startswith("fault:") and not label.startswith("fault:latency"):
+                LEDGER.faults[f"table:{label.removeprefix('fault:')}"] += n
+            elif not label.startswith("fault:"):
+                LEDGER.numbers["table storage calls through the fault proxy"] += n
 
 
 def dump(name: str, payload: Any) -> Path:

@@ -7,8 +7,9 @@ equal shares; the first call on each surface is a 429 with ``Retry-After: 1``, w
 The SDK retries what it may (small backoff from ``AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS``); what still fails
 must escape the function so that Event Grid redelivers (or the next timer tick retries).
 
-Out of scope: Azure Table storage. The app's state lives in Azurite, which runs beside the emulator and
-has no fault injection, so storage outages are not exercised here.
+Azure Table storage fails too: the app's state lives in Azurite, behind a fault-injecting proxy
+(``emulator.table_faults``) that fails a fifth of the Table calls with 503, 500, dropped connections,
+timeouts and writes that committed but whose answer was lost (the retry then meets 409/412), plus latency.
 
 What must hold, per seed (the seed drives the emulator, its fault draws and its capacity model):
 
@@ -35,6 +36,7 @@ from .harness import (
     ACCOUNT_ID,
     LEDGER,
     PLANES,
+    TABLE_FAULT_SETTINGS,
     chaos_rules,
     check,
     custom_image,
@@ -44,8 +46,11 @@ from .harness import (
     local_azure,
     managed_pool,
     nontransient_failures,
+    record_table_faults,
     scaled,
     successful_writes,
+    table_chaos_rules,
+    table_fault_proxy,
 )
 
 # (seed, SDK retries per call): the default 4 retries absorb most faults inside the SDK; with 1 retry many more
@@ -60,8 +65,9 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
     LEDGER.case("faults")
     families = family_config(pools=[{"poolId": "gpu-a-{versionDashed}", "dedicated": 25},
                                     {"poolId": "gpu-b-{versionDashed}", "dedicated": 12}])
-    settings = {"AUTOPILOT_GROWTH_STEP_NODES": "10", "AUTOPILOT_HTTP_RETRY_TOTAL": str(sdk_retries)}
-    with local_azure(azurite, tls_material, families=families, seed=seed, settings=settings) as la:
+    settings = {"AUTOPILOT_GROWTH_STEP_NODES": "10", "AUTOPILOT_HTTP_RETRY_TOTAL": str(sdk_retries), **TABLE_FAULT_SETTINGS}
+    with table_fault_proxy(azurite, seed) as tables, \
+            local_azure(tables.connection_string, tls_material, families=families, seed=seed, settings=settings) as la:
         # The world before the faults: an account, a gallery image in use, pools short of their size, a tagged snapshot set.
         la.add_batch_account(ACCOUNT)
         base = custom_image(la, "base")
@@ -77,12 +83,14 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
         rules = [FaultRule(kind="throttle", rate=1.0, plane=plane, retry_after_s=1, max_count=1) for plane in PLANES] + rules
         for rule in rules:
             la.emulator.faults.add(rule)
+        table_rules = [tables.add(rule) for rule in table_chaos_rules(0.2)]
 
         la.run(timedelta(hours=2))
         want = {**DESIRED, "gpu-a-1-0-0": 25, "gpu-b-1-0-0": 12}
         during = {p.id: p.current["dedicated"] for p in la.emulator.batch.list_pools(ACCOUNT)}
         check("every pool reaches its target while the faults go on", during == want, f"dedicated nodes after 2 h of faults: {during}, want {want}")
         la.emulator.faults.clear()  # the storm passes; whatever Event Grid still retries now succeeds
+        tables.faults.clear()
         la.run(timedelta(hours=1))
         LEDGER.add_faults(rules)
         LEDGER.count("faults: failed invocations (redelivered or retried next tick)", len(failed_invocations(la)))
@@ -90,6 +98,9 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
         by_plane = Counter(rule.plane for rule in rules for _ in range(rule.injected))
 
         check("faults were injected on every surface", all(by_plane[p] > 0 for p in PLANES), f"faults injected per plane: {dict(by_plane)}")
+        record_table_faults(tables)
+        table_failures = sum(r.injected for r in table_rules if r.kind != "latency")
+        check("faults were injected on Table storage", table_failures > 0, f"Table storage calls: {dict(tables.calls)}")
         check("only transient Azure errors escape a function", not nontransient_failures(la),
               "functions failed on errors Event Grid redelivery cannot fix:\n  " + "\n  ".join(nontransient_failures(la)))
         check("nothing is dead-lettered", not la.host.dead_letters,
