@@ -110,6 +110,8 @@ var batchResourceGroupNames = union(batchResourceGroupEntries, [])
 var imageResourceGroupEntries = filter(split(imageResourceGroups, ','), g => !empty(trim(g)))
 var imageResourceGroupLowerNames = [for g in imageResourceGroupEntries: toLower(trim(g))]
 var imageResourceGroupNames = union(imageResourceGroupLowerNames, [])
+// StringBeginsWith values for the resource-group-scoped event subscriptions (a loop, not map(): checkov's grammar has no lambdas).
+var imageResourceGroupPrefixes = [for g in imageResourceGroupNames: '${subscription().id}/resourceGroups/${g}/']
 
 // ---- Event subscriptions: the same table as shared/event_routing.py (tests/infra checks it) ----
 // operationNames become an advanced filter StringIn on data.operationName, which keeps out the app's
@@ -353,7 +355,7 @@ module systemTopic 'modules/system-topic.bicep' = {
     deployEventSubscriptions: deployEventSubscriptions
     functionAppId: functionApp.outputs.id
     subscriptions: systemTopicSubscriptions
-    subjectPrefixes: map(imageResourceGroupNames, g => '${subscription().id}/resourceGroups/${g}/')
+    subjectPrefixes: imageResourceGroupPrefixes
     retryPolicy: retryPolicy
     deadLetterStorageId: storage.outputs.id
     deadLetterContainerName: storage.outputs.deadLetterContainerName
