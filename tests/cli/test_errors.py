@@ -245,10 +245,11 @@ def test_failed_invocations_are_shown_without_class_names(tmp_path: Path, azurit
     from autopilot.messages import without_class_names
     from tests.cli.test_simulate import SMALL
 
-    # Event Grid refuses every publish for a while: the functions that publish (alerts, stall events) fail, as in Azure.
+    # Resource Manager fails every write for a while: the pipeline's image and version creates fail, and so do the
+    # invocations that send them (alerts no longer fail an invocation: an unconfirmed one waits in the outbox).
     document = {**SMALL, "duration": "15m", "expect": [], "timeline": [
         SMALL["timeline"][0],
-        {"at": "1m", "action": "addFault", "kind": "error", "rate": 1.0, "plane": "eventgrid", "methods": ["POST"], "status": 500, "maxCount": 200},
+        {"at": "0m", "action": "addFault", "kind": "error", "rate": 1.0, "plane": "arm", "methods": ["PUT"], "status": 500, "maxCount": 200},
     ]}
     scenario = write_json(tmp_path / "faults.json", document)
     report_path = tmp_path / "report.json"
