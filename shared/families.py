@@ -139,6 +139,37 @@ class PoolSpec:
         return naming.render_pool_id(self.pool_id_template, family, version)
 
 
+DEFAULT_CANARY_NODES = 3
+START_TASK_SCOPES = ("Pool", "Task")
+START_TASK_ELEVATIONS = ("NonAdmin", "Admin")
+
+
+@dataclass(frozen=True)
+class StartTask:
+    """A family's optional start task (Batch ``StartTask``): the usual way to check an image on boot. With
+    ``wait_for_success`` a failing command leaves the node ``startTaskFailed``, which the node-health check sees."""
+
+    command_line: str
+    wait_for_success: bool = True
+    user_scope: str | None = None  # autoUser scope: Pool | Task
+    elevation_level: str | None = None  # autoUser elevationLevel: NonAdmin | Admin
+    user_name: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        """The management-plane ``startTask`` (azure-mgmt-batch ``StartTask``: commandLine, userIdentity, waitForSuccess)."""
+        body: dict[str, Any] = {"commandLine": self.command_line, "waitForSuccess": self.wait_for_success}
+        if self.user_name:
+            body["userIdentity"] = {"userName": self.user_name}
+        elif self.user_scope or self.elevation_level:
+            auto: dict[str, str] = {}
+            if self.user_scope:
+                auto["scope"] = self.user_scope
+            if self.elevation_level:
+                auto["elevationLevel"] = self.elevation_level
+            body["userIdentity"] = {"autoUser": auto}
+        return body
+
+
 @dataclass(frozen=True)
 class FamilyConfig:
     name: str
@@ -151,6 +182,10 @@ class FamilyConfig:
     replicas: ReplicaPolicy = field(default_factory=ReplicaPolicy)
     node_limits: NodeLimits = field(default_factory=NodeLimits)
     description: str | None = None
+    # Canary (issue 16): a new version's pools first grow to this many nodes, and to their targets only once those
+    # nodes are idle or running. 3 lets a one-pool family be judged by its canary (the image verdict needs 3 nodes).
+    canary_nodes: int = DEFAULT_CANARY_NODES
+    start_task: StartTask | None = None
 
     @property
     def builds_managed_image(self) -> bool:
@@ -502,7 +537,34 @@ def _pool(v: _Validator, path: str, family: str, raw: object) -> PoolSpec | None
 
 
 _FAMILY_KEYS = ("description", "gallery", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas",
-                "nodeLimits", "pools")
+                "nodeLimits", "pools", "canaryNodes", "startTask")
+
+
+def _start_task(v: _Validator, path: str, raw: object) -> StartTask | None:
+    before = len(v.problems)
+    t = v.obj(path, raw, required=("commandLine",), optional=("waitForSuccess", "userIdentity"))
+    if t is None:
+        return None
+    command = v.string(_join(path, "commandLine"), t.get("commandLine"), example="/bin/sh -c 'nvidia-smi'") if "commandLine" in t else None
+    wait = v.boolean(_join(path, "waitForSuccess"), t["waitForSuccess"]) if "waitForSuccess" in t else True
+    scope = elevation = user = None
+    if "userIdentity" in t:
+        ipath = _join(path, "userIdentity")
+        identity = v.obj(ipath, t["userIdentity"], optional=("autoUser", "userName"))
+        if identity is not None and "autoUser" in identity and "userName" in identity:
+            v.problem(ipath, "set autoUser or userName, not both")
+        if identity is not None and "userName" in identity:
+            user = v.string(_join(ipath, "userName"), identity["userName"])
+        if identity is not None and "autoUser" in identity:
+            apath = _join(ipath, "autoUser")
+            auto = v.obj(apath, identity["autoUser"], optional=("scope", "elevationLevel"))
+            if auto is not None:
+                scope = v.choice(_join(apath, "scope"), auto["scope"], START_TASK_SCOPES) if "scope" in auto else None
+                elevation = (v.choice(_join(apath, "elevationLevel"), auto["elevationLevel"], START_TASK_ELEVATIONS)
+                             if "elevationLevel" in auto else None)
+    if len(v.problems) > before or command is None:
+        return None
+    return StartTask(command_line=command, wait_for_success=bool(wait), user_scope=scope, elevation_level=elevation, user_name=user)
 
 
 def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | None:
@@ -518,6 +580,8 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
     legacy = v.boolean(_join(path, "legacyManagedImagePools"), f["legacyManagedImagePools"]) if "legacyManagedImagePools" in f else False
     replicas = _replicas(v, _join(path, "replicas"), f["replicas"]) if "replicas" in f else ReplicaPolicy()
     limits = _node_limits(v, _join(path, "nodeLimits"), f["nodeLimits"]) if "nodeLimits" in f else NodeLimits()
+    canary = v.integer(_join(path, "canaryNodes"), f["canaryNodes"], 0, 100) if "canaryNodes" in f else DEFAULT_CANARY_NODES
+    start_task = _start_task(v, _join(path, "startTask"), f["startTask"]) if "startTask" in f else None
 
     if source == "managedImage" and "imageResourceGroup" not in f:
         v.problem(_join(path, "imageResourceGroup"), "is required with source \"managedImage\" (the default): it is where the managed images are created")
@@ -543,7 +607,8 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
         return None
     return FamilyConfig(name=name, gallery=gallery, pools=tuple(pools), source=source, image_resource_group=image_rg,
                         keep_managed_image=bool(keep) or bool(legacy), legacy_managed_image_pools=legacy, replicas=replicas,
-                        node_limits=limits, description=description)
+                        node_limits=limits, description=description,
+                        canary_nodes=DEFAULT_CANARY_NODES if canary is None else canary, start_task=start_task)
 
 
 def _check_pool_id_clashes(v: _Validator, families: list[FamilyConfig]) -> None:

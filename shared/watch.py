@@ -24,6 +24,7 @@ from shared.context import AppContext
 from shared.episodes import Action, Decision, Episode, decide
 from shared.episodes import Alert as PolicyAlert
 from shared.event_routing import POOL_RESIZE_STALLED
+from shared.node_watch import NodeWatch, NodeWatchReport
 from shared.pool_policy import DesiredTarget, PoolIntentError, PoolView, WatchPolicy, desired_target
 from shared.references import account_ids
 from shared.resize_errors import AlertType
@@ -56,6 +57,7 @@ class TickReport:
     invalid_pools: dict[str, str] = field(default_factory=dict)
     autoscale: list[str] = field(default_factory=list)  # managed pools with autoscale on: never resized, reported instead
     full_scan: bool = True  # False: only the accounts with pools in an open episode were listed
+    nodes: NodeWatchReport = field(default_factory=NodeWatchReport)  # node health: looks, repairs, canaries, verdicts
 
 
 def pool_resource_id(account_id: str, pool_id: str) -> str:
@@ -117,9 +119,12 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     if full is None:
         full = True if dry_run else _full_scan_due(context, now)  # a dry run (the CLI's plan) always looks at everything
     report.full_scan = full
+    nodes = NodeWatch(context, now, full=full, dry_run=dry_run)  # node health and canaries (shared/node_watch.py)
+    report.nodes = nodes.report
     accounts = account_ids(context)
     if not report.full_scan:
         open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
+        open_accounts |= nodes.open_accounts()
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
     for account_id in accounts:
         report.accounts += 1
@@ -143,8 +148,12 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
             if desired is None:
                 continue  # not managed by the app: left alone
             report.managed += 1
+            desired = nodes.gate(view, desired)  # a pending or failed canary caps the target
             subject = pool_resource_id(account.id, view.pool_id)
             record = records.get(safe_key(view.pool_id))
+            nodes.observe(account, view, desired, driven=(record is not None and _is_open(record))
+                          or (view.target_dedicated, view.target_spot) != (desired.dedicated, desired.spot)
+                          or view.current_total != desired.total)
             try:
                 episode = Episode.from_dict(record.data) if record else None
                 decision = decide(view, desired, episode, now, policy)
@@ -165,6 +174,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
                 stalls.append(stall_event(account.id, raw, view, decision, now))
             elif not dry_run:
                 report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+    report.alerts += nodes.finish()
     if stalls and not dry_run:
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
@@ -231,6 +241,7 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
         desired = desired_target(view, now)
         if desired is None:
             return "pool is not managed"
+        desired = NodeWatch.gate(view, desired)
         record = table.get(safe_key(account.id), safe_key(view.pool_id))
         episode = Episode.from_dict(record.data) if record else None
         decision = decide(view, desired, episode, now, policy)
