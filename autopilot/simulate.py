@@ -454,6 +454,8 @@ class ActionRunner:
             return spec["pool"]
         if "resource" in spec:
             return _short_id(self.scenario.resource(spec["resource"]))
+        if "image" in spec and action.kind == "setImageHealth":
+            return _short_id(self.scenario.resource(spec["image"]))
         if action.kind == "createSnapshotSet":
             return f"{spec['family']} {spec['version']}"
         if action.kind == "createSnapshot":
@@ -604,6 +606,12 @@ class ActionRunner:
                                                      pool_quota=spec.get("pools"), per_vm_family=spec.get("perVmFamily"),
                                                      per_vm_family_enforced=spec.get("perVmFamilyEnforced"))
         return ", ".join(f"{k}={spec[k]}" for k in ("dedicatedCores", "spotCores", "pools", "perVmFamily", "perVmFamilyEnforced") if k in spec)
+
+    def _set_image_health(self, spec: dict[str, Any], identity: None) -> str:
+        image = self.scenario.resource(spec["image"])
+        self.local.emulator.batch.set_image_health(image, start_task_failed_share=spec.get("startTaskFailedShare", 0.0),
+                                                   unusable_share=spec.get("unusableShare", 0.0))
+        return ", ".join(f"{k}={spec[k]}" for k in ("startTaskFailedShare", "unusableShare") if k in spec) or "healthy"
 
     def _inject_pool_failure(self, spec: dict[str, Any], identity: None) -> str:
         account, pool_id = spec["pool"].split("/", 1)

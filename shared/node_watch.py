@@ -5,9 +5,10 @@ Hooked into :func:`shared.watch.tick` (three calls: :meth:`NodeWatch.gate`, :met
 
 Request budget: a steady, healthy pool costs no request of its own per tick. Node states (``GET /pools/{id}/nodes``,
 one request per 1,000 nodes) are read only for a pool whose canary is pending, that has a health episode open, that
-the resize watch is driving (open episode, or not at its target), or whose slow-rotation slot falls in this full scan
-(each pool once per ``AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES``). ``/nodecounts`` is not used: it is paged at 10 pools
-per request in the older spec (issue 16) and does not carry the node ids a repair needs.
+the resize watch is driving (open episode, or not at its target), once per resize on the full scan that comes
+``AUTOPILOT_UNHEALTHY_NODE_MINUTES`` after the pool went steady, and on the slow rotation: once per
+``AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES`` a full scan reads ``/nodecounts`` (paged at 10 pools per request, as the older
+spec says) and lists the nodes of the pools that count failed nodes.
 
 Concurrency: a pool's health record is claimed (ETag) before its nodes are removed, so two instances never remove the
 same node, and removenodes carries the pool's ETag (If-Match). Alerts go through the Alerts table (once per episode, or
@@ -117,6 +118,7 @@ class NodeWatch:
         # finds the steady pools with failed nodes; only those get their nodes listed.
         self.rotation = full and not dry_run and self._rotation_due()
         self._counts: dict[str, dict[str, int]] = {}  # account id -> pool id (lower) -> failed nodes
+        self._window = timedelta(minutes=context.settings.watch_full_scan_minutes)
 
     # --- the tick's hooks -------------------------------------------------------------------------
     def open_accounts(self) -> set[str]:
@@ -132,7 +134,12 @@ class NodeWatch:
         record = self.records.get(safe_key(account.id), {}).get(safe_key(view.pool_id))
         pending = canary.state(view.metadata) == canary.PENDING
         due = self.rotation and self._failed_count(account, view.pool_id) > 0
-        if not (pending or record is not None or driven or due):
+        # One look per resize, once its nodes had time to fail for good: the full scan that falls in the window
+        # [steady + unhealthy_after, + one full-scan period) after the pool's last allocation change.
+        changed = view.allocation_state_transition_time
+        settled = (self.full and view.is_steady and changed is not None
+                   and self.policy.unhealthy_after <= self.now - changed < self.policy.unhealthy_after + self._window)
+        if not (pending or record is not None or driven or due or settled):
             return
         if view.current_total == 0 and record is None:
             return  # no node to look at
