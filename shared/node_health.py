@@ -187,6 +187,7 @@ class Repair:
     alert: bool = False  # raise NodesUnhealthy (budget spent)
     record: HealthRecord | None = None  # None: no episode (closed or never opened)
     reason: str = ""
+    next_look: datetime | None = None  # when a failed node not yet due for replacement becomes due
 
 
 def decide_repair(nodes: list[NodeInfo], record: HealthRecord | None, now: datetime, policy: HealthPolicy, *,
@@ -202,9 +203,12 @@ def decide_repair(nodes: list[NodeInfo], record: HealthRecord | None, now: datet
     candidates = [n for n in nodes if is_unhealthy(n, now, policy, has_start_task=has_start_task)]
     if not any(n.failed or n.id in (c.id for c in candidates) for n in nodes):
         return Repair(record=None, reason="no unhealthy node" + ("; the health episode ends" if record else ""))
+    waiting = [(n.state_since or n.allocated) + policy.unhealthy_after for n in nodes
+               if n.failed and n not in candidates and (n.state_since or n.allocated) is not None]
+    next_look = min(waiting) if waiting else None
     fresh = [n for n in candidates if record is None or n.id not in record.replaced]
     if not fresh:
-        return Repair(record=record, reason="unhealthy nodes are not due for replacement yet, or were removed already")
+        return Repair(record=record, reason="unhealthy nodes are not due for replacement yet, or were removed already", next_look=next_look)
     if image_suspect:
         return Repair(record=record, reason="the image is suspect: replacing its nodes would not help")
     record = record or HealthRecord(started=now)
@@ -215,9 +219,9 @@ def decide_repair(nodes: list[NodeInfo], record: HealthRecord | None, now: datet
         return Repair(alert=True, record=replace(record, stopped=True),
                       reason=f"{len(fresh)} unhealthy node(s) and the budget of {policy.max_replacements} replacement(s) is spent")
     if not steady:
-        return Repair(record=record, reason="waiting for the pool to be steady before removing nodes")
+        return Repair(record=record, reason="waiting for the pool to be steady before removing nodes", next_look=next_look)
     chosen = tuple(n.id for n in fresh[:min(remaining, REMOVE_NODES_MAX)])
-    return Repair(remove=chosen, record=replace(record, replaced=record.replaced + chosen),
+    return Repair(remove=chosen, record=replace(record, replaced=record.replaced + chosen), next_look=next_look,
                   reason=f"removing {len(chosen)} unhealthy node(s) ({len(record.replaced) + len(chosen)} of {policy.max_replacements})")
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from shared import alerts, canary, pool_metadata
 from shared.alerts import Alert, AlertPublisher
-from shared.clock import iso
+from shared.clock import iso, parse_iso
 from shared.context import AppContext
 from shared.node_health import (
     HealthPolicy,
@@ -85,6 +85,7 @@ class Observed:
     summary: NodeSummary
     has_start_task: bool
     record: Record | None
+    driven: bool = False
 
 
 @dataclass
@@ -134,12 +135,12 @@ class NodeWatch:
         record = self.records.get(safe_key(account.id), {}).get(safe_key(view.pool_id))
         pending = canary.state(view.metadata) == canary.PENDING
         due = self.rotation and self._failed_count(account, view.pool_id) > 0
-        # One look per resize, once its nodes had time to fail for good: the full scan that falls in the window
-        # [steady + unhealthy_after, + one full-scan period) after the pool's last allocation change.
-        changed = view.allocation_state_transition_time
-        settled = (self.full and view.is_steady and changed is not None
-                   and self.policy.unhealthy_after <= self.now - changed < self.policy.unhealthy_after + self._window)
-        if not (pending or record is not None or driven or due or settled):
+        # A pool the watch drove gets one more look once its last nodes had time to fail for good
+        # (lookAt, set while driven): then its row goes, and it costs nothing per tick again.
+        look_at = parse_iso(record.data.get("lookAt")) if record is not None else None
+        follow = look_at is not None and self.now >= look_at
+        in_episode = record is not None and bool(record.data.get("started"))
+        if not (pending or in_episode or driven or due or follow):
             return
         if view.current_total == 0 and record is None:
             return  # no node to look at
@@ -154,7 +155,7 @@ class NodeWatch:
         summary = summarize(nodes)
         self.report.looked += 1
         self.report.summaries[_subject(account.id, view.pool_id)] = summary.to_dict()
-        self.observed.append(Observed(account, view, desired, nodes, summary, bool(has_start_task), record))
+        self.observed.append(Observed(account, view, desired, nodes, summary, bool(has_start_task), record, driven))
 
     def finish(self) -> int:
         """Judge images, pass canaries, repair pools. Returns the number of alerts sent."""
@@ -240,7 +241,15 @@ class NodeWatch:
         repair = decide_repair(obs.nodes, previous, self.now, self.policy, steady=obs.view.is_steady,
                                has_start_task=obs.has_start_task, image_suspect=suspect or state == canary.FAILED)
         keep_watching = state == canary.PENDING
-        record = self._store(obs, repair.record, keep_watching)
+        look_at: str | None = None
+        if obs.driven:
+            look_at = iso(self.now + self.policy.unhealthy_after)
+        elif obs.record is not None and obs.record.data.get("lookAt"):
+            previous_look = parse_iso(obs.record.data.get("lookAt"))
+            look_at = None if previous_look is None or self.now >= previous_look else obs.record.data["lookAt"]
+        if repair.next_look is not None and repair.record is None:
+            look_at = max(look_at or "", iso(repair.next_look))  # failed nodes not yet due: look again when they are
+        record = self._store(obs, repair.record, keep_watching, look_at)
         if record is False:
             return 0  # another instance changed this pool's record: it acts; the next tick looks again
         sent = 0
@@ -252,19 +261,19 @@ class NodeWatch:
                 with contextlib.suppress(ConcurrencyConflict):
                     restored = HealthRecord(previous.started if previous else self.now, previous.replaced if previous else (),
                                             previous.stopped if previous else False)
-                    self.table.save(record.partition, record.row, {**restored.to_dict(), "canary": keep_watching}, expected=record)
+                    self.table.save(record.partition, record.row, {**restored.to_dict(), "canary": keep_watching, "lookAt": look_at},
+                                    expected=record)
         if repair.alert and repair.record is not None:
             sent += int(AlertPublisher(self.context).publish(self._nodes_alert(obs, repair.record)))
         return sent
 
-    def _store(self, obs: Observed, health: HealthRecord | None, keep_watching: bool) -> Record | bool | None:
+    def _store(self, obs: Observed, health: HealthRecord | None, keep_watching: bool, look_at: str | None) -> Record | bool | None:
         """Save the pool's row when it changed. Returns the new record, None when deleted/absent, False on a conflict."""
         partition, row = safe_key(obs.account.id), safe_key(obs.view.pool_id)
         data: dict[str, Any] | None = None
-        if health is not None:
-            data = {**health.to_dict(), "canary": keep_watching}
-        elif keep_watching:
-            data = {"canary": True}
+        if health is not None or keep_watching or look_at:
+            data = {**(health.to_dict() if health else {"started": None, "replaced": None, "stopped": None}),
+                    "canary": keep_watching, "lookAt": look_at}
         if data is None and obs.record is None:
             return None
         if data is not None and obs.record is not None and all(obs.record.data.get(k) == v for k, v in data.items()):
@@ -281,7 +290,6 @@ class NodeWatch:
     # --- the rotation -----------------------------------------------------------------------------
     def _rotation_due(self) -> bool:
         """Claimed in the Watch table like the full scan, so concurrent instances sweep once per period."""
-        from shared.clock import parse_iso
         from shared.state import WATCH
 
         table = self.context.state.table(WATCH)
