@@ -202,6 +202,9 @@ def decide_repair(nodes: list[NodeInfo], record: HealthRecord | None, now: datet
     """
     candidates = [n for n in nodes if is_unhealthy(n, now, policy, has_start_task=has_start_task)]
     if not any(n.failed or n.id in (c.id for c in candidates) for n in nodes):
+        if record is not None and (not nodes or any(n.state in BOOTING or n.state == "leavingpool" for n in nodes)):
+            # Replacements still on their way (removed, or booting): the episode and its budget go on.
+            return Repair(record=record, reason="replacement nodes are not up yet")
         return Repair(record=None, reason="no unhealthy node" + ("; the health episode ends" if record else ""))
     waiting = [(n.state_since or n.allocated) + policy.unhealthy_after for n in nodes
                if n.failed and n not in candidates and (n.state_since or n.allocated) is not None]

@@ -249,10 +249,14 @@ class NodeWatch:
             look_at = None if previous_look is None or self.now >= previous_look else obs.record.data["lookAt"]
         if repair.next_look is not None and repair.record is None:
             look_at = max(look_at or "", iso(repair.next_look))  # failed nodes not yet due: look again when they are
+        sent = 0
+        if repair.alert and repair.record is not None:
+            # Alert first, then store "stopped": a send that fails stores nothing and the next look raises it again;
+            # the Alerts table keeps it to one per episode across instances and redeliveries.
+            sent += int(AlertPublisher(self.context).publish(self._nodes_alert(obs, repair.record)))
         record = self._store(obs, repair.record, keep_watching, look_at)
         if record is False:
-            return 0  # another instance changed this pool's record: it acts; the next tick looks again
-        sent = 0
+            return sent  # another instance changed this pool's record: it acts; the next tick looks again
         if repair.remove:
             if self._remove(obs, list(repair.remove)):
                 self.report.removed[subject] = list(repair.remove)
@@ -263,8 +267,6 @@ class NodeWatch:
                                             previous.stopped if previous else False)
                     self.table.save(record.partition, record.row, {**restored.to_dict(), "canary": keep_watching, "lookAt": look_at},
                                     expected=record)
-        if repair.alert and repair.record is not None:
-            sent += int(AlertPublisher(self.context).publish(self._nodes_alert(obs, repair.record)))
         return sent
 
     def _store(self, obs: Observed, health: HealthRecord | None, keep_watching: bool, look_at: str | None) -> Record | bool | None:
@@ -387,7 +389,7 @@ class NodeWatch:
         return self._send(obs.account, "PATCH", f"/pools/{quote(obs.view.pool_id, safe='')}", body, obs.view.etag)
 
     # --- alerts -----------------------------------------------------------------------------------
-    def _counts(self, summary: NodeSummary) -> dict[str, Any]:
+    def _count_details(self, summary: NodeSummary) -> dict[str, Any]:
         return {"usableNodes": summary.usable, "unhealthyNodes": summary.failed, "bootingNodes": summary.booting, "totalNodes": summary.total,
                 "nodeStates": dict(summary.by_state), "codes": sorted(summary.errors), "nodeErrors": dict(summary.errors)}
 
@@ -401,7 +403,7 @@ class NodeWatch:
                        f"episode (budget {self.policy.max_replacements}). Batch reports: {errors}."),
             fix=NODES_FIX, dedupe_key=iso(record.started), occurred_at=self.now,
             details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "budget", "replacedNodes": len(record.replaced),
-                     "maxReplacements": self.policy.max_replacements, "episodeStarted": iso(record.started), **self._counts(s)})
+                     "maxReplacements": self.policy.max_replacements, "episodeStarted": iso(record.started), **self._count_details(s)})
 
     def _network_alert(self, obs: Observed, members: list[Observed]) -> Alert:
         s = obs.summary
@@ -412,7 +414,7 @@ class NodeWatch:
                        "image fail too: the network (an NSG or route blocking the Batch node agent) is the likely cause, not the image. "
                        "The version's pools stay at their canary."),
             fix=NETWORK_FIX, dedupe_key="network", occurred_at=self.now,
-            details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "network", **self._counts(s)})
+            details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "network", **self._count_details(s)})
 
     def _image_alert(self, image: str, members: list[Observed], canary_nodes: int) -> Alert:
         failed = sum(m.summary.failed for m in members)
