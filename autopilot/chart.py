@@ -18,6 +18,7 @@ from typing import Any
 SEVERITY_COLOURS = {"critical": "#c62828", "warning": "#ef6c00", "info": "#2e7d32", "error": "#c62828"}
 DEDICATED_COLOUR = "#1565c0"
 SPOT_COLOUR = "#f9a825"
+USABLE_COLOUR = "#2e7d32"
 
 
 @dataclass
@@ -33,6 +34,7 @@ class PoolChart:
     resizes: list[tuple[datetime, str]] = field(default_factory=list)  # (time, caller)
     failures: list[tuple[datetime, str]] = field(default_factory=list)  # (time, codes)
     alerts: list[tuple[datetime, str, str]] = field(default_factory=list)  # (time, type, severity)
+    usable: list[int | None] = field(default_factory=list)  # idle or running nodes, dedicated + Spot
 
 
 @dataclass
@@ -58,6 +60,7 @@ def chart_data(recorder: Any, report: dict[str, Any]) -> ChartData:
             resizes=[(_t(r["time"]), "app" if r["caller"] == APP_CALLER else r["caller"]) for r in report["resizeRequests"]
                      if r["pool"].lower() == key.lower() and 200 <= r["status"] < 300],
             failures=list(series.failures),
+            usable=list(getattr(series, "usable", [])),
             alerts=[(_t(a["time"]), a["type"], a["severity"]) for a in report["alerts"] if a["pool"] and a["pool"].lower() == key.lower()],
         ))
     events = [(_t(a["time"]), a["type"], a["severity"]) for a in report["alerts"] if not a["pool"]]
@@ -102,6 +105,8 @@ def figure(data: ChartData) -> Any:
         _series(ax, pool.times, pool.current_dedicated, DEDICATED_COLOUR, "-", 2.0)
         _series(ax, pool.times, pool.desired_dedicated, DEDICATED_COLOUR, "--", 1.2)
         _series(ax, pool.times, pool.target_dedicated, DEDICATED_COLOUR, ":", 1.0, alpha=0.6)
+        if pool.usable and len(pool.usable) == len(pool.times):
+            _series(ax, pool.times, pool.usable, USABLE_COLOUR, "-", 1.2, alpha=0.9)  # nodes that work: idle or running
         if any(v for v in pool.current_spot + pool.desired_spot + pool.target_spot if v):
             _series(ax, pool.times, pool.current_spot, SPOT_COLOUR, "-", 2.0)
             _series(ax, pool.times, pool.desired_spot, SPOT_COLOUR, "--", 1.2)
@@ -134,6 +139,7 @@ def figure(data: ChartData) -> Any:
         Line2D([], [], color=DEDICATED_COLOUR, linestyle=":", label="Batch target dedicated"),
         Line2D([], [], color=SPOT_COLOUR, linewidth=2, label="current Spot"),
         Line2D([], [], color=SPOT_COLOUR, linestyle="--", label="desired Spot"),
+        Line2D([], [], color=USABLE_COLOUR, linewidth=1.2, label="usable nodes (idle or running)"),
         Line2D([], [], marker="^", color="#2e7d32", linestyle="none", label="resize by the app"),
         Line2D([], [], marker="^", color="#6a1b9a", linestyle="none", label="resize by a person"),
         Line2D([], [], marker="X", color="#c62828", linestyle="none", label="resize ended short"),

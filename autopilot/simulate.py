@@ -93,6 +93,7 @@ class PoolSeries:
     target_spot: list[int | None] = field(default_factory=list)
     desired_dedicated: list[int | None] = field(default_factory=list)
     desired_spot: list[int | None] = field(default_factory=list)
+    usable: list[int | None] = field(default_factory=list)  # idle or running nodes (dedicated + Spot)
     first_seen: datetime | None = None
     deleted_at: datetime | None = None
     first_reached: datetime | None = None
@@ -147,6 +148,7 @@ class Recorder:
                 series.target_spot.append(pool.target["low"])
                 series.desired_dedicated.append(desired.dedicated if desired else None)
                 series.desired_spot.append(desired.spot if desired else None)
+                series.usable.append(sum(row.get("idle", 0) + row.get("running", 0) for row in emulator.batch.node_counts(pool).values()))
                 self._transitions(series, pool, desired, now)
         for key, series in self.pools.items():
             if key not in seen:
@@ -156,7 +158,7 @@ class Recorder:
                     self.add(now, "pool", f"pool {key} deleted", pool=key)
                 series.times.append(now)
                 for values in (series.current_dedicated, series.current_spot, series.target_dedicated, series.target_spot,
-                               series.desired_dedicated, series.desired_spot):
+                               series.desired_dedicated, series.desired_spot, series.usable):
                     values.append(None)
         self.observe_resources(now)
 
@@ -169,7 +171,7 @@ class Recorder:
         for t in self.times[:-1]:
             series.times.append(t)
             for values in (series.current_dedicated, series.current_spot, series.target_dedicated, series.target_spot,
-                           series.desired_dedicated, series.desired_spot):
+                           series.desired_dedicated, series.desired_spot, series.usable):
                 values.append(None)
 
     def _transitions(self, series: PoolSeries, pool: Any, desired: Any, now: datetime) -> None:
