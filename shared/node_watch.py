@@ -140,7 +140,9 @@ class NodeWatch:
         look_at = parse_iso(record.data.get("lookAt")) if record is not None else None
         follow = look_at is not None and self.now >= look_at
         in_episode = record is not None and bool(record.data.get("started"))
-        if not (pending or in_episode or driven or due or follow):
+        # A pool the resize watch drives is looked at on full scans only: its nodes change by the minute anyway, and
+        # the ticks between full scans stay free of per-pool requests for it.
+        if not (pending or in_episode or (driven and self.full) or due or follow):
             return
         if view.current_total == 0 and record is None:
             return  # no node to look at
