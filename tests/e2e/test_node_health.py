@@ -188,3 +188,36 @@ def test_two_instances_never_remove_the_same_nodes(make_local: Callable[..., Loc
     assert len(removals(la, "twin")) == 1
     for context in contexts:
         context.clients.close()
+
+
+def test_two_instances_judge_a_broken_image_once(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    custom_image(la)
+    watch_removals(la)
+    broken = second_version(la)
+    la.emulator.batch.set_image_health(broken, unusable_share=1.0)
+    for pool_id in ("bad-a", "bad-b"):
+        make_pool(la, pool_id, broken, desired=12, target=3, canary_nodes=3, version="2.0.0")
+    la.host.run_for(timedelta(minutes=10), timedelta(minutes=10))  # booted and unusable, no tick in between
+    contexts = [fresh_context(la), fresh_context(la)]
+    now = la.emulator.now()
+    watches = [NodeWatch(c, now, full=True) for c in contexts]
+    account = batch_accounts.get_account(contexts[0].clients, ACCOUNT_ID)
+    for nw, context in zip(watches, contexts, strict=True):
+        for pool_id in ("bad-a", "bad-b"):
+            raw = batch_pools.get_pool(context.clients, account, pool_id)
+            assert raw is not None
+            view = PoolView.from_dict(raw, ACCOUNT_ID)
+            desired = desired_target(view, now)
+            assert desired is not None
+            nw.observe(account, view, nw.gate(view, desired), driven=False)
+    for nw in watches:
+        nw.finish()
+    assert len(la.alerts(IMAGE_UNHEALTHY)) == 1 and la.alerts(NODES_UNHEALTHY) == []
+    for pool_id in ("bad-a", "bad-b"):
+        pool = la.emulator.batch.find_pool(ACCOUNT, pool_id)
+        assert canary.canary_passed(pool.metadata) is False and removals(la, pool_id) == []
+    watch.tick(fresh_context(la), full=True)  # a later tick (or a redelivery) judges nothing again
+    assert len(la.alerts(IMAGE_UNHEALTHY)) == 1
+    for context in contexts:
+        context.clients.close()
