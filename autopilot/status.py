@@ -143,11 +143,16 @@ def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime,
     except PoolIntentError as exc:
         desired, problem = None, str(exc)
     metadata = dict(view.metadata)
+    if desired is not None:
+        desired = canary.cap(desired, metadata)  # what the watch drives towards while a canary is pending or failed
     at_target = desired is not None and view.current_dedicated == desired.dedicated and view.current_spot == desired.spot
     if not view.is_managed:
         health = "unmanaged"
     elif problem:
         health = "invalid-metadata"
+    elif canary.state(metadata) == canary.FAILED:
+        health, problem = "stopped", (f"version {metadata.get(pool_metadata.VERSION, '?')} failed its canary (ImageUnhealthy): the pool stays at "
+                                      f"{canary.size(metadata)} node(s); publish a rebuilt version (see the alert's checklist)")
     elif view.image_id and normalize(view.image_id) in missing_images:
         health, problem = "image-missing", f"the pool's image {view.image_id} no longer exists: the pool cannot grow"
     elif desired is None:
