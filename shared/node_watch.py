@@ -4,11 +4,12 @@ Hooked into :func:`shared.watch.tick` (three calls: :meth:`NodeWatch.gate`, :met
 :meth:`NodeWatch.finish`). Decisions are in :mod:`shared.node_health` and :mod:`shared.canary`; this module does the I/O.
 
 Request budget: a steady, healthy pool costs no request of its own per tick. Node states (``GET /pools/{id}/nodes``,
-one request per 1,000 nodes) are read only for a pool whose canary is pending, that has a health episode open, that
-the resize watch is driving (open episode, or not at its target), once per resize on the full scan that comes
-``AUTOPILOT_UNHEALTHY_NODE_MINUTES`` after the pool went steady, and on the slow rotation: once per
-``AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES`` a full scan reads ``/nodecounts`` (paged at 10 pools per request, as the older
-spec says) and lists the nodes of the pools that count failed nodes.
+one request per 1,000 nodes) are read only for a pool whose canary is pending, that has a health episode open, once
+for a pool the resize watch drove (booked as ``lookAt`` in the pool's row, a Table write on a full scan, and read
+``AUTOPILOT_UNHEALTHY_NODE_MINUTES`` after the last full scan that saw it driven, so the newest nodes had time to fail
+for good), and on the slow rotation: once per ``AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES`` a full scan reads
+``/nodecounts`` (paged at 10 pools per request, as the older spec says) and lists the nodes of the pools that count
+failed nodes. A pool being resized costs no node read while it changes.
 
 Concurrency: a pool's health record is claimed (ETag) before its nodes are removed, so two instances never remove the
 same node, and removenodes carries the pool's ETag (If-Match). Alerts go through the Alerts table (once per episode, or
@@ -140,9 +141,9 @@ class NodeWatch:
         look_at = parse_iso(record.data.get("lookAt")) if record is not None else None
         follow = look_at is not None and self.now >= look_at
         in_episode = record is not None and bool(record.data.get("started"))
-        # A pool the resize watch drives is looked at on full scans only: its nodes change by the minute anyway, and
-        # the ticks between full scans stay free of per-pool requests for it.
-        if not (pending or in_episode or (driven and self.full) or due or follow):
+        if not (pending or in_episode or due or follow):
+            if driven and self.full and not self.dry_run:
+                self._schedule_look(account, view, record)  # a Table write, no Batch request
             return
         if view.current_total == 0 and record is None:
             return  # no node to look at
@@ -158,6 +159,18 @@ class NodeWatch:
         self.report.looked += 1
         self.report.summaries[_subject(account.id, view.pool_id)] = summary.to_dict()
         self.observed.append(Observed(account, view, desired, nodes, summary, bool(has_start_task), record, driven))
+
+    def _schedule_look(self, account: BatchAccount, view: PoolView, record: Record | None) -> None:
+        """A pool the resize watch drives gets no node read while it changes; one look is booked for when its newest
+        nodes had time to fail for good (``AUTOPILOT_UNHEALTHY_NODE_MINUTES`` after the last full scan that saw it driven)."""
+        at = self.now + self.policy.unhealthy_after
+        current = parse_iso(record.data.get("lookAt")) if record is not None else None
+        if current is not None and current >= at - self._window:
+            return  # booked recently enough: at most one write per pool per full-scan period
+        data = {**(record.data if record is not None else {}), "canary": bool(record.data.get("canary")) if record else False,
+                "lookAt": iso(at)}
+        with contextlib.suppress(ConcurrencyConflict):
+            self.table.save(safe_key(account.id), safe_key(view.pool_id), data, expected=record)
 
     def finish(self) -> int:
         """Judge images, pass canaries, repair pools. Returns the number of alerts sent."""

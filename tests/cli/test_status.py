@@ -152,7 +152,7 @@ def test_status_shows_usable_and_unhealthy_nodes_per_pool(start_local: Any, caps
     pool = local.emulator.batch.find_pool("cadweu", "cad-legacy")
     next(iter(pool.nodes.values())).fate = "unusable"  # the world: one node lands on a bad host
     local.run(timedelta(minutes=5))
-    code, status = run_json(capsys, "status")
+    _code, status = run_json(capsys, "status")
     assert errors(STATUS_SCHEMA, status) == []
     row = next(p for p in status["pools"] if p["id"] == "cad-legacy")
     nodes = row["nodes"]

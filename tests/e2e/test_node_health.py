@@ -13,6 +13,7 @@ from azure.batch import models as bm
 from autopilot.local import SUBSCRIPTION_ID as SUB
 from autopilot.local import LocalAzure
 from shared import canary, pool_metadata, watch
+from shared.clock import iso
 from shared.node_watch import IMAGE_UNHEALTHY, NODE_HEALTH, NODES_UNHEALTHY, NodeWatch
 from shared.pool_policy import PoolView, desired_target
 from shared.resources import batch_accounts, batch_pools
@@ -170,6 +171,10 @@ def test_two_instances_never_remove_the_same_nodes(make_local: Callable[..., Loc
     la.host.run_for(timedelta(minutes=30), timedelta(minutes=30))  # past the threshold, no tick in between (one 30-minute step)
     contexts = [fresh_context(la), fresh_context(la)]
     now = la.emulator.now()
+    # an earlier tick booked a look at this pool (as it does for a pool it drove)
+    table = contexts[0].state.table(NODE_HEALTH)
+    table.save(safe_key(ACCOUNT_ID), "twin", {"canary": False, "lookAt": iso(now - timedelta(minutes=1))},
+               expected=table.get(safe_key(ACCOUNT_ID), "twin"))
     watches = [NodeWatch(c, now, full=True) for c in contexts]
     account = batch_accounts.get_account(contexts[0].clients, ACCOUNT_ID)
     for nw, context in zip(watches, contexts, strict=True):
@@ -178,7 +183,7 @@ def test_two_instances_never_remove_the_same_nodes(make_local: Callable[..., Loc
         view = PoolView.from_dict(raw, ACCOUNT_ID)
         desired = desired_target(view, now)
         assert desired is not None
-        nw.observe(account, view, desired, driven=True)  # both instances read the same pool and the same (empty) record
+        nw.observe(account, view, desired, driven=False)  # both instances read the same pool and the same record
     assert [nw.report.looked for nw in watches] == [1, 1]
     for nw in watches:
         nw.finish()
