@@ -21,6 +21,7 @@ SPOT_COLOUR = "#f9a825"
 DESIRED_DEDICATED_COLOUR = "#0d2f66"  # darker than the band it runs along, so it shows on it
 DESIRED_SPOT_COLOUR = "#8d5a00"
 CURRENT_WIDTH, CURRENT_ALPHA = 4.5, 0.45
+USABLE_COLOUR = "#2e7d32"
 
 
 @dataclass
@@ -36,6 +37,7 @@ class PoolChart:
     resizes: list[tuple[datetime, str]] = field(default_factory=list)  # (time, caller)
     failures: list[tuple[datetime, str]] = field(default_factory=list)  # (time, codes)
     alerts: list[tuple[datetime, str, str]] = field(default_factory=list)  # (time, type, severity)
+    usable: list[int | None] = field(default_factory=list)  # idle or running nodes, dedicated + Spot
 
 
 @dataclass
@@ -74,6 +76,7 @@ def chart_data(recorder: Any, report: dict[str, Any]) -> ChartData:
             resizes=[(_t(r["time"]), "app" if r["caller"] == APP_CALLER else r["caller"]) for r in report["resizeRequests"]
                      if r["pool"].lower() == key.lower() and 200 <= r["status"] < 300],
             failures=list(series.failures),
+            usable=list(getattr(series, "usable", [])),
             alerts=[(_t(a["time"]), a["type"], a["severity"]) for a in report["alerts"] if a["pool"] and a["pool"].lower() == key.lower()],
         ))
     events = [(_t(a["time"]), a["type"], a["severity"]) for a in report["alerts"] if not a["pool"]]
@@ -139,6 +142,8 @@ def figure(data: ChartData) -> Any:
         _series(ax, pool.times, pool.current_dedicated, DEDICATED_COLOUR, "-", CURRENT_WIDTH, alpha=CURRENT_ALPHA, zorder=2)
         _series(ax, pool.times, pool.desired_dedicated, DESIRED_DEDICATED_COLOUR, "--", 1.4, zorder=4)
         _series(ax, pool.times, pool.target_dedicated, DEDICATED_COLOUR, ":", 1.0, alpha=0.7, zorder=3)
+        if pool.usable and len(pool.usable) == len(pool.times):
+            _series(ax, pool.times, pool.usable, USABLE_COLOUR, "-", 1.2, alpha=0.9, zorder=5)  # nodes that work: idle or running
         if any(v for v in pool.current_spot + pool.desired_spot + pool.target_spot if v):
             _series(ax, pool.times, pool.current_spot, SPOT_COLOUR, "-", CURRENT_WIDTH, alpha=CURRENT_ALPHA, zorder=2)
             _series(ax, pool.times, pool.desired_spot, DESIRED_SPOT_COLOUR, "--", 1.4, zorder=4)
@@ -182,6 +187,7 @@ def legend_handles() -> list[Any]:
         Line2D([], [], color=SPOT_COLOUR, linewidth=CURRENT_WIDTH, alpha=CURRENT_ALPHA, label="current Spot"),
         Line2D([], [], color=DESIRED_SPOT_COLOUR, linestyle="--", linewidth=1.4, label="desired Spot"),
         Line2D([], [], color=SPOT_COLOUR, linestyle=":", alpha=0.7, label="Batch target Spot"),
+        Line2D([], [], color=USABLE_COLOUR, linewidth=1.2, label="usable nodes (idle or running)"),
         Line2D([], [], marker="^", color="#2e7d32", linestyle="none", label="resize by the app"),
         Line2D([], [], marker="^", color="#6a1b9a", linestyle="none", label="resize by a person"),
         Line2D([], [], marker="X", color="#c62828", linestyle="none", label="resize ended short"),

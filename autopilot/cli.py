@@ -577,7 +577,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"[bold]{status['target']}[/] subscription {status['subscriptionId']} at {status['generatedAt']}")
     pools = Table(title="Pools", title_justify="left", box=None, pad_edge=False, show_edge=False)
-    for column in ("pool", "health", "desired", "current", "Batch target", "allocation", "episode / backoff"):
+    for column in ("pool", "health", "desired", "current", "Batch target", "usable / unhealthy", "allocation", "episode / backoff"):
         pools.add_column(column, overflow="fold")
     for p in status["pools"]:
         desired = "-"
@@ -594,8 +594,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             if episode["stoppedReason"]:
                 ep_text += f"; {episode['stoppedReason']}"
         style = "red" if p["health"] in ("failing", "stopped", "gave-up", "invalid-metadata", "image-missing") else "green" if p["health"] == "ok" else "yellow"
+        nodes = p["nodes"]
+        node_text = "-"
+        if nodes:
+            node_text = f"{nodes['usable']} / " + (f"[red]{nodes['unhealthy']}[/]" if nodes["unhealthy"] else "0")
+            node_text += f" ({nodes['booting']} booting)" if nodes["booting"] else ""
+        if p["canary"] in ("pending", "failed"):
+            node_text += f"; canary {p['canary']}"
         pools.add_row(f"{p['account']}/{p['id']}", f"[{style}]{p['health']}[/]", desired, f"{p['current']['dedicated']} / {p['current']['spot']}",
-                      f"{p['target']['dedicated']} / {p['target']['spot']}", p["allocationState"], _escape(ep_text))
+                      f"{p['target']['dedicated']} / {p['target']['spot']}", node_text, p["allocationState"], _escape(ep_text))
     console.print(pools)
     images = Table(title="Images", title_justify="left", box=None, pad_edge=False, show_edge=False)
     for column in ("kind", "image", "state", "used by", "locks"):

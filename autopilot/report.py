@@ -103,6 +103,10 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
             desired = _last(series.desired_dedicated) if series else None, _last(series.desired_spot) if series else None
             metadata = pool.metadata
             at_target = desired[0] is not None and (pool.current["dedicated"], pool.current["low"]) == desired
+            states: dict[str, int] = {}
+            for row in emulator.batch.node_counts(pool).values():
+                for state, n in row.items():
+                    states[state] = states.get(state, 0) + n
             pools.append({
                 "account": account.name, "accountId": account.id, "id": pool.id,
                 "managed": metadata.get("autopilot.managed", "").lower() == "true",
@@ -118,6 +122,8 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
                 "firstReachedAt": iso(series.first_reached) if series else None,
                 "resizeRequests": sum(1 for r in resize_requests if r["pool"] == key),
                 "resizeFailures": len(series.failures) if series else 0,
+                "usableNodes": states.get("idle", 0) + states.get("running", 0),
+                "unhealthyNodes": states.get("unusable", 0) + states.get("startTaskFailed", 0),
             })
     deleted = [{"account": k.split("/", 1)[0], "id": k.split("/", 1)[1], "firstSeen": iso(s.first_seen), "deletedAt": iso(s.deleted_at)}
                for k, s in recorder.pools.items() if k not in final_keys]
@@ -351,6 +357,15 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
             else:
                 ok = all(pool["current"][k] == spec[k] for k in ("dedicated", "spot") if k in spec)
                 detail = f"it has {pool['current']['dedicated']} dedicated / {pool['current']['spot']} Spot"
+        elif kind == "usableNodes":
+            text = f"pool {pool_ref} has " + " and ".join(f"{label} {spec[k]}" for k, label in (("min", "at least"), ("count", "exactly"))
+                                                            if k in spec) + " usable (idle or running) nodes at the end"
+            if pool is None:
+                detail = "the pool does not exist at the end"
+            else:
+                usable = pool["usableNodes"]
+                ok = usable >= spec.get("min", 0) and ("count" not in spec or usable == spec["count"])
+                detail = f"{usable} usable, {pool['unhealthyNodes']} unhealthy of {pool['current']['dedicated'] + pool['current']['spot']} nodes"
         elif kind == "alerts":
             matching = [a for a in report["alerts"] if ("type" not in spec or a["type"].lower() == spec["type"].lower())
                         and ("subjectContains" not in spec or spec["subjectContains"].lower() in a["subject"].lower())
@@ -475,7 +490,7 @@ REPORT_SCHEMA: dict[str, Any] = {
             "allocationState": {"enum": ["steady", "resizing", "stopping"]},
             "resizeErrors": _list(_obj({"code": _STR, "message": _STR})),
             "atTarget": _BOOL, "targetReachedAt": _TIME_OR_NULL, "firstReachedAt": _TIME_OR_NULL,
-            "resizeRequests": _COUNT, "resizeFailures": _COUNT})),
+            "resizeRequests": _COUNT, "resizeFailures": _COUNT, "usableNodes": _COUNT, "unhealthyNodes": _COUNT})),
         "deletedPools": _list(_obj({"account": _STR, "id": _STR, "firstSeen": _TIME_OR_NULL, "deletedAt": _TIME_OR_NULL})),
         "images": _list(_obj({"kind": {"enum": ["managedImage", "galleryImageVersion"]}, "id": _STR, "name": _STR, "provisioningState": _STR,
                               "pools": _list(_STR), "locks": _list(_LOCK_REF)})),

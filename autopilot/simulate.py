@@ -93,6 +93,7 @@ class PoolSeries:
     target_spot: list[int | None] = field(default_factory=list)
     desired_dedicated: list[int | None] = field(default_factory=list)
     desired_spot: list[int | None] = field(default_factory=list)
+    usable: list[int | None] = field(default_factory=list)  # idle or running nodes (dedicated + Spot)
     first_seen: datetime | None = None
     deleted_at: datetime | None = None
     first_reached: datetime | None = None
@@ -153,6 +154,7 @@ class Recorder:
                 op = pool.op
                 if op is not None and op.number not in series.resizes:
                     series.resizes[op.number] = (op.start, op.target["dedicated"], op.target["low"])
+                series.usable.append(sum(row.get("idle", 0) + row.get("running", 0) for row in emulator.batch.node_counts(pool).values()))
                 self._transitions(series, pool, desired, now)
         for key, series in self.pools.items():
             if key not in seen:
@@ -162,7 +164,7 @@ class Recorder:
                     self.add(now, "pool", f"pool {key} deleted", pool=key)
                 series.times.append(now)
                 for values in (series.current_dedicated, series.current_spot, series.target_dedicated, series.target_spot,
-                               series.desired_dedicated, series.desired_spot):
+                               series.desired_dedicated, series.desired_spot, series.usable):
                     values.append(None)
         self.observe_resources(now)
 
@@ -175,7 +177,7 @@ class Recorder:
         for t in self.times[:-1]:
             series.times.append(t)
             for values in (series.current_dedicated, series.current_spot, series.target_dedicated, series.target_spot,
-                           series.desired_dedicated, series.desired_spot):
+                           series.desired_dedicated, series.desired_spot, series.usable):
                 values.append(None)
 
     def _transitions(self, series: PoolSeries, pool: Any, desired: Any, now: datetime) -> None:
@@ -475,6 +477,8 @@ class ActionRunner:
             return spec["pool"]
         if "resource" in spec:
             return _short_id(self.scenario.resource(spec["resource"]))
+        if "image" in spec and action.kind == "setImageHealth":
+            return _short_id(self.scenario.resource(spec["image"]))
         if action.kind == "createSnapshotSet":
             return f"{spec['family']} {spec['version']}"
         if action.kind == "createSnapshot":
@@ -630,6 +634,12 @@ class ActionRunner:
                                                      pool_quota=spec.get("pools"), per_vm_family=spec.get("perVmFamily"),
                                                      per_vm_family_enforced=spec.get("perVmFamilyEnforced"))
         return ", ".join(f"{k}={spec[k]}" for k in ("dedicatedCores", "spotCores", "pools", "perVmFamily", "perVmFamilyEnforced") if k in spec)
+
+    def _set_image_health(self, spec: dict[str, Any], identity: None) -> str:
+        image = self.scenario.resource(spec["image"])
+        self.local.emulator.batch.set_image_health(image, start_task_failed_share=spec.get("startTaskFailedShare", 0.0),
+                                                   unusable_share=spec.get("unusableShare", 0.0))
+        return ", ".join(f"{k}={spec[k]}" for k in ("startTaskFailedShare", "unusableShare") if k in spec) or "healthy"
 
     def _inject_pool_failure(self, spec: dict[str, Any], identity: None) -> str:
         account, pool_id = spec["pool"].split("/", 1)

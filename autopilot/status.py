@@ -104,8 +104,36 @@ def _episodes(context: Any, account_ids: list[str]) -> dict[tuple[str, str], Any
     return out
 
 
-def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime, missing_images: set[str]) -> dict[str, Any]:
-    from shared import pool_metadata
+def _node_counts(context: Any, account_id: str) -> dict[str, dict[str, int]]:
+    """Per pool (lower-case id): usable / unhealthy / booting / total nodes from one ``/nodecounts`` sweep of the account
+    (paged at 10 pools a page in the older spec); {} when the account cannot be read."""
+    from shared.node_health import BOOTING, FAILED, USABLE
+    from shared.resources import batch_accounts
+
+    out: dict[str, dict[str, int]] = {}
+    try:
+        account = batch_accounts.get_account(context.clients, account_id)
+        for item in context.clients.batch_account(account.endpoint).list_pool_node_counts():
+            data = item.as_dict()
+            row = {"usable": 0, "unhealthy": 0, "booting": 0, "total": 0}
+            for kind in ("dedicated", "lowPriority"):
+                for state, n in (data.get(kind) or {}).items():
+                    if state == "total" or not isinstance(n, int):
+                        continue
+                    row["total"] += n
+                    lowered = state.lower()
+                    for name, states in (("usable", USABLE), ("unhealthy", FAILED), ("booting", BOOTING)):
+                        if lowered in states:
+                            row[name] += n
+            out[str(data.get("poolId") or "").lower()] = row
+    except Exception as exc:  # node counts are a courtesy: the pool rows stand without them
+        log.warning("could not read node counts of %s: %s", account_id, exc)
+    return out
+
+
+def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime, missing_images: set[str],
+              nodes: dict[str, int] | None = None) -> dict[str, Any]:
+    from shared import canary, pool_metadata
     from shared.pool_policy import PoolIntentError, PoolView, desired_target
     from shared.resource_ids import normalize
 
@@ -116,11 +144,16 @@ def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime,
     except PoolIntentError as exc:
         desired, problem = None, str(exc)
     metadata = dict(view.metadata)
+    if desired is not None:
+        desired = canary.cap(desired, metadata)  # what the watch drives towards while a canary is pending or failed
     at_target = desired is not None and view.current_dedicated == desired.dedicated and view.current_spot == desired.spot
     if not view.is_managed:
         health = "unmanaged"
     elif problem:
         health = "invalid-metadata"
+    elif canary.state(metadata) == canary.FAILED:
+        health, problem = "stopped", (f"version {metadata.get(pool_metadata.VERSION, '?')} failed its canary (ImageUnhealthy): the pool stays at "
+                                      f"{canary.size(metadata)} node(s); publish a rebuilt version (see the alert's checklist)")
     elif view.image_id and normalize(view.image_id) in missing_images:
         health, problem = "image-missing", f"the pool's image {view.image_id} no longer exists: the pool cannot grow"
     elif desired is None:
@@ -151,6 +184,8 @@ def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime,
         "resizeErrors": [{"code": e.code, "message": e.message} for e in view.resize_errors],
         "health": health, "problem": problem,
         "episode": episode_json(episode, now) if episode is not None else None,
+        "nodes": nodes,
+        "canary": canary.state(metadata),
     }
 
 
@@ -193,9 +228,10 @@ def collect_status(context: Any) -> dict[str, Any]:
     episodes = _episodes(context, [a for a in accounts if a not in inventory.unreadable_accounts])
     pools = []
     for account_id, raw_pools in inventory.pools.items():
+        counts = _node_counts(context, account_id) if raw_pools else {}
         for raw in raw_pools:
             episode = episodes.get((account_id.lower(), str(raw.get("id", "")).lower()))
-            pools.append(_pool_row(account_id, raw, episode, now, inventory.missing_images))
+            pools.append(_pool_row(account_id, raw, episode, now, inventory.missing_images, counts.get(str(raw.get("id", "")).lower())))
     pools.sort(key=lambda p: (p["account"], p["id"].lower()))
 
     # locks: every lock in the subscription on an image-like resource, grouped by resource
@@ -423,7 +459,7 @@ STATUS_SCHEMA: dict[str, Any] = {
                                                                "error": _STR_OR_NULL}}},
         "pools": {"type": "array", "items": {"type": "object", "additionalProperties": False, "required": [
             "account", "accountId", "id", "managed", "family", "version", "image", "vmSize", "desired", "current", "target", "allocationState",
-            "allocationStateTransitionTime", "resizeErrors", "health", "problem", "episode"], "properties": {
+            "allocationStateTransitionTime", "resizeErrors", "health", "problem", "episode", "nodes", "canary"], "properties": {
             "account": {"type": "string"}, "accountId": {"type": "string"}, "id": {"type": "string"}, "managed": {"type": "boolean"},
             "family": _STR_OR_NULL, "version": _STR_OR_NULL, "image": _STR_OR_NULL, "vmSize": _STR_OR_NULL,
             "desired": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["dedicated", "spot", "source"], "additionalProperties": False,
@@ -446,6 +482,9 @@ STATUS_SCHEMA: dict[str, Any] = {
                             "properties": {"failures": {"type": "integer", "minimum": 0}, "until": _TIME_OR_NULL, "active": {"type": "boolean"}}},
                 "lastErrorCode": _STR_OR_NULL, "lastErrorCause": _STR_OR_NULL, "lastFix": _STR_OR_NULL, "stoppedReason": _STR_OR_NULL,
                 "gaveUp": {"type": "boolean"}, "recoveredAt": _TIME_OR_NULL, "lastAlertType": _STR_OR_NULL, "lastAlertTime": _TIME_OR_NULL}}]},
+            "nodes": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["usable", "unhealthy", "booting", "total"], "additionalProperties": False,
+                                                   "properties": {k: {"type": "integer", "minimum": 0} for k in ("usable", "unhealthy", "booting", "total")}}]},
+            "canary": {"enum": [None, "pending", "passed", "failed"]},
         }}},
         "images": {"type": "array", "items": {"type": "object", "required": ["kind", "id", "exists", "provisioningState", "pools", "locks", "protected"],
                                               "additionalProperties": False, "properties": {

@@ -218,6 +218,14 @@ still rise with the number of accounts at a fixed number of pools (table below):
 per account. Each stalled pool then costs
 one GET and one resize in `resize_stalled` (the event names the pool; the handler re-reads it and resizes with `If-Match`).
 
+Node health (`shared/node_watch.py`) adds no request per healthy pool per tick. Its costs, visible above: the **cold** tick
+here is also the first tick of a slow-rotation period, so it carries one `/nodecounts` sweep per account ("Batch GET
+nodecounts": ceil(pools / 10) pages, the page size the older spec gives; once per `AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES`,
+60 by default, across instances); a pool the watch resizes costs no node read while it changes, one Table write on a
+full scan (a look booked for later) and one node list (`GET /pools/{{id}}/nodes`, 1,000 nodes a page)
+`AUTOPILOT_UNHEALTHY_NODE_MINUTES` later, outside the ticks measured here; pools in a canary or a health episode cost
+one node list per tick while they are in it. Each tick also makes one more Table query (the `NodeHealth` rows).
+
 **Wall time, CPU and memory of one tick** (child process; wall includes the emulator's answers; CPU is the app
 process's own `time.process_time`; the cold tick also pays the SDK's first-use imports and TLS handshakes; peak = `tracemalloc`
 peak during one extra warm tick; RSS = the child's `ru_maxrss`, imports included; the last column is the local host

@@ -152,6 +152,37 @@ class PoolSpec:
         return naming.render_pool_id(self.pool_id_template, family, version)
 
 
+DEFAULT_CANARY_NODES = 3
+START_TASK_SCOPES = ("Pool", "Task")
+START_TASK_ELEVATIONS = ("NonAdmin", "Admin")
+
+
+@dataclass(frozen=True)
+class StartTask:
+    """A family's optional start task (Batch ``StartTask``): the usual way to check an image on boot. With
+    ``wait_for_success`` a failing command leaves the node ``startTaskFailed``, which the node-health check sees."""
+
+    command_line: str
+    wait_for_success: bool = True
+    user_scope: str | None = None  # autoUser scope: Pool | Task
+    elevation_level: str | None = None  # autoUser elevationLevel: NonAdmin | Admin
+    user_name: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        """The management-plane ``startTask`` (azure-mgmt-batch ``StartTask``: commandLine, userIdentity, waitForSuccess)."""
+        body: dict[str, Any] = {"commandLine": self.command_line, "waitForSuccess": self.wait_for_success}
+        if self.user_name:
+            body["userIdentity"] = {"userName": self.user_name}
+        elif self.user_scope or self.elevation_level:
+            auto: dict[str, str] = {}
+            if self.user_scope:
+                auto["scope"] = self.user_scope
+            if self.elevation_level:
+                auto["elevationLevel"] = self.elevation_level
+            body["userIdentity"] = {"autoUser": auto}
+        return body
+
+
 @dataclass(frozen=True)
 class FamilyConfig:
     name: str
@@ -167,6 +198,10 @@ class FamilyConfig:
     snapshot_resource_groups: tuple[str, ...] = ()  # (): the image resource group
     allowed_principals: tuple[str, ...] = ()  # (): anyone who can tag a snapshot in scope
     max_live_versions: int | None = None  # None: no cap (off until retirement is defined)
+    # Canary (issue 16): a new version's pools first grow to this many nodes, and to their targets only once those
+    # nodes are idle or running. 3 lets a one-pool family be judged by its canary (the image verdict needs 3 nodes).
+    canary_nodes: int = DEFAULT_CANARY_NODES
+    start_task: StartTask | None = None
 
     @property
     def builds_managed_image(self) -> bool:
@@ -570,7 +605,8 @@ def _nat_pools(v: _Validator, path: str, raw: object) -> tuple[bool, tuple[nat.N
 
 
 _FAMILY_KEYS = ("description", "gallery", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas",
-                "nodeLimits", "pools", "snapshotResourceGroups", "allowedPrincipals", "maxLiveVersions")
+                "nodeLimits", "pools", "snapshotResourceGroups", "allowedPrincipals", "maxLiveVersions",
+                "canaryNodes", "startTask")
 # Event Grid allows 25 filter values per event subscription; the pipeline's uses 3 for operation names, and one
 # subject prefix per watched resource group (shared/event_routing.py). A sanity bound well inside that budget.
 MAX_WATCHED_GROUPS = 20
@@ -586,6 +622,33 @@ def _string_list(v: _Validator, path: str, raw: object, check: Any, example: str
         return None
     out = [v.string(_join(path, i), item, check, example=example) for i, item in enumerate(raw)]
     return None if None in out else tuple(dict.fromkeys(o for o in out if o))
+
+
+def _start_task(v: _Validator, path: str, raw: object) -> StartTask | None:
+    before = len(v.problems)
+    t = v.obj(path, raw, required=("commandLine",), optional=("waitForSuccess", "userIdentity"))
+    if t is None:
+        return None
+    command = v.string(_join(path, "commandLine"), t.get("commandLine"), example="/bin/sh -c 'nvidia-smi'") if "commandLine" in t else None
+    wait = v.boolean(_join(path, "waitForSuccess"), t["waitForSuccess"]) if "waitForSuccess" in t else True
+    scope = elevation = user = None
+    if "userIdentity" in t:
+        ipath = _join(path, "userIdentity")
+        identity = v.obj(ipath, t["userIdentity"], optional=("autoUser", "userName"))
+        if identity is not None and "autoUser" in identity and "userName" in identity:
+            v.problem(ipath, "set autoUser or userName, not both")
+        if identity is not None and "userName" in identity:
+            user = v.string(_join(ipath, "userName"), identity["userName"])
+        if identity is not None and "autoUser" in identity:
+            apath = _join(ipath, "autoUser")
+            auto = v.obj(apath, identity["autoUser"], optional=("scope", "elevationLevel"))
+            if auto is not None:
+                scope = v.choice(_join(apath, "scope"), auto["scope"], START_TASK_SCOPES) if "scope" in auto else None
+                elevation = (v.choice(_join(apath, "elevationLevel"), auto["elevationLevel"], START_TASK_ELEVATIONS)
+                             if "elevationLevel" in auto else None)
+    if len(v.problems) > before or command is None:
+        return None
+    return StartTask(command_line=command, wait_for_success=bool(wait), user_scope=scope, elevation_level=elevation, user_name=user)
 
 
 def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | None:
@@ -609,6 +672,8 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
     if source == "snapshots" and "imageResourceGroup" not in f and "snapshotResourceGroups" not in f:
         v.problem(_join(path, "snapshotResourceGroups"), "is required when the family has no imageResourceGroup: it names the resource "
                   "group(s) where the family's snapshots may live (the app ignores snapshots anywhere else)")
+    canary = v.integer(_join(path, "canaryNodes"), f["canaryNodes"], 0, 100) if "canaryNodes" in f else DEFAULT_CANARY_NODES
+    start_task = _start_task(v, _join(path, "startTask"), f["startTask"]) if "startTask" in f else None
 
     if source == "managedImage" and "imageResourceGroup" not in f:
         v.problem(_join(path, "imageResourceGroup"), "is required with source \"managedImage\" (the default): it is where the managed images are created")
@@ -637,7 +702,8 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
     return FamilyConfig(name=name, gallery=gallery, pools=tuple(pools), source=source, image_resource_group=image_rg,
                         keep_managed_image=bool(keep) or bool(legacy), legacy_managed_image_pools=legacy, replicas=replicas,
                         node_limits=limits, description=description, snapshot_resource_groups=snapshot_groups or (),
-                        allowed_principals=tuple(p.lower() for p in principals or ()), max_live_versions=max_live)
+                        allowed_principals=tuple(p.lower() for p in principals or ()), max_live_versions=max_live,
+                        canary_nodes=DEFAULT_CANARY_NODES if canary is None else canary, start_task=start_task)
 
 
 def _guid_principal(text: str) -> str | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared import alerts, image_rules, naming, ownership, permissions, pool_metadata, retention, scope, snapshot_sets
+from shared import alerts, canary, image_rules, naming, ownership, permissions, pool_metadata, retention, scope, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -630,9 +630,12 @@ def pool_body(family: FamilyConfig, spec: PoolSpec, snapshot_set: SnapshotSet, p
     if spec.schedule:
         metadata[pool_metadata.SCHEDULE] = json.dumps([{"cron": s.cron, "dedicated": s.dedicated, "spot": s.spot} for s in spec.schedule],
                                                       separators=(",", ":"))
+    metadata.update(canary.metadata_for(family.canary_nodes))
     # One growth budget for both kinds, dedicated first, exactly as the watch's next_resize spends it.
     first_dedicated = min(spec.dedicated, growth_step)
     first_spot = min(spec.spot, growth_step - first_dedicated)
+    # The canary first (shared/canary.py): the pool grows past canaryNodes only once those nodes work.
+    first_dedicated, first_spot = canary.first_target(first_dedicated, first_spot, family.canary_nodes)
     body: dict[str, Any] = {
         "properties": {
             "vmSize": spec.vm_size,
@@ -648,6 +651,8 @@ def pool_body(family: FamilyConfig, spec: PoolSpec, snapshot_set: SnapshotSet, p
             "metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())],
         }
     }
+    if family.start_task is not None:
+        body["properties"]["startTask"] = family.start_task.to_body()
     nat_pools = spec.nat_pools_for(family.gallery.os_type)
     if nat_pools:
         # Ranges Batch accepts (outside its reserved 50000-55000, >= 40 ports, no overlap): configured and

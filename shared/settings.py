@@ -59,6 +59,12 @@ class Settings:
     teams_webhook_url: str | None = None
     watch_schedule: str = "0 * * * * *"
     watch_full_scan_minutes: float = 5.0
+    # node health (issue 16, shared/node_health.py)
+    unhealthy_node_minutes: float = 15.0
+    max_node_replacements: int = 10
+    node_ready_minutes: float = 30.0
+    image_unhealthy_share: float = 0.5
+    node_health_rotation_minutes: float = 60.0
     guard_schedule: str = "0 */15 * * * *"
     pipeline_schedule: str = "30 */5 * * * *"
     retry: RetrySettings = field(default_factory=RetrySettings)
@@ -286,6 +292,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         identity_client_id=r.raw("AZURE_CLIENT_ID"),
         set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", 60.0, float, 1, 10080, "60"),
         state_retention_days=r.number("AUTOPILOT_STATE_RETENTION_DAYS", 30.0, float, 1, 3650, "30"),
+        unhealthy_node_minutes=r.number("AUTOPILOT_UNHEALTHY_NODE_MINUTES", 15.0, float, 1, 1440, "15"),
+        max_node_replacements=r.number("AUTOPILOT_MAX_NODE_REPLACEMENTS", 10, int, 0, 1000, "10"),
+        node_ready_minutes=r.number("AUTOPILOT_NODE_READY_MINUTES", 30.0, float, 5, 1440, "30"),
+        image_unhealthy_share=r.number("AUTOPILOT_IMAGE_UNHEALTHY_SHARE", 0.5, float, 0.05, 1.0, "0.5"),
+        node_health_rotation_minutes=r.number("AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES", 60.0, float, 5, 10080, "60"),
     )
     if settings.backoff_max_minutes < settings.backoff_initial_minutes:
         r.problems.append("AUTOPILOT_BACKOFF_MAX_MINUTES is below AUTOPILOT_BACKOFF_INITIAL_MINUTES: the cap must be at least the first delay")

@@ -25,6 +25,7 @@ from shared.context import AppContext
 from shared.episodes import Action, Decision, Episode, decide
 from shared.episodes import Alert as PolicyAlert
 from shared.event_routing import POOL_RESIZE_STALLED
+from shared.node_watch import NodeWatch, NodeWatchReport
 from shared.pool_limits import Ceiling
 from shared.pool_policy import DesiredTarget, PoolIntentError, PoolView, WatchPolicy, desired_target
 from shared.references import account_ids
@@ -61,6 +62,7 @@ class TickReport:
     autoscale: list[str] = field(default_factory=list)  # managed pools with autoscale on: never resized, reported instead
     full_scan: bool = True  # False: only the accounts with pools in an open episode were listed
     quota_not_judged: list[str] = field(default_factory=list)  # UserSubscription accounts: the subscription's quotas apply, not read
+    nodes: NodeWatchReport = field(default_factory=NodeWatchReport)  # node health: looks, repairs, canaries, verdicts
 
 
 def pool_resource_id(account_id: str, pool_id: str) -> str:
@@ -127,9 +129,12 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     report.full_scan = full
     if full and not dry_run:
         _flush_alert_outbox(context)
+    nodes = NodeWatch(context, now, full=full, dry_run=dry_run)  # node health and canaries (shared/node_watch.py)
+    report.nodes = nodes.report
     accounts = account_ids(context)
     if not report.full_scan:
         open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
+        open_accounts |= nodes.open_accounts()
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
     limits = TickLimits(context, full=report.full_scan)
 
@@ -144,8 +149,12 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         if desired is None:
             return  # not managed by the app: left alone
         report.managed += 1
+        desired = nodes.gate(view, desired)  # a pending or failed canary caps the target
         subject = pool_resource_id(account.id, view.pool_id)
         record = records.get(safe_key(view.pool_id))
+        nodes.observe(account, view, desired, driven=(record is not None and _is_open(record))
+                      or (view.target_dedicated, view.target_spot) != (desired.dedicated, desired.spot)
+                      or view.current_total != desired.total)
         ceilings = limits.ceilings(view, desired)
         if ceilings is None:
             return  # a managed-image pool between full scans: its shared cap is judged on the next full scan
@@ -209,6 +218,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     for account, raw, view in deferred:
         consider(account, raw, view)
     table.flush()
+    report.alerts += nodes.finish()
     if stalls and not dry_run:
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
@@ -327,6 +337,7 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
         desired = desired_target(view, now)
         if desired is None:
             return "pool is not managed"
+        desired = NodeWatch.gate(view, desired)
         record = table.get(safe_key(account.id), safe_key(view.pool_id))
         episode = Episode.from_dict(record.data) if record else None
         decision = decide(view, desired, episode, now, policy, ceilings=ceilings)

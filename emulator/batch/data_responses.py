@@ -27,6 +27,7 @@ from emulator.batch.formats import (
 )
 from emulator.batch.mgmt_responses import page_of
 from emulator.batch.models import BatchAccount, Pool, PoolSpec
+from emulator.batch.nodes import node_json
 from emulator.batch.shapes import (
     deallocation_from_wire,
     fill_type_from_wire,
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 
 API_VERSION = "2025-06-01"
 DEFAULT_PAGE = 1000
+# "Pool - List Node Counts": an older data-plane spec caps maxresults at 10, a newer one at 1,000. Plan for the
+# smaller until measured (issue 16): the emulator pages node counts at 10, whatever maxresults asks.
+NODE_COUNTS_PAGE = 10
 CONTENT_TYPE = "application/json;odata=minimalmetadata"
 
 
@@ -402,7 +406,7 @@ class BatchDataResponses:
 
     def list_pool_node_counts(self, request: Request) -> Response:
         account = self._account(request)
-        page = self._page_size(request)
+        page = min(self._page_size(request), NODE_COUNTS_PAGE)
         filter_text, predicate = self._filter(request)
         fast = simple_key_filter(filter_text, {"poolid"})
         self.backend._sync()
@@ -414,3 +418,42 @@ class BatchDataResponses:
         if token is not None:
             body["odata.nextLink"] = self._next_link(request, page, token)
         return self._json(request, body)
+
+    # --- nodes ---------------------------------------------------------------------------------
+    def list_nodes(self, request: Request) -> Response:
+        """GET /pools/{poolId}/nodes ("Compute Node - List"): BatchNode items, paged (maxresults up to 1,000), $filter/$select."""
+        account = self._account(request)
+        page = self._page_size(request)
+        _, predicate = self._filter(request)
+        select = [s for s in (request.query.get("$select") or "").split(",") if s.strip()] or None
+        base = self._base(request)
+        now = self.backend._now()
+        self.backend._sync()
+        with self.backend._lock:
+            pool = self.backend._pool(account, request.params["poolId"], "batch")
+            nodes = [node_json(pool, n, now, base) for n in pool.nodes.values()]
+        if predicate is not None:
+            nodes = [n for n in nodes if predicate(n)]
+        try:
+            start = int(request.query.get("$skiptoken") or 0)
+        except ValueError:
+            start = 0
+        body: dict[str, Any] = {"odata.metadata": f"{base}/batch/{account.name}/$metadata#nodes",
+                                "value": [_select(n, select) for n in nodes[start:start + page]]}
+        if start + page < len(nodes):
+            body["odata.nextLink"] = self._next_link(request, page, str(start + page))
+        return self._json(request, body)
+
+    def remove_nodes(self, request: Request) -> Response:
+        """POST /pools/{poolId}/removenodes with BatchNodeRemoveOptions {nodeList, resizeTimeout, nodeDeallocationOption}: 202."""
+        account = self._account(request)
+        body = request.json()
+        node_list = body.get("nodeList")
+        if not isinstance(node_list, list) or not all(isinstance(n, str) for n in node_list):
+            raise _bad("MissingRequiredProperty", "A required property was not specified in the request body: nodeList.", PropertyName="nodeList")
+        pool = self.backend.remove_nodes(account.name, request.params["poolId"], node_list, resize_timeout=_duration_prop(body, "resizeTimeout"),
+                                         node_deallocation_option=deallocation_from_wire(body.get("nodeDeallocationOption"), "batch"),
+                                         if_match=request.headers.get("if-match"), plane="batch")
+        with self.backend._lock:
+            headers = self._pool_headers(request, pool)
+        return Response(202, None, self._headers(request, headers))

@@ -68,4 +68,7 @@ def routes(emulator: Emulator) -> list[Route]:
         Route("POST", DATA_POOL + "/disableautoscale", d.disable_auto_scale, f"{A}/pools/write", **data),
         Route("GET", DATA + "/supportedimages", d.list_supported_images, f"{A}/read", **data),
         Route("GET", DATA + "/nodecounts", d.list_pool_node_counts, f"{A}/pools/read", **data),
+        # Compute Node - List / Pool - Remove Nodes (REST reference, api-version 2025-06-01)
+        Route("GET", DATA_POOL + "/nodes", d.list_nodes, f"{A}/pools/read", **data),
+        Route("POST", DATA_POOL + "/removenodes", d.remove_nodes, f"{A}/pools/write", **data),
     ]

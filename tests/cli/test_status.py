@@ -154,3 +154,19 @@ def test_status_without_settings_says_what_to_set(clean_env: pytest.MonkeyPatch,
     assert main(["status"]) == 2
     err = capsys.readouterr().err
     assert "AUTOPILOT_SUBSCRIPTION_ID is missing" in err and "what to do" in err
+
+
+def test_status_shows_usable_and_unhealthy_nodes_per_pool(start_local: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    local = start_local(LOCKLESS)
+    local.run(timedelta(minutes=1))
+    pool = local.emulator.batch.find_pool("cadweu", "cad-legacy")
+    next(iter(pool.nodes.values())).fate = "unusable"  # the world: one node lands on a bad host
+    local.run(timedelta(minutes=5))
+    _code, status = run_json(capsys, "status")
+    assert errors(STATUS_SCHEMA, status) == []
+    row = next(p for p in status["pools"] if p["id"] == "cad-legacy")
+    nodes = row["nodes"]
+    assert nodes["unhealthy"] == 1 and nodes["total"] == row["current"]["dedicated"] + row["current"]["spot"]
+    assert nodes["usable"] + nodes["booting"] + nodes["unhealthy"] == nodes["total"] and row["canary"] is None
+    assert main(["status"]) in (0, 1)
+    assert "usable / unhealthy" in capsys.readouterr().out

@@ -1,0 +1,228 @@
+"""Node health end to end, through the real SDK clients against the emulator and Azurite: the unhealthy threshold,
+replacement within a budget and its stop (one NodesUnhealthy, no loop, no node removed twice), the canary gate, the image
+verdict (one ImageUnhealthy), and concurrent instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from azure.batch import models as bm
+
+from autopilot.local import SUBSCRIPTION_ID as SUB
+from autopilot.local import LocalAzure
+from shared import canary, pool_metadata, watch
+from shared.clock import iso
+from shared.node_watch import IMAGE_UNHEALTHY, NODE_HEALTH, NODES_UNHEALTHY, NodeWatch
+from shared.pool_policy import PoolView, desired_target
+from shared.resources import batch_accounts, batch_pools
+from shared.state import safe_key
+from tests.e2e.watch_support import ACCOUNT, ACCOUNT_ID, SKU, VM, at, custom_image, fresh_context, pool_alerts, run_until
+
+
+def make_pool(la: LocalAzure, pool_id: str, image: str, *, desired: int, target: int, canary_nodes: int = 0,
+              version: str = "1.0.0", **spec: Any) -> None:
+    metadata = {pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: str(desired), pool_metadata.DESIRED_SPOT: "0",
+                pool_metadata.IMAGE_ID: image, pool_metadata.FAMILY: "render", pool_metadata.VERSION: version,
+                **canary.metadata_for(canary_nodes)}
+    la.emulator.batch.create_pool(ACCOUNT, pool_id, image_id=image, vm_size=VM, node_agent_sku_id=SKU, target_dedicated=target,
+                                  resize_timeout=timedelta(minutes=20), metadata=metadata, **spec)
+
+
+REMOVED: dict[int, list[tuple[str, list[str]]]] = {}
+
+
+def watch_removals(la: LocalAzure) -> None:
+    """Record the node ids of every accepted removenodes (the emulator's request log keeps no bodies)."""
+    backend = la.emulator.batch
+    original = backend.remove_nodes
+    log = REMOVED.setdefault(id(la), [])
+
+    def remove_nodes(account_name: str, pool_id: str, node_ids: list[str], **kwargs: Any) -> Any:
+        pool = original(account_name, pool_id, node_ids, **kwargs)
+        log.append((pool_id, list(node_ids)))
+        return pool
+
+    backend.remove_nodes = remove_nodes  # type: ignore[method-assign]
+
+
+def removals(la: LocalAzure, pool_id: str) -> list[list[str]]:
+    return [ids for p, ids in REMOVED.get(id(la), []) if p == pool_id]
+
+
+def second_version(la: LocalAzure) -> str:
+    compute = la.emulator.compute
+    disk = la.add_prepared_disk("render-osdisk-2")
+    snapshot = compute.create_snapshot(SUB, "images-rg", "render-os-2", source_resource_id=disk)
+    return compute.create_gallery_image_version(SUB, "images-rg", "autopilotGallery", "render", "2.0.0", os_snapshot_id=snapshot.id,
+                                                instant=True).id
+
+
+def node_states(la: LocalAzure, pool_id: str) -> dict[str, int]:
+    pool = la.emulator.batch.find_pool(ACCOUNT, pool_id)
+    out: dict[str, int] = {}
+    for row in la.emulator.batch.node_counts(pool).values():
+        for state, n in row.items():
+            if n and state != "total":
+                out[state] = out.get(state, 0) + n
+    return out
+
+
+def break_nodes(la: LocalAzure, pool_id: str, count: int) -> list[str]:
+    """The world: ``count`` of the pool's nodes land on bad hosts and come up unusable."""
+    pool = la.emulator.batch.find_pool(ACCOUNT, pool_id)
+    chosen = list(pool.nodes.values())[:count]
+    for node in chosen:
+        node.fate = "unusable"
+    return [n.id for n in chosen]
+
+
+def test_nodes_unusable_past_the_threshold_are_replaced_and_the_target_restored(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local(settings={"AUTOPILOT_UNHEALTHY_NODE_MINUTES": "90"})
+    image = custom_image(la)
+    watch_removals(la)
+    make_pool(la, "farm", image, desired=10, target=10)
+    run_until(la, at(7, 59))
+    broken = break_nodes(la, "farm", 2)  # unusable from boot (08:01)
+    run_until(la, at(9, 30))
+    # the 09:00 rotation found them (no request of their own before), but 89 minutes is under the 90-minute threshold
+    assert node_states(la, "farm") == {"idle": 8, "unusable": 2}
+    assert removals(la, "farm") == []
+    run_until(la, at(9, 40))
+    assert [sorted(r) for r in removals(la, "farm")] == [sorted(broken)]
+    run_until(la, at(10, 0))
+    pool = la.emulator.batch.find_pool(ACCOUNT, "farm")
+    assert pool.target["dedicated"] == 10 and node_states(la, "farm") == {"idle": 10}  # Batch brought fresh nodes
+    assert not set(broken) & set(pool.nodes)
+    assert la.alerts(NODES_UNHEALTHY) == [] and la.alerts(IMAGE_UNHEALTHY) == []
+    row = la.context.state.table(NODE_HEALTH).get(safe_key(ACCOUNT_ID), "farm")
+    assert row is None or not row.data.get("started")  # the health episode ended (a follow-up look may remain scheduled)
+
+
+def test_the_budget_stops_repairs_with_one_alert_and_no_node_is_removed_twice(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local(settings={"AUTOPILOT_MAX_NODE_REPLACEMENTS": "3", "AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES": "5"})
+    image = custom_image(la)
+    watch_removals(la)
+    # Every node of this image fails, but two nodes are too few to blame the image (it takes max(3, canaryNodes)).
+    la.emulator.batch.set_image_health(image, unusable_share=1.0)
+    make_pool(la, "small", image, desired=2, target=2)
+    run_until(la, at(11, 0))
+    removed = removals(la, "small")
+    ids = [i for r in removed for i in r]
+    assert len(ids) == 3 and len(set(ids)) == 3  # the budget, and never the same node twice
+    alerts = pool_alerts(la, "small", NODES_UNHEALTHY)
+    assert len(alerts) == 1
+    data = alerts[0]["data"]
+    assert data["unhealthyNodes"] == data["totalNodes"] == 1 and data["replacedNodes"] == 3 and data["maxReplacements"] == 3
+    assert data["codes"] == ["NodeAgentNotReady"] and "NodeAgentNotReady" in data["diagnosis"]
+    assert la.alerts(IMAGE_UNHEALTHY) == []
+    run_until(la, at(13, 0))  # no loop: nothing more is removed, no second alert
+    assert len([i for r in removals(la, "small") for i in r]) == 3 and len(pool_alerts(la, "small", NODES_UNHEALTHY)) == 1
+    assert node_states(la, "small") == {"unusable": 2}
+
+    # The alert's fix, as a person follows it: fix the cause, remove the unhealthy nodes; the autopilot restores the target.
+    la.emulator.batch.set_image_health(image, unusable_share=0.0)
+    client = la.context.clients.batch_account(batch_accounts.get_account(la.context.clients, ACCOUNT_ID).endpoint)
+    bad = [n.id for n in client.list_nodes("small") if n.state == "unusable"]
+    client.begin_remove_nodes("small", bm.BatchNodeRemoveOptions(node_ids=bad, node_deallocation_option="requeue"), polling_interval=1)
+    run_until(la, at(13, 45))
+    assert node_states(la, "small") == {"idle": 2}
+    row = la.context.state.table(NODE_HEALTH).get(safe_key(ACCOUNT_ID), "small")
+    assert row is None or not row.data.get("started")  # episode over, budget whole again
+    assert len(pool_alerts(la, "small", NODES_UNHEALTHY)) == 1
+
+
+def test_the_canary_gates_growth_and_a_broken_image_is_judged_once(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    good = custom_image(la)
+    watch_removals(la)
+    broken = second_version(la)
+    la.emulator.batch.set_image_health(broken, unusable_share=1.0)
+    make_pool(la, "good-1", good, desired=12, target=3, canary_nodes=3)
+    make_pool(la, "bad-a", broken, desired=12, target=3, canary_nodes=3, version="2.0.0")
+    make_pool(la, "bad-b", broken, desired=12, target=3, canary_nodes=3, version="2.0.0")
+    run_until(la, at(8, 0))
+    assert la.emulator.batch.find_pool(ACCOUNT, "good-1").target["dedicated"] == 3  # capped at the canary while it boots
+    run_until(la, at(8, 20))
+    good_pool = la.emulator.batch.find_pool(ACCOUNT, "good-1")
+    assert canary.canary_passed(good_pool.metadata) is True and good_pool.current["dedicated"] == 12
+    for pool_id in ("bad-a", "bad-b"):
+        pool = la.emulator.batch.find_pool(ACCOUNT, pool_id)
+        assert canary.canary_passed(pool.metadata) is False and pool.target["dedicated"] == 3
+    verdicts = la.alerts(IMAGE_UNHEALTHY)
+    assert len(verdicts) == 1 and verdicts[0]["subject"].lower() == broken.lower()
+    details = verdicts[0]["data"]
+    assert details["failedNodes"] == 6 and details["usableNodes"] == 0 and details["threshold"] == 3
+    assert "generalize" in verdicts[0]["data"]["fix"] and "VM extensions" in verdicts[0]["data"]["fix"]
+    run_until(la, at(10, 0))
+    assert len(la.alerts(IMAGE_UNHEALTHY)) == 1 and la.alerts(NODES_UNHEALTHY) == []
+    for pool_id in ("bad-a", "bad-b"):
+        assert la.emulator.batch.find_pool(ACCOUNT, pool_id).target["dedicated"] == 3 and removals(la, pool_id) == []
+
+
+def test_two_instances_never_remove_the_same_nodes(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local(settings={"AUTOPILOT_UNHEALTHY_NODE_MINUTES": "15"})
+    image = custom_image(la)
+    watch_removals(la)
+    make_pool(la, "twin", image, desired=6, target=6)
+    run_until(la, at(7, 59))
+    broken = break_nodes(la, "twin", 2)
+    la.host.run_for(timedelta(minutes=30), timedelta(minutes=30))  # past the threshold, no tick in between (one 30-minute step)
+    contexts = [fresh_context(la), fresh_context(la)]
+    now = la.emulator.now()
+    # an earlier tick booked a look at this pool (as it does for a pool it drove)
+    table = contexts[0].state.table(NODE_HEALTH)
+    table.save(safe_key(ACCOUNT_ID), "twin", {"canary": False, "lookAt": iso(now - timedelta(minutes=1))},
+               expected=table.get(safe_key(ACCOUNT_ID), "twin"))
+    watches = [NodeWatch(c, now, full=True) for c in contexts]
+    account = batch_accounts.get_account(contexts[0].clients, ACCOUNT_ID)
+    for nw, context in zip(watches, contexts, strict=True):
+        raw = batch_pools.get_pool(context.clients, account, "twin")
+        assert raw is not None
+        view = PoolView.from_dict(raw, ACCOUNT_ID)
+        desired = desired_target(view, now)
+        assert desired is not None
+        nw.observe(account, view, desired, driven=False)  # both instances read the same pool and the same record
+    assert [nw.report.looked for nw in watches] == [1, 1]
+    for nw in watches:
+        nw.finish()
+    assert [sorted(r) for r in removals(la, "twin")] == [sorted(broken)]  # one instance removed them; the other's claim lost
+    # A redelivered look (another tick right away) removes nothing more: those ids are in the episode already.
+    watch.tick(fresh_context(la), full=True)
+    assert len(removals(la, "twin")) == 1
+    for context in contexts:
+        context.clients.close()
+
+
+def test_two_instances_judge_a_broken_image_once(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    custom_image(la)
+    watch_removals(la)
+    broken = second_version(la)
+    la.emulator.batch.set_image_health(broken, unusable_share=1.0)
+    for pool_id in ("bad-a", "bad-b"):
+        make_pool(la, pool_id, broken, desired=12, target=3, canary_nodes=3, version="2.0.0")
+    la.host.run_for(timedelta(minutes=10), timedelta(minutes=10))  # booted and unusable, no tick in between
+    contexts = [fresh_context(la), fresh_context(la)]
+    now = la.emulator.now()
+    watches = [NodeWatch(c, now, full=True) for c in contexts]
+    account = batch_accounts.get_account(contexts[0].clients, ACCOUNT_ID)
+    for nw, context in zip(watches, contexts, strict=True):
+        for pool_id in ("bad-a", "bad-b"):
+            raw = batch_pools.get_pool(context.clients, account, pool_id)
+            assert raw is not None
+            view = PoolView.from_dict(raw, ACCOUNT_ID)
+            desired = desired_target(view, now)
+            assert desired is not None
+            nw.observe(account, view, nw.gate(view, desired), driven=False)
+    for nw in watches:
+        nw.finish()
+    assert len(la.alerts(IMAGE_UNHEALTHY)) == 1 and la.alerts(NODES_UNHEALTHY) == []
+    for pool_id in ("bad-a", "bad-b"):
+        pool = la.emulator.batch.find_pool(ACCOUNT, pool_id)
+        assert canary.canary_passed(pool.metadata) is False and removals(la, pool_id) == []
+    watch.tick(fresh_context(la), full=True)  # a later tick (or a redelivery) judges nothing again
+    assert len(la.alerts(IMAGE_UNHEALTHY)) == 1
+    for context in contexts:
+        context.clients.close()
