@@ -56,6 +56,9 @@ class TickReport:
     invalid_pools: dict[str, str] = field(default_factory=dict)
     autoscale: list[str] = field(default_factory=list)  # managed pools with autoscale on: never resized, reported instead
     full_scan: bool = True  # False: only the accounts with pools in an open episode were listed
+    rollout_actions: list[str] = field(default_factory=list)  # what the image rollouts did (or, in a dry run, would do)
+    rollout_status: dict[str, dict[str, str]] = field(default_factory=dict)  # pool path -> runs / pending / stage
+    rollout_errors: dict[str, str] = field(default_factory=dict)
 
 
 def pool_resource_id(account_id: str, pool_id: str) -> str:
@@ -120,6 +123,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     accounts = account_ids(context)
     if not report.full_scan:
         open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
+        open_accounts |= _rollout_accounts(context)  # a pool waiting for its next zero is looked at every tick
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
     for account_id in accounts:
         report.accounts += 1
@@ -130,6 +134,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
             log.warning("watch: cannot list pools of %s: %s", account_id, exc)
             report.unreadable_accounts[account_id] = str(exc)
             continue
+        _run_rollouts(context, account, pools, report, dry_run)
         records = episodes.get(safe_key(account.id), {})
         for raw in pools:
             report.pools += 1
@@ -169,6 +174,30 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
     return report
+
+
+def _rollout_accounts(context: AppContext) -> set[str]:
+    from shared import rollout_runner
+
+    try:
+        return rollout_runner.accounts_in_rollout(context)
+    except Exception as exc:  # the rollout must never stop the watch
+        log.warning("watch: cannot read the rollouts under way: %s", exc)
+        return set()
+
+
+def _run_rollouts(context: AppContext, account: Any, pools: list[dict[str, Any]], report: TickReport, dry_run: bool) -> None:
+    """Hook: image rollouts (shared/rollout_runner.py) read the pools this tick just listed; no extra list call."""
+    from shared import rollout_runner
+
+    try:
+        outcome = rollout_runner.run_account(context, account, pools, dry_run=dry_run)
+    except Exception as exc:  # one family's rollout problem must not stop the watch of every pool
+        log.warning("watch: rollout in %s failed: %s", account.id, exc, exc_info=True)
+        report.rollout_errors[account.id] = str(exc)
+        return
+    report.rollout_actions.extend(outcome.actions)
+    report.rollout_status.update(outcome.pending)
 
 
 def _episode_records(table: StateTable) -> dict[str, dict[str, Record]]:
