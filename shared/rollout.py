@@ -164,9 +164,14 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
         deletable = [p.pool_id for p in empty if jobs_on.get(p.pool_id, 0) == 0]
         if deletable:
             return Decision(Step.DELETE_RETIRED, "the retired pool is empty and no active job targets it"), deletable
-    if state is not None and state.stage != DONE and len(empty) == len(retired):
-        return Decision(Step.COMPLETE, "every previous pool of the slot is empty" + (" or deleted" if policy.delete_retired_pools else "")), []
-    return Decision(Step.NOTHING, "retired pools are draining" if len(empty) < len(retired) else "nothing to retire"), []
+    # With deleteRetiredPools the rollout completes once they are gone; a pool an active job still targets stays (its queued
+    # tasks would be stranded) and keeps the rollout open, which `autopilot status` shows.
+    finished = not retired if policy.delete_retired_pools else len(empty) == len(retired)
+    if state is not None and state.stage != DONE and finished:
+        return Decision(Step.COMPLETE, "every previous pool of the slot is " + ("deleted" if policy.delete_retired_pools else "empty")), []
+    if len(empty) < len(retired):
+        return Decision(Step.NOTHING, "retired pools are draining (running tasks finish)"), []
+    return Decision(Step.NOTHING, "waiting for active jobs to leave the retired pools" if retired else "nothing to retire"), []
 
 
 def _span(value: timedelta) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from emulator.batch import jobs
 from emulator.batch.data_responses import BatchDataResponses
 from emulator.batch.mgmt_responses import BatchManagementResponses
 from emulator.core import Route
@@ -68,4 +69,9 @@ def routes(emulator: Emulator) -> list[Route]:
         Route("POST", DATA_POOL + "/disableautoscale", d.disable_auto_scale, f"{A}/pools/write", **data),
         Route("GET", DATA + "/supportedimages", d.list_supported_images, f"{A}/read", **data),
         Route("GET", DATA + "/nodecounts", d.list_pool_node_counts, f"{A}/pools/read", **data),
+        # --- data plane: jobs (emulator/batch/jobs.py; Batch's dataActions cover jobs: Microsoft.Batch/batchAccounts/jobs/*) ---
+        Route("POST", DATA + "/jobs", lambda r: jobs.add_job(d, r), f"{A}/jobs/write", **data),
+        Route("GET", DATA + "/jobs", lambda r: jobs.list_jobs(d, r), f"{A}/jobs/read", **data),
+        Route("GET", DATA + "/jobs/{jobId}", lambda r: jobs.get_job(d, r), f"{A}/jobs/read", **data),
+        Route("POST", DATA + "/jobs/{jobId}/terminate", lambda r: jobs.terminate_job(d, r), f"{A}/jobs/write", **data),
     ]

@@ -112,3 +112,37 @@ def test_without_rollout_settings_a_new_version_gets_new_pools_and_nothing_else(
     assert la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 2 and la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 2
     assert not [a for a in la.alerts() if a["eventType"].split(".")[-1].startswith("Rollout")]
     assert list(la.context.state.table(ROLLOUTS).query()) == []
+
+
+def test_new_pools_retire_previous_moves_the_target_then_deletes_the_old_pool_once_no_job_needs_it(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    from azure.batch import models as bm
+    from azure.batch.models._models import BatchJobTerminateOptions  # published by the SDK only in its private module
+
+    la = make_azure(families(pools=[pool_spec(dedicated=3)],
+                             rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "30m", "deleteRetiredPools": True}))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    set_desired(la, "gpu-1-0-0", 5)  # the team changed the old pool's target: it moves to the new pool
+    endpoint = la.operator.batch_management.batch_account.get("batch-rg", ACCOUNT).account_endpoint
+    data = la.operator.batch_account(endpoint)
+    data.create_job(bm.BatchJobCreateOptions(id="render-job", pool_info=bm.BatchPoolInfo(pool_id="gpu-1-0-0")))
+    la.run(timedelta(minutes=10))
+
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    assert la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 3 and la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 5
+    assert len(la.alerts("RolloutStarted")) == 1
+    la.run(timedelta(minutes=40))  # past retireAfter
+    old, new = la.pool(ACCOUNT, "gpu-1-0-0"), la.pool(ACCOUNT, "gpu-1-1-0")
+    assert old.current["dedicated"] == 0 and new.current["dedicated"] == 5  # the target moved with the work
+    # An active job still targets the old pool: it stays (its queued tasks would be stranded), empty.
+    assert la.emulator.batch.list_pools(ACCOUNT) and any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools(ACCOUNT))
+    assert not la.alerts("RolloutCompleted")
+
+    data.begin_terminate_job("render-job", BatchJobTerminateOptions(termination_reason="UserTerminate"), polling_interval=0).result()
+    la.run(timedelta(minutes=15))
+    assert not any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools(ACCOUNT))
+    assert len(la.alerts("RolloutCompleted")) == 1
+    # Its locks are released; the new version's stay.
+    assert not locked(la, version_id("gpu", "1.0.0")) and locked(la, version_id("gpu", "1.1.0"))
