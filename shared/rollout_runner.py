@@ -212,6 +212,10 @@ def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccoun
         return UpdateResult.GONE, ""
     props = pool.get("properties") or {}
     metadata = pool_metadata.as_dict(props.get("metadata"))
+    current = (((props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {}).get("imageReference") or {}).get("id")
+    if isinstance(current, str) and current.lower() == image_id.lower() and metadata.get(pool_metadata.VERSION) == version \
+            and rollout.HOLD not in metadata:
+        return UpdateResult.ACCEPTED, "(already done: another instance, or an earlier copy of this tick)"
     metadata.pop(rollout.HOLD, None)
     metadata[pool_metadata.VERSION] = version
     metadata[pool_metadata.IMAGE_ID] = image_id

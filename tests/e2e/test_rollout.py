@@ -146,3 +146,58 @@ def test_new_pools_retire_previous_moves_the_target_then_deletes_the_old_pool_on
     assert len(la.alerts("RolloutCompleted")) == 1
     # Its locks are released; the new version's stay.
     assert not locked(la, version_id("gpu", "1.0.0")) and locked(la, version_id("gpu", "1.1.0"))
+
+
+def test_pin_rolls_back_in_place_and_a_pin_the_app_never_built_moves_nothing(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(gpu_in_place(applyWhen="drain"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=30))
+    assert pool_version(la, "gpu")[1] == "1.1.0"
+
+    doc = gpu_in_place(applyWhen="drain")
+    doc["families"]["gpu"]["pinVersion"] = "9.9.9"  # never built: nothing moves
+    la.set_families(doc)
+    la.run(timedelta(minutes=15))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+
+    doc["families"]["gpu"]["pinVersion"] = "1.0.0"  # the roll back
+    la.set_families(doc)
+    la.run(timedelta(minutes=30))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.0.0"), "1.0.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.1.0", "1.0.0"]
+
+
+def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missing_version(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared import rollout_runner
+    from shared.resources import batch_accounts, batch_pools
+
+    la = make_azure(gpu_in_place())
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    set_desired(la, "gpu", 0)
+    la.run(timedelta(minutes=2))
+    account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
+    # Step by step: each listing is handed to two instances (a redelivered tick, or two hosts), the second with the stale copy.
+    for _ in range(10):
+        la.emulator.clock.advance(timedelta(minutes=1))
+        listing = batch_pools.list_pools(la.context.clients, account)
+        rollout_runner.run_account(la.context, account, listing)
+        rollout_runner.run_account(la.context, account, listing)
+    app_patches = [e for e in la.emulator.log.entries(method="PATCH", path_contains="/pools/gpu")
+                   if 200 <= e.status < 300 and e.caller == "batch-image-autopilot"]
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    assert len(app_patches) == 1, [(e.time, e.path) for e in app_patches]  # the image changed once
+    assert len(la.alerts("RolloutStarted")) == 1
+
+    # A version that is gone is never referenced: pin 1.0.0, then delete it before the pool reaches its next zero.
+    doc = gpu_in_place()
+    doc["families"]["gpu"]["pinVersion"] = "1.0.0"
+    la.set_families(doc)
+    la.emulator.compute.gallery_image_versions.pop(next(k for k in la.emulator.compute.gallery_image_versions if k.endswith("/1.0.0")))
+    la.run(timedelta(minutes=15))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
