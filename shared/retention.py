@@ -114,11 +114,16 @@ def plan(family: FamilyConfig, versions: list[VersionFacts], referenced: set[str
 
 
 def observe(context: AppContext, family: FamilyConfig) -> list[VersionFacts]:
+    from azure.core.exceptions import ResourceNotFoundError
+
     from shared.references import lock_owner
     from shared.resources import locks as lock_api
 
     g = family.gallery
-    versions = context.clients.compute.gallery_image_versions.list_by_gallery_image(g.resource_group, g.name, g.image_definition)
+    try:
+        versions = list(context.clients.compute.gallery_image_versions.list_by_gallery_image(g.resource_group, g.name, g.image_definition))
+    except ResourceNotFoundError:
+        return []  # the definition does not exist yet: no version to keep or delete
     owner = lock_owner(context)
     out: list[VersionFacts] = []
     for item in versions:
