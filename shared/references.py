@@ -97,7 +97,10 @@ def _follow_sources(context: AppContext, inventory: Inventory) -> None:
             continue
         sources = image_sources(kind, resource)
         inventory.sources_of[key] = sources
-        pending.extend((source, kind == GALLERY_VERSION) for source in sources)
+        # Only the app's own versions had their intermediate image dropped on purpose (pipeline, keepManagedImage: false; with
+        # keepManagedImage the pool records the image, so it counts as used directly). Anyone else's missing source is breakage.
+        app_built = kind == GALLERY_VERSION and str((resource.get("tags") or {}).get("autopilot.managedBy", "")) == "batch-image-autopilot"
+        pending.extend((source, app_built) for source in sources)
 
 
 def lock_owner(context: AppContext) -> str | None:

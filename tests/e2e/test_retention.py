@@ -82,6 +82,16 @@ def test_retention_refuses_referenced_pinned_foreign_locked_and_foreign_versions
     assert gpu is not None
     verdicts = {v.version: v for v in retention.run(la.context, gpu, dry_run=True).verdicts}
     assert "pinVersion" in verdicts["1.0.0"].reason and "lock the app did not put" in verdicts["1.1.0"].reason
+    # `autopilot plan` shows the same verdicts, and planning deletes nothing.
+    from jsonschema import Draft202012Validator
+
+    from autopilot.status import PLAN_SCHEMA, plan
+
+    planned = plan(la.context)
+    assert not list(Draft202012Validator(PLAN_SCHEMA).iter_errors(planned))
+    shown = {r["version"]: r for r in planned["retention"]}
+    assert shown["1.0.0"]["delete"] is False and "pinVersion" in shown["1.0.0"]["reason"] and shown["1.2.0"]["delete"] is False
+    assert exists(la, "1.0.0") and exists(la, "1.1.0")
     la.run(timedelta(minutes=10))
     assert exists(la, "1.0.0") and exists(la, "1.1.0") and not la.alerts("VersionDeleted")
 
