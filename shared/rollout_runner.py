@@ -59,8 +59,14 @@ def ready_versions(context: AppContext, family: FamilyConfig) -> list[str]:
 
 
 def accounts_in_rollout(context: AppContext) -> set[str]:
-    """safe_key(account id) of every account with a rollout under way: the watch lists them on every tick."""
+    """safe_key(account id) of every account with a rollout under way: the watch lists them on every tick.
+
+    Without a family that configures a rollout this reads nothing (an idle subscription's tick stays one Table query)."""
+    from shared.pipeline import families_of
+
     out: set[str] = set()
+    if not any(is_configured(f) for f in families_of(context)):
+        return out
     for record in context.state.table(ROLLOUTS).query():
         if record.data.get("stage") not in (rollout.DONE, None) and record.data.get("account"):
             out.add(safe_key(str(record.data["account"])))
