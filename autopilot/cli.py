@@ -655,6 +655,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
         console.print("  every lock is in place")
     if guard["skippedRelease"]:
         console.print("  [yellow]lock removals held back: an account could not be read[/]")
+    rollout = result.get("rollout") or {}
+    if rollout.get("actions") or rollout.get("errors"):
+        console.print("[bold]image rollouts[/]")
+        for line in rollout.get("actions", []):
+            console.print(f"  {_escape(line)}")
+        for account, error in (rollout.get("errors") or {}).items():
+            console.print(f"  [red]rollout failed[/] in {account}: {_escape(error)}")
+    if result.get("retention"):
+        console.print("[bold]retention[/] (what it would delete; nothing is deleted by plan)")
+        for v in result["retention"]:
+            verdict = "[red]delete[/]" if v["delete"] else "keep"
+            console.print(f"  {v['family']} {v['version'] or ''}: {verdict} — {_escape(v['reason'])}")
     return EXIT_PROBLEMS if watch["unreadableAccounts"] else EXIT_OK
 
 

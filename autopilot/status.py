@@ -233,6 +233,9 @@ def collect_status(context: Any) -> dict[str, Any]:
             episode = episodes.get((account_id.lower(), str(raw.get("id", "")).lower()))
             pools.append(_pool_row(account_id, raw, episode, now, inventory.missing_images, counts.get(str(raw.get("id", "")).lower())))
     pools.sort(key=lambda p: (p["account"], p["id"].lower()))
+    rollouts = _rollout_rows(context, inventory)
+    for p in pools:
+        p["rollout"] = rollouts.get(f"{p['accountId']}/pools/{p['id']}".lower())
 
     # locks: every lock in the subscription on an image-like resource, grouped by resource
     locks_by_resource: dict[str, list[dict[str, Any]]] = {}
@@ -312,6 +315,24 @@ def collect_status(context: Any) -> dict[str, Any]:
     }
 
 
+def _rollout_rows(context: Any, inventory: Any) -> dict[str, dict[str, Any]]:
+    """Per pool in a configured family's rollout: the version it runs, the version pending and the stage (a dry run: nothing acts)."""
+    from shared import rollout_runner
+    from shared.resources import batch_accounts
+
+    rows: dict[str, dict[str, Any]] = {}
+    for account_id, raw_pools in inventory.pools.items():
+        try:
+            account = batch_accounts.get_account(context.clients, account_id)
+            report = rollout_runner.run_account(context, account, raw_pools, dry_run=True)
+        except Exception as exc:  # status must show what it can
+            log.info("no rollout status for %s: %s", account_id, exc)
+            continue
+        for path, row in report.pending.items():
+            rows[path.lower()] = {"runs": row.get("runs") or None, "pending": row.get("pending") or None, "stage": row.get("stage") or ""}
+    return rows
+
+
 def status_failing(status: dict[str, Any]) -> bool:
     """Whether ``status`` should exit 1: unreadable accounts, failing pools, or images in use that are gone."""
     return bool(status["problems"])
@@ -388,7 +409,28 @@ def plan(context: Any) -> dict[str, Any]:
         "guard": {"guarded": guard.guarded, "skippedRelease": guard.skipped_release,
                   "actions": [_lock_action(a) for a in guard.actions if not (guard.skipped_release and a.kind == "remove")],
                   "missingImages": sorted(inventory.missing_images)},
+        "rollout": {"actions": list(getattr(watch, "rollout_actions", [])), "errors": dict(getattr(watch, "rollout_errors", {}))},
+        "retention": _retention_plan(context),
     }
+
+
+def _retention_plan(context: Any) -> list[dict[str, Any]]:
+    """What retention would delete (and why each other version stays), per family with ``retention``; deletes nothing."""
+    from shared import version_retention as retention
+    from shared.pipeline import families_of
+
+    out: list[dict[str, Any]] = []
+    for family in families_of(context):
+        if family.retention is None:
+            continue
+        try:
+            report = retention.run(context, family, dry_run=True)
+        except Exception as exc:  # e.g. the definition does not exist yet
+            out.append({"family": family.name, "version": None, "id": None, "delete": False, "reason": f"not planned: {exc}"})
+            continue
+        out += [{"family": family.name, "version": v.version, "id": v.resource_id, "delete": v.delete, "reason": v.reason}
+                for v in report.verdicts]
+    return out
 
 
 def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any]:
@@ -464,7 +506,10 @@ STATUS_SCHEMA: dict[str, Any] = {
             "family": _STR_OR_NULL, "version": _STR_OR_NULL, "image": _STR_OR_NULL, "vmSize": _STR_OR_NULL,
             "desired": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["dedicated", "spot", "source"], "additionalProperties": False,
                                                      "properties": {"dedicated": {"type": "integer", "minimum": 0}, "spot": {"type": "integer", "minimum": 0},
-                                                                    "source": {"enum": ["metadata", "schedule"]}}}]},
+                                                                    "source": {"enum": ["metadata", "schedule", "rollout"]}}}]},
+            "rollout": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["runs", "pending", "stage"], "additionalProperties": False,
+                                                     "description": "the image rollout: version the pool runs, version pending, rollout stage",
+                                                     "properties": {"runs": _STR_OR_NULL, "pending": _STR_OR_NULL, "stage": {"type": "string"}}}]},
             "current": _NODES, "target": _NODES,
             "allocationState": {"enum": ["steady", "resizing", "stopping", ""]},
             "allocationStateTransitionTime": _TIME_OR_NULL,
@@ -532,6 +577,13 @@ PLAN_SCHEMA: dict[str, Any] = {
         "guard": {"type": "object", "required": ["guarded", "skippedRelease", "actions", "missingImages"], "additionalProperties": False, "properties": {
             "guarded": {"type": "integer", "minimum": 0}, "skippedRelease": {"type": "boolean"}, "actions": {"type": "array", "items": _LOCK_ACTION},
             "missingImages": {"type": "array", "items": {"type": "string"}}}},
+        "rollout": {"type": "object", "required": ["actions", "errors"], "additionalProperties": False, "properties": {
+            "actions": {"type": "array", "items": {"type": "string"}, "description": "what the image rollouts would do now"},
+            "errors": {"type": "object", "additionalProperties": {"type": "string"}}}},
+        "retention": {"type": "array", "description": "per family with retention: each version, whether it would be deleted, and why",
+                      "items": {"type": "object", "required": ["family", "version", "id", "delete", "reason"], "additionalProperties": False,
+                                "properties": {"family": {"type": "string"}, "version": _STR_OR_NULL, "id": _STR_OR_NULL,
+                                               "delete": {"type": "boolean"}, "reason": {"type": "string"}}}},
     },
 }
 

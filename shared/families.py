@@ -31,7 +31,14 @@ Shape (``?`` = optional, with its default)::
                     "inboundNatPools"?: false | true | [{"name", "backendPort", "frontendPortRangeStart",
                                                           "frontendPortRangeEnd", "protocol"?: "TCP"}],
                     "nodeDeallocationOption"?: "Requeue",
-                    "metadata"?: {}, "schedule"?: [{"cron", "dedicated", "spot"}]}]}}}
+                    "metadata"?: {}, "schedule"?: [{"cron", "dedicated", "spot"}]}],
+         "rollout"?: {"mode": "newPools", "retirePrevious"?: false, "retireAfter"?: "2h", "deleteRetiredPools"?: false}
+                   | {"mode": "inPlace", "applyWhen"?: "nextZero"|"drain", "maxWait"?: "7d"},
+         "retention"?: {"keepVersions", "deleteSnapshots"?: false},             (absent: nothing is ever deleted)
+         "pinVersion"?: "1.4.0"}}}
+
+Without ``rollout``, ``retention`` and ``pinVersion`` the app behaves as before them: each version gets
+its own pools and nothing old is retired or deleted (shared/rollout.py, shared/version_retention.py).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -53,7 +61,7 @@ from shared.image_rules import (
     NodeLimits,
 )
 from shared.resource_ids import InvalidResourceId, ResourceId
-from shared.snapshot_tags import canonical_family, family_problem
+from shared.snapshot_tags import canonical_family, family_problem, version_problem
 
 # The Batch custom-image article: "set resizeTimeout to 20-30 minutes" for fixed-size pools, then
 # resize again if the target was not reached. 25 sits in the middle of that band.
@@ -75,6 +83,14 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _VM_SIZE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,63}$")
 _REGION = re.compile(r"^[A-Za-z][A-Za-z0-9 ]{1,63}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_SPAN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
+
+ROLLOUT_MODES = ("newPools", "inPlace")
+APPLY_WHEN = ("nextZero", "drain")
+IN_PLACE_POOL_ID_TEMPLATE = "{family}"  # inPlace pools keep one id for every version
+DEFAULT_RETIRE_AFTER = timedelta(hours=2)  # the new pools hold their target this long before the old ones go
+DEFAULT_MAX_WAIT = timedelta(days=7)  # a weekly zero (a weekend schedule) still comes within it
+MAX_KEEP_VERSIONS = 1000  # sanity bound, not an Azure number
 
 
 class FamilyConfigError(ValueError):
@@ -135,6 +151,7 @@ class PoolSpec:
         if not self.inbound_nat_pools:
             return ()
         return self.nat_pools or nat.choose(os_type, self.peak_dedicated + self.peak_spot)
+    in_place: bool = False  # the family's rollout mode is inPlace: one pool id for every version
 
     @property
     def peak_dedicated(self) -> int:
@@ -149,7 +166,31 @@ class PoolSpec:
         return dict(self.metadata)
 
     def pool_id(self, family: str, version: str) -> str:
-        return naming.render_pool_id(self.pool_id_template, family, version)
+        return naming.render_pool_id(self.pool_id_template, family, version, in_place=self.in_place)
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """How a new version reaches the family's pools. The default (newPools, nothing retired) is the app's original behaviour."""
+
+    mode: str = "newPools"  # newPools | inPlace
+    retire_previous: bool = False  # newPools: take the previous version's pool of the same slot to 0 once the new one held target
+    retire_after: timedelta = DEFAULT_RETIRE_AFTER
+    delete_retired_pools: bool = False
+    apply_when: str = "nextZero"  # inPlace: nextZero | drain
+    max_wait: timedelta = DEFAULT_MAX_WAIT  # inPlace: RolloutBlocked when no zero came within it
+
+    @property
+    def in_place(self) -> bool:
+        return self.mode == "inPlace"
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Opt-in deletion of the family's old gallery image versions beyond the newest ``keep_versions``."""
+
+    keep_versions: int
+    delete_snapshots: bool = False
 
 
 DEFAULT_CANARY_NODES = 3
@@ -202,6 +243,9 @@ class FamilyConfig:
     # nodes are idle or running. 3 lets a one-pool family be judged by its canary (the image verdict needs 3 nodes).
     canary_nodes: int = DEFAULT_CANARY_NODES
     start_task: StartTask | None = None
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+    retention: RetentionPolicy | None = None  # None: never delete a version
+    pin_version: str | None = None  # pools move to this version (a roll back) instead of the newest
 
     @property
     def builds_managed_image(self) -> bool:
@@ -522,19 +566,20 @@ _POOL_KEYS = ("account", "poolId", "vmSize", "dedicated", "spot", "resizeTimeout
               "nodeAgentSkuId", "inboundNatPools", "nodeDeallocationOption", "metadata", "schedule")
 
 
-def _pool(v: _Validator, path: str, family: str, raw: object) -> PoolSpec | None:
+def _pool(v: _Validator, path: str, family: str, raw: object, *, in_place: bool = False) -> PoolSpec | None:
     before = len(v.problems)
     p = v.obj(path, raw, required=("account", "vmSize"), optional=tuple(k for k in _POOL_KEYS if k not in ("account", "vmSize")))
     if p is None:
         return None
     account = v.string(_join(path, "account"), p.get("account"), _batch_account,
                        example="/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/myaccount") if "account" in p else None
-    template = naming.DEFAULT_POOL_ID_TEMPLATE
+    template = IN_PLACE_POOL_ID_TEMPLATE if in_place else naming.DEFAULT_POOL_ID_TEMPLATE
     if "poolId" in p:
-        template = v.string(_join(path, "poolId"), p["poolId"], naming.pool_id_template_problem, example=naming.DEFAULT_POOL_ID_TEMPLATE) or template
+        template = v.string(_join(path, "poolId"), p["poolId"], lambda t: naming.pool_id_template_problem(t, in_place=in_place),
+                            example=template) or template
     if template and not any(m.startswith(f"{_join(path, 'poolId')}:") for m in v.problems[before:]):
         try:
-            naming.render_pool_id(template, family, SAMPLE_VERSION)
+            naming.render_pool_id(template, family, SAMPLE_VERSION, in_place=in_place)
         except naming.NamingError as exc:
             v.problem(_join(path, "poolId"), f"{json.dumps(template)} gives {exc.value!r} for version {SAMPLE_VERSION}: {exc.problem}")
     vm_size = v.string(_join(path, "vmSize"), p.get("vmSize"), _vm_size, example="Standard_D4ds_v5") if "vmSize" in p else None
@@ -568,7 +613,7 @@ def _pool(v: _Validator, path: str, family: str, raw: object) -> PoolSpec | None
     return PoolSpec(account=account, vm_size=vm_size, pool_id_template=template, dedicated=dedicated, spot=spot,
                     resize_timeout_minutes=timeout, allow_resize_timeout_outside_band=bool(allow), node_agent_sku_id=agent,
                     inbound_nat_pools=bool(nat_enabled), node_deallocation_option=deallocation or "Requeue",
-                    metadata=metadata or (), schedule=schedule or (), nat_pools=nat_pools)
+                    metadata=metadata or (), schedule=schedule or (), nat_pools=nat_pools, in_place=in_place)
 
 
 _NAT_KEYS = ("name", "backendPort", "frontendPortRangeStart", "frontendPortRangeEnd", "protocol")
@@ -606,7 +651,7 @@ def _nat_pools(v: _Validator, path: str, raw: object) -> tuple[bool, tuple[nat.N
 
 _FAMILY_KEYS = ("description", "gallery", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas",
                 "nodeLimits", "pools", "snapshotResourceGroups", "allowedPrincipals", "maxLiveVersions",
-                "canaryNodes", "startTask")
+                "canaryNodes", "startTask", "rollout", "retention", "pinVersion")
 # Event Grid allows 25 filter values per event subscription; the pipeline's uses 3 for operation names, and one
 # subject prefix per watched resource group (shared/event_routing.py). A sanity bound well inside that budget.
 MAX_WATCHED_GROUPS = 20
@@ -651,6 +696,78 @@ def _start_task(v: _Validator, path: str, raw: object) -> StartTask | None:
     return StartTask(command_line=command, wait_for_success=bool(wait), user_scope=scope, elevation_level=elevation, user_name=user)
 
 
+def _span_problem(text: str) -> str | None:
+    m = _SPAN.match(text.strip().lower())
+    if m is None or not any(m.groupdict().values()):
+        return "is not a duration such as \"30m\", \"2h\", \"7d\" or \"1d12h\""
+    return None
+
+
+def parse_span(text: str) -> timedelta:
+    """``"2h"`` -> 2 hours; ``"1d12h"``, ``"30m"``. Raises ValueError for anything else."""
+    if problem := _span_problem(text):
+        raise ValueError(f"{text!r} {problem}")
+    m = _SPAN.match(text.strip().lower())
+    assert m is not None
+    return timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0))
+
+
+def _span(v: _Validator, path: str, value: object) -> timedelta | None:
+    if not isinstance(value, str) or _span_problem(value):
+        v.problem(path, f"{_show(value)} is not a duration such as \"30m\", \"2h\", \"7d\" or \"1d12h\"")
+        return None
+    return parse_span(value)
+
+
+_NEW_POOLS_KEYS = ("mode", "retirePrevious", "retireAfter", "deleteRetiredPools")
+_IN_PLACE_KEYS = ("mode", "applyWhen", "maxWait")
+
+
+def _rollout(v: _Validator, path: str, raw: object) -> RolloutPolicy | None:
+    if not isinstance(raw, Mapping):
+        v.problem(path, f"{_show(raw)} is not an object; for example {{\"mode\": \"newPools\", \"retirePrevious\": true}}")
+        return None
+    mode = v.choice(_join(path, "mode"), raw.get("mode"), ROLLOUT_MODES) if "mode" in raw else None
+    if "mode" not in raw:
+        v.problem(_join(path, "mode"), "is required: \"newPools\" (a new pool per version) or \"inPlace\" (the same pools get the new image)")
+    if mode is None:
+        return None
+    before = len(v.problems)
+    if mode == "newPools":
+        r = v.obj(path, raw, required=("mode",), optional=_NEW_POOLS_KEYS[1:])
+        if r is None:
+            return None
+        retire = v.boolean(_join(path, "retirePrevious"), r["retirePrevious"]) if "retirePrevious" in r else False
+        after = _span(v, _join(path, "retireAfter"), r["retireAfter"]) if "retireAfter" in r else DEFAULT_RETIRE_AFTER
+        delete = v.boolean(_join(path, "deleteRetiredPools"), r["deleteRetiredPools"]) if "deleteRetiredPools" in r else False
+        if delete and retire is False:
+            v.problem(_join(path, "deleteRetiredPools"), "needs retirePrevious: true (only retired pools are deleted)")
+        if len(v.problems) > before or after is None:
+            return None
+        return RolloutPolicy(mode=mode, retire_previous=bool(retire), retire_after=after, delete_retired_pools=bool(delete))
+    r = v.obj(path, raw, required=("mode",), optional=_IN_PLACE_KEYS[1:])
+    if r is None:
+        return None
+    apply_when = v.choice(_join(path, "applyWhen"), r["applyWhen"], APPLY_WHEN) if "applyWhen" in r else "nextZero"
+    max_wait = _span(v, _join(path, "maxWait"), r["maxWait"]) if "maxWait" in r else DEFAULT_MAX_WAIT
+    if len(v.problems) > before or apply_when is None or max_wait is None:
+        return None
+    return RolloutPolicy(mode=mode, apply_when=apply_when, max_wait=max_wait)
+
+
+def _retention(v: _Validator, path: str, raw: object) -> RetentionPolicy | None:
+    r = v.obj(path, raw, required=("keepVersions",), optional=("deleteSnapshots",))
+    if r is None:
+        return None
+    before = len(v.problems)
+    # At least 1: the newest version is what the pools are rolled to; deleting it would leave them nothing.
+    keep = v.integer(_join(path, "keepVersions"), r.get("keepVersions"), 1, MAX_KEEP_VERSIONS) if "keepVersions" in r else None
+    snapshots = v.boolean(_join(path, "deleteSnapshots"), r["deleteSnapshots"]) if "deleteSnapshots" in r else False
+    if len(v.problems) > before or keep is None:
+        return None
+    return RetentionPolicy(keep_versions=keep, delete_snapshots=bool(snapshots))
+
+
 def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | None:
     before = len(v.problems)
     f = v.obj(path, raw, required=("gallery", "pools"), optional=tuple(k for k in _FAMILY_KEYS if k not in ("gallery", "pools")))
@@ -674,6 +791,9 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
                   "group(s) where the family's snapshots may live (the app ignores snapshots anywhere else)")
     canary = v.integer(_join(path, "canaryNodes"), f["canaryNodes"], 0, 100) if "canaryNodes" in f else DEFAULT_CANARY_NODES
     start_task = _start_task(v, _join(path, "startTask"), f["startTask"]) if "startTask" in f else None
+    rollout = _rollout(v, _join(path, "rollout"), f["rollout"]) if "rollout" in f else RolloutPolicy()
+    retention = _retention(v, _join(path, "retention"), f["retention"]) if "retention" in f else None
+    pin = v.string(_join(path, "pinVersion"), f["pinVersion"], version_problem, example="1.4.0") if "pinVersion" in f else None
 
     if source == "managedImage" and "imageResourceGroup" not in f:
         v.problem(_join(path, "imageResourceGroup"), "is required with source \"managedImage\" (the default): it is where the managed images are created")
@@ -694,16 +814,20 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
         v.problem(_join(path, "pools"), f"{_show(raw_pools)} is not a list of pools (use [] for a family that only builds images)")
     elif isinstance(raw_pools, list):
         for i, raw_pool in enumerate(raw_pools):
-            pool = _pool(v, _join(_join(path, "pools"), i), name, raw_pool)
+            pool = _pool(v, _join(_join(path, "pools"), i), name, raw_pool, in_place=bool(rollout and rollout.in_place))
             if pool is not None:
                 pools.append(pool)
-    if len(v.problems) > before or gallery is None or source is None or replicas is None or limits is None or legacy is None:
+    if rollout is not None and rollout.in_place and legacy:
+        v.problem(_join(_join(path, "rollout"), "mode"), "inPlace needs gallery image versions; it cannot be combined with legacyManagedImagePools")
+    if len(v.problems) > before or gallery is None or source is None or replicas is None or limits is None or legacy is None \
+            or rollout is None or ("retention" in f and retention is None):
         return None
     return FamilyConfig(name=name, gallery=gallery, pools=tuple(pools), source=source, image_resource_group=image_rg,
                         keep_managed_image=bool(keep) or bool(legacy), legacy_managed_image_pools=legacy, replicas=replicas,
                         node_limits=limits, description=description, snapshot_resource_groups=snapshot_groups or (),
                         allowed_principals=tuple(p.lower() for p in principals or ()), max_live_versions=max_live,
-                        canary_nodes=DEFAULT_CANARY_NODES if canary is None else canary, start_task=start_task)
+                        canary_nodes=DEFAULT_CANARY_NODES if canary is None else canary, start_task=start_task,
+                        rollout=rollout, retention=retention, pin_version=pin)
 
 
 def _guid_principal(text: str) -> str | None:

@@ -54,7 +54,7 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
         # could unprotect it. Keep every lock until every account can be read again.
         actions = [a for a in actions if a.kind != "remove"]
         report.skipped_release = True
-    broken = broken_pools(graph, inventory.missing_images)
+    broken = broken_pools(graph, inventory.missing_images - inventory.dropped_sources)
     if broken:
         # What a deleted image was built from can no longer be read, and is what a rebuild needs:
         # keep the locks placed for the pools that depend on it until those pools are gone.

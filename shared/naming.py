@@ -102,8 +102,12 @@ def pool_id_problem(pool_id: str) -> str | None:
     return None
 
 
-def pool_id_template_problem(template: str) -> str | None:
-    """Why a pool id template cannot work whatever the version (None when it can)."""
+def pool_id_template_problem(template: str, *, in_place: bool = False) -> str | None:
+    """Why a pool id template cannot work whatever the version (None when it can).
+
+    ``in_place``: the family rolls new versions into the same pools (``rollout.mode: inPlace``), so the
+    template must be the same for every version: it must *not* contain a version placeholder.
+    """
     if not isinstance(template, str) or not template.strip():
         return "the template is empty"
     names = _PLACEHOLDER.findall(template)
@@ -112,6 +116,11 @@ def pool_id_template_problem(template: str) -> str | None:
         return f"unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; use {', '.join('{' + n + '}' for n in POOL_ID_PLACEHOLDERS)}"
     if "{" in _PLACEHOLDER.sub("", template) or "}" in _PLACEHOLDER.sub("", template):
         return "unbalanced '{' or '}'"
+    if in_place:
+        if "version" in names or "versionDashed" in names:
+            return ("with rollout mode \"inPlace\" the pool keeps its id from version to version, so the template must not contain "
+                    "{version} or {versionDashed}; use e.g. \"{family}\" or \"{family}-pool\"")
+        return None
     if "version" not in names and "versionDashed" not in names:
         # Without the version every new image version would target the same pool id, which Batch
         # refuses (PoolExists) - and the old pool must keep its image until it is drained.
@@ -148,11 +157,11 @@ def managed_image_name(family: str, version: str) -> str:
     return name
 
 
-def render_pool_id(template: str, family: str, version: str) -> str:
+def render_pool_id(template: str, family: str, version: str, *, in_place: bool = False) -> str:
     """Fill a pool id template. Dots become dashes: Batch pool ids cannot contain '.'."""
     family = _checked_family(family)
     version = _checked_version(version)
-    if problem := pool_id_template_problem(template):
+    if problem := pool_id_template_problem(template, in_place=in_place):
         raise NamingError("pool id template", str(template), problem, f"fix poolId in families.{family}.pools")
     values = {"family": family, "version": version, "versionDashed": version.replace(".", "-")}
     rendered = _PLACEHOLDER.sub(lambda m: values[m.group(1)], template.strip()).replace(".", "-")

@@ -158,9 +158,26 @@ def sweep(context: AppContext) -> list[Outcome]:
         retention.expire_finished(context)  # finished rows past AUTOPILOT_STATE_RETENTION_DAYS: the sweep reads open work
     except Exception as exc:  # housekeeping never fails the sweep
         log.warning("sweep: expiring finished state failed: %s", exc)
+    _run_retention(context)
     if errors:
         raise RuntimeError(f"pipeline sweep: {len(errors)} version(s) could not be advanced: " + "; ".join(errors)[:2000])
     return outcomes
+
+
+def _run_retention(context: AppContext) -> None:
+    """Hook: families with ``retention`` delete the old versions nothing uses (shared/retention.py); others are untouched."""
+    from shared import version_retention
+
+    for family in families_of(context):
+        if family.retention is None:
+            continue
+        try:
+            report = version_retention.run(context, family)
+        except Exception as exc:  # retention is housekeeping: it must never stop the sweep of new versions
+            log.warning("retention of %s failed: %s", family.name, exc, exc_info=True)
+            continue
+        for resource_id, why in report.failed.items():
+            log.warning("retention: %s not deleted: %s", resource_id, why)
 
 
 def _sweep_one(context: AppContext, record: Record) -> Outcome | None:

@@ -280,6 +280,10 @@ def desired_target(pool: PoolView, now: datetime, lookback: timedelta = DEFAULT_
     """
     if not pool.is_managed:
         return None
+    if _rollout_hold(pool):
+        # A rollout holds the pool at 0 (drained for an in-place image change, or retired by a newer version's pool): the hold
+        # wins over schedule and desired values, which stay on the pool for when the hold is lifted (shared/rollout.py).
+        return DesiredTarget(0, 0, "rollout")
     raw_schedule = pool.metadata.get(pool_metadata.SCHEDULE, "").strip()
     if raw_schedule:
         try:
@@ -298,6 +302,8 @@ def desired_target(pool: PoolView, now: datetime, lookback: timedelta = DEFAULT_
 
 
 def deallocation_option(pool: PoolView, policy: WatchPolicy) -> str:
+    if _rollout_hold(pool):
+        return "taskcompletion"  # a rollout empties the pool for good or for an image change: running tasks finish first
     raw = pool.metadata.get(pool_metadata.DEALLOCATION, "").strip()
     if not raw:
         return policy.default_deallocation
@@ -466,6 +472,12 @@ def format_duration(value: timedelta) -> str:
     minutes, seconds = divmod(rest, 60)
     text = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (f"{seconds}S" if seconds else "")
     return text if text != "PT" else "PT0S"
+
+
+def _rollout_hold(pool: PoolView) -> bool:
+    from shared.rollout import hold_of
+
+    return hold_of(pool.metadata) is not None
 
 
 def _metadata_count(pool: PoolView, key: str) -> int | None:

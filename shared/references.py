@@ -26,6 +26,9 @@ class Inventory:
     uses: list[PoolUse] = field(default_factory=list)
     sources_of: dict[str, list[str]] = field(default_factory=dict)
     missing_images: set[str] = field(default_factory=set)  # normalised ids of referenced images that do not exist
+    # Missing managed images reached only as the source of an existing gallery version: the pipeline's dropped
+    # intermediates. The version is an independent copy, so no pool is broken by their absence.
+    dropped_sources: set[str] = field(default_factory=set)
     unreadable_accounts: dict[str, str] = field(default_factory=dict)
     subscription_id: str = ""  # resources elsewhere cannot be read or locked by the app: left out
     untrusted: dict[str, str] = field(default_factory=dict)  # ids pool metadata named that the guard ignores (shared/guard_trust.py)
@@ -76,10 +79,11 @@ def observe(context: AppContext, *, follow_sources: bool = True) -> Inventory:
 
 
 def _follow_sources(context: AppContext, inventory: Inventory) -> None:
-    pending = [rid for use in inventory.uses for rid in (use.image_id, *use.recorded_sources) if rid]
+    pending = [(rid, False) for use in inventory.uses for rid in (use.image_id, *use.recorded_sources) if rid]
     seen: set[str] = set()
+    direct = {normalize(rid) for rid, _ in pending}
     while pending:
-        rid = pending.pop()
+        rid, from_version = pending.pop()
         key = normalize(rid)
         kind = kind_of(rid)
         if key in seen or kind not in (GALLERY_VERSION, MANAGED_IMAGE):
@@ -92,10 +96,15 @@ def _follow_sources(context: AppContext, inventory: Inventory) -> None:
             continue
         if resource is None:
             inventory.missing_images.add(key)
+            if from_version and key not in direct:
+                inventory.dropped_sources.add(key)
             continue
         sources = image_sources(kind, resource)
         inventory.sources_of[key] = sources
-        pending.extend(sources)
+        # Only the app's own versions had their intermediate image dropped on purpose (pipeline, keepManagedImage: false; with
+        # keepManagedImage the pool records the image, so it counts as used directly). Anyone else's missing source is breakage.
+        app_built = kind == GALLERY_VERSION and str((resource.get("tags") or {}).get("autopilot.managedBy", "")) == "batch-image-autopilot"
+        pending.extend((source, app_built) for source in sources)
 
 
 def lock_owner(context: AppContext) -> str | None:

@@ -63,6 +63,9 @@ class TickReport:
     full_scan: bool = True  # False: only the accounts with pools in an open episode were listed
     quota_not_judged: list[str] = field(default_factory=list)  # UserSubscription accounts: the subscription's quotas apply, not read
     nodes: NodeWatchReport = field(default_factory=NodeWatchReport)  # node health: looks, repairs, canaries, verdicts
+    rollout_actions: list[str] = field(default_factory=list)  # what the image rollouts did (or, in a dry run, would do)
+    rollout_status: dict[str, dict[str, str]] = field(default_factory=dict)  # pool path -> runs / pending / stage
+    rollout_errors: dict[str, str] = field(default_factory=dict)
 
 
 def pool_resource_id(account_id: str, pool_id: str) -> str:
@@ -135,6 +138,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     if not report.full_scan:
         open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
         open_accounts |= nodes.open_accounts()
+        open_accounts |= _rollout_accounts(context)  # a pool waiting for its next zero is looked at every tick
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
     limits = TickLimits(context, full=report.full_scan)
 
@@ -200,6 +204,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
             view = PoolView.from_list_item(raw, account.id)
             seen.append(({"resizeErrors": raw.get("resizeErrors")}, view))
         limits.add_account(account, [view for _, view in seen])
+        _run_rollouts(context, account, [view for _, view in seen], report, dry_run)
         if not limits.quota_judged(account.id):
             report.quota_not_judged.append(account.id)
             if report.full_scan:
@@ -262,6 +267,30 @@ def _stream_pools(account_id: str, first_page: list[dict[str, Any]], pages: Iter
             report.unreadable_accounts[account_id] = str(exc)
             return
         yield from page
+
+
+def _rollout_accounts(context: AppContext) -> set[str]:
+    from shared import rollout_runner
+
+    try:
+        return rollout_runner.accounts_in_rollout(context)
+    except Exception as exc:  # the rollout must never stop the watch
+        log.warning("watch: cannot read the rollouts under way: %s", exc)
+        return set()
+
+
+def _run_rollouts(context: AppContext, account: Any, pools: list[PoolView], report: TickReport, dry_run: bool) -> None:
+    """Hook: image rollouts (shared/rollout_runner.py) read the pools this tick just listed; no extra list call."""
+    from shared import rollout_runner
+
+    try:
+        outcome = rollout_runner.run_account(context, account, pools, dry_run=dry_run)
+    except Exception as exc:  # one family's rollout problem must not stop the watch of every pool
+        log.warning("watch: rollout in %s failed: %s", account.id, exc, exc_info=True)
+        report.rollout_errors[account.id] = str(exc)
+        return
+    report.rollout_actions.extend(outcome.actions)
+    report.rollout_status.update(outcome.pending)
 
 
 def _episode_records(table: StateTable) -> dict[str, dict[str, Record]]:

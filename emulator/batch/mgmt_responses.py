@@ -388,7 +388,7 @@ class BatchManagementResponses:
         account = self._account(request)
         update = parse_pool_update(request.json())
         pool = self.backend.update_pool_mgmt(account, request.params["poolName"], update, if_match=request.headers.get("if-match"),
-                                             if_none_match=request.headers.get("if-none-match"))
+                                             if_none_match=request.headers.get("if-none-match"), api_version=request.api_version)
         with self.backend._lock:
             return self._pool_response(pool)
 

@@ -55,6 +55,9 @@ from emulator.batch.nodes import counts as node_state_counts
 from emulator.core import AzureError, BatchServiceError
 from emulator.ids import key
 
+# Learn "Update Batch pool properties": the first management API version whose Pool - Update may change the image.
+IMAGE_UPDATE_API_VERSION = "2024-07-01"
+
 if TYPE_CHECKING:
     from emulator.azure import Emulator
 
@@ -1157,25 +1160,47 @@ class BatchBackend:
             return pool
 
     def update_pool_mgmt(self, account: BatchAccount, pool_id: str, changes: PoolUpdate, *, if_match: str | None = None,
-                         if_none_match: str | None = None) -> Pool:
-        """Management-plane PATCH (and PUT over an existing pool): given properties change; a changed
-        ``fixedScale`` starts a resize (409 unless steady); ``autoScale`` enables automatic scaling."""
+                         if_none_match: str | None = None, api_version: str | None = None) -> Pool:
+        """Management-plane PATCH (Pool - Update): given properties change; a changed ``fixedScale`` starts a
+        resize (409 unless steady); ``autoScale`` enables automatic scaling; a changed image is accepted only
+        from api-version 2024-07-01 on and only while the pool is steady with zero nodes (see _check_image_update)."""
         now = self._now()
         self._sync()
         with self._lock:
             pool = self._pool(account, pool_id, "arm")
             self.check_conditions(pool, "arm", if_match=if_match, if_none_match=if_none_match)
-            return self._apply_mgmt_update(pool, changes, now)
+            return self._apply_mgmt_update(pool, changes, now, image_update_api=api_version)
 
-    def _apply_mgmt_update(self, pool: Pool, changes: PoolUpdate, now: datetime) -> Pool:
+    def _check_image_update(self, pool: Pool, api_version: str | None) -> None:
+        """Learn "Update Batch pool properties" (batch-pool-update-properties): from API version 2024-07-01 a Pool - Update
+        may change deploymentConfiguration only when the pool is steady with zero dedicated and zero Spot nodes;
+        the next resize builds nodes from the new image."""
+        if not api_version or api_version < IMAGE_UPDATE_API_VERSION:
+            # Learn (same page): older API versions cannot change deploymentConfiguration at all. (The emulator's ARM layer
+            # accepts only 2025-06-01 today, so this guards a future second api-version.)
+            raise AzureError(400, "PropertyCannotBeUpdated", "The deploymentConfiguration of an existing pool can be changed only "
+                             f"with api-version {IMAGE_UPDATE_API_VERSION} or later.")
+        if pool.allocation_state != "steady" or any(pool.current.values()) or (pool.op is not None and not pool.op.finished):
+            # ASSUMED code: Batch does not publish the error code for this refusal; 409 + this code is the emulator's guess.
+            raise AzureError(409, "OperationInvalidForCurrentState",
+                             "The pool's deploymentConfiguration can be changed only when the pool is steady with zero dedicated and zero "
+                             f"Spot nodes (allocationState {pool.allocation_state}, {pool.current.get(DEDICATED, 0)} dedicated, "
+                             f"{pool.current.get(LOW_PRIORITY, 0)} Spot).")
+
+    def _apply_mgmt_update(self, pool: Pool, changes: PoolUpdate, now: datetime, *, image_update_api: str | None = None) -> Pool:
         if pool.state == "deleting":
             raise AzureError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
         spec = pool.spec
         if changes.vm_size is not None and changes.vm_size.lower() != spec.vm_size.lower():
             raise AzureError(400, "PropertyCannotBeUpdated", "The vmSize of an existing pool cannot be changed.")
+        new_image: dict[str, Any] | None = None
         if changes.image_reference is not None and {k: str(v).lower() for k, v in changes.image_reference.items()} != \
                 {k: str(v).lower() for k, v in spec.image_reference.items()}:
-            raise AzureError(400, "PropertyCannotBeUpdated", "The deploymentConfiguration of an existing pool cannot be changed.")
+            if image_update_api is None:
+                # A PUT over an existing pool stays refused: only Pool - Update (PATCH) is documented to change the image.
+                raise AzureError(400, "PropertyCannotBeUpdated", "The deploymentConfiguration of an existing pool cannot be changed.")
+            self._check_image_update(pool, image_update_api)
+            new_image = dict(changes.image_reference)
         if changes.metadata is not None:
             self._check_metadata(changes.metadata, "arm")
         if changes.network_configuration is not None:
@@ -1207,6 +1232,8 @@ class BatchBackend:
             self._start_resize(pool, now, *resize)
         if changes.metadata is not None:
             spec.metadata = [dict(m) for m in changes.metadata]
+        if new_image is not None:
+            spec.image_reference = new_image  # checked above, before anything changed: image and metadata land together or not at all
         if changes.start_task is not None:
             spec.start_task = changes.start_task
         if changes.display_name is not None:

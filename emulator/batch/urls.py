@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from emulator.batch import jobs
 from emulator.batch.data_responses import BatchDataResponses
 from emulator.batch.mgmt_responses import BatchManagementResponses
 from emulator.core import Route
@@ -71,4 +72,9 @@ def routes(emulator: Emulator) -> list[Route]:
         # Compute Node - List / Pool - Remove Nodes (REST reference, api-version 2025-06-01)
         Route("GET", DATA_POOL + "/nodes", d.list_nodes, f"{A}/pools/read", **data),
         Route("POST", DATA_POOL + "/removenodes", d.remove_nodes, f"{A}/pools/write", **data),
+        # --- data plane: jobs (emulator/batch/jobs.py; Batch's dataActions cover jobs: Microsoft.Batch/batchAccounts/jobs/*) ---
+        Route("POST", DATA + "/jobs", lambda r: jobs.add_job(d, r), f"{A}/jobs/write", **data),
+        Route("GET", DATA + "/jobs", lambda r: jobs.list_jobs(d, r), f"{A}/jobs/read", **data),
+        Route("GET", DATA + "/jobs/{jobId}", lambda r: jobs.get_job(d, r), f"{A}/jobs/read", **data),
+        Route("POST", DATA + "/jobs/{jobId}/terminate", lambda r: jobs.terminate_job(d, r), f"{A}/jobs/write", **data),
     ]

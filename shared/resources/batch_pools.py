@@ -263,3 +263,59 @@ def _resize_settling_lost_answers(clients: AzureClients, account: BatchAccount, 
 def _bare(etag: Any) -> str:
     text = str(etag or "").strip()
     return (text[2:] if text.startswith("W/") else text).strip('"')
+
+
+class UpdateResult(enum.Enum):
+    ACCEPTED = "accepted"
+    CHANGED = "changed"  # 412: the pool changed since it was read (another instance, a person, a resize) - read again
+    REFUSED = "refused"  # any other 4xx: e.g. an image change while the pool still has nodes; the code is in the detail
+    GONE = "gone"  # 404
+
+
+def get_pool_management(clients: AzureClients, account: BatchAccount, pool_id: str) -> dict[str, Any] | None:
+    """The pool as the management plane has it (its ETag guards Pool - Update)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return clients.batch_management.pool.get(account.resource_group, account.name, pool_id).as_dict()
+    except ResourceNotFoundError:
+        return None
+
+
+def update_pool_management(clients: AzureClients, account: BatchAccount, pool_id: str, body: dict[str, Any],
+                           etag: str | None) -> tuple[UpdateResult, str]:
+    """Pool - Update (management PATCH) with If-Match. Returns the outcome and, for a refusal, Batch's code and message.
+
+    Batch changes the image only when the pool is steady with zero nodes and does not publish the error code for
+    that refusal (contracts §9.6): every 4xx other than 404/412 is reported as REFUSED, never raised, so the
+    rollout simply looks again at the next tick.
+    """
+    from azure.core import MatchConditions
+    from azure.core.exceptions import HttpResponseError
+
+    kwargs: dict[str, Any] = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+    try:
+        clients.batch_management.pool.update(account.resource_group, account.name, pool_id, body, **kwargs)
+    except HttpResponseError as exc:
+        status = exc.status_code or 0
+        code = getattr(getattr(exc, "error", None), "code", None) or ""
+        if status == 412:
+            return UpdateResult.CHANGED, "the pool changed since it was read"
+        if status == 404:
+            return UpdateResult.GONE, "the pool no longer exists"
+        if 400 <= status < 500:
+            return UpdateResult.REFUSED, f"{status} {code}: {getattr(getattr(exc, 'error', None), 'message', None) or exc}"
+        raise
+    return UpdateResult.ACCEPTED, ""
+
+
+def start_pool_delete(clients: AzureClients, account: BatchAccount, pool_id: str) -> None:
+    """Start deleting a pool (management plane); not awaited - the pool disappears when its nodes are gone."""
+    clients.batch_management.pool.begin_delete(account.resource_group, account.name, pool_id, polling=False)
+
+
+def active_jobs_on(clients: AzureClients, account: BatchAccount, pool_id: str) -> list[str]:
+    """Ids of the account's active jobs whose ``poolInfo`` names the pool (their queued tasks would be stranded by its deletion)."""
+    client = clients.batch_account(account.endpoint)
+    jobs = client.list_jobs(filter="state eq 'active'", select=["id", "poolInfo", "state"])
+    return [job.id for job in jobs if job.pool_info is not None and (job.pool_info.pool_id or "").lower() == pool_id.lower()]

@@ -716,3 +716,49 @@ def test_durations_round_trip(text: str, minutes: int) -> None:
 def test_etag_forms() -> None:
     assert bare_etag('W/"0x8D4"') == bare_etag('"0x8D4"') == bare_etag("0x8D4") == "0x8D4"
 
+
+# ---------------------------------------------------------------------------------------------
+# Pool - Update of the image (issue 15: inPlace rollouts)
+# ---------------------------------------------------------------------------------------------
+
+
+def image_patch(version: str, metadata: dict[str, str]) -> dict[str, Any]:
+    return {"properties": {
+        "deploymentConfiguration": {"virtualMachineConfiguration": {"imageReference": {"id": image_version(version)},
+                                                                    "nodeAgentSkuId": "batch.node.ubuntu 24.04"}},
+        "metadata": [{"name": k, "value": v} for k, v in metadata.items()]}}
+
+
+def test_the_image_changes_only_at_zero_nodes_and_with_its_metadata(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
+    create_pool(mgmt, "render", (4, 0), metadata={"autopilot.version": "1.0.0"})
+    until_steady(emulator, data, "render")
+    with pytest.raises(HttpResponseError) as refused:
+        mgmt.pool.update(RG, ACCOUNT, "render", image_patch("1.1.0", {"autopilot.version": "1.1.0"}))
+    assert refused.value.status_code == 409 and "zero dedicated" in str(refused.value)
+    pool = mgmt.pool.get(RG, ACCOUNT, "render")
+    # Nothing of the refused update landed: not the image, not the metadata.
+    assert pool.deployment_configuration.virtual_machine_configuration.image_reference.id.endswith("/versions/1.0.0")
+    assert [(m.name, m.value) for m in pool.metadata] == [("autopilot.version", "1.0.0")]
+
+    mgmt.pool.update(RG, ACCOUNT, "render", {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 0}}}})
+    until_steady(emulator, data, "render")
+    mgmt.pool.update(RG, ACCOUNT, "render", image_patch("1.1.0", {"autopilot.version": "1.1.0"}))
+    pool = mgmt.pool.get(RG, ACCOUNT, "render")
+    assert pool.deployment_configuration.virtual_machine_configuration.image_reference.id.endswith("/versions/1.1.0")
+    assert [(m.name, m.value) for m in pool.metadata] == [("autopilot.version", "1.1.0")]
+    # The next resize builds nodes from the new image (the data plane shows it too).
+    mgmt.pool.update(RG, ACCOUNT, "render", {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 2}}}})
+    advance(emulator, 1)
+    grown = until_steady(emulator, data, "render")
+    assert grown.current_dedicated_nodes == 2
+    assert grown.virtual_machine_configuration.image_reference.virtual_machine_image_id.endswith("/versions/1.1.0")
+
+
+def test_a_resizing_pool_refuses_the_image_change(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
+    create_pool(mgmt, "busy", (0, 0))
+    mgmt.pool.update(RG, ACCOUNT, "busy", {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 3}}}})
+    assert data.get_pool("busy").allocation_state == "resizing"
+    with pytest.raises(HttpResponseError) as refused:
+        mgmt.pool.update(RG, ACCOUNT, "busy", image_patch("1.1.0", {}))
+    assert refused.value.status_code == 409
+

@@ -1,0 +1,203 @@
+# ruff: noqa: F811  (make_azure, the fixture of test_pipeline.py, is imported and then requested by name)
+"""Rolling new image versions into a family's pools, end to end: the emulator over HTTPS, Azurite, the local Functions host
+running the real functions, operators acting through real SDK clients. Nothing of the app is mocked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from autopilot.local import LocalAzure
+from shared import pool_metadata, rollout
+from shared.rollout_runner import ROLLOUTS
+from tests.e2e.test_pipeline import (  # noqa: F401  (make_azure is a fixture)
+    ACCOUNT,
+    families,
+    make_azure,
+    pool_spec,
+    version_id,
+)
+
+
+def pool_version(la: LocalAzure, pool_id: str) -> tuple[str, str]:
+    """(the image the pool references, its autopilot.version) as the management plane shows them."""
+    pool = la.operator.batch_management.pool.get("batch-rg", ACCOUNT, pool_id).as_dict()["properties"]
+    image = pool["deploymentConfiguration"]["virtualMachineConfiguration"]["imageReference"]["id"]
+    return image, pool_metadata.as_dict(pool["metadata"]).get(pool_metadata.VERSION, "")
+
+
+def set_desired(la: LocalAzure, pool_id: str, dedicated: int) -> None:
+    """An operator changes the pool's desired target in its metadata (any size: Pool - Update of metadata)."""
+    pool = la.operator.batch_management.pool.get("batch-rg", ACCOUNT, pool_id)
+    metadata = {m.name: m.value for m in pool.metadata}
+    metadata[pool_metadata.DESIRED_DEDICATED] = str(dedicated)
+    la.operator.batch_management.pool.update("batch-rg", ACCOUNT, pool_id,
+                                  {"properties": {"metadata": [{"name": k, "value": v} for k, v in metadata.items()]}})
+
+
+def gpu_in_place(**rollout_cfg: Any) -> dict[str, Any]:
+    return families(pools=[pool_spec(dedicated=4, pool_id="{family}")], rollout={"mode": "inPlace", **rollout_cfg})
+
+
+def locked(la: LocalAzure, resource_id: str) -> bool:
+    return bool(la.locks_on(resource_id))
+
+
+def test_in_place_next_zero_patches_the_image_at_the_next_zero_and_locks_follow(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(gpu_in_place())
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.0.0"), "1.0.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    # Built, but the pool has nodes: the image waits for the next zero (nextZero never forces one).
+    assert la.alerts("RolloutStarted") and not la.alerts("RolloutCompleted")
+    assert pool_version(la, "gpu")[1] == "1.0.0" and la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+
+    set_desired(la, "gpu", 0)  # the team's own zero (a nightly schedule does the same)
+    la.run(timedelta(minutes=10))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    # The guard's locks follow the image: the new version is locked, the old one released.
+    assert locked(la, version_id("gpu", "1.1.0")) and not locked(la, version_id("gpu", "1.0.0"))
+
+    set_desired(la, "gpu", 4)
+    la.run(timedelta(minutes=15))
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    completed = la.alerts("RolloutCompleted")
+    assert len(completed) == 1 and completed[0]["data"]["to"] == "1.1.0"
+    assert la.context.state.table(ROLLOUTS).query("gpu").__next__().data["stage"] == rollout.DONE
+    assert len(la.alerts("RolloutStarted")) == 1
+
+
+def test_in_place_drain_empties_the_pool_patches_and_regrows(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(gpu_in_place(applyWhen="drain"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=30))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    pool = la.pool(ACCOUNT, "gpu")
+    assert pool.current["dedicated"] == 4  # regrown to its desired target on the new image
+    assert rollout.HOLD not in {m["name"] for m in pool.spec.metadata}
+    assert len(la.alerts("RolloutCompleted")) == 1
+
+
+def test_blocked_in_place_rollout_alerts_and_its_fix_works(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(gpu_in_place(maxWait="30m"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=60))
+    blocked = la.alerts("RolloutBlocked")
+    assert len(blocked) == 1 and pool_version(la, "gpu")[1] == "1.0.0"
+    assert '"applyWhen": "drain"' in blocked[0]["data"]["fix"]
+    # Follow the fix: switch the family to drain.
+    la.set_families(gpu_in_place(maxWait="30m", applyWhen="drain"))
+    la.run(timedelta(minutes=30))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    assert len(la.alerts("RolloutBlocked")) == 1
+
+
+def test_without_rollout_settings_a_new_version_gets_new_pools_and_nothing_else(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(families(pools=[pool_spec(dedicated=2)]))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=60))
+    assert pool_version(la, "gpu-1-0-0")[1] == "1.0.0" and pool_version(la, "gpu-1-1-0")[1] == "1.1.0"
+    assert la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 2 and la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 2
+    assert not [a for a in la.alerts() if a["eventType"].split(".")[-1].startswith("Rollout")]
+    assert list(la.context.state.table(ROLLOUTS).query()) == []
+
+
+def test_new_pools_retire_previous_moves_the_target_then_deletes_the_old_pool_once_no_job_needs_it(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    from azure.batch import models as bm
+    from azure.batch.models._models import BatchJobTerminateOptions  # published by the SDK only in its private module
+
+    la = make_azure(families(pools=[pool_spec(dedicated=3)],
+                             rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "30m", "deleteRetiredPools": True}))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    set_desired(la, "gpu-1-0-0", 5)  # the team changed the old pool's target: it moves to the new pool
+    endpoint = la.operator.batch_management.batch_account.get("batch-rg", ACCOUNT).account_endpoint
+    data = la.operator.batch_account(endpoint)
+    data.create_job(bm.BatchJobCreateOptions(id="render-job", pool_info=bm.BatchPoolInfo(pool_id="gpu-1-0-0")))
+    la.run(timedelta(minutes=10))
+
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    assert la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 3 and la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 5
+    assert len(la.alerts("RolloutStarted")) == 1
+    la.run(timedelta(minutes=40))  # past retireAfter
+    old, new = la.pool(ACCOUNT, "gpu-1-0-0"), la.pool(ACCOUNT, "gpu-1-1-0")
+    assert old.current["dedicated"] == 0 and new.current["dedicated"] == 5  # the target moved with the work
+    # An active job still targets the old pool: it stays (its queued tasks would be stranded), empty.
+    assert la.emulator.batch.list_pools(ACCOUNT) and any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools(ACCOUNT))
+    assert not la.alerts("RolloutCompleted")
+
+    data.begin_terminate_job("render-job", BatchJobTerminateOptions(termination_reason="UserTerminate"), polling_interval=0).result()
+    la.run(timedelta(minutes=15))
+    assert not any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools(ACCOUNT))
+    assert len(la.alerts("RolloutCompleted")) == 1
+    # Its locks are released; the new version's stay.
+    assert not locked(la, version_id("gpu", "1.0.0")) and locked(la, version_id("gpu", "1.1.0"))
+
+
+def test_pin_rolls_back_in_place_and_a_pin_the_app_never_built_moves_nothing(make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(gpu_in_place(applyWhen="drain"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=30))
+    assert pool_version(la, "gpu")[1] == "1.1.0"
+
+    doc = gpu_in_place(applyWhen="drain")
+    doc["families"]["gpu"]["pinVersion"] = "9.9.9"  # never built: nothing moves
+    la.set_families(doc)
+    la.run(timedelta(minutes=15))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+
+    doc["families"]["gpu"]["pinVersion"] = "1.0.0"  # the roll back
+    la.set_families(doc)
+    la.run(timedelta(minutes=30))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.0.0"), "1.0.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.1.0", "1.0.0"]
+
+
+def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missing_version(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared import rollout_runner
+    from shared.resources import batch_accounts, batch_pools
+
+    la = make_azure(gpu_in_place())
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    set_desired(la, "gpu", 0)
+    la.run(timedelta(minutes=2))
+    account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
+    # Step by step: each listing is handed to two instances (a redelivered tick, or two hosts), the second with the stale copy.
+    for _ in range(10):
+        la.emulator.clock.advance(timedelta(minutes=1))
+        listing = batch_pools.list_pools(la.context.clients, account)
+        rollout_runner.run_account(la.context, account, listing)
+        rollout_runner.run_account(la.context, account, listing)
+    app_patches = [e for e in la.emulator.log.entries(method="PATCH", path_contains="/pools/gpu")
+                   if 200 <= e.status < 300 and e.caller == "batch-image-autopilot"]
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    assert len(app_patches) == 1, [(e.time, e.path) for e in app_patches]  # the image changed once
+    assert len(la.alerts("RolloutStarted")) == 1
+
+    # A version that is gone is never referenced: pin 1.0.0, then delete it before the pool reaches its next zero.
+    doc = gpu_in_place()
+    doc["families"]["gpu"]["pinVersion"] = "1.0.0"
+    la.set_families(doc)
+    la.emulator.compute.gallery_image_versions.pop(next(k for k in la.emulator.compute.gallery_image_versions if k.endswith("/1.0.0")))
+    la.run(timedelta(minutes=15))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
