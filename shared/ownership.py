@@ -75,17 +75,28 @@ def version_not_ours(gallery_version: Mapping[str, Any], family: str, version: s
     return not_ours(gallery_version, GALLERY_VERSION, family, version, sources)
 
 
-def pool_not_ours(pool: Mapping[str, Any], family: str, version: str, image_id: str) -> str | None:
-    """None when the pool (either plane's JSON) carries the app's metadata for (family, version) and uses ``image_id``."""
+def pool_not_ours(pool: Mapping[str, Any], family: str, version: str, image_id: str, *, in_place: bool = False) -> str | None:
+    """None when the pool (either plane's JSON) carries the app's metadata for (family, version) and uses ``image_id``.
+
+    ``in_place``: the family keeps one pool id for every version (rollout inPlace), so its standing pool is the app's
+    when its metadata names the family and it runs any version of the same gallery image definition; the rollout then
+    moves it to ``version``.
+    """
     props = pool.get("properties", pool)
     metadata = pool_metadata.as_dict(props.get("metadata"))
     if not pool_metadata.is_managed(metadata):
         return f"it has no {pool_metadata.MANAGED}=true metadata"
-    if metadata.get(pool_metadata.FAMILY, "").lower() != family.lower() or metadata.get(pool_metadata.VERSION, "") != version:
+    same_version = metadata.get(pool_metadata.VERSION, "") == version or in_place
+    if metadata.get(pool_metadata.FAMILY, "").lower() != family.lower() or not same_version:
         return f"its metadata names family {metadata.get(pool_metadata.FAMILY, '')!r} version {metadata.get(pool_metadata.VERSION, '')!r}"
     vm = props.get("virtualMachineConfiguration") or (props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {}
     reference = vm.get("imageReference") or {}
     used = reference.get("virtualMachineImageId") or reference.get("id") or ""
+    if in_place:
+        definition = normalize(image_id).rsplit("/versions/", 1)[0] + "/versions/"
+        if not normalize(used).startswith(definition):
+            return f"it uses image {used or '(none)'}, not a version of {image_id.rsplit('/versions/', 1)[0]}"
+        return None
     if normalize(used) != normalize(image_id):
         return f"it uses image {used or '(none)'}, not {image_id}"
     return None

@@ -713,7 +713,7 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
                 # "Not created" must mean "already there": a refusal such as PoolQuotaReached is not success.
                 missing.append(f"{account.id}/pools/{pool_id}")
                 continue
-            if why := ownership.pool_not_ours(existing, family.name, snapshot_set.key.version, pool_image_id):
+            if why := ownership.pool_not_ours(existing, family.name, snapshot_set.key.version, pool_image_id, in_place=spec.in_place):
                 taken.append((f"{account.id}/pools/{pool_id}", why))
                 continue
         names.append(f"{account.name}/{pool_id}")
