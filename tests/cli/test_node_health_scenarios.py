@@ -21,7 +21,7 @@ def scenario(share: float, expect: list[dict]) -> dict:
         "capacity": [{"region": "westeurope", "dedicatedFailureRate": 0, "spotFailureRate": 0}],
         "batchAccounts": [{"name": "simweu", "dedicatedCores": 1000}],
         "galleries": [{"name": "autopilotGallery"}],
-        "families": {"sim": {"gallery": GALLERY, "source": "snapshots", "canaryNodes": 3,
+        "families": {"sim": {"gallery": GALLERY, "source": "snapshots", "snapshotResourceGroups": ["images-rg"], "canaryNodes": 3,
                              "startTask": {"commandLine": "/bin/sh -c 'test -d /mnt/resource'", "waitForSuccess": True},
                              "pools": [{"account": "simweu", "vmSize": "Standard_D4ds_v5", "dedicated": 12}]}},
         "timeline": [

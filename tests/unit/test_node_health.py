@@ -143,7 +143,7 @@ def test_the_canary_caps_growth_until_it_passes() -> None:
 
 def test_family_canary_nodes_and_start_task_are_parsed_and_validated() -> None:
     base = {"gallery": {"resourceGroup": "images-rg", "name": "g", "imageDefinition": "sim", "osType": "Linux", "hyperVGeneration": "V2",
-                        "location": "westeurope"}, "source": "snapshots", "pools": []}
+                        "location": "westeurope"}, "source": "snapshots", "snapshotResourceGroups": ["images-rg"], "pools": []}
     family = families_from_dict({"families": {"sim": base}}).get("sim")
     assert family is not None and family.canary_nodes == 3 and family.start_task is None
     configured = families_from_dict({"families": {"sim": {**base, "canaryNodes": 0, "startTask": {
