@@ -204,6 +204,12 @@ var alertEventTypes = [
   'BatchImageAutopilot.DeleteBlocked'
   'BatchImageAutopilot.SnapshotSetChanged'
   'BatchImageAutopilot.PermissionDenied'
+  'BatchImageAutopilot.NodesUnhealthy'
+  'BatchImageAutopilot.ImageUnhealthy'
+  'BatchImageAutopilot.RolloutStarted'
+  'BatchImageAutopilot.RolloutCompleted'
+  'BatchImageAutopilot.RolloutBlocked'
+  'BatchImageAutopilot.VersionDeleted'
 ]
 
 // The app's state tables (shared/state.py); the app also creates them on first use.

@@ -46,6 +46,12 @@ POOLS_CREATED = "PoolsCreated"
 DELETE_BLOCKED = "DeleteBlocked"
 SNAPSHOT_SET_CHANGED = "SnapshotSetChanged"  # a built version's snapshot was re-tagged: reported, not acted on
 PERMISSION_DENIED = "PermissionDenied"  # a 401/403 on a write (or on a read inside the configured scope): shared/permissions.py
+NODES_UNHEALTHY = "NodesUnhealthy"  # node replacement budget spent, or the subnet to blame: shared/node_watch.py
+IMAGE_UNHEALTHY = "ImageUnhealthy"  # a version's nodes fail on first boot: shared/node_watch.py
+ROLLOUT_STARTED = "RolloutStarted"  # image rollouts: shared/rollout_runner.py
+ROLLOUT_COMPLETED = "RolloutCompleted"
+ROLLOUT_BLOCKED = "RolloutBlocked"
+VERSION_DELETED = "VersionDeleted"  # retention deleted an unused version: shared/version_retention.py
 
 SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = "info", "warning", "critical"
 

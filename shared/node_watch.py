@@ -48,8 +48,8 @@ log = logging.getLogger("autopilot.nodes")
 
 NODE_HEALTH = "NodeHealth"  # per pool: canary watch and health episode; partition "images": one verdict per image
 IMAGES_PARTITION = "images"
-NODES_UNHEALTHY = "NodesUnhealthy"
-IMAGE_UNHEALTHY = "ImageUnhealthy"
+NODES_UNHEALTHY = alerts.NODES_UNHEALTHY
+IMAGE_UNHEALTHY = alerts.IMAGE_UNHEALTHY
 BATCH_API_VERSION = "2025-06-01"
 NODE_SELECT = ["id", "state", "stateTransitionTime", "allocationTime", "isDedicated", "errors", "startTask", "startTaskInfo"]
 NODE_PAGE = 1000

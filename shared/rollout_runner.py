@@ -35,9 +35,9 @@ log = logging.getLogger("autopilot.rollout")
 
 ROLLOUTS = "Rollouts"  # one row per (family, slot): the rollout under way or last finished
 
-ROLLOUT_STARTED = "RolloutStarted"
-ROLLOUT_COMPLETED = "RolloutCompleted"
-ROLLOUT_BLOCKED = "RolloutBlocked"
+ROLLOUT_STARTED = alerts.ROLLOUT_STARTED
+ROLLOUT_COMPLETED = alerts.ROLLOUT_COMPLETED
+ROLLOUT_BLOCKED = alerts.ROLLOUT_BLOCKED
 
 STRANDED_NOTE = ("Queued tasks of jobs bound to a drained pool stay queued until the pool has nodes again; "
                  "a job bound to a retired pool must be moved to the new pool (or use an auto pool specification).")

@@ -30,7 +30,7 @@ from shared.snapshot_tags import TAG_FAMILY, TAG_VERSION, version_problem
 
 log = logging.getLogger("autopilot.retention")
 
-VERSION_DELETED = "VersionDeleted"
+VERSION_DELETED = alerts.VERSION_DELETED
 MANAGED_BY_TAG = "autopilot.managedBy"  # the same tag shared/pipeline.py writes on what it builds
 MANAGED_BY = "batch-image-autopilot"
 
