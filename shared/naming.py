@@ -226,9 +226,10 @@ def family_managed_image_id(family: FamilyConfig, version: str, default_subscrip
 def family_pool_image_id(family: FamilyConfig, version: str, default_subscription: str) -> str:
     """What the family's pools put in ``imageReference.id``.
 
-    A Compute Gallery image version, except with ``legacyManagedImagePools``: Batch stopped
-    accepting managed images for pools after 31 March 2026, so that switch only helps accounts
-    that still accept them.
+    A Compute Gallery image version. ``legacyManagedImagePools`` is refused when the families are
+    validated (Batch accepts a managed image as a pool's image only at API versions up to
+    2019-08-01; the app speaks 2025-06-01), so the managed-image branch below is never taken by a
+    validated configuration.
     """
     if family.legacy_managed_image_pools:
         return family_managed_image_id(family, version, default_subscription)

@@ -27,7 +27,6 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
 from azure.data.tables import TableServiceClient
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
@@ -187,10 +186,8 @@ def test_two_weeks_of_running_stay_bounded(azurite: str, tls_material) -> None:
         episodes_bound = open_work["Episodes"] + max(1, round(0.1 * open_work["Episodes"]))
         check("episode rows stay bounded by the open episodes", rows_end.get("Episodes", 0) <= episodes_bound,
               f"Episodes rows at the end: {rows_end.get('Episodes', 0)}, open episodes: {open_work['Episodes']} (bound {episodes_bound})")
-        if stuck:
-            # Known defect, found by this soak, in the quota / resize-error handling that issue 12 owns: after QuotaReached the
-            # episode halts; once the quota is raised (what the alert's fix says to do) the next desired-target change resumes
-            # it, but the pool still carries the old quota resize error, which is read as a fresh QuotaReached, so the pool
-            # never grows again. Left to issue 12; this branch goes away when it is fixed (the check above then covers them).
-            pytest.xfail(f"{len(stuck)} pools of {quota_account} did not grow again after its core quota was raised (issue 12): "
-                         f"{dict(list(stuck.items())[:3])}")
+        # The soak found this once (issue 18's branch): after QuotaReached and the quota raised, the old quota resize error was
+        # read as a fresh QuotaReached and the pools never grew again. Issue 12's quota resume is meant to fix it; the long
+        # profile (make chaos) must show it, so this is a check, not an expected failure.
+        check("pools stopped by the quota episode grow again once the quota is raised", not stuck,
+              f"{len(stuck)} pools of {quota_account} off target: {dict(list(stuck.items())[:3])}")
