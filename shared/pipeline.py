@@ -492,35 +492,9 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
     planned = image_rules.planned_pool_usages(family, snapshot_set.key.version, pool_image, snapshot_set.snapshot_ids)
     # No node-limit check here: the pools use the gallery image version, and Batch caps only pools created with a managed
     # image resource (quotas and limits page; the gallery doc lets gallery pools grow larger). The pool watch enforces the
-    # managed-image cap at run time for the pre-existing managed-image pools it drives (shared/node_caps.py).
+    # managed-image cap at run time for the pre-existing managed-image pools it drives (shared/pool_limits.py).
     findings += image_rules.check_shared_image(planned)
     return _dedupe(findings), skus
-
-
-def existing_usages(context: AppContext) -> list[image_rules.PoolUsage]:
-    """Managed pools that exist now, as the node-limit check counts them."""
-    from shared.references import observe
-
-    inventory = observe(context, follow_sources=False)
-    if inventory.unreadable_accounts:
-        # A pool we cannot see may share the snapshots: passing the check blind could exceed the limits.
-        raise RuntimeError("cannot check the custom-image node limits: the pools of "
-                           + "; ".join(f"{a} ({why[:200]})" for a, why in inventory.unreadable_accounts.items())
-                           + " could not be listed; the check runs again on the next delivery or sweep")
-    usages = []
-    for account_id, pools in inventory.pools.items():
-        for pool in pools:
-            metadata = pool_metadata.as_dict(pool.get("metadata"))
-            reference = (pool.get("virtualMachineConfiguration") or {}).get("imageReference") or {}
-            # The data plane names a custom image virtualMachineImageId; the management plane, id.
-            image = reference.get("virtualMachineImageId") or reference.get("id")
-            snapshots = tuple(s for s in metadata.get(pool_metadata.SNAPSHOT_IDS, "").split(",") if s)
-            if not image and not snapshots:
-                continue
-            dedicated = max(int(pool.get("targetDedicatedNodes") or 0), int(metadata.get(pool_metadata.DESIRED_DEDICATED) or 0))
-            spot = max(int(pool.get("targetLowPriorityNodes") or 0), int(metadata.get(pool_metadata.DESIRED_SPOT) or 0))
-            usages.append(image_rules.PoolUsage(f"{account_id}/pools/{pool.get('id')}", image, snapshots, dedicated, spot))
-    return usages
 
 
 def _dedupe(findings: list[image_rules.Finding]) -> list[image_rules.Finding]:
