@@ -39,7 +39,7 @@ lint: $(PY_STAMP)
 	$(BIN)/ruff check .
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadgroup
 
 demo: setup
 	$(BIN)/python -m autopilot simulate scenarios/demo.json --report out/demo/report.json

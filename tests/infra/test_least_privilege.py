@@ -3,6 +3,8 @@ what the custom roles in infra/roles.json grant - nothing missing, nothing grant
 
 from __future__ import annotations
 
+import pytest
+
 from tests.infra.roles import CHECKED_BY_AZURE_NOT_CALLED, load_roles, uncovered, unexercised
 
 
@@ -13,6 +15,7 @@ def _observed(bundled_runs: dict[str, dict]) -> set[str]:
     return actions
 
 
+@pytest.mark.xdist_group("bundled")  # shares the bundled runs with tests/cli/test_bundled_scenarios.py
 def test_every_action_the_app_performs_is_granted(bundled_runs: dict[str, dict]) -> None:
     observed = _observed(bundled_runs)
     assert observed, "the scenarios recorded no request by the app"
