@@ -8,9 +8,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from emulator.batch.base import _ACCOUNT_NAME, BatchCore, batch_error
+from emulator.batch.base import _ACCOUNT_NAME, BatchCore
 from emulator.batch.capacity import KINDS
-from emulator.core import AzureError
+from emulator.batch.exceptions import (
+    AccountNameInvalid,
+    AccountNameNotAvailable,
+    AccountNotFound,
+    InvalidPropertyValue,
+    InvalidResourceLocation,
+    PropertyCannotBeUpdated,
+)
+from emulator.exceptions import ResourceNotFound
 from emulator.ids import key
 
 if TYPE_CHECKING:
@@ -114,27 +122,31 @@ class AccountsMixin(BatchCore):
         """Create or update an account (the management-plane PUT and scenario setup share this)."""
         now = self._now()
         if not _ACCOUNT_NAME.match(name):
-            raise AzureError(400, "AccountNameInvalid", f"The Batch account name '{name}' is invalid: it must be 3 to 24 characters, "
-                             "lower-case letters and numbers only.")
+            raise AccountNameInvalid(f"The Batch account name '{name}' is invalid: it must be 3 to 24 characters, "
+                                     "lower-case letters and numbers only.", plane="arm")
         location = location.replace(" ", "").lower()
         mode = None
         if pool_allocation_mode is not None:
             mode = {"batchservice": "BatchService", "usersubscription": "UserSubscription"}.get(str(pool_allocation_mode).lower())
             if mode is None:
-                raise AzureError(400, "InvalidPropertyValue", f"poolAllocationMode '{pool_allocation_mode}' is invalid: use BatchService or UserSubscription.")
+                raise InvalidPropertyValue(f"poolAllocationMode '{pool_allocation_mode}' is invalid: use "
+                                           "BatchService or UserSubscription.", plane="arm")
         group = self.emulator.resources.require_group(subscription_id, resource_group)
         with self._lock:
             account_id = f"/subscriptions/{subscription_id}/resourceGroups/{group.name}/providers/Microsoft.Batch/batchAccounts/{name}"
             existing = self.accounts.get(key(account_id))
             other = self._by_name.get(name.lower())
             if other is not None and other is not existing:
-                raise AzureError(409, "AccountNameNotAvailable", f"The Batch account name '{name}' is already in use.")
+                raise AccountNameNotAvailable(f"The Batch account name '{name}' is already in use.", plane="arm")
             if existing is not None:
                 if existing.location != location:
-                    raise AzureError(400, "InvalidResourceLocation", f"The resource '{name}' already exists in location '{existing.location}' in "
-                                     f"resource group '{resource_group}'. A resource with the same name cannot be created in location '{location}'.")
+                    raise InvalidResourceLocation(f"The resource '{name}' already exists in location "
+                                                  f"'{existing.location}' in resource group '{resource_group}'. A "
+                                                  "resource with the same name cannot be created in location "
+                                                  f"'{location}'.", plane="arm")
                 if mode is not None and mode != existing.pool_allocation_mode:
-                    raise AzureError(400, "PropertyCannotBeUpdated", "The poolAllocationMode of an existing Batch account cannot be changed.")
+                    raise PropertyCannotBeUpdated("The poolAllocationMode of an existing Batch account cannot be "
+                                                  "changed.", plane="arm")
                 account, created = existing, False
             else:
                 fam = {s.family: int(self.account_defaults["dedicated_core_quota"]) for s in self.vm_sizes.values()}
@@ -179,8 +191,9 @@ class AccountsMixin(BatchCore):
     def get_account(self, subscription_id: str, resource_group: str, name: str) -> BatchAccount:
         account = self.accounts.get(key(f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Batch/batchAccounts/{name}"))
         if account is None:
-            raise AzureError(404, "ResourceNotFound", f"The Resource 'Microsoft.Batch/batchAccounts/{name}' under resource group "
-                             f"'{resource_group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix")
+            raise ResourceNotFound(f"The Resource 'Microsoft.Batch/batchAccounts/{name}' under resource group "
+                                   f"'{resource_group}' was not found. For more details please go to "
+                                   "https://aka.ms/ARMResourceNotFoundFix")
         return account
 
     def account_by_name(self, name: str) -> BatchAccount:
@@ -189,8 +202,8 @@ class AccountsMixin(BatchCore):
     def _account_by_name(self, name: str, plane: str) -> BatchAccount:
         account = self._by_name.get(name.lower())
         if account is None:
-            raise batch_error(plane, 404, "AccountNotFound" if plane == "batch" else "ResourceNotFound",
-                              f"The Batch account '{name}' does not exist.")
+            message = f"The Batch account '{name}' does not exist."
+            raise AccountNotFound(message, plane=plane) if plane == "batch" else ResourceNotFound(message)
         return account
 
     def list_accounts(self, subscription_id: str, resource_group: str | None = None) -> list[BatchAccount]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,6 @@ from emulator.batch.capacity import CapacityModel, Limits, Timings
 from emulator.batch.catalog import VmSize
 from emulator.batch.formats import make_etag
 from emulator.batch.nodes import ImageHealth
-from emulator.core import AzureError, BatchServiceError
 
 if TYPE_CHECKING:
     from emulator.azure import Emulator
@@ -36,16 +35,6 @@ _GALLERY_IMAGE = re.compile(
 _MANAGED_IMAGE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/images/[^/]+$", re.IGNORECASE)
 _FORMULA_DEDICATED = re.compile(r"\$TargetDedicated(?:Nodes)?\s*=\s*(\d+)\s*;?", re.IGNORECASE)
 _FORMULA_LOW = re.compile(r"\$TargetLowPriorityNodes\s*=\s*(\d+)\s*;?", re.IGNORECASE)
-
-
-def batch_error(plane: str, status: int, code: str, message: str, values: Mapping[str, str] | None = None) -> AzureError:
-    """An error in the shape of the plane that asked: ARM (``{"error": ...}``) or Batch data plane."""
-    if plane == "batch":
-        return BatchServiceError(status, code, message, values=values)
-    if values:
-        details = "; ".join(f"{k}: {v}" for k, v in values.items())
-        message = f"{message} ({details})"
-    return AzureError(status, code, message)
 
 
 class BatchCore:

@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from emulator.batch.accounts import AccountsMixin, BatchAccount
-from emulator.batch.base import API_VERSION, BatchCore, batch_error
+from emulator.batch.base import API_VERSION, BatchCore
 from emulator.batch.capacity import CapacityConfig, CapacityModel, Limits, Timings
 from emulator.batch.catalog import DEFAULT_VM_SIZES, VmSize, default_supported_images
 from emulator.batch.formats import iso
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "API_VERSION", "BatchAccount", "BatchBackend", "DeleteOperation", "InjectedFailure", "Pool", "PoolSpec", "PoolUpdate",
-    "ResizeErrorRecord", "ResizeOp", "batch_error",
+    "ResizeErrorRecord", "ResizeOp",
 ]
 
 

@@ -10,8 +10,9 @@ import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from emulator.batch.base import BatchCore, batch_error
+from emulator.batch.base import BatchCore
 from emulator.batch.capacity import DEDICATED, KINDS, LOW_PRIORITY
+from emulator.batch.exceptions import AutoScalingEnabled, InvalidPropertyValue, NodeNotFound, PoolBeingDeleted
 from emulator.batch.nodes import ImageHealth, Node, draw_fate
 from emulator.batch.nodes import counts as node_state_counts
 from emulator.ids import key
@@ -64,17 +65,19 @@ class PoolNodesMixin(BatchCore):
             self.check_conditions(pool, plane, if_match=if_match)
             if not node_ids or len(node_ids) > 100:
                 # BatchNodeRemoveOptions.node_ids: "A list containing the IDs of the Compute Nodes to be removed ... max 100".
-                raise batch_error(plane, 400, "InvalidPropertyValue", "The value provided for one of the properties in the request body is invalid.",
-                                  {"PropertyName": "nodeList", "Reason": "nodeList must hold between 1 and 100 node ids."})
+                raise InvalidPropertyValue("The value provided for one of the properties in the request body is "
+                                           "invalid.",
+                                           {"PropertyName": "nodeList", "Reason": "nodeList must hold between 1 and 100 node ids."},
+                                           plane=plane)
             if pool.state == "deleting":
-                raise batch_error(plane, 409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
+                raise PoolBeingDeleted(plane=plane)
             self._require_resizable(pool, plane)
             if pool.auto_scale:
-                raise batch_error(plane, 409, "AutoScalingEnabled", "The specified pool has automatic scaling enabled.")
+                raise AutoScalingEnabled(plane=plane)
             unknown = [n for n in node_ids if n not in pool.nodes]
             if unknown:
                 # ASSUMED code: the reference does not list it; a node id that is not in the pool is refused.
-                raise batch_error(plane, 404, "NodeNotFound", "The specified node does not exist.", {"NodeId": unknown[0]})
+                raise NodeNotFound(None, {"NodeId": unknown[0]}, plane=plane)
             removing = {k: 0 for k in KINDS}
             for node_id in dict.fromkeys(node_ids):
                 node = pool.nodes[node_id]

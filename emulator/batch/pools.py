@@ -17,12 +17,27 @@ from emulator.batch.base import (
     IMAGE_UPDATE_API_VERSION,
     MANAGED_IMAGE_LAST_API_VERSION,
     BatchCore,
-    batch_error,
 )
 from emulator.batch.capacity import DEDICATED, KINDS, LOW_PRIORITY
+from emulator.batch.exceptions import (
+    ConditionNotMet,
+    EmptyMetadataKey,
+    InvalidAutoScalingSettings,
+    InvalidMetadata,
+    InvalidPropertyValue,
+    MissingRequiredProperty,
+    OperationInvalidForCurrentState,
+    PoolBeingDeleted,
+    PoolBeingResized,
+    PoolExists,
+    PoolNotFound,
+    PoolQuotaReached,
+    PreconditionFailed,
+    PropertyCannotBeUpdated,
+)
 from emulator.batch.formats import bare_etag
 from emulator.batch.nodes import Node
-from emulator.core import AzureError, BatchServiceError
+from emulator.core import AzureError
 from emulator.ids import key
 
 if TYPE_CHECKING:
@@ -154,7 +169,7 @@ class PoolsMixin(BatchCore):
     def _pool(self, account: BatchAccount, pool_id: str, plane: str) -> Pool:
         pool = account.pools.get(pool_id.lower())
         if pool is None:
-            raise batch_error(plane, 404, "PoolNotFound", "The specified pool does not exist.")
+            raise PoolNotFound(plane=plane)
         return pool
 
     def find_pool(self, account_name: str, pool_id: str, plane: str = "arm") -> Pool:
@@ -176,73 +191,78 @@ class PoolsMixin(BatchCore):
 
     def validate_spec(self, spec: PoolSpec, plane: str, now: datetime, api_version: str | None = None) -> PoolSpec:
         """Check a pool configuration the way the service does at create time; returns it normalised."""
-        def invalid(prop: str, value: Any, reason: str) -> AzureError:
-            return batch_error(plane, 400, "InvalidPropertyValue", f"The value provided for one of the properties in the request body is invalid. {reason}",
-                               {"PropertyName": prop, "PropertyValue": str(value), "Reason": reason})
-
-        def missing(prop: str) -> AzureError:
-            return batch_error(plane, 400, "MissingRequiredProperty", f"A required property was not specified in the request body: {prop}.",
-                               {"PropertyName": prop})
-
         if not spec.vm_size:
-            raise missing("vmSize")
+            raise MissingRequiredProperty.of("vmSize", plane=plane)
         if self.vm_size(spec.vm_size) is None:
-            raise invalid("vmSize", spec.vm_size, f"The VM size '{spec.vm_size}' is not supported by the emulator's Batch service "
-                          "(register it with BatchBackend.register_vm_size).")
+            raise InvalidPropertyValue.of("vmSize", spec.vm_size,
+                                          f"The VM size '{spec.vm_size}' is not supported by the emulator's Batch "
+                                          "service (register it with BatchBackend.register_vm_size).", plane=plane)
         if not spec.image_reference:
-            raise missing("imageReference")
+            raise MissingRequiredProperty.of("imageReference", plane=plane)
         if not spec.node_agent_sku_id:
-            raise missing("nodeAgentSkuId" if plane == "arm" else "nodeAgentSKUId")
+            raise MissingRequiredProperty.of("nodeAgentSkuId" if plane == "arm" else "nodeAgentSKUId", plane=plane)
         if spec.node_agent_sku_id.lower() not in self.known_node_agent_skus():
-            raise invalid("nodeAgentSkuId", spec.node_agent_sku_id, f"The node agent SKU '{spec.node_agent_sku_id}' is not supported.")
+            raise InvalidPropertyValue.of("nodeAgentSkuId", spec.node_agent_sku_id,
+                                          f"The node agent SKU '{spec.node_agent_sku_id}' is not supported.",
+                                          plane=plane)
         ref = spec.image_reference
         image_id = ref.get("id")
         if image_id:
             if _MANAGED_IMAGE.match(image_id):
                 # Only API versions up to 2019-08-01 took a managed image (see MANAGED_IMAGE_LAST_API_VERSION), whatever the date.
                 if (api_version or API_VERSION)[:10] > MANAGED_IMAGE_LAST_API_VERSION:
-                    raise invalid("imageReference.id", image_id, f"A managed image cannot be a pool's image at api-version {api_version or API_VERSION}: "
-                                  "use an Azure Compute Gallery image version or image definition.")
+                    raise InvalidPropertyValue.of("imageReference.id", image_id,
+                                                  "A managed image cannot be a pool's image at api-version "
+                                                  f"{api_version or API_VERSION}: use an Azure Compute Gallery image "
+                                                  "version or image definition.", plane=plane)
             elif not _GALLERY_IMAGE.match(image_id):
-                raise invalid("imageReference.id", image_id, "The image id must be an Azure Compute Gallery image of the form /subscriptions/{sub}/"
-                              "resourceGroups/{rg}/providers/Microsoft.Compute/galleries/{gallery}/images/{definition}[/versions/{version}].")
+                raise InvalidPropertyValue.of("imageReference.id", image_id,
+                                              "The image id must be an Azure Compute Gallery image of the form "
+                                              "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/galleries"
+                                              "/{gallery}/images/{definition}[/versions/{version}].",
+                                              plane=plane)
         elif not (ref.get("sharedGalleryImageId") or ref.get("communityGalleryImageId")):
             for part in ("publisher", "offer", "sku"):
                 if not ref.get(part):
-                    raise missing(f"imageReference.{part}")
+                    raise MissingRequiredProperty.of(f"imageReference.{part}", plane=plane)
         for name, value in (("targetDedicatedNodes", spec.target_dedicated), ("targetLowPriorityNodes", spec.target_low_priority)):
             self._check_target(name, value, plane)
         if spec.resize_timeout is not None:
             self._check_timeout(spec.resize_timeout, plane)
         if spec.node_deallocation_option is not None and spec.node_deallocation_option not in DEALLOCATION_OPTIONS:
-            raise invalid("nodeDeallocationOption", spec.node_deallocation_option, "Use requeue, terminate, taskcompletion or retaineddata.")
+            raise InvalidPropertyValue.of("nodeDeallocationOption", spec.node_deallocation_option,
+                                          "Use requeue, terminate, taskcompletion or retaineddata.", plane=plane)
         if spec.auto_scale_formula is not None and not spec.auto_scale_formula.strip():
-            raise batch_error(plane, 400, "InvalidAutoScalingSettings", "The specified auto-scaling settings are not valid: the formula is empty.")
+            raise InvalidAutoScalingSettings("The specified auto-scaling settings are not valid: the formula is "
+                                             "empty.", plane=plane)
         self._check_metadata(spec.metadata, plane)
         self._check_network(spec.network_configuration, plane)
         if spec.task_slots_per_node < 1:
-            raise invalid("taskSlotsPerNode", spec.task_slots_per_node, "taskSlotsPerNode must be at least 1.")
+            raise InvalidPropertyValue.of("taskSlotsPerNode", spec.task_slots_per_node,
+                                          "taskSlotsPerNode must be at least 1.", plane=plane)
         return spec
 
     def _check_target(self, name: str, value: Any, plane: str) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value > self.limits.max_target_nodes:
-            raise batch_error(plane, 400, "InvalidPropertyValue", f"The value provided for one of the properties in the request body is invalid: "
-                              f"{name} must be an integer between 0 and {self.limits.max_target_nodes}.",
-                              {"PropertyName": name, "PropertyValue": str(value)})
+            raise InvalidPropertyValue(f"The value provided for one of the properties in the request body is invalid: "
+                                       f"{name} must be an integer between 0 and {self.limits.max_target_nodes}.",
+                                       {"PropertyName": name, "PropertyValue": str(value)}, plane=plane)
 
     def _check_timeout(self, timeout: timedelta, plane: str) -> None:
         if timeout < self.limits.min_resize_timeout:
-            raise batch_error(plane, 400, "InvalidPropertyValue", "The value provided for one of the properties in the request body is invalid: "
-                              "resizeTimeout must be at least 5 minutes.",
-                              {"PropertyName": "resizeTimeout", "PropertyValue": str(timeout), "Reason": "The minimum value is 5 minutes."})
+            raise InvalidPropertyValue("The value provided for one of the properties in the request body is invalid: "
+                                       "resizeTimeout must be at least 5 minutes.",
+                                       {"PropertyName": "resizeTimeout", "PropertyValue": str(timeout), "Reason": "The minimum value is 5 minutes."},
+                                       plane=plane)
 
     @staticmethod
     def _check_metadata(metadata: list[dict[str, str]], plane: str) -> None:
         for item in metadata:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("value"), str):
-                raise batch_error(plane, 400, "InvalidMetadata", "Each metadata item must be an object with string 'name' and 'value'.")
+                raise InvalidMetadata("Each metadata item must be an object with string 'name' and 'value'.",
+                                      plane=plane)
             if not item["name"]:
-                raise batch_error(plane, 400, "EmptyMetadataKey", "The key for one of the metadata key-value pairs is empty.")
+                raise EmptyMetadataKey(plane=plane)
 
     @staticmethod
     def _check_network(network: dict[str, Any] | None, plane: str) -> None:
@@ -253,7 +273,8 @@ class PoolsMixin(BatchCore):
         # "The maximum number of inbound NAT Pools per Batch Pool is 5 ... fails with HTTP status code 400"
         # (azure-batch 15.1.0 BatchPoolEndpointConfiguration.inbound_nat_pools docstring).
         if len(nat_pools) > 5:
-            raise batch_error(plane, 400, "InvalidPropertyValue", f"A pool can have at most 5 inbound NAT pools; {len(nat_pools)} were given.")
+            raise InvalidPropertyValue(f"A pool can have at most 5 inbound NAT pools; {len(nat_pools)} were given.",
+                                       plane=plane)
         ranges: list[tuple[int, int, str]] = []
         backends: set[int] = set()
         for nat in nat_pools:
@@ -261,28 +282,30 @@ class PoolsMixin(BatchCore):
                 start, end, backend = int(nat["frontendPortRangeStart"]), int(nat["frontendPortRangeEnd"]), int(nat["backendPort"])
                 name = str(nat["name"])
             except (KeyError, TypeError, ValueError):
-                raise batch_error(plane, 400, "InvalidPropertyValue", "Each inbound NAT pool needs name, protocol, backendPort, "
-                                  "frontendPortRangeStart and frontendPortRangeEnd.") from None
+                raise InvalidPropertyValue("Each inbound NAT pool needs name, protocol, backendPort, "
+                                           "frontendPortRangeStart and frontendPortRangeEnd.", plane=plane) from None
             if name.lower() in names:
-                raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool names must be unique: '{name}' is repeated.")
+                raise InvalidPropertyValue(f"Inbound NAT pool names must be unique: '{name}' is repeated.", plane=plane)
             names.add(name.lower())
             if not (1 <= backend <= 65535) or not (1 <= start < end <= 65534) or end - start + 1 < 40:
-                raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': ports must be within 1-65534, "
-                                  "frontendPortRangeStart < frontendPortRangeEnd and the range must contain at least 40 ports.")
+                raise InvalidPropertyValue(f"Inbound NAT pool '{name}': ports must be within 1-65534, "
+                                           "frontendPortRangeStart < frontendPortRangeEnd and the range must "
+                                           "contain at least 40 ports.", plane=plane)
             # Backend port: "between 1 and 65535 except for 29876 and 29877 as these are reserved ... must be unique within a
             # Batch Pool"; frontend: "except ports from 50000 to 55000 which are reserved ... All ranges within a Pool must be
             # distinct and cannot overlap ... the request fails with HTTP status code 400" (azure-batch 15.1.0 BatchInboundNatPool).
             if backend in (29876, 29877) or backend in backends:
-                raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': backend port {backend} is reserved "
-                                  "(29876, 29877) or used by another inbound NAT pool of the pool.")
+                raise InvalidPropertyValue(f"Inbound NAT pool '{name}': backend port {backend} is reserved (29876, "
+                                           "29877) or used by another inbound NAT pool of the pool.", plane=plane)
             backends.add(backend)
             if start <= 55000 and end >= 50000:
-                raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pool '{name}': the frontend port range {start}-{end} "
-                                  "includes ports from 50000 to 55000, which are reserved by the Batch service.")
+                raise InvalidPropertyValue(f"Inbound NAT pool '{name}': the frontend port range {start}-{end} "
+                                           "includes ports from 50000 to 55000, which are reserved by the Batch "
+                                           "service.", plane=plane)
             for other_start, other_end, other in ranges:
                 if start <= other_end and end >= other_start:
-                    raise batch_error(plane, 400, "InvalidPropertyValue", f"Inbound NAT pools '{other}' and '{name}': frontend port ranges "
-                                      "within a pool must be distinct and cannot overlap.")
+                    raise InvalidPropertyValue(f"Inbound NAT pools '{other}' and '{name}': frontend port ranges "
+                                               "within a pool must be distinct and cannot overlap.", plane=plane)
             ranges.append((start, end, name))
 
     def create_pool(self, account_name: str, pool_id: str, spec: PoolSpec | None = None, *, image_id: str | None = None,
@@ -308,12 +331,14 @@ class PoolsMixin(BatchCore):
 
     def _create_pool(self, account: BatchAccount, pool_id: str, spec: PoolSpec, plane: str, now: datetime, api_version: str | None = None) -> Pool:
         if not _POOL_ID.match(pool_id):
-            raise batch_error(plane, 400, "InvalidPropertyValue", f"The pool id '{pool_id}' is invalid: use at most 64 letters, digits, hyphens "
-                              "and underscores.", {"PropertyName": "id", "PropertyValue": pool_id})
+            raise InvalidPropertyValue(f"The pool id '{pool_id}' is invalid: use at most 64 letters, digits, hyphens "
+                                       "and underscores.", {"PropertyName": "id", "PropertyValue": pool_id},
+                                       plane=plane)
         if pool_id.lower() in account.pools:
-            raise batch_error(plane, 409, "PoolExists", "The specified pool already exists.")
+            raise PoolExists(plane=plane)
         if len(account.pools) >= account.pool_quota:
-            raise batch_error(plane, 409, "PoolQuotaReached", f"The pool quota of {account.pool_quota} for the account has been reached.")
+            raise PoolQuotaReached(f"The pool quota of {account.pool_quota} for the account has been reached.",
+                                   plane=plane)
         self.validate_spec(spec, plane, now, api_version)
         pool = Pool(account=account, id=pool_id, spec=spec, created=now, last_modified=now, etag=self._new_etag(now),
                     seq=next(self._pool_seq), state_time=now, allocation_state_time=now,
@@ -338,8 +363,8 @@ class PoolsMixin(BatchCore):
         """Apply If-Match / If-None-Match / If-(Un)Modified-Since. Raises 412; returns False for a read's 304."""
         def failed() -> AzureError:
             if plane == "batch":
-                return BatchServiceError(412, "ConditionNotMet", "The condition specified in the conditional header(s) was not met for a write operation.")
-            return AzureError(412, "PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met.")
+                return ConditionNotMet(plane="batch")
+            return PreconditionFailed(plane="arm")
 
         current = pool.etag if pool is not None else None
         if if_match is not None:
@@ -381,7 +406,7 @@ class PoolsMixin(BatchCore):
             pool = self.find_pool(account_name, pool_id, plane)
             self.check_conditions(pool, plane, if_match=if_match, if_unmodified_since=if_unmodified_since, if_modified_since=if_modified_since)
             if pool.state == "deleting":
-                raise batch_error(plane, 409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
+                raise PoolBeingDeleted(plane=plane)
             if metadata is not None:
                 self._check_metadata(metadata, plane)
                 pool.spec.metadata = [dict(m) for m in metadata]
@@ -413,27 +438,29 @@ class PoolsMixin(BatchCore):
         if not api_version or api_version < IMAGE_UPDATE_API_VERSION:
             # Learn (same page): older API versions cannot change deploymentConfiguration at all. (The emulator's ARM layer
             # accepts only 2025-06-01 today, so this guards a future second api-version.)
-            raise AzureError(400, "PropertyCannotBeUpdated", "The deploymentConfiguration of an existing pool can be changed only "
-                             f"with api-version {IMAGE_UPDATE_API_VERSION} or later.")
+            raise PropertyCannotBeUpdated("The deploymentConfiguration of an existing pool can be changed only "
+                                          f"with api-version {IMAGE_UPDATE_API_VERSION} or later.", plane="arm")
         if pool.allocation_state != "steady" or any(pool.current.values()) or (pool.op is not None and not pool.op.finished):
             # ASSUMED code: Batch does not publish the error code for this refusal; 409 + this code is the emulator's guess.
-            raise AzureError(409, "OperationInvalidForCurrentState",
-                             "The pool's deploymentConfiguration can be changed only when the pool is steady with zero dedicated and zero "
-                             f"Spot nodes (allocationState {pool.allocation_state}, {pool.current.get(DEDICATED, 0)} dedicated, "
-                             f"{pool.current.get(LOW_PRIORITY, 0)} Spot).")
+            raise OperationInvalidForCurrentState("The pool's deploymentConfiguration can be changed only when the "
+                                                  "pool is steady with zero dedicated and zero Spot nodes "
+                                                  f"(allocationState {pool.allocation_state}, "
+                                                  f"{pool.current.get(DEDICATED, 0)} dedicated, "
+                                                  f"{pool.current.get(LOW_PRIORITY, 0)} Spot).", plane="arm")
 
     def _apply_mgmt_update(self, pool: Pool, changes: PoolUpdate, now: datetime, *, image_update_api: str | None = None) -> Pool:
         if pool.state == "deleting":
-            raise AzureError(409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
+            raise PoolBeingDeleted(plane="arm")
         spec = pool.spec
         if changes.vm_size is not None and changes.vm_size.lower() != spec.vm_size.lower():
-            raise AzureError(400, "PropertyCannotBeUpdated", "The vmSize of an existing pool cannot be changed.")
+            raise PropertyCannotBeUpdated("The vmSize of an existing pool cannot be changed.", plane="arm")
         new_image: dict[str, Any] | None = None
         if changes.image_reference is not None and {k: str(v).lower() for k, v in changes.image_reference.items()} != \
                 {k: str(v).lower() for k, v in spec.image_reference.items()}:
             if image_update_api is None:
                 # A PUT over an existing pool stays refused: only Pool - Update (PATCH) is documented to change the image.
-                raise AzureError(400, "PropertyCannotBeUpdated", "The deploymentConfiguration of an existing pool cannot be changed.")
+                raise PropertyCannotBeUpdated("The deploymentConfiguration of an existing pool cannot be changed.",
+                                              plane="arm")
             self._check_image_update(pool, image_update_api)
             new_image = dict(changes.image_reference)
         if changes.metadata is not None:
@@ -450,8 +477,8 @@ class PoolsMixin(BatchCore):
             wanted = {DEDICATED: dedicated, LOW_PRIORITY: low}
             if pool.auto_scale or wanted != pool.target or (pool.allocation_state == "steady" and wanted != pool.current):
                 if pool.allocation_state != "steady":
-                    raise AzureError(409, "PoolBeingResized", "The specified pool is being resized: change its scale settings once "
-                                     "its allocationState is Steady.")
+                    raise PoolBeingResized("The specified pool is being resized: change its scale settings once "
+                                           "its allocationState is Steady.", plane="arm")
                 resize = (dedicated, low, timeout, deallocation)
             else:
                 pool.resize_timeout = timeout

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from emulator.batch.base import _FORMULA_DEDICATED, _FORMULA_LOW, _MANAGED_IMAGE, DEALLOCATION_OPTIONS, MINUTE, BatchCore, batch_error
+from emulator.batch.base import _FORMULA_DEDICATED, _FORMULA_LOW, _MANAGED_IMAGE, DEALLOCATION_OPTIONS, MINUTE, BatchCore
 from emulator.batch.capacity import DEDICATED, KINDS, LOW_PRIORITY, draw
 from emulator.batch.catalog import (
     MESSAGE_IMAGE_GONE,
@@ -20,6 +20,7 @@ from emulator.batch.catalog import (
     stopped_message,
     timed_out_message,
 )
+from emulator.batch.exceptions import InvalidAutoScalingSettings, InvalidPropertyValue, OperationInvalidForCurrentState, PoolBeingDeleted, PoolBeingResized
 from emulator.ids import key
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ class ResizeMixin(BatchCore):
             timeout = resize_timeout if resize_timeout is not None else self.limits.default_resize_timeout
             self._check_timeout(timeout, plane)
             if node_deallocation_option is not None and node_deallocation_option not in DEALLOCATION_OPTIONS:
-                raise batch_error(plane, 400, "InvalidPropertyValue", f"nodeDeallocationOption '{node_deallocation_option}' is invalid.")
+                raise InvalidPropertyValue(f"nodeDeallocationOption '{node_deallocation_option}' is invalid.",
+                                           plane=plane)
             self._require_resizable(pool, plane)
             self._start_resize(pool, now, target_dedicated, target_low_priority, timeout, node_deallocation_option)
             self._touch(pool, now)
@@ -91,13 +93,15 @@ class ResizeMixin(BatchCore):
 
     def _require_resizable(self, pool: Pool, plane: str) -> None:
         if pool.state == "deleting":
-            raise batch_error(plane, 409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
+            raise PoolBeingDeleted(plane=plane)
         if pool.auto_scale:
-            raise batch_error(plane, 409, "OperationInvalidForCurrentState", "The specified operation is not valid for the current state "
-                              "of the resource: the pool has automatic scaling enabled.", {"Reason": "AutoScaleEnabled"})
+            raise OperationInvalidForCurrentState("The specified operation is not valid for the current state of the "
+                                                  "resource: the pool has automatic scaling enabled.",
+                                                  {"Reason": "AutoScaleEnabled"}, plane=plane)
         if pool.allocation_state != "steady":
-            raise batch_error(plane, 409, "PoolBeingResized", "The specified pool is being resized.",
-                              {"Reason": f"The pool allocation state is {pool.allocation_state}; resize only when it is steady."})
+            raise PoolBeingResized("The specified pool is being resized.",
+                                   {"Reason": f"The pool allocation state is {pool.allocation_state}; resize only when it is steady."},
+                                   plane=plane)
 
     def _touch(self, pool: Pool, now: datetime) -> None:
         pool.last_modified = now
@@ -311,7 +315,7 @@ class ResizeMixin(BatchCore):
             pool = self.find_pool(account_name, pool_id, plane)
             self.check_conditions(pool, plane, if_match=if_match)
             if pool.state == "deleting":
-                raise batch_error(plane, 409, "PoolBeingDeleted", "The specified pool has been marked for deletion and is being reclaimed.")
+                raise PoolBeingDeleted(plane=plane)
             op = pool.op
             if pool.allocation_state == "resizing" and op is not None and not op.finished:
                 op.stopping = True
@@ -343,9 +347,10 @@ class ResizeMixin(BatchCore):
 
     def enable_auto_scale(self, pool: Pool, formula: str, interval: timedelta | None, plane: str, now: datetime) -> None:
         if not formula or not formula.strip():
-            raise batch_error(plane, 400, "InvalidAutoScalingSettings", "The specified auto-scaling settings are not valid: the formula is empty.")
+            raise InvalidAutoScalingSettings("The specified auto-scaling settings are not valid: the formula is "
+                                             "empty.", plane=plane)
         if pool.allocation_state != "steady":
-            raise batch_error(plane, 409, "PoolBeingResized", "The specified pool is being resized.")
+            raise PoolBeingResized(plane=plane)
         pool.spec.auto_scale_formula = formula
         pool.spec.auto_scale_evaluation_interval = interval or timedelta(minutes=15)
         pool.auto_scale = True

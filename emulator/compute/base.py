@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from emulator.compute.exceptions import ForcedOperationFailure, NotFound, ResourceNotFound
 from emulator.compute.params import PROVIDER, _arm_id, iso, normalize_region
 from emulator.core import AzureError
 from emulator.ids import is_within, key, resource_group_id
@@ -140,12 +141,12 @@ class ComputeCore:
 
     def _forced_failure(self, resource_key: str) -> AzureError | None:
         forced = self._forced_failures.pop(resource_key, None)
-        return AzureError(500, forced[0], forced[1]) if forced else None
+        return ForcedOperationFailure(*forced) if forced else None
 
     def get_operation(self, subscription_id: str, location: str, name: str) -> Operation:
         op = self.operations.get(name.lower())
         if op is None or op.subscription_id.lower() != subscription_id.lower() or op.location != normalize_region(location):
-            raise AzureError(404, "NotFound", f"The operation '{name}' was not found in location '{location}'.")
+            raise NotFound(f"The operation '{name}' was not found in location '{location}'.")
         return op
 
     def find(self, resource_id: str) -> Any | None:
@@ -178,6 +179,7 @@ class ComputeCore:
         record = store.get(key(_arm_id(subscription_id, resource_group, *segments)))
         if record is None:
             # ARM's answer for a missing tracked resource.
-            raise AzureError(404, "ResourceNotFound", f"The Resource '{PROVIDER}/{kind}/{'/'.join(segments[1::2])}' under resource group "
-                             f"'{resource_group}' was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix")
+            raise ResourceNotFound(f"The Resource '{PROVIDER}/{kind}/{'/'.join(segments[1::2])}' under resource "
+                                   f"group '{resource_group}' was not found. For more details please go to "
+                                   "https://aka.ms/ARMResourceNotFoundFix")
         return record

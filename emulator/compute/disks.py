@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from emulator.compute.base import ComputeCore, _Tracked
+from emulator.compute.exceptions import BadRequest, InvalidParameter, NotFound
 from emulator.compute.params import (
     _NAME,
     DISK_SKUS,
@@ -20,14 +21,11 @@ from emulator.compute.params import (
     _enum,
     _int,
     _location,
-    _missing,
     _obj,
     _sku_tier,
     _tags,
-    invalid,
     iso,
 )
-from emulator.core import AzureError
 from emulator.ids import key
 
 
@@ -133,7 +131,7 @@ class DisksMixin(ComputeCore):
         k = key(source_id)
         source = self.snapshots.get(k) or self.disks.get(k)
         if source is None:
-            raise AzureError(404, "NotFound", f"Resource '{source_id}' was not found. A copy needs an existing disk or snapshot.")
+            raise NotFound(f"Resource '{source_id}' was not found. A copy needs an existing disk or snapshot.")
         return source
 
     def _build_disk_like(self, cls: type[_DiskLike], subscription_id: str, resource_group: str, name: str,
@@ -144,7 +142,7 @@ class DisksMixin(ComputeCore):
         props = _obj(body.get("properties"), "properties")
         creation = _obj(props.get("creationData"), "properties.creationData")
         if not creation:
-            raise _missing("properties.creationData")
+            raise InvalidParameter.missing("properties.creationData")
         # DiskRP DiskCreateOption: snapshots are Copy (same region) or CopyStart (a background deep copy, the way an
         # incremental snapshot is copied to another region: Learn "Copy an incremental snapshot to a new region").
         options = ("Copy", "CopyStart") if cls is Snapshot else ("Empty", "FromImage", "Copy")
@@ -158,7 +156,7 @@ class DisksMixin(ComputeCore):
         creation_data: dict[str, Any] = {"createOption": create_option}
         if create_option == "Empty":
             if size is None:
-                raise _missing("properties.diskSizeGB")
+                raise InvalidParameter.missing("properties.diskSizeGB")
         elif create_option == "FromImage":
             image_ref = _obj(creation.get("imageReference"), "properties.creationData.imageReference")
             gallery_ref = _obj(creation.get("galleryImageReference"), "properties.creationData.galleryImageReference")
@@ -166,36 +164,37 @@ class DisksMixin(ComputeCore):
                 entry, _version = self.marketplace_image(str(image_ref["id"]))
                 os_type, generation, plan = entry.os_type, entry.hyper_v_generation, dict(entry.plan) if entry.plan else None
                 if size is not None and size < entry.disk_size_gb:
-                    raise invalid(f"The specified disk size {size} GB is smaller than the size {entry.disk_size_gb} GB of the image "
-                                  f"'{entry.urn}'.", "InvalidParameter")
+                    raise InvalidParameter(f"The specified disk size {size} GB is smaller than the size "
+                                           f"{entry.disk_size_gb} GB of the image '{entry.urn}'.")
                 size = size or entry.disk_size_gb
                 creation_data["imageReference"] = {"id": image_ref["id"]}
             elif gallery_ref.get("id"):
                 version = self.gallery_image_versions.get(key(str(gallery_ref["id"])))
                 if version is None or version.provisioning_state not in ("Succeeded", "Updating"):
-                    raise AzureError(404, "NotFound", f"Gallery image version '{gallery_ref['id']}' was not found or is not ready.")
+                    raise NotFound(f"Gallery image version '{gallery_ref['id']}' was not found or is not ready.")
                 definition = self.gallery_images[version.definition_key]
                 os_type, generation = definition.os_type, definition.hyper_v_generation
                 size = size or (version.storage_profile.get("osDiskImage") or {}).get("sizeInGB") or 30
                 creation_data["galleryImageReference"] = {"id": gallery_ref["id"]}
             else:
-                raise _missing("properties.creationData.imageReference.id")
+                raise InvalidParameter.missing("properties.creationData.imageReference.id")
         else:  # Copy
             source_id = creation.get("sourceResourceId")
             if not isinstance(source_id, str) or not source_id:
-                raise _missing("properties.creationData.sourceResourceId")
+                raise InvalidParameter.missing("properties.creationData.sourceResourceId")
             source = self._disk_source(source_id)
             os_type = source.os_type if os_type is None else os_type
             generation = source.hyper_v_generation if generation is None else generation
             plan = dict(source.purchase_plan) if source.purchase_plan else None
             if size is not None and size < source.disk_size_gb:
-                raise invalid(f"Disk size {size} GB is smaller than the source's size {source.disk_size_gb} GB.")
+                raise InvalidParameter(f"Disk size {size} GB is smaller than the source's size {source.disk_size_gb} "
+                                       "GB.")
             size = size or source.disk_size_gb
             creation_data.update({"sourceResourceId": source_id, "sourceUniqueId": source.unique_id})
             if create_option == "CopyStart" and not (isinstance(source, Snapshot) and source.incremental):
                 # Learn, "Copy an incremental snapshot to a new region": CopyStart copies incremental snapshots only.
-                raise invalid("CopyStart copies an incremental snapshot: the source must be a snapshot created with "
-                              "'properties.incremental': true.", "BadRequest")
+                raise BadRequest("CopyStart copies an incremental snapshot: the source must be a snapshot created with "
+                                 "'properties.incremental': true.")
         record = cls(subscription_id, resource_group, name, location, _tags(body.get("tags")), sku=sku or "Standard_LRS",
                      creation_data=creation_data, disk_size_gb=size or 0, os_type=os_type, hyper_v_generation=generation,
                      purchase_plan=plan, unique_id=self._uuid(), time_created=self._now())
@@ -220,7 +219,7 @@ class DisksMixin(ComputeCore):
                 size = _int(props.get("diskSizeGB"), "properties.diskSizeGB", minimum=1)
                 if size is not None:
                     if size < existing.disk_size_gb:
-                        raise invalid(f"Disk size cannot be reduced from {existing.disk_size_gb} GB to {size} GB.", "BadRequest")
+                        raise BadRequest(f"Disk size cannot be reduced from {existing.disk_size_gb} GB to {size} GB.")
                     existing.disk_size_gb = size
                 return existing, False
             record = self._build_disk_like(cls, subscription_id, resource_group, name, body)
@@ -251,7 +250,7 @@ class DisksMixin(ComputeCore):
             size = _int(props.get("diskSizeGB"), "properties.diskSizeGB", minimum=1)
             sku = _enum(_obj(patch.get("sku"), "sku").get("name"), SNAPSHOT_SKUS, "sku.name")
             if size is not None and size < snap.disk_size_gb:
-                raise invalid(f"Disk size cannot be reduced from {snap.disk_size_gb} GB to {size} GB.", "BadRequest")
+                raise BadRequest(f"Disk size cannot be reduced from {snap.disk_size_gb} GB to {size} GB.")
             if tags is not None:
                 snap.tags = tags
             if os_type is not None:

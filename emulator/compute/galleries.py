@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from emulator.compute.base import ComputeCore, Operation, _Tracked
+from emulator.compute.exceptions import CannotDeleteResource, InvalidParameter, ParentResourceNotFound, PropertyChangeNotAllowed
 from emulator.compute.params import (
     _GALLERY_IMAGE_NAME,
     _GALLERY_NAME,
@@ -17,12 +18,9 @@ from emulator.compute.params import (
     _check_name,
     _enum,
     _location,
-    _missing,
     _obj,
     _tags,
-    invalid,
 )
-from emulator.core import AzureError
 from emulator.ids import key
 
 
@@ -82,10 +80,6 @@ class GalleriesMixin(ComputeCore):
 
     # ---------------------------------------------------------------------------------------
     # Galleries and image definitions
-    def _parent_missing(self, kind: str, name: str) -> AzureError:
-        return AzureError(404, "ParentResourceNotFound",
-                          f"Can not perform requested operation on nested resource. Parent resource '{name}' not found.")
-
     def put_gallery(self, subscription_id: str, resource_group: str, name: str, body: dict[str, Any], *,
                     api_version: str | None = None, caller: dict[str, str] | None = None) -> tuple[Gallery, bool, Operation]:
         self._require_group(subscription_id, resource_group)
@@ -99,7 +93,8 @@ class GalleriesMixin(ComputeCore):
             existing = self.galleries.get(k)
             if existing is not None:
                 if existing.location != location:
-                    raise invalid(f"Changing property 'location' is not allowed (gallery is in '{existing.location}').", "PropertyChangeNotAllowed")
+                    raise PropertyChangeNotAllowed("Changing property 'location' is not allowed (gallery is in "
+                                                   f"'{existing.location}').", status=400)
                 existing.tags = _tags(body.get("tags")) if "tags" in body else existing.tags
                 existing.description = description if isinstance(description, str) else existing.description
                 op = self._new_operation(subscription_id, location, existing.id, "PUT", api_version)
@@ -137,7 +132,7 @@ class GalleriesMixin(ComputeCore):
             if k not in self.galleries:
                 return False
             if any(d.gallery_key == k for d in self.gallery_images.values()):
-                raise AzureError(409, "CannotDeleteResource", "Can not delete resource before nested resources are deleted.")
+                raise CannotDeleteResource()
             del self.galleries[k]
             return True
 
@@ -153,10 +148,11 @@ class GalleriesMixin(ComputeCore):
         _check_name(name, _GALLERY_IMAGE_NAME, "gallery image", "Use 1-80 letters, digits, '_', '.', '-', starting and ending with a letter or digit.")
         parent = self.galleries.get(key(_arm_id(subscription_id, resource_group, "galleries", gallery)))
         if parent is None:
-            raise self._parent_missing("gallery", gallery)
+            raise ParentResourceNotFound(gallery)
         location = _location(body)
         if location != parent.location:
-            raise invalid(f"The location '{location}' of the gallery image must be the gallery's location '{parent.location}'.")
+            raise InvalidParameter(f"The location '{location}' of the gallery image must be the gallery's location "
+                                   f"'{parent.location}'.")
         props = _obj(body.get("properties"), "properties")
         os_type = _enum(props.get("osType"), OS_TYPES, "properties.osType", required=True) or "Linux"
         os_state = _enum(props.get("osState"), OS_STATES, "properties.osState", required=True) or "Generalized"
@@ -164,12 +160,12 @@ class GalleriesMixin(ComputeCore):
         architecture = _enum(props.get("architecture"), ARCHITECTURES, "properties.architecture", default="x64") or "x64"
         identifier_in = _obj(props.get("identifier"), "properties.identifier")
         if not identifier_in:
-            raise _missing("properties.identifier")
+            raise InvalidParameter.missing("properties.identifier")
         identifier = {}
         for part in ("publisher", "offer", "sku"):
             value = identifier_in.get(part)
             if not isinstance(value, str) or not value:
-                raise _missing(f"properties.identifier.{part}")
+                raise InvalidParameter.missing(f"properties.identifier.{part}")
             identifier[part] = value
         extra = {f: props[f] for f in ("description", "eula", "privacyStatementUri", "releaseNoteUri", "endOfLifeDate", "recommended",
                                         "disallowed", "purchasePlan", "features", "allowUpdateImage") if props.get(f) is not None}
@@ -181,7 +177,8 @@ class GalleriesMixin(ComputeCore):
                                              ("hyperVGeneration", existing.hyper_v_generation, generation),
                                              ("identifier", existing.identifier, identifier)):
                     if old != new:
-                        raise AzureError(409, "PropertyChangeNotAllowed", f"Changing property 'galleryImage.properties.{field_name}' is not allowed.")
+                        raise PropertyChangeNotAllowed(f"Changing property 'galleryImage.properties.{field_name}' is "
+                                                       "not allowed.")
                 existing.extra = extra
                 existing.tags = _tags(body.get("tags")) if "tags" in body else existing.tags
                 op = self._new_operation(subscription_id, location, existing.id, "PUT", api_version)
@@ -206,7 +203,7 @@ class GalleriesMixin(ComputeCore):
             if k not in self.gallery_images:
                 return False
             if any(v.definition_key == k for v in self.gallery_image_versions.values()):
-                raise AzureError(409, "CannotDeleteResource", "Can not delete resource before nested resources are deleted.")
+                raise CannotDeleteResource()
             del self.gallery_images[k]
             return True
 

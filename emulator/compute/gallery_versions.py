@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from emulator.compute.base import ComputeCore, Operation, _Tracked
+from emulator.compute.exceptions import Conflict, InvalidParameter, NotFound, OperationNotAllowed, ParentResourceNotFound, PropertyChangeNotAllowed
 from emulator.compute.galleries import GalleryImage
 from emulator.compute.params import (
     _INT32_MAX,
@@ -20,17 +21,14 @@ from emulator.compute.params import (
     _enum,
     _int,
     _location,
-    _missing,
     _obj,
     _parse_time,
     _ref_id,
     _tags,
     add_months,
-    invalid,
     iso,
     normalize_region,
 )
-from emulator.core import AzureError
 from emulator.ids import key
 
 
@@ -143,17 +141,17 @@ class GalleryVersionsMixin(ComputeCore):
         os_in = _obj(profile_in.get("osDiskImage"), f"{path}.osDiskImage")
         data_in = profile_in.get("dataDiskImages") or []
         if not isinstance(data_in, list):
-            raise invalid(f"The value of parameter '{path}.dataDiskImages' must be an array.")
+            raise InvalidParameter(f"The value of parameter '{path}.dataDiskImages' must be an array.")
         refs: list[tuple[str, str]] = []
         out: dict[str, Any] = {}
         os_size = 30
         if source_id is not None:
             image = self.images.get(key(source_id))
             if image is None:
-                raise AzureError(404, "NotFound", f"The source image '{source_id}' was not found.")
+                raise NotFound(f"The source image '{source_id}' was not found.")
             if image.provisioning_state not in ("Succeeded",):
-                raise invalid(f"The source image '{source_id}' is in provisioning state '{image.provisioning_state}'; "
-                              "it can be used once it is 'Succeeded'.")
+                raise InvalidParameter(f"The source image '{source_id}' is in provisioning state "
+                                       f"'{image.provisioning_state}'; it can be used once it is 'Succeeded'.")
             os_disk = image.storage_profile["osDisk"]
             self._check_against_definition(definition, os_disk["osType"], image.hyper_v_generation, source_id, os_disk["osState"])
             out["source"] = {"id": source_id}
@@ -165,10 +163,11 @@ class GalleryVersionsMixin(ComputeCore):
                                       "hostCaching": "None"} for d in image.storage_profile.get("dataDisks") or []]
             return out, refs
         if not os_in:
-            raise invalid(f"Either '{path}.source.id' (a managed image) or '{path}.osDiskImage.source.id' (a snapshot or disk) is required.")
+            raise InvalidParameter(f"Either '{path}.source.id' (a managed image) or '{path}.osDiskImage.source.id' "
+                                   "(a snapshot or disk) is required.")
         os_source = _ref_id(os_in.get("source"), f"{path}.osDiskImage.source")
         if os_source is None:
-            raise _missing(f"{path}.osDiskImage.source.id")
+            raise InvalidParameter.missing(f"{path}.osDiskImage.source.id")
         source = self._disk_source(os_source)
         self._check_against_definition(definition, source.os_type, source.hyper_v_generation, os_source, None)
         refs.append((source.collection, os_source))
@@ -180,11 +179,11 @@ class GalleryVersionsMixin(ComputeCore):
             d = _obj(d, f"{path}.dataDiskImages[{i}]")
             lun = _int(d.get("lun"), f"{path}.dataDiskImages[{i}].lun", required=True, minimum=0)
             if lun in luns:
-                raise invalid(f"Data disk images must have unique 'lun' values (lun {lun} repeats).")
+                raise InvalidParameter(f"Data disk images must have unique 'lun' values (lun {lun} repeats).")
             luns.add(lun)
             data_source = _ref_id(d.get("source"), f"{path}.dataDiskImages[{i}].source")
             if data_source is None:
-                raise _missing(f"{path}.dataDiskImages[{i}].source.id")
+                raise InvalidParameter.missing(f"{path}.dataDiskImages[{i}].source.id")
             src = self._disk_source(data_source)
             refs.append((src.collection, data_source))
             data_out.append({"source": {"id": data_source}, "lun": lun, "sizeInGB": src.disk_size_gb,
@@ -204,14 +203,16 @@ class GalleryVersionsMixin(ComputeCore):
     def _check_against_definition(definition: GalleryImage, os_type: str | None, generation: str | None, source_id: str,
                                   os_state: str | None) -> None:
         if os_type is not None and os_type != definition.os_type:
-            raise invalid(f"The source '{source_id}' has osType '{os_type}' but the gallery image definition '{definition.name}' "
-                          f"has osType '{definition.os_type}'.")
+            raise InvalidParameter(f"The source '{source_id}' has osType '{os_type}' but the gallery image "
+                                   f"definition '{definition.name}' has osType '{definition.os_type}'.")
         if os_state is not None and os_state != definition.os_state:
-            raise invalid(f"The source image '{source_id}' is '{os_state}' but the gallery image definition '{definition.name}' "
-                          f"is '{definition.os_state}'. The osState of the source and of the definition must match.")
+            raise InvalidParameter(f"The source image '{source_id}' is '{os_state}' but the gallery image definition "
+                                   f"'{definition.name}' is '{definition.os_state}'. The osState of the source and "
+                                   "of the definition must match.")
         if generation is not None and generation != definition.hyper_v_generation:
-            raise invalid(f"The source '{source_id}' has hyperVGeneration '{generation}' but the gallery image definition "
-                          f"'{definition.name}' has hyperVGeneration '{definition.hyper_v_generation}'.")
+            raise InvalidParameter(f"The source '{source_id}' has hyperVGeneration '{generation}' but the gallery "
+                                   f"image definition '{definition.name}' has hyperVGeneration "
+                                   f"'{definition.hyper_v_generation}'.")
 
     def _publishing(self, publishing_in: dict[str, Any], location: str, *, default_from: GalleryImageVersion | None = None) -> dict[str, Any]:
         path = "properties.publishingProfile"
@@ -232,15 +233,15 @@ class GalleryVersionsMixin(ComputeCore):
                 targets = [TargetRegion(location, replica_count, storage)]
         else:
             if not isinstance(regions_in, list) or not regions_in:
-                raise invalid(f"The value of parameter '{path}.targetRegions' must be a non-empty array.")
+                raise InvalidParameter(f"The value of parameter '{path}.targetRegions' must be a non-empty array.")
             seen = set()
             for i, r in enumerate(regions_in):
                 r = _obj(r, f"{path}.targetRegions[{i}]")
                 name = r.get("name")
                 if not isinstance(name, str) or not name.strip():
-                    raise _missing(f"{path}.targetRegions[{i}].name")
+                    raise InvalidParameter.missing(f"{path}.targetRegions[{i}].name")
                 if normalize_region(name) in seen:
-                    raise invalid(f"The target region '{name}' is listed more than once.")
+                    raise InvalidParameter(f"The target region '{name}' is listed more than once.")
                 seen.add(normalize_region(name))
                 targets.append(TargetRegion(
                     name,
@@ -278,30 +279,31 @@ class GalleryVersionsMixin(ComputeCore):
         self._require_group(subscription_id, resource_group)
         m = _VERSION_NAME.match(name)
         if m is None or any(int(g) > _INT32_MAX for g in m.groups()):
-            raise invalid(f"The gallery image version name '{name}' is invalid. It must follow the format Major(int32).Minor(int32).Patch(int32), "
-                          "for example 1.0.0.")
+            raise InvalidParameter(f"The gallery image version name '{name}' is invalid. It must follow the format "
+                                   "Major(int32).Minor(int32).Patch(int32), for example 1.0.0.")
         definition = self.gallery_images.get(key(_arm_id(subscription_id, resource_group, "galleries", gallery, "images", image)))
         if definition is None:
             if key(_arm_id(subscription_id, resource_group, "galleries", gallery)) not in self.galleries:
-                raise self._parent_missing("gallery", gallery)
-            raise self._parent_missing("gallery image", f"{gallery}/{image}")
+                raise ParentResourceNotFound(gallery)
+            raise ParentResourceNotFound(f"{gallery}/{image}")
         location = _location(body)
         if location != definition.location:
-            raise invalid(f"The location '{location}' of the gallery image version must be the gallery's location '{definition.location}'.")
+            raise InvalidParameter(f"The location '{location}' of the gallery image version must be the gallery's "
+                                   f"location '{definition.location}'.")
         props = _obj(body.get("properties"), "properties")
         profile_in = _obj(props.get("storageProfile"), "properties.storageProfile")
         if not profile_in:
-            raise _missing("properties.storageProfile")
+            raise InvalidParameter.missing("properties.storageProfile")
         safety_in = _obj(props.get("safetyProfile"), "properties.safetyProfile")
         with self._lock:
             k = key(_arm_id(subscription_id, resource_group, "galleries", gallery, "images", image, "versions", name))
             existing = self.gallery_image_versions.get(k)
             if existing is not None and existing.operation is not None and not existing.operation.done:
-                raise AzureError(409, "Conflict", "The request failed due to conflict with a concurrent request: "
-                                 f"an operation on gallery image version '{name}' is still in progress.")
+                raise Conflict.operation_in_progress(f"gallery image version '{name}'")
             storage_profile, refs = self._version_storage_profile(profile_in, definition)
             if existing is not None and self._source_keys(existing.storage_profile) != self._source_keys(storage_profile):
-                raise AzureError(409, "PropertyChangeNotAllowed", "Changing property 'galleryImageVersion.properties.storageProfile' is not allowed.")
+                raise PropertyChangeNotAllowed("Changing property 'galleryImageVersion.properties.storageProfile' is "
+                                               "not allowed.")
             publishing = self._publishing(_obj(props.get("publishingProfile"), "properties.publishingProfile"), location,
                                           default_from=None)
             now = self._now()
@@ -338,8 +340,9 @@ class GalleryVersionsMixin(ComputeCore):
     def _check_region_removal(existing: GalleryImageVersion, targets: list[TargetRegion], allow: bool) -> None:
         removed = existing.ready_regions - {t.region for t in targets}
         if removed and not allow:
-            raise AzureError(409, "OperationNotAllowed", f"Removing replicated region(s) {', '.join(sorted(removed))} from gallery image version "
-                             f"'{existing.name}' is not allowed: safetyProfile.allowDeletionOfReplicatedLocations is false.")
+            raise OperationNotAllowed(f"Removing replicated region(s) {', '.join(sorted(removed))} from gallery "
+                                      f"image version '{existing.name}' is not allowed: "
+                                      "safetyProfile.allowDeletionOfReplicatedLocations is false.")
 
     def _finish_version(self, k: str, op: Operation, refs: list[tuple[str, str]], caller: dict[str, str] | None, emit: bool) -> None:
         with self._lock:
@@ -352,8 +355,8 @@ class GalleryVersionsMixin(ComputeCore):
                 store = {"images": self.images, "snapshots": self.snapshots, "disks": self.disks}[store_name]
                 source = store.get(key(ref))
                 if error is None and (source is None or getattr(source, "provisioning_state", "Succeeded") == "Failed"):
-                    error = AzureError(404, "NotFound", f"The source '{ref}' of gallery image version '{version.name}' no longer exists; "
-                                       "replication could not complete.")
+                    error = NotFound(f"The source '{ref}' of gallery image version '{version.name}' no longer exists; "
+                                     "replication could not complete.")
             op.finish(self._now(), error)
             if error is None:
                 version.provisioning_state = "Succeeded"
@@ -372,8 +375,7 @@ class GalleryVersionsMixin(ComputeCore):
         with self._lock:
             version = self.get_gallery_image_version(subscription_id, resource_group, gallery, image, name)
             if version.operation is not None and not version.operation.done:
-                raise AzureError(409, "Conflict", "The request failed due to conflict with a concurrent request: "
-                                 f"an operation on gallery image version '{name}' is still in progress.")
+                raise Conflict.operation_in_progress(f"gallery image version '{name}'")
             props = _obj(patch.get("properties"), "properties")
             publishing = self._publishing(_obj(props.get("publishingProfile"), "properties.publishingProfile"), version.location,
                                           default_from=version)
@@ -427,10 +429,10 @@ class GalleryVersionsMixin(ComputeCore):
             now = self._now()
             if version.block_deletion_before_end_of_life and (version.end_of_life is None or now < version.end_of_life):
                 eol = iso(version.end_of_life) if version.end_of_life else "(not set)"
-                raise AzureError(409, "OperationNotAllowed",
-                                 f"Gallery image version '{version.id}' cannot be deleted before its end of life date {eol} because "
-                                 "safetyProfile.blockDeletionBeforeEndOfLife is true. Set blockDeletionBeforeEndOfLife to false or "
-                                 "wait until the end of life date.")
+                raise OperationNotAllowed(
+                    f"Gallery image version '{version.id}' cannot be deleted before its end of life date {eol} because "
+                    "safetyProfile.blockDeletionBeforeEndOfLife is true. Set blockDeletionBeforeEndOfLife to false or "
+                    "wait until the end of life date.")
             del self.gallery_image_versions[k]
             op = self._new_operation(subscription_id, version.location, version.id, "DELETE", api_version)
             op.finish(now)

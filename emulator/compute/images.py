@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from emulator.compute.base import ComputeCore, Operation, _Tracked
+from emulator.compute.exceptions import Conflict, InvalidParameter, NotFound, OperationNotAllowed
 from emulator.compute.params import (
     _NAME,
     CACHING_TYPES,
@@ -21,11 +22,9 @@ from emulator.compute.params import (
     _enum,
     _int,
     _location,
-    _missing,
     _obj,
     _ref_id,
     _tags,
-    invalid,
 )
 from emulator.core import AzureError
 from emulator.ids import key
@@ -84,10 +83,11 @@ class ImagesMixin(ComputeCore):
                 out[field_name] = {"id": ref}
         if disk.get("blobUri") is not None:
             if not isinstance(disk["blobUri"], str):
-                raise invalid(f"The value of parameter '{path}.blobUri' must be a string.")
+                raise InvalidParameter(f"The value of parameter '{path}.blobUri' must be a string.")
             out["blobUri"] = disk["blobUri"]
         if not any(f in out for f in ("snapshot", "managedDisk", "blobUri")):
-            raise invalid(f"At least one of '{path}.snapshot', '{path}.managedDisk' or '{path}.blobUri' is required.")
+            raise InvalidParameter(f"At least one of '{path}.snapshot', '{path}.managedDisk' or '{path}.blobUri' is "
+                                   "required.")
         caching = _enum(disk.get("caching"), CACHING_TYPES, f"{path}.caching", default="ReadWrite" if os_disk else None)
         if caching is not None:
             out["caching"] = caching
@@ -104,14 +104,14 @@ class ImagesMixin(ComputeCore):
             store = self.snapshots if store_name == "snapshots" else self.disks
             if key(ref) not in store:
                 kind = "Snapshot" if store_name == "snapshots" else "Disk"
-                return AzureError(404, "NotFound", f"{kind} '{ref}' was not found. Every snapshot and managed disk an image "
-                                  "references must exist until the image is created.")
+                return NotFound(f"{kind} '{ref}' was not found. Every snapshot and managed disk an image "
+                                "references must exist until the image is created.")
             source = store[key(ref)]
             if source.copying:
                 # A snapshot whose CopyStart copy is below completionPercent 100 cannot be read yet (the exact error is not
                 # documented; the emulator refuses, the less convenient choice).
-                return AzureError(409, "OperationNotAllowed", f"Snapshot '{ref}' is still being copied (completionPercent "
-                                  f"{source.completion_percent():.0f}); wait until the copy completes.")
+                return OperationNotAllowed(f"Snapshot '{ref}' is still being copied (completionPercent "
+                                           f"{source.completion_percent():.0f}); wait until the copy completes.")
         return None
 
     def put_image(self, subscription_id: str, resource_group: str, name: str, body: dict[str, Any], *,
@@ -130,19 +130,19 @@ class ImagesMixin(ComputeCore):
         source_vm = _ref_id(props.get("sourceVirtualMachine"), "properties.sourceVirtualMachine")
         profile_in = _obj(props.get("storageProfile"), "properties.storageProfile")
         if source_vm is not None and not profile_in:
-            raise AzureError(404, "NotFound", f"Virtual machine '{source_vm}' was not found (the emulator has no virtual machines).")
+            raise NotFound(f"Virtual machine '{source_vm}' was not found (the emulator has no virtual machines).")
         if not profile_in:
-            raise _missing("properties.storageProfile")
+            raise InvalidParameter.missing("properties.storageProfile")
         if profile_in.get("osDisk") is None:
-            raise _missing("properties.storageProfile.osDisk")
+            raise InvalidParameter.missing("properties.storageProfile.osDisk")
         profile: dict[str, Any] = {"osDisk": self._image_disk(profile_in["osDisk"], "properties.storageProfile.osDisk", os_disk=True)}
         data_in = profile_in.get("dataDisks") or []
         if not isinstance(data_in, list):
-            raise invalid("The value of parameter 'properties.storageProfile.dataDisks' must be an array.")
+            raise InvalidParameter("The value of parameter 'properties.storageProfile.dataDisks' must be an array.")
         data = [self._image_disk(d, f"properties.storageProfile.dataDisks[{i}]", os_disk=False) for i, d in enumerate(data_in)]
         luns = [d["lun"] for d in data]
         if len(set(luns)) != len(luns):
-            raise invalid("Image data disks must have unique 'lun' values.")
+            raise InvalidParameter("Image data disks must have unique 'lun' values.")
         profile["dataDisks"] = data
         profile["zoneResilient"] = _bool(profile_in.get("zoneResilient"), "properties.storageProfile.zoneResilient", False)
         # Azure's default is V1 whatever the source: an image of a Gen2 snapshot must say V2 itself.
@@ -151,8 +151,7 @@ class ImagesMixin(ComputeCore):
             k = key(_arm_id(subscription_id, resource_group, "images", name))
             existing = self.images.get(k)
             if existing is not None and existing.operation is not None and not existing.operation.done:
-                raise AzureError(409, "Conflict", "The request failed due to conflict with a concurrent request: "
-                                 f"an operation on image '{name}' is still in progress.")
+                raise Conflict.operation_in_progress(f"image '{name}'")
             image = Image(subscription_id, resource_group, name, location, _tags(body.get("tags")), storage_profile=profile,
                           hyper_v_generation=generation, source_virtual_machine=source_vm,
                           provisioning_state="Updating" if existing else "Creating")

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from emulator.compute.base import ComputeCore
-from emulator.compute.params import HYPERV_GENERATIONS, OS_TYPES, _enum, invalid, normalize_region
-from emulator.core import AzureError
+from emulator.compute.exceptions import InvalidParameter, PlatformImageNotFound
+from emulator.compute.params import HYPERV_GENERATIONS, OS_TYPES, _enum, normalize_region
 
 _MARKETPLACE_ID = re.compile(
     r"^/?subscriptions/(?P<sub>[^/]+)/providers/microsoft\.compute/locations/(?P<location>[^/]+)/publishers/(?P<publisher>[^/]+)"
@@ -76,13 +76,14 @@ class MarketplaceMixin(ComputeCore):
         """The catalogue entry and version for a platform image id, or 404 ``PlatformImageNotFound``."""
         m = _MARKETPLACE_ID.match(image_reference_id.strip())
         if m is None:
-            raise invalid(f"The value '{image_reference_id}' of parameter 'creationData.imageReference.id' is not a valid platform image id. "
-                          "Expected /Subscriptions/{sub}/Providers/Microsoft.Compute/Locations/{loc}/Publishers/{pub}/ArtifactTypes/VMImage"
-                          "/Offers/{offer}/Skus/{sku}/Versions/{version}.")
+            raise InvalidParameter(f"The value '{image_reference_id}' of parameter 'creationData.imageReference.id' "
+                                   "is not a valid platform image id. Expected "
+                                   "/Subscriptions/{sub}/Providers/Microsoft.Compute/Locations/{loc}/Publishers/{pub}"
+                                   "/ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}/Versions/{version}.")
         entry = self.marketplace.get((m["publisher"].lower(), m["offer"].lower(), m["sku"].lower()))
         version = m["version"]
         if entry is None or version.lower() not in {v.lower() for v in entry.versions}:
-            raise AzureError(404, "PlatformImageNotFound",
-                             f"The platform image '{m['publisher']}:{m['offer']}:{m['sku']}:{version}' is not available. "
-                             "Verify that all fields in the storage profile are correct.")
+            raise PlatformImageNotFound(
+                f"The platform image '{m['publisher']}:{m['offer']}:{m['sku']}:{version}' is not available. "
+                "Verify that all fields in the storage profile are correct.")
         return entry, version

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from emulator.core import AzureError
+from emulator.compute.exceptions import InvalidParameter, InvalidResourceName, InvalidTag, LocationRequired
 from emulator.ids import resource_group_id
 
 PROVIDER = "Microsoft.Compute"
@@ -53,23 +53,15 @@ def add_months(when: datetime, months: int) -> datetime:
     return when.replace(year=year, month=month, day=min(when.day, calendar.monthrange(year, month)[1]))
 
 
-def invalid(message: str, code: str = "InvalidParameter") -> AzureError:
-    return AzureError(400, code, message)
-
-
-def _missing(path: str) -> AzureError:
-    return invalid(f"Required parameter '{path}' is missing (null).")
-
-
 def _parse_time(value: Any, path: str) -> datetime:
     if not isinstance(value, str):
-        raise invalid(f"The value of parameter '{path}' is invalid: expected an ISO 8601 date-time.")
+        raise InvalidParameter(f"The value of parameter '{path}' is invalid: expected an ISO 8601 date-time.")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise invalid(f"The value '{value}' of parameter '{path}' is not a valid ISO 8601 date-time.") from None
+        raise InvalidParameter(f"The value '{value}' of parameter '{path}' is not a valid ISO 8601 date-time.") from None
     if parsed.tzinfo is None:
-        raise invalid(f"The value '{value}' of parameter '{path}' must carry a time zone (e.g. 'Z').")
+        raise InvalidParameter(f"The value '{value}' of parameter '{path}' must carry a time zone (e.g. 'Z').")
     return parsed
 
 
@@ -77,32 +69,33 @@ def _enum(value: Any, allowed: Iterable[str], path: str, *, required: bool = Fal
     """Azure enums are case-insensitive on input and answered in their canonical casing."""
     if value is None:
         if required:
-            raise _missing(path)
+            raise InvalidParameter.missing(path)
         return default
     for option in allowed:
         if isinstance(value, str) and value.lower() == option.lower():
             return option
     allowed_text = ", ".join(f"'{a}'" for a in allowed)
-    raise invalid(f"The value '{value}' of parameter '{path}' is not allowed. Allowed values are {allowed_text}.")
+    raise InvalidParameter(f"The value '{value}' of parameter '{path}' is not allowed. Allowed values are "
+                           f"{allowed_text}.")
 
 
 def _bool(value: Any, path: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise invalid(f"The value '{value}' of parameter '{path}' is not a boolean.")
+        raise InvalidParameter(f"The value '{value}' of parameter '{path}' is not a boolean.")
     return value
 
 
 def _int(value: Any, path: str, *, required: bool = False, default: int | None = None, minimum: int | None = None) -> int | None:
     if value is None:
         if required:
-            raise _missing(path)
+            raise InvalidParameter.missing(path)
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise invalid(f"The value '{value}' of parameter '{path}' is not an integer.")
+        raise InvalidParameter(f"The value '{value}' of parameter '{path}' is not an integer.")
     if minimum is not None and value < minimum:
-        raise invalid(f"The value {value} of parameter '{path}' must be at least {minimum}.")
+        raise InvalidParameter(f"The value {value} of parameter '{path}' must be at least {minimum}.")
     return value
 
 
@@ -110,7 +103,7 @@ def _obj(value: Any, path: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise invalid(f"The value of parameter '{path}' must be a JSON object.")
+        raise InvalidParameter(f"The value of parameter '{path}' must be a JSON object.")
     return value
 
 
@@ -119,7 +112,7 @@ def _ref_id(value: Any, path: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not value["id"].strip():
-        raise invalid(f"The value of parameter '{path}.id' must be a resource id.")
+        raise InvalidParameter(f"The value of parameter '{path}.id' must be a resource id.")
     return value["id"]
 
 
@@ -127,22 +120,22 @@ def _tags(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise invalid("The value of parameter 'tags' must be an object of string values.", "InvalidTag")
+        raise InvalidTag("The value of parameter 'tags' must be an object of string values.")
     if len(value) > 50:
-        raise invalid("A resource can have at most 50 tags.", "InvalidTag")
+        raise InvalidTag("A resource can have at most 50 tags.")
     return dict(value)
 
 
 def _location(body: dict[str, Any]) -> str:
     location = body.get("location")
     if not isinstance(location, str) or not location.strip():
-        raise invalid("The 'location' property is required for this resource.", "LocationRequired")
+        raise LocationRequired("The 'location' property is required for this resource.")
     return normalize_region(location)
 
 
 def _check_name(name: str, pattern: re.Pattern[str], kind: str, rule: str) -> None:
     if not pattern.match(name):
-        raise invalid(f"The {kind} name '{name}' is invalid. {rule}", "InvalidResourceName")
+        raise InvalidResourceName(f"The {kind} name '{name}' is invalid. {rule}")
 
 
 def _sku_tier(sku: str) -> str:
