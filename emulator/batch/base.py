@@ -25,7 +25,11 @@ MINUTE = timedelta(minutes=1)
 # source; the current SDK docstrings (azure-mgmt-batch 19 / azure-batch 15 ImageReference.id) name only Compute Gallery
 # images. The last API version known to take a managed image is 2019-08-01; later ones are refused (the less convenient choice).
 MANAGED_IMAGE_LAST_API_VERSION = "2019-08-01"
-API_VERSION = "2025-06-01"  # what a create without an explicit api-version is taken to use (the SDKs' version)
+# The one api-version each plane serves: what azure-mgmt-batch sends to Microsoft.Batch and exactly what azure-batch
+# 15.1.0 sends to the data plane. The planes are versioned separately; they only happen to agree today.
+MGMT_API_VERSION = "2025-06-01"
+DATA_API_VERSION = "2025-06-01"
+API_VERSION = MGMT_API_VERSION  # what a create without an explicit api-version is taken to use (the SDKs' version)
 DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
 
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from emulator.batch.base import DATA_API_VERSION
 from emulator.batch.capacity import DEDICATED, LOW_PRIORITY
 from emulator.batch.exceptions import (
     InvalidAutoScalingSettings,
@@ -50,7 +51,6 @@ from emulator.core import Request, Response, json_response
 if TYPE_CHECKING:
     from emulator.azure import Emulator
 
-API_VERSION = "2025-06-01"
 DEFAULT_PAGE = 1000
 # "Pool - List Node Counts": an older data-plane spec caps maxresults at 10, a newer one at 1,000. Plan for the
 # smaller until measured (issue 16): the emulator pages node counts at 10, whatever maxresults asks.
@@ -267,7 +267,7 @@ class BatchDataResponses:
                                              plane="batch") from None
 
     def _next_link(self, request: Request, page: int, token: str) -> str:
-        params = {"api-version": request.api_version or API_VERSION, "maxresults": str(page), "$skiptoken": token}
+        params = {"api-version": request.api_version or DATA_API_VERSION, "maxresults": str(page), "$skiptoken": token}
         for name in ("$filter", "$select", "$expand"):
             if request.query.get(name):
                 params[name] = request.query[name]

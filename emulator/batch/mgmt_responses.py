@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from emulator.batch.base import MGMT_API_VERSION
 from emulator.batch.capacity import DEDICATED, LOW_PRIORITY
 from emulator.batch.exceptions import (
     InvalidAutoScalingSettings,
@@ -42,7 +43,6 @@ from emulator.exceptions import InvalidRequestContent, LocationRequired
 if TYPE_CHECKING:
     from emulator.azure import Emulator
 
-API_VERSION = "2025-06-01"
 DEFAULT_PAGE = 1000
 POOL_TYPE = "Microsoft.Batch/batchAccounts/pools"
 
@@ -423,7 +423,7 @@ class BatchManagementResponses:
         }
         operation = self.backend.delete_pool(account.name, pool_id, plane="arm", event=event)
         location = (f"{request.base_url or self.emulator.base_url}{account.id}/poolOperationResults/{operation.id}"
-                    f"?api-version={quote(request.api_version or API_VERSION)}")
+                    f"?api-version={quote(request.api_version or MGMT_API_VERSION)}")
         # The event is raised by the model when the deletion completes (ARM raises it when the LRO ends).
         return Response(202, None, {"Location": location, "x-ms-correlation-request-id": correlation}, emit_event=False)
 
@@ -461,7 +461,7 @@ class BatchManagementResponses:
             out = [_select(body, select) for body in out]
         result: dict[str, Any] = {"value": out}
         if next_token is not None:
-            params = {"api-version": request.api_version or API_VERSION, "maxresults": str(page), "$skiptoken": next_token}
+            params = {"api-version": request.api_version or MGMT_API_VERSION, "maxresults": str(page), "$skiptoken": next_token}
             if select:
                 params["$select"] = ",".join(select)
             if filter_text:
