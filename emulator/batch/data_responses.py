@@ -244,12 +244,14 @@ class BatchDataResponses:
         except ValueError:
             raise InvalidQueryParameterValue("Value for one of the query parameters specified in the request URI is "
                                              "invalid.",
-                                             values={"QueryParameterName": "maxresults", "QueryParameterValue": raw or ""},
+                                             values={"QueryParameterName": "maxresults",
+                                                     "QueryParameterValue": raw or ""},
                                              plane="batch") from None
         if page < 1:
             raise OutOfRangeQueryParameterValue("A query parameter specified in the request URI is outside the "
                                                 "permissible range.",
-                                                values={"QueryParameterName": "maxresults", "QueryParameterValue": str(page)},
+                                                values={"QueryParameterName": "maxresults",
+                                                        "QueryParameterValue": str(page)},
                                                 plane="batch")
         return min(page, DEFAULT_PAGE)
 

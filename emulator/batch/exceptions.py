@@ -6,7 +6,8 @@ The same code is answered in the shape of the plane that asked (``plane``):
   "values": [{"key", "value"}]}`` (azure-batch 15 ``BatchError``/``BatchErrorDetail``);
 * ``"arm"`` (management plane): ARM's ``{"error": {"code", "message"}}``, with the values folded into the message.
 
-ARM-wide codes (``ResourceNotFound``, ``LocationRequired``, ``InvalidRequestContent``) come from ``emulator/exceptions.py``.
+ARM-wide codes (``ResourceNotFound``, ``LocationRequired``, ``InvalidRequestContent``) come from
+``emulator/exceptions.py``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class MissingRequiredProperty(BatchError):
 
     @classmethod
     def of(cls, prop: str, *, plane: str) -> MissingRequiredProperty:
-        return cls(f"A required property was not specified in the request body: {prop}.", {"PropertyName": prop}, plane=plane)
+        return cls(f"A required property was not specified in the request body: {prop}.", {"PropertyName": prop},
+                   plane=plane)
 
 
 class InvalidMetadata(BatchError):

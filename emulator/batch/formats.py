@@ -62,7 +62,7 @@ _FRACTION_NOT_SECONDS = re.compile(r"[.,]\d*[^\dS]|,")
 
 
 def parse_duration(text: Any) -> timedelta:
-    """``PT15M``, ``PT15M00S`` (azure-mgmt-batch), ``P1DT2H``, ``PT900S`` -> timedelta, parsed by isodate. Raises ValueError.
+    """``PT15M``, ``PT15M00S`` (azure-mgmt-batch), ``P1DT2H``, ``PT900S`` -> timedelta (isodate). Raises ValueError.
 
     Refused besides what isodate refuses: negative durations, years and months (no fixed length), fractions of any
     unit but seconds and an empty date or time part (``P``, ``PT``, ``P1DT``)."""

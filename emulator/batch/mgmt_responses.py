@@ -461,7 +461,8 @@ class BatchManagementResponses:
             out = [_select(body, select) for body in out]
         result: dict[str, Any] = {"value": out}
         if next_token is not None:
-            params = {"api-version": request.api_version or MGMT_API_VERSION, "maxresults": str(page), "$skiptoken": next_token}
+            params = {"api-version": request.api_version or MGMT_API_VERSION, "maxresults": str(page),
+                      "$skiptoken": next_token}
             if select:
                 params["$select"] = ",".join(select)
             if filter_text:

@@ -67,7 +67,8 @@ class PoolNodesMixin(BatchCore):
                 # BatchNodeRemoveOptions.node_ids: "A list containing the IDs of the Compute Nodes to be removed ... max 100".
                 raise InvalidPropertyValue("The value provided for one of the properties in the request body is "
                                            "invalid.",
-                                           {"PropertyName": "nodeList", "Reason": "nodeList must hold between 1 and 100 node ids."},
+                                           {"PropertyName": "nodeList",
+                                            "Reason": "nodeList must hold between 1 and 100 node ids."},
                                            plane=plane)
             if pool.state == "deleting":
                 raise PoolBeingDeleted(plane=plane)

@@ -218,8 +218,8 @@ class PoolsMixin(BatchCore):
             elif not _GALLERY_IMAGE.match(image_id):
                 raise InvalidPropertyValue.of("imageReference.id", image_id,
                                               "The image id must be an Azure Compute Gallery image of the form "
-                                              "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/galleries"
-                                              "/{gallery}/images/{definition}[/versions/{version}].",
+                                              "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute"
+                                              "/galleries/{gallery}/images/{definition}[/versions/{version}].",
                                               plane=plane)
         elif not (ref.get("sharedGalleryImageId") or ref.get("communityGalleryImageId")):
             for part in ("publisher", "offer", "sku"):
@@ -252,7 +252,8 @@ class PoolsMixin(BatchCore):
         if timeout < self.limits.min_resize_timeout:
             raise InvalidPropertyValue("The value provided for one of the properties in the request body is invalid: "
                                        "resizeTimeout must be at least 5 minutes.",
-                                       {"PropertyName": "resizeTimeout", "PropertyValue": str(timeout), "Reason": "The minimum value is 5 minutes."},
+                                       {"PropertyName": "resizeTimeout", "PropertyValue": str(timeout),
+                                        "Reason": "The minimum value is 5 minutes."},
                                        plane=plane)
 
     @staticmethod

@@ -100,7 +100,8 @@ class ResizeMixin(BatchCore):
                                                   {"Reason": "AutoScaleEnabled"}, plane=plane)
         if pool.allocation_state != "steady":
             raise PoolBeingResized("The specified pool is being resized.",
-                                   {"Reason": f"The pool allocation state is {pool.allocation_state}; resize only when it is steady."},
+                                   {"Reason": f"The pool allocation state is {pool.allocation_state}; "
+                                              "resize only when it is steady."},
                                    plane=plane)
 
     def _touch(self, pool: Pool, now: datetime) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from emulator.exceptions import ArmError, InvalidTag, LocationRequired, ResourceNotFound
 
 __all__ = [
-    "BadRequest", "CannotDeleteResource", "Conflict", "ForcedOperationFailure", "InvalidParameter", "InvalidResourceName",
-    "InvalidTag", "LocationRequired", "NotFound", "OperationNotAllowed", "ParentResourceNotFound", "PlatformImageNotFound",
-    "PropertyChangeNotAllowed", "ResourceNotFound",
+    "BadRequest", "CannotDeleteResource", "Conflict", "ForcedOperationFailure", "InvalidParameter",
+    "InvalidResourceName", "InvalidTag", "LocationRequired", "NotFound", "OperationNotAllowed",
+    "ParentResourceNotFound", "PlatformImageNotFound", "PropertyChangeNotAllowed", "ResourceNotFound",
 ]
 
 
@@ -63,7 +63,8 @@ class Conflict(ArmError):
     @classmethod
     def operation_in_progress(cls, what: str) -> Conflict:
         """A write while the resource's previous long-running operation is still running."""
-        return cls(f"The request failed due to conflict with a concurrent request: an operation on {what} is still in progress.")
+        return cls("The request failed due to conflict with a concurrent request: "
+                   f"an operation on {what} is still in progress.")
 
 
 class OperationNotAllowed(ArmError):

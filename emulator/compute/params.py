@@ -59,7 +59,8 @@ def _parse_time(value: Any, path: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidParameter(f"The value '{value}' of parameter '{path}' is not a valid ISO 8601 date-time.") from None
+        raise InvalidParameter(f"The value '{value}' of parameter '{path}' is not a valid ISO 8601 "
+                               "date-time.") from None
     if parsed.tzinfo is None:
         raise InvalidParameter(f"The value '{value}' of parameter '{path}' must carry a time zone (e.g. 'Z').")
     return parsed
