@@ -31,7 +31,7 @@ STALE_CLAIM = timedelta(minutes=5)  # longer than one publish with retries; shor
 OUTBOX = "~outbox"  # Alerts table partition: alerts the topic did not confirm, as the events to send again
 LOST_ANSWER_RESENDS = 3  # times a publish whose answer was lost (connection dropped) is sent again, as the same event
 
-# Alert types (the event type is f"{EVENT_NAMESPACE}.{type}"). docs/alerts.md is the runbook.
+# Alert types (the event type is f"{EVENT_NAMESPACE}.{type}"). README.md, "Alerts runbook", is the runbook.
 ALLOCATION_FAILED = "AllocationFailed"
 QUOTA_REACHED = "QuotaReached"
 IMAGE_MISSING = "ImageMissing"

@@ -1,10 +1,11 @@
 """The Batch custom-image rules, as pure checks that return findings.
 
 Each rule comes from Microsoft's "Use a managed image to create a custom image pool" article and
-its 2026 updates (see docs/product-brief.md). A check never raises for a rule violation: it returns
-:class:`Finding` values, ``refuse`` (the pipeline must not build or create anything) or ``warn``
-(go ahead, tell a person). Every finding names the resource, says what is wrong and what to do,
-because the reader is an operator looking at an alert, not at this code.
+its 2026 updates (README.md, "What the app refuses, and what to do", lists each finding and its fix).
+A check never raises for a rule violation: it returns :class:`Finding` values, ``refuse`` (the
+pipeline must not build or create anything) or ``warn`` (go ahead, tell a person). Every finding names
+the resource, says what is wrong and what to do, because the reader is an operator looking at an alert,
+not at this code.
 """
 
 from __future__ import annotations

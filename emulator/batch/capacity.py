@@ -3,9 +3,9 @@
 Everything here is deterministic: randomness comes from :func:`draw`, seeded by the emulator seed, the
 pool, the resize number, the minute of the resize and the node kind, never from a shared generator, so
 an outcome does not depend on how often (or whether) anything read the pool in between. The resize
-engine (``models.BatchBackend``) advances each resize minute by minute on the emulator's scheduler,
-in virtual-time order, so shared resources (regional capacity, account quotas) are consumed in a
-well-defined order too.
+engine (``resize.ResizeMixin`` of ``models.BatchBackend``) advances each resize minute by minute on the
+emulator's scheduler, in virtual-time order, so shared resources (regional capacity, account quotas) are
+consumed in a well-defined order too.
 """
 
 from __future__ import annotations

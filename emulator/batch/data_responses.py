@@ -14,7 +14,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from emulator.batch.base import DATA_API_VERSION
 from emulator.batch.capacity import DEDICATED, LOW_PRIORITY
+from emulator.batch.exceptions import (
+    InvalidAutoScalingSettings,
+    InvalidMetadata,
+    InvalidPropertyValue,
+    InvalidQueryParameterValue,
+    MissingRequiredProperty,
+    OutOfRangeQueryParameterValue,
+)
 from emulator.batch.formats import (
     FilterError,
     compile_filter,
@@ -37,26 +46,16 @@ from emulator.batch.shapes import (
     network_from_wire,
     network_to_wire,
 )
-from emulator.core import BatchServiceError, Request, Response, json_response
+from emulator.core import Request, Response, json_response
 
 if TYPE_CHECKING:
     from emulator.azure import Emulator
 
-API_VERSION = "2025-06-01"
 DEFAULT_PAGE = 1000
 # "Pool - List Node Counts": an older data-plane spec caps maxresults at 10, a newer one at 1,000. Plan for the
 # smaller until measured (issue 16): the emulator pages node counts at 10, whatever maxresults asks.
 NODE_COUNTS_PAGE = 10
 CONTENT_TYPE = "application/json;odata=minimalmetadata"
-
-
-def _bad(code: str, message: str, **values: str) -> BatchServiceError:
-    return BatchServiceError(400, code, message, values=values or None)
-
-
-def _invalid(name: str, value: Any, reason: str) -> BatchServiceError:
-    return _bad("InvalidPropertyValue", f"The value provided for one of the properties in the request body is invalid. {reason}",
-                PropertyName=name, PropertyValue=str(value), Reason=reason)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,7 +140,7 @@ def _int_prop(body: dict[str, Any], name: str, default: int = 0) -> int:
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid(name, value, f"{name} must be an integer.")
+        raise InvalidPropertyValue.of(name, value, f"{name} must be an integer.", plane="batch")
     return value
 
 
@@ -152,7 +151,7 @@ def _duration_prop(body: dict[str, Any], name: str) -> timedelta | None:
     try:
         return parse_duration(value)
     except ValueError as exc:
-        raise _invalid(name, value, str(exc)) from None
+        raise InvalidPropertyValue.of(name, value, str(exc), plane="batch") from None
 
 
 def _metadata_prop(body: dict[str, Any]) -> list[dict[str, str]] | None:
@@ -160,21 +159,21 @@ def _metadata_prop(body: dict[str, Any]) -> list[dict[str, str]] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise _bad("InvalidMetadata", "metadata must be a list of {name, value} objects.")
+        raise InvalidMetadata("metadata must be a list of {name, value} objects.", plane="batch")
     return [dict(m) if isinstance(m, dict) else m for m in value]
 
 
 def parse_create(body: dict[str, Any]) -> tuple[str, PoolSpec]:
     pool_id = body.get("id")
     if not isinstance(pool_id, str) or not pool_id:
-        raise _bad("MissingRequiredProperty", "A required property was not specified in the request body: id.", PropertyName="id")
+        raise MissingRequiredProperty.of("id", plane="batch")
     vm = body.get("virtualMachineConfiguration")
     if not isinstance(vm, dict):
-        raise _bad("MissingRequiredProperty", "A required property was not specified in the request body: virtualMachineConfiguration.",
-                   PropertyName="virtualMachineConfiguration")
+        raise MissingRequiredProperty.of("virtualMachineConfiguration", plane="batch")
     auto = bool(body.get("enableAutoScale"))
     if auto and (body.get("targetDedicatedNodes") is not None or body.get("targetLowPriorityNodes") is not None):
-        raise _bad("InvalidAutoScalingSettings", "targetDedicatedNodes and targetLowPriorityNodes must not be set when enableAutoScale is true.")
+        raise InvalidAutoScalingSettings("targetDedicatedNodes and targetLowPriorityNodes must not be set when "
+                                         "enableAutoScale is true.", plane="batch")
     vm_extra = {k: v for k, v in vm.items() if k not in {"imageReference", "nodeAgentSKUId"}}
     spec = PoolSpec(
         vm_size=body.get("vmSize") or "",
@@ -243,11 +242,17 @@ class BatchDataResponses:
         try:
             page = int(raw) if raw else DEFAULT_PAGE
         except ValueError:
-            raise BatchServiceError(400, "InvalidQueryParameterValue", "Value for one of the query parameters specified in the request URI is invalid.",
-                                    values={"QueryParameterName": "maxresults", "QueryParameterValue": raw or ""}) from None
+            raise InvalidQueryParameterValue("Value for one of the query parameters specified in the request URI is "
+                                             "invalid.",
+                                             values={"QueryParameterName": "maxresults",
+                                                     "QueryParameterValue": raw or ""},
+                                             plane="batch") from None
         if page < 1:
-            raise BatchServiceError(400, "OutOfRangeQueryParameterValue", "A query parameter specified in the request URI is outside the permissible range.",
-                                    values={"QueryParameterName": "maxresults", "QueryParameterValue": str(page)})
+            raise OutOfRangeQueryParameterValue("A query parameter specified in the request URI is outside the "
+                                                "permissible range.",
+                                                values={"QueryParameterName": "maxresults",
+                                                        "QueryParameterValue": str(page)},
+                                                plane="batch")
         return min(page, DEFAULT_PAGE)
 
     @staticmethod
@@ -258,11 +263,13 @@ class BatchDataResponses:
         try:
             return text, compile_filter(text)
         except FilterError as exc:
-            raise BatchServiceError(400, "InvalidQueryParameterValue", f"Value for one of the query parameters specified in the request URI is "
-                                    f"invalid: $filter ({exc}).", values={"QueryParameterName": "$filter", "QueryParameterValue": text}) from None
+            raise InvalidQueryParameterValue("Value for one of the query parameters specified in the request URI is "
+                                             f"invalid: $filter ({exc}).",
+                                             values={"QueryParameterName": "$filter", "QueryParameterValue": text},
+                                             plane="batch") from None
 
     def _next_link(self, request: Request, page: int, token: str) -> str:
-        params = {"api-version": request.api_version or API_VERSION, "maxresults": str(page), "$skiptoken": token}
+        params = {"api-version": request.api_version or DATA_API_VERSION, "maxresults": str(page), "$skiptoken": token}
         for name in ("$filter", "$select", "$expand"):
             if request.query.get(name):
                 params[name] = request.query[name]
@@ -333,7 +340,7 @@ class BatchDataResponses:
         body = request.json()
         metadata = _metadata_prop(body)
         if metadata is None:
-            raise _bad("MissingRequiredProperty", "A required property was not specified in the request body: metadata.", PropertyName="metadata")
+            raise MissingRequiredProperty.of("metadata", plane="batch")
         pool = self.backend.update_pool(account.name, request.params["poolId"], metadata=metadata, start_task=body.get("startTask"),
                                         replace=True, plane="batch")
         with self.backend._lock:
@@ -450,7 +457,7 @@ class BatchDataResponses:
         body = request.json()
         node_list = body.get("nodeList")
         if not isinstance(node_list, list) or not all(isinstance(n, str) for n in node_list):
-            raise _bad("MissingRequiredProperty", "A required property was not specified in the request body: nodeList.", PropertyName="nodeList")
+            raise MissingRequiredProperty.of("nodeList", plane="batch")
         pool = self.backend.remove_nodes(account.name, request.params["poolId"], node_list, resize_timeout=_duration_prop(body, "resizeTimeout"),
                                          node_deallocation_option=deallocation_from_wire(body.get("nodeDeallocationOption"), "batch"),
                                          if_match=request.headers.get("if-match"), plane="batch")

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
+import isodate
+
 # ---------------------------------------------------------------------------------------------
 # Times
 # ---------------------------------------------------------------------------------------------
@@ -54,36 +56,34 @@ def bare_etag(value: str | None) -> str | None:
 # ISO-8601 durations (resizeTimeout, evaluationInterval)
 # ---------------------------------------------------------------------------------------------
 
-_DURATION = re.compile(
-    r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$", re.IGNORECASE)
+# A fraction on any unit but seconds, or a comma as the decimal sign: isodate takes them, the emulator refuses them
+# (Batch's own rules for such durations are unpublished: the less convenient reading).
+_FRACTION_NOT_SECONDS = re.compile(r"[.,]\d*[^\dS]|,")
 
 
 def parse_duration(text: Any) -> timedelta:
-    """``PT15M``, ``PT15M00S`` (azure-mgmt-batch), ``P1DT2H``, ``PT900S`` -> timedelta. Raises ValueError."""
+    """``PT15M``, ``PT15M00S`` (azure-mgmt-batch), ``P1DT2H``, ``PT900S`` -> timedelta (isodate). Raises ValueError.
+
+    Refused besides what isodate refuses: negative durations, years and months (no fixed length), fractions of any
+    unit but seconds and an empty date or time part (``P``, ``PT``, ``P1DT``)."""
     if not isinstance(text, str):
         raise ValueError(f"expected an ISO-8601 duration string, got {text!r}")
-    m = _DURATION.match(text.strip())
-    if m is None or text.strip().upper() in {"P", "PT"} or text.strip().upper().endswith("T"):
-        raise ValueError(f"{text!r} is not an ISO-8601 duration such as 'PT15M'")
-    parts = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
-    return timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    refused = ValueError(f"{text!r} is not an ISO-8601 duration such as 'PT15M'")
+    value = text.strip().upper()
+    if not value.startswith("P") or value.endswith(("P", "T")) or _FRACTION_NOT_SECONDS.search(value):
+        raise refused
+    try:
+        parsed = isodate.parse_duration(value)
+    except isodate.ISO8601Error:
+        raise refused from None
+    if not isinstance(parsed, timedelta):  # an isodate.Duration: years or months
+        raise refused
+    return parsed
 
 
 def format_duration(td: timedelta) -> str:
     """timedelta -> ``PT15M`` / ``PT1H30M`` / ``P1DT2H`` / ``PT0S`` (the shortest form, as Batch answers)."""
-    total = td.total_seconds()
-    days, rest = divmod(int(total), 86_400)
-    hours, rest = divmod(rest, 3_600)
-    minutes, seconds = divmod(rest, 60)
-    frac = total - int(total)
-    out = "P" + (f"{days}D" if days else "")
-    time_part = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    if seconds or frac:
-        sec = seconds + frac
-        time_part += (f"{sec:.7f}".rstrip("0").rstrip(".") if frac else str(seconds)) + "S"
-    if time_part:
-        out += "T" + time_part
-    return out if out != "P" else "PT0S"
+    return isodate.duration_isoformat(td) if td else "PT0S"
 
 
 # ---------------------------------------------------------------------------------------------

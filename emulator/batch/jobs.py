@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from emulator.batch.exceptions import (
+    JobExists,
+    JobNotFound,
+    MissingRequiredProperty,
+)
 from emulator.batch.formats import iso, make_etag
-from emulator.core import BatchServiceError, Request, Response
+from emulator.core import Request, Response
 
 if TYPE_CHECKING:
     from emulator.batch.data_responses import BatchDataResponses
@@ -46,7 +51,7 @@ class JobStore:
             jobs = self._jobs.setdefault(account.lower(), {})
             if job.id.lower() in jobs:
                 # Job - Add: an existing id is refused with 409 JobExists.
-                raise BatchServiceError(409, "JobExists", "The specified job already exists.")
+                raise JobExists(plane="batch")
             jobs[job.id.lower()] = job
 
     def list(self, account: str) -> list[Job]:
@@ -57,14 +62,14 @@ class JobStore:
         with self._lock:
             job = self._jobs.get(account.lower(), {}).get(job_id.lower())
         if job is None:
-            raise BatchServiceError(404, "JobNotFound", "The specified job does not exist.")
+            raise JobNotFound(plane="batch")
         return job
 
     def terminate(self, account: str, job_id: str) -> Job:
         with self._lock:
             job = self._jobs.get(account.lower(), {}).get(job_id.lower())
             if job is None:
-                raise BatchServiceError(404, "JobNotFound", "The specified job does not exist.")
+                raise JobNotFound(plane="batch")
             job.state = "completed"  # terminating is passed at once: no tasks run in the emulator
             return job
 
@@ -86,8 +91,8 @@ def add_job(responses: BatchDataResponses, request: Request) -> Response:
     body = request.json() or {}
     job_id = body.get("id")
     if not isinstance(job_id, str) or not job_id:
-        raise BatchServiceError(400, "MissingRequiredProperty", "A required property was not specified in the request body.",
-                                values={"PropertyName": "id"})
+        raise MissingRequiredProperty("A required property was not specified in the request body.",
+                                      values={"PropertyName": "id"}, plane="batch")
     pool_id = (body.get("poolInfo") or {}).get("poolId")
     now = responses.emulator.now()
     job = Job(job_id, pool_id if isinstance(pool_id, str) else None, now, etag=make_etag(now, len(store_of(responses).list(account.name)) + 1))

@@ -14,7 +14,16 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
+from emulator.batch.base import MGMT_API_VERSION
 from emulator.batch.capacity import DEDICATED, LOW_PRIORITY
+from emulator.batch.exceptions import (
+    InvalidAutoScalingSettings,
+    InvalidMetadata,
+    InvalidPropertyValue,
+    InvalidQueryParameterValue,
+    MissingRequiredProperty,
+    OperationNotFound,
+)
 from emulator.batch.formats import FilterError, compile_filter, format_duration, iso, parse_duration, simple_key_filter
 from emulator.batch.models import BatchAccount, Pool, PoolSpec, PoolUpdate, ResizeErrorRecord
 from emulator.batch.shapes import (
@@ -28,12 +37,12 @@ from emulator.batch.shapes import (
     network_from_wire,
     network_to_wire,
 )
-from emulator.core import AzureError, Request, Response, bad_request, json_response
+from emulator.core import Request, Response, json_response
+from emulator.exceptions import InvalidRequestContent, LocationRequired
 
 if TYPE_CHECKING:
     from emulator.azure import Emulator
 
-API_VERSION = "2025-06-01"
 DEFAULT_PAGE = 1000
 POOL_TYPE = "Microsoft.Batch/batchAccounts/pools"
 
@@ -199,7 +208,7 @@ def _int(value: Any, name: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
-        raise AzureError(400, "InvalidPropertyValue", f"{name} must be an integer, got {value!r}.")
+        raise InvalidPropertyValue(f"{name} must be an integer, got {value!r}.", plane="arm")
     return value
 
 
@@ -209,14 +218,14 @@ def _duration(value: Any, name: str) -> timedelta | None:
     try:
         return parse_duration(value)
     except ValueError as exc:
-        raise AzureError(400, "InvalidPropertyValue", f"{name}: {exc}.") from None
+        raise InvalidPropertyValue(f"{name}: {exc}.", plane="arm") from None
 
 
 def _metadata(value: Any) -> list[dict[str, str]] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise AzureError(400, "InvalidMetadata", "metadata must be a list of {name, value} objects.")
+        raise InvalidMetadata("metadata must be a list of {name, value} objects.", plane="arm")
     return [dict(m) if isinstance(m, dict) else m for m in value]
 
 
@@ -225,20 +234,21 @@ def _scale(props: dict[str, Any]) -> tuple[tuple[int, int, timedelta | None, str
     if scale is None:
         return None, None
     if not isinstance(scale, dict):
-        raise bad_request("scaleSettings must be an object.")
+        raise InvalidRequestContent("scaleSettings must be an object.")
     fixed, auto = scale.get("fixedScale"), scale.get("autoScale")
     if fixed is not None and auto is not None:
-        raise AzureError(400, "InvalidPropertyValue", "scaleSettings: fixedScale and autoScale are mutually exclusive.")
+        raise InvalidPropertyValue("scaleSettings: fixedScale and autoScale are mutually exclusive.", plane="arm")
     if fixed is not None:
         if not isinstance(fixed, dict):
-            raise bad_request("fixedScale must be an object.")
+            raise InvalidRequestContent("fixedScale must be an object.")
         if fixed.get("targetDedicatedNodes") is None and fixed.get("targetLowPriorityNodes") is None:
-            raise AzureError(400, "InvalidPropertyValue", "fixedScale: at least one of targetDedicatedNodes and targetLowPriorityNodes must be set.")
+            raise InvalidPropertyValue("fixedScale: at least one of targetDedicatedNodes and targetLowPriorityNodes "
+                                       "must be set.", plane="arm")
         return (_int(fixed.get("targetDedicatedNodes"), "targetDedicatedNodes"), _int(fixed.get("targetLowPriorityNodes"), "targetLowPriorityNodes"),
                 _duration(fixed.get("resizeTimeout"), "resizeTimeout"), deallocation_from_wire(fixed.get("nodeDeallocationOption"), "arm")), None
     if auto is not None:
         if not isinstance(auto, dict) or not isinstance(auto.get("formula"), str):
-            raise AzureError(400, "InvalidAutoScalingSettings", "autoScale.formula is required.")
+            raise InvalidAutoScalingSettings("autoScale.formula is required.", plane="arm")
         return None, (auto["formula"], _duration(auto.get("evaluationInterval"), "evaluationInterval"))
     return None, None
 
@@ -246,13 +256,13 @@ def _scale(props: dict[str, Any]) -> tuple[tuple[int, int, timedelta | None, str
 def parse_pool_update(body: dict[str, Any]) -> PoolUpdate:
     props = body.get("properties") or {}
     if not isinstance(props, dict):
-        raise bad_request("'properties' must be an object.")
+        raise InvalidRequestContent("'properties' must be an object.")
     fixed, auto = _scale(props)
     vm = ((props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {})
     inter = props.get("interNodeCommunication")
     extra = {k: v for k, v in props.items() if k not in _KNOWN_POOL_PROPERTIES}
     if inter is not None and inter not in {"Enabled", "Disabled"}:
-        raise AzureError(400, "InvalidPropertyValue", "interNodeCommunication must be Enabled or Disabled.")
+        raise InvalidPropertyValue("interNodeCommunication must be Enabled or Disabled.", plane="arm")
     return PoolUpdate(
         fixed_scale=fixed, auto_scale=auto, metadata=_metadata(props.get("metadata")), start_task=props.get("startTask"),
         display_name=props.get("displayName"), network_configuration=network_from_wire(props.get("networkConfiguration"), "arm"),
@@ -264,12 +274,13 @@ def parse_pool_update(body: dict[str, Any]) -> PoolUpdate:
 def parse_pool_spec(body: dict[str, Any]) -> PoolSpec:
     props = body.get("properties")
     if not isinstance(props, dict):
-        raise AzureError(400, "MissingRequiredProperty", "A required property was not specified in the request body: properties.")
+        raise MissingRequiredProperty("A required property was not specified in the request body: properties.",
+                                      plane="arm")
     deployment = props.get("deploymentConfiguration") or {}
     vm = deployment.get("virtualMachineConfiguration") if isinstance(deployment, dict) else None
     if not isinstance(vm, dict):
-        raise AzureError(400, "MissingRequiredProperty",
-                         "A required property was not specified in the request body: deploymentConfiguration.virtualMachineConfiguration.")
+        raise MissingRequiredProperty("A required property was not specified in the request body: "
+                                      "deploymentConfiguration.virtualMachineConfiguration.", plane="arm")
     fixed, auto = _scale(props)
     vm_extra = {k: v for k, v in vm.items() if k not in {"imageReference", "nodeAgentSkuId"}}
     extra: dict[str, Any] = {k: v for k, v in props.items() if k not in _KNOWN_POOL_PROPERTIES}
@@ -278,7 +289,7 @@ def parse_pool_spec(body: dict[str, Any]) -> PoolSpec:
     tsp = props.get("taskSlotsPerNode", 1)
     inter = props.get("interNodeCommunication", "Disabled")
     if inter not in {"Enabled", "Disabled"}:
-        raise AzureError(400, "InvalidPropertyValue", "interNodeCommunication must be Enabled or Disabled.")
+        raise InvalidPropertyValue("interNodeCommunication must be Enabled or Disabled.", plane="arm")
     return PoolSpec(
         vm_size=props.get("vmSize") or "",
         image_reference=image_from_wire(vm.get("imageReference"), "arm"),
@@ -322,11 +333,12 @@ class BatchManagementResponses:
         body = request.json()
         location = body.get("location")
         if not isinstance(location, str) or not location:
-            raise bad_request("The 'location' property is required for a Batch account.", "LocationRequired")
+            raise LocationRequired("The 'location' property is required for a Batch account.")
         props = body.get("properties") or {}
         mode = props.get("poolAllocationMode")
         if isinstance(mode, str) and mode.lower() == "usersubscription" and not props.get("keyVaultReference"):
-            raise AzureError(400, "MissingRequiredProperty", "keyVaultReference is required for a Batch account in UserSubscription pool allocation mode.")
+            raise MissingRequiredProperty("keyVaultReference is required for a Batch account in UserSubscription "
+                                          "pool allocation mode.", plane="arm")
         account, _created = self.backend.put_account(
             p["subscriptionId"], p["resourceGroupName"], p["accountName"], location, pool_allocation_mode=mode,
             tags=body.get("tags"), auto_storage=props.get("autoStorage"), key_vault_reference=props.get("keyVaultReference"),
@@ -411,7 +423,7 @@ class BatchManagementResponses:
         }
         operation = self.backend.delete_pool(account.name, pool_id, plane="arm", event=event)
         location = (f"{request.base_url or self.emulator.base_url}{account.id}/poolOperationResults/{operation.id}"
-                    f"?api-version={quote(request.api_version or API_VERSION)}")
+                    f"?api-version={quote(request.api_version or MGMT_API_VERSION)}")
         # The event is raised by the model when the deletion completes (ARM raises it when the LRO ends).
         return Response(202, None, {"Location": location, "x-ms-correlation-request-id": correlation}, emit_event=False)
 
@@ -419,7 +431,7 @@ class BatchManagementResponses:
         self._account(request)
         operation = self.backend.delete_operation(request.params["operationId"])
         if operation is None or operation.account_id.lower() != self._account(request).id.lower():
-            raise AzureError(404, "OperationNotFound", f"The operation '{request.params['operationId']}' was not found.")
+            raise OperationNotFound(f"The operation '{request.params['operationId']}' was not found.", plane="arm")
         if not operation.done:
             return Response(202, None, {"Location": f"{request.base_url or self.emulator.base_url}{request.path}?api-version={request.api_version}"})
         return Response(204)
@@ -430,15 +442,15 @@ class BatchManagementResponses:
         try:
             page = min(int(q.get("maxresults") or DEFAULT_PAGE), DEFAULT_PAGE)
         except ValueError:
-            raise AzureError(400, "InvalidQueryParameterValue", "maxresults must be an integer.") from None
+            raise InvalidQueryParameterValue("maxresults must be an integer.", plane="arm") from None
         if page <= 0:
-            raise AzureError(400, "InvalidQueryParameterValue", "maxresults must be positive.")
+            raise InvalidQueryParameterValue("maxresults must be positive.", plane="arm")
         select = [s for s in (q.get("$select") or "").split(",") if s.strip()] or None
         filter_text = q.get("$filter")
         try:
             predicate = compile_filter(filter_text or "")
         except FilterError as exc:
-            raise AzureError(400, "InvalidQueryParameterValue", f"Invalid $filter: {exc}.") from None
+            raise InvalidQueryParameterValue(f"Invalid $filter: {exc}.", plane="arm") from None
         token = q.get("$skiptoken") or None
         fast = simple_key_filter(filter_text, {"name"})
         self.backend._sync()
@@ -449,7 +461,8 @@ class BatchManagementResponses:
             out = [_select(body, select) for body in out]
         result: dict[str, Any] = {"value": out}
         if next_token is not None:
-            params = {"api-version": request.api_version or API_VERSION, "maxresults": str(page), "$skiptoken": next_token}
+            params = {"api-version": request.api_version or MGMT_API_VERSION, "maxresults": str(page),
+                      "$skiptoken": next_token}
             if select:
                 params["$select"] = ",".join(select)
             if filter_text:

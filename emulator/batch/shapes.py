@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.core import AzureError, BatchServiceError
+from emulator.batch.exceptions import InvalidPropertyValue
 
 DEALLOCATION_TO_MGMT = {"requeue": "Requeue", "terminate": "Terminate", "taskcompletion": "TaskCompletion", "retaineddata": "RetainedData"}
 ALLOCATION_TO_MGMT = {"steady": "Steady", "resizing": "Resizing", "stopping": "Stopping"}
@@ -21,17 +21,12 @@ _PROVISION_TO_MGMT = {"batchmanaged": "BatchManaged", "usermanaged": "UserManage
 _FILL_TO_MGMT = {"spread": "Spread", "pack": "Pack"}
 
 
-def _bad(plane: str, message: str) -> AzureError:
-    if plane == "batch":
-        return BatchServiceError(400, "InvalidPropertyValue", message)
-    return AzureError(400, "InvalidPropertyValue", message)
-
-
 def lower_enum(value: Any, allowed: dict[str, str], name: str, plane: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or value.lower() not in allowed:
-        raise _bad(plane, f"The value '{value}' is not valid for {name}: use one of {', '.join(allowed.values())}.")
+        raise InvalidPropertyValue(f"The value '{value}' is not valid for {name}: use one of "
+                                   f"{', '.join(allowed.values())}.", plane=plane)
     return value.lower()
 
 
@@ -64,14 +59,14 @@ def network_from_wire(body: Any, plane: str) -> dict[str, Any] | None:
     if body is None:
         return None
     if not isinstance(body, dict):
-        raise _bad(plane, "networkConfiguration must be an object.")
+        raise InvalidPropertyValue("networkConfiguration must be an object.", plane=plane)
     scope_key = "dynamicVnetAssignmentScope" if plane == "arm" else "dynamicVNetAssignmentScope"
     endpoint = body.get("endpointConfiguration") or {}
     nat_key = "inboundNatPools" if plane == "arm" else "inboundNATPools"
     nat_pools = []
     for nat in (endpoint.get(nat_key) or endpoint.get("inboundNatPools") or endpoint.get("inboundNATPools") or []):
         if not isinstance(nat, dict):
-            raise _bad(plane, "Each inbound NAT pool must be an object.")
+            raise InvalidPropertyValue("Each inbound NAT pool must be an object.", plane=plane)
         rules = []
         for rule in nat.get("networkSecurityGroupRules") or []:
             rules.append({**rule, "access": lower_enum(rule.get("access"), _ACCESS_TO_MGMT, "access", plane)})
@@ -132,7 +127,7 @@ def image_from_wire(body: Any, plane: str) -> dict[str, Any]:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise _bad(plane, "imageReference must be an object.")
+        raise InvalidPropertyValue("imageReference must be an object.", plane=plane)
     out: dict[str, Any] = {}
     image_id = body.get("id") if plane == "arm" else body.get("virtualMachineImageId")
     if image_id:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from emulator.batch import jobs
+from emulator.batch.base import DATA_API_VERSION, MGMT_API_VERSION
 from emulator.batch.data_responses import BatchDataResponses
 from emulator.batch.mgmt_responses import BatchManagementResponses
 from emulator.core import Route
@@ -20,8 +21,8 @@ from emulator.core import Route
 if TYPE_CHECKING:
     from emulator.azure import Emulator
 
-MGMT_API_VERSIONS = frozenset({"2025-06-01"})
-DATA_API_VERSIONS = frozenset({"2025-06-01"})  # exactly what azure-batch 15.1.0 sends
+MGMT_API_VERSIONS = frozenset({MGMT_API_VERSION})
+DATA_API_VERSIONS = frozenset({DATA_API_VERSION})
 
 SUB = "/subscriptions/{subscriptionId}"
 GROUP = SUB + "/resourceGroups/{resourceGroupName}"

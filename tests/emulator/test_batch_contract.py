@@ -713,6 +713,17 @@ def test_durations_round_trip(text: str, minutes: int) -> None:
     assert parse_duration(format_duration(timedelta(minutes=minutes))) == timedelta(minutes=minutes)
 
 
+@pytest.mark.parametrize("text", ["P1M", "P1Y", "P1.5D", "PT1.5M", "PT1,5S", "-PT5M", "P", "PT", "P1DT", "15 minutes"])
+def test_durations_without_a_fixed_length_or_with_odd_fractions_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not an ISO-8601 duration"):
+        parse_duration(text)
+
+
+def test_durations_are_answered_in_their_shortest_form() -> None:
+    assert [format_duration(timedelta(hours=h)) for h in (0, 1, 26)] == ["PT0S", "PT1H", "P1DT2H"]
+    assert format_duration(timedelta(seconds=90.5)) == "PT1M30.5S"
+
+
 def test_etag_forms() -> None:
     assert bare_etag('W/"0x8D4"') == bare_etag('"0x8D4"') == bare_etag("0x8D4") == "0x8D4"
 
