@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,7 +146,7 @@ def sweep(context: AppContext) -> list[Outcome]:
             except Exception as exc:
                 log.warning("sweep: alert of %s %s not sent yet: %s", row.partition, row.row, exc)
                 errors.append(f"{row.partition} {row.row}: {type(exc).__name__}: {exc}")
-    for record in list(context.state.table(SNAPSHOT_SETS).query()):
+    for record in list(open_sets(context)):
         try:
             outcome = _sweep_one(context, record)
         except Exception as exc:
@@ -180,6 +181,12 @@ def _run_retention(context: AppContext) -> None:
             log.warning("retention: %s not deleted: %s", resource_id, why)
 
 
+def open_sets(context: AppContext) -> Iterator[Record]:
+    """The set rows that are open work (assembling, or a version not yet at a terminal stage), filtered by the Table
+    service: finished rows never cross the wire and wait for expiry (shared/retention.py) and their tombstones."""
+    return context.state.table(SNAPSHOT_SETS).query_filter(f"{snapshot_sets.OPEN_COLUMN} eq @open", {"open": True})
+
+
 def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
     from shared import set_membership
 
@@ -203,6 +210,8 @@ def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
     stage = _load_stage(context, snapshot_set.key)
     if stage is None or stage.data.get("stage") not in TERMINAL:
         return advance(context, snapshot_set.key.family, snapshot_set.key.version)
+    # Finished, but open: a membership write reopened it, or closing it lost a race. Close it once more.
+    set_membership.mark_open(context, snapshot_set.key, False)
     return None
 
 
@@ -217,7 +226,10 @@ def advance(context: AppContext, family_name: str, version: str) -> Outcome:
         return Outcome("ignored", f"family {family_name} is not configured")
     key = SnapshotSetKey(family.name, version)
     if _load_stage(context, key) is None and retention.built_before(context, key.partition_key, key.row_key):
-        # Built long ago; its rows expired (a re-tag of an old set): never built twice.
+        # Built long ago; its rows expired (a re-tag of an old set): never built twice, and not open work for the sweep.
+        from shared.set_membership import mark_open
+
+        mark_open(context, key, False)
         return Outcome(DONE, f"{key} was built before (tombstone); its state expired")
     for _ in range(CLAIM_RETRIES):
         # Read inside the loop: a set whose membership changed meanwhile is judged as it is now.
@@ -708,7 +720,12 @@ def _save_stage(context: AppContext, key: SnapshotSetKey, row: Record | None, st
     data.pop("released", None)
     data.update(extra)
     data.update({"stage": stage, "updatedAt": iso(context.clock.now())})
-    return context.state.table(PIPELINE).save(key.partition_key, key.row_key, data, expected=row)
+    saved = context.state.table(PIPELINE).save(key.partition_key, key.row_key, data, expected=row)
+    if stage in TERMINAL:
+        from shared.set_membership import mark_open
+
+        mark_open(context, key, False)  # finished: the sweep reads it no more (its rows wait for expiry)
+    return saved
 
 
 def _waiting_for(snapshot_set: SnapshotSet) -> str:

@@ -127,6 +127,16 @@ def test_finished_state_expires_with_a_tombstone_so_an_old_set_is_never_rebuilt(
     ids = la.snapshot_set("gpu", "5.0.0")
     la.run(timedelta(minutes=30))
     assert pipeline_stage(la, "gpu", "5.0.0") == "done"
+    # The sweep reads open work only: the finished row is stored but the Table service does not return it to the
+    # sweep's query; an incomplete set (one disk of two) is returned.
+    from shared.pipeline import open_sets
+
+    disk = la.add_prepared_disk("gpu-6-0-0-osdisk")
+    la.snapshot("gpu-6-0-0-os", disk, {"autopilot.family": "gpu", "autopilot.version": "6.0.0", "autopilot.disk": "os",
+                                       "autopilot.diskCount": "2"})
+    la.run(timedelta(minutes=10))
+    assert sorted(r.row for r in la.context.state.table(SNAPSHOT_SETS).query()) == ["5.0.0", "6.0.0"]
+    assert [r.row for r in open_sets(la.context)] == ["6.0.0"]
     la.run(timedelta(days=1, hours=1), step=timedelta(minutes=30))  # past the retention: the sweep expires the rows
     assert la.context.state.table(PIPELINE).get("gpu", "5.0.0") is None
     assert la.context.state.table(SNAPSHOT_SETS).get("gpu", "5.0.0") is None
@@ -139,3 +149,4 @@ def test_finished_state_expires_with_a_tombstone_so_an_old_set_is_never_rebuilt(
     no_failed_invocations(la)
     assert len([e for e in la.emulator.log.entries(action="Microsoft.Compute/images/write") if e.method == "PUT"]) == images_built
     assert len(alerts_of(la, "PoolsCreated")) == 1
+    assert [r.row for r in open_sets(la.context)] == ["6.0.0"]  # the re-tagged set, recognised as built, is closed again
