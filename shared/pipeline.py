@@ -266,7 +266,8 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
                 image_rules.REFUSE, "SNAPSHOT_DELETED", gone[0], f"snapshot(s) {', '.join(gone)} were deleted before the image was built",
                 "re-create the snapshot(s) from the prepared VM's disks and tag them again")])
         findings, skus = validate(context, family, snapshot_set, version_id, image_id)
-        findings += scope.live_version_findings(context, family, key, PIPELINE, counted=(VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE))
+        findings += scope.live_version_findings(context, family, key, PIPELINE, counted=(VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE),
+                                                built=DONE)
         if image_rules.has_refusal(findings):
             return _refuse(context, snapshot_set, row, version_id, findings)
         for warning in image_rules.warnings(findings):

@@ -62,6 +62,16 @@ def get_gallery_image_version(clients: AzureClients, version_id: str) -> dict[st
     return _get(lambda: clients.compute.gallery_image_versions.get(rid.resource_group, gallery, definition, version))
 
 
+def gallery_image_version_names(clients: AzureClients, resource_group: str, gallery: str, definition: str) -> set[str]:
+    """The names of the versions that exist under a gallery image definition (one paged list); empty when it does not exist."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return {v.name for v in clients.compute.gallery_image_versions.list_by_gallery_image(resource_group, gallery, definition) if v.name}
+    except ResourceNotFoundError:
+        return set()
+
+
 def get_any_image(clients: AzureClients, image_id: str) -> dict[str, Any] | None:
     """A managed image or a gallery image version, whichever the id names."""
     rid = _parse(clients, image_id)
