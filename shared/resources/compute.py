@@ -95,6 +95,14 @@ def start_gallery_image_version_create(clients: AzureClients, version_id: str, b
     clients.compute.gallery_image_versions.begin_create_or_update(rid.resource_group, gallery, definition, version, body, polling=False)
 
 
+def start_gallery_image_version_update(clients: AzureClients, version_id: str, body: dict[str, Any]) -> None:
+    """Start a PATCH of a gallery image version (GalleryImageVersionUpdate: e.g. more replicas); not awaited."""
+    rid = _parse(clients, version_id)
+    gallery, definition, version = rid.names[-3:]
+    clients.compute.gallery_image_versions.begin_update(rid.resource_group, gallery, definition, version, body,
+                                                        polling=False)
+
+
 def start_image_delete(clients: AzureClients, image_id: str) -> None:
     """Start deleting a managed image (the pipeline's own intermediate only); not awaited."""
     rid = _parse(clients, image_id)
