@@ -476,8 +476,10 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
         if spec.account.lower() not in accounts:
             accounts[spec.account.lower()] = batch_accounts.get_account(context.clients, spec.account)
     targets = [image_rules.TargetAccount(a.id, a.location) for a in accounts.values()]
-    findings += image_rules.check_location(snapshot_set.members, targets, gallery_location=family.gallery.location,
-                                           gallery_subscription=family.gallery.subscription or context.settings.subscription_id)
+    findings += image_rules.check_location(
+        snapshot_set.members, targets, gallery_location=family.gallery.location,
+        gallery_subscription=family.gallery.subscription or app_subscription,
+        allow_cross_subscription_gallery=context.settings.allow_cross_subscription_gallery)
     from shared.set_membership import source_disk as disk_behind  # follows snapshot copies back to the disk
 
     source_disk = disk_behind(context, os_member.source_disk_id) if os_member and os_member.source_disk_id else None
@@ -855,7 +857,8 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
     Returns None when the definition is ready, else what it is waiting for (the sweep comes back).
     """
     gallery = family.gallery
-    definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
+    where = (gallery.resource_group, gallery.name, gallery.image_definition)
+    definition = compute.get_gallery_image(context.clients, *where, gallery.subscription)
     if definition is None:
         body = {"location": gallery.location, "properties": {
             "osType": gallery.os_type, "osState": gallery.os_state, "hyperVGeneration": gallery.hyper_v_generation,
@@ -863,8 +866,8 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
         definition_id = (f"/subscriptions/{gallery.subscription or context.settings.subscription_id}/resourceGroups/{gallery.resource_group}"
                          f"/providers/Microsoft.Compute/galleries/{gallery.name}/images/{gallery.image_definition}")
         with permissions.writing(context, "Microsoft.Compute/galleries/images/write", definition_id):
-            compute.start_gallery_image_create(context.clients, gallery.resource_group, gallery.name, gallery.image_definition, body)
-        definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
+            compute.start_gallery_image_create(context.clients, *where, body, gallery.subscription)
+        definition = compute.get_gallery_image(context.clients, *where, gallery.subscription)
         if definition is None:
             return "not visible yet"
     props = definition.get("properties") or {}

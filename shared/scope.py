@@ -164,8 +164,10 @@ def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, t
     if len(rows) < family.max_live_versions:
         return []
     g = family.gallery
-    present = {n.lower() for n in compute.gallery_image_version_names(context.clients, g.resource_group, g.name, g.image_definition)} \
-        if any(r.data.get("stage") == built for r in rows) else set()
+    names: set[str] = set()
+    if any(r.data.get("stage") == built for r in rows):
+        names = compute.gallery_image_version_names(context.clients, g.resource_group, g.name, g.image_definition, g.subscription)
+    present = {n.lower() for n in names}
     live = sorted(r.row for r in rows if r.data.get("stage") != built or r.row.lower() in present)
     if len(live) < family.max_live_versions:
         return []
