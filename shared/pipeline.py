@@ -184,7 +184,33 @@ def _run_retention(context: AppContext) -> None:
 def open_sets(context: AppContext) -> Iterator[Record]:
     """The set rows that are open work (assembling, or a version not yet at a terminal stage), filtered by the Table
     service: finished rows never cross the wire and wait for expiry (shared/retention.py) and their tombstones."""
+    _mark_rows_written_before_the_open_column(context)
     return context.state.table(SNAPSHOT_SETS).query_filter(f"{snapshot_sets.OPEN_COLUMN} eq @open", {"open": True})
+
+
+_OPEN_MARKED = ("pipeline", "setsOpenMarked")  # Watch-table row: every set row carries the open column
+
+
+def _mark_rows_written_before_the_open_column(context: AppContext) -> None:
+    """Once per deployment: set rows written before the ``open`` column existed have none, and a filter on it would never
+    return them. The first sweep reads every row once, gives each the column (open unless its stage is terminal) and
+    records that it did; every later sweep costs one point read here."""
+    from shared.set_membership import mark_open
+    from shared.state import WATCH
+
+    marker = context.state.table(WATCH)
+    if marker.get(*_OPEN_MARKED) is not None:
+        return
+    for record in list(context.state.table(SNAPSHOT_SETS).query()):
+        if snapshot_sets.OPEN_COLUMN in record.data:
+            continue
+        stage = context.state.table(PIPELINE).get(record.partition, record.row)
+        with contextlib.suppress(Exception):  # a row that cannot be marked now is marked by a later write of it
+            mark_open(context, SnapshotSetKey(str(record.data.get("family", record.partition)),
+                                              str(record.data.get("version", record.row))),
+                      stage is None or stage.data.get("stage") not in TERMINAL)
+    with contextlib.suppress(ConcurrencyConflict):  # another instance marked them at the same time
+        marker.insert(*_OPEN_MARKED, {"at": iso(context.clock.now())})
 
 
 def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
