@@ -151,24 +151,28 @@ MAX_LIVE_VERSIONS = "MAX_LIVE_VERSIONS"
 def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, table_name: str, *, counted: tuple[str, ...],
                           built: str) -> list[Any]:
     """A refusal when ``family.max_live_versions`` is set and the family already has that many live versions: being built
-    (a ``counted`` stage), or built (stage ``built``) and still present in the family's gallery image definition. A
-    version is retired once its gallery image version is gone: deleted by retention (shared/version_retention.py, after a
-    rollout moved its pools away) or by a person. The gallery is listed (one paged call) only when the rows reach the cap."""
+    (a ``counted`` stage other than ``built``), or built by the app and still present in the family's gallery image
+    definition (its own tags say so; this also counts versions whose state rows have expired). A version is retired once
+    its gallery image version is gone: deleted by retention (shared/version_retention.py, after a rollout moved its pools
+    away) or by a person. One paged list of the definition's versions per check (once per version validated)."""
     from shared import image_rules
     from shared.image_guard import LOCK_NAME
+    from shared.ownership import MANAGED_BY, MANAGED_BY_TAG, TAG_FAMILY
     from shared.resources import compute
 
     if family.max_live_versions is None:
         return []
-    rows = [r for r in context.state.table(table_name).query(key.partition_key) if r.row != key.row_key and r.data.get("stage") in counted]
-    if len(rows) < family.max_live_versions:
-        return []
+    building = {r.row for r in context.state.table(table_name).query(key.partition_key)
+                if r.row != key.row_key and r.data.get("stage") in counted and r.data.get("stage") != built}
     g = family.gallery
-    names: set[str] = set()
-    if any(r.data.get("stage") == built for r in rows):
-        names = compute.gallery_image_version_names(context.clients, g.resource_group, g.name, g.image_definition, g.subscription)
-    present = {n.lower() for n in names}
-    live = sorted(r.row for r in rows if r.data.get("stage") != built or r.row.lower() in present)
+    present = set()
+    for version in compute.list_gallery_image_versions(context.clients, g.resource_group, g.name, g.image_definition,
+                                                        g.subscription):
+        tags = {str(k).lower(): str(v) for k, v in (version.get("tags") or {}).items()}
+        if tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY, "").lower() == family.name.lower() \
+                and str(version.get("name", "")) != key.row_key:
+            present.add(str(version.get("name", "")))
+    live = sorted(building | present)
     if len(live) < family.max_live_versions:
         return []
     g_id = f"{g.name}/{g.image_definition}"

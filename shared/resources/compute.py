@@ -89,16 +89,16 @@ def get_gallery_image_version(clients: AzureClients, version_id: str) -> dict[st
     return _get(lambda: client.gallery_image_versions.get(rid.resource_group, gallery, definition, version))
 
 
-def gallery_image_version_names(clients: AzureClients, resource_group: str, gallery: str, definition: str,
-                                subscription: str | None = None) -> set[str]:
-    """The names of the versions that exist under a gallery image definition (one paged list); empty when it does not exist."""
+def list_gallery_image_versions(clients: AzureClients, resource_group: str, gallery: str, definition: str,
+                                subscription: str | None = None) -> list[dict[str, Any]]:
+    """The versions under a gallery image definition, as Azure's JSON (one paged list); empty when it does not exist."""
     from azure.core.exceptions import ResourceNotFoundError
 
     listing = compute_client_for(clients, subscription).gallery_image_versions.list_by_gallery_image
     try:
-        return {v.name for v in listing(resource_group, gallery, definition) if v.name}
+        return [v.as_dict() for v in listing(resource_group, gallery, definition)]
     except ResourceNotFoundError:
-        return set()
+        return []
 
 
 def get_any_image(clients: AzureClients, image_id: str) -> dict[str, Any] | None:
