@@ -169,9 +169,10 @@ def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, t
     for version in compute.list_gallery_image_versions(context.clients, g.resource_group, g.name, g.image_definition,
                                                         g.subscription):
         tags = {str(k).lower(): str(v) for k, v in (version.get("tags") or {}).items()}
-        if tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY, "").lower() == family.name.lower() \
-                and str(version.get("name", "")) != key.row_key:
-            present.add(str(version.get("name", "")))
+        name = str(version.get("name", ""))
+        ours = tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY, "").lower() == family.name.lower()
+        if ours and name != key.row_key:
+            present.add(name)
     live = sorted(building | present)
     if len(live) < family.max_live_versions:
         return []
