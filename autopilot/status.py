@@ -254,10 +254,14 @@ def collect_status(context: Any) -> dict[str, Any]:
     families = parse_families(context.settings.families_json) if context.settings.families_json else None
     for family in families or []:
         gallery = family.gallery
-        if gallery.subscription and gallery.subscription.lower() != context.settings.subscription_id.lower():
-            continue  # a gallery in another subscription: its versions show when a pool uses them
+        foreign = gallery.subscription and gallery.subscription.lower() != context.settings.subscription_id.lower()
+        if foreign and not context.settings.allow_cross_subscription_gallery:
+            continue  # a gallery in another subscription the app may not read: its versions show when a pool uses them
         try:
-            listing = context.clients.compute.gallery_image_versions.list_by_gallery_image
+            from shared.resources.compute import compute_client_for
+
+            client = compute_client_for(context.clients, gallery.subscription)
+            listing = client.gallery_image_versions.list_by_gallery_image
             versions = list(listing(gallery.resource_group, gallery.name, gallery.image_definition))
         except Exception as exc:  # the definition may not exist yet (no version built): nothing to show
             log.info("no versions listed for family %s: %s", family.name, exc)

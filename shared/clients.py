@@ -103,12 +103,19 @@ class AzureClients:
     # ----------------------------------------------------------------------------------------
     @property
     def compute(self) -> ComputeManagementClient:
+        return self.compute_in(self.settings.subscription_id)
+
+    def compute_in(self, subscription_id: str) -> ComputeManagementClient:
+        """The Compute client for one subscription: the app's own, or (AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY) a
+        family gallery's. The SDK puts the client's subscription in every URL, so each subscription needs its own."""
+
         def build() -> ComputeManagementClient:
             from azure.mgmt.compute import ComputeManagementClient
 
-            return ComputeManagementClient(self.credential, self.settings.subscription_id, **self._arm_kwargs())
+            return ComputeManagementClient(self.credential, subscription_id, **self._arm_kwargs())
 
-        return self._cached("compute", build)
+        own = subscription_id.lower() == self.settings.subscription_id.lower()
+        return self._cached("compute" if own else f"compute:{subscription_id.lower()}", build)
 
     @property
     def batch_management(self) -> BatchManagementClient:
@@ -121,12 +128,18 @@ class AzureClients:
 
     @property
     def locks(self) -> ManagementLockClient:
+        return self.locks_in(self.settings.subscription_id)
+
+    def locks_in(self, subscription_id: str) -> ManagementLockClient:
+        """The lock client for one subscription (the app's own, or a cross-subscription gallery's)."""
+
         def build() -> ManagementLockClient:
             from azure.mgmt.resource.locks import ManagementLockClient
 
-            return ManagementLockClient(self.credential, self.settings.subscription_id, **self._arm_kwargs())
+            return ManagementLockClient(self.credential, subscription_id, **self._arm_kwargs())
 
-        return self._cached("locks", build)
+        own = subscription_id.lower() == self.settings.subscription_id.lower()
+        return self._cached("locks" if own else f"locks:{subscription_id.lower()}", build)
 
     def batch_account(self, account_endpoint: str) -> BatchClient:
         """The Batch data-plane client for one account.

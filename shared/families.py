@@ -20,7 +20,7 @@ Shape (``?`` = optional, with its default)::
          "imageResourceGroup": "...",                      (required for source managedImage)
          "snapshotResourceGroups"?: [imageResourceGroup],  (required for source snapshots without imageResourceGroup)
          "allowedPrincipals"?: [],                         (object / application ids allowed to opt snapshots in; [] = anyone)
-         "maxLiveVersions"?: none,                         (off until version retirement is defined)
+         "maxLiveVersions"?: none,                         (off when absent; retired = gallery version deleted)
          "keepManagedImage"?: false,
          "legacyManagedImagePools"?: false,                 (true is refused: see _family)
          "replicas"?: {"nodesPerReplica"?: 300, "minimum"?: 1, "storageAccountType"?: "Standard_LRS"},
@@ -238,7 +238,7 @@ class FamilyConfig:
     description: str | None = None
     snapshot_resource_groups: tuple[str, ...] = ()  # (): the image resource group
     allowed_principals: tuple[str, ...] = ()  # (): anyone who can tag a snapshot in scope
-    max_live_versions: int | None = None  # None: no cap (off until retirement is defined)
+    max_live_versions: int | None = None  # None: no cap; counts versions being built or still in the gallery
     # Canary (issue 16): a new version's pools first grow to this many nodes, and to their targets only once those
     # nodes are idle or running. 3 lets a one-pool family be judged by its canary (the image verdict needs 3 nodes).
     canary_nodes: int = DEFAULT_CANARY_NODES

@@ -89,7 +89,35 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
             log.warning("guard: could not %s lock on %s: %s", action.kind, action.resource_id, exc)
             if permissions.is_denied(exc):
                 permissions.report_denied(context, lock_action, action.resource_id, exc)
+    if owner is None and report.not_removed:
+        _report_unknown_identity(context, sorted(report.not_removed))
     return report
+
+
+def _report_unknown_identity(context: AppContext, kept: list[str]) -> None:
+    """Without its own client id the app removes no lock (it cannot tell its locks from anyone's): images no pool uses
+    stay locked, and a person's delete of them is refused. Say so to a person, once a day, rather than only in the log."""
+    from shared import alerts
+    from shared.alerts import Alert, AlertPublisher
+
+    now = context.clock.now()
+    scope = f"/subscriptions/{context.settings.subscription_id}"
+    action = "Microsoft.Authorization/locks/delete"
+    alert = Alert(
+        alerts.PERMISSION_DENIED, alerts.SEVERITY_WARNING, scope, f"The app removes none of its locks: {len(kept)} kept",
+        f"the app does not know its own client id (AZURE_CLIENT_ID is not set), so it cannot tell its '{LOCK_NAME}' locks "
+        f"from locks a person placed under that name, and removes none: {', '.join(kept[:10])} stay locked although no "
+        "managed pool uses them, and deleting them fails with ScopeLocked.",
+        "set the app setting AZURE_CLIENT_ID to the client id of the Function App's user-assigned managed identity (the "
+        "deployment sets it: re-run it); from then on the app names itself as its locks' owner and removes them when no pool "
+        "uses them. The locks listed here were placed without an owner, so the app will not remove them even then: once you "
+        f"have checked that no pool uses a resource, remove its lock by hand (az lock delete --name {LOCK_NAME} --resource <id>)",
+        f"{action.lower()}|client-id|{now:%Y-%m-%d}", now,
+        {"action": action, "scope": scope, "code": "AppClientIdUnknown", "setting": "AZURE_CLIENT_ID", "locks": kept[:50]})
+    try:
+        AlertPublisher(context).publish(alert)
+    except Exception as exc:  # the guard's pass goes on; the next one tries again
+        log.warning("could not publish the unknown-client-id alert: %s", exc)
 
 
 @dataclass(frozen=True)

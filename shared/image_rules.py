@@ -122,15 +122,19 @@ class TargetAccount:
 
 
 def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetAccount], *,
-                   gallery_location: str | None = None, gallery_subscription: str | None = None) -> list[Finding]:
+                   gallery_location: str | None = None, gallery_subscription: str | None = None,
+                   allow_cross_subscription_gallery: bool = False) -> list[Finding]:
     """Snapshots in the account's subscription, and in the region where the image is built; the gallery in the account's subscription.
 
     The image and the gallery version are built where the snapshots are, so the snapshots must be in the gallery's
     region (or, with no gallery location given, the account's). The gallery itself may be in another region than a
     Batch account: Batch's gallery doc (batch-sig-images) says "the image can be in different regions as long as it
     has replicas in the same region as your Batch account", and the pipeline replicates the version to every region
-    with a target account (shared/pipeline.py gallery_version_body). The subscription rule stays: the data-plane
-    ImageReference doc says the gallery image must be "in the same subscription as the Azure Batch account".
+    with a target account (shared/pipeline.py gallery_version_body). A gallery in another subscription is
+    uncertain: Batch's gallery doc (batch-sig-images) allows one in another subscription of the same tenant once
+    the Microsoft.Batch resource provider is registered there, while the data-plane ImageReference doc says the
+    gallery image must be "in the same subscription as the Azure Batch account". So it is refused unless
+    AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY is true, which turns the refusal into a warning.
     """
     findings: list[Finding] = []
     for account in accounts:
@@ -157,12 +161,26 @@ def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetA
                 "copies join the set once their copy completes; or set the family's gallery.location to the snapshots' region "
                 "(the version is replicated to the accounts' regions) and re-tag one snapshot of the set"))
         if gallery_subscription is not None and gallery_subscription.lower() != account_sub:
-            findings.append(Finding(
-                REFUSE, "GALLERY_SUBSCRIPTION", account.account_id,
-                f"the family's gallery is in subscription {gallery_subscription}, but Batch account {account.account_id} is in "
-                f"{account.subscription_id}; Batch needs the gallery image in the account's subscription",
-                "use a gallery in the Batch account's subscription (remove gallery.subscription to use the app's subscription), "
-                "then re-tag one snapshot of the set"))
+            if allow_cross_subscription_gallery:
+                findings.append(Finding(
+                    WARN, "GALLERY_SUBSCRIPTION", account.account_id,
+                    f"the family's gallery is in subscription {gallery_subscription}, Batch account "
+                    f"{account.account_id} in {account.subscription_id} "
+                    "(allowed by AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY)",
+                    "make sure the Microsoft.Batch resource provider is registered in subscription "
+                    f"{gallery_subscription} and both subscriptions are in one tenant; if Batch refuses the pool, "
+                    "use a gallery in the account's subscription"))
+            else:
+                findings.append(Finding(
+                    REFUSE, "GALLERY_SUBSCRIPTION", account.account_id,
+                    f"the family's gallery is in subscription {gallery_subscription}, but Batch account "
+                    f"{account.account_id} is in {account.subscription_id}; the app refuses a gallery in another "
+                    "subscription unless told otherwise (Batch's documents disagree on whether it works)",
+                    "use a gallery in the Batch account's subscription (remove gallery.subscription to use the app's "
+                    "subscription); or, if the gallery's subscription is in the same tenant and has the "
+                    "Microsoft.Batch resource provider registered, set the app setting "
+                    "AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY=true and grant the app's identity its roles on the "
+                    "gallery's resource group; then re-tag one snapshot of the set"))
     return findings
 
 

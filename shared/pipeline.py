@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,7 +146,7 @@ def sweep(context: AppContext) -> list[Outcome]:
             except Exception as exc:
                 log.warning("sweep: alert of %s %s not sent yet: %s", row.partition, row.row, exc)
                 errors.append(f"{row.partition} {row.row}: {type(exc).__name__}: {exc}")
-    for record in list(context.state.table(SNAPSHOT_SETS).query()):
+    for record in list(open_sets(context)):
         try:
             outcome = _sweep_one(context, record)
         except Exception as exc:
@@ -180,6 +181,38 @@ def _run_retention(context: AppContext) -> None:
             log.warning("retention: %s not deleted: %s", resource_id, why)
 
 
+def open_sets(context: AppContext) -> Iterator[Record]:
+    """The set rows that are open work (assembling, or a version not yet at a terminal stage), filtered by the Table
+    service: finished rows never cross the wire and wait for expiry (shared/retention.py) and their tombstones."""
+    _mark_rows_written_before_the_open_column(context)
+    return context.state.table(SNAPSHOT_SETS).query_filter(f"{snapshot_sets.OPEN_COLUMN} eq @open", {"open": True})
+
+
+_OPEN_MARKED = ("pipeline", "setsOpenMarked")  # Watch-table row: every set row carries the open column
+
+
+def _mark_rows_written_before_the_open_column(context: AppContext) -> None:
+    """Once per deployment: set rows written before the ``open`` column existed have none, and a filter on it would never
+    return them. The first sweep reads every row once, gives each the column (open unless its stage is terminal) and
+    records that it did; every later sweep costs one point read here."""
+    from shared.set_membership import mark_open
+    from shared.state import WATCH
+
+    marker = context.state.table(WATCH)
+    if marker.get(*_OPEN_MARKED) is not None:
+        return
+    for record in list(context.state.table(SNAPSHOT_SETS).query()):
+        if snapshot_sets.OPEN_COLUMN in record.data:
+            continue
+        stage = context.state.table(PIPELINE).get(record.partition, record.row)
+        with contextlib.suppress(Exception):  # a row that cannot be marked now is marked by a later write of it
+            mark_open(context, SnapshotSetKey(str(record.data.get("family", record.partition)),
+                                              str(record.data.get("version", record.row))),
+                      stage is None or stage.data.get("stage") not in TERMINAL)
+    with contextlib.suppress(ConcurrencyConflict):  # another instance marked them at the same time
+        marker.insert(*_OPEN_MARKED, {"at": iso(context.clock.now())})
+
+
 def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
     from shared import set_membership
 
@@ -203,6 +236,8 @@ def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
     stage = _load_stage(context, snapshot_set.key)
     if stage is None or stage.data.get("stage") not in TERMINAL:
         return advance(context, snapshot_set.key.family, snapshot_set.key.version)
+    # Finished, but open: a membership write reopened it, or closing it lost a race. Close it once more.
+    set_membership.mark_open(context, snapshot_set.key, False)
     return None
 
 
@@ -217,7 +252,10 @@ def advance(context: AppContext, family_name: str, version: str) -> Outcome:
         return Outcome("ignored", f"family {family_name} is not configured")
     key = SnapshotSetKey(family.name, version)
     if _load_stage(context, key) is None and retention.built_before(context, key.partition_key, key.row_key):
-        # Built long ago; its rows expired (a re-tag of an old set): never built twice.
+        # Built long ago; its rows expired (a re-tag of an old set): never built twice, and not open work for the sweep.
+        from shared.set_membership import mark_open
+
+        mark_open(context, key, False)
         return Outcome(DONE, f"{key} was built before (tombstone); its state expired")
     for _ in range(CLAIM_RETRIES):
         # Read inside the loop: a set whose membership changed meanwhile is judged as it is now.
@@ -254,7 +292,8 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
                 image_rules.REFUSE, "SNAPSHOT_DELETED", gone[0], f"snapshot(s) {', '.join(gone)} were deleted before the image was built",
                 "re-create the snapshot(s) from the prepared VM's disks and tag them again")])
         findings, skus = validate(context, family, snapshot_set, version_id, image_id)
-        findings += scope.live_version_findings(context, family, key, PIPELINE, counted=(VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE))
+        findings += scope.live_version_findings(context, family, key, PIPELINE, counted=(VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE),
+                                                built=DONE)
         if image_rules.has_refusal(findings):
             return _refuse(context, snapshot_set, row, version_id, findings)
         for warning in image_rules.warnings(findings):
@@ -463,8 +502,10 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
         if spec.account.lower() not in accounts:
             accounts[spec.account.lower()] = batch_accounts.get_account(context.clients, spec.account)
     targets = [image_rules.TargetAccount(a.id, a.location) for a in accounts.values()]
-    findings += image_rules.check_location(snapshot_set.members, targets, gallery_location=family.gallery.location,
-                                           gallery_subscription=family.gallery.subscription or context.settings.subscription_id)
+    findings += image_rules.check_location(
+        snapshot_set.members, targets, gallery_location=family.gallery.location,
+        gallery_subscription=family.gallery.subscription or app_subscription,
+        allow_cross_subscription_gallery=context.settings.allow_cross_subscription_gallery)
     from shared.set_membership import source_disk as disk_behind  # follows snapshot copies back to the disk
 
     source_disk = disk_behind(context, os_member.source_disk_id) if os_member and os_member.source_disk_id else None
@@ -708,7 +749,12 @@ def _save_stage(context: AppContext, key: SnapshotSetKey, row: Record | None, st
     data.pop("released", None)
     data.update(extra)
     data.update({"stage": stage, "updatedAt": iso(context.clock.now())})
-    return context.state.table(PIPELINE).save(key.partition_key, key.row_key, data, expected=row)
+    saved = context.state.table(PIPELINE).save(key.partition_key, key.row_key, data, expected=row)
+    if stage in TERMINAL:
+        from shared.set_membership import mark_open
+
+        mark_open(context, key, False)  # finished: the sweep reads it no more (its rows wait for expiry)
+    return saved
 
 
 def _waiting_for(snapshot_set: SnapshotSet) -> str:
@@ -837,7 +883,8 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
     Returns None when the definition is ready, else what it is waiting for (the sweep comes back).
     """
     gallery = family.gallery
-    definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
+    where = (gallery.resource_group, gallery.name, gallery.image_definition)
+    definition = compute.get_gallery_image(context.clients, *where, gallery.subscription)
     if definition is None:
         body = {"location": gallery.location, "properties": {
             "osType": gallery.os_type, "osState": gallery.os_state, "hyperVGeneration": gallery.hyper_v_generation,
@@ -845,8 +892,8 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
         definition_id = (f"/subscriptions/{gallery.subscription or context.settings.subscription_id}/resourceGroups/{gallery.resource_group}"
                          f"/providers/Microsoft.Compute/galleries/{gallery.name}/images/{gallery.image_definition}")
         with permissions.writing(context, "Microsoft.Compute/galleries/images/write", definition_id):
-            compute.start_gallery_image_create(context.clients, gallery.resource_group, gallery.name, gallery.image_definition, body)
-        definition = compute.get_gallery_image(context.clients, gallery.resource_group, gallery.name, gallery.image_definition)
+            compute.start_gallery_image_create(context.clients, *where, body, gallery.subscription)
+        definition = compute.get_gallery_image(context.clients, *where, gallery.subscription)
         if definition is None:
             return "not visible yet"
     props = definition.get("properties") or {}

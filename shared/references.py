@@ -31,6 +31,8 @@ class Inventory:
     dropped_sources: set[str] = field(default_factory=set)
     unreadable_accounts: dict[str, str] = field(default_factory=dict)
     subscription_id: str = ""  # resources elsewhere cannot be read or locked by the app: left out
+    # ... except gallery resources in a family gallery's subscription (AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY)
+    gallery_subscriptions: tuple[str, ...] = ()
     untrusted: dict[str, str] = field(default_factory=dict)  # ids pool metadata named that the guard ignores (shared/guard_trust.py)
 
     @property
@@ -39,7 +41,9 @@ class Inventory:
         if not self.subscription_id:
             return graph
         prefix = f"/subscriptions/{self.subscription_id.lower()}/"
-        return {key: entry for key, entry in graph.items() if key.startswith(prefix)}
+        galleries = tuple(f"/subscriptions/{s.lower()}/" for s in self.gallery_subscriptions)
+        return {key: entry for key, entry in graph.items() if key.startswith(prefix)
+                or (galleries and key.startswith(galleries) and "/providers/microsoft.compute/galleries/" in key)}
 
 
 def account_ids(context: AppContext) -> list[str]:
@@ -56,7 +60,8 @@ def account_ids(context: AppContext) -> list[str]:
 
 
 def observe(context: AppContext, *, follow_sources: bool = True) -> Inventory:
-    inventory = Inventory(subscription_id=context.settings.subscription_id)
+    inventory = Inventory(subscription_id=context.settings.subscription_id,
+                          gallery_subscriptions=tuple(gallery_subscriptions(context)))
     for account_id in account_ids(context):
         try:
             account = batch_accounts.get_account(context.clients, account_id)
@@ -137,13 +142,31 @@ class AppLocks:
     taken: set[str] = field(default_factory=set)  # normalised ids holding someone else's lock named LOCK_NAME
 
 
+def gallery_subscriptions(context: AppContext) -> list[str]:
+    """Other subscriptions that hold a family's gallery (AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY), whose locks the
+    guard lists too (one more list call each)."""
+    if not context.settings.allow_cross_subscription_gallery or not context.settings.families_json:
+        return []
+    from shared.families import FamilyConfigError, parse_families
+
+    try:
+        families = parse_families(context.settings.families_json)
+    except FamilyConfigError:
+        return []
+    own = context.settings.subscription_id.lower()
+    return sorted({f.gallery.subscription.lower() for f in families
+                   if f.gallery.subscription and f.gallery.subscription.lower() != own})
+
+
 def app_locks(context: AppContext) -> AppLocks:
     """The app's own locks in the subscription (one list call), and the scopes where its lock name is taken."""
     from shared.image_guard import lock_target
 
     owner = lock_owner(context)
     found = AppLocks()
-    for lock in locks.list_subscription_locks(context.clients):
+    listed = [lock for sub in (None, *gallery_subscriptions(context))
+              for lock in locks.list_subscription_locks(context.clients, sub)]
+    for lock in listed:
         target = lock_target(lock.id or "")
         if target is None or target[1].lower() != LOCK_NAME or kind_of(target[0]) is None:
             continue

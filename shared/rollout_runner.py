@@ -214,7 +214,9 @@ def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccoun
     image_id = naming.family_pool_image_id(family, version, context.settings.subscription_id)
     # Invariant: a pool never references a version that does not exist. Read it right before pointing the pool at it.
     existing = compute.get_gallery_image_version(context.clients, image_id)
-    if existing is None or str((existing.get("properties") or {}).get("provisioningState", "")).lower() not in ("succeeded", ""):
+    # "updating": a built version gaining replicas (shared/replicas.py) serves from the ones it has.
+    state = str(((existing or {}).get("properties") or {}).get("provisioningState", "")).lower()
+    if existing is None or state not in ("succeeded", "updating", ""):
         return UpdateResult.REFUSED, f"gallery image version {image_id} does not exist (or is not ready): the pool is left as it is"
     pool = batch_pools.get_pool_management(context.clients, account, pool_id)
     if pool is None:

@@ -148,19 +148,41 @@ def describe_claims(claims: Mapping[str, Any] | None) -> str:
 MAX_LIVE_VERSIONS = "MAX_LIVE_VERSIONS"
 
 
-def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, table_name: str, *, counted: tuple[str, ...]) -> list[Any]:
-    """A refusal when ``family.max_live_versions`` is set and the family already has that many versions built or being
-    built (none is retired yet: retirement is defined later, and the cap is off by default until then)."""
+def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, table_name: str, *, counted: tuple[str, ...],
+                          built: str) -> list[Any]:
+    """A refusal when ``family.max_live_versions`` is set and the family already has that many live versions: being built
+    (a ``counted`` stage other than ``built``), or built by the app and still present in the family's gallery image
+    definition (its own tags say so; this also counts versions whose state rows have expired). A version is retired once
+    its gallery image version is gone: deleted by retention (shared/version_retention.py, after a rollout moved its pools
+    away) or by a person. One paged list of the definition's versions per check (once per version validated)."""
     from shared import image_rules
+    from shared.image_guard import LOCK_NAME
+    from shared.ownership import MANAGED_BY, MANAGED_BY_TAG, TAG_FAMILY
+    from shared.resources import compute
 
     if family.max_live_versions is None:
         return []
-    live = sorted(r.row for r in context.state.table(table_name).query(key.partition_key)
-                  if r.row != key.row_key and r.data.get("stage") in counted)
+    building = {r.row for r in context.state.table(table_name).query(key.partition_key)
+                if r.row != key.row_key and r.data.get("stage") in counted and r.data.get("stage") != built}
+    g = family.gallery
+    present = set()
+    for version in compute.list_gallery_image_versions(context.clients, g.resource_group, g.name, g.image_definition,
+                                                        g.subscription):
+        tags = {str(k).lower(): str(v) for k, v in (version.get("tags") or {}).items()}
+        name = str(version.get("name", ""))
+        ours = tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY, "").lower() == family.name.lower()
+        if ours and name != key.row_key:
+            present.add(name)
+    live = sorted(building | present)
     if len(live) < family.max_live_versions:
         return []
+    g_id = f"{g.name}/{g.image_definition}"
     return [image_rules.Finding(
         image_rules.REFUSE, MAX_LIVE_VERSIONS, None,
         f"family {family.name} already has {len(live)} live version(s) ({', '.join(live[:10])}); maxLiveVersions is {family.max_live_versions}",
-        f"raise families.{family.name}.maxLiveVersions (the app does not retire versions yet, so the cap counts every version it "
-        "built), then tag the snapshots with a new autopilot.version (a refused version is checked again only when its snapshots change)")]
+        f"retire one: delete a version of gallery image {g_id} the family no longer needs (retention, "
+        f"families.{family.name}.retention, deletes versions no pool uses; by hand, delete or move the pools that use it, "
+        f"wait for the app to remove its lock {LOCK_NAME}, set safetyProfile.blockDeletionBeforeEndOfLife to false "
+        "(az sig image-version update --set safetyProfile.blockDeletionBeforeEndOfLife=false) and delete the version), "
+        f"or raise families.{family.name}.maxLiveVersions; then re-tag one snapshot of this set (a refused version is "
+        "checked again when its snapshots change)")]

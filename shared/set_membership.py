@@ -227,7 +227,7 @@ def refresh(context: AppContext, key: SnapshotSetKey, *, cache: dict[str, Observ
             and _after(event_time, stage.data.get("updatedAt"))
         if snapshot_sets.same_membership(stored, fresh):
             if retagged and stage is not None:
-                _reopen(context, stage)
+                _reopen(context, key, stage)
             return stored
         try:
             if fresh is None:
@@ -241,7 +241,7 @@ def refresh(context: AppContext, key: SnapshotSetKey, *, cache: dict[str, Observ
         # A fresh run once there is something new to check: the set changed and is complete again, or a person re-tagged.
         if (retagged or (changed and snapshot_sets.is_complete(fresh))) and stage is not None \
                 and stage.data.get("stage") in REOPENABLE_STAGES:
-            _reopen(context, stage)
+            _reopen(context, key, stage)
         _announce(context, key, stored, fresh, seen, terminal=stage is not None and stage.data.get("stage") in REOPENABLE_STAGES)
         return fresh
     raise ConcurrencyConflict(f"could not bring snapshot set {key} up to date after {RETRIES} tries")
@@ -252,10 +252,28 @@ def _after(event_time: datetime, stage_time: object) -> bool:
     return stamped is None or event_time > stamped
 
 
-def _reopen(context: AppContext, stage: Record) -> None:
-    """A refused or failed version gets a fresh run of the checks (its stage row is the only thing to forget)."""
+def _reopen(context: AppContext, key: SnapshotSetKey, stage: Record) -> None:
+    """A refused or failed version gets a fresh run of the checks (its stage row is the only thing to forget), and its
+    set is open work again for the sweep."""
     with contextlib.suppress(ConcurrencyConflict):  # someone else reopened or advanced it meanwhile
         context.state.table(PIPELINE).delete(stage)
+    mark_open(context, key, True)
+
+
+def mark_open(context: AppContext, key: SnapshotSetKey, is_open: bool) -> None:
+    """Set the set row's ``open`` column, which the sweep filters on (server side): a version that reached a terminal
+    stage is closed, so the sweep no longer reads it; its row waits for expiry (shared/retention.py). A write lost to a
+    concurrent one is retried; a set row that is gone needs nothing."""
+    table = context.state.table(SNAPSHOT_SETS)
+    for _ in range(RETRIES):
+        record = table.get(key.partition_key, key.row_key)
+        if record is None or bool(record.data.get(snapshot_sets.OPEN_COLUMN)) == is_open:
+            return
+        try:
+            table.replace(record, {**record.data, snapshot_sets.OPEN_COLUMN: is_open})
+            return
+        except ConcurrencyConflict:
+            continue
 
 
 def _announce(context: AppContext, key: SnapshotSetKey, before: SnapshotSet | None, after: SnapshotSet | None,

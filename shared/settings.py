@@ -78,6 +78,9 @@ class Settings:
     set_assembly_timeout_minutes: float = 60.0
     state_retention_days: float = 30.0  # finished state rows expire after this long (shared/retention.py)
     identity_client_id: str | None = None  # AZURE_CLIENT_ID: the app's own identity, to recognise its own writes in events
+    # AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY: a family's gallery may be in another subscription than its Batch
+    # accounts (off: refused with GALLERY_SUBSCRIPTION; Batch's docs disagree on whether that works, docs/deploy.md).
+    allow_cross_subscription_gallery: bool = False
 
     @property
     def app_ids(self) -> frozenset[str]:
@@ -143,6 +146,10 @@ def _https_url(value: str) -> str | None:
     if parsed.scheme != "https" or not parsed.netloc:
         return "it must be an https:// URL"
     return None
+
+
+def _boolean(value: str) -> str | None:
+    return None if value.lower() in ("true", "false") else "use true or false"
 
 
 def _guid(value: str) -> str | None:
@@ -290,6 +297,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         growth_step_nodes=r.number("AUTOPILOT_GROWTH_STEP_NODES", 300, int, 10, 2500, "300"),
         alert_cooldown_minutes=r.number("AUTOPILOT_ALERT_COOLDOWN_MINUTES", 60.0, float, 0, 10080, "60"),
         identity_client_id=r.raw("AZURE_CLIENT_ID"),
+        allow_cross_subscription_gallery=(r.optional("AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY", "false", _boolean)
+                                          or "false").lower() == "true",
         set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", 60.0, float, 1, 10080, "60"),
         state_retention_days=r.number("AUTOPILOT_STATE_RETENTION_DAYS", 30.0, float, 1, 3650, "30"),
         unhealthy_node_minutes=r.number("AUTOPILOT_UNHEALTHY_NODE_MINUTES", 15.0, float, 1, 1440, "15"),

@@ -386,6 +386,9 @@ def describe(snapshot_set: SnapshotSet) -> str:
 # --- Table storage -----------------------------------------------------------------------------------
 
 
+OPEN_COLUMN = "open"
+
+
 def to_entity(snapshot_set: SnapshotSet) -> dict[str, str | int | bool]:
     """A flat Table storage entity: scalar values only, the members as one JSON string.
 
@@ -409,6 +412,9 @@ def to_entity(snapshot_set: SnapshotSet) -> dict[str, str | int | bool]:
         "candidates": json.dumps([c.to_json() for c in snapshot_set.candidates], separators=(",", ":")),
         "conflicts": json.dumps([c.to_json() for c in snapshot_set.conflicts], separators=(",", ":")),
         "frozen": snapshot_set.frozen,
+        # Open work for the sweep, which reads only rows with open=true (a server-side filter): every membership write
+        # opens the row; the pipeline closes it when the version reaches a terminal stage (shared/pipeline.py).
+        OPEN_COLUMN: True,
     }
 
 

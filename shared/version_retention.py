@@ -121,7 +121,10 @@ def observe(context: AppContext, family: FamilyConfig) -> list[VersionFacts]:
 
     g = family.gallery
     try:
-        versions = list(context.clients.compute.gallery_image_versions.list_by_gallery_image(g.resource_group, g.name, g.image_definition))
+        from shared.resources.compute import compute_client_for
+
+        listing = compute_client_for(context.clients, g.subscription).gallery_image_versions.list_by_gallery_image
+        versions = list(listing(g.resource_group, g.name, g.image_definition))
     except ResourceNotFoundError:
         return []  # the definition does not exist yet: no version to keep or delete
     owner = lock_owner(context)
@@ -195,7 +198,9 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
     owner = lock_owner(context)
     rid = ResourceId.parse(verdict.resource_id)
     gallery, definition, version = rid.names[-3:]
-    compute = context.clients.compute
+    from shared.resources.compute import compute_client_for
+
+    compute = compute_client_for(context.clients, rid.subscription_id)
     # Re-read right before acting: a pool created since the plan (or a rollout) must win.
     from shared.references import observe as observe_pools
 

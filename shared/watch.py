@@ -29,6 +29,7 @@ from shared.node_watch import NodeWatch, NodeWatchReport
 from shared.pool_limits import Ceiling
 from shared.pool_policy import DesiredTarget, PoolIntentError, PoolView, WatchPolicy, desired_target
 from shared.references import account_ids
+from shared.replicas import ReplicaReport, ReplicaWatch
 from shared.resize_errors import AlertType
 from shared.resources import batch_accounts, batch_pools, compute
 from shared.resources.batch_pools import ResizeResult
@@ -66,6 +67,7 @@ class TickReport:
     rollout_actions: list[str] = field(default_factory=list)  # what the image rollouts did (or, in a dry run, would do)
     rollout_status: dict[str, dict[str, str]] = field(default_factory=dict)  # pool path -> runs / pending / stage
     rollout_errors: dict[str, str] = field(default_factory=dict)
+    replicas: ReplicaReport = field(default_factory=ReplicaReport)  # versions whose replicas the full scan raised
 
 
 def pool_resource_id(account_id: str, pool_id: str) -> str:
@@ -141,6 +143,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         open_accounts |= _rollout_accounts(context)  # a pool waiting for its next zero is looked at every tick
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
     limits = TickLimits(context, full=report.full_scan)
+    replicas = ReplicaWatch(context, full=report.full_scan, dry_run=dry_run)  # replicas follow the nodes on a version
 
     def consider(account: batch_accounts.BatchAccount, raw: dict[str, Any], view: PoolView) -> None:
         records = episodes.get(safe_key(account.id), {})
@@ -153,6 +156,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         if desired is None:
             return  # not managed by the app: left alone
         report.managed += 1
+        replicas.observe(account.location, view, desired)  # what the pool wants, before a canary caps it
         desired = nodes.gate(view, desired)  # a pending or failed canary caps the target
         subject = pool_resource_id(account.id, view.pool_id)
         record = records.get(safe_key(view.pool_id))
@@ -224,6 +228,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         consider(account, raw, view)
     table.flush()
     report.alerts += nodes.finish()
+    report.replicas = replicas.finish()  # only raises counts, so an unreadable account (an under-count) is safe
     if stalls and not dry_run:
         for start in range(0, len(stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
@@ -373,7 +378,9 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
         if decision.action == Action.VERIFY_IMAGE:
             # The generic AllocationFailed message is only a suspicion that the image is gone: read it.
             image = compute.get_any_image(context.clients, decision.image_id) if decision.image_id else None
-            exists = image is not None and str((image.get("properties") or {}).get("provisioningState", "")).lower() in ("succeeded", "")
+            # "updating": a gallery version gaining replicas (shared/replicas.py) still serves from the ones it has.
+            state = str(((image or {}).get("properties") or {}).get("provisioningState", "")).lower()
+            exists = image is not None and state in ("succeeded", "updating", "")
             decision = decide(view, desired, episode, now, policy, image_exists=exists, ceilings=ceilings)
     except PoolIntentError as exc:
         # Raising would only make Event Grid redeliver the event for a day: the metadata will not fix itself.

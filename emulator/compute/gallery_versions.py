@@ -385,6 +385,7 @@ class GalleryVersionsMixin(ComputeCore):
             block = _bool(safety_in.get("blockDeletionBeforeEndOfLife"), "properties.safetyProfile.blockDeletionBeforeEndOfLife",
                           version.block_deletion_before_end_of_life)
             self._check_region_removal(version, publishing["target_regions"], allow)
+            before = {t.region: t.regional_replica_count for t in version.target_regions}
             if "tags" in patch:
                 version.tags = _tags(patch.get("tags"))
             version.allow_deletion_of_replicated_locations = allow
@@ -393,7 +394,11 @@ class GalleryVersionsMixin(ComputeCore):
                 setattr(version, attr, value)
             version.ready_regions &= {t.region for t in version.target_regions}
             pending = {t.region for t in version.target_regions} - version.ready_regions
-            if not pending:
+            # More replicas in a region are made by replication too: the PATCH is a long-running operation and
+            # the version is "Updating" until they exist (spec GalleryRP galleryImageVersion.json: Update is
+            # x-ms-long-running-operation, provisioningState includes Updating); ready regions keep serving.
+            grown = {t.region for t in version.target_regions if t.regional_replica_count > before.get(t.region, 0)}
+            if not pending and not grown:
                 return version, None
             k = version.key
             op = self._new_operation(subscription_id, version.location, version.id, "PATCH", api_version)

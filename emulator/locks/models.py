@@ -175,6 +175,8 @@ class LocksBackend:
             records = list(self._locks.values())
         if operation == "delete":
             return [r for r in records if is_within(target_id, r.scope) or is_within(r.scope, target_id)]
+        # CanNotDelete lets authorized users read and modify (PUT/PATCH) a resource, only ReadOnly blocks writes (Learn,
+        # "Lock your resources to protect your infrastructure", azure-resource-manager/management/lock-resources).
         return [r for r in records if r.level == "ReadOnly" and is_within(target_id, r.scope)]
 
     def resource_deleted(self, resource_id: str) -> int:

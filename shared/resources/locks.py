@@ -23,23 +23,30 @@ class Lock:
     scope: str = ""  # the locked resource id, as listed
 
 
-def _parts(clients: AzureClients, resource_id: str) -> tuple[str, str, str, str, str]:
+def _parts(clients: AzureClients, resource_id: str) -> tuple[Any, str, str, str, str, str]:
+    """The lock client for the resource's subscription, and the id split for the ``*_at_resource_level`` calls."""
     rid = ResourceId.parse(resource_id)
     if not rid.namespace or not rid.types or rid.resource_group is None:
         raise ValueError(f"{resource_id} is not a resource inside a resource group")
-    # The *_at_resource_level calls take the subscription from the client, not from the id: a
-    # resource in another subscription would silently address a namesake in the app's own.
+    # The *_at_resource_level calls take the subscription from the client, not from the id: a resource in another
+    # subscription would silently address a namesake in the app's own. Only a family's gallery may be elsewhere
+    # (AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY), and then through a client bound to its subscription.
+    client = clients.locks
     if rid.subscription_id.lower() != clients.settings.subscription_id.lower():
-        raise ValueError(f"{resource_id} is in subscription {rid.subscription_id}, not the app's ({clients.settings.subscription_id})")
+        if not (clients.settings.allow_cross_subscription_gallery and rid.namespace.lower() == "microsoft.compute"
+                and rid.types[0].lower() == "galleries"):
+            raise ValueError(f"{resource_id} is in subscription {rid.subscription_id}, "
+                             f"not the app's ({clients.settings.subscription_id})")
+        client = clients.locks_in(rid.subscription_id)
     parent = "/".join(f"{t}/{n}" for t, n in zip(rid.types[:-1], rid.names[:-1], strict=True))
-    return rid.resource_group, rid.namespace, parent, rid.types[-1], rid.names[-1]
+    return client, rid.resource_group, rid.namespace, parent, rid.types[-1], rid.names[-1]
 
 
 def list_locks(clients: AzureClients, resource_id: str) -> list[Lock]:
     """Locks *directly on* the resource (inherited ones from the group or subscription are not listed here)."""
-    rg, ns, parent, rtype, name = _parts(clients, resource_id)
+    client, rg, ns, parent, rtype, name = _parts(clients, resource_id)
     locks = []
-    for lock in clients.locks.management_locks.list_at_resource_level(rg, ns, parent, rtype, name):
+    for lock in client.management_locks.list_at_resource_level(rg, ns, parent, rtype, name):
         lock_id = (lock.id or "").lower()
         # The list call also returns locks inherited from parents; keep the ones on this resource.
         if lock_id and not lock_id.startswith(ResourceId.parse(resource_id).key + "/providers/microsoft.authorization/locks/"):
@@ -52,29 +59,31 @@ def list_locks(clients: AzureClients, resource_id: str) -> list[Lock]:
 def put_lock(clients: AzureClients, resource_id: str, lock_name: str, notes: str, owner_app_id: str | None = None) -> None:
     from azure.mgmt.resource.locks.models import LockLevel, ManagementLockObject, ManagementLockOwner
 
-    rg, ns, parent, rtype, name = _parts(clients, resource_id)
+    client, rg, ns, parent, rtype, name = _parts(clients, resource_id)
     lock = ManagementLockObject(level=LockLevel.CAN_NOT_DELETE, notes=notes,
                                 owners=[ManagementLockOwner(application_id=owner_app_id)] if owner_app_id else None)
-    clients.locks.management_locks.create_or_update_at_resource_level(rg, ns, parent, rtype, name, lock_name, lock)
+    client.management_locks.create_or_update_at_resource_level(rg, ns, parent, rtype, name, lock_name, lock)
 
 
 def delete_lock(clients: AzureClients, resource_id: str, lock_name: str) -> None:
-    rg, ns, parent, rtype, name = _parts(clients, resource_id)
-    clients.locks.management_locks.delete_at_resource_level(rg, ns, parent, rtype, name, lock_name)
+    client, rg, ns, parent, rtype, name = _parts(clients, resource_id)
+    client.management_locks.delete_at_resource_level(rg, ns, parent, rtype, name, lock_name)
 
 
-def list_subscription_locks(clients: AzureClients) -> list[Any]:
-    """Every lock in the app's subscription (one paged call), as SDK ``ManagementLockObject`` items."""
-    return list(clients.locks.management_locks.list_at_subscription_level())
+def list_subscription_locks(clients: AzureClients, subscription: str | None = None) -> list[Any]:
+    """Every lock in the app's subscription, or in a cross-subscription gallery's (one paged call), as SDK
+    ``ManagementLockObject`` items."""
+    client = clients.locks if subscription is None else clients.locks_in(subscription)
+    return list(client.management_locks.list_at_subscription_level())
 
 
 def get_lock(clients: AzureClients, resource_id: str, lock_name: str) -> Lock | None:
     """One lock directly on the resource, re-read just before acting on it; None when there is none."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    rg, ns, parent, rtype, name = _parts(clients, resource_id)
+    client, rg, ns, parent, rtype, name = _parts(clients, resource_id)
     try:
-        lock = clients.locks.management_locks.get_at_resource_level(rg, ns, parent, rtype, name, lock_name)
+        lock = client.management_locks.get_at_resource_level(rg, ns, parent, rtype, name, lock_name)
     except ResourceNotFoundError:
         return None
     owners = tuple(o.application_id for o in (lock.owners or []) if o.application_id)

@@ -127,6 +127,16 @@ def test_finished_state_expires_with_a_tombstone_so_an_old_set_is_never_rebuilt(
     ids = la.snapshot_set("gpu", "5.0.0")
     la.run(timedelta(minutes=30))
     assert pipeline_stage(la, "gpu", "5.0.0") == "done"
+    # The sweep reads open work only: the finished row is stored but the Table service does not return it to the
+    # sweep's query; an incomplete set (one disk of two) is returned.
+    from shared.pipeline import open_sets
+
+    disk = la.add_prepared_disk("gpu-6-0-0-osdisk")
+    la.snapshot("gpu-6-0-0-os", disk, {"autopilot.family": "gpu", "autopilot.version": "6.0.0", "autopilot.disk": "os",
+                                       "autopilot.diskCount": "2"})
+    la.run(timedelta(minutes=10))
+    assert sorted(r.row for r in la.context.state.table(SNAPSHOT_SETS).query()) == ["5.0.0", "6.0.0"]
+    assert [r.row for r in open_sets(la.context)] == ["6.0.0"]
     la.run(timedelta(days=1, hours=1), step=timedelta(minutes=30))  # past the retention: the sweep expires the rows
     assert la.context.state.table(PIPELINE).get("gpu", "5.0.0") is None
     assert la.context.state.table(SNAPSHOT_SETS).get("gpu", "5.0.0") is None
@@ -139,3 +149,76 @@ def test_finished_state_expires_with_a_tombstone_so_an_old_set_is_never_rebuilt(
     no_failed_invocations(la)
     assert len([e for e in la.emulator.log.entries(action="Microsoft.Compute/images/write") if e.method == "PUT"]) == images_built
     assert len(alerts_of(la, "PoolsCreated")) == 1
+    assert [r.row for r in open_sets(la.context)] == ["6.0.0"]  # the re-tagged set, recognised as built, is closed again
+
+    # A row written before the open column existed is given it by the first sweep of the new version of the app.
+    from shared.state import WATCH
+
+    sets = la.context.state.table(SNAPSHOT_SETS)
+    old = sets.get("gpu", "6.0.0")
+    assert old is not None
+    sets.replace(old, {k: v for k, v in old.data.items() if k not in ("open", "Timestamp", "etag")})
+    marker = la.context.state.table(WATCH).get("pipeline", "setsOpenMarked")
+    assert marker is not None
+    la.context.state.table(WATCH).delete(marker)
+    assert list(sets.query_filter("open eq @open", {"open": True})) == []
+    assert [r.row for r in open_sets(la.context)] == ["6.0.0"]
+
+
+def test_without_its_client_id_the_app_removes_no_lock_and_says_so_and_with_it_removes_only_its_own(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    """Production is decided by AUTOPILOT_CREDENTIAL (not "emulator"): there the app's own id is AZURE_CLIENT_ID only. The
+    app's context is rebuilt as in production (same endpoints; the credential object stays the local one, since a
+    managed identity cannot sign in to the emulator)."""
+    from dataclasses import replace
+
+    from shared import guard
+    from shared.clients import AzureClients, EmulatorCredential
+    from shared.context import AppContext
+    from shared.image_guard import LOCK_NAME
+    from tests.e2e.test_pipeline import pool_spec
+
+    def production(client_id: str | None) -> AppContext:
+        settings = replace(la.settings, credential="default", identity_client_id=client_id)
+        assert not settings.is_emulator
+        return AppContext(settings, AzureClients(settings, credential=EmulatorCredential()), la.emulator.clock)
+
+    def reconcile(client_id: str | None) -> guard.GuardReport:
+        context = production(client_id)
+        try:
+            return guard.reconcile(context)
+        finally:
+            context.clients.close()
+
+    la = make_azure(families(pools=[pool_spec(dedicated=1)]))
+    ids = la.snapshot_set("gpu", "7.0.0")
+    la.run(timedelta(minutes=30))
+    assert pipeline_stage(la, "gpu", "7.0.0") == "done"
+    version, snapshot = version_id("gpu", "7.0.0"), ids["os"]
+    snapshot_name = snapshot.rsplit("/", 1)[-1]
+    # The app's lock on the version names its owner (the app's id). The snapshot's is placed by the app running without
+    # AZURE_CLIENT_ID (no event reaches the app meanwhile): that lock carries no owner.
+    la.operator.locks.management_locks.delete_at_resource_level(IMAGES_RG, "Microsoft.Compute", "", "snapshots", snapshot_name, LOCK_NAME)
+    reconcile(None)
+    assert [lock.owners for lock in la.locks_on(snapshot)] == [[]]
+    assert [[o["applicationId"] for o in lock.owners] for lock in la.locks_on(version)] == [["batch-image-autopilot"]]
+
+    # The pool is deleted: nothing uses the version or the snapshot any more. Without its client id the app removes no lock,
+    # and says so.
+    la.emulator.batch.delete_pool(ACCOUNT, "gpu-7-0-0")
+    report = reconcile(None)
+    assert [normalize(r) for r in report.not_removed] == [normalize(snapshot)]
+    assert "AZURE_CLIENT_ID" in report.not_removed[next(iter(report.not_removed))]
+    assert la.locks_on(version) and la.locks_on(snapshot)
+    [alert] = alerts_of(la, "PermissionDenied")
+    assert alert["data"]["code"] == "AppClientIdUnknown" and [normalize(r) for r in alert["data"]["locks"]] == [normalize(snapshot)]
+    reconcile(None)
+    assert len(alerts_of(la, "PermissionDenied")) == 1  # once a day, not once a pass
+
+    # The fix, as a person follows it: AZURE_CLIENT_ID is set. The app removes the lock whose owner is the app; the
+    # ownerless one is not provably its own and stays, until the person removes it by hand as the fix says.
+    report = reconcile("batch-image-autopilot")  # the emulator credential's appid, which the app wrote as the owner
+    assert not report.not_removed and not report.failed
+    assert la.locks_on(version) == [] and la.locks_on(snapshot)
+    la.operator.locks.management_locks.delete_at_resource_level(IMAGES_RG, "Microsoft.Compute", "", "snapshots", snapshot_name, LOCK_NAME)
+    la.operator.compute.snapshots.begin_delete(IMAGES_RG, snapshot_name).result()

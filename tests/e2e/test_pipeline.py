@@ -843,3 +843,43 @@ def test_a_gallery_in_another_region_replicates_the_version_to_every_account_reg
     regions = {image_rules.normalize_region(r["name"]): r["regionalReplicaCount"] for r in version["properties"]["publishingProfile"]["targetRegions"]}
     assert regions == {"northeurope": 1, "westeurope": 2}  # the account's region: one replica per 300 of its 400 nodes
     assert la.pool(ACCOUNT, "gpu-22-0-0").current[DEDICATED] == 400  # Batch in westeurope boots the replica there
+
+
+def test_replicas_follow_a_raised_pool_target_through_the_apps_lock(make_azure: Callable[..., LocalAzure]) -> None:
+    """A gallery pool's target is raised after its version was built: the watch's full scan raises the version's
+    regional replica count (a PATCH through the app's CanNotDelete lock), the pool grows, and a steady pool costs no
+    request about the version."""
+    la = make_azure(families(pools=[pool_spec(dedicated=2)], replicas={"nodesPerReplica": 2}))
+    la.snapshot_set("gpu", "22.0.0")
+    la.run(timedelta(minutes=30))
+    assert pipeline_stage(la, "gpu", "22.0.0") == "done"
+    versions = la.operator.compute.gallery_image_versions
+
+    def regional() -> dict[str, int]:
+        version = versions.get(IMAGES_RG, GALLERY, "gpu-def", "22.0.0").as_dict()
+        targets = version["properties"]["publishingProfile"]["targetRegions"]
+        return {image_rules.normalize_region(t["name"]): t["regionalReplicaCount"] for t in targets}
+
+    assert regional() == {"westeurope": 1}
+    assert la.locks_on(version_id("gpu", "22.0.0"))
+
+    # A person raises the pool's desired target through ARM, past what one replica serves at this family's ratio.
+    pool = la.operator.batch_management.pool.get("batch-rg", ACCOUNT, "gpu-22-0-0")
+    metadata = [{"name": m.name, "value": "5" if m.name == pool_metadata.DESIRED_DEDICATED else m.value}
+                for m in pool.metadata]
+    la.operator.batch_management.pool.update("batch-rg", ACCOUNT, "gpu-22-0-0", {"properties": {"metadata": metadata}})
+    la.run(timedelta(minutes=20))
+    no_failed_invocations(la)
+    assert regional() == {"westeurope": 3}  # ceil(5 / 2): raised through the lock, which stays
+    assert la.locks_on(version_id("gpu", "22.0.0"))
+    assert la.pool(ACCOUNT, "gpu-22-0-0").current[DEDICATED] == 5
+    patches = la.emulator.log.entries(method="PATCH", path_contains="/versions/22.0.0")
+    assert len(patches) == 1
+
+    # Steady: a full scan of the watch makes no request about the version.
+    from shared import watch
+
+    before = len(la.emulator.log.entries(path_contains="/versions/22.0.0"))
+    report = watch.tick(la.context, full=True)
+    assert report.managed == 1 and not report.replicas.raised and not report.replicas.failed
+    assert la.emulator.log.entries(path_contains="/versions/22.0.0")[before:] == []

@@ -12,11 +12,14 @@ from shared import pipeline, pool_metadata
 from shared.clients import AzureClients, EmulatorCredential
 from tests.e2e.test_pipeline import (
     ACCOUNT,
+    GALLERY,
+    IMAGES_RG,
     alerts_of,
     families,
     no_failed_invocations,
     pipeline_stage,
     tags,
+    version_id,
 )
 from tests.e2e.test_pipeline import make_azure as _make_azure_fixture
 
@@ -135,14 +138,32 @@ def test_pool_metadata_cannot_point_the_guard_at_another_teams_snapshot(make_azu
     la.operator.compute.snapshots.begin_delete("team-rg", "precious").result()  # its owner deletes it: not refused
 
 
-def test_max_live_versions_is_off_by_default_and_refuses_past_the_cap_when_set(make_azure: Callable[..., LocalAzure]) -> None:
+def test_max_live_versions_is_off_by_default_and_refuses_past_the_cap_until_a_version_is_retired(
+        make_azure: Callable[..., LocalAzure]) -> None:
     assert families()["families"]["gpu"].get("maxLiveVersions") is None
     la = make_azure(families(maxLiveVersions=1))
     la.snapshot_set("gpu", "5.0.0")
     la.run(timedelta(minutes=30))
     assert pipeline_stage(la, "gpu", "5.0.0") == "done"
-    la.snapshot_set("gpu", "5.0.1")
+    ids = la.snapshot_set("gpu", "5.0.1")
     la.run(timedelta(minutes=10))
     assert pipeline_stage(la, "gpu", "5.0.1") == "refused"
     assert refusal_codes(la) == ["MAX_LIVE_VERSIONS"]
-    assert "maxLiveVersions" in alerts_of(la, "ImageRefused")[0]["data"]["fix"]
+    fix = alerts_of(la, "ImageRefused")[0]["data"]["fix"]
+    assert fix.startswith("retire one") and "maxLiveVersions" in fix
+
+    # A person follows the fix by hand: the pool that uses 5.0.0 is deleted, the app drops its lock, the deletion block
+    # is lifted and the version deleted; then one snapshot of 5.0.1 is re-tagged. 5.0.0 is retired: 5.0.1 is built.
+    assert "delete or move the pools that use it" in fix and "blockDeletionBeforeEndOfLife" in fix
+    la.operator.batch_management.pool.begin_delete("batch-rg", ACCOUNT, "gpu-5-0-0", polling=False)
+    la.run(timedelta(minutes=5))
+    assert la.locks_on(version_id("gpu", "5.0.0")) == []
+    versions = la.operator.compute.gallery_image_versions
+    versions.begin_update(IMAGES_RG, GALLERY, "gpu-def", "5.0.0",
+                          {"properties": {"safetyProfile": {"blockDeletionBeforeEndOfLife": False}}}).result()
+    versions.begin_delete(IMAGES_RG, GALLERY, "gpu-def", "5.0.0").result()
+    snap = la.operator.compute.snapshots.get(IMAGES_RG, ids["os"].rsplit("/", 1)[-1])
+    la.operator.compute.snapshots.begin_update(IMAGES_RG, snap.name, {"tags": {**snap.tags, "note": "retired 5.0.0"}}).result()
+    la.run(timedelta(minutes=30))
+    no_failed_invocations(la)
+    assert pipeline_stage(la, "gpu", "5.0.1") == "done"

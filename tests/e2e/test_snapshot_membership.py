@@ -533,3 +533,34 @@ def test_the_same_refusal_again_is_not_repeated_within_the_hour_but_a_new_one_is
     assert set(codes[-1]) == {"GEN2_IMAGE_ON_GEN1_SIZE"} and len(codes) == 3
     assert built(la, attempts=True) == dict.fromkeys(BUILD_ACTIONS, 0)
 
+
+
+def test_a_gallery_in_another_subscription_is_refused_by_default_and_built_there_once_the_setting_allows_it(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    """GALLERY_SUBSCRIPTION's other fix: AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY=true. The version is built in the
+    gallery's subscription through a Compute client bound to it, the pool uses it, and the guard locks it there."""
+    from shared.naming import gallery_image_version_id
+
+    la = make_azure(_with_gallery(families(), subscription=OTHER_SUB))
+    la.emulator.resources.put_group(OTHER_SUB, IMAGES_RG, "westeurope")
+    la.emulator.compute.create_gallery(OTHER_SUB, IMAGES_RG, "autopilotGallery", location="westeurope")
+    ids = la.snapshot_set("gpu", "10.0.0")
+    la.run(timedelta(minutes=12))
+    no_failed_invocations(la)
+    assert pipeline_stage(la, "gpu", "10.0.0") == "refused"
+    assert "AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY=true" in refusal_fix(la, "GALLERY_SUBSCRIPTION")
+
+    la.reconfigure(AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY="true")
+    retag(la, ids["os"])
+    la.run(timedelta(minutes=30))
+    no_failed_invocations(la)
+    assert pipeline_stage(la, "gpu", "10.0.0") == "done"
+    theirs = gallery_image_version_id(OTHER_SUB, IMAGES_RG, "autopilotGallery", "gpu-def", "10.0.0")
+    [pool] = la.emulator.batch.list_pools(ACCOUNT)
+    assert normalize(pool.image_id or "") == normalize(theirs)
+    assert la.locks_on(theirs)  # the guard's lock, put through a lock client bound to the gallery's subscription
+    # The guard lists the locks of the gallery's subscription too: once no pool uses the version, its lock goes.
+    la.emulator.batch.delete_pool(ACCOUNT, pool.id)
+    la.run(timedelta(minutes=16))
+    no_failed_invocations(la)
+    assert la.locks_on(theirs) == []

@@ -478,6 +478,28 @@ def test_gallery_version_from_a_managed_image_replicates_then_is_available(emula
     assert emulator.compute.image_available(version_id, "uksouth")
     assert [g.name for g in clients.compute.galleries.list_by_resource_group(RG)] == ["autopilot_gallery"]
 
+    # Through a CanNotDelete lock (writes allowed, deletes not): a PATCH with more replicas in a ready region is a
+    # long-running update; the region keeps serving meanwhile.
+    from azure.mgmt.resource.locks.models import ManagementLockObject
+
+    clients.locks.management_locks.create_or_update_at_resource_level(
+        RG, "Microsoft.Compute", "galleries/autopilot_gallery/images/batch-ubuntu", "versions", "1.0.0", "keep",
+        ManagementLockObject(level="CanNotDelete"))
+    more = {"properties": {"publishingProfile": {"targetRegions": [
+        {"name": "West Europe", "regionalReplicaCount": 3}, {"name": "North Europe", "regionalReplicaCount": 2},
+        {"name": "UK South"}]}}}
+    patched = arm(emulator_server, "PATCH", version_id, "2026-03-03", more)
+    assert (patched.status_code, patched.json()["properties"]["provisioningState"]) == (200, "Updating")
+    assert emulator.compute.image_available(version_id, LOCATION)
+    emulator.clock.advance(timedelta(minutes=10))
+    version = clients.compute.gallery_image_versions.get(RG, "autopilot_gallery", "batch-ubuntu", "1.0.0")
+    assert version.provisioning_state == "Succeeded"
+    assert {t.name: t.regional_replica_count for t in version.publishing_profile.target_regions}["West Europe"] == 3
+    deleted = arm(emulator_server, "DELETE", version_id, "2026-03-03")
+    assert (deleted.status_code, deleted.json()["error"]["code"]) == (409, "ScopeLocked")
+    clients.locks.management_locks.delete_at_resource_level(
+        RG, "Microsoft.Compute", "galleries/autopilot_gallery/images/batch-ubuntu", "versions", "1.0.0", "keep")
+
     # The whole chain goes when its resource group goes.
     emulator.resources.delete_group(SUB, RG)
     assert not emulator.compute.image_available(version_id, LOCATION) and not emulator.compute.image_available(image.id, LOCATION)
