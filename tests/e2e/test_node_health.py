@@ -226,3 +226,49 @@ def test_two_instances_judge_a_broken_image_once(make_local: Callable[..., Local
     assert len(la.alerts(IMAGE_UNHEALTHY)) == 1
     for context in contexts:
         context.clients.close()
+
+
+SUBNET = f"/subscriptions/{SUB}/resourceGroups/network-rg/providers/Microsoft.Network/virtualNetworks/render-vnet/subnets/batch"
+
+
+def test_a_new_version_failing_where_older_pools_on_its_subnet_fail_too_blames_the_network(
+        make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    older = custom_image(la)
+    watch_removals(la)
+    newer = second_version(la)
+    # The world: an NSG on the subnet blocks the Batch node agent, so every node there comes up unusable, whatever its image.
+    for image in (older, newer):
+        la.emulator.batch.set_image_health(image, unusable_share=1.0)
+    subnet = {"subnetId": SUBNET}
+    make_pool(la, "render-1", older, desired=3, target=3, network_configuration=subnet)
+    make_pool(la, "render-2", newer, desired=12, target=3, canary_nodes=3, version="2.0.0", network_configuration=subnet)
+    run_until(la, at(8, 20))
+    assert la.alerts(IMAGE_UNHEALTHY) == []  # the image is not blamed
+    [alert] = pool_alerts(la, "render-2", NODES_UNHEALTHY)
+    data = alert["data"]
+    assert data["reason"] == "network" and data["unhealthyNodes"] == 3 and data["codes"] == ["NodeAgentNotReady"]
+    assert "network" in data["diagnosis"] and "BatchNodeManagement" in data["fix"] and data["subnetPools"] == ["render-1"]
+    pool = la.emulator.batch.find_pool(ACCOUNT, "render-2")
+    # Growth stays at the canary (which has not failed: nothing is wrong with the version), and no node is replaced
+    # into a network that would break the fresh ones too.
+    assert canary.state(pool.metadata) == canary.PENDING and pool.target["dedicated"] == 3
+    assert removals(la, "render-2") == []
+
+    # The fix, as a person follows it: open the subnet to the node agent, then remove the unusable nodes of the pools it
+    # names (the alert's own pool and the older ones on the subnet).
+    for image in (older, newer):
+        la.emulator.batch.set_image_health(image, unusable_share=0.0)
+    client = la.context.clients.batch_account(batch_accounts.get_account(la.context.clients, ACCOUNT_ID).endpoint)
+    for pool_id in ("render-2", "render-1"):
+        assert pool_id in data["fix"]
+        bad = [n.id for n in client.list_nodes(pool_id) if n.state == "unusable"]
+        assert len(bad) == 3
+        client.begin_remove_nodes(pool_id, bm.BatchNodeRemoveOptions(node_ids=bad, node_deallocation_option="requeue"),
+                                  polling_interval=1)
+    run_until(la, at(9, 5))  # past the 09:00 rotation, which looks at render-1 too
+    pool = la.emulator.batch.find_pool(ACCOUNT, "render-2")
+    assert canary.canary_passed(pool.metadata) is True and pool.current["dedicated"] == 12
+    assert node_states(la, "render-2") == {"idle": 12}
+    assert node_states(la, "render-1") == {"idle": 3}
+    assert len(pool_alerts(la, "render-2", NODES_UNHEALTHY)) == 1 and la.alerts(IMAGE_UNHEALTHY) == []
