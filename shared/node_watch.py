@@ -53,6 +53,8 @@ IMAGE_UNHEALTHY = alerts.IMAGE_UNHEALTHY
 BATCH_API_VERSION = "2025-06-01"
 NODE_SELECT = ["id", "state", "stateTransitionTime", "allocationTime", "isDedicated", "errors", "startTask", "startTaskInfo"]
 NODE_PAGE = 1000
+# /nodecounts states that make the rotation list a pool's nodes (BatchNodeCounts wire names).
+LOOK_STATES = ("unusable", "startTaskFailed", "creating", "starting", "waitingForStartTask", "unknown")
 
 IMAGE_CHECKLIST = (
     "Rebuild the image and publish it as a new version (a new snapshot set with a higher version, e.g. 2.0.1): "
@@ -356,7 +358,9 @@ class NodeWatch:
                         failed = 0
                         for kind in ("dedicated", "lowPriority"):
                             row = data.get(kind) or {}
-                            failed += int(row.get("unusable") or 0) + int(row.get("startTaskFailed") or 0)
+                            # Failed nodes, and booting ones: /nodecounts gives no times, and a node that never
+                            # leaves starting is only seen as unhealthy in the node list (its allocation time).
+                            failed += sum(int(row.get(state) or 0) for state in LOOK_STATES)
                         counts[str(data.get("poolId") or "").lower()] = failed
             except Exception as exc:
                 log.warning("nodes: cannot read node counts of %s: %s", account.id, exc)

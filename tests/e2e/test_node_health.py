@@ -272,3 +272,22 @@ def test_a_new_version_failing_where_older_pools_on_its_subnet_fail_too_blames_t
     assert node_states(la, "render-2") == {"idle": 12}
     assert node_states(la, "render-1") == {"idle": 3}
     assert len(pool_alerts(la, "render-2", NODES_UNHEALTHY)) == 1 and la.alerts(IMAGE_UNHEALTHY) == []
+
+
+def test_nodes_that_never_finish_booting_are_replaced_once_past_the_ready_limit(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local(settings={"AUTOPILOT_MAX_NODE_REPLACEMENTS": "2"})
+    image = custom_image(la)
+    watch_removals(la)
+    make_pool(la, "farm", image, desired=4, target=4)  # no start task: readiness is judged on reaching idle in time
+    run_until(la, at(7, 59))
+    pool = la.emulator.batch.find_pool(ACCOUNT, "farm")
+    stuck = [n.id for n in list(pool.nodes.values())[:2]]
+    for node_id in stuck:
+        pool.nodes[node_id].fate = "stuck"  # the world: their boot hangs, Batch keeps them starting
+    run_until(la, at(8, 25))
+    # The 08:00 rotation saw them starting; 25 minutes is under the 30-minute default: nothing is removed yet.
+    assert node_states(la, "farm") == {"idle": 2, "starting": 2} and removals(la, "farm") == []
+    run_until(la, at(8, 50))
+    assert [sorted(r) for r in removals(la, "farm")] == [sorted(stuck)]  # the look booked for 08:30+ removed them
+    assert node_states(la, "farm") == {"idle": 4} and la.emulator.batch.find_pool(ACCOUNT, "farm").target["dedicated"] == 4
+    assert la.alerts(NODES_UNHEALTHY) == [] and la.alerts(IMAGE_UNHEALTHY) == []  # within the budget: no alert
