@@ -336,7 +336,7 @@ watch tick** - a 300-node step takes 6 minutes at 50 nodes/min, the watch runs e
 a tick ends 1 minute after the next tick and waits 4 more minutes (the watch only *looks* every 5 minutes; none of the app's
 event subscriptions fires when a resize ends, so only the next tick notices) - and a median of
 {n(sm['steady_after_failure']['median'])} pass **after a failure**: the failing minute, then for a transient internal error
-the next tick (at most `MAX_NEXT_TICK_RETRIES` in a row without backoff), for capacity and timeouts the per-pool backoff
+nothing more (re-issued by the look that sees it, at most `MAX_NEXT_TICK_RETRIES` in a row), for capacity and timeouts the per-pool backoff
 (5 minutes, doubling per failure: `shared/backoff.py` keeps the failure count across the successful steps in between, so
 the second such failure of one growth waits 10 minutes, the third 20), and the wait for the tick after the backoff ends."""
             waits = app_row.get("waits_after_failure") or []
@@ -411,8 +411,8 @@ def _against_oracle(r: dict[str, Any], targets: dict[str, float]) -> str:
     text = f"""
 **Against the ideal controller on the same seed** (the draw of failures taken out): each run's minutes over the ideal
 controller's on its seed, then the median and the worst over the seeds. Targets (issue 18): ≤ {targets['median']:.2f}× median,
-≤ {targets['worst']:.2f}× worst seed, default settings. Transient internal errors are retried at the next tick (at most
-`shared.episodes.MAX_NEXT_TICK_RETRIES` in a row); capacity failures and timeouts keep the backoff (5 minutes, doubling).
+≤ {targets['worst']:.2f}× worst seed, default settings. Transient internal errors are re-issued by the look that sees them (at most
+`shared.episodes.MAX_NEXT_TICK_RETRIES` in a row, then the backoff); capacity failures and timeouts keep the backoff (5 minutes, doubling).
 
 {table(["strategy", "÷ ideal controller, median", f"≤ {targets['median']:.2f}×", "worst seed", f"≤ {targets['worst']:.2f}×"], rows, "lrcrc")}
 {why}"""

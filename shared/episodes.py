@@ -68,9 +68,10 @@ SCHEMA_VERSION = 1
 _FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING, AlertType.RESIZE_GAVE_UP,
                              AlertType.NODE_LIMIT_REACHED})
 _QUOTA_CAUSES = frozenset({Cause.CORE_QUOTA, Cause.SPOT_QUOTA, Cause.VM_SERIES_QUOTA})
-# A transient internal error (Batch's "internal error" while allocating) says nothing about capacity: the next tick
-# retries it without backoff (issue 18). At most this many in a row, so a service that keeps failing internally
-# meets the backoff (and its alert) instead of a retry every minute; capacity and timeouts always back off.
+# A transient internal error (Batch's "internal error" while allocating) says nothing about capacity: it is re-issued
+# without backoff, in the look that sees it (issue 18 allows the next tick; the look that sees it is as safe, as the
+# re-issue is the same decision the stall handler makes from the stored record). At most this many in a row, so a
+# service that keeps failing internally meets the backoff (and its alert); capacity and timeouts always back off.
 MAX_NEXT_TICK_RETRIES = 2
 _CEILING_ALERTS = {pool_limits.NODE_CAP: AlertType.NODE_LIMIT_REACHED, pool_limits.QUOTA: AlertType.QUOTA_REACHED}
 
@@ -342,7 +343,15 @@ def decide(
                 stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else (ResizeStopped)", stopped_at=now)
                 return Decision(Action.STOP, "the pool's last resize was stopped by someone else; the autopilot leaves it until the desired "
                                 "target or the pool's size changes", stopped, diagnosis=outcome)
-            return _failed(pool, desired, ep, now, policy, outcome)
+            failed = _failed(pool, desired, ep, now, policy, outcome)
+            if (failed.action is not Action.WAIT or failed.episode is None
+                    or failed.episode.next_tick_retries <= ep.next_tick_retries):
+                return failed
+            # A transient internal error: re-issued in this same look, without backoff (bounded: MAX_NEXT_TICK_RETRIES in a row).
+            retry = _drive(pool, desired, failed.episode, now, policy, ceilings)
+            if retry.action is not Action.RESIZE:
+                return failed if retry.action is Action.NOTHING else retry
+            return replace(retry, reason=f"{failed.reason}; re-issued at once: {retry.reason}", diagnosis=outcome)
 
     return _drive(pool, desired, ep, now, policy, ceilings)
 
@@ -497,8 +506,8 @@ def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, 
         return _give_up(pool, desired, ep, now, policy, f"failing for more than {_hours(policy.max_episode)}", diagnosis)
     retry_at = policy.backoff.retry_at(ep.backoff, now)
     if next_tick:  # no alert either: a person hears of it if it persists (then it backs off and alerts)
-        return Decision(Action.WAIT, f"{diagnosis.cause}: attempt {ep.attempts} of {policy.max_resize_attempts} failed; retried at the "
-                        f"next tick ({ep.next_tick_retries} of {MAX_NEXT_TICK_RETRIES} without backoff)", ep, retry_at=now, diagnosis=diagnosis)
+        return Decision(Action.WAIT, f"{diagnosis.cause}: attempt {ep.attempts} of {policy.max_resize_attempts} failed "
+                        f"({ep.next_tick_retries} of {MAX_NEXT_TICK_RETRIES} retried without backoff)", ep, retry_at=now, diagnosis=diagnosis)
     alerts: tuple[Alert, ...] = ()
     if diagnosis.alert_type is not None and diagnosis.cause is not Cause.UNRECOGNISED:  # unknown codes: one alert, when retries stop
         title = (f"Pool {pool.pool_id} could not reach {desired.dedicated} dedicated / {desired.spot} Spot nodes ({diagnosis.cause}): "

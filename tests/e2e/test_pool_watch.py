@@ -575,7 +575,7 @@ def test_a_stall_event_that_names_no_watched_pool_is_refused_without_a_request(m
         assert not [e for e in la.emulator.log.entries()[calls:] if e.caller == "batch-image-autopilot"], bad["data"]
 
 
-def test_internal_errors_are_retried_at_the_next_tick_and_back_off_only_when_they_persist(
+def test_internal_errors_are_re_issued_at_once_and_back_off_only_when_they_persist(
         make_local: Callable[..., LocalAzure]) -> None:
     la = make_local(settings={"AUTOPILOT_WATCH_SCHEDULE": "0 * * * * *"})  # a tick every minute (the default cadence)
     add_pool(la, "p", desired=20, image_id=custom_image(la))
@@ -583,9 +583,11 @@ def test_internal_errors_are_retried_at_the_next_tick_and_back_off_only_when_the
     resizes = Resizes(la, "p")
     run_until(la, at(8, 30), resizes)
     times = [r.at for r in resizes.of["p"]]
-    # Two failures in a row are retried at the next tick; the third backs off the first 5 minutes; then it succeeds.
+    # Each resize fails in its first minute. Two failures in a row are re-issued by the tick that sees them; the
+    # third backs off the first 5 minutes; then the resize succeeds.
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert len(times) == 4 and gaps[:2] == [timedelta(minutes=2)] * 2 and gaps[2] == timedelta(minutes=6)
+    assert gaps == [timedelta(minutes=1), timedelta(minutes=1), timedelta(minutes=6)], times
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 20
     [failed] = pool_alerts(la, "p", "AllocationFailed")  # the one that persisted is announced, once
     assert failed["data"]["reason"] == "internal_error" and failed["data"]["attempt"] == 3
+    assert len(resize_posts(la, "p")) == 4  # one request per failure, no storm
