@@ -53,8 +53,10 @@ IMAGE_UNHEALTHY = alerts.IMAGE_UNHEALTHY
 BATCH_API_VERSION = "2025-06-01"
 NODE_SELECT = ["id", "state", "stateTransitionTime", "allocationTime", "isDedicated", "errors", "startTask", "startTaskInfo"]
 NODE_PAGE = 1000
-# /nodecounts states that make the rotation list a pool's nodes (BatchNodeCounts wire names).
-LOOK_STATES = ("unusable", "startTaskFailed", "creating", "starting", "waitingForStartTask", "unknown")
+# /nodecounts states that make the rotation list a pool's nodes (BatchNodeCounts wire names): failed ones always,
+# booting ones when the pool has been steady for AUTOPILOT_NODE_READY_MINUTES.
+FAILED_STATES = ("unusable", "startTaskFailed")
+BOOTING_STATES = ("creating", "starting", "waitingForStartTask", "unknown")
 
 IMAGE_CHECKLIST = (
     "Rebuild the image and publish it as a new version (a new snapshot set with a higher version, e.g. 2.0.1): "
@@ -123,7 +125,7 @@ class NodeWatch:
         # The slow rotation: once per period, on a full scan, one /nodecounts sweep per account (10 pools a page)
         # finds the steady pools with failed nodes; only those get their nodes listed.
         self.rotation = full and not dry_run and self._rotation_due()
-        self._counts: dict[str, dict[str, int]] = {}  # account id -> pool id (lower) -> failed nodes
+        self._counts: dict[str, dict[str, tuple[int, int]]] = {}  # account id -> pool id (lower) -> (failed, booting) nodes
         self._window = timedelta(minutes=context.settings.watch_full_scan_minutes)
 
     # --- the tick's hooks -------------------------------------------------------------------------
@@ -139,7 +141,14 @@ class NodeWatch:
     def observe(self, account: BatchAccount, view: PoolView, desired: DesiredTarget, *, driven: bool) -> None:
         record = self.records.get(safe_key(account.id), {}).get(safe_key(view.pool_id))
         pending = canary.state(view.metadata) == canary.PENDING
-        due = self.rotation and self._failed_count(account, view.pool_id) > 0
+        due = False
+        if self.rotation:
+            failed, booting = self._node_counts(account, view.pool_id)
+            # Booting nodes in a pool that has been steady for the ready limit were allocated before it: overdue. A pool
+            # that changed since has nodes booting as they should (and would cost a node list each on a busy hour).
+            transition = view.allocation_state_transition_time
+            settled = view.is_steady and transition is not None and self.now - transition >= self.policy.ready_within
+            due = failed > 0 or (booting > 0 and settled)
         # A pool the watch drove gets one more look once its last nodes had time to fail for good
         # (lookAt, set while driven): then its row goes, and it costs nothing per tick again.
         look_at = parse_iso(record.data.get("lookAt")) if record is not None else None
@@ -346,26 +355,26 @@ class NodeWatch:
             return False
         return True
 
-    def _failed_count(self, account: BatchAccount, pool_id: str) -> int:
+    def _node_counts(self, account: BatchAccount, pool_id: str) -> tuple[int, int]:
         if account.id not in self._counts:
-            counts: dict[str, int] = {}
+            counts: dict[str, tuple[int, int]] = {}
             try:
                 client = self.context.clients.batch_account(account.endpoint)
                 for page in client.list_pool_node_counts().by_page():
                     self.report.node_requests += 1
                     for item in page:
                         data = item.as_dict()
-                        failed = 0
+                        failed = booting = 0
                         for kind in ("dedicated", "lowPriority"):
                             row = data.get(kind) or {}
-                            # Failed nodes, and booting ones: /nodecounts gives no times, and a node that never
-                            # leaves starting is only seen as unhealthy in the node list (its allocation time).
-                            failed += sum(int(row.get(state) or 0) for state in LOOK_STATES)
-                        counts[str(data.get("poolId") or "").lower()] = failed
+                            failed += sum(int(row.get(state) or 0) for state in FAILED_STATES)
+                            # /nodecounts gives no times: a node that never leaves starting is judged on the node list.
+                            booting += sum(int(row.get(state) or 0) for state in BOOTING_STATES)
+                        counts[str(data.get("poolId") or "").lower()] = (failed, booting)
             except Exception as exc:
                 log.warning("nodes: cannot read node counts of %s: %s", account.id, exc)
             self._counts[account.id] = counts
-        return self._counts[account.id].get(pool_id.lower(), 0)
+        return self._counts[account.id].get(pool_id.lower(), (0, 0))
 
     # --- Batch calls ------------------------------------------------------------------------------
     def _list_nodes(self, account: BatchAccount, pool_id: str) -> list[dict[str, Any]]:
