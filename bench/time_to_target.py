@@ -65,6 +65,9 @@ NAIVE_INTERVAL = 5  # minutes; the app's own watch cadence, so the two differ in
 PIPELINE_RESIZE_TIMEOUT = timedelta(minutes=25)  # shared.families.RESIZE_TIMEOUT_DEFAULT: what the pipeline gives a new pool
 HORIZON_MINUTES = 8 * 60
 TARGET_RATIO = 1.15
+# Issue 18: the app's time against the ideal controller's on the same seed, default settings.
+ORACLE_MEDIAN_TARGET = 1.03
+ORACLE_WORST_TARGET = 1.10
 BATCH_API_VERSION = "2025-06-01"
 
 APP_VARIANTS: dict[str, dict[str, str]] = {
@@ -106,14 +109,22 @@ class Trace:
     # For each unsuccessful resize, in order: the minutes without growth after its failing minute until the pool
     # grows again (the wait the controller chose: backoff, cadence).
     waits_after_failure: list[int] = field(default_factory=list)
+    # Per failure class (internal, capacity, timeout, other): failed resizes, and the resizes issued after one of that
+    # class before the next outcome (a retry storm shows as more resizes than failures).
+    failures_by_class: dict[str, int] = field(default_factory=dict)
+    retries_by_class: dict[str, int] = field(default_factory=dict)
+    waits_by_class: dict[str, list[int]] = field(default_factory=dict)  # waits_after_failure, by the failure's class
     _last_transition: Any = None
     _failed_at: int | None = None
+    _retry_class: str | None = None
+    _failed_class: str = "other"
 
     def observe(self, pool: Any, minute: int) -> None:
         before = self.nodes[-1] if self.nodes else 0
         self.nodes.append(pool.current["dedicated"])
         if self._failed_at is not None and pool.current["dedicated"] > before:
             self.waits_after_failure.append(minute - self._failed_at - 1)
+            self.waits_by_class.setdefault(self._failed_class, []).append(minute - self._failed_at - 1)
             self._failed_at = None
         if pool.current["dedicated"] <= before and pool.current["dedicated"] < TARGET:
             if pool.allocation_state != "steady":
@@ -122,6 +133,9 @@ class Trace:
                 self.stalled_minutes["steady_after_failure"] += 1
             else:
                 self.stalled_minutes["steady_after_success"] += 1
+        if pool.resize_count > self.resizes and self._retry_class is not None:
+            self.retries_by_class[self._retry_class] = self.retries_by_class.get(self._retry_class, 0) + pool.resize_count - self.resizes
+            self._retry_class = None
         self.resizes = pool.resize_count
         if pool.allocation_state == "steady" and pool.allocation_state_time != self._last_transition:
             self._last_transition = pool.allocation_state_time
@@ -131,8 +145,26 @@ class Trace:
                 reason = dict(error.values).get("Reason", "")
                 key = f"{error.code}{' (' + reason + ')' if reason else ''}"
                 self.failures[key] = self.failures.get(key, 0) + 1
+                kind = failure_class(error.code, reason)
+                self.failures_by_class[kind] = self.failures_by_class.get(kind, 0) + 1
+                self._retry_class = self._failed_class = kind
         if self.reached_at is None and pool.current["dedicated"] >= TARGET:
             self.reached_at = minute
+
+
+FAILURE_CLASSES = ("internal", "capacity", "timeout", "other")
+
+
+def failure_class(code: str, reason: str) -> str:
+    """The bench's failure classes, by the words the emulator's resize errors carry."""
+    text = f"{code} {reason}".lower()
+    if "internal" in text:
+        return "internal"
+    if "capacity" in text:
+        return "capacity"
+    if "timedout" in text or "timeout" in text:
+        return "timeout"
+    return "other"
 
 
 def _configure(la: Any) -> str:
@@ -265,6 +297,9 @@ def run_strategy(strategy: str, seed: int, *, horizon: int = HORIZON_MINUTES) ->
             "stopped_at_minute": len(trace.nodes),
             "resizes": trace.resizes,
             "failures": trace.failures,
+            "failures_by_class": trace.failures_by_class,
+            "retries_by_class": trace.retries_by_class,
+            "waits_by_class": trace.waits_by_class,
             "stalled_minutes": trace.stalled_minutes,
             "waits_after_failure": trace.waits_after_failure,
             "requests": requests,
@@ -305,6 +340,11 @@ def run(*, seeds: tuple[int, ...] = (1, 2, 3, 4, 5), strategies: tuple[str, ...]
                                     for i in range(max((len(r["waits_after_failure"]) for r in results), default=0))],
             "requests": summary(r["request_total"] for r in results),
             "failed_invocations": sum(len(r["failed_invocations"]) for r in results),
+            # Summed over the seeds: failures of each class and the resizes issued after them.
+            "by_class": {k: {"failures": sum(r.get("failures_by_class", {}).get(k, 0) for r in results),
+                             "resizes_after": sum(r.get("retries_by_class", {}).get(k, 0) for r in results),
+                             "waits": summary(w for r in results for w in r.get("waits_by_class", {}).get(k, []))}
+                         for k in FAILURE_CLASSES},
         }
         if strategy in APP_VARIANTS and reached:
             row["target_met"] = stats["median"] / bound["minutes"] <= TARGET_RATIO
@@ -313,12 +353,16 @@ def run(*, seeds: tuple[int, ...] = (1, 2, 3, 4, 5), strategies: tuple[str, ...]
     for row in rows:
         per_seed = [r["minutes"] / oracle[r["seed"]] for r in runs[row["strategy"]] if r["reached"] and r["seed"] in oracle]
         row["ratio_to_oracle"] = summary(per_seed) if per_seed else None
+        if row["strategy"] in APP_VARIANTS and per_seed and len(per_seed) == row["seeds"]:
+            row["oracle_target_met"] = {"median": row["ratio_to_oracle"]["median"] <= ORACLE_MEDIAN_TARGET,
+                                        "worst": row["ratio_to_oracle"]["max"] <= ORACLE_WORST_TARGET}
     return {
         "model": {"target_nodes": TARGET, "max_nodes_per_resize": MAX_PER_RESIZE, "dedicated_per_minute": PER_MINUTE, "rate_jitter": 0.0,
                   "dedicated_failure_rate_per_minute": FAILURE_PER_MINUTE, "failure_per_full_resize": bound["failure_per_full_resize"],
                   "vm_size": VM_SIZE, "region": REGION, "naive_interval_minutes": NAIVE_INTERVAL, "horizon_minutes": horizon},
         "ideal": bound,
         "target_ratio": TARGET_RATIO,
+        "oracle_targets": {"median": ORACLE_MEDIAN_TARGET, "worst": ORACLE_WORST_TARGET},
         "seeds": list(seeds),
         "rows": rows,
         "runs": runs,

@@ -49,6 +49,7 @@ from shared.pool_policy import (
 )
 from shared.resize_errors import (
     MAX_UNKNOWN_RETRIES,
+    NEXT_TICK_CAUSES,
     AlertType,
     Cause,
     Diagnosis,
@@ -67,6 +68,11 @@ SCHEMA_VERSION = 1
 _FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING, AlertType.RESIZE_GAVE_UP,
                              AlertType.NODE_LIMIT_REACHED})
 _QUOTA_CAUSES = frozenset({Cause.CORE_QUOTA, Cause.SPOT_QUOTA, Cause.VM_SERIES_QUOTA})
+# A transient internal error (Batch's "internal error" while allocating) says nothing about capacity: it is re-issued
+# without backoff, in the look that sees it (issue 18 allows the next tick; the look that sees it is as safe, as the
+# re-issue is the same decision the stall handler makes from the stored record). At most this many in a row, so a
+# service that keeps failing internally meets the backoff (and its alert); capacity and timeouts always back off.
+MAX_NEXT_TICK_RETRIES = 2
 _CEILING_ALERTS = {pool_limits.NODE_CAP: AlertType.NODE_LIMIT_REACHED, pool_limits.QUOTA: AlertType.QUOTA_REACHED}
 
 
@@ -130,6 +136,9 @@ class Episode:
     # quota, other pools shrinking) resumes the pool by itself, so a quota Batch enforces and the app cannot see stays stopped.
     quota_dedicated_at_stop: int | None = None
     quota_spot_at_stop: int | None = None
+    # Failures retried at the next tick without backoff since the last success or backed-off failure (transient
+    # internal errors, at most MAX_NEXT_TICK_RETRIES in a row).
+    next_tick_retries: int = 0
 
     @property
     def is_closed(self) -> bool:
@@ -183,6 +192,7 @@ class Episode:
             "stop_resize_time": self.stop_resize_time,
             "quota_dedicated_at_stop": self.quota_dedicated_at_stop,
             "quota_spot_at_stop": self.quota_spot_at_stop,
+            "next_tick_retries": self.next_tick_retries,
             # For people reading the table; derived from alert_time_* on load.
             "last_alert_type": str(self.last_alert_type) if self.last_alert_type else None,
             "last_alert_time": self.last_alert_time,
@@ -241,6 +251,7 @@ class Episode:
             stop_resize_time=parse_datetime(data.get("stop_resize_time")),
             quota_dedicated_at_stop=_opt_int(data.get("quota_dedicated_at_stop")),
             quota_spot_at_stop=_opt_int(data.get("quota_spot_at_stop")),
+            next_tick_retries=_opt_int(data.get("next_tick_retries")) or 0,
         )
 
 
@@ -320,6 +331,8 @@ def decide(
         if isinstance(outcome, Decision):
             return outcome
         ep = replace(ep, awaiting_outcome=False, last_seen_transition=transition or now)
+        if outcome is None:
+            ep = replace(ep, next_tick_retries=0)  # the step completed: internal errors get their next-tick retries again
         if outcome is not None:
             if outcome.error_class is ErrorClass.NEEDS_PERSON:
                 quota = _quota_allowance(pool, desired, ceilings) if outcome.cause in _QUOTA_CAUSES else None
@@ -330,7 +343,15 @@ def decide(
                 stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else (ResizeStopped)", stopped_at=now)
                 return Decision(Action.STOP, "the pool's last resize was stopped by someone else; the autopilot leaves it until the desired "
                                 "target or the pool's size changes", stopped, diagnosis=outcome)
-            return _failed(pool, desired, ep, now, policy, outcome)
+            failed = _failed(pool, desired, ep, now, policy, outcome)
+            if (failed.action is not Action.WAIT or failed.episode is None
+                    or failed.episode.next_tick_retries <= ep.next_tick_retries):
+                return failed
+            # A transient internal error: re-issued in this same look, without backoff (bounded: MAX_NEXT_TICK_RETRIES in a row).
+            retry = _drive(pool, desired, failed.episode, now, policy, ceilings)
+            if retry.action is not Action.RESIZE:
+                return failed if retry.action is Action.NOTHING else retry
+            return replace(retry, reason=f"{failed.reason}; re-issued at once: {retry.reason}", diagnosis=outcome)
 
     return _drive(pool, desired, ep, now, policy, ceilings)
 
@@ -470,8 +491,11 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
 
 def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy, diagnosis: Diagnosis) -> Decision:
     ep = _with_error(ep, diagnosis)
+    next_tick = diagnosis.cause in NEXT_TICK_CAUSES and ep.next_tick_retries < MAX_NEXT_TICK_RETRIES
     ep = replace(
-        ep, attempts=ep.attempts + 1, failing_since=ep.failing_since or now, backoff=policy.backoff.record_failure(ep.backoff, now),
+        ep, attempts=ep.attempts + 1, failing_since=ep.failing_since or now,
+        backoff=ep.backoff if next_tick else policy.backoff.record_failure(ep.backoff, now),
+        next_tick_retries=ep.next_tick_retries + 1 if next_tick else 0,
     )
     if ep.attempts >= policy.max_resize_attempts:
         return _give_up(pool, desired, ep, now, policy, f"{ep.attempts} failed attempts", diagnosis)
@@ -481,6 +505,9 @@ def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, 
     if ep.failing_since is not None and now - ep.failing_since >= policy.max_episode:
         return _give_up(pool, desired, ep, now, policy, f"failing for more than {_hours(policy.max_episode)}", diagnosis)
     retry_at = policy.backoff.retry_at(ep.backoff, now)
+    if next_tick:  # no alert either: a person hears of it if it persists (then it backs off and alerts)
+        return Decision(Action.WAIT, f"{diagnosis.cause}: attempt {ep.attempts} of {policy.max_resize_attempts} failed "
+                        f"({ep.next_tick_retries} of {MAX_NEXT_TICK_RETRIES} retried without backoff)", ep, retry_at=now, diagnosis=diagnosis)
     alerts: tuple[Alert, ...] = ()
     if diagnosis.alert_type is not None and diagnosis.cause is not Cause.UNRECOGNISED:  # unknown codes: one alert, when retries stop
         title = (f"Pool {pool.pool_id} could not reach {desired.dedicated} dedicated / {desired.spot} Spot nodes ({diagnosis.cause}): "
@@ -579,6 +606,7 @@ def _restart(ep: Episode, pool: PoolView, desired: DesiredTarget, now: datetime)
         ep, started=now, attempts=0, failing_since=None, backoff=replace(ep.backoff, backoff_until=None),
         desired_dedicated=desired.dedicated, desired_spot=desired.spot, image_id=pool.image_id,
         gave_up=False, stopped_reason=None, stopped_at=None, awaiting_outcome=False, quota_dedicated_at_stop=None, quota_spot_at_stop=None,
+        next_tick_retries=0,
     )
 
 

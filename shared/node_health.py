@@ -201,13 +201,17 @@ def decide_repair(nodes: list[NodeInfo], record: HealthRecord | None, now: datet
       pool is healthy again, so no loop and no second alert.
     """
     candidates = [n for n in nodes if is_unhealthy(n, now, policy, has_start_task=has_start_task)]
+    # Booting nodes of a pool without a start task become due when they are not ready in time: one more look then.
+    booting = [n.allocated + policy.ready_within for n in nodes
+               if not has_start_task and n.state in BOOTING and n.allocated is not None and n not in candidates]
     if not any(n.failed or n.id in (c.id for c in candidates) for n in nodes):
         if record is not None and (not nodes or any(n.state in BOOTING or n.state == "leavingpool" for n in nodes)):
             # Replacements still on their way (removed, or booting): the episode and its budget go on.
-            return Repair(record=record, reason="replacement nodes are not up yet")
-        return Repair(record=None, reason="no unhealthy node" + ("; the health episode ends" if record else ""))
-    waiting = [(n.state_since or n.allocated) + policy.unhealthy_after for n in nodes
-               if n.failed and n not in candidates and (n.state_since or n.allocated) is not None]
+            return Repair(record=record, reason="replacement nodes are not up yet", next_look=min(booting, default=None))
+        return Repair(record=None, reason="no unhealthy node" + ("; the health episode ends" if record else ""),
+                      next_look=min(booting, default=None))
+    waiting = booting + [(n.state_since or n.allocated) + policy.unhealthy_after for n in nodes
+                         if n.failed and n not in candidates and (n.state_since or n.allocated) is not None]
     next_look = min(waiting) if waiting else None
     fresh = [n for n in candidates if record is None or n.id not in record.replaced]
     if not fresh:

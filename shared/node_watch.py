@@ -53,6 +53,10 @@ IMAGE_UNHEALTHY = alerts.IMAGE_UNHEALTHY
 BATCH_API_VERSION = "2025-06-01"
 NODE_SELECT = ["id", "state", "stateTransitionTime", "allocationTime", "isDedicated", "errors", "startTask", "startTaskInfo"]
 NODE_PAGE = 1000
+# /nodecounts states that make the rotation list a pool's nodes (BatchNodeCounts wire names): failed ones always,
+# booting ones when the pool has been steady for AUTOPILOT_NODE_READY_MINUTES.
+FAILED_STATES = ("unusable", "startTaskFailed")
+BOOTING_STATES = ("creating", "starting", "waitingForStartTask", "unknown")
 
 IMAGE_CHECKLIST = (
     "Rebuild the image and publish it as a new version (a new snapshot set with a higher version, e.g. 2.0.1): "
@@ -65,10 +69,12 @@ IMAGE_CHECKLIST = (
     "delete the broken version's pools once the new version has passed its canary."
 )
 NETWORK_FIX = (
-    "Open the subnet to the Batch node agent, then remove the unusable nodes (az batch node delete --pool-id <pool> --node-list <ids>) "
-    "or let the autopilot replace them once the pool is healthy again: with simplified node communication allow outbound TCP 443 to the "
+    "Open the subnet to the Batch node agent: with simplified node communication allow outbound TCP 443 to the "
     "BatchNodeManagement.<region> service tag; with classic communication allow inbound TCP 29876-29877 from the BatchNodeManagement service tag. "
-    "Check the subnet's NSG and any route table or firewall that forces traffic elsewhere."
+    "Check the subnet's NSG and any route table or firewall that forces traffic elsewhere. Then remove the unusable nodes "
+    "of each pool on the subnet (<pools>), as nodes that failed meanwhile stay unusable "
+    "(az batch node delete --pool-id <pool> --node-list <ids> --node-deallocation-option requeue): Batch brings fresh nodes, and once they "
+    "are idle the pool's canary passes and the autopilot grows it to its target. Until then it replaces none of this version's nodes."
 )
 NODES_FIX = (
     "Read the node errors above (az batch node show --pool-id <pool> --node-id <id>), fix their cause, then remove the unhealthy nodes "
@@ -119,7 +125,7 @@ class NodeWatch:
         # The slow rotation: once per period, on a full scan, one /nodecounts sweep per account (10 pools a page)
         # finds the steady pools with failed nodes; only those get their nodes listed.
         self.rotation = full and not dry_run and self._rotation_due()
-        self._counts: dict[str, dict[str, int]] = {}  # account id -> pool id (lower) -> failed nodes
+        self._counts: dict[str, dict[str, tuple[int, int]]] = {}  # account id -> pool id (lower) -> (failed, booting) nodes
         self._window = timedelta(minutes=context.settings.watch_full_scan_minutes)
 
     # --- the tick's hooks -------------------------------------------------------------------------
@@ -135,7 +141,14 @@ class NodeWatch:
     def observe(self, account: BatchAccount, view: PoolView, desired: DesiredTarget, *, driven: bool) -> None:
         record = self.records.get(safe_key(account.id), {}).get(safe_key(view.pool_id))
         pending = canary.state(view.metadata) == canary.PENDING
-        due = self.rotation and self._failed_count(account, view.pool_id) > 0
+        due = False
+        if self.rotation:
+            failed, booting = self._node_counts(account, view.pool_id)
+            # Booting nodes in a pool that has been steady for the ready limit were allocated before it: overdue. A pool
+            # that changed since has nodes booting as they should (and would cost a node list each on a busy hour).
+            transition = view.allocation_state_transition_time
+            settled = view.is_steady and transition is not None and self.now - transition >= self.policy.ready_within
+            due = failed > 0 or (booting > 0 and settled)
         # A pool the watch drove gets one more look once its last nodes had time to fail for good
         # (lookAt, set while driven): then its row goes, and it costs nothing per tick again.
         look_at = parse_iso(record.data.get("lookAt")) if record is not None else None
@@ -195,32 +208,50 @@ class NodeWatch:
 
     # --- images -----------------------------------------------------------------------------------
     def _judge_image(self, image: str, members: list[Observed]) -> tuple[str | None, int]:
+        """The version's verdict: "image" (sticky: its canaries fail, growth stops for good), "network" (held while its
+        nodes keep failing: canaries stay pending and capped, nothing is replaced, and the verdict lifts by itself once
+        the nodes are healthy again, e.g. after a person opened the subnet and removed them), or None."""
         row = safe_key(image)
         existing = self.records.get(IMAGES_PARTITION, {}).get(row)
-        if existing is not None:
-            verdict = str(existing.data.get("verdict") or "image")
-            self._fail_canaries(members)
-            return verdict, 0
         canary_nodes = max([canary.size(m.view.metadata) for m in members] or [0])
         summaries = [m.summary for m in members]
-        if not image_suspect(summaries, self.policy, canary_nodes):
+        suspect = image_suspect(summaries, self.policy, canary_nodes)
+        if existing is not None:
+            verdict = str(existing.data.get("verdict") or "image")
+            if verdict == "network" and not suspect:
+                with contextlib.suppress(ConcurrencyConflict):
+                    self.table.delete(existing)  # the nodes recovered: the next failure is judged afresh
+                return None, 0
+            if verdict == "image":
+                self._fail_canaries(members)
+            return verdict, 0
+        if not suspect:
             return None, 0
-        verdict = "network" if self._network_suspect(image, members) else "image"
-        # Another instance may have judged it first: the alert's de-duplication keeps it to one.
-        with contextlib.suppress(ConcurrencyConflict):
-            self.table.insert(IMAGES_PARTITION, row, {"image": image, "verdict": verdict, "at": iso(self.now),
-                                                       "failed": sum(s.failed for s in summaries), "usable": sum(s.usable for s in summaries)})
+        also_failing = self._network_suspect(image, members)
+        verdict = "network" if also_failing else "image"
+        at = iso(self.now)
+        try:
+            self.table.insert(IMAGES_PARTITION, row, {"image": image, "verdict": verdict, "at": at,
+                                                       "failed": sum(s.failed for s in summaries),
+                                                       "usable": sum(s.usable for s in summaries)})
+        except ConcurrencyConflict:
+            # Another instance judged it first: its verdict holds, and its time keys the alert, so only one goes out.
+            winner = self.table.get(IMAGES_PARTITION, row)
+            if winner is not None:
+                verdict, at = str(winner.data.get("verdict") or verdict), str(winner.data.get("at") or at)
         self.report.verdicts[image] = verdict
-        self._fail_canaries(members)
         publisher = AlertPublisher(self.context)
         if verdict == "image":
+            self._fail_canaries(members)
             return verdict, int(publisher.publish(self._image_alert(image, members, canary_nodes)))
-        return verdict, sum(int(publisher.publish(self._network_alert(m, members))) for m in members)
+        return verdict, sum(int(publisher.publish(self._network_alert(m, at, also_failing))) for m in members)
 
-    def _network_suspect(self, image: str, members: list[Observed]) -> bool:
-        """Other pools on the same subnet and VM size that run another (older) image: if they fail too, blame the network."""
+    def _network_suspect(self, image: str, members: list[Observed]) -> list[str]:
+        """Other pools on the same subnet and VM size that run another (older) image: if they fail too, blame the network.
+        Returns those failing pools (empty: the network is not to blame)."""
         compared = 0
         older: list[NodeSummary] = []
+        failing: list[str] = []
         for member in members:
             subnet = self._subnet(member.account, member.view.pool_id)
             if not subnet:
@@ -228,10 +259,14 @@ class NodeWatch:
             for other in self._pools_on(member.account, subnet, member.view.vm_size, image):
                 compared += 1
                 try:
-                    older.append(summarize(NodeInfo.from_dict(n) for n in self._list_nodes(member.account, other)))
+                    summary = summarize(NodeInfo.from_dict(n) for n in self._list_nodes(member.account, other))
                 except Exception as exc:
                     log.warning("nodes: cannot read nodes of %s for the network comparison: %s", other, exc)
-        return compared > 0 and network_suspect(older, self.policy)
+                    continue
+                older.append(summary)
+                if summary.failed:
+                    failing.append(other)
+        return failing if compared > 0 and network_suspect(older, self.policy) else []
 
     def _fail_canaries(self, members: list[Observed]) -> None:
         for member in members:
@@ -320,24 +355,26 @@ class NodeWatch:
             return False
         return True
 
-    def _failed_count(self, account: BatchAccount, pool_id: str) -> int:
+    def _node_counts(self, account: BatchAccount, pool_id: str) -> tuple[int, int]:
         if account.id not in self._counts:
-            counts: dict[str, int] = {}
+            counts: dict[str, tuple[int, int]] = {}
             try:
                 client = self.context.clients.batch_account(account.endpoint)
                 for page in client.list_pool_node_counts().by_page():
                     self.report.node_requests += 1
                     for item in page:
                         data = item.as_dict()
-                        failed = 0
+                        failed = booting = 0
                         for kind in ("dedicated", "lowPriority"):
                             row = data.get(kind) or {}
-                            failed += int(row.get("unusable") or 0) + int(row.get("startTaskFailed") or 0)
-                        counts[str(data.get("poolId") or "").lower()] = failed
+                            failed += sum(int(row.get(state) or 0) for state in FAILED_STATES)
+                            # /nodecounts gives no times: a node that never leaves starting is judged on the node list.
+                            booting += sum(int(row.get(state) or 0) for state in BOOTING_STATES)
+                        counts[str(data.get("poolId") or "").lower()] = (failed, booting)
             except Exception as exc:
                 log.warning("nodes: cannot read node counts of %s: %s", account.id, exc)
             self._counts[account.id] = counts
-        return self._counts[account.id].get(pool_id.lower(), 0)
+        return self._counts[account.id].get(pool_id.lower(), (0, 0))
 
     # --- Batch calls ------------------------------------------------------------------------------
     def _list_nodes(self, account: BatchAccount, pool_id: str) -> list[dict[str, Any]]:
@@ -420,16 +457,19 @@ class NodeWatch:
             details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "budget", "replacedNodes": len(record.replaced),
                      "maxReplacements": self.policy.max_replacements, "episodeStarted": iso(record.started), **self._count_details(s)})
 
-    def _network_alert(self, obs: Observed, members: list[Observed]) -> Alert:
+    def _network_alert(self, obs: Observed, verdict_at: str, also_failing: list[str]) -> Alert:
         s = obs.summary
+        pools = ", ".join([obs.view.pool_id, *also_failing])
         return Alert(
             type=NODES_UNHEALTHY, severity=alerts.SEVERITY_WARNING, subject=_subject(obs.account.id, obs.view.pool_id),
             title=f"Pool {obs.view.pool_id}: nodes are unusable on its subnet, not because of its image",
-            diagnosis=(f"{s.failed} of {s.total} nodes are unhealthy ({_states(s)}), and pools on the same subnet and VM size that run an older "
-                       "image fail too: the network (an NSG or route blocking the Batch node agent) is the likely cause, not the image. "
-                       "The version's pools stay at their canary."),
-            fix=NETWORK_FIX, dedupe_key="network", occurred_at=self.now,
-            details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "network", **self._count_details(s)})
+            diagnosis=(f"{s.failed} of {s.total} nodes are unhealthy ({_states(s)}), and pools on the same subnet and VM size that "
+                       f"run an older image ({', '.join(also_failing)}) fail too: the network (an NSG or route blocking the Batch node agent) is "
+                       "the likely cause, not the image. The version's pools stay at their canary and no node is replaced until "
+                       "the nodes work again."),
+            fix=NETWORK_FIX.replace("<pools>", pools), dedupe_key=f"network|{verdict_at}", occurred_at=self.now,
+            details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "network", "subnetPools": also_failing,
+                     **self._count_details(s)})
 
     def _image_alert(self, image: str, members: list[Observed], canary_nodes: int) -> Alert:
         failed = sum(m.summary.failed for m in members)

@@ -252,6 +252,10 @@ class CodeRule:
 _CONFIG_FIX = ("Batch's message above names the setting; fix it on the pool (or in the family configuration for new pools), then "
                "resize the pool once (or change its desired target) to resume. The autopilot does not retry a configuration error.")
 
+# Failures retried at the next tick rather than after a backoff: a transient internal error of the service says nothing
+# about capacity. Capacity shortages and timeouts keep the backoff (shared.backoff); episodes caps the run of these.
+NEXT_TICK_CAUSES = frozenset({Cause.INTERNAL_ERROR})
+
 # The resize error codes Batch documents (.NET Microsoft.Azure.Batch.Common.PoolResizeErrorCodes, the Java PoolResizeErrorCodes,
 # the REST reference and the support article "Azure Batch pool resizing failure"), compared without case. AllocationFailed says
 # why in its details and has its own classifier below. A code not listed here is unknown: never assumed transient.

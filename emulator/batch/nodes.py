@@ -66,7 +66,7 @@ class Node:
     id: str
     kind: str  # DEDICATED | LOW_PRIORITY
     allocated: datetime
-    fate: str = "ok"  # ok | unusable | startTaskFailed
+    fate: str = "ok"  # ok | unusable | startTaskFailed | stuck
     leaving_since: datetime | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -74,7 +74,9 @@ class Node:
         if self.leaving_since is not None or pool.state == "deleting":
             return "leavingPool"
         booted = self.allocated + NODE_BOOT
-        if now < booted:
+        # ASSUMED: Batch publishes no time limit on BatchNodeState.STARTING ("The Batch service is starting on the
+        # underlying virtual machine"), so a node whose boot hangs (fate "stuck", set by a test's world) stays starting.
+        if now < booted or self.fate == "stuck":
             return "starting"
         if self.fate == "unusable":
             return "unusable"
@@ -144,7 +146,7 @@ def node_json(pool: Pool, node: Node, now: datetime, base_url: str) -> dict[str,
     if now >= node.allocated + NODE_BOOT and state != "starting":
         body["lastBootTime"] = iso(node.allocated + NODE_BOOT)
     start = pool.spec.start_task
-    if start and start.get("commandLine") and now >= node.allocated + NODE_BOOT and node.fate != "unusable":
+    if start and start.get("commandLine") and now >= node.allocated + NODE_BOOT and node.fate not in ("unusable", "stuck"):
         body["startTask"] = dict(start)
         started = node.allocated + NODE_BOOT
         if now < started + START_TASK_RUN:

@@ -75,6 +75,8 @@ def test_time_to_target(results: dict[str, dict[str, Any]]) -> None:
     by_strategy = {row["strategy"]: row for row in r["rows"]}
     assert by_strategy["batch_alone"]["final_nodes"]["max"] <= 300  # one resize never passes the per-resize cap
     assert by_strategy["app"]["requests"]["median"] > 0
+    assert set(by_strategy["app"]["by_class"]) == {"internal", "capacity", "timeout", "other"}
+    assert r["oracle_targets"] == {"median": 1.03, "worst": 1.10}
 
 
 def test_pipeline_latency(results: dict[str, dict[str, Any]]) -> None:
@@ -98,3 +100,4 @@ def test_the_report_renders_every_section(results: dict[str, dict[str, Any]]) ->
                     "## 4. Pipeline latency"):
         assert heading in page
     assert "make bench" in page and "not run yet" not in page
+    assert "Against the ideal controller on the same seed" in page and "internal: failures / resizes after" in page

@@ -66,6 +66,21 @@ def test_desired_lines_stay_visible_where_they_equal_the_current_ones() -> None:
             assert (d.get_alpha() or 1.0) == 1.0 and (c.get_alpha() or 1.0) < 1.0 and d.get_color() != c.get_color()
 
 
+def test_usable_nodes_are_drawn_beside_current_and_desired() -> None:
+    from dataclasses import replace
+
+    from autopilot.chart import USABLE_COLOUR
+
+    pool = settled_pool(20, 60)
+    usable = [max(0, (c or 0) - 1) for c in pool.current_dedicated]  # one node of the pool never works
+    fig = figure(ChartData("t", START, minutes(60), [replace(pool, usable=usable)]))
+    lines = [ln for ln in fig.axes[1].get_lines() if ln.get_color() == USABLE_COLOUR]
+    assert len(lines) == 1 and list(lines[0].get_ydata()) == usable
+    assert "usable nodes (idle or running)" in [h.get_label() for h in legend_handles()]
+    # a run without node counts draws no usable line
+    assert not [ln for ln in figure(ChartData("t", START, minutes(60), [pool])).axes[1].get_lines() if ln.get_color() == USABLE_COLOUR]
+
+
 def report_with(actions: list[dict[str, Any]]) -> dict[str, Any]:
     return {"scenario": {"name": "t"}, "virtualTime": {"start": "2026-11-02T06:00:00Z", "end": "2026-11-02T08:00:00Z"},
             "resizeRequests": [], "alerts": [], "timeline": [], "actions": actions}

@@ -226,3 +226,70 @@ def test_two_instances_judge_a_broken_image_once(make_local: Callable[..., Local
     assert len(la.alerts(IMAGE_UNHEALTHY)) == 1
     for context in contexts:
         context.clients.close()
+
+
+SUBNET = f"/subscriptions/{SUB}/resourceGroups/network-rg/providers/Microsoft.Network/virtualNetworks/render-vnet/subnets/batch"
+
+
+def test_a_new_version_failing_where_older_pools_on_its_subnet_fail_too_blames_the_network(
+        make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local()
+    older = custom_image(la)
+    watch_removals(la)
+    newer = second_version(la)
+    # The world: an NSG on the subnet blocks the Batch node agent, so every node there comes up unusable, whatever its image.
+    for image in (older, newer):
+        la.emulator.batch.set_image_health(image, unusable_share=1.0)
+    subnet = {"subnetId": SUBNET}
+    make_pool(la, "render-1", older, desired=3, target=3, network_configuration=subnet)
+    make_pool(la, "render-2", newer, desired=12, target=3, canary_nodes=3, version="2.0.0", network_configuration=subnet)
+    run_until(la, at(8, 20))
+    assert la.alerts(IMAGE_UNHEALTHY) == []  # the image is not blamed
+    [alert] = pool_alerts(la, "render-2", NODES_UNHEALTHY)
+    data = alert["data"]
+    assert data["reason"] == "network" and data["unhealthyNodes"] == 3 and data["codes"] == ["NodeAgentNotReady"]
+    assert "network" in data["diagnosis"] and "BatchNodeManagement" in data["fix"] and data["subnetPools"] == ["render-1"]
+    pool = la.emulator.batch.find_pool(ACCOUNT, "render-2")
+    # Growth stays at the canary (which has not failed: nothing is wrong with the version), and no node is replaced
+    # into a network that would break the fresh ones too.
+    assert canary.state(pool.metadata) == canary.PENDING and pool.target["dedicated"] == 3
+    assert removals(la, "render-2") == []
+
+    # The fix, as a person follows it: open the subnet to the node agent, then remove the unusable nodes of the pools it
+    # names (the alert's own pool and the older ones on the subnet).
+    for image in (older, newer):
+        la.emulator.batch.set_image_health(image, unusable_share=0.0)
+    client = la.context.clients.batch_account(batch_accounts.get_account(la.context.clients, ACCOUNT_ID).endpoint)
+    for pool_id in ("render-2", "render-1"):
+        assert pool_id in data["fix"]
+        bad = [n.id for n in client.list_nodes(pool_id) if n.state == "unusable"]
+        assert len(bad) == 3
+        client.begin_remove_nodes(pool_id, bm.BatchNodeRemoveOptions(node_ids=bad, node_deallocation_option="requeue"),
+                                  polling_interval=1)
+    run_until(la, at(9, 5))  # past the 09:00 rotation, which looks at render-1 too
+    pool = la.emulator.batch.find_pool(ACCOUNT, "render-2")
+    assert canary.canary_passed(pool.metadata) is True and pool.current["dedicated"] == 12
+    assert node_states(la, "render-2") == {"idle": 12}
+    assert node_states(la, "render-1") == {"idle": 3}
+    assert len(pool_alerts(la, "render-2", NODES_UNHEALTHY)) == 1 and la.alerts(IMAGE_UNHEALTHY) == []
+
+
+def test_nodes_that_never_finish_booting_are_replaced_once_past_the_ready_limit(make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local(settings={"AUTOPILOT_MAX_NODE_REPLACEMENTS": "2"})
+    image = custom_image(la)
+    watch_removals(la)
+    make_pool(la, "farm", image, desired=4, target=4)  # no start task: readiness is judged on reaching idle in time
+    run_until(la, at(7, 59))
+    pool = la.emulator.batch.find_pool(ACCOUNT, "farm")
+    stuck = [n.id for n in list(pool.nodes.values())[:2]]
+    for node_id in stuck:
+        pool.nodes[node_id].fate = "stuck"  # the world: their boot hangs, Batch keeps them starting
+    run_until(la, at(8, 55))
+    # The 08:00 rotation came while the pool was still allocating: booting nodes are normal then, nothing is read.
+    assert node_states(la, "farm") == {"idle": 2, "starting": 2} and removals(la, "farm") == []
+    run_until(la, at(9, 10))
+    # The 09:00 rotation finds booting nodes in a pool steady for over the 30-minute ready limit: it lists them, and
+    # the two that never finished booting (allocated an hour ago) are replaced; Batch brings fresh nodes.
+    assert [sorted(r) for r in removals(la, "farm")] == [sorted(stuck)]
+    assert node_states(la, "farm") == {"idle": 4} and la.emulator.batch.find_pool(ACCOUNT, "farm").target["dedicated"] == 4
+    assert la.alerts(NODES_UNHEALTHY) == [] and la.alerts(IMAGE_UNHEALTHY) == []  # within the budget: no alert

@@ -101,8 +101,7 @@ def test_2500_node_custom_image_pool_reaches_target_through_repeated_allocation_
 def test_capacity_failures_back_off_5_10_20_30_minutes_then_recover(make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     add_pool(la, "p", desired=100, image_id=custom_image(la))
-    la.emulator.batch.inject_failure(ACCOUNT, "p", "internal_error", count=2)
-    la.emulator.batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=3)
+    la.emulator.batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=5)
     resizes = Resizes(la, "p")
     backoffs: list[tuple[datetime, datetime]] = []  # (failure seen, retry not before), from the episode record
 
@@ -128,9 +127,9 @@ def test_capacity_failures_back_off_5_10_20_30_minutes_then_recover(make_local: 
     assert len(failed) == 1  # one alert for the whole failure episode
     data = failed[0]["data"]
     assert (data["account"], data["pool"], data["codes"], data["reason"], data["attempt"], data["maxAttempts"]) == (
-        ACCOUNT_ID, "p", ["AllocationFailed"], "internal_error", 1, 12)
+        ACCOUNT_ID, "p", ["AllocationFailed"], "capacity", 1, 12)
     assert parse_datetime(data["nextTryTime"]) == at(8, 10) and data["severity"] == "warning"
-    assert "internal error" in data["diagnosis"].lower() and data["fix"]
+    assert "capacity" in data["diagnosis"].lower() and data["fix"]
     recovered = pool_alerts(la, "p", "PoolRecovered")
     assert len(recovered) == 1 and parse_datetime(recovered[0]["eventTime"]) == at(10, 5)
     assert recovered[0]["data"]["attempt"] == 5 and recovered[0]["data"]["severity"] == "info"
@@ -140,14 +139,14 @@ def test_alert_cooldown_spans_episodes_and_recovery_pairs_with_the_alert(make_lo
     la = make_local()
     add_pool(la, "p", desired=20, image_id=custom_image(la))
     batch = la.emulator.batch
-    batch.inject_failure(ACCOUNT, "p", "internal_error", count=1)
+    batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=1)
     resizes = Resizes(la, "p")
     run_until(la, at(8, 16), resizes)  # fails at 08:01, seen 08:05, re-issued 08:10, there 08:11, seen 08:15
     assert [a["eventType"].rsplit(".", 1)[1] for a in pool_alerts(la, "p")] == ["AllocationFailed", "PoolRecovered"]
 
     # A second episode 20 minutes after the alert: the failure is not announced again (cooldown), so no recovery notice either.
     batch.update_pool(ACCOUNT, "p", metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "40"})
-    batch.inject_failure(ACCOUNT, "p", "internal_error", count=1)
+    batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=1)
     run_until(la, at(8, 50), resizes)
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 40
     assert len(pool_alerts(la, "p")) == 2
@@ -291,7 +290,7 @@ def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episod
     pools = [f"team{i}" for i in range(6)]
     for pool_id in pools:
         add_pool(la, pool_id, desired=40)
-        la.emulator.batch.inject_failure(ACCOUNT, pool_id, "internal_error", count=1)
+        la.emulator.batch.inject_failure(ACCOUNT, pool_id, "insufficient_capacity", count=1)
     other = fresh_context(la)
     instances = [la.context, other]
 
@@ -400,7 +399,7 @@ def test_a_late_copy_of_a_stall_event_does_not_resize_again_in_the_same_cycle(ma
 def test_a_restarted_instance_continues_the_backoff(make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     add_pool(la, "p", desired=30)
-    la.emulator.batch.inject_failure(ACCOUNT, "p", "internal_error", count=2)
+    la.emulator.batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=2)
     resizes = Resizes(la, "p")
     run_until(la, at(8, 15), resizes)  # failed at 08:01 and 08:11; the second failure, seen at 08:15, backs off 10 minutes
     record = episode(la.context, "p")
@@ -574,3 +573,21 @@ def test_a_stall_event_that_names_no_watched_pool_is_refused_without_a_request(m
         la.settle()
         assert [(i.function, i.ok) for i in la.host.invocations[mark:]] == [("resize_stalled", True)]
         assert not [e for e in la.emulator.log.entries()[calls:] if e.caller == "batch-image-autopilot"], bad["data"]
+
+
+def test_internal_errors_are_re_issued_at_once_and_back_off_only_when_they_persist(
+        make_local: Callable[..., LocalAzure]) -> None:
+    la = make_local(settings={"AUTOPILOT_WATCH_SCHEDULE": "0 * * * * *"})  # a tick every minute (the default cadence)
+    add_pool(la, "p", desired=20, image_id=custom_image(la))
+    la.emulator.batch.inject_failure(ACCOUNT, "p", "internal_error", count=3)
+    resizes = Resizes(la, "p")
+    run_until(la, at(8, 30), resizes)
+    times = [r.at for r in resizes.of["p"]]
+    # Each resize fails in its first minute. Two failures in a row are re-issued by the tick that sees them; the
+    # third backs off the first 5 minutes; then the resize succeeds.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert gaps == [timedelta(minutes=1), timedelta(minutes=1), timedelta(minutes=6)], times
+    assert la.pool(ACCOUNT, "p").current["dedicated"] == 20
+    [failed] = pool_alerts(la, "p", "AllocationFailed")  # the one that persisted is announced, once
+    assert failed["data"]["reason"] == "internal_error" and failed["data"]["attempt"] == 3
+    assert len(resize_posts(la, "p")) == 4  # one request per failure, no storm

@@ -92,7 +92,7 @@ def test_four_watch_instances_resize_each_pool_once_per_cycle(azurite: str, tls_
         for i, (pool_id, desired) in enumerate(DESIRED.items()):
             managed_pool(la, pool_id, target=2, desired=desired, image_id=image if i % 2 == 0 else None)
         for pool_id, count in TRANSIENT.items():
-            la.emulator.batch.inject_failure(ACCOUNT, pool_id, "internal_error", count=count)
+            la.emulator.batch.inject_failure(ACCOUNT, pool_id, "insufficient_capacity", count=count)
         la.emulator.batch.inject_failure(ACCOUNT, QUOTA, "quota", count=None)
         instances = [AppContext.from_settings(la.settings, clock=la.emulator.clock) for _ in range(INSTANCES)]
         tick_times: list[datetime] = []

@@ -56,7 +56,7 @@ from .harness import (
 # (seed, SDK retries per call): the default 4 retries absorb most faults inside the SDK; with 1 retry many more
 # escape the functions, so Event Grid's redelivery and the timers' next ticks do the recovering.
 CASES = [(seed, 4 if seed % 3 == 1 else 1) for seed in range(1, scaled(3, 30) + 1)]
-FAILING = {"stall0": 2, "stall2": 1}  # pool -> growing resizes that fail with AllocationFailed (internal error)
+FAILING = {"stall0": 2, "stall2": 1}  # pool -> growing resizes that fail with AllocationFailed (insufficient capacity: backs off and alerts)
 DESIRED = {"stall0": 30, "stall1": 12, "stall2": 22, "stall3": 8}
 
 
@@ -74,7 +74,7 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
         for pool_id, desired in DESIRED.items():
             managed_pool(la, pool_id, target=2, desired=desired, image_id=base if pool_id != "stall3" else None)
         for pool_id, count in FAILING.items():
-            la.emulator.batch.inject_failure(ACCOUNT, pool_id, "internal_error", count=count)
+            la.emulator.batch.inject_failure(ACCOUNT, pool_id, "insufficient_capacity", count=count)
         snapshots = la.snapshot_set("gpu", "1.0.0", data_luns=(0,))
 
         rules = chaos_rules(0.2, retry_after_s=0)

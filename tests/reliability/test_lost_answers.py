@@ -95,7 +95,7 @@ def test_work_done_with_its_answer_lost_is_recognised_as_done(azurite: str, tls_
             managed_pool(la, pool_id, target=2, desired=desired, image_id=base if pool_id != "stall2" else None)
         managed_pool(la, "old", target=2, desired=2, image_id=retired)
         for pool_id, count in FAILING.items():
-            la.emulator.batch.inject_failure(ACCOUNT, pool_id, "internal_error", count=count)
+            la.emulator.batch.inject_failure(ACCOUNT, pool_id, "insufficient_capacity", count=count)
         rules = _rules(seed)
         for _, rule in rules:
             la.emulator.faults.add(rule)

@@ -285,7 +285,7 @@ def test_stall_events_redelivered_resize_once_per_cycle(azurite: str, tls_materi
             # Even pools use a gallery image (grown in steps of 10 nodes, one step per cycle), odd ones a Marketplace image.
             managed_pool(la, f"pool{i}", target=2, desired=10 + 8 * i, image_id=image if i % 2 == 0 else None)
         for i in failing:
-            la.emulator.batch.inject_failure(ACCOUNT, f"pool{i}", "internal_error", count=failures)
+            la.emulator.batch.inject_failure(ACCOUNT, f"pool{i}", "insufficient_capacity", count=failures)
         driver = Misdelivery(la, plan)
         driver.run(90)
         if proxy is not None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from shared import pool_metadata as md
 from shared.backoff import BackoffState, ExponentialBackoff
-from shared.episodes import Action, Decision, Episode, decide, note_stop_resize
+from shared.episodes import MAX_NEXT_TICK_RETRIES, Action, Decision, Episode, decide, note_stop_resize
 from shared.pool_policy import DesiredTarget, PoolView, WatchPolicy
 from shared.resize_errors import GENERIC_RESIZE_MESSAGE, AlertType, Cause, parse_errors
 
@@ -160,6 +160,28 @@ def test_retryable_failure_backs_off_alerts_once_then_recovers() -> None:
     assert closed is not None and closed.is_closed  # kept for the cooldown
     assert decide(batch.pool, D800, closed, now + 2 * HOUR).episode == closed  # backoff not yet forgotten
     assert decide(batch.pool, D800, closed, now + 4 * HOUR).episode is None
+
+
+def test_internal_errors_are_re_issued_at_once_a_bounded_number_of_times_then_back_off() -> None:
+    batch = FakeBatch(pool(current_dedicated=120, target_dedicated=300, resize_errors=[INTERNAL]))
+    ep, now = None, T0
+    for n in range(1, MAX_NEXT_TICK_RETRIES + 1):
+        d = decide(batch.pool, D800, ep, now)
+        assert d.action is Action.RESIZE and not d.alerts  # re-issued in the look that sees it: no backoff, no alert
+        assert d.episode is not None and d.episode.attempts == n and d.episode.next_tick_retries == n
+        assert d.episode.backoff.backoff_until is None  # the backoff's failure count is left to capacity and timeouts
+        assert d.diagnosis is not None and d.diagnosis.cause is Cause.INTERNAL_ERROR and "re-issued at once" in d.reason
+        assert decide(batch.pool, D800, ep, now) == d  # the stall handler, deciding again from the stored record, agrees
+        batch.resize(d, now)
+        batch.finish(now + MIN, dedicated=120, errors=(INTERNAL,))
+        ep, now = d.episode, now + MIN
+    # One more in a row: the cap is reached, so it backs off (5 minutes) and a person hears of it.
+    d = decide(batch.pool, D800, ep, now)
+    assert d.action is Action.WAIT and d.retry_at == now + 5 * MIN and types(d) == [AlertType.ALLOCATION_FAILED]
+    assert d.episode is not None and d.episode.next_tick_retries == 0 and d.episode.attempts == MAX_NEXT_TICK_RETRIES + 1
+    # A capacity failure always backs off.
+    cap = decide(pool(current_dedicated=120, target_dedicated=300, resize_errors=[CAPACITY]), D800, None, T0)
+    assert cap.action is Action.WAIT and cap.retry_at == T0 + 5 * MIN and cap.episode.next_tick_retries == 0  # type: ignore[union-attr]
 
 
 def test_quota_stops_with_one_alert_and_resumes_when_a_person_acts() -> None:
@@ -397,7 +419,7 @@ records = st.builds(
     last_diagnosis=st.none() | st.text(min_size=1, max_size=40), last_fix=st.none() | st.text(min_size=1, max_size=40),
     alerted=st.frozensets(st.sampled_from(list(AlertType))), alert_times=st.dictionaries(st.sampled_from(list(AlertType)), aware),
     gave_up=st.booleans(), stopped_reason=st.none() | st.text(min_size=1, max_size=20), stopped_at=maybe_time,
-    recovered_at=maybe_time, stop_resize_time=maybe_time,
+    recovered_at=maybe_time, stop_resize_time=maybe_time, next_tick_retries=st.integers(0, 3),
 )
 
 

@@ -43,6 +43,14 @@ def test_a_node_is_unhealthy_only_past_the_threshold() -> None:
     assert is_unhealthy(node("e", "offline", 20, errors=(("DiskFull", "no space"),)), NOW, POLICY, has_start_task=False)
 
 
+def test_a_booting_node_books_a_look_for_when_it_is_due() -> None:
+    nodes = [node("a", "idle"), node("b", "starting", 10, allocated_ago=10)]
+    repair = decide_repair(nodes, None, NOW, POLICY, steady=True, has_start_task=False)
+    assert repair.record is None and repair.remove == () and repair.next_look == NOW + timedelta(minutes=20)
+    # with a start task, a booting node is the start task's business: no look is booked for it
+    assert decide_repair(nodes, None, NOW, POLICY, steady=True, has_start_task=True).next_look is None
+
+
 def test_node_info_reads_errors_and_the_start_task_failure() -> None:
     info = NodeInfo.from_dict({"id": "n1", "state": "startTaskFailed", "stateTransitionTime": "2026-05-04T08:30:00Z",
                                "allocationTime": "2026-05-04T08:27:00Z", "isDedicated": False,
