@@ -209,6 +209,7 @@ var alertEventTypes = [
   'BatchImageAutopilot.RolloutStarted'
   'BatchImageAutopilot.RolloutCompleted'
   'BatchImageAutopilot.RolloutBlocked'
+  'BatchImageAutopilot.RolloutRolledBack'
   'BatchImageAutopilot.VersionDeleted'
 ]
 

@@ -41,6 +41,8 @@ PATCHED = "patched"  # inPlace: the pool references the new version; regrowing
 HOLDING = "holding"  # newPools: the new pool must hold its target for retireAfter
 RETIRING = "retiring"  # newPools: the old pool is held at 0
 DONE = "done"
+ROLLED_BACK = "rolledBack"  # inPlace: the new version's canary failed; the pool was patched back to the previous version
+FINISHED = (DONE, ROLLED_BACK)
 BLOCKED = "blocked"  # (a flag on WAITING/DRAINING) the zero did not come within maxWait
 
 
@@ -72,6 +74,7 @@ class Step(enum.Enum):
     HOLD_FOR_DRAIN = "holdForDrain"  # metadata: autopilot.rolloutHold=drain (the watch shrinks the pool with taskcompletion)
     BLOCKED = "blocked"  # RolloutBlocked: no zero within maxWait
     COMPLETE = "complete"  # RolloutCompleted
+    ROLL_BACK = "rollBack"  # inPlace: the canary failed; Pool - Update back to the previous version at zero nodes
     START_HOLDING = "startHolding"  # newPools: the new pool reached its target; the retireAfter clock starts
     RETIRE = "retire"  # newPools: move desired/schedule to the new pool, hold the old one at 0
     DELETE_RETIRED = "deleteRetired"  # newPools + deleteRetiredPools: the retired pool is empty and no active job targets it
@@ -112,17 +115,29 @@ def decide_in_place(policy: RolloutPolicy, pool: PoolFacts, wanted: str, state: 
                     *, canary_passed: bool | None = True) -> Decision:
     """The next step for an ``inPlace`` pool that should run ``wanted``."""
     if pool.version == wanted:
+        rolling = state is not None and state.to_version == wanted and state.stage not in FINISHED
+        if rolling and canary_passed is False:
+            assert state is not None
+            if not state.from_version:
+                return Decision(Step.NOTHING, f"the canary of {wanted} failed and the previous version is not known: nothing to go back to")
+            if pool.steady and pool.current_nodes == 0:
+                return Decision(Step.ROLL_BACK, f"the canary of {wanted} failed: back to {state.from_version} while the pool is at 0 nodes")
+            if policy.apply_when == "drain" and pool.hold != HOLD_DRAIN:
+                return Decision(Step.HOLD_FOR_DRAIN, f"the canary of {wanted} failed: take the pool to 0 to go back to {state.from_version}")
+            return Decision(Step.NOTHING, f"the canary of {wanted} failed: back to {state.from_version} at the pool's next zero")
         if pool.hold == HOLD_DRAIN:
             # Patched by an earlier step whose lift of the hold did not land (cannot happen in one update, but a
             # person may have added it): lifting it is a metadata change, safe at any size.
             return Decision(Step.PATCH_IMAGE, "the pool runs the new version but is still held at 0: lift the hold")
-        if state is None or state.to_version != wanted or state.stage == DONE:
+        if state is None or not rolling:
             return Decision(Step.NOTHING, f"the pool runs {wanted}")
-        if canary_passed is False:
-            return Decision(Step.NOTHING, "the canary of the new version failed: the rollout does not complete")
+        if canary_passed is None:
+            return Decision(Step.NOTHING, f"the pool runs {wanted}; its canary has not passed yet")
         if pool.steady and pool.at_target:
             return Decision(Step.COMPLETE, f"the pool runs {wanted} and is at its target")
         return Decision(Step.NOTHING, f"the pool runs {wanted}; regrowing to its target")
+    if state is not None and state.to_version == wanted and state.stage == ROLLED_BACK:
+        return Decision(Step.NOTHING, f"{wanted} failed its canary and was rolled back: a newer version (or a pin) moves the pool again")
     if state is None or state.to_version != wanted:
         return Decision(Step.START, f"the pool runs {pool.version or 'an unknown version'}; {wanted} is wanted")
     if pool.steady and pool.current_nodes == 0:
@@ -181,10 +196,3 @@ def _span(value: timedelta) -> str:
     return "".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n) or "0m"
 
 
-def canary_passed(pool_id: str) -> bool | None:
-    """Hook for the node-health issue's canary (issue 16): True passed, False failed, None still running.
-
-    Without a canary configured the rollout treats every pool as passed. The canary's owner replaces this
-    with a lookup of the pool's canary verdict; the rollout retires nothing and completes nothing on False.
-    """
-    return True

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from shared import alerts, naming, pool_metadata, rollout, snapshot_sets
+from shared import alerts, canary, naming, pool_metadata, rollout, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -38,6 +38,7 @@ ROLLOUTS = "Rollouts"  # one row per (family, slot): the rollout under way or la
 ROLLOUT_STARTED = alerts.ROLLOUT_STARTED
 ROLLOUT_COMPLETED = alerts.ROLLOUT_COMPLETED
 ROLLOUT_BLOCKED = alerts.ROLLOUT_BLOCKED
+ROLLOUT_ROLLED_BACK = alerts.ROLLOUT_ROLLED_BACK
 
 STRANDED_NOTE = ("Queued tasks of jobs bound to a drained pool stay queued until the pool has nodes again; "
                  "a job bound to a retired pool must be moved to the new pool (or use an auto pool specification).")
@@ -69,7 +70,7 @@ def accounts_in_rollout(context: AppContext) -> set[str]:
     if not any(is_configured(f) for f in families_of(context)):
         return out
     for record in context.state.table(ROLLOUTS).query():
-        if record.data.get("stage") not in (rollout.DONE, None) and record.data.get("account"):
+        if record.data.get("stage") not in (*rollout.FINISHED, None) and record.data.get("account"):
             out.add(safe_key(str(record.data["account"])))
     return out
 
@@ -152,7 +153,7 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
     record = table.get(family.name, row)
     state = _state_of(record)
     facts = _facts(view, now)
-    decision = rollout.decide_in_place(family.rollout, facts, wanted, state, now, canary_passed=rollout.canary_passed(pool_id))
+    decision = rollout.decide_in_place(family.rollout, facts, wanted, state, now, canary_passed=canary.canary_passed(view.metadata))
     subject = f"{account.id}/pools/{pool_id}"
     stage = state.stage if state and state.to_version == wanted else ("" if facts.version == wanted else rollout.WAITING)
     report.pending[subject] = {"runs": facts.version or "", "pending": "" if facts.version == wanted else wanted,
@@ -199,6 +200,25 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
 
             reconcile(context)
         return
+    if decision.step == rollout.Step.ROLL_BACK:
+        assert record is not None and state is not None and state.from_version
+        previous = state.from_version
+        result, detail = _patch_image(context, family, account, pool_id, previous, canary_first=False)
+        report.actions.append(f"{pool_id}: canary of {wanted} failed, image -> {previous}: {result.value} {detail}".rstrip())
+        if result != UpdateResult.ACCEPTED:
+            return
+        table.save(family.name, row, {**record.data, "stage": rollout.ROLLED_BACK, "stageAt": iso(now)}, record)
+        _alert(context, ROLLOUT_ROLLED_BACK, alerts.SEVERITY_WARNING, subject, f"Pool {pool_id} went back to {family.name} {previous}",
+               f"the canary of {wanted} on pool {pool_id} failed (its first nodes on the new image were not usable; ImageUnhealthy "
+               f"says why), so at the pool's zero the app patched the image back to {previous}, which the pool ran before. "
+               f"The pool regrows on {previous}; {wanted} is not tried again.",
+               f"fix the image and publish a newer version (it rolls out the same way), or pin a version with \"pinVersion\"; "
+               f"to try {wanted} again, pin it", f"{wanted}|{record.data.get('startedAt')}",
+               {"from": wanted, "to": previous, "pool": pool_id})
+        from shared.guard import reconcile  # the previous version is referenced again: lock it; the failed one is released
+
+        reconcile(context)
+        return
     if decision.step == rollout.Step.COMPLETE:
         assert record is not None
         table.save(family.name, row, {**record.data, "stage": rollout.DONE, "stageAt": iso(now)}, record)
@@ -209,8 +229,12 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
                {"from": record.data.get("fromVersion"), "to": wanted, "pool": pool_id})
 
 
-def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccount, pool_id: str, version: str) -> tuple[UpdateResult, str]:
-    """One Pool - Update: the image, autopilot.version/imageId and the hold lifted, so the guard's locks follow the image."""
+def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccount, pool_id: str, version: str, *,
+                 canary_first: bool = True) -> tuple[UpdateResult, str]:
+    """One Pool - Update: the image, autopilot.version/imageId and the hold lifted, so the guard's locks follow the image.
+
+    ``canary_first``: the pool's first regrow on the new image stops at the family's ``canaryNodes`` until those nodes
+    work (shared/canary.py), as for a new pool. A roll back to the version the pool ran before needs no canary."""
     image_id = naming.family_pool_image_id(family, version, context.settings.subscription_id)
     # Invariant: a pool never references a version that does not exist. Read it right before pointing the pool at it.
     existing = compute.get_gallery_image_version(context.clients, image_id)
@@ -226,6 +250,11 @@ def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccoun
             and rollout.HOLD not in metadata:
         return UpdateResult.ACCEPTED, "(already done: another instance, or an earlier copy of this tick)"
     metadata.pop(rollout.HOLD, None)
+    if not (isinstance(current, str) and current.lower() == image_id.lower()):  # a new image: its own canary (none to go back)
+        metadata.pop(canary.CANARY, None)
+        metadata.pop(canary.CANARY_NODES, None)
+        if canary_first:
+            metadata.update(canary.metadata_for(family.canary_nodes))
     metadata[pool_metadata.VERSION] = version
     metadata[pool_metadata.IMAGE_ID] = image_id
     # The guard locks what the pool's metadata names: the new version's snapshots (and kept managed image), not the old ones.
@@ -298,7 +327,8 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
                 if f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0}
     new_facts = _facts(new_view, now) if new_view is not None and new_view.is_managed else None
     decision, about = rollout.decide_new_pools(family.rollout, new_facts, old_facts, state, now,
-                                              canary_passed=rollout.canary_passed(new_id), jobs_on=jobs)
+                                              canary_passed=canary.canary_passed(new_view.metadata) if new_view is not None else None,
+                                              jobs_on=jobs)
     for f in old_facts:
         report.pending[f"{account.id}/pools/{f.pool_id}"] = {"runs": f.version or "", "pending": "",
                                                             "stage": "retired" if f.hold == rollout.HOLD_RETIRED else (state.stage if state else "")}

@@ -158,6 +158,7 @@ def _set_snapshots(context: AppContext, family: FamilyConfig, version: str) -> t
 
 def run(context: AppContext, family: FamilyConfig, *, dry_run: bool = False) -> RetentionReport:
     """Plan (and unless ``dry_run``, apply) retention for one family."""
+    from shared import rollout
     from shared.references import observe as observe_pools
     from shared.rollout_runner import ROLLOUTS
 
@@ -168,7 +169,7 @@ def run(context: AppContext, family: FamilyConfig, *, dry_run: bool = False) -> 
     referenced = {normalize(u.image_id) for u in inventory.uses if u.image_id}
     mid: set[str] = set()
     for record in context.state.table(ROLLOUTS).query(family.name):
-        if record.data.get("stage") != "done":
+        if record.data.get("stage") not in rollout.FINISHED:
             mid.update(str(record.data.get(k) or "") for k in ("fromVersion", "toVersion"))
     report.verdicts = plan(family, observe(context, family), referenced, mid_rollout=mid,
                            accounts_unreadable=bool(inventory.unreadable_accounts))

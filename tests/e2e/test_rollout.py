@@ -202,3 +202,26 @@ def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missi
     la.emulator.compute.gallery_image_versions.pop(next(k for k in la.emulator.compute.gallery_image_versions if k.endswith("/1.0.0")))
     la.run(timedelta(minutes=15))
     assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+
+
+def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared import canary
+
+    la = make_azure(gpu_in_place(applyWhen="drain"))  # the family's canary: 3 nodes (the default)
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    la.emulator.batch.set_image_health(version_id("gpu", "1.1.0"), unusable_share=1.0)  # 1.1.0's nodes never come up usable
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=45))
+    pool = la.pool(ACCOUNT, "gpu")
+    # The first regrow on 1.1.0 stopped at the canary; its failure took the pool back to 1.0.0 at the next zero.
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.0.0"), "1.0.0")
+    assert canary.state(pool.metadata) is None and pool.current["dedicated"] == 4
+    back = la.alerts("RolloutRolledBack")
+    assert len(back) == 1 and back[0]["data"]["to"] == "1.0.0" and "pinVersion" in back[0]["data"]["fix"]
+    assert not la.alerts("RolloutCompleted") and len(la.alerts("ImageUnhealthy")) == 1
+    assert locked(la, version_id("gpu", "1.0.0"))
+    # 1.1.0 is still the newest version, but it is not tried again.
+    la.run(timedelta(minutes=20))
+    assert pool_version(la, "gpu")[1] == "1.0.0" and len(la.alerts("RolloutStarted")) == 1

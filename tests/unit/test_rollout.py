@@ -39,7 +39,20 @@ def test_in_place_next_zero_waits_patches_at_zero_and_completes_at_target() -> N
     assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=2, at_target=False), "1.1.0", state(rollout.PATCHED), NOW).step == Step.NOTHING
     assert decide_in_place(IN_PLACE, pool("1.1.0"), "1.1.0", state(rollout.PATCHED), NOW).step == Step.COMPLETE
     assert decide_in_place(IN_PLACE, pool("1.1.0"), "1.1.0", state(rollout.DONE), NOW).step == Step.NOTHING
-    assert decide_in_place(IN_PLACE, pool("1.1.0"), "1.1.0", state(rollout.PATCHED), NOW, canary_passed=False).step == Step.NOTHING
+    # A canary still running does not complete the rollout (a pool at 0 at night is at its target too).
+    assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=0, desired=0), "1.1.0", state(rollout.PATCHED), NOW,
+                           canary_passed=None).step == Step.NOTHING
+
+
+def test_in_place_failed_canary_goes_back_to_the_previous_version_at_the_next_zero_and_stays_there() -> None:
+    failed = {"canary_passed": False}
+    assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=1), "1.1.0", state(rollout.PATCHED), NOW, **failed).step == Step.NOTHING
+    assert decide_in_place(DRAIN, pool("1.1.0", nodes=1), "1.1.0", state(rollout.PATCHED), NOW, **failed).step == Step.HOLD_FOR_DRAIN
+    back = decide_in_place(IN_PLACE, pool("1.1.0", nodes=0, desired=0), "1.1.0", state(rollout.PATCHED), NOW, **failed)
+    assert back.step == Step.ROLL_BACK and "1.0.0" in back.reason
+    # Rolled back: 1.1.0 is still the newest version, but it is not tried again.
+    assert decide_in_place(IN_PLACE, pool("1.0.0", nodes=0), "1.1.0", state(rollout.ROLLED_BACK), NOW).step == Step.NOTHING
+    assert decide_in_place(IN_PLACE, pool("1.0.0", nodes=0), "1.2.0", state(rollout.ROLLED_BACK), NOW).step == Step.START
 
 
 def test_in_place_blocked_once_after_max_wait() -> None:
