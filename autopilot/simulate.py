@@ -489,6 +489,8 @@ class ActionRunner:
             return spec["account"]
         if action.kind == "runTimer":
             return spec["function"]
+        if action.kind == "setFamily":
+            return f"family {spec['family']}"
         return None
 
     # --- people ---------------------------------------------------------------------------
@@ -692,6 +694,17 @@ class ActionRunner:
             return "removed every tag"
         tags_client.begin_update_at_scope(resource_id, {"operation": operation, "properties": {"tags": dict(spec.get("tags") or {})}}).result()
         return f"tags {operation.lower()}d" if operation != "Merge" else "tags merged"
+
+    def _set_family(self, spec: dict[str, Any], identity: None) -> str:
+        """The team changes the app's families setting (AUTOPILOT_FAMILIES): the app reads it from its next invocation."""
+        from autopilot.scenario import families_with
+
+        document = families_with(self.scenario, spec["family"], spec["config"])
+        self.scenario.families = document
+        self.local.set_families(document)
+        config = spec["config"]
+        shown = [f"{k}={json.dumps(config[k], separators=(',', ':'))}" for k in ("rollout", "retention", "pinVersion") if k in config]
+        return "configuration replaced" + (f" ({', '.join(shown)})" if shown else "")
 
     def _mark(self, spec: dict[str, Any], identity: None) -> str:
         return spec["text"]
