@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from shared import alerts, canary, naming, pool_metadata, rollout, snapshot_sets
+from shared import alerts, canary, naming, permissions, pool_metadata, rollout, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -323,8 +323,9 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
     old_facts = [_facts(v, now) for v in old_views]
     jobs: dict[str, int] | None = None
     if family.rollout.delete_retired_pools and any(f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0 for f in old_facts) and not dry_run:
-        jobs = {f.pool_id: len(batch_pools.active_jobs_on(context.clients, account, f.pool_id)) for f in old_facts
-                if f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0}
+        with permissions.writing(context, "Microsoft.Batch/batchAccounts/jobs/read", account.id):
+            jobs = {f.pool_id: len(batch_pools.active_jobs_on(context.clients, account, f.pool_id)) for f in old_facts
+                    if f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0}
     new_facts = _facts(new_view, now) if new_view is not None and new_view.is_managed else None
     decision, about = rollout.decide_new_pools(family.rollout, new_facts, old_facts, state, now,
                                               canary_passed=canary.canary_passed(new_view.metadata) if new_view is not None else None,
@@ -368,7 +369,8 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         return
     if decision.step == rollout.Step.DELETE_RETIRED:
         for old_id in about:
-            batch_pools.start_pool_delete(context.clients, account, old_id)
+            with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/delete", f"{account.id}/pools/{old_id}"):
+                batch_pools.start_pool_delete(context.clients, account, old_id)
             report.actions.append(f"{old_id}: retired and empty, no active job targets it: deleting")
         return
     if decision.step == rollout.Step.COMPLETE:

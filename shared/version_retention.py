@@ -213,7 +213,10 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
     compute.gallery_image_versions.begin_update(rid.resource_group, gallery, definition, version, {"properties": {
         "publishingProfile": {"endOfLifeDate": iso(now)},
         "safetyProfile": {"blockDeletionBeforeEndOfLife": False}}}).result()
-    compute.gallery_image_versions.begin_delete(rid.resource_group, gallery, definition, version, polling=False)
+    from shared import permissions
+
+    with permissions.writing(context, "Microsoft.Compute/galleries/images/versions/delete", verdict.resource_id):
+        compute.gallery_image_versions.begin_delete(rid.resource_group, gallery, definition, version, polling=False)
     deleted_snapshots: list[str] = []
     for snapshot_id in verdict.snapshot_ids:
         srid = ResourceId.parse(snapshot_id)
@@ -226,7 +229,8 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
         if on_snapshot:
             lock_api.delete_lock(context.clients, snapshot_id, LOCK_NAME)
         try:
-            compute.snapshots.begin_delete(srid.resource_group, srid.name, polling=False)
+            with permissions.writing(context, "Microsoft.Compute/snapshots/delete", snapshot_id):
+                compute.snapshots.begin_delete(srid.resource_group, srid.name, polling=False)
             deleted_snapshots.append(snapshot_id)
         except ResourceNotFoundError:
             continue
