@@ -77,6 +77,7 @@ class Step(enum.Enum):
     ROLL_BACK = "rollBack"  # inPlace: the canary failed; Pool - Update back to the previous version at zero nodes
     START_HOLDING = "startHolding"  # newPools: the new pool reached its target; the retireAfter clock starts
     RETIRE = "retire"  # newPools: move desired/schedule to the new pool, hold the old one at 0
+    RESTORE = "restore"  # newPools + pinVersion: the pinned version's pool was retired; lift its hold so it regrows
     DELETE_RETIRED = "deleteRetired"  # newPools + deleteRetiredPools: the retired pool is empty and no active job targets it
 
 
@@ -160,7 +161,11 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
     live_old = [p for p in old_pools if p.hold != HOLD_RETIRED]
     retired = [p for p in old_pools if p.hold == HOLD_RETIRED]
     if new_pool is None:
-        return Decision(Step.NOTHING, "the new version's pool does not exist yet"), []
+        return Decision(Step.NOTHING, "the new version's pool does not exist yet (or, for a pin, no longer exists)"), []
+    if new_pool.hold == HOLD_RETIRED:
+        # A roll back (pinVersion) to a version whose pool an earlier rollout retired: it comes back first, and the pools
+        # of the newer versions retire once it has held its target for retireAfter, as in any rollout.
+        return Decision(Step.RESTORE, f"{new_pool.pool_id} runs the wanted version but was retired: lift its hold"), [new_pool.pool_id]
     if live_old:
         if state is None or state.stage not in (HOLDING, RETIRING):
             if new_pool.steady and new_pool.at_target and new_pool.desired_nodes > 0:

@@ -312,7 +312,10 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
             same_slot = spec.pool_id(family.name, version).lower() == view.pool_id.lower()
         except Exception:
             same_slot = False
-        if same_slot and rollout.version_key(version) < rollout.version_key(wanted):
+        # The previous versions' pools; with a pin (a roll back) the newer versions' pools too. Without a pin nothing newer
+        # than the newest built version is touched (its pools may exist a moment before its pipeline row says done).
+        if same_slot and version != wanted and (
+                rollout.version_key(version) < rollout.version_key(wanted) or family.pin_version == wanted):
             old_views.append(view)
     table = context.state.table(ROLLOUTS)
     row = _slot_row(account.id, spec)
@@ -366,6 +369,10 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
             if result != UpdateResult.ACCEPTED:
                 return
         table.save(family.name, row, {**record.data, "stage": rollout.RETIRING, "stageAt": iso(now)}, record)
+        return
+    if decision.step == rollout.Step.RESTORE:
+        result, detail = _patch_metadata(context, account, new_id, {rollout.HOLD: None, rollout.RETIRED_BY: None})
+        report.actions.append(f"{new_id}: pinned {wanted}, un-retired: {result.value} {detail}".rstrip())
         return
     if decision.step == rollout.Step.DELETE_RETIRED:
         for old_id in about:

@@ -225,3 +225,23 @@ def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(ma
     # 1.1.0 is still the newest version, but it is not tried again.
     la.run(timedelta(minutes=20))
     assert pool_version(la, "gpu")[1] == "1.0.0" and len(la.alerts("RolloutStarted")) == 1
+
+
+def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(make_azure: Callable[..., LocalAzure]) -> None:
+    def doc(**extra: Any) -> dict[str, Any]:
+        return families(pools=[pool_spec(dedicated=2)], rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "20m"}, **extra)
+
+    la = make_azure(doc())
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=60))
+    assert la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 0 and len(la.alerts("RolloutCompleted")) == 1
+
+    la.set_families(doc(pinVersion="1.0.0"))  # the roll back
+    la.run(timedelta(minutes=60))
+    old, new = la.pool(ACCOUNT, "gpu-1-0-0"), la.pool(ACCOUNT, "gpu-1-1-0")
+    assert old.current["dedicated"] == 2 and rollout.HOLD not in old.metadata
+    assert new.current["dedicated"] == 0 and new.metadata[rollout.HOLD] == rollout.HOLD_RETIRED
+    assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.1.0", "1.0.0"]
+    assert locked(la, version_id("gpu", "1.0.0"))  # the pinned version is in use again, so guarded

@@ -102,3 +102,12 @@ def test_a_retired_pool_is_deleted_only_when_no_active_job_targets_it() -> None:
     decision, about = decide_new_pools(policy, new, [empty], state(rollout.RETIRING), NOW, jobs_on={"gpu-1-0-0": 0})
     assert decision.step == Step.DELETE_RETIRED and about == ["gpu-1-0-0"]
     assert decide_new_pools(policy, new, [], state(rollout.RETIRING), NOW)[0].step == Step.COMPLETE
+
+
+def test_new_pools_pin_to_a_retired_version_restores_its_pool_then_retires_the_newer_one() -> None:
+    pinned, newer = pool("1.0.0", nodes=0, hold="retired", pool_id="gpu-1-0-0"), pool("1.1.0", pool_id="gpu-1-1-0")
+    decision, about = decide_new_pools(RETIRE, pinned, [newer], None, NOW)
+    assert decision.step == Step.RESTORE and about == ["gpu-1-0-0"]
+    back = pool("1.0.0", pool_id="gpu-1-0-0")  # regrown to its target
+    assert decide_new_pools(RETIRE, back, [newer], None, NOW)[1] == ["gpu-1-1-0"]
+    assert decide_new_pools(RETIRE, back, [newer], state(rollout.HOLDING, stage_at=timedelta(hours=2), to="1.0.0"), NOW)[0].step == Step.RETIRE
