@@ -718,6 +718,11 @@ class ActionRunner:
         tags_client.begin_update_at_scope(resource_id, {"operation": operation, "properties": {"tags": dict(spec.get("tags") or {})}}).result()
         return f"tags {operation.lower()}d" if operation != "Merge" else "tags merged"
 
+    def _run_tasks(self, spec: dict[str, Any], identity: None) -> str:
+        account, pool_id = spec["pool"].split("/", 1)
+        started = self.local.emulator.batch.run_tasks(account, pool_id, spec["nodes"], parse_duration(spec["duration"]))
+        return f"{started} node(s) run a task for {spec['duration']}"
+
     def _set_family(self, spec: dict[str, Any], identity: None) -> str:
         """The team changes the app's families setting (AUTOPILOT_FAMILIES): the app reads it from its next invocation."""
         from autopilot.scenario import families_with

@@ -329,7 +329,8 @@ def _rollout_rows(context: Any, inventory: Any) -> dict[str, dict[str, Any]]:
             log.info("no rollout status for %s: %s", account_id, exc)
             continue
         for path, row in report.pending.items():
-            rows[path.lower()] = {"runs": row.get("runs") or None, "pending": row.get("pending") or None, "stage": row.get("stage") or ""}
+            rows[path.lower()] = {"runs": row.get("runs") or None, "pending": row.get("pending") or None, "stage": row.get("stage") or "",
+                                  "runningTasks": row.get("runningTasks")}
     return rows
 
 
@@ -509,7 +510,9 @@ STATUS_SCHEMA: dict[str, Any] = {
                                                                     "source": {"enum": ["metadata", "schedule", "rollout"]}}}]},
             "rollout": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["runs", "pending", "stage"], "additionalProperties": False,
                                                      "description": "the image rollout: version the pool runs, version pending, rollout stage",
-                                                     "properties": {"runs": _STR_OR_NULL, "pending": _STR_OR_NULL, "stage": {"type": "string"}}}]},
+                                                     "properties": {"runs": _STR_OR_NULL, "pending": _STR_OR_NULL, "stage": {"type": "string"},
+                                                                    "runningTasks": {"type": ["integer", "null"], "description":
+                                                                                     "tasks still running on a pool being drained"}}}]},
             "current": _NODES, "target": _NODES,
             "allocationState": {"enum": ["steady", "resizing", "stopping", ""]},
             "allocationStateTransitionTime": _TIME_OR_NULL,

@@ -47,7 +47,8 @@ STRANDED_NOTE = ("Queued tasks of jobs bound to a drained pool stay queued until
 @dataclass
 class RolloutReport:
     actions: list[str] = field(default_factory=list)
-    pending: dict[str, dict[str, str]] = field(default_factory=dict)  # pool path -> {"runs", "pending", "stage"}
+    # pool path -> {"runs", "pending", "stage", "runningTasks"}; runningTasks only for a pool being drained (else None)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def is_configured(family: FamilyConfig) -> bool:
@@ -157,7 +158,7 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
     subject = f"{account.id}/pools/{pool_id}"
     stage = state.stage if state and state.to_version == wanted else ("" if facts.version == wanted else rollout.WAITING)
     report.pending[subject] = {"runs": facts.version or "", "pending": "" if facts.version == wanted else wanted,
-                               "stage": stage or rollout.DONE}
+                               "stage": stage or rollout.DONE, "runningTasks": _running_tasks(context, account, facts, report)}
     if decision.step == rollout.Step.NOTHING or dry_run:
         if decision.step != rollout.Step.NOTHING:
             report.actions.append(f"{pool_id}: would {decision.step.value}: {decision.reason}")
@@ -227,6 +228,25 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
                f"pool {pool_id} was moved from {record.data.get('fromVersion') or 'its previous version'} to {wanted} in place and is at "
                "its target", "nothing to do", f"{wanted}|{record.data.get('startedAt')}",
                {"from": record.data.get("fromVersion"), "to": wanted, "pool": pool_id})
+
+
+def _running_tasks(context: AppContext, account: BatchAccount, facts: rollout.PoolFacts, report: RolloutReport) -> int | None:
+    """Tasks still running on a pool the rollout holds at 0 (drain or retired): Batch removes its nodes with taskcompletion
+    only once they finish, so this is what the drain waits for. Read from the node list (no pool-level counter); None for a
+    pool that is not held, or when the nodes cannot be listed."""
+    if facts.hold is None:
+        return None
+    if facts.current_nodes == 0:
+        return 0
+    try:
+        running = batch_pools.running_tasks(context.clients, account, facts.pool_id)
+    except Exception as exc:  # the count is for people; the drain goes on without it
+        log.info("rollout: cannot count the running tasks of %s: %s", facts.pool_id, exc)
+        return None
+    if running:
+        report.actions.append(f"{facts.pool_id}: draining, {running} task(s) still running on {facts.current_nodes} node(s); "
+                              "taskcompletion lets them finish before Batch removes the nodes. " + STRANDED_NOTE)
+    return running
 
 
 def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccount, pool_id: str, version: str, *,
@@ -335,7 +355,8 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
                                               jobs_on=jobs)
     for f in old_facts:
         report.pending[f"{account.id}/pools/{f.pool_id}"] = {"runs": f.version or "", "pending": "",
-                                                            "stage": "retired" if f.hold == rollout.HOLD_RETIRED else (state.stage if state else "")}
+                                                            "stage": "retired" if f.hold == rollout.HOLD_RETIRED else (state.stage if state else ""),
+                                                            "runningTasks": _running_tasks(context, account, f, report)}
     if new_facts is not None:
         report.pending[f"{account.id}/pools/{new_id}"] = {"runs": wanted, "pending": "", "stage": state.stage if state else ""}
     if decision.step == rollout.Step.NOTHING or dry_run:

@@ -860,9 +860,17 @@ class BatchBackend:
         return bool(available), generation
 
     def _step(self, pool: Pool, op: ResizeOp, when: datetime, image_state: tuple[bool, str | None] | None) -> None:
-        for kind in KINDS:  # shrinks happen at once
+        finish_tasks = op.deallocation == "taskcompletion"
+        for kind in KINDS:  # shrinks happen at once, except for nodes whose tasks taskcompletion lets finish
             if pool.current[kind] > op.target[kind]:
-                self._set_nodes(pool, kind, op.target[kind])
+                busy = sum(1 for n in pool.nodes.values() if n.kind == kind and n.busy(when)) if finish_tasks else 0
+                self._set_nodes(pool, kind, max(op.target[kind], min(pool.current[kind], busy)), when=when)
+        if finish_tasks and any(pool.current[k] > op.target[k] for k in KINDS):
+            # Learn "Pool - Resize" nodeDeallocationOption taskcompletion: "Allow currently running Tasks to complete. Schedule
+            # no new Tasks while waiting. Remove Compute Nodes when all Tasks have completed." The pool stays resizing.
+            ends = [n.busy_until for n in pool.nodes.values() if n.busy_until is not None and n.busy(when)]
+            self._schedule(pool, op, min(ends))
+            return
         if when == op.start + op.next_minute * MINUTE:
             minute = op.next_minute
             op.next_minute += 1
@@ -1013,9 +1021,21 @@ class BatchBackend:
                 pool.nodes[node_id] = Node(node_id, kind, when, draw_fate(health, pool, self.emulator.seed, node_id))
             return
         mine = [n for n in pool.nodes.values() if n.kind == kind]
-        order = [n for n in mine if n.leaving_since is not None] + [n for n in reversed(mine) if n.leaving_since is None]
+        order = [n for n in mine if n.leaving_since is not None] + [n for n in reversed(mine) if n.leaving_since is None and not n.busy(when)]
+        order += [n for n in mine if n.leaving_since is None and n.busy(when)]  # nodes running tasks go last
         for node in order[:-delta]:
             del pool.nodes[node.id]
+
+    def run_tasks(self, account_name: str, pool_id: str, nodes: int, duration: timedelta) -> int:
+        """Scenario knob (the emulator has no task API): up to ``nodes`` idle nodes each run one task for ``duration``.
+        Returns how many nodes got a task."""
+        with self._lock:
+            pool = self._pool(self._account_by_name(account_name, "batch"), pool_id, "batch")
+            now = self._now()
+            idle = [n for n in pool.nodes.values() if n.state(pool, now) == "idle"][:max(0, nodes)]
+            for node in idle:
+                node.busy_until = now + duration
+            return len(idle)
 
     def set_image_health(self, image_id: str, *, start_task_failed_share: float = 0.0, unusable_share: float = 0.0) -> None:
         """Nodes allocated from now on from ``image_id`` (a gallery image version or managed image id) fail this way."""

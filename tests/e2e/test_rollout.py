@@ -245,3 +245,27 @@ def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(
     assert new.current["dedicated"] == 0 and new.metadata[rollout.HOLD] == rollout.HOLD_RETIRED
     assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.1.0", "1.0.0"]
     assert locked(la, version_id("gpu", "1.0.0"))  # the pinned version is in use again, so guarded
+
+
+def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared import rollout_runner
+    from shared.resources import batch_accounts, batch_pools
+
+    la = make_azure(gpu_in_place(applyWhen="drain"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    assert la.emulator.batch.run_tasks(ACCOUNT, "gpu", 2, timedelta(minutes=40)) == 2  # work on two of the four nodes
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    # Held at 0 with taskcompletion: the idle nodes went at once, the two running a task stay until it ends.
+    pool = la.pool(ACCOUNT, "gpu")
+    assert pool.current["dedicated"] == 2 and pool.allocation_state == "resizing" and pool_version(la, "gpu")[1] == "1.0.0"
+    account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
+    report = rollout_runner.run_account(la.context, account, batch_pools.list_pools(la.context.clients, account), dry_run=True)
+    row = report.pending[f"{account.id}/pools/gpu"]
+    assert row["stage"] == rollout.DRAINING and row["runningTasks"] == 2
+    assert any("2 task(s) still running" in a and "stay queued" in a for a in report.actions)
+
+    la.run(timedelta(minutes=30))  # the tasks ended at +40m: the nodes left, the image changed, the pool regrew
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
