@@ -269,3 +269,30 @@ def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(ma
     la.run(timedelta(minutes=30))  # the tasks ended at +40m: the nodes left, the image changed, the pool regrew
     assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
     assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+
+
+def test_a_retirement_survives_a_restart_mid_rollout_and_a_second_instance_acts_once(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared import rollout_runner
+    from shared.resources import batch_accounts, batch_pools
+
+    la = make_azure(families(pools=[pool_spec(dedicated=2)], rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "10m"}))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    assert len(la.alerts("RolloutStarted")) == 1 and la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 2  # holding
+    la.reconfigure()  # the app restarts mid-rollout: only the Rollouts row and the pools' metadata carry it on
+    account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
+    for _ in range(12):  # each listing handed to two instances (or a redelivered tick), the second acting on the stale copy
+        la.emulator.clock.advance(timedelta(minutes=1))
+        listing = batch_pools.list_pools(la.context.clients, account)
+        rollout_runner.run_account(la.context, account, listing)
+        rollout_runner.run_account(la.context, account, listing)
+    la.run(timedelta(minutes=15))
+    old = la.pool(ACCOUNT, "gpu-1-0-0")
+    assert old.current["dedicated"] == 0 and old.metadata[rollout.HOLD] == rollout.HOLD_RETIRED
+    assert la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 2
+    holds = [e for e in la.emulator.log.entries(method="PATCH", path_contains="/pools/gpu-1-0-0")
+             if 200 <= e.status < 300 and e.caller == "batch-image-autopilot" and e.plane == "arm"]
+    assert len(holds) == 1  # retired once
+    assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutCompleted")) == 1
