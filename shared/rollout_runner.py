@@ -213,8 +213,9 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
                f"the canary of {wanted} on pool {pool_id} failed (its first nodes on the new image were not usable; ImageUnhealthy "
                f"says why), so at the pool's zero the app patched the image back to {previous}, which the pool ran before. "
                f"The pool regrows on {previous}; {wanted} is not tried again.",
-               f"fix the image and publish a newer version (it rolls out the same way), or pin a version with \"pinVersion\"; "
-               f"to try {wanted} again, pin it", f"{wanted}|{record.data.get('startedAt')}",
+               "fix the image (ImageUnhealthy has the checklist) and publish it as a newer version: it rolls out the same way, "
+               "canary first; to hold the pool on a version meanwhile, pin it with \"pinVersion\"",
+               f"{wanted}|{record.data.get('startedAt')}",
                {"from": wanted, "to": previous, "pool": pool_id})
         from shared.guard import reconcile  # the previous version is referenced again: lock it; the failed one is released
 

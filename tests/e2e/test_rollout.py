@@ -225,6 +225,13 @@ def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(ma
     # 1.1.0 is still the newest version, but it is not tried again.
     la.run(timedelta(minutes=20))
     assert pool_version(la, "gpu")[1] == "1.0.0" and len(la.alerts("RolloutStarted")) == 1
+    # Follow the fix: the image is fixed and published as a newer version; it rolls out, canary first, and completes.
+    assert "publish it as a newer version" in back[0]["data"]["fix"]
+    la.snapshot_set("gpu", "1.2.0")
+    la.run(timedelta(minutes=40))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.2.0"), "1.2.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.2.0"]
 
 
 def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(make_azure: Callable[..., LocalAzure]) -> None:
