@@ -384,7 +384,8 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
             wanted_id = normalize(scenario.resource(spec["image"])) if "image" in spec else None
             wanted_version = spec.get("version")
             text = f"pool {pool_ref} references " + (f"version {wanted_version}" if wanted_version else "")
-            text += (" and " if wanted_version and wanted_id else "") + (f"{spec['image'].rsplit('/providers/', 1)[-1]}" if wanted_id else "")
+            text += (" and " if wanted_version and wanted_id else "")
+            text += spec["image"].rsplit("/providers/", 1)[-1] if wanted_id else ""
             text += " at the end"
             image = str(pool["image"] or "") if pool else ""
             if pool is None:

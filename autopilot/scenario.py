@@ -489,7 +489,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         pool = expectation.get("pool")
         if isinstance(pool, str) and pool.split("/", 1)[0] not in account_names:
             problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's batchAccounts")
-        if expectation.get("expect") == "imageExists" or (expectation.get("expect") == "poolImage" and "image" in expectation):
+        kind = expectation.get("expect")
+        if kind == "imageExists" or (kind == "poolImage" and "image" in expectation):
             problems.extend(_check_resource(f"{path}.image", expectation["image"], scenario.subscription_id,
                                             ("microsoft.compute/images", "microsoft.compute/galleries/images/versions")))
         if expectation.get("expect") == "locks" and "on" in expectation:
@@ -498,7 +499,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
 
 
 def _expand_accounts(scenario: Scenario, family: Any, path: str, account_names: set[str]) -> list[str]:
-    """A family's pool accounts given by name become the scenario's account ids (in place); unknown names are problems."""
+    """A family's pool accounts given by name become the scenario's account ids (in place); unknown names are
+    problems."""
     problems = []
     for i, pool in enumerate(family.get("pools") or [] if isinstance(family, dict) else []):
         if not isinstance(pool, dict) or not isinstance(pool.get("account"), str):
@@ -507,7 +509,8 @@ def _expand_accounts(scenario: Scenario, family: Any, path: str, account_names: 
         if not account.startswith("/"):
             if account not in account_names:
                 problems.append(f"{path}.pools[{i}].account: {account!r} is not one of the scenario's batchAccounts "
-                                f"({', '.join(sorted(account_names)) or 'none'}); add it to $.batchAccounts or give a full resource id")
+                                f"({', '.join(sorted(account_names)) or 'none'}); add it to $.batchAccounts or give a full "
+                                "resource id")
             pool["account"] = scenario.account_id(account)
     return problems
 
@@ -533,7 +536,8 @@ def _check_set_family(scenario: Scenario, spec: Mapping[str, Any], path: str, ac
         parse_families(json.dumps(document))
     except FamilyConfigError as exc:
         prefix = f"families.{spec['family']}"
-        problems.extend(f"{path}.config{p[len(prefix):]}" if p.startswith(prefix) else f"{path}.config: {p}" for p in exc.problems)
+        problems.extend(f"{path}.config{p[len(prefix):]}" if p.startswith(prefix) else f"{path}.config: {p}"
+                        for p in exc.problems)
     return problems
 
 

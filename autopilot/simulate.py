@@ -199,8 +199,8 @@ class Recorder:
         if hold != series.last_hold and hold is not None:
             label = {"drain": "draining", "retired": "retired"}[hold]
             series.rollout.append((now, label))
-            self.add(now, "pool", f"pool {series.key} {label} by the rollout ({HOLD}={hold}): it goes to 0 nodes with taskcompletion",
-                     pool=series.key)
+            self.add(now, "pool", f"pool {series.key} {label} by the rollout ({HOLD}={hold}): it goes to 0 nodes with "
+                                  "taskcompletion", pool=series.key)
         series.last_hold = hold
 
     def _transitions(self, series: PoolSeries, pool: Any, desired: Any, now: datetime) -> None:
@@ -724,14 +724,16 @@ class ActionRunner:
         return f"{started} node(s) run a task for {spec['duration']}"
 
     def _set_family(self, spec: dict[str, Any], identity: None) -> str:
-        """The team changes the app's families setting (AUTOPILOT_FAMILIES): the app reads it from its next invocation."""
+        """The team changes the app's families setting (AUTOPILOT_FAMILIES); the app reads it from its next
+        invocation."""
         from autopilot.scenario import families_with
 
         document = families_with(self.scenario, spec["family"], spec["config"])
         self.scenario.families = document
         self.local.set_families(document)
         config = spec["config"]
-        shown = [f"{k}={json.dumps(config[k], separators=(',', ':'))}" for k in ("rollout", "retention", "pinVersion") if k in config]
+        shown = [f"{k}={json.dumps(config[k], separators=(',', ':'))}" for k in ("rollout", "retention", "pinVersion")
+                 if k in config]
         return "configuration replaced" + (f" ({', '.join(shown)})" if shown else "")
 
     def _mark(self, spec: dict[str, Any], identity: None) -> str:

@@ -84,9 +84,9 @@ def denied_alert(context: AppContext, action: str, scope: str, exc: BaseExceptio
                f"attached to the app); once it can sign in, grant it the role '{role}' on {where} if it does not hold it")
     elif role in OPT_IN:
         parameter, env = OPT_IN[role]
-        fix = (f"the role '{role}' is granted only on request: `azd env set {env} true` and `azd provision` (Bicep parameter "
-               f"{parameter}) create it and assign it to the app's managed identity on {where}, or assign any role that allows "
-               f"{action} there; the app retries on its next pass")
+        fix = (f"the role '{role}' is granted only on request: `azd env set {env} true` and `azd provision` "
+               f"(Bicep parameter {parameter}) create it and assign it to the app's managed identity on {where}, "
+               f"or assign any role that allows {action} there; the app retries on its next pass")
     else:
         fix = (f"grant the app's managed identity the role '{role}' (infra/roles.json) on {where} - re-run the deployment with "
                f"that resource group in its parameters, or assign the role there - or any role that allows {action}; the app "

@@ -41,7 +41,7 @@ PATCHED = "patched"  # inPlace: the pool references the new version; regrowing
 HOLDING = "holding"  # newPools: the new pool must hold its target for retireAfter
 RETIRING = "retiring"  # newPools: the old pool is held at 0
 DONE = "done"
-ROLLED_BACK = "rolledBack"  # inPlace: the new version's canary failed; the pool was patched back to the previous version
+ROLLED_BACK = "rolledBack"  # inPlace: the new version's canary failed; the pool went back to the previous version
 FINISHED = (DONE, ROLLED_BACK)
 BLOCKED = "blocked"  # (a flag on WAITING/DRAINING) the zero did not come within maxWait
 
@@ -119,13 +119,14 @@ def decide_in_place(policy: RolloutPolicy, pool: PoolFacts, wanted: str, state: 
         rolling = state is not None and state.to_version == wanted and state.stage not in FINISHED
         if rolling and canary_passed is False:
             assert state is not None
-            if not state.from_version:
-                return Decision(Step.NOTHING, f"the canary of {wanted} failed and the previous version is not known: nothing to go back to")
+            failed, previous = f"the canary of {wanted} failed", state.from_version
+            if not previous:
+                return Decision(Step.NOTHING, f"{failed} and the previous version is not known: nothing to go back to")
             if pool.steady and pool.current_nodes == 0:
-                return Decision(Step.ROLL_BACK, f"the canary of {wanted} failed: back to {state.from_version} while the pool is at 0 nodes")
+                return Decision(Step.ROLL_BACK, f"{failed}: back to {previous} while the pool is at 0 nodes")
             if policy.apply_when == "drain" and pool.hold != HOLD_DRAIN:
-                return Decision(Step.HOLD_FOR_DRAIN, f"the canary of {wanted} failed: take the pool to 0 to go back to {state.from_version}")
-            return Decision(Step.NOTHING, f"the canary of {wanted} failed: back to {state.from_version} at the pool's next zero")
+                return Decision(Step.HOLD_FOR_DRAIN, f"{failed}: take the pool to 0 to go back to {previous}")
+            return Decision(Step.NOTHING, f"{failed}: back to {previous} at the pool's next zero")
         if pool.hold == HOLD_DRAIN:
             # Patched by an earlier step whose lift of the hold did not land (cannot happen in one update, but a
             # person may have added it): lifting it is a metadata change, safe at any size.
@@ -138,7 +139,7 @@ def decide_in_place(policy: RolloutPolicy, pool: PoolFacts, wanted: str, state: 
             return Decision(Step.COMPLETE, f"the pool runs {wanted} and is at its target")
         return Decision(Step.NOTHING, f"the pool runs {wanted}; regrowing to its target")
     if state is not None and state.to_version == wanted and state.stage == ROLLED_BACK:
-        return Decision(Step.NOTHING, f"{wanted} failed its canary and was rolled back: a newer version (or a pin) moves the pool again")
+        return Decision(Step.NOTHING, f"{wanted} failed its canary and was rolled back: a newer version (or a pin) moves the pool")
     if state is None or state.to_version != wanted:
         return Decision(Step.START, f"the pool runs {pool.version or 'an unknown version'}; {wanted} is wanted")
     if pool.steady and pool.current_nodes == 0:
@@ -163,9 +164,10 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
     if new_pool is None:
         return Decision(Step.NOTHING, "the new version's pool does not exist yet (or, for a pin, no longer exists)"), []
     if new_pool.hold == HOLD_RETIRED:
-        # A roll back (pinVersion) to a version whose pool an earlier rollout retired: it comes back first, and the pools
-        # of the newer versions retire once it has held its target for retireAfter, as in any rollout.
-        return Decision(Step.RESTORE, f"{new_pool.pool_id} runs the wanted version but was retired: lift its hold"), [new_pool.pool_id]
+        # A roll back (pinVersion) to a version whose pool an earlier rollout retired: it comes back first, and
+        # the pools of the newer versions retire once it has held its target for retireAfter, as in any rollout.
+        restore = Decision(Step.RESTORE, f"{new_pool.pool_id} runs the wanted version but was retired: lift its hold")
+        return restore, [new_pool.pool_id]
     if live_old:
         if state is None or state.stage not in (HOLDING, RETIRING):
             if new_pool.steady and new_pool.at_target and new_pool.desired_nodes > 0:

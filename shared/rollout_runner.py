@@ -154,11 +154,13 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
     record = table.get(family.name, row)
     state = _state_of(record)
     facts = _facts(view, now)
-    decision = rollout.decide_in_place(family.rollout, facts, wanted, state, now, canary_passed=canary.canary_passed(view.metadata))
+    passed = canary.canary_passed(view.metadata)
+    decision = rollout.decide_in_place(family.rollout, facts, wanted, state, now, canary_passed=passed)
     subject = f"{account.id}/pools/{pool_id}"
     stage = state.stage if state and state.to_version == wanted else ("" if facts.version == wanted else rollout.WAITING)
     report.pending[subject] = {"runs": facts.version or "", "pending": "" if facts.version == wanted else wanted,
-                               "stage": stage or rollout.DONE, "runningTasks": _running_tasks(context, account, facts, report)}
+                               "stage": stage or rollout.DONE,
+                               "runningTasks": _running_tasks(context, account, facts, report)}
     if decision.step == rollout.Step.NOTHING or dry_run:
         if decision.step != rollout.Step.NOTHING:
             report.actions.append(f"{pool_id}: would {decision.step.value}: {decision.reason}")
@@ -205,19 +207,21 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
         assert record is not None and state is not None and state.from_version
         previous = state.from_version
         result, detail = _patch_image(context, family, account, pool_id, previous, canary_first=False)
-        report.actions.append(f"{pool_id}: canary of {wanted} failed, image -> {previous}: {result.value} {detail}".rstrip())
+        report.actions.append(f"{pool_id}: canary of {wanted} failed, image -> {previous}: {result.value} {detail}"
+                              .rstrip())
         if result != UpdateResult.ACCEPTED:
             return
         table.save(family.name, row, {**record.data, "stage": rollout.ROLLED_BACK, "stageAt": iso(now)}, record)
-        _alert(context, ROLLOUT_ROLLED_BACK, alerts.SEVERITY_WARNING, subject, f"Pool {pool_id} went back to {family.name} {previous}",
-               f"the canary of {wanted} on pool {pool_id} failed (its first nodes on the new image were not usable; ImageUnhealthy "
-               f"says why), so at the pool's zero the app patched the image back to {previous}, which the pool ran before. "
-               f"The pool regrows on {previous}; {wanted} is not tried again.",
-               "fix the image (ImageUnhealthy has the checklist) and publish it as a newer version: it rolls out the same way, "
-               "canary first; to hold the pool on a version meanwhile, pin it with \"pinVersion\"",
+        _alert(context, ROLLOUT_ROLLED_BACK, alerts.SEVERITY_WARNING, subject,
+               f"Pool {pool_id} went back to {family.name} {previous}",
+               f"the canary of {wanted} on pool {pool_id} failed (its first nodes on the new image were not usable; "
+               f"ImageUnhealthy says why), so at the pool's zero the app patched the image back to {previous}, which the "
+               f"pool ran before. The pool regrows on {previous}; {wanted} is not tried again.",
+               "fix the image (ImageUnhealthy has the checklist) and publish it as a newer version: it rolls out the "
+               "same way, canary first; to hold the pool on a version meanwhile, pin it with \"pinVersion\"",
                f"{wanted}|{record.data.get('startedAt')}",
                {"from": wanted, "to": previous, "pool": pool_id})
-        from shared.guard import reconcile  # the previous version is referenced again: lock it; the failed one is released
+        from shared.guard import reconcile  # the previous version is used again: lock it; release the failed one
 
         reconcile(context)
         return
@@ -231,10 +235,11 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
                {"from": record.data.get("fromVersion"), "to": wanted, "pool": pool_id})
 
 
-def _running_tasks(context: AppContext, account: BatchAccount, facts: rollout.PoolFacts, report: RolloutReport) -> int | None:
-    """Tasks still running on a pool the rollout holds at 0 (drain or retired): Batch removes its nodes with taskcompletion
-    only once they finish, so this is what the drain waits for. Read from the node list (no pool-level counter); None for a
-    pool that is not held, or when the nodes cannot be listed."""
+def _running_tasks(context: AppContext, account: BatchAccount, facts: rollout.PoolFacts,
+                   report: RolloutReport) -> int | None:
+    """Tasks still running on a pool the rollout holds at 0 (drain or retired): Batch removes its nodes with
+    taskcompletion only once they finish, so this is what the drain waits for. Read from the node list (no pool-level
+    counter); None for a pool that is not held, or when the nodes cannot be listed."""
     if facts.hold is None:
         return None
     if facts.current_nodes == 0:
@@ -245,14 +250,15 @@ def _running_tasks(context: AppContext, account: BatchAccount, facts: rollout.Po
         log.info("rollout: cannot count the running tasks of %s: %s", facts.pool_id, exc)
         return None
     if running:
-        report.actions.append(f"{facts.pool_id}: draining, {running} task(s) still running on {facts.current_nodes} node(s); "
-                              "taskcompletion lets them finish before Batch removes the nodes. " + STRANDED_NOTE)
+        report.actions.append(f"{facts.pool_id}: draining, {running} task(s) still running on {facts.current_nodes} "
+                              "node(s); taskcompletion lets them finish before Batch removes the nodes. " + STRANDED_NOTE)
     return running
 
 
 def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccount, pool_id: str, version: str, *,
                  canary_first: bool = True) -> tuple[UpdateResult, str]:
-    """One Pool - Update: the image, autopilot.version/imageId and the hold lifted, so the guard's locks follow the image.
+    """One Pool - Update: the image, autopilot.version/imageId and the hold lifted, so the guard's locks follow the
+    image.
 
     ``canary_first``: the pool's first regrow on the new image stops at the family's ``canaryNodes`` until those nodes
     work (shared/canary.py), as for a new pool. A roll back to the version the pool ran before needs no canary."""
@@ -271,7 +277,8 @@ def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccoun
             and rollout.HOLD not in metadata:
         return UpdateResult.ACCEPTED, "(already done: another instance, or an earlier copy of this tick)"
     metadata.pop(rollout.HOLD, None)
-    if not (isinstance(current, str) and current.lower() == image_id.lower()):  # a new image: its own canary (none to go back)
+    # A new image gets its own canary (going back to the previous one needs none).
+    if not (isinstance(current, str) and current.lower() == image_id.lower()):
         metadata.pop(canary.CANARY, None)
         metadata.pop(canary.CANARY_NODES, None)
         if canary_first:
@@ -333,8 +340,8 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
             same_slot = spec.pool_id(family.name, version).lower() == view.pool_id.lower()
         except Exception:
             same_slot = False
-        # The previous versions' pools; with a pin (a roll back) the newer versions' pools too. Without a pin nothing newer
-        # than the newest built version is touched (its pools may exist a moment before its pipeline row says done).
+        # The previous versions' pools; with a pin (a roll back) the newer versions' pools too. Without a pin nothing
+        # newer than the newest built version is touched (its pools may exist a moment before its pipeline row is done).
         if same_slot and version != wanted and (
                 rollout.version_key(version) < rollout.version_key(wanted) or family.pin_version == wanted):
             old_views.append(view)
@@ -351,12 +358,12 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
             jobs = {f.pool_id: len(batch_pools.active_jobs_on(context.clients, account, f.pool_id)) for f in old_facts
                     if f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0}
     new_facts = _facts(new_view, now) if new_view is not None and new_view.is_managed else None
-    decision, about = rollout.decide_new_pools(family.rollout, new_facts, old_facts, state, now,
-                                              canary_passed=canary.canary_passed(new_view.metadata) if new_view is not None else None,
+    passed = canary.canary_passed(new_view.metadata) if new_view is not None else None
+    decision, about = rollout.decide_new_pools(family.rollout, new_facts, old_facts, state, now, canary_passed=passed,
                                               jobs_on=jobs)
     for f in old_facts:
-        report.pending[f"{account.id}/pools/{f.pool_id}"] = {"runs": f.version or "", "pending": "",
-                                                            "stage": "retired" if f.hold == rollout.HOLD_RETIRED else (state.stage if state else ""),
+        old_stage = "retired" if f.hold == rollout.HOLD_RETIRED else (state.stage if state else "")
+        report.pending[f"{account.id}/pools/{f.pool_id}"] = {"runs": f.version or "", "pending": "", "stage": old_stage,
                                                             "runningTasks": _running_tasks(context, account, f, report)}
     if new_facts is not None:
         report.pending[f"{account.id}/pools/{new_id}"] = {"runs": wanted, "pending": "", "stage": state.stage if state else ""}
@@ -398,7 +405,8 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         return
     if decision.step == rollout.Step.DELETE_RETIRED:
         for old_id in about:
-            with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/delete", f"{account.id}/pools/{old_id}"):
+            pool_path = f"{account.id}/pools/{old_id}"
+            with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/delete", pool_path):
                 batch_pools.start_pool_delete(context.clients, account, old_id)
             report.actions.append(f"{old_id}: retired and empty, no active job targets it: deleting")
         return

@@ -866,8 +866,9 @@ class BatchBackend:
                 busy = sum(1 for n in pool.nodes.values() if n.kind == kind and n.busy(when)) if finish_tasks else 0
                 self._set_nodes(pool, kind, max(op.target[kind], min(pool.current[kind], busy)), when=when)
         if finish_tasks and any(pool.current[k] > op.target[k] for k in KINDS):
-            # Learn "Pool - Resize" nodeDeallocationOption taskcompletion: "Allow currently running Tasks to complete. Schedule
-            # no new Tasks while waiting. Remove Compute Nodes when all Tasks have completed." The pool stays resizing.
+            # Learn "Pool - Resize" nodeDeallocationOption taskcompletion: "Allow currently running Tasks to complete.
+            # Schedule no new Tasks while waiting. Remove Compute Nodes when all Tasks have completed." The pool stays
+            # resizing meanwhile.
             ends = [n.busy_until for n in pool.nodes.values() if n.busy_until is not None and n.busy(when)]
             self._schedule(pool, op, min(ends))
             return
@@ -1021,7 +1022,8 @@ class BatchBackend:
                 pool.nodes[node_id] = Node(node_id, kind, when, draw_fate(health, pool, self.emulator.seed, node_id))
             return
         mine = [n for n in pool.nodes.values() if n.kind == kind]
-        order = [n for n in mine if n.leaving_since is not None] + [n for n in reversed(mine) if n.leaving_since is None and not n.busy(when)]
+        order = [n for n in mine if n.leaving_since is not None]
+        order += [n for n in reversed(mine) if n.leaving_since is None and not n.busy(when)]
         order += [n for n in mine if n.leaving_since is None and n.busy(when)]  # nodes running tasks go last
         for node in order[:-delta]:
             del pool.nodes[node.id]

@@ -17,9 +17,10 @@ scheduler event is needed per node:
 Fates come from ``setImageHealth`` (per image id): ``startTaskFailedShare`` applies only to pools with a start
 task that waits for success (without ``waitForSuccess`` a failed start task leaves the node ``idle`` with
 ``startTaskInfo.result = failure``, per ``BatchStartTask.wait_for_success``'s docstring), ``unusableShare`` to
-every pool. The emulator has no task API; the scenario knob ``runTasks`` gives idle nodes one running task each for a
-while (``busy_until``): such a node is ``running`` with ``runningTasksCount`` 1 (``BatchNodeState.RUNNING``: "The Compute
-Node is running one or more Tasks"), and a shrink with ``taskcompletion`` removes it only once its task ended.
+every pool. The emulator has no task API; the scenario knob ``runTasks`` gives idle nodes one running task each
+for a while (``busy_until``): such a node is ``running`` with ``runningTasksCount`` 1 (``BatchNodeState.RUNNING``:
+"The Compute Node is running one or more Tasks"), and a shrink with ``taskcompletion`` removes it only once its task
+ended.
 """
 
 from __future__ import annotations

@@ -315,10 +315,11 @@ def start_pool_delete(clients: AzureClients, account: BatchAccount, pool_id: str
 
 
 def running_tasks(clients: AzureClients, account: BatchAccount, pool_id: str) -> int:
-    """Tasks running on the pool's nodes: the sum of each node's ``runningTasksCount`` (Batch has no pool-level counter).
-    One data-plane request per 1,000 nodes; called only for a pool the rollout is draining that still has nodes."""
+    """Tasks running on the pool's nodes: the sum of each node's ``runningTasksCount`` (Batch has no pool-level
+    counter). One data-plane request per 1,000 nodes; called only for a pool the rollout drains that still has nodes."""
     client = clients.batch_account(account.endpoint)
-    return sum(node.running_tasks_count or 0 for node in client.list_nodes(pool_id, select=["id", "state", "runningTasksCount"]))
+    nodes = client.list_nodes(pool_id, select=["id", "state", "runningTasksCount"])
+    return sum(node.running_tasks_count or 0 for node in nodes)
 
 
 def active_jobs_on(clients: AzureClients, account: BatchAccount, pool_id: str) -> list[str]:
