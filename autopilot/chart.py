@@ -22,6 +22,11 @@ DESIRED_DEDICATED_COLOUR = "#0d2f66"  # darker than the band it runs along, so i
 DESIRED_SPOT_COLOUR = "#8d5a00"
 CURRENT_WIDTH, CURRENT_ALPHA = 4.5, 0.45
 USABLE_COLOUR = "#2e7d32"
+ROLLOUT_COLOUR = "#283593"
+# The rollout's alerts are drawn as its steps on the pool, beside the steps seen on the pool itself (patched, draining,
+# retired).
+ROLLOUT_ALERTS = {"RolloutStarted": "rollout started", "RolloutCompleted": "rollout completed",
+                  "RolloutBlocked": "rollout blocked", "RolloutRolledBack": "rolled back"}
 
 
 @dataclass
@@ -38,6 +43,7 @@ class PoolChart:
     failures: list[tuple[datetime, str]] = field(default_factory=list)  # (time, codes)
     alerts: list[tuple[datetime, str, str]] = field(default_factory=list)  # (time, type, severity)
     usable: list[int | None] = field(default_factory=list)  # idle or running nodes, dedicated + Spot
+    rollout: list[tuple[datetime, str]] = field(default_factory=list)  # rollout steps: started, patched, retired, ...
 
 
 @dataclass
@@ -77,7 +83,12 @@ def chart_data(recorder: Any, report: dict[str, Any]) -> ChartData:
                      if r["pool"].lower() == key.lower() and 200 <= r["status"] < 300],
             failures=list(series.failures),
             usable=list(getattr(series, "usable", [])),
-            alerts=[(_t(a["time"]), a["type"], a["severity"]) for a in report["alerts"] if a["pool"] and a["pool"].lower() == key.lower()],
+            alerts=[(_t(a["time"]), a["type"], a["severity"]) for a in report["alerts"]
+                    if a["pool"] and a["pool"].lower() == key.lower() and a["type"] not in ROLLOUT_ALERTS],
+            rollout=sorted([*getattr(series, "rollout", []),
+                            *((_t(a["time"]), ROLLOUT_ALERTS[a["type"]]) for a in report["alerts"]
+                              if a["pool"] and a["pool"].lower() == key.lower() and a["type"] in ROLLOUT_ALERTS)],
+                           key=lambda s: s[0]),
         ))
     events = [(_t(a["time"]), a["type"], a["severity"]) for a in report["alerts"] if not a["pool"]]
     events += [(_t(e["time"]), e["text"].removeprefix("mark: ")[:40], "mark") for e in report["timeline"] if e["kind"] == "mark"]
@@ -162,6 +173,11 @@ def figure(data: ChartData) -> Any:
             ax.axvline(when, color=colour, linewidth=1.0, alpha=0.8)
             ax.annotate(kind, (when, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -9 - 9 * (i % 3)), textcoords="offset points",
                         fontsize=7, color=colour)
+        for i, (when, label) in enumerate(pool.rollout):
+            ax.axvline(when, color=ROLLOUT_COLOUR, linewidth=1.4, linestyle=(0, (4, 2)), alpha=0.85, zorder=1)
+            ax.plot([when], [0], marker="D", markersize=6, color=ROLLOUT_COLOUR, linestyle="none", zorder=6)
+            ax.annotate(label, (when, 0.0), xycoords=("data", "axes fraction"), xytext=(3, 4 + 9 * (i % 3)),
+                        textcoords="offset points", fontsize=7, color=ROLLOUT_COLOUR)
         for when, _label, kind in data.events:
             colour = EVENT_STYLES[kind][0] if kind in EVENT_STYLES else SEVERITY_COLOURS.get(kind, "#777777")
             ax.axvline(when, color=colour, linewidth=0.7, linestyle=":", alpha=0.6)
@@ -192,6 +208,7 @@ def legend_handles() -> list[Any]:
         Line2D([], [], marker="^", color="#6a1b9a", linestyle="none", label="resize by a person"),
         Line2D([], [], marker="X", color="#c62828", linestyle="none", label="resize ended short"),
         Line2D([], [], color="#ef6c00", label="alert (colour = severity)"),
+        Line2D([], [], color=ROLLOUT_COLOUR, marker="D", linestyle=(0, (4, 2)), label="rollout step"),
         Line2D([], [], color="#555555", linestyle="-.", label="mark / a person's action"),
         Line2D([], [], color=quota[0], linestyle=quota[1], linewidth=1.2, label="quota change"),
         Line2D([], [], color=tags[0], linestyle=tags[1], linewidth=1.2, label="tag write"),

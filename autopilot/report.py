@@ -380,6 +380,20 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
                 about += f" whose fix says \"{spec['fixContains']}\""
             text = f"{spec.get('type', 'any')} alerts{about}{_window_text(spec)}"
             detail = f"{detail}" + (f": {', '.join(a['time'][11:16] + ' ' + a['type'] for a in matching[:5])}" if matching else "")
+        elif kind == "poolImage":
+            wanted_id = normalize(scenario.resource(spec["image"])) if "image" in spec else None
+            wanted_version = spec.get("version")
+            text = f"pool {pool_ref} references " + (f"version {wanted_version}" if wanted_version else "")
+            text += (" and " if wanted_version and wanted_id else "")
+            text += spec["image"].rsplit("/providers/", 1)[-1] if wanted_id else ""
+            text += " at the end"
+            image = str(pool["image"] or "") if pool else ""
+            if pool is None:
+                detail = "the pool does not exist at the end"
+            else:
+                ok = (wanted_id is None or normalize(image) == wanted_id) and (
+                    wanted_version is None or image.rstrip("/").rsplit("/", 1)[-1] == wanted_version)
+                detail = f"it references {image.rsplit('/providers/', 1)[-1] or 'no image'}"
         elif kind == "imageExists":
             wanted = spec.get("exists", True)
             image_id = normalize(scenario.resource(spec["image"]))

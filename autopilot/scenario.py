@@ -421,15 +421,7 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
     if "families" in raw:
         families = copy.deepcopy(raw["families"])
         for fname, family in families.items():
-            for i, pool in enumerate(family.get("pools") or [] if isinstance(family, dict) else []):
-                if not isinstance(pool, dict) or not isinstance(pool.get("account"), str):
-                    continue
-                account = pool["account"]
-                if not account.startswith("/"):
-                    if account not in account_names:
-                        problems.append(f"$.families.{fname}.pools[{i}].account: {account!r} is not one of the scenario's batchAccounts "
-                                        f"({', '.join(sorted(account_names)) or 'none'}); add it to $.batchAccounts or give a full resource id")
-                    pool["account"] = scenario.account_id(account)
+            problems.extend(_expand_accounts(scenario, family, f"$.families.{fname}", account_names))
         document = {"families": families}
         from shared.families import FamilyConfigError, parse_families
 
@@ -476,6 +468,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
             problems.append(f"{path}: give dedicated and/or spot; for example {{\"dedicated\": 20, \"spot\": 0}}")
         if spec["action"] == "setPoolTarget" and "dedicated" not in spec and "spot" not in spec:
             problems.append(f"{path}: give dedicated and/or spot; for example {{\"dedicated\": 40}}")
+        if spec["action"] == "setFamily":
+            problems.extend(_check_set_family(scenario, spec, path, account_names))
         if spec["action"] == "injectPoolFailure" and spec["kind"] == "custom" and not spec.get("code"):
             problems.append(f"{path}.code: a custom failure needs its error code; for example \"code\": \"AllocationFailed\"")
         actions.append(Action(i, at, spec["action"], spec))
@@ -495,12 +489,56 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         pool = expectation.get("pool")
         if isinstance(pool, str) and pool.split("/", 1)[0] not in account_names:
             problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's batchAccounts")
-        if expectation.get("expect") in ("imageExists",):
+        kind = expectation.get("expect")
+        if kind == "imageExists" or (kind == "poolImage" and "image" in expectation):
             problems.extend(_check_resource(f"{path}.image", expectation["image"], scenario.subscription_id,
                                             ("microsoft.compute/images", "microsoft.compute/galleries/images/versions")))
         if expectation.get("expect") == "locks" and "on" in expectation:
             problems.extend(_check_resource(f"{path}.on", expectation["on"], scenario.subscription_id, None))
     return scenario, problems
+
+
+def _expand_accounts(scenario: Scenario, family: Any, path: str, account_names: set[str]) -> list[str]:
+    """A family's pool accounts given by name become the scenario's account ids (in place); unknown names are
+    problems."""
+    problems = []
+    for i, pool in enumerate(family.get("pools") or [] if isinstance(family, dict) else []):
+        if not isinstance(pool, dict) or not isinstance(pool.get("account"), str):
+            continue
+        account = pool["account"]
+        if not account.startswith("/"):
+            if account not in account_names:
+                problems.append(f"{path}.pools[{i}].account: {account!r} is not one of the scenario's batchAccounts "
+                                f"({', '.join(sorted(account_names)) or 'none'}); add it to $.batchAccounts or give a full "
+                                "resource id")
+            pool["account"] = scenario.account_id(account)
+    return problems
+
+
+def families_with(scenario: Scenario, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The families document with one family's configuration replaced (a ``setFamily`` action), accounts expanded."""
+    family = copy.deepcopy(dict(config))
+    _expand_accounts(scenario, family, "", {a["name"] for a in scenario.accounts})
+    document = copy.deepcopy(scenario.families or {"families": {}})
+    document["families"][name] = family
+    return document
+
+
+def _check_set_family(scenario: Scenario, spec: Mapping[str, Any], path: str, account_names: set[str]) -> list[str]:
+    """The new configuration must be one the app accepts: the app's own parser, on the whole document it will read."""
+    from shared.families import FamilyConfigError, parse_families
+
+    family = copy.deepcopy(dict(spec["config"]))
+    problems = _expand_accounts(scenario, family, f"{path}.config", account_names)
+    document = copy.deepcopy(scenario.families or {"families": {}})
+    document["families"][spec["family"]] = family
+    try:
+        parse_families(json.dumps(document))
+    except FamilyConfigError as exc:
+        prefix = f"families.{spec['family']}"
+        problems.extend(f"{path}.config{p[len(prefix):]}" if p.startswith(prefix) else f"{path}.config: {p}"
+                        for p in exc.problems)
+    return problems
 
 
 def _check_resource(path: str, ref: str, subscription_id: str, types: tuple[str, ...] | None) -> list[str]:

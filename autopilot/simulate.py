@@ -104,6 +104,10 @@ class PoolSeries:
     # every resize Batch started on the pool, by its number: (when, dedicated, Spot asked for). A resize needs a steady
     # pool, so two never start within one step and sampling each step sees them all.
     resizes: dict[int, tuple[datetime, int, int]] = field(default_factory=dict)
+    # rollout steps seen on the pool itself (the image changed in place, held for a drain, retired): (when, label)
+    rollout: list[tuple[datetime, str]] = field(default_factory=list)
+    last_image: str | None = None
+    last_hold: str | None = None
 
 
 class Recorder:
@@ -156,6 +160,7 @@ class Recorder:
                     series.resizes[op.number] = (op.start, op.target["dedicated"], op.target["low"])
                 series.usable.append(sum(row.get("idle", 0) + row.get("running", 0) for row in emulator.batch.node_counts(pool).values()))
                 self._transitions(series, pool, desired, now)
+                self._rollout_steps(series, pool, now)
         for key, series in self.pools.items():
             if key not in seen:
                 if series.deleted_at is None:
@@ -179,6 +184,24 @@ class Recorder:
             for values in (series.current_dedicated, series.current_spot, series.target_dedicated, series.target_spot,
                            series.desired_dedicated, series.desired_spot, series.usable):
                 values.append(None)
+
+    def _rollout_steps(self, series: PoolSeries, pool: Any, now: datetime) -> None:
+        """The image a pool references changing (an in-place rollout's Pool - Update), and the rollout's hold on it."""
+        from shared.rollout import HOLD, hold_of
+
+        image = pool.image_id or None
+        if series.last_image is not None and image and image.lower() != series.last_image.lower():
+            version = image.rstrip("/").rsplit("/", 1)[-1]
+            series.rollout.append((now, f"patched → {version}"))
+            self.add(now, "pool", f"pool {series.key} image changed in place to {_short_id(image)}", pool=series.key)
+        series.last_image = image or series.last_image
+        hold = hold_of(pool.metadata)
+        if hold != series.last_hold and hold is not None:
+            label = {"drain": "draining", "retired": "retired"}[hold]
+            series.rollout.append((now, label))
+            self.add(now, "pool", f"pool {series.key} {label} by the rollout ({HOLD}={hold}): it goes to 0 nodes with "
+                                  "taskcompletion", pool=series.key)
+        series.last_hold = hold
 
     def _transitions(self, series: PoolSeries, pool: Any, desired: Any, now: datetime) -> None:
         target = (pool.target["dedicated"], pool.target["low"])
@@ -489,6 +512,8 @@ class ActionRunner:
             return spec["account"]
         if action.kind == "runTimer":
             return spec["function"]
+        if action.kind == "setFamily":
+            return f"family {spec['family']}"
         return None
 
     # --- people ---------------------------------------------------------------------------
@@ -692,6 +717,24 @@ class ActionRunner:
             return "removed every tag"
         tags_client.begin_update_at_scope(resource_id, {"operation": operation, "properties": {"tags": dict(spec.get("tags") or {})}}).result()
         return f"tags {operation.lower()}d" if operation != "Merge" else "tags merged"
+
+    def _run_tasks(self, spec: dict[str, Any], identity: None) -> str:
+        account, pool_id = spec["pool"].split("/", 1)
+        started = self.local.emulator.batch.run_tasks(account, pool_id, spec["nodes"], parse_duration(spec["duration"]))
+        return f"{started} node(s) run a task for {spec['duration']}"
+
+    def _set_family(self, spec: dict[str, Any], identity: None) -> str:
+        """The team changes the app's families setting (AUTOPILOT_FAMILIES); the app reads it from its next
+        invocation."""
+        from autopilot.scenario import families_with
+
+        document = families_with(self.scenario, spec["family"], spec["config"])
+        self.scenario.families = document
+        self.local.set_families(document)
+        config = spec["config"]
+        shown = [f"{k}={json.dumps(config[k], separators=(',', ':'))}" for k in ("rollout", "retention", "pinVersion")
+                 if k in config]
+        return "configuration replaced" + (f" ({', '.join(shown)})" if shown else "")
 
     def _mark(self, spec: dict[str, Any], identity: None) -> str:
         return spec["text"]

@@ -333,7 +333,8 @@ def _rollout_rows(context: Any, inventory: Any) -> dict[str, dict[str, Any]]:
             log.info("no rollout status for %s: %s", account_id, exc)
             continue
         for path, row in report.pending.items():
-            rows[path.lower()] = {"runs": row.get("runs") or None, "pending": row.get("pending") or None, "stage": row.get("stage") or ""}
+            rows[path.lower()] = {"runs": row.get("runs") or None, "pending": row.get("pending") or None,
+                                  "stage": row.get("stage") or "", "runningTasks": row.get("runningTasks")}
     return rows
 
 
@@ -479,6 +480,7 @@ def reconcile_failed(result: dict[str, Any]) -> bool:
 _TIME = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
 _TIME_OR_NULL = {"anyOf": [_TIME, {"type": "null"}]}
 _STR_OR_NULL = {"type": ["string", "null"]}
+_RUNNING_TASKS = {"type": ["integer", "null"], "description": "tasks still running on a pool being drained"}
 _NODES = {"type": "object", "required": ["dedicated", "spot"], "additionalProperties": False,
           "properties": {"dedicated": {"type": "integer", "minimum": 0}, "spot": {"type": "integer", "minimum": 0}}}
 _LOCK_ACTION = {"type": "object", "required": ["kind", "resource", "notes"], "additionalProperties": False,
@@ -513,7 +515,8 @@ STATUS_SCHEMA: dict[str, Any] = {
                                                                     "source": {"enum": ["metadata", "schedule", "rollout"]}}}]},
             "rollout": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["runs", "pending", "stage"], "additionalProperties": False,
                                                      "description": "the image rollout: version the pool runs, version pending, rollout stage",
-                                                     "properties": {"runs": _STR_OR_NULL, "pending": _STR_OR_NULL, "stage": {"type": "string"}}}]},
+                                                     "properties": {"runs": _STR_OR_NULL, "pending": _STR_OR_NULL,
+                                                                    "stage": {"type": "string"}, "runningTasks": _RUNNING_TASKS}}]},
             "current": _NODES, "target": _NODES,
             "allocationState": {"enum": ["steady", "resizing", "stopping", ""]},
             "allocationStateTransitionTime": _TIME_OR_NULL,

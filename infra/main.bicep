@@ -81,6 +81,12 @@ param systemTopicResourceGroup string = ''
 @description('Create the Event Grid event subscriptions (needs the functions deployed; set by the postdeploy hook).')
 param deployEventSubscriptions bool = false
 
+@description('Grant the roles retention needs (infra/roles.json optInRoles): delete gallery image versions and snapshots on the image resource groups. Set it when a family configures retention.')
+param enableRetention bool = false
+
+@description('Grant the role rollout.deleteRetiredPools needs (infra/roles.json optInRoles): delete retired pools and list the jobs that target them on the Batch resource groups.')
+param enableRetiredPoolDeletion bool = false
+
 @minValue(1)
 @maxValue(30)
 @description('Event Grid retry policy: delivery attempts per event (Event Grid default 30).')
@@ -209,6 +215,7 @@ var alertEventTypes = [
   'BatchImageAutopilot.RolloutStarted'
   'BatchImageAutopilot.RolloutCompleted'
   'BatchImageAutopilot.RolloutBlocked'
+  'BatchImageAutopilot.RolloutRolledBack'
   'BatchImageAutopilot.VersionDeleted'
 ]
 
@@ -414,6 +421,70 @@ module batchRoleAssignments 'modules/role-assignment.bicep' = [for g in batchRes
     principalId: identities.outputs.appIdentityPrincipalId
     roleDefinitionId: customRoleDefinitions[indexOf(customRoleScopes, 'batchResourceGroups')].id
     roleDescription: 'Batch Image Autopilot (${environmentName}): Batch accounts and pools'
+  }
+}]
+
+// Destructive grants, only when the deployment opts in (no filtered loops or lambdas: checkov's Bicep parser reads this file).
+var optInRoles = loadJsonContent('roles.json').optInRoles
+var optInRoleParameters = [for role in optInRoles: role.parameter]
+var retentionRole = optInRoles[indexOf(optInRoleParameters, 'enableRetention')]
+var retirementRole = optInRoles[indexOf(optInRoleParameters, 'enableRetiredPoolDeletion')]
+var retentionGroupNames = enableRetention ? imageResourceGroupNames : []
+var retirementGroupNames = enableRetiredPoolDeletion ? batchResourceGroupNames : []
+
+resource retentionRoleDefinition 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (enableRetention) {
+  name: guid(subscription().id, environmentName, retentionRole.name)
+  properties: {
+    roleName: '${retentionRole.name} (${environmentName}, ${take(subscription().subscriptionId, 8)})'
+    description: retentionRole.description
+    type: 'CustomRole'
+    assignableScopes: imageResourceGroupIds
+    permissions: [
+      {
+        actions: retentionRole.actions
+        notActions: []
+        dataActions: retentionRole.dataActions
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+resource retirementRoleDefinition 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (enableRetiredPoolDeletion) {
+  name: guid(subscription().id, environmentName, retirementRole.name)
+  properties: {
+    roleName: '${retirementRole.name} (${environmentName}, ${take(subscription().subscriptionId, 8)})'
+    description: retirementRole.description
+    type: 'CustomRole'
+    assignableScopes: batchResourceGroupIds
+    permissions: [
+      {
+        actions: retirementRole.actions
+        notActions: []
+        dataActions: retirementRole.dataActions
+        notDataActions: []
+      }
+    ]
+  }
+}
+
+module retentionRoleAssignments 'modules/role-assignment.bicep' = [for g in retentionGroupNames: {
+  name: 'autopilot-retention-role-${uniqueString(environmentName, g)}'
+  scope: resourceGroup(g)
+  params: {
+    principalId: identities.outputs.appIdentityPrincipalId
+    roleDefinitionId: retentionRoleDefinition.id
+    roleDescription: 'Batch Image Autopilot (${environmentName}): retention deletes unused gallery image versions and snapshots'
+  }
+}]
+
+module retirementRoleAssignments 'modules/role-assignment.bicep' = [for g in retirementGroupNames: {
+  name: 'autopilot-retirement-role-${uniqueString(environmentName, g)}'
+  scope: resourceGroup(g)
+  params: {
+    principalId: identities.outputs.appIdentityPrincipalId
+    roleDefinitionId: retirementRoleDefinition.id
+    roleDescription: 'Batch Image Autopilot (${environmentName}): delete retired, empty pools no job targets'
   }
 }]
 

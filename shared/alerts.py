@@ -51,6 +51,7 @@ IMAGE_UNHEALTHY = "ImageUnhealthy"  # a version's nodes fail on first boot: shar
 ROLLOUT_STARTED = "RolloutStarted"  # image rollouts: shared/rollout_runner.py
 ROLLOUT_COMPLETED = "RolloutCompleted"
 ROLLOUT_BLOCKED = "RolloutBlocked"
+ROLLOUT_ROLLED_BACK = "RolloutRolledBack"  # an inPlace canary failed: the pool went back to its previous version
 VERSION_DELETED = "VersionDeleted"  # retention deleted an unused version: shared/version_retention.py
 
 SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = "info", "warning", "critical"

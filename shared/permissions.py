@@ -24,6 +24,13 @@ log = logging.getLogger("autopilot.permissions")
 ROLE_IMAGES = "Batch Image Autopilot images"  # infra/roles.json, on each image (and snapshot) resource group
 ROLE_POOLS = "Batch Image Autopilot pools"  # on each Batch account's resource group
 ROLE_READER = "Batch Image Autopilot reader"  # on the subscription (lock listing)
+# Destructive grants are opt-in (infra/roles.json optInRoles): the deployment creates them only when asked to.
+ROLE_RETENTION = "Batch Image Autopilot retention"  # enableRetention: delete gallery image versions and snapshots
+ROLE_RETIREMENT = "Batch Image Autopilot pool retirement"  # enableRetiredPoolDeletion: delete retired pools, list jobs
+OPT_IN = {  # role -> (Bicep parameter, azd environment value)
+    ROLE_RETENTION: ("enableRetention", "AUTOPILOT_ENABLE_RETENTION"),
+    ROLE_RETIREMENT: ("enableRetiredPoolDeletion", "AUTOPILOT_ENABLE_RETIRED_POOL_DELETION"),
+}
 
 
 def is_denied(exc: BaseException) -> bool:
@@ -33,6 +40,10 @@ def is_denied(exc: BaseException) -> bool:
 
 def role_for(action: str) -> str:
     lowered = action.lower()
+    if lowered in ("microsoft.compute/galleries/images/versions/delete", "microsoft.compute/snapshots/delete"):
+        return ROLE_RETENTION
+    if lowered in ("microsoft.batch/batchaccounts/pools/delete", "microsoft.batch/batchaccounts/jobs/read"):
+        return ROLE_RETIREMENT
     if lowered.startswith("microsoft.batch/"):
         return ROLE_POOLS
     if lowered == "microsoft.authorization/locks/read":
@@ -71,6 +82,11 @@ def denied_alert(context: AppContext, action: str, scope: str, exc: BaseExceptio
     if status == 401:
         fix = ("check the Function App's managed identity (AZURE_CLIENT_ID names a user-assigned identity that exists and is "
                f"attached to the app); once it can sign in, grant it the role '{role}' on {where} if it does not hold it")
+    elif role in OPT_IN:
+        parameter, env = OPT_IN[role]
+        fix = (f"the role '{role}' is granted only on request: `azd env set {env} true` and `azd provision` "
+               f"(Bicep parameter {parameter}) create it and assign it to the app's managed identity on {where}, "
+               f"or assign any role that allows {action} there; the app retries on its next pass")
     else:
         fix = (f"grant the app's managed identity the role '{role}' (infra/roles.json) on {where} - re-run the deployment with "
                f"that resource group in its parameters, or assign the role there - or any role that allows {action}; the app "

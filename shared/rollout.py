@@ -41,6 +41,8 @@ PATCHED = "patched"  # inPlace: the pool references the new version; regrowing
 HOLDING = "holding"  # newPools: the new pool must hold its target for retireAfter
 RETIRING = "retiring"  # newPools: the old pool is held at 0
 DONE = "done"
+ROLLED_BACK = "rolledBack"  # inPlace: the new version's canary failed; the pool went back to the previous version
+FINISHED = (DONE, ROLLED_BACK)
 BLOCKED = "blocked"  # (a flag on WAITING/DRAINING) the zero did not come within maxWait
 
 
@@ -72,8 +74,10 @@ class Step(enum.Enum):
     HOLD_FOR_DRAIN = "holdForDrain"  # metadata: autopilot.rolloutHold=drain (the watch shrinks the pool with taskcompletion)
     BLOCKED = "blocked"  # RolloutBlocked: no zero within maxWait
     COMPLETE = "complete"  # RolloutCompleted
+    ROLL_BACK = "rollBack"  # inPlace: the canary failed; Pool - Update back to the previous version at zero nodes
     START_HOLDING = "startHolding"  # newPools: the new pool reached its target; the retireAfter clock starts
     RETIRE = "retire"  # newPools: move desired/schedule to the new pool, hold the old one at 0
+    RESTORE = "restore"  # newPools + pinVersion: the pinned version's pool was retired; lift its hold so it regrows
     DELETE_RETIRED = "deleteRetired"  # newPools + deleteRetiredPools: the retired pool is empty and no active job targets it
 
 
@@ -112,17 +116,30 @@ def decide_in_place(policy: RolloutPolicy, pool: PoolFacts, wanted: str, state: 
                     *, canary_passed: bool | None = True) -> Decision:
     """The next step for an ``inPlace`` pool that should run ``wanted``."""
     if pool.version == wanted:
+        rolling = state is not None and state.to_version == wanted and state.stage not in FINISHED
+        if rolling and canary_passed is False:
+            assert state is not None
+            failed, previous = f"the canary of {wanted} failed", state.from_version
+            if not previous:
+                return Decision(Step.NOTHING, f"{failed} and the previous version is not known: nothing to go back to")
+            if pool.steady and pool.current_nodes == 0:
+                return Decision(Step.ROLL_BACK, f"{failed}: back to {previous} while the pool is at 0 nodes")
+            if policy.apply_when == "drain" and pool.hold != HOLD_DRAIN:
+                return Decision(Step.HOLD_FOR_DRAIN, f"{failed}: take the pool to 0 to go back to {previous}")
+            return Decision(Step.NOTHING, f"{failed}: back to {previous} at the pool's next zero")
         if pool.hold == HOLD_DRAIN:
             # Patched by an earlier step whose lift of the hold did not land (cannot happen in one update, but a
             # person may have added it): lifting it is a metadata change, safe at any size.
             return Decision(Step.PATCH_IMAGE, "the pool runs the new version but is still held at 0: lift the hold")
-        if state is None or state.to_version != wanted or state.stage == DONE:
+        if state is None or not rolling:
             return Decision(Step.NOTHING, f"the pool runs {wanted}")
-        if canary_passed is False:
-            return Decision(Step.NOTHING, "the canary of the new version failed: the rollout does not complete")
+        if canary_passed is None:
+            return Decision(Step.NOTHING, f"the pool runs {wanted}; its canary has not passed yet")
         if pool.steady and pool.at_target:
             return Decision(Step.COMPLETE, f"the pool runs {wanted} and is at its target")
         return Decision(Step.NOTHING, f"the pool runs {wanted}; regrowing to its target")
+    if state is not None and state.to_version == wanted and state.stage == ROLLED_BACK:
+        return Decision(Step.NOTHING, f"{wanted} failed its canary and was rolled back: a newer version (or a pin) moves the pool")
     if state is None or state.to_version != wanted:
         return Decision(Step.START, f"the pool runs {pool.version or 'an unknown version'}; {wanted} is wanted")
     if pool.steady and pool.current_nodes == 0:
@@ -145,7 +162,12 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
     live_old = [p for p in old_pools if p.hold != HOLD_RETIRED]
     retired = [p for p in old_pools if p.hold == HOLD_RETIRED]
     if new_pool is None:
-        return Decision(Step.NOTHING, "the new version's pool does not exist yet"), []
+        return Decision(Step.NOTHING, "the new version's pool does not exist yet (or, for a pin, no longer exists)"), []
+    if new_pool.hold == HOLD_RETIRED:
+        # A roll back (pinVersion) to a version whose pool an earlier rollout retired: it comes back first, and
+        # the pools of the newer versions retire once it has held its target for retireAfter, as in any rollout.
+        restore = Decision(Step.RESTORE, f"{new_pool.pool_id} runs the wanted version but was retired: lift its hold")
+        return restore, [new_pool.pool_id]
     if live_old:
         if state is None or state.stage not in (HOLDING, RETIRING):
             if new_pool.steady and new_pool.at_target and new_pool.desired_nodes > 0:
@@ -181,10 +203,3 @@ def _span(value: timedelta) -> str:
     return "".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n) or "0m"
 
 
-def canary_passed(pool_id: str) -> bool | None:
-    """Hook for the node-health issue's canary (issue 16): True passed, False failed, None still running.
-
-    Without a canary configured the rollout treats every pool as passed. The canary's owner replaces this
-    with a lookup of the pool's canary verdict; the rollout retires nothing and completes nothing on False.
-    """
-    return True

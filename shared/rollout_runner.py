@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from shared import alerts, naming, pool_metadata, rollout, snapshot_sets
+from shared import alerts, canary, naming, permissions, pool_metadata, rollout, snapshot_sets
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
@@ -38,6 +38,7 @@ ROLLOUTS = "Rollouts"  # one row per (family, slot): the rollout under way or la
 ROLLOUT_STARTED = alerts.ROLLOUT_STARTED
 ROLLOUT_COMPLETED = alerts.ROLLOUT_COMPLETED
 ROLLOUT_BLOCKED = alerts.ROLLOUT_BLOCKED
+ROLLOUT_ROLLED_BACK = alerts.ROLLOUT_ROLLED_BACK
 
 STRANDED_NOTE = ("Queued tasks of jobs bound to a drained pool stay queued until the pool has nodes again; "
                  "a job bound to a retired pool must be moved to the new pool (or use an auto pool specification).")
@@ -46,7 +47,8 @@ STRANDED_NOTE = ("Queued tasks of jobs bound to a drained pool stay queued until
 @dataclass
 class RolloutReport:
     actions: list[str] = field(default_factory=list)
-    pending: dict[str, dict[str, str]] = field(default_factory=dict)  # pool path -> {"runs", "pending", "stage"}
+    # pool path -> {"runs", "pending", "stage", "runningTasks"}; runningTasks only for a pool being drained (else None)
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def is_configured(family: FamilyConfig) -> bool:
@@ -69,7 +71,7 @@ def accounts_in_rollout(context: AppContext) -> set[str]:
     if not any(is_configured(f) for f in families_of(context)):
         return out
     for record in context.state.table(ROLLOUTS).query():
-        if record.data.get("stage") not in (rollout.DONE, None) and record.data.get("account"):
+        if record.data.get("stage") not in (*rollout.FINISHED, None) and record.data.get("account"):
             out.add(safe_key(str(record.data["account"])))
     return out
 
@@ -152,11 +154,13 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
     record = table.get(family.name, row)
     state = _state_of(record)
     facts = _facts(view, now)
-    decision = rollout.decide_in_place(family.rollout, facts, wanted, state, now, canary_passed=rollout.canary_passed(pool_id))
+    passed = canary.canary_passed(view.metadata)
+    decision = rollout.decide_in_place(family.rollout, facts, wanted, state, now, canary_passed=passed)
     subject = f"{account.id}/pools/{pool_id}"
     stage = state.stage if state and state.to_version == wanted else ("" if facts.version == wanted else rollout.WAITING)
     report.pending[subject] = {"runs": facts.version or "", "pending": "" if facts.version == wanted else wanted,
-                               "stage": stage or rollout.DONE}
+                               "stage": stage or rollout.DONE,
+                               "runningTasks": _running_tasks(context, account, facts, report)}
     if decision.step == rollout.Step.NOTHING or dry_run:
         if decision.step != rollout.Step.NOTHING:
             report.actions.append(f"{pool_id}: would {decision.step.value}: {decision.reason}")
@@ -199,6 +203,28 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
 
             reconcile(context)
         return
+    if decision.step == rollout.Step.ROLL_BACK:
+        assert record is not None and state is not None and state.from_version
+        previous = state.from_version
+        result, detail = _patch_image(context, family, account, pool_id, previous, canary_first=False)
+        report.actions.append(f"{pool_id}: canary of {wanted} failed, image -> {previous}: {result.value} {detail}"
+                              .rstrip())
+        if result != UpdateResult.ACCEPTED:
+            return
+        table.save(family.name, row, {**record.data, "stage": rollout.ROLLED_BACK, "stageAt": iso(now)}, record)
+        _alert(context, ROLLOUT_ROLLED_BACK, alerts.SEVERITY_WARNING, subject,
+               f"Pool {pool_id} went back to {family.name} {previous}",
+               f"the canary of {wanted} on pool {pool_id} failed (its first nodes on the new image were not usable; "
+               f"ImageUnhealthy says why), so at the pool's zero the app patched the image back to {previous}, which the "
+               f"pool ran before. The pool regrows on {previous}; {wanted} is not tried again.",
+               "fix the image (ImageUnhealthy has the checklist) and publish it as a newer version: it rolls out the "
+               "same way, canary first; to hold the pool on a version meanwhile, pin it with \"pinVersion\"",
+               f"{wanted}|{record.data.get('startedAt')}",
+               {"from": wanted, "to": previous, "pool": pool_id})
+        from shared.guard import reconcile  # the previous version is used again: lock it; release the failed one
+
+        reconcile(context)
+        return
     if decision.step == rollout.Step.COMPLETE:
         assert record is not None
         table.save(family.name, row, {**record.data, "stage": rollout.DONE, "stageAt": iso(now)}, record)
@@ -209,8 +235,33 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
                {"from": record.data.get("fromVersion"), "to": wanted, "pool": pool_id})
 
 
-def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccount, pool_id: str, version: str) -> tuple[UpdateResult, str]:
-    """One Pool - Update: the image, autopilot.version/imageId and the hold lifted, so the guard's locks follow the image."""
+def _running_tasks(context: AppContext, account: BatchAccount, facts: rollout.PoolFacts,
+                   report: RolloutReport) -> int | None:
+    """Tasks still running on a pool the rollout holds at 0 (drain or retired): Batch removes its nodes with
+    taskcompletion only once they finish, so this is what the drain waits for. Read from the node list (no pool-level
+    counter); None for a pool that is not held, or when the nodes cannot be listed."""
+    if facts.hold is None:
+        return None
+    if facts.current_nodes == 0:
+        return 0
+    try:
+        running = batch_pools.running_tasks(context.clients, account, facts.pool_id)
+    except Exception as exc:  # the count is for people; the drain goes on without it
+        log.info("rollout: cannot count the running tasks of %s: %s", facts.pool_id, exc)
+        return None
+    if running:
+        report.actions.append(f"{facts.pool_id}: draining, {running} task(s) still running on {facts.current_nodes} "
+                              "node(s); taskcompletion lets them finish before Batch removes the nodes. " + STRANDED_NOTE)
+    return running
+
+
+def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccount, pool_id: str, version: str, *,
+                 canary_first: bool = True) -> tuple[UpdateResult, str]:
+    """One Pool - Update: the image, autopilot.version/imageId and the hold lifted, so the guard's locks follow the
+    image.
+
+    ``canary_first``: the pool's first regrow on the new image stops at the family's ``canaryNodes`` until those nodes
+    work (shared/canary.py), as for a new pool. A roll back to the version the pool ran before needs no canary."""
     image_id = naming.family_pool_image_id(family, version, context.settings.subscription_id)
     # Invariant: a pool never references a version that does not exist. Read it right before pointing the pool at it.
     existing = compute.get_gallery_image_version(context.clients, image_id)
@@ -228,6 +279,12 @@ def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccoun
             and rollout.HOLD not in metadata:
         return UpdateResult.ACCEPTED, "(already done: another instance, or an earlier copy of this tick)"
     metadata.pop(rollout.HOLD, None)
+    # A new image gets its own canary (going back to the previous one needs none).
+    if not (isinstance(current, str) and current.lower() == image_id.lower()):
+        metadata.pop(canary.CANARY, None)
+        metadata.pop(canary.CANARY_NODES, None)
+        if canary_first:
+            metadata.update(canary.metadata_for(family.canary_nodes))
     metadata[pool_metadata.VERSION] = version
     metadata[pool_metadata.IMAGE_ID] = image_id
     # The guard locks what the pool's metadata names: the new version's snapshots (and kept managed image), not the old ones.
@@ -285,7 +342,10 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
             same_slot = spec.pool_id(family.name, version).lower() == view.pool_id.lower()
         except Exception:
             same_slot = False
-        if same_slot and rollout.version_key(version) < rollout.version_key(wanted):
+        # The previous versions' pools; with a pin (a roll back) the newer versions' pools too. Without a pin nothing
+        # newer than the newest built version is touched (its pools may exist a moment before its pipeline row is done).
+        if same_slot and version != wanted and (
+                rollout.version_key(version) < rollout.version_key(wanted) or family.pin_version == wanted):
             old_views.append(view)
     table = context.state.table(ROLLOUTS)
     row = _slot_row(account.id, spec)
@@ -296,14 +356,17 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
     old_facts = [_facts(v, now) for v in old_views]
     jobs: dict[str, int] | None = None
     if family.rollout.delete_retired_pools and any(f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0 for f in old_facts) and not dry_run:
-        jobs = {f.pool_id: len(batch_pools.active_jobs_on(context.clients, account, f.pool_id)) for f in old_facts
-                if f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0}
+        with permissions.writing(context, "Microsoft.Batch/batchAccounts/jobs/read", account.id):
+            jobs = {f.pool_id: len(batch_pools.active_jobs_on(context.clients, account, f.pool_id)) for f in old_facts
+                    if f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0}
     new_facts = _facts(new_view, now) if new_view is not None and new_view.is_managed else None
-    decision, about = rollout.decide_new_pools(family.rollout, new_facts, old_facts, state, now,
-                                              canary_passed=rollout.canary_passed(new_id), jobs_on=jobs)
+    passed = canary.canary_passed(new_view.metadata) if new_view is not None else None
+    decision, about = rollout.decide_new_pools(family.rollout, new_facts, old_facts, state, now, canary_passed=passed,
+                                              jobs_on=jobs)
     for f in old_facts:
-        report.pending[f"{account.id}/pools/{f.pool_id}"] = {"runs": f.version or "", "pending": "",
-                                                            "stage": "retired" if f.hold == rollout.HOLD_RETIRED else (state.stage if state else "")}
+        old_stage = "retired" if f.hold == rollout.HOLD_RETIRED else (state.stage if state else "")
+        report.pending[f"{account.id}/pools/{f.pool_id}"] = {"runs": f.version or "", "pending": "", "stage": old_stage,
+                                                            "runningTasks": _running_tasks(context, account, f, report)}
     if new_facts is not None:
         report.pending[f"{account.id}/pools/{new_id}"] = {"runs": wanted, "pending": "", "stage": state.stage if state else ""}
     if decision.step == rollout.Step.NOTHING or dry_run:
@@ -338,9 +401,15 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
                 return
         table.save(family.name, row, {**record.data, "stage": rollout.RETIRING, "stageAt": iso(now)}, record)
         return
+    if decision.step == rollout.Step.RESTORE:
+        result, detail = _patch_metadata(context, account, new_id, {rollout.HOLD: None, rollout.RETIRED_BY: None})
+        report.actions.append(f"{new_id}: pinned {wanted}, un-retired: {result.value} {detail}".rstrip())
+        return
     if decision.step == rollout.Step.DELETE_RETIRED:
         for old_id in about:
-            batch_pools.start_pool_delete(context.clients, account, old_id)
+            pool_path = f"{account.id}/pools/{old_id}"
+            with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/delete", pool_path):
+                batch_pools.start_pool_delete(context.clients, account, old_id)
             report.actions.append(f"{old_id}: retired and empty, no active job targets it: deleting")
         return
     if decision.step == rollout.Step.COMPLETE:

@@ -161,6 +161,7 @@ def _set_snapshots(context: AppContext, family: FamilyConfig, version: str) -> t
 
 def run(context: AppContext, family: FamilyConfig, *, dry_run: bool = False) -> RetentionReport:
     """Plan (and unless ``dry_run``, apply) retention for one family."""
+    from shared import rollout
     from shared.references import observe as observe_pools
     from shared.rollout_runner import ROLLOUTS
 
@@ -171,7 +172,7 @@ def run(context: AppContext, family: FamilyConfig, *, dry_run: bool = False) -> 
     referenced = {normalize(u.image_id) for u in inventory.uses if u.image_id}
     mid: set[str] = set()
     for record in context.state.table(ROLLOUTS).query(family.name):
-        if record.data.get("stage") != "done":
+        if record.data.get("stage") not in rollout.FINISHED:
             mid.update(str(record.data.get(k) or "") for k in ("fromVersion", "toVersion"))
     report.verdicts = plan(family, observe(context, family), referenced, mid_rollout=mid,
                            accounts_unreadable=bool(inventory.unreadable_accounts))
@@ -217,7 +218,10 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
     compute.gallery_image_versions.begin_update(rid.resource_group, gallery, definition, version, {"properties": {
         "publishingProfile": {"endOfLifeDate": iso(now)},
         "safetyProfile": {"blockDeletionBeforeEndOfLife": False}}}).result()
-    compute.gallery_image_versions.begin_delete(rid.resource_group, gallery, definition, version, polling=False)
+    from shared import permissions
+
+    with permissions.writing(context, "Microsoft.Compute/galleries/images/versions/delete", verdict.resource_id):
+        compute.gallery_image_versions.begin_delete(rid.resource_group, gallery, definition, version, polling=False)
     deleted_snapshots: list[str] = []
     for snapshot_id in verdict.snapshot_ids:
         srid = ResourceId.parse(snapshot_id)
@@ -230,7 +234,8 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
         if on_snapshot:
             lock_api.delete_lock(context.clients, snapshot_id, LOCK_NAME)
         try:
-            compute.snapshots.begin_delete(srid.resource_group, srid.name, polling=False)
+            with permissions.writing(context, "Microsoft.Compute/snapshots/delete", snapshot_id):
+                compute.snapshots.begin_delete(srid.resource_group, srid.name, polling=False)
             deleted_snapshots.append(snapshot_id)
         except ResourceNotFoundError:
             continue

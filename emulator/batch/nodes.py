@@ -17,7 +17,10 @@ scheduler event is needed per node:
 Fates come from ``setImageHealth`` (per image id): ``startTaskFailedShare`` applies only to pools with a start
 task that waits for success (without ``waitForSuccess`` a failed start task leaves the node ``idle`` with
 ``startTaskInfo.result = failure``, per ``BatchStartTask.wait_for_success``'s docstring), ``unusableShare`` to
-every pool. The emulator runs no tasks, so no node is ever ``running`` and ``runningTasksCount`` is 0.
+every pool. The emulator has no task API; the scenario knob ``runTasks`` gives idle nodes one running task each
+for a while (``busy_until``): such a node is ``running`` with ``runningTasksCount`` 1 (``BatchNodeState.RUNNING``:
+"The Compute Node is running one or more Tasks"), and a shrink with ``taskcompletion`` removes it only once its task
+ended.
 """
 
 from __future__ import annotations
@@ -69,6 +72,10 @@ class Node:
     fate: str = "ok"  # ok | unusable | startTaskFailed | stuck
     leaving_since: datetime | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
+    busy_until: datetime | None = None  # a task runs on the node until then (scenario knob runTasks)
+
+    def busy(self, now: datetime) -> bool:
+        return self.busy_until is not None and now < self.busy_until
 
     def state(self, pool: Pool, now: datetime) -> str:
         if self.leaving_since is not None or pool.state == "deleting":
@@ -85,7 +92,7 @@ class Node:
                 return "waitingForStartTask"
             if self.fate == "startTaskFailed":
                 return "startTaskFailed"
-        return "idle"
+        return "running" if self.busy(now) else "idle"
 
     def state_time(self, pool: Pool, now: datetime) -> datetime:
         state = self.state(pool, now)
@@ -137,9 +144,9 @@ def node_json(pool: Pool, node: Node, now: datetime, base_url: str) -> dict[str,
         "stateTransitionTime": iso(node.state_time(pool, now)),
         "allocationTime": iso(node.allocated),
         "vmSize": pool.spec.vm_size.lower(),
-        "totalTasksRun": 0,
-        "runningTasksCount": 0,
-        "runningTaskSlotsCount": 0,
+        "totalTasksRun": 1 if node.busy_until is not None else 0,
+        "runningTasksCount": 1 if state == "running" else 0,  # BatchNode.running_tasks_count: one task per node here
+        "runningTaskSlotsCount": 1 if state == "running" else 0,
         "totalTasksSucceeded": 0,
         "isDedicated": node.kind == DEDICATED,
     }

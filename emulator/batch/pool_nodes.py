@@ -38,9 +38,22 @@ class PoolNodesMixin(BatchCore):
                 pool.nodes[node_id] = Node(node_id, kind, when, draw_fate(health, pool, self.emulator.seed, node_id))
             return
         mine = [n for n in pool.nodes.values() if n.kind == kind]
-        order = [n for n in mine if n.leaving_since is not None] + [n for n in reversed(mine) if n.leaving_since is None]
+        order = [n for n in mine if n.leaving_since is not None]
+        order += [n for n in reversed(mine) if n.leaving_since is None and not n.busy(when)]
+        order += [n for n in mine if n.leaving_since is None and n.busy(when)]  # nodes running tasks go last
         for node in order[:-delta]:
             del pool.nodes[node.id]
+
+    def run_tasks(self, account_name: str, pool_id: str, nodes: int, duration: timedelta) -> int:
+        """Scenario knob (the emulator has no task API): up to ``nodes`` idle nodes each run one task for ``duration``.
+        Returns how many nodes got a task."""
+        with self._lock:
+            pool = self._pool(self._account_by_name(account_name, "batch"), pool_id, "batch")
+            now = self._now()
+            idle = [n for n in pool.nodes.values() if n.state(pool, now) == "idle"][:max(0, nodes)]
+            for node in idle:
+                node.busy_until = now + duration
+            return len(idle)
 
     def set_image_health(self, image_id: str, *, start_task_failed_share: float = 0.0, unusable_share: float = 0.0) -> None:
         """Nodes allocated from now on from ``image_id`` (a gallery image version or managed image id) fail this way."""

@@ -164,9 +164,18 @@ class ResizeMixin(BatchCore):
         return bool(available), generation
 
     def _step(self, pool: Pool, op: ResizeOp, when: datetime, image_state: tuple[bool, str | None] | None) -> None:
-        for kind in KINDS:  # shrinks happen at once
+        finish_tasks = op.deallocation == "taskcompletion"
+        for kind in KINDS:  # shrinks happen at once, except for nodes whose tasks taskcompletion lets finish
             if pool.current[kind] > op.target[kind]:
-                self._set_nodes(pool, kind, op.target[kind])
+                busy = sum(1 for n in pool.nodes.values() if n.kind == kind and n.busy(when)) if finish_tasks else 0
+                self._set_nodes(pool, kind, max(op.target[kind], min(pool.current[kind], busy)), when=when)
+        if finish_tasks and any(pool.current[k] > op.target[k] for k in KINDS):
+            # Learn "Pool - Resize" nodeDeallocationOption taskcompletion: "Allow currently running Tasks to complete.
+            # Schedule no new Tasks while waiting. Remove Compute Nodes when all Tasks have completed." The pool stays
+            # resizing meanwhile.
+            ends = [n.busy_until for n in pool.nodes.values() if n.busy_until is not None and n.busy(when)]
+            self._schedule(pool, op, min(ends))
+            return
         if when == op.start + op.next_minute * MINUTE:
             minute = op.next_minute
             op.next_minute += 1

@@ -314,6 +314,14 @@ def start_pool_delete(clients: AzureClients, account: BatchAccount, pool_id: str
     clients.batch_management.pool.begin_delete(account.resource_group, account.name, pool_id, polling=False)
 
 
+def running_tasks(clients: AzureClients, account: BatchAccount, pool_id: str) -> int:
+    """Tasks running on the pool's nodes: the sum of each node's ``runningTasksCount`` (Batch has no pool-level
+    counter). One data-plane request per 1,000 nodes; called only for a pool the rollout drains that still has nodes."""
+    client = clients.batch_account(account.endpoint)
+    nodes = client.list_nodes(pool_id, select=["id", "state", "runningTasksCount"])
+    return sum(node.running_tasks_count or 0 for node in nodes)
+
+
 def active_jobs_on(clients: AzureClients, account: BatchAccount, pool_id: str) -> list[str]:
     """Ids of the account's active jobs whose ``poolInfo`` names the pool (their queued tasks would be stranded by its deletion)."""
     client = clients.batch_account(account.endpoint)

@@ -106,3 +106,28 @@ def test_quota_changes_and_tag_writes_are_marked() -> None:
     styles = {(str(ln.get_xdata()[0]), str(ln.get_linestyle()), ln.get_color()) for ln in strip.get_lines()}
     assert len(styles) == 3 and len({(style, colour) for _, style, colour in styles}) == 3  # three marks, each in its own style
 
+
+
+def test_rollout_steps_are_marked_on_their_pool() -> None:
+    """Started and completed (the rollout's alerts about the pool) and patched / draining / retired (seen on the pool itself)."""
+    from autopilot.simulate import PoolSeries
+
+    series = PoolSeries("renderweu/gpu", "/subscriptions/s/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/renderweu",
+                        times=[minutes(i) for i in range(61)], current_dedicated=[4] * 61, current_spot=[0] * 61,
+                        target_dedicated=[4] * 61, target_spot=[0] * 61, desired_dedicated=[4] * 61, desired_spot=[0] * 61)
+    series.rollout = [(minutes(20), "draining"), (minutes(30), "patched → 1.1.0")]
+
+    class OnePool:
+        def __init__(self) -> None:
+            self.pools = {"renderweu/gpu": series}
+
+    report = report_with([])
+    report["alerts"] = [{"time": "2026-11-02T06:10:00Z", "type": "RolloutStarted", "severity": "info", "pool": "renderweu/gpu"},
+                        {"time": "2026-11-02T06:50:00Z", "type": "RolloutCompleted", "severity": "info", "pool": "renderweu/gpu"}]
+    data = chart_data(OnePool(), report)
+    [pool] = data.pools
+    assert [label for _, label in pool.rollout] == ["rollout started", "draining", "patched → 1.1.0", "rollout completed"]
+    assert pool.alerts == []  # drawn once, as rollout steps
+    ax = figure(data).axes[1]
+    assert [t.get_text() for t in ax.texts] == ["rollout started", "draining", "patched → 1.1.0", "rollout completed"]
+    assert "rollout step" in [h.get_label() for h in legend_handles()]

@@ -31,7 +31,9 @@ def test_the_schema_is_a_valid_draft_2020_12_schema() -> None:
 def test_bundled_scenarios_are_valid(path: Path) -> None:
     scenario = load_scenario(path)
     assert scenario.expectations, "every bundled scenario checks what it claims"
-    assert scenario.duration <= timedelta(hours=12)
+    # A run costs per step, not per virtual hour: at most 720 steps (12 hours at the default 1-minute step). A scenario
+    # that needs two nights (rollout-in-place) takes coarser steps instead.
+    assert scenario.duration / scenario.step <= 720 and scenario.duration <= timedelta(days=2)
 
 
 def test_a_minimal_scenario_gets_the_defaults() -> None:
@@ -157,3 +159,37 @@ def test_global_flags_work_before_and_after_the_command() -> None:
     parser = build_parser()
     assert parser.parse_args(["-v", "status"]).verbose and parser.parse_args(["status", "-v"]).verbose
     assert not parser.parse_args(["status"]).verbose and parser.parse_args(["--debug", "plan", "--json"]).debug
+
+
+def test_set_family_is_checked_by_the_app_s_parser_and_pool_image_needs_a_version_or_an_image() -> None:
+    family = {"gallery": {"resourceGroup": "images-rg", "name": "g", "imageDefinition": "gpu", "osType": "Linux", "hyperVGeneration": "V2",
+                          "location": "westeurope"},
+              "source": "snapshots", "snapshotResourceGroups": ["images-rg"],
+              "pools": [{"account": "acct1", "poolId": "{family}", "vmSize": "Standard_D4ds_v5", "dedicated": 2}],
+              "rollout": {"mode": "inPlace"}}
+    base = {**MINIMAL, "batchAccounts": [{"name": "acct1"}], "families": {"gpu": family}}
+    scenario = parse_scenario({**base, "timeline": [{"at": "5m", "action": "setFamily", "family": "gpu",
+                                                     "config": {**family, "pinVersion": "1.0.0"}}],
+                               "expect": [{"expect": "poolImage", "pool": "acct1/gpu", "version": "1.0.0"}]})
+    assert scenario.timeline[0].kind == "setFamily"
+    bad = {**family, "rollout": {"mode": "inPlace", "applyWhen": "soon"}, "pools": [{**family["pools"][0], "account": "nowhere"}]}
+    problems = problems_of({**base, "timeline": [{"at": "5m", "action": "setFamily", "family": "gpu", "config": bad}],
+                            "expect": [{"expect": "poolImage", "pool": "acct1/gpu"}]})
+    joined = "\n".join(problems)
+    assert "$.timeline[0].config.pools[0].account: 'nowhere' is not one of the scenario's batchAccounts" in joined, joined
+    assert "$.timeline[0].config.rollout.applyWhen" in joined, joined
+    assert any(p.startswith("$.expect[0]: give 'version' or 'image'") for p in problems), problems
+
+
+def test_pool_image_compares_the_version_the_pool_references() -> None:
+    from autopilot.report import check_expectations
+
+    version = "/subscriptions/s/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/g/images/gpu/versions/1.1.0"
+    scenario = parse_scenario({**MINIMAL, "batchAccounts": [{"name": "acct1"}],
+                               "expect": [{"expect": "poolImage", "pool": "acct1/gpu", "version": "1.2.0"},
+                                          {"expect": "poolImage", "pool": "acct1/gpu", "version": "1.1.0"},
+                                          {"expect": "poolImage", "pool": "acct1/gone", "version": "1.1.0"}]})
+    report = {"pools": [{"account": "acct1", "id": "gpu", "image": version}]}
+    wrong, right, gone = check_expectations(report, scenario)
+    assert not wrong["ok"] and "versions/1.1.0" in wrong["detail"] and right["ok"]
+    assert not gone["ok"] and gone["detail"] == "the pool does not exist at the end"

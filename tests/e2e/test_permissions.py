@@ -12,6 +12,7 @@ import pytest
 from autopilot.local import LocalAzure
 from tests.e2e.test_pipeline import (
     ACCOUNT,
+    ACCOUNT_ID,
     alerts_of,
     families,
     no_failed_invocations,
@@ -84,3 +85,28 @@ def test_a_denied_resize_alerts_naming_the_pools_role(make_azure: Callable[..., 
     la.emulator.authorization.clear()
     la.run(timedelta(minutes=10))
     assert la.pool(ACCOUNT, "team-pool").target["dedicated"] == 4
+
+
+def exists(la: LocalAzure, version: str) -> bool:
+    return any(key.lower().endswith(f"/versions/{version}") for key in la.emulator.compute.gallery_image_versions)
+
+
+def test_retention_without_its_opt_in_role_alerts_and_deletes_once_the_role_is_granted(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared.pool_metadata import VERSION
+
+    la = make_azure(families(pools=[{"account": ACCOUNT_ID, "vmSize": "Standard_D4ds_v5", "dedicated": 1, "poolId": "{family}"}],
+                             rollout={"mode": "inPlace", "applyWhen": "drain"}, retention={"keepVersions": 1}))
+    rule = la.emulator.authorization.deny("Microsoft.Compute/galleries/images/versions/delete", principal=APP)
+    for version in ("1.0.0", "1.1.0"):
+        la.snapshot_set("gpu", version)
+        la.run(timedelta(minutes=30))
+    assert la.pool(ACCOUNT, "gpu").metadata[VERSION] == "1.1.0"
+    assert rule.denied >= 1
+    [alert] = denied(la)
+    assert alert["role"] == "Batch Image Autopilot retention" and "AUTOPILOT_ENABLE_RETENTION true" in alert["fix"]
+    assert exists(la, "1.0.0")
+
+    la.emulator.authorization.clear()  # `azd env set AUTOPILOT_ENABLE_RETENTION true` + `azd provision`: the role is granted
+    la.run(timedelta(minutes=10))
+    assert not exists(la, "1.0.0")
+    assert len(alerts_of(la, "VersionDeleted")) == 1

@@ -202,3 +202,104 @@ def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missi
     la.emulator.compute.gallery_image_versions.pop(next(k for k in la.emulator.compute.gallery_image_versions if k.endswith("/1.0.0")))
     la.run(timedelta(minutes=15))
     assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+
+
+def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared import canary
+
+    la = make_azure(gpu_in_place(applyWhen="drain"))  # the family's canary: 3 nodes (the default)
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    la.emulator.batch.set_image_health(version_id("gpu", "1.1.0"), unusable_share=1.0)  # 1.1.0's nodes never come up usable
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=45))
+    pool = la.pool(ACCOUNT, "gpu")
+    # The first regrow on 1.1.0 stopped at the canary; its failure took the pool back to 1.0.0 at the next zero.
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.0.0"), "1.0.0")
+    assert canary.state(pool.metadata) is None and pool.current["dedicated"] == 4
+    back = la.alerts("RolloutRolledBack")
+    assert len(back) == 1 and back[0]["data"]["to"] == "1.0.0" and "pinVersion" in back[0]["data"]["fix"]
+    assert not la.alerts("RolloutCompleted") and len(la.alerts("ImageUnhealthy")) == 1
+    assert locked(la, version_id("gpu", "1.0.0"))
+    # 1.1.0 is still the newest version, but it is not tried again.
+    la.run(timedelta(minutes=20))
+    assert pool_version(la, "gpu")[1] == "1.0.0" and len(la.alerts("RolloutStarted")) == 1
+    # Follow the fix: the image is fixed and published as a newer version; it rolls out, canary first, and completes.
+    assert "publish it as a newer version" in back[0]["data"]["fix"]
+    la.snapshot_set("gpu", "1.2.0")
+    la.run(timedelta(minutes=40))
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.2.0"), "1.2.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.2.0"]
+
+
+def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(make_azure: Callable[..., LocalAzure]) -> None:
+    def doc(**extra: Any) -> dict[str, Any]:
+        return families(pools=[pool_spec(dedicated=2)], rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "20m"}, **extra)
+
+    la = make_azure(doc())
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=60))
+    assert la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 0 and len(la.alerts("RolloutCompleted")) == 1
+
+    la.set_families(doc(pinVersion="1.0.0"))  # the roll back
+    la.run(timedelta(minutes=60))
+    old, new = la.pool(ACCOUNT, "gpu-1-0-0"), la.pool(ACCOUNT, "gpu-1-1-0")
+    assert old.current["dedicated"] == 2 and rollout.HOLD not in old.metadata
+    assert new.current["dedicated"] == 0 and new.metadata[rollout.HOLD] == rollout.HOLD_RETIRED
+    assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.1.0", "1.0.0"]
+    assert locked(la, version_id("gpu", "1.0.0"))  # the pinned version is in use again, so guarded
+
+
+def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared import rollout_runner
+    from shared.resources import batch_accounts, batch_pools
+
+    la = make_azure(gpu_in_place(applyWhen="drain"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    assert la.emulator.batch.run_tasks(ACCOUNT, "gpu", 2, timedelta(minutes=40)) == 2  # work on two of the four nodes
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    # Held at 0 with taskcompletion: the idle nodes went at once, the two running a task stay until it ends.
+    pool = la.pool(ACCOUNT, "gpu")
+    assert pool.current["dedicated"] == 2 and pool.allocation_state == "resizing" and pool_version(la, "gpu")[1] == "1.0.0"
+    account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
+    report = rollout_runner.run_account(la.context, account, batch_pools.list_pools(la.context.clients, account), dry_run=True)
+    row = report.pending[f"{account.id}/pools/gpu"]
+    assert row["stage"] == rollout.DRAINING and row["runningTasks"] == 2
+    assert any("2 task(s) still running" in a and "stay queued" in a for a in report.actions)
+
+    la.run(timedelta(minutes=30))  # the tasks ended at +40m: the nodes left, the image changed, the pool regrew
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+
+
+def test_a_retirement_survives_a_restart_mid_rollout_and_a_second_instance_acts_once(make_azure: Callable[..., LocalAzure]) -> None:
+    from shared import rollout_runner
+    from shared.resources import batch_accounts, batch_pools
+
+    la = make_azure(families(pools=[pool_spec(dedicated=2)], rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "10m"}))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    assert len(la.alerts("RolloutStarted")) == 1 and la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 2  # holding
+    la.reconfigure()  # the app restarts mid-rollout: only the Rollouts row and the pools' metadata carry it on
+    account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
+    for _ in range(12):  # each listing handed to two instances (or a redelivered tick), the second acting on the stale copy
+        la.emulator.clock.advance(timedelta(minutes=1))
+        listing = batch_pools.list_pools(la.context.clients, account)
+        rollout_runner.run_account(la.context, account, listing)
+        rollout_runner.run_account(la.context, account, listing)
+    la.run(timedelta(minutes=15))
+    old = la.pool(ACCOUNT, "gpu-1-0-0")
+    assert old.current["dedicated"] == 0 and old.metadata[rollout.HOLD] == rollout.HOLD_RETIRED
+    assert la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 2
+    holds = [e for e in la.emulator.log.entries(method="PATCH", path_contains="/pools/gpu-1-0-0")
+             if 200 <= e.status < 300 and e.caller == "batch-image-autopilot" and e.plane == "arm"]
+    assert len(holds) == 1  # retired once
+    assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutCompleted")) == 1

@@ -92,3 +92,28 @@ def test_remove_nodes_lowers_the_target_and_resizes(emulator: Emulator, mgmt: An
 def test_set_image_health_refuses_shares_outside_zero_to_one(emulator: Emulator) -> None:
     with pytest.raises(ValueError):
         emulator.batch.set_image_health(image_version(), unusable_share=1.5)
+
+
+def test_a_taskcompletion_shrink_removes_nodes_running_tasks_only_once_their_tasks_end(emulator: Emulator, mgmt: Any, data: Any,
+                                                                                      quiet: None) -> None:
+    from datetime import timedelta
+
+    for pool_id in ("finish", "requeue"):
+        create_pool(mgmt, pool_id, (4, 0))
+        until_steady(emulator, data, pool_id)
+    advance(emulator, 3)
+    for pool_id in ("finish", "requeue"):
+        assert emulator.batch.run_tasks(ACCOUNT, pool_id, 2, timedelta(minutes=20)) == 2
+        assert states(data, pool_id) == {"idle": 2, "running": 2}
+    running = [n for n in data.list_nodes("finish") if n.state == "running"]
+    assert [n.running_tasks_count for n in running] == [1, 1]
+    data.begin_resize_pool("finish", bm.BatchPoolResizeOptions(target_dedicated_nodes=0, node_deallocation_option="taskcompletion"),
+                           polling_interval=1)
+    data.begin_resize_pool("requeue", bm.BatchPoolResizeOptions(target_dedicated_nodes=0, node_deallocation_option="requeue"),
+                           polling_interval=1)
+    advance(emulator, 5)
+    assert states(data, "requeue") == {} and data.get_pool("requeue").allocation_state == "steady"  # tasks stopped, nodes gone
+    # taskcompletion: the idle nodes went at once; the running ones stay, and the pool keeps resizing, until their tasks end.
+    assert states(data, "finish") == {"running": 2} and data.get_pool("finish").allocation_state == "resizing"
+    advance(emulator, 15)
+    assert states(data, "finish") == {} and data.get_pool("finish").allocation_state == "steady"

@@ -46,10 +46,13 @@ def load_catalog() -> dict[str, Any]:
     return json.loads(_catalog_text())
 
 
-def load_roles(*, include_built_in: bool = True, principal: str = "app") -> list[dict[str, Any]]:
-    """The roles granted to ``principal``: the custom roles (app only) and, optionally, built-in ones."""
+def load_roles(*, include_built_in: bool = True, include_opt_in: bool = True, principal: str = "app") -> list[dict[str, Any]]:
+    """The roles granted to ``principal``: the custom roles (app only), the opt-in ones (``optInRoles``: destructive
+    grants main.bicep creates only when their parameter is true; the bundled scenarios opt in) and, optionally, built-in ones."""
     catalog = load_catalog()
     roles = list(catalog.get("roles", [])) if principal == "app" else []
+    if include_opt_in and principal == "app":
+        roles += list(catalog.get("optInRoles", []))
     if include_built_in:
         roles += [r for r in catalog.get("builtInRoles", []) if r.get("principal", "app") == principal]
     return roles

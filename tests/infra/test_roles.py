@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -98,14 +99,38 @@ def test_roles_cover_what_the_app_does() -> None:
     assert uncovered(needed, roles) == []
 
 
+DESTRUCTIVE = ("Microsoft.Compute/galleries/images/versions/delete", "Microsoft.Compute/snapshots/delete",
+               "Microsoft.Batch/batchAccounts/pools/delete")
+
+
 def test_roles_grant_nothing_destructive_beyond_locks() -> None:
-    roles = load_roles(include_built_in=False)
+    roles = load_roles(include_built_in=False, include_opt_in=False)
     # images/delete is granted on purpose (the intermediate managed image of keepManagedImage: false families);
     # nothing else that destroys data or widens access is.
     for action in ["Microsoft.Compute/snapshots/delete", "Microsoft.Compute/snapshots/write",
                    "Microsoft.Compute/galleries/images/versions/delete", "Microsoft.Batch/batchAccounts/pools/delete",
                    "Microsoft.Batch/batchAccounts/write", "Microsoft.Authorization/roleAssignments/write", "Microsoft.Resources/tags/write"]:
         assert not covered(action, roles), f"{action} is granted but the app never needs it"
+
+
+def test_destructive_grants_come_only_with_their_opt_in_parameter() -> None:
+    """Retention and retired-pool deletion need delete rights; they live in separate roles main.bicep creates and assigns
+    only when the deployment opts in (a bool parameter, false by default)."""
+    opt_in = load_catalog()["optInRoles"]
+    main = bicep.read("main.bicep")
+    for action in DESTRUCTIVE:
+        granting = [r for r in opt_in if covered(action, [r])]
+        assert len(granting) == 1, f"{action} must be granted by exactly one opt-in role"
+    for role in opt_in:
+        assert set(role) >= {"name", "description", "scope", "parameter", "actions", "dataActions", "why"}, role.get("name")
+        assert role["scope"] in CUSTOM_SCOPES[:2] and sorted(role["why"]) == sorted(role["actions"] + role["dataActions"])
+        assert not [g for g in role["actions"] + role["dataActions"] if "*" in g]
+        parameter = role["parameter"]
+        assert re.search(rf"^param {parameter} bool = false$", main, re.MULTILINE), f"main.bicep must declare {parameter} (default false)"
+        assert re.search(rf"= if \({parameter}\)", main), f"main.bicep must create the {role['name']} role only if {parameter}"
+        assert re.search(rf"{parameter} \? ", main), f"main.bicep must assign the {role['name']} role only if {parameter}"
+        params = json.loads((bicep.INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+        assert parameter in params and params[parameter]["value"].endswith("=false}"), f"main.parameters.json: {parameter} off by default"
 
 
 def test_batch_role_has_no_data_actions() -> None:

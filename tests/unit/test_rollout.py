@@ -39,7 +39,20 @@ def test_in_place_next_zero_waits_patches_at_zero_and_completes_at_target() -> N
     assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=2, at_target=False), "1.1.0", state(rollout.PATCHED), NOW).step == Step.NOTHING
     assert decide_in_place(IN_PLACE, pool("1.1.0"), "1.1.0", state(rollout.PATCHED), NOW).step == Step.COMPLETE
     assert decide_in_place(IN_PLACE, pool("1.1.0"), "1.1.0", state(rollout.DONE), NOW).step == Step.NOTHING
-    assert decide_in_place(IN_PLACE, pool("1.1.0"), "1.1.0", state(rollout.PATCHED), NOW, canary_passed=False).step == Step.NOTHING
+    # A canary still running does not complete the rollout (a pool at 0 at night is at its target too).
+    assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=0, desired=0), "1.1.0", state(rollout.PATCHED), NOW,
+                           canary_passed=None).step == Step.NOTHING
+
+
+def test_in_place_failed_canary_goes_back_to_the_previous_version_at_the_next_zero_and_stays_there() -> None:
+    failed = {"canary_passed": False}
+    assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=1), "1.1.0", state(rollout.PATCHED), NOW, **failed).step == Step.NOTHING
+    assert decide_in_place(DRAIN, pool("1.1.0", nodes=1), "1.1.0", state(rollout.PATCHED), NOW, **failed).step == Step.HOLD_FOR_DRAIN
+    back = decide_in_place(IN_PLACE, pool("1.1.0", nodes=0, desired=0), "1.1.0", state(rollout.PATCHED), NOW, **failed)
+    assert back.step == Step.ROLL_BACK and "1.0.0" in back.reason
+    # Rolled back: 1.1.0 is still the newest version, but it is not tried again.
+    assert decide_in_place(IN_PLACE, pool("1.0.0", nodes=0), "1.1.0", state(rollout.ROLLED_BACK), NOW).step == Step.NOTHING
+    assert decide_in_place(IN_PLACE, pool("1.0.0", nodes=0), "1.2.0", state(rollout.ROLLED_BACK), NOW).step == Step.START
 
 
 def test_in_place_blocked_once_after_max_wait() -> None:
@@ -89,3 +102,12 @@ def test_a_retired_pool_is_deleted_only_when_no_active_job_targets_it() -> None:
     decision, about = decide_new_pools(policy, new, [empty], state(rollout.RETIRING), NOW, jobs_on={"gpu-1-0-0": 0})
     assert decision.step == Step.DELETE_RETIRED and about == ["gpu-1-0-0"]
     assert decide_new_pools(policy, new, [], state(rollout.RETIRING), NOW)[0].step == Step.COMPLETE
+
+
+def test_new_pools_pin_to_a_retired_version_restores_its_pool_then_retires_the_newer_one() -> None:
+    pinned, newer = pool("1.0.0", nodes=0, hold="retired", pool_id="gpu-1-0-0"), pool("1.1.0", pool_id="gpu-1-1-0")
+    decision, about = decide_new_pools(RETIRE, pinned, [newer], None, NOW)
+    assert decision.step == Step.RESTORE and about == ["gpu-1-0-0"]
+    back = pool("1.0.0", pool_id="gpu-1-0-0")  # regrown to its target
+    assert decide_new_pools(RETIRE, back, [newer], None, NOW)[1] == ["gpu-1-1-0"]
+    assert decide_new_pools(RETIRE, back, [newer], state(rollout.HOLDING, stage_at=timedelta(hours=2), to="1.0.0"), NOW)[0].step == Step.RETIRE
