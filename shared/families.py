@@ -52,7 +52,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from shared import naming, nat, ncrontab
+from shared import durations, naming, nat, ncrontab
 from shared.image_rules import (
     CUSTOM_IMAGE_DEDICATED_LIMIT,
     CUSTOM_IMAGE_SPOT_LIMIT,
@@ -83,7 +83,6 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _VM_SIZE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,63}$")
 _REGION = re.compile(r"^[A-Za-z][A-Za-z0-9 ]{1,63}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_SPAN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
 
 ROLLOUT_MODES = ("newPools", "inPlace")
 APPLY_WHEN = ("nextZero", "drain")
@@ -696,27 +695,17 @@ def _start_task(v: _Validator, path: str, raw: object) -> StartTask | None:
     return StartTask(command_line=command, wait_for_success=bool(wait), user_scope=scope, elevation_level=elevation, user_name=user)
 
 
-def _span_problem(text: str) -> str | None:
-    m = _SPAN.match(text.strip().lower())
-    if m is None or not any(m.groupdict().values()):
-        return "is not a duration such as \"30m\", \"2h\", \"7d\" or \"1d12h\""
-    return None
-
-
 def parse_span(text: str) -> timedelta:
-    """``"2h"`` -> 2 hours; ``"1d12h"``, ``"30m"``. Raises ValueError for anything else."""
-    if problem := _span_problem(text):
-        raise ValueError(f"{text!r} {problem}")
-    m = _SPAN.match(text.strip().lower())
-    assert m is not None
-    return timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0))
+    """``"2h"`` -> 2 hours; ``"1d12h"``, ``"30m"``. Raises ValueError for anything else (seconds too)."""
+    return durations.parse_short(text, seconds=False)
 
 
 def _span(v: _Validator, path: str, value: object) -> timedelta | None:
-    if not isinstance(value, str) or _span_problem(value):
-        v.problem(path, f"{_show(value)} is not a duration such as \"30m\", \"2h\", \"7d\" or \"1d12h\"")
+    try:
+        return parse_span(value if isinstance(value, str) else "")
+    except ValueError:
+        v.problem(path, f"{_show(value)} is not a duration such as {durations.SHORT_EXAMPLES}")
         return None
-    return parse_span(value)
 
 
 _NEW_POOLS_KEYS = ("mode", "retirePrevious", "retireAfter", "deleteRetiredPools")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared import pool_metadata
 from shared.backoff import ExponentialBackoff
+from shared.durations import format_iso_duration as format_duration
+from shared.durations import parse_iso_duration
 from shared.resize_errors import ResizeError, parse_errors
 from shared.schedules import DEFAULT_LOOKBACK, ScheduleError, parse_schedule, target_in_force
 
@@ -430,9 +431,6 @@ def next_resize(pool: PoolView, desired: DesiredTarget, policy: WatchPolicy | No
 # Parsing helpers (the wire's datetimes and ISO 8601 durations)
 # --------------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$", re.IGNORECASE)
-
-
 def parse_datetime(value: Any) -> datetime | None:
     """An aware datetime from a datetime or an ISO 8601 string ('Z' and 7-digit fractions accepted); None if absent or unreadable."""
     if value is None or value == "":
@@ -459,19 +457,10 @@ def parse_duration(value: Any) -> timedelta | None:
 
 @functools.lru_cache(maxsize=256)  # a handful of distinct resizeTimeouts across thousands of pools: parse each once per instance
 def _parse_duration_text(value: str) -> timedelta | None:
-    m = _DURATION.match(value.strip())
-    if m is None or value.strip().upper() in {"P", "PT"}:
+    try:
+        return parse_iso_duration(value)
+    except ValueError:
         return None
-    return timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0), seconds=float(m["s"] or 0))
-
-
-def format_duration(value: timedelta) -> str:
-    """ISO 8601 for a resizeTimeout: "PT20M", "PT1H5M", "PT30S"."""
-    total = int(value.total_seconds())
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (f"{seconds}S" if seconds else "")
-    return text if text != "PT" else "PT0S"
 
 
 def _rollout_hold(pool: PoolView) -> bool:
