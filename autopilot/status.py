@@ -217,9 +217,9 @@ def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
 
 def collect_status(context: Any) -> dict[str, Any]:
     from shared.families import parse_families
-    from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of, lock_target
+    from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of
     from shared.references import account_ids, observe
-    from shared.resource_ids import normalize
+    from shared.resource_ids import lock_target, normalize
     from shared.resources import compute
 
     now = context.clock.now()

@@ -139,7 +139,7 @@ class AppLocks:
 
 def app_locks(context: AppContext) -> AppLocks:
     """The app's own locks in the subscription (one list call), and the scopes where its lock name is taken."""
-    from shared.image_guard import lock_target
+    from shared.resource_ids import lock_target
 
     owner = lock_owner(context)
     found = AppLocks()
