@@ -60,7 +60,7 @@ from shared.image_rules import (
     NODES_PER_REPLICA,
     NodeLimits,
 )
-from shared.resource_ids import InvalidResourceId, ResourceId
+from shared.resource_ids import ResourceId, is_batch_account_id
 from shared.snapshot_tags import canonical_family, family_problem, version_problem
 
 # The Batch custom-image article: "set resizeTimeout to 20-30 minutes" for fixed-size pools, then
@@ -429,13 +429,7 @@ def _guid(text: str) -> str | None:
 
 
 def _batch_account(text: str) -> str | None:
-    try:
-        rid = ResourceId.parse(text)
-    except InvalidResourceId:
-        rid = None
-    if rid is None or not rid.is_type("Microsoft.Batch/batchAccounts") or rid.resource_group is None:
-        return "not a Batch account resource id"
-    return None
+    return None if is_batch_account_id(text) else "not a Batch account resource id"
 
 
 def _region(text: str) -> str | None:

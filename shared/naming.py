@@ -97,7 +97,7 @@ def resource_group_problem(name: str) -> str | None:
 def pool_id_problem(pool_id: str) -> str | None:
     if not 1 <= len(pool_id) <= POOL_ID_MAX:
         return f"a Batch pool id has 1-{POOL_ID_MAX} characters, this one has {len(pool_id)}"
-    if not pool_id.isascii() or not _POOL_ID.match(pool_id):
+    if not pool_id.isascii() or not _POOL_ID.fullmatch(pool_id):  # fullmatch: "$" would let a final line break in
         return "a Batch pool id uses only letters, digits, '-' and '_'"
     return None
 

@@ -13,11 +13,16 @@ here at the last ``/providers/``, the scope parsed as an id of its own.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
+from typing import TypeGuard
 
 _PROVIDERS = "/providers/"
 LOCKS = "Microsoft.Authorization/locks"
 TAGS = "Microsoft.Resources/tags"
+BATCH_ACCOUNTS = "Microsoft.Batch/batchAccounts"
+# Azure's naming rules for Microsoft.Batch/batchAccounts: 3-24 lowercase letters and digits (ids come back in any case).
+_BATCH_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}", re.IGNORECASE)
 
 
 class InvalidResourceId(ValueError):
@@ -95,6 +100,19 @@ def lock_target(lock: str | ResourceId) -> tuple[str, str] | None:
     except InvalidResourceId:
         return None
     return (rid.scope, rid.name) if rid.scope and rid.is_type(LOCKS) else None
+
+
+def is_batch_account_id(text: object) -> TypeGuard[str]:
+    """The one check of a Batch account resource id (settings, families, stall events): a Batch account in a resource
+    group, named as Azure allows. Whitespace anywhere, an extension id or a child path is not one."""
+    if not isinstance(text, str) or any(c.isspace() for c in text):
+        return False
+    try:
+        rid = ResourceId.parse(text)
+    except InvalidResourceId:
+        return False
+    return (rid.is_type(BATCH_ACCOUNTS) and rid.resource_group is not None and "/providers/" not in (rid.scope or "").lower()
+            and _BATCH_ACCOUNT_NAME.fullmatch(rid.name) is not None)
 
 
 def batch_account_id(subscription_id: str, resource_group: str, account: str) -> str:

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from shared.resource_ids import ResourceId, is_batch_account_id
+
 T = TypeVar("T")
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_BATCH_ACCOUNT_ID = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Batch/batchAccounts/[^/]+$", re.IGNORECASE
-)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -209,10 +208,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     accounts_raw = r.raw("AUTOPILOT_BATCH_ACCOUNTS") or ""
     accounts = tuple(a.strip() for a in accounts_raw.split(",") if a.strip())
     for account in accounts:
-        if _BATCH_ACCOUNT_ID.match(account) and _GUID.match(subscription_id) and account.split("/")[2].lower() != subscription_id.lower():
+        if (is_batch_account_id(account) and _GUID.match(subscription_id)
+                and ResourceId.parse(account).subscription_id.lower() != subscription_id.lower()):
             r.problems.append(f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is in another subscription: the app manages one "
                               f"subscription ({subscription_id}); deploy another instance for that subscription")
-        if not _BATCH_ACCOUNT_ID.match(account):
+        if not is_batch_account_id(account):
             r.problems.append(
                 f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is not a Batch account resource id; for example "
                 "AUTOPILOT_BATCH_ACCOUNTS=/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/myaccount"
