@@ -102,6 +102,11 @@ def lock_target(lock: str | ResourceId) -> tuple[str, str] | None:
     return (rid.scope, rid.name) if rid.scope and rid.is_type(LOCKS) else None
 
 
+def pool_resource_id(account_id: str, pool_id: str) -> str:
+    """A pool's ARM-style id, the subject of its events and alerts: ``{account id}/pools/{pool id}``."""
+    return f"{account_id}/pools/{pool_id}"
+
+
 def is_batch_account_id(text: object) -> TypeGuard[str]:
     """The one check of a Batch account resource id (settings, families, stall events): a Batch account in a resource
     group, named as Azure allows. Whitespace anywhere, an extension id or a child path is not one."""
