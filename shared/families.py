@@ -52,7 +52,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from shared import durations, naming, nat, ncrontab
+from shared import durations, naming, nat
 from shared.image_rules import (
     CUSTOM_IMAGE_DEDICATED_LIMIT,
     CUSTOM_IMAGE_SPOT_LIMIT,
@@ -61,6 +61,7 @@ from shared.image_rules import (
     NodeLimits,
 )
 from shared.resource_ids import ResourceId, is_batch_account_id
+from shared.schedules import ScheduleEntry, check_entry
 from shared.snapshot_tags import canonical_family, family_problem, version_problem
 
 # The Batch custom-image article: "set resizeTimeout to 20-30 minutes" for fixed-size pools, then
@@ -120,13 +121,6 @@ class ReplicaPolicy:
     nodes_per_replica: int = NODES_PER_REPLICA
     minimum: int = 1
     storage_account_type: str = "Standard_LRS"
-
-
-@dataclass(frozen=True)
-class ScheduleEntry:
-    cron: str  # six-field NCRONTAB, as Functions timers use
-    dedicated: int
-    spot: int
 
 
 @dataclass(frozen=True)
@@ -440,15 +434,6 @@ def _vm_size(text: str) -> str | None:
     return None if _VM_SIZE.match(text) else "not a VM size name"
 
 
-def _cron(text: str) -> str | None:
-    # The same parser the pool watch uses to follow the schedule, so what passes here also runs there.
-    try:
-        ncrontab.parse(text)
-    except ncrontab.NcrontabError as exc:
-        return str(exc).split(": ", 1)[-1]
-    return None
-
-
 def _gallery(v: _Validator, path: str, raw: object) -> GalleryConfig | None:
     g = v.obj(path, raw, required=("resourceGroup", "name", "imageDefinition", "osType", "hyperVGeneration", "location"),
               optional=("subscription", "osState"))
@@ -540,18 +525,14 @@ def _schedule(v: _Validator, path: str, raw: object) -> tuple[ScheduleEntry, ...
     entries: list[ScheduleEntry] = []
     ok = True
     for i, raw_entry in enumerate(raw):
-        p = _join(path, i)
-        e = v.obj(p, raw_entry, required=("cron",), optional=("dedicated", "spot"))
-        if e is None:
+        # The same check as a schedule in pool metadata (shared/schedules.py), so what passes here also runs there.
+        entry, found = check_entry(raw_entry)
+        for field_name, text in found:
+            v.problem(_join(_join(path, i), field_name) if field_name else _join(path, i), text.lstrip(": "))
+        if entry is None:
             ok = False
             continue
-        cron = v.string(_join(p, "cron"), e.get("cron"), _cron) if "cron" in e else None
-        dedicated = v.integer(_join(p, "dedicated"), e["dedicated"], 0, MAX_POOL_NODES) if "dedicated" in e else 0
-        spot = v.integer(_join(p, "spot"), e["spot"], 0, MAX_POOL_NODES) if "spot" in e else 0
-        if cron is None or dedicated is None or spot is None:
-            ok = False
-            continue
-        entries.append(ScheduleEntry(cron=cron, dedicated=dedicated, spot=spot))
+        entries.append(entry)
     return tuple(entries) if ok else None
 
 
