@@ -16,19 +16,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from shared.settings import DEFAULTS
+
 if TYPE_CHECKING:
     from shared.settings import Settings
 
 # First delay after a failure: cluster-autoscaler's initialNodeGroupBackoffDuration. Short enough
 # that a one-off "internal error" costs little, long enough not to hammer a region out of capacity.
-DEFAULT_INITIAL = timedelta(minutes=5)
+DEFAULT_INITIAL = timedelta(minutes=DEFAULTS.backoff_initial_minutes)  # 5 min (the value: shared/settings.py)
 # Ceiling of the delay: cluster-autoscaler's maxNodeGroupBackoffDuration. Matches the top of the
 # 20-30 minute resizeTimeout band Batch recommends, so a stalled pool is retried about once per
 # resize-timeout at worst.
-DEFAULT_MAX = timedelta(minutes=30)
+DEFAULT_MAX = timedelta(minutes=DEFAULTS.backoff_max_minutes)  # 30 min
 # Quiet period after which past failures are forgotten: cluster-autoscaler's
 # nodeGroupBackoffResetTimeout. A pool that has not failed for 3 h starts again at the first delay.
-DEFAULT_RESET = timedelta(hours=3)
+DEFAULT_RESET = timedelta(hours=DEFAULTS.backoff_reset_hours)  # 3 h
 # Each further failure doubles the delay, as in cluster-autoscaler.
 DEFAULT_MULTIPLIER = 2.0
 

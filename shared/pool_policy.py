@@ -32,6 +32,7 @@ from shared.durations import format_iso_duration as format_duration
 from shared.durations import parse_iso_duration
 from shared.resize_errors import ResizeError, parse_errors
 from shared.schedules import DEFAULT_LOOKBACK, ScheduleError, parse_schedule, target_in_force
+from shared.settings import DEFAULTS
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -44,11 +45,12 @@ STOPPING = "stopping"
 DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
 
 # -- defaults and why --------------------------------------------------------------------------
+# The values of those that are settings live once, in shared/settings.py (DEFAULTS); the reasons live here.
 
 # Batch's custom-image guidance: "pools past 300 nodes may take several resizes", and one resize
 # is granted at most about 300 nodes in practice (also what the emulator's capacity model grants).
 # Growing 300 at a time turns one long, likely-to-time-out resize into steps that each succeed.
-DEFAULT_GROWTH_STEP = 300
+DEFAULT_GROWTH_STEP = DEFAULTS.growth_step_nodes  # 300
 # Lower edge of the 20-30 minute resizeTimeout band Batch recommends for fixed-size custom-image
 # pools (the service default of 15 minutes is too short for custom images).
 DEFAULT_RESIZE_TIMEOUT_FLOOR = timedelta(minutes=20)
@@ -61,12 +63,12 @@ DEFAULT_RESIZE_TIMEOUT_PER_1000 = timedelta(minutes=15)
 DEFAULT_REQUEST_GRACE = timedelta(minutes=10)
 # Twelve failed attempts: with backoff 5 → 10 → 20 → 30 min and 20-30 minute resize timeouts this is
 # roughly nine hours of trying, plenty for a regional capacity dip; beyond that a person must look.
-DEFAULT_MAX_RESIZE_ATTEMPTS = 12
+DEFAULT_MAX_RESIZE_ATTEMPTS = DEFAULTS.max_resize_attempts  # 12
 # One day per failure episode: the same horizon Event Grid gives its own retries. A quota increase
 # can take two business days, but that needs a person anyway, so retrying longer only hides it.
-DEFAULT_MAX_EPISODE = timedelta(hours=24)
+DEFAULT_MAX_EPISODE = timedelta(hours=DEFAULTS.max_episode_hours)  # 24 h
 # One alert of a kind per pool per hour at most: enough to notice, too few to be muted.
-DEFAULT_ALERT_COOLDOWN = timedelta(minutes=60)
+DEFAULT_ALERT_COOLDOWN = timedelta(minutes=DEFAULTS.alert_cooldown_minutes)  # 60 min
 # Scheduled shrinks let running tasks finish: "requeue" (Batch's default) would throw away the
 # work of every running task on the removed nodes. Overridden per pool by autopilot.nodeDeallocationOption.
 DEFAULT_DEALLOCATION = "taskcompletion"
