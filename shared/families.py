@@ -53,6 +53,7 @@ from types import MappingProxyType
 from typing import Any
 
 from shared import durations, naming, nat
+from shared.clients import BATCH_API_VERSION
 from shared.image_rules import (
     CUSTOM_IMAGE_DEDICATED_LIMIT,
     CUSTOM_IMAGE_SPOT_LIMIT,
@@ -766,10 +767,10 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
                   "has no effect with source \"snapshots\", which builds no managed image; remove it or use source \"managedImage\"")
     if legacy:
         # Batch accepts a managed image as a pool's image only at API versions up to 2019-08-01 (the 2019 custom-image
-        # article); the app speaks 2025-06-01 and Batch retires the versions before it, so every such create would be a 400.
+        # article); the app speaks BATCH_API_VERSION and Batch retires the versions before it, so every such create is a 400.
         v.problem(_join(path, "legacyManagedImagePools"),
                   "managed-image pools cannot be created: Batch accepts a managed image as a pool's image only at API versions up to "
-                  "2019-08-01, the app uses 2025-06-01, and Batch is retiring the older versions; remove the key (the family's pools "
+                  f"2019-08-01, the app uses {BATCH_API_VERSION}, and Batch is retiring the older versions; remove the key (the family's pools "
                   "use its gallery image version, which also has no shared node cap)")
 
     pools: list[PoolSpec] = []

@@ -228,7 +228,7 @@ def family_pool_image_id(family: FamilyConfig, version: str, default_subscriptio
 
     A Compute Gallery image version. ``legacyManagedImagePools`` is refused when the families are
     validated (Batch accepts a managed image as a pool's image only at API versions up to
-    2019-08-01; the app speaks 2025-06-01), so the managed-image branch below is never taken by a
+    2019-08-01; the app speaks shared.clients.BATCH_API_VERSION), so the managed-image branch below is never taken by a
     validated configuration.
     """
     if family.legacy_managed_image_pools:

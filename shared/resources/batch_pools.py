@@ -15,12 +15,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from shared.clients import AzureClients
+from shared.clients import BATCH_API_VERSION, AzureClients
 from shared.durations import format_iso_duration
 from shared.resources.batch_accounts import BatchAccount
-
-# The data-plane api-version azure-batch 15.1.0 sends (contracts §4); the resize request below must match it.
-BATCH_API_VERSION = "2025-06-01"
 
 # Exactly the fields the watch reads: the list call stays one small page per 1,000 pools.
 POOL_LIST_SELECT = [
