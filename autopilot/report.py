@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopilot.messages import without_class_names
 from autopilot.scenario import Scenario, format_duration, format_offset, parse_duration
+from shared.clock import iso_z as iso
 
 if TYPE_CHECKING:
     from autopilot.simulate import Simulation
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
 REPORT_VERSION = 1
 APP_CALLER = "batch-image-autopilot"  # the app's EmulatorCredential name: how the request log names the app
 ALERT_PREFIX = "BatchImageAutopilot."
-
-
-def iso(when: datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when is not None else None
 
 
 def _parse(when: str) -> datetime:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.clock import iso_z as iso
+
 log = logging.getLogger("autopilot.cli")
 
 STATUS_VERSION = 1
@@ -58,10 +60,6 @@ def build_context() -> Any:
     check_startup(settings)  # what the Function App would refuse to start with, refused here too
     moment = emulator_now(settings) if settings.is_emulator else None
     return AppContext.from_settings(settings, clock=FixedClock(moment or SystemClock().now()))
-
-
-def iso(when: datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when is not None else None
 
 
 def _account_name(account_id: str) -> str:
