@@ -155,8 +155,14 @@ def _guid(value: str) -> str | None:
 
 
 def _ncrontab(value: str) -> str | None:
-    fields = value.split()
-    return None if len(fields) == 6 else "it must be an NCRONTAB expression with six fields (second minute hour day month weekday)"
+    # The parser every schedule goes through (pool metadata, families, the timers' own), not a count of fields.
+    from shared import ncrontab
+
+    try:
+        ncrontab.parse(value)
+    except ncrontab.NcrontabError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
 
 
 def _table_prefix(value: str) -> str | None:
