@@ -510,8 +510,8 @@ def _reached(pool: PoolView, desired: DesiredTarget, history: Episode | None, cu
     if current is None:
         return Decision(Action.NOTHING, reason, _expire(history, now, policy))
     alerts: tuple[Alert, ...] = ()
-    # Reaching the target ends any wait, but the failure count stays until the quiet period passes, so a pool that
-    # keeps falling back off target backs off longer each time (as cluster-autoscaler does for a flapping node group).
+    # Reaching the target removes the backoff, count included (cluster-autoscaler's RemoveBackoff on a successful
+    # scale-up): a later failure starts again at the first delay. The alert cooldown still spaces repeated alerts.
     closed = Episode(
         current.account_id, current.pool_id, started=current.started, backoff=policy.backoff.record_success(current.backoff),
         alert_times=current.alert_times,
