@@ -4,8 +4,9 @@ The document comes from the ``AUTOPILOT_FAMILIES`` setting (or the file named by
 ``AUTOPILOT_FAMILIES_FILE``) and is validated as a whole before anything runs, the way Cloud
 Custodian validates a policy file: every problem is reported at once, each with its JSON path, so
 an operator fixes the file in one go instead of one deployment per typo. ``docs/families.schema.json``
-describes the same document for editors; ``docs/families.example.json`` is a complete example
-(a test keeps the schema, the example and this parser in step).
+defines the document's shape (editors and ``autopilot validate`` use it); this parser states the same rules with
+per-key messages, plus the cross-field ones a schema cannot (pool-id clashes); tests/unit/
+test_families_schema_agreement.py holds the two together. ``docs/families.example.json`` is a complete example.
 
 Shape (``?`` = optional, with its default)::
 
