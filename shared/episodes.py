@@ -549,8 +549,9 @@ def _raise(
 
 
 def _alert(alert_type: AlertType, pool: PoolView, ep: Episode, now: datetime, title: str, diagnosis: str, fix: str, *,
-           code: str = "", cause: str = "", attempt: int = 0, max_attempts: int = 0, next_try: datetime | None = None) -> Alert:
-    """A pool alert as published: one of a type per failure episode, across instances (decide() handles the cooldown)."""
+           code: str = "", cause: str = "", attempt: int = 0, max_attempts: int = 0,
+           next_try: datetime | None = None) -> Alert:
+    """A pool alert as published: one of a type per failure episode, across instances (decide() keeps the cooldown)."""
     return Alert(
         type=alert_type,
         severity=POOL_ALERT_SEVERITY[alert_type],

@@ -116,7 +116,7 @@ SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
 
 
 def read_stall_event(envelope: Mapping[str, Any]) -> tuple[str, str] | str:
-    """``(account id, pool id)`` a PoolResizeStalled event names, or why it is ignored (a log line, values shown safely).
+    """``(account id, pool id)`` a PoolResizeStalled event names, or why it is ignored (a log line, shown safely).
 
     The event only names the pool; everything else is re-read. The pool id must be one Batch could have issued: it ends
     up in a data-plane URL the app builds ("..", "a/b", "%2F" and line breaks never reach it). The subject, when
@@ -127,7 +127,8 @@ def read_stall_event(envelope: Mapping[str, Any]) -> tuple[str, str] | str:
     from shared.triggers import shown
 
     event_type, data = envelope.get("eventType"), envelope.get("data")
-    if not isinstance(event_type, str) or event_type.lower() != POOL_RESIZE_STALLED.lower() or not isinstance(data, dict):
+    stall = isinstance(event_type, str) and event_type.lower() == POOL_RESIZE_STALLED.lower()
+    if not stall or not isinstance(data, dict):
         return f"of type {shown(event_type)}"
     account_id, pool_id = data.get("accountId"), data.get("poolId")
     if not is_batch_account_id(account_id) or not isinstance(pool_id, str) or pool_id_problem(pool_id) is not None:

@@ -35,7 +35,7 @@ EXAMPLE = "0 0 7 * * MON-FRI"
 # at all occurs within any 400-year window; searching further could never find anything new.
 _SEARCH_YEARS = 400
 
-# Names in calendar order: a name is looked up by prefix, the first match winning (NCrontab's rule), so the order matters.
+# Names in calendar order: a name is looked up by prefix, the first match winning (NCrontab's rule): order matters.
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December")
 _WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")

@@ -116,7 +116,8 @@ def is_batch_account_id(text: object) -> TypeGuard[str]:
         rid = ResourceId.parse(text)
     except InvalidResourceId:
         return False
-    return (rid.is_type(BATCH_ACCOUNTS) and rid.resource_group is not None and "/providers/" not in (rid.scope or "").lower()
+    extension = "/providers/" in (rid.scope or "").lower()
+    return (rid.is_type(BATCH_ACCOUNTS) and rid.resource_group is not None and not extension
             and _BATCH_ACCOUNT_NAME.fullmatch(rid.name) is not None)
 
 

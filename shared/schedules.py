@@ -48,7 +48,7 @@ class ScheduleError(ValueError):
 
 @dataclass(frozen=True)
 class ScheduleEntry:
-    """One entry, from the families configuration or from ``autopilot.schedule``: both are checked by :func:`check_entry`."""
+    """One entry, from the families configuration or ``autopilot.schedule``, both checked by :func:`check_entry`."""
 
     cron: str  # six-field NCRONTAB, as Functions timers use
     dedicated: int
@@ -123,7 +123,7 @@ def _entry(index: int, item: Any) -> ScheduleEntry:
 def check_entry(item: Any, *, aliases: bool = False) -> tuple[ScheduleEntry | None, list[tuple[str, str]]]:
     """The one check of a schedule entry: the entry, or every problem as (field, text); field "" is the entry.
 
-    Each text follows the entry's name ("entry 2" + text), e.g. ``": NCRONTAB expression ..."`` or ``" needs 'cron' ..."``.
+    Each text follows the entry's name ("entry 2" + text): ``": NCRONTAB expression ..."``, ``" needs 'cron' ..."``.
 
     ``aliases`` accepts ``lowPriority`` for ``spot`` (pool metadata written by hand); the families configuration does not.
     Stricter of the two former checks, kept for both: an entry names at least one count (a cron alone would silently
