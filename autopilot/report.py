@@ -1,7 +1,7 @@
 """The simulation report: what the run ended with and what happened on the way, as one JSON document.
 
-``REPORT_SCHEMA`` is the contract (docs/cli.md shows it; a test keeps the two in step). Scenario
-expectations are checked against the report, so whatever an expectation can say, the report shows.
+``REPORT_SCHEMA`` (autopilot/schemas/report.schema.json) is the contract (docs/cli.md shows it; a test keeps them in
+step). Scenario expectations are checked against the report, so whatever an expectation can say, the report shows.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopilot.messages import without_class_names
 from autopilot.scenario import Scenario, format_duration, format_offset, parse_duration
+from shared.clock import iso_z as iso
 
 if TYPE_CHECKING:
     from autopilot.simulate import Simulation
@@ -21,10 +22,6 @@ if TYPE_CHECKING:
 REPORT_VERSION = 1
 APP_CALLER = "batch-image-autopilot"  # the app's EmulatorCredential name: how the request log names the app
 ALERT_PREFIX = "BatchImageAutopilot."
-
-
-def iso(when: datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when is not None else None
 
 
 def _parse(when: str) -> datetime:
@@ -465,77 +462,9 @@ def validate_report(report: dict[str, Any]) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in Draft202012Validator(REPORT_SCHEMA).iter_errors(report)]
 
 
-_TIME = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
-_TIME_OR_NULL = {"anyOf": [_TIME, {"type": "null"}]}
-_STR = {"type": "string"}
-_STR_OR_NULL = {"type": ["string", "null"]}
-_BOOL = {"type": "boolean"}
-_COUNT = {"type": "integer", "minimum": 0}
-_COUNT_OR_NULL = {"anyOf": [_COUNT, {"type": "null"}]}
-
-
-def _obj(properties: dict[str, Any]) -> dict[str, Any]:
-    """An object with exactly these properties, all required."""
-    return {"type": "object", "required": list(properties), "additionalProperties": False, "properties": properties}
-
-
-def _list(items: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "array", "items": items}
-
-
-_NODES = _obj({"dedicated": _COUNT, "spot": _COUNT})
-_LOCK_REF = _obj({"name": _STR, "owner": {"enum": ["app", "other"]}})
-
-REPORT_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "autopilot simulate report",
-    **_obj({
-        "reportVersion": {"const": REPORT_VERSION},
-        "scenario": _obj({"name": _STR, "description": _STR, "file": _STR, "seed": {"type": "integer"}}),
-        "virtualTime": _obj({"start": _TIME, "end": _TIME, "duration": _STR, "step": _STR}),
-        "wallSeconds": {"type": "number", "minimum": 0},
-        "result": _obj({"ok": _BOOL, "problems": _list(_STR)}),
-        "expectations": _list(_obj({"expect": _STR, "description": _STR, "ok": _BOOL, "detail": _STR})),
-        "actions": _list(_obj({"at": _STR, "time": _TIME, "action": _STR, "by": _STR_OR_NULL, "target": _STR_OR_NULL, "outcome": _STR,
-                               "expectedOutcome": _STR_OR_NULL, "ok": _BOOL, "detail": _STR})),
-        "pools": _list(_obj({
-            "account": _STR, "accountId": _STR, "id": _STR, "managed": _BOOL, "family": _STR_OR_NULL, "version": _STR_OR_NULL,
-            "image": _STR_OR_NULL, "vmSize": _STR, "desired": {"anyOf": [_NODES, {"type": "null"}]}, "current": _NODES, "target": _NODES,
-            "allocationState": {"enum": ["steady", "resizing", "stopping"]},
-            "resizeErrors": _list(_obj({"code": _STR, "message": _STR})),
-            "atTarget": _BOOL, "targetReachedAt": _TIME_OR_NULL, "firstReachedAt": _TIME_OR_NULL,
-            "resizeRequests": _COUNT, "resizeFailures": _COUNT, "usableNodes": _COUNT, "unhealthyNodes": _COUNT})),
-        "deletedPools": _list(_obj({"account": _STR, "id": _STR, "firstSeen": _TIME_OR_NULL, "deletedAt": _TIME_OR_NULL})),
-        "images": _list(_obj({"kind": {"enum": ["managedImage", "galleryImageVersion"]}, "id": _STR, "name": _STR, "provisioningState": _STR,
-                              "pools": _list(_STR), "locks": _list(_LOCK_REF)})),
-        "snapshots": _list(_obj({"id": _STR, "name": _STR, "tags": {"type": "object", "additionalProperties": _STR}, "pools": _list(_STR),
-                                 "locks": _list(_LOCK_REF)})),
-        "locks": _list(_obj({"scope": _STR, "name": _STR, "level": {"enum": ["CanNotDelete", "ReadOnly"]}, "owner": {"enum": ["app", "other"]},
-                             "notes": _STR})),
-        "alerts": _list(_obj({"time": _TIME, "type": _STR, "severity": {"enum": ["info", "warning", "critical"]}, "subject": _STR,
-                              "pool": _STR_OR_NULL, "title": _STR, "diagnosis": _STR, "fix": _STR, "codes": _list(_STR)})),
-        "alertCounts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
-        "teamsMessages": _COUNT,
-        "stallEvents": _list(_obj({"time": _TIME, "pool": _STR, "action": _STR, "reason": _STR, "kind": {"enum": ["step", "stall"]},
-                                   "label": {"enum": ["grow step", "shrink step", "stall"]}})),
-        "resizeRequests": _list(_obj({"time": _TIME, "pool": _STR, "caller": _STR, "status": {"type": "integer"},
-                                      "dedicated": _COUNT_OR_NULL, "spot": _COUNT_OR_NULL})),
-        "resizeFailures": _list(_obj({"time": _TIME, "pool": _STR, "errors": _STR})),
-        "events": _obj({"delivered": _COUNT, "retried": _COUNT, "deadLettered": _COUNT,
-                        "deadLetters": _list(_obj({"function": _STR, "eventType": _STR, "subject": _STR, "attempts": {"type": "integer", "minimum": 1},
-                                                   "lastError": _STR}))}),
-        "invocations": {"type": "object", "additionalProperties": _obj({"ok": _COUNT, "failed": _COUNT,
-                                                                        "failures": _list(_obj({"time": _TIME, "detail": _STR}))})},
-        "requests": _obj({"total": _COUNT, "byAction": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
-                          "appByAction": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
-                          "faultsInjected": _COUNT}),
-        "timeline": _list(_obj({"time": _TIME, "offset": {"type": "string", "pattern": r"^[+-]\d{2,}:\d{2}$"},
-                                "kind": {"enum": ["action", "mark", "host", "image", "lock", "pool", "step", "stall", "alert"]}, "text": _STR,
-                                "pool": _STR_OR_NULL, "severity": {"enum": [None, "info", "warning", "critical", "error"]},
-                                "diagnosis": _STR_OR_NULL, "fix": _STR_OR_NULL})),
-        "charts": _obj({"png": _STR_OR_NULL, "html": _STR_OR_NULL}),
-    }),
-}
+# The contract, a JSON file beside the code like every other schema of the project (docs/cli.md shows it).
+REPORT_SCHEMA: dict[str, Any] = json.loads((Path(__file__).resolve().parent / "schemas" / "report.schema.json")
+                                           .read_text(encoding="utf-8"))
 
 
 def offset_of(report: dict[str, Any], when: str | None) -> str:

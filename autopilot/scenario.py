@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared import durations
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "scenarios" / "scenario.schema.json"
 
@@ -47,8 +49,6 @@ DELETABLE_TYPES = (
 )
 LOCKABLE_HINT = "a resource inside a resource group, e.g. /resourceGroups/images-rg/providers/Microsoft.Compute/snapshots/gpu-1-0-0-os"
 
-_SHORT_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
 class ScenarioError(ValueError):
@@ -68,14 +68,13 @@ class ScenarioError(ValueError):
 def parse_duration(text: str) -> timedelta:
     """'90m', '2h', '1h30m', '45s', '1d' or ISO 8601 'PT1H30M' as a timedelta; ValueError otherwise."""
     value = text.strip() if isinstance(text, str) else ""
-    m = _SHORT_DURATION.match(value)
-    if value and m is not None:
-        d, h, mi, s = (int(g or 0) for g in m.groups())
-        return timedelta(days=d, hours=h, minutes=mi, seconds=s)
-    m = _ISO_DURATION.match(value.upper())
-    if value and m is not None and value.upper() not in {"P", "PT"}:
-        return timedelta(days=int(m[1] or 0), hours=int(m[2] or 0), minutes=int(m[3] or 0), seconds=float(m[4] or 0))
-    raise ValueError(f"{text!r} is not a duration: use e.g. '30m', '2h', '1h30m' or 'PT1H30M'")
+    try:
+        return durations.parse_iso_duration(value) if value[:1].upper() == "P" else durations.parse_short(value)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration: use e.g. '30m', '2h', '1h30m' or 'PT1H30M'") from None
+
+
+format_duration = durations.format_short  # '1d2h', '1h30m': how reports and summaries show a duration
 
 
 def format_offset(delta: timedelta) -> str:
@@ -84,15 +83,6 @@ def format_offset(delta: timedelta) -> str:
     sign = "-" if minutes < 0 else "+"
     minutes = abs(minutes)
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
-
-
-def format_duration(delta: timedelta) -> str:
-    total = int(delta.total_seconds())
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    out = (f"{days}d" if days else "") + (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{seconds}s" if seconds else "")
-    return out or "0m"
 
 
 def identity_of(raw: Any) -> dict[str, str]:

@@ -32,6 +32,7 @@ from autopilot.scenario import (
     identity_of,
     parse_duration,
 )
+from shared.durations import format_iso_duration
 
 log = logging.getLogger("autopilot.simulate")
 
@@ -630,7 +631,7 @@ class ActionRunner:
         scale: dict[str, Any] = {"targetDedicatedNodes": dedicated, "targetLowPriorityNodes": spot}
         if "resizeTimeout" in spec:
             minutes = int(parse_duration(spec["resizeTimeout"]).total_seconds() // 60)
-            scale["resizeTimeout"] = f"PT{minutes}M"
+            scale["resizeTimeout"] = format_iso_duration(timedelta(minutes=minutes))
         pools.update(group, account, pool_id, {"properties": {"scaleSettings": {"fixedScale": scale}}})
         return f"resize to {dedicated} dedicated / {spot} Spot"
 

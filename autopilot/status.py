@@ -4,7 +4,7 @@ the Function App has them) or the local emulator (``AUTOPILOT_CREDENTIAL=emulato
 Everything here goes through the app's own code: ``shared.references.observe`` for what pools use,
 ``shared.watch.tick`` and ``shared.guard.reconcile`` for what the timers do, ``shared.episodes`` for the
 pool watch's records. ``status`` and ``plan`` only read (GETs, and Table queries); ``reconcile`` acts.
-The JSON structures are versioned contracts: ``STATUS_SCHEMA``, ``PLAN_SCHEMA``, ``RECONCILE_SCHEMA``
+The JSON structures are versioned contracts: ``autopilot/schemas/{status,plan,reconcile}.schema.json``
 (docs/cli.md shows them; a test keeps the two in step).
 """
 
@@ -16,7 +16,10 @@ import ssl
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+from shared.clock import iso_z as iso
 
 log = logging.getLogger("autopilot.cli")
 
@@ -58,10 +61,6 @@ def build_context() -> Any:
     check_startup(settings)  # what the Function App would refuse to start with, refused here too
     moment = emulator_now(settings) if settings.is_emulator else None
     return AppContext.from_settings(settings, clock=FixedClock(moment or SystemClock().now()))
-
-
-def iso(when: datetime | None) -> str | None:
-    return when.isoformat().replace("+00:00", "Z") if when is not None else None
 
 
 def _account_name(account_id: str) -> str:
@@ -217,9 +216,9 @@ def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
 
 def collect_status(context: Any) -> dict[str, Any]:
     from shared.families import parse_families
-    from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of, lock_target
+    from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of
     from shared.references import account_ids, observe
-    from shared.resource_ids import normalize
+    from shared.resource_ids import lock_target, normalize
     from shared.resources import compute
 
     now = context.clock.now()
@@ -474,142 +473,17 @@ def reconcile_failed(result: dict[str, Any]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Schemas (documented in docs/cli.md)
+# Schemas (documented in docs/cli.md): JSON files beside the code, like every other schema of the project
 # ---------------------------------------------------------------------------------------------
 
-_TIME = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"}
-_TIME_OR_NULL = {"anyOf": [_TIME, {"type": "null"}]}
-_STR_OR_NULL = {"type": ["string", "null"]}
-_RUNNING_TASKS = {"type": ["integer", "null"], "description": "tasks still running on a pool being drained"}
-_NODES = {"type": "object", "required": ["dedicated", "spot"], "additionalProperties": False,
-          "properties": {"dedicated": {"type": "integer", "minimum": 0}, "spot": {"type": "integer", "minimum": 0}}}
-_LOCK_ACTION = {"type": "object", "required": ["kind", "resource", "notes"], "additionalProperties": False,
-                "properties": {"kind": {"enum": ["put", "refresh", "remove"]}, "resource": {"type": "string"}, "notes": {"type": "string"}}}
-_COUNTS = {"accounts": {"type": "integer", "minimum": 0}, "pools": {"type": "integer", "minimum": 0}, "managed": {"type": "integer", "minimum": 0},
-           "stalled": {"type": "array", "items": {"type": "string"}},
-           "autoscale": {"type": "array", "items": {"type": "string"}, "description": "managed pools with autoscale on: never resized, reported"},
-           "unreadableAccounts": {"type": "object", "additionalProperties": {"type": "string"}},
-           "invalidPools": {"type": "object", "additionalProperties": {"type": "string"}}}
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
-STATUS_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "autopilot status --json",
-    "type": "object",
-    "required": ["statusVersion", "generatedAt", "subscriptionId", "target", "accounts", "pools", "images", "recentAlerts", "problems", "warnings"],
-    "additionalProperties": False,
-    "properties": {
-        "statusVersion": {"const": STATUS_VERSION},
-        "generatedAt": _TIME,
-        "subscriptionId": {"type": "string"},
-        "target": {"enum": ["azure", "emulator"]},
-        "accounts": {"type": "array", "items": {"type": "object", "required": ["id", "name", "readable", "error"], "additionalProperties": False,
-                                                "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "readable": {"type": "boolean"},
-                                                               "error": _STR_OR_NULL}}},
-        "pools": {"type": "array", "items": {"type": "object", "additionalProperties": False, "required": [
-            "account", "accountId", "id", "managed", "family", "version", "image", "vmSize", "desired", "current", "target", "allocationState",
-            "allocationStateTransitionTime", "resizeErrors", "health", "problem", "episode", "nodes", "canary"], "properties": {
-            "account": {"type": "string"}, "accountId": {"type": "string"}, "id": {"type": "string"}, "managed": {"type": "boolean"},
-            "family": _STR_OR_NULL, "version": _STR_OR_NULL, "image": _STR_OR_NULL, "vmSize": _STR_OR_NULL,
-            "desired": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["dedicated", "spot", "source"], "additionalProperties": False,
-                                                     "properties": {"dedicated": {"type": "integer", "minimum": 0}, "spot": {"type": "integer", "minimum": 0},
-                                                                    "source": {"enum": ["metadata", "schedule", "rollout"]}}}]},
-            "rollout": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["runs", "pending", "stage"], "additionalProperties": False,
-                                                     "description": "the image rollout: version the pool runs, version pending, rollout stage",
-                                                     "properties": {"runs": _STR_OR_NULL, "pending": _STR_OR_NULL,
-                                                                    "stage": {"type": "string"}, "runningTasks": _RUNNING_TASKS}}]},
-            "current": _NODES, "target": _NODES,
-            "allocationState": {"enum": ["steady", "resizing", "stopping", ""]},
-            "allocationStateTransitionTime": _TIME_OR_NULL,
-            "resizeErrors": {"type": "array", "items": {"type": "object", "required": ["code", "message"], "additionalProperties": False,
-                                                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
-            "health": {"enum": ["ok", "unmanaged", "no-target", "resizing", "pending", "backing-off", "failing", "stopped", "gave-up",
-                                "invalid-metadata", "image-missing"]},
-            "problem": _STR_OR_NULL,
-            "episode": {"anyOf": [{"type": "null"}, {"type": "object", "additionalProperties": False, "required": [
-                "started", "attempts", "requests", "failingSince", "awaitingOutcome", "lastRequestTime", "backoff", "lastErrorCode", "lastErrorCause",
-                "lastFix", "stoppedReason", "gaveUp", "recoveredAt", "lastAlertType", "lastAlertTime"], "properties": {
-                "started": _TIME, "attempts": {"type": "integer", "minimum": 0}, "requests": {"type": "integer", "minimum": 0},
-                "failingSince": _TIME_OR_NULL, "awaitingOutcome": {"type": "boolean"}, "lastRequestTime": _TIME_OR_NULL,
-                "backoff": {"type": "object", "required": ["failures", "until", "active"], "additionalProperties": False,
-                            "properties": {"failures": {"type": "integer", "minimum": 0}, "until": _TIME_OR_NULL, "active": {"type": "boolean"}}},
-                "lastErrorCode": _STR_OR_NULL, "lastErrorCause": _STR_OR_NULL, "lastFix": _STR_OR_NULL, "stoppedReason": _STR_OR_NULL,
-                "gaveUp": {"type": "boolean"}, "recoveredAt": _TIME_OR_NULL, "lastAlertType": _STR_OR_NULL, "lastAlertTime": _TIME_OR_NULL}}]},
-            "nodes": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["usable", "unhealthy", "booting", "total"], "additionalProperties": False,
-                                                   "properties": {k: {"type": "integer", "minimum": 0} for k in ("usable", "unhealthy", "booting", "total")}}]},
-            "canary": {"enum": [None, "pending", "passed", "failed"]},
-        }}},
-        "images": {"type": "array", "items": {"type": "object", "required": ["kind", "id", "exists", "provisioningState", "pools", "locks", "protected"],
-                                              "additionalProperties": False, "properties": {
-            "kind": {"enum": ["galleryImageVersion", "managedImage", "snapshot", "other"]}, "id": {"type": "string"}, "exists": {"type": "boolean"},
-            "provisioningState": _STR_OR_NULL, "pools": {"type": "array", "items": {"type": "string"}},
-            "locks": {"type": "array", "items": {"type": "object", "required": ["name", "level", "owner", "notes"], "additionalProperties": False,
-                                                 "properties": {"name": {"type": "string"}, "level": {"type": "string"}, "owner": {"enum": ["app", "other"]},
-                                                                "notes": {"type": "string"}}}},
-            "protected": {"type": "boolean"}}}},
-        "recentAlerts": {"type": "array", "description": "the last alerts the app sent (at most 10, within 7 days), newest first", "items": {
-            "type": "object", "required": ["time", "type", "severity", "subject", "title", "diagnosis", "fix"], "additionalProperties": False,
-            "properties": {"time": _TIME, "type": {"type": "string"}, "severity": {"enum": ["info", "warning", "critical"]},
-                           "subject": {"type": "string"}, "title": {"type": "string"}, "diagnosis": {"type": "string"}, "fix": {"type": "string"}}}},
-        "problems": {"type": "array", "items": {"type": "string"}, "description": "what makes `status` exit 1"},
-        "warnings": {"type": "array", "items": {"type": "string"}},
-        "ignoredEvents": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
-                          "description": "events ignored as outside every family's scope in the last 24 hours, by reason"},
-        "untrustedReferences": {"type": "object", "additionalProperties": {"type": "string"},
-                                "description": "ids pool metadata names that the guard does not follow, and why"},
-    },
-}
 
-PLAN_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "autopilot plan --json",
-    "type": "object",
-    "required": ["planVersion", "generatedAt", "subscriptionId", "watch", "guard"],
-    "additionalProperties": False,
-    "properties": {
-        "planVersion": {"const": PLAN_VERSION},
-        "generatedAt": _TIME,
-        "subscriptionId": {"type": "string"},
-        "watch": {"type": "object", "required": [*_COUNTS, "decisions"], "additionalProperties": False, "properties": {
-            **_COUNTS,
-            "decisions": {"type": "array", "items": {"type": "object", "required": ["pool", "action", "reason", "resize", "alerts"],
-                                                     "additionalProperties": False, "properties": {
-                "pool": {"type": "string"},
-                "action": {"enum": ["nothing", "wait", "resize", "verify_image", "stop", "give_up", "report_autoscale", "invalid-metadata"]},
-                "reason": {"type": "string"},
-                "resize": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["dedicated", "spot", "resizeTimeout", "nodeDeallocationOption"],
-                                                        "additionalProperties": False, "properties": {
-                    "dedicated": {"type": "integer", "minimum": 0}, "spot": {"type": "integer", "minimum": 0}, "resizeTimeout": {"type": "string"},
-                    "nodeDeallocationOption": _STR_OR_NULL}}]},
-                "alerts": {"type": "array", "items": {"type": "string"}}}}}}},
-        "guard": {"type": "object", "required": ["guarded", "skippedRelease", "actions", "missingImages"], "additionalProperties": False, "properties": {
-            "guarded": {"type": "integer", "minimum": 0}, "skippedRelease": {"type": "boolean"}, "actions": {"type": "array", "items": _LOCK_ACTION},
-            "missingImages": {"type": "array", "items": {"type": "string"}}}},
-        "rollout": {"type": "object", "required": ["actions", "errors"], "additionalProperties": False, "properties": {
-            "actions": {"type": "array", "items": {"type": "string"}, "description": "what the image rollouts would do now"},
-            "errors": {"type": "object", "additionalProperties": {"type": "string"}}}},
-        "retention": {"type": "array", "description": "per family with retention: each version, whether it would be deleted, and why",
-                      "items": {"type": "object", "required": ["family", "version", "id", "delete", "reason"], "additionalProperties": False,
-                                "properties": {"family": {"type": "string"}, "version": _STR_OR_NULL, "id": _STR_OR_NULL,
-                                               "delete": {"type": "boolean"}, "reason": {"type": "string"}}}},
-    },
-}
+def load_schema(name: str) -> dict[str, Any]:
+    """``autopilot/schemas/{name}.schema.json``: status, plan, reconcile (and report, autopilot/report.py)."""
+    return json.loads((SCHEMAS / f"{name}.schema.json").read_text(encoding="utf-8"))
 
-RECONCILE_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "autopilot reconcile --json",
-    "type": "object",
-    "required": ["reconcileVersion", "generatedAt", "subscriptionId", "watch", "guard"],
-    "additionalProperties": False,
-    "properties": {
-        "reconcileVersion": {"const": RECONCILE_VERSION},
-        "generatedAt": _TIME,
-        "subscriptionId": {"type": "string"},
-        "watch": {"type": "object", "required": [*_COUNTS, "stallEventsPublished", "alerts", "handled"], "additionalProperties": False, "properties": {
-            **_COUNTS, "stallEventsPublished": {"type": "integer", "minimum": 0}, "alerts": {"type": "integer", "minimum": 0},
-            "handled": {"type": "array", "items": {"type": "object", "required": ["pool", "result", "ok"], "additionalProperties": False,
-                                                   "properties": {"pool": {"type": "string"}, "result": {"type": "string"}, "ok": {"type": "boolean"}}}}}},
-        "guard": {"type": "object", "required": ["guarded", "skippedRelease", "applied", "failed", "missing"], "additionalProperties": False, "properties": {
-            "guarded": {"type": "integer", "minimum": 0}, "skippedRelease": {"type": "boolean"}, "applied": {"type": "array", "items": _LOCK_ACTION},
-            "failed": {"type": "object", "additionalProperties": {"type": "string"}}, "missing": {"type": "array", "items": {"type": "string"}}}},
-    },
-}
+
+STATUS_SCHEMA: dict[str, Any] = load_schema("status")
+PLAN_SCHEMA: dict[str, Any] = load_schema("plan")
+RECONCILE_SCHEMA: dict[str, Any] = load_schema("reconcile")

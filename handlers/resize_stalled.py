@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import azure.functions as func
@@ -11,35 +10,22 @@ import azure.functions as func
 bp = func.Blueprint()
 log = logging.getLogger("autopilot.handlers.resize_stalled")
 
-# Batch pool ids: 1-64 letters, digits, hyphens and underscores. Anything else never names a pool, and must never
-# reach the data-plane URL the app builds from it ("..", "a/b", "%2F", line breaks).
-_POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_ACCOUNT_ID = re.compile(r"^/subscriptions/[^/\s]+/resourceGroups/[^/\s]+/providers/Microsoft\.Batch/batchAccounts/[a-z0-9]{3,24}$",
-                         re.IGNORECASE)
-
 
 @bp.event_grid_trigger(arg_name="event")
 def resize_stalled(event: func.EventGridEvent) -> None:
     from shared.context import get_context
-    from shared.event_routing import POOL_RESIZE_STALLED
+    from shared.event_routing import read_stall_event
     from shared.triggers import event_envelope, shown
     from shared.watch import handle_stall
 
     envelope = event_envelope(event)
-    event_id, data = shown(envelope.get("id")), envelope.get("data")
-    # parse: the event only names the pool; everything else is re-read
-    event_type = envelope.get("eventType")
-    if not isinstance(event_type, str) or event_type.lower() != POOL_RESIZE_STALLED.lower() or not isinstance(data, dict):
-        log.warning("resize_stalled: ignored event %s of type %s", event_id, shown(event_type))
+    event_id = shown(envelope.get("id"))
+    named = read_stall_event(envelope)
+    if isinstance(named, str):
+        log.warning("resize_stalled: ignored event %s %s", event_id, named)
         return
-    account_id, pool_id = data.get("accountId"), data.get("poolId")
-    if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id) or not isinstance(pool_id, str) or not _POOL_ID.match(pool_id):
-        log.warning("resize_stalled: ignored event %s without a valid accountId/poolId (%s, %s)", event_id, shown(account_id), shown(pool_id))
-        return
-    subject = envelope.get("subject")
-    if subject is not None and (not isinstance(subject, str) or subject.strip("/").lower() != f"{account_id}/pools/{pool_id}".strip("/").lower()):
-        log.warning("resize_stalled: ignored event %s whose subject %s does not name the pool in its data", event_id, shown(subject))
-        return
+    account_id, pool_id = named
+    data = envelope["data"]  # a dict: read_stall_event checked it
     context = get_context()
     if account_id.lower() not in {a.lower() for a in _watched_accounts(context)}:
         log.warning("resize_stalled: ignored event %s for account %s, which the app does not watch", event_id, shown(account_id))

@@ -55,11 +55,20 @@ ROLLOUT_ROLLED_BACK = "RolloutRolledBack"  # an inPlace canary failed: the pool 
 VERSION_DELETED = "VersionDeleted"  # retention deleted an unused version: shared/version_retention.py
 
 SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_CRITICAL = "info", "warning", "critical"
+# The pool watch's alerts (shared/episodes.py raises them) and how loud each is.
+POOL_ALERT_SEVERITY = {
+    ALLOCATION_FAILED: SEVERITY_WARNING,
+    QUOTA_REACHED: SEVERITY_WARNING,
+    IMAGE_MISSING: SEVERITY_CRITICAL,
+    RESIZE_GAVE_UP: SEVERITY_CRITICAL,
+    POOL_RECOVERED: SEVERITY_INFO,
+    NODE_LIMIT_REACHED: SEVERITY_WARNING,
+}
 
 
 @dataclass(frozen=True)
 class Alert:
-    type: str
+    type: str  # one of the names above; a StrEnum member (shared/resize_errors.AlertType) is stored as its plain value
     severity: str
     subject: str  # the resource the alert is about (a pool path, an image id, a snapshot id)
     title: str
@@ -152,7 +161,7 @@ class AlertPublisher:
         partition, row = safe_key(alert.subject), safe_key(f"{alert.type}|{alert.dedupe_key}")
         now = self._context.clock.now()
         # What a person needs to act on it is kept with the claim, so `autopilot status` can show recent alerts.
-        claim_data = {"type": alert.type, "subject": alert.subject, "claimedAt": iso(now), "sent": False, "severity": alert.severity,
+        claim_data = {"type": str(alert.type), "subject": alert.subject, "claimedAt": iso(now), "sent": False, "severity": alert.severity,
                       "title": alert.title, "diagnosis": alert.diagnosis, "fix": alert.fix, "occurredAt": iso(alert.occurred_at)}
         try:
             record = table.insert(partition, row, claim_data)
@@ -197,7 +206,7 @@ class AlertPublisher:
         event = alert.event()
         try:
             self._context.state.table(ALERTS).insert(OUTBOX, event["id"], {
-                "type": alert.type, "subject": alert.subject, "event": json.dumps(event), "queuedAt": iso(self._context.clock.now()),
+                "type": str(alert.type), "subject": alert.subject, "event": json.dumps(event), "queuedAt": iso(self._context.clock.now()),
                 "error": str(error)[:1000]})
         except ConcurrencyConflict:
             return True  # already queued

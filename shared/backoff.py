@@ -1,7 +1,11 @@
 """Per-pool exponential backoff for re-issuing failed resizes, after Kubernetes cluster-autoscaler.
 
 cluster-autoscaler backs a node group off after a failed scale-up: 5 minutes at first, doubling on
-each further failure, never more than 30 minutes, and forgotten after 3 hours without a failure.
+each further failure, never more than 30 minutes, and forgotten after 3 hours without a failure
+(utils/backoff/exponential_backoff.go). Two rules follow it exactly: a failure seen while a backoff
+is still running does not double the delay (concurrent failures of one attempt count once; the wait
+restarts from now at the same length), and a success removes the backoff altogether (RemoveBackoff
+after a successful scale-up), so the next failure starts again at the first delay.
 Those numbers carry over well to Batch: a resize attempt itself lasts a resize timeout (15-30
 minutes), capacity shortages in a region typically clear on the scale of tens of minutes, and a
 pool that has been quiet for hours deserves a fresh, fast first retry.
@@ -12,24 +16,26 @@ is a plain frozen dataclass that the caller stores (Table storage) and hands bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+from shared.settings import DEFAULTS
 
 if TYPE_CHECKING:
     from shared.settings import Settings
 
 # First delay after a failure: cluster-autoscaler's initialNodeGroupBackoffDuration. Short enough
 # that a one-off "internal error" costs little, long enough not to hammer a region out of capacity.
-DEFAULT_INITIAL = timedelta(minutes=5)
+DEFAULT_INITIAL = timedelta(minutes=DEFAULTS.backoff_initial_minutes)  # 5 min (the value: shared/settings.py)
 # Ceiling of the delay: cluster-autoscaler's maxNodeGroupBackoffDuration. Matches the top of the
 # 20-30 minute resizeTimeout band Batch recommends, so a stalled pool is retried about once per
 # resize-timeout at worst.
-DEFAULT_MAX = timedelta(minutes=30)
+DEFAULT_MAX = timedelta(minutes=DEFAULTS.backoff_max_minutes)  # 30 min
 # Quiet period after which past failures are forgotten: cluster-autoscaler's
 # nodeGroupBackoffResetTimeout. A pool that has not failed for 3 h starts again at the first delay.
-DEFAULT_RESET = timedelta(hours=3)
-# Each further failure doubles the delay, as in cluster-autoscaler.
+DEFAULT_RESET = timedelta(hours=DEFAULTS.backoff_reset_hours)  # 3 h
+# Each further failure after the wait ran out doubles the delay, as in cluster-autoscaler.
 DEFAULT_MULTIPLIER = 2.0
 
 
@@ -89,13 +95,24 @@ class ExponentialBackoff:
         return BackoffState() if self.is_quiet(state, now) else state
 
     def record_failure(self, state: BackoffState, now: datetime) -> BackoffState:
-        """The state after a failure observed at ``now``: one more failure, backing off until now + delay."""
-        failures = 1 if self.is_quiet(state, now) else state.failures + 1
+        """The state after a failure observed at ``now``: backing off until now + delay.
+
+        One more failure once the previous wait has run out (the delay doubles); a failure seen while still backing off
+        keeps the count and so the delay (cluster-autoscaler: "multiple concurrent scale-ups failing shouldn't cause
+        backoff duration to increase"). After a quiet period the count starts again at 1.
+        """
+        if self.is_quiet(state, now):
+            failures = 1
+        elif self.is_backing_off(state, now):
+            failures = max(state.failures, 1)
+        else:
+            failures = state.failures + 1
         return BackoffState(failures=failures, last_failure=now, backoff_until=now + self.delay(failures))
 
     def record_success(self, state: BackoffState) -> BackoffState:
-        """A success ends the wait but keeps the count: only a quiet period forgets failures, as in cluster-autoscaler."""
-        return replace(state, backoff_until=None)
+        """A success removes the backoff, count included (cluster-autoscaler's RemoveBackoff after a scale-up succeeds):
+        the next failure waits the first delay again. When the last failure happened stays recorded, as a fact."""
+        return BackoffState(failures=0, last_failure=state.last_failure, backoff_until=None)
 
     def is_backing_off(self, state: BackoffState, now: datetime) -> bool:
         return state.backoff_until is not None and now < state.backoff_until

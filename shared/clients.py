@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from azure.mgmt.resource.locks import ManagementLockClient
 
 USER_AGENT = "batch-image-autopilot/0.1"
+# The Batch data-plane api-version the app speaks: the one azure-batch 15.1.0 sends (contracts §4). The requests the
+# app builds itself (pool list pages, resize, node calls) must use the same; written once, here.
+BATCH_API_VERSION = "2025-06-01"
 
 
 class EmulatorCredential:

@@ -26,6 +26,11 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+def iso_z(moment: datetime | None) -> str | None:
+    """ISO-8601 with "Z" for UTC, as the CLI's reports and status print times; None stays None."""
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
+
+
 def parse_iso(text: str | None) -> datetime | None:
     if not text:
         return None

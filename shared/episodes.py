@@ -34,7 +34,9 @@ from enum import StrEnum
 from typing import Any
 
 from shared import pool_limits
+from shared.alerts import POOL_ALERT_SEVERITY, Alert
 from shared.backoff import BackoffState
+from shared.clock import iso
 from shared.pool_limits import Ceiling
 from shared.pool_policy import (
     DesiredTarget,
@@ -60,7 +62,7 @@ from shared.resize_errors import (
     image_present_diagnosis,
     not_applied_diagnosis,
 )
-from shared.resource_ids import normalize
+from shared.resource_ids import normalize, pool_resource_id
 
 __all__ = ["Action", "Alert", "Decision", "Episode", "WatchPolicy", "decide", "note_stop_resize"]
 
@@ -84,22 +86,6 @@ class Action(StrEnum):
     STOP = "stop"  # a person must act; no more resizes until something changes
     GIVE_UP = "give_up"  # the episode's bounds are spent
     REPORT_AUTOSCALE = "report_autoscale"  # the pool has autoscale on: never resized, reported instead
-
-
-@dataclass(frozen=True)
-class Alert:
-    type: AlertType
-    account_id: str
-    pool_id: str
-    title: str
-    diagnosis: str
-    fix: str
-    raised_at: datetime
-    code: str = ""
-    cause: str = ""
-    attempt: int = 0
-    max_attempts: int = 0
-    next_try: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -551,8 +537,8 @@ def _reached(pool: PoolView, desired: DesiredTarget, history: Episode | None, cu
     if current is None:
         return Decision(Action.NOTHING, reason, _expire(history, now, policy))
     alerts: tuple[Alert, ...] = ()
-    # Reaching the target ends any wait, but the failure count stays until the quiet period passes, so a pool that
-    # keeps falling back off target backs off longer each time (as cluster-autoscaler does for a flapping node group).
+    # Reaching the target removes the backoff, count included (cluster-autoscaler's RemoveBackoff on a successful
+    # scale-up): a later failure starts again at the first delay. The alert cooldown still spaces repeated alerts.
     closed = Episode(
         current.account_id, current.pool_id, started=current.started, backoff=policy.backoff.record_success(current.backoff),
         alert_times=current.alert_times,
@@ -562,9 +548,9 @@ def _reached(pool: PoolView, desired: DesiredTarget, history: Episode | None, cu
     if current.alerted & _FAILURE_ALERTS:
         # Pairs with the failure alert(s) of this episode, so no cooldown: whoever was told it failed must hear it recovered.
         title = f"Pool {pool.pool_id} reached its target: {desired.dedicated} dedicated / {desired.spot} Spot"
-        alert = Alert(AlertType.POOL_RECOVERED, pool.account_id, pool.pool_id, title,
-                      f"The pool recovered after {current.attempts} failed attempt(s) since {_iso(current.failing_since or current.started)}.",
-                      "Nothing to do.", now, attempt=current.attempts, max_attempts=policy.max_resize_attempts)
+        alert = _alert(AlertType.POOL_RECOVERED, pool, closed, now, title,
+                       f"The pool recovered after {current.attempts} failed attempt(s) since {_iso(current.failing_since or current.started)}.",
+                       "Nothing to do.", attempt=current.attempts, max_attempts=policy.max_resize_attempts)
         closed = replace(closed, alert_times={**closed.alert_times, AlertType.POOL_RECOVERED: now})
         alerts = (alert,)
         reason += "; recovered"
@@ -581,12 +567,42 @@ def _raise(
     last = ep.alert_times.get(alert_type)
     if last is not None and now - last < policy.alert_cooldown:
         return ep, ()
-    alert = Alert(
-        alert_type, pool.account_id, pool.pool_id, title, diagnosis, fix, now,
+    alert = _alert(
+        alert_type, pool, ep, now, title, diagnosis, fix,
         code=source.code if source else (ep.last_error_code or ""), cause=str(source.cause) if source else (ep.last_error_cause or ""),
         attempt=ep.attempts, max_attempts=policy.max_resize_attempts, next_try=next_try,
     )
     return replace(ep, alerted=ep.alerted | {alert_type}, alert_times={**ep.alert_times, alert_type: now}), (alert,)
+
+
+def _alert(alert_type: AlertType, pool: PoolView, ep: Episode, now: datetime, title: str, diagnosis: str, fix: str, *,
+           code: str = "", cause: str = "", attempt: int = 0, max_attempts: int = 0,
+           next_try: datetime | None = None) -> Alert:
+    """A pool alert as published: one of a type per failure episode, across instances (decide() keeps the cooldown)."""
+    return Alert(
+        type=alert_type,
+        severity=POOL_ALERT_SEVERITY[alert_type],
+        subject=pool_resource_id(pool.account_id, pool.pool_id),
+        title=title,
+        diagnosis=diagnosis,
+        fix=fix,
+        dedupe_key=iso(ep.started),
+        occurred_at=now,
+        details={
+            "account": pool.account_id,
+            "pool": pool.pool_id,
+            "codes": [code] if code else [],
+            "reason": cause,
+            "attempt": attempt,
+            "maxAttempts": max_attempts,
+            "nextTryTime": iso(next_try) if next_try else None,
+            "currentDedicatedNodes": pool.current_dedicated,
+            "currentLowPriorityNodes": pool.current_spot,
+            "desiredDedicatedNodes": ep.desired_dedicated,
+            "desiredLowPriorityNodes": ep.desired_spot,
+            "episodeStarted": iso(ep.started),
+        },
+    )
 
 
 def _new_episode(pool: PoolView, desired: DesiredTarget, now: datetime, history: Episode | None) -> Episode:

@@ -9,7 +9,9 @@ so that only snapshots' tag writes do.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 SYSTEM = "system"  # the subscription's Azure Resource Manager system topic
 CUSTOM = "custom"  # the app's own custom topic (stall events and alerts)
@@ -111,3 +113,28 @@ SUBSCRIPTIONS: tuple[EventSubscription, ...] = (
         included_event_types=(POOL_RESIZE_STALLED,),
     ),
 )
+
+
+def read_stall_event(envelope: Mapping[str, Any]) -> tuple[str, str] | str:
+    """``(account id, pool id)`` a PoolResizeStalled event names, or why it is ignored (a log line, shown safely).
+
+    The event only names the pool; everything else is re-read. The pool id must be one Batch could have issued: it ends
+    up in a data-plane URL the app builds ("..", "a/b", "%2F" and line breaks never reach it). The subject, when
+    present, must name the same pool as the data.
+    """
+    from shared.naming import pool_id_problem
+    from shared.resource_ids import is_batch_account_id
+    from shared.triggers import shown
+
+    event_type, data = envelope.get("eventType"), envelope.get("data")
+    stall = isinstance(event_type, str) and event_type.lower() == POOL_RESIZE_STALLED.lower()
+    if not stall or not isinstance(data, dict):
+        return f"of type {shown(event_type)}"
+    account_id, pool_id = data.get("accountId"), data.get("poolId")
+    if not is_batch_account_id(account_id) or not isinstance(pool_id, str) or pool_id_problem(pool_id) is not None:
+        return f"without a valid accountId/poolId ({shown(account_id)}, {shown(pool_id)})"
+    subject = envelope.get("subject")
+    if subject is not None and (not isinstance(subject, str)
+                                or subject.strip("/").lower() != f"{account_id}/pools/{pool_id}".strip("/").lower()):
+        return f"whose subject {shown(subject)} does not name the pool in its data"
+    return account_id, pool_id

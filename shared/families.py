@@ -4,8 +4,9 @@ The document comes from the ``AUTOPILOT_FAMILIES`` setting (or the file named by
 ``AUTOPILOT_FAMILIES_FILE``) and is validated as a whole before anything runs, the way Cloud
 Custodian validates a policy file: every problem is reported at once, each with its JSON path, so
 an operator fixes the file in one go instead of one deployment per typo. ``docs/families.schema.json``
-describes the same document for editors; ``docs/families.example.json`` is a complete example
-(a test keeps the schema, the example and this parser in step).
+defines the document's shape (editors and ``autopilot validate`` use it); this parser states the same rules with
+per-key messages, plus the cross-field ones a schema cannot (pool-id clashes); tests/unit/
+test_families_schema_agreement.py holds the two together. ``docs/families.example.json`` is a complete example.
 
 Shape (``?`` = optional, with its default)::
 
@@ -52,7 +53,8 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-from shared import naming, nat, ncrontab
+from shared import durations, naming, nat
+from shared.clients import BATCH_API_VERSION
 from shared.image_rules import (
     CUSTOM_IMAGE_DEDICATED_LIMIT,
     CUSTOM_IMAGE_SPOT_LIMIT,
@@ -60,7 +62,8 @@ from shared.image_rules import (
     NODES_PER_REPLICA,
     NodeLimits,
 )
-from shared.resource_ids import InvalidResourceId, ResourceId
+from shared.resource_ids import ResourceId, is_batch_account_id
+from shared.schedules import ScheduleEntry, check_entry
 from shared.snapshot_tags import canonical_family, family_problem, version_problem
 
 # The Batch custom-image article: "set resizeTimeout to 20-30 minutes" for fixed-size pools, then
@@ -83,7 +86,6 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _VM_SIZE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{1,63}$")
 _REGION = re.compile(r"^[A-Za-z][A-Za-z0-9 ]{1,63}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_SPAN = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?$")
 
 ROLLOUT_MODES = ("newPools", "inPlace")
 APPLY_WHEN = ("nextZero", "drain")
@@ -121,13 +123,6 @@ class ReplicaPolicy:
     nodes_per_replica: int = NODES_PER_REPLICA
     minimum: int = 1
     storage_account_type: str = "Standard_LRS"
-
-
-@dataclass(frozen=True)
-class ScheduleEntry:
-    cron: str  # six-field NCRONTAB, as Functions timers use
-    dedicated: int
-    spot: int
 
 
 @dataclass(frozen=True)
@@ -430,13 +425,7 @@ def _guid(text: str) -> str | None:
 
 
 def _batch_account(text: str) -> str | None:
-    try:
-        rid = ResourceId.parse(text)
-    except InvalidResourceId:
-        rid = None
-    if rid is None or not rid.is_type("Microsoft.Batch/batchAccounts") or rid.resource_group is None:
-        return "not a Batch account resource id"
-    return None
+    return None if is_batch_account_id(text) else "not a Batch account resource id"
 
 
 def _region(text: str) -> str | None:
@@ -445,15 +434,6 @@ def _region(text: str) -> str | None:
 
 def _vm_size(text: str) -> str | None:
     return None if _VM_SIZE.match(text) else "not a VM size name"
-
-
-def _cron(text: str) -> str | None:
-    # The same parser the pool watch uses to follow the schedule, so what passes here also runs there.
-    try:
-        ncrontab.parse(text)
-    except ncrontab.NcrontabError as exc:
-        return str(exc).split(": ", 1)[-1]
-    return None
 
 
 def _gallery(v: _Validator, path: str, raw: object) -> GalleryConfig | None:
@@ -547,18 +527,14 @@ def _schedule(v: _Validator, path: str, raw: object) -> tuple[ScheduleEntry, ...
     entries: list[ScheduleEntry] = []
     ok = True
     for i, raw_entry in enumerate(raw):
-        p = _join(path, i)
-        e = v.obj(p, raw_entry, required=("cron",), optional=("dedicated", "spot"))
-        if e is None:
+        # The same check as a schedule in pool metadata (shared/schedules.py), so what passes here also runs there.
+        entry, found = check_entry(raw_entry)
+        for field_name, text in found:
+            v.problem(_join(_join(path, i), field_name) if field_name else _join(path, i), text.lstrip(": "))
+        if entry is None:
             ok = False
             continue
-        cron = v.string(_join(p, "cron"), e.get("cron"), _cron) if "cron" in e else None
-        dedicated = v.integer(_join(p, "dedicated"), e["dedicated"], 0, MAX_POOL_NODES) if "dedicated" in e else 0
-        spot = v.integer(_join(p, "spot"), e["spot"], 0, MAX_POOL_NODES) if "spot" in e else 0
-        if cron is None or dedicated is None or spot is None:
-            ok = False
-            continue
-        entries.append(ScheduleEntry(cron=cron, dedicated=dedicated, spot=spot))
+        entries.append(entry)
     return tuple(entries) if ok else None
 
 
@@ -696,27 +672,17 @@ def _start_task(v: _Validator, path: str, raw: object) -> StartTask | None:
     return StartTask(command_line=command, wait_for_success=bool(wait), user_scope=scope, elevation_level=elevation, user_name=user)
 
 
-def _span_problem(text: str) -> str | None:
-    m = _SPAN.match(text.strip().lower())
-    if m is None or not any(m.groupdict().values()):
-        return "is not a duration such as \"30m\", \"2h\", \"7d\" or \"1d12h\""
-    return None
-
-
 def parse_span(text: str) -> timedelta:
-    """``"2h"`` -> 2 hours; ``"1d12h"``, ``"30m"``. Raises ValueError for anything else."""
-    if problem := _span_problem(text):
-        raise ValueError(f"{text!r} {problem}")
-    m = _SPAN.match(text.strip().lower())
-    assert m is not None
-    return timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0))
+    """``"2h"`` -> 2 hours; ``"1d12h"``, ``"30m"``. Raises ValueError for anything else (seconds too)."""
+    return durations.parse_short(text, seconds=False)
 
 
 def _span(v: _Validator, path: str, value: object) -> timedelta | None:
-    if not isinstance(value, str) or _span_problem(value):
-        v.problem(path, f"{_show(value)} is not a duration such as \"30m\", \"2h\", \"7d\" or \"1d12h\"")
+    try:
+        return parse_span(value if isinstance(value, str) else "")
+    except ValueError:
+        v.problem(path, f"{_show(value)} is not a duration such as {durations.SHORT_EXAMPLES}")
         return None
-    return parse_span(value)
 
 
 _NEW_POOLS_KEYS = ("mode", "retirePrevious", "retireAfter", "deleteRetiredPools")
@@ -802,10 +768,10 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
                   "has no effect with source \"snapshots\", which builds no managed image; remove it or use source \"managedImage\"")
     if legacy:
         # Batch accepts a managed image as a pool's image only at API versions up to 2019-08-01 (the 2019 custom-image
-        # article); the app speaks 2025-06-01 and Batch retires the versions before it, so every such create would be a 400.
+        # article); the app speaks BATCH_API_VERSION and Batch retires the versions before it, so every such create is a 400.
         v.problem(_join(path, "legacyManagedImagePools"),
                   "managed-image pools cannot be created: Batch accepts a managed image as a pool's image only at API versions up to "
-                  "2019-08-01, the app uses 2025-06-01, and Batch is retiring the older versions; remove the key (the family's pools "
+                  f"2019-08-01, the app uses {BATCH_API_VERSION}, and Batch is retiring the older versions; remove the key (the family's pools "
                   "use its gallery image version, which also has no shared node cap)")
 
     pools: list[PoolSpec] = []

@@ -223,13 +223,3 @@ def plan_locks(graph: Mapping[str, GuardedResource], our_locks: Mapping[str, str
 def dependants(graph: Mapping[str, GuardedResource], resource_id: str) -> list[PoolRef]:
     entry = graph.get(normalize(resource_id))
     return sorted(entry.pools) if entry else []
-
-
-def lock_target(lock_id: str) -> tuple[str, str] | None:
-    """``(resource id, lock name)`` from a lock's id (``{scope}/providers/Microsoft.Authorization/locks/{name}``)."""
-    marker = "/providers/microsoft.authorization/locks/"
-    lowered = lock_id.lower()
-    at = lowered.rfind(marker)
-    if at <= 0:
-        return None
-    return lock_id[:at], lock_id[at + len(marker):]

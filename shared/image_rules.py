@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.resource_ids import ResourceId, normalize
+from shared.schedules import MAX_TARGET
 from shared.snapshot_sets import SnapshotMember, SnapshotSet
 
 if TYPE_CHECKING:  # families imports this module for the limits; only the type is needed here
@@ -42,9 +43,8 @@ CUSTOM_IMAGE_SPOT_LIMIT = 1000
 # numbers through nodeLimits.inboundNatDedicated / inboundNatSpot once the real ceiling is known.
 INBOUND_NAT_DEDICATED_LIMIT = 1000
 INBOUND_NAT_SPOT_LIMIT = 500
-# A sanity bound on one pool's configured size, not an Azure number: gallery pools have no node cap,
-# and the account's core quota (checked by the pool watch at run time) is the real ceiling.
-MAX_POOL_NODES = 100_000
+# A sanity bound on one pool's configured size: defined once, beside the schedules that are held to it too.
+MAX_POOL_NODES = MAX_TARGET
 # 2026 guidance for Compute Gallery images used by Batch: at least 1 replica per 300 VMs, and at
 # least 15 minutes of resize timeout per 1,000 VMs.
 NODES_PER_REPLICA = 300

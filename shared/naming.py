@@ -97,7 +97,7 @@ def resource_group_problem(name: str) -> str | None:
 def pool_id_problem(pool_id: str) -> str | None:
     if not 1 <= len(pool_id) <= POOL_ID_MAX:
         return f"a Batch pool id has 1-{POOL_ID_MAX} characters, this one has {len(pool_id)}"
-    if not pool_id.isascii() or not _POOL_ID.match(pool_id):
+    if not pool_id.isascii() or not _POOL_ID.fullmatch(pool_id):  # fullmatch: "$" would let a final line break in
         return "a Batch pool id uses only letters, digits, '-' and '_'"
     return None
 
@@ -228,7 +228,7 @@ def family_pool_image_id(family: FamilyConfig, version: str, default_subscriptio
 
     A Compute Gallery image version. ``legacyManagedImagePools`` is refused when the families are
     validated (Batch accepts a managed image as a pool's image only at API versions up to
-    2019-08-01; the app speaks 2025-06-01), so the managed-image branch below is never taken by a
+    2019-08-01; the app speaks shared.clients.BATCH_API_VERSION), so the managed-image branch below is never taken by a
     validated configuration.
     """
     if family.legacy_managed_image_pools:

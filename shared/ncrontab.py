@@ -2,8 +2,10 @@
 
 Six fields, separated by spaces: ``second minute hour day month day-of-week``. Each field takes
 ``*``, a value, a range ``a-b``, a step ``*/n``, ``a-b/n`` or ``a/n`` (from ``a`` to the field's
-maximum), and comma-separated lists of those. Months take ``JAN``..``DEC`` and days of the week
-``SUN``..``SAT`` (Sunday is 0), in any case. Examples from the Functions docs:
+maximum), and comma-separated lists of those. Months and days of the week also take names, as NCrontab
+reads them: any prefix of the English name, in any case, the first name in calendar order that it
+starts winning (``M`` is Monday, ``Ju`` June, ``J`` January; ``MON-FRI``, ``Monday-Friday``,
+``January``). Sunday is 0. Examples from the Functions docs:
 ``0 */5 * * * *`` (every five minutes), ``0 0 7 * * MON-FRI`` (07:00 on weekdays).
 
 Two choices follow the NCrontab library the Functions host uses, and differ from Vixie cron:
@@ -33,8 +35,10 @@ EXAMPLE = "0 0 7 * * MON-FRI"
 # at all occurs within any 400-year window; searching further could never find anything new.
 _SEARCH_YEARS = 400
 
-_MONTHS = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name}
-_WEEKDAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+# Names in calendar order: a name is looked up by prefix, the first match winning (NCrontab's rule): order matters.
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+_WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 # The longest each month can be (February in a leap year), to reject "30 2" at parse time.
 _MONTH_MAX_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 
@@ -44,7 +48,7 @@ class _Field:
     name: str
     low: int
     high: int
-    names: dict[str, int] | None = None
+    names: tuple[str, ...] | None = None  # value of names[i] is low + i
     hint: str = ""
 
 
@@ -231,9 +235,11 @@ def _parse_field(expression: str, spec: _Field, text: str) -> tuple[int, ...]:
         return NcrontabError(expression, f"{text!r} {problem}; use {spec.hint}, '*', a-b, */n, a-b/n or lists a,b", spec.name)
 
     def value(token: str) -> int:
-        upper = token.upper()
-        if spec.names and upper in spec.names:
-            return spec.names[upper]
+        if spec.names and token.isalpha():
+            folded = token.casefold()
+            for i, name in enumerate(spec.names):
+                if name.casefold().startswith(folded):
+                    return spec.low + i
         if not token.isdigit():
             raise fail(f"has {token!r}, which is not a number" + (" or a name" if spec.names else ""))
         number = int(token)

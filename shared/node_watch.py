@@ -27,6 +27,7 @@ from typing import Any
 
 from shared import alerts, canary, pool_metadata
 from shared.alerts import Alert, AlertPublisher
+from shared.clients import BATCH_API_VERSION
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
 from shared.node_health import (
@@ -50,7 +51,6 @@ NODE_HEALTH = "NodeHealth"  # per pool: canary watch and health episode; partiti
 IMAGES_PARTITION = "images"
 NODES_UNHEALTHY = alerts.NODES_UNHEALTHY
 IMAGE_UNHEALTHY = alerts.IMAGE_UNHEALTHY
-BATCH_API_VERSION = "2025-06-01"
 NODE_SELECT = ["id", "state", "stateTransitionTime", "allocationTime", "isDedicated", "errors", "startTask", "startTaskInfo"]
 NODE_PAGE = 1000
 # /nodecounts states that make the rotation list a pool's nodes (BatchNodeCounts wire names): failed ones always,

@@ -28,6 +28,7 @@ from shared import alerts, canary, image_rules, naming, ownership, permissions, 
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
+from shared.durations import format_iso_duration
 from shared.families import FamilyConfig, PoolSpec, parse_families
 from shared.resource_ids import ResourceId, normalize, same_id
 from shared.resources import batch_accounts, batch_pools, compute
@@ -678,7 +679,8 @@ def pool_body(family: FamilyConfig, spec: PoolSpec, snapshot_set: SnapshotSet, p
             # several resizes, per the Batch custom-image doc).
             "scaleSettings": {"fixedScale": {"targetDedicatedNodes": first_dedicated,
                                              "targetLowPriorityNodes": first_spot,
-                                             "resizeTimeout": f"PT{spec.resize_timeout_minutes}M",
+                                             "resizeTimeout": format_iso_duration(
+                                                 timedelta(minutes=spec.resize_timeout_minutes)),
                                              "nodeDeallocationOption": spec.node_deallocation_option}},
             "metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())],
         }

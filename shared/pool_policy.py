@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,8 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from shared import pool_metadata
 from shared.backoff import ExponentialBackoff
+from shared.durations import format_iso_duration as format_duration
+from shared.durations import parse_iso_duration
 from shared.resize_errors import ResizeError, parse_errors
 from shared.schedules import DEFAULT_LOOKBACK, ScheduleError, parse_schedule, target_in_force
+from shared.settings import DEFAULTS
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -43,11 +45,12 @@ STOPPING = "stopping"
 DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata")
 
 # -- defaults and why --------------------------------------------------------------------------
+# The values of those that are settings live once, in shared/settings.py (DEFAULTS); the reasons live here.
 
 # Batch's custom-image guidance: "pools past 300 nodes may take several resizes", and one resize
 # is granted at most about 300 nodes in practice (also what the emulator's capacity model grants).
 # Growing 300 at a time turns one long, likely-to-time-out resize into steps that each succeed.
-DEFAULT_GROWTH_STEP = 300
+DEFAULT_GROWTH_STEP = DEFAULTS.growth_step_nodes  # 300
 # Lower edge of the 20-30 minute resizeTimeout band Batch recommends for fixed-size custom-image
 # pools (the service default of 15 minutes is too short for custom images).
 DEFAULT_RESIZE_TIMEOUT_FLOOR = timedelta(minutes=20)
@@ -60,12 +63,12 @@ DEFAULT_RESIZE_TIMEOUT_PER_1000 = timedelta(minutes=15)
 DEFAULT_REQUEST_GRACE = timedelta(minutes=10)
 # Twelve failed attempts: with backoff 5 → 10 → 20 → 30 min and 20-30 minute resize timeouts this is
 # roughly nine hours of trying, plenty for a regional capacity dip; beyond that a person must look.
-DEFAULT_MAX_RESIZE_ATTEMPTS = 12
+DEFAULT_MAX_RESIZE_ATTEMPTS = DEFAULTS.max_resize_attempts  # 12
 # One day per failure episode: the same horizon Event Grid gives its own retries. A quota increase
 # can take two business days, but that needs a person anyway, so retrying longer only hides it.
-DEFAULT_MAX_EPISODE = timedelta(hours=24)
+DEFAULT_MAX_EPISODE = timedelta(hours=DEFAULTS.max_episode_hours)  # 24 h
 # One alert of a kind per pool per hour at most: enough to notice, too few to be muted.
-DEFAULT_ALERT_COOLDOWN = timedelta(minutes=60)
+DEFAULT_ALERT_COOLDOWN = timedelta(minutes=DEFAULTS.alert_cooldown_minutes)  # 60 min
 # Scheduled shrinks let running tasks finish: "requeue" (Batch's default) would throw away the
 # work of every running task on the removed nodes. Overridden per pool by autopilot.nodeDeallocationOption.
 DEFAULT_DEALLOCATION = "taskcompletion"
@@ -430,9 +433,6 @@ def next_resize(pool: PoolView, desired: DesiredTarget, policy: WatchPolicy | No
 # Parsing helpers (the wire's datetimes and ISO 8601 durations)
 # --------------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$", re.IGNORECASE)
-
-
 def parse_datetime(value: Any) -> datetime | None:
     """An aware datetime from a datetime or an ISO 8601 string ('Z' and 7-digit fractions accepted); None if absent or unreadable."""
     if value is None or value == "":
@@ -459,19 +459,10 @@ def parse_duration(value: Any) -> timedelta | None:
 
 @functools.lru_cache(maxsize=256)  # a handful of distinct resizeTimeouts across thousands of pools: parse each once per instance
 def _parse_duration_text(value: str) -> timedelta | None:
-    m = _DURATION.match(value.strip())
-    if m is None or value.strip().upper() in {"P", "PT"}:
+    try:
+        return parse_iso_duration(value)
+    except ValueError:
         return None
-    return timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0), seconds=float(m["s"] or 0))
-
-
-def format_duration(value: timedelta) -> str:
-    """ISO 8601 for a resizeTimeout: "PT20M", "PT1H5M", "PT30S"."""
-    total = int(value.total_seconds())
-    hours, rest = divmod(total, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = "PT" + (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "") + (f"{seconds}S" if seconds else "")
-    return text if text != "PT" else "PT0S"
 
 
 def _rollout_hold(pool: PoolView) -> bool:

@@ -160,7 +160,7 @@ def gallery_subscriptions(context: AppContext) -> list[str]:
 
 def app_locks(context: AppContext) -> AppLocks:
     """The app's own locks in the subscription (one list call), and the scopes where its lock name is taken."""
-    from shared.image_guard import lock_target
+    from shared.resource_ids import lock_target
 
     owner = lock_owner(context)
     found = AppLocks()

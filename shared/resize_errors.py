@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from shared import alerts
+
 REASON = "Reason"
 PROVIDER_ERROR_JSON = "Provider Error Json"
 PROVIDER_ERROR_JSON_TRUNCATED = "Provider Error Json Truncated"
@@ -47,12 +49,14 @@ class ErrorClass(StrEnum):
 
 
 class AlertType(StrEnum):
-    ALLOCATION_FAILED = "AllocationFailed"
-    QUOTA_REACHED = "QuotaReached"
-    IMAGE_MISSING = "ImageMissing"
-    RESIZE_GAVE_UP = "ResizeGaveUp"
-    POOL_RECOVERED = "PoolRecovered"
-    NODE_LIMIT_REACHED = "NodeLimitReached"  # a managed-image pool at the shared custom-image node cap
+    """The pool watch's alert types, as an enum for the decisions; the names are written once, in shared/alerts.py."""
+
+    ALLOCATION_FAILED = alerts.ALLOCATION_FAILED
+    QUOTA_REACHED = alerts.QUOTA_REACHED
+    IMAGE_MISSING = alerts.IMAGE_MISSING
+    RESIZE_GAVE_UP = alerts.RESIZE_GAVE_UP
+    POOL_RECOVERED = alerts.POOL_RECOVERED
+    NODE_LIMIT_REACHED = alerts.NODE_LIMIT_REACHED
 
 
 class Cause(StrEnum):

@@ -23,8 +23,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from shared.durations import format_short
 from shared.families import RolloutPolicy
 from shared.snapshot_tags import version_problem
 
@@ -147,7 +148,7 @@ def decide_in_place(policy: RolloutPolicy, pool: PoolFacts, wanted: str, state: 
     if policy.apply_when == "drain" and pool.hold != HOLD_DRAIN:
         return Decision(Step.HOLD_FOR_DRAIN, "applyWhen drain: take the pool to 0 with taskcompletion so running tasks finish")
     if not state.blocked and now - state.started_at >= policy.max_wait:
-        return Decision(Step.BLOCKED, f"the pool has not reached 0 nodes within maxWait ({_span(policy.max_wait)})")
+        return Decision(Step.BLOCKED, f"the pool has not reached 0 nodes within maxWait ({format_short(policy.max_wait)})")
     return Decision(Step.NOTHING, f"waiting for the pool to reach 0 nodes ({pool.current_nodes} now)")
 
 
@@ -172,7 +173,7 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
         if state is None or state.stage not in (HOLDING, RETIRING):
             if new_pool.steady and new_pool.at_target and new_pool.desired_nodes > 0:
                 return Decision(Step.START_HOLDING, f"{new_pool.pool_id} reached its target; retiring the previous pool after "
-                                f"{_span(policy.retire_after)}"), [p.pool_id for p in live_old]
+                                f"{format_short(policy.retire_after)}"), [p.pool_id for p in live_old]
             return Decision(Step.NOTHING, f"waiting for {new_pool.pool_id} to reach its target"), []
         if not (new_pool.steady and new_pool.at_target):
             return Decision(Step.NOTHING, f"{new_pool.pool_id} left its target; the retireAfter clock waits"), []
@@ -180,7 +181,7 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
             return Decision(Step.NOTHING, f"the canary of {new_pool.pool_id} failed: nothing is retired"), []
         if now - state.stage_at < policy.retire_after:
             return Decision(Step.NOTHING, f"{new_pool.pool_id} holds its target; retiring at {state.stage_at + policy.retire_after}"), []
-        return Decision(Step.RETIRE, f"{new_pool.pool_id} held its target for {_span(policy.retire_after)}"), [p.pool_id for p in live_old]
+        return Decision(Step.RETIRE, f"{new_pool.pool_id} held its target for {format_short(policy.retire_after)}"), [p.pool_id for p in live_old]
     empty = [p for p in retired if p.steady and p.current_nodes == 0]
     if policy.delete_retired_pools and jobs_on is not None:
         deletable = [p.pool_id for p in empty if jobs_on.get(p.pool_id, 0) == 0]
@@ -194,12 +195,5 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
     if len(empty) < len(retired):
         return Decision(Step.NOTHING, "retired pools are draining (running tasks finish)"), []
     return Decision(Step.NOTHING, "waiting for active jobs to leave the retired pools" if retired else "nothing to retire"), []
-
-
-def _span(value: timedelta) -> str:
-    total = int(value.total_seconds()) // 60
-    days, rest = divmod(total, 1440)
-    hours, minutes = divmod(rest, 60)
-    return "".join(f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n) or "0m"
 
 

@@ -23,6 +23,7 @@ from shared import alerts, canary, naming, permissions, pool_metadata, rollout, 
 from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
+from shared.durations import format_short
 from shared.families import FamilyConfig, PoolSpec, RolloutPolicy
 from shared.pool_policy import PoolIntentError, PoolView, at_target, desired_target
 from shared.resource_ids import ResourceId
@@ -182,7 +183,7 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
         table.save(family.name, row, {**record.data, "blocked": True}, record)
         _alert(context, ROLLOUT_BLOCKED, alerts.SEVERITY_WARNING, subject, f"Rollout of {family.name} {wanted} to pool {pool_id} is blocked",
                f"Batch changes a pool's image only when it is steady with zero nodes, and pool {pool_id} has not reached 0 nodes within "
-               f"maxWait ({rollout._span(family.rollout.max_wait)}); it has {facts.current_nodes} nodes and runs {facts.version}.",
+               f"maxWait ({format_short(family.rollout.max_wait)}); it has {facts.current_nodes} nodes and runs {facts.version}.",
                'set the family\'s rollout to {"mode": "inPlace", "applyWhen": "drain"} to let the autopilot empty the pool '
                "(running tasks finish; queued tasks wait), or take the pool to 0 yourself (a schedule entry with 0 nodes); "
                "the image changes at the next tick that sees the pool at 0",
@@ -379,9 +380,9 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         table.save(family.name, row, {"account": account.id, "pool": new_id, "mode": "newPools", "fromVersion": old_facts[0].version or "",
                                       "toVersion": wanted, "stage": rollout.HOLDING, "startedAt": iso(now), "stageAt": iso(now),
                                       "oldPools": json.dumps(about)}, record)
-        report.actions.append(f"{new_id}: holding; retiring {old_ids} after {rollout._span(family.rollout.retire_after)}")
+        report.actions.append(f"{new_id}: holding; retiring {old_ids} after {format_short(family.rollout.retire_after)}")
         _alert(context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, subject, f"Rolling {family.name} {wanted} out: {new_id} replaces {old_ids}",
-               f"pool {new_id} of {wanted} reached its target; once it has held it for {rollout._span(family.rollout.retire_after)}, "
+               f"pool {new_id} of {wanted} reached its target; once it has held it for {format_short(family.rollout.retire_after)}, "
                f"{old_ids} go to 0 nodes with taskcompletion (running tasks finish) and their desired target and schedule move to "
                f"{new_id}. {STRANDED_NOTE}",
                f"submit new jobs to {new_id}; nothing else to do", f"{wanted}|{iso(now)}", {"to": wanted, "newPool": new_id, "oldPools": about})

@@ -13,9 +13,11 @@ target. Metadata values are limited to a few kilobytes, so schedules stay short.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,11 +29,13 @@ EXAMPLE = '[{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0}, {"cron":
 # weekly entry fires once in any 7 days; the 8th day covers a week plus a late run. Past this the
 # pool falls back to its plain desired targets (autopilot.desiredDedicated / desiredSpot).
 DEFAULT_LOOKBACK = timedelta(days=8)
-# A target above this is a typo (a managed-image pool is capped at 2,000 dedicated and 1,000 Spot
-# nodes; other pools at the account's quota), not an intent.
+# A sanity bound on one pool's size (configured or scheduled), not an Azure number: a target above this is a typo.
+# Gallery pools have no node cap, and the account's core quota (checked by the pool watch at run time) is the real
+# ceiling. The families configuration holds pool sizes to the same bound (shared/image_rules.MAX_POOL_NODES).
 MAX_TARGET = 100_000
 
-_KEYS = {"cron", "dedicated", "spot", "lowPriority"}
+_KEYS = ("cron", "dedicated", "spot")
+_ALIASES = ("lowPriority",)  # Batch's former name for Spot, accepted in pool metadata written by hand
 
 
 class ScheduleError(ValueError):
@@ -44,10 +48,15 @@ class ScheduleError(ValueError):
 
 @dataclass(frozen=True)
 class ScheduleEntry:
-    cron: str
+    """One entry, from the families configuration or ``autopilot.schedule``, both checked by :func:`check_entry`."""
+
+    cron: str  # six-field NCRONTAB, as Functions timers use
     dedicated: int
     spot: int
-    schedule: ncrontab.CronSchedule = field(compare=False, repr=False)
+
+    @functools.cached_property
+    def schedule(self) -> ncrontab.CronSchedule:
+        return ncrontab.parse(self.cron)
 
 
 @dataclass(frozen=True)
@@ -104,31 +113,59 @@ def target_in_force(schedule: TargetSchedule, now: datetime, lookback: timedelta
 
 def _entry(index: int, item: Any) -> ScheduleEntry:
     where = f"entry {index + 1}"
+    entry, problems = check_entry(item, aliases=True)
+    if problems:
+        raise ScheduleError(where + problems[0][1])
+    assert entry is not None
+    return entry
+
+
+def check_entry(item: Any, *, aliases: bool = False) -> tuple[ScheduleEntry | None, list[tuple[str, str]]]:
+    """The one check of a schedule entry: the entry, or every problem as (field, text); field "" is the entry.
+
+    Each text follows the entry's name ("entry 2" + text): ``": NCRONTAB expression ..."``, ``" needs 'cron' ..."``.
+
+    ``aliases`` accepts ``lowPriority`` for ``spot`` (pool metadata written by hand); the families configuration does not.
+    Stricter of the two former checks, kept for both: an entry names at least one count (a cron alone would silently
+    mean "0 nodes"), counts are whole numbers from 0 to MAX_TARGET.
+    """
     if not isinstance(item, Mapping):
-        raise ScheduleError(f"{where} must be an object like {{\"cron\": ..., \"dedicated\": ..., \"spot\": ...}}, not {type(item).__name__}")
-    unknown = sorted(set(item) - _KEYS)
-    if unknown:
-        raise ScheduleError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; the keys are 'cron', 'dedicated' and 'spot'")
+        return None, [("", f" must be an object like {{\"cron\": ..., \"dedicated\": ..., \"spot\": ...}}, "
+                           f"not {type(item).__name__}")]
+    problems: list[tuple[str, str]] = []
+    allowed = _KEYS + (_ALIASES if aliases else ())
+    for key in item:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "the keys are 'cron', 'dedicated' and 'spot'"
+            problems.append((str(key), f" has unknown key(s) {str(key)!r}; {hint}"))
     cron = item.get("cron")
+    parsed: ncrontab.CronSchedule | None = None
     if not isinstance(cron, str) or not cron.strip():
-        raise ScheduleError(f"{where} needs 'cron', an NCRONTAB expression such as \"0 0 7 * * MON-FRI\"")
-    try:
-        parsed = ncrontab.parse(cron)
-    except ncrontab.NcrontabError as exc:
-        raise ScheduleError(f"{where}: {exc}") from None
-    if "dedicated" not in item and "spot" not in item and "lowPriority" not in item:
-        raise ScheduleError(f"{where} needs 'dedicated' and/or 'spot' (node counts)")
-    if "spot" in item and "lowPriority" in item:
-        raise ScheduleError(f"{where} has both 'spot' and 'lowPriority', which are the same thing: keep 'spot'")
-    dedicated = _count(where, "dedicated", item.get("dedicated", 0))
-    spot = _count(where, "spot", item.get("spot", item.get("lowPriority", 0)))
-    return ScheduleEntry(cron.strip(), dedicated, spot, parsed)
+        problems.append(("cron", " needs 'cron', an NCRONTAB expression such as \"0 0 7 * * MON-FRI\""))
+    else:
+        try:
+            parsed = ncrontab.parse(cron)
+        except ncrontab.NcrontabError as exc:
+            problems.append(("cron", f": {exc}"))
+    if "spot" in item and "lowPriority" in item and aliases:
+        problems.append(("", " has both 'spot' and 'lowPriority', which are the same thing: keep 'spot'"))
+    counts = {key: _count(key, item[key]) for key in ("dedicated", "spot", "lowPriority") if key in item and key in allowed}
+    problems += [(key, why) for key, (_, why) in counts.items() if why]
+    if not counts and not problems:  # judged last: an entry with a broken field already says what to fix
+        problems.append(("", " needs 'dedicated' and/or 'spot' (node counts)"))
+    if problems or parsed is None:
+        return None, problems
+    spot = counts.get("spot", counts.get("lowPriority", (0, None)))[0]
+    entry = ScheduleEntry(cron.strip(), counts.get("dedicated", (0, None))[0], spot)
+    entry.__dict__["schedule"] = parsed  # already parsed: seed the cached property
+    return entry, []
 
 
-def _count(where: str, key: str, value: Any) -> int:
+def _count(key: str, value: Any) -> tuple[int, str | None]:
     if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(value, float) and not value.is_integer()):
-        raise ScheduleError(f"{where}: '{key}' must be a whole number of nodes, not {value!r}")
+        return 0, f": '{key}' must be a whole number of nodes, not {value!r}"
     number = int(value)
     if not 0 <= number <= MAX_TARGET:
-        raise ScheduleError(f"{where}: '{key}' is {number}; it must be between 0 and {MAX_TARGET}")
-    return number
+        return 0, f": '{key}' is {number}; it must be between 0 and {MAX_TARGET}"
+    return number, None

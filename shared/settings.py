@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from shared.resource_ids import ResourceId, is_batch_account_id
+
 T = TypeVar("T")
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-_BATCH_ACCOUNT_ID = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Batch/batchAccounts/[^/]+$", re.IGNORECASE
-)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -99,6 +98,11 @@ class Settings:
         return self.credential == "emulator"
 
 
+# Every default, written once: the fields above. load_settings falls back to these, and the policies' defaults
+# (shared/pool_policy.py, shared/backoff.py, which say why each value is what it is) are read from here.
+DEFAULTS = Settings(subscription_id="", batch_accounts=())
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -126,7 +130,8 @@ class _Reader:
             self.problems.append(f"{name}={value!r} is invalid: {why}; for example {name}={example}")
         return value
 
-    def number(self, name: str, default: T, convert: Callable[[str], T], low: float, high: float, example: str) -> T:
+    def number(self, name: str, default: T, convert: Callable[[str], T], low: float, high: float) -> T:
+        example = f"{default:g}"  # the default is the example: both come from the Settings dataclass
         value = self.raw(name)
         if value is None:
             return default
@@ -157,8 +162,14 @@ def _guid(value: str) -> str | None:
 
 
 def _ncrontab(value: str) -> str | None:
-    fields = value.split()
-    return None if len(fields) == 6 else "it must be an NCRONTAB expression with six fields (second minute hour day month weekday)"
+    # The parser every schedule goes through (pool metadata, families, the timers' own), not a count of fields.
+    from shared import ncrontab
+
+    try:
+        ncrontab.parse(value)
+    except ncrontab.NcrontabError as exc:
+        return str(exc).split(": ", 1)[-1]
+    return None
 
 
 def _table_prefix(value: str) -> str | None:
@@ -216,15 +227,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     accounts_raw = r.raw("AUTOPILOT_BATCH_ACCOUNTS") or ""
     accounts = tuple(a.strip() for a in accounts_raw.split(",") if a.strip())
     for account in accounts:
-        if _BATCH_ACCOUNT_ID.match(account) and _GUID.match(subscription_id) and account.split("/")[2].lower() != subscription_id.lower():
+        if (is_batch_account_id(account) and _GUID.match(subscription_id)
+                and ResourceId.parse(account).subscription_id.lower() != subscription_id.lower()):
             r.problems.append(f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is in another subscription: the app manages one "
                               f"subscription ({subscription_id}); deploy another instance for that subscription")
-        if not _BATCH_ACCOUNT_ID.match(account):
+        if not is_batch_account_id(account):
             r.problems.append(
                 f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is not a Batch account resource id; for example "
                 "AUTOPILOT_BATCH_ACCOUNTS=/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/myaccount"
             )
-    arm_endpoint = r.optional("AUTOPILOT_ARM_ENDPOINT", "https://management.azure.com", _https_url) or "https://management.azure.com"
+    arm_endpoint = r.optional("AUTOPILOT_ARM_ENDPOINT", DEFAULTS.arm_endpoint, _https_url) or DEFAULTS.arm_endpoint
     credential = (r.raw("AUTOPILOT_CREDENTIAL") or "default").lower()
     if credential not in {"default", "emulator"}:
         r.problems.append(f"AUTOPILOT_CREDENTIAL={credential!r} is invalid: use 'default' (managed identity) or 'emulator'")
@@ -263,12 +275,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if url and urlparse(url).hostname not in LOOPBACK_HOSTS:
                 r.problems.append(f"{name}={url!r} is not on loopback, but AUTOPILOT_CREDENTIAL=emulator only talks to a local emulator")
 
+    d, rd = DEFAULTS, DEFAULTS.retry  # every default is the dataclasses' (DEFAULTS); the reader only parses
     retry = RetrySettings(
-        total=r.number("AUTOPILOT_HTTP_RETRY_TOTAL", 4, int, 0, 10, "4"),
-        backoff_factor=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS", 0.8, float, 0, 30, "0.8"),
-        backoff_max=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS", 60, int, 0, 300, "60"),
-        retry_after_max=r.number("AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS", 60, int, 0, 600, "60"),
-        read_timeout=r.number("AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS", 60.0, float, 0.1, 300, "60"),
+        total=r.number("AUTOPILOT_HTTP_RETRY_TOTAL", rd.total, int, 0, 10),
+        backoff_factor=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS", rd.backoff_factor, float, 0, 30),
+        backoff_max=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS", rd.backoff_max, int, 0, 300),
+        retry_after_max=r.number("AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS", rd.retry_after_max, int, 0, 600),
+        read_timeout=r.number("AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS", rd.read_timeout, float, 0.1, 300),
     )
     settings = Settings(
         subscription_id=subscription_id,
@@ -280,32 +293,32 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         events_topic_key=r.raw("AUTOPILOT_EVENTS_TOPIC_KEY"),
         storage_connection=storage_connection,
         storage_table_endpoint=table_endpoint,
-        table_prefix=r.optional("AUTOPILOT_TABLE_PREFIX", "autopilot", _table_prefix) or "autopilot",
+        table_prefix=r.optional("AUTOPILOT_TABLE_PREFIX", d.table_prefix, _table_prefix) or d.table_prefix,
         families_json=families,
         families_source=families_source,
         teams_webhook_url=teams,
-        watch_schedule=r.optional("AUTOPILOT_WATCH_SCHEDULE", "0 * * * * *", _ncrontab) or "0 * * * * *",
-        watch_full_scan_minutes=r.number("AUTOPILOT_WATCH_FULL_SCAN_MINUTES", 5.0, float, 1, 1440, "5"),
-        guard_schedule=r.optional("AUTOPILOT_GUARD_SCHEDULE", "0 */15 * * * *", _ncrontab) or "0 */15 * * * *",
-        pipeline_schedule=r.optional("AUTOPILOT_PIPELINE_SCHEDULE", "30 */5 * * * *", _ncrontab) or "30 */5 * * * *",
+        watch_schedule=r.optional("AUTOPILOT_WATCH_SCHEDULE", d.watch_schedule, _ncrontab) or d.watch_schedule,
+        watch_full_scan_minutes=r.number("AUTOPILOT_WATCH_FULL_SCAN_MINUTES", d.watch_full_scan_minutes, float, 1, 1440),
+        guard_schedule=r.optional("AUTOPILOT_GUARD_SCHEDULE", d.guard_schedule, _ncrontab) or d.guard_schedule,
+        pipeline_schedule=r.optional("AUTOPILOT_PIPELINE_SCHEDULE", d.pipeline_schedule, _ncrontab) or d.pipeline_schedule,
         retry=retry,
-        backoff_initial_minutes=r.number("AUTOPILOT_BACKOFF_INITIAL_MINUTES", 5.0, float, 0.5, 240, "5"),
-        backoff_max_minutes=r.number("AUTOPILOT_BACKOFF_MAX_MINUTES", 30.0, float, 1, 1440, "30"),
-        backoff_reset_hours=r.number("AUTOPILOT_BACKOFF_RESET_HOURS", 3.0, float, 0.1, 168, "3"),
-        max_resize_attempts=r.number("AUTOPILOT_MAX_RESIZE_ATTEMPTS", 12, int, 1, 1000, "12"),
-        max_episode_hours=r.number("AUTOPILOT_MAX_EPISODE_HOURS", 24.0, float, 0.5, 720, "24"),
-        growth_step_nodes=r.number("AUTOPILOT_GROWTH_STEP_NODES", 300, int, 10, 2500, "300"),
-        alert_cooldown_minutes=r.number("AUTOPILOT_ALERT_COOLDOWN_MINUTES", 60.0, float, 0, 10080, "60"),
+        backoff_initial_minutes=r.number("AUTOPILOT_BACKOFF_INITIAL_MINUTES", d.backoff_initial_minutes, float, 0.5, 240),
+        backoff_max_minutes=r.number("AUTOPILOT_BACKOFF_MAX_MINUTES", d.backoff_max_minutes, float, 1, 1440),
+        backoff_reset_hours=r.number("AUTOPILOT_BACKOFF_RESET_HOURS", d.backoff_reset_hours, float, 0.1, 168),
+        max_resize_attempts=r.number("AUTOPILOT_MAX_RESIZE_ATTEMPTS", d.max_resize_attempts, int, 1, 1000),
+        max_episode_hours=r.number("AUTOPILOT_MAX_EPISODE_HOURS", d.max_episode_hours, float, 0.5, 720),
+        growth_step_nodes=r.number("AUTOPILOT_GROWTH_STEP_NODES", d.growth_step_nodes, int, 10, 2500),
+        alert_cooldown_minutes=r.number("AUTOPILOT_ALERT_COOLDOWN_MINUTES", d.alert_cooldown_minutes, float, 0, 10080),
         identity_client_id=r.raw("AZURE_CLIENT_ID"),
         allow_cross_subscription_gallery=(r.optional("AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY", "false", _boolean)
                                           or "false").lower() == "true",
-        set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", 60.0, float, 1, 10080, "60"),
-        state_retention_days=r.number("AUTOPILOT_STATE_RETENTION_DAYS", 30.0, float, 1, 3650, "30"),
-        unhealthy_node_minutes=r.number("AUTOPILOT_UNHEALTHY_NODE_MINUTES", 15.0, float, 1, 1440, "15"),
-        max_node_replacements=r.number("AUTOPILOT_MAX_NODE_REPLACEMENTS", 10, int, 0, 1000, "10"),
-        node_ready_minutes=r.number("AUTOPILOT_NODE_READY_MINUTES", 30.0, float, 5, 1440, "30"),
-        image_unhealthy_share=r.number("AUTOPILOT_IMAGE_UNHEALTHY_SHARE", 0.5, float, 0.05, 1.0, "0.5"),
-        node_health_rotation_minutes=r.number("AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES", 60.0, float, 5, 10080, "60"),
+        set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", d.set_assembly_timeout_minutes, float, 1, 10080),
+        state_retention_days=r.number("AUTOPILOT_STATE_RETENTION_DAYS", d.state_retention_days, float, 1, 3650),
+        unhealthy_node_minutes=r.number("AUTOPILOT_UNHEALTHY_NODE_MINUTES", d.unhealthy_node_minutes, float, 1, 1440),
+        max_node_replacements=r.number("AUTOPILOT_MAX_NODE_REPLACEMENTS", d.max_node_replacements, int, 0, 1000),
+        node_ready_minutes=r.number("AUTOPILOT_NODE_READY_MINUTES", d.node_ready_minutes, float, 5, 1440),
+        image_unhealthy_share=r.number("AUTOPILOT_IMAGE_UNHEALTHY_SHARE", d.image_unhealthy_share, float, 0.05, 1.0),
+        node_health_rotation_minutes=r.number("AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES", d.node_health_rotation_minutes, float, 5, 10080),
     )
     if settings.backoff_max_minutes < settings.backoff_initial_minutes:
         r.problems.append("AUTOPILOT_BACKOFF_MAX_MINUTES is below AUTOPILOT_BACKOFF_INITIAL_MINUTES: the cap must be at least the first delay")

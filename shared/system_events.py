@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from shared.resource_ids import InvalidResourceId, ResourceId, is_within, same_id
+from shared.resource_ids import TAGS, InvalidResourceId, ResourceId, is_within, lock_target, same_id
 
 PREFIX = "Microsoft.Resources."
 WRITE_SUCCESS = PREFIX + "ResourceWriteSuccess"
@@ -67,13 +67,9 @@ MAX_CLAIM_VALUE = 8192
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOSTILE_ID = re.compile(r"[\x00-\x1f\x7f\\?#%<>\"'`]|(^|/)\.\.?(/|$)|//")
-# A Tags-API event may name the tags resource ({scope}/providers/Microsoft.Resources/tags/default) or, as public
-# code shows, the tagged resource itself: both are accepted, and the tagged resource is what the app re-reads.
-_TAGS_SUFFIX = re.compile(r"^(?P<scope>.+)/providers/Microsoft\.Resources/tags/default$", re.IGNORECASE)
 TAGS_WRITE = "Microsoft.Resources/tags/write"
 TAGS_DELETE = "Microsoft.Resources/tags/delete"
 SNAPSHOTS_DELETE = "Microsoft.Compute/snapshots/delete"
-_LOCK_SUFFIX = re.compile(r"^(?P<scope>.+)/providers/Microsoft\.Authorization/locks/(?P<name>[^/]+)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -350,13 +346,15 @@ def is_gallery_image_version_write(event: ResourceEvent | IgnoredEvent) -> bool:
 
 def tagged_resource(event: ResourceEvent | IgnoredEvent) -> ResourceId | None:
     """The resource a Tags-API event is about: the subject itself, or the scope of ``.../providers/Microsoft.Resources/tags/default``."""
+    # A Tags-API event may name the tags resource ({scope}/providers/Microsoft.Resources/tags/default) or, as public
+    # code shows, the tagged resource itself: both are accepted, and the tagged resource is what the app re-reads.
     if not isinstance(event, ResourceEvent) or event.resource_id is None:
         return None
-    m = _TAGS_SUFFIX.match(event.subject)
-    if m is None:
-        return event.resource_id
+    rid = event.resource_id
+    if not (rid.is_type(TAGS) and rid.name.lower() == "default" and rid.scope):
+        return rid
     try:
-        return ResourceId.parse(m["scope"])
+        return ResourceId.parse(rid.scope)
     except InvalidResourceId:
         return None
 
@@ -402,13 +400,12 @@ def is_failure(event: ResourceEvent | IgnoredEvent) -> bool:
 def lock_of(event: ResourceEvent | IgnoredEvent) -> tuple[str, str] | None:
     """(locked scope, lock name) when the event is about a management lock, else None.
 
-    Lock ids nest under the locked resource (``{scope}/providers/Microsoft.Authorization/locks/{name}``),
-    so the generic id parser sees the wrong type; read them from the id's tail instead.
+    Lock ids nest under the locked resource (``{scope}/providers/Microsoft.Authorization/locks/{name}``):
+    an extension resource, which the id parser splits into the lock and its scope.
     """
-    if not isinstance(event, ResourceEvent):
+    if not isinstance(event, ResourceEvent) or event.resource_id is None:
         return None
-    m = _LOCK_SUFFIX.match(event.subject)
-    return (m["scope"], m["name"]) if m else None
+    return lock_target(event.resource_id)
 
 
 def is_lock_delete(event: ResourceEvent | IgnoredEvent) -> bool:

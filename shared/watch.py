@@ -23,14 +23,13 @@ from shared.alerts import Alert, AlertPublisher
 from shared.clock import iso, parse_iso
 from shared.context import AppContext
 from shared.episodes import Action, Decision, Episode, decide
-from shared.episodes import Alert as PolicyAlert
 from shared.event_routing import POOL_RESIZE_STALLED
 from shared.node_watch import NodeWatch, NodeWatchReport
 from shared.pool_limits import Ceiling
 from shared.pool_policy import DesiredTarget, PoolIntentError, PoolView, WatchPolicy, desired_target
 from shared.references import account_ids
 from shared.replicas import ReplicaReport, ReplicaWatch
-from shared.resize_errors import AlertType
+from shared.resource_ids import pool_resource_id
 from shared.resources import batch_accounts, batch_pools, compute
 from shared.resources.batch_pools import ResizeResult
 from shared.state import EPISODES, WATCH, ConcurrencyConflict, Record, StateTable, safe_key
@@ -40,16 +39,6 @@ log = logging.getLogger("autopilot.watch")
 
 STALL_DATA_VERSION = "1.0"
 PUBLISH_BATCH = 100  # events per publish call: well under Event Grid's 1 MB request limit
-
-SEVERITY = {
-    AlertType.ALLOCATION_FAILED: alerts.SEVERITY_WARNING,
-    AlertType.QUOTA_REACHED: alerts.SEVERITY_WARNING,
-    AlertType.IMAGE_MISSING: alerts.SEVERITY_CRITICAL,
-    AlertType.RESIZE_GAVE_UP: alerts.SEVERITY_CRITICAL,
-    AlertType.POOL_RECOVERED: alerts.SEVERITY_INFO,
-    AlertType.NODE_LIMIT_REACHED: alerts.SEVERITY_WARNING,
-}
-
 
 @dataclass
 class TickReport:
@@ -68,10 +57,6 @@ class TickReport:
     rollout_status: dict[str, dict[str, str]] = field(default_factory=dict)  # pool path -> runs / pending / stage
     rollout_errors: dict[str, str] = field(default_factory=dict)
     replicas: ReplicaReport = field(default_factory=ReplicaReport)  # versions whose replicas the full scan raised
-
-
-def pool_resource_id(account_id: str, pool_id: str) -> str:
-    return f"{account_id}/pools/{pool_id}"
 
 
 def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision: Decision, now: datetime,
@@ -402,7 +387,7 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
         # acted first); 404: gone. Nothing was done, so nothing is recorded: the next tick looks again.
         return f"resize not sent ({result.value}): {decision.reason}"
     _store(table, account.id, view.pool_id, decision.episode, record)
-    _publish(context, account.id, view, decision, episode)
+    _publish(context, decision)
     return f"resized to {step.target_dedicated} dedicated / {step.target_spot} Spot ({step.resize_timeout_iso}): {decision.reason}"
 
 
@@ -427,7 +412,7 @@ def _settle(context: AppContext, table: StateTable, account_id: str, view: PoolV
     This way a failed send stores nothing and the next look at the pool decides, and raises it, again. Two instances
     deciding the same alert share its de-duplication key (the episode's start), so the Alerts table sends it once.
     """
-    sent = _publish(context, account_id, view, decision, episode)
+    sent = _publish(context, decision)
     changed = (decision.episode.to_dict() if decision.episode else None) != (episode.to_dict() if episode else None)
     if changed:
         with contextlib.suppress(ConcurrencyConflict):  # another instance acted on this pool meanwhile; the next tick decides afresh
@@ -480,42 +465,8 @@ def _report_autoscale(context: AppContext, account_id: str, view: PoolView, desi
     return int(AlertPublisher(context).publish(alert))
 
 
-def _publish(context: AppContext, account_id: str, view: PoolView, decision: Decision, previous: Episode | None) -> int:
+def _publish(context: AppContext, decision: Decision) -> int:
     if not decision.alerts:
         return 0
     publisher = AlertPublisher(context)
-    episode = decision.episode or previous
-    sent = 0
-    for alert in decision.alerts:
-        publisher_alert = to_alert(alert, account_id, view, episode)
-        sent += publisher.publish(publisher_alert)
-    return sent
-
-
-def to_alert(alert: PolicyAlert, account_id: str, view: PoolView, episode: Episode | None) -> Alert:
-    started = episode.started if episode else alert.raised_at
-    return Alert(
-        type=alert.type.value,
-        severity=SEVERITY.get(alert.type, alerts.SEVERITY_WARNING),
-        subject=pool_resource_id(account_id, view.pool_id),
-        title=alert.title,
-        diagnosis=alert.diagnosis,
-        fix=alert.fix,
-        # One alert of a type per failure episode, across instances (decide() handles the cooldown).
-        dedupe_key=iso(started),
-        occurred_at=alert.raised_at,
-        details={
-            "account": account_id,
-            "pool": view.pool_id,
-            "codes": [alert.code] if alert.code else [],
-            "reason": alert.cause,
-            "attempt": alert.attempt,
-            "maxAttempts": alert.max_attempts,
-            "nextTryTime": iso(alert.next_try) if alert.next_try else None,
-            "currentDedicatedNodes": view.current_dedicated,
-            "currentLowPriorityNodes": view.current_spot,
-            "desiredDedicatedNodes": episode.desired_dedicated if episode else None,
-            "desiredLowPriorityNodes": episode.desired_spot if episode else None,
-            "episodeStarted": iso(started),
-        },
-    )
+    return sum(int(publisher.publish(alert)) for alert in decision.alerts)

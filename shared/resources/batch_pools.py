@@ -15,11 +15,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from shared.clients import AzureClients
+from shared.clients import BATCH_API_VERSION, AzureClients
+from shared.durations import format_iso_duration
 from shared.resources.batch_accounts import BatchAccount
-
-# The data-plane api-version azure-batch 15.1.0 sends (contracts §4); the resize request below must match it.
-BATCH_API_VERSION = "2025-06-01"
 
 # Exactly the fields the watch reads: the list call stays one small page per 1,000 pools.
 POOL_LIST_SELECT = [
@@ -113,11 +111,6 @@ def get_pool(clients: AzureClients, account: BatchAccount, pool_id: str) -> dict
         return None
 
 
-def iso_duration(delta: timedelta) -> str:
-    minutes, seconds = divmod(int(delta.total_seconds()), 60)
-    return f"PT{minutes}M{seconds}S" if seconds else f"PT{minutes}M"
-
-
 def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, etag: str | None, target_dedicated: int,
                 target_spot: int, resize_timeout: timedelta, node_deallocation_option: str | None = None) -> ResizeResult:
     from urllib.parse import quote
@@ -128,7 +121,7 @@ def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, e
     body: dict[str, Any] = {
         "targetDedicatedNodes": target_dedicated,
         "targetLowPriorityNodes": target_spot,
-        "resizeTimeout": iso_duration(resize_timeout),
+        "resizeTimeout": format_iso_duration(resize_timeout),
     }
     if node_deallocation_option:
         body["nodeDeallocationOption"] = node_deallocation_option.lower()

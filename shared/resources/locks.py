@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.clients import AzureClients
-from shared.resource_ids import ResourceId
+from shared.resource_ids import ResourceId, lock_target, same_id
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,7 @@ def _parts(clients: AzureClients, resource_id: str) -> tuple[Any, str, str, str,
             raise ValueError(f"{resource_id} is in subscription {rid.subscription_id}, "
                              f"not the app's ({clients.settings.subscription_id})")
         client = clients.locks_in(rid.subscription_id)
-    parent = "/".join(f"{t}/{n}" for t, n in zip(rid.types[:-1], rid.names[:-1], strict=True))
-    return client, rid.resource_group, rid.namespace, parent, rid.types[-1], rid.names[-1]
+    return client, rid.resource_group, rid.namespace, rid.parent_path, rid.types[-1], rid.names[-1]
 
 
 def list_locks(clients: AzureClients, resource_id: str) -> list[Lock]:
@@ -47,9 +46,9 @@ def list_locks(clients: AzureClients, resource_id: str) -> list[Lock]:
     client, rg, ns, parent, rtype, name = _parts(clients, resource_id)
     locks = []
     for lock in client.management_locks.list_at_resource_level(rg, ns, parent, rtype, name):
-        lock_id = (lock.id or "").lower()
+        target = lock_target(lock.id or "")
         # The list call also returns locks inherited from parents; keep the ones on this resource.
-        if lock_id and not lock_id.startswith(ResourceId.parse(resource_id).key + "/providers/microsoft.authorization/locks/"):
+        if lock.id and (target is None or not same_id(target[0], resource_id)):
             continue
         owners = tuple(o.application_id for o in (lock.owners or []) if o.application_id)
         locks.append(Lock(lock.name or "", str(lock.level), lock.notes or "", owners, resource_id))

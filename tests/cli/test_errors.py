@@ -19,7 +19,7 @@ from tests.cli.conftest import LOCKLESS, ROOT, write_json
 # "Error" (InternalServerError) are not classes and appear as "(InternalServerError)" or "Code: InternalServerError".
 CLASS_NAMES = re.compile(r"(\b[A-Z]\w*(Error|Exception|Conflict): )|Traceback|\bKeyError\b|\bFileNotFoundError\b")
 BASE = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
-ACCOUNT = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/a1"
+ACCOUNT = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct1"
 GOOD_FAMILIES = json.loads((ROOT / "docs" / "families.example.json").read_text(encoding="utf-8"))
 TINY = {"name": "tiny", "duration": "2m"}
 

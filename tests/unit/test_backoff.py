@@ -62,12 +62,25 @@ def test_failures_are_forgotten_after_the_quiet_period() -> None:
     assert policy.reset_if_quiet(state, state.last_failure + MIN) == state  # type: ignore[operator]
 
 
-def test_success_ends_the_wait_but_keeps_the_count() -> None:
+def test_success_removes_the_backoff_and_the_count() -> None:
+    # cluster-autoscaler: RemoveBackoff after a successful scale-up (issue 14 aligned the app with it).
     policy = ExponentialBackoff()
     state = policy.record_failure(policy.record_failure(BackoffState(), T0), T0 + 10 * MIN)
     after = policy.record_success(state)
-    assert after.failures == 2 and after.backoff_until is None
+    assert after.failures == 0 and after.backoff_until is None
     assert not policy.is_backing_off(after, T0 + 11 * MIN)
+    again = policy.record_failure(after, T0 + 40 * MIN)  # within the quiet period: still the first delay
+    assert again.failures == 1 and again.backoff_until == T0 + 45 * MIN
+
+
+def test_a_failure_during_an_active_backoff_does_not_double_the_delay() -> None:
+    # cluster-autoscaler: "Multiple concurrent scale-ups failing shouldn't cause backoff duration to increase".
+    policy = ExponentialBackoff()
+    first = policy.record_failure(BackoffState(), T0)  # 5 min, until T0+5
+    during = policy.record_failure(first, T0 + 2 * MIN)
+    assert during.failures == 1 and during.backoff_until == T0 + 7 * MIN  # same length, from now
+    after = policy.record_failure(during, T0 + 8 * MIN)  # the wait ran out: doubles
+    assert after.failures == 2 and after.backoff_until == T0 + 18 * MIN
 
 
 def test_from_settings() -> None:
@@ -109,11 +122,14 @@ def test_delays_never_shrink_never_exceed_the_cap_and_reset_after_quiet(policy: 
     for gap in gaps:
         now += gap * MIN
         quiet = policy.is_quiet(state, now)
+        waiting = policy.is_backing_off(state, now)
         state = policy.record_failure(state, now)
         delay = state.backoff_until - now  # type: ignore[operator]
         assert policy.initial <= delay <= policy.maximum
         if quiet:
             assert delay == policy.initial and state.failures == 1
+        elif waiting:  # a failure during an active backoff keeps the delay (cluster-autoscaler)
+            assert delay == previous
         else:
             assert previous is not None and delay >= previous
             assert delay == min(previous * 2, policy.maximum)

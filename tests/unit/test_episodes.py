@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from shared import pool_metadata as md
 from shared.backoff import BackoffState, ExponentialBackoff
+from shared.clock import iso
 from shared.episodes import MAX_NEXT_TICK_RETRIES, Action, Decision, Episode, decide, note_stop_resize
 from shared.pool_policy import DesiredTarget, PoolView, WatchPolicy
 from shared.resize_errors import GENERIC_RESIZE_MESSAGE, AlertType, Cause, parse_errors
@@ -127,7 +128,8 @@ def test_retryable_failure_backs_off_alerts_once_then_recovers() -> None:
     d = decide(batch.pool, D800, None, T0)
     assert d.action is Action.WAIT and d.retry_at == T0 + 5 * MIN
     [alert] = d.alerts
-    assert (alert.type, alert.attempt, alert.max_attempts, alert.next_try, alert.cause) == (AlertType.ALLOCATION_FAILED, 1, 12, T0 + 5 * MIN, "capacity")
+    assert (alert.type, alert.details["attempt"], alert.details["maxAttempts"], alert.details["nextTryTime"], alert.details["reason"]) == (
+        AlertType.ALLOCATION_FAILED, 1, 12, iso(T0 + 5 * MIN), "capacity")
     assert "render" in alert.title and "insufficient capacity" in alert.diagnosis and alert.fix
     ep = d.episode
     assert ep is not None and ep.failing_since == T0
@@ -258,7 +260,7 @@ def test_configuration_codes_stop_at_once_quoting_batch(code: str) -> None:
     assert d.action is Action.STOP
     [alert] = d.alerts
     assert alert.type is AlertType.ALLOCATION_FAILED and code in alert.diagnosis and f"Batch's words about {code}" in alert.diagnosis
-    assert alert.code == code
+    assert alert.details["codes"] == [code]
 
 
 def test_an_unknown_code_is_retried_at_most_twice_then_a_person_hears_of_it() -> None:

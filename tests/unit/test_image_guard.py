@@ -22,13 +22,12 @@ from shared.image_guard import (
     image_sources,
     kind_of,
     lock_notes,
-    lock_target,
     noted_pools,
     plan_locks,
     pool_use,
 )
 from shared.references import is_ours
-from shared.resource_ids import normalize
+from shared.resource_ids import lock_target, normalize
 
 SUB = "00000000-0000-4000-8000-000000000001"
 RG = f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute"

@@ -53,7 +53,7 @@ class TestParse:
             ("0 0 0 * 13 *", "month"),
             ("0 0 0 * FOO *", "month"),
             ("0 0 0 * * 7", "day-of-week"),
-            ("0 0 0 * * MONDAY", "day-of-week"),
+            ("0 0 0 * * MONDAYS", "day-of-week"),  # MONDAY is a name (issue 14: NCrontab reads prefixes of names)
             ("0 */0 * * * *", "minute"),
             ("0 10-5 * * * *", "minute"),
             ("0 1,,2 * * * *", "minute"),
@@ -237,3 +237,65 @@ def test_searches_are_inverse(expression: str, t: datetime) -> None:
     assert last_at_or_before(s, following) == following
     # Nothing fires strictly between t and the next firing time, so one second earlier the last firing is the one before t.
     assert last_at_or_before(s, following - timedelta(seconds=1)) == last_at_or_before(s, t)
+
+
+# Names, as NCrontab reads them: any case-insensitive prefix of the English name, the first in calendar order winning.
+DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+          "December")
+
+
+@pytest.mark.parametrize(("expression", "month", "weekdays"), [
+    ("0 0 7 * * MON-FRI", None, (1, 2, 3, 4, 5)),
+    ("0 0 7 * * Monday-Friday", None, (1, 2, 3, 4, 5)),
+    ("0 0 7 * * m-f", None, (1, 2, 3, 4, 5)),  # M is Monday, F Friday
+    ("0 0 7 * * S", None, (0,)),  # S: Sunday comes before Saturday
+    ("0 0 7 * * T,Th", None, (2, 4)),  # T: Tuesday; Th: Thursday
+    ("0 0 7 * Ju *", 6, None),  # Ju: June before July
+    ("0 0 7 * J *", 1, None),
+    ("0 0 7 * January *", 1, None),
+    ("0 0 7 * ma *", 3, None),  # Ma: March before May
+    ("0 0 7 * jUL *", 7, None),
+])
+def test_names_are_case_insensitive_prefixes_first_match_winning(expression: str, month: int | None,
+                                                                 weekdays: tuple[int, ...] | None) -> None:
+    schedule = parse(expression)
+    fired = [t for t in (schedule.next_after(at(2026, 1, 1) + timedelta(days=d)) for d in range(0, 400, 3)) if t]
+    assert fired
+    if month is not None:
+        assert {t.month for t in fired} == {month}
+    if weekdays is not None:
+        assert {(t.weekday() + 1) % 7 for t in fired} == set(weekdays)
+
+
+@pytest.mark.parametrize("expression", ["0 0 7 * * Mondays", "0 0 7 * * X", "0 0 7 * Juni *", "0 0 7 * * M0N"])
+def test_what_starts_no_name_is_refused(expression: str) -> None:
+    with pytest.raises(NcrontabError, match="not a number or a name"):
+        parse(expression)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(DAYS), st.integers(1, 9), st.booleans())
+def test_any_prefix_of_a_day_means_the_first_day_it_starts(name: str, length: int, upper: bool) -> None:
+    prefix = name[:length].upper() if upper else name[:length].lower()
+    first = next(i for i, d in enumerate(DAYS) if d.lower().startswith(prefix.lower()))
+    assert parse(f"0 0 7 * * {prefix}").days_of_week == parse(f"0 0 7 * * {first}").days_of_week == (first,)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(MONTHS), st.integers(1, 9))
+def test_any_prefix_of_a_month_means_the_first_month_it_starts(name: str, length: int) -> None:
+    prefix = name[:length]
+    first = next(i for i, m in enumerate(MONTHS, start=1) if m.lower().startswith(prefix.lower()))
+    assert parse(f"0 0 7 * {prefix} *").months == parse(f"0 0 7 * {first} *").months == (first,)
+
+
+def test_settings_read_schedules_with_the_parser() -> None:
+    from shared.settings import SettingsError, load_settings
+
+    env = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001",
+           "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    weekdays = "0 0 7 * * Monday-Friday"
+    assert load_settings({**env, "AUTOPILOT_WATCH_SCHEDULE": weekdays}).watch_schedule == weekdays
+    with pytest.raises(SettingsError, match="field 'hour'"):
+        load_settings({**env, "AUTOPILOT_GUARD_SCHEDULE": "0 0 25 * * *"})  # six fields, but not a schedule

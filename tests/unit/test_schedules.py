@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared import ncrontab
-from shared.schedules import EXAMPLE, ScheduleError, TargetSchedule, parse_schedule, target_in_force
+from shared.families import FamilyConfigError, families_from_dict
+from shared.families import ScheduleEntry as FamiliesEntry
+from shared.schedules import EXAMPLE, ScheduleEntry, ScheduleError, TargetSchedule, parse_schedule, target_in_force
 
 WEEKDAYS = json.dumps([{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0}, {"cron": "0 0 19 * * MON-FRI", "dedicated": 50, "spot": 10}])
 
@@ -109,3 +111,36 @@ def test_the_entry_in_force_fired_last(raw: list[dict], now: datetime) -> None:
     assert all(fired is None or fired <= in_force.fired_at for fired in last_fires)
     ties = [e for e, fired in zip(schedule.entries, last_fires, strict=True) if fired == in_force.fired_at]
     assert in_force.entry == ties[-1]
+
+
+# One ScheduleEntry and one entry check for the families configuration and for pool metadata.
+@pytest.mark.parametrize("entry", [
+    {"cron": "0 0 7 * * MON-FRI", "dedicated": 800},
+    {"cron": "0 0 7 * * *", "spot": 3},
+    {"cron": "0 0 7 * * *"},  # no count: refused by both (a cron alone would silently mean 0 nodes)
+    {"cron": "0 0 25 * * *", "dedicated": 1},
+    {"cron": "0 0 7 * * *", "dedicated": 100_001},
+    {"cron": "0 0 7 * * *", "dedicated": 1.5},
+    {"cron": "0 0 7 * * *", "dedicted": 1},
+    {"dedicated": 1},
+])
+def test_families_and_pool_metadata_judge_an_entry_alike(entry: dict) -> None:
+    account = ("/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/batch-rg/providers/Microsoft.Batch"
+               "/batchAccounts/acct1")
+    doc = {"families": {"gpu": {
+        "gallery": {"resourceGroup": "images-rg", "name": "gal", "imageDefinition": "gpu", "osType": "Linux",
+                    "hyperVGeneration": "V2", "location": "westeurope"},
+        "imageResourceGroup": "images-rg",
+        "pools": [{"account": account, "vmSize": "Standard_D4ds_v5", "dedicated": 2, "schedule": [entry]}]}}}
+    try:
+        metadata = parse_schedule([entry]).entries
+    except ScheduleError:
+        metadata = None
+    try:
+        families = families_from_dict(doc).get("gpu").pools[0].schedule  # type: ignore[union-attr]
+    except FamilyConfigError:
+        families = None
+    assert FamiliesEntry is ScheduleEntry
+    assert families == metadata
+    if families is not None:
+        assert families[0].schedule.last_at_or_before(at(2026, 11, 3, 8)) is not None
