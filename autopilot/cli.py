@@ -264,7 +264,7 @@ def _validate_families(path: str, text: str) -> int:
     """docs/families.schema.json first, in the scenario validator's words (JSON path, what is wrong, an example); then
     the rules only the app states (e.g. pool ids that clash), by the app's own parser."""
     from autopilot.scenario import ROOT, schema_problems
-    from shared.families import FamilyConfigError, parse_families
+    from shared.config.families import FamilyConfigError, parse_families
 
     schema = json.loads((ROOT / "docs" / "families.schema.json").read_text(encoding="utf-8"))
     problems = schema_problems(json.loads(text), schema)
@@ -563,7 +563,7 @@ def _shell_quote(value: str) -> str:
 
 def _context() -> Any:
     from autopilot.status import build_context
-    from shared.settings import SettingsError
+    from shared.config.settings import SettingsError
 
     try:
         return build_context()

@@ -18,10 +18,10 @@ from typing import Any
 from emulator.azure import Emulator
 from emulator.functions_host import FunctionsHost
 from emulator.server import EmulatorServer, TlsMaterial
-from shared.clients import AzureClients, EmulatorCredential
-from shared.context import AppContext, install_context
-from shared.resource_ids import batch_account_id
-from shared.settings import load_settings
+from shared.config.settings import load_settings
+from shared.core.context import AppContext, install_context
+from shared.core.resource_ids import batch_account_id
+from shared.resources.clients import AzureClients, EmulatorCredential
 
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-000000000001"
 DEFAULT_REGION = "westeurope"

@@ -139,7 +139,7 @@ def _inventory(local: Any) -> tuple[dict[str, str], set[tuple[str, str]]]:
 def replay(local: Any, events: list[ReplayEvent], *, advance: timedelta = timedelta(0), step: timedelta = timedelta(minutes=1)) -> ReplayResult:
     """Deliver ``events`` to the app through ``local``'s Functions host; then let ``advance`` of virtual time pass."""
     from autopilot.messages import without_class_names
-    from shared.clock import iso_z as iso
+    from shared.core.clock import iso_z as iso
 
     before, locks_before = _inventory(local)
     first_invocation = len(local.host.invocations)

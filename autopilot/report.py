@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopilot.messages import without_class_names
 from autopilot.scenario import Scenario, format_duration, format_offset, parse_duration
-from shared.clock import iso_z as iso
+from shared.core.clock import iso_z as iso
 
 if TYPE_CHECKING:
     from autopilot.simulate import Simulation
@@ -34,8 +34,8 @@ def _parse(when: str) -> datetime:
 
 
 def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
-    from shared.image_guard import LOCK_NAME
-    from shared.resource_ids import normalize
+    from shared.core.resource_ids import normalize
+    from shared.guard.lock_plan import LOCK_NAME
 
     scenario = sim.scenario
     local = sim.local
@@ -307,7 +307,7 @@ def _window_text(spec: dict[str, Any]) -> str:
 
 
 def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[str, Any]]:
-    from shared.resource_ids import normalize
+    from shared.core.resource_ids import normalize
 
     start = scenario.start
     results = []
@@ -476,7 +476,7 @@ def offset_of(report: dict[str, Any], when: str | None) -> str:
 __all__ = ["REPORT_SCHEMA", "build_report", "check_expectations", "offset_of", "validate_report", "write_report"]
 
 
-APP_CALLER = "batch-image-autopilot"  # the name shared.clients.EmulatorCredential puts in the app's tokens
+APP_CALLER = "batch-image-autopilot"  # the name shared.resources.clients.EmulatorCredential puts in the app's tokens
 
 
 def app_requests_by_action(emulator: Any) -> dict[str, int]:

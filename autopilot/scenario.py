@@ -5,7 +5,7 @@ problem is reported at once with its JSON path and an example of what is expecte
 
 1. the JSON Schema ``scenarios/scenario.schema.json`` (shape, types, names of actions and expectations);
 2. the meaning: the app settings and the image-families configuration are parsed by the app's own
-   parsers (``shared.settings``, ``shared.families``), times fall within the run, pools name known
+   parsers (``shared.config.settings``, ``shared.config.families``), times fall within the run, pools name known
    accounts, resources are of a type the simulator can act on.
 """
 
@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared import durations
+from shared.core import durations
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = ROOT / "scenarios" / "scenario.schema.json"
@@ -398,7 +398,7 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         if name in RESERVED_SETTINGS:
             problems.append(f"$.settings.{name}: set by the simulator (it points the app at the local emulator and Azurite); remove it")
     if not any(p.startswith("$.settings.") for p in problems):
-        from shared.settings import SettingsError, load_settings
+        from shared.config.settings import SettingsError, load_settings
 
         probe = {"AUTOPILOT_SUBSCRIPTION_ID": scenario.subscription_id, "AUTOPILOT_CREDENTIAL": "emulator",
                  "AUTOPILOT_ARM_ENDPOINT": "https://127.0.0.1:1", "AzureWebJobsStorage": "UseDevelopmentStorage=true", **scenario.settings}
@@ -413,7 +413,7 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         for fname, family in families.items():
             problems.extend(_expand_accounts(scenario, family, f"$.families.{fname}", account_names))
         document = {"families": families}
-        from shared.families import FamilyConfigError, parse_families
+        from shared.config.families import FamilyConfigError, parse_families
 
         try:
             parse_families(json.dumps(document))
@@ -516,7 +516,7 @@ def families_with(scenario: Scenario, name: str, config: Mapping[str, Any]) -> d
 
 def _check_set_family(scenario: Scenario, spec: Mapping[str, Any], path: str, account_names: set[str]) -> list[str]:
     """The new configuration must be one the app accepts: the app's own parser, on the whole document it will read."""
-    from shared.families import FamilyConfigError, parse_families
+    from shared.config.families import FamilyConfigError, parse_families
 
     family = copy.deepcopy(dict(spec["config"]))
     problems = _expand_accounts(scenario, family, f"{path}.config", account_names)
@@ -532,7 +532,7 @@ def _check_set_family(scenario: Scenario, spec: Mapping[str, Any], path: str, ac
 
 
 def _check_resource(path: str, ref: str, subscription_id: str, types: tuple[str, ...] | None) -> list[str]:
-    from shared.resource_ids import InvalidResourceId, ResourceId
+    from shared.core.resource_ids import InvalidResourceId, ResourceId
 
     try:
         rid = ResourceId.parse(resolve_resource(ref, subscription_id))

@@ -32,7 +32,7 @@ from autopilot.scenario import (
     identity_of,
     parse_duration,
 )
-from shared.durations import format_iso_duration
+from shared.core.durations import format_iso_duration
 
 log = logging.getLogger("autopilot.simulate")
 
@@ -126,7 +126,7 @@ class Recorder:
 
     # --------------------------------------------------------------------------------------
     def sample(self, now: datetime) -> None:
-        from shared.pool_policy import PoolIntentError, PoolView, desired_target
+        from shared.watch.pool_policy import PoolIntentError, PoolView, desired_target
 
         emulator = self.local.emulator
         self.times.append(now)
@@ -188,7 +188,7 @@ class Recorder:
 
     def _rollout_steps(self, series: PoolSeries, pool: Any, now: datetime) -> None:
         """The image a pool references changing (an in-place rollout's Pool - Update), and the rollout's hold on it."""
-        from shared.rollout import HOLD, hold_of
+        from shared.lifecycle.rollout import HOLD, hold_of
 
         image = pool.image_id or None
         if series.last_image is not None and image and image.lower() != series.last_image.lower():
@@ -250,7 +250,7 @@ class Recorder:
         self._image_ids.update(names)
 
     def _watch_locks(self, now: datetime) -> None:
-        from shared.image_guard import LOCK_NAME
+        from shared.guard.lock_plan import LOCK_NAME
 
         current = {(lock.scope.lower(), lock.name.lower()): lock for lock in self.local.emulator.locks.all_locks()}
         for k, lock in current.items():
@@ -468,7 +468,7 @@ class ActionRunner:
         self._resource_clients.clear()
 
     def clients(self, identity: dict[str, str]) -> Any:
-        from shared.clients import AzureClients, EmulatorCredential
+        from shared.resources.clients import AzureClients, EmulatorCredential
 
         key = (identity["name"], identity["appid"])
         if key not in self._clients:
@@ -546,7 +546,7 @@ class ActionRunner:
         self.clients(identity).compute.snapshots.begin_create_or_update(rg, name, body).result()
 
     def _delete_resource(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
-        from shared.resource_ids import ResourceId
+        from shared.core.resource_ids import ResourceId
 
         rid = ResourceId.parse(self.scenario.resource(spec["resource"]))
         clients = self.clients(identity)
@@ -571,7 +571,7 @@ class ActionRunner:
         return "deleted"
 
     def _put_lock(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
-        from shared.resource_ids import ResourceId
+        from shared.core.resource_ids import ResourceId
 
         rid = ResourceId.parse(self.scenario.resource(spec["resource"]))
         parent = "/".join(f"{t}/{n}" for t, n in zip(rid.types[:-1], rid.names[:-1], strict=True))
@@ -581,7 +581,7 @@ class ActionRunner:
         return f"{spec.get('level', 'CanNotDelete')} lock {spec.get('name', 'team-lock')!r}"
 
     def _remove_lock(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
-        from shared.image_guard import LOCK_NAME
+        from shared.guard.lock_plan import LOCK_NAME
         from shared.resources.locks import delete_lock
 
         name = spec.get("name", LOCK_NAME)

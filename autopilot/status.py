@@ -1,8 +1,8 @@
 """``status``, ``plan`` and ``reconcile`` against a subscription: a real one (settings from the environment, as
 the Function App has them) or the local emulator (``AUTOPILOT_CREDENTIAL=emulator``).
 
-Everything here goes through the app's own code: ``shared.references.observe`` for what pools use,
-``shared.watch.tick`` and ``shared.guard.reconcile`` for what the timers do, ``shared.episodes`` for the
+Everything here goes through the app's own code: ``shared.guard.references.observe`` for what pools use,
+``shared.watch.tick.tick`` and ``shared.guard.reconcile.reconcile`` for what the timers do, ``shared.watch.episodes`` for the
 pool watch's records. ``status`` and ``plan`` only read (GETs, and Table queries); ``reconcile`` acts.
 The JSON structures are versioned contracts: ``autopilot/schemas/{status,plan,reconcile}.schema.json``
 (docs/cli.md shows them; a test keeps the two in step).
@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.clock import iso_z as iso
+from shared.core.clock import iso_z as iso
 
 log = logging.getLogger("autopilot.cli")
 
@@ -52,10 +52,10 @@ def emulator_now(settings: Any) -> datetime | None:
 
 
 def build_context() -> Any:
-    """An AppContext from the environment (raises shared.settings.SettingsError with every problem)."""
-    from shared.clock import SystemClock
-    from shared.context import AppContext
-    from shared.settings import check_startup, load_settings
+    """An AppContext from the environment (raises shared.config.settings.SettingsError with every problem)."""
+    from shared.config.settings import check_startup, load_settings
+    from shared.core.clock import SystemClock
+    from shared.core.context import AppContext
 
     settings = load_settings()
     check_startup(settings)  # what the Function App would refuse to start with, refused here too
@@ -87,8 +87,8 @@ def episode_json(episode: Any, now: datetime) -> dict[str, Any]:
 
 def _episodes(context: Any, account_ids: list[str]) -> dict[tuple[str, str], Any]:
     """Episode records by (account id lower, pool id lower); unreadable records are skipped with a warning."""
-    from shared.episodes import Episode
-    from shared.state import EPISODES, safe_key
+    from shared.core.state import EPISODES, safe_key
+    from shared.watch.episodes import Episode
 
     table = context.state.table(EPISODES)
     out: dict[tuple[str, str], Any] = {}
@@ -106,8 +106,8 @@ def _episodes(context: Any, account_ids: list[str]) -> dict[tuple[str, str], Any
 def _node_counts(context: Any, account_id: str) -> dict[str, dict[str, int]]:
     """Per pool (lower-case id): usable / unhealthy / booting / total nodes from one ``/nodecounts`` sweep of the account
     (paged at 10 pools a page in the older spec); {} when the account cannot be read."""
-    from shared.node_health import BOOTING, FAILED, USABLE
     from shared.resources import batch_accounts
+    from shared.watch.node_health import BOOTING, FAILED, USABLE
 
     out: dict[str, dict[str, int]] = {}
     try:
@@ -132,9 +132,10 @@ def _node_counts(context: Any, account_id: str) -> dict[str, dict[str, int]]:
 
 def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime, missing_images: set[str],
               nodes: dict[str, int] | None = None) -> dict[str, Any]:
-    from shared import canary, pool_metadata
-    from shared.pool_policy import PoolIntentError, PoolView, desired_target
-    from shared.resource_ids import normalize
+    from shared.core import pool_metadata
+    from shared.core.resource_ids import normalize
+    from shared.watch import canary
+    from shared.watch.pool_policy import PoolIntentError, PoolView, desired_target
 
     view = PoolView.from_dict(raw, account_id)
     problem = None
@@ -196,8 +197,8 @@ def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
     """The last alerts the app sent (from its de-duplication table, which keeps each alert's diagnosis and fix), newest first."""
     from datetime import timedelta
 
-    from shared.clock import parse_iso
-    from shared.state import ALERTS
+    from shared.core.clock import parse_iso
+    from shared.core.state import ALERTS
 
     since = now - timedelta(days=RECENT_ALERTS_WINDOW_DAYS)
     rows = []
@@ -215,10 +216,10 @@ def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
 
 
 def collect_status(context: Any) -> dict[str, Any]:
-    from shared.families import parse_families
-    from shared.image_guard import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of
-    from shared.references import account_ids, observe
-    from shared.resource_ids import lock_target, normalize
+    from shared.config.families import parse_families
+    from shared.core.resource_ids import lock_target, normalize
+    from shared.guard.lock_plan import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of
+    from shared.guard.references import account_ids, observe
     from shared.resources import compute
 
     now = context.clock.now()
@@ -295,7 +296,7 @@ def collect_status(context: Any) -> dict[str, Any]:
                 "or run `autopilot reconcile`)" for i in images if i["exists"] and i["pools"] and not i["protected"]]
     warnings += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
                  if p["health"] == "no-target"]
-    from shared.scope import ignored_counts
+    from shared.pipeline.scope import ignored_counts
 
     ignored = ignored_counts(context)
     warnings += [f"pool metadata names {rid}, which the guard does not follow: {why}" for rid, why in sorted(inventory.untrusted.items())]
@@ -320,7 +321,7 @@ def collect_status(context: Any) -> dict[str, Any]:
 
 def _rollout_rows(context: Any, inventory: Any) -> dict[str, dict[str, Any]]:
     """Per pool in a configured family's rollout: the version it runs, the version pending and the stage (a dry run: nothing acts)."""
-    from shared import rollout_runner
+    from shared.lifecycle import rollout_runner
     from shared.resources import batch_accounts
 
     rows: dict[str, dict[str, Any]] = {}
@@ -350,9 +351,9 @@ def status_failing(status: dict[str, Any]) -> bool:
 def _decisions(context: Any, inventory: Any) -> list[dict[str, Any]]:
     """What the watch would decide for each managed pool now (pure decisions; an image is read only when Batch's
     generic failure message makes the watch check whether the pool's image still exists)."""
-    from shared.episodes import Action, decide
-    from shared.pool_policy import PoolIntentError, PoolView, WatchPolicy, desired_target
     from shared.resources import compute
+    from shared.watch.episodes import Action, decide
+    from shared.watch.pool_policy import PoolIntentError, PoolView, WatchPolicy, desired_target
 
     policy = WatchPolicy.from_settings(context.settings)
     now = context.clock.now()
@@ -394,9 +395,9 @@ def _lock_action(action: Any) -> dict[str, Any]:
 
 
 def plan(context: Any) -> dict[str, Any]:
-    from shared.guard import reconcile
-    from shared.references import observe
-    from shared.watch import tick
+    from shared.guard.reconcile import reconcile
+    from shared.guard.references import observe
+    from shared.watch.tick import tick
 
     now = context.clock.now()
     inventory = observe(context)
@@ -420,8 +421,8 @@ def plan(context: Any) -> dict[str, Any]:
 
 def _retention_plan(context: Any) -> list[dict[str, Any]]:
     """What retention would delete (and why each other version stays), per family with ``retention``; deletes nothing."""
-    from shared import version_retention as retention
-    from shared.pipeline import families_of
+    from shared.lifecycle import version_retention as retention
+    from shared.pipeline.stages import families_of
 
     out: list[dict[str, Any]] = []
     for family in families_of(context):
@@ -441,8 +442,8 @@ def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any
     """One watch pass and one guard pass, as the two timers do. The watch publishes a PoolResizeStalled event per
     stalled pool (the Function App's resize_stalled handles it); ``handle_stalls`` handles them here too."""
     from autopilot.messages import without_class_names
-    from shared.guard import reconcile
-    from shared.watch import handle_stall, tick
+    from shared.guard.reconcile import reconcile
+    from shared.watch.tick import handle_stall, tick
 
     now = context.clock.now()
     watch = tick(context)

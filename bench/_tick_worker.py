@@ -61,9 +61,9 @@ def naive_scan(context: Any) -> dict[str, Any]:
     It decides like the app (desired target from the pool's metadata; a steady pool off its target
     needs a resize) so that both strategies can be checked to find the same stalled pools.
     """
-    from shared.pool_policy import PoolView, at_target, desired_target
-    from shared.references import account_ids
+    from shared.guard.references import account_ids
     from shared.resources import batch_accounts
+    from shared.watch.pool_policy import PoolView, at_target, desired_target
 
     now = context.clock.now()
     pools = managed = 0
@@ -91,7 +91,7 @@ def decode_floor(context: Any) -> dict[str, Any]:
     size), kept as bytes, then timed through ``json.loads`` alone, in this process, as the tick's CPU is."""
     from azure.core.rest import HttpRequest
 
-    from shared.references import account_ids
+    from shared.guard.references import account_ids
     from shared.resources import batch_accounts, batch_pools
 
     bodies: list[bytes] = []
@@ -125,8 +125,8 @@ def main() -> None:
     from azure.functions.timer import TimerRequest
 
     import function_app
-    from shared.context import AppContext, install_context
-    from shared.settings import load_settings
+    from shared.config.settings import load_settings
+    from shared.core.context import AppContext, install_context
 
     clock = SettableClock()
     context = AppContext.from_settings(load_settings(dict(os.environ)), clock=clock)

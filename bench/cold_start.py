@@ -19,7 +19,7 @@ from typing import Any
 from bench.common import ROOT, run_python, summary
 
 TARGET_RATIO = 1.3
-# What the first invocations import lazily (shared/clients.py builders): paid once per instance, after indexing.
+# What the first invocations import lazily (shared/resources/clients.py builders): paid once per instance, after indexing.
 DEFERRED = "azure.functions, azure.batch, azure.mgmt.batch, azure.mgmt.compute, azure.mgmt.resource.locks, azure.data.tables, azure.eventgrid._legacy"
 HEAVY_PREFIXES = ("azure.mgmt", "azure.batch", "azure.data.tables", "azure.eventgrid", "azure.identity", "azure.core")
 

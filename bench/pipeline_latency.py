@@ -87,7 +87,7 @@ def _event_time(event: dict[str, Any]) -> datetime:
 
 
 def run_once(seed: int = 1) -> dict[str, Any]:
-    from shared.resource_ids import batch_account_id
+    from shared.core.resource_ids import batch_account_id
 
     accounts = {name: batch_account_id(SUBSCRIPTION_ID, "batch-rg", name) for name in ("pipeweu", "pipeweu2")}
     wall0 = time.perf_counter()

@@ -117,7 +117,7 @@ Target ≤ {r['target_ratio']}×: **{verdict(met, bold=False)}**.
 
 `function_app` adds {r['extra_modules']} modules to the bare import, {r['extra_self_ms']:.2f} ms of self time in total
 (`-X importtime`, ms): {extra}. No Azure SDK package (`azure.core`, `azure.batch`, `azure.mgmt.*`, `azure.data.tables`,
-`azure.eventgrid`, `azure.identity`) is loaded by indexing: `shared/clients.py` imports them inside its builders.
+`azure.eventgrid`, `azure.identity`) is loaded by indexing: `shared/resources/clients.py` imports them inside its builders.
 That cost is deferred, not removed: importing the SDK packages the first invocations need
 ({r.get('deferred_sdk_modules', '').replace('azure.functions, ', '')}) takes {spread(deferred, 0, ' ms')} in a fresh
 interpreter - paid once per instance by its first invocation, after the host has indexed the functions.
@@ -213,12 +213,12 @@ every measured tick is a full scan):
 account once (one GET: its core quotas, which the watch sizes resizes to); the ticks between full scans use the cached
 account (`shared/resources/batch_accounts.py`) and make no account GET. Not in these counts: each tick
 also makes one Table storage query for all episode records, a full scan one more for the alert outbox, and closed
-episodes are deleted in Table transactions (`shared/watch.py`; Azurite here). CPU and wall time per pool
+episodes are deleted in Table transactions (`shared/watch/tick.py`; Azurite here). CPU and wall time per pool
 still rise with the number of accounts at a fixed number of pools (table below): one list call and one TLS round trip
 per account. Each stalled pool then costs
 one GET and one resize in `resize_stalled` (the event names the pool; the handler re-reads it and resizes with `If-Match`).
 
-Node health (`shared/node_watch.py`) adds no request per healthy pool per tick. Its costs, visible above: the **cold** tick
+Node health (`shared/watch/node_watch.py`) adds no request per healthy pool per tick. Its costs, visible above: the **cold** tick
 here is also the first tick of a slow-rotation period, so it carries one `/nodecounts` sweep per account ("Batch GET
 nodecounts": ceil(pools / 10) pages, the page size the older spec gives; once per `AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES`,
 60 by default, across instances); a pool the watch resizes costs no node read while it changes, one Table write on a
@@ -337,7 +337,7 @@ a tick ends 1 minute after the next tick and waits 4 more minutes (the watch onl
 event subscriptions fires when a resize ends, so only the next tick notices) - and a median of
 {n(sm['steady_after_failure']['median'])} pass **after a failure**: the failing minute, then for a transient internal error
 nothing more (re-issued by the look that sees it, at most `MAX_NEXT_TICK_RETRIES` in a row), for capacity and timeouts the per-pool backoff
-(5 minutes, doubling per failure: `shared/backoff.py` keeps the failure count across the successful steps in between, so
+(5 minutes, doubling per failure: `shared/watch/backoff.py` keeps the failure count across the successful steps in between, so
 the second such failure of one growth waits 10 minutes, the third 20), and the wait for the tick after the backoff ends."""
             waits = app_row.get("waits_after_failure") or []
             if waits:
@@ -412,7 +412,7 @@ def _against_oracle(r: dict[str, Any], targets: dict[str, float]) -> str:
 **Against the ideal controller on the same seed** (the draw of failures taken out): each run's minutes over the ideal
 controller's on its seed, then the median and the worst over the seeds. Targets (issue 18): ≤ {targets['median']:.2f}× median,
 ≤ {targets['worst']:.2f}× worst seed, default settings. Transient internal errors are re-issued by the look that sees them (at most
-`shared.episodes.MAX_NEXT_TICK_RETRIES` in a row, then the backoff); capacity failures and timeouts keep the backoff (5 minutes, doubling).
+`shared.watch.episodes.MAX_NEXT_TICK_RETRIES` in a row, then the backoff); capacity failures and timeouts keep the backoff (5 minutes, doubling).
 
 {table(["strategy", "÷ ideal controller, median", f"≤ {targets['median']:.2f}×", "worst seed", f"≤ {targets['worst']:.2f}×"], rows, "lrcrc")}
 {why}"""

@@ -62,7 +62,7 @@ PER_MINUTE = 50
 FAILURE_PER_RESIZE = 0.20
 FAILURE_PER_MINUTE = 1 - (1 - FAILURE_PER_RESIZE) ** (1 / (MAX_PER_RESIZE / PER_MINUTE))
 NAIVE_INTERVAL = 5  # minutes; the app's own watch cadence, so the two differ in what they do, not in how often they look
-PIPELINE_RESIZE_TIMEOUT = timedelta(minutes=25)  # shared.families.RESIZE_TIMEOUT_DEFAULT: what the pipeline gives a new pool
+PIPELINE_RESIZE_TIMEOUT = timedelta(minutes=25)  # shared.config.families.RESIZE_TIMEOUT_DEFAULT: what the pipeline gives a new pool
 HORIZON_MINUTES = 8 * 60
 TARGET_RATIO = 1.15
 # Issue 18: the app's time against the ideal controller's on the same seed, default settings.
@@ -235,7 +235,7 @@ def oracle_controller(client: Any) -> Callable[[int], None]:
 
 
 def run_strategy(strategy: str, seed: int, *, horizon: int = HORIZON_MINUTES) -> dict[str, Any]:
-    from shared.resource_ids import batch_account_id
+    from shared.core.resource_ids import batch_account_id
 
     account_id = batch_account_id(SUBSCRIPTION_ID, "batch-rg", ACCOUNT)
     is_app = strategy in APP_VARIANTS

@@ -114,7 +114,7 @@ def _images(la: Any, count: int) -> tuple[list[str], str]:
 
 def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, stall_fraction: float = STALL_FRACTION) -> dict[str, Any]:
     """One configuration of the matrix (see the module docstring)."""
-    from shared.resource_ids import batch_account_id
+    from shared.core.resource_ids import batch_account_id
 
     stalls_per_set = max(1, round(pools * stall_fraction))
     sets_needed = reps + 2  # cold tick, warm ticks, traced tick (the baseline reuses the traced tick's set)

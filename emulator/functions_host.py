@@ -3,7 +3,7 @@
 It loads ``function_app`` exactly as the Python worker does (``app.get_functions()``), then:
 
 * routes the emulator's system-topic and custom-topic events to the Event Grid-triggered functions
-  with the app's subscription table (``shared.event_routing``), decoding each event with
+  with the app's subscription table (``shared.core.event_routing``), decoding each event with
   ``azure.functions``' own trigger converter, as the worker does;
 * delivers at least once: a function that raises is retried on Event Grid's schedule (10 s, 30 s,
   1 min, 5 min, 10 min, 30 min, 1 h, then hourly) until the attempt limit or time-to-live, then the
@@ -32,8 +32,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from emulator.azure import Emulator
-from shared import ncrontab
-from shared.event_routing import CUSTOM, SUBSCRIPTIONS, SYSTEM, EventSubscription
+from shared.core.event_routing import CUSTOM, SUBSCRIPTIONS, SYSTEM, EventSubscription
+from shared.watch import ncrontab
 
 log = logging.getLogger("emulator.functions_host")
 
@@ -154,9 +154,9 @@ class FunctionsHost:
 
     def _subject_prefixes(self) -> tuple[str, ...] | None:
         """The resource-group filter infra puts on scoped subscriptions, from the app's families (None: not configured)."""
-        from shared.event_routing import subject_prefixes
-        from shared.families import FamilyConfigError, parse_families
-        from shared.scope import watched_groups
+        from shared.config.families import FamilyConfigError, parse_families
+        from shared.core.event_routing import subject_prefixes
+        from shared.pipeline.scope import watched_groups
 
         text = self.env.get("AUTOPILOT_FAMILIES")
         subscription = self.env.get("AUTOPILOT_SUBSCRIPTION_ID", "")

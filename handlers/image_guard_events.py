@@ -12,8 +12,8 @@ log = logging.getLogger("autopilot.handlers.image_guard_events")
 
 @bp.event_grid_trigger(arg_name="event")
 def image_guard_events(event: func.EventGridEvent) -> None:
-    from shared import guard
-    from shared.triggers import shown, system_event
+    from shared.core.triggers import shown, system_event
+    from shared.guard import reconcile as guard
 
     parsed = system_event(event, log)  # parse
     if parsed is None:

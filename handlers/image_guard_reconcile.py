@@ -12,8 +12,8 @@ log = logging.getLogger("autopilot.handlers.image_guard_reconcile")
 
 @bp.timer_trigger(arg_name="timer", schedule="%AUTOPILOT_GUARD_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def image_guard_reconcile(timer: func.TimerRequest) -> None:
-    from shared.context import get_context
-    from shared.guard import reconcile
+    from shared.core.context import get_context
+    from shared.guard.reconcile import reconcile
 
     report = reconcile(get_context())
     log.info("image_guard_reconcile: %d guarded, %d lock change(s), %d failure(s)%s", report.guarded, len(report.applied),

@@ -12,8 +12,9 @@ log = logging.getLogger("autopilot.handlers.image_pipeline")
 
 @bp.event_grid_trigger(arg_name="event")
 def image_pipeline(event: func.EventGridEvent) -> None:
-    from shared import pipeline, system_events
-    from shared.triggers import shown, system_event
+    from shared.core import system_events
+    from shared.core.triggers import shown, system_event
+    from shared.pipeline import stages as pipeline
 
     delivered = system_event(event, log)  # parse: never trust the payload beyond "this resource changed"
     if delivered is None:

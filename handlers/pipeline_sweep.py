@@ -12,8 +12,8 @@ log = logging.getLogger("autopilot.handlers.pipeline_sweep")
 
 @bp.timer_trigger(arg_name="timer", schedule="%AUTOPILOT_PIPELINE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def pipeline_sweep(timer: func.TimerRequest) -> None:
-    from shared import pipeline
-    from shared.context import get_context
+    from shared.core.context import get_context
+    from shared.pipeline import stages as pipeline
 
     outcomes = pipeline.sweep(get_context())
     if outcomes:

@@ -12,8 +12,8 @@ log = logging.getLogger("autopilot.handlers.pool_watch")
 
 @bp.timer_trigger(arg_name="timer", schedule="%AUTOPILOT_WATCH_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def pool_watch(timer: func.TimerRequest) -> None:
-    from shared.context import get_context
-    from shared.watch import tick
+    from shared.core.context import get_context
+    from shared.watch.tick import tick
 
     report = tick(get_context())
     log.info("pool_watch: %d account(s), %d pool(s), %d managed, %d stalled, %d alert(s)%s", report.accounts, report.pools,

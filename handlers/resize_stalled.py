@@ -13,10 +13,10 @@ log = logging.getLogger("autopilot.handlers.resize_stalled")
 
 @bp.event_grid_trigger(arg_name="event")
 def resize_stalled(event: func.EventGridEvent) -> None:
-    from shared.context import get_context
-    from shared.event_routing import read_stall_event
-    from shared.triggers import event_envelope, shown
-    from shared.watch import handle_stall
+    from shared.core.context import get_context
+    from shared.core.event_routing import read_stall_event
+    from shared.core.triggers import event_envelope, shown
+    from shared.watch.tick import handle_stall
 
     envelope = event_envelope(event)
     event_id = shown(envelope.get("id"))
@@ -31,7 +31,7 @@ def resize_stalled(event: func.EventGridEvent) -> None:
         log.warning("resize_stalled: ignored event %s for account %s, which the app does not watch", event_id, shown(account_id))
         return
     etag = data.get("eTag")
-    from shared.pool_limits import Ceiling
+    from shared.watch.pool_limits import Ceiling
 
     raw_ceilings = data.get("ceilings") if isinstance(data.get("ceilings"), list) else []
     ceilings = [c for c in (Ceiling.from_dict(item) for item in raw_ceilings if isinstance(item, dict)) if c is not None]
@@ -40,6 +40,6 @@ def resize_stalled(event: func.EventGridEvent) -> None:
 
 
 def _watched_accounts(context: Any) -> list[str]:
-    from shared.references import account_ids
+    from shared.guard.references import account_ids
 
     return account_ids(context)

@@ -119,7 +119,7 @@ var imageResourceGroupNames = union(imageResourceGroupLowerNames, [])
 // StringBeginsWith values for the resource-group-scoped event subscriptions (a loop, not map(): checkov's grammar has no lambdas).
 var imageResourceGroupPrefixes = [for g in imageResourceGroupNames: '${subscription().id}/resourceGroups/${g}/']
 
-// ---- Event subscriptions: the same table as shared/event_routing.py (tests/infra checks it) ----
+// ---- Event subscriptions: the same table as shared/core/event_routing.py (tests/infra checks it) ----
 // operationNames become an advanced filter StringIn on data.operationName, which keeps out the app's
 // own lock writes and everything else; subjectContains an advanced filter StringContains on subject.
 // Advanced filters are ANDed (at most 25 values per subscription), so the Tags-API writes
@@ -194,7 +194,7 @@ var customTopicSubscriptions = [
   }
 ]
 
-// The alert event types (shared/alerts.py) the optional alertWebhookUrl subscription receives.
+// The alert event types (shared/core/alerts.py) the optional alertWebhookUrl subscription receives.
 var alertEventTypes = [
   'BatchImageAutopilot.AllocationFailed'
   'BatchImageAutopilot.QuotaReached'
@@ -219,7 +219,7 @@ var alertEventTypes = [
   'BatchImageAutopilot.VersionDeleted'
 ]
 
-// The app's state tables (shared/state.py); the app also creates them on first use.
+// The app's state tables (shared/core/state.py); the app also creates them on first use.
 var stateTables = [
   'Episodes'
   'Alerts'

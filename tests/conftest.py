@@ -10,8 +10,8 @@ import pytest
 from emulator.azure import Emulator
 from emulator.azurite import Azurite
 from emulator.server import EmulatorServer, TlsMaterial
-from shared.clients import AzureClients
-from shared.settings import Settings, load_settings
+from shared.config.settings import Settings, load_settings
+from shared.resources.clients import AzureClients
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_SCENARIOS = sorted(p for p in (ROOT / "scenarios").glob("*.json") if not p.name.endswith(".schema.json"))

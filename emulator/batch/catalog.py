@@ -31,7 +31,7 @@ DEFAULT_VM_SIZES: dict[str, VmSize] = _sizes(
     ("Standard_A2_v2", 2, "standardAv2Family", False),
     ("Standard_A4_v2", 4, "standardAv2Family", False),
     ("Standard_D4", 8, "standardDFamily", False),
-    # Dv3 without premium storage ("s") is Gen1-only, as shared/image_rules.py's table says.
+    # Dv3 without premium storage ("s") is Gen1-only, as shared/pipeline/image_rules.py's table says.
     ("Standard_D2_v3", 2, "standardDv3Family", False),
     ("Standard_D4_v3", 4, "standardDv3Family", False),
     ("Standard_D2s_v3", 2, "standardDSv3Family", True),

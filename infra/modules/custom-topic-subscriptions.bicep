@@ -2,7 +2,7 @@
 // customTopicSubscriptions) to its function, plus the optional alert webhook (a Logic App / workflow).
 param topicName string
 param functionAppId string
-@description('[{name, function, includedEventTypes, operationNames, subjectContains}] as in shared/event_routing.py (subjectContains is empty on this topic)')
+@description('[{name, function, includedEventTypes, operationNames, subjectContains}] as in shared/core/event_routing.py (subjectContains is empty on this topic)')
 param subscriptions array
 @secure()
 param alertWebhookUrl string

@@ -1,6 +1,6 @@
 // The Function App on Flex Consumption (FC1, Linux, Python 3.11) with the app's user-assigned identity,
 // its deployment package in a blob container reached with that identity, and every app setting the
-// code reads (shared/settings.py; tests/infra checks this file against local.settings.sample.json).
+// code reads (shared/config/settings.py; tests/infra checks this file against local.settings.sample.json).
 param location string
 param tags object
 param planName string
@@ -95,7 +95,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// The app's own defaults (shared/settings.py); the `tuning` parameter overrides any of them.
+// The app's own defaults (shared/config/settings.py); the `tuning` parameter overrides any of them.
 var tuningDefaults = {
   AUTOPILOT_HTTP_RETRY_TOTAL: '4'
   AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS: '0.8'

@@ -7,10 +7,10 @@ param topicName string
 param deliveryIdentityId string
 param deployEventSubscriptions bool
 param functionAppId string
-@description('[{name, function, includedEventTypes, operationNames, subjectContains, resourceGroupScoped}] as in shared/event_routing.py')
+@description('[{name, function, includedEventTypes, operationNames, subjectContains, resourceGroupScoped}] as in shared/core/event_routing.py')
 param subscriptions array
 @description('StringBeginsWith values on subject for subscriptions with resourceGroupScoped (one per image resource group)')
-@maxLength(20) // shared/families.py MAX_WATCHED_GROUPS: with 3 operation names and 1 subject value, within Event Grid's 25
+@maxLength(20) // shared/config/families.py MAX_WATCHED_GROUPS: with 3 operation names and 1 subject value, within Event Grid's 25
 param subjectPrefixes array
 param retryPolicy object
 param deadLetterStorageId string

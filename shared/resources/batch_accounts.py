@@ -6,8 +6,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from shared.clients import AzureClients
-from shared.resource_ids import ResourceId
+from shared.core.resource_ids import ResourceId
+from shared.resources.clients import AzureClients
 
 # Account endpoints and regions do not change while an account exists; re-reading them every
 # tick would add one ARM call per account per tick for nothing. An hour bounds staleness.

@@ -15,16 +15,16 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from shared.clients import BATCH_API_VERSION, AzureClients
-from shared.durations import format_iso_duration
+from shared.core.durations import format_iso_duration
 from shared.resources.batch_accounts import BatchAccount
+from shared.resources.clients import BATCH_API_VERSION, AzureClients
 
 # Exactly the fields the watch reads: the list call stays one small page per 1,000 pools.
 POOL_LIST_SELECT = [
     "id", "eTag", "allocationState", "allocationStateTransitionTime", "currentDedicatedNodes",
     "currentLowPriorityNodes", "targetDedicatedNodes", "targetLowPriorityNodes", "enableAutoScale",
     "resizeErrors", "resizeTimeout", "metadata", "vmSize", "virtualMachineConfiguration",
-    "networkConfiguration",  # inbound NAT pools lower the managed-image node cap (shared/pool_limits.py)
+    "networkConfiguration",  # inbound NAT pools lower the managed-image node cap (shared/watch/pool_limits.py)
 ]
 LIST_PAGE_SIZE = 1000  # the service maximum: fewest round trips per account
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shared.clients import AzureClients
-from shared.resource_ids import ResourceId
+from shared.core.resource_ids import ResourceId
+from shared.resources.clients import AzureClients
 
 if TYPE_CHECKING:
     from azure.mgmt.compute import ComputeManagementClient

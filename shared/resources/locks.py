@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.clients import AzureClients
-from shared.resource_ids import ResourceId, lock_target, same_id
+from shared.core.resource_ids import ResourceId, lock_target, same_id
+from shared.resources.clients import AzureClients
 
 
 @dataclass(frozen=True)

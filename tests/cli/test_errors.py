@@ -12,7 +12,7 @@ import pytest
 
 from autopilot.cli import build_parser, main
 from autopilot.scenario import ScenarioError, parse_scenario
-from shared.settings import SettingsError, check_startup, get_settings, load_settings, reset_settings_cache
+from shared.config.settings import SettingsError, check_startup, get_settings, load_settings, reset_settings_cache
 from tests.cli.conftest import LOCKLESS, ROOT, write_json
 
 # "SomethingError: message" (a Python class as the prefix of a message), or a traceback. Azure error codes that end in

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from autopilot.cli import main
-from shared.event_routing import SUBSCRIPTIONS
+from shared.core.event_routing import SUBSCRIPTIONS
 from tests.cli.conftest import ROOT
 
 SAMPLES = ROOT / "samples" / "events"

@@ -8,7 +8,7 @@ import pytest
 
 from autopilot.local import LocalAzure
 from emulator.server import TlsMaterial
-from shared.resource_ids import batch_account_id
+from shared.core.resource_ids import batch_account_id
 from tests.e2e.watch_support import ACCOUNT, START, SUB
 
 

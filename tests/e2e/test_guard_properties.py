@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from autopilot.local import LocalAzure
 from emulator.server import TlsMaterial
-from shared.image_guard import LOCK_NAME
+from shared.guard.lock_plan import LOCK_NAME
 from tests.e2e.test_image_guard import (
     GUARD_TIMER,
     app_locked,

@@ -18,10 +18,10 @@ from azure.mgmt.resource.locks.models import LockLevel, ManagementLockObject, Ma
 
 from autopilot.local import DEFAULT_REGION, SUBSCRIPTION_ID, LocalAzure
 from emulator.server import TlsMaterial
-from shared import pool_metadata
-from shared.clients import AzureClients, EmulatorCredential
-from shared.image_guard import LOCK_NAME, NOTES_LIMIT
-from shared.resource_ids import ResourceId, batch_account_id
+from shared.core import pool_metadata
+from shared.core.resource_ids import ResourceId, batch_account_id
+from shared.guard.lock_plan import LOCK_NAME, NOTES_LIMIT
+from shared.resources.clients import AzureClients, EmulatorCredential
 
 ACCOUNT = "renderweu"
 ACCOUNT_ID = batch_account_id(SUBSCRIPTION_ID, "batch-rg", ACCOUNT)

@@ -12,12 +12,14 @@ from azure.batch import models as bm
 
 from autopilot.local import SUBSCRIPTION_ID as SUB
 from autopilot.local import LocalAzure
-from shared import canary, pool_metadata, watch
-from shared.clock import iso
-from shared.node_watch import IMAGE_UNHEALTHY, NODE_HEALTH, NODES_UNHEALTHY, NodeWatch
-from shared.pool_policy import PoolView, desired_target
+from shared.core import pool_metadata
+from shared.core.clock import iso
+from shared.core.state import safe_key
 from shared.resources import batch_accounts, batch_pools
-from shared.state import safe_key
+from shared.watch import canary
+from shared.watch import tick as watch
+from shared.watch.node_watch import IMAGE_UNHEALTHY, NODE_HEALTH, NODES_UNHEALTHY, NodeWatch
+from shared.watch.pool_policy import PoolView, desired_target
 from tests.e2e.watch_support import ACCOUNT, ACCOUNT_ID, SKU, VM, at, custom_image, fresh_context, pool_alerts, run_until
 
 

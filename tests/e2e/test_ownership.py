@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from autopilot.local import LocalAzure
-from shared.resource_ids import normalize
+from shared.core.resource_ids import normalize
 from tests.e2e.test_pipeline import (
     ACCOUNT,
     ACCOUNT_ID,
@@ -121,7 +121,7 @@ def test_a_pool_at_the_derived_id_is_not_taken_over_and_the_version_is_not_repor
 
 
 def test_finished_state_expires_with_a_tombstone_so_an_old_set_is_never_rebuilt(make_azure: Callable[..., LocalAzure]) -> None:
-    from shared.state import PIPELINE, SNAPSHOT_SETS
+    from shared.core.state import PIPELINE, SNAPSHOT_SETS
 
     la = make_azure(families(), settings={"AUTOPILOT_STATE_RETENTION_DAYS": "1"})
     ids = la.snapshot_set("gpu", "5.0.0")
@@ -129,7 +129,7 @@ def test_finished_state_expires_with_a_tombstone_so_an_old_set_is_never_rebuilt(
     assert pipeline_stage(la, "gpu", "5.0.0") == "done"
     # The sweep reads open work only: the finished row is stored but the Table service does not return it to the
     # sweep's query; an incomplete set (one disk of two) is returned.
-    from shared.pipeline import open_sets
+    from shared.pipeline.stages import open_sets
 
     disk = la.add_prepared_disk("gpu-6-0-0-osdisk")
     la.snapshot("gpu-6-0-0-os", disk, {"autopilot.family": "gpu", "autopilot.version": "6.0.0", "autopilot.disk": "os",
@@ -152,7 +152,7 @@ def test_finished_state_expires_with_a_tombstone_so_an_old_set_is_never_rebuilt(
     assert [r.row for r in open_sets(la.context)] == ["6.0.0"]  # the re-tagged set, recognised as built, is closed again
 
     # A row written before the open column existed is given it by the first sweep of the new version of the app.
-    from shared.state import WATCH
+    from shared.core.state import WATCH
 
     sets = la.context.state.table(SNAPSHOT_SETS)
     old = sets.get("gpu", "6.0.0")
@@ -172,10 +172,10 @@ def test_without_its_client_id_the_app_removes_no_lock_and_says_so_and_with_it_r
     managed identity cannot sign in to the emulator)."""
     from dataclasses import replace
 
-    from shared import guard
-    from shared.clients import AzureClients, EmulatorCredential
-    from shared.context import AppContext
-    from shared.image_guard import LOCK_NAME
+    from shared.core.context import AppContext
+    from shared.guard import reconcile as guard
+    from shared.guard.lock_plan import LOCK_NAME
+    from shared.resources.clients import AzureClients, EmulatorCredential
     from tests.e2e.test_pipeline import pool_spec
 
     def production(client_id: str | None) -> AppContext:

@@ -92,7 +92,7 @@ def exists(la: LocalAzure, version: str) -> bool:
 
 
 def test_retention_without_its_opt_in_role_alerts_and_deletes_once_the_role_is_granted(make_azure: Callable[..., LocalAzure]) -> None:
-    from shared.pool_metadata import VERSION
+    from shared.core.pool_metadata import VERSION
 
     la = make_azure(families(pools=[{"account": ACCOUNT_ID, "vmSize": "Standard_D4ds_v5", "dedicated": 1, "poolId": "{family}"}],
                              rollout={"mode": "inPlace", "applyWhen": "drain"}, retention={"keepVersions": 1}))

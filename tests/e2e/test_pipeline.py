@@ -25,12 +25,13 @@ from emulator.batch.capacity import DEDICATED, LOW_PRIORITY
 from emulator.eventgrid.models import to_cloud_event
 from emulator.faults import FaultRule
 from emulator.server import TlsMaterial
-from shared import image_rules, pool_metadata
-from shared.context import AppContext, install_context
-from shared.resource_ids import batch_account_id, normalize
+from shared.config.settings import load_settings
+from shared.core import pool_metadata
+from shared.core.context import AppContext, install_context
+from shared.core.resource_ids import batch_account_id, normalize
+from shared.core.state import PIPELINE, SNAPSHOT_SETS
+from shared.pipeline import image_rules
 from shared.resources import batch_accounts
-from shared.settings import load_settings
-from shared.state import PIPELINE, SNAPSHOT_SETS
 
 APP = "batch-image-autopilot"  # the caller name the emulator logs for the app's own calls
 OPERATOR = "operator@contoso.com"
@@ -877,7 +878,7 @@ def test_replicas_follow_a_raised_pool_target_through_the_apps_lock(make_azure: 
     assert len(patches) == 1
 
     # Steady: a full scan of the watch makes no request about the version.
-    from shared import watch
+    from shared.watch import tick as watch
 
     before = len(la.emulator.log.entries(path_contains="/versions/22.0.0"))
     report = watch.tick(la.context, full=True)

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
 from emulator.server import TlsMaterial
-from shared.resource_ids import normalize
+from shared.core.resource_ids import normalize
+from shared.core.state import SNAPSHOT_SETS
 from shared.resources import batch_accounts
-from shared.state import SNAPSHOT_SETS
 from tests.e2e.test_pipeline import (
     ACCOUNT,
     ACCOUNT_ID,

@@ -11,8 +11,9 @@ from datetime import timedelta
 
 from autopilot.local import SUBSCRIPTION_ID as SUB
 from autopilot.local import LocalAzure
-from shared import pool_metadata, watch
-from shared.resource_ids import batch_account_id
+from shared.core import pool_metadata
+from shared.core.resource_ids import batch_account_id
+from shared.watch import tick as watch
 from tests.e2e.watch_support import ACCOUNT, SKU, VM, Resizes, add_pool, at, custom_image, pool_alerts, resize_posts, run_until
 
 

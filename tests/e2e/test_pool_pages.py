@@ -10,10 +10,10 @@ import pytest
 from autopilot.local import SUBSCRIPTION_ID as SUB
 from autopilot.local import LocalAzure
 from emulator.faults import FaultRule
-from shared import watch
-from shared.pool_policy import PoolView
-from shared.resource_ids import batch_account_id
+from shared.core.resource_ids import batch_account_id
 from shared.resources import batch_accounts, batch_pools
+from shared.watch import tick as watch
+from shared.watch.pool_policy import PoolView
 from tests.e2e.watch_support import ACCOUNT, ACCOUNT_ID, add_pool
 
 

@@ -2,7 +2,7 @@
 
 Pools are created directly in the emulator's Batch backend with the metadata the image pipeline writes, on a
 Compute Gallery image version published at once (``instant``) or on a Marketplace image. Everything the app does
-goes through the real function entry points (or ``shared.watch`` for a second instance) and real SDK clients over
+goes through the real function entry points (or ``shared.watch.tick`` for a second instance) and real SDK clients over
 HTTPS; outcomes are read from the emulator (request log, pools, topic events, Teams messages) and from the app's
 Table storage in Azurite. Capacity is made deterministic (no random transient failures, no rate jitter), so every
 failure a test sees is one it injected, and times on the virtual clock are exact.
@@ -21,15 +21,16 @@ from typing import Any
 from autopilot.local import SUBSCRIPTION_ID as SUB
 from autopilot.local import LocalAzure
 from emulator.faults import FaultRule
-from shared import pool_metadata, watch
-from shared.alerts import OUTBOX
-from shared.context import AppContext, install_context
-from shared.event_routing import CUSTOM
-from shared.pool_policy import parse_datetime
-from shared.resource_ids import batch_account_id
+from shared.core import pool_metadata
+from shared.core.alerts import OUTBOX
+from shared.core.context import AppContext, install_context
+from shared.core.event_routing import CUSTOM
+from shared.core.resource_ids import batch_account_id
+from shared.core.state import ALERTS
 from shared.resources import batch_accounts, batch_pools
 from shared.resources.batch_pools import ResizeResult
-from shared.state import ALERTS
+from shared.watch import tick as watch
+from shared.watch.pool_policy import parse_datetime
 from tests.e2e.watch_support import (
     ACCOUNT,
     ACCOUNT_ID,
@@ -197,7 +198,7 @@ def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(make_
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
     assert (card["type"], card["version"], card["$schema"]) == ("AdaptiveCard", "1.4", "http://adaptivecards.io/schemas/adaptive-card.json")
-    from shared.alerts import CARD_TEXT_CHARS, CARD_TITLE_CHARS, card_text
+    from shared.core.alerts import CARD_TEXT_CHARS, CARD_TITLE_CHARS, card_text
 
     assert card["body"][0]["text"] == card_text(data["title"], CARD_TITLE_CHARS)  # shown as plain text (markdown escaped)
     facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from autopilot.local import LocalAzure
-from shared import version_retention as retention
+from shared.lifecycle import version_retention as retention
 from tests.e2e.test_pipeline import (  # noqa: F401  (make_azure is a fixture)
     GALLERY,
     IMAGES_RG,
@@ -39,7 +39,7 @@ def test_in_place_keeps_the_newest_versions_and_deletes_the_oldest_with_its_snap
     la = make_azure(in_place(2, deleteSnapshots=True))
     build(la, "1.0.0", "1.1.0")
     # A dry run (what `autopilot plan` shows) deletes nothing.
-    from shared.pipeline import families_of
+    from shared.pipeline.stages import families_of
 
     gpu = families_of(la.context).get("gpu")
     assert gpu is not None
@@ -58,7 +58,7 @@ def test_retention_refuses_referenced_pinned_foreign_locked_and_foreign_versions
     # newPools without retirement: every version keeps a pool, so nothing referenced may go.
     la = make_azure(families(pools=[pool_spec(dedicated=1)], retention={"keepVersions": 1}))
     build(la, "1.0.0", "1.1.0", "1.2.0", minutes=20)
-    from shared.pipeline import families_of
+    from shared.pipeline.stages import families_of
 
     gpu = families_of(la.context).get("gpu")
     assert gpu is not None

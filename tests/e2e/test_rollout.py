@@ -9,8 +9,9 @@ from datetime import timedelta
 from typing import Any
 
 from autopilot.local import LocalAzure
-from shared import pool_metadata, rollout
-from shared.rollout_runner import ROLLOUTS
+from shared.core import pool_metadata
+from shared.lifecycle import rollout
+from shared.lifecycle.rollout_runner import ROLLOUTS
 from tests.e2e.test_pipeline import (  # noqa: F401  (make_azure is a fixture)
     ACCOUNT,
     families,
@@ -171,7 +172,7 @@ def test_pin_rolls_back_in_place_and_a_pin_the_app_never_built_moves_nothing(mak
 
 
 def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missing_version(make_azure: Callable[..., LocalAzure]) -> None:
-    from shared import rollout_runner
+    from shared.lifecycle import rollout_runner
     from shared.resources import batch_accounts, batch_pools
 
     la = make_azure(gpu_in_place())
@@ -205,7 +206,7 @@ def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missi
 
 
 def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(make_azure: Callable[..., LocalAzure]) -> None:
-    from shared import canary
+    from shared.watch import canary
 
     la = make_azure(gpu_in_place(applyWhen="drain"))  # the family's canary: 3 nodes (the default)
     la.snapshot_set("gpu", "1.0.0")
@@ -255,7 +256,7 @@ def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(
 
 
 def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(make_azure: Callable[..., LocalAzure]) -> None:
-    from shared import rollout_runner
+    from shared.lifecycle import rollout_runner
     from shared.resources import batch_accounts, batch_pools
 
     la = make_azure(gpu_in_place(applyWhen="drain"))
@@ -279,7 +280,7 @@ def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(ma
 
 
 def test_a_retirement_survives_a_restart_mid_rollout_and_a_second_instance_acts_once(make_azure: Callable[..., LocalAzure]) -> None:
-    from shared import rollout_runner
+    from shared.lifecycle import rollout_runner
     from shared.resources import batch_accounts, batch_pools
 
     la = make_azure(families(pools=[pool_spec(dedicated=2)], rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "10m"}))

@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
 from autopilot.status import collect_status
-from shared import pipeline, pool_metadata
-from shared.clients import AzureClients, EmulatorCredential
+from shared.core import pool_metadata
+from shared.pipeline import stages as pipeline
+from shared.resources.clients import AzureClients, EmulatorCredential
 from tests.e2e.test_pipeline import (
     ACCOUNT,
     GALLERY,

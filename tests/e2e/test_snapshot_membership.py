@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
-from shared import pool_metadata
-from shared.resource_ids import batch_account_id, normalize
-from shared.state import SNAPSHOT_SETS
+from shared.core import pool_metadata
+from shared.core.resource_ids import batch_account_id, normalize
+from shared.core.state import SNAPSHOT_SETS
 from tests.e2e.test_pipeline import (  # noqa: F401  (make_azure is a fixture)
     ACCOUNT,
     BUILD_ACTIONS,
@@ -539,7 +539,7 @@ def test_a_gallery_in_another_subscription_is_refused_by_default_and_built_there
         make_azure: Callable[..., LocalAzure]) -> None:
     """GALLERY_SUBSCRIPTION's other fix: AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY=true. The version is built in the
     gallery's subscription through a Compute client bound to it, the pool uses it, and the guard locks it there."""
-    from shared.naming import gallery_image_version_id
+    from shared.pipeline.naming import gallery_image_version_id
 
     la = make_azure(_with_gallery(families(), subscription=OTHER_SUB))
     la.emulator.resources.put_group(OTHER_SUB, IMAGES_RG, "westeurope")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from autopilot.local import LocalAzure
-from shared import watch
+from shared.watch import tick as watch
 from tests.e2e.watch_support import ACCOUNT, MIN, START, add_pool, at, custom_image, resize_posts, run_until
 
 # The pool-watch tests' fixture, with the production cadence instead of their 5-minute tick; the
@@ -69,7 +69,7 @@ def test_a_finished_step_is_followed_within_a_minute(make_local: Callable[..., L
 
 
 def test_concurrent_instances_share_one_full_scan(make_local: Callable[..., LocalAzure]) -> None:
-    from shared.context import AppContext
+    from shared.core.context import AppContext
 
     la = make_local(settings=DEFAULT_CADENCE)
     add_pool(la, "p1", desired=2, target=2)

@@ -10,11 +10,11 @@ from typing import Any
 
 from autopilot.local import SUBSCRIPTION_ID as SUB
 from autopilot.local import LocalAzure
-from shared import pool_metadata
-from shared.context import AppContext
-from shared.resource_ids import batch_account_id
-from shared.settings import load_settings
-from shared.state import EPISODES, Record, safe_key
+from shared.config.settings import load_settings
+from shared.core import pool_metadata
+from shared.core.context import AppContext
+from shared.core.resource_ids import batch_account_id
+from shared.core.state import EPISODES, Record, safe_key
 
 ACCOUNT = "renderweu"
 ACCOUNT_ID = batch_account_id(SUB, "batch-rg", ACCOUNT)

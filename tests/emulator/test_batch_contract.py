@@ -22,7 +22,7 @@ from azure.core.rest import HttpRequest
 from emulator.azure import Emulator
 from emulator.batch.formats import bare_etag, format_duration, parse_duration
 from emulator.server import EmulatorServer
-from shared.clients import AzureClients
+from shared.resources.clients import AzureClients
 from tests.conftest import SUBSCRIPTION_ID
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "azure"

@@ -18,7 +18,7 @@ from emulator.azure import Emulator
 from emulator.compute.models import marketplace_image_id
 from emulator.core import make_token
 from emulator.server import EmulatorServer
-from shared.clients import AzureClients
+from shared.resources.clients import AzureClients
 from tests.conftest import SUBSCRIPTION_ID as SUB
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "azure"

@@ -5,7 +5,7 @@ envelope and data (contracts §1.3-§1.5). Custom topics are published to with t
 ``EventGridPublisherClient`` (token, access key and SAS credentials). Every delivered event is decoded with
 azure-functions' own trigger converter, exactly as the Functions worker does.
 
-The app's factory builds its publisher so that the CA bundle applies (see shared/clients.py). The public
+The app's factory builds its publisher so that the CA bundle applies (see shared/resources/clients.py). The public
 ``EventGridPublisherClient`` built here for key/SAS auth drops its constructor's transport keywords for basic
 topics (azure-eventgrid 4.22.1 ``_patch.py``), so these tests pass the CA bundle to each ``send`` instead.
 """
@@ -36,8 +36,8 @@ from emulator.azure import Emulator
 from emulator.core import Request, Response, Route, make_token
 from emulator.eventgrid.models import CLOUDEVENT_SCHEMA, to_cloud_event
 from emulator.server import EmulatorServer
-from shared.clients import AzureClients
-from shared.settings import Settings
+from shared.config.settings import Settings
+from shared.resources.clients import AzureClients
 from tests.conftest import SUBSCRIPTION_ID
 
 SUB = f"/subscriptions/{SUBSCRIPTION_ID}"

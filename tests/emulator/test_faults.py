@@ -9,7 +9,7 @@ from azure.core.exceptions import HttpResponseError
 
 from emulator.faults import FaultRule
 from emulator.server import EmulatorServer
-from shared.clients import AzureClients
+from shared.resources.clients import AzureClients
 
 SNAPSHOTS = r"/providers/Microsoft\.Compute/snapshots"
 

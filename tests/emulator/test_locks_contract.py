@@ -19,7 +19,7 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.resource.locks.models import ManagementLockObject, ManagementLockOwner
 
 from emulator.azure import Emulator
-from shared.clients import AzureClients
+from shared.resources.clients import AzureClients
 from tests.conftest import SUBSCRIPTION_ID
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "azure"

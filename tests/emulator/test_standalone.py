@@ -9,8 +9,8 @@ import sys
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.clients import AzureClients
-from shared.settings import load_settings
+from shared.config.settings import load_settings
+from shared.resources.clients import AzureClients
 from tests.conftest import ROOT, SUBSCRIPTION_ID
 
 

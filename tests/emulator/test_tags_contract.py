@@ -12,7 +12,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from emulator.azure import Emulator
 from emulator.core import AzureError
 from emulator.server import EmulatorServer
-from shared.clients import AzureClients
+from shared.resources.clients import AzureClients
 from tests.conftest import SUBSCRIPTION_ID as SUB
 
 RG = "rg-tags"

@@ -8,8 +8,8 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from emulator.server import EmulatorServer
-from shared.clients import AzureClients, EmulatorCredential
-from shared.settings import load_settings
+from shared.config.settings import load_settings
+from shared.resources.clients import AzureClients, EmulatorCredential
 from tests.conftest import emulator_env
 
 

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from shared.event_routing import SUBSCRIPTIONS
+from shared.core.event_routing import SUBSCRIPTIONS
 from tests.conftest import ROOT
 
 EXPECTED = {

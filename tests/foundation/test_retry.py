@@ -10,8 +10,8 @@ from azure.core.exceptions import HttpResponseError
 from emulator.azure import Emulator
 from emulator.faults import FaultRule
 from emulator.server import EmulatorServer
-from shared.clients import AzureClients
-from shared.settings import load_settings
+from shared.config.settings import load_settings
+from shared.resources.clients import AzureClients
 from tests.conftest import emulator_env
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import SettingsError, load_settings
+from shared.config.settings import SettingsError, load_settings
 
 SUB = "00000000-0000-4000-8000-000000000001"
 ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import SettingsError, load_settings
+from shared.config.settings import SettingsError, load_settings
 
 BASE = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 

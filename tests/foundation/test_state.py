@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.state import ConcurrencyConflict, StateStore, safe_key
+from shared.core.state import ConcurrencyConflict, StateStore, safe_key
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Table storage writes whose answer was lost: the app recognises its own committed write, and only its own.
 
 Azurite sits behind ``emulator.table_faults.TableFaultProxy``; each test arms one fault for one call and checks
-what :class:`shared.state.StateTable` makes of it. azure-core does not retry a POST after a dropped connection
+what :class:`shared.core.state.StateTable` makes of it. azure-core does not retry a POST after a dropped connection
 and retries it into a 409 after a 5xx; a conditional PUT is retried into a 412 after either.
 """
 
@@ -15,7 +15,7 @@ from azure.data.tables import TableServiceClient
 
 from emulator.faults import FaultRule
 from emulator.table_faults import TableFaultProxy
-from shared.state import ConcurrencyConflict, StateTable
+from shared.core.state import ConcurrencyConflict, StateTable
 
 WRITES = frozenset({"POST", "PUT", "DELETE"})
 

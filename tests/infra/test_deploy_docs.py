@@ -7,7 +7,7 @@ import re
 
 from jsonschema import Draft202012Validator
 
-from shared.families import parse_families
+from shared.config.families import parse_families
 from tests.infra import bicep
 
 DEPLOY = (bicep.ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from shared import alerts
-from shared.event_routing import CUSTOM, EVENT_NAMESPACE, SUBSCRIPTIONS, SYSTEM
+from shared.core import alerts
+from shared.core.event_routing import CUSTOM, EVENT_NAMESPACE, SUBSCRIPTIONS, SYSTEM
 from tests.infra import bicep
 
 # The app's functions (names are final; handlers/ and function_app.py register them).
@@ -34,7 +34,7 @@ def test_every_subscription_is_in_infra_with_the_same_routing() -> None:
         in_python = {s.name: s for s in SUBSCRIPTIONS if s.topic == topic}
         assert set(in_bicep) == set(in_python), (
             f"{topic} topic: infra/main.bicep {BICEP_VARS[topic]} has {sorted(in_bicep)}, "
-            f"shared/event_routing.py has {sorted(in_python)}"
+            f"shared/core/event_routing.py has {sorted(in_python)}"
         )
         for name, sub in in_python.items():
             entry = in_bicep[name]
@@ -165,7 +165,7 @@ def test_alert_webhook_gets_every_alert_type() -> None:
         source = fh.read()
     section = source[source.index("# Alert types") : source.index("SEVERITY_")]
     types = re.findall(r'^[A-Z][A-Z_]* = "([A-Za-z]+)"', section, re.MULTILINE)
-    assert types, "no alert types found in shared/alerts.py"
+    assert types, "no alert types found in shared/core/alerts.py"
     expected = sorted(f"{EVENT_NAMESPACE}.{t}" for t in types)
     assert sorted(bicep.literal(bicep.read("main.bicep"), "alertEventTypes")) == expected
     webhook = re.sub(r"\s+", " ", bicep.body(bicep.read("modules/custom-topic-subscriptions.bicep"), "resource", "alertWebhook"))
@@ -182,8 +182,8 @@ def test_system_topic_subscriptions_are_deployed_only_when_asked() -> None:
 
 
 def test_the_pipeline_subscription_is_filtered_to_the_configured_groups_within_event_grids_budget() -> None:
-    from shared.event_routing import MAX_FILTER_VALUES
-    from shared.families import MAX_WATCHED_GROUPS
+    from shared.config.families import MAX_WATCHED_GROUPS
+    from shared.core.event_routing import MAX_FILTER_VALUES
 
     pipeline = next(s for s in SUBSCRIPTIONS if s.name == "image-pipeline")
     assert pipeline.resource_group_scoped

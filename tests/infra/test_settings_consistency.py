@@ -1,6 +1,6 @@
 """Every setting the code reads is in local.settings.sample.json, the README and the Function App.
 
-The names come from the code itself: the reader calls in shared/settings.py
+The names come from the code itself: the reader calls in shared/config/settings.py
 (``r.required/optional/number/raw("NAME", ...)``) and the ``%NAME%`` schedule references of the
 timer triggers. A setting missing from the Function App fails at the first invocation in Azure;
 one missing from the sample or the README is a setting nobody knows about.
@@ -144,5 +144,5 @@ def test_schedule_parameters_default_to_the_samples() -> None:
 def test_state_tables_are_the_apps() -> None:
     source = (ROOT / "shared" / "state.py").read_text(encoding="utf-8")
     tables = re.findall(r'^[A-Z][A-Z_]* = "([A-Za-z][A-Za-z0-9]*)"  #', source, re.MULTILINE)
-    assert tables, "no table names found in shared/state.py"
+    assert tables, "no table names found in shared/core/state.py"
     assert sorted(bicep.literal(bicep.read("main.bicep"), "stateTables")) == sorted(tables)

@@ -26,7 +26,7 @@ from emulator.core import AzureError, LoggedRequest
 from emulator.faults import FaultRule
 from emulator.functions_host import Delivery, FunctionsHost
 from emulator.table_faults import TableFaultProxy
-from shared.resource_ids import batch_account_id
+from shared.core.resource_ids import batch_account_id
 from shared.resources import batch_accounts
 
 ROOT = Path(__file__).resolve().parents[2]

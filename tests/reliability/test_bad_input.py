@@ -4,7 +4,7 @@ to every Event Grid function, must each be answered with one clear log line and 
 The world is real: a snapshot set has been built into an image, a gallery version and two pools, and the
 guard has locked what they use, so hostile events can name (variants of) resources that exist. Hypothesis
 then builds events that Event Grid would route to each function (the subscription filters of
-``shared/event_routing.py`` hold: event type, and ``data.operationName`` on the system topic), in the
+``shared/core/event_routing.py`` hold: event type, and ``data.operationName`` on the system topic), in the
 Event Grid schema or as CloudEvents, each with at least one defect:
 
 * malformed shapes and wrong types: ``data`` not an object, fields of the wrong JSON type, ids missing;
@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from autopilot.local import LocalAzure
 from emulator.eventgrid.models import to_cloud_event
-from shared.event_routing import POOL_RESIZE_STALLED, SUBSCRIPTIONS
+from shared.core.event_routing import POOL_RESIZE_STALLED, SUBSCRIPTIONS
 
 from .harness import (
     ACCOUNT,

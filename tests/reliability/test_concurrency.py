@@ -1,9 +1,9 @@
 """Concurrency: four instances of the pool watch at once, as when the Function App scales out.
 
-Four :class:`~shared.context.AppContext` objects, each with its own SDK clients (own connections), share the
+Four :class:`~shared.core.context.AppContext` objects, each with its own SDK clients (own connections), share the
 settings, the state tables (Azurite) and the emulator. Every cycle, all four run the watch tick at the same
 moment (threads released by a barrier), so each stalled pool is published four times; then every copy of
-every PoolResizeStalled event is handled by every instance at once (``shared.watch.handle_stall``, which is
+every PoolResizeStalled event is handled by every instance at once (``shared.watch.tick.handle_stall``, which is
 what the ``resize_stalled`` function runs after parsing the event): sixteen concurrent reactions per stall.
 
 What must hold:
@@ -25,8 +25,8 @@ from datetime import datetime
 
 import pytest
 
-from shared import watch
-from shared.context import AppContext
+from shared.core.context import AppContext
+from shared.watch import tick as watch
 
 from .harness import (
     ACCOUNT,

@@ -30,9 +30,9 @@ from typing import Any
 from azure.data.tables import TableServiceClient
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
-from shared.episodes import Episode
-from shared.resource_ids import batch_account_id
-from shared.state import EPISODES, PIPELINE, SNAPSHOT_SETS
+from shared.core.resource_ids import batch_account_id
+from shared.core.state import EPISODES, PIPELINE, SNAPSHOT_SETS
+from shared.watch.episodes import Episode
 
 from .harness import (
     CHAOS,

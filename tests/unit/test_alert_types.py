@@ -1,4 +1,4 @@
-"""Alert types are written once (shared/alerts.py) and there is one Alert class: what the watch's policy raises is what
+"""Alert types are written once (shared/core/alerts.py) and there is one Alert class: what the watch's policy raises is what
 the publisher sends."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import ast
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared import alerts
-from shared.alerts import POOL_ALERT_SEVERITY, Alert
-from shared.episodes import decide
-from shared.pool_policy import DesiredTarget, PoolView
-from shared.resize_errors import AlertType, parse_errors
+from shared.core import alerts
+from shared.core.alerts import POOL_ALERT_SEVERITY, Alert
+from shared.watch.episodes import decide
+from shared.watch.pool_policy import DesiredTarget, PoolView
+from shared.watch.resize_errors import AlertType, parse_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "/subscriptions/s/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct"

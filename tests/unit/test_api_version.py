@@ -9,7 +9,7 @@ from pathlib import Path
 from azure.batch._configuration import BatchClientConfiguration
 from azure.core.credentials import AccessToken
 
-from shared.clients import BATCH_API_VERSION
+from shared.resources.clients import BATCH_API_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,4 +27,4 @@ def test_the_version_is_written_once_in_the_app() -> None:
     spelled = re.compile(re.escape(BATCH_API_VERSION))
     files = [path for folder in ("shared", "handlers", "autopilot") for path in (ROOT / folder).rglob("*.py")]
     found = [str(p.relative_to(ROOT)) for p in [*files, ROOT / "function_app.py"] if spelled.search(p.read_text(encoding="utf-8"))]
-    assert found == ["shared/clients.py"]
+    assert found == ["shared/resources/clients.py"]

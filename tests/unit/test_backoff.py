@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import backoff
-from shared.backoff import BackoffState, ExponentialBackoff
-from shared.settings import Settings
+from shared.config.settings import Settings
+from shared.watch import backoff
+from shared.watch.backoff import BackoffState, ExponentialBackoff
 
 T0 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)

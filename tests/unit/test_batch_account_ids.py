@@ -11,10 +11,10 @@ from typing import Any
 import jsonschema
 import pytest
 
-from shared.event_routing import POOL_RESIZE_STALLED, read_stall_event
-from shared.families import FamilyConfigError, families_from_dict
-from shared.resource_ids import is_batch_account_id
-from shared.settings import SettingsError, load_settings
+from shared.config.families import FamilyConfigError, families_from_dict
+from shared.config.settings import SettingsError, load_settings
+from shared.core.event_routing import POOL_RESIZE_STALLED, read_stall_event
+from shared.core.resource_ids import is_batch_account_id
 
 SUB = "00000000-0000-4000-8000-000000000001"
 GROUP = f"/subscriptions/{SUB}/resourceGroups/batch-rg"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from shared.alerts import CARD_FACT_CHARS, CARD_TEXT_CHARS, Alert, adaptive_card, card_text
-from shared.state import MAX_KEY_CHARS, safe_key
+from shared.core.alerts import CARD_FACT_CHARS, CARD_TEXT_CHARS, Alert, adaptive_card, card_text
+from shared.core.state import MAX_KEY_CHARS, safe_key
 
 
 def test_long_keys_are_hashed_within_the_limit_and_stay_distinct() -> None:

@@ -6,7 +6,7 @@ import ast
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.clock import iso, iso_z, parse_iso
+from shared.core.clock import iso, iso_z, parse_iso
 
 ROOT = Path(__file__).resolve().parents[2]
 MOMENT = datetime(2026, 11, 2, 6, 30, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""One duration helper (shared/durations.py): every app-side reader and writer of a duration gives the same answer."""
+"""One duration helper (shared/core/durations.py): every app-side reader and writer of a duration gives the same answer."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autopilot import scenario
-from shared import durations, families, pool_policy
+from shared.config import families
+from shared.core import durations
+from shared.watch import pool_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 HOURS_26 = timedelta(hours=26)
@@ -62,7 +64,7 @@ def test_short_round_trip(delta: timedelta) -> None:
 
 
 def test_no_other_app_module_spells_an_iso_duration_by_hand() -> None:
-    """The emulator keeps its own copy (it is the oracle); the app's modules go through shared/durations.py."""
+    """The emulator keeps its own copy (it is the oracle); the app's modules go through shared/core/durations.py."""
     hand_made = re.compile(r"f\"PT\{|re\.compile\(r\"\^P\(|\"PT\" \+")
     offenders = [str(path.relative_to(ROOT)) for folder in ("shared", "handlers", "autopilot")
                  for path in (ROOT / folder).rglob("*.py")

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from shared import pool_metadata as md
-from shared.backoff import BackoffState, ExponentialBackoff
-from shared.clock import iso
-from shared.episodes import MAX_NEXT_TICK_RETRIES, Action, Decision, Episode, decide, note_stop_resize
-from shared.pool_policy import DesiredTarget, PoolView, WatchPolicy
-from shared.resize_errors import GENERIC_RESIZE_MESSAGE, AlertType, Cause, parse_errors
+from shared.core import pool_metadata as md
+from shared.core.clock import iso
+from shared.watch.backoff import BackoffState, ExponentialBackoff
+from shared.watch.episodes import MAX_NEXT_TICK_RETRIES, Action, Decision, Episode, decide, note_stop_resize
+from shared.watch.pool_policy import DesiredTarget, PoolView, WatchPolicy
+from shared.watch.resize_errors import GENERIC_RESIZE_MESSAGE, AlertType, Cause, parse_errors
 
 ACCOUNT = "/subscriptions/s/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct"
 IMAGE = "/subscriptions/s/resourceGroups/img-rg/providers/Microsoft.Compute/galleries/g/images/def/versions/1.0.0"
@@ -583,7 +583,7 @@ def test_simulated_watch_loop_keeps_its_promises(outcomes: list[str], durations:
 
 
 def test_a_quota_stop_resumes_only_when_a_fresh_quota_count_allows_more_than_at_the_stop() -> None:
-    from shared import pool_limits
+    from shared.watch import pool_limits
 
     def quota(dedicated: int, *, fresh: bool = True) -> tuple[pool_limits.Ceiling, ...]:
         return (pool_limits.Ceiling(pool_limits.QUOTA, dedicated, 1000, "counted", "fix", fresh=fresh),)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.families import (
+from shared.config.families import (
     FamiliesConfig,
     FamilyConfigError,
     GalleryConfig,
@@ -22,7 +22,7 @@ from shared.families import (
     families_from_dict,
     parse_families,
 )
-from shared.image_rules import NodeLimits
+from shared.pipeline.image_rules import NodeLimits
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SUB = "00000000-0000-4000-8000-000000000001"

@@ -1,5 +1,5 @@
 """docs/families.schema.json is the definition of the families document's shape; the runtime check
-(shared/families.py) is held to it here: over many small edits of valid documents, the schema and the parser accept
+(shared/config/families.py) is held to it here: over many small edits of valid documents, the schema and the parser accept
 and refuse the same documents. Where they differ, every problem the parser reports must be one of the cross-field rules
 a JSON Schema cannot express (listed below). The CLI (`autopilot validate FAMILIES.json`) reports the schema's problems
 in the scenario validator's words, then those rules.
@@ -20,7 +20,7 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.families import FamilyConfigError, families_from_dict
+from shared.config.families import FamilyConfigError, families_from_dict
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCHEMA = json.loads((DOCS / "families.schema.json").read_text(encoding="utf-8"))

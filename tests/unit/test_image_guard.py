@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared import pool_metadata
-from shared.image_guard import (
+from shared.core import pool_metadata
+from shared.core.resource_ids import lock_target, normalize
+from shared.guard.lock_plan import (
     GALLERY_VERSION,
     LOCK_NAME,
     MANAGED_IMAGE,
@@ -26,8 +27,7 @@ from shared.image_guard import (
     plan_locks,
     pool_use,
 )
-from shared.references import is_ours
-from shared.resource_ids import lock_target, normalize
+from shared.guard.references import is_ours
 
 SUB = "00000000-0000-4000-8000-000000000001"
 RG = f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.families import parse_families
-from shared.image_rules import (
+from shared.config.families import parse_families
+from shared.pipeline.image_rules import (
     REFUSE,
     WARN,
     Finding,
@@ -38,7 +38,7 @@ from shared.image_rules import (
     source_image_id_of_disk,
     warnings,
 )
-from shared.snapshot_sets import ROLE_DATA, ROLE_OS, SnapshotMember, SnapshotSet, SnapshotSetKey
+from shared.pipeline.snapshot_sets import ROLE_DATA, ROLE_OS, SnapshotMember, SnapshotSet, SnapshotSetKey
 
 SUB = "00000000-0000-4000-8000-000000000001"
 OTHER_SUB = "00000000-0000-4000-8000-000000000009"

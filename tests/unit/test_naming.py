@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import naming
-from shared.families import FamilyConfig, GalleryConfig
-from shared.naming import NamingError
-from shared.resource_ids import ResourceId
+from shared.config.families import FamilyConfig, GalleryConfig
+from shared.core.resource_ids import ResourceId
+from shared.pipeline import naming
+from shared.pipeline.naming import NamingError
 
 SUB = "00000000-0000-4000-8000-000000000001"
 GALLERY_SUB = "00000000-0000-4000-8000-000000000002"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared import nat
-from shared.families import FamilyConfigError, families_from_dict
+from shared.config.families import FamilyConfigError, families_from_dict
+from shared.pipeline import nat
 from tests.unit.test_families import POOL, minimal, problems, with_change
 
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import ncrontab
-from shared.ncrontab import NcrontabError, last_at_or_before, matches, next_after, parse
+from shared.watch import ncrontab
+from shared.watch.ncrontab import NcrontabError, last_at_or_before, matches, next_after, parse
 
 MON_0600 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)  # a Monday
 
@@ -291,7 +291,7 @@ def test_any_prefix_of_a_month_means_the_first_month_it_starts(name: str, length
 
 
 def test_settings_read_schedules_with_the_parser() -> None:
-    from shared.settings import SettingsError, load_settings
+    from shared.config.settings import SettingsError, load_settings
 
     env = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001",
            "AzureWebJobsStorage": "UseDevelopmentStorage=true"}

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared import canary
-from shared.families import StartTask, families_from_dict
-from shared.node_health import (
+from shared.config.families import StartTask, families_from_dict
+from shared.watch import canary
+from shared.watch.node_health import (
     HealthPolicy,
     HealthRecord,
     NodeInfo,
@@ -19,7 +19,7 @@ from shared.node_health import (
     summarize,
     verdict_threshold,
 )
-from shared.pool_policy import DesiredTarget
+from shared.watch.pool_policy import DesiredTarget
 
 NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 POLICY = HealthPolicy(unhealthy_after=timedelta(minutes=15), max_replacements=3, ready_within=timedelta(minutes=30))

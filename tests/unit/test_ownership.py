@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared import ownership
-from shared.image_guard import LOCK_NAME, NOTES_HEAD, lock_notes
+from shared.core import ownership
+from shared.guard.lock_plan import LOCK_NAME, NOTES_HEAD, lock_notes
 from shared.resources.locks import Lock
 
 SUB = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/images-rg/providers/Microsoft.Compute"

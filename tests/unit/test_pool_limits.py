@@ -1,9 +1,9 @@
-"""The ceilings the watch knows before asking Batch (shared/pool_limits.py): the managed-image cap and core quotas."""
+"""The ceilings the watch knows before asking Batch (shared/watch/pool_limits.py): the managed-image cap and core quotas."""
 
 from __future__ import annotations
 
-from shared.image_rules import NodeLimits
-from shared.pool_limits import NODE_CAP, QUOTA, AccountQuotas, Ceiling, Holding, binding, clamp, core_quota, holding, node_cap
+from shared.pipeline.image_rules import NodeLimits
+from shared.watch.pool_limits import NODE_CAP, QUOTA, AccountQuotas, Ceiling, Holding, binding, clamp, core_quota, holding, node_cap
 
 SUB = "/subscriptions/s/resourceGroups/rg/providers"
 ACCOUNT = f"{SUB}/Microsoft.Batch/batchAccounts/acct"

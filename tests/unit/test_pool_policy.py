@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import pool_metadata as md
-from shared.pool_policy import (
+from shared.config.settings import Settings
+from shared.core import pool_metadata as md
+from shared.watch.pool_policy import (
     DesiredTarget,
     PoolIntentError,
     PoolView,
@@ -26,8 +27,7 @@ from shared.pool_policy import (
     parse_duration,
     resize_timeout_for,
 )
-from shared.resize_errors import Cause, classify
-from shared.settings import Settings
+from shared.watch.resize_errors import Cause, classify
 
 ACCOUNT = "/subscriptions/s/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct"
 IMAGE = "/subscriptions/s/resourceGroups/img-rg/providers/Microsoft.Compute/galleries/g/images/def/versions/1.0.0"
@@ -213,7 +213,7 @@ class TestStalled:
 
 
 def classify_errors() -> tuple:
-    from shared.resize_errors import parse_errors
+    from shared.watch.resize_errors import parse_errors
     return parse_errors([{"code": "AllocationTimedout", "message": "timed out"}])
 
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.resize_errors import (
+from shared.watch.resize_errors import (
     GENERIC_RESIZE_MESSAGE,
     AlertType,
     Cause,

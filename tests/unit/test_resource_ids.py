@@ -1,11 +1,11 @@
-"""ARM ids: one parser (shared/resource_ids.py) on azure.mgmt.core.tools; extensions split at the last /providers/."""
+"""ARM ids: one parser (shared/core/resource_ids.py) on azure.mgmt.core.tools; extensions split at the last /providers/."""
 
 from __future__ import annotations
 
 import pytest
 from azure.mgmt.core.tools import parse_resource_id
 
-from shared.resource_ids import LOCKS, InvalidResourceId, ResourceId, batch_account_id, lock_target, same_id
+from shared.core.resource_ids import LOCKS, InvalidResourceId, ResourceId, batch_account_id, lock_target, same_id
 
 SUB = "00000000-0000-0000-0000-000000000001"
 VERSION = (f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/gal/images/gpu"

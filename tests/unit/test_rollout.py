@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared import rollout
-from shared.families import RolloutPolicy
-from shared.pool_policy import PoolView, deallocation_option, desired_target
-from shared.rollout import PoolFacts, RolloutState, Step, decide_in_place, decide_new_pools, wanted_version
+from shared.config.families import RolloutPolicy
+from shared.lifecycle import rollout
+from shared.lifecycle.rollout import PoolFacts, RolloutState, Step, decide_in_place, decide_new_pools, wanted_version
+from shared.watch.pool_policy import PoolView, deallocation_option, desired_target
 
 NOW = datetime(2026, 12, 2, 12, tzinfo=UTC)
 IN_PLACE = RolloutPolicy(mode="inPlace", max_wait=timedelta(days=1))
@@ -68,7 +68,7 @@ def test_in_place_drain_holds_then_patches() -> None:
 
 
 def test_a_held_pool_is_driven_to_zero_with_taskcompletion_whatever_its_schedule_says() -> None:
-    from shared.pool_policy import WatchPolicy
+    from shared.watch.pool_policy import WatchPolicy
 
     metadata = {"autopilot.managed": "true", "autopilot.desiredDedicated": "8", "autopilot.nodeDeallocationOption": "requeue",
                 "autopilot.schedule": '[{"cron": "0 0 * * * *", "dedicated": 5, "spot": 0}]'}

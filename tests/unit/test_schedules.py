@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import ncrontab
-from shared.families import FamilyConfigError, families_from_dict
-from shared.families import ScheduleEntry as FamiliesEntry
-from shared.schedules import EXAMPLE, ScheduleEntry, ScheduleError, TargetSchedule, parse_schedule, target_in_force
+from shared.config.families import FamilyConfigError, families_from_dict
+from shared.config.families import ScheduleEntry as FamiliesEntry
+from shared.watch import ncrontab
+from shared.watch.schedules import EXAMPLE, ScheduleEntry, ScheduleError, TargetSchedule, parse_schedule, target_in_force
 
 WEEKDAYS = json.dumps([{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0}, {"cron": "0 0 19 * * MON-FRI", "dedicated": 50, "spot": 10}])
 

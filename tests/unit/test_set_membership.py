@@ -1,5 +1,5 @@
-"""Membership as the tags say it now (shared.snapshot_sets.resolve), Tags-API events (shared.system_events), the routing
-table's subject filter (shared.event_routing) and the emulator's Tags API patch rule - all pure."""
+"""Membership as the tags say it now (shared.pipeline.snapshot_sets.resolve), Tags-API events (shared.core.system_events), the routing
+table's subject filter (shared.core.event_routing) and the emulator's Tags API patch rule - all pure."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emulator.resources.models import patched_tags
-from shared import system_events
-from shared.event_routing import SUBSCRIPTIONS
-from shared.set_membership import readiness, situation_key
-from shared.snapshot_sets import (
+from shared.core import system_events
+from shared.core.event_routing import SUBSCRIPTIONS
+from shared.pipeline.set_membership import readiness, situation_key
+from shared.pipeline.snapshot_sets import (
     DISK_COUNT_MISMATCH,
     LUN_CLASH,
     TOO_MANY_DISKS,

@@ -1,4 +1,4 @@
-"""Every default is written once (shared/settings.py DEFAULTS): the settings reader, the watch policy and the backoff
+"""Every default is written once (shared/config/settings.py DEFAULTS): the settings reader, the watch policy and the backoff
 all start from it."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from shared.backoff import ExponentialBackoff
-from shared.pool_policy import WatchPolicy
-from shared.settings import DEFAULTS, SettingsError, load_settings
+from shared.config.settings import DEFAULTS, SettingsError, load_settings
+from shared.watch.backoff import ExponentialBackoff
+from shared.watch.pool_policy import WatchPolicy
 
 ENV = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001",
        "AzureWebJobsStorage": "UseDevelopmentStorage=true"}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.snapshot_sets import (
+from shared.pipeline.snapshot_sets import (
     ROLE_DATA,
     ROLE_OS,
     SnapshotMember,
@@ -26,7 +26,7 @@ from shared.snapshot_sets import (
     missing,
     to_entity,
 )
-from shared.snapshot_tags import parse_tags
+from shared.pipeline.snapshot_tags import parse_tags
 
 SUB = "00000000-0000-4000-8000-000000000001"
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.snapshot_tags import (
+from shared.pipeline.snapshot_tags import (
     TAG_DISK,
     TAG_DISK_COUNT,
     TAG_FAMILY,

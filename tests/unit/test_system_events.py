@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.system_events import (
+from shared.core.system_events import (
     CLAIM_APPID,
     CLAIM_OBJECT_ID,
     CLAIM_UPN,

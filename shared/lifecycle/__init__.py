@@ -1,0 +1,1 @@
+"""Image versions over time: rollout into pools, retirement of old pools, retention of versions."""
