@@ -6,7 +6,14 @@ worker imports it to index the functions before any of that may happen.
 
 import azure.functions as func
 
-from handlers import image_guard_events, image_guard_reconcile, image_pipeline, pipeline_sweep, pool_watch, resize_stalled
+from handlers import (
+    image_guard_events,
+    image_guard_reconcile,
+    image_pipeline,
+    pipeline_sweep,
+    pool_watch,
+    resize_stalled,
+)
 
 app = func.FunctionApp()
 

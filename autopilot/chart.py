@@ -58,7 +58,8 @@ class ChartData:
 
 
 # How the strip shows what is not a severity: (colour, line style).
-EVENT_STYLES = {"mark": ("#555555", "-."), "action": ("#555555", "-."), "quota": ("#6a1b9a", (0, (1, 1))), "tags": ("#00897b", "--")}
+EVENT_STYLES = {"mark": ("#555555", "-."), "action": ("#555555", "-."), "quota": ("#6a1b9a", (0, (1, 1))),
+                "tags": ("#00897b", "--")}
 QUOTA_ACTIONS = frozenset({"setQuotas"})
 TAG_ACTIONS = frozenset({"createSnapshotSet", "createSnapshot"})  # people's snapshot writes carry the autopilot.* tags
 
@@ -77,9 +78,11 @@ def chart_data(recorder: Any, report: dict[str, Any]) -> ChartData:
     pools = []
     for key, series in recorder.pools.items():
         pools.append(PoolChart(
-            key, list(series.times), list(series.current_dedicated), list(series.current_spot), list(series.desired_dedicated),
+            key, list(series.times), list(series.current_dedicated), list(series.current_spot),
+            list(series.desired_dedicated),
             list(series.desired_spot), list(series.target_dedicated), list(series.target_spot),
-            resizes=[(_t(r["time"]), "app" if r["caller"] == APP_CALLER else r["caller"]) for r in report["resizeRequests"]
+            resizes=[(_t(r["time"]), "app" if r["caller"] == APP_CALLER else r["caller"])
+                     for r in report["resizeRequests"]
                      if r["pool"].lower() == key.lower() and 200 <= r["status"] < 300],
             failures=list(series.failures),
             usable=list(getattr(series, "usable", [])),
@@ -91,13 +94,17 @@ def chart_data(recorder: Any, report: dict[str, Any]) -> ChartData:
                            key=lambda s: s[0]),
         ))
     events = [(_t(a["time"]), a["type"], a["severity"]) for a in report["alerts"] if not a["pool"]]
-    events += [(_t(e["time"]), e["text"].removeprefix("mark: ")[:40], "mark") for e in report["timeline"] if e["kind"] == "mark"]
+    events += [(_t(e["time"]), e["text"].removeprefix("mark: ")[:40], "mark") for e in report["timeline"]
+               if e["kind"] == "mark"]
     events += [(_t(a["time"]), f"{a['action']} → {a['outcome']}", "action") for a in report["actions"]
                if (a["action"] in ("deleteResource", "removeLock", "deletePool") or not a["ok"])
                and a["action"] not in QUOTA_ACTIONS and not is_tag_write(a["action"])]
-    events += [(_t(a["time"]), f"quota {a['target'] or ''}: {a['detail']}"[:40], "quota") for a in report["actions"] if a["action"] in QUOTA_ACTIONS]
-    events += [(_t(a["time"]), f"tags {a['target'] or ''}"[:40], "tags") for a in report["actions"] if is_tag_write(a["action"])]
-    return ChartData(f"{report['scenario']['name']}: desired vs current nodes", start, end, pools, sorted(events, key=lambda e: e[0]),
+    events += [(_t(a["time"]), f"quota {a['target'] or ''}: {a['detail']}"[:40], "quota") for a in report["actions"]
+               if a["action"] in QUOTA_ACTIONS]
+    events += [(_t(a["time"]), f"tags {a['target'] or ''}"[:40], "tags") for a in report["actions"]
+               if is_tag_write(a["action"])]
+    return ChartData(f"{report['scenario']['name']}: desired vs current nodes", start, end, pools,
+                     sorted(events, key=lambda e: e[0]),
                      axis_end=activity_end(start, end, pools, [_t(t["time"]) for t in report["timeline"]]))
 
 
@@ -108,7 +115,8 @@ def activity_end(start: datetime, end: datetime, pools: list[PoolChart], moments
 
     last = max([m for m in moments if m <= end] or [start])
     for pool in pools:
-        series = list(zip(pool.current_dedicated, pool.current_spot, pool.desired_dedicated, pool.desired_spot, pool.target_dedicated,
+        series = list(zip(pool.current_dedicated, pool.current_spot, pool.desired_dedicated, pool.desired_spot,
+                          pool.target_dedicated,
                           pool.target_spot, strict=False))
         for i in range(1, min(len(series), len(pool.times))):
             if series[i] != series[i - 1]:
@@ -130,48 +138,58 @@ def figure(data: ChartData) -> Any:
 
     rows = max(1, len(data.pools))
     fig = Figure(figsize=(12, 2.1 + 1.1 + 2.6 * rows), dpi=100, layout="constrained")
-    grid = fig.subplots(rows + 1, 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": [1.1, *([2.6] * rows)]})[:, 0]
+    grid = fig.subplots(rows + 1, 1, sharex=True, squeeze=False,
+                        gridspec_kw={"height_ratios": [1.1, *([2.6] * rows)]})[:, 0]
     strip, axes = grid[0], grid[1:]
     fig.suptitle(data.title, fontsize=13, fontweight="bold")
     # The strip on top: alerts that are not about one pool, marks, and people's actions, labelled in staggered rows.
     strip.set_ylim(0, 4)
     strip.set_yticks([])
-    strip.set_title("events (alerts not about one pool, people's actions, marks)", loc="left", fontsize=9, color="#555555")
+    strip.set_title("events (alerts not about one pool, people's actions, marks)", loc="left", fontsize=9,
+                    color="#555555")
     for spine in ("left", "right", "top"):
         strip.spines[spine].set_visible(False)
     for i, (when, label, kind) in enumerate(data.events):
         colour, style = EVENT_STYLES.get(kind, (SEVERITY_COLOURS.get(kind, "#555555"), "-"))
-        strip.axvline(when, color=colour, linewidth=1.2 if kind in ("quota", "tags") else 1.0, linestyle=style, alpha=0.8)
-        strip.annotate(label, (when, 3.3 - (i % 4) * 0.9), xytext=(3, 0), textcoords="offset points", fontsize=7, color=colour, va="center",
+        strip.axvline(when, color=colour, linewidth=1.2 if kind in ("quota", "tags") else 1.0, linestyle=style,
+                      alpha=0.8)
+        strip.annotate(label, (when, 3.3 - (i % 4) * 0.9), xytext=(3, 0), textcoords="offset points", fontsize=7,
+                       color=colour, va="center",
                        annotation_clip=False)
     if not data.pools:
-        axes[0].text(0.5, 0.5, "no Batch pools existed during this run", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].text(0.5, 0.5, "no Batch pools existed during this run", ha="center", va="center",
+                     transform=axes[0].transAxes)
     for ax, pool in zip(axes, data.pools, strict=False):
         ax.set_title(pool.key, loc="left", fontsize=10)
         # Current is a wide translucent band and desired a dashed line drawn above it: when a pool is at its desired
         # counts the two coincide, and the dashes stay visible on the band.
-        _series(ax, pool.times, pool.current_dedicated, DEDICATED_COLOUR, "-", CURRENT_WIDTH, alpha=CURRENT_ALPHA, zorder=2)
+        _series(ax, pool.times, pool.current_dedicated, DEDICATED_COLOUR, "-", CURRENT_WIDTH, alpha=CURRENT_ALPHA,
+                zorder=2)
         _series(ax, pool.times, pool.desired_dedicated, DESIRED_DEDICATED_COLOUR, "--", 1.4, zorder=4)
         _series(ax, pool.times, pool.target_dedicated, DEDICATED_COLOUR, ":", 1.0, alpha=0.7, zorder=3)
         if pool.usable and len(pool.usable) == len(pool.times):
-            _series(ax, pool.times, pool.usable, USABLE_COLOUR, "-", 1.2, alpha=0.9, zorder=5)  # nodes that work: idle or running
+            # nodes that work: idle or running
+            _series(ax, pool.times, pool.usable, USABLE_COLOUR, "-", 1.2, alpha=0.9, zorder=5)
         if any(v for v in pool.current_spot + pool.desired_spot + pool.target_spot if v):
             _series(ax, pool.times, pool.current_spot, SPOT_COLOUR, "-", CURRENT_WIDTH, alpha=CURRENT_ALPHA, zorder=2)
             _series(ax, pool.times, pool.desired_spot, DESIRED_SPOT_COLOUR, "--", 1.4, zorder=4)
             _series(ax, pool.times, pool.target_spot, SPOT_COLOUR, ":", 1.0, alpha=0.7, zorder=3)
-        top = max([v for v in pool.current_dedicated + pool.desired_dedicated + pool.target_dedicated + pool.current_spot
+        top = max([v for v in pool.current_dedicated + pool.desired_dedicated + pool.target_dedicated
+                   + pool.current_spot
                    + pool.desired_spot + pool.target_spot if v is not None] or [1])
         ax.set_ylim(-0.04 * top, top * 1.25 + 1)
         for when, caller in pool.resizes:
             y = _value_at(pool.times, pool.target_dedicated, when) or 0
-            ax.plot([when], [y], marker="^", markersize=7, color="#2e7d32" if caller == "app" else "#6a1b9a", linestyle="none", zorder=5)
+            ax.plot([when], [y], marker="^", markersize=7, color="#2e7d32" if caller == "app" else "#6a1b9a",
+                    linestyle="none", zorder=5)
         for when, _codes in pool.failures:
             y = _value_at(pool.times, pool.current_dedicated, when) or 0
             ax.plot([when], [y], marker="X", markersize=9, color="#c62828", linestyle="none", zorder=6)
         for i, (when, kind, severity) in enumerate(pool.alerts):
             colour = SEVERITY_COLOURS.get(severity, "#555555")
             ax.axvline(when, color=colour, linewidth=1.0, alpha=0.8)
-            ax.annotate(kind, (when, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -9 - 9 * (i % 3)), textcoords="offset points",
+            ax.annotate(kind, (when, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -9 - 9 * (i % 3)),
+                        textcoords="offset points",
                         fontsize=7, color=colour)
         for i, (when, label) in enumerate(pool.rollout):
             ax.axvline(when, color=ROLLOUT_COLOUR, linewidth=1.4, linestyle=(0, (4, 2)), alpha=0.85, zorder=1)
@@ -215,14 +233,16 @@ def legend_handles() -> list[Any]:
     ]
 
 
-def _series(ax: Any, times: list[datetime], values: list[int | None], colour: str, style: Any, width: float, alpha: float = 1.0,
+def _series(ax: Any, times: list[datetime], values: list[int | None], colour: str, style: Any, width: float,
+            alpha: float = 1.0,
             zorder: float = 2) -> None:
     """A step line with gaps where the pool did not exist (None)."""
     xs, ys = [], []
     for t, v in zip(times, values, strict=False):
         if v is None:
             if xs:
-                ax.step(xs, ys, where="post", color=colour, linestyle=style, linewidth=width, alpha=alpha, zorder=zorder)
+                ax.step(xs, ys, where="post", color=colour, linestyle=style, linewidth=width, alpha=alpha,
+                        zorder=zorder)
             xs, ys = [], []
             continue
         xs.append(t)
@@ -277,14 +297,21 @@ def html_page(report: dict[str, Any], svg: str) -> str:
     for p in report["pools"]:
         desired = f"{p['desired']['dedicated']} / {p['desired']['spot']}" if p["desired"] else "—"
         reached = p["targetReachedAt"][11:16] if p["targetReachedAt"] else ("no" if p["desired"] else "—")
-        rows.append(f"<tr><td>{e(p['account'])}/{e(p['id'])}</td><td>{desired}</td><td>{p['current']['dedicated']} / {p['current']['spot']}</td>"
+        rows.append(f"<tr><td>{e(p['account'])}/{e(p['id'])}</td><td>{desired}</td><td>{p['current']['dedicated']} / "
+                    f"{p['current']['spot']}</td>"
                     f"<td>{e(p['allocationState'])}</td><td>{e(reached)}</td><td>{p['resizeRequests']}</td></tr>")
-    alerts = "".join(f"<tr class='{e(a['severity'])}'><td>{e(a['time'][11:16])}</td><td>{e(a['type'])}</td><td>{e(a['severity'])}</td>"
-                     f"<td>{e(a['title'])}{_diagnosis_html(a)}</td></tr>" for a in report["alerts"]) or "<tr><td colspan='4'>no alerts</td></tr>"
-    expectations = "".join(f"<tr class='{'ok' if x['ok'] else 'fail'}'><td>{'✓' if x['ok'] else '✗'}</td><td>{e(x['description'])}</td>"
-                           f"<td>{e(x['detail'])}</td></tr>" for x in report["expectations"]) or "<tr><td colspan='3'>none</td></tr>"
-    timeline = "".join(f"<tr class='{e(t['kind'])} {e(t['severity'] or '')}'><td>{e(t['offset'])}</td><td>{e(t['time'][11:16])}</td>"
-                       f"<td>{e(t['kind'])}</td><td>{e(t['text'])}{_diagnosis_html(t)}</td></tr>" for t in report["timeline"])
+    alerts = "".join(f"<tr class='{e(a['severity'])}'><td>{e(a['time'][11:16])}</td><td>{e(a['type'])}<"
+                     f"/td><td>{e(a['severity'])}</td>"
+                     f"<td>{e(a['title'])}{_diagnosis_html(a)}</td></tr>"
+                     for a in report["alerts"]) or "<tr><td colspan='4'>no alerts</td></tr>"
+    expectations = "".join(f"<tr class='{'ok' if x['ok'] else 'fail'}'><td>{'✓' if x['ok'] else '✗'}<"
+                           f"/td><td>{e(x['description'])}</td>"
+                           f"<td>{e(x['detail'])}</td></tr>"
+                           for x in report["expectations"]) or "<tr><td colspan='3'>none</td></tr>"
+    timeline = "".join(f"<tr class='{e(t['kind'])} "
+                       f"{e(t['severity'] or '')}'><td>{e(t['offset'])}</td><td>{e(t['time'][11:16])}</td>"
+                       f"<td>{e(t['kind'])}</td><td>{e(t['text'])}{_diagnosis_html(t)}</td></tr>"
+                       for t in report["timeline"])
     verdict = "all expectations held" if report["result"]["ok"] else f"{len(report['result']['problems'])} problem(s)"
     return f"""<!DOCTYPE html>
 <html lang="en">

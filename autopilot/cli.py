@@ -119,7 +119,8 @@ def _start_azurite(connection: str | None) -> tuple[str, Any]:
         azurite.start()
     except AzuriteError as exc:
         raise UsageError(f"cannot start Azurite: {exc}",
-                         "run `make setup` in the repository root (it installs Azurite with npm), or pass --azurite CONNECTION_STRING") from None
+                         "run `make setup` in the repository root (it installs Azurite with npm), or pass --azurite "
+                         "CONNECTION_STRING") from None
     return azurite.connection_string, azurite
 
 
@@ -143,19 +144,24 @@ def _probe_storage(connection: str, where: str) -> None:
         service = TableServiceClient.from_connection_string(connection)
     except ValueError as exc:
         raise UsageError(f"{where}: not a storage connection string ({exc})",
-                         "pass the connection string Azurite prints (DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-                         "AccountKey=...;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;), or leave it out to start one") from None
+                         "pass the connection string Azurite prints "
+                         "(DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+                         "AccountKey=...;TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;), or leave it out "
+                         "to start one") from None
     try:
         with service:
             next(iter(service.list_tables(results_per_page=1)), None)
     except ServiceRequestError:
         raise UsageError(f"cannot reach the table storage {where} names ({service.url})",
-                         "start Azurite (`autopilot sandbox` starts one and prints its connection string), or leave out --azurite "
+                         "start Azurite (`autopilot sandbox` starts one and prints its connection string), or leave "
+                         "out --azurite "
                          "to let the command start its own") from None
     except AzureError as exc:
         if _storage_refused(exc):
-            raise UsageError(f"the table storage {where} names ({service.url}) refused the credentials (403 AuthorizationFailure)",
-                             "use the account name and key of that Azurite or storage account exactly as it prints them "
+            raise UsageError(f"the table storage {where} names ({service.url}) refused the credentials (403 "
+                             "AuthorizationFailure)",
+                             "use the account name and key of that Azurite or storage account exactly as it "
+                             "prints them "
                              "(Azurite's default: AccountName=devstoreaccount1 and its well-known key)") from None
         raise
 
@@ -211,7 +217,8 @@ class LiveProgress:
         from autopilot.scenario import format_offset
 
         elapsed = now - self.scenario.start
-        header = Text.assemble((f"{self.scenario.name} ", "bold"), f"virtual {now:%a %H:%M} UTC  ({format_offset(elapsed)} of "
+        header = Text.assemble((f"{self.scenario.name} ", "bold"),
+                               f"virtual {now:%a %H:%M} UTC  ({format_offset(elapsed)} of "
                                f"{format_offset(self.scenario.duration)})")
         bar = ProgressBar(total=self.scenario.duration.total_seconds(), completed=elapsed.total_seconds(), width=60)
         table = Table(box=None, pad_edge=False, show_edge=False)
@@ -230,7 +237,8 @@ class LiveProgress:
         lines = [Text(f"alerts so far: {len(alerts)}", style="bold")]
         for alert in alerts[-3:]:
             data = alert.get("data") or {}
-            lines.append(Text(f"  {str(alert.get('eventTime'))[11:16]} {data.get('alertType')}: {data.get('title')}"[:160],
+            lines.append(Text(f"  {str(alert.get('eventTime'))[11:16]} {data.get('alertType')}: "
+                              f"{data.get('title')}"[:160],
                               style={"critical": "red", "warning": "yellow"}.get(str(data.get("severity")), "green")))
         return Group(header, bar, table, *lines)
 
@@ -244,7 +252,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
-        return _fail(f"{exc.source} is not a valid scenario", "fix the lines above; docs/scenarios.md describes every key", exc.problems)
+        return _fail(f"{exc.source} is not a valid scenario",
+                     "fix the lines above; docs/scenarios.md describes every key", exc.problems)
     _console().print(f"[green]valid[/]: {_escape(describe_run(scenario))}, {len(scenario.expectations)} expectation(s)")
     return EXIT_OK
 
@@ -290,7 +299,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
-        return _fail(f"{exc.source} is not a valid scenario", "fix the lines above; docs/scenarios.md describes every key", exc.problems)
+        return _fail(f"{exc.source} is not a valid scenario",
+                     "fix the lines above; docs/scenarios.md describes every key", exc.problems)
     if args.report:
         _check_writable(args.report, "--report")
     if args.chart_dir and not args.no_chart:
@@ -305,7 +315,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         try:
             sim = Simulation(scenario, connection, on_progress=live)
         except ScenarioError as exc:
-            return _fail(f"{exc.source} cannot be set up", "fix the scenario's initial state; docs/scenarios.md describes every key", exc.problems)
+            return _fail(f"{exc.source} cannot be set up",
+                         "fix the scenario's initial state; docs/scenarios.md describes every key", exc.problems)
         with sim:
             if live is not None:
                 with live:
@@ -314,7 +325,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 result = sim.run()
             report = result.report
             if not args.no_chart:
-                chart_dir = Path(args.chart_dir) if args.chart_dir else (Path(args.report).parent if args.report else ROOT / "out" / scenario.name)
+                chart_dir = Path(args.chart_dir) if args.chart_dir else (Path(args.report).parent if args.report
+                                                                         else ROOT / "out" / scenario.name)
                 png, page = write_charts(chart_data(sim.recorder, report), report, chart_dir, scenario.name)
                 report["charts"] = {"png": str(png), "html": str(page)}
     finally:
@@ -328,7 +340,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK if report["result"]["ok"] else EXIT_PROBLEMS
 
 
-KIND_STYLES = {"action": "bold cyan", "mark": "bold magenta", "alert": "bold", "stall": "dim", "step": "dim", "pool": "", "image": "blue", "lock": "blue",
+KIND_STYLES = {"action": "bold cyan", "mark": "bold magenta", "alert": "bold", "stall": "dim", "step": "dim",
+               "pool": "", "image": "blue", "lock": "blue",
                "host": "red"}
 SEVERITY_STYLES = {"critical": "red", "warning": "yellow", "info": "green", "error": "red"}
 
@@ -344,16 +357,19 @@ def _print_diagnosis(console: Any, alert: dict[str, Any], indent: str = "    ") 
 def print_timeline(console: Any, report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Timeline (virtual time from {report['virtualTime']['start'][:16].replace('T', ' ')} UTC)", title_justify="left",
+    table = Table(title=f"Timeline (virtual time from {report['virtualTime']['start'][:16].replace('T', ' ')} UTC)",
+                  title_justify="left",
                   box=None, pad_edge=False, show_edge=False)
     table.add_column("offset", style="dim", no_wrap=True)
     table.add_column("time", no_wrap=True)
     table.add_column("kind", no_wrap=True)
     table.add_column("what happened", overflow="fold")
     for entry in report["timeline"]:
-        style = SEVERITY_STYLES.get(entry["severity"] or "", "") if entry["kind"] in ("alert", "host", "action", "pool", "image") else ""
+        style = SEVERITY_STYLES.get(
+            entry["severity"] or "", "") if entry["kind"] in ("alert", "host", "action", "pool", "image") else ""
         kind_style = KIND_STYLES.get(entry["kind"])
-        table.add_row(entry["offset"], entry["time"][11:16], f"[{kind_style}]{entry['kind']}[/]" if kind_style else entry["kind"],
+        table.add_row(entry["offset"], entry["time"][11:16],
+                      f"[{kind_style}]{entry['kind']}[/]" if kind_style else entry["kind"],
                       f"[{style}]{_escape(entry['text'])}[/]" if style else _escape(entry["text"]))
         # An alert's diagnosis and fix: one indented line each, under the alert.
         if entry.get("diagnosis"):
@@ -374,16 +390,20 @@ def print_summary(console: Any, report: dict[str, Any], report_path: str | None,
             pools.add_column(column, justify="left" if column in ("pool", "allocation") else "right")
         for p in report["pools"]:
             desired = f"{p['desired']['dedicated']} / {p['desired']['spot']}" if p["desired"] else "-"
-            since = offset_of(report, p["targetReachedAt"]) if p["atTarget"] else "[yellow]not at target[/]" if p["desired"] else "-"
-            pools.add_row(f"{p['account']}/{p['id']}", desired, f"{p['current']['dedicated']} / {p['current']['spot']}", p["allocationState"],
+            since = (offset_of(report, p["targetReachedAt"]) if p["atTarget"] else "[yellow]not at target[/]"
+                     if p["desired"] else "-")
+            pools.add_row(f"{p['account']}/{p['id']}", desired, f"{p['current']['dedicated']} / {p['current']['spot']}",
+                          p["allocationState"],
                           since, str(p["resizeRequests"]))
         for d in report["deletedPools"]:
             pools.add_row(f"{d['account']}/{d['id']}", "", "", "[dim]deleted[/]", "", "")
         console.print(pools)
         counts = ", ".join(f"{k} {v}" for k, v in report["alertCounts"].items()) or "none"
         events = report["events"]
-        console.print(f"alerts: {counts}; events delivered {events['delivered']}, retried {events['retried']}, dead-lettered {events['deadLettered']}; "
-                      f"{report['requests']['total']} requests to the emulator; {report['wallSeconds']:.1f} s wall time")
+        console.print(f"alerts: {counts}; events delivered {events['delivered']}, retried {events['retried']}, "
+                      f"dead-lettered {events['deadLettered']}; "
+                      f"{report['requests']['total']} requests to the emulator; {report['wallSeconds']:.1f} "
+                      "s wall time")
     if report["expectations"]:
         console.print("[bold]expectations[/]")
         for e in report["expectations"]:
@@ -392,11 +412,14 @@ def print_summary(console: Any, report: dict[str, Any], report_path: str | None,
     failed_actions = [a for a in report["actions"] if not a["ok"]]
     for a in failed_actions:
         console.print(f"  [red]✗[/] action {a['action']} at {a['at']}: {_escape(a['outcome'])}"
-                      + (f" (expected {_escape(a['expectedOutcome'])})" if a["expectedOutcome"] else "") + (f": {_escape(a['detail'])}" if a["detail"] else ""))
+                      + (f" (expected {_escape(a['expectedOutcome'])})" if a["expectedOutcome"] else "")
+                      + (f": {_escape(a['detail'])}" if a["detail"] else ""))
     if report["result"]["ok"]:
-        console.print(f"[bold green]OK[/]: {report['scenario']['name']} ran {report['virtualTime']['duration']} of virtual time; every expectation held")
+        console.print(f"[bold green]OK[/]: {report['scenario']['name']} ran {report['virtualTime']['duration']} of "
+                      "virtual time; every expectation held")
     else:
-        console.print(f"[bold red]FAILED[/]: {len(report['result']['problems'])} problem(s) in {report['scenario']['name']}")
+        console.print(
+            f"[bold red]FAILED[/]: {len(report['result']['problems'])} problem(s) in {report['scenario']['name']}")
     if report_path:
         console.print(f"report: {_escape(report_path)}")
     if report["charts"]["png"]:
@@ -417,7 +440,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         events = load_events(args.events, topic=args.topic)
     except ReplayInputError as exc:
-        return _fail(f"cannot replay {exc.source}", "give a JSON array of events as Event Grid POSTs them (Event Grid schema or CloudEvents 1.0)",
+        return _fail(f"cannot replay {exc.source}",
+                     "give a JSON array of events as Event Grid POSTs them (Event Grid schema or CloudEvents 1.0)",
                      exc.problems)
     try:
         advance = parse_duration(args.advance)
@@ -427,9 +451,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if sandbox_url and not args.scenario and not args.azurite and not args.local:
         return _replay_in_sandbox(args, sandbox_url, events, advance)
     try:
-        scenario = load_scenario(args.scenario) if args.scenario else parse_scenario({"name": "empty", "duration": "1m"}, source="(empty subscription)")
+        scenario = load_scenario(args.scenario) if args.scenario else parse_scenario(
+            {"name": "empty", "duration": "1m"}, source="(empty subscription)")
     except ScenarioError as exc:
-        return _fail(f"{exc.source} is not a valid scenario", "fix the lines above; docs/scenarios.md describes every key", exc.problems)
+        return _fail(f"{exc.source} is not a valid scenario",
+                     "fix the lines above; docs/scenarios.md describes every key", exc.problems)
     connection, azurite = _start_azurite(args.azurite)
     try:
         local = local_azure_for(scenario, connection)
@@ -460,14 +486,18 @@ def _replay_in_sandbox(args: argparse.Namespace, url: str, events: list[Any], ad
                                      advance_minutes=advance.total_seconds() / 60)
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")
-        raise UsageError(f"the sandbox at {url} refused the events: {detail[:500]}", "fix the events file, or pass --local") from None
+        raise UsageError(f"the sandbox at {url} refused the events: {detail[:500]}",
+                         "fix the events file, or pass --local") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise UsageError(f"cannot reach the sandbox at {url} (AUTOPILOT_SANDBOX_URL): {reason}",
-                         "start it again with `autopilot sandbox` and source the settings it prints, or unset AUTOPILOT_SANDBOX_URL "
+                         "start it again with `autopilot sandbox` and source the settings it prints, or unset "
+                         "AUTOPILOT_SANDBOX_URL "
                          "(or pass --local) to replay on a private emulator") from None
-    result = ReplayResult(events, invocations=document["invocations"], alerts=document["alerts"], created=document["created"],
-                          deleted=document["deleted"], dead_letters=document["deadLetters"], locks_added=document["locksAdded"],
+    result = ReplayResult(events, invocations=document["invocations"], alerts=document["alerts"],
+                          created=document["created"],
+                          deleted=document["deleted"], dead_letters=document["deadLetters"],
+                          locks_added=document["locksAdded"],
                           locks_removed=document["locksRemoved"])
     return _print_replay(args, result, events, f"the sandbox at {url}", advance)
 
@@ -484,12 +514,14 @@ def _print_replay(args: argparse.Namespace, result: Any, events: list[Any], agai
     console.print(f"[bold]invocations[/] ({len(result.invocations)})")
     for inv in result.invocations:
         mark = "[green]ok[/]" if inv["ok"] else "[red]failed[/]"
-        console.print(f"  {inv['time'][11:19]} {inv['function']:24} {mark}" + ("" if inv["ok"] else f" {_escape(inv['detail'])}"))
+        console.print(f"  {inv['time'][11:19]} {inv['function']:24} {mark}"
+                      + ("" if inv["ok"] else f" {_escape(inv['detail'])}"))
     console.print(f"[bold]alerts[/] ({len(result.alerts)})")
     for alert in result.alerts:
         console.print(f"  {alert['type']} ({alert['severity']}): {_escape(alert['title'] or '')}")
         _print_diagnosis(console, alert, indent="      ")
-    for title, items in (("resources created", result.created), ("resources deleted", result.deleted), ("locks added", result.locks_added),
+    for title, items in (("resources created", result.created), ("resources deleted", result.deleted),
+                         ("locks added", result.locks_added),
                          ("locks removed", result.locks_removed)):
         console.print(f"[bold]{title}[/] ({len(items)})")
         for item in items:
@@ -497,7 +529,8 @@ def _print_replay(args: argparse.Namespace, result: Any, events: list[Any], agai
     if result.dead_letters:
         console.print(f"[red]dead-lettered[/] ({len(result.dead_letters)})")
         for d in result.dead_letters:
-            console.print(f"  {d['function']}: {_escape(d['eventType'])} {_escape(d['subject'])}: {_escape(d['lastError'])}")
+            console.print(
+                f"  {d['function']}: {_escape(d['eventType'])} {_escape(d['subject'])}: {_escape(d['lastError'])}")
     return EXIT_OK if result.ok else EXIT_PROBLEMS
 
 
@@ -514,23 +547,29 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from autopilot.scenario import ScenarioError, load_scenario, parse_scenario
 
     try:
-        scenario = load_scenario(args.scenario) if args.scenario else parse_scenario(EMPTY, source="(an empty subscription with one Batch account)")
+        scenario = load_scenario(args.scenario) if args.scenario else parse_scenario(EMPTY,
+            source="(an empty subscription with one Batch account)")
     except ScenarioError as exc:
-        return _fail(f"{exc.source} is not a valid scenario", "fix the lines above; docs/scenarios.md describes every key", exc.problems)
+        return _fail(f"{exc.source} is not a valid scenario",
+                     "fix the lines above; docs/scenarios.md describes every key", exc.problems)
     if args.speed <= 0:
-        return _fail(f"--speed {args.speed}: it must be more than 0", "e.g. --speed 60 lets a virtual minute pass every second")
+        return _fail(f"--speed {args.speed}: it must be more than 0",
+                     "e.g. --speed 60 lets a virtual minute pass every second")
     _check_writable(args.env_file, "--env-file")
     connection, azurite = _start_azurite(args.azurite)
     try:
         try:
             sandbox = Sandbox(scenario, connection, speed=args.speed)
         except ScenarioError as exc:
-            return _fail(f"{exc.source} cannot be set up", "fix the scenario's initial state; docs/scenarios.md describes every key", exc.problems)
+            return _fail(f"{exc.source} cannot be set up",
+                         "fix the scenario's initial state; docs/scenarios.md describes every key", exc.problems)
         try:
             path = sandbox.write_env(Path(args.env_file))
             out = sys.stdout
-            out.write(f"sandbox: {scenario.source}'s initial state on the emulator at {sandbox.local.server.base_url}, Azurite, and the app "
-                      f"on the local Functions host; virtual time {sandbox.local.emulator.now():%Y-%m-%d %H:%M} UTC, x{args.speed:g}\n")
+            out.write(f"sandbox: {scenario.source}'s initial state on the emulator at {sandbox.local.server.base_url}, "
+                      "Azurite, and the app "
+                      f"on the local Functions host; virtual time {sandbox.local.emulator.now():%Y-%m-%d %H:%M} UTC, "
+                      f"x{args.speed:g}\n")
             out.write(f"settings written to {path}; in another shell:\n\n    . {path}\n    autopilot status\n\n")
             for name, value in sorted(sandbox.env().items()):
                 out.write(f"export {name}={_shell_quote(value)}\n")
@@ -569,13 +608,18 @@ def _context() -> Any:
         return build_context()
     except SettingsError as exc:
         if all(p.startswith("AUTOPILOT_FAMILIES_FILE") for p in exc.problems):
-            hint = "fix the file AUTOPILOT_FAMILIES_FILE names (each line above says where); docs/families.schema.json describes every key"
+            hint = ("fix the file AUTOPILOT_FAMILIES_FILE names (each line above says where); "
+                    "docs/families.schema.json describes every key")
         elif all(p.startswith("AUTOPILOT_FAMILIES") for p in exc.problems):
-            hint = "fix the AUTOPILOT_FAMILIES setting (each line above says where); docs/families.schema.json describes every key"
+            hint = ("fix the AUTOPILOT_FAMILIES setting (each line above says where); docs/families.schema.json "
+                    "describes every key")
         else:
-            hint = ("fix or export the settings named above, as the Function App has them (local.settings.sample.json lists every one; "
-                    "`az functionapp config appsettings list` shows a deployed app's); for a local sandbox, `autopilot sandbox` prints them")
-        raise UsageError("the app settings in the environment are incomplete or invalid:\n  - " + "\n  - ".join(exc.problems), hint) from None
+            hint = ("fix or export the settings named above, as the Function App has them (local.settings.sample.json "
+                    "lists every one; "
+                    "`az functionapp config appsettings list` shows a deployed app's); for a local sandbox, `autopilot "
+                    "sandbox` prints them")
+        raise UsageError("the app settings in the environment are incomplete or invalid:\n  - "
+                         + "\n  - ".join(exc.problems), hint) from None
 
 
 def _azure_call(fn: Callable[[], Any]) -> Any:
@@ -585,13 +629,17 @@ def _azure_call(fn: Callable[[], Any]) -> Any:
         return fn()
     except ClientAuthenticationError as exc:
         raise UsageError(f"cannot authenticate to Azure: {str(exc).splitlines()[0]}",
-                         "sign in with `az login` (or set AZURE_CLIENT_ID for a managed identity), then try again") from None
+                         "sign in with `az login` (or set AZURE_CLIENT_ID for a managed identity), "
+                         "then try again") from None
     except ServiceRequestError as exc:
-        raise UsageError(f"cannot reach Azure: {exc}", "check AUTOPILOT_ARM_ENDPOINT and your network (for the emulator: is it running?)") from None
+        raise UsageError(f"cannot reach Azure: {exc}",
+                         "check AUTOPILOT_ARM_ENDPOINT and your network (for the emulator: is it running?)") from None
     except Exception as exc:
         if _storage_refused(exc):
-            raise UsageError("the app's table storage refused the credentials in AzureWebJobsStorage (403 AuthorizationFailure)",
-                             "set AzureWebJobsStorage to the storage account's (or Azurite's) connection string with its current key") from None
+            raise UsageError("the app's table storage refused the credentials in AzureWebJobsStorage (403 "
+                             "AuthorizationFailure)",
+                             "set AzureWebJobsStorage to the storage account's (or Azurite's) connection string with "
+                             "its current key") from None
         raise
 
 
@@ -611,12 +659,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"[bold]{status['target']}[/] subscription {status['subscriptionId']} at {status['generatedAt']}")
     pools = Table(title="Pools", title_justify="left", box=None, pad_edge=False, show_edge=False)
-    for column in ("pool", "health", "desired", "current", "Batch target", "usable / unhealthy", "allocation", "episode / backoff"):
+    for column in ("pool", "health", "desired", "current", "Batch target", "usable / unhealthy", "allocation",
+                   "episode / backoff"):
         pools.add_column(column, overflow="fold")
     for p in status["pools"]:
         desired = "-"
         if p["desired"]:
-            desired = f"{p['desired']['dedicated']} / {p['desired']['spot']}" + (" (schedule)" if p["desired"]["source"] == "schedule" else "")
+            desired = (f"{p['desired']['dedicated']} / {p['desired']['spot']}"
+                       + (" (schedule)" if p["desired"]["source"] == "schedule" else ""))
         episode = p["episode"]
         ep_text = "-"
         if episode:
@@ -627,7 +677,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 ep_text += f"; recovered {episode['recoveredAt'][11:16]}"
             if episode["stoppedReason"]:
                 ep_text += f"; {episode['stoppedReason']}"
-        style = "red" if p["health"] in ("failing", "stopped", "gave-up", "invalid-metadata", "image-missing") else "green" if p["health"] == "ok" else "yellow"
+        style = "red" if p["health"] in ("failing", "stopped", "gave-up", "invalid-metadata",
+                                         "image-missing") else "green" if p["health"] == "ok" else "yellow"
         nodes = p["nodes"]
         node_text = "-"
         if nodes:
@@ -635,21 +686,26 @@ def cmd_status(args: argparse.Namespace) -> int:
             node_text += f" ({nodes['booting']} booting)" if nodes["booting"] else ""
         if p["canary"] in ("pending", "failed"):
             node_text += f"; canary {p['canary']}"
-        pools.add_row(f"{p['account']}/{p['id']}", f"[{style}]{p['health']}[/]", desired, f"{p['current']['dedicated']} / {p['current']['spot']}",
-                      f"{p['target']['dedicated']} / {p['target']['spot']}", node_text, p["allocationState"], _escape(ep_text))
+        pools.add_row(f"{p['account']}/{p['id']}", f"[{style}]{p['health']}[/]", desired,
+                      f"{p['current']['dedicated']} / {p['current']['spot']}",
+                      f"{p['target']['dedicated']} / {p['target']['spot']}", node_text, p["allocationState"],
+                      _escape(ep_text))
     console.print(pools)
     images = Table(title="Images", title_justify="left", box=None, pad_edge=False, show_edge=False)
     for column in ("kind", "image", "state", "used by", "locks"):
         images.add_column(column, overflow="fold")
     for i in status["images"]:
-        locks = ", ".join(f"{lk['name']} ({'app' if lk['owner'] == 'app' else 'other'})" for lk in i["locks"]) or "[yellow]none[/]"
+        locks = (", ".join(f"{lk['name']} ({'app' if lk['owner'] == 'app' else 'other'})" for lk in i["locks"])
+                 or "[yellow]none[/]")
         state = i["provisioningState"] if i["exists"] else "[red]missing[/]"
-        images.add_row(i["kind"], _escape(i["id"].rsplit("/providers/", 1)[-1]), state, ", ".join(i["pools"]) or "-", locks)
+        images.add_row(i["kind"], _escape(i["id"].rsplit("/providers/", 1)[-1]), state, ", ".join(i["pools"]) or "-",
+                       locks)
     console.print(images)
     console.print(f"[bold]Recent alerts[/] ({len(status['recentAlerts'])})")
     for alert in status["recentAlerts"]:
         style = SEVERITY_STYLES.get(alert["severity"], "bold")
-        console.print(f"  {alert['time'][:16].replace('T', ' ')} [{style}]{alert['type']}[/] ({alert['severity']}): {_escape(alert['title'])}")
+        console.print(f"  {alert['time'][:16].replace('T', ' ')} [{style}]{alert['type']}[/] ({alert['severity']}): "
+                      f"{_escape(alert['title'])}")
         _print_diagnosis(console, alert, indent="      ")
     for problem in status["problems"]:
         console.print(f"[red]problem:[/] {_escape(problem)}")
@@ -671,11 +727,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS if result["watch"]["unreadableAccounts"] else EXIT_OK
     console = _console()
     watch, guard = result["watch"], result["guard"]
-    console.print(f"[bold]plan[/] at {result['generatedAt']} (nothing is changed): {watch['accounts']} account(s), {watch['pools']} pool(s), "
+    console.print(f"[bold]plan[/] at {result['generatedAt']} (nothing is changed): {watch['accounts']} account(s), "
+                  f"{watch['pools']} pool(s), "
                   f"{watch['managed']} managed")
     console.print("[bold]pool watch[/]")
     for d in watch["decisions"]:
-        resize = f" → resize to {d['resize']['dedicated']} / {d['resize']['spot']} ({d['resize']['resizeTimeout']})" if d["resize"] else ""
+        resize = (f" → resize to {d['resize']['dedicated']} / {d['resize']['spot']} ({d['resize']['resizeTimeout']})"
+                  if d["resize"] else "")
         alerts = f" [yellow]alerts: {', '.join(d['alerts'])}[/]" if d["alerts"] else ""
         console.print(f"  {d['pool']}: [bold]{d['action']}[/]{resize}{alerts} — {_escape(d['reason'])}")
     if not watch["decisions"]:
@@ -718,7 +776,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     console = _console()
     watch, guard = result["watch"], result["guard"]
     console.print(f"[bold]reconcile[/] at {result['generatedAt']}")
-    console.print(f"pool watch: {watch['managed']} managed pool(s); {watch['stallEventsPublished']} PoolResizeStalled event(s) published; "
+    console.print(f"pool watch: {watch['managed']} managed pool(s); {watch['stallEventsPublished']} PoolResizeStalled "
+                  "event(s) published; "
                   f"{watch['alerts']} alert(s)")
     for h in watch["handled"]:
         console.print(f"  {h['pool']}: {_escape(h['result'])}")
@@ -759,28 +818,39 @@ def build_parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(add_help=False)
     top.add_argument("-v", "--verbose", action="store_true", help="show the app's and the emulator's log (INFO)")
     top.add_argument("--debug", action="store_true", help="show DEBUG logs and tracebacks")
-    # The same flags after the command; SUPPRESS keeps a flag given before the command from being reset by the subcommand's default.
+    # The same flags after the command; SUPPRESS keeps a flag given before the command from being reset by the
+    # subcommand's default.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show the app's and the emulator's log (INFO)")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show DEBUG logs and tracebacks")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show the app's and the emulator's log (INFO)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show DEBUG logs and tracebacks")
 
-    parser = _Parser(prog="autopilot", description="Batch Image Autopilot: simulate scenarios locally, replay Event Grid events, and inspect "
-                     "or reconcile a subscription.", epilog="Exit codes: 0 ok, 1 problems found, 2 cannot run as asked. See docs/cli.md.",
+    parser = _Parser(prog="autopilot", description="Batch Image Autopilot: simulate scenarios locally, replay Event "
+                                                   "Grid events, and inspect "
+                     "or reconcile a subscription.",
+                     epilog="Exit codes: 0 ok, 1 problems found, 2 cannot run as asked. See docs/cli.md.",
                      parents=[top])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    p = sub.add_parser("simulate", parents=[common], help="run a scenario on the local emulator and report what happened",
-                       description="Run SCENARIO (scenarios/*.json; format in docs/scenarios.md) on the local emulator, Azurite and the local "
-                       "Functions host; print the timeline, write the JSON report and a chart (PNG + HTML), check the scenario's expectations.",
-                       epilog="Exit codes: 0 every expectation held, 1 an expectation or an action's expected outcome failed, 2 invalid scenario, "
+    p = sub.add_parser("simulate", parents=[common],
+                       help="run a scenario on the local emulator and report what happened",
+                       description="Run SCENARIO (scenarios/*.json; format in docs/scenarios.md) on the local "
+                                   "emulator, Azurite and the local "
+                       "Functions host; print the timeline, write the JSON report and a chart (PNG + HTML), check the "
+                       "scenario's expectations.",
+                       epilog="Exit codes: 0 every expectation held, 1 an expectation or an action's expected outcome "
+                              "failed, 2 invalid scenario, "
                        "an unwritable --report or --chart-dir, or Azurite missing or refusing its credentials.")
     p.add_argument("scenario", metavar="SCENARIO", help="scenario file, e.g. scenarios/demo.json")
     p.add_argument("--report", metavar="REPORT.json", help="write the JSON report here (the directory is created)")
-    p.add_argument("--chart-dir", metavar="DIR", help="write SCENARIO-NAME.png and SCENARIO-NAME.html here (default: the report's directory, else out/NAME/)")
+    p.add_argument("--chart-dir", metavar="DIR", help="write SCENARIO-NAME.png and SCENARIO-NAME.html here (default: "
+                                                      "the report's directory, else out/NAME/)")
     p.add_argument("--no-chart", action="store_true", help="do not draw the chart")
-    p.add_argument("--quiet", action="store_true", help="no live progress and no timeline: only the expectations and where the files are")
+    p.add_argument("--quiet", action="store_true",
+                   help="no live progress and no timeline: only the expectations and where the files are")
     p.add_argument("--azurite", metavar="CONNECTION_STRING", help="use this running Azurite instead of starting one")
     p.set_defaults(handler=cmd_simulate)
 
@@ -793,57 +863,82 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_validate)
 
     p = sub.add_parser("replay", parents=[common], help="deliver Event Grid events to the app on the local emulator",
-                       description="Deliver EVENTS.json (a JSON array as Event Grid POSTs it: Event Grid schema or CloudEvents 1.0) to the app's "
-                       "functions through the local Functions host, against a scenario's initial state (without its timeline) or an empty "
+                       description="Deliver EVENTS.json (a JSON array as Event Grid POSTs it: Event Grid schema or "
+                                   "CloudEvents 1.0) to the app's "
+                       "functions through the local Functions host, against a scenario's initial state (without its "
+                       "timeline) or an empty "
                        "subscription; print the invocations, alerts and resources created.",
-                       epilog="Exit codes: 0 every invocation succeeded, 1 an invocation failed or an event was dead-lettered, 2 invalid input, "
+                       epilog="Exit codes: 0 every invocation succeeded, 1 an invocation failed or an event was "
+                              "dead-lettered, 2 invalid input, "
                        "or Azurite missing or refusing its credentials.")
     p.add_argument("events", metavar="EVENTS.json")
     p.add_argument("--scenario", metavar="S", help="start from this scenario's initial state")
     p.add_argument("--topic", choices=("auto", "system", "custom"), default="auto",
-                   help="the topic the events arrive on (auto: Microsoft.Resources.* → system, BatchImageAutopilot.* → custom)")
-    p.add_argument("--advance", metavar="DURATION", default="0m", help="virtual time to run after delivering, e.g. 30m (lets images and pools finish)")
+                   help="the topic the events arrive on (auto: Microsoft.Resources.* → system, "
+                        "BatchImageAutopilot.* → custom)")
+    p.add_argument("--advance", metavar="DURATION", default="0m",
+                   help="virtual time to run after delivering, e.g. 30m (lets images and pools finish)")
     p.add_argument("--json", action="store_true", help="print a JSON document instead of text")
     p.add_argument("--azurite", metavar="CONNECTION_STRING", help="use this running Azurite instead of starting one")
-    p.add_argument("--local", action="store_true", help="replay on a private emulator even when AUTOPILOT_SANDBOX_URL names a running sandbox")
+    p.add_argument("--local", action="store_true",
+                   help="replay on a private emulator even when AUTOPILOT_SANDBOX_URL names a running sandbox")
     p.set_defaults(handler=cmd_replay)
 
-    p = sub.add_parser("sandbox", parents=[common], help="run the emulator, Azurite and the app for other commands to poke",
-                       description="Start the local emulator, Azurite and the app on the local Functions host, seeded from SCENARIO's "
-                       "initial state (its timeline is not run; without SCENARIO: an empty subscription with one watched Batch account), "
-                       "and keep them running. Prints the settings (and writes them to --env-file): with them exported in another shell, "
-                       "status, plan, reconcile and replay work against the sandbox as against a subscription. Ctrl-C stops it.",
-                       epilog="Exit codes: 0 stopped by Ctrl-C or SIGTERM, 2 invalid scenario, an unwritable --env-file, or Azurite "
+    p = sub.add_parser("sandbox", parents=[common],
+                       help="run the emulator, Azurite and the app for other commands to poke",
+                       description="Start the local emulator, Azurite and the app on the local Functions host, seeded "
+                                   "from SCENARIO's "
+                       "initial state (its timeline is not run; without SCENARIO: an empty subscription with one "
+                       "watched Batch account), "
+                       "and keep them running. Prints the settings (and writes them to --env-file): with them exported "
+                       "in another shell, "
+                       "status, plan, reconcile and replay work against the sandbox as against a subscription. "
+                       "Ctrl-C stops it.",
+                       epilog="Exit codes: 0 stopped by Ctrl-C or SIGTERM, 2 invalid scenario, an unwritable "
+                              "--env-file, or Azurite "
                        "missing or refusing its credentials.")
-    p.add_argument("scenario", metavar="SCENARIO", nargs="?", help="seed from this scenario's initial state, e.g. scenarios/demo.json")
-    p.add_argument("--env-file", metavar="FILE", default="out/sandbox.env", help="where to write the settings (default: out/sandbox.env)")
-    p.add_argument("--speed", type=float, default=1.0, help="virtual seconds per wall-clock second (default 1; 60: a minute a second)")
+    p.add_argument("scenario", metavar="SCENARIO", nargs="?",
+                   help="seed from this scenario's initial state, e.g. scenarios/demo.json")
+    p.add_argument("--env-file", metavar="FILE", default="out/sandbox.env",
+                   help="where to write the settings (default: out/sandbox.env)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="virtual seconds per wall-clock second (default 1; 60: a minute a second)")
     p.add_argument("--azurite", metavar="CONNECTION_STRING", help="use this running Azurite instead of starting one")
     p.set_defaults(handler=cmd_sandbox)
 
-    settings_note = ("Settings come from the environment, as the Function App has them (AUTOPILOT_SUBSCRIPTION_ID, AUTOPILOT_BATCH_ACCOUNTS, "
-                     "AUTOPILOT_FAMILIES, AzureWebJobsStorage, ...); AUTOPILOT_CREDENTIAL=emulator targets the local emulator.")
+    settings_note = ("Settings come from the environment, as the Function App has them (AUTOPILOT_SUBSCRIPTION_ID, "
+                     "AUTOPILOT_BATCH_ACCOUNTS, "
+                     "AUTOPILOT_FAMILIES, AzureWebJobsStorage, ...); AUTOPILOT_CREDENTIAL=emulator targets the "
+                     "local emulator.")
     p = sub.add_parser("status", parents=[common], help="pools, episodes, images and locks of the subscription",
-                       description="Show every pool of the watched Batch accounts (desired / current / Batch target, allocation state, the "
-                       "watch's episode and backoff) and the images and gallery versions with the pools that use them and their locks. " + settings_note,
-                       epilog="Exit codes: 0 healthy, 1 failing or stopped pools, unreadable accounts or missing images, 2 settings, families or "
+                       description="Show every pool of the watched Batch accounts (desired / current / Batch target, "
+                                   "allocation state, the "
+                       "watch's episode and backoff) and the images and gallery versions with the pools that use them "
+                       "and their locks. " + settings_note,
+                       epilog="Exit codes: 0 healthy, 1 failing or stopped pools, unreadable accounts or missing "
+                              "images, 2 settings, families or "
                        "credentials.")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("plan", parents=[common], help="what the watch and the guard would do now (changes nothing)",
-                       description="A dry run of the pool watch (tick) and the image guard (reconcile): the decision for every managed pool and the "
+                       description="A dry run of the pool watch (tick) and the image guard (reconcile): the decision "
+                                   "for every managed pool and the "
                        "lock changes the guard would make. Only reads. " + settings_note,
-                       epilog="Exit codes: 0 done, 1 an account could not be read, 2 settings, families or credentials.")
+                       epilog="Exit codes: 0 done, 1 an account could not be read, 2 settings, families or "
+                              "credentials.")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_plan)
 
     p = sub.add_parser("reconcile", parents=[common], help="one watch pass and one guard pass now",
-                       description="Run the pool watch's tick (stalled pools are published as PoolResizeStalled events for the Function App) and "
+                       description="Run the pool watch's tick (stalled pools are published as PoolResizeStalled events "
+                                   "for the Function App) and "
                        "the image guard's reconcile (missing locks are put, unneeded ones removed). " + settings_note,
-                       epilog="Exit codes: 0 done, 1 a lock change or a stall failed, or an account could not be read, 2 settings, families or "
+                       epilog="Exit codes: 0 done, 1 a lock change or a stall failed, or an account could not be read, "
+                              "2 settings, families or "
                        "credentials.")
-    p.add_argument("--handle-stalls", action="store_true", help="also re-issue the stalled pools' resizes here (when no Function App handles the events)")
+    p.add_argument("--handle-stalls", action="store_true",
+                   help="also re-issue the stalled pools' resizes here (when no Function App handles the events)")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_reconcile)
     return parser
@@ -871,19 +966,23 @@ def _run(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         if getattr(exc, "filename", None):  # a file the command reads or writes
-            return _fail(f"cannot use the file {exc.filename}: {exc.strerror or exc}", "check the path and its permissions, then run the command again")
+            return _fail(f"cannot use the file {exc.filename}: {exc.strerror or exc}",
+                         "check the path and its permissions, then run the command again")
         return _fail(f"the command stopped on a system error: {exc.strerror or exc}",
                      "check the network and the paths given, then run again (--debug shows where it happened)")
     except Exception as exc:
         if args.debug:
             raise
         if _storage_refused(exc):
-            return _fail("the app's table storage refused the credentials in AzureWebJobsStorage (403 AuthorizationFailure)",
-                         "set AzureWebJobsStorage to the storage account's (or Azurite's) connection string with its current key")
+            return _fail("the app's table storage refused the credentials in AzureWebJobsStorage (403 "
+                         "AuthorizationFailure)",
+                         "set AzureWebJobsStorage to the storage account's (or Azurite's) connection string with its "
+                         "current key")
         # Not something the command knows how to explain: no class names, the message, and how to see more.
         message = " ".join(str(exc).split())[:500] or "no message"
         _fail(f"the command stopped on an unexpected error: {message}",
-              "this is likely a bug: run again with --debug for the traceback and -v for the app's log, and report both")
+              "this is likely a bug: run again with --debug for the traceback and -v for the app's log, and "
+              "report both")
         return EXIT_PROBLEMS
 
 

@@ -84,27 +84,33 @@ class LocalAzure:
     # ------------------------------------------------------------------------------------------
     # Setting up the subscription (state a team would already have)
     # ------------------------------------------------------------------------------------------
-    def add_batch_account(self, name: str, *, resource_group: str = "batch-rg", location: str = DEFAULT_REGION, **properties: Any) -> str:
+    def add_batch_account(self, name: str, *, resource_group: str = "batch-rg", location: str = DEFAULT_REGION,
+                          **properties: Any) -> str:
         self.emulator.resources.put_group(SUBSCRIPTION_ID, resource_group, location)
         self.emulator.batch.create_account(SUBSCRIPTION_ID, resource_group, name, location, **properties)
         return batch_account_id(SUBSCRIPTION_ID, resource_group, name)
 
-    def add_prepared_disk(self, name: str, *, image: str = "Canonical:ubuntu-24_04-lts:server", version: str | None = None,
-                          resource_group: str = "images-rg", location: str = DEFAULT_REGION, data_disk_gb: int | None = None) -> str:
+    def add_prepared_disk(self, name: str, *, image: str = "Canonical:ubuntu-24_04-lts:server",
+                          version: str | None = None,
+                          resource_group: str = "images-rg", location: str = DEFAULT_REGION,
+                          data_disk_gb: int | None = None) -> str:
         """A disk as the Batch doc's step 1 leaves it: from a Marketplace image (or empty, for data disks)."""
         from emulator.compute.models import marketplace_image_id
 
         if data_disk_gb is not None:
-            record = self.emulator.compute.create_disk(SUBSCRIPTION_ID, resource_group, name, location=location, disk_size_gb=data_disk_gb)
+            record = self.emulator.compute.create_disk(SUBSCRIPTION_ID, resource_group, name, location=location,
+                                                       disk_size_gb=data_disk_gb)
         else:
             publisher, offer, sku = image.split(":")
             entry = self.emulator.compute.marketplace.get((publisher.lower(), offer.lower(), sku.lower()))
             chosen = version or (entry.versions[-1] if entry is not None else "1.0.0")
             image_id = marketplace_image_id(SUBSCRIPTION_ID, location, publisher, offer, sku, chosen)
-            record = self.emulator.compute.create_disk(SUBSCRIPTION_ID, resource_group, name, location=location, image_reference_id=image_id)
+            record = self.emulator.compute.create_disk(SUBSCRIPTION_ID, resource_group, name, location=location,
+                                                       image_reference_id=image_id)
         return record.id
 
-    def snapshot(self, name: str, disk_id: str, tags: Mapping[str, str] | None = None, *, resource_group: str = "images-rg",
+    def snapshot(self, name: str, disk_id: str, tags: Mapping[str, str] | None = None, *,
+                 resource_group: str = "images-rg",
                  location: str = DEFAULT_REGION, incremental: bool = False) -> str:
         """The operator snapshots a disk through ARM (this raises the ResourceWriteSuccess event)."""
         body = {"location": location, "tags": dict(tags or {}), "properties": {
@@ -114,7 +120,8 @@ class LocalAzure:
 
     def snapshot_copy(self, name: str, source_snapshot_id: str, *, location: str, tags: Mapping[str, str] | None = None,
                       resource_group: str = "images-rg") -> str:
-        """The operator copies a snapshot to another region as the Learn page does (``az snapshot create --copy-start``).
+        """The operator copies a snapshot to another region as the Learn page does (``az snapshot create
+        --copy-start``).
 
         The copy is ``Succeeded`` at once but its ``completionPercent`` rises while the bytes are copied."""
         body = {"location": location, "tags": dict(tags or {}), "properties": {
@@ -122,7 +129,8 @@ class LocalAzure:
         return self.operator.compute.snapshots.begin_create_or_update(resource_group, name, body).result().id
 
     def operator_resources(self) -> Any:
-        """azure-mgmt-resource's ResourceManagementClient as the operator (a development dependency: the app never tags)."""
+        """azure-mgmt-resource's ResourceManagementClient as the operator (a development dependency: the app never
+        tags)."""
         if self._operator_resources is None:
             from azure.mgmt.resource.resources import ResourceManagementClient
 
@@ -130,11 +138,13 @@ class LocalAzure:
             self._operator_resources = ResourceManagementClient(self.operator.credential, SUBSCRIPTION_ID, **kwargs)
         return self._operator_resources
 
-    def tag_resource(self, resource_id: str, tags: Mapping[str, str] | None, operation: str = "Merge") -> dict[str, str]:
-        """The operator tags through the Tags API (portal Tags blade, ``az tag update``/``az tag delete``), with the real SDK.
+    def tag_resource(self, resource_id: str, tags: Mapping[str, str] | None,
+                     operation: str = "Merge") -> dict[str, str]:
+        """The operator tags through the Tags API (portal Tags blade, ``az tag update``/``az tag delete``), with the
+        real SDK.
 
-        ``operation``: Merge | Replace | Delete (``tags`` are the ones to remove), or ``DeleteAll`` (a DELETE of the tags
-        resource, ``az tag delete --resource-id``). Returns the resource's tags afterwards."""
+        ``operation``: Merge | Replace | Delete (``tags`` are the ones to remove), or ``DeleteAll`` (a DELETE of the
+        tags resource, ``az tag delete --resource-id``). Returns the resource's tags afterwards."""
         client = self.operator_resources()
         if operation == "DeleteAll":
             client.tags.begin_delete_at_scope(resource_id).result()
@@ -144,17 +154,21 @@ class LocalAzure:
         return dict(result.properties.tags or {})
 
     def snapshot_set(self, family: str, version: str, *, data_luns: tuple[int, ...] = (), prefix: str | None = None,
-                     image: str = "Canonical:ubuntu-24_04-lts:server", location: str = DEFAULT_REGION) -> dict[str, str]:
+                     image: str = "Canonical:ubuntu-24_04-lts:server",
+                     location: str = DEFAULT_REGION) -> dict[str, str]:
         """Prepared disks and tagged snapshots for one image version; returns snapshot ids by role."""
         prefix = prefix or f"{family}-{version.replace('.', '-')}"
         count = str(1 + len(data_luns))
         os_disk = self.add_prepared_disk(f"{prefix}-osdisk", image=image, location=location)
         ids = {"os": self.snapshot(f"{prefix}-os", os_disk, {"autopilot.family": family, "autopilot.version": version,
-                                                             "autopilot.disk": "os", "autopilot.diskCount": count}, location=location)}
+                                                             "autopilot.disk": "os", "autopilot.diskCount": count},
+                                   location=location)}
         for lun in data_luns:
             disk = self.add_prepared_disk(f"{prefix}-data{lun}", data_disk_gb=128, location=location)
-            ids[f"lun{lun}"] = self.snapshot(f"{prefix}-data{lun}", disk, {"autopilot.family": family, "autopilot.version": version,
-                                                                          "autopilot.disk": str(lun), "autopilot.diskCount": count},
+            ids[f"lun{lun}"] = self.snapshot(f"{prefix}-data{lun}", disk, {"autopilot.family": family,
+                                                                           "autopilot.version": version,
+                                                                          "autopilot.disk": str(lun),
+                                                                           "autopilot.diskCount": count},
                                              location=location)
         return ids
 
@@ -184,14 +198,16 @@ class LocalAzure:
         self.host.pump()
 
     def alerts(self, alert_type: str | None = None) -> list[dict[str, Any]]:
-        events = [e for e in self.emulator.eventgrid.events("autopilot") if str(e.get("eventType", "")).startswith("BatchImageAutopilot.")
+        events = [e for e in self.emulator.eventgrid.events("autopilot")
+                  if str(e.get("eventType", "")).startswith("BatchImageAutopilot.")
                   and not str(e.get("eventType")).endswith("PoolResizeStalled")]
         if alert_type is not None:
             events = [e for e in events if e["eventType"] == f"BatchImageAutopilot.{alert_type}"]
         return events
 
     def stall_events(self) -> list[dict[str, Any]]:
-        return [e for e in self.emulator.eventgrid.events("autopilot") if str(e.get("eventType")).endswith("PoolResizeStalled")]
+        return [e for e in self.emulator.eventgrid.events("autopilot")
+                if str(e.get("eventType")).endswith("PoolResizeStalled")]
 
     def pool(self, account: str, pool_id: str) -> Any:
         return self.emulator.batch.get_pool(account, pool_id)

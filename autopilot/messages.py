@@ -11,14 +11,22 @@ import builtins
 import re
 
 # The exception classes that can reach a message: Python's own, azure-core's, and the app's and emulator's.
-_APP_CLASSES = {"AzureError", "BatchServiceError", "SettingsError", "FamilyConfigError", "ScenarioError", "ConcurrencyConflict",
-                "PoolIntentError", "InvalidResourceId", "ReplayInputError", "UsageError", "ScheduleError", "AzuriteError", "BatchErrorException",
-                "HttpResponseError", "ResourceNotFoundError", "ResourceExistsError", "ResourceModifiedError", "ResourceNotModifiedError",
-                "ClientAuthenticationError", "ServiceRequestError", "ServiceResponseError", "ServiceRequestTimeoutError",
-                "ServiceResponseTimeoutError", "DecodeError", "IncompleteReadError", "TooManyRedirectsError", "ODataV4Error",
-                "StreamConsumedError", "StreamClosedError", "ResponseNotReadError", "SerializationError", "DeserializationError",
-                "TableTransactionError", "RequestEntityTooLargeError", "CredentialUnavailableError", "AuthenticationRequiredError"}
-_CLASSES = _APP_CLASSES | {name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)}
+_APP_CLASSES = {"AzureError", "BatchServiceError", "SettingsError", "FamilyConfigError", "ScenarioError",
+                "ConcurrencyConflict",
+                "PoolIntentError", "InvalidResourceId", "ReplayInputError", "UsageError", "ScheduleError",
+                "AzuriteError", "BatchErrorException",
+                "HttpResponseError", "ResourceNotFoundError", "ResourceExistsError", "ResourceModifiedError",
+                "ResourceNotModifiedError",
+                "ClientAuthenticationError", "ServiceRequestError", "ServiceResponseError",
+                "ServiceRequestTimeoutError",
+                "ServiceResponseTimeoutError", "DecodeError", "IncompleteReadError", "TooManyRedirectsError",
+                "ODataV4Error",
+                "StreamConsumedError", "StreamClosedError", "ResponseNotReadError", "SerializationError",
+                "DeserializationError",
+                "TableTransactionError", "RequestEntityTooLargeError", "CredentialUnavailableError",
+                "AuthenticationRequiredError"}
+_CLASSES = _APP_CLASSES | {name for name, value in vars(builtins).items() if isinstance(value, type)
+                           and issubclass(value, BaseException)}
 _CLASS_PREFIX = re.compile(r"(?<![\w.])(?:[a-z_][\w]*\.)*(?P<name>[A-Z]\w*): ")
 
 

@@ -18,11 +18,16 @@ from typing import Any
 
 SYSTEM_PREFIX = "Microsoft.Resources."
 CUSTOM_PREFIX = "BatchImageAutopilot."
-EXAMPLE_EVENTGRID = {"id": "8a5d...", "subject": "/subscriptions/<sub>/resourceGroups/images-rg/providers/Microsoft.Compute/snapshots/gpu-1-0-0-os",
+EXAMPLE_EVENTGRID = {"id": "8a5d...",
+                     "subject": "/subscriptions/<sub>/resourceGroups/images-rg/providers/Microsoft.Compute/snapshots"
+                                "/gpu-1-0-0-os",
                      "eventType": "Microsoft.Resources.ResourceWriteSuccess", "eventTime": "2026-11-02T06:00:00Z",
-                     "data": {"operationName": "Microsoft.Compute/snapshots/write", "status": "Succeeded"}, "dataVersion": "2"}
-EXAMPLE_CLOUDEVENT = {"specversion": "1.0", "id": "8a5d...", "source": "/subscriptions/<sub>", "type": "Microsoft.Resources.ResourceWriteSuccess",
-                      "subject": "/subscriptions/<sub>/resourceGroups/...", "time": "2026-11-02T06:00:00Z", "data": {"operationName": "..."}}
+                     "data": {"operationName": "Microsoft.Compute/snapshots/write", "status": "Succeeded"},
+                     "dataVersion": "2"}
+EXAMPLE_CLOUDEVENT = {"specversion": "1.0", "id": "8a5d...", "source": "/subscriptions/<sub>",
+                      "type": "Microsoft.Resources.ResourceWriteSuccess",
+                      "subject": "/subscriptions/<sub>/resourceGroups/...", "time": "2026-11-02T06:00:00Z",
+                      "data": {"operationName": "..."}}
 
 
 class ReplayInputError(ValueError):
@@ -64,9 +69,11 @@ class ReplayResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "events": [{"topic": e.topic, "schema": e.schema, "type": e.type, "subject": e.subject, "id": str(e.event.get("id", ""))} for e in self.events],
+            "events": [{"topic": e.topic, "schema": e.schema, "type": e.type, "subject": e.subject,
+                        "id": str(e.event.get("id", ""))} for e in self.events],
             "invocations": self.invocations, "alerts": self.alerts, "created": self.created, "deleted": self.deleted,
-            "locksAdded": self.locks_added, "locksRemoved": self.locks_removed, "deadLetters": self.dead_letters, "ok": self.ok,
+            "locksAdded": self.locks_added, "locksRemoved": self.locks_removed, "deadLetters": self.dead_letters,
+            "ok": self.ok,
         }
 
 
@@ -86,7 +93,9 @@ def parse_events(document: Any, *, source: str = "<events>", topic: str = "auto"
     if isinstance(document, dict):
         document = [document]
     if not isinstance(document, list) or not document:
-        raise ReplayInputError(source, [f"$: expected a JSON array of events, as Event Grid delivers them; for example [{json.dumps(EXAMPLE_EVENTGRID)}]"])
+        raise ReplayInputError(source,
+                               ["$: expected a JSON array of events, as Event Grid delivers them; for example "
+                                f"[{json.dumps(EXAMPLE_EVENTGRID)}]"])
     problems: list[str] = []
     events: list[ReplayEvent] = []
     for i, event in enumerate(document):
@@ -101,7 +110,8 @@ def parse_events(document: Any, *, source: str = "<events>", topic: str = "auto"
         missing = [k for k in required if k not in event]
         if missing:
             example = EXAMPLE_CLOUDEVENT if cloud else EXAMPLE_EVENTGRID
-            problems.append(f"{path}: missing {', '.join(missing)} ({'CloudEvents' if cloud else 'Event Grid schema'}); for example {json.dumps(example)}")
+            problems.append(f"{path}: missing {', '.join(missing)} "
+                            f"({'CloudEvents' if cloud else 'Event Grid schema'}); for example {json.dumps(example)}")
             continue
         if not cloud and "eventTime" not in event:
             event = {**event, "eventTime": "1970-01-01T00:00:00Z"}
@@ -113,7 +123,8 @@ def parse_events(document: Any, *, source: str = "<events>", topic: str = "auto"
             elif event_type.lower().startswith(CUSTOM_PREFIX.lower()):
                 chosen = "custom"
             else:
-                problems.append(f"{path}.{'type' if cloud else 'eventType'}: cannot tell which topic {event_type!r} comes from; "
+                problems.append(f"{path}.{'type' if cloud else 'eventType'}: cannot tell which topic {event_type!r} "
+                                "comes from; "
                                 "pass --topic system or --topic custom")
                 continue
         events.append(ReplayEvent(chosen, "CloudEventSchemaV1_0" if cloud else "EventGridSchema", event))
@@ -126,7 +137,8 @@ def _inventory(local: Any) -> tuple[dict[str, str], set[tuple[str, str]]]:
     emulator = local.emulator
     resources: dict[str, str] = {}
     compute = emulator.compute
-    for store in (compute.disks, compute.snapshots, compute.images, compute.galleries, compute.gallery_images, compute.gallery_image_versions):
+    for store in (compute.disks, compute.snapshots, compute.images, compute.galleries, compute.gallery_images,
+                  compute.gallery_image_versions):
         for key, resource in list(store.items()):
             resources[key] = resource.id
     for account in emulator.batch.accounts.values():
@@ -136,7 +148,8 @@ def _inventory(local: Any) -> tuple[dict[str, str], set[tuple[str, str]]]:
     return resources, locks
 
 
-def replay(local: Any, events: list[ReplayEvent], *, advance: timedelta = timedelta(0), step: timedelta = timedelta(minutes=1)) -> ReplayResult:
+def replay(local: Any, events: list[ReplayEvent], *, advance: timedelta = timedelta(0),
+           step: timedelta = timedelta(minutes=1)) -> ReplayResult:
     """Deliver ``events`` to the app through ``local``'s Functions host; then let ``advance`` of virtual time pass."""
     from autopilot.messages import without_class_names
     from shared.core.clock import iso_z as iso
@@ -152,10 +165,12 @@ def replay(local: Any, events: list[ReplayEvent], *, advance: timedelta = timede
         local.host.run_for(advance, step)
     after, locks_after = _inventory(local)
     result = ReplayResult(events)
-    result.invocations = [{"time": iso(i.time), "function": i.function, "trigger": i.trigger, "ok": i.ok, "detail": without_class_names(i.detail)}
+    result.invocations = [{"time": iso(i.time), "function": i.function, "trigger": i.trigger, "ok": i.ok,
+                           "detail": without_class_names(i.detail)}
                           for i in local.host.invocations[first_invocation:]]
     result.alerts = [{"time": a.get("eventTime"), "type": str(a.get("eventType", "")).removeprefix(CUSTOM_PREFIX),
-                      "severity": (a.get("data") or {}).get("severity"), "subject": a.get("subject"), "title": (a.get("data") or {}).get("title"),
+                      "severity": (a.get("data") or {}).get("severity"), "subject": a.get("subject"),
+                      "title": (a.get("data") or {}).get("title"),
                       "diagnosis": (a.get("data") or {}).get("diagnosis"), "fix": (a.get("data") or {}).get("fix"),
                       "codes": list((a.get("data") or {}).get("codes") or [])}
                      for a in local.alerts()[first_alert:]]
@@ -163,7 +178,8 @@ def replay(local: Any, events: list[ReplayEvent], *, advance: timedelta = timede
     result.deleted = sorted(before[k] for k in before.keys() - after.keys())
     result.locks_added = sorted(f"{scope} ({name})" for scope, name in locks_after - locks_before)
     result.locks_removed = sorted(f"{scope} ({name})" for scope, name in locks_before - locks_after)
-    result.dead_letters = [{"function": d.subscription.function, "eventType": str(d.event.get("eventType") or d.event.get("type")),
+    result.dead_letters = [{"function": d.subscription.function,
+                            "eventType": str(d.event.get("eventType") or d.event.get("type")),
                             "subject": str(d.event.get("subject") or ""), "attempts": d.attempts,
                             "lastError": without_class_names(d.errors[-1]) if d.errors else ""}
                            for d in local.host.dead_letters[first_dead:]]

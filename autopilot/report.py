@@ -55,15 +55,19 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         m = RESIZE_PATH.search(entry.path)
         if m is None:
             continue
-        pool_key = next((k for k in recorder.pools if k.lower() == f"{m['account']}/{m['pool']}".lower()), f"{m['account']}/{m['pool']}")
+        pool_key = next((k for k in recorder.pools if k.lower() == f"{m['account']}/{m['pool']}".lower()),
+                        f"{m['account']}/{m['pool']}")
         asked = _asked_for(recorder, pool_key, entry.time) if 200 <= entry.status < 300 else (None, None)
-        resize_requests.append({"time": iso(entry.time), "pool": pool_key, "caller": entry.caller or "unknown", "status": entry.status,
+        resize_requests.append({"time": iso(entry.time), "pool": pool_key, "caller": entry.caller or "unknown",
+                                "status": entry.status,
                                 "dedicated": asked[0], "spot": asked[1]})
 
-    for result in sim.results:  # people's resizes go through the management plane (PATCH fixedScale): taken from the actions
+    # people's resizes go through the management plane (PATCH fixedScale): taken from the actions
+    for result in sim.results:
         if result.action.kind == "resizePool" and result.outcome == "ok":
             asked = _asked_for(recorder, result.action.spec["pool"], result.time)
-            resize_requests.append({"time": iso(result.time), "pool": result.action.spec["pool"], "caller": result.by or "unknown", "status": 200,
+            resize_requests.append({"time": iso(result.time), "pool": result.action.spec["pool"],
+                                    "caller": result.by or "unknown", "status": 200,
                                     "dedicated": asked[0], "spot": asked[1]})
     resize_requests.sort(key=lambda r: r["time"])
 
@@ -72,7 +76,8 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         data = event.get("data") or {}
         subject = str(event.get("subject") or data.get("subject") or "")
         alerts.append({
-            "time": iso(_parse(event["eventTime"])) if isinstance(event.get("eventTime"), str) else str(event.get("eventTime")),
+            "time": iso(_parse(event["eventTime"])) if isinstance(event.get("eventTime"), str)
+            else str(event.get("eventTime")),
             "type": str(data.get("alertType") or str(event.get("eventType", "")).removeprefix(ALERT_PREFIX)),
             "severity": str(data.get("severity") or "info"),
             "subject": subject,
@@ -87,7 +92,8 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         data = event.get("data") or {}
         subject = str(event.get("subject") or "")
         stalls.append({"time": iso(_parse(event["eventTime"])), "pool": pool_paths.get(normalize(subject), subject),
-                       "action": str(data.get("action") or ""), "reason": str(data.get("reason") or ""), "kind": stall_kind(data),
+                       "action": str(data.get("action") or ""), "reason": str(data.get("reason") or ""),
+                       "kind": stall_kind(data),
                        "label": stall_label(data)})
 
     pools = []
@@ -97,7 +103,8 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
             key = f"{account.name}/{pool.id}"
             final_keys.add(key)
             series = recorder.pools.get(key)
-            desired = _last(series.desired_dedicated) if series else None, _last(series.desired_spot) if series else None
+            desired = (_last(series.desired_dedicated) if series else None,
+                       _last(series.desired_spot) if series else None)
             metadata = pool.metadata
             at_target = desired[0] is not None and (pool.current["dedicated"], pool.current["low"]) == desired
             states: dict[str, int] = {}
@@ -122,13 +129,15 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
                 "usableNodes": states.get("idle", 0) + states.get("running", 0),
                 "unhealthyNodes": states.get("unusable", 0) + states.get("startTaskFailed", 0),
             })
-    deleted = [{"account": k.split("/", 1)[0], "id": k.split("/", 1)[1], "firstSeen": iso(s.first_seen), "deletedAt": iso(s.deleted_at)}
+    deleted = [{"account": k.split("/", 1)[0], "id": k.split("/", 1)[1], "firstSeen": iso(s.first_seen),
+                "deletedAt": iso(s.deleted_at)}
                for k, s in recorder.pools.items() if k not in final_keys]
 
     locks = []
     locks_on: dict[str, list[dict[str, Any]]] = {}
     for lock in emulator.locks.all_locks():
-        entry = {"scope": lock.scope, "name": lock.name, "level": lock.level, "owner": "app" if lock.name.lower() == LOCK_NAME else "other",
+        entry = {"scope": lock.scope, "name": lock.name, "level": lock.level,
+                 "owner": "app" if lock.name.lower() == LOCK_NAME else "other",
                  "notes": lock.notes or ""}
         locks.append(entry)
         locks_on.setdefault(normalize(lock.scope), []).append(entry)
@@ -137,17 +146,22 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
     users: dict[str, list[str]] = {}
     for pool in emulator.batch.accounts.values():
         for p in emulator.batch.list_pools(pool.name):
-            for ref in (p.image_id, p.metadata.get("autopilot.managedImageId"), *p.metadata.get("autopilot.snapshotIds", "").split(",")):
+            for ref in (p.image_id, p.metadata.get("autopilot.managedImageId"),
+                        *p.metadata.get("autopilot.snapshotIds", "").split(",")):
                 if ref:
                     users.setdefault(normalize(ref), []).append(f"{pool.name}/{p.id}")
     images = []
-    for kind, store in (("managedImage", emulator.compute.images), ("galleryImageVersion", emulator.compute.gallery_image_versions)):
+    for kind, store in (("managedImage", emulator.compute.images),
+                        ("galleryImageVersion", emulator.compute.gallery_image_versions)):
         for resource in store.values():
-            images.append({"kind": kind, "id": resource.id, "name": resource.name, "provisioningState": resource.provisioning_state,
+            images.append({"kind": kind, "id": resource.id, "name": resource.name,
+                           "provisioningState": resource.provisioning_state,
                            "pools": sorted(set(users.get(normalize(resource.id), []))),
-                           "locks": [{"name": lk["name"], "owner": lk["owner"]} for lk in locks_on.get(normalize(resource.id), [])]})
+                           "locks": [{"name": lk["name"], "owner": lk["owner"]}
+                                     for lk in locks_on.get(normalize(resource.id), [])]})
     images.sort(key=lambda i: i["id"].lower())
-    snapshots = [{"id": s.id, "name": s.name, "tags": dict(s.tags), "pools": sorted(set(users.get(normalize(s.id), []))),
+    snapshots = [{"id": s.id, "name": s.name, "tags": dict(s.tags),
+                  "pools": sorted(set(users.get(normalize(s.id), []))),
                   "locks": [{"name": lk["name"], "owner": lk["owner"]} for lk in locks_on.get(normalize(s.id), [])]}
                  for s in sorted(emulator.compute.snapshots.values(), key=lambda s: s.id.lower())]
 
@@ -161,26 +175,32 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
             row["failed"] += 1
             if len(row["failures"]) < 5:
                 row["failures"].append({"time": iso(inv.time), "detail": without_class_names(inv.detail)[:500]})
-    dead = [{"function": d.subscription.function, "eventType": str(d.event.get("eventType") or d.event.get("type") or ""),
+    dead = [{"function": d.subscription.function,
+             "eventType": str(d.event.get("eventType") or d.event.get("type") or ""),
              "subject": str(d.event.get("subject") or ""), "attempts": d.attempts,
              "lastError": without_class_names(d.errors[-1] if d.errors else "")[:500]}
             for d in host.dead_letters]
 
-    actions = [{"at": format_offset(r.action.at), "time": iso(r.time), "action": r.action.kind, "by": r.by, "target": r.target,
-                "outcome": r.outcome, "expectedOutcome": r.action.spec.get("expectOutcome"), "ok": r.ok, "detail": r.detail}
+    actions = [{"at": format_offset(r.action.at), "time": iso(r.time), "action": r.action.kind, "by": r.by,
+                "target": r.target,
+                "outcome": r.outcome, "expectedOutcome": r.action.spec.get("expectOutcome"), "ok": r.ok,
+                "detail": r.detail}
                for r in sim.results]
 
-    timeline = [{"time": iso(e.time), "offset": format_offset(e.time - scenario.start), "kind": e.kind, "text": e.text, "pool": e.pool,
+    timeline = [{"time": iso(e.time), "offset": format_offset(e.time - scenario.start), "kind": e.kind, "text": e.text,
+                 "pool": e.pool,
                  "severity": e.severity, "diagnosis": None, "fix": None} for e in recorder.timeline]
     timeline += [{"time": a["time"], "offset": format_offset(_parse(a["time"]) - scenario.start), "kind": "alert",
                   "text": f"{a['type']}: {a['title']}", "pool": a["pool"], "severity": a["severity"],
                   "diagnosis": a["diagnosis"] or None, "fix": a["fix"] or None} for a in alerts]
     timeline += [{"time": s["time"], "offset": format_offset(_parse(s["time"]) - scenario.start), "kind": s["kind"],
-                  "text": f"{s['label']} {s['pool']}" + (f" ({s['action']})" if s["kind"] == "stall" else "") + f": {s['reason']}",
+                  "text": f"{s['label']} {s['pool']}" + (f" ({s['action']})" if s["kind"] == "stall" else "")
+                  + f": {s['reason']}",
                   "pool": s["pool"] if s["pool"] in recorder.pools else None,
                   "severity": None, "diagnosis": None, "fix": None} for s in stalls]
     timeline += [{"time": iso(inv.time), "offset": format_offset(inv.time - scenario.start), "kind": "host",
-                  "text": f"function {inv.function} failed: {without_class_names(inv.detail)[:200]}", "pool": None, "severity": "error",
+                  "text": f"function {inv.function} failed: {without_class_names(inv.detail)[:200]}", "pool": None,
+                  "severity": "error",
                   "diagnosis": None, "fix": None}
                  for inv in host.invocations if not inv.ok]
     order = {"action": 0, "mark": 0, "host": 1, "image": 2, "lock": 3, "pool": 4, "step": 5, "stall": 5, "alert": 6}
@@ -188,8 +208,10 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
 
     report: dict[str, Any] = {
         "reportVersion": REPORT_VERSION,
-        "scenario": {"name": scenario.name, "description": scenario.description, "file": scenario.source, "seed": scenario.seed},
-        "virtualTime": {"start": iso(scenario.start), "end": iso(now), "duration": format_duration(now - scenario.start),
+        "scenario": {"name": scenario.name, "description": scenario.description, "file": scenario.source,
+                     "seed": scenario.seed},
+        "virtualTime": {"start": iso(scenario.start), "end": iso(now),
+                        "duration": format_duration(now - scenario.start),
                         "step": format_duration(scenario.step)},
         "wallSeconds": round(wall_seconds, 2),
         "result": {"ok": True, "problems": []},
@@ -205,18 +227,22 @@ def build_report(sim: Simulation, wall_seconds: float) -> dict[str, Any]:
         "teamsMessages": len(emulator.teams_messages),
         "stallEvents": stalls,
         "resizeRequests": resize_requests,
-        "resizeFailures": sorted(({"time": iso(when), "pool": key, "errors": codes} for key, series in recorder.pools.items()
+        "resizeFailures": sorted(({"time": iso(when), "pool": key, "errors": codes}
+                                  for key, series in recorder.pools.items()
                                   for when, codes in series.failures), key=lambda f: f["time"]),
-        "events": {"delivered": host.delivered, "retried": host.retried, "deadLettered": len(dead), "deadLetters": dead},
+        "events": {"delivered": host.delivered, "retried": host.retried, "deadLettered": len(dead),
+                   "deadLetters": dead},
         "invocations": dict(sorted(invocations.items())),
-        "requests": {"total": len(emulator.log), "byAction": emulator.log.count_by_action(), "appByAction": app_requests_by_action(emulator),
+        "requests": {"total": len(emulator.log), "byAction": emulator.log.count_by_action(),
+                     "appByAction": app_requests_by_action(emulator),
                      "faultsInjected": emulator.faults.injected},
         "timeline": timeline,
         "charts": {"png": None, "html": None},
     }
     expectations = check_expectations(report, scenario)
     report["expectations"] = expectations
-    problems = [f"action {a['action']} at {a['at']}: outcome {a['outcome']}" + (f", expected {a['expectedOutcome']}" if a["expectedOutcome"] else "")
+    problems = [f"action {a['action']} at {a['at']}: outcome {a['outcome']}"
+                + (f", expected {a['expectedOutcome']}" if a["expectedOutcome"] else "")
                 + (f" ({a['detail']})" if a["detail"] and a["outcome"] != "ok" else "") for a in actions if not a["ok"]]
     problems += [f"expectation failed: {e['description']} — {e['detail']}" for e in expectations if not e["ok"]]
     report["result"] = {"ok": not problems, "problems": problems}
@@ -285,7 +311,8 @@ def _alert_words_match(spec: dict[str, Any], alert: dict[str, Any]) -> bool:
     or its fix; ``fixContains``: in its fix. All case-insensitive."""
     if spec.get("codes") and not {c.lower() for c in spec["codes"]} & {c.lower() for c in alert.get("codes") or []}:
         return False
-    if "diagnosisContains" in spec and spec["diagnosisContains"].lower() not in f"{alert['diagnosis']}\n{alert['fix']}".lower():
+    if ("diagnosisContains" in spec
+        and spec["diagnosisContains"].lower() not in f"{alert['diagnosis']}\n{alert['fix']}".lower()):
         return False
     return not ("fixContains" in spec and spec["fixContains"].lower() not in alert["fix"].lower())
 
@@ -319,11 +346,13 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
         pool = pools.get(pool_ref.lower()) if pool_ref else None
         if kind == "poolAtTarget":
             by = start + parse_duration(spec["by"]) if "by" in spec else None
-            text = f"pool {pool_ref} at its desired target at the end" + (f", continuously since {format_offset(by - start)} or earlier" if by else "")
+            text = (f"pool {pool_ref} at its desired target at the end"
+                    + (f", continuously since {format_offset(by - start)} or earlier" if by else ""))
             if pool is None:
                 detail = "the pool does not exist at the end"
             elif pool["desired"] is None:
-                detail = "the pool has no desired target (not managed by the autopilot, or no autopilot.desired* metadata)"
+                detail = ("the pool has no desired target (not managed by the autopilot, or no "
+                          "autopilot.desired* metadata)")
             elif not pool["atTarget"]:
                 detail = (f"it has {pool['current']['dedicated']} dedicated / {pool['current']['spot']} Spot, desired "
                           f"{pool['desired']['dedicated']} / {pool['desired']['spot']} ({pool['allocationState']})")
@@ -336,7 +365,8 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
             text = f"pool {pool_ref} reached its desired target" + (f" by {format_offset(by - start)}" if by else "")
             first = pool["firstReachedAt"] if pool else None
             if first is None:
-                deleted = next((d for d in report["deletedPools"] if f"{d['account']}/{d['id']}".lower() == (pool_ref or "").lower()), None)
+                deleted = next((d for d in report["deletedPools"]
+                                if f"{d['account']}/{d['id']}".lower() == (pool_ref or "").lower()), None)
                 detail = "the pool was deleted before reaching it" if deleted else "it never did"
             else:
                 ok = by is None or _parse(first) <= by
@@ -347,7 +377,8 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
             ok = (pool is not None) == wanted
             detail = "it exists" if pool is not None else "it does not exist"
         elif kind == "poolNodes":
-            wanted = " and ".join(f"{spec[k]} {'dedicated' if k == 'dedicated' else 'Spot'}" for k in ("dedicated", "spot") if k in spec)
+            wanted = " and ".join(f"{spec[k]} {'dedicated' if k == 'dedicated' else 'Spot'}"
+                                  for k in ("dedicated", "spot") if k in spec)
             text = f"pool {pool_ref} has {wanted}"
             if pool is None:
                 detail = "the pool does not exist at the end"
@@ -355,14 +386,16 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
                 ok = all(pool["current"][k] == spec[k] for k in ("dedicated", "spot") if k in spec)
                 detail = f"it has {pool['current']['dedicated']} dedicated / {pool['current']['spot']} Spot"
         elif kind == "usableNodes":
-            text = f"pool {pool_ref} has " + " and ".join(f"{label} {spec[k]}" for k, label in (("min", "at least"), ("count", "exactly"))
+            text = f"pool {pool_ref} has " + " and ".join(f"{label} {spec[k]}"
+                                                          for k, label in (("min", "at least"), ("count", "exactly"))
                                                             if k in spec) + " usable (idle or running) nodes at the end"
             if pool is None:
                 detail = "the pool does not exist at the end"
             else:
                 usable = pool["usableNodes"]
                 ok = usable >= spec.get("min", 0) and ("count" not in spec or usable == spec["count"])
-                detail = f"{usable} usable, {pool['unhealthyNodes']} unhealthy of {pool['current']['dedicated'] + pool['current']['spot']} nodes"
+                detail = (f"{usable} usable, {pool['unhealthyNodes']} unhealthy of "
+                          f"{pool['current']['dedicated'] + pool['current']['spot']} nodes")
         elif kind == "alerts":
             matching = [a for a in report["alerts"] if ("type" not in spec or a["type"].lower() == spec["type"].lower())
                         and ("subjectContains" not in spec or spec["subjectContains"].lower() in a["subject"].lower())
@@ -376,7 +409,8 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
             if "fixContains" in spec:
                 about += f" whose fix says \"{spec['fixContains']}\""
             text = f"{spec.get('type', 'any')} alerts{about}{_window_text(spec)}"
-            detail = f"{detail}" + (f": {', '.join(a['time'][11:16] + ' ' + a['type'] for a in matching[:5])}" if matching else "")
+            detail = f"{detail}" + (f": {', '.join(a['time'][11:16] + ' ' + a['type'] for a in matching[:5])}"
+                                    if matching else "")
         elif kind == "poolImage":
             wanted_id = normalize(scenario.resource(spec["image"])) if "image" in spec else None
             wanted_version = spec.get("version")
@@ -395,40 +429,51 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
             wanted = spec.get("exists", True)
             image_id = normalize(scenario.resource(spec["image"]))
             found = next((i for i in report["images"] if normalize(i["id"]) == image_id), None)
-            text = f"image {spec['image'].rsplit('/providers/', 1)[-1]} {'exists' if wanted else 'does not exist'} at the end"
+            text = (f"image {spec['image'].rsplit('/providers/', 1)[-1]} {'exists' if wanted else 'does not exist'} "
+                    "at the end")
             ok = (found is not None) == wanted
             detail = f"it exists ({found['provisioningState']})" if found else "it does not exist"
         elif kind == "locks":
             owner = spec.get("owner", "any")
             on = normalize(scenario.resource(spec["on"])) if "on" in spec else None
-            matching = [lk for lk in report["locks"] if (owner == "any" or lk["owner"] == owner) and (on is None or normalize(lk["scope"]) == on)]
+            matching = [lk for lk in report["locks"] if (owner == "any" or lk["owner"] == owner)
+                        and (on is None or normalize(lk["scope"]) == on)]
             ok, detail = _count_ok(spec, len(matching))
             text = f"{'the app' if owner == 'app' else 'other' if owner == 'other' else 'all'} locks" + (
                 f" on {spec['on'].rsplit('/providers/', 1)[-1]}" if on else "")
         elif kind == "resizeRequests":
             by = spec.get("by", "app")
-            matching = [r for r in report["resizeRequests"] if r["pool"].lower() == pool_ref.lower() and (by == "anyone" or r["caller"] == APP_CALLER)
-                        and all(r[k] == spec[k] for k in ("dedicated", "spot") if k in spec) and _window(spec, start, r["time"])]
+            matching = [r for r in report["resizeRequests"] if r["pool"].lower() == pool_ref.lower()
+                        and (by == "anyone" or r["caller"] == APP_CALLER)
+                        and all(r[k] == spec[k] for k in ("dedicated", "spot") if k in spec)
+                        and _window(spec, start, r["time"])]
             ok, detail = _count_ok(spec, len(matching))
-            size = " and ".join(f"{spec[k]} {'dedicated' if k == 'dedicated' else 'Spot'}" for k in ("dedicated", "spot") if k in spec)
-            text = f"resize requests for {pool_ref}{' asking for ' + size if size else ''} by {'the app' if by == 'app' else 'anyone'}{_window_text(spec)}"
+            size = " and ".join(f"{spec[k]} {'dedicated' if k == 'dedicated' else 'Spot'}"
+                                for k in ("dedicated", "spot") if k in spec)
+            text = (f"resize requests for {pool_ref}{' asking for ' + size if size else ''} by "
+                    f"{'the app' if by == 'app' else 'anyone'}{_window_text(spec)}")
             if matching or size:
                 asked = [f"{r['time'][11:16]} {r['dedicated']}/{r['spot']}" for r in report["resizeRequests"]
                          if r["pool"].lower() == pool_ref.lower() and (by == "anyone" or r["caller"] == APP_CALLER)][:8]
                 detail += f": {', '.join(asked)}" if asked else ""
         elif kind == "resizeFailures":
             code = spec.get("code", "").lower()
-            matching = [f for f in report["resizeFailures"] if (pool_ref is None or f["pool"].lower() == pool_ref.lower())
+            matching = [f for f in report["resizeFailures"]
+                        if (pool_ref is None or f["pool"].lower() == pool_ref.lower())
                         and code in f["errors"].lower() and _window(spec, start, f["time"])]
             ok, detail = _count_ok(spec, len(matching))
-            text = f"resizes that ended short{' of ' + pool_ref if pool_ref else ''}{' with ' + spec['code'] if code else ''}{_window_text(spec)}"
-            detail += f": {', '.join(f['time'][11:16] + ' ' + f['errors'].split(' (')[0] for f in matching[:6])}" if matching else ""
+            text = (
+                "resizes that ended "
+                f"short{' of ' + pool_ref if pool_ref else ''}{' with ' + spec['code'] if code else ''}{_window_text(spec)}")
+            detail += (f": {', '.join(f['time'][11:16] + ' ' + f['errors'].split(' (')[0] for f in matching[:6])}"
+                       if matching else "")
         elif kind == "stallEvents":
             wanted_kind = spec.get("kind")
             matching = [s for s in report["stallEvents"] if (pool_ref is None or s["pool"].lower() == pool_ref.lower())
                         and (wanted_kind is None or s["kind"] == wanted_kind) and _window(spec, start, s["time"])]
             ok, detail = _count_ok(spec, len(matching))
-            what = {"step": "planned resize steps", "stall": "stalls"}.get(wanted_kind or "", "watch resize events (steps and stalls)")
+            what = {"step": "planned resize steps", "stall": "stalls"}.get(wanted_kind or "",
+                                                                           "watch resize events (steps and stalls)")
             text = f"{what}{' for ' + pool_ref if pool_ref else ''}{_window_text(spec)}"
         elif kind == "deadLetters":
             ok, detail = _count_ok(spec, report["events"]["deadLettered"])
@@ -459,7 +504,8 @@ def write_report(report: dict[str, Any], path: str | Path) -> Path:
 def validate_report(report: dict[str, Any]) -> list[str]:
     from jsonschema import Draft202012Validator
 
-    return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in Draft202012Validator(REPORT_SCHEMA).iter_errors(report)]
+    return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
+            for e in Draft202012Validator(REPORT_SCHEMA).iter_errors(report)]
 
 
 # The contract, a JSON file beside the code like every other schema of the project (docs/cli.md shows it).

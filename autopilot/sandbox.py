@@ -41,7 +41,8 @@ class Sandbox:
             self.local.close()
             raise initial_state_error(scenario, exc) from exc
         self._lock = threading.RLock()  # one thing at a time drives the host: the clock loop or a replay
-        self.local.emulator.add_routes([Route("POST", f"{SANDBOX_PATH}/replay", self._replay_route, plane="admin", auth=False),
+        self.local.emulator.add_routes([Route("POST", f"{SANDBOX_PATH}/replay", self._replay_route, plane="admin",
+                                              auth=False),
                                         Route("GET", SANDBOX_PATH, self._info_route, plane="admin", auth=False)])
 
     # ------------------------------------------------------------------------------------------
@@ -57,7 +58,8 @@ class Sandbox:
 
     def write_env(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines = ["# autopilot sandbox: source this file in another shell (`. " + str(path) + "`), then run autopilot status / plan / "
+        lines = ["# autopilot sandbox: source this file in another shell (`. " + str(path)
+                 + "`), then run autopilot status / plan / "
                  "reconcile / replay"]
         lines += [f"export {name}={shlex.quote(value)}" for name, value in sorted(self.env().items())]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -99,17 +101,20 @@ class Sandbox:
     def _info_route(self, request: Any) -> Any:
         from emulator.core import json_response
 
-        return json_response({"scenario": self.scenario.name, "now": self.local.emulator.now().isoformat(), "speed": self.speed})
+        return json_response({"scenario": self.scenario.name, "now": self.local.emulator.now().isoformat(),
+                              "speed": self.speed})
 
 
-def replay_to_sandbox(url: str, ca_bundle: str | None, events: list[Any], *, topic: str, advance_minutes: float) -> dict[str, Any]:
+def replay_to_sandbox(url: str, ca_bundle: str | None, events: list[Any], *, topic: str,
+                      advance_minutes: float) -> dict[str, Any]:
     """POST the events to a running sandbox; its app handles them. Returns ReplayResult.to_json() from the sandbox."""
     import ssl
     import urllib.request
 
     body = json.dumps({"events": [e.event for e in events], "topic": topic, "advanceMinutes": advance_minutes}).encode()
     context = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
-    request = urllib.request.Request(f"{url}/replay", data=body, method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(f"{url}/replay", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, context=context, timeout=600) as response:
         return dict(json.loads(response.read()))
 

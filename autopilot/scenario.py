@@ -36,7 +36,8 @@ MAX_DURATION = timedelta(days=14)
 # Settings the simulator owns: the app must talk to the local emulator, Azurite and topic it starts.
 RESERVED_SETTINGS = frozenset({
     "AUTOPILOT_SUBSCRIPTION_ID", "AUTOPILOT_ARM_ENDPOINT", "AUTOPILOT_CREDENTIAL", "AUTOPILOT_CA_BUNDLE",
-    "AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "AUTOPILOT_EVENTS_TOPIC_KEY", "AUTOPILOT_TEAMS_WEBHOOK_URL", "AUTOPILOT_TABLE_PREFIX",
+    "AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "AUTOPILOT_EVENTS_TOPIC_KEY", "AUTOPILOT_TEAMS_WEBHOOK_URL",
+    "AUTOPILOT_TABLE_PREFIX",
     "AUTOPILOT_FAMILIES", "AUTOPILOT_FAMILIES_FILE", "AUTOPILOT_BATCH_ACCOUNTS", "AzureWebJobsStorage",
     "AzureWebJobsStorage__tableServiceUri",
 })
@@ -47,7 +48,8 @@ DELETABLE_TYPES = (
     "microsoft.compute/galleries/images/versions", "microsoft.compute/galleries/images", "microsoft.compute/galleries",
     "microsoft.batch/batchaccounts/pools",
 )
-LOCKABLE_HINT = "a resource inside a resource group, e.g. /resourceGroups/images-rg/providers/Microsoft.Compute/snapshots/gpu-1-0-0-os"
+LOCKABLE_HINT = ("a resource inside a resource group, e.g. "
+                 "/resourceGroups/images-rg/providers/Microsoft.Compute/snapshots/gpu-1-0-0-os")
 
 
 
@@ -136,7 +138,8 @@ class Scenario:
     def account_id(self, name: str) -> str:
         account = next((a for a in self.accounts if a["name"] == name), None)
         group = (account or {}).get("resourceGroup", BATCH_RG)
-        return f"/subscriptions/{self.subscription_id}/resourceGroups/{group}/providers/Microsoft.Batch/batchAccounts/{name}"
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{group}/providers/Microsoft.Batch"
+                f"/batchAccounts/{name}")
 
     def resource(self, ref: str) -> str:
         """A resource reference as a full ARM id."""
@@ -183,11 +186,13 @@ def parse_scenario(document: str | Mapping[str, Any], *, source: str = "<scenari
         try:
             raw = json.loads(document)
         except json.JSONDecodeError as exc:
-            raise ScenarioError(source, [f"$: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+            raise ScenarioError(source,
+                                [f"$: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
     else:
         raw = copy.deepcopy(dict(document))
     if not isinstance(raw, dict):
-        raise ScenarioError(source, ['$: a scenario is a JSON object, e.g. {"name": "demo", "duration": "8h", "timeline": []}'])
+        raise ScenarioError(source,
+                            ['$: a scenario is a JSON object, e.g. {"name": "demo", "duration": "8h", "timeline": []}'])
     problems = schema_problems(raw)
     if not problems:
         scenario, problems = _build(raw, source)
@@ -197,7 +202,8 @@ def parse_scenario(document: str | Mapping[str, Any], *, source: str = "<scenari
     # Every problem in one pass: the meaning checks run too, on the parts of the document the schema accepted.
     try:
         _, more = _build(_without_schema_errors(raw), source)
-    except (KeyError, TypeError, AttributeError, ValueError, IndexError):  # a shape the pruning missed: the schema problems stand
+    # a shape the pruning missed: the schema problems stand
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
         more = []
     raise ScenarioError(source, problems + [p for p in more if p not in problems])
 
@@ -226,7 +232,8 @@ def _without_schema_errors(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, list) and len(path) > 1 and isinstance(path[1], int) and path[1] < len(value):
             item = value[path[1]]
             # an account keeps its name (other items refer to it), whatever else is wrong with it
-            value[path[1]] = {"name": item["name"]} if key == "batchAccounts" and isinstance(item, dict) and isinstance(item.get("name"), str) else None
+            value[path[1]] = ({"name": item["name"]} if key == "batchAccounts" and isinstance(item, dict)
+                              and isinstance(item.get("name"), str) else None)
         elif key in _STAND_INS:
             pruned[key] = _STAND_INS[key]
         else:
@@ -248,7 +255,8 @@ def _without_schema_errors(raw: dict[str, Any]) -> dict[str, Any]:
 def json_path(parts: Iterable[Any]) -> str:
     out = "$"
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", str(part)) else f"[{json.dumps(part)}]")
+        out += (f"[{part}]" if isinstance(part, int)
+                else (f".{part}" if re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", str(part)) else f"[{json.dumps(part)}]"))
     return out
 
 
@@ -290,7 +298,8 @@ def _leaves(errors: Iterable[Any]) -> Iterable[Any]:
 
 
 def _is_required_choice(error: Any) -> bool:
-    return error.validator == "anyOf" and all(isinstance(s, Mapping) and set(s) == {"required"} for s in error.validator_value)
+    return error.validator == "anyOf" and all(isinstance(s, Mapping) and set(s) == {"required"}
+                                              for s in error.validator_value)
 
 
 def _message(error: Any) -> str:
@@ -308,7 +317,8 @@ def _message(error: Any) -> str:
         return f"{json.dumps(error.instance)} is not one of {', '.join(json.dumps(v) for v in error.validator_value)}"
     if error.validator == "pattern":
         described = error.schema.get("description")
-        return f"{json.dumps(error.instance)} is not valid" + (f": {described}" if described else f" (pattern {error.validator_value})")
+        return (f"{json.dumps(error.instance)} is not valid"
+                + (f": {described}" if described else f" (pattern {error.validator_value})"))
     if _is_required_choice(error):
         return "give " + " or ".join(repr(s["required"][0]) for s in error.validator_value)
     if error.validator == "required":
@@ -375,7 +385,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         problems.append(f"$.duration: {raw['duration']!r} must be more than 0 and at most 14 days; for example \"8h\"")
     step = duration("$.step", raw["step"]) if "step" in raw else DEFAULT_STEP
     if not timedelta(seconds=10) <= step <= timedelta(minutes=15):
-        problems.append(f"$.step: {raw.get('step')!r} must be between 10s and 15m (the resize engine moves minute by minute); for example \"1m\"")
+        problems.append(f"$.step: {raw.get('step')!r} must be between 10s and 15m (the resize engine moves minute by "
+                        "minute); for example \"1m\"")
 
     accounts = list(raw.get("batchAccounts") or [])
     account_names = {a["name"] for a in accounts if a is not None}
@@ -384,11 +395,13 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         if account is None:  # refused by the schema (reported already)
             continue
         if account["name"] in seen_accounts:
-            problems.append(f"$.batchAccounts[{i}].name: {account['name']!r} appears twice; Batch account names are unique")
+            problems.append(f"$.batchAccounts[{i}].name: {account['name']!r} appears twice; Batch account names "
+                            "are unique")
         seen_accounts.add(account["name"])
 
     scenario = Scenario(
-        name=raw["name"], source=source, description=raw.get("description", ""), seed=int(raw.get("seed", 1)), start=start,
+        name=raw["name"], source=source, description=raw.get("description", ""), seed=int(raw.get("seed", 1)),
+        start=start,
         duration=total, step=step, settings=dict(raw.get("settings") or {}), families=None, accounts=accounts,
         timeline=[], expectations=list(raw.get("expect") or []), raw=raw,
     )
@@ -396,12 +409,14 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
     # settings: the app's own parser, on the values the simulator will run with
     for name in scenario.settings:
         if name in RESERVED_SETTINGS:
-            problems.append(f"$.settings.{name}: set by the simulator (it points the app at the local emulator and Azurite); remove it")
+            problems.append(f"$.settings.{name}: set by the simulator (it points the app at the local emulator and "
+                            "Azurite); remove it")
     if not any(p.startswith("$.settings.") for p in problems):
         from shared.config.settings import SettingsError, load_settings
 
         probe = {"AUTOPILOT_SUBSCRIPTION_ID": scenario.subscription_id, "AUTOPILOT_CREDENTIAL": "emulator",
-                 "AUTOPILOT_ARM_ENDPOINT": "https://127.0.0.1:1", "AzureWebJobsStorage": "UseDevelopmentStorage=true", **scenario.settings}
+                 "AUTOPILOT_ARM_ENDPOINT": "https://127.0.0.1:1", "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                 **scenario.settings}
         try:
             load_settings(probe)
         except SettingsError as exc:
@@ -426,7 +441,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         if pool is None:
             continue
         if pool["account"] not in account_names:
-            problems.append(f"$.pools[{i}].account: {pool['account']!r} is not one of the scenario's batchAccounts; add it to $.batchAccounts")
+            problems.append(f"$.pools[{i}].account: {pool['account']!r} is not one of the scenario's batchAccounts; "
+                            "add it to $.batchAccounts")
 
     # the timeline
     actions: list[Action] = []
@@ -436,24 +452,29 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
             continue
         at = duration(f"{path}.at", spec["at"])
         if at > total:
-            problems.append(f"{path}.at: {spec['at']} is after the end of the run ({raw['duration']}); move it earlier or lengthen $.duration")
+            problems.append(f"{path}.at: {spec['at']} is after the end of the run ({raw['duration']}); move it earlier "
+                            "or lengthen $.duration")
         pool = spec.get("pool")
         if isinstance(pool, str) and pool.split("/", 1)[0] not in account_names:
-            problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's batchAccounts "
+            problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's "
+                            "batchAccounts "
                             f"({', '.join(sorted(account_names)) or 'none'})")
         if spec["action"] == "setQuotas" and spec["account"] not in account_names:
             problems.append(f"{path}.account: {spec['account']!r} is not one of the scenario's batchAccounts")
         if spec["action"] == "deleteResource":
-            problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, DELETABLE_TYPES))
+            problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id,
+                                            DELETABLE_TYPES))
         if spec["action"] in ("putLock", "removeLock"):
             problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, None))
         if spec["action"] == "tagResource":
             problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, None))
             if spec["operation"] != "Delete" and "tags" not in spec:
-                problems.append(f"{path}.tags: {spec['operation']} needs the tags; for example \"tags\": {{\"autopilot.version\": \"1.0.0\"}} "
+                problems.append(f"{path}.tags: {spec['operation']} needs the tags; for example \"tags\": "
+                                f"{{\"autopilot.version\": \"1.0.0\"}} "
                                 "(only Delete may leave them out, to remove every tag)")
         if spec["action"] == "createSnapshotSet" and set(spec.get("omitLuns") or []) - set(spec.get("dataLuns") or []):
-            problems.append(f"{path}.omitLuns: every omitted LUN must also be in dataLuns; for example \"dataLuns\": [0, 1], \"omitLuns\": [1]")
+            problems.append(f"{path}.omitLuns: every omitted LUN must also be in dataLuns; for example \"dataLuns\": "
+                            "[0, 1], \"omitLuns\": [1]")
         if spec["action"] == "resizePool" and "dedicated" not in spec and "spot" not in spec:
             problems.append(f"{path}: give dedicated and/or spot; for example {{\"dedicated\": 20, \"spot\": 0}}")
         if spec["action"] == "setPoolTarget" and "dedicated" not in spec and "spot" not in spec:
@@ -461,7 +482,8 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
         if spec["action"] == "setFamily":
             problems.extend(_check_set_family(scenario, spec, path, account_names))
         if spec["action"] == "injectPoolFailure" and spec["kind"] == "custom" and not spec.get("code"):
-            problems.append(f"{path}.code: a custom failure needs its error code; for example \"code\": \"AllocationFailed\"")
+            problems.append(
+                f"{path}.code: a custom failure needs its error code; for example \"code\": \"AllocationFailed\"")
         actions.append(Action(i, at, spec["action"], spec))
     # stable: actions at the same time run in the order written
     scenario.timeline = sorted(actions, key=lambda a: (a.at, a.index))
@@ -478,11 +500,13 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
                 problems.append(f"{path}.{key}: {expectation[key]} is after the end of the run ({raw['duration']})")
         pool = expectation.get("pool")
         if isinstance(pool, str) and pool.split("/", 1)[0] not in account_names:
-            problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's batchAccounts")
+            problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's "
+                            "batchAccounts")
         kind = expectation.get("expect")
         if kind == "imageExists" or (kind == "poolImage" and "image" in expectation):
             problems.extend(_check_resource(f"{path}.image", expectation["image"], scenario.subscription_id,
-                                            ("microsoft.compute/images", "microsoft.compute/galleries/images/versions")))
+                                            ("microsoft.compute/images",
+                                             "microsoft.compute/galleries/images/versions")))
         if expectation.get("expect") == "locks" and "on" in expectation:
             problems.extend(_check_resource(f"{path}.on", expectation["on"], scenario.subscription_id, None))
     return scenario, problems
@@ -499,7 +523,8 @@ def _expand_accounts(scenario: Scenario, family: Any, path: str, account_names: 
         if not account.startswith("/"):
             if account not in account_names:
                 problems.append(f"{path}.pools[{i}].account: {account!r} is not one of the scenario's batchAccounts "
-                                f"({', '.join(sorted(account_names)) or 'none'}); add it to $.batchAccounts or give a full "
+                                f"({', '.join(sorted(account_names)) or 'none'}); add it to $.batchAccounts or "
+                                "give a full "
                                 "resource id")
             pool["account"] = scenario.account_id(account)
     return problems
@@ -542,5 +567,7 @@ def _check_resource(path: str, ref: str, subscription_id: str, types: tuple[str,
         return [f"{path}: {ref!r} is not {LOCKABLE_HINT}"]
     if types is not None and rid.resource_type.lower() not in types:
         return [f"{path}: the simulator cannot act on {rid.resource_type or 'this'} resources here; use one of: "
-                + ", ".join(t.replace("microsoft.", "Microsoft.").replace("compute/", "Compute/").replace("batch/", "Batch/") for t in types)]
+                + ", ".join(
+                    t.replace("microsoft.", "Microsoft.").replace("compute/", "Compute/").replace("batch/", "Batch/")
+                    for t in types)]
     return []

@@ -43,7 +43,8 @@ CAPACITY_FIELDS = {
     "dedicatedAvailable": "dedicated_available", "spotAvailable": "low_priority_available",
     "dedicatedPerMinute": "dedicated_per_minute", "spotPerMinute": "low_priority_per_minute",
     "maxNodesPerResize": "max_nodes_per_resize", "dedicatedFailureRate": "dedicated_failure_rate",
-    "spotFailureRate": "low_priority_failure_rate", "internalErrorShare": "internal_error_share", "rateJitter": "rate_jitter",
+    "spotFailureRate": "low_priority_failure_rate", "internalErrorShare": "internal_error_share",
+    "rateJitter": "rate_jitter",
 }
 RESIZE_PATH = re.compile(r"/batch/(?P<account>[^/]+)/pools/(?P<pool>[^/]+)/resize$", re.IGNORECASE)
 
@@ -79,7 +80,8 @@ class ActionResult:
         expected = self.action.spec.get("expectOutcome")
         verdict = self.outcome if expected is None or self.ok else f"{self.outcome} (expected {expected})"
         # An outcome the scenario expected needs no explanation; anything else shows what Azure (or the emulator) said.
-        tail = f": {self.detail[:200]}" if self.detail and self.outcome != "ok" and (expected is None or not self.ok) else ""
+        tail = (f": {self.detail[:200]}" if self.detail and self.outcome != "ok"
+                and (expected is None or not self.ok) else "")
         return f"{self.action.kind}{what}{who} → {verdict}{tail}"
 
 
@@ -140,11 +142,13 @@ class Recorder:
                     series = self.pools[key] = PoolSeries(key, account.id)
                     self._pad(series)
                     series.first_seen = now
-                    self.add(now, "pool", f"pool {key} created ({pool.spec.vm_size}, target {pool.target['dedicated']} dedicated / "
+                    self.add(now, "pool", f"pool {key} created ({pool.spec.vm_size}, target {pool.target['dedicated']} "
+                                          "dedicated / "
                                           f"{pool.target['low']} Spot)", pool=key)
                 view = PoolView(account_id=account.id, pool_id=pool.id, allocation_state=pool.allocation_state,
                                 current_dedicated=pool.current["dedicated"], current_spot=pool.current["low"],
-                                target_dedicated=pool.target["dedicated"], target_spot=pool.target["low"], metadata=pool.metadata)
+                                target_dedicated=pool.target["dedicated"], target_spot=pool.target["low"],
+                                metadata=pool.metadata)
                 try:
                     desired = desired_target(view, now)
                 except PoolIntentError:
@@ -159,7 +163,8 @@ class Recorder:
                 op = pool.op
                 if op is not None and op.number not in series.resizes:
                     series.resizes[op.number] = (op.start, op.target["dedicated"], op.target["low"])
-                series.usable.append(sum(row.get("idle", 0) + row.get("running", 0) for row in emulator.batch.node_counts(pool).values()))
+                series.usable.append(sum(row.get("idle", 0) + row.get("running", 0)
+                                         for row in emulator.batch.node_counts(pool).values()))
                 self._transitions(series, pool, desired, now)
                 self._rollout_steps(series, pool, now)
         for key, series in self.pools.items():
@@ -169,7 +174,8 @@ class Recorder:
                     series.reached_since = None
                     self.add(now, "pool", f"pool {key} deleted", pool=key)
                 series.times.append(now)
-                for values in (series.current_dedicated, series.current_spot, series.target_dedicated, series.target_spot,
+                for values in (series.current_dedicated, series.current_spot, series.target_dedicated,
+                               series.target_spot,
                                series.desired_dedicated, series.desired_spot, series.usable):
                     values.append(None)
         self.observe_resources(now)
@@ -215,16 +221,19 @@ class Recorder:
             if transition != series.last_transition and pool.resize_errors:  # a resize just ended short
                 codes = ", ".join(_error_label(e) for e in pool.resize_errors)
                 series.failures.append((transition, codes))
-                self.add(transition, "pool", f"pool {series.key} resize ended short at {pool.current['dedicated']} / {pool.current['low']}: "
+                self.add(transition, "pool", f"pool {series.key} resize ended short at {pool.current['dedicated']} / "
+                                             f"{pool.current['low']}: "
                                              f"{codes}", pool=series.key, severity="warning")
             series.last_transition = transition
-        at = desired is not None and pool.current["dedicated"] == desired.dedicated and pool.current["low"] == desired.spot
+        at = (desired is not None and pool.current["dedicated"] == desired.dedicated
+              and pool.current["low"] == desired.spot)
         if at and series.reached_since is None:
             series.reached_since = now
             if series.first_reached is None:
                 series.first_reached = now
             if desired.total > 0:
-                self.add(now, "pool", f"pool {series.key} at its desired target: {desired.dedicated} dedicated / {desired.spot} Spot", pool=series.key)
+                self.add(now, "pool", f"pool {series.key} at its desired target: {desired.dedicated} dedicated / "
+                         f"{desired.spot} Spot", pool=series.key)
         elif not at:
             series.reached_since = None
 
@@ -232,7 +241,8 @@ class Recorder:
         compute = self.local.emulator.compute
         current: dict[str, str] = {}
         names: dict[str, str] = {}
-        for kind, store in (("managed image", compute.images), ("gallery image version", compute.gallery_image_versions)):
+        for kind, store in (("managed image", compute.images),
+                            ("gallery image version", compute.gallery_image_versions)):
             for key, resource in list(store.items()):
                 current[key] = f"{kind}|{resource.provisioning_state}"
                 names[key] = resource.id
@@ -240,12 +250,16 @@ class Recorder:
             kind, state = value.split("|")
             before = self._images.get(key)
             if before is None:
-                self.add(now, "image", f"{kind} {_short_id(names[key])} {'requested' if state in ('Creating', 'Updating') else state.lower()}")
+                self.add(now, "image",
+                         f"{kind} {_short_id(names[key])} "
+                         f"{'requested' if state in ('Creating', 'Updating') else state.lower()}")
             elif before != value:
-                self.add(now, "image", f"{kind} {_short_id(names[key])} {state.lower()}", severity="warning" if state == "Failed" else None)
+                self.add(now, "image", f"{kind} {_short_id(names[key])} {state.lower()}",
+                         severity="warning" if state == "Failed" else None)
         for key, value in self._images.items():
             if key not in current:
-                self.add(now, "image", f"{value.split('|')[0]} {_short_id(self._image_ids.get(key, key))} deleted", severity="warning")
+                self.add(now, "image", f"{value.split('|')[0]} {_short_id(self._image_ids.get(key, key))} deleted",
+                         severity="warning")
         self._images = current
         self._image_ids.update(names)
 
@@ -263,7 +277,8 @@ class Recorder:
                 self.add(now, "lock", f"{owner} lock on {_short_id(lock.scope)} removed")
         self._locks = current
 
-    def add(self, when: datetime, kind: str, text: str, *, pool: str | None = None, severity: str | None = None, ok: bool = True) -> None:
+    def add(self, when: datetime, kind: str, text: str, *, pool: str | None = None, severity: str | None = None,
+            ok: bool = True) -> None:
         self.timeline.append(TimelineEntry(when, kind, text, pool, severity, ok))
 
 
@@ -291,12 +306,14 @@ def local_azure_for(scenario: Scenario, azurite_connection: str, *, tls: Any = N
     """A LocalAzure configured as the scenario says (families, settings, seed, start), before its initial state."""
     from autopilot.local import LocalAzure
 
-    return LocalAzure(azurite_connection=azurite_connection, seed=scenario.seed, start=scenario.start, families=scenario.families,
+    return LocalAzure(azurite_connection=azurite_connection, seed=scenario.seed, start=scenario.start,
+                      families=scenario.families,
                       accounts=scenario.watched_accounts() or None, settings=scenario.settings, tls=tls)
 
 
 def apply_initial_state(local: Any, scenario: Scenario) -> None:
-    """Put the subscription in the state the scenario starts from. No Event Grid events: this is what already existed."""
+    """Put the subscription in the state the scenario starts from. No Event Grid events: this is what already
+    existed."""
     raw = scenario.raw
     emulator = local.emulator
     sub = scenario.subscription_id
@@ -305,7 +322,8 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
 
     timings = raw.get("timings") or {}
     for key, attr in (("imageCreate", "image_create_duration"), ("galleryVersionBase", "version_base_duration"),
-                      ("galleryVersionPerExtraReplica", "version_per_extra_replica"), ("galleryVersionPerRemoteRegion", "version_per_remote_region")):
+                      ("galleryVersionPerExtraReplica", "version_per_extra_replica"),
+                      ("galleryVersionPerRemoteRegion", "version_per_remote_region")):
         if key in timings:
             setattr(compute, attr, parse_duration(timings[key]))
     if "poolShrink" in timings:
@@ -322,7 +340,8 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
         props: dict[str, Any] = {}
         for key, prop in (("poolAllocationMode", "pool_allocation_mode"), ("dedicatedCores", "dedicated_core_quota"),
                           ("spotCores", "low_priority_core_quota"), ("pools", "pool_quota"),
-                          ("perVmFamily", "dedicated_core_quota_per_vm_family"), ("perVmFamilyEnforced", "dedicated_core_quota_per_vm_family_enforced")):
+                          ("perVmFamily", "dedicated_core_quota_per_vm_family"),
+                          ("perVmFamilyEnforced", "dedicated_core_quota_per_vm_family_enforced")):
             if key in account:
                 props[prop] = account[key]
         local.add_batch_account(account["name"], resource_group=account.get("resourceGroup", BATCH_RG),
@@ -333,12 +352,14 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
         compute.create_gallery(sub, rg, gallery["name"], location=gallery.get("location", DEFAULT_REGION))
         for image in gallery.get("images") or []:
             compute.create_gallery_image(sub, rg, gallery["name"], image["name"], os_type=image.get("osType", "Linux"),
-                                         os_state=image.get("osState", "Generalized"), hyper_v_generation=image.get("hyperVGeneration", "V2"))
+                                         os_state=image.get("osState", "Generalized"),
+                                         hyper_v_generation=image.get("hyperVGeneration", "V2"))
     for snap in raw.get("snapshots") or []:
         rg = snap.get("resourceGroup", IMAGES_RG)
         location = snap.get("location", DEFAULT_REGION)
         disk = _prepared_disk(local, f"{snap['name']}-disk", rg, location, snap.get("image"), snap.get("dataDiskGb"))
-        compute.create_snapshot(sub, rg, snap["name"], source_resource_id=disk, location=location, tags=dict(snap.get("tags") or {}))
+        compute.create_snapshot(sub, rg, snap["name"], source_resource_id=disk, location=location,
+                                tags=dict(snap.get("tags") or {}))
     for snapshot_set in raw.get("snapshotSets") or []:
         rg = snapshot_set.get("resourceGroup", IMAGES_RG)
         location = snapshot_set.get("location", DEFAULT_REGION)
@@ -346,22 +367,28 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
         luns = list(snapshot_set.get("dataLuns") or [])
         for role, tags in snapshot_set_tags(snapshot_set["family"], snapshot_set["version"], luns).items():
             name = f"{prefix}-os" if role == "os" else f"{prefix}-data{role}"
-            disk = _prepared_disk(local, f"{name}-disk", rg, location, snapshot_set.get("image") if role == "os" else None,
+            disk = _prepared_disk(local, f"{name}-disk", rg, location,
+                                  snapshot_set.get("image") if role == "os" else None,
                                   None if role == "os" else 128)
             compute.create_snapshot(sub, rg, name, source_resource_id=disk, location=location, tags=tags)
     for image in raw.get("managedImages") or []:
         rg = image.get("resourceGroup", IMAGES_RG)
-        data = {int(lun): _compute_ref(scenario, ref, rg, "snapshots") for lun, ref in (image.get("dataSnapshots") or {}).items()}
-        compute.create_image(sub, rg, image["name"], os_snapshot_id=_compute_ref(scenario, image["osSnapshot"], rg, "snapshots"),
+        data = {int(lun): _compute_ref(scenario, ref, rg, "snapshots")
+                for lun, ref in (image.get("dataSnapshots") or {}).items()}
+        compute.create_image(sub, rg, image["name"],
+                             os_snapshot_id=_compute_ref(scenario, image["osSnapshot"], rg, "snapshots"),
                              data_snapshot_ids=data, hyper_v_generation=image.get("hyperVGeneration"), instant=True)
     for gallery in raw.get("galleries") or []:
         rg = gallery.get("resourceGroup", IMAGES_RG)
         for version in gallery.get("versions") or []:
-            data = {int(lun): _compute_ref(scenario, ref, rg, "snapshots") for lun, ref in (version.get("dataSnapshots") or {}).items()}
+            data = {int(lun): _compute_ref(scenario, ref, rg, "snapshots")
+                    for lun, ref in (version.get("dataSnapshots") or {}).items()}
             compute.create_gallery_image_version(
                 sub, rg, gallery["name"], version["image"], version["name"],
-                source_image_id=_compute_ref(scenario, version["managedImage"], rg, "images") if version.get("managedImage") else None,
-                os_snapshot_id=_compute_ref(scenario, version["osSnapshot"], rg, "snapshots") if version.get("osSnapshot") else None,
+                source_image_id=_compute_ref(scenario, version["managedImage"], rg, "images")
+                if version.get("managedImage") else None,
+                os_snapshot_id=_compute_ref(scenario, version["osSnapshot"], rg, "snapshots")
+                if version.get("osSnapshot") else None,
                 data_snapshot_ids=data, target_regions=version.get("regions"), instant=True,
                 end_of_life=_date_time(version["endOfLifeDate"]) if version.get("endOfLifeDate") else None)
     for pool in raw.get("pools") or []:
@@ -376,20 +403,24 @@ def apply_initial_state(local: Any, scenario: Scenario) -> None:
             metadata["autopilot.desiredSpot"] = str(pool["desiredSpot"])
         if pool.get("schedule"):
             metadata["autopilot.schedule"] = json.dumps(pool["schedule"], separators=(",", ":"))
-        fields: dict[str, Any] = {"vm_size": pool["vmSize"], "node_agent_sku_id": pool.get("nodeAgentSkuId", DEFAULT_NODE_AGENT),
-                                  "target_dedicated": pool.get("dedicated", 0), "target_low_priority": pool.get("spot", 0)}
+        fields: dict[str, Any] = {"vm_size": pool["vmSize"],
+                                  "node_agent_sku_id": pool.get("nodeAgentSkuId", DEFAULT_NODE_AGENT),
+                                  "target_dedicated": pool.get("dedicated", 0),
+                                  "target_low_priority": pool.get("spot", 0)}
         if "resizeTimeout" in pool:
             fields["resize_timeout"] = parse_duration(pool["resizeTimeout"])
         if pool.get("autoScale"):  # Batch sizes an autoscale pool with its formula (the app never resizes it)
             fields["auto_scale_formula"] = pool["autoScale"]["formula"]
-            fields["auto_scale_evaluation_interval"] = parse_duration(pool["autoScale"].get("evaluationInterval", "15m"))
+            fields["auto_scale_evaluation_interval"] = parse_duration(
+                pool["autoScale"].get("evaluationInterval", "15m"))
         if pool.get("inboundNatPools"):
             fields["network_configuration"] = {"natPools": [{**nat, "protocol": str(nat.get("protocol", "tcp")).lower()}
                                                             for nat in pool["inboundNatPools"]]}
         # A pool of the initial state predates the run: one on a managed image was created with an API version that took
         # managed images (up to 2019-08-01); the app itself can no longer create such pools.
         api_version = "2019-08-01" if "/providers/microsoft.compute/images/" in image_id.lower() else None
-        batch.create_pool(pool["account"], pool["id"], image_id=image_id, metadata=metadata, api_version=api_version, **fields)
+        batch.create_pool(pool["account"], pool["id"], image_id=image_id, metadata=metadata, api_version=api_version,
+                          **fields)
 
 
 def _date_time(text: str) -> datetime:
@@ -413,9 +444,11 @@ def initial_state_error(scenario: Scenario, exc: Exception) -> ScenarioError:
 def snapshot_set_tags(family: str, version: str, data_luns: list[int]) -> dict[Any, dict[str, str]]:
     """The tags of each snapshot of a set (role "os" or the LUN), as the image pipeline expects them."""
     count = str(1 + len(data_luns))
-    out: dict[Any, dict[str, str]] = {"os": {"autopilot.family": family, "autopilot.version": version, "autopilot.disk": "os", "autopilot.diskCount": count}}
+    out: dict[Any, dict[str, str]] = {"os": {"autopilot.family": family, "autopilot.version": version,
+                                             "autopilot.disk": "os", "autopilot.diskCount": count}}
     for lun in data_luns:
-        out[lun] = {"autopilot.family": family, "autopilot.version": version, "autopilot.disk": str(lun), "autopilot.diskCount": count}
+        out[lun] = {"autopilot.family": family, "autopilot.version": version, "autopilot.disk": str(lun),
+                    "autopilot.diskCount": count}
     return out
 
 
@@ -444,7 +477,8 @@ def _compute_ref(scenario: Scenario, ref: str, rg: str, collection: str) -> str:
     """A snapshot / image given by name (in ``rg``) or by id."""
     if ref.startswith("/"):
         return scenario.resource(ref)
-    return f"/subscriptions/{scenario.subscription_id}/resourceGroups/{rg}/providers/Microsoft.Compute/{collection}/{ref}"
+    return (f"/subscriptions/{scenario.subscription_id}/resourceGroups/{rg}/providers/Microsoft.Compute"
+            f"/{collection}/{ref}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +487,8 @@ def _compute_ref(scenario: Scenario, ref: str, rg: str, collection: str) -> str:
 
 
 class ActionRunner:
-    """Carries out timeline actions: people through SDK clients with their own identity, the world through the emulator."""
+    """Carries out timeline actions: people through SDK clients with their own identity, the world through the
+    emulator."""
 
     def __init__(self, local: Any, scenario: Scenario) -> None:
         self.local = local
@@ -472,7 +507,9 @@ class ActionRunner:
 
         key = (identity["name"], identity["appid"])
         if key not in self._clients:
-            self._clients[key] = AzureClients(self.local.settings, credential=EmulatorCredential(name=identity["name"], appid=identity["appid"]))
+            self._clients[key] = AzureClients(self.local.settings,
+                                              credential=EmulatorCredential(
+                                                  name=identity["name"], appid=identity["appid"]))
         return self._clients[key]
 
     def run(self, action: Action) -> ActionResult:
@@ -529,7 +566,8 @@ class ActionRunner:
             if role != "os" and role in omitted:
                 continue
             name = f"{prefix}-os" if role == "os" else f"{prefix}-data{role}"
-            disk = _prepared_disk(self.local, f"{name}-disk", rg, location, spec.get("image") if role == "os" else None, None if role == "os" else 128)
+            disk = _prepared_disk(self.local, f"{name}-disk", rg, location, spec.get("image") if role == "os" else None,
+                                  None if role == "os" else 128)
             self._snapshot(identity, rg, name, disk, location, tags)
             made.append(name)
         return "snapshots " + ", ".join(made)
@@ -537,12 +575,15 @@ class ActionRunner:
     def _create_snapshot(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
         rg = spec.get("resourceGroup", IMAGES_RG)
         location = spec.get("location", DEFAULT_REGION)
-        disk = _prepared_disk(self.local, f"{spec['name']}-disk", rg, location, spec.get("image"), spec.get("dataDiskGb"))
+        disk = _prepared_disk(self.local, f"{spec['name']}-disk", rg, location, spec.get("image"),
+                              spec.get("dataDiskGb"))
         self._snapshot(identity, rg, spec["name"], disk, location, dict(spec.get("tags") or {}))
         return f"snapshot {spec['name']}"
 
-    def _snapshot(self, identity: dict[str, str], rg: str, name: str, disk_id: str, location: str, tags: dict[str, str]) -> None:
-        body = {"location": location, "tags": tags, "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk_id}}}
+    def _snapshot(self, identity: dict[str, str], rg: str, name: str, disk_id: str, location: str,
+                  tags: dict[str, str]) -> None:
+        body = {"location": location, "tags": tags,
+                "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk_id}}}
         self.clients(identity).compute.snapshots.begin_create_or_update(rg, name, body).result()
 
     def _delete_resource(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
@@ -575,7 +616,8 @@ class ActionRunner:
 
         rid = ResourceId.parse(self.scenario.resource(spec["resource"]))
         parent = "/".join(f"{t}/{n}" for t, n in zip(rid.types[:-1], rid.names[:-1], strict=True))
-        lock = {"properties": {"level": spec.get("level", "CanNotDelete"), "notes": spec.get("notes", f"placed by {identity['name']}")}}
+        lock = {"properties": {"level": spec.get("level", "CanNotDelete"),
+                               "notes": spec.get("notes", f"placed by {identity['name']}")}}
         self.clients(identity).locks.management_locks.create_or_update_at_resource_level(
             rid.resource_group, rid.namespace, parent, rid.types[-1], rid.name, spec.get("name", "team-lock"), lock)
         return f"{spec.get('level', 'CanNotDelete')} lock {spec.get('name', 'team-lock')!r}"
@@ -590,7 +632,8 @@ class ActionRunner:
 
     def _pool_parts(self, ref: str) -> tuple[str, str, str]:
         account, pool_id = ref.split("/", 1)
-        group = next((a.get("resourceGroup", BATCH_RG) for a in self.scenario.accounts if a["name"] == account), BATCH_RG)
+        group = next((a.get("resourceGroup", BATCH_RG) for a in self.scenario.accounts if a["name"] == account),
+                     BATCH_RG)
         return group, account, pool_id
 
     def _update_metadata(self, spec: dict[str, Any], identity: dict[str, str], changes: dict[str, str | None]) -> str:
@@ -603,7 +646,8 @@ class ActionRunner:
                 metadata.pop(name, None)
             else:
                 metadata[name] = value
-        pools.update(group, account, pool_id, {"properties": {"metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())]}})
+        pools.update(group, account, pool_id,
+                     {"properties": {"metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())]}})
         return ", ".join(f"{k}={v}" if v is not None else f"{k} removed" for k, v in changes.items())
 
     def _set_pool_target(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
@@ -651,15 +695,20 @@ class ActionRunner:
         return ", ".join(f"{k}={v}" for k, v in spec.items() if k in CAPACITY_FIELDS)
 
     def _set_failure_rates(self, spec: dict[str, Any], identity: None) -> str:
-        self.local.emulator.batch.set_failure_rates(spec.get("region"), spec.get("vmSize"), dedicated=spec.get("dedicated"),
-                                                    low_priority=spec.get("spot"), internal_error_share=spec.get("internalErrorShare"))
+        self.local.emulator.batch.set_failure_rates(spec.get("region"), spec.get("vmSize"),
+                                                    dedicated=spec.get("dedicated"),
+                                                    low_priority=spec.get("spot"),
+                                                    internal_error_share=spec.get("internalErrorShare"))
         return ", ".join(f"{k}={spec[k]}" for k in ("dedicated", "spot", "internalErrorShare") if k in spec)
 
     def _set_quotas(self, spec: dict[str, Any], identity: None) -> str:
-        self.local.emulator.batch.set_account_quotas(spec["account"], dedicated_cores=spec.get("dedicatedCores"), low_priority_cores=spec.get("spotCores"),
-                                                     pool_quota=spec.get("pools"), per_vm_family=spec.get("perVmFamily"),
+        self.local.emulator.batch.set_account_quotas(spec["account"], dedicated_cores=spec.get("dedicatedCores"),
+                                                     low_priority_cores=spec.get("spotCores"),
+                                                     pool_quota=spec.get("pools"),
+                                                     per_vm_family=spec.get("perVmFamily"),
                                                      per_vm_family_enforced=spec.get("perVmFamilyEnforced"))
-        return ", ".join(f"{k}={spec[k]}" for k in ("dedicatedCores", "spotCores", "pools", "perVmFamily", "perVmFamilyEnforced") if k in spec)
+        return ", ".join(f"{k}={spec[k]}" for k in ("dedicatedCores", "spotCores", "pools", "perVmFamily",
+                                                    "perVmFamilyEnforced") if k in spec)
 
     def _set_image_health(self, spec: dict[str, Any], identity: None) -> str:
         image = self.scenario.resource(spec["image"])
@@ -670,8 +719,10 @@ class ActionRunner:
     def _inject_pool_failure(self, spec: dict[str, Any], identity: None) -> str:
         account, pool_id = spec["pool"].split("/", 1)
         count = spec.get("count", 1)
-        self.local.emulator.batch.inject_failure(account, pool_id, spec["kind"], count=count, code=spec.get("code"), message=spec.get("message"))
-        return f"{spec['kind']} on the next {count} growing resize(s)" if count else f"{spec['kind']} on every growing resize"
+        self.local.emulator.batch.inject_failure(account, pool_id, spec["kind"], count=count, code=spec.get("code"),
+                                                 message=spec.get("message"))
+        return (f"{spec['kind']} on the next {count} growing resize(s)" if count else f"{spec['kind']} on every "
+                "growing resize")
 
     def _clear_pool_failures(self, spec: dict[str, Any], identity: None) -> str:
         account, pool_id = spec["pool"].split("/", 1)
@@ -682,11 +733,14 @@ class ActionRunner:
         from emulator.faults import FaultRule
 
         rule = FaultRule(kind=spec["kind"], rate=spec.get("rate", 1.0), path_pattern=spec.get("pathPattern", ".*"),
-                         methods=frozenset(spec.get("methods") or ("GET", "PUT", "PATCH", "POST", "DELETE")), status=spec.get("status", 503),
-                         retry_after_s=spec.get("retryAfterSeconds", 1), latency_s=spec.get("latencySeconds", 0.0), plane=spec.get("plane"),
+                         methods=frozenset(spec.get("methods") or ("GET", "PUT", "PATCH", "POST", "DELETE")),
+                         status=spec.get("status", 503),
+                         retry_after_s=spec.get("retryAfterSeconds", 1), latency_s=spec.get("latencySeconds", 0.0),
+                         plane=spec.get("plane"),
                          max_count=spec.get("maxCount"))
         self.local.emulator.faults.add(rule)
-        return f"{rule.kind} on {rule.rate:.0%} of calls matching {rule.path_pattern!r}" + (f" (at most {rule.max_count})" if rule.max_count else "")
+        return (f"{rule.kind} on {rule.rate:.0%} of calls matching {rule.path_pattern!r}"
+                + (f" (at most {rule.max_count})" if rule.max_count else ""))
 
     def _clear_faults(self, spec: dict[str, Any], identity: None) -> str:
         self.local.emulator.faults.clear()
@@ -700,7 +754,8 @@ class ActionRunner:
         return "ran"
 
     def _tag_resource(self, spec: dict[str, Any], identity: dict[str, str]) -> str:
-        """The Tags API, as the portal's Tags blade and az tag update|delete use it (azure-mgmt-resource TagsOperations).
+        """The Tags API, as the portal's Tags blade and az tag update|delete use it (azure-mgmt-resource
+        TagsOperations).
 
         Merge | Replace | Delete (the given names, or name/value pairs); Delete without ``tags`` removes every tag
         (a DELETE of the tags resource, az tag delete --resource-id)."""
@@ -710,13 +765,15 @@ class ActionRunner:
         clients = self.clients(identity)
         key = (identity["name"], identity["appid"], "tags")
         if key not in self._resource_clients:
-            self._resource_clients[key] = ResourceManagementClient(clients.credential, self.local.subscription_id, **clients._arm_kwargs())
+            self._resource_clients[key] = ResourceManagementClient(clients.credential, self.local.subscription_id,
+                                                                   **clients._arm_kwargs())
         tags_client = self._resource_clients[key].tags
         operation = spec["operation"]
         if operation == "Delete" and "tags" not in spec:
             tags_client.begin_delete_at_scope(resource_id).result()
             return "removed every tag"
-        tags_client.begin_update_at_scope(resource_id, {"operation": operation, "properties": {"tags": dict(spec.get("tags") or {})}}).result()
+        tags_client.begin_update_at_scope(resource_id, {"operation": operation,
+                                                        "properties": {"tags": dict(spec.get("tags") or {})}}).result()
         return f"tags {operation.lower()}d" if operation != "Merge" else "tags merged"
 
     def _run_tasks(self, spec: dict[str, Any], identity: None) -> str:
@@ -741,7 +798,8 @@ class ActionRunner:
         return spec["text"]
 
 
-PERSON_ACTIONS = frozenset({"createSnapshotSet", "createSnapshot", "deleteResource", "tagResource", "putLock", "removeLock", "setPoolTarget",
+PERSON_ACTIONS = frozenset({"createSnapshotSet", "createSnapshot", "deleteResource", "tagResource", "putLock",
+                            "removeLock", "setPoolTarget",
                             "setPoolSchedule", "setPoolMetadata", "resizePool", "stopResize", "deletePool"})
 
 
@@ -863,7 +921,8 @@ class Simulation:
         if self.recorder.times and self.recorder.times[-1] != local.emulator.now():
             self.recorder.sample(local.emulator.now())
         elif self.results and scenario.start + self.results[-1].action.at >= end:
-            self.recorder.sample(local.emulator.now())  # actions at the very end changed something after the last sample
+            # actions at the very end changed something after the last sample
+            self.recorder.sample(local.emulator.now())
         wall = time.perf_counter() - started
         report = build_report(self, wall)
         return SimulationResult(scenario, report, self.recorder, self.results, wall)
@@ -873,7 +932,8 @@ class Simulation:
             result = self.runner.run(action)
         except Exception as exc:  # a knob that cannot apply (e.g. the pool does not exist yet) is a scenario problem
             # the outcome is the Azure error code when there is one (e.g. PoolNotFound), never a Python class name
-            result = ActionResult(action, self.local.emulator.now(), None, self.runner._target(action), _error_code_of(exc), False,
+            result = ActionResult(action, self.local.emulator.now(), None, self.runner._target(action),
+                                  _error_code_of(exc), False,
                                   " ".join(str(exc).split())[:300])
         self.results.append(result)
         text = result.describe() if action.kind != "mark" else f"mark: {action.spec['text']}"
@@ -886,9 +946,11 @@ class Simulation:
 
 
 def describe_run(scenario: Scenario) -> str:
-    return (f"{scenario.name}: {format_duration(scenario.duration)} of virtual time from {scenario.start:%Y-%m-%d %H:%M} UTC "
+    return (f"{scenario.name}: {format_duration(scenario.duration)} of virtual time from "
+            f"{scenario.start:%Y-%m-%d %H:%M} UTC "
             f"in {format_duration(scenario.step)} steps, seed {scenario.seed}, {len(scenario.timeline)} action(s)")
 
 
-__all__ = ["ActionResult", "Recorder", "Simulation", "SimulationResult", "TimelineEntry", "apply_initial_state", "describe_run",
+__all__ = ["ActionResult", "Recorder", "Simulation", "SimulationResult", "TimelineEntry", "apply_initial_state",
+           "describe_run",
            "format_offset", "local_azure_for"]

@@ -2,8 +2,8 @@
 the Function App has them) or the local emulator (``AUTOPILOT_CREDENTIAL=emulator``).
 
 Everything here goes through the app's own code: ``shared.guard.references.observe`` for what pools use,
-``shared.watch.tick.tick`` and ``shared.guard.reconcile.reconcile`` for what the timers do, ``shared.watch.episodes`` for the
-pool watch's records. ``status`` and ``plan`` only read (GETs, and Table queries); ``reconcile`` acts.
+``shared.watch.tick.tick`` and ``shared.guard.reconcile.reconcile`` for what the timers do, ``shared.watch.episodes``
+for the pool watch's records. ``status`` and ``plan`` only read (GETs, and Table queries); ``reconcile`` acts.
 The JSON structures are versioned contracts: ``autopilot/schemas/{status,plan,reconcile}.schema.json``
 (docs/cli.md shows them; a test keeps the two in step).
 """
@@ -42,7 +42,8 @@ class FixedClock:
 def emulator_now(settings: Any) -> datetime | None:
     """The emulator's virtual time (``GET /_emulator/clock``), trusting only the emulator's CA; None if unavailable."""
     url = settings.arm_endpoint.rstrip("/") + "/_emulator/clock"
-    context = ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else ssl.create_default_context()
+    context = ssl.create_default_context(
+        cafile=settings.ca_bundle) if settings.ca_bundle else ssl.create_default_context()
     try:
         with urllib.request.urlopen(url, context=context, timeout=10) as response:
             return datetime.fromisoformat(json.loads(response.read())["now"])
@@ -78,10 +79,13 @@ def episode_json(episode: Any, now: datetime) -> dict[str, Any]:
         "started": iso(episode.started), "attempts": episode.attempts, "requests": episode.requests,
         "failingSince": iso(episode.failing_since), "awaitingOutcome": episode.awaiting_outcome,
         "lastRequestTime": iso(episode.last_request_time),
-        "backoff": {"failures": episode.backoff.failures, "until": iso(episode.backoff.backoff_until), "active": backing_off},
-        "lastErrorCode": episode.last_error_code, "lastErrorCause": episode.last_error_cause, "lastFix": episode.last_fix,
+        "backoff": {"failures": episode.backoff.failures, "until": iso(episode.backoff.backoff_until),
+                    "active": backing_off},
+        "lastErrorCode": episode.last_error_code, "lastErrorCause": episode.last_error_cause,
+        "lastFix": episode.last_fix,
         "stoppedReason": episode.stopped_reason, "gaveUp": episode.gave_up, "recoveredAt": iso(episode.recovered_at),
-        "lastAlertType": str(episode.last_alert_type) if episode.last_alert_type else None, "lastAlertTime": iso(episode.last_alert_time),
+        "lastAlertType": str(episode.last_alert_type) if episode.last_alert_type else None,
+        "lastAlertTime": iso(episode.last_alert_time),
     }
 
 
@@ -104,8 +108,8 @@ def _episodes(context: Any, account_ids: list[str]) -> dict[tuple[str, str], Any
 
 
 def _node_counts(context: Any, account_id: str) -> dict[str, dict[str, int]]:
-    """Per pool (lower-case id): usable / unhealthy / booting / total nodes from one ``/nodecounts`` sweep of the account
-    (paged at 10 pools a page in the older spec); {} when the account cannot be read."""
+    """Per pool (lower-case id): usable / unhealthy / booting / total nodes from one ``/nodecounts`` sweep of the
+    account (paged at 10 pools a page in the older spec); {} when the account cannot be read."""
     from shared.resources import batch_accounts
     from shared.watch.node_health import BOOTING, FAILED, USABLE
 
@@ -146,14 +150,17 @@ def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime,
     metadata = dict(view.metadata)
     if desired is not None:
         desired = canary.cap(desired, metadata)  # what the watch drives towards while a canary is pending or failed
-    at_target = desired is not None and view.current_dedicated == desired.dedicated and view.current_spot == desired.spot
+    at_target = (desired is not None and view.current_dedicated == desired.dedicated
+                 and view.current_spot == desired.spot)
     if not view.is_managed:
         health = "unmanaged"
     elif problem:
         health = "invalid-metadata"
     elif canary.state(metadata) == canary.FAILED:
-        health, problem = "stopped", (f"version {metadata.get(pool_metadata.VERSION, '?')} failed its canary (ImageUnhealthy): the pool stays at "
-                                      f"{canary.size(metadata)} node(s); publish a rebuilt version (see the alert's checklist)")
+        health, problem = "stopped", (f"version {metadata.get(pool_metadata.VERSION, '?')} failed its canary "
+                                      "(ImageUnhealthy): the pool stays at "
+                                      f"{canary.size(metadata)} node(s); publish a rebuilt version (see the alert's "
+                                      "checklist)")
     elif view.image_id and normalize(view.image_id) in missing_images:
         health, problem = "image-missing", f"the pool's image {view.image_id} no longer exists: the pool cannot grow"
     elif desired is None:
@@ -166,7 +173,8 @@ def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime,
         health = "resizing"
     elif at_target:
         health = "ok"
-    elif episode is not None and not episode.is_closed and episode.backoff.backoff_until and episode.backoff.backoff_until > now:
+    elif (episode is not None and not episode.is_closed and episode.backoff.backoff_until
+          and episode.backoff.backoff_until > now):
         health = "backing-off"
     elif view.resize_errors:
         health, problem = "failing", ", ".join(e.code for e in view.resize_errors)
@@ -174,9 +182,11 @@ def _pool_row(account_id: str, raw: dict[str, Any], episode: Any, now: datetime,
         health = "pending"
     return {
         "account": _account_name(account_id), "accountId": account_id, "id": view.pool_id, "managed": view.is_managed,
-        "family": metadata.get(pool_metadata.FAMILY), "version": metadata.get(pool_metadata.VERSION), "image": view.image_id,
+        "family": metadata.get(pool_metadata.FAMILY), "version": metadata.get(pool_metadata.VERSION),
+        "image": view.image_id,
         "vmSize": view.vm_size,
-        "desired": {"dedicated": desired.dedicated, "spot": desired.spot, "source": desired.source} if desired else None,
+        "desired": {"dedicated": desired.dedicated, "spot": desired.spot,
+                    "source": desired.source} if desired else None,
         "current": {"dedicated": view.current_dedicated, "spot": view.current_spot},
         "target": {"dedicated": view.target_dedicated, "spot": view.target_spot},
         "allocationState": view.allocation_state,
@@ -194,7 +204,8 @@ RECENT_ALERTS_WINDOW_DAYS = 7
 
 
 def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
-    """The last alerts the app sent (from its de-duplication table, which keeps each alert's diagnosis and fix), newest first."""
+    """The last alerts the app sent (from its de-duplication table, which keeps each alert's diagnosis and fix), newest
+    first."""
     from datetime import timedelta
 
     from shared.core.clock import parse_iso
@@ -207,7 +218,8 @@ def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
         when = parse_iso(data.get("occurredAt")) or parse_iso(data.get("claimedAt"))
         if when is None or when < since or not data.get("sent"):
             continue
-        rows.append({"time": iso(when), "type": str(data.get("type") or ""), "severity": str(data.get("severity") or "info"),
+        rows.append({"time": iso(when), "type": str(data.get("type") or ""),
+                     "severity": str(data.get("severity") or "info"),
                      "subject": str(data.get("subject") or ""), "title": str(data.get("title") or ""),
                      # alerts claimed before the app stored these show an empty diagnosis and fix
                      "diagnosis": str(data.get("diagnosis") or ""), "fix": str(data.get("fix") or "")})
@@ -231,7 +243,8 @@ def collect_status(context: Any) -> dict[str, Any]:
         counts = _node_counts(context, account_id) if raw_pools else {}
         for raw in raw_pools:
             episode = episodes.get((account_id.lower(), str(raw.get("id", "")).lower()))
-            pools.append(_pool_row(account_id, raw, episode, now, inventory.missing_images, counts.get(str(raw.get("id", "")).lower())))
+            pools.append(_pool_row(account_id, raw, episode, now, inventory.missing_images,
+                                   counts.get(str(raw.get("id", "")).lower())))
     pools.sort(key=lambda p: (p["account"], p["id"].lower()))
     rollouts = _rollout_rows(context, inventory)
     for p in pools:
@@ -244,13 +257,15 @@ def collect_status(context: Any) -> dict[str, Any]:
         if target is None:
             continue
         locks_by_resource.setdefault(normalize(target[0]), []).append({
-            "name": lock.name or target[1], "level": str(lock.level), "owner": "app" if (lock.name or target[1]).lower() == LOCK_NAME else "other",
+            "name": lock.name or target[1], "level": str(lock.level),
+            "owner": "app" if (lock.name or target[1]).lower() == LOCK_NAME else "other",
             "notes": lock.notes or ""})
 
     # images: what managed pools use (and what those were built from), plus every version of the families' definitions
     resources: dict[str, dict[str, Any]] = {}
     for key, guarded in inventory.graph.items():
-        resources[key] = {"id": guarded.resource_id, "kind": guarded.kind, "pools": sorted(f"{_account_name(p.account_id)}/{p.pool_id}" for p in guarded.pools)}
+        resources[key] = {"id": guarded.resource_id, "kind": guarded.kind,
+                          "pools": sorted(f"{_account_name(p.account_id)}/{p.pool_id}" for p in guarded.pools)}
     families = parse_families(context.settings.families_json) if context.settings.families_json else None
     for family in families or []:
         gallery = family.gallery
@@ -277,29 +292,37 @@ def collect_status(context: Any) -> dict[str, Any]:
             resource = compute.get_snapshot(context.clients, entry["id"])
         else:
             resource = compute.get_any_image(context.clients, entry["id"])
-        state = ((resource or {}).get("properties") or {}).get("provisioningState") or (resource or {}).get("provisioning_state")
+        state = (((resource or {}).get("properties") or {}).get("provisioningState")
+                 or (resource or {}).get("provisioning_state"))
         images.append({
-            "kind": {GALLERY_VERSION: "galleryImageVersion", MANAGED_IMAGE: "managedImage", SNAPSHOT: "snapshot"}.get(kind, "other"),
-            "id": entry["id"], "exists": resource is not None, "provisioningState": state if resource is not None else None,
+            "kind": {GALLERY_VERSION: "galleryImageVersion", MANAGED_IMAGE: "managedImage",
+                     SNAPSHOT: "snapshot"}.get(kind, "other"),
+            "id": entry["id"], "exists": resource is not None,
+            "provisioningState": state if resource is not None else None,
             "pools": entry["pools"], "locks": locks_by_resource.get(key, []),
             "protected": any(lk["owner"] == "app" for lk in locks_by_resource.get(key, [])),
         })
     problems = [f"account {a}: cannot list pools ({e})" for a, e in inventory.unreadable_accounts.items()]
-    problems += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
+    problems += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "")
+                 for p in pools
                  if p["health"] in FAILING_HEALTH]
-    # A pool's own image gone is a problem (it cannot grow). What that image was built from (the intermediate managed image a
-    # family does not keep, the snapshots) is not: the version is an independent copy. The images table still shows it missing.
+    # A pool's own image gone is a problem (it cannot grow). What that image was built from (the intermediate managed
+    # image a family does not keep, the snapshots) is not: the version is an independent copy. The images table still
+    # shows it missing.
     pool_images = {normalize(p["image"]) for p in pools if p["image"]}
     problems += [f"image {i['id']} is used by {', '.join(i['pools'])} but does not exist" for i in images
                  if not i["exists"] and i["pools"] and normalize(i["id"]) in pool_images]
-    warnings = [f"image {i['id']} is used by {', '.join(i['pools'])} but has no lock from the app yet (the guard adds it on its next pass, "
+    warnings = [f"image {i['id']} is used by {', '.join(i['pools'])} but has no lock from the app yet (the guard adds "
+                "it on its next pass, "
                 "or run `autopilot reconcile`)" for i in images if i["exists"] and i["pools"] and not i["protected"]]
-    warnings += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "") for p in pools
+    warnings += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "")
+                 for p in pools
                  if p["health"] == "no-target"]
     from shared.pipeline.scope import ignored_counts
 
     ignored = ignored_counts(context)
-    warnings += [f"pool metadata names {rid}, which the guard does not follow: {why}" for rid, why in sorted(inventory.untrusted.items())]
+    warnings += [f"pool metadata names {rid}, which the guard does not follow: {why}"
+                 for rid, why in sorted(inventory.untrusted.items())]
     warnings += [f"{count} event(s) ignored in the last 24 hours: {reason} (outside every family's resource groups)"
                  for reason, count in sorted(ignored.items())]
     return {
@@ -320,7 +343,8 @@ def collect_status(context: Any) -> dict[str, Any]:
 
 
 def _rollout_rows(context: Any, inventory: Any) -> dict[str, dict[str, Any]]:
-    """Per pool in a configured family's rollout: the version it runs, the version pending and the stage (a dry run: nothing acts)."""
+    """Per pool in a configured family's rollout: the version it runs, the version pending and the stage (a dry run:
+    nothing acts)."""
     from shared.lifecycle import rollout_runner
     from shared.resources import batch_accounts
 
@@ -368,22 +392,27 @@ def _decisions(context: Any, inventory: Any) -> list[dict[str, Any]]:
             try:
                 desired = desired_target(view, now)
             except PoolIntentError as exc:
-                out.append({"pool": label, "action": "invalid-metadata", "reason": str(exc), "resize": None, "alerts": []})
+                out.append({"pool": label, "action": "invalid-metadata", "reason": str(exc), "resize": None,
+                            "alerts": []})
                 continue
             episode = episodes.get((account_id.lower(), view.pool_id.lower()))
             try:
                 decision = decide(view, desired, episode, now, policy)
                 if decision.action == Action.VERIFY_IMAGE and decision.image_id:
                     image = compute.get_any_image(context.clients, decision.image_id)
-                    exists = image is not None and str((image.get("properties") or {}).get("provisioningState", "")).lower() in ("succeeded", "")
+                    exists = (image is not None
+                              and str((image.get("properties") or {}).get("provisioningState", "")).lower()
+                              in ("succeeded", ""))
                     decision = decide(view, desired, episode, now, policy, image_exists=exists)
             except PoolIntentError as exc:  # e.g. autopilot.nodeDeallocationOption, read only for a shrink
-                out.append({"pool": label, "action": "invalid-metadata", "reason": str(exc), "resize": None, "alerts": []})
+                out.append({"pool": label, "action": "invalid-metadata", "reason": str(exc), "resize": None,
+                            "alerts": []})
                 continue
             step = decision.step
             out.append({
                 "pool": label, "action": decision.action.value, "reason": decision.reason,
-                "resize": {"dedicated": step.target_dedicated, "spot": step.target_spot, "resizeTimeout": step.resize_timeout_iso,
+                "resize": {"dedicated": step.target_dedicated, "spot": step.target_spot,
+                           "resizeTimeout": step.resize_timeout_iso,
                            "nodeDeallocationOption": step.node_deallocation_option} if step else None,
                 "alerts": [str(a.type) for a in decision.alerts],
             })
@@ -407,20 +436,24 @@ def plan(context: Any) -> dict[str, Any]:
         "planVersion": PLAN_VERSION,
         "generatedAt": iso(now),
         "subscriptionId": context.settings.subscription_id,
-        "watch": {"accounts": watch.accounts, "pools": watch.pools, "managed": watch.managed, "stalled": list(watch.stalled),
+        "watch": {"accounts": watch.accounts, "pools": watch.pools, "managed": watch.managed,
+                  "stalled": list(watch.stalled),
                   "autoscale": list(getattr(watch, "autoscale", [])),
                   "unreadableAccounts": dict(watch.unreadable_accounts), "invalidPools": dict(watch.invalid_pools),
                   "decisions": _decisions(context, inventory)},
         "guard": {"guarded": guard.guarded, "skippedRelease": guard.skipped_release,
-                  "actions": [_lock_action(a) for a in guard.actions if not (guard.skipped_release and a.kind == "remove")],
+                  "actions": [_lock_action(a) for a in guard.actions
+                              if not (guard.skipped_release and a.kind == "remove")],
                   "missingImages": sorted(inventory.missing_images)},
-        "rollout": {"actions": list(getattr(watch, "rollout_actions", [])), "errors": dict(getattr(watch, "rollout_errors", {}))},
+        "rollout": {"actions": list(getattr(watch, "rollout_actions", [])),
+                    "errors": dict(getattr(watch, "rollout_errors", {}))},
         "retention": _retention_plan(context),
     }
 
 
 def _retention_plan(context: Any) -> list[dict[str, Any]]:
-    """What retention would delete (and why each other version stays), per family with ``retention``; deletes nothing."""
+    """What retention would delete (and why each other version stays), per family with ``retention``; deletes
+    nothing."""
     from shared.lifecycle import version_retention as retention
     from shared.pipeline.stages import families_of
 
@@ -431,9 +464,11 @@ def _retention_plan(context: Any) -> list[dict[str, Any]]:
         try:
             report = retention.run(context, family, dry_run=True)
         except Exception as exc:  # e.g. the definition does not exist yet
-            out.append({"family": family.name, "version": None, "id": None, "delete": False, "reason": f"not planned: {exc}"})
+            out.append({"family": family.name, "version": None, "id": None, "delete": False,
+                        "reason": f"not planned: {exc}"})
             continue
-        out += [{"family": family.name, "version": v.version, "id": v.resource_id, "delete": v.delete, "reason": v.reason}
+        out += [{"family": family.name, "version": v.version, "id": v.resource_id, "delete": v.delete,
+                 "reason": v.reason}
                 for v in report.verdicts]
     return out
 
@@ -452,25 +487,31 @@ def reconcile_now(context: Any, *, handle_stalls: bool = False) -> dict[str, Any
         for subject in watch.stalled:
             account_id, pool_id = subject.rsplit("/pools/", 1)
             try:
-                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": handle_stall(context, account_id, pool_id), "ok": True})
+                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}",
+                                "result": handle_stall(context, account_id, pool_id), "ok": True})
             except Exception as exc:  # one pool's failure must not hide the others
-                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}", "result": f"failed: {' '.join(str(exc).split())[:300]}", "ok": False})
+                handled.append({"pool": f"{_account_name(account_id)}/{pool_id}",
+                                "result": f"failed: {' '.join(str(exc).split())[:300]}", "ok": False})
     guard = reconcile(context)
     return {
         "reconcileVersion": RECONCILE_VERSION,
         "generatedAt": iso(now),
         "subscriptionId": context.settings.subscription_id,
-        "watch": {"accounts": watch.accounts, "pools": watch.pools, "managed": watch.managed, "stalled": list(watch.stalled),
+        "watch": {"accounts": watch.accounts, "pools": watch.pools, "managed": watch.managed,
+                  "stalled": list(watch.stalled),
                   "autoscale": list(getattr(watch, "autoscale", [])),
                   "stallEventsPublished": len(watch.stalled), "alerts": watch.alerts, "handled": handled,
                   "unreadableAccounts": dict(watch.unreadable_accounts), "invalidPools": dict(watch.invalid_pools)},
-        "guard": {"guarded": guard.guarded, "skippedRelease": guard.skipped_release, "applied": [_lock_action(a) for a in guard.applied],
-                  "failed": {resource: without_class_names(error) for resource, error in guard.failed.items()}, "missing": list(guard.missing)},
+        "guard": {"guarded": guard.guarded, "skippedRelease": guard.skipped_release,
+                  "applied": [_lock_action(a) for a in guard.applied],
+                  "failed": {resource: without_class_names(error) for resource, error in guard.failed.items()},
+                  "missing": list(guard.missing)},
     }
 
 
 def reconcile_failed(result: dict[str, Any]) -> bool:
-    return bool(result["guard"]["failed"] or result["watch"]["unreadableAccounts"] or any(not h["ok"] for h in result["watch"]["handled"]))
+    return bool(result["guard"]["failed"] or result["watch"]["unreadableAccounts"]
+                or any(not h["ok"] for h in result["watch"]["handled"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ def _load() -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run); results go to bench/results/quick/")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes (smoke run); results go to bench/results/quick/")
     parser.add_argument("--no-doc", action="store_true", help="do not regenerate docs/benchmarks.md")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join([".venv/bin/python -m bench", *given])  # `make bench` runs exactly `.venv/bin/python -m bench`
-    _progress(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, Python {machine['python']}")
+    _progress(f"machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, Python "
+              f"{machine['python']}")
     total0 = time.perf_counter()
     for name in names:
         module = importlib.import_module(BENCHMARKS[name])
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         _progress(f"{name}: start")
         results: dict[str, Any] = module.quick() if args.quick else module.run(progress=_progress)
         elapsed = time.perf_counter() - t0
-        envelope = {"benchmark": name, "command": command, "started": started, "elapsed_s": elapsed, "quick": args.quick,
+        envelope = {"benchmark": name, "command": command, "started": started, "elapsed_s": elapsed,
+                    "quick": args.quick,
                     "machine": machine, "load_average_1min": {"start": load_before, "end": _load()}, "results": results}
         path = write_result(f"quick/{name}" if args.quick else name, envelope)
         _progress(f"{name}: done in {elapsed:.1f} s -> {path.relative_to(RESULTS_DIR.parent.parent)}")

@@ -86,9 +86,9 @@ def naive_scan(context: Any) -> dict[str, Any]:
 
 
 def decode_floor(context: Any) -> dict[str, Any]:
-    """The least CPU any tick can spend on the pool list: decoding its pages' JSON. The pages are fetched (untimed) with the
-    request the tick makes (:func:`shared.resources.batch_pools.iter_pool_pages`: same client, same ``$select``, same page
-    size), kept as bytes, then timed through ``json.loads`` alone, in this process, as the tick's CPU is."""
+    """The least CPU any tick can spend on the pool list: decoding its pages' JSON. The pages are fetched (untimed) with
+    the request the tick makes (:func:`shared.resources.batch_pools.iter_pool_pages`: same client, same ``$select``,
+    same page size), kept as bytes, then timed through ``json.loads`` alone, in this process, as the tick's CPU is."""
     from azure.core.rest import HttpRequest
 
     from shared.guard.references import account_ids
@@ -153,7 +153,8 @@ def main() -> None:
                 pool_watch(**{arg_name: TimerRequest(past_due=False)})
                 if capture.args:
                     accounts, pools, managed, stalled, alerts = capture.args[:5]
-                    detail = {"accounts": accounts, "pools": pools, "managed": managed, "stalled": stalled, "alerts": alerts}
+                    detail = {"accounts": accounts, "pools": pools, "managed": managed, "stalled": stalled,
+                              "alerts": alerts}
             elif command["cmd"] == "floor":
                 detail = decode_floor(context)
             elif command["cmd"] == "naive":

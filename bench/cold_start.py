@@ -19,8 +19,10 @@ from typing import Any
 from bench.common import ROOT, run_python, summary
 
 TARGET_RATIO = 1.3
-# What the first invocations import lazily (shared/resources/clients.py builders): paid once per instance, after indexing.
-DEFERRED = "azure.functions, azure.batch, azure.mgmt.batch, azure.mgmt.compute, azure.mgmt.resource.locks, azure.data.tables, azure.eventgrid._legacy"
+# What the first invocations import lazily (shared/resources/clients.py builders): paid once per instance, after
+# indexing.
+DEFERRED = ("azure.functions, azure.batch, azure.mgmt.batch, azure.mgmt.compute, azure.mgmt.resource.locks, "
+            "azure.data.tables, azure.eventgrid._legacy")
 HEAVY_PREFIXES = ("azure.mgmt", "azure.batch", "azure.data.tables", "azure.eventgrid", "azure.identity", "azure.core")
 
 _PROBE = """
@@ -71,7 +73,8 @@ def run(*, runs: int = 15, warmup: int = 1, progress: Any = None) -> dict[str, A
     env = _clean_env()
     if progress:
         progress(f"cold start: {runs} fresh interpreters per import (+{warmup} warm-up)")
-    modules = {"azure.functions": "bare `import azure.functions`", "function_app": "`import function_app` (all six functions)"}
+    modules = {"azure.functions": "bare `import azure.functions`",
+               "function_app": "`import function_app` (all six functions)"}
     for _ in range(warmup):
         for module in (*modules, DEFERRED):
             _sample(module, env)
@@ -88,8 +91,10 @@ def run(*, runs: int = 15, warmup: int = 1, progress: Any = None) -> dict[str, A
         rows.append({
             "module": module,
             "label": label,
-            "import_ms": {k: (v * 1000 if k not in ("n",) else v) for k, v in summary(x["import_s"] for x in s).items()},
-            "process_ms": {k: (v * 1000 if k not in ("n",) else v) for k, v in summary(x["process_s"] for x in s).items()},
+            "import_ms": {k: (v * 1000 if k not in ("n",) else v)
+                          for k, v in summary(x["import_s"] for x in s).items()},
+            "process_ms": {k: (v * 1000 if k not in ("n",) else v)
+                           for k, v in summary(x["process_s"] for x in s).items()},
             "modules_loaded": s[-1]["modules"],
             "heavy_sdk_packages_loaded": s[-1]["heavy"],
         })
@@ -110,7 +115,8 @@ def run(*, runs: int = 15, warmup: int = 1, progress: Any = None) -> dict[str, A
         "ratio_of_median_process": process_ratio,
         "target_ratio": TARGET_RATIO,
         "target_met": ratio <= TARGET_RATIO,
-        "deferred_sdk_import_ms": {k: (v * 1000 if k != "n" else v) for k, v in summary(x["import_s"] for x in deferred).items()},
+        "deferred_sdk_import_ms": {k: (v * 1000 if k != "n" else v)
+                                   for k, v in summary(x["import_s"] for x in deferred).items()},
         "deferred_sdk_modules": DEFERRED,
         "extra_modules": len(extra),
         "extra_self_ms": sum(extra.values()) / 1000,

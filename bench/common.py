@@ -95,7 +95,8 @@ def summary(values: Iterable[float]) -> dict[str, float | int]:
     data = [float(v) for v in values]
     if not data:
         return {"n": 0}
-    return {"n": len(data), "median": statistics.median(data), "p90": percentile(data, 90), "min": min(data), "max": max(data),
+    return {"n": len(data), "median": statistics.median(data), "p90": percentile(data, 90), "min": min(data),
+            "max": max(data),
             "mean": statistics.fmean(data)}
 
 
@@ -255,6 +256,8 @@ class Stopwatch:
         self.cpu = time.thread_time() - self.cpu0
 
 
-def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 120, args: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float = 120,
+               args: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter (this venv's), from the repository root."""
-    return subprocess.run([sys.executable, *args, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run([sys.executable, *args, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)

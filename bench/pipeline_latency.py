@@ -40,7 +40,8 @@ DEDICATED = 10
 def _families(accounts: dict[str, str]) -> dict[str, Any]:
     def family(name: str, source: str, account: str) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "gallery": {"resourceGroup": "images-rg", "name": "autopilotGallery", "imageDefinition": f"{name}-def", "osType": "Linux",
+            "gallery": {"resourceGroup": "images-rg", "name": "autopilotGallery", "imageDefinition": f"{name}-def",
+                        "osType": "Linux",
                         "osState": "Generalized", "hyperVGeneration": "V2", "location": REGION},
             "source": source,
             "pools": [{"account": accounts[account], "vmSize": "Standard_D4ds_v5", "dedicated": DEDICATED, "spot": 0}],
@@ -48,10 +49,12 @@ def _families(accounts: dict[str, str]) -> dict[str, Any]:
         if source == "managedImage":
             body["imageResourceGroup"] = "images-rg"
         else:
-            body["snapshotResourceGroups"] = ["images-rg"]  # where its snapshots may live (required without an image group)
+            # where its snapshots may live (required without an image group)
+            body["snapshotResourceGroups"] = ["images-rg"]
         return body
 
-    return {"families": {"viaimage": family("viaimage", "managedImage", "pipeweu"), "direct": family("direct", "snapshots", "pipeweu2")}}
+    return {"families": {"viaimage": family("viaimage", "managedImage", "pipeweu"),
+                         "direct": family("direct", "snapshots", "pipeweu2")}}
 
 
 class CpuMeter:
@@ -123,12 +126,14 @@ def run_once(seed: int = 1) -> dict[str, Any]:
             image_path = f"/images/{family}-1.0.0"
 
             def first_request(action: str, contains: str, method: str = "PUT") -> datetime | None:
-                hits = [e.time for e in log if e.caller == APP and e.method == method and (e.action or "").lower() == action.lower()
+                hits = [e.time for e in log if e.caller == APP and e.method == method
+                        and (e.action or "").lower() == action.lower()
                         and contains in e.path.lower()]
                 return min(hits) if hits else None
 
             def completion(contains: str) -> datetime | None:
-                hits = [_event_time(e) for e in system if e["eventType"].endswith("ResourceWriteSuccess") and e["subject"].lower().endswith(contains)
+                hits = [_event_time(e) for e in system if e["eventType"].endswith("ResourceWriteSuccess")
+                        and e["subject"].lower().endswith(contains)
                         and (e.get("data") or {}).get("claims", {}).get("name") == APP]
                 return max(hits) if hits else None
 
@@ -139,7 +144,8 @@ def run_once(seed: int = 1) -> dict[str, Any]:
                 "image_ready": completion(image_path),
                 "version_requested": first_request("Microsoft.Compute/galleries/images/versions/write", version_path),
                 "version_ready": completion(version_path),
-                "pool_created": first_request("Microsoft.Batch/batchAccounts/pools/write", f"/pools/{pool_ids[family][1]}"),
+                "pool_created": first_request("Microsoft.Batch/batchAccounts/pools/write",
+                                              f"/pools/{pool_ids[family][1]}"),
                 "version_locked": first_request("Microsoft.Authorization/locks/write", version_path),
                 "pool_at_target": at_target.get(family),
             }
@@ -148,8 +154,10 @@ def run_once(seed: int = 1) -> dict[str, Any]:
         per_function: dict[str, Any] = {}
         for record in meter.records:
             per_function.setdefault(record["function"], []).append(record)
-        cpu = {name: {"invocations": len(rs), "failed": sum(not r["ok"] for r in rs), "cpu_ms": summary(r["cpu_s"] * 1000 for r in rs),
-                      "wall_ms": summary(r["wall_s"] * 1000 for r in rs), "cpu_total_ms": sum(r["cpu_s"] for r in rs) * 1000}
+        cpu = {name: {"invocations": len(rs), "failed": sum(not r["ok"] for r in rs),
+                      "cpu_ms": summary(r["cpu_s"] * 1000 for r in rs),
+                      "wall_ms": summary(r["wall_s"] * 1000 for r in rs),
+                      "cpu_total_ms": sum(r["cpu_s"] for r in rs) * 1000}
                for name, rs in sorted(per_function.items())}
         pipeline_events = [r for r in meter.records if r["function"] == "image_pipeline"]
         return {
@@ -174,7 +182,8 @@ def run(*, seeds: tuple[int, ...] = (1, 2, 3), progress: Any = None) -> dict[str
     milestones: dict[str, dict[str, Any]] = {}
     for family in runs[0]["families"]:
         keys = runs[0]["families"][family]["minutes"].keys()
-        milestones[family] = {k: summary(r["families"][family]["minutes"][k] for r in runs if r["families"][family]["minutes"][k] is not None)
+        milestones[family] = {k: summary(r["families"][family]["minutes"][k] for r in runs
+                                         if r["families"][family]["minutes"][k] is not None)
                               for k in keys}
     cpu: dict[str, Any] = {}
     for name in sorted({n for r in runs for n in r["cpu"]}):
@@ -185,7 +194,8 @@ def run(*, seeds: tuple[int, ...] = (1, 2, 3), progress: Any = None) -> dict[str
                      "cpu_total_ms": summary(s["cpu_total_ms"] for s in samples),
                      "wall_ms_median": summary(s["wall_ms"]["median"] for s in samples),
                      "failed": sum(s["failed"] for s in samples)}
-    return {"step_seconds": STEP.total_seconds(), "pool_dedicated": DEDICATED, "milestones": milestones, "cpu": cpu, "runs": runs}
+    return {"step_seconds": STEP.total_seconds(), "pool_dedicated": DEDICATED, "milestones": milestones, "cpu": cpu,
+            "runs": runs}
 
 
 def quick() -> dict[str, Any]:

@@ -72,7 +72,8 @@ def _machine(results: dict[str, dict[str, Any]]) -> str:
     machines = []
     for envelope in results.values():
         m = envelope.get("machine", {})
-        row = [m.get("cpu", "–"), f"{m.get('cores', '–')} ({m.get('usable_cores', '–')} usable)", f"{m.get('memory_gb', '–')} GB",
+        row = [m.get("cpu", "–"), f"{m.get('cores', '–')} ({m.get('usable_cores', '–')} usable)",
+               f"{m.get('memory_gb', '–')} GB",
                m.get("os", "–"), f"{m.get('implementation', '')} {m.get('python', '–')}"]
         if row not in machines:
             machines.append(row)
@@ -82,15 +83,19 @@ def _machine(results: dict[str, dict[str, Any]]) -> str:
         loads += [v for v in (load.get("start"), load.get("end")) if v is not None]
         runs.append([f"`{name}`", envelope.get("started", "–"), f"{envelope.get('elapsed_s', 0):.0f} s",
                      f"{n(load.get('start'), 2)} → {n(load.get('end'), 2)}", f"`{envelope.get('command', COMMAND)}`"])
-    note = "" if len(machines) == 1 else "\n\n**The results come from different machines** (rows above); compare with care.\n"
+    note = ("" if len(machines) == 1 else "\n\n**The results come from different machines** (rows above); compare "
+            "with care.\n")
     cores = (next(iter(results.values())).get("machine") or {}).get("usable_cores") or 0
     busy = ""
     if loads and cores and max(loads) > cores * 0.75:
-        busy = (f"\n\nThe machine was **not idle** during these runs (1-minute load average up to {max(loads):.1f} on {cores} cores: "
-                "other work shared it). Request counts, virtual times and memory do not depend on that; wall times - and, "
+        busy = (f"\n\nThe machine was **not idle** during these runs (1-minute load average up to {max(loads):.1f} on "
+                f"{cores} cores: "
+                "other work shared it). Request counts, virtual times and memory do not depend on that; wall "
+                "times - and, "
                 "less, CPU times - do, and their p90/max more than their medians.")
     return (table(["CPU", "cores", "memory", "OS", "Python"], machines, "lllll") + note + "\n\n"
-            + table(["benchmark", "run at (UTC)", "took", "load average (1 min), start → end", "command"], runs, "llrrl") + busy)
+            + table(["benchmark", "run at (UTC)", "took", "load average (1 min), start → end", "command"], runs,
+                    "llrrl") + busy)
 
 
 def _cold_start(env: dict[str, Any] | None) -> tuple[str, list[str]]:
@@ -123,7 +128,8 @@ That cost is deferred, not removed: importing the SDK packages the first invocat
 interpreter - paid once per instance by its first invocation, after the host has indexed the functions.
 """
     summary_row = ["Cold start", f"`import function_app` ≤ {r['target_ratio']}× bare `import azure.functions` (median)",
-                   f"{ratio(r['ratio_of_median_import'])} ({n(r['rows'][1]['import_ms']['median'], 1)} vs {n(r['rows'][0]['import_ms']['median'], 1)} ms)",
+                   f"{ratio(r['ratio_of_median_import'])} ({n(r['rows'][1]['import_ms']['median'], 1)} vs "
+                   f"{n(r['rows'][0]['import_ms']['median'], 1)} ms)",
                    verdict(met)]
     if not met:
         text += ("\n**Target missed.** The modules above are what `function_app` imports beyond `azure.functions`; "
@@ -144,39 +150,51 @@ def _watch(env: dict[str, Any] | None) -> tuple[str, list[str]]:
         publish = warm.get("Event Grid publish", 0)
         account_gets = warm.get("ARM GET batch account", 0)
         full_gets = exp.get("account_gets_full", 0)  # one per account per full scan (core quotas); older results: none
-        other = {k: v for k, v in warm.items() if k not in ("Batch list pools (page)", "Event Grid publish", "ARM GET batch account")}
+        other = {k: v for k, v in warm.items() if k not in ("Batch list pools (page)", "Event Grid publish",
+                                                            "ARM GET batch account")}
         cold = row["cold_tick"]["requests"]
         ok = (pages == exp["list_pages"] and publish == exp["publish_calls"] and not other and account_gets == full_gets
-              and cold.get("ARM GET batch account", 0) == exp["account_gets_cold"] and row["all_stalls_found"] and row["all_stalls_resized"])
+              and cold.get("ARM GET batch account", 0) == exp["account_gets_cold"] and row["all_stalls_found"]
+              and row["all_stalls_resized"])
         economical = economical and ok
         handler = row["stall_handling"][-1]["requests"]
-        per_healthy = (sum(warm.values()) - exp["list_pages"] - exp["publish_calls"] - full_gets) / max(1, row["pools"] - row["stalled_per_tick"])
+        per_healthy = ((sum(warm.values()) - exp["list_pages"] - exp["publish_calls"] - full_gets)
+                       / max(1, row["pools"] - row["stalled_per_tick"]))
         rows_req.append([n(row["pools"]), n(row["accounts"]), n(row["stalled_per_tick"]),
-                         f"{n(cold.get('ARM GET batch account', 0))} + {n(cold.get('Batch list pools (page)', 0))} + {n(cold.get('Event Grid publish', 0))}",
-                         f"{n(account_gets)} + {n(pages)}", n(publish), ", ".join(f"{k}: {v}" for k, v in other.items()) or "0",
-                         n(sum(warm.values())), f"{full_gets} + {exp['list_pages']} + {exp['publish_calls']}", n(per_healthy, 0),
+                         f"{n(cold.get('ARM GET batch account', 0))} + {n(cold.get('Batch list pools (page)', 0))} + "
+                         f"{n(cold.get('Event Grid publish', 0))}",
+                         f"{n(account_gets)} + {n(pages)}", n(publish), ", ".join(f"{k}: {v}" for k, v in other.items())
+                         or "0",
+                         n(sum(warm.values())), f"{full_gets} + {exp['list_pages']} + {exp['publish_calls']}",
+                         n(per_healthy, 0),
                          f"{handler.get('Batch GET pool', 0)} GET + {handler.get('Batch POST pool resize', 0)} resize"
-                         + (f" + {handler.get('ARM GET batch account')} account GET" if handler.get("ARM GET batch account") else ""),
+                         + (f" + {handler.get('ARM GET batch account')} account GET"
+                            if handler.get("ARM GET batch account") else ""),
                          "yes" if ok else "**no**"])
         wall, cpu = row["warm_tick_wall_s"], row["warm_tick_cpu_s"]
         wall_ms = {k: v * 1000 if k != "n" else v for k, v in wall.items()}
         cpu_ms = {k: v * 1000 if k != "n" else v for k, v in cpu.items()}
         floor = (row.get("floor") or {}).get("cpu_us_per_pool")
         app_us = cpu["median"] * 1e6 / row["pools"]
-        rows_cost.append([n(row["pools"]), n(row["accounts"]), ms(row["cold_tick"]["wall_s"]), spread(wall_ms), spread(cpu_ms),
+        rows_cost.append([n(row["pools"]), n(row["accounts"]), ms(row["cold_tick"]["wall_s"]), spread(wall_ms),
+                          spread(cpu_ms),
                           n(app_us, 0), n(floor, 1) if floor else "–", ratio(app_us / floor, 1) if floor else "–",
                           mb(row["traced_tick"]["peak_bytes"]), n(row["traced_tick"]["maxrss_kb"] / 1024, 0),
                           ms(row["stall_handling"][-1]["wall_s"])])
         base = row.get("baseline")
         if base:
             rows_base.append([n(row["pools"]), n(row["accounts"]), n(sum(warm.values())), n(base["request_total"]),
-                              ratio(row["ratio"]["requests_naive_over_app_tick"], 1), ratio(row["ratio"]["reads_naive_over_app"], 1),
-                              ms(wall["median"]), ms(base["wall_s"]), ratio(row["ratio"]["wall_naive_over_app_tick"], 1), ms(base["cpu_s"]),
+                              ratio(row["ratio"]["requests_naive_over_app_tick"], 1),
+                              ratio(row["ratio"]["reads_naive_over_app"], 1),
+                              ms(wall["median"]), ms(base["wall_s"]),
+                              ratio(row["ratio"]["wall_naive_over_app_tick"], 1), ms(base["cpu_s"]),
                               "yes" if base["same_stalls_as_app"] else "**no**"])
         else:
             pages_naive = exp["list_pages"]
-            rows_base.append([n(row["pools"]), n(row["accounts"]), n(sum(warm.values())), f"{n(pages_naive + row['pools'])} (by construction)",
-                              ratio((pages_naive + row["pools"]) / max(1, sum(warm.values())), 1), "–", ms(wall["median"]),
+            rows_base.append([n(row["pools"]), n(row["accounts"]), n(sum(warm.values())),
+                              f"{n(pages_naive + row['pools'])} (by construction)",
+                              ratio((pages_naive + row["pools"]) / max(1, sum(warm.values())), 1), "–",
+                              ms(wall["median"]),
                               "not run (budget)", "–", "–", "–"])
     skipped = r.get("skipped") or []
     skipped_text = ""
@@ -186,12 +204,16 @@ def _watch(env: dict[str, Any] | None) -> tuple[str, list[str]]:
     not_naive = [row for row in r["rows"] if not row.get("baseline")]
     naive_note = ""
     if not_naive:
-        per_get = [row["baseline"]["wall_s"] / row["baseline"]["request_total"] for row in r["rows"] if row.get("baseline")]
+        per_get = [row["baseline"]["wall_s"] / row["baseline"]["request_total"] for row in r["rows"]
+                   if row.get("baseline")]
         est = max(per_get) if per_get else None
-        naive_note = ("\nThe per-pool-GET baseline was **not run** at " + ", ".join(f"{row['pools']:,} pools × {row['accounts']}"
-                      for row in not_naive) + " accounts: its request count is known by construction (one id-list page per 1,000 pools "
+        naive_note = ("\nThe per-pool-GET baseline was **not run** at " + ", ".join(f"{row['pools']:,} pools × "
+                                                                                    f"{row['accounts']}"
+                      for row in not_naive) + " accounts: its request count is known by construction (one id-list page "
+                      "per 1,000 pools "
                       "per account + one GET per pool), and at the per-request wall time measured at smaller sizes"
-                      + (f" ({est * 1000:.0f} ms, see the emulator note below) one run would take ~{est * not_naive[0]['pools'] / 60:.0f} min"
+                      + (f" ({est * 1000:.0f} ms, see the emulator note below) one run would take "
+                         f"~{est * not_naive[0]['pools'] / 60:.0f} min"
                          if est else "") + ", more than the whole `make bench` budget allows.\n")
     largest = max(r["rows"], key=lambda row: (row["pools"], -row["accounts"])) if r["rows"] else None
     text = f"""Set-up per configuration: pools created directly in the emulator's Batch backend as the pipeline creates them
@@ -244,15 +266,22 @@ same pools and stalls:
         "wall ×", "baseline CPU ms", "same stalls found"], rows_base)}
 {naive_note}{skipped_text}"""
     if largest:
-        text += (f"\nAt the largest size measured ({largest['pools']:,} pools, {largest['accounts']} account(s)) a warm tick makes "
-                 f"{largest['warm_tick_request_total']} requests and uses {largest['warm_tick_cpu_s']['median']:.2f} s of CPU and "
-                 f"{mb(largest['traced_tick']['peak_bytes'])} MB of peak heap. CPU is linear in pools (the µs/pool column). The tick "
-                 "reads the list pages through the Batch client's `send_request` and decodes each page with `json.loads` straight into "
-                 "the policy's small view (`batch_pools.iter_pool_pages`, `PoolView.from_list_item`): no SDK model per pool, and one "
+        text += (f"\nAt the largest size measured ({largest['pools']:,} pools, {largest['accounts']} account(s)) a "
+                 "warm tick makes "
+                 f"{largest['warm_tick_request_total']} requests and uses {largest['warm_tick_cpu_s']['median']:.2f} s "
+                 "of CPU and "
+                 f"{mb(largest['traced_tick']['peak_bytes'])} MB of peak heap. CPU is linear in pools (the µs/pool "
+                 "column). The tick "
+                 "reads the list pages through the Batch client's `send_request` and decodes each page with "
+                 "`json.loads` straight into "
+                 "the policy's small view (`batch_pools.iter_pool_pages`, `PoolView.from_list_item`): no SDK model per "
+                 "pool, and one "
                  "page (1,000 pools) held at a time, so the heap peak follows one page, not the account's pool list.\n")
     verdict_text = "met" if economical else "**MISSED**"
-    summary_row = ["Watch economy", "per tick: list pages per account (+ one account GET per account per full scan) + resizes needed; 0 calls per healthy pool",
-                   (f"{largest['warm_tick_request_total']} requests per warm tick for {largest['pools']:,} pools / {largest['accounts']} account(s); "
+    summary_row = ["Watch economy", "per tick: list pages per account (+ one account GET per account per full scan) + "
+                   "resizes needed; 0 calls per healthy pool",
+                   (f"{largest['warm_tick_request_total']} requests per warm tick for {largest['pools']:,} pools / "
+                    f"{largest['accounts']} account(s); "
                     "0 per healthy pool in every configuration") if largest else "–", verdict_text]
     return text, summary_row
 
@@ -264,18 +293,21 @@ def _watch_cpu_row(envelope: dict[str, Any] | None) -> list[str]:
     r = (envelope or {}).get("results") or {}
     rows = [row for row in r.get("rows", []) if row["pools"] == 10_000 and row["accounts"] == 1]
     if not rows:
-        return ["Watch tick CPU", f"≤ {CPU_TARGET_US} µs per pool, warm tick, 10,000 pools on 1 account", "not measured", "–"]
+        return ["Watch tick CPU", f"≤ {CPU_TARGET_US} µs per pool, warm tick, 10,000 pools on 1 account",
+                "not measured", "–"]
     row = rows[0]
     app_us = row["warm_tick_cpu_s"]["median"] * 1e6 / row["pools"]
     floor = (row.get("floor") or {}).get("cpu_us_per_pool")
-    measured = f"{app_us:.0f} µs/pool" + (f" (floor: `json.loads` of the same pages {floor:.1f} µs/pool, {app_us / floor:.1f}×)" if floor else "")
+    measured = f"{app_us:.0f} µs/pool" + (f" (floor: `json.loads` of the same pages {floor:.1f} µs/pool, "
+                                          f"{app_us / floor:.1f}×)" if floor else "")
     return ["Watch tick CPU", f"≤ {CPU_TARGET_US} µs per pool, warm tick, 10,000 pools on 1 account", measured,
             "met" if app_us <= CPU_TARGET_US else "**MISSED**"]
 
 
 def _time_to_target(env: dict[str, Any] | None) -> tuple[str, list[str]]:
     if env is None:
-        return NOT_RUN.format(name="time_to_target"), ["Time to target", "–", NOT_RUN.format(name="time_to_target"), "–"]
+        return NOT_RUN.format(name="time_to_target"), ["Time to target", "–", NOT_RUN.format(name="time_to_target"),
+                                                       "–"]
     r = env["results"]
     model, ideal = r["model"], r["ideal"]
     rows = []
@@ -286,11 +318,14 @@ def _time_to_target(env: dict[str, Any] | None) -> tuple[str, list[str]]:
         to_ideal = "–"
         if row.get("ratio_to_ideal"):
             ri = row["ratio_to_ideal"]
-            to_ideal = f"{ratio(ri['median'])} [{ratio(ri['min'])}–{ratio(ri['max'])}]" if ri["min"] != ri["max"] else ratio(ri["median"])
+            to_ideal = (f"{ratio(ri['median'])} [{ratio(ri['min'])}–{ratio(ri['max'])}]" if ri["min"] != ri["max"]
+                        else ratio(ri["median"]))
         to_oracle = ratio(row["ratio_to_oracle"]["median"]) if row.get("ratio_to_oracle") else "–"
         sm = row["stalled_minutes"]
-        rows.append([row["label"], reached, minutes, to_ideal, to_oracle, spread(row["resizes"]), spread(row["failures"]),
-                     spread(sm["steady_after_success"]), spread(sm["steady_after_failure"]), spread(sm["resizing_without_growth"]),
+        rows.append([row["label"], reached, minutes, to_ideal, to_oracle, spread(row["resizes"]),
+                     spread(row["failures"]),
+                     spread(sm["steady_after_success"]), spread(sm["steady_after_failure"]),
+                     spread(sm["resizing_without_growth"]),
                      spread(row["requests"]), verdict(row.get("target_met")) if "target_met" in row else ""])
         if row["strategy"] == "app":
             app_row = row
@@ -342,18 +377,22 @@ the second such failure of one growth waits 10 minutes, the third 20), and the w
             waits = app_row.get("waits_after_failure") or []
             if waits:
                 text += (" Measured, minutes without growth after the failing minute until the pool grew again: "
-                         + "; ".join(f"after a run's {_ordinal(i + 1)} failure {spread(w)}" for i, w in enumerate(waits[:3]) if w.get("n"))
+                         + "; ".join(f"after a run's {_ordinal(i + 1)} failure {spread(w)}"
+                                     for i, w in enumerate(waits[:3]) if w.get("n"))
                          + " (median [min–max] over the seeds that had one).")
-        for key, what in (("app_watch_5min", "the watch ticking only every 5 minutes (`AUTOPILOT_WATCH_SCHEDULE=0 */5 * * * *`, the "
+        for key, what in (("app_watch_5min", "the watch ticking only every 5 minutes (`AUTOPILOT_WATCH_SCHEDULE=0 */5 "
+                                             "* * * *`, the "
                                              "cadence before ticks followed open episodes every minute)"),
                           ("app_backoff_1min", "`AUTOPILOT_BACKOFF_INITIAL_MINUTES=1` on top of the defaults")):
             variant = variants.get(key)
             if variant and variant.get("ratio_to_ideal"):
                 vw = variant.get("waits_after_failure") or []
                 text += (f" The same app with {what} takes {spread(variant['minutes'])} minutes "
-                         f"({ratio(variant['ratio_to_ideal']['median'])} median, {ratio(variant['ratio_to_ideal']['max'])} worst seed), which "
+                         f"({ratio(variant['ratio_to_ideal']['median'])} median, "
+                         f"{ratio(variant['ratio_to_ideal']['max'])} worst seed), which "
                          f"{'meets' if variant.get('target_met') else 'misses'} the target on the median"
-                         + (f"; its waits after the 1st/2nd failure: {' / '.join(spread(w) for w in vw[:2] if w.get('n'))} minutes" if vw else "")
+                         + ("; its waits after the 1st/2nd failure: "
+                            f"{' / '.join(spread(w) for w in vw[:2] if w.get('n'))} minutes" if vw else "")
                          + ".")
         text += """ A 300-node step takes 6 minutes here; a tick that looks only every 5 minutes leaves each finished step idle
 until the next look, which is why the default tick runs every minute but lists only the accounts with a pool in an open
@@ -365,20 +404,26 @@ episode (a full scan of every account stays at every 5 minutes). The variants ar
     batch_alone = variants.get("batch_alone")
     naive = variants.get("naive_fixed_interval")
     if batch_alone:
-        text += (f"\n(a) **Batch alone never gets there**: its one resize adds {spread(batch_alone['final_nodes'])} nodes (the per-resize cap) "
-                 "and ends with `AllocationTimedout` when the default 15-minute resizeTimeout passes (earlier, with `AllocationFailed`, "
+        text += (f"\n(a) **Batch alone never gets there**: its one resize adds {spread(batch_alone['final_nodes'])} "
+                 "nodes (the per-resize cap) "
+                 "and ends with `AllocationTimedout` when the default 15-minute resizeTimeout passes (earlier, with "
+                 "`AllocationFailed`, "
                  "when a transient failure hits).")
     if naive and naive.get("ratio_to_ideal"):
         text += (f" (b) The **naive fixed-interval re-issue** gets there in {spread(naive['minutes'])} minutes "
-                 f"({ratio(naive['ratio_to_ideal']['median'])}): asking for the full 2,500 every time, each resize sits for "
-                 f"{n(naive['stalled_minutes']['resizing_without_growth']['median'])} minutes (median per run) past its 300-node cap "
+                 f"({ratio(naive['ratio_to_ideal']['median'])}): asking for the full 2,500 every time, each "
+                 "resize sits for "
+                 f"{n(naive['stalled_minutes']['resizing_without_growth']['median'])} minutes (median per run) past "
+                 "its 300-node cap "
                  "until its timeout, which staged growth avoids.\n")
-    summary_row = ["Time to target", f"this app ≤ {r['target_ratio']}× the ideal bound ({ideal['minutes']} min for 2,500 nodes)",
+    summary_row = ["Time to target",
+                   f"this app ≤ {r['target_ratio']}× the ideal bound ({ideal['minutes']} min for 2,500 nodes)",
                    (f"{ratio(app_row['ratio_to_ideal']['median'])} ({spread(app_row['minutes'])} min, default settings)"
                     if app_row and app_row.get("ratio_to_ideal") else "–"), verdict(met)]
     if oracle_targets and app_row and app_row.get("oracle_target_met"):
         to, ok = app_row["ratio_to_oracle"], app_row["oracle_target_met"]
-        summary_row = ["Time to target", f"this app ≤ {oracle_targets['median']:.2f}× the ideal controller on the same seed (median), "
+        summary_row = ["Time to target",
+                       f"this app ≤ {oracle_targets['median']:.2f}× the ideal controller on the same seed (median), "
                        f"≤ {oracle_targets['worst']:.2f}× on the worst seed, default settings",
                        f"{ratio(to['median'])} median, {ratio(to['max'])} worst ({spread(app_row['minutes'])} min)",
                        verdict(ok["median"] and ok["worst"])]
@@ -391,11 +436,13 @@ def _against_oracle(r: dict[str, Any], targets: dict[str, float]) -> str:
     for row in r["rows"]:
         to, ok = row.get("ratio_to_oracle"), row.get("oracle_target_met")
         if to and ok:
-            rows.append([row["label"], ratio(to["median"]), verdict(ok["median"]), ratio(to["max"]), verdict(ok["worst"])])
+            rows.append([row["label"], ratio(to["median"]), verdict(ok["median"]), ratio(to["max"]),
+                         verdict(ok["worst"])])
         by_class = row.get("by_class")
         if by_class:
             class_rows.append([row["label"], *(f"{c['failures']} / {c['resizes_after']}"
-                                               + (f" (wait {spread(c['waits'])})" if (c.get("waits") or {}).get("n") else "")
+                                               + (f" (wait {spread(c['waits'])})" if (c.get("waits") or {}).get("n")
+                                                  else "")
                                                for c in by_class.values()),
                                spread(row["resizes"]), spread(row["requests"])])
     classes = list(next((row["by_class"] for row in r["rows"] if row.get("by_class")), {}))
@@ -404,9 +451,12 @@ def _against_oracle(r: dict[str, Any], targets: dict[str, float]) -> str:
     if app and app.get("oracle_target_met") and not all(app["oracle_target_met"].values()) and app.get("by_class"):
         waits = [f"{spread(c['waits'])} min after {k} failures ({c['failures']})" for k, c in app["by_class"].items()
                  if (c.get("waits") or {}).get("n")]
-        why = ("\nWhere the app loses against the ideal controller (which re-issues the minute the pool is steady): it waits "
-               + "; ".join(waits) + ". Capacity failures keep their backoff by design (a real capacity shortage lasts tens of "
-               "minutes), while this model draws each minute's failure afresh, so every minute of backoff is lost here; the "
+        why = ("\nWhere the app loses against the ideal controller (which re-issues the minute the pool is "
+               "steady): it waits "
+               + "; ".join(waits) + ". Capacity failures keep their backoff by design (a real capacity shortage "
+               "lasts tens of "
+               "minutes), while this model draws each minute's failure afresh, so every minute of backoff is lost "
+               "here; the "
                "1-minute-backoff variant shows what the backoff costs in this model.\n")
     text = f"""
 **Against the ideal controller on the same seed** (the draw of failures taken out): each run's minutes over the ideal
@@ -429,21 +479,27 @@ after the failing minute until the pool grew again, median [min–max]), with re
 
 def _pipeline(env: dict[str, Any] | None) -> tuple[str, list[str]]:
     if env is None:
-        return NOT_RUN.format(name="pipeline_latency"), ["Pipeline latency", "–", NOT_RUN.format(name="pipeline_latency"), "–"]
+        return (NOT_RUN.format(name="pipeline_latency"),
+                ["Pipeline latency", "–", NOT_RUN.format(name="pipeline_latency"), "–"])
     r = env["results"]
-    names = {"set_complete": "snapshot set complete (last snapshot's write event)", "image_requested": "managed image requested (app's PUT)",
-             "image_ready": "managed image ready (its completion event)", "version_requested": "gallery image version requested (app's PUT)",
-             "version_ready": "gallery image version ready (its completion event)", "pool_created": "pool created (app's PUT)",
+    names = {"set_complete": "snapshot set complete (last snapshot's write event)",
+             "image_requested": "managed image requested (app's PUT)",
+             "image_ready": "managed image ready (its completion event)",
+             "version_requested": "gallery image version requested (app's PUT)",
+             "version_ready": "gallery image version ready (its completion event)",
+             "pool_created": "pool created (app's PUT)",
              "version_locked": "version locked by the guard (CanNotDelete)",
              "pool_at_target": f"pool at its {r['pool_dedicated']} dedicated nodes"}
     families = list(r["milestones"])
     rows = []
     for key, label in names.items():
-        rows.append([label, *[spread(r["milestones"][f].get(key), 2) if r["milestones"][f].get(key, {}).get("n") else "– (not in this path)"
+        rows.append([label, *[spread(r["milestones"][f].get(key), 2)
+                              if r["milestones"][f].get(key, {}).get("n") else "– (not in this path)"
                               for f in families]])
     cpu_rows = []
     for name, c in r["cpu"].items():
-        cpu_rows.append([f"`{name}`", spread(c["invocations_per_run"]), spread(c["cpu_ms_median"], 1), n(c["cpu_ms_max"], 1),
+        cpu_rows.append([f"`{name}`", spread(c["invocations_per_run"]), spread(c["cpu_ms_median"], 1),
+                         n(c["cpu_ms_max"], 1),
                          spread(c["cpu_total_ms"], 0), spread(c["wall_ms_median"], 0), n(c["failed"])])
     seeds = len(r["runs"])
     via = r["milestones"].get("viaimage", {})
@@ -475,15 +531,18 @@ own threads and is not counted; wall includes the HTTPS round trips to the emula
     first = via.get("version_ready", {})
     summary_row = ["Pipeline latency", "report (no numeric target)",
                    (f"set → pool created: {n(via.get('pool_created', {}).get('median'), 1)} min via managed image, "
-                    f"{n(r['milestones'].get('direct', {}).get('pool_created', {}).get('median'), 1)} min direct; app CPU "
-                    f"{n(r['cpu'].get('image_pipeline', {}).get('cpu_ms_median', {}).get('median'), 0)} ms per pipeline event (median)")
+                    f"{n(r['milestones'].get('direct', {}).get('pool_created', {}).get('median'), 1)} min "
+                    "direct; app CPU "
+                    f"{n(r['cpu'].get('image_pipeline', {}).get('cpu_ms_median', {}).get('median'), 0)} ms per "
+                    "pipeline event (median)")
                    if first else "–", "–"]
     return text, summary_row
 
 
 def _emulator_note(results: dict[str, dict[str, Any]]) -> str:
     watch = results.get("watch_scaling", {}).get("results", {})
-    per_request = [row["baseline"]["wall_s"] / row["baseline"]["request_total"] for row in watch.get("rows", []) if row.get("baseline")]
+    per_request = [row["baseline"]["wall_s"] / row["baseline"]["request_total"] for row in watch.get("rows", [])
+                   if row.get("baseline")]
     if not per_request:
         return ""
     return f"""

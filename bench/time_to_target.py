@@ -61,8 +61,10 @@ MAX_PER_RESIZE = 300
 PER_MINUTE = 50
 FAILURE_PER_RESIZE = 0.20
 FAILURE_PER_MINUTE = 1 - (1 - FAILURE_PER_RESIZE) ** (1 / (MAX_PER_RESIZE / PER_MINUTE))
-NAIVE_INTERVAL = 5  # minutes; the app's own watch cadence, so the two differ in what they do, not in how often they look
-PIPELINE_RESIZE_TIMEOUT = timedelta(minutes=25)  # shared.config.families.RESIZE_TIMEOUT_DEFAULT: what the pipeline gives a new pool
+# minutes; the app's own watch cadence, so the two differ in what they do, not in how often they look
+NAIVE_INTERVAL = 5
+# shared.config.families.RESIZE_TIMEOUT_DEFAULT: what the pipeline gives a new pool
+PIPELINE_RESIZE_TIMEOUT = timedelta(minutes=25)
 HORIZON_MINUTES = 8 * 60
 TARGET_RATIO = 1.15
 # Issue 18: the app's time against the ideal controller's on the same seed, default settings.
@@ -88,7 +90,8 @@ LABELS = {
 def ideal_bound() -> dict[str, Any]:
     p = FAILURE_PER_MINUTE
     minutes = math.ceil(TARGET / PER_MINUTE)
-    return {"minutes": minutes, "expected_failed_minutes": minutes * p / (1 - p), "expected_minutes_with_failures": minutes / (1 - p),
+    return {"minutes": minutes, "expected_failed_minutes": minutes * p / (1 - p),
+            "expected_minutes_with_failures": minutes / (1 - p),
             "failure_per_minute": p, "failure_per_full_resize": 1 - (1 - p) ** (MAX_PER_RESIZE // PER_MINUTE)}
 
 
@@ -104,7 +107,8 @@ class Trace:
     # steady after a step that succeeded (nobody asked for more yet), steady after a failed resize
     # (the failing minute itself, then any wait before the next request), or resizing without a grant
     # (a resize that hit its 300-node cap and waits for its timeout).
-    stalled_minutes: dict[str, int] = field(default_factory=lambda: {"steady_after_success": 0, "steady_after_failure": 0,
+    stalled_minutes: dict[str, int] = field(default_factory=lambda: {"steady_after_success": 0,
+                                                                     "steady_after_failure": 0,
                                                                       "resizing_without_growth": 0})
     # For each unsuccessful resize, in order: the minutes without growth after its failing minute until the pool
     # grows again (the wait the controller chose: backoff, cadence).
@@ -134,7 +138,8 @@ class Trace:
             else:
                 self.stalled_minutes["steady_after_success"] += 1
         if pool.resize_count > self.resizes and self._retry_class is not None:
-            self.retries_by_class[self._retry_class] = self.retries_by_class.get(self._retry_class, 0) + pool.resize_count - self.resizes
+            self.retries_by_class[self._retry_class] = (self.retries_by_class.get(self._retry_class, 0)
+                                                        + pool.resize_count - self.resizes)
             self._retry_class = None
         self.resizes = pool.resize_count
         if pool.allocation_state == "steady" and pool.allocation_state_time != self._last_transition:
@@ -168,9 +173,12 @@ def failure_class(code: str, reason: str) -> str:
 
 
 def _configure(la: Any) -> str:
-    """Capacity as in the module docstring; an account; a gallery image version ready in the region. Returns the image id."""
-    la.emulator.batch.configure_capacity(REGION, VM_SIZE, max_nodes_per_resize=MAX_PER_RESIZE, dedicated_per_minute=PER_MINUTE,
-                                         low_priority_per_minute=PER_MINUTE, rate_jitter=0.0, dedicated_failure_rate=FAILURE_PER_MINUTE,
+    """Capacity as in the module docstring; an account; a gallery image version ready in the region. Returns the image
+    id."""
+    la.emulator.batch.configure_capacity(REGION, VM_SIZE, max_nodes_per_resize=MAX_PER_RESIZE,
+                                         dedicated_per_minute=PER_MINUTE,
+                                         low_priority_per_minute=PER_MINUTE, rate_jitter=0.0,
+                                         dedicated_failure_rate=FAILURE_PER_MINUTE,
                                          low_priority_failure_rate=FAILURE_PER_MINUTE, internal_error_share=0.5)
     la.add_batch_account(ACCOUNT)
     compute = la.emulator.compute
@@ -210,7 +218,8 @@ def resize(client: Any, pool_id: str, dedicated: int, timeout: timedelta | None 
 
 
 def naive_controller(client: Any, interval: int = NAIVE_INTERVAL) -> Callable[[int], None]:
-    """Every ``interval`` minutes: read the pool; steady and short of 2,500 -> resize to 2,500 (Batch's default timeout)."""
+    """Every ``interval`` minutes: read the pool; steady and short of 2,500 -> resize to 2,500 (Batch's default
+    timeout)."""
 
     def step(minute: int) -> None:
         if minute % interval:
@@ -223,7 +232,8 @@ def naive_controller(client: Any, interval: int = NAIVE_INTERVAL) -> Callable[[i
 
 
 def oracle_controller(client: Any) -> Callable[[int], None]:
-    """Every minute: read the pool; steady and short -> resize by one 300-node step (a step always reaches its own target)."""
+    """Every minute: read the pool; steady and short -> resize by one 300-node step (a step always reaches its own
+    target)."""
 
     def step(minute: int) -> None:
         pool = client.get_pool(POOL_ID, select=["id", "allocationState", "currentDedicatedNodes"])
@@ -247,10 +257,12 @@ def run_strategy(strategy: str, seed: int, *, horizon: int = HORIZON_MINUTES) ->
         controller: Callable[[int], None] | None = None
         if is_app:
             metadata = {"autopilot.managed": "true", "autopilot.family": "render", "autopilot.version": "2.0.0",
-                        "autopilot.imageId": image_id, "autopilot.desiredDedicated": str(TARGET), "autopilot.desiredSpot": "0",
+                        "autopilot.imageId": image_id, "autopilot.desiredDedicated": str(TARGET),
+                        "autopilot.desiredSpot": "0",
                         "autopilot.nodeDeallocationOption": "taskcompletion"}
             backend.create_pool(ACCOUNT, POOL_ID, image_id=image_id, vm_size=VM_SIZE, node_agent_sku_id=NODE_AGENT,
-                                target_dedicated=min(TARGET, MAX_PER_RESIZE), resize_timeout=PIPELINE_RESIZE_TIMEOUT, metadata=metadata)
+                                target_dedicated=min(TARGET, MAX_PER_RESIZE), resize_timeout=PIPELINE_RESIZE_TIMEOUT,
+                                metadata=metadata)
         elif strategy == "oracle":  # starts like the app's pool: one step, a timeout the step never needs
             client = _batch_client(la)
             backend.create_pool(ACCOUNT, POOL_ID, image_id=image_id, vm_size=VM_SIZE, node_agent_sku_id=NODE_AGENT,
@@ -258,7 +270,8 @@ def run_strategy(strategy: str, seed: int, *, horizon: int = HORIZON_MINUTES) ->
             controller = oracle_controller(client)
         else:
             client = _batch_client(la)
-            backend.create_pool(ACCOUNT, POOL_ID, image_id=image_id, vm_size=VM_SIZE, node_agent_sku_id=NODE_AGENT, target_dedicated=TARGET)
+            backend.create_pool(ACCOUNT, POOL_ID, image_id=image_id, vm_size=VM_SIZE, node_agent_sku_id=NODE_AGENT,
+                                target_dedicated=TARGET)
             if strategy == "naive_fixed_interval":
                 controller = naive_controller(client)
             elif strategy != "batch_alone":
@@ -284,7 +297,8 @@ def run_strategy(strategy: str, seed: int, *, horizon: int = HORIZON_MINUTES) ->
                     host.pump()
             elif controller is not None:
                 controller(minute)
-        requests = count_kinds(e for e in emulator.log.entries()[mark:] if e.caller != "operator@contoso.com" or not is_app)
+        requests = count_kinds(e for e in emulator.log.entries()[mark:] if e.caller != "operator@contoso.com"
+                               or not is_app)
         failed_invocations = [f"{r.function}: {r.detail}" for r in la.host.invocations if not r.ok] if is_app else []
         alerts = [a["eventType"].rsplit(".", 1)[-1] for a in la.alerts()] if is_app else []
         final = backend.get_pool(ACCOUNT, POOL_ID)
@@ -311,7 +325,8 @@ def run_strategy(strategy: str, seed: int, *, horizon: int = HORIZON_MINUTES) ->
         }
 
 
-def run(*, seeds: tuple[int, ...] = (1, 2, 3, 4, 5), strategies: tuple[str, ...] | None = None, horizon: int = HORIZON_MINUTES,
+def run(*, seeds: tuple[int, ...] = (1, 2, 3, 4, 5), strategies: tuple[str, ...] | None = None,
+        horizon: int = HORIZON_MINUTES,
         progress: Any = None) -> dict[str, Any]:
     strategies = strategies or ("batch_alone", "naive_fixed_interval", *APP_VARIANTS, "oracle")
     bound = ideal_bound()
@@ -330,13 +345,16 @@ def run(*, seeds: tuple[int, ...] = (1, 2, 3, 4, 5), strategies: tuple[str, ...]
             "seeds": len(results),
             "reached": len(reached),
             "minutes": stats,
-            "ratio_to_ideal": {k: v / bound["minutes"] for k, v in stats.items() if k in ("median", "min", "max")} if reached else None,
+            "ratio_to_ideal": {k: v / bound["minutes"] for k, v in stats.items() if k in ("median", "min", "max")}
+            if reached else None,
             "final_nodes": summary(r["final_nodes"] for r in results),
             "resizes": summary(r["resizes"] for r in results),
             "failures": summary(sum(r["failures"].values()) for r in results),
-            "stalled_minutes": {k: summary(r["stalled_minutes"][k] for r in results) for k in results[0]["stalled_minutes"]},
+            "stalled_minutes": {k: summary(r["stalled_minutes"][k] for r in results)
+                                for k in results[0]["stalled_minutes"]},
             # The wait after the 1st, 2nd, ... unsuccessful resize of a run, over the seeds that had that many.
-            "waits_after_failure": [summary(r["waits_after_failure"][i] for r in results if len(r["waits_after_failure"]) > i)
+            "waits_after_failure": [summary(r["waits_after_failure"][i] for r in results
+                                            if len(r["waits_after_failure"]) > i)
                                     for i in range(max((len(r["waits_after_failure"]) for r in results), default=0))],
             "requests": summary(r["request_total"] for r in results),
             "failed_invocations": sum(len(r["failed_invocations"]) for r in results),
@@ -351,15 +369,19 @@ def run(*, seeds: tuple[int, ...] = (1, 2, 3, 4, 5), strategies: tuple[str, ...]
         rows.append(row)
     oracle = {r["seed"]: r["minutes"] for r in runs.get("oracle", []) if r["reached"]}
     for row in rows:
-        per_seed = [r["minutes"] / oracle[r["seed"]] for r in runs[row["strategy"]] if r["reached"] and r["seed"] in oracle]
+        per_seed = [r["minutes"] / oracle[r["seed"]] for r in runs[row["strategy"]] if r["reached"]
+                    and r["seed"] in oracle]
         row["ratio_to_oracle"] = summary(per_seed) if per_seed else None
         if row["strategy"] in APP_VARIANTS and per_seed and len(per_seed) == row["seeds"]:
             row["oracle_target_met"] = {"median": row["ratio_to_oracle"]["median"] <= ORACLE_MEDIAN_TARGET,
                                         "worst": row["ratio_to_oracle"]["max"] <= ORACLE_WORST_TARGET}
     return {
-        "model": {"target_nodes": TARGET, "max_nodes_per_resize": MAX_PER_RESIZE, "dedicated_per_minute": PER_MINUTE, "rate_jitter": 0.0,
-                  "dedicated_failure_rate_per_minute": FAILURE_PER_MINUTE, "failure_per_full_resize": bound["failure_per_full_resize"],
-                  "vm_size": VM_SIZE, "region": REGION, "naive_interval_minutes": NAIVE_INTERVAL, "horizon_minutes": horizon},
+        "model": {"target_nodes": TARGET, "max_nodes_per_resize": MAX_PER_RESIZE, "dedicated_per_minute": PER_MINUTE,
+                  "rate_jitter": 0.0,
+                  "dedicated_failure_rate_per_minute": FAILURE_PER_MINUTE,
+                  "failure_per_full_resize": bound["failure_per_full_resize"],
+                  "vm_size": VM_SIZE, "region": REGION, "naive_interval_minutes": NAIVE_INTERVAL,
+                  "horizon_minutes": horizon},
         "ideal": bound,
         "target_ratio": TARGET_RATIO,
         "oracle_targets": {"median": ORACLE_MEDIAN_TARGET, "worst": ORACLE_WORST_TARGET},

@@ -17,8 +17,8 @@ Per configuration:
 1. a **cold** tick (fresh instance: it reads each Batch account once; the app caches them),
 2. ``reps`` **warm** ticks, each over a fresh set of stalled pools, each followed by the
    ``resize_stalled`` deliveries of its ``PoolResizeStalled`` events (run by the local host here),
-3. one warm tick under ``tracemalloc`` (peak Python heap of the tick), then the **CPU floor**: ``json.loads`` of the same
-   list pages' bytes in the same process (:func:`bench._tick_worker.decode_floor`),
+3. one warm tick under ``tracemalloc`` (peak Python heap of the tick), then the **CPU floor**: ``json.loads`` of the
+   same list pages' bytes in the same process (:func:`bench._tick_worker.decode_floor`),
 4. the **per-pool-GET baseline** (:func:`bench._tick_worker.naive_scan`) in the same instance, over
    the same pools and stalls: list pool ids, then GET each pool.
 """
@@ -51,7 +51,8 @@ class Worker:
     def __init__(self, env: dict[str, str]) -> None:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the worker; closed in close()
         self.proc = subprocess.Popen([sys.executable, "-m", "bench._tick_worker"], cwd=ROOT, env={**os.environ, **env},
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                     bufsize=1)
         self.ready = self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -106,13 +107,15 @@ def _images(la: Any, count: int) -> tuple[list[str], str]:
     compute.create_gallery_image(SUBSCRIPTION_ID, "images-rg", "benchGallery", "render", hyper_v_generation="V2")
     ids = []
     for i in range(count):
-        version = compute.create_gallery_image_version(SUBSCRIPTION_ID, "images-rg", "benchGallery", "render", f"1.0.{i}",
+        version = compute.create_gallery_image_version(SUBSCRIPTION_ID, "images-rg", "benchGallery", "render",
+                                                       f"1.0.{i}",
                                                        os_snapshot_id=snapshot.id, instant=True)
         ids.append(version.id)
     return ids, f"{snapshot.id},{snapshot.id.replace('watch-os', 'watch-data0')}"
 
 
-def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, stall_fraction: float = STALL_FRACTION) -> dict[str, Any]:
+def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True,
+            stall_fraction: float = STALL_FRACTION) -> dict[str, Any]:
     """One configuration of the matrix (see the module docstring)."""
     from shared.core.resource_ids import batch_account_id
 
@@ -127,9 +130,11 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
     t_setup = time.perf_counter()
     with local_azure(accounts=account_ids, seed=7) as la:
         emulator, backend = la.emulator, la.emulator.batch
-        backend.configure_capacity(REGION, VM_SIZE, dedicated_failure_rate=0.0, low_priority_failure_rate=0.0, rate_jitter=0.0)
+        backend.configure_capacity(REGION, VM_SIZE, dedicated_failure_rate=0.0, low_priority_failure_rate=0.0,
+                                   rate_jitter=0.0)
         for name in names:
-            la.add_batch_account(name, pool_quota=per_account + 10, dedicated_core_quota=10_000_000, low_priority_core_quota=10_000_000)
+            la.add_batch_account(name, pool_quota=per_account + 10, dedicated_core_quota=10_000_000,
+                                 low_priority_core_quota=10_000_000)
         images, snapshot_ids = _images(la, -(-pools // POOLS_PER_IMAGE))
         where: dict[int, tuple[str, str, str]] = {}  # pool index -> (account name, pool id, image id)
         stall_sets = [[k + j * stride for j in range(stalls_per_set)] for k in range(sets_needed)]
@@ -137,10 +142,12 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
             account, pool_id, image = names[i % accounts], f"pool-{i:05d}", images[i // POOLS_PER_IMAGE]
             where[i] = (account, pool_id, image)
             desired = 2 if i in stall_sets[0] else 1
-            backend.create_pool(account, pool_id, image_id=image, vm_size=VM_SIZE, node_agent_sku_id=NODE_AGENT, target_dedicated=1,
+            backend.create_pool(account, pool_id, image_id=image, vm_size=VM_SIZE, node_agent_sku_id=NODE_AGENT,
+                                target_dedicated=1,
                                 resize_timeout=timedelta(minutes=20), metadata=_metadata(image, snapshot_ids, desired))
         emulator.clock.advance(timedelta(minutes=2))  # every pool allocates its node
-        not_ready = [p.id for a in names for p in backend.list_pools(a) if p.allocation_state != "steady" or p.current["dedicated"] != 1]
+        not_ready = [p.id for a in names for p in backend.list_pools(a) if p.allocation_state != "steady"
+                     or p.current["dedicated"] != 1]
         if not_ready:
             raise RuntimeError(f"set-up: {len(not_ready)} pools did not reach their first node, e.g. {not_ready[:3]}")
         setup_s = time.perf_counter() - t_setup
@@ -151,7 +158,8 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
                 backend.update_pool(account, pool_id, metadata=_metadata(image, snapshot_ids, 2), plane="arm")
 
         def expected(indices: list[int]) -> list[str]:
-            return sorted(f"{batch_account_id(SUBSCRIPTION_ID, 'batch-rg', where[i][0])}/pools/{where[i][1]}" for i in indices)
+            return sorted(f"{batch_account_id(SUBSCRIPTION_ID, 'batch-rg', where[i][0])}/pools/{where[i][1]}"
+                          for i in indices)
 
         def handle_stalls(indices: list[int]) -> dict[str, Any]:
             mark, invocations = len(emulator.log), len(la.host.invocations)
@@ -207,14 +215,17 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
         "stalled_per_tick": stalls_per_set,
         "setup_s": setup_s,
         "worker_import_s": worker.ready.get("import_s"),
-        "cold_tick": {"requests": cold["requests"], "wall_s": cold["wall_s"], "cpu_s": cold["cpu_s"], "detail": cold["detail"]},
-        "warm_ticks": [{"requests": t["requests"], "wall_s": t["wall_s"], "cpu_s": t["cpu_s"], "detail": t["detail"]} for t in warm],
+        "cold_tick": {"requests": cold["requests"], "wall_s": cold["wall_s"], "cpu_s": cold["cpu_s"],
+                      "detail": cold["detail"]},
+        "warm_ticks": [{"requests": t["requests"], "wall_s": t["wall_s"], "cpu_s": t["cpu_s"], "detail": t["detail"]}
+                       for t in warm],
         "warm_tick_wall_s": summary(t["wall_s"] for t in warm),
         "warm_tick_cpu_s": summary(t["cpu_s"] for t in warm),
         "warm_tick_requests": warm_requests,
         "warm_tick_request_total": tick_total,
         "stall_handling": handlers,
-        "traced_tick": {"peak_bytes": traced["peak_bytes"], "wall_s": traced["wall_s"], "maxrss_kb": traced["maxrss_kb"],
+        "traced_tick": {"peak_bytes": traced["peak_bytes"], "wall_s": traced["wall_s"],
+                        "maxrss_kb": traced["maxrss_kb"],
                         "requests": traced["requests"]},
         # The CPU floor: json.loads of the same list pages' bytes in the same process (median of 3), per pool.
         "floor": {**floor, "cpu_us_per_pool": floor["cpu_s"] * 1e6 / max(1, floor["pools"])},
@@ -223,9 +234,9 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True, sta
         "all_stalls_resized": all(h["resized"] == h["expected"] and not h["failed"] for h in handlers),
     }
     result["warm_tick_cpu_us_per_pool"] = result["warm_tick_cpu_s"]["median"] * 1e6 / pools
-    # What the app should cost, from first principles: list pages per account, one account GET per account on a full scan
-    # (its core quotas, read afresh; every measured tick is a full scan), the publish calls for the stalled pools, and - in
-    # resize_stalled - one GET and one resize per stalled pool.
+    # What the app should cost, from first principles: list pages per account, one account GET per account on a full
+    # scan (its core quotas, read afresh; every measured tick is a full scan), the publish calls for the stalled pools,
+    # and - in resize_stalled - one GET and one resize per stalled pool.
     pages = sum(-(-(pools // accounts + (1 if a < pools % accounts else 0)) // 1000) or 1 for a in range(accounts))
     result["expected"] = {"list_pages": pages, "account_gets_cold": accounts, "account_gets_full": accounts,
                           "publish_calls": -(-stalls_per_set // 100), "stall_get_and_resize": 2 * stalls_per_set}
@@ -261,7 +272,8 @@ def run(*, matrix: list[tuple[int, int]] | None = None, reps: int = 2, naive_max
         forecast = pools * (app_s_per_pool + (naive_s_per_pool if naive else 0.0))
         if rows and spent + forecast > budget_s:
             skipped.append({"pools": pools, "accounts": accounts,
-                            "reason": f"forecast {forecast:.0f} s after {spent:.0f} s would overrun the {budget_s:.0f} s budget"})
+                            "reason": f"forecast {forecast:.0f} s after {spent:.0f} s would overrun the "
+                                      f"{budget_s:.0f} s budget"})
             continue
         if progress:
             progress(f"watch: {pools:,} pools over {accounts} account(s){' + per-pool-GET baseline' if naive else ''}")

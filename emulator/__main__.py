@@ -19,13 +19,19 @@ from emulator.server import EmulatorServer, TlsMaterial
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emulator", description="A local emulator of the Azure REST surface Batch Image Autopilot uses.")
+    parser = argparse.ArgumentParser(prog="python -m emulator",
+                                     description="A local emulator of the Azure REST surface Batch Image "
+                                                 "Autopilot uses.")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the capacity model and fault injection (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the capacity model and fault injection (default 0)")
     parser.add_argument("--speed", type=float, default=1.0,
-                        help="virtual seconds per wall-clock second (default 1; e.g. 60 makes a minute pass every second)")
-    parser.add_argument("--start", help="virtual start time, ISO-8601 with timezone (default 2026-11-02T06:00:00+00:00)")
-    parser.add_argument("--tls-dir", type=Path, help="where to write the CA certificate (default: a new temporary directory)")
+                        help="virtual seconds per wall-clock second (default 1; e.g. 60 makes a minute pass "
+                             "every second)")
+    parser.add_argument("--start",
+                        help="virtual start time, ISO-8601 with timezone (default 2026-11-02T06:00:00+00:00)")
+    parser.add_argument("--tls-dir", type=Path,
+                        help="where to write the CA certificate (default: a new temporary directory)")
     args = parser.parse_args(argv)
     start = datetime.fromisoformat(args.start) if args.start else None
     if start is not None and start.tzinfo is None:

@@ -36,11 +36,13 @@ def routes(emulator: Emulator) -> list[Route]:
     def add_fault(request: Request) -> Response:
         body = request.json()
         try:
-            rule = FaultRule(kind=body["kind"], rate=float(body.get("rate", 1.0)), path_pattern=body.get("pathPattern", ".*"),
+            rule = FaultRule(kind=body["kind"], rate=float(body.get("rate", 1.0)),
+                             path_pattern=body.get("pathPattern", ".*"),
                              status=int(body.get("status", 503)), retry_after_s=int(body.get("retryAfterSeconds", 1)),
                              latency_s=float(body.get("latencySeconds", 0)), plane=body.get("plane"))
         except (KeyError, ValueError, TypeError) as exc:
-            raise bad_request(f"Invalid fault rule: {exc}. Example: {{\"kind\": \"throttle\", \"rate\": 0.2, \"pathPattern\": \"/pools\"}}") from None
+            raise bad_request(f"Invalid fault rule: {exc}. Example: {{\"kind\": \"throttle\", \"rate\": 0.2, "
+                              f"\"pathPattern\": \"/pools\"}}") from None
         emulator.faults.add(rule)
         return json_response({"rules": len(emulator.faults.rules)}, 201)
 
@@ -51,8 +53,10 @@ def routes(emulator: Emulator) -> list[Route]:
     def add_denial(request: Request) -> Response:
         body = request.json()
         action, scope, principal = body.get("action", "*"), body.get("scope", ""), body.get("principal")
-        if not isinstance(action, str) or not isinstance(scope, str) or not (principal is None or isinstance(principal, str)):
-            raise bad_request("Send {\"action\": \"Microsoft.Authorization/locks/*\", \"scope\": \"/subscriptions/...\", "
+        if (not isinstance(action, str) or not isinstance(scope, str)
+            or not (principal is None or isinstance(principal, str))):
+            raise bad_request("Send {\"action\": \"Microsoft.Authorization/locks/*\", \"scope\": "
+                              "\"/subscriptions/...\", "
                               "\"principal\": \"<appid>\"} (all optional strings) to refuse an identity an action.")
         emulator.authorization.deny(action, scope, principal)
         return json_response({"rules": len(emulator.authorization.rules)}, 201)
@@ -68,7 +72,8 @@ def routes(emulator: Emulator) -> list[Route]:
         attachments = body.get("attachments")
         if body.get("type") != "message" or not isinstance(attachments, list) or not attachments:
             raise bad_request("A Teams Workflows webhook expects {\"type\": \"message\", \"attachments\": [...]}.")
-        emulator.teams_messages.append({"channel": request.params["channel"], "time": emulator.now().isoformat(), "body": body})
+        emulator.teams_messages.append({"channel": request.params["channel"], "time": emulator.now().isoformat(),
+                                        "body": body})
         return Response(202)
 
     def teams_messages(request: Request) -> Response:

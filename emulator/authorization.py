@@ -28,7 +28,8 @@ class DenyRule:
             return False
         if self.principal is None:
             return True
-        who = {claims.get(k, "").lower() for k in ("appid", "name", "oid", "http://schemas.microsoft.com/identity/claims/objectidentifier")}
+        who = {claims.get(k, "").lower()
+               for k in ("appid", "name", "oid", "http://schemas.microsoft.com/identity/claims/objectidentifier")}
         return self.principal.lower() in who
 
 
@@ -53,11 +54,15 @@ class Authorization:
             if rule is None:
                 return
             rule.denied += 1
-        oid = claims.get("oid") or claims.get("http://schemas.microsoft.com/identity/claims/objectidentifier") or claims.get("appid", "")
+        oid = (claims.get("oid") or claims.get("http://schemas.microsoft.com/identity/claims/objectidentifier")
+               or claims.get("appid", ""))
         if plane == "batch":
-            # Batch data plane: 403 with BatchError code AuthorizationFailure (BatchErrorCodeStrings in the Batch .NET SDK docs).
+            # Batch data plane: 403 with BatchError code AuthorizationFailure (BatchErrorCodeStrings in the Batch .NET
+            # SDK docs).
             raise BatchServiceError(403, "AuthorizationFailure", "Server failed to authorize the request.")
         # ARM's answer for a missing role assignment (Learn: "Troubleshoot Azure RBAC", AuthorizationFailed).
         raise AzureError(403, "AuthorizationFailed",
-                         f"The client '{claims.get('appid', '')}' with object id '{oid}' does not have authorization to perform action "
-                         f"'{action}' over scope '{path}' or the scope is invalid. If access was recently granted, please refresh your credentials.")
+                         f"The client '{claims.get('appid', '')}' with object id '{oid}' does not have authorization "
+                         "to perform action "
+                         f"'{action}' over scope '{path}' or the scope is invalid. If access was recently granted, "
+                         "please refresh your credentials.")

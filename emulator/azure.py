@@ -69,7 +69,8 @@ class Emulator:
         self._routes = [(route, route.compile()) for route in routes]
 
     def add_routes(self, routes: list[Route]) -> None:
-        """More control-surface routes (under /_emulator/, plane "admin"): not Azure; e.g. ``autopilot sandbox``'s replay hook."""
+        """More control-surface routes (under /_emulator/, plane "admin"): not Azure; e.g. ``autopilot sandbox``'s
+        replay hook."""
         for route in routes:
             if not route.template.startswith("/_emulator/") or route.plane != "admin":
                 raise ValueError(f"only /_emulator/ admin routes can be added, not {route.method} {route.template}")
@@ -96,7 +97,8 @@ class Emulator:
                     acted = fault  # served below; the answer is lost afterwards
                 else:
                     headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else {}
-                    code = "TooManyRequests" if fault.status == 429 else "ServiceUnavailable" if fault.status == 503 else "InternalServerError"
+                    code = ("TooManyRequests" if fault.status == 429 else "ServiceUnavailable" if fault.status == 503
+                            else "InternalServerError")
                     err_cls = BatchServiceError if route.plane == "batch" else AzureError
                     raise err_cls(fault.status, code, "Injected fault: please retry.", headers=headers)
             if response is None:
@@ -110,7 +112,8 @@ class Emulator:
         except AzureError as err:
             response = json_response(err.body(), err.status, err.headers)
         except Exception as exc:  # a bug in the emulator must still answer like a server would
-            response = json_response({"error": {"code": "InternalServerError", "message": f"emulator bug: {exc!r}"}}, 500)
+            response = json_response({"error": {"code": "InternalServerError", "message": f"emulator bug: {exc!r}"}},
+                                     500)
         served = response
         if acted is not None:
             # The service did the work, then the answer was lost: a dropped connection, or a 5xx from a front end
@@ -123,9 +126,11 @@ class Emulator:
                 err = err_cls(acted.status, code, "Injected fault (after the request took effect): please retry.")
                 response = json_response(err.body(), err.status, err.headers)
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
-        if route is not None and route.plane == "arm" and request.method == "DELETE" and 200 <= served.status < 300 and not served.drop:
+        if (route is not None and route.plane == "arm" and request.method == "DELETE" and 200 <= served.status < 300
+            and not served.drop):
             self.locks.resource_deleted(request.path)  # Azure deletes a resource's locks with it
-        # A write that took effect raises its event even when its answer was lost (acted_*): the event follows the write.
+        # A write that took effect raises its event even when its answer was lost (acted_*): the event follows the
+        # write.
         if route is not None and route.plane == "arm" and request.method in WRITE_METHODS \
                 and served.emit_event and not served.drop and (fault_label is None or acted is not None):
             self.eventgrid.emit_for_request(request, route, served.status)
@@ -155,9 +160,11 @@ class Emulator:
             plane = "batch" if request.path.startswith("/batch/") else "arm"
             self._authenticate(Route(request.method, request.path, lambda r: Response(), plane=plane), request)
         if method_mismatch:
-            raise AzureError(405, "MethodNotAllowed", f"The requested method {request.method} is not allowed for '{request.path}'.")
+            raise AzureError(405, "MethodNotAllowed",
+                             f"The requested method {request.method} is not allowed for '{request.path}'.")
         if request.path.lower().startswith("/batch/"):
-            raise BatchServiceError(404, "InvalidUri", f"The requested URI does not represent any resource on the server: {request.path}")
+            raise BatchServiceError(404, "InvalidUri",
+                                    f"The requested URI does not represent any resource on the server: {request.path}")
         raise AzureError(404, "InvalidResourceType", f"The emulator serves no resource type at '{request.path}'. "
                          "Check the URL, or add the surface to emulator/ if the app now needs it.")
 
@@ -167,8 +174,10 @@ class Emulator:
         auth = request.headers.get("authorization", "")
         if not auth.lower().startswith("bearer ") or not auth[7:].strip():
             err_cls = BatchServiceError if route.plane == "batch" else AzureError
-            raise err_cls(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
-                          headers={"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token"'})
+            raise err_cls(401, "AuthenticationFailed",
+                          "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
+                          headers={"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com'
+                                                       '/common", error="invalid_token"'})
 
     def _check_api_version(self, route: Route, request: Request) -> None:
         if route.api_versions is None:
@@ -177,13 +186,17 @@ class Emulator:
         supported = ", ".join(sorted(route.api_versions))
         if route.plane == "batch":
             if version not in route.api_versions:
-                raise BatchServiceError(400, "InvalidQueryParameterValue" if version else "MissingRequiredQueryParameter",
-                                        "Value for one of the query parameters specified in the request URI is invalid: "
+                raise BatchServiceError(400,
+                                        "InvalidQueryParameterValue" if version else "MissingRequiredQueryParameter",
+                                        "Value for one of the query parameters specified in the request URI "
+                                        "is invalid: "
                                         f"api-version={version!r}. Supported: {supported}.",
-                                        values={"QueryParameterName": "api-version", "QueryParameterValue": version or ""})
+                                        values={"QueryParameterName": "api-version",
+                                                "QueryParameterValue": version or ""})
             return
         if not version:
-            raise AzureError(400, "MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests.")
+            raise AzureError(400, "MissingApiVersionParameter",
+                             "The api-version query parameter (?api-version=) is required for all requests.")
         if version not in route.api_versions:
             raise AzureError(400, "InvalidApiVersionParameter",
                              f"The api-version '{version}' is invalid. The supported versions are '{supported}'.")
@@ -200,7 +213,8 @@ class Emulator:
         if blocking:
             scopes = "', '".join(lock.scope for lock in blocking)
             raise AzureError(409, "ScopeLocked",
-                             f"The scope '{target}' cannot perform {operation} operation because following scope(s) are locked: "
+                             f"The scope '{target}' cannot perform {operation} operation because following scope(s) "
+                             "are locked: "
                              f"'{scopes}'. Please remove the lock and try again.")
 
     @staticmethod

@@ -44,7 +44,8 @@ class Azurite:
         if not binary.exists():
             found = shutil.which("azurite-table")
             if found is None:
-                raise AzuriteError("Azurite is not installed: run `make setup` (it runs `npm ci`) in the repository root.")
+                raise AzuriteError(
+                    "Azurite is not installed: run `make setup` (it runs `npm ci`) in the repository root.")
             binary = Path(found)
         self.port = _free_port()
         self._proc = subprocess.Popen(

@@ -33,7 +33,8 @@ class VirtualClock:
 
     def now(self) -> datetime:
         with self._lock:
-            wall = timedelta(seconds=(time.monotonic() - self._wall_start) * self._speed) if self._follow_wall else timedelta(0)
+            wall = timedelta(seconds=(time.monotonic() - self._wall_start)
+                             * self._speed) if self._follow_wall else timedelta(0)
             return self._base + self._offset + wall
 
     def advance(self, delta: timedelta) -> datetime:

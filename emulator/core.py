@@ -73,7 +73,8 @@ class BatchServiceError(AzureError):
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "odata.metadata": "https://emulator/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
+            "odata.metadata": "https://emulator"
+                              "/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
             "code": self.code,
             "message": {"lang": "en-US", "value": self.message},
         }

@@ -121,14 +121,16 @@ class FunctionsHost:
             if trigger.get_binding_name() == "timerTrigger":
                 schedule = self._resolve_setting(trigger.schedule)
                 ncrontab.parse(schedule)  # fail loudly at start-up, as the real host does
-                self.timer_functions[name] = TimerFunction(name, schedule, trigger.name, call, ncrontab.next_after(schedule, now))
+                self.timer_functions[name] = TimerFunction(name, schedule, trigger.name, call,
+                                                           ncrontab.next_after(schedule, now))
             elif trigger.get_binding_name() == "eventGridTrigger":
                 self.event_functions[name] = EventFunction(name, trigger.name, call)
             else:
                 raise ValueError(f"the local host cannot drive {name}: trigger type {trigger.get_binding_name()!r}")
         for sub in SUBSCRIPTIONS:
             if sub.function not in self.event_functions:
-                raise ValueError(f"event subscription {sub.name!r} targets {sub.function!r}, which function_app does not define")
+                raise ValueError(f"event subscription {sub.name!r} targets {sub.function!r}, which function_app does "
+                                 "not define")
 
     def _resolve_setting(self, value: str) -> str:
         m = _SETTING_REF.match(value.strip())
@@ -153,7 +155,8 @@ class FunctionsHost:
                     self._queue.append(Delivery(sub, event, now))
 
     def _subject_prefixes(self) -> tuple[str, ...] | None:
-        """The resource-group filter infra puts on scoped subscriptions, from the app's families (None: not configured)."""
+        """The resource-group filter infra puts on scoped subscriptions, from the app's families (None: not
+        configured)."""
         from shared.config.families import FamilyConfigError, parse_families
         from shared.core.event_routing import subject_prefixes
         from shared.pipeline.scope import watched_groups
@@ -203,7 +206,8 @@ class FunctionsHost:
         def call() -> None:
             # Decode with the worker's own converter (CloudEvent when the body has 'specversion'),
             # inside the invocation: a body the converter rejects fails the invocation, as in Azure.
-            payload = EventGridEventInConverter.decode(data=Datum(type="json", value=json.dumps(delivery.event)), trigger_metadata=None)
+            payload = EventGridEventInConverter.decode(data=Datum(type="json", value=json.dumps(delivery.event)),
+                                                       trigger_metadata=None)
             function.call(**{function.arg_name: payload})
 
         ok, detail = self._invoke(function.name, "eventGrid", call)
@@ -253,7 +257,8 @@ class FunctionsHost:
         for timer in self.timer_functions.values():
             if timer.next_fire <= now:
                 past_due = now - timer.next_fire > timedelta(seconds=1)
-                self._invoke(timer.name, "timer", lambda t=timer, p=past_due: t.call(**{t.arg_name: TimerRequest(past_due=p)}))
+                self._invoke(timer.name, "timer",
+                             lambda t=timer, p=past_due: t.call(**{t.arg_name: TimerRequest(past_due=p)}))
                 timer.next_fire = ncrontab.next_after(timer.schedule, now)
                 fired += 1
         return fired

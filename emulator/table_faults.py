@@ -33,7 +33,8 @@ _CODES = {500: "InternalError", 503: "ServerBusy"}
 
 def _error_body(status: int) -> bytes:
     code = _CODES.get(status, "InternalError")
-    return json.dumps({"odata.error": {"code": code, "message": {"lang": "en-US", "value": f"Injected fault: {code}."}}}).encode()
+    return json.dumps(
+        {"odata.error": {"code": code, "message": {"lang": "en-US", "value": f"Injected fault: {code}."}}}).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,7 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop()
         if fault is not None and fault.kind in ("throttle", "error"):
             status = fault.status or 503
-            headers = [("Content-Type", "application/json;odata=minimalmetadata"), ("x-ms-error-code", _CODES.get(status, "InternalError"))]
+            headers = [("Content-Type", "application/json;odata=minimalmetadata"),
+                       ("x-ms-error-code", _CODES.get(status, "InternalError"))]
             if fault.retry_after_s:
                 headers.append(("Retry-After", str(fault.retry_after_s)))
             return self._answer(status, "Injected", headers, _error_body(status))
@@ -96,7 +98,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop()
         status = fault.status or 503
         return self._answer(status, "Injected", [("Content-Type", "application/json;odata=minimalmetadata"),
-                                                 ("x-ms-error-code", _CODES.get(status, "InternalError"))], _error_body(status))
+                                                 ("x-ms-error-code", _CODES.get(status, "InternalError"))],
+                            _error_body(status))
 
     do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = do_MERGE = _serve
 
@@ -140,7 +143,8 @@ class TableFaultProxy:
     @property
     def connection_string(self) -> str:
         """The same account and key, with the Table endpoint on the proxy."""
-        parts = {**self._parts, "TableEndpoint": f"{self._endpoint.scheme}://127.0.0.1:{self.port}{self._endpoint.path}"}
+        parts = {**self._parts,
+                 "TableEndpoint": f"{self._endpoint.scheme}://127.0.0.1:{self.port}{self._endpoint.path}"}
         return ";".join(f"{k}={v}" for k, v in parts.items()) + ";"
 
     @property

@@ -16,10 +16,12 @@ def image_guard_reconcile(timer: func.TimerRequest) -> None:
     from shared.guard.reconcile import reconcile
 
     report = reconcile(get_context())
-    log.info("image_guard_reconcile: %d guarded, %d lock change(s), %d failure(s)%s", report.guarded, len(report.applied),
+    log.info("image_guard_reconcile: %d guarded, %d lock change(s), %d failure(s)%s", report.guarded,
+             len(report.applied),
              len(report.failed), " (release skipped: an account could not be read)" if report.skipped_release else "")
     if report.kept:
-        log.warning("image_guard_reconcile: kept %d lock(s) for pools whose image is missing: %s", len(report.kept), ", ".join(report.kept))
+        log.warning("image_guard_reconcile: kept %d lock(s) for pools whose image is missing: %s", len(report.kept),
+                    ", ".join(report.kept))
     if report.failed:
         # Fail the invocation so the failure is visible in the Functions monitor; the next tick retries.
         raise RuntimeError(f"could not update locks on: {', '.join(sorted(report.failed))}")

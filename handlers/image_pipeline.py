@@ -1,4 +1,5 @@
-"""Event Grid (system topic): snapshot writes, deletes and Tags-API tag writes, image and gallery-version writes drive the image pipeline."""
+"""Event Grid (system topic): snapshot writes, deletes and Tags-API tag writes, image and gallery-version writes drive
+the image pipeline."""
 
 from __future__ import annotations
 
@@ -37,4 +38,5 @@ def image_pipeline(event: func.EventGridEvent) -> None:
     # report: snapshots that are not opted in (and resources that are gone) are the common case, so
     # they get one debug line; anything the pipeline acted on is worth an info line.
     level = logging.DEBUG if outcome.stage == "ignored" else logging.INFO
-    log.log(level, "image_pipeline: %s %s -> %s %s", parsed.operation_name, shown(resource_id), outcome.stage, shown(outcome.detail))
+    log.log(level, "image_pipeline: %s %s -> %s %s", parsed.operation_name, shown(resource_id), outcome.stage,
+            shown(outcome.detail))

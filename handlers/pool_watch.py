@@ -16,11 +16,13 @@ def pool_watch(timer: func.TimerRequest) -> None:
     from shared.watch.tick import tick
 
     report = tick(get_context())
-    log.info("pool_watch: %d account(s), %d pool(s), %d managed, %d stalled, %d alert(s)%s", report.accounts, report.pools,
+    log.info("pool_watch: %d account(s), %d pool(s), %d managed, %d stalled, %d alert(s)%s", report.accounts,
+             report.pools,
              report.managed, len(report.stalled), report.alerts,
              f"; unreadable: {', '.join(report.unreadable_accounts)}" if report.unreadable_accounts else "")
     if report.autoscale:
-        log.warning("pool_watch: %d managed pool(s) have autoscale enabled and are never resized: %s", len(report.autoscale),
+        log.warning("pool_watch: %d managed pool(s) have autoscale enabled and are never resized: %s",
+                    len(report.autoscale),
                     ", ".join(report.autoscale))
     if report.invalid_pools:
         log.warning("pool_watch: %d pool(s) skipped for invalid autopilot metadata: %s", len(report.invalid_pools),

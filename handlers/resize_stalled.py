@@ -28,14 +28,17 @@ def resize_stalled(event: func.EventGridEvent) -> None:
     data = envelope["data"]  # a dict: read_stall_event checked it
     context = get_context()
     if account_id.lower() not in {a.lower() for a in _watched_accounts(context)}:
-        log.warning("resize_stalled: ignored event %s for account %s, which the app does not watch", event_id, shown(account_id))
+        log.warning("resize_stalled: ignored event %s for account %s, which the app does not watch", event_id,
+                    shown(account_id))
         return
     etag = data.get("eTag")
     from shared.watch.pool_limits import Ceiling
 
     raw_ceilings = data.get("ceilings") if isinstance(data.get("ceilings"), list) else []
-    ceilings = [c for c in (Ceiling.from_dict(item) for item in raw_ceilings if isinstance(item, dict)) if c is not None]
-    result = handle_stall(context, account_id, pool_id, observed_etag=etag if isinstance(etag, str) and etag else None, ceilings=ceilings)
+    ceilings = [c for c in (Ceiling.from_dict(item) for item in raw_ceilings if isinstance(item, dict))
+                if c is not None]
+    result = handle_stall(context, account_id, pool_id, observed_etag=etag if isinstance(etag, str) and etag else None,
+                          ceilings=ceilings)
     log.info("resize_stalled: %s/%s -> %s", account_id, pool_id, result)
 
 

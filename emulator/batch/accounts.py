@@ -43,7 +43,8 @@ class BatchAccount:
     auto_storage: dict[str, Any] | None = None
     key_vault_reference: dict[str, Any] | None = None
     public_network_access: str = "Enabled"
-    allowed_authentication_modes: list[str] = field(default_factory=lambda: ["SharedKey", "AAD", "TaskAuthenticationToken"])
+    allowed_authentication_modes: list[str] = field(
+        default_factory=lambda: ["SharedKey", "AAD", "TaskAuthenticationToken"])
     identity: dict[str, Any] = field(default_factory=lambda: {"type": "None"})
     pools: dict[str, Pool] = field(default_factory=dict)  # lower-case pool id -> pool
     used_cores: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
@@ -52,7 +53,8 @@ class BatchAccount:
 
     @property
     def id(self) -> str:
-        return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/Microsoft.Batch/batchAccounts/{self.name}"
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/Microsoft.Batch"
+                f"/batchAccounts/{self.name}")
 
     @property
     def key(self) -> str:
@@ -68,8 +70,10 @@ class BatchAccount:
             self._sorted_ids = sorted(self.pools)
         return self._sorted_ids
 
-    def iter_pool_keys(self, after: str | None = None, *, eq: str | None = None, prefix: str | None = None) -> Iterator[str]:
-        """Lower-case pool ids in order, strictly after ``after`` (a paging token), optionally only ``eq`` or ``prefix``."""
+    def iter_pool_keys(self, after: str | None = None, *, eq: str | None = None,
+                       prefix: str | None = None) -> Iterator[str]:
+        """Lower-case pool ids in order, strictly after ``after`` (a paging token), optionally only ``eq`` or
+        ``prefix``."""
         after = after.lower() if after else None
         if eq is not None:
             k = eq.lower()
@@ -90,7 +94,8 @@ class BatchAccount:
 class AccountsMixin(BatchCore):
     """Batch accounts: the management-plane PUT/GET/DELETE/list, and the look-up both planes use."""
 
-    def set_account_quotas(self, account_name: str, *, dedicated_cores: int | None = None, low_priority_cores: int | None = None,
+    def set_account_quotas(self, account_name: str, *, dedicated_cores: int | None = None,
+                           low_priority_cores: int | None = None,
                            pool_quota: int | None = None, per_vm_family: Mapping[str, int] | None = None,
                            per_vm_family_enforced: bool | None = None) -> BatchAccount:
         """Change an account's Batch quotas (they apply to BatchService-mode accounts only, as in Azure)."""
@@ -115,7 +120,8 @@ class AccountsMixin(BatchCore):
                     pool_allocation_mode: str | None = None, dedicated_core_quota: int | None = None,
                     low_priority_core_quota: int | None = None, pool_quota: int | None = None,
                     dedicated_core_quota_per_vm_family: Mapping[str, int] | None = None,
-                    dedicated_core_quota_per_vm_family_enforced: bool | None = None, tags: Mapping[str, str] | None = None,
+                    dedicated_core_quota_per_vm_family_enforced: bool | None = None,
+                    tags: Mapping[str, str] | None = None,
                     auto_storage: Mapping[str, Any] | None = None, key_vault_reference: Mapping[str, Any] | None = None,
                     public_network_access: str | None = None, allowed_authentication_modes: list[str] | None = None,
                     identity: Mapping[str, Any] | None = None) -> tuple[BatchAccount, bool]:
@@ -127,13 +133,15 @@ class AccountsMixin(BatchCore):
         location = location.replace(" ", "").lower()
         mode = None
         if pool_allocation_mode is not None:
-            mode = {"batchservice": "BatchService", "usersubscription": "UserSubscription"}.get(str(pool_allocation_mode).lower())
+            mode = {"batchservice": "BatchService",
+                    "usersubscription": "UserSubscription"}.get(str(pool_allocation_mode).lower())
             if mode is None:
                 raise InvalidPropertyValue(f"poolAllocationMode '{pool_allocation_mode}' is invalid: use "
                                            "BatchService or UserSubscription.", plane="arm")
         group = self.emulator.resources.require_group(subscription_id, resource_group)
         with self._lock:
-            account_id = f"/subscriptions/{subscription_id}/resourceGroups/{group.name}/providers/Microsoft.Batch/batchAccounts/{name}"
+            account_id = (f"/subscriptions/{subscription_id}/resourceGroups/{group.name}/providers/Microsoft.Batch"
+                          f"/batchAccounts/{name}")
             existing = self.accounts.get(key(account_id))
             other = self._by_name.get(name.lower())
             if other is not None and other is not existing:
@@ -154,7 +162,8 @@ class AccountsMixin(BatchCore):
                                        dedicated_core_quota=int(self.account_defaults["dedicated_core_quota"]),
                                        low_priority_core_quota=int(self.account_defaults["low_priority_core_quota"]),
                                        pool_quota=int(self.account_defaults["pool_quota"]), per_family_quota=fam,
-                                       per_family_enforced=bool(self.account_defaults["dedicated_core_quota_per_vm_family_enforced"]))
+                                       per_family_enforced=bool(
+                                           self.account_defaults["dedicated_core_quota_per_vm_family_enforced"]))
                 if mode is not None:
                     account.pool_allocation_mode = mode
                 self.accounts[account.key] = account
@@ -173,7 +182,8 @@ class AccountsMixin(BatchCore):
             if tags is not None:
                 account.tags = dict(tags)
             if auto_storage is not None:
-                account.auto_storage = {**dict(auto_storage), "lastKeySync": (account.auto_storage or {}).get("lastKeySync") or now}
+                account.auto_storage = {**dict(auto_storage),
+                                        "lastKeySync": (account.auto_storage or {}).get("lastKeySync") or now}
             if key_vault_reference is not None:
                 account.key_vault_reference = dict(key_vault_reference)
             if public_network_access is not None:
@@ -184,12 +194,15 @@ class AccountsMixin(BatchCore):
                 account.identity = dict(identity)
             return account, created
 
-    def create_account(self, subscription_id: str, resource_group: str, name: str, location: str, **properties: Any) -> BatchAccount:
+    def create_account(self, subscription_id: str, resource_group: str, name: str, location: str,
+                       **properties: Any) -> BatchAccount:
         """Scenario setup: create (or update) an account. Keywords as :meth:`put_account`."""
         return self.put_account(subscription_id, resource_group, name, location, **properties)[0]
 
     def get_account(self, subscription_id: str, resource_group: str, name: str) -> BatchAccount:
-        account = self.accounts.get(key(f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Batch/batchAccounts/{name}"))
+        account = self.accounts.get(
+            key(f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Batch"
+                f"/batchAccounts/{name}"))
         if account is None:
             raise ResourceNotFound(f"The Resource 'Microsoft.Batch/batchAccounts/{name}' under resource group "
                                    f"'{resource_group}' was not found. For more details please go to "
@@ -214,7 +227,9 @@ class AccountsMixin(BatchCore):
 
     def delete_account(self, subscription_id: str, resource_group: str, name: str) -> bool:
         with self._lock:
-            account = self.accounts.get(key(f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Batch/batchAccounts/{name}"))
+            account = self.accounts.get(
+                key(f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Batch"
+                    f"/batchAccounts/{name}"))
             if account is None:
                 return False
             self._remove_account(account)
@@ -230,5 +245,6 @@ class AccountsMixin(BatchCore):
     def _on_group_deleted(self, subscription_id: str, resource_group: str) -> None:
         with self._lock:
             for account in list(self.accounts.values()):
-                if account.subscription_id.lower() == subscription_id.lower() and account.resource_group.lower() == resource_group.lower():
+                if (account.subscription_id.lower() == subscription_id.lower()
+                    and account.resource_group.lower() == resource_group.lower()):
                     self._remove_account(account)

@@ -23,7 +23,8 @@ IMAGE_UPDATE_API_VERSION = "2024-07-01"
 MINUTE = timedelta(minutes=1)
 # The 2019 custom-image article (azure-docs batch-custom-images.md@0147304) documents managed images as a pool image
 # source; the current SDK docstrings (azure-mgmt-batch 19 / azure-batch 15 ImageReference.id) name only Compute Gallery
-# images. The last API version known to take a managed image is 2019-08-01; later ones are refused (the less convenient choice).
+# images. The last API version known to take a managed image is 2019-08-01; later ones are refused (the less convenient
+# choice).
 MANAGED_IMAGE_LAST_API_VERSION = "2019-08-01"
 # The one api-version each plane serves: what azure-mgmt-batch sends to Microsoft.Batch and exactly what azure-batch
 # 15.1.0 sends to the data plane. The planes are versioned separately; they only happen to agree today.
@@ -35,8 +36,10 @@ DEALLOCATION_OPTIONS = ("requeue", "terminate", "taskcompletion", "retaineddata"
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 _POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _GALLERY_IMAGE = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/[^/]+/images/[^/]+(/versions/[^/]+)?$", re.IGNORECASE)
-_MANAGED_IMAGE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/images/[^/]+$", re.IGNORECASE)
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/[^/]+/images"
+    r"/[^/]+(/versions/[^/]+)?$", re.IGNORECASE)
+_MANAGED_IMAGE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/images/[^/]+$",
+                            re.IGNORECASE)
 _FORMULA_DEDICATED = re.compile(r"\$TargetDedicated(?:Nodes)?\s*=\s*(\d+)\s*;?", re.IGNORECASE)
 _FORMULA_LOW = re.compile(r"\$TargetLowPriorityNodes\s*=\s*(\d+)\s*;?", re.IGNORECASE)
 

@@ -79,8 +79,9 @@ class Timings:
 class Limits:
     """Service limits that are not capacity."""
 
-    # "Compute nodes in pool created with a managed image resource": 2,000 dedicated / 1,000 Spot (Batch quotas and limits
-    # page, Pool size limits), across the pools on the same managed image or managed images of the same snapshots.
+    # "Compute nodes in pool created with a managed image resource": 2,000 dedicated / 1,000 Spot (Batch quotas and
+    # limits page, Pool size limits), across the pools on the same managed image or managed images of the same
+    # snapshots.
     custom_image_dedicated_nodes: int = 2_000
     custom_image_low_priority_nodes: int = 1_000
     min_resize_timeout: timedelta = timedelta(minutes=5)
@@ -109,7 +110,8 @@ class CapacityModel:
         """Change the capacity of one (region, size), a whole region (``vm_size=None``) or the default (both None)."""
         unknown = set(changes) - {f.name for f in fields(CapacityConfig)}
         if unknown:
-            raise ValueError(f"unknown capacity settings {sorted(unknown)}; known: {[f.name for f in fields(CapacityConfig)]}")
+            raise ValueError(
+                f"unknown capacity settings {sorted(unknown)}; known: {[f.name for f in fields(CapacityConfig)]}")
         changes = {k: v for k, v in changes.items() if v is not None}
         if region is None and vm_size is None:
             self.default = replace(self.default, **changes).validated()  # type: ignore[arg-type]

@@ -77,11 +77,13 @@ def default_supported_images() -> list[dict]:
 
     return [
         image("canonical", "ubuntu-24_04-lts", "server", "batch.node.ubuntu 24.04", capabilities=["DockerCompatible"]),
-        image("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "batch.node.ubuntu 22.04", capabilities=["DockerCompatible"]),
+        image("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "batch.node.ubuntu 22.04",
+              capabilities=["DockerCompatible"]),
         image("canonical", "0001-com-ubuntu-server-focal", "20_04-lts", "batch.node.ubuntu 20.04",
               end_of_life="2025-04-23T00:00:00.0000000Z"),
         image("microsoft-dsvm", "ubuntu-hpc", "2204", "batch.node.ubuntu 22.04",
-              capabilities=["DockerCompatible", "NvidiaTeslaDriverInstalled", "SupportsRDMAOnlyInSizesWithRDMACapability"]),
+              capabilities=["DockerCompatible", "NvidiaTeslaDriverInstalled",
+                            "SupportsRDMAOnlyInSizesWithRDMACapability"]),
         image("almalinux", "almalinux-x86_64", "9-gen2", "batch.node.el 9"),
         image("debian", "debian-12", "12", "batch.node.debian 12", verified=False),
         image("MicrosoftWindowsServer", "WindowsServer", "2022-datacenter", "batch.node.windows amd64", "windows"),
@@ -96,9 +98,11 @@ def default_supported_images() -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 REASON_INTERNAL_ERROR = "The server encountered an internal error."
-REASON_INSUFFICIENT_CAPACITY = "Deployment allocation failed due to insufficient capacity for the requested VM size in the region."
+REASON_INSUFFICIENT_CAPACITY = ("Deployment allocation failed due to insufficient capacity for the requested VM size "
+                                "in the region.")
 REASON_SUBNET_DELEGATED = "Allocation failed as subnet has delegation to external resources."
-MESSAGE_IMAGE_GONE = "There was an error encountered while performing the last resize on the pool. Please try resizing the pool again."
+MESSAGE_IMAGE_GONE = ("There was an error encountered while performing the last resize on the pool. Please try "
+                      "resizing the pool again.")
 
 
 def node_kind_label(kind: str) -> str:
@@ -122,5 +126,6 @@ def gen2_provider_error(vm_size: str) -> str:
     return json.dumps({"error": {
         "code": "BadRequest",
         "message": f"The selected VM size '{vm_size.upper()}' cannot boot Hypervisor Generation '2'. "
-                   "Select a VM size that supports Hypervisor Generation '2', or use an image of Hypervisor Generation '1'.",
+                   "Select a VM size that supports Hypervisor Generation '2', or use an image of Hypervisor "
+        "Generation '1'.",
     }}, separators=(",", ":"))

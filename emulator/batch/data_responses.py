@@ -72,7 +72,8 @@ def pool_json(pool: Pool, base_url: str) -> dict[str, Any]:
     body: dict[str, Any] = {"id": pool.id}
     if spec.display_name is not None:
         body["displayName"] = spec.display_name
-    vm_config: dict[str, Any] = {"imageReference": image_to_wire(spec.image_reference, "batch"), "nodeAgentSKUId": spec.node_agent_sku_id}
+    vm_config: dict[str, Any] = {"imageReference": image_to_wire(spec.image_reference, "batch"),
+                                 "nodeAgentSKUId": spec.node_agent_sku_id}
     vm_config.update(spec.extra.get("virtualMachineConfiguration") or {})
     body.update({
         "url": pool_url(base_url, pool),
@@ -89,7 +90,8 @@ def pool_json(pool: Pool, base_url: str) -> dict[str, Any]:
     })
     if pool.allocation_state == "steady" and pool.resize_errors:
         body["resizeErrors"] = [
-            {"code": e.code, "message": e.message, **({"values": [{"name": n, "value": v} for n, v in e.values]} if e.values else {})}
+            {"code": e.code, "message": e.message,
+             **({"values": [{"name": n, "value": v} for n, v in e.values]} if e.values else {})}
             for e in pool.resize_errors
         ]
     body.update({
@@ -104,7 +106,8 @@ def pool_json(pool: Pool, base_url: str) -> dict[str, Any]:
         if spec.auto_scale_evaluation_interval is not None:
             body["autoScaleEvaluationInterval"] = format_duration(spec.auto_scale_evaluation_interval)
         if pool.auto_scale_run:
-            body["autoScaleRun"] = {"timestamp": iso(pool.auto_scale_run["timestamp"]), "results": pool.auto_scale_run["results"]}
+            body["autoScaleRun"] = {"timestamp": iso(pool.auto_scale_run["timestamp"]),
+                                    "results": pool.auto_scale_run["results"]}
     body["enableInterNodeCommunication"] = spec.inter_node_communication
     network = network_to_wire(spec.network_configuration, "batch")
     if network:
@@ -183,7 +186,8 @@ def parse_create(body: dict[str, Any]) -> tuple[str, PoolSpec]:
         target_low_priority=_int_prop(body, "targetLowPriorityNodes"),
         resize_timeout=_duration_prop(body, "resizeTimeout"),
         auto_scale_formula=(body.get("autoScaleFormula") or "") if auto else None,
-        auto_scale_evaluation_interval=(_duration_prop(body, "autoScaleEvaluationInterval") or timedelta(minutes=15)) if auto else None,
+        auto_scale_evaluation_interval=(_duration_prop(body, "autoScaleEvaluationInterval")
+                                        or timedelta(minutes=15)) if auto else None,
         metadata=_metadata_prop(body) or [],
         display_name=body.get("displayName"),
         network_configuration=network_from_wire(body.get("networkConfiguration"), "batch"),
@@ -224,7 +228,8 @@ class BatchDataResponses:
         return response
 
     def _pool_headers(self, request: Request, pool: Pool) -> dict[str, str]:
-        return {"ETag": pool.etag, "Last-Modified": rfc1123(pool.last_modified), "DataServiceId": pool_url(self._base(request), pool)}
+        return {"ETag": pool.etag, "Last-Modified": rfc1123(pool.last_modified),
+                "DataServiceId": pool_url(self._base(request), pool)}
 
     def _account(self, request: Request) -> BatchAccount:
         return self.backend._account_by_name(request.params["accountName"], "batch")
@@ -285,7 +290,8 @@ class BatchDataResponses:
         base = self._base(request)
         self.backend._sync()
         with self.backend._lock:
-            keys = account.iter_pool_keys(request.query.get("$skiptoken") or None, eq=fast[1] if fast and fast[0] == "eq" else None,
+            keys = account.iter_pool_keys(request.query.get("$skiptoken") or None,
+                                          eq=fast[1] if fast and fast[0] == "eq" else None,
                                           prefix=fast[1] if fast and fast[0] == "prefix" else None)
             items, token = page_of(keys, lambda k: pool_json(account.pools[k], base), predicate, page)
             body: dict[str, Any] = {"odata.metadata": f"{base}/batch/{account.name}/$metadata#pools",
@@ -328,7 +334,8 @@ class BatchDataResponses:
     def update_pool(self, request: Request) -> Response:
         account = self._account(request)
         body = request.json()
-        pool = self.backend.update_pool(account.name, request.params["poolId"], metadata=_metadata_prop(body), start_task=body.get("startTask"),
+        pool = self.backend.update_pool(account.name, request.params["poolId"], metadata=_metadata_prop(body),
+                                        start_task=body.get("startTask"),
                                         display_name=body.get("displayName"), plane="batch",
                                         **{k: v for k, v in self._conditions(request).items() if k != "if_none_match"})
         with self.backend._lock:
@@ -341,7 +348,8 @@ class BatchDataResponses:
         metadata = _metadata_prop(body)
         if metadata is None:
             raise MissingRequiredProperty.of("metadata", plane="batch")
-        pool = self.backend.update_pool(account.name, request.params["poolId"], metadata=metadata, start_task=body.get("startTask"),
+        pool = self.backend.update_pool(account.name, request.params["poolId"], metadata=metadata,
+                                        start_task=body.get("startTask"),
                                         replace=True, plane="batch")
         with self.backend._lock:
             headers = self._pool_headers(request, pool)
@@ -349,7 +357,8 @@ class BatchDataResponses:
 
     def delete_pool(self, request: Request) -> Response:
         account = self._account(request)
-        self.backend.delete_pool(account.name, request.params["poolId"], plane="batch", if_match=request.headers.get("if-match"))
+        self.backend.delete_pool(account.name, request.params["poolId"], plane="batch",
+                                 if_match=request.headers.get("if-match"))
         return Response(202, None, self._headers(request))
 
     def resize_pool(self, request: Request) -> Response:
@@ -357,8 +366,10 @@ class BatchDataResponses:
         body = request.json()
         timeout = _duration_prop(body, "resizeTimeout")
         pool = self.backend.resize_pool(
-            account.name, request.params["poolId"], _int_prop(body, "targetDedicatedNodes"), _int_prop(body, "targetLowPriorityNodes"),
-            resize_timeout=timeout, node_deallocation_option=deallocation_from_wire(body.get("nodeDeallocationOption"), "batch"),
+            account.name, request.params["poolId"], _int_prop(body, "targetDedicatedNodes"),
+            _int_prop(body, "targetLowPriorityNodes"),
+            resize_timeout=timeout,
+            node_deallocation_option=deallocation_from_wire(body.get("nodeDeallocationOption"), "batch"),
             if_match=request.headers.get("if-match"), plane="batch")
         with self.backend._lock:
             headers = self._pool_headers(request, pool)
@@ -366,7 +377,8 @@ class BatchDataResponses:
 
     def stop_resize(self, request: Request) -> Response:
         account = self._account(request)
-        pool = self.backend.stop_resize(account.name, request.params["poolId"], if_match=request.headers.get("if-match"), plane="batch")
+        pool = self.backend.stop_resize(account.name, request.params["poolId"],
+                                        if_match=request.headers.get("if-match"), plane="batch")
         with self.backend._lock:
             headers = self._pool_headers(request, pool)
         return Response(202, None, self._headers(request, headers))
@@ -405,7 +417,8 @@ class BatchDataResponses:
             start = int(request.query.get("$skiptoken") or 0)
         except ValueError:
             start = 0
-        body: dict[str, Any] = {"odata.metadata": f"{self._base(request)}/batch/{request.params['accountName']}/$metadata#supportedimages",
+        body: dict[str, Any] = {"odata.metadata": f"{self._base(request)}/batch/{request.params['accountName']}"
+                                                  "/$metadata#supportedimages",
                                 "value": images[start:start + page]}
         if start + page < len(images):
             body["odata.nextLink"] = self._next_link(request, page, str(start + page))
@@ -418,17 +431,20 @@ class BatchDataResponses:
         fast = simple_key_filter(filter_text, {"poolid"})
         self.backend._sync()
         with self.backend._lock:
-            keys = account.iter_pool_keys(request.query.get("$skiptoken") or None, eq=fast[1] if fast and fast[0] == "eq" else None,
+            keys = account.iter_pool_keys(request.query.get("$skiptoken") or None,
+                                          eq=fast[1] if fast and fast[0] == "eq" else None,
                                           prefix=fast[1] if fast and fast[0] == "prefix" else None)
             items, token = page_of(keys, lambda k: _node_counts_json(self.backend, account.pools[k]), predicate, page)
-        body: dict[str, Any] = {"odata.metadata": f"{self._base(request)}/batch/{account.name}/$metadata#poolnodecounts", "value": items}
+        body: dict[str, Any] = {
+            "odata.metadata": f"{self._base(request)}/batch/{account.name}/$metadata#poolnodecounts", "value": items}
         if token is not None:
             body["odata.nextLink"] = self._next_link(request, page, token)
         return self._json(request, body)
 
     # --- nodes ---------------------------------------------------------------------------------
     def list_nodes(self, request: Request) -> Response:
-        """GET /pools/{poolId}/nodes ("Compute Node - List"): BatchNode items, paged (maxresults up to 1,000), $filter/$select."""
+        """GET /pools/{poolId}/nodes ("Compute Node - List"): BatchNode items, paged (maxresults up to 1,000),
+        $filter/$select."""
         account = self._account(request)
         page = self._page_size(request)
         _, predicate = self._filter(request)
@@ -452,14 +468,17 @@ class BatchDataResponses:
         return self._json(request, body)
 
     def remove_nodes(self, request: Request) -> Response:
-        """POST /pools/{poolId}/removenodes with BatchNodeRemoveOptions {nodeList, resizeTimeout, nodeDeallocationOption}: 202."""
+        """POST /pools/{poolId}/removenodes with BatchNodeRemoveOptions {nodeList, resizeTimeout,
+        nodeDeallocationOption}: 202."""
         account = self._account(request)
         body = request.json()
         node_list = body.get("nodeList")
         if not isinstance(node_list, list) or not all(isinstance(n, str) for n in node_list):
             raise MissingRequiredProperty.of("nodeList", plane="batch")
-        pool = self.backend.remove_nodes(account.name, request.params["poolId"], node_list, resize_timeout=_duration_prop(body, "resizeTimeout"),
-                                         node_deallocation_option=deallocation_from_wire(body.get("nodeDeallocationOption"), "batch"),
+        pool = self.backend.remove_nodes(account.name, request.params["poolId"], node_list,
+                                         resize_timeout=_duration_prop(body, "resizeTimeout"),
+                                         node_deallocation_option=deallocation_from_wire(
+                                             body.get("nodeDeallocationOption"), "batch"),
                                          if_match=request.headers.get("if-match"), plane="batch")
         with self.backend._lock:
             headers = self._pool_headers(request, pool)

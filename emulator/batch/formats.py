@@ -93,7 +93,8 @@ def format_duration(td: timedelta) -> str:
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<punct>[(),])|(?P<word>[A-Za-z_$][\w$./]*))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<punct>[(),])|(?P<word>[A-Za-z_$][\w$./]*))")
 
 
 class FilterError(ValueError):

@@ -95,9 +95,11 @@ def add_job(responses: BatchDataResponses, request: Request) -> Response:
                                       values={"PropertyName": "id"}, plane="batch")
     pool_id = (body.get("poolInfo") or {}).get("poolId")
     now = responses.emulator.now()
-    job = Job(job_id, pool_id if isinstance(pool_id, str) else None, now, etag=make_etag(now, len(store_of(responses).list(account.name)) + 1))
+    job = Job(job_id, pool_id if isinstance(pool_id, str) else None, now,
+              etag=make_etag(now, len(store_of(responses).list(account.name)) + 1))
     store_of(responses).add(account.name, job)
-    return responses._json(request, None, 201, {"DataServiceId": f"{responses._base(request)}/batch/{account.name}/jobs/{job_id}"})
+    return responses._json(request, None, 201,
+                           {"DataServiceId": f"{responses._base(request)}/batch/{account.name}/jobs/{job_id}"})
 
 
 def list_jobs(responses: BatchDataResponses, request: Request) -> Response:

@@ -48,11 +48,13 @@ POOL_TYPE = "Microsoft.Batch/batchAccounts/pools"
 
 # properties the model understands; anything else a client sends under "properties" is kept and echoed
 _KNOWN_POOL_PROPERTIES = {
-    "displayName", "vmSize", "deploymentConfiguration", "scaleSettings", "interNodeCommunication", "networkConfiguration",
+    "displayName", "vmSize", "deploymentConfiguration", "scaleSettings", "interNodeCommunication",
+    "networkConfiguration",
     "taskSlotsPerNode", "taskSchedulingPolicy", "metadata", "startTask",
     # read-only: ignored on input
     "lastModified", "creationTime", "provisioningState", "provisioningStateTransitionTime", "allocationState",
-    "allocationStateTransitionTime", "currentDedicatedNodes", "currentLowPriorityNodes", "autoScaleRun", "resizeOperationStatus",
+    "allocationStateTransitionTime", "currentDedicatedNodes", "currentLowPriorityNodes", "autoScaleRun",
+    "resizeOperationStatus",
 }
 
 
@@ -80,7 +82,8 @@ def account_json(emulator: Emulator, account: BatchAccount) -> dict[str, Any]:
     if account.batch_service_mode:  # "For UserSubscription accounts quota is managed on the subscription: not returned"
         props["dedicatedCoreQuota"] = account.dedicated_core_quota
         props["lowPriorityCoreQuota"] = account.low_priority_core_quota
-        props["dedicatedCoreQuotaPerVMFamily"] = [{"name": k, "coreQuota": v} for k, v in sorted(account.per_family_quota.items())]
+        props["dedicatedCoreQuotaPerVMFamily"] = [{"name": k, "coreQuota": v}
+                                                  for k, v in sorted(account.per_family_quota.items())]
         props["dedicatedCoreQuotaPerVMFamilyEnforced"] = account.per_family_enforced
     props["poolQuota"] = account.pool_quota
     props["activeJobAndJobScheduleQuota"] = account.active_job_and_job_schedule_quota
@@ -112,7 +115,8 @@ def _errors_json(errors: list[ResizeErrorRecord]) -> list[dict[str, Any]]:
 
 def pool_json(pool: Pool) -> dict[str, Any]:
     spec = pool.spec
-    vm_config: dict[str, Any] = {"imageReference": image_to_wire(spec.image_reference, "arm"), "nodeAgentSkuId": spec.node_agent_sku_id}
+    vm_config: dict[str, Any] = {"imageReference": image_to_wire(spec.image_reference, "arm"),
+                                 "nodeAgentSkuId": spec.node_agent_sku_id}
     vm_config.update(spec.extra.get("virtualMachineConfiguration") or {})
     props: dict[str, Any] = {}
     if spec.display_name is not None:
@@ -136,9 +140,11 @@ def pool_json(pool: Pool) -> dict[str, Any]:
             auto["evaluationInterval"] = format_duration(spec.auto_scale_evaluation_interval)
         props["scaleSettings"] = {"autoScale": auto}
         if pool.auto_scale_run:
-            props["autoScaleRun"] = {"evaluationTime": iso(pool.auto_scale_run["timestamp"]), "results": pool.auto_scale_run["results"]}
+            props["autoScaleRun"] = {"evaluationTime": iso(pool.auto_scale_run["timestamp"]),
+                                     "results": pool.auto_scale_run["results"]}
     else:
-        fixed: dict[str, Any] = {"targetDedicatedNodes": pool.target[DEDICATED], "targetLowPriorityNodes": pool.target[LOW_PRIORITY]}
+        fixed: dict[str, Any] = {"targetDedicatedNodes": pool.target[DEDICATED],
+                                 "targetLowPriorityNodes": pool.target[LOW_PRIORITY]}
         if pool.op is not None or spec.resize_timeout is not None:
             fixed["resizeTimeout"] = format_duration(pool.resize_timeout)
         if pool.node_deallocation_option is not None:
@@ -167,7 +173,8 @@ def pool_json(pool: Pool) -> dict[str, Any]:
     for k, v in spec.extra.items():
         if k != "virtualMachineConfiguration":
             props[k] = v
-    body: dict[str, Any] = {"id": pool.arm_id, "name": pool.id, "type": POOL_TYPE, "etag": weak_etag(pool), "properties": props}
+    body: dict[str, Any] = {"id": pool.arm_id, "name": pool.id, "type": POOL_TYPE, "etag": weak_etag(pool),
+                            "properties": props}
     if spec.identity:
         body["identity"] = spec.identity
     if spec.tags:
@@ -175,7 +182,8 @@ def pool_json(pool: Pool) -> dict[str, Any]:
     return body
 
 
-def page_of(keys: Iterator[str], render: Callable[[str], dict[str, Any]], predicate: Callable[[dict[str, Any]], bool] | None,
+def page_of(keys: Iterator[str], render: Callable[[str], dict[str, Any]],
+            predicate: Callable[[dict[str, Any]], bool] | None,
             page: int) -> tuple[list[dict[str, Any]], str | None]:
     """Up to ``page`` rendered items passing ``predicate``, and the token to continue after (None at the end)."""
     out: list[dict[str, Any]] = []
@@ -229,7 +237,8 @@ def _metadata(value: Any) -> list[dict[str, str]] | None:
     return [dict(m) if isinstance(m, dict) else m for m in value]
 
 
-def _scale(props: dict[str, Any]) -> tuple[tuple[int, int, timedelta | None, str | None] | None, tuple[str, timedelta | None] | None]:
+def _scale(props: dict[str, Any]) -> tuple[tuple[int, int, timedelta | None, str | None] | None,
+                                           tuple[str, timedelta | None] | None]:
     scale = props.get("scaleSettings")
     if scale is None:
         return None, None
@@ -244,8 +253,10 @@ def _scale(props: dict[str, Any]) -> tuple[tuple[int, int, timedelta | None, str
         if fixed.get("targetDedicatedNodes") is None and fixed.get("targetLowPriorityNodes") is None:
             raise InvalidPropertyValue("fixedScale: at least one of targetDedicatedNodes and targetLowPriorityNodes "
                                        "must be set.", plane="arm")
-        return (_int(fixed.get("targetDedicatedNodes"), "targetDedicatedNodes"), _int(fixed.get("targetLowPriorityNodes"), "targetLowPriorityNodes"),
-                _duration(fixed.get("resizeTimeout"), "resizeTimeout"), deallocation_from_wire(fixed.get("nodeDeallocationOption"), "arm")), None
+        return (_int(fixed.get("targetDedicatedNodes"), "targetDedicatedNodes"),
+                _int(fixed.get("targetLowPriorityNodes"), "targetLowPriorityNodes"),
+                _duration(fixed.get("resizeTimeout"), "resizeTimeout"),
+                deallocation_from_wire(fixed.get("nodeDeallocationOption"), "arm")), None
     if auto is not None:
         if not isinstance(auto, dict) or not isinstance(auto.get("formula"), str):
             raise InvalidAutoScalingSettings("autoScale.formula is required.", plane="arm")
@@ -264,9 +275,12 @@ def parse_pool_update(body: dict[str, Any]) -> PoolUpdate:
     if inter is not None and inter not in {"Enabled", "Disabled"}:
         raise InvalidPropertyValue("interNodeCommunication must be Enabled or Disabled.", plane="arm")
     return PoolUpdate(
-        fixed_scale=fixed, auto_scale=auto, metadata=_metadata(props.get("metadata")), start_task=props.get("startTask"),
-        display_name=props.get("displayName"), network_configuration=network_from_wire(props.get("networkConfiguration"), "arm"),
-        vm_size=props.get("vmSize"), image_reference=image_from_wire(vm.get("imageReference"), "arm") if vm.get("imageReference") else None,
+        fixed_scale=fixed, auto_scale=auto, metadata=_metadata(props.get("metadata")),
+        start_task=props.get("startTask"),
+        display_name=props.get("displayName"),
+        network_configuration=network_from_wire(props.get("networkConfiguration"), "arm"),
+        vm_size=props.get("vmSize"),
+        image_reference=image_from_wire(vm.get("imageReference"), "arm") if vm.get("imageReference") else None,
         tags=body.get("tags"), extra=extra,
     )
 
@@ -341,10 +355,13 @@ class BatchManagementResponses:
                                           "pool allocation mode.", plane="arm")
         account, _created = self.backend.put_account(
             p["subscriptionId"], p["resourceGroupName"], p["accountName"], location, pool_allocation_mode=mode,
-            tags=body.get("tags"), auto_storage=props.get("autoStorage"), key_vault_reference=props.get("keyVaultReference"),
-            public_network_access=props.get("publicNetworkAccess"), allowed_authentication_modes=props.get("allowedAuthenticationModes"),
+            tags=body.get("tags"), auto_storage=props.get("autoStorage"),
+            key_vault_reference=props.get("keyVaultReference"),
+            public_network_access=props.get("publicNetworkAccess"),
+            allowed_authentication_modes=props.get("allowedAuthenticationModes"),
             identity=body.get("identity"))
-        # Azure answers 202 + Location first; answering the finished account at once lets begin_create().result() return.
+        # Azure answers 202 + Location first; answering the finished account at once lets begin_create().result()
+        # return.
         return json_response(account_json(self.emulator, account), 200)
 
     def patch_account(self, request: Request) -> Response:
@@ -391,7 +408,8 @@ class BatchManagementResponses:
         spec = parse_pool_spec(body)
         update = parse_pool_update(body)
         pool, _created = self.backend.put_pool_mgmt(account, request.params["poolName"], spec, update,
-                                                    if_match=request.headers.get("if-match"), if_none_match=request.headers.get("if-none-match"),
+                                                    if_match=request.headers.get("if-match"),
+                                                    if_none_match=request.headers.get("if-none-match"),
                                                     api_version=request.api_version)
         with self.backend._lock:
             return self._pool_response(pool)
@@ -399,8 +417,10 @@ class BatchManagementResponses:
     def patch_pool(self, request: Request) -> Response:
         account = self._account(request)
         update = parse_pool_update(request.json())
-        pool = self.backend.update_pool_mgmt(account, request.params["poolName"], update, if_match=request.headers.get("if-match"),
-                                             if_none_match=request.headers.get("if-none-match"), api_version=request.api_version)
+        pool = self.backend.update_pool_mgmt(account, request.params["poolName"], update,
+                                             if_match=request.headers.get("if-match"),
+                                             if_none_match=request.headers.get("if-none-match"),
+                                             api_version=request.api_version)
         with self.backend._lock:
             return self._pool_response(pool)
 
@@ -416,8 +436,10 @@ class BatchManagementResponses:
             subject = pool.arm_id
         event = {
             "event_type": "Microsoft.Resources.ResourceDeleteSuccess", "subject": subject,
-            "operation_name": "Microsoft.Batch/batchAccounts/pools/delete", "claims": request.caller, "status": "Succeeded",
-            "http_request": {"clientRequestId": request.headers.get("x-ms-client-request-id", ""), "clientIpAddress": "127.0.0.1",
+            "operation_name": "Microsoft.Batch/batchAccounts/pools/delete", "claims": request.caller,
+            "status": "Succeeded",
+            "http_request": {"clientRequestId": request.headers.get("x-ms-client-request-id", ""),
+                             "clientIpAddress": "127.0.0.1",
                              "method": "DELETE", "url": url},
             "correlation_id": correlation,
         }
@@ -433,7 +455,8 @@ class BatchManagementResponses:
         if operation is None or operation.account_id.lower() != self._account(request).id.lower():
             raise OperationNotFound(f"The operation '{request.params['operationId']}' was not found.", plane="arm")
         if not operation.done:
-            return Response(202, None, {"Location": f"{request.base_url or self.emulator.base_url}{request.path}?api-version={request.api_version}"})
+            return Response(202, None,
+                            {"Location": f"{request.base_url or self.emulator.base_url}{request.path}?api-version={request.api_version}"})
         return Response(204)
 
     def list_pools(self, request: Request) -> Response:
@@ -457,7 +480,8 @@ class BatchManagementResponses:
         with self.backend._lock:
             keys = account.iter_pool_keys(token, eq=fast[1] if fast and fast[0] == "eq" else None,
                                           prefix=fast[1] if fast and fast[0] == "prefix" else None)
-            out, next_token = page_of(keys, lambda k: pool_json(account.pools[k]), predicate if filter_text else None, page)
+            out, next_token = page_of(keys, lambda k: pool_json(account.pools[k]), predicate if filter_text else None,
+                                      page)
             out = [_select(body, select) for body in out]
         result: dict[str, Any] = {"value": out}
         if next_token is not None:
@@ -467,7 +491,8 @@ class BatchManagementResponses:
                 params["$select"] = ",".join(select)
             if filter_text:
                 params["$filter"] = filter_text
-            result["nextLink"] = f"{request.base_url or self.emulator.base_url}{request.path}?{urlencode(params, quote_via=quote)}"
+            result["nextLink"] = (
+                f"{request.base_url or self.emulator.base_url}{request.path}?{urlencode(params, quote_via=quote)}")
         return json_response(result)
 
     def stop_resize(self, request: Request) -> Response:

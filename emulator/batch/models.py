@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from emulator.azure import Emulator
 
 __all__ = [
-    "API_VERSION", "BatchAccount", "BatchBackend", "DeleteOperation", "InjectedFailure", "Pool", "PoolSpec", "PoolUpdate",
+    "API_VERSION", "BatchAccount", "BatchBackend", "DeleteOperation", "InjectedFailure", "Pool", "PoolSpec",
+    "PoolUpdate",
     "ResizeErrorRecord", "ResizeOp",
 ]
 
@@ -66,7 +67,8 @@ class BatchBackend(AccountsMixin, PoolsMixin, ResizeMixin, PoolNodesMixin, Batch
         self.capacity = CapacityModel()
         self.timings = Timings()
         self.limits = Limits()
-        self.image_usage: dict[tuple[tuple[str, str], str], int] = {}  # ((image|snapshot, key), kind) -> nodes of managed-image pools
+        # ((image|snapshot, key), kind) -> nodes of managed-image pools
+        self.image_usage: dict[tuple[tuple[str, str], str], int] = {}
         self.image_health: dict[str, ImageHealth] = {}  # key(image id) -> how its nodes fail (scenario setImageHealth)
         self.delete_operations: dict[str, DeleteOperation] = {}
         self._pending_events: dict[str, list[dict[str, Any]]] = {}  # pool key -> delete events to raise on completion
@@ -82,13 +84,15 @@ class BatchBackend(AccountsMixin, PoolsMixin, ResizeMixin, PoolNodesMixin, Batch
     # scenario knobs
     # ------------------------------------------------------------------------------------------
     def register_vm_size(self, name: str, cores: int, family: str, *, hyperv_gen2: bool = True) -> VmSize:
-        """Add or replace a VM size (cores count against Batch core quotas; ``hyperv_gen2`` False = cannot boot Gen2)."""
+        """Add or replace a VM size (cores count against Batch core quotas; ``hyperv_gen2`` False = cannot boot
+        Gen2)."""
         size = VmSize(name, int(cores), family, hyperv_gen2)
         with self._lock:
             self.vm_sizes[name.lower()] = size
         return size
 
-    def configure_capacity(self, region: str | None = None, vm_size: str | None = None, **settings: float | int) -> CapacityConfig:
+    def configure_capacity(self, region: str | None = None, vm_size: str | None = None,
+                           **settings: float | int) -> CapacityConfig:
         """Change capacity for (region, size), a whole region (``vm_size=None``) or the default (both None).
 
         Settings are :class:`~emulator.batch.capacity.CapacityConfig` fields, e.g.
@@ -97,13 +101,17 @@ class BatchBackend(AccountsMixin, PoolsMixin, ResizeMixin, PoolNodesMixin, Batch
         with self._lock:
             return self.capacity.configure(region, vm_size, **settings)
 
-    def set_failure_rates(self, region: str | None = None, vm_size: str | None = None, *, dedicated: float | None = None,
-                          low_priority: float | None = None, internal_error_share: float | None = None) -> CapacityConfig:
-        return self.configure_capacity(region, vm_size, dedicated_failure_rate=dedicated, low_priority_failure_rate=low_priority,
+    def set_failure_rates(self, region: str | None = None, vm_size: str | None = None, *,
+                          dedicated: float | None = None,
+                          low_priority: float | None = None,
+                          internal_error_share: float | None = None) -> CapacityConfig:
+        return self.configure_capacity(region, vm_size, dedicated_failure_rate=dedicated,
+                                       low_priority_failure_rate=low_priority,
                                        internal_error_share=internal_error_share)
 
     def inject_failure(self, account_name: str, pool_id: str, kind: str = "subnet_delegation", *, count: int | None = 1,
-                       code: str | None = None, message: str | None = None, values: Mapping[str, str] | None = None) -> InjectedFailure:
+                       code: str | None = None, message: str | None = None,
+                       values: Mapping[str, str] | None = None) -> InjectedFailure:
         """Make the pool's next ``count`` growing resizes (None: all, until cleared) fail in their first minute.
 
         kinds: ``subnet_delegation``, ``internal_error``, ``insufficient_capacity``, ``image_gone``,
@@ -126,10 +134,13 @@ class BatchBackend(AccountsMixin, PoolsMixin, ResizeMixin, PoolNodesMixin, Batch
         with self._lock:
             self.supported_images = [dict(i) for i in images]
 
-    def add_supported_image(self, publisher: str, offer: str, sku: str, node_agent_sku_id: str, *, os_type: str = "linux",
-                            verified: bool = True, capabilities: list[str] | None = None, end_of_life: datetime | str | None = None) -> dict:
+    def add_supported_image(self, publisher: str, offer: str, sku: str, node_agent_sku_id: str, *,
+                            os_type: str = "linux",
+                            verified: bool = True, capabilities: list[str] | None = None,
+                            end_of_life: datetime | str | None = None) -> dict:
         row: dict[str, Any] = {"nodeAgentSKUId": node_agent_sku_id,
-                               "imageReference": {"publisher": publisher, "offer": offer, "sku": sku, "version": "latest"},
+                               "imageReference": {"publisher": publisher, "offer": offer, "sku": sku,
+                                                  "version": "latest"},
                                "verificationType": "verified" if verified else "unverified", "osType": os_type.lower()}
         if capabilities:
             row["capabilities"] = list(capabilities)
@@ -142,7 +153,8 @@ class BatchBackend(AccountsMixin, PoolsMixin, ResizeMixin, PoolNodesMixin, Batch
     def remove_supported_image(self, publisher: str, offer: str, sku: str) -> int:
         def same(i: Mapping[str, Any]) -> bool:
             ref = i.get("imageReference", {})
-            return (str(ref.get("publisher", "")).lower(), str(ref.get("offer", "")).lower(), str(ref.get("sku", "")).lower()) == \
+            return (str(ref.get("publisher", "")).lower(), str(ref.get("offer", "")).lower(),
+                    str(ref.get("sku", "")).lower()) == \
                 (publisher.lower(), offer.lower(), sku.lower())
 
         with self._lock:

@@ -42,8 +42,10 @@ NODE_BOOT = timedelta(minutes=2)
 START_TASK_RUN = timedelta(minutes=1)
 
 # Every state of azure-batch 15.1.0 BatchNodeCounts, in its order (the /nodecounts row).
-COUNT_STATES = ("creating", "idle", "offline", "preempted", "rebooting", "reimaging", "running", "starting", "startTaskFailed",
-                "leavingPool", "unknown", "unusable", "waitingForStartTask", "deallocated", "deallocating", "upgradingOS")
+COUNT_STATES = ("creating", "idle", "offline", "preempted", "rebooting", "reimaging", "running", "starting",
+                "startTaskFailed",
+                "leavingPool", "unknown", "unusable", "waitingForStartTask", "deallocated", "deallocating",
+                "upgradingOS")
 
 # ASSUMED: Batch does not publish the codes it puts in BatchNode.errors for a node that an image leaves unusable
 # (BatchNodeError has only code/message/errorDetails). The emulator uses one plausible code; the app must show any code.
@@ -52,7 +54,8 @@ UNUSABLE_MESSAGE = ("The Batch node agent did not report ready on the compute no
                     "Check that the image is generalized, has no VM extensions and keeps the default temporary disk.")
 # The start task failure is reported in startTaskInfo.failureInfo (BatchTaskFailureInfo: category, code, message);
 # "FailureExitCode" with category "usererror" is Batch's documented shape for a non-zero exit code.
-START_TASK_FAILURE = {"category": "usererror", "code": "FailureExitCode", "message": "The task process exited with an unexpected exit code",
+START_TASK_FAILURE = {"category": "usererror", "code": "FailureExitCode",
+                      "message": "The task process exited with an unexpected exit code",
                       "details": [{"name": "Message", "value": "The task process exited with an unexpected exit code"}]}
 
 
@@ -153,15 +156,18 @@ def node_json(pool: Pool, node: Node, now: datetime, base_url: str) -> dict[str,
     if now >= node.allocated + NODE_BOOT and state != "starting":
         body["lastBootTime"] = iso(node.allocated + NODE_BOOT)
     start = pool.spec.start_task
-    if start and start.get("commandLine") and now >= node.allocated + NODE_BOOT and node.fate not in ("unusable", "stuck"):
+    if (start and start.get("commandLine") and now >= node.allocated + NODE_BOOT
+        and node.fate not in ("unusable", "stuck")):
         body["startTask"] = dict(start)
         started = node.allocated + NODE_BOOT
         if now < started + START_TASK_RUN:
             body["startTaskInfo"] = {"state": "running", "startTime": iso(started), "retryCount": 0}
         else:
             failed = node.fate == "startTaskFailed"
-            info: dict[str, Any] = {"state": "completed", "startTime": iso(started), "endTime": iso(started + START_TASK_RUN),
-                                    "exitCode": 1 if failed else 0, "retryCount": 0, "result": "failure" if failed else "success"}
+            info: dict[str, Any] = {"state": "completed", "startTime": iso(started),
+                                    "endTime": iso(started + START_TASK_RUN),
+                                    "exitCode": 1 if failed else 0, "retryCount": 0,
+                                    "result": "failure" if failed else "success"}
             if failed:
                 info["failureInfo"] = dict(START_TASK_FAILURE)
             body["startTaskInfo"] = info

@@ -55,7 +55,8 @@ class PoolNodesMixin(BatchCore):
                 node.busy_until = now + duration
             return len(idle)
 
-    def set_image_health(self, image_id: str, *, start_task_failed_share: float = 0.0, unusable_share: float = 0.0) -> None:
+    def set_image_health(self, image_id: str, *, start_task_failed_share: float = 0.0,
+                         unusable_share: float = 0.0) -> None:
         """Nodes allocated from now on from ``image_id`` (a gallery image version or managed image id) fail this way."""
         for share in (start_task_failed_share, unusable_share):
             if not 0.0 <= share <= 1.0:
@@ -63,9 +64,12 @@ class PoolNodesMixin(BatchCore):
         with self._lock:
             self.image_health[key(image_id)] = ImageHealth(start_task_failed_share, unusable_share)
 
-    def remove_nodes(self, account_name: str, pool_id: str, node_ids: list[str], *, resize_timeout: timedelta | None = None,
-                     node_deallocation_option: str | None = None, if_match: str | None = None, plane: str = "batch") -> Pool:
-        """POST /pools/{poolId}/removenodes (REST reference "Pool - Remove Nodes"; azure-batch 15.1.0 BatchNodeRemoveOptions).
+    def remove_nodes(self, account_name: str, pool_id: str, node_ids: list[str], *,
+                     resize_timeout: timedelta | None = None,
+                     node_deallocation_option: str | None = None, if_match: str | None = None,
+                     plane: str = "batch") -> Pool:
+        """POST /pools/{poolId}/removenodes (REST reference "Pool - Remove Nodes"; azure-batch 15.1.0
+        BatchNodeRemoveOptions).
 
         "This operation can only run when the allocation state of the Pool is steady. When this operation runs, the
         allocation state changes from steady to resizing. Each request may remove up to 100 nodes." The pool's target
@@ -77,7 +81,8 @@ class PoolNodesMixin(BatchCore):
             pool = self.find_pool(account_name, pool_id, plane)
             self.check_conditions(pool, plane, if_match=if_match)
             if not node_ids or len(node_ids) > 100:
-                # BatchNodeRemoveOptions.node_ids: "A list containing the IDs of the Compute Nodes to be removed ... max 100".
+                # BatchNodeRemoveOptions.node_ids: "A list containing the IDs of the Compute Nodes to be removed ... max
+                # 100".
                 raise InvalidPropertyValue("The value provided for one of the properties in the request body is "
                                            "invalid.",
                                            {"PropertyName": "nodeList",
@@ -101,7 +106,8 @@ class PoolNodesMixin(BatchCore):
             timeout = resize_timeout or timedelta(minutes=15)
             self._check_timeout(timeout, plane)
             self._start_resize(pool, now, max(0, pool.target[DEDICATED] - removing[DEDICATED]),
-                               max(0, pool.target[LOW_PRIORITY] - removing[LOW_PRIORITY]), timeout, node_deallocation_option or "requeue")
+                               max(0, pool.target[LOW_PRIORITY] - removing[LOW_PRIORITY]), timeout,
+                               node_deallocation_option or "requeue")
             self._touch(pool, now)
             return pool
 
@@ -109,5 +115,6 @@ class PoolNodesMixin(BatchCore):
     # node counts
     # ------------------------------------------------------------------------------------------
     def node_counts(self, pool: Pool) -> dict[str, dict[str, int]]:
-        """Per node kind, nodes by state on the virtual clock (emulator/batch/nodes.py; azure-batch 15.1.0 BatchNodeCounts)."""
+        """Per node kind, nodes by state on the virtual clock (emulator/batch/nodes.py; azure-batch 15.1.0
+        BatchNodeCounts)."""
         return node_state_counts(pool, self._now())

@@ -101,8 +101,10 @@ class Pool:
     resize_count: int = 0
     failures: list[InjectedFailure] = field(default_factory=list)
     removed: bool = False
-    cap_keys: frozenset[tuple[str, str]] = frozenset()  # managed-image pools: the image and its snapshots (the shared node cap)
-    nodes: dict[str, Node] = field(default_factory=dict)  # node id -> node, in allocation order (emulator/batch/nodes.py)
+    # managed-image pools: the image and its snapshots (the shared node cap)
+    cap_keys: frozenset[tuple[str, str]] = frozenset()
+    # node id -> node, in allocation order (emulator/batch/nodes.py)
+    nodes: dict[str, Node] = field(default_factory=dict)
     node_seq: int = 0
 
     @property
@@ -209,7 +211,8 @@ class PoolsMixin(BatchCore):
         image_id = ref.get("id")
         if image_id:
             if _MANAGED_IMAGE.match(image_id):
-                # Only API versions up to 2019-08-01 took a managed image (see MANAGED_IMAGE_LAST_API_VERSION), whatever the date.
+                # Only API versions up to 2019-08-01 took a managed image (see MANAGED_IMAGE_LAST_API_VERSION), whatever
+                # the date.
                 if (api_version or API_VERSION)[:10] > MANAGED_IMAGE_LAST_API_VERSION:
                     raise InvalidPropertyValue.of("imageReference.id", image_id,
                                                   "A managed image cannot be a pool's image at api-version "
@@ -225,7 +228,8 @@ class PoolsMixin(BatchCore):
             for part in ("publisher", "offer", "sku"):
                 if not ref.get(part):
                     raise MissingRequiredProperty.of(f"imageReference.{part}", plane=plane)
-        for name, value in (("targetDedicatedNodes", spec.target_dedicated), ("targetLowPriorityNodes", spec.target_low_priority)):
+        for name, value in (("targetDedicatedNodes", spec.target_dedicated),
+                            ("targetLowPriorityNodes", spec.target_low_priority)):
             self._check_target(name, value, plane)
         if spec.resize_timeout is not None:
             self._check_timeout(spec.resize_timeout, plane)
@@ -259,7 +263,8 @@ class PoolsMixin(BatchCore):
     @staticmethod
     def _check_metadata(metadata: list[dict[str, str]], plane: str) -> None:
         for item in metadata:
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not isinstance(item.get("value"), str):
+            if (not isinstance(item, dict) or not isinstance(item.get("name"), str)
+                or not isinstance(item.get("value"), str)):
                 raise InvalidMetadata("Each metadata item must be an object with string 'name' and 'value'.",
                                       plane=plane)
             if not item["name"]:
@@ -280,7 +285,8 @@ class PoolsMixin(BatchCore):
         backends: set[int] = set()
         for nat in nat_pools:
             try:
-                start, end, backend = int(nat["frontendPortRangeStart"]), int(nat["frontendPortRangeEnd"]), int(nat["backendPort"])
+                start, end, backend = (int(nat["frontendPortRangeStart"]), int(nat["frontendPortRangeEnd"]),
+                                       int(nat["backendPort"]))
                 name = str(nat["name"])
             except (KeyError, TypeError, ValueError):
                 raise InvalidPropertyValue("Each inbound NAT pool needs name, protocol, backendPort, "
@@ -292,9 +298,10 @@ class PoolsMixin(BatchCore):
                 raise InvalidPropertyValue(f"Inbound NAT pool '{name}': ports must be within 1-65534, "
                                            "frontendPortRangeStart < frontendPortRangeEnd and the range must "
                                            "contain at least 40 ports.", plane=plane)
-            # Backend port: "between 1 and 65535 except for 29876 and 29877 as these are reserved ... must be unique within a
-            # Batch Pool"; frontend: "except ports from 50000 to 55000 which are reserved ... All ranges within a Pool must be
-            # distinct and cannot overlap ... the request fails with HTTP status code 400" (azure-batch 15.1.0 BatchInboundNatPool).
+            # Backend port: "between 1 and 65535 except for 29876 and 29877 as these are reserved ... must be unique
+            # within a Batch Pool"; frontend: "except ports from 50000 to 55000 which are reserved ... All ranges within
+            # a Pool must be distinct and cannot overlap ... the request fails with HTTP status code 400" (azure-batch
+            # 15.1.0 BatchInboundNatPool).
             if backend in (29876, 29877) or backend in backends:
                 raise InvalidPropertyValue(f"Inbound NAT pool '{name}': backend port {backend} is reserved (29876, "
                                            "29877) or used by another inbound NAT pool of the pool.", plane=plane)
@@ -310,7 +317,8 @@ class PoolsMixin(BatchCore):
             ranges.append((start, end, name))
 
     def create_pool(self, account_name: str, pool_id: str, spec: PoolSpec | None = None, *, image_id: str | None = None,
-                    metadata: Mapping[str, str] | list[dict[str, str]] | None = None, plane: str = "arm", api_version: str | None = None,
+                    metadata: Mapping[str, str] | list[dict[str, str]] | None = None, plane: str = "arm",
+                    api_version: str | None = None,
                     **fields_: Any) -> Pool:
         """Scenario setup: create a pool (same code path as both planes' create). Starts its initial sizing.
 
@@ -323,14 +331,16 @@ class PoolsMixin(BatchCore):
             if image_id is not None:
                 fields_["image_reference"] = {"id": image_id}
             if metadata is not None:
-                fields_["metadata"] = [{"name": k, "value": v} for k, v in metadata.items()] if isinstance(metadata, Mapping) else list(metadata)
+                fields_["metadata"] = ([{"name": k, "value": v} for k, v in metadata.items()]
+                                       if isinstance(metadata, Mapping) else list(metadata))
             spec = PoolSpec(**fields_)
         now = self._now()
         self._sync()
         with self._lock:
             return self._create_pool(self._account_by_name(account_name, plane), pool_id, spec, plane, now, api_version)
 
-    def _create_pool(self, account: BatchAccount, pool_id: str, spec: PoolSpec, plane: str, now: datetime, api_version: str | None = None) -> Pool:
+    def _create_pool(self, account: BatchAccount, pool_id: str, spec: PoolSpec, plane: str, now: datetime,
+                     api_version: str | None = None) -> Pool:
         if not _POOL_ID.match(pool_id):
             raise InvalidPropertyValue(f"The pool id '{pool_id}' is invalid: use at most 64 letters, digits, hyphens "
                                        "and underscores.", {"PropertyName": "id", "PropertyValue": pool_id},
@@ -352,13 +362,15 @@ class PoolsMixin(BatchCore):
             pool.auto_scale = True
             self._evaluate_formula(pool, now)
         elif spec.target_dedicated or spec.target_low_priority:
-            self._start_resize(pool, now, spec.target_dedicated, spec.target_low_priority, pool.resize_timeout, spec.node_deallocation_option)
+            self._start_resize(pool, now, spec.target_dedicated, spec.target_low_priority, pool.resize_timeout,
+                               spec.node_deallocation_option)
         return pool
 
     # ------------------------------------------------------------------------------------------
     # conditional requests
     # ------------------------------------------------------------------------------------------
-    def check_conditions(self, pool: Pool | None, plane: str, *, if_match: str | None = None, if_none_match: str | None = None,
+    def check_conditions(self, pool: Pool | None, plane: str, *, if_match: str | None = None,
+                         if_none_match: str | None = None,
                          if_modified_since: datetime | None = None, if_unmodified_since: datetime | None = None,
                          read: bool = False) -> bool:
         """Apply If-Match / If-None-Match / If-(Un)Modified-Since. Raises 412; returns False for a read's 304."""
@@ -394,9 +406,12 @@ class PoolsMixin(BatchCore):
     # ------------------------------------------------------------------------------------------
     # updates
     # ------------------------------------------------------------------------------------------
-    def update_pool(self, account_name: str, pool_id: str, *, metadata: list[dict[str, str]] | Mapping[str, str] | None = None,
-                    start_task: dict[str, Any] | None = None, display_name: str | None = None, if_match: str | None = None,
-                    if_unmodified_since: datetime | None = None, if_modified_since: datetime | None = None, replace: bool = False,
+    def update_pool(self, account_name: str, pool_id: str, *,
+                    metadata: list[dict[str, str]] | Mapping[str, str] | None = None,
+                    start_task: dict[str, Any] | None = None, display_name: str | None = None,
+                    if_match: str | None = None,
+                    if_unmodified_since: datetime | None = None, if_modified_since: datetime | None = None,
+                    replace: bool = False,
                     plane: str = "batch") -> Pool:
         """Data-plane PATCH (``replace=False``: only given properties change) or updateproperties (``replace=True``)."""
         now = self._now()
@@ -405,7 +420,8 @@ class PoolsMixin(BatchCore):
             metadata = [{"name": k, "value": v} for k, v in metadata.items()]
         with self._lock:
             pool = self.find_pool(account_name, pool_id, plane)
-            self.check_conditions(pool, plane, if_match=if_match, if_unmodified_since=if_unmodified_since, if_modified_since=if_modified_since)
+            self.check_conditions(pool, plane, if_match=if_match, if_unmodified_since=if_unmodified_since,
+                                  if_modified_since=if_modified_since)
             if pool.state == "deleting":
                 raise PoolBeingDeleted(plane=plane)
             if metadata is not None:
@@ -433,23 +449,26 @@ class PoolsMixin(BatchCore):
             return self._apply_mgmt_update(pool, changes, now, image_update_api=api_version)
 
     def _check_image_update(self, pool: Pool, api_version: str | None) -> None:
-        """Learn "Update Batch pool properties" (batch-pool-update-properties): from API version 2024-07-01 a Pool - Update
-        may change deploymentConfiguration only when the pool is steady with zero dedicated and zero Spot nodes;
+        """Learn "Update Batch pool properties" (batch-pool-update-properties): from API version 2024-07-01 a Pool -
+        Update may change deploymentConfiguration only when the pool is steady with zero dedicated and zero Spot nodes;
         the next resize builds nodes from the new image."""
         if not api_version or api_version < IMAGE_UPDATE_API_VERSION:
-            # Learn (same page): older API versions cannot change deploymentConfiguration at all. (The emulator's ARM layer
-            # accepts only 2025-06-01 today, so this guards a future second api-version.)
+            # Learn (same page): older API versions cannot change deploymentConfiguration at all. (The emulator's ARM
+            # layer accepts only 2025-06-01 today, so this guards a future second api-version.)
             raise PropertyCannotBeUpdated("The deploymentConfiguration of an existing pool can be changed only "
                                           f"with api-version {IMAGE_UPDATE_API_VERSION} or later.", plane="arm")
-        if pool.allocation_state != "steady" or any(pool.current.values()) or (pool.op is not None and not pool.op.finished):
-            # ASSUMED code: Batch does not publish the error code for this refusal; 409 + this code is the emulator's guess.
+        if (pool.allocation_state != "steady" or any(pool.current.values())
+            or (pool.op is not None and not pool.op.finished)):
+            # ASSUMED code: Batch does not publish the error code for this refusal; 409 + this code is the emulator's
+            # guess.
             raise OperationInvalidForCurrentState("The pool's deploymentConfiguration can be changed only when the "
                                                   "pool is steady with zero dedicated and zero Spot nodes "
                                                   f"(allocationState {pool.allocation_state}, "
                                                   f"{pool.current.get(DEDICATED, 0)} dedicated, "
                                                   f"{pool.current.get(LOW_PRIORITY, 0)} Spot).", plane="arm")
 
-    def _apply_mgmt_update(self, pool: Pool, changes: PoolUpdate, now: datetime, *, image_update_api: str | None = None) -> Pool:
+    def _apply_mgmt_update(self, pool: Pool, changes: PoolUpdate, now: datetime, *,
+                           image_update_api: str | None = None) -> Pool:
         if pool.state == "deleting":
             raise PoolBeingDeleted(plane="arm")
         spec = pool.spec
@@ -459,7 +478,8 @@ class PoolsMixin(BatchCore):
         if changes.image_reference is not None and {k: str(v).lower() for k, v in changes.image_reference.items()} != \
                 {k: str(v).lower() for k, v in spec.image_reference.items()}:
             if image_update_api is None:
-                # A PUT over an existing pool stays refused: only Pool - Update (PATCH) is documented to change the image.
+                # A PUT over an existing pool stays refused: only Pool - Update (PATCH) is documented to change the
+                # image.
                 raise PropertyCannotBeUpdated("The deploymentConfiguration of an existing pool cannot be changed.",
                                               plane="arm")
             self._check_image_update(pool, image_update_api)
@@ -476,14 +496,16 @@ class PoolsMixin(BatchCore):
             timeout = timeout if timeout is not None else self.limits.default_resize_timeout
             self._check_timeout(timeout, "arm")
             wanted = {DEDICATED: dedicated, LOW_PRIORITY: low}
-            if pool.auto_scale or wanted != pool.target or (pool.allocation_state == "steady" and wanted != pool.current):
+            if pool.auto_scale or wanted != pool.target or (pool.allocation_state == "steady"
+                                                            and wanted != pool.current):
                 if pool.allocation_state != "steady":
                     raise PoolBeingResized("The specified pool is being resized: change its scale settings once "
                                            "its allocationState is Steady.", plane="arm")
                 resize = (dedicated, low, timeout, deallocation)
             else:
                 pool.resize_timeout = timeout
-                pool.node_deallocation_option = deallocation if deallocation is not None else pool.node_deallocation_option
+                pool.node_deallocation_option = (deallocation if deallocation is not None
+                                                 else pool.node_deallocation_option)
         if changes.auto_scale is not None and changes.fixed_scale is None:
             formula, interval = changes.auto_scale
             self.enable_auto_scale(pool, formula, interval, "arm", now)
@@ -496,7 +518,8 @@ class PoolsMixin(BatchCore):
         if changes.metadata is not None:
             spec.metadata = [dict(m) for m in changes.metadata]
         if new_image is not None:
-            spec.image_reference = new_image  # checked above, before anything changed: image and metadata land together or not at all
+            # checked above, before anything changed: image and metadata land together or not at all
+            spec.image_reference = new_image
         if changes.start_task is not None:
             spec.start_task = changes.start_task
         if changes.display_name is not None:
@@ -510,7 +533,8 @@ class PoolsMixin(BatchCore):
         self._touch(pool, now)
         return pool
 
-    def put_pool_mgmt(self, account: BatchAccount, pool_id: str, spec: PoolSpec, update: PoolUpdate, *, if_match: str | None = None,
+    def put_pool_mgmt(self, account: BatchAccount, pool_id: str, spec: PoolSpec, update: PoolUpdate, *,
+                      if_match: str | None = None,
                       if_none_match: str | None = None, api_version: str | None = None) -> tuple[Pool, bool]:
         """Management-plane PUT: create (If-None-Match: * makes it create-only) or apply to the existing pool."""
         now = self._now()
@@ -525,7 +549,8 @@ class PoolsMixin(BatchCore):
     # ------------------------------------------------------------------------------------------
     # deletion
     # ------------------------------------------------------------------------------------------
-    def delete_pool(self, account_name: str, pool_id: str, *, plane: str = "arm", event: Mapping[str, Any] | None = None,
+    def delete_pool(self, account_name: str, pool_id: str, *, plane: str = "arm",
+                    event: Mapping[str, Any] | None = None,
                     if_match: str | None = None) -> DeleteOperation:
         """Mark the pool deleting; it disappears after ``timings.pool_delete``. ``event``: keyword arguments for
         ``eventgrid.emit_resource_event`` raised when the deletion completes (management plane)."""

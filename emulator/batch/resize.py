@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from emulator.batch.base import _FORMULA_DEDICATED, _FORMULA_LOW, _MANAGED_IMAGE, DEALLOCATION_OPTIONS, MINUTE, BatchCore
+from emulator.batch.base import (
+    _FORMULA_DEDICATED,
+    _FORMULA_LOW,
+    _MANAGED_IMAGE,
+    DEALLOCATION_OPTIONS,
+    MINUTE,
+    BatchCore,
+)
 from emulator.batch.capacity import DEDICATED, KINDS, LOW_PRIORITY, draw
 from emulator.batch.catalog import (
     MESSAGE_IMAGE_GONE,
@@ -20,7 +27,13 @@ from emulator.batch.catalog import (
     stopped_message,
     timed_out_message,
 )
-from emulator.batch.exceptions import InvalidAutoScalingSettings, InvalidPropertyValue, OperationInvalidForCurrentState, PoolBeingDeleted, PoolBeingResized
+from emulator.batch.exceptions import (
+    InvalidAutoScalingSettings,
+    InvalidPropertyValue,
+    OperationInvalidForCurrentState,
+    PoolBeingDeleted,
+    PoolBeingResized,
+)
 from emulator.ids import key
 
 if TYPE_CHECKING:
@@ -108,9 +121,11 @@ class ResizeMixin(BatchCore):
         pool.last_modified = now
         pool.etag = self._new_etag(now)
 
-    def _start_resize(self, pool: Pool, now: datetime, dedicated: int, low: int, timeout: timedelta, deallocation: str | None) -> ResizeOp:
+    def _start_resize(self, pool: Pool, now: datetime, dedicated: int, low: int, timeout: timedelta,
+                      deallocation: str | None) -> ResizeOp:
         pool.resize_count += 1
-        op = ResizeOp(number=pool.resize_count, start=now, target={DEDICATED: dedicated, LOW_PRIORITY: low}, timeout=timeout,
+        op = ResizeOp(number=pool.resize_count, start=now, target={DEDICATED: dedicated, LOW_PRIORITY: low},
+                      timeout=timeout,
                       deallocation=deallocation)
         pool.op = op
         pool.target = {DEDICATED: dedicated, LOW_PRIORITY: low}
@@ -143,7 +158,8 @@ class ResizeMixin(BatchCore):
     def _cap_keys(self, pool: Pool) -> frozenset[tuple[str, str]]:
         """The resources whose pools share the custom-image node cap with ``pool``: its managed image and that image's
         snapshots ("Compute nodes in pool created with a managed image resource", Batch quotas and limits page; the 2020
-        custom-image article: shared by pools on the same image or images of the same snapshot). None for other images."""
+        custom-image article: shared by pools on the same image or images of the same snapshot). None for other
+        images."""
         image_id = pool.image_id
         if image_id is None or not _MANAGED_IMAGE.match(image_id):
             return frozenset()
@@ -217,19 +233,24 @@ class ResizeMixin(BatchCore):
 
     def _failure_record(self, kind: str, pool: Pool, *, code: str | None = None, message: str | None = None,
                         values: Mapping[str, str] | None = None) -> ResizeErrorRecord:
-        grows_low = pool.target[LOW_PRIORITY] > pool.current[LOW_PRIORITY] and pool.target[DEDICATED] <= pool.current[DEDICATED]
+        grows_low = (pool.target[LOW_PRIORITY] > pool.current[LOW_PRIORITY]
+                     and pool.target[DEDICATED] <= pool.current[DEDICATED])
         node_kind = LOW_PRIORITY if grows_low else DEDICATED
         if kind == "subnet_delegation":
-            return ResizeErrorRecord("AllocationFailed", allocation_failed_message(node_kind), [("Reason", REASON_SUBNET_DELEGATED)])
+            return ResizeErrorRecord("AllocationFailed", allocation_failed_message(node_kind),
+                                     [("Reason", REASON_SUBNET_DELEGATED)])
         if kind == "internal_error":
-            return ResizeErrorRecord("AllocationFailed", allocation_failed_message(node_kind), [("Reason", REASON_INTERNAL_ERROR)])
+            return ResizeErrorRecord("AllocationFailed", allocation_failed_message(node_kind),
+                                     [("Reason", REASON_INTERNAL_ERROR)])
         if kind == "insufficient_capacity":
-            return ResizeErrorRecord("AllocationFailed", allocation_failed_message(node_kind), [("Reason", REASON_INSUFFICIENT_CAPACITY)])
+            return ResizeErrorRecord("AllocationFailed", allocation_failed_message(node_kind),
+                                     [("Reason", REASON_INSUFFICIENT_CAPACITY)])
         if kind == "image_gone":
             return ResizeErrorRecord("AllocationFailed", MESSAGE_IMAGE_GONE)
         if kind == "gen2_mismatch":
             return ResizeErrorRecord("AllocationFailed", allocation_failed_message(node_kind),
-                                     [("Provider Error Json", gen2_provider_error(pool.spec.vm_size)), ("Provider Error Json Truncated", "False")])
+                                     [("Provider Error Json", gen2_provider_error(pool.spec.vm_size)),
+                                      ("Provider Error Json Truncated", "False")])
         if kind == "quota":
             return self._quota_error(pool, DEDICATED, "AccountCoreQuotaReached")
         if kind == "low_priority_quota":
@@ -239,7 +260,8 @@ class ResizeMixin(BatchCore):
         if kind == "custom":
             if not code:
                 raise ValueError("a custom failure needs a code")
-            return ResizeErrorRecord(code, message or allocation_failed_message(node_kind), list((values or {}).items()))
+            return ResizeErrorRecord(code, message or allocation_failed_message(node_kind),
+                                     list((values or {}).items()))
         raise ValueError(f"unknown failure kind {kind!r}")
 
     @staticmethod
@@ -247,10 +269,12 @@ class ResizeMixin(BatchCore):
         account = pool.account
         if code == "AccountVMSeriesCoreQuotaReached":
             size = pool.spec.vm_size
-            return ResizeErrorRecord(code, f"Desired number of dedicated nodes could not be allocated as the account has reached its "
+            return ResizeErrorRecord(code, "Desired number of dedicated nodes could not be allocated as the account "
+                                     "has reached its "
                                      f"dedicated core quota for the VM family of size '{size}'")
         quota = account.dedicated_core_quota if kind == DEDICATED else account.low_priority_core_quota
-        return ResizeErrorRecord(code, f"Desired number of {node_kind_label(kind)} nodes could not be allocated as the account has reached "
+        return ResizeErrorRecord(code, f"Desired number of {node_kind_label(kind)} nodes could not be allocated as the "
+                                 "account has reached "
                                  f"its {node_kind_label(kind)} core quota of {quota} cores")
 
     def _grow(self, pool: Pool, op: ResizeOp, kind: str, minute: int) -> ResizeErrorRecord | None:
@@ -263,12 +287,15 @@ class ResizeMixin(BatchCore):
             return None  # this resize has added all it can: it waits for resizeTimeout
         rng = draw(self.emulator.seed, pool.key, op.number, minute, kind)
         if rng.random() < config.failure_rate(kind):
-            reason = REASON_INTERNAL_ERROR if rng.random() < config.internal_error_share else REASON_INSUFFICIENT_CAPACITY
+            reason = (REASON_INTERNAL_ERROR if rng.random() < config.internal_error_share
+                      else REASON_INSUFFICIENT_CAPACITY)
             return ResizeErrorRecord("AllocationFailed", allocation_failed_message(kind), [("Reason", reason)])
-        rate = max(1, round(config.per_minute(kind) * (1 - config.rate_jitter * rng.random()))) if config.per_minute(kind) > 0 else 0
+        rate = (max(1, round(config.per_minute(kind) * (1 - config.rate_jitter * rng.random())))
+                if config.per_minute(kind) > 0 else 0)
         free = self.capacity.free(pool.region, pool.spec.vm_size, kind)
         if free <= 0:
-            return ResizeErrorRecord("AllocationFailed", allocation_failed_message(kind), [("Reason", REASON_INSUFFICIENT_CAPACITY)])
+            return ResizeErrorRecord("AllocationFailed", allocation_failed_message(kind),
+                                     [("Reason", REASON_INSUFFICIENT_CAPACITY)])
         limits = [short, cap_left, rate, free]
         account = pool.account
         size = self.vm_size(pool.spec.vm_size)
@@ -277,15 +304,19 @@ class ResizeMixin(BatchCore):
             quota = account.dedicated_core_quota if kind == DEDICATED else account.low_priority_core_quota
             room = (quota - account.used_cores[kind]) // cores
             if room <= 0:
-                return self._quota_error(pool, kind, "AccountCoreQuotaReached" if kind == DEDICATED else "AccountLowPriorityCoreQuotaReached")
+                return self._quota_error(pool, kind,
+                                         "AccountCoreQuotaReached" if kind == DEDICATED
+                                         else "AccountLowPriorityCoreQuotaReached")
             limits.append(room)
             if kind == DEDICATED and account.per_family_enforced and size is not None:
-                family_room = (account.per_family_quota.get(size.family, 0) - account.used_family_cores.get(size.family, 0)) // cores
+                family_room = (account.per_family_quota.get(size.family, 0)
+                               - account.used_family_cores.get(size.family, 0)) // cores
                 if family_room <= 0:
                     return self._quota_error(pool, kind, "AccountVMSeriesCoreQuotaReached")
                 limits.append(family_room)
         if pool.cap_keys:  # managed-image pools only: gallery pools have no shared cap (Batch gallery doc)
-            cap = self.limits.custom_image_dedicated_nodes if kind == DEDICATED else self.limits.custom_image_low_priority_nodes
+            cap = (self.limits.custom_image_dedicated_nodes if kind == DEDICATED
+                   else self.limits.custom_image_low_priority_nodes)
             limits.append(cap - max(self.image_usage.get((k, kind), 0) for k in pool.cap_keys))
         node_limit = pool.node_limit()
         if node_limit is not None:
@@ -317,8 +348,10 @@ class ResizeMixin(BatchCore):
         pool.resize_errors = errors
         pool.allocation_state, pool.allocation_state_time = "steady", when
 
-    def stop_resize(self, account_name: str, pool_id: str, *, if_match: str | None = None, plane: str = "batch") -> Pool:
-        """Stop a resize: ``stopping`` now, ``steady`` after ``timings.stop`` with the nodes it had (and ``ResizeStopped``)."""
+    def stop_resize(self, account_name: str, pool_id: str, *, if_match: str | None = None,
+                    plane: str = "batch") -> Pool:
+        """Stop a resize: ``stopping`` now, ``steady`` after ``timings.stop`` with the nodes it had (and
+        ``ResizeStopped``)."""
         now = self._now()
         self._sync()
         with self._lock:
@@ -339,7 +372,8 @@ class ResizeMixin(BatchCore):
         with self._lock:
             if pool.removed or pool.op is not op or op.finished:
                 return
-            self._finish(pool, op, when, [ResizeErrorRecord("ResizeStopped", stopped_message(k)) for k in KINDS if op.target[k] > pool.current[k]])
+            self._finish(pool, op, when, [ResizeErrorRecord("ResizeStopped", stopped_message(k)) for k in KINDS
+                                          if op.target[k] > pool.current[k]])
 
     # ------------------------------------------------------------------------------------------
     # autoscale (the formula is not a language here: literal $TargetDedicatedNodes/$TargetLowPriorityNodes
@@ -350,12 +384,15 @@ class ResizeMixin(BatchCore):
         dedicated_match, low_match = _FORMULA_DEDICATED.search(formula), _FORMULA_LOW.search(formula)
         dedicated = int(dedicated_match.group(1)) if dedicated_match else pool.target[DEDICATED]
         low = int(low_match.group(1)) if low_match else pool.target[LOW_PRIORITY]
-        pool.auto_scale_run = {"timestamp": now, "results": f"$TargetDedicatedNodes={dedicated};$TargetLowPriorityNodes={low};"
+        pool.auto_scale_run = {"timestamp": now,
+                               "results": f"$TargetDedicatedNodes={dedicated};$TargetLowPriorityNodes={low};"
                                                             "$NodeDeallocationOption=requeue"}
-        if (dedicated, low) != (pool.current[DEDICATED], pool.current[LOW_PRIORITY]) and pool.allocation_state == "steady":
+        if ((dedicated, low) != (pool.current[DEDICATED], pool.current[LOW_PRIORITY])
+            and pool.allocation_state == "steady"):
             self._start_resize(pool, now, dedicated, low, self.limits.default_resize_timeout, None)
 
-    def enable_auto_scale(self, pool: Pool, formula: str, interval: timedelta | None, plane: str, now: datetime) -> None:
+    def enable_auto_scale(self, pool: Pool, formula: str, interval: timedelta | None, plane: str,
+                          now: datetime) -> None:
         if not formula or not formula.strip():
             raise InvalidAutoScalingSettings("The specified auto-scaling settings are not valid: the formula is "
                                              "empty.", plane=plane)

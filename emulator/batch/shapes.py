@@ -12,12 +12,14 @@ from typing import Any
 
 from emulator.batch.exceptions import InvalidPropertyValue
 
-DEALLOCATION_TO_MGMT = {"requeue": "Requeue", "terminate": "Terminate", "taskcompletion": "TaskCompletion", "retaineddata": "RetainedData"}
+DEALLOCATION_TO_MGMT = {"requeue": "Requeue", "terminate": "Terminate", "taskcompletion": "TaskCompletion",
+                        "retaineddata": "RetainedData"}
 ALLOCATION_TO_MGMT = {"steady": "Steady", "resizing": "Resizing", "stopping": "Stopping"}
 _PROTOCOL_TO_MGMT = {"tcp": "TCP", "udp": "UDP"}
 _ACCESS_TO_MGMT = {"allow": "Allow", "deny": "Deny"}
 _SCOPE_TO_MGMT = {"none": "None", "job": "Job"}
-_PROVISION_TO_MGMT = {"batchmanaged": "BatchManaged", "usermanaged": "UserManaged", "nopublicipaddresses": "NoPublicIPAddresses"}
+_PROVISION_TO_MGMT = {"batchmanaged": "BatchManaged", "usermanaged": "UserManaged",
+                      "nopublicipaddresses": "NoPublicIPAddresses"}
 _FILL_TO_MGMT = {"spread": "Spread", "pack": "Pack"}
 
 
@@ -74,7 +76,8 @@ def network_from_wire(body: Any, plane: str) -> dict[str, Any] | None:
                           "networkSecurityGroupRules": rules})
     public_ip = body.get("publicIPAddressConfiguration")
     if isinstance(public_ip, dict) and public_ip.get("provision") is not None:
-        public_ip = {**public_ip, "provision": lower_enum(public_ip.get("provision"), _PROVISION_TO_MGMT, "provision", plane)}
+        public_ip = {**public_ip,
+                     "provision": lower_enum(public_ip.get("provision"), _PROVISION_TO_MGMT, "provision", plane)}
     return {
         "subnetId": body.get("subnetId"),
         "dynamicVNetAssignmentScope": lower_enum(body.get(scope_key), _SCOPE_TO_MGMT, scope_key, plane),
@@ -93,12 +96,15 @@ def network_to_wire(network: dict[str, Any] | None, plane: str) -> dict[str, Any
         out["subnetId"] = network["subnetId"]
     if network.get("dynamicVNetAssignmentScope"):
         scope = network["dynamicVNetAssignmentScope"]
-        out["dynamicVnetAssignmentScope" if arm else "dynamicVNetAssignmentScope"] = _SCOPE_TO_MGMT[scope] if arm else scope
+        out["dynamicVnetAssignmentScope" if arm
+            else "dynamicVNetAssignmentScope"] = (_SCOPE_TO_MGMT[scope] if arm else scope)
     if network.get("natPools"):
         pools = []
         for nat in network["natPools"]:
-            row = {**nat, "protocol": _PROTOCOL_TO_MGMT.get(nat.get("protocol") or "", nat.get("protocol")) if arm else nat.get("protocol")}
-            rules = [{**r, "access": _ACCESS_TO_MGMT.get(r.get("access") or "", r.get("access")) if arm else r.get("access")}
+            row = {**nat, "protocol": _PROTOCOL_TO_MGMT.get(nat.get("protocol") or "", nat.get("protocol")) if arm
+                   else nat.get("protocol")}
+            rules = [{**r,
+                      "access": _ACCESS_TO_MGMT.get(r.get("access") or "", r.get("access")) if arm else r.get("access")}
                      for r in nat.get("networkSecurityGroupRules") or []]
             if rules:
                 row["networkSecurityGroupRules"] = rules
@@ -109,7 +115,8 @@ def network_to_wire(network: dict[str, Any] | None, plane: str) -> dict[str, Any
     public_ip = network.get("publicIPAddressConfiguration")
     if isinstance(public_ip, dict):
         provision = public_ip.get("provision")
-        out["publicIPAddressConfiguration"] = {**public_ip, **({"provision": _PROVISION_TO_MGMT.get(provision, provision) if arm else provision}
+        out["publicIPAddressConfiguration"] = {**public_ip, **({
+            "provision": _PROVISION_TO_MGMT.get(provision, provision) if arm else provision}
                                                                if provision else {})}
     if network.get("enableAcceleratedNetworking") is not None:
         out["enableAcceleratedNetworking"] = network["enableAcceleratedNetworking"]

@@ -1,11 +1,11 @@
 """Routing table for Azure Batch: the management plane (``Microsoft.Batch``) and the data plane (``/batch/{account}``).
 
-ARM actions: management-plane routes use the resource provider operations (``Microsoft.Batch/batchAccounts/pools/write``,
-``.../pools/stopResize/action``, ...). Data-plane pool calls are authorised in Azure RBAC by the same *control-plane*
-pool actions (the built-in "Azure Batch Data Contributor" role grants ``Microsoft.Batch/batchAccounts/pools/*`` as an
-action; Batch's dataActions cover only jobs and job schedules), so reads map to ``.../pools/read`` and every change
-(resize, stop resize, update, autoscale) to ``.../pools/write``; listing supported images maps to
-``Microsoft.Batch/batchAccounts/read``.
+ARM actions: management-plane routes use the resource provider operations
+(``Microsoft.Batch/batchAccounts/pools/write``, ``.../pools/stopResize/action``, ...). Data-plane pool calls are
+authorised in Azure RBAC by the same *control-plane* pool actions (the built-in "Azure Batch Data Contributor" role
+grants ``Microsoft.Batch/batchAccounts/pools/*`` as an action; Batch's dataActions cover only jobs and job schedules),
+so reads map to ``.../pools/read`` and every change (resize, stop resize, update, autoscale) to ``.../pools/write``;
+listing supported images maps to ``Microsoft.Batch/batchAccounts/read``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def routes(emulator: Emulator) -> list[Route]:
         Route("DELETE", POOL, m.delete_pool, f"{A}/pools/delete", **arm),
         Route("POST", POOL + "/stopResize", m.stop_resize, f"{A}/pools/stopResize/action", **arm),
         Route("POST", POOL + "/disableAutoScale", m.disable_auto_scale, f"{A}/pools/disableAutoscale/action", **arm),
-        Route("GET", ACCOUNT + "/poolOperationResults/{operationId}", m.pool_operation_result, f"{A}/poolOperationResults/read", **arm),
+        Route("GET", ACCOUNT + "/poolOperationResults/{operationId}", m.pool_operation_result,
+              f"{A}/poolOperationResults/read", **arm),
         # --- data plane ---
         Route("GET", DATA + "/pools", d.list_pools, f"{A}/pools/read", **data),
         Route("POST", DATA + "/pools", d.create_pool, f"{A}/pools/write", **data),
@@ -73,7 +74,8 @@ def routes(emulator: Emulator) -> list[Route]:
         # Compute Node - List / Pool - Remove Nodes (REST reference, api-version 2025-06-01)
         Route("GET", DATA_POOL + "/nodes", d.list_nodes, f"{A}/pools/read", **data),
         Route("POST", DATA_POOL + "/removenodes", d.remove_nodes, f"{A}/pools/write", **data),
-        # --- data plane: jobs (emulator/batch/jobs.py; Batch's dataActions cover jobs: Microsoft.Batch/batchAccounts/jobs/*) ---
+        # --- data plane: jobs (emulator/batch/jobs.py; Batch's dataActions cover jobs:
+        # Microsoft.Batch/batchAccounts/jobs/*) ---
         Route("POST", DATA + "/jobs", lambda r: jobs.add_job(d, r), f"{A}/jobs/write", **data),
         Route("GET", DATA + "/jobs", lambda r: jobs.list_jobs(d, r), f"{A}/jobs/read", **data),
         Route("GET", DATA + "/jobs/{jobId}", lambda r: jobs.get_job(d, r), f"{A}/jobs/read", **data),

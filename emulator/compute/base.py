@@ -112,8 +112,10 @@ class ComputeCore:
     def _require_group(self, subscription_id: str, resource_group: str) -> None:
         self.emulator.resources.require_group(subscription_id, resource_group)
 
-    def _new_operation(self, subscription_id: str, location: str, resource_id: str, method: str, api_version: str | None) -> Operation:
-        op = Operation(self._uuid(), subscription_id, normalize_region(location), resource_id, method, self._now(), api_version)
+    def _new_operation(self, subscription_id: str, location: str, resource_id: str, method: str,
+                       api_version: str | None) -> Operation:
+        op = Operation(self._uuid(), subscription_id, normalize_region(location), resource_id, method, self._now(),
+                       api_version)
         self.operations[op.name.lower()] = op
         return op
 
@@ -130,8 +132,10 @@ class ComputeCore:
         emit = getattr(self.emulator.eventgrid, "emit_resource_event", None)
         if emit is None:
             return
-        emit(event_type="Microsoft.Resources.ResourceWriteSuccess" if ok else "Microsoft.Resources.ResourceWriteFailure",
-             subject=subject, operation_name=operation_name, claims=dict(caller or {}), status="Succeeded" if ok else "Failed")
+        emit(event_type="Microsoft.Resources.ResourceWriteSuccess" if ok
+             else "Microsoft.Resources.ResourceWriteFailure",
+             subject=subject, operation_name=operation_name, claims=dict(caller or {}),
+             status="Succeeded" if ok else "Failed")
 
     def fail_next_operation(self, resource_id: str, code: str = "InternalOperationError",
                             message: str = "An internal execution error occurred. Please retry later.") -> None:
@@ -145,14 +149,16 @@ class ComputeCore:
 
     def get_operation(self, subscription_id: str, location: str, name: str) -> Operation:
         op = self.operations.get(name.lower())
-        if op is None or op.subscription_id.lower() != subscription_id.lower() or op.location != normalize_region(location):
+        if (op is None or op.subscription_id.lower() != subscription_id.lower()
+            or op.location != normalize_region(location)):
             raise NotFound(f"The operation '{name}' was not found in location '{location}'.")
         return op
 
     def find(self, resource_id: str) -> Any | None:
         """Whatever compute resource has this id (any casing), or None."""
         k = key(resource_id)
-        for store in (self.disks, self.snapshots, self.images, self.galleries, self.gallery_images, self.gallery_image_versions):
+        for store in (self.disks, self.snapshots, self.images, self.galleries, self.gallery_images,
+                      self.gallery_image_versions):
             if k in store:
                 return store[k]
         return None
@@ -165,12 +171,14 @@ class ComputeCore:
 
     def _in_subscription(self, store: dict[str, Any], subscription_id: str) -> list[Any]:
         with self._lock:
-            return sorted((r for k, r in store.items() if is_within(k, f"/subscriptions/{subscription_id}")), key=lambda r: r.key)
+            return sorted((r for k, r in store.items() if is_within(k, f"/subscriptions/{subscription_id}")),
+                          key=lambda r: r.key)
 
     def _drop_group(self, subscription_id: str, resource_group: str) -> None:
         scope = resource_group_id(subscription_id, resource_group)
         with self._lock:
-            for store in (self.disks, self.snapshots, self.images, self.galleries, self.gallery_images, self.gallery_image_versions):
+            for store in (self.disks, self.snapshots, self.images, self.galleries, self.gallery_images,
+                          self.gallery_image_versions):
                 for k in [k for k in store if is_within(k, scope)]:
                     del store[k]
 

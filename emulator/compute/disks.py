@@ -146,8 +146,10 @@ class DisksMixin(ComputeCore):
         # DiskRP DiskCreateOption: snapshots are Copy (same region) or CopyStart (a background deep copy, the way an
         # incremental snapshot is copied to another region: Learn "Copy an incremental snapshot to a new region").
         options = ("Copy", "CopyStart") if cls is Snapshot else ("Empty", "FromImage", "Copy")
-        create_option = _enum(creation.get("createOption"), options, "properties.creationData.createOption", required=True)
-        sku = _enum(_obj(body.get("sku"), "sku").get("name"), SNAPSHOT_SKUS if cls is Snapshot else DISK_SKUS, "sku.name",
+        create_option = _enum(creation.get("createOption"), options, "properties.creationData.createOption",
+                              required=True)
+        sku = _enum(_obj(body.get("sku"), "sku").get("name"), SNAPSHOT_SKUS if cls is Snapshot else DISK_SKUS,
+                    "sku.name",
                     default="Standard_LRS")
         size = _int(props.get("diskSizeGB"), "properties.diskSizeGB", minimum=1)
         os_type = _enum(props.get("osType"), OS_TYPES, "properties.osType")
@@ -162,7 +164,8 @@ class DisksMixin(ComputeCore):
             gallery_ref = _obj(creation.get("galleryImageReference"), "properties.creationData.galleryImageReference")
             if image_ref.get("id"):
                 entry, _version = self.marketplace_image(str(image_ref["id"]))
-                os_type, generation, plan = entry.os_type, entry.hyper_v_generation, dict(entry.plan) if entry.plan else None
+                os_type, generation, plan = (entry.os_type, entry.hyper_v_generation,
+                                             dict(entry.plan) if entry.plan else None)
                 if size is not None and size < entry.disk_size_gb:
                     raise InvalidParameter(f"The specified disk size {size} GB is smaller than the size "
                                            f"{entry.disk_size_gb} GB of the image '{entry.urn}'.")
@@ -195,16 +198,20 @@ class DisksMixin(ComputeCore):
                 # Learn, "Copy an incremental snapshot to a new region": CopyStart copies incremental snapshots only.
                 raise BadRequest("CopyStart copies an incremental snapshot: the source must be a snapshot created with "
                                  "'properties.incremental': true.")
-        record = cls(subscription_id, resource_group, name, location, _tags(body.get("tags")), sku=sku or "Standard_LRS",
-                     creation_data=creation_data, disk_size_gb=size or 0, os_type=os_type, hyper_v_generation=generation,
+        record = cls(subscription_id, resource_group, name, location, _tags(body.get("tags")),
+                     sku=sku or "Standard_LRS",
+                     creation_data=creation_data, disk_size_gb=size or 0, os_type=os_type,
+                     hyper_v_generation=generation,
                      purchase_plan=plan, unique_id=self._uuid(), time_created=self._now())
         if isinstance(record, Snapshot):
             record.incremental = _bool(props.get("incremental"), "properties.incremental", False)
             if create_option == "CopyStart":
-                record.copy_started_at, record.copy_duration, record.clock = self._now(), self.copy_start_duration, self._now
+                record.copy_started_at, record.copy_duration, record.clock = (self._now(), self.copy_start_duration,
+                                                                              self._now)
         return record
 
-    def _put_disk_like(self, store: dict[str, Any], cls: type[_DiskLike], subscription_id: str, resource_group: str, name: str,
+    def _put_disk_like(self, store: dict[str, Any], cls: type[_DiskLike], subscription_id: str, resource_group: str,
+                       name: str,
                        body: dict[str, Any]) -> tuple[Any, bool]:
         self._require_group(subscription_id, resource_group)
         with self._lock:
@@ -230,7 +237,8 @@ class DisksMixin(ComputeCore):
         """Create (createOption FromImage | Empty | Copy) or update a managed disk. Returns (disk, created)."""
         return self._put_disk_like(self.disks, Disk, subscription_id, resource_group, name, body)
 
-    def put_snapshot(self, subscription_id: str, resource_group: str, name: str, body: dict[str, Any]) -> tuple[Snapshot, bool]:
+    def put_snapshot(self, subscription_id: str, resource_group: str, name: str,
+                     body: dict[str, Any]) -> tuple[Snapshot, bool]:
         """Create (createOption Copy from a disk or snapshot) or update a snapshot. Returns (snapshot, created)."""
         return self._put_disk_like(self.snapshots, Snapshot, subscription_id, resource_group, name, body)
 
@@ -241,7 +249,8 @@ class DisksMixin(ComputeCore):
         return self._get(self.snapshots, subscription_id, resource_group, "snapshots", "snapshots", name)
 
     def update_snapshot(self, subscription_id: str, resource_group: str, name: str, patch: dict[str, Any]) -> Snapshot:
-        """PATCH (SnapshotUpdate): ``tags`` replace the whole set; ``properties`` osType/diskSizeGB/supportsHibernation."""
+        """PATCH (SnapshotUpdate): ``tags`` replace the whole set; ``properties``
+        osType/diskSizeGB/supportsHibernation."""
         with self._lock:
             snap = self.get_snapshot(subscription_id, resource_group, name)
             props = _obj(patch.get("properties"), "properties")
@@ -267,10 +276,12 @@ class DisksMixin(ComputeCore):
 
     def delete_snapshot(self, subscription_id: str, resource_group: str, name: str) -> bool:
         with self._lock:
-            return self.snapshots.pop(key(_arm_id(subscription_id, resource_group, "snapshots", name)), None) is not None
+            return self.snapshots.pop(key(_arm_id(subscription_id, resource_group, "snapshots", name)),
+                                      None) is not None
 
     def list_disks(self, subscription_id: str, resource_group: str | None = None) -> list[Disk]:
-        return self._in_group(self.disks, subscription_id, resource_group) if resource_group else self._in_subscription(self.disks, subscription_id)
+        return (self._in_group(self.disks, subscription_id, resource_group) if resource_group
+                else self._in_subscription(self.disks, subscription_id))
 
     def list_snapshots(self, subscription_id: str, resource_group: str | None = None) -> list[Snapshot]:
         if resource_group:

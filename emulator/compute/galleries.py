@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from emulator.compute.base import ComputeCore, Operation, _Tracked
-from emulator.compute.exceptions import CannotDeleteResource, InvalidParameter, ParentResourceNotFound, PropertyChangeNotAllowed
+from emulator.compute.exceptions import (
+    CannotDeleteResource,
+    InvalidParameter,
+    ParentResourceNotFound,
+    PropertyChangeNotAllowed,
+)
 from emulator.compute.params import (
     _GALLERY_IMAGE_NAME,
     _GALLERY_NAME,
@@ -70,8 +75,10 @@ class GalleryImage(_Tracked):
         return key(_arm_id(self.subscription_id, self.resource_group, "galleries", self.gallery))
 
     def to_json(self) -> dict[str, Any]:
-        props = {**self.extra, "osType": self.os_type, "osState": self.os_state, "hyperVGeneration": self.hyper_v_generation,
-                 "identifier": dict(self.identifier), "architecture": self.architecture, "provisioningState": self.provisioning_state}
+        props = {**self.extra, "osType": self.os_type, "osState": self.os_state,
+                 "hyperVGeneration": self.hyper_v_generation,
+                 "identifier": dict(self.identifier), "architecture": self.architecture,
+                 "provisioningState": self.provisioning_state}
         return self.envelope(props)
 
 
@@ -81,7 +88,8 @@ class GalleriesMixin(ComputeCore):
     # ---------------------------------------------------------------------------------------
     # Galleries and image definitions
     def put_gallery(self, subscription_id: str, resource_group: str, name: str, body: dict[str, Any], *,
-                    api_version: str | None = None, caller: dict[str, str] | None = None) -> tuple[Gallery, bool, Operation]:
+                    api_version: str | None = None,
+                    caller: dict[str, str] | None = None) -> tuple[Gallery, bool, Operation]:
         self._require_group(subscription_id, resource_group)
         _check_name(name, _GALLERY_NAME, "gallery", "Gallery names may contain only letters, digits, '_' and '.', "
                     "start and end with a letter or digit, and be at most 80 characters long (no '-').")
@@ -105,8 +113,10 @@ class GalleriesMixin(ComputeCore):
             op = self._new_operation(subscription_id, location, gallery.id, "PUT", api_version)
             gallery.operation = op
             self.galleries[k] = gallery
-        self._run_after(self.gallery_create_duration, lambda emit: self._finish_simple(self.galleries, k, op, caller, emit,
-                                                                                         "Microsoft.Compute/galleries/write"))
+        self._run_after(self.gallery_create_duration, lambda emit: self._finish_simple(self.galleries, k, op, caller,
+                                                                                       emit,
+                                                                                       "Microsoft.Compute"
+                                                                                       "/galleries/write"))
         return gallery, True, op
 
     def _finish_simple(self, store: dict[str, Any], k: str, op: Operation, caller: dict[str, str] | None, emit: bool,
@@ -141,11 +151,15 @@ class GalleriesMixin(ComputeCore):
             return self._in_group(self.galleries, subscription_id, resource_group)
         return self._in_subscription(self.galleries, subscription_id)
 
-    def put_gallery_image(self, subscription_id: str, resource_group: str, gallery: str, name: str, body: dict[str, Any], *,
-                          api_version: str | None = None, caller: dict[str, str] | None = None) -> tuple[GalleryImage, bool, Operation]:
-        """Create or update an image definition (osType, osState, hyperVGeneration, identifier are fixed once created)."""
+    def put_gallery_image(self, subscription_id: str, resource_group: str, gallery: str, name: str,
+                          body: dict[str, Any], *,
+                          api_version: str | None = None,
+                          caller: dict[str, str] | None = None) -> tuple[GalleryImage, bool, Operation]:
+        """Create or update an image definition (osType, osState, hyperVGeneration, identifier are fixed once
+        created)."""
         self._require_group(subscription_id, resource_group)
-        _check_name(name, _GALLERY_IMAGE_NAME, "gallery image", "Use 1-80 letters, digits, '_', '.', '-', starting and ending with a letter or digit.")
+        _check_name(name, _GALLERY_IMAGE_NAME, "gallery image",
+                    "Use 1-80 letters, digits, '_', '.', '-', starting and ending with a letter or digit.")
         parent = self.galleries.get(key(_arm_id(subscription_id, resource_group, "galleries", gallery)))
         if parent is None:
             raise ParentResourceNotFound(gallery)
@@ -156,8 +170,10 @@ class GalleriesMixin(ComputeCore):
         props = _obj(body.get("properties"), "properties")
         os_type = _enum(props.get("osType"), OS_TYPES, "properties.osType", required=True) or "Linux"
         os_state = _enum(props.get("osState"), OS_STATES, "properties.osState", required=True) or "Generalized"
-        generation = _enum(props.get("hyperVGeneration"), HYPERV_GENERATIONS, "properties.hyperVGeneration", default="V1") or "V1"
-        architecture = _enum(props.get("architecture"), ARCHITECTURES, "properties.architecture", default="x64") or "x64"
+        generation = _enum(props.get("hyperVGeneration"), HYPERV_GENERATIONS, "properties.hyperVGeneration",
+                           default="V1") or "V1"
+        architecture = (_enum(props.get("architecture"), ARCHITECTURES, "properties.architecture", default="x64")
+                        or "x64")
         identifier_in = _obj(props.get("identifier"), "properties.identifier")
         if not identifier_in:
             raise InvalidParameter.missing("properties.identifier")
@@ -167,13 +183,16 @@ class GalleriesMixin(ComputeCore):
             if not isinstance(value, str) or not value:
                 raise InvalidParameter.missing(f"properties.identifier.{part}")
             identifier[part] = value
-        extra = {f: props[f] for f in ("description", "eula", "privacyStatementUri", "releaseNoteUri", "endOfLifeDate", "recommended",
-                                        "disallowed", "purchasePlan", "features", "allowUpdateImage") if props.get(f) is not None}
+        extra = {f: props[f] for f in ("description", "eula", "privacyStatementUri", "releaseNoteUri", "endOfLifeDate",
+                                       "recommended",
+                                       "disallowed", "purchasePlan", "features", "allowUpdateImage")
+                 if props.get(f) is not None}
         with self._lock:
             k = key(_arm_id(subscription_id, resource_group, "galleries", gallery, "images", name))
             existing = self.gallery_images.get(k)
             if existing is not None:
-                for field_name, old, new in (("osType", existing.os_type, os_type), ("osState", existing.os_state, os_state),
+                for field_name, old, new in (("osType", existing.os_type, os_type),
+                                             ("osState", existing.os_state, os_state),
                                              ("hyperVGeneration", existing.hyper_v_generation, generation),
                                              ("identifier", existing.identifier, identifier)):
                     if old != new:
@@ -184,18 +203,22 @@ class GalleriesMixin(ComputeCore):
                 op = self._new_operation(subscription_id, location, existing.id, "PUT", api_version)
                 op.finish(self._now())
                 return existing, False, op
-            definition = GalleryImage(subscription_id, resource_group, name, location, _tags(body.get("tags")), gallery=parent.name,
-                                      os_type=os_type, os_state=os_state, hyper_v_generation=generation, identifier=identifier,
+            definition = GalleryImage(subscription_id, resource_group, name, location, _tags(body.get("tags")),
+                                      gallery=parent.name,
+                                      os_type=os_type, os_state=os_state, hyper_v_generation=generation,
+                                      identifier=identifier,
                                       architecture=architecture, extra=extra)
             op = self._new_operation(subscription_id, location, definition.id, "PUT", api_version)
             definition.operation = op
             self.gallery_images[k] = definition
         self._run_after(self.gallery_image_create_duration,
-                        lambda emit: self._finish_simple(self.gallery_images, k, op, caller, emit, "Microsoft.Compute/galleries/images/write"))
+                        lambda emit: self._finish_simple(self.gallery_images, k, op, caller, emit,
+                                                         "Microsoft.Compute/galleries/images/write"))
         return definition, True, op
 
     def get_gallery_image(self, subscription_id: str, resource_group: str, gallery: str, name: str) -> GalleryImage:
-        return self._get(self.gallery_images, subscription_id, resource_group, "galleries/images", "galleries", gallery, "images", name)
+        return self._get(self.gallery_images, subscription_id, resource_group, "galleries/images", "galleries", gallery,
+                         "images", name)
 
     def delete_gallery_image(self, subscription_id: str, resource_group: str, gallery: str, name: str) -> bool:
         with self._lock:
@@ -210,4 +233,5 @@ class GalleriesMixin(ComputeCore):
     def list_gallery_images(self, subscription_id: str, resource_group: str, gallery: str) -> list[GalleryImage]:
         parent = self.get_gallery(subscription_id, resource_group, gallery)
         with self._lock:
-            return sorted((d for d in self.gallery_images.values() if d.gallery_key == parent.key), key=lambda d: d.name.lower())
+            return sorted((d for d in self.gallery_images.values() if d.gallery_key == parent.key),
+                          key=lambda d: d.name.lower())

@@ -7,7 +7,14 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from emulator.compute.base import ComputeCore, Operation, _Tracked
-from emulator.compute.exceptions import Conflict, InvalidParameter, NotFound, OperationNotAllowed, ParentResourceNotFound, PropertyChangeNotAllowed
+from emulator.compute.exceptions import (
+    Conflict,
+    InvalidParameter,
+    NotFound,
+    OperationNotAllowed,
+    ParentResourceNotFound,
+    PropertyChangeNotAllowed,
+)
 from emulator.compute.galleries import GalleryImage
 from emulator.compute.params import (
     _INT32_MAX,
@@ -78,7 +85,8 @@ class GalleryImageVersion(_Tracked):
 
     @property
     def id(self) -> str:
-        return _arm_id(self.subscription_id, self.resource_group, "galleries", self.gallery, "images", self.image, "versions", self.name)
+        return _arm_id(self.subscription_id, self.resource_group, "galleries", self.gallery, "images", self.image,
+                       "versions", self.name)
 
     @property
     def definition_key(self) -> str:
@@ -105,11 +113,13 @@ class GalleryImageVersion(_Tracked):
                 state, progress = "Replicating", max(0, min(99, int(100 * elapsed / total))) if total > 0 else 99
             summary.append({"region": target.name, "state": state, "details": "", "progress": progress})
         states = {s["state"] for s in summary}
-        aggregated = "Failed" if "Failed" in states else "Completed" if states == {"Completed"} else "InProgress" if summary else "Unknown"
+        aggregated = ("Failed" if "Failed" in states else "Completed" if states == {"Completed"} else "InProgress"
+                      if summary else "Unknown")
         return {"aggregatedState": aggregated, "summary": summary}
 
     def to_json(self, now: datetime | None = None, expand_replication: bool = False) -> dict[str, Any]:
-        publishing: dict[str, Any] = {"targetRegions": [t.to_json() for t in self.target_regions], "replicaCount": self.replica_count,
+        publishing: dict[str, Any] = {"targetRegions": [t.to_json() for t in self.target_regions],
+                                      "replicaCount": self.replica_count,
                                       "excludeFromLatest": self.exclude_from_latest}
         if self.published is not None:
             publishing["publishedDate"] = iso(self.published)
@@ -134,8 +144,10 @@ class GalleryVersionsMixin(ComputeCore):
 
     # ---------------------------------------------------------------------------------------
     # Gallery image versions: PUT is a long-running operation (replication to every target region)
-    def _version_storage_profile(self, profile_in: dict[str, Any], definition: GalleryImage) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-        """Validate the source(s) against the definition; return (profile to answer, [(store, id)] to re-check at the end)."""
+    def _version_storage_profile(self, profile_in: dict[str, Any],
+                                 definition: GalleryImage) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        """Validate the source(s) against the definition; return (profile to answer, [(store, id)] to re-check at the
+        end)."""
         path = "properties.storageProfile"
         source_id = _ref_id(profile_in.get("source"), f"{path}.source")
         os_in = _obj(profile_in.get("osDiskImage"), f"{path}.osDiskImage")
@@ -153,13 +165,15 @@ class GalleryVersionsMixin(ComputeCore):
                 raise InvalidParameter(f"The source image '{source_id}' is in provisioning state "
                                        f"'{image.provisioning_state}'; it can be used once it is 'Succeeded'.")
             os_disk = image.storage_profile["osDisk"]
-            self._check_against_definition(definition, os_disk["osType"], image.hyper_v_generation, source_id, os_disk["osState"])
+            self._check_against_definition(definition, os_disk["osType"], image.hyper_v_generation, source_id,
+                                           os_disk["osState"])
             out["source"] = {"id": source_id}
             refs.append(("images", source_id))
             os_size = os_disk.get("diskSizeGB") or self._image_source_size(os_disk) or 30
             # As in the spec example: the OS disk image is cached ReadOnly, data disk images None.
             out["osDiskImage"] = {"sizeInGB": os_size, "hostCaching": "ReadOnly"}
-            out["dataDiskImages"] = [{"lun": d["lun"], "sizeInGB": d.get("diskSizeGB") or self._image_source_size(d) or 10,
+            out["dataDiskImages"] = [{"lun": d["lun"], "sizeInGB": d.get("diskSizeGB") or self._image_source_size(d)
+                                      or 10,
                                       "hostCaching": "None"} for d in image.storage_profile.get("dataDisks") or []]
             return out, refs
         if not os_in:
@@ -172,7 +186,8 @@ class GalleryVersionsMixin(ComputeCore):
         self._check_against_definition(definition, source.os_type, source.hyper_v_generation, os_source, None)
         refs.append((source.collection, os_source))
         out["osDiskImage"] = {"source": {"id": os_source}, "sizeInGB": source.disk_size_gb,
-                              "hostCaching": _enum(os_in.get("hostCaching"), CACHING_TYPES, f"{path}.osDiskImage.hostCaching",
+                              "hostCaching": _enum(os_in.get("hostCaching"), CACHING_TYPES,
+                                                   f"{path}.osDiskImage.hostCaching",
                                                    default="ReadOnly")}
         data_out, luns = [], set()
         for i, d in enumerate(data_in):
@@ -187,7 +202,8 @@ class GalleryVersionsMixin(ComputeCore):
             src = self._disk_source(data_source)
             refs.append((src.collection, data_source))
             data_out.append({"source": {"id": data_source}, "lun": lun, "sizeInGB": src.disk_size_gb,
-                             "hostCaching": _enum(d.get("hostCaching"), CACHING_TYPES, f"{path}.dataDiskImages[{i}].hostCaching", default="None")})
+                             "hostCaching": _enum(d.get("hostCaching"), CACHING_TYPES,
+                                                  f"{path}.dataDiskImages[{i}].hostCaching", default="None")})
         if data_out:
             out["dataDiskImages"] = data_out
         return out, refs
@@ -214,7 +230,8 @@ class GalleryVersionsMixin(ComputeCore):
                                    f"image definition '{definition.name}' has hyperVGeneration "
                                    f"'{definition.hyper_v_generation}'.")
 
-    def _publishing(self, publishing_in: dict[str, Any], location: str, *, default_from: GalleryImageVersion | None = None) -> dict[str, Any]:
+    def _publishing(self, publishing_in: dict[str, Any], location: str, *,
+                    default_from: GalleryImageVersion | None = None) -> dict[str, Any]:
         path = "properties.publishingProfile"
         replica_count = _int(publishing_in.get("replicaCount"), f"{path}.replicaCount", minimum=1,
                              default=default_from.replica_count if default_from else 1) or 1
@@ -223,7 +240,8 @@ class GalleryVersionsMixin(ComputeCore):
         exclude = _bool(publishing_in.get("excludeFromLatest"), f"{path}.excludeFromLatest",
                         default_from.exclude_from_latest if default_from else False)
         eol = publishing_in.get("endOfLifeDate")
-        end_of_life = _parse_time(eol, f"{path}.endOfLifeDate") if eol is not None else (default_from.end_of_life if default_from else None)
+        end_of_life = _parse_time(
+            eol, f"{path}.endOfLifeDate") if eol is not None else (default_from.end_of_life if default_from else None)
         regions_in = publishing_in.get("targetRegions")
         targets: list[TargetRegion] = []
         if regions_in is None:
@@ -245,9 +263,11 @@ class GalleryVersionsMixin(ComputeCore):
                 seen.add(normalize_region(name))
                 targets.append(TargetRegion(
                     name,
-                    _int(r.get("regionalReplicaCount"), f"{path}.targetRegions[{i}].regionalReplicaCount", minimum=1, default=replica_count)
+                    _int(r.get("regionalReplicaCount"), f"{path}.targetRegions[{i}].regionalReplicaCount", minimum=1,
+                         default=replica_count)
                     or replica_count,
-                    _enum(r.get("storageAccountType"), GALLERY_STORAGE_TYPES, f"{path}.targetRegions[{i}].storageAccountType",
+                    _enum(r.get("storageAccountType"), GALLERY_STORAGE_TYPES,
+                          f"{path}.targetRegions[{i}].storageAccountType",
                           default=storage) or storage,
                     _bool(r.get("excludeFromLatest"), f"{path}.targetRegions[{i}].excludeFromLatest", False),
                     r.get("encryption") if isinstance(r.get("encryption"), dict) else None,
@@ -268,7 +288,8 @@ class GalleryVersionsMixin(ComputeCore):
         return longest
 
     def put_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str, name: str,
-                                  body: dict[str, Any], *, api_version: str | None = None, caller: dict[str, str] | None = None,
+                                  body: dict[str, Any], *, api_version: str | None = None,
+                                  caller: dict[str, str] | None = None,
                                   duration: timedelta | None = None) -> tuple[GalleryImageVersion, bool, Operation]:
         """Start publishing a version from a managed image (``storageProfile.source.id``) or from snapshots/disks
         (``osDiskImage.source.id`` + ``dataDiskImages``). Returns (version, created, operation).
@@ -281,7 +302,8 @@ class GalleryVersionsMixin(ComputeCore):
         if m is None or any(int(g) > _INT32_MAX for g in m.groups()):
             raise InvalidParameter(f"The gallery image version name '{name}' is invalid. It must follow the format "
                                    "Major(int32).Minor(int32).Patch(int32), for example 1.0.0.")
-        definition = self.gallery_images.get(key(_arm_id(subscription_id, resource_group, "galleries", gallery, "images", image)))
+        definition = self.gallery_images.get(
+            key(_arm_id(subscription_id, resource_group, "galleries", gallery, "images", image)))
         if definition is None:
             if key(_arm_id(subscription_id, resource_group, "galleries", gallery)) not in self.galleries:
                 raise ParentResourceNotFound(gallery)
@@ -301,14 +323,17 @@ class GalleryVersionsMixin(ComputeCore):
             if existing is not None and existing.operation is not None and not existing.operation.done:
                 raise Conflict.operation_in_progress(f"gallery image version '{name}'")
             storage_profile, refs = self._version_storage_profile(profile_in, definition)
-            if existing is not None and self._source_keys(existing.storage_profile) != self._source_keys(storage_profile):
+            if (existing is not None
+                and self._source_keys(existing.storage_profile) != self._source_keys(storage_profile)):
                 raise PropertyChangeNotAllowed("Changing property 'galleryImageVersion.properties.storageProfile' is "
                                                "not allowed.")
-            publishing = self._publishing(_obj(props.get("publishingProfile"), "properties.publishingProfile"), location,
+            publishing = self._publishing(_obj(props.get("publishingProfile"), "properties.publishingProfile"),
+                                          location,
                                           default_from=None)
             now = self._now()
             default_block = (api_version or SAFETY_DEFAULT_API_VERSION) >= SAFETY_DEFAULT_API_VERSION
-            block = _bool(safety_in.get("blockDeletionBeforeEndOfLife"), "properties.safetyProfile.blockDeletionBeforeEndOfLife", default_block)
+            block = _bool(safety_in.get("blockDeletionBeforeEndOfLife"),
+                          "properties.safetyProfile.blockDeletionBeforeEndOfLife", default_block)
             if block and publishing["end_of_life"] is None:
                 publishing["end_of_life"] = add_months(now, DEFAULT_END_OF_LIFE_MONTHS)
             allow_replicated = _bool(safety_in.get("allowDeletionOfReplicatedLocations"),
@@ -316,10 +341,12 @@ class GalleryVersionsMixin(ComputeCore):
             if existing is not None:
                 self._check_region_removal(existing, publishing["target_regions"], allow_replicated)
             version = GalleryImageVersion(
-                subscription_id, resource_group, name, location, _tags(body.get("tags")) if "tags" in body or existing is None else existing.tags,
+                subscription_id, resource_group, name, location, _tags(body.get("tags")) if "tags" in body
+                or existing is None else existing.tags,
                 gallery=definition.gallery, image=definition.name, storage_profile=storage_profile,
                 allow_deletion_of_replicated_locations=allow_replicated, block_deletion_before_end_of_life=block,
-                published=existing.published if existing else now, provisioning_state="Updating" if existing else "Creating",
+                published=existing.published if existing else now,
+                provisioning_state="Updating" if existing else "Creating",
                 **publishing)
             if existing is not None:
                 version.ready_regions = existing.ready_regions & {t.region for t in version.target_regions}
@@ -327,12 +354,14 @@ class GalleryVersionsMixin(ComputeCore):
             version.operation = op
             span = self._replication_plan(version, now)
             self.gallery_image_versions[k] = version
-        self._run_after(span if duration is None else duration, lambda emit: self._finish_version(k, op, refs, caller, emit))
+        self._run_after(span if duration is None else duration,
+                        lambda emit: self._finish_version(k, op, refs, caller, emit))
         return version, existing is None, op
 
     @staticmethod
     def _source_keys(profile: dict[str, Any]) -> list[str]:
-        ids = [(profile.get("source") or {}).get("id"), ((profile.get("osDiskImage") or {}).get("source") or {}).get("id")]
+        ids = [(profile.get("source") or {}).get("id"),
+               ((profile.get("osDiskImage") or {}).get("source") or {}).get("id")]
         ids += [(d.get("source") or {}).get("id") for d in profile.get("dataDiskImages") or []]
         return [key(i) for i in ids if i]
 
@@ -344,7 +373,8 @@ class GalleryVersionsMixin(ComputeCore):
                                       f"image version '{existing.name}' is not allowed: "
                                       "safetyProfile.allowDeletionOfReplicatedLocations is false.")
 
-    def _finish_version(self, k: str, op: Operation, refs: list[tuple[str, str]], caller: dict[str, str] | None, emit: bool) -> None:
+    def _finish_version(self, k: str, op: Operation, refs: list[tuple[str, str]], caller: dict[str, str] | None,
+                        emit: bool) -> None:
         with self._lock:
             version = self.gallery_image_versions.get(k)
             if version is None or version.operation is not op:
@@ -367,9 +397,11 @@ class GalleryVersionsMixin(ComputeCore):
         if emit:
             self._emit(subject, "Microsoft.Compute/galleries/images/versions/write", caller, error is None)
 
-    def update_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str, name: str,
+    def update_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str,
+                                     name: str,
                                      patch: dict[str, Any], *, api_version: str | None = None,
-                                     caller: dict[str, str] | None = None) -> tuple[GalleryImageVersion, Operation | None]:
+                                     caller: dict[str, str]
+                                     | None = None) -> tuple[GalleryImageVersion, Operation | None]:
         """PATCH (GalleryImageVersionUpdate): publishingProfile (endOfLifeDate, excludeFromLatest, targetRegions, ...),
         safetyProfile and tags. New target regions start a replication operation; the rest applies at once."""
         with self._lock:
@@ -377,12 +409,15 @@ class GalleryVersionsMixin(ComputeCore):
             if version.operation is not None and not version.operation.done:
                 raise Conflict.operation_in_progress(f"gallery image version '{name}'")
             props = _obj(patch.get("properties"), "properties")
-            publishing = self._publishing(_obj(props.get("publishingProfile"), "properties.publishingProfile"), version.location,
+            publishing = self._publishing(_obj(props.get("publishingProfile"), "properties.publishingProfile"),
+                                          version.location,
                                           default_from=version)
             safety_in = _obj(props.get("safetyProfile"), "properties.safetyProfile")
-            allow = _bool(safety_in.get("allowDeletionOfReplicatedLocations"), "properties.safetyProfile.allowDeletionOfReplicatedLocations",
+            allow = _bool(safety_in.get("allowDeletionOfReplicatedLocations"),
+                          "properties.safetyProfile.allowDeletionOfReplicatedLocations",
                           version.allow_deletion_of_replicated_locations)
-            block = _bool(safety_in.get("blockDeletionBeforeEndOfLife"), "properties.safetyProfile.blockDeletionBeforeEndOfLife",
+            block = _bool(safety_in.get("blockDeletionBeforeEndOfLife"),
+                          "properties.safetyProfile.blockDeletionBeforeEndOfLife",
                           version.block_deletion_before_end_of_life)
             self._check_region_removal(version, publishing["target_regions"], allow)
             before = {t.region: t.regional_replica_count for t in version.target_regions}
@@ -419,11 +454,13 @@ class GalleryVersionsMixin(ComputeCore):
                 refs.append(("snapshots" if key(ref) in self.snapshots else "disks", ref))
         return refs
 
-    def get_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str, name: str) -> GalleryImageVersion:
+    def get_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str,
+                                  name: str) -> GalleryImageVersion:
         return self._get(self.gallery_image_versions, subscription_id, resource_group, "galleries/images/versions",
                          "galleries", gallery, "images", image, "versions", name)
 
-    def delete_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str, name: str, *,
+    def delete_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str,
+                                     name: str, *,
                                      api_version: str | None = None) -> Operation | None:
         """Delete at once, unless ``blockDeletionBeforeEndOfLife`` holds before the end-of-life date (409)."""
         with self._lock:
@@ -443,7 +480,9 @@ class GalleryVersionsMixin(ComputeCore):
             op.finish(now)
             return op
 
-    def list_gallery_image_versions(self, subscription_id: str, resource_group: str, gallery: str, image: str) -> list[GalleryImageVersion]:
+    def list_gallery_image_versions(self, subscription_id: str, resource_group: str, gallery: str,
+                                    image: str) -> list[GalleryImageVersion]:
         definition = self.get_gallery_image(subscription_id, resource_group, gallery, image)
         with self._lock:
-            return sorted((v for v in self.gallery_image_versions.values() if v.definition_key == definition.key), key=lambda v: v.version_tuple)
+            return sorted((v for v in self.gallery_image_versions.values() if v.definition_key == definition.key),
+                          key=lambda v: v.version_tuple)

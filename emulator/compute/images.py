@@ -108,8 +108,8 @@ class ImagesMixin(ComputeCore):
                                 "references must exist until the image is created.")
             source = store[key(ref)]
             if source.copying:
-                # A snapshot whose CopyStart copy is below completionPercent 100 cannot be read yet (the exact error is not
-                # documented; the emulator refuses, the less convenient choice).
+                # A snapshot whose CopyStart copy is below completionPercent 100 cannot be read yet (the exact error is
+                # not documented; the emulator refuses, the less convenient choice).
                 return OperationNotAllowed(f"Snapshot '{ref}' is still being copied (completionPercent "
                                            f"{source.completion_percent():.0f}); wait until the copy completes.")
         return None
@@ -135,24 +135,29 @@ class ImagesMixin(ComputeCore):
             raise InvalidParameter.missing("properties.storageProfile")
         if profile_in.get("osDisk") is None:
             raise InvalidParameter.missing("properties.storageProfile.osDisk")
-        profile: dict[str, Any] = {"osDisk": self._image_disk(profile_in["osDisk"], "properties.storageProfile.osDisk", os_disk=True)}
+        profile: dict[str, Any] = {"osDisk": self._image_disk(profile_in["osDisk"], "properties.storageProfile.osDisk",
+                                                              os_disk=True)}
         data_in = profile_in.get("dataDisks") or []
         if not isinstance(data_in, list):
             raise InvalidParameter("The value of parameter 'properties.storageProfile.dataDisks' must be an array.")
-        data = [self._image_disk(d, f"properties.storageProfile.dataDisks[{i}]", os_disk=False) for i, d in enumerate(data_in)]
+        data = [self._image_disk(d, f"properties.storageProfile.dataDisks[{i}]", os_disk=False)
+                for i, d in enumerate(data_in)]
         luns = [d["lun"] for d in data]
         if len(set(luns)) != len(luns):
             raise InvalidParameter("Image data disks must have unique 'lun' values.")
         profile["dataDisks"] = data
-        profile["zoneResilient"] = _bool(profile_in.get("zoneResilient"), "properties.storageProfile.zoneResilient", False)
+        profile["zoneResilient"] = _bool(profile_in.get("zoneResilient"), "properties.storageProfile.zoneResilient",
+                                         False)
         # Azure's default is V1 whatever the source: an image of a Gen2 snapshot must say V2 itself.
-        generation = _enum(props.get("hyperVGeneration"), HYPERV_GENERATIONS, "properties.hyperVGeneration", default="V1") or "V1"
+        generation = _enum(props.get("hyperVGeneration"), HYPERV_GENERATIONS, "properties.hyperVGeneration",
+                           default="V1") or "V1"
         with self._lock:
             k = key(_arm_id(subscription_id, resource_group, "images", name))
             existing = self.images.get(k)
             if existing is not None and existing.operation is not None and not existing.operation.done:
                 raise Conflict.operation_in_progress(f"image '{name}'")
-            image = Image(subscription_id, resource_group, name, location, _tags(body.get("tags")), storage_profile=profile,
+            image = Image(subscription_id, resource_group, name, location, _tags(body.get("tags")),
+                          storage_profile=profile,
                           hyper_v_generation=generation, source_virtual_machine=source_vm,
                           provisioning_state="Updating" if existing else "Creating")
             missing = self._missing_sources(image.source_ids())
@@ -188,7 +193,8 @@ class ImagesMixin(ComputeCore):
                 image.tags = _tags(patch.get("tags"))
             return image
 
-    def delete_image(self, subscription_id: str, resource_group: str, name: str, *, api_version: str | None = None) -> Operation | None:
+    def delete_image(self, subscription_id: str, resource_group: str, name: str, *,
+                     api_version: str | None = None) -> Operation | None:
         """Delete at once; returns the (already finished) delete operation, or None when there was nothing."""
         with self._lock:
             image = self.images.pop(key(_arm_id(subscription_id, resource_group, "images", name)), None)
@@ -199,4 +205,5 @@ class ImagesMixin(ComputeCore):
             return op
 
     def list_images(self, subscription_id: str, resource_group: str | None = None) -> list[Image]:
-        return self._in_group(self.images, subscription_id, resource_group) if resource_group else self._in_subscription(self.images, subscription_id)
+        return (self._in_group(self.images, subscription_id, resource_group) if resource_group
+                else self._in_subscription(self.images, subscription_id))

@@ -11,7 +11,8 @@ from emulator.compute.exceptions import InvalidParameter, PlatformImageNotFound
 from emulator.compute.params import HYPERV_GENERATIONS, OS_TYPES, _enum, normalize_region
 
 _MARKETPLACE_ID = re.compile(
-    r"^/?subscriptions/(?P<sub>[^/]+)/providers/microsoft\.compute/locations/(?P<location>[^/]+)/publishers/(?P<publisher>[^/]+)"
+    r"^/?subscriptions/(?P<sub>[^/]+)/providers/microsoft\.compute/locations/(?P<location>[^/]+)/publishers"
+    r"/(?P<publisher>[^/]+)"
     r"/artifacttypes/vmimage/offers/(?P<offer>[^/]+)/skus/(?P<sku>[^/]+)/versions/(?P<version>[^/]+)$",
     re.IGNORECASE,
 )
@@ -39,10 +40,14 @@ class MarketplaceImage:
 
 DEFAULT_MARKETPLACE: tuple[MarketplaceImage, ...] = (
     MarketplaceImage("Canonical", "ubuntu-24_04-lts", "server", "Linux", "V2", ("24.04.202509090", "24.04.202510010")),
-    MarketplaceImage("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "Linux", "V1", ("22.04.202509090", "22.04.202510010")),
-    MarketplaceImage("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts-gen2", "Linux", "V2", ("22.04.202509090", "22.04.202510010")),
-    MarketplaceImage("MicrosoftWindowsServer", "WindowsServer", "2022-datacenter", "Windows", "V1", ("20348.4171.250910",), 127),
-    MarketplaceImage("MicrosoftWindowsServer", "WindowsServer", "2022-datacenter-g2", "Windows", "V2", ("20348.4171.250910",), 127),
+    MarketplaceImage("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "Linux", "V1",
+                     ("22.04.202509090", "22.04.202510010")),
+    MarketplaceImage("Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts-gen2", "Linux", "V2",
+                     ("22.04.202509090", "22.04.202510010")),
+    MarketplaceImage("MicrosoftWindowsServer", "WindowsServer", "2022-datacenter", "Windows", "V1",
+                     ("20348.4171.250910",), 127),
+    MarketplaceImage("MicrosoftWindowsServer", "WindowsServer", "2022-datacenter-g2", "Windows", "V2",
+                     ("20348.4171.250910",), 127),
     MarketplaceImage("microsoft-dsvm", "ubuntu-hpc", "2204", "Linux", "V2", ("22.04.2025091001",), 64),
     MarketplaceImage("almalinux", "almalinux-x86_64", "9-gen2", "Linux", "V2", ("9.6.202505220",)),
     MarketplaceImage("ni", "ni-ubuntu", "ni-ubuntu-2204", "Linux", "V1", ("1.0.0",),
@@ -50,7 +55,8 @@ DEFAULT_MARKETPLACE: tuple[MarketplaceImage, ...] = (
 )
 
 
-def marketplace_image_id(subscription_id: str, location: str, publisher: str, offer: str, sku: str, version: str) -> str:
+def marketplace_image_id(subscription_id: str, location: str, publisher: str, offer: str, sku: str,
+                         version: str) -> str:
     """The id Azure uses for a platform image version in ``creationData.imageReference.id``."""
     return (f"/Subscriptions/{subscription_id}/Providers/Microsoft.Compute/Locations/{normalize_region(location)}"
             f"/Publishers/{publisher}/ArtifactTypes/VMImage/Offers/{offer}/Skus/{sku}/Versions/{version}")
@@ -61,12 +67,15 @@ class MarketplaceMixin(ComputeCore):
 
     # ---------------------------------------------------------------------------------------
     # Marketplace catalogue
-    def add_marketplace_image(self, publisher: str, offer: str, sku: str, *, os_type: str = "Linux", hyper_v_generation: str = "V1",
+    def add_marketplace_image(self, publisher: str, offer: str, sku: str, *, os_type: str = "Linux",
+                              hyper_v_generation: str = "V1",
                               versions: Iterable[str] = ("1.0.0",), disk_size_gb: int = 30,
                               plan: dict[str, str] | None = None) -> MarketplaceImage:
-        """Add (or replace) a platform image, e.g. a third-party image with a purchase ``plan`` {name, publisher, product}."""
+        """Add (or replace) a platform image, e.g. a third-party image with a purchase ``plan`` {name, publisher,
+        product}."""
         entry = MarketplaceImage(publisher, offer, sku, _enum(os_type, OS_TYPES, "osType", required=True) or "Linux",
-                                 _enum(hyper_v_generation, HYPERV_GENERATIONS, "hyperVGeneration", required=True) or "V1",
+                                 _enum(hyper_v_generation, HYPERV_GENERATIONS, "hyperVGeneration", required=True)
+                                 or "V1",
                                  tuple(versions), disk_size_gb, dict(plan) if plan else None)
         with self._lock:
             self.marketplace[entry.catalogue_key()] = entry

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from emulator.azure import Emulator
 
 __all__ = [
-    "ComputeBackend", "Disk", "Gallery", "GalleryImage", "GalleryImageVersion", "Image", "MarketplaceImage", "Operation",
+    "ComputeBackend", "Disk", "Gallery", "GalleryImage", "GalleryImageVersion", "Image", "MarketplaceImage",
+    "Operation",
     "Snapshot", "TargetRegion", "marketplace_image_id", "normalize_region",
 ]
 
@@ -86,7 +87,8 @@ class ComputeBackend(DisksMixin, ImagesMixin, GalleriesMixin, GalleryVersionsMix
                 continue
             if region is not None:
                 target = next((t for t in v.target_regions if t.region == region), None)
-                if target is None or target.exclude_from_latest or region not in v.ready_regions or v.provisioning_state == "Failed":
+                if (target is None or target.exclude_from_latest or region not in v.ready_regions
+                    or v.provisioning_state == "Failed"):
                     continue
             elif v.provisioning_state != "Succeeded":
                 continue
@@ -94,8 +96,9 @@ class ComputeBackend(DisksMixin, ImagesMixin, GalleriesMixin, GalleryVersionsMix
         return max(candidates, key=lambda v: v.version_tuple, default=None)
 
     def image_available(self, image_id: str, region: str) -> bool:
-        """True when a pool in ``region`` can boot ``image_id`` now: a managed image that is Succeeded, or a gallery image
-        version (a definition id means its latest version not excluded from latest) with a complete replica in ``region``."""
+        """True when a pool in ``region`` can boot ``image_id`` now: a managed image that is Succeeded, or a gallery
+        image version (a definition id means its latest version not excluded from latest) with a complete replica in
+        ``region``."""
         k, wanted = key(image_id), normalize_region(region)
         with self._lock:
             image = self.images.get(k)
@@ -126,8 +129,10 @@ class ComputeBackend(DisksMixin, ImagesMixin, GalleriesMixin, GalleryVersionsMix
 
     # ---------------------------------------------------------------------------------------
     # Scenario set-up: keyword wrappers over the same model code the HTTP layer calls
-    def create_disk(self, subscription_id: str, resource_group: str, name: str, *, location: str, image_reference_id: str | None = None,
-                    disk_size_gb: int | None = None, source_resource_id: str | None = None, tags: dict[str, str] | None = None) -> Disk:
+    def create_disk(self, subscription_id: str, resource_group: str, name: str, *, location: str,
+                    image_reference_id: str | None = None,
+                    disk_size_gb: int | None = None, source_resource_id: str | None = None,
+                    tags: dict[str, str] | None = None) -> Disk:
         """A disk from a platform image id (see :func:`marketplace_image_id`), a copy of a disk/snapshot, or empty."""
         creation: dict[str, Any]
         if image_reference_id:
@@ -139,7 +144,8 @@ class ComputeBackend(DisksMixin, ImagesMixin, GalleriesMixin, GalleryVersionsMix
         props: dict[str, Any] = {"creationData": creation}
         if disk_size_gb is not None:
             props["diskSizeGB"] = disk_size_gb
-        return self.put_disk(subscription_id, resource_group, name, {"location": location, "tags": tags or {}, "properties": props})[0]
+        return self.put_disk(subscription_id, resource_group, name,
+                             {"location": location, "tags": tags or {}, "properties": props})[0]
 
     def create_snapshot(self, subscription_id: str, resource_group: str, name: str, *, source_resource_id: str,
                         location: str | None = None, tags: dict[str, str] | None = None) -> Snapshot:
@@ -150,34 +156,46 @@ class ComputeBackend(DisksMixin, ImagesMixin, GalleriesMixin, GalleryVersionsMix
         return self.put_snapshot(subscription_id, resource_group, name, body)[0]
 
     def create_image(self, subscription_id: str, resource_group: str, name: str, *, os_snapshot_id: str,
-                     data_snapshot_ids: dict[int, str] | None = None, os_state: str = "Generalized", os_type: str | None = None,
-                     hyper_v_generation: str | None = None, location: str | None = None, instant: bool = False) -> Image:
-        """A managed image from an OS snapshot (+ data snapshots by LUN). osType defaults to the snapshot's; hyperVGeneration
-        is sent only when given (Azure then defaults to V1). ``instant`` finishes the operation now, without an event."""
+                     data_snapshot_ids: dict[int, str] | None = None, os_state: str = "Generalized",
+                     os_type: str | None = None,
+                     hyper_v_generation: str | None = None, location: str | None = None,
+                     instant: bool = False) -> Image:
+        """A managed image from an OS snapshot (+ data snapshots by LUN). osType defaults to the snapshot's;
+        hyperVGeneration is sent only when given (Azure then defaults to V1). ``instant`` finishes the operation now,
+        without an event."""
         snap = self._disk_source(os_snapshot_id)
-        os_disk = {"osType": os_type or snap.os_type or "Linux", "osState": os_state, "snapshot": {"id": os_snapshot_id}}
+        os_disk = {"osType": os_type or snap.os_type or "Linux", "osState": os_state,
+                   "snapshot": {"id": os_snapshot_id}}
         props: dict[str, Any] = {"storageProfile": {"osDisk": os_disk, "dataDisks": [
             {"lun": lun, "snapshot": {"id": sid}} for lun, sid in sorted((data_snapshot_ids or {}).items())]}}
         if hyper_v_generation:
             props["hyperVGeneration"] = hyper_v_generation
         body = {"location": location or snap.location, "properties": props}
-        return self.put_image(subscription_id, resource_group, name, body, duration=timedelta(0) if instant else None)[0]
+        return self.put_image(subscription_id, resource_group, name, body,
+                              duration=timedelta(0) if instant else None)[0]
 
     def create_gallery(self, subscription_id: str, resource_group: str, name: str, *, location: str) -> Gallery:
         return self.put_gallery(subscription_id, resource_group, name, {"location": location})[0]
 
-    def create_gallery_image(self, subscription_id: str, resource_group: str, gallery: str, name: str, *, location: str | None = None,
+    def create_gallery_image(self, subscription_id: str, resource_group: str, gallery: str, name: str, *,
+                             location: str | None = None,
                              os_type: str = "Linux", os_state: str = "Generalized", hyper_v_generation: str = "V1",
-                             publisher: str = "autopilot", offer: str = "batch", sku: str | None = None) -> GalleryImage:
+                             publisher: str = "autopilot", offer: str = "batch",
+                             sku: str | None = None) -> GalleryImage:
         location = location or self.get_gallery(subscription_id, resource_group, gallery).location
-        body = {"location": location, "properties": {"osType": os_type, "osState": os_state, "hyperVGeneration": hyper_v_generation,
-                                                     "identifier": {"publisher": publisher, "offer": offer, "sku": sku or name}}}
+        body = {"location": location, "properties": {"osType": os_type, "osState": os_state,
+                                                     "hyperVGeneration": hyper_v_generation,
+                                                     "identifier": {"publisher": publisher, "offer": offer,
+                                                                    "sku": sku or name}}}
         return self.put_gallery_image(subscription_id, resource_group, gallery, name, body)[0]
 
-    def create_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str, name: str, *,
+    def create_gallery_image_version(self, subscription_id: str, resource_group: str, gallery: str, image: str,
+                                     name: str, *,
                                      source_image_id: str | None = None, os_snapshot_id: str | None = None,
-                                     data_snapshot_ids: dict[int, str] | None = None, target_regions: dict[str, int] | None = None,
-                                     block_deletion_before_end_of_life: bool = False, end_of_life: datetime | None = None,
+                                     data_snapshot_ids: dict[int, str] | None = None,
+                                     target_regions: dict[str, int] | None = None,
+                                     block_deletion_before_end_of_life: bool = False,
+                                     end_of_life: datetime | None = None,
                                      exclude_from_latest: bool = False, instant: bool = False) -> GalleryImageVersion:
         """A version from a managed image or from snapshots; ``target_regions`` maps region -> replica count.
         ``instant`` replicates now (no event); otherwise the scheduler finishes it as for an HTTP PUT."""
@@ -186,12 +204,14 @@ class ComputeBackend(DisksMixin, ImagesMixin, GalleriesMixin, GalleryVersionsMix
             storage: dict[str, Any] = {"source": {"id": source_image_id}}
         elif os_snapshot_id:
             storage = {"osDiskImage": {"source": {"id": os_snapshot_id}},
-                       "dataDiskImages": [{"lun": lun, "source": {"id": sid}} for lun, sid in sorted((data_snapshot_ids or {}).items())]}
+                       "dataDiskImages": [{"lun": lun, "source": {"id": sid}}
+                                          for lun, sid in sorted((data_snapshot_ids or {}).items())]}
         else:
             raise ValueError("give source_image_id or os_snapshot_id")
         publishing: dict[str, Any] = {"excludeFromLatest": exclude_from_latest,
                                       "targetRegions": [{"name": r, "regionalReplicaCount": n}
-                                                        for r, n in (target_regions or {definition.location: 1}).items()]}
+                                                        for r, n in (target_regions
+                                                                     or {definition.location: 1}).items()]}
         if end_of_life is not None:
             publishing["endOfLifeDate"] = iso(end_of_life)
         body = {"location": definition.location, "properties": {

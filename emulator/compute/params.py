@@ -20,7 +20,8 @@ OS_TYPES = ("Windows", "Linux")
 OS_STATES = ("Generalized", "Specialized")
 HYPERV_GENERATIONS = ("V1", "V2")
 CACHING_TYPES = ("None", "ReadOnly", "ReadWrite")
-DISK_SKUS = ("Standard_LRS", "Premium_LRS", "StandardSSD_LRS", "UltraSSD_LRS", "Premium_ZRS", "StandardSSD_ZRS", "PremiumV2_LRS")
+DISK_SKUS = ("Standard_LRS", "Premium_LRS", "StandardSSD_LRS", "UltraSSD_LRS", "Premium_ZRS", "StandardSSD_ZRS",
+             "PremiumV2_LRS")
 SNAPSHOT_SKUS = ("Standard_LRS", "Premium_LRS", "Standard_ZRS")
 GALLERY_STORAGE_TYPES = ("Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS")
 ARCHITECTURES = ("x64", "Arm64")
@@ -66,7 +67,8 @@ def _parse_time(value: Any, path: str) -> datetime:
     return parsed
 
 
-def _enum(value: Any, allowed: Iterable[str], path: str, *, required: bool = False, default: str | None = None) -> str | None:
+def _enum(value: Any, allowed: Iterable[str], path: str, *, required: bool = False,
+          default: str | None = None) -> str | None:
     """Azure enums are case-insensitive on input and answered in their canonical casing."""
     if value is None:
         if required:
@@ -88,7 +90,8 @@ def _bool(value: Any, path: str, default: bool) -> bool:
     return value
 
 
-def _int(value: Any, path: str, *, required: bool = False, default: int | None = None, minimum: int | None = None) -> int | None:
+def _int(value: Any, path: str, *, required: bool = False, default: int | None = None,
+         minimum: int | None = None) -> int | None:
     if value is None:
         if required:
             raise InvalidParameter.missing(path)
@@ -140,7 +143,8 @@ def _check_name(name: str, pattern: re.Pattern[str], kind: str, rule: str) -> No
 
 
 def _sku_tier(sku: str) -> str:
-    return "Premium" if sku.lower().startswith("premium") else "Ultra" if sku.lower().startswith("ultra") else "Standard"
+    return ("Premium" if sku.lower().startswith("premium") else "Ultra" if sku.lower().startswith("ultra")
+            else "Standard")
 
 
 def _arm_id(subscription_id: str, resource_group: str, *segments: str) -> str:

@@ -40,7 +40,8 @@ class ComputeResponses:
 
     def _lro_headers(self, request: Request, op: Operation) -> dict[str, str]:
         url = self._operation_url(request, op)
-        return {"Azure-AsyncOperation": url, "Location": f"{url}&monitor=true", "Retry-After": str(self.backend.retry_after_seconds)}
+        return {"Azure-AsyncOperation": url, "Location": f"{url}&monitor=true",
+                "Retry-After": str(self.backend.retry_after_seconds)}
 
     def _accepted_write(self, request: Request, body: dict[str, Any], created: bool, op: Operation) -> Response:
         """201 (new) or 200 (update); with LRO headers while the operation runs."""
@@ -62,15 +63,18 @@ class ComputeResponses:
         op = self.backend.get_operation(p["subscriptionId"], p["location"], p["operationId"])
         if request.query.get("monitor", "").lower() != "true":
             # While running, say when to ask again (pollers otherwise fall back to their own, often 30 s, interval).
-            return json_response(op.to_json(), headers=None if op.done else {"Retry-After": str(self.backend.retry_after_seconds)})
+            return json_response(op.to_json(),
+                                 headers=None if op.done else {"Retry-After": str(self.backend.retry_after_seconds)})
         # Location-header semantics: 202 while running, then the operation's final answer.
         if not op.done:
             url = self._operation_url(request, op)
-            return Response(202, headers={"Location": f"{url}&monitor=true", "Retry-After": str(self.backend.retry_after_seconds)})
+            return Response(202, headers={"Location": f"{url}&monitor=true",
+                                          "Retry-After": str(self.backend.retry_after_seconds)})
         if op.error is not None:
             return json_response(op.error.body(), op.error.status)
         if op.status != "Succeeded":
-            return json_response({"error": {"code": "OperationCanceled", "message": f"The operation '{op.name}' was canceled."}}, 409)
+            return json_response(
+                {"error": {"code": "OperationCanceled", "message": f"The operation '{op.name}' was canceled."}}, 409)
         if op.method == "DELETE":
             return Response(204)
         record = self.backend.find(op.resource_id)
@@ -92,7 +96,8 @@ class ComputeResponses:
         return Response(200 if self.backend.delete_disk(sub, rg, request.params["diskName"]) else 204)
 
     def list_disks(self, request: Request) -> Response:
-        return _listing(self.backend.list_disks(request.params["subscriptionId"], request.params.get("resourceGroupName")))
+        return _listing(self.backend.list_disks(request.params["subscriptionId"],
+                                                request.params.get("resourceGroupName")))
 
     # ---------------------------------------------------------------------------------------
     # Snapshots
@@ -107,14 +112,16 @@ class ComputeResponses:
 
     def patch_snapshot(self, request: Request) -> Response:
         sub, rg = self._scope(request)
-        return json_response(self.backend.update_snapshot(sub, rg, request.params["snapshotName"], request.json()).to_json())
+        return json_response(
+            self.backend.update_snapshot(sub, rg, request.params["snapshotName"], request.json()).to_json())
 
     def delete_snapshot(self, request: Request) -> Response:
         sub, rg = self._scope(request)
         return Response(200 if self.backend.delete_snapshot(sub, rg, request.params["snapshotName"]) else 204)
 
     def list_snapshots(self, request: Request) -> Response:
-        return _listing(self.backend.list_snapshots(request.params["subscriptionId"], request.params.get("resourceGroupName")))
+        return _listing(self.backend.list_snapshots(request.params["subscriptionId"],
+                                                    request.params.get("resourceGroupName")))
 
     # ---------------------------------------------------------------------------------------
     # Images
@@ -130,14 +137,17 @@ class ComputeResponses:
 
     def patch_image(self, request: Request) -> Response:
         sub, rg = self._scope(request)
-        return json_response(self.backend.update_image_tags(sub, rg, request.params["imageName"], request.json()).to_json())
+        return json_response(
+            self.backend.update_image_tags(sub, rg, request.params["imageName"], request.json()).to_json())
 
     def delete_image(self, request: Request) -> Response:
         sub, rg = self._scope(request)
-        return self._accepted_delete(request, self.backend.delete_image(sub, rg, request.params["imageName"], api_version=request.api_version))
+        return self._accepted_delete(request, self.backend.delete_image(sub, rg, request.params["imageName"],
+                                                                        api_version=request.api_version))
 
     def list_images(self, request: Request) -> Response:
-        return _listing(self.backend.list_images(request.params["subscriptionId"], request.params.get("resourceGroupName")))
+        return _listing(self.backend.list_images(request.params["subscriptionId"],
+                                                 request.params.get("resourceGroupName")))
 
     # ---------------------------------------------------------------------------------------
     # Galleries
@@ -156,14 +166,16 @@ class ComputeResponses:
         return Response(200 if self.backend.delete_gallery(sub, rg, request.params["galleryName"]) else 204)
 
     def list_galleries(self, request: Request) -> Response:
-        return _listing(self.backend.list_galleries(request.params["subscriptionId"], request.params.get("resourceGroupName")))
+        return _listing(self.backend.list_galleries(request.params["subscriptionId"],
+                                                    request.params.get("resourceGroupName")))
 
     # ---------------------------------------------------------------------------------------
     # Gallery image definitions
     def put_gallery_image(self, request: Request) -> Response:
         sub, rg = self._scope(request)
         p = request.params
-        definition, created, op = self.backend.put_gallery_image(sub, rg, p["galleryName"], p["galleryImageName"], request.json(),
+        definition, created, op = self.backend.put_gallery_image(sub, rg, p["galleryName"], p["galleryImageName"],
+                                                                 request.json(),
                                                                  api_version=request.api_version, caller=request.caller)
         return self._accepted_write(request, definition.to_json(), created, op)
 
@@ -175,7 +187,8 @@ class ComputeResponses:
     def delete_gallery_image(self, request: Request) -> Response:
         sub, rg = self._scope(request)
         p = request.params
-        return Response(200 if self.backend.delete_gallery_image(sub, rg, p["galleryName"], p["galleryImageName"]) else 204)
+        return Response(
+            200 if self.backend.delete_gallery_image(sub, rg, p["galleryName"], p["galleryImageName"]) else 204)
 
     def list_gallery_images(self, request: Request) -> Response:
         sub, rg = self._scope(request)
@@ -194,7 +207,8 @@ class ComputeResponses:
     def get_gallery_image_version(self, request: Request) -> Response:
         sub, rg = self._scope(request)
         p = request.params
-        version = self.backend.get_gallery_image_version(sub, rg, p["galleryName"], p["galleryImageName"], p["galleryImageVersionName"])
+        version = self.backend.get_gallery_image_version(sub, rg, p["galleryName"], p["galleryImageName"],
+                                                         p["galleryImageVersionName"])
         expand = request.query.get("$expand", "").lower() == "replicationstatus"
         return json_response(version.to_json(self.emulator.now(), expand_replication=expand))
 
@@ -207,14 +221,16 @@ class ComputeResponses:
         body = version.to_json(self.emulator.now())
         if op is None or op.done:
             return json_response(body, 200)
-        response = json_response(body, 200, self._lro_headers(request, op))  # GalleryImageVersions update accepts 200 only
+        # GalleryImageVersions update accepts 200 only
+        response = json_response(body, 200, self._lro_headers(request, op))
         response.emit_event = False
         return response
 
     def delete_gallery_image_version(self, request: Request) -> Response:
         sub, rg = self._scope(request)
         p = request.params
-        op = self.backend.delete_gallery_image_version(sub, rg, p["galleryName"], p["galleryImageName"], p["galleryImageVersionName"],
+        op = self.backend.delete_gallery_image_version(sub, rg, p["galleryName"], p["galleryImageName"],
+                                                       p["galleryImageVersionName"],
                                                        api_version=request.api_version)
         return self._accepted_delete(request, op)
 

@@ -65,6 +65,8 @@ def routes(emulator: Emulator) -> list[Route]:
         Route("PUT", VERSION, r.put_gallery_image_version, "Microsoft.Compute/galleries/images/versions/write", g),
         Route("PATCH", VERSION, r.patch_gallery_image_version, "Microsoft.Compute/galleries/images/versions/write", g),
         Route("GET", VERSION, r.get_gallery_image_version, "Microsoft.Compute/galleries/images/versions/read", g),
-        Route("DELETE", VERSION, r.delete_gallery_image_version, "Microsoft.Compute/galleries/images/versions/delete", g),
-        Route("GET", GALLERY_IMAGE + "/versions", r.list_gallery_image_versions, "Microsoft.Compute/galleries/images/versions/read", g),
+        Route("DELETE", VERSION, r.delete_gallery_image_version, "Microsoft.Compute/galleries/images/versions/delete",
+              g),
+        Route("GET", GALLERY_IMAGE + "/versions", r.list_gallery_image_versions,
+              "Microsoft.Compute/galleries/images/versions/read", g),
     ]

@@ -88,7 +88,8 @@ class CustomTopic:
 
     def __post_init__(self) -> None:
         if not self.resource_id:
-            self.resource_id = (f"/subscriptions/{DEFAULT_TOPIC_SUBSCRIPTION}/resourceGroups/{DEFAULT_TOPIC_RESOURCE_GROUP}"
+            self.resource_id = (f"/subscriptions/{DEFAULT_TOPIC_SUBSCRIPTION}/resourceGroups"
+                                f"/{DEFAULT_TOPIC_RESOURCE_GROUP}"
                                 f"/providers/Microsoft.EventGrid/topics/{self.name}")
 
 
@@ -160,7 +161,8 @@ class EventGridBackend:
         """
         if schema not in (None, EVENTGRID_SCHEMA, CLOUDEVENT_SCHEMA):
             raise ValueError(f"schema must be None, {EVENTGRID_SCHEMA!r} or {CLOUDEVENT_SCHEMA!r}, not {schema!r}")
-        subscriber = _Subscriber(callback, schema, frozenset(t.lower() for t in event_types) if event_types is not None else None)
+        subscriber = _Subscriber(callback, schema,
+                                 frozenset(t.lower() for t in event_types) if event_types is not None else None)
         with self._lock:
             state = self._topic_state(topic)
             state.subscribers.append(subscriber)
@@ -215,7 +217,8 @@ class EventGridBackend:
         try:
             subscriber.callback(payload)
         except Exception as exc:  # a subscriber's failure is its own; the publisher's call succeeded
-            log.exception("Event Grid subscriber %r on topic %r failed for event %s", subscriber.callback, topic, event.get("id"))
+            log.exception("Event Grid subscriber %r on topic %r failed for event %s", subscriber.callback, topic,
+                          event.get("id"))
             with self._lock:
                 self.delivery_errors.append((topic, str(event.get("id")), f"{type(exc).__name__}: {exc}"))
 
@@ -259,7 +262,8 @@ class EventGridBackend:
             correlation_id=request.headers.get("x-ms-correlation-request-id"),
         )
 
-    def emit_resource_event(self, *, event_type: str, subject: str, operation_name: str, claims: Mapping[str, str] | None,
+    def emit_resource_event(self, *, event_type: str, subject: str, operation_name: str,
+                            claims: Mapping[str, str] | None,
                             status: str, http_request: Mapping[str, str] | None = None,
                             correlation_id: str | None = None) -> dict[str, Any] | None:
         """Raise one ``Microsoft.Resources.*`` event on the system topic (LRO completions call this).
@@ -281,13 +285,15 @@ class EventGridBackend:
         batch = [event]
         if self.duplicate_writes and event_type == RESOURCES_PREFIX + "ResourceWriteSuccess":
             temporary = _deployment_variant(segments, correlation_id)
-            first = self._system_event(event_type, temporary, subscription_id, operation_name, dict(claims or {}), status,
+            first = self._system_event(event_type, temporary, subscription_id, operation_name, dict(claims or {}),
+                                       status,
                                        http_request, correlation_id)
             batch = [first, event]
         self.publish(SYSTEM, batch)
         return event
 
-    def _system_event(self, event_type: str, subject: str, subscription_id: str, operation_name: str, claims: dict[str, str],
+    def _system_event(self, event_type: str, subject: str, subscription_id: str, operation_name: str,
+                      claims: dict[str, str],
                       status: str, http_request: Mapping[str, str] | None, correlation_id: str) -> dict[str, Any]:
         data: dict[str, Any] = {
             "authorization": {"scope": subject, "action": operation_name, "evidence": {"role": self.evidence_role}},
@@ -333,5 +339,6 @@ def _deployment_variant(segments: list[str], correlation_id: str) -> str:
     """A temporary deployment-style resource id for the first copy of a duplicated write event."""
     name = f"tmp-{correlation_id.replace('-', '')[:12]}"
     if len(segments) >= 4 and segments[2].lower() == "resourcegroups":
-        return f"/subscriptions/{segments[1]}/resourcegroups/{segments[3]}/providers/Microsoft.Resources/deployments/{name}"
+        return (f"/subscriptions/{segments[1]}/resourcegroups/{segments[3]}/providers/Microsoft.Resources"
+                f"/deployments/{name}")
     return f"/subscriptions/{segments[1]}/providers/Microsoft.Resources/deployments/{name}"

@@ -19,6 +19,7 @@ def routes(emulator: Emulator) -> list[Route]:
     return [
         # The data action the "EventGrid Data Sender" role grants. Authentication is the topic's
         # (access key, SAS or token), so the handler checks it, not the dispatcher.
-        Route("POST", "/eventgrid/{topicName}/api/events", r.publish, "Microsoft.EventGrid/events/send/action", API_VERSIONS,
+        Route("POST", "/eventgrid/{topicName}/api/events", r.publish, "Microsoft.EventGrid/events/send/action",
+              API_VERSIONS,
               plane="eventgrid", auth=False),
     ]

@@ -146,7 +146,8 @@ class LocksBackend:
     @staticmethod
     def _validate(name: str, level: Any, notes: Any, owners: Any) -> None:
         if not name or len(name) > MAX_NAME or any(c in _FORBIDDEN_NAME_CHARS for c in name):
-            raise bad_request(f"The lock name '{name}' is invalid: use 1-{MAX_NAME} characters, none of < > % & : \\ ? /.",
+            raise bad_request(f"The lock name '{name}' is invalid: use 1-{MAX_NAME} characters, none of < > % "
+                              "& : \\ ? /.",
                               "InvalidLockName")
         if level not in LOCK_LEVELS:
             raise bad_request(f"The lock level '{level}' is invalid. Allowed values: {', '.join(LOCK_LEVELS)}.")
@@ -156,7 +157,8 @@ class LocksBackend:
             if len(notes) > MAX_NOTES:
                 raise bad_request(f"The lock notes are {len(notes)} characters long; the maximum is {MAX_NOTES}.")
         if owners is not None and (not isinstance(owners, list)
-                                   or not all(isinstance(o, dict) and isinstance(o.get("applicationId"), str) for o in owners)):
+                                   or not all(isinstance(o, dict) and isinstance(o.get("applicationId"), str)
+                                              for o in owners)):
             raise bad_request("The lock property 'owners' must be a list of objects with a string 'applicationId'.")
 
     # ------------------------------------------------------------------------------------------

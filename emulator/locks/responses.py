@@ -1,8 +1,9 @@
 """HTTP <-> LocksBackend.
 
-Every lock call, whatever SDK method made it, arrives as ``/{scope}/providers/Microsoft.Authorization/locks[/{lockName}]``:
-``*_at_resource_level`` keeps the slashes of the parent path (and an empty parent gives ``//``), ``*_by_scope``
-percent-encodes them, and :meth:`emulator.core.Request.from_raw` decodes both into the same path.
+Every lock call, whatever SDK method made it, arrives as
+``/{scope}/providers/Microsoft.Authorization/locks[/{lockName}]``: ``*_at_resource_level`` keeps the slashes of the
+parent path (and an empty parent gives ``//``), ``*_by_scope`` percent-encodes them, and
+:meth:`emulator.core.Request.from_raw` decodes both into the same path.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class LocksResponses:
                               "{\"properties\": {\"level\": \"CanNotDelete\", \"notes\": \"...\"}}.")
         if "level" not in properties:
             raise bad_request("The lock property 'properties.level' is required (CanNotDelete or ReadOnly).")
-        record, created = self.backend.put_lock(request.params["scope"], request.params["lockName"], properties.get("level"),
+        record, created = self.backend.put_lock(request.params["scope"], request.params["lockName"],
+                                                properties.get("level"),
                                                 properties.get("notes"), properties.get("owners"))
         return json_response(record.to_json(), 201 if created else 200)
 
@@ -61,6 +63,7 @@ def _parse_filter(value: str | None) -> tuple[bool, Any]:
         elif m := _NAME_EQ.match(clause):
             name = m.group(1)
         else:
-            raise bad_request(f"The $filter '{value}' is not supported. Use atScope(), name eq '<lock name>', or both joined by 'and'.",
+            raise bad_request(f"The $filter '{value}' is not supported. Use atScope(), name eq '<lock name>', or both "
+                              "joined by 'and'.",
                               "InvalidFilter")
     return at_scope, name

@@ -39,7 +39,8 @@ class ResourcesBackend:
         # service deletes what the group held, as ARM does.
         self.group_delete_hooks: list[Callable[[str, str], None]] = []
 
-    def put_group(self, subscription_id: str, name: str, location: str, tags: dict[str, str] | None = None) -> tuple[ResourceGroup, bool]:
+    def put_group(self, subscription_id: str, name: str, location: str,
+                  tags: dict[str, str] | None = None) -> tuple[ResourceGroup, bool]:
         with self._lock:
             k = key(resource_group_id(subscription_id, name))
             existing = self.groups.get(k)
@@ -77,7 +78,8 @@ class ResourcesBackend:
 
 TAGS_SUFFIX = "/providers/Microsoft.Resources/tags/default"
 TAG_OPERATIONS = ("Merge", "Replace", "Delete")  # TagsPatchOperation (resources.json 2021-04-01)
-MAX_TAGS = 50  # "Each resource, resource group, and subscription can have a maximum of 50 tag name/value pairs" (Learn, tag resources)
+# "Each resource, resource group, and subscription can have a maximum of 50 tag name/value pairs" (Learn, tag resources)
+MAX_TAGS = 50
 
 
 def tags_resource_json(scope: str, tags: dict[str, str]) -> dict[str, Any]:
@@ -124,8 +126,10 @@ class TagsBackend:
         if record is None:
             if len(parts) >= 4 and parts[2].lower() == "resourcegroups":
                 self.emulator.resources.require_group(parts[1], parts[3])  # ResourceGroupNotFound first, as ARM does
-            raise AzureError(404, "ResourceNotFound", f"The Resource '{scope}' was not found (the emulator's Tags API serves "
-                             "compute resources and resource groups). For more details please go to https://aka.ms/ARMResourceNotFoundFix")
+            raise AzureError(404, "ResourceNotFound",
+                             f"The Resource '{scope}' was not found (the emulator's Tags API serves "
+                             "compute resources and resource groups). For more details please go to "
+                             "https://aka.ms/ARMResourceNotFoundFix")
         return record
 
     def get(self, scope: str) -> tuple[str, dict[str, str]]:
@@ -144,7 +148,8 @@ class TagsBackend:
         operation = body.get("operation")
         match = next((o for o in TAG_OPERATIONS if isinstance(operation, str) and o.lower() == operation.lower()), None)
         if match is None:
-            raise AzureError(400, "InvalidRequestContent", f"The 'operation' {operation!r} is invalid: use one of {', '.join(TAG_OPERATIONS)}.")
+            raise AzureError(400, "InvalidRequestContent",
+                             f"The 'operation' {operation!r} is invalid: use one of {', '.join(TAG_OPERATIONS)}.")
         props = body.get("properties")
         if not isinstance(props, dict):
             raise AzureError(400, "InvalidRequestContent", "The request needs 'properties': {'tags': {...}}.")
@@ -162,6 +167,7 @@ class TagsBackend:
             holder = self._holder(scope)
             tags = patched_tags(dict(holder.tags), operation, given)
             if len(tags) > MAX_TAGS:
-                raise AzureError(400, "InvalidTag", f"A resource can have at most {MAX_TAGS} tags; this would make {len(tags)}.")
+                raise AzureError(400, "InvalidTag",
+                                 f"A resource can have at most {MAX_TAGS} tags; this would make {len(tags)}.")
             holder.tags = tags
             return holder.id, dict(tags)

@@ -25,7 +25,8 @@ class ResourcesResponses:
         return json_response(group.to_json(), 201 if created else 200)
 
     def get_group(self, request: Request) -> Response:
-        return json_response(self.backend.get_group(request.params["subscriptionId"], request.params["resourceGroupName"]).to_json())
+        return json_response(self.backend.get_group(request.params["subscriptionId"],
+                                                    request.params["resourceGroupName"]).to_json())
 
     def delete_group(self, request: Request) -> Response:
         deleted = self.backend.delete_group(request.params["subscriptionId"], request.params["resourceGroupName"])
@@ -49,10 +50,13 @@ class TagsResponses:
         operation = "Microsoft.Resources/tags/write" if kind == "Write" else "Microsoft.Resources/tags/delete"
         http_request = None
         if request.method in ("PATCH", "DELETE"):
-            http_request = {"clientRequestId": request.headers.get("x-ms-client-request-id") or "", "clientIpAddress": "127.0.0.1",
-                            "method": request.method, "url": f"{request.base_url or self.emulator.base_url}{request.path}"}
+            http_request = {"clientRequestId": request.headers.get("x-ms-client-request-id") or "",
+                            "clientIpAddress": "127.0.0.1",
+                            "method": request.method,
+                            "url": f"{request.base_url or self.emulator.base_url}{request.path}"}
         self.emulator.eventgrid.emit_resource_event(
-            event_type=f"Resource{kind}Success", subject=subject, operation_name=operation, claims=request.caller, status="Succeeded",
+            event_type=f"Resource{kind}Success", subject=subject, operation_name=operation, claims=request.caller,
+            status="Succeeded",
             http_request=http_request, correlation_id=request.headers.get("x-ms-correlation-request-id"))
 
     def get(self, request: Request) -> Response:

@@ -20,7 +20,8 @@ Shape (``?`` = optional, with its default)::
          "source"?: "managedImage" | "snapshots",
          "imageResourceGroup": "...",                      (required for source managedImage)
          "snapshotResourceGroups"?: [imageResourceGroup],  (required for source snapshots without imageResourceGroup)
-         "allowedPrincipals"?: [],                         (object / application ids allowed to opt snapshots in; [] = anyone)
+         "allowedPrincipals"?: [],                         (object / application ids allowed to opt snapshots in; [] =
+         anyone)
          "maxLiveVersions"?: none,                         (off when absent; retired = gallery version deleted)
          "keepManagedImage"?: false,
          "legacyManagedImagePools"?: false,                 (true is refused: see _family)
@@ -39,7 +40,8 @@ Shape (``?`` = optional, with its default)::
          "pinVersion"?: "1.4.0"}}}
 
 Without ``rollout``, ``retention`` and ``pinVersion`` the app behaves as before them: each version gets
-its own pools and nothing old is retired or deleted (shared/lifecycle/rollout.py, shared/lifecycle/version_retention.py).
+its own pools and nothing old is retired or deleted (shared/lifecycle/rollout.py,
+shared/lifecycle/version_retention.py).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ class FamilyConfigError(ValueError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        super().__init__(f"The image families configuration (AUTOPILOT_FAMILIES) has {len(problems)} problem(s):\n  - " + "\n  - ".join(problems))
+        super().__init__(f"The image families configuration (AUTOPILOT_FAMILIES) has {len(problems)} problem(s):\n  - "
+                         + "\n  - ".join(problems))
 
 
 # --- the validated configuration -----------------------------------------------------------------
@@ -167,10 +170,12 @@ class PoolSpec:
 
 @dataclass(frozen=True)
 class RolloutPolicy:
-    """How a new version reaches the family's pools. The default (newPools, nothing retired) is the app's original behaviour."""
+    """How a new version reaches the family's pools. The default (newPools, nothing retired) is the app's original
+    behaviour."""
 
     mode: str = "newPools"  # newPools | inPlace
-    retire_previous: bool = False  # newPools: take the previous version's pool of the same slot to 0 once the new one held target
+    # newPools: take the previous version's pool of the same slot to 0 once the new one held target
+    retire_previous: bool = False
     retire_after: timedelta = DEFAULT_RETIRE_AFTER
     delete_retired_pools: bool = False
     apply_when: str = "nextZero"  # inPlace: nextZero | drain
@@ -206,7 +211,8 @@ class StartTask:
     user_name: str | None = None
 
     def to_body(self) -> dict[str, Any]:
-        """The management-plane ``startTask`` (azure-mgmt-batch ``StartTask``: commandLine, userIdentity, waitForSuccess)."""
+        """The management-plane ``startTask`` (azure-mgmt-batch ``StartTask``: commandLine, userIdentity,
+        waitForSuccess)."""
         body: dict[str, Any] = {"commandLine": self.command_line, "waitForSuccess": self.wait_for_success}
         if self.user_name:
             body["userIdentity"] = {"userName": self.user_name}
@@ -249,7 +255,8 @@ class FamilyConfig:
 
     @property
     def snapshot_groups(self) -> tuple[str, ...]:
-        """Where the family's snapshots may live (shared/pipeline/scope.py): the setting, else the image resource group."""
+        """Where the family's snapshots may live (shared/pipeline/scope.py): the setting, else the image resource
+        group."""
         if self.snapshot_resource_groups:
             return self.snapshot_resource_groups
         return (self.image_resource_group,) if self.image_resource_group else ()
@@ -289,14 +296,16 @@ def parse_families(text: str | None) -> FamiliesConfig:
         seen: dict[str, Any] = {}
         for key, value in pairs:
             if key in seen:
-                duplicates.append(f"the key {key!r} appears twice in one object; JSON keeps only the last one, so remove one of them")
+                duplicates.append(f"the key {key!r} appears twice in one object; JSON keeps only the last one, so "
+                                  "remove one of them")
             seen[key] = value
         return seen
 
     try:
         document = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
-        raise FamilyConfigError([f"the document is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
+        raise FamilyConfigError(
+            [f"the document is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]) from None
     except RecursionError:
         raise FamilyConfigError(["the document is nested too deeply to be a families configuration"]) from None
     return families_from_dict(document, _extra_problems=duplicates)
@@ -312,7 +321,8 @@ def families_from_dict(document: object, *, _extra_problems: list[str] | None = 
             v.string("$schema", top["$schema"])
         raw_families = top.get("families")
         if not isinstance(raw_families, Mapping):
-            v.problem("families", f"{_show(raw_families)} is not an object; give one entry per image family, e.g. {{\"gpu\": {{...}}}}")
+            v.problem("families", f"{_show(raw_families)} is not an object; give one entry per image family, e.g. "
+                      f"{{\"gpu\": {{...}}}}")
         else:
             folded_seen: dict[str, str] = {}
             for raw_name, raw_family in raw_families.items():
@@ -325,17 +335,21 @@ def families_from_dict(document: object, *, _extra_problems: list[str] | None = 
                     v.problem(path, f"{raw_name!r} is not a usable family name: {problem}")
                     continue
                 if name in folded_seen:
-                    v.problem(path, f"family names are compared without case, and {folded_seen[name]!r} is already defined; keep one")
+                    v.problem(path, f"family names are compared without case, and {folded_seen[name]!r} is already "
+                              "defined; keep one")
                     continue
                 folded_seen[name] = raw_name
                 family = _family(v, path, name, raw_family)
                 if family is not None:
                     families.append(family)
             _check_pool_id_clashes(v, families)
-            groups = {g.lower() for f in families for g in (*f.snapshot_groups, f.image_resource_group or "", f.gallery.resource_group) if g}
+            groups = {g.lower() for f in families for g in (*f.snapshot_groups, f.image_resource_group or "",
+                                                            f.gallery.resource_group) if g}
             if len(groups) > MAX_WATCHED_GROUPS:
-                v.problem("families", f"the families use {len(groups)} resource groups (snapshots, images, galleries); the event "
-                          f"subscription filters on at most {MAX_WATCHED_GROUPS} (Event Grid allows 25 filter values): share groups, "
+                v.problem("families",
+                          f"the families use {len(groups)} resource groups (snapshots, images, galleries); the event "
+                          f"subscription filters on at most {MAX_WATCHED_GROUPS} (Event Grid allows 25 filter values): "
+                          "share groups, "
                           "or deploy another instance")
     if v.problems:
         raise FamilyConfigError(v.problems)
@@ -369,7 +383,8 @@ class _Validator:
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path or '(document)'}: {message}")
 
-    def obj(self, path: str, value: object, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> Mapping[str, Any] | None:
+    def obj(self, path: str, value: object, *, required: tuple[str, ...] = (),
+            optional: tuple[str, ...] = ()) -> Mapping[str, Any] | None:
         if not isinstance(value, Mapping):
             self.problem(path, f"{_show(value)} is not an object")
             return None
@@ -386,7 +401,8 @@ class _Validator:
 
     def string(self, path: str, value: object, check: Any = None, *, example: str | None = None) -> str | None:
         if not isinstance(value, str) or not value.strip():
-            self.problem(path, f"{_show(value)} is not a non-empty string" + (f"; for example {json.dumps(example)}" if example else ""))
+            self.problem(path, f"{_show(value)} is not a non-empty string"
+                         + (f"; for example {json.dumps(example)}" if example else ""))
             return None
         text = value.strip()
         if check is not None and (why := check(text)):
@@ -396,7 +412,8 @@ class _Validator:
 
     def integer(self, path: str, value: object, low: int, high: int) -> int | None:
         # JSON has one number type; 25.0 is accepted as 25 (JSON Schema's "integer" does the same).
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != value or (isinstance(value, float) and not value.is_integer()):
+        if (isinstance(value, bool) or not isinstance(value, int | float) or value != value
+            or (isinstance(value, float) and not value.is_integer())):
             self.problem(path, f"{_show(value)} is not a whole number")
             return None
         number = int(value)
@@ -438,25 +455,32 @@ def _vm_size(text: str) -> str | None:
 
 
 def _gallery(v: _Validator, path: str, raw: object) -> GalleryConfig | None:
-    g = v.obj(path, raw, required=("resourceGroup", "name", "imageDefinition", "osType", "hyperVGeneration", "location"),
+    g = v.obj(path, raw,
+              required=("resourceGroup", "name", "imageDefinition", "osType", "hyperVGeneration", "location"),
               optional=("subscription", "osState"))
     if g is None:
         return None
     subscription = v.string(_join(path, "subscription"), g["subscription"], _guid) if "subscription" in g else None
-    resource_group = v.string(_join(path, "resourceGroup"), g.get("resourceGroup"), naming.resource_group_problem) if "resourceGroup" in g else None
+    resource_group = v.string(_join(path, "resourceGroup"), g.get("resourceGroup"),
+                              naming.resource_group_problem) if "resourceGroup" in g else None
     name = v.string(_join(path, "name"), g.get("name"), naming.gallery_name_problem) if "name" in g else None
-    definition = v.string(_join(path, "imageDefinition"), g.get("imageDefinition"), naming.image_definition_problem) if "imageDefinition" in g else None
+    definition = v.string(_join(path, "imageDefinition"), g.get("imageDefinition"),
+                          naming.image_definition_problem) if "imageDefinition" in g else None
     os_type = v.choice(_join(path, "osType"), g.get("osType"), OS_TYPES) if "osType" in g else None
-    generation = v.choice(_join(path, "hyperVGeneration"), g.get("hyperVGeneration"), HYPER_V_GENERATIONS) if "hyperVGeneration" in g else None
-    location = v.string(_join(path, "location"), g.get("location"), _region, example="westeurope") if "location" in g else None
+    generation = v.choice(_join(path, "hyperVGeneration"), g.get("hyperVGeneration"),
+                          HYPER_V_GENERATIONS) if "hyperVGeneration" in g else None
+    location = v.string(_join(path, "location"), g.get("location"), _region,
+                        example="westeurope") if "location" in g else None
     os_state = "Generalized"
     if "osState" in g:
         os_state = v.choice(_join(path, "osState"), g["osState"], OS_STATES) or "Generalized"
         if os_state == "Specialized":
             # Batch provisions many nodes from one image and needs each to get its own identity at
             # first boot, so gallery images for Batch pools must be generalized (Batch custom-image doc, 2026).
-            v.problem(_join(path, "osState"), "\"Specialized\" images cannot be used by Batch pools, which need generalized images; "
-                      "generalize the VM (sysprep / waagent -deprovision+user) before taking the snapshots and set \"Generalized\"")
+            v.problem(_join(path, "osState"),
+                      "\"Specialized\" images cannot be used by Batch pools, which need generalized images; "
+                      "generalize the VM (sysprep / waagent -deprovision+user) before taking the snapshots and set "
+                      "\"Generalized\"")
     if None in (resource_group, name, definition, os_type, generation, location):
         return None
     assert resource_group and name and definition and os_type and generation and location  # for the type checker
@@ -468,9 +492,11 @@ def _replicas(v: _Validator, path: str, raw: object) -> ReplicaPolicy | None:
     r = v.obj(path, raw, optional=("nodesPerReplica", "minimum", "storageAccountType"))
     if r is None:
         return None
-    per = v.integer(_join(path, "nodesPerReplica"), r["nodesPerReplica"], 1, NODES_PER_REPLICA) if "nodesPerReplica" in r else NODES_PER_REPLICA
+    per = v.integer(_join(path, "nodesPerReplica"), r["nodesPerReplica"], 1,
+                    NODES_PER_REPLICA) if "nodesPerReplica" in r else NODES_PER_REPLICA
     minimum = v.integer(_join(path, "minimum"), r["minimum"], 1, MAX_REPLICAS) if "minimum" in r else 1
-    storage = v.choice(_join(path, "storageAccountType"), r["storageAccountType"], STORAGE_ACCOUNT_TYPES) if "storageAccountType" in r else "Standard_LRS"
+    storage = v.choice(_join(path, "storageAccountType"), r["storageAccountType"],
+                       STORAGE_ACCOUNT_TYPES) if "storageAccountType" in r else "Standard_LRS"
     if per is None or minimum is None or storage is None:
         return None
     return ReplicaPolicy(nodes_per_replica=per, minimum=minimum, storage_account_type=storage)
@@ -484,18 +510,22 @@ def _node_limits(v: _Validator, path: str, raw: object) -> NodeLimits | None:
     # move the failure from this check to the pool's allocation.
     default = NodeLimits()
     values = {
-        "dedicated": v.integer(_join(path, "dedicated"), n["dedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in n else default.dedicated,
+        "dedicated": v.integer(_join(path, "dedicated"), n["dedicated"], 0,
+                               CUSTOM_IMAGE_DEDICATED_LIMIT) if "dedicated" in n else default.dedicated,
         "spot": v.integer(_join(path, "spot"), n["spot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "spot" in n else default.spot,
-        "inbound_nat_dedicated": (v.integer(_join(path, "inboundNatDedicated"), n["inboundNatDedicated"], 0, CUSTOM_IMAGE_DEDICATED_LIMIT)
+        "inbound_nat_dedicated": (v.integer(_join(path, "inboundNatDedicated"), n["inboundNatDedicated"], 0,
+                                            CUSTOM_IMAGE_DEDICATED_LIMIT)
                                   if "inboundNatDedicated" in n else None),
-        "inbound_nat_spot": v.integer(_join(path, "inboundNatSpot"), n["inboundNatSpot"], 0, CUSTOM_IMAGE_SPOT_LIMIT) if "inboundNatSpot" in n else None,
+        "inbound_nat_spot": v.integer(_join(path, "inboundNatSpot"), n["inboundNatSpot"], 0,
+                                      CUSTOM_IMAGE_SPOT_LIMIT) if "inboundNatSpot" in n else None,
     }
     if values["dedicated"] is None or values["spot"] is None:
         return None
     # An inbound-NAT limit never exceeds the plain limit it refines.
     values["inbound_nat_dedicated"] = min(values["inbound_nat_dedicated"] if values["inbound_nat_dedicated"] is not None
                                           else default.inbound_nat_dedicated, values["dedicated"])
-    values["inbound_nat_spot"] = min(values["inbound_nat_spot"] if values["inbound_nat_spot"] is not None else default.inbound_nat_spot, values["spot"])
+    values["inbound_nat_spot"] = min(values["inbound_nat_spot"] if values["inbound_nat_spot"] is not None
+                                     else default.inbound_nat_spot, values["spot"])
     return NodeLimits(**values)
 
 
@@ -511,7 +541,8 @@ def _metadata(v: _Validator, path: str, raw: object) -> tuple[tuple[str, str], .
             v.problem(item, "metadata names are non-empty strings")
             ok = False
         elif key.strip().lower().startswith(RESERVED_METADATA_PREFIX):
-            v.problem(item, f"names starting with {RESERVED_METADATA_PREFIX!r} are written by the app itself (shared/core/pool_metadata.py); rename it")
+            v.problem(item, f"names starting with {RESERVED_METADATA_PREFIX!r} are written by the app itself "
+                      "(shared/core/pool_metadata.py); rename it")
             ok = False
         elif not isinstance(value, str):
             v.problem(item, f"{_show(value)} is not a string; Batch pool metadata values are strings")
@@ -528,7 +559,8 @@ def _schedule(v: _Validator, path: str, raw: object) -> tuple[ScheduleEntry, ...
     entries: list[ScheduleEntry] = []
     ok = True
     for i, raw_entry in enumerate(raw):
-        # The same check as a schedule in pool metadata (shared/watch/schedules.py), so what passes here also runs there.
+        # The same check as a schedule in pool metadata (shared/watch/schedules.py), so what passes here also runs
+        # there.
         entry, found = check_entry(raw_entry)
         for field_name, text in found:
             v.problem(_join(_join(path, i), field_name) if field_name else _join(path, i), text.lstrip(": "))
@@ -539,56 +571,70 @@ def _schedule(v: _Validator, path: str, raw: object) -> tuple[ScheduleEntry, ...
     return tuple(entries) if ok else None
 
 
-_POOL_KEYS = ("account", "poolId", "vmSize", "dedicated", "spot", "resizeTimeoutMinutes", "allowResizeTimeoutOutsideBand",
+_POOL_KEYS = ("account", "poolId", "vmSize", "dedicated", "spot", "resizeTimeoutMinutes",
+              "allowResizeTimeoutOutsideBand",
               "nodeAgentSkuId", "inboundNatPools", "nodeDeallocationOption", "metadata", "schedule")
 
 
 def _pool(v: _Validator, path: str, family: str, raw: object, *, in_place: bool = False) -> PoolSpec | None:
     before = len(v.problems)
-    p = v.obj(path, raw, required=("account", "vmSize"), optional=tuple(k for k in _POOL_KEYS if k not in ("account", "vmSize")))
+    p = v.obj(path, raw, required=("account", "vmSize"),
+              optional=tuple(k for k in _POOL_KEYS if k not in ("account", "vmSize")))
     if p is None:
         return None
     account = v.string(_join(path, "account"), p.get("account"), _batch_account,
-                       example="/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/myaccount") if "account" in p else None
+                       example="/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts"
+                               "/myaccount") if "account" in p else None
     template = IN_PLACE_POOL_ID_TEMPLATE if in_place else naming.DEFAULT_POOL_ID_TEMPLATE
     if "poolId" in p:
-        template = v.string(_join(path, "poolId"), p["poolId"], lambda t: naming.pool_id_template_problem(t, in_place=in_place),
+        template = v.string(_join(path, "poolId"), p["poolId"],
+                            lambda t: naming.pool_id_template_problem(t, in_place=in_place),
                             example=template) or template
     if template and not any(m.startswith(f"{_join(path, 'poolId')}:") for m in v.problems[before:]):
         try:
             naming.render_pool_id(template, family, SAMPLE_VERSION, in_place=in_place)
         except naming.NamingError as exc:
-            v.problem(_join(path, "poolId"), f"{json.dumps(template)} gives {exc.value!r} for version {SAMPLE_VERSION}: {exc.problem}")
-    vm_size = v.string(_join(path, "vmSize"), p.get("vmSize"), _vm_size, example="Standard_D4ds_v5") if "vmSize" in p else None
+            v.problem(_join(path, "poolId"),
+                      f"{json.dumps(template)} gives {exc.value!r} for version {SAMPLE_VERSION}: {exc.problem}")
+    vm_size = v.string(_join(path, "vmSize"), p.get("vmSize"), _vm_size,
+                       example="Standard_D4ds_v5") if "vmSize" in p else None
     # No custom-image cap here: the app's pools use a gallery image version, which Batch does not cap (its gallery doc).
     dedicated = v.integer(_join(path, "dedicated"), p["dedicated"], 0, MAX_POOL_NODES) if "dedicated" in p else 0
     spot = v.integer(_join(path, "spot"), p["spot"], 0, MAX_POOL_NODES) if "spot" in p else 0
-    allow = v.boolean(_join(path, "allowResizeTimeoutOutsideBand"), p["allowResizeTimeoutOutsideBand"]) if "allowResizeTimeoutOutsideBand" in p else False
+    allow = v.boolean(_join(path, "allowResizeTimeoutOutsideBand"),
+                      p["allowResizeTimeoutOutsideBand"]) if "allowResizeTimeoutOutsideBand" in p else False
     timeout = RESIZE_TIMEOUT_DEFAULT
     if "resizeTimeoutMinutes" in p:
         timeout = v.integer(_join(path, "resizeTimeoutMinutes"), p["resizeTimeoutMinutes"], *RESIZE_TIMEOUT_LIMITS)
         low, high = RESIZE_TIMEOUT_BAND
         if timeout is not None and not allow and not low <= timeout <= high:
-            v.problem(_join(path, "resizeTimeoutMinutes"), f"{timeout} is outside {low}–{high}; set allowResizeTimeoutOutsideBand: true to override "
+            v.problem(_join(path, "resizeTimeoutMinutes"),
+                      f"{timeout} is outside {low}–{high}; set allowResizeTimeoutOutsideBand: true to override "
                       "(the Batch custom-image guidance is 20–30 minutes, then resize again)")
             timeout = None
-    agent = v.string(_join(path, "nodeAgentSkuId"), p["nodeAgentSkuId"], example="batch.node.ubuntu 22.04") if "nodeAgentSkuId" in p else None
-    nat_enabled, nat_pools = _nat_pools(v, _join(path, "inboundNatPools"), p["inboundNatPools"]) if "inboundNatPools" in p else (False, ())
+    agent = v.string(_join(path, "nodeAgentSkuId"), p["nodeAgentSkuId"],
+                     example="batch.node.ubuntu 22.04") if "nodeAgentSkuId" in p else None
+    nat_enabled, nat_pools = _nat_pools(
+        v, _join(path, "inboundNatPools"), p["inboundNatPools"]) if "inboundNatPools" in p else (False, ())
     deallocation = (v.choice(_join(path, "nodeDeallocationOption"), p["nodeDeallocationOption"], DEALLOCATION_OPTIONS)
                     if "nodeDeallocationOption" in p else "Requeue")
     metadata = _metadata(v, _join(path, "metadata"), p["metadata"]) if "metadata" in p else ()
     schedule = _schedule(v, _join(path, "schedule"), p["schedule"]) if "schedule" in p else ()
-    if nat_pools and dedicated is not None and spot is not None and not any(m.startswith(f"{_join(path, 'inboundNatPools')}") for m in v.problems[before:]):
+    if (nat_pools and dedicated is not None and spot is not None
+        and not any(m.startswith(f"{_join(path, 'inboundNatPools')}") for m in v.problems[before:])):
         peak = max([dedicated + spot, *(e.dedicated + e.spot for e in schedule or ())])
         limit = nat.node_limit(nat_pools) or 0
         if peak > limit:
-            v.problem(_join(path, "inboundNatPools"), f"the smallest frontend range holds {limit} ports, but the pool may grow to {peak} nodes; "
+            v.problem(_join(path, "inboundNatPools"),
+                      f"the smallest frontend range holds {limit} ports, but the pool may grow to {peak} nodes; "
                       "Batch gives every node one port of each range, so widen the ranges (outside 50000-55000)")
     if len(v.problems) > before:
         return None
-    assert account and vm_size and timeout is not None and dedicated is not None and spot is not None  # for the type checker
+    # for the type checker
+    assert account and vm_size and timeout is not None and dedicated is not None and spot is not None
     return PoolSpec(account=account, vm_size=vm_size, pool_id_template=template, dedicated=dedicated, spot=spot,
-                    resize_timeout_minutes=timeout, allow_resize_timeout_outside_band=bool(allow), node_agent_sku_id=agent,
+                    resize_timeout_minutes=timeout, allow_resize_timeout_outside_band=bool(allow),
+                    node_agent_sku_id=agent,
                     inbound_nat_pools=bool(nat_enabled), node_deallocation_option=deallocation or "Requeue",
                     metadata=metadata or (), schedule=schedule or (), nat_pools=nat_pools, in_place=in_place)
 
@@ -608,7 +654,8 @@ def _nat_pools(v: _Validator, path: str, raw: object) -> tuple[bool, tuple[nat.N
     pools: list[nat.NatPool] = []
     for i, item in enumerate(raw):
         p = _join(path, i)
-        n = v.obj(p, item, required=("name", "backendPort", "frontendPortRangeStart", "frontendPortRangeEnd"), optional=("protocol",))
+        n = v.obj(p, item, required=("name", "backendPort", "frontendPortRangeStart", "frontendPortRangeEnd"),
+                  optional=("protocol",))
         if n is None or any(k not in n for k in _NAT_KEYS[:4]):
             continue
         name = v.string(_join(p, "name"), n["name"])
@@ -622,11 +669,13 @@ def _nat_pools(v: _Validator, path: str, raw: object) -> tuple[bool, tuple[nat.N
     if len(pools) != len(raw):
         return False, ()
     for problem in nat.problems(pools):
-        v.problem(path, problem + " (Batch refuses such a pool with 400; rules from the azure-batch InboundNATPool model)")
+        v.problem(path,
+                  problem + " (Batch refuses such a pool with 400; rules from the azure-batch InboundNATPool model)")
     return True, tuple(pools)
 
 
-_FAMILY_KEYS = ("description", "gallery", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas",
+_FAMILY_KEYS = ("description", "gallery", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools",
+                "replicas",
                 "nodeLimits", "pools", "snapshotResourceGroups", "allowedPrincipals", "maxLiveVersions",
                 "canaryNodes", "startTask", "rollout", "retention", "pinVersion")
 # Event Grid allows 25 filter values per event subscription; the pipeline's uses 3 for operation names, and one
@@ -651,7 +700,8 @@ def _start_task(v: _Validator, path: str, raw: object) -> StartTask | None:
     t = v.obj(path, raw, required=("commandLine",), optional=("waitForSuccess", "userIdentity"))
     if t is None:
         return None
-    command = v.string(_join(path, "commandLine"), t.get("commandLine"), example="/bin/sh -c 'nvidia-smi'") if "commandLine" in t else None
+    command = v.string(_join(path, "commandLine"), t.get("commandLine"),
+                       example="/bin/sh -c 'nvidia-smi'") if "commandLine" in t else None
     wait = v.boolean(_join(path, "waitForSuccess"), t["waitForSuccess"]) if "waitForSuccess" in t else True
     scope = elevation = user = None
     if "userIdentity" in t:
@@ -670,7 +720,8 @@ def _start_task(v: _Validator, path: str, raw: object) -> StartTask | None:
                              if "elevationLevel" in auto else None)
     if len(v.problems) > before or command is None:
         return None
-    return StartTask(command_line=command, wait_for_success=bool(wait), user_scope=scope, elevation_level=elevation, user_name=user)
+    return StartTask(command_line=command, wait_for_success=bool(wait), user_scope=scope, elevation_level=elevation,
+                     user_name=user)
 
 
 def parse_span(text: str) -> timedelta:
@@ -692,11 +743,13 @@ _IN_PLACE_KEYS = ("mode", "applyWhen", "maxWait")
 
 def _rollout(v: _Validator, path: str, raw: object) -> RolloutPolicy | None:
     if not isinstance(raw, Mapping):
-        v.problem(path, f"{_show(raw)} is not an object; for example {{\"mode\": \"newPools\", \"retirePrevious\": true}}")
+        v.problem(path,
+                  f"{_show(raw)} is not an object; for example {{\"mode\": \"newPools\", \"retirePrevious\": true}}")
         return None
     mode = v.choice(_join(path, "mode"), raw.get("mode"), ROLLOUT_MODES) if "mode" in raw else None
     if "mode" not in raw:
-        v.problem(_join(path, "mode"), "is required: \"newPools\" (a new pool per version) or \"inPlace\" (the same pools get the new image)")
+        v.problem(_join(path, "mode"), "is required: \"newPools\" (a new pool per version) or \"inPlace\" (the same "
+                  "pools get the new image)")
     if mode is None:
         return None
     before = len(v.problems)
@@ -706,12 +759,14 @@ def _rollout(v: _Validator, path: str, raw: object) -> RolloutPolicy | None:
             return None
         retire = v.boolean(_join(path, "retirePrevious"), r["retirePrevious"]) if "retirePrevious" in r else False
         after = _span(v, _join(path, "retireAfter"), r["retireAfter"]) if "retireAfter" in r else DEFAULT_RETIRE_AFTER
-        delete = v.boolean(_join(path, "deleteRetiredPools"), r["deleteRetiredPools"]) if "deleteRetiredPools" in r else False
+        delete = v.boolean(_join(path, "deleteRetiredPools"),
+                           r["deleteRetiredPools"]) if "deleteRetiredPools" in r else False
         if delete and retire is False:
             v.problem(_join(path, "deleteRetiredPools"), "needs retirePrevious: true (only retired pools are deleted)")
         if len(v.problems) > before or after is None:
             return None
-        return RolloutPolicy(mode=mode, retire_previous=bool(retire), retire_after=after, delete_retired_pools=bool(delete))
+        return RolloutPolicy(mode=mode, retire_previous=bool(retire), retire_after=after,
+                             delete_retired_pools=bool(delete))
     r = v.obj(path, raw, required=("mode",), optional=_IN_PLACE_KEYS[1:])
     if r is None:
         return None
@@ -728,7 +783,8 @@ def _retention(v: _Validator, path: str, raw: object) -> RetentionPolicy | None:
         return None
     before = len(v.problems)
     # At least 1: the newest version is what the pools are rolled to; deleting it would leave them nothing.
-    keep = v.integer(_join(path, "keepVersions"), r.get("keepVersions"), 1, MAX_KEEP_VERSIONS) if "keepVersions" in r else None
+    keep = v.integer(_join(path, "keepVersions"), r.get("keepVersions"), 1,
+                     MAX_KEEP_VERSIONS) if "keepVersions" in r else None
     snapshots = v.boolean(_join(path, "deleteSnapshots"), r["deleteSnapshots"]) if "deleteSnapshots" in r else False
     if len(v.problems) > before or keep is None:
         return None
@@ -737,60 +793,77 @@ def _retention(v: _Validator, path: str, raw: object) -> RetentionPolicy | None:
 
 def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | None:
     before = len(v.problems)
-    f = v.obj(path, raw, required=("gallery", "pools"), optional=tuple(k for k in _FAMILY_KEYS if k not in ("gallery", "pools")))
+    f = v.obj(path, raw, required=("gallery", "pools"),
+              optional=tuple(k for k in _FAMILY_KEYS if k not in ("gallery", "pools")))
     if f is None:
         return None
     description = v.string(_join(path, "description"), f["description"]) if "description" in f else None
     gallery = _gallery(v, _join(path, "gallery"), f["gallery"]) if "gallery" in f else None
     source = v.choice(_join(path, "source"), f["source"], SOURCES) if "source" in f else "managedImage"
-    image_rg = v.string(_join(path, "imageResourceGroup"), f["imageResourceGroup"], naming.resource_group_problem) if "imageResourceGroup" in f else None
+    image_rg = v.string(_join(path, "imageResourceGroup"), f["imageResourceGroup"],
+                        naming.resource_group_problem) if "imageResourceGroup" in f else None
     keep = v.boolean(_join(path, "keepManagedImage"), f["keepManagedImage"]) if "keepManagedImage" in f else None
-    legacy = v.boolean(_join(path, "legacyManagedImagePools"), f["legacyManagedImagePools"]) if "legacyManagedImagePools" in f else False
+    legacy = v.boolean(_join(path, "legacyManagedImagePools"),
+                       f["legacyManagedImagePools"]) if "legacyManagedImagePools" in f else False
     replicas = _replicas(v, _join(path, "replicas"), f["replicas"]) if "replicas" in f else ReplicaPolicy()
     limits = _node_limits(v, _join(path, "nodeLimits"), f["nodeLimits"]) if "nodeLimits" in f else NodeLimits()
-    snapshot_groups = (_string_list(v, _join(path, "snapshotResourceGroups"), f["snapshotResourceGroups"], naming.resource_group_problem,
+    snapshot_groups = (_string_list(v, _join(path, "snapshotResourceGroups"), f["snapshotResourceGroups"],
+                                    naming.resource_group_problem,
                                     "images-rg", MAX_WATCHED_GROUPS) if "snapshotResourceGroups" in f else ())
     principals = (_string_list(v, _join(path, "allowedPrincipals"), f["allowedPrincipals"], _guid_principal,
-                               "00000000-0000-0000-0000-000000000000", MAX_ALLOWED_PRINCIPALS) if "allowedPrincipals" in f else ())
-    max_live = v.integer(_join(path, "maxLiveVersions"), f["maxLiveVersions"], 1, 1000) if "maxLiveVersions" in f else None
+                               "00000000-0000-0000-0000-000000000000",
+                               MAX_ALLOWED_PRINCIPALS) if "allowedPrincipals" in f else ())
+    max_live = v.integer(_join(path, "maxLiveVersions"), f["maxLiveVersions"], 1,
+                         1000) if "maxLiveVersions" in f else None
     if source == "snapshots" and "imageResourceGroup" not in f and "snapshotResourceGroups" not in f:
-        v.problem(_join(path, "snapshotResourceGroups"), "is required when the family has no imageResourceGroup: it names the resource "
+        v.problem(_join(path, "snapshotResourceGroups"),
+                  "is required when the family has no imageResourceGroup: it names the resource "
                   "group(s) where the family's snapshots may live (the app ignores snapshots anywhere else)")
-    canary = v.integer(_join(path, "canaryNodes"), f["canaryNodes"], 0, 100) if "canaryNodes" in f else DEFAULT_CANARY_NODES
+    canary = (v.integer(_join(path, "canaryNodes"), f["canaryNodes"], 0, 100) if "canaryNodes" in f
+              else DEFAULT_CANARY_NODES)
     start_task = _start_task(v, _join(path, "startTask"), f["startTask"]) if "startTask" in f else None
     rollout = _rollout(v, _join(path, "rollout"), f["rollout"]) if "rollout" in f else RolloutPolicy()
     retention = _retention(v, _join(path, "retention"), f["retention"]) if "retention" in f else None
-    pin = v.string(_join(path, "pinVersion"), f["pinVersion"], version_problem, example="1.4.0") if "pinVersion" in f else None
+    pin = v.string(_join(path, "pinVersion"), f["pinVersion"], version_problem,
+                   example="1.4.0") if "pinVersion" in f else None
 
     if source == "managedImage" and "imageResourceGroup" not in f:
-        v.problem(_join(path, "imageResourceGroup"), "is required with source \"managedImage\" (the default): it is where the managed images are created")
+        v.problem(_join(path, "imageResourceGroup"),
+                  "is required with source \"managedImage\" (the default): it is where the managed images are created")
     if source == "snapshots" and keep:
         v.problem(_join(path, "keepManagedImage"),
-                  "has no effect with source \"snapshots\", which builds no managed image; remove it or use source \"managedImage\"")
+                  "has no effect with source \"snapshots\", which builds no managed image; remove it or use source "
+                  "\"managedImage\"")
     if legacy:
         # Batch accepts a managed image as a pool's image only at API versions up to 2019-08-01 (the 2019 custom-image
-        # article); the app speaks BATCH_API_VERSION and Batch retires the versions before it, so every such create is a 400.
+        # article); the app speaks BATCH_API_VERSION and Batch retires the versions before it, so every such create is a
+        # 400.
         v.problem(_join(path, "legacyManagedImagePools"),
-                  "managed-image pools cannot be created: Batch accepts a managed image as a pool's image only at API versions up to "
-                  f"2019-08-01, the app uses {BATCH_API_VERSION}, and Batch is retiring the older versions; remove the key (the family's pools "
+                  "managed-image pools cannot be created: Batch accepts a managed image as a pool's image only at API "
+                  "versions up to "
+                  f"2019-08-01, the app uses {BATCH_API_VERSION}, and Batch is retiring the older versions; remove the "
+                  "key (the family's pools "
                   "use its gallery image version, which also has no shared node cap)")
 
     pools: list[PoolSpec] = []
     raw_pools = f.get("pools")
     if "pools" in f and not isinstance(raw_pools, list):
-        v.problem(_join(path, "pools"), f"{_show(raw_pools)} is not a list of pools (use [] for a family that only builds images)")
+        v.problem(_join(path, "pools"),
+                  f"{_show(raw_pools)} is not a list of pools (use [] for a family that only builds images)")
     elif isinstance(raw_pools, list):
         for i, raw_pool in enumerate(raw_pools):
             pool = _pool(v, _join(_join(path, "pools"), i), name, raw_pool, in_place=bool(rollout and rollout.in_place))
             if pool is not None:
                 pools.append(pool)
     if rollout is not None and rollout.in_place and legacy:
-        v.problem(_join(_join(path, "rollout"), "mode"), "inPlace needs gallery image versions; it cannot be combined with legacyManagedImagePools")
+        v.problem(_join(_join(path, "rollout"), "mode"),
+                  "inPlace needs gallery image versions; it cannot be combined with legacyManagedImagePools")
     if len(v.problems) > before or gallery is None or source is None or replicas is None or limits is None or legacy is None \
             or rollout is None or ("retention" in f and retention is None):
         return None
     return FamilyConfig(name=name, gallery=gallery, pools=tuple(pools), source=source, image_resource_group=image_rg,
-                        keep_managed_image=bool(keep) or bool(legacy), legacy_managed_image_pools=legacy, replicas=replicas,
+                        keep_managed_image=bool(keep) or bool(legacy), legacy_managed_image_pools=legacy,
+                        replicas=replicas,
                         node_limits=limits, description=description, snapshot_resource_groups=snapshot_groups or (),
                         allowed_principals=tuple(p.lower() for p in principals or ()), max_live_versions=max_live,
                         canary_nodes=DEFAULT_CANARY_NODES if canary is None else canary, start_task=start_task,
@@ -817,7 +890,9 @@ def _check_pool_id_clashes(v: _Validator, families: list[FamilyConfig]) -> None:
                 continue  # already reported
             key = (ResourceId.parse(pool.account).key, naming.pool_id_key(pool_id))
             if key in seen:
-                v.problem(path, f"gives pool id {pool_id!r} in the same Batch account as {seen[key]} (for version {SAMPLE_VERSION}; "
-                          "pool ids are compared without case and '.' becomes '-'); include {family} or another distinguishing text")
+                v.problem(path, f"gives pool id {pool_id!r} in the same Batch account as {seen[key]} (for version "
+                          f"{SAMPLE_VERSION}; "
+                          "pool ids are compared without case and '.' becomes '-'); include {family} or another "
+                          "distinguishing text")
             else:
                 seen[key] = path

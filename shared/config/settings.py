@@ -37,7 +37,8 @@ class RetrySettings:
     total: int = 4
     backoff_factor: float = 0.8
     backoff_max: int = 60  # cap on the policy's own exponential backoff between retries (not on Retry-After)
-    retry_after_max: int = 60  # the longest Retry-After one invocation waits for; longer: no retry now (shared/resources/retry.py)
+    # the longest Retry-After one invocation waits for; longer: no retry now (shared/resources/retry.py)
+    retry_after_max: int = 60
     read_timeout: float = 60.0  # seconds an SDK call waits for an answer before it fails (and may be retried)
 
 
@@ -54,7 +55,8 @@ class Settings:
     storage_table_endpoint: str | None = None
     table_prefix: str = "autopilot"
     families_json: str | None = None
-    families_source: str | None = None  # the setting the families came from: "AUTOPILOT_FAMILIES" or "AUTOPILOT_FAMILIES_FILE (path)"
+    # the setting the families came from: "AUTOPILOT_FAMILIES" or "AUTOPILOT_FAMILIES_FILE (path)"
+    families_source: str | None = None
     teams_webhook_url: str | None = None
     watch_schedule: str = "0 * * * * *"
     watch_full_scan_minutes: float = 5.0
@@ -76,7 +78,8 @@ class Settings:
     alert_cooldown_minutes: float = 60.0
     set_assembly_timeout_minutes: float = 60.0
     state_retention_days: float = 30.0  # finished state rows expire after this long (shared/core/state_expiry.py)
-    identity_client_id: str | None = None  # AZURE_CLIENT_ID: the app's own identity, to recognise its own writes in events
+    # AZURE_CLIENT_ID: the app's own identity, to recognise its own writes in events
+    identity_client_id: str | None = None
     # AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY: a family's gallery may be in another subscription than its Batch
     # accounts (off: refused with GALLERY_SUBSCRIPTION; Batch's docs disagree on whether that works, docs/deploy.md).
     allow_cross_subscription_gallery: bool = False
@@ -141,7 +144,8 @@ class _Reader:
             self.problems.append(f"{name}={value!r} is not a number; for example {name}={example}")
             return default
         if not low <= float(number) <= high:  # type: ignore[arg-type]
-            self.problems.append(f"{name}={value!r} is out of range: it must be between {low:g} and {high:g}; for example {name}={example}")
+            self.problems.append(f"{name}={value!r} is out of range: it must be between {low:g} and {high:g}; for "
+                                 f"example {name}={example}")
             return default
         return number
 
@@ -173,7 +177,8 @@ def _ncrontab(value: str) -> str | None:
 
 
 def _table_prefix(value: str) -> str | None:
-    return None if re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,40}", value) else "use 3-41 letters and digits, starting with a letter"
+    return (None if re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,40}", value) else "use 3-41 letters and digits, starting "
+            "with a letter")
 
 
 def _read_families_file(path: str) -> tuple[str | None, str | None]:
@@ -181,25 +186,29 @@ def _read_families_file(path: str) -> tuple[str | None, str | None]:
     where = os.path.abspath(path)
     shown = path if where == path else f"{path} (from the working directory {os.getcwd()}: {where})"
     if not os.path.exists(path):
-        return None, (f"AUTOPILOT_FAMILIES_FILE={shown} does not exist: give the absolute path of the families JSON document, for example "
-                      "AUTOPILOT_FAMILIES_FILE=/home/site/wwwroot/families.json (infra/families.sample.json is a starting point)")
+        return None, (f"AUTOPILOT_FAMILIES_FILE={shown} does not exist: give the absolute path of the families JSON "
+                      "document, for example "
+                      "AUTOPILOT_FAMILIES_FILE=/home/site/wwwroot/families.json (infra/families.sample.json is a "
+                      "starting point)")
     if not os.path.isfile(path):
-        return None, f"AUTOPILOT_FAMILIES_FILE={shown} is a directory, not a file: give the path of the families JSON document itself"
+        return (None, f"AUTOPILOT_FAMILIES_FILE={shown} is a directory, not a file: give the path of the families JSON "
+                "document itself")
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read(), None
     except UnicodeDecodeError:
         return None, f"AUTOPILOT_FAMILIES_FILE={shown} is not UTF-8 text: save the families document as UTF-8 JSON"
     except OSError as exc:
-        return None, f"AUTOPILOT_FAMILIES_FILE={shown} cannot be read ({exc.strerror or exc}): make it readable by the app"
+        return (None,
+                f"AUTOPILOT_FAMILIES_FILE={shown} cannot be read ({exc.strerror or exc}): make it readable by the app")
 
 
 def check_startup(settings: Settings) -> None:
     """What the app refuses to start with, beyond single settings: a families document that does not validate (every
     problem, naming the setting it came from), or nothing to do at all (no family and no watched account).
 
-    A deployment with watched accounts and no families is a documented watch-only use; with neither, a deployed app would
-    silently do nothing, which is worse than refusing. Raises SettingsError."""
+    A deployment with watched accounts and no families is a documented watch-only use; with neither, a deployed app
+    would silently do nothing, which is worse than refusing. Raises SettingsError."""
     from shared.config.families import FamilyConfigError, parse_families
 
     source = settings.families_source or "AUTOPILOT_FAMILIES"
@@ -207,12 +216,16 @@ def check_startup(settings: Settings) -> None:
     try:
         families = parse_families(settings.families_json)
     except FamilyConfigError as exc:
-        raise SettingsError([f"{source} is not a valid families document ({fix}; docs/families.schema.json describes it): {problem}"
+        raise SettingsError([f"{source} is not a valid families document ({fix}; docs/families.schema.json describes "
+                             f"it): {problem}"
                              for problem in exc.problems]) from None
     if not families.families and not settings.batch_accounts:
-        what = f"{source} has no family" if settings.families_json and settings.families_json.strip() else "no families are configured"
-        raise SettingsError([f"{what} and AUTOPILOT_BATCH_ACCOUNTS is empty, so the app would do nothing: add a family to "
-                             "AUTOPILOT_FAMILIES (or the file AUTOPILOT_FAMILIES_FILE names), or list the Batch accounts to watch in "
+        what = (f"{source} has no family" if settings.families_json
+                and settings.families_json.strip() else "no families are configured")
+        raise SettingsError([f"{what} and AUTOPILOT_BATCH_ACCOUNTS is empty, so the app would do nothing: add a "
+                             "family to "
+                             "AUTOPILOT_FAMILIES (or the file AUTOPILOT_FAMILIES_FILE names), or list the Batch "
+                             "accounts to watch in "
                              "AUTOPILOT_BATCH_ACCOUNTS (a watch-only deployment)"])
 
 
@@ -229,28 +242,34 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for account in accounts:
         if (is_batch_account_id(account) and _GUID.match(subscription_id)
                 and ResourceId.parse(account).subscription_id.lower() != subscription_id.lower()):
-            r.problems.append(f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is in another subscription: the app manages one "
+            r.problems.append(f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is in another subscription: the app "
+                              "manages one "
                               f"subscription ({subscription_id}); deploy another instance for that subscription")
         if not is_batch_account_id(account):
             r.problems.append(
                 f"AUTOPILOT_BATCH_ACCOUNTS has {account!r}, which is not a Batch account resource id; for example "
-                "AUTOPILOT_BATCH_ACCOUNTS=/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/myaccount"
+                "AUTOPILOT_BATCH_ACCOUNTS=/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch"
+                "/batchAccounts/myaccount"
             )
     arm_endpoint = r.optional("AUTOPILOT_ARM_ENDPOINT", DEFAULTS.arm_endpoint, _https_url) or DEFAULTS.arm_endpoint
     credential = (r.raw("AUTOPILOT_CREDENTIAL") or "default").lower()
     if credential not in {"default", "emulator"}:
-        r.problems.append(f"AUTOPILOT_CREDENTIAL={credential!r} is invalid: use 'default' (managed identity) or 'emulator'")
+        r.problems.append(f"AUTOPILOT_CREDENTIAL={credential!r} is invalid: use 'default' (managed identity) or "
+                          "'emulator'")
     ca_bundle = r.optional("AUTOPILOT_CA_BUNDLE", "/path/to/ca.pem", _path_exists)
-    topic = r.optional("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "https://mytopic.westeurope-1.eventgrid.azure.net/api/events", _https_url)
+    topic = r.optional("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "https://mytopic.westeurope-1.eventgrid.azure.net/api/events",
+                       _https_url)
     teams_raw = r.raw("AUTOPILOT_TEAMS_WEBHOOK_URL") or ""
     if teams_raw.startswith("@Microsoft.KeyVault("):
         # The platform resolves Key Vault references before the app starts; the literal text means it could not.
-        r.problems.append("AUTOPILOT_TEAMS_WEBHOOK_URL is an unresolved Key Vault reference: the Function App could not read the "
+        r.problems.append("AUTOPILOT_TEAMS_WEBHOOK_URL is an unresolved Key Vault reference: the Function App could "
+                          "not read the "
                           "secret. Give the app identity 'Key Vault Secrets User' on the vault and check the site's "
                           "keyVaultReferenceIdentity (infra/modules/keyvault.bicep does both)")
         teams = None
     else:
-        teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...", _https_url)
+        teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...",
+                           _https_url)
     families = r.raw("AUTOPILOT_FAMILIES")
     families_file = r.raw("AUTOPILOT_FAMILIES_FILE")
     families_source = "AUTOPILOT_FAMILIES" if families else None
@@ -265,7 +284,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     table_endpoint = r.optional("AzureWebJobsStorage__tableServiceUri", "https://mystorage.table.core.windows.net",
                                 lambda v: None if urlparse(v).scheme in {"http", "https"} else "it must be a URL")
     if not storage_connection and not table_endpoint:
-        r.problems.append("AzureWebJobsStorage is missing: set a connection string, or AzureWebJobsStorage__tableServiceUri "
+        r.problems.append("AzureWebJobsStorage is missing: set a connection string, or "
+                          "AzureWebJobsStorage__tableServiceUri "
                           "for identity-based access (e.g. https://mystorage.table.core.windows.net)")
 
     if credential == "emulator":
@@ -273,7 +293,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # so that a mis-set app setting can never send it to a real endpoint.
         for name, url in (("AUTOPILOT_ARM_ENDPOINT", arm_endpoint), ("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", topic)):
             if url and urlparse(url).hostname not in LOOPBACK_HOSTS:
-                r.problems.append(f"{name}={url!r} is not on loopback, but AUTOPILOT_CREDENTIAL=emulator only talks to a local emulator")
+                r.problems.append(f"{name}={url!r} is not on loopback, but AUTOPILOT_CREDENTIAL=emulator only talks to "
+                                  "a local emulator")
 
     d, rd = DEFAULTS, DEFAULTS.retry  # every default is the dataclasses' (DEFAULTS); the reader only parses
     retry = RetrySettings(
@@ -298,11 +319,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         families_source=families_source,
         teams_webhook_url=teams,
         watch_schedule=r.optional("AUTOPILOT_WATCH_SCHEDULE", d.watch_schedule, _ncrontab) or d.watch_schedule,
-        watch_full_scan_minutes=r.number("AUTOPILOT_WATCH_FULL_SCAN_MINUTES", d.watch_full_scan_minutes, float, 1, 1440),
+        watch_full_scan_minutes=r.number("AUTOPILOT_WATCH_FULL_SCAN_MINUTES", d.watch_full_scan_minutes, float, 1,
+                                         1440),
         guard_schedule=r.optional("AUTOPILOT_GUARD_SCHEDULE", d.guard_schedule, _ncrontab) or d.guard_schedule,
-        pipeline_schedule=r.optional("AUTOPILOT_PIPELINE_SCHEDULE", d.pipeline_schedule, _ncrontab) or d.pipeline_schedule,
+        pipeline_schedule=r.optional("AUTOPILOT_PIPELINE_SCHEDULE", d.pipeline_schedule, _ncrontab)
+        or d.pipeline_schedule,
         retry=retry,
-        backoff_initial_minutes=r.number("AUTOPILOT_BACKOFF_INITIAL_MINUTES", d.backoff_initial_minutes, float, 0.5, 240),
+        backoff_initial_minutes=r.number("AUTOPILOT_BACKOFF_INITIAL_MINUTES", d.backoff_initial_minutes, float, 0.5,
+                                         240),
         backoff_max_minutes=r.number("AUTOPILOT_BACKOFF_MAX_MINUTES", d.backoff_max_minutes, float, 1, 1440),
         backoff_reset_hours=r.number("AUTOPILOT_BACKOFF_RESET_HOURS", d.backoff_reset_hours, float, 0.1, 168),
         max_resize_attempts=r.number("AUTOPILOT_MAX_RESIZE_ATTEMPTS", d.max_resize_attempts, int, 1, 1000),
@@ -312,16 +336,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         identity_client_id=r.raw("AZURE_CLIENT_ID"),
         allow_cross_subscription_gallery=(r.optional("AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY", "false", _boolean)
                                           or "false").lower() == "true",
-        set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", d.set_assembly_timeout_minutes, float, 1, 10080),
+        set_assembly_timeout_minutes=r.number("AUTOPILOT_SET_ASSEMBLY_TIMEOUT_MINUTES", d.set_assembly_timeout_minutes,
+                                              float, 1, 10080),
         state_retention_days=r.number("AUTOPILOT_STATE_RETENTION_DAYS", d.state_retention_days, float, 1, 3650),
         unhealthy_node_minutes=r.number("AUTOPILOT_UNHEALTHY_NODE_MINUTES", d.unhealthy_node_minutes, float, 1, 1440),
         max_node_replacements=r.number("AUTOPILOT_MAX_NODE_REPLACEMENTS", d.max_node_replacements, int, 0, 1000),
         node_ready_minutes=r.number("AUTOPILOT_NODE_READY_MINUTES", d.node_ready_minutes, float, 5, 1440),
         image_unhealthy_share=r.number("AUTOPILOT_IMAGE_UNHEALTHY_SHARE", d.image_unhealthy_share, float, 0.05, 1.0),
-        node_health_rotation_minutes=r.number("AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES", d.node_health_rotation_minutes, float, 5, 10080),
+        node_health_rotation_minutes=r.number("AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES", d.node_health_rotation_minutes,
+                                              float, 5, 10080),
     )
     if settings.backoff_max_minutes < settings.backoff_initial_minutes:
-        r.problems.append("AUTOPILOT_BACKOFF_MAX_MINUTES is below AUTOPILOT_BACKOFF_INITIAL_MINUTES: the cap must be at least the first delay")
+        r.problems.append("AUTOPILOT_BACKOFF_MAX_MINUTES is below AUTOPILOT_BACKOFF_INITIAL_MINUTES: the cap must be "
+                          "at least the first delay")
     if r.problems:
         raise SettingsError(r.problems)
     return settings
@@ -347,7 +374,8 @@ def reset_settings_cache() -> None:
 
 def describe(settings: Settings) -> dict[str, Any]:
     """Settings safe to log (secrets masked)."""
-    out = {k: v for k, v in settings.__dict__.items() if k not in {"events_topic_key", "storage_connection", "families_json"}}
+    out = {k: v for k, v in settings.__dict__.items()
+           if k not in {"events_topic_key", "storage_connection", "families_json"}}
     out["events_topic_key"] = "***" if settings.events_topic_key else None
     out["storage_connection"] = "***" if settings.storage_connection else None
     return out

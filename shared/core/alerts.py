@@ -45,7 +45,8 @@ IMAGE_BUILD_FAILED = "ImageBuildFailed"
 POOLS_CREATED = "PoolsCreated"
 DELETE_BLOCKED = "DeleteBlocked"
 SNAPSHOT_SET_CHANGED = "SnapshotSetChanged"  # a built version's snapshot was re-tagged: reported, not acted on
-PERMISSION_DENIED = "PermissionDenied"  # a 401/403 on a write (or on a read inside the configured scope): shared/core/permissions.py
+# a 401/403 on a write (or on a read inside the configured scope): shared/core/permissions.py
+PERMISSION_DENIED = "PermissionDenied"
 NODES_UNHEALTHY = "NodesUnhealthy"  # node replacement budget spent, or the subnet to blame: shared/watch/node_watch.py
 IMAGE_UNHEALTHY = "ImageUnhealthy"  # a version's nodes fail on first boot: shared/watch/node_watch.py
 ROLLOUT_STARTED = "RolloutStarted"  # image rollouts: shared/lifecycle/rollout_runner.py
@@ -119,8 +120,10 @@ CARD_TITLE_CHARS, CARD_TEXT_CHARS, CARD_FACT_CHARS = 200, 1500, 300
 
 
 def card_text(text: str, limit: int) -> str:
-    """Untrusted text as plain text in an Adaptive Card: one line, markdown escaped, links defused, at most ``limit`` characters."""
-    text = re.sub(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]", " ", str(text))  # line breaks, control and bidi overrides
+    """Untrusted text as plain text in an Adaptive Card: one line, markdown escaped, links defused, at most ``limit``
+    characters."""
+    # line breaks, control and bidi overrides
+    text = re.sub(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]", " ", str(text))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     text = _LIST_START.sub(r"\1\\\2\3", _MARKDOWN.sub(r"\\\1", text))
@@ -131,24 +134,29 @@ def adaptive_card(alert: Alert) -> dict[str, Any]:
     """A Teams Workflows webhook message carrying the alert as an Adaptive Card (v1.4)."""
     colour = {SEVERITY_CRITICAL: "Attention", SEVERITY_WARNING: "Warning"}.get(alert.severity, "Good")
     facts = [{"title": "Alert", "value": alert.type}, {"title": "Severity", "value": alert.severity},
-             {"title": "Resource", "value": card_text(alert.subject, CARD_FACT_CHARS)}, {"title": "When", "value": iso(alert.occurred_at)}]
+             {"title": "Resource", "value": card_text(alert.subject, CARD_FACT_CHARS)},
+             {"title": "When", "value": iso(alert.occurred_at)}]
     for key in ("account", "pool", "codes", "attempt", "nextTryTime", "pools", "action", "role", "roleScope"):
         value = alert.details.get(key)
         if value not in (None, "", []):
-            facts.append({"title": key, "value": card_text(value if isinstance(value, str) else json.dumps(value), CARD_FACT_CHARS)})
+            facts.append({"title": key,
+                          "value": card_text(value if isinstance(value, str) else json.dumps(value), CARD_FACT_CHARS)})
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": card_text(alert.title, CARD_TITLE_CHARS), "size": "Large", "weight": "Bolder", "color": colour,
+            {"type": "TextBlock", "text": card_text(alert.title, CARD_TITLE_CHARS), "size": "Large", "weight": "Bolder",
+             "color": colour,
              "wrap": True},
             {"type": "FactSet", "facts": facts},
             {"type": "TextBlock", "text": card_text(alert.diagnosis, CARD_TEXT_CHARS), "wrap": True},
             {"type": "TextBlock", "text": f"**What to do:** {card_text(alert.fix, CARD_TEXT_CHARS)}", "wrap": True},
         ],
     }
-    return {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
+    return {"type": "message",
+            "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+                             "content": card}]}
 
 
 class AlertPublisher:
@@ -161,8 +169,10 @@ class AlertPublisher:
         partition, row = safe_key(alert.subject), safe_key(f"{alert.type}|{alert.dedupe_key}")
         now = self._context.clock.now()
         # What a person needs to act on it is kept with the claim, so `autopilot status` can show recent alerts.
-        claim_data = {"type": str(alert.type), "subject": alert.subject, "claimedAt": iso(now), "sent": False, "severity": alert.severity,
-                      "title": alert.title, "diagnosis": alert.diagnosis, "fix": alert.fix, "occurredAt": iso(alert.occurred_at)}
+        claim_data = {"type": str(alert.type), "subject": alert.subject, "claimedAt": iso(now), "sent": False,
+                      "severity": alert.severity,
+                      "title": alert.title, "diagnosis": alert.diagnosis, "fix": alert.fix,
+                      "occurredAt": iso(alert.occurred_at)}
         try:
             record = table.insert(partition, row, claim_data)
         except ConcurrencyConflict:
@@ -184,10 +194,11 @@ class AlertPublisher:
             self._send(alert)
         except Exception as exc:
             if self._to_outbox(alert, exc):
-                # The alert is kept, as this very event, in the outbox: the next full watch scan sends it. The caller can
-                # record it as raised, so the failure episode it belongs to (its de-duplication key) survives.
+                # The alert is kept, as this very event, in the outbox: the next full watch scan sends it. The caller
+                # can record it as raised, so the failure episode it belongs to (its de-duplication key) survives.
                 with contextlib.suppress(Exception):
-                    table.replace(record, {**claim_data, "sent": True, "outbox": True, "sentAt": iso(self._context.clock.now())})
+                    table.replace(record, {**claim_data, "sent": True, "outbox": True,
+                                           "sentAt": iso(self._context.clock.now())})
                 return True
             # Hand the claim back so the retry (redelivery, next tick) sends it instead of seeing
             # "already claimed" and dropping the alert.
@@ -206,20 +217,24 @@ class AlertPublisher:
         event = alert.event()
         try:
             self._context.state.table(ALERTS).insert(OUTBOX, event["id"], {
-                "type": str(alert.type), "subject": alert.subject, "event": json.dumps(event), "queuedAt": iso(self._context.clock.now()),
+                "type": str(alert.type), "subject": alert.subject, "event": json.dumps(event),
+                "queuedAt": iso(self._context.clock.now()),
                 "error": str(error)[:1000]})
         except ConcurrencyConflict:
             return True  # already queued
         except Exception as exc:  # Table storage failing too: the caller raises, and the retry decides again
-            log.warning("alert %s for %s: not sent (%s) and could not be kept in the outbox: %s", alert.type, alert.subject, error, exc)
+            log.warning("alert %s for %s: not sent (%s) and could not be kept in the outbox: %s", alert.type,
+                        alert.subject, error, exc)
             return False
-        log.warning("alert %s for %s: not confirmed by the topic (%s); kept in the outbox, sent again at the next full watch scan",
+        log.warning("alert %s for %s: not confirmed by the topic (%s); kept in the outbox, sent again at the next full "
+                    "watch scan",
                     alert.type, alert.subject, error)
         return True
 
     def flush_outbox(self) -> int:
-        """Send the alerts kept in the outbox (each as the same event, so a copy the topic did take is a duplicate by ``id``
-        only), and drop them once the topic confirms. Returns how many were sent; a failure leaves the row for next time."""
+        """Send the alerts kept in the outbox (each as the same event, so a copy the topic did take is a duplicate by
+        ``id`` only), and drop them once the topic confirms. Returns how many were sent; a failure leaves the row for
+        next time."""
         table = self._context.state.table(ALERTS)
         sent = 0
         for record in list(table.query(OUTBOX)):
@@ -227,11 +242,13 @@ class AlertPublisher:
                 event = json.loads(str(record.data.get("event") or ""))
                 self._publish_event(event)
             except Exception as exc:
-                log.warning("alert outbox: %s for %s still not sent: %s", record.data.get("type"), record.data.get("subject"), exc)
+                log.warning("alert outbox: %s for %s still not sent: %s", record.data.get("type"),
+                            record.data.get("subject"), exc)
                 continue
             with contextlib.suppress(ConcurrencyConflict):
                 table.delete(record)
-            log.info("alert outbox: sent %s for %s (event %s)", record.data.get("type"), record.data.get("subject"), record.row)
+            log.info("alert outbox: sent %s for %s (event %s)", record.data.get("type"), record.data.get("subject"),
+                     record.row)
             sent += 1
         return sent
 
@@ -252,7 +269,8 @@ class AlertPublisher:
             except ServiceResponseError:
                 if attempt == LOST_ANSWER_RESENDS:
                     raise
-                log.info("alert %s: the topic's answer was lost; sending the same event (id %s) again", event.get("eventType"), event.get("id"))
+                log.info("alert %s: the topic's answer was lost; sending the same event (id %s) again",
+                         event.get("eventType"), event.get("id"))
 
     def _send(self, alert: Alert) -> None:
         # The topic is the contract other teams subscribe to: a failure here propagates, so the
@@ -265,7 +283,8 @@ class AlertPublisher:
         from azure.core.rest import HttpRequest
 
         try:
-            response = teams.send_request(HttpRequest("POST", self._context.settings.teams_webhook_url or "", json=adaptive_card(alert)))
+            response = teams.send_request(HttpRequest("POST", self._context.settings.teams_webhook_url or "",
+                                                      json=adaptive_card(alert)))
             response.raise_for_status()
         except Exception as exc:  # Teams is a courtesy copy; the topic event already carries the alert
             log.warning("could not post alert %s for %s to Teams: %s", alert.type, alert.subject, exc)

@@ -41,7 +41,8 @@ class EventSubscription:
         in_groups = bool(subject) and str(subject).lower().startswith(tuple(p.lower() for p in prefixes or ()))
         if self.resource_group_scoped and prefixes is not None and not in_groups:
             return False
-        if self.subject_contains and not (isinstance(subject, str) and any(s.lower() in subject.lower() for s in self.subject_contains)):
+        if self.subject_contains and not (isinstance(subject, str)
+                                          and any(s.lower() in subject.lower() for s in self.subject_contains)):
             return False
         if not self.operation_names:
             return True

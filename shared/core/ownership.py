@@ -34,7 +34,8 @@ NAME_TAKEN = "NAME_TAKEN"
 
 
 def sources_digest(resource_ids: Iterable[str]) -> str:
-    """A short, order- and case-independent digest of the resources something was built from (fits a 256-character tag)."""
+    """A short, order- and case-independent digest of the resources something was built from (fits a 256-character
+    tag)."""
     text = "\n".join(sorted({normalize(r) for r in resource_ids}))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
@@ -47,7 +48,8 @@ def _tags(resource: Mapping[str, Any]) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in (resource.get("tags") or {}).items()}
 
 
-def not_ours(resource: Mapping[str, Any], kind: str, family: str, version: str, expected_sources: Iterable[str]) -> str | None:
+def not_ours(resource: Mapping[str, Any], kind: str, family: str, version: str,
+             expected_sources: Iterable[str]) -> str | None:
     """None when ``resource`` (a managed image or gallery image version, as read) is the app's build of
     (family, version) from exactly ``expected_sources``; else why it is not, in one sentence."""
     tags = _tags(resource)
@@ -60,7 +62,8 @@ def not_ours(resource: Mapping[str, Any], kind: str, family: str, version: str, 
     actual = {normalize(s) for s in image_sources(kind, resource)}
     if actual != expected:
         # Tags are a claim anyone with write access can make; the definition says what it really holds.
-        return "it was built from " + (", ".join(sorted(actual)) or "nothing the app can read") + ", not from " + ", ".join(sorted(expected))
+        return ("it was built from " + (", ".join(sorted(actual)) or "nothing the app can read") + ", not from "
+                + ", ".join(sorted(expected)))
     recorded = tags.get(SOURCES_TAG.lower())
     if recorded is not None and recorded != sources_digest(expected):
         return f"its {SOURCES_TAG} tag does not match the snapshots it is being reused for"
@@ -71,11 +74,13 @@ def image_not_ours(image: Mapping[str, Any], family: str, version: str, snapshot
     return not_ours(image, MANAGED_IMAGE, family, version, snapshot_ids)
 
 
-def version_not_ours(gallery_version: Mapping[str, Any], family: str, version: str, sources: Iterable[str]) -> str | None:
+def version_not_ours(gallery_version: Mapping[str, Any], family: str, version: str,
+                     sources: Iterable[str]) -> str | None:
     return not_ours(gallery_version, GALLERY_VERSION, family, version, sources)
 
 
-def pool_not_ours(pool: Mapping[str, Any], family: str, version: str, image_id: str, *, in_place: bool = False) -> str | None:
+def pool_not_ours(pool: Mapping[str, Any], family: str, version: str, image_id: str, *,
+                  in_place: bool = False) -> str | None:
     """None when the pool (either plane's JSON) carries the app's metadata for (family, version) and uses ``image_id``.
 
     ``in_place``: the family keeps one pool id for every version (rollout inPlace), so its standing pool is the app's
@@ -88,8 +93,10 @@ def pool_not_ours(pool: Mapping[str, Any], family: str, version: str, image_id: 
         return f"it has no {pool_metadata.MANAGED}=true metadata"
     same_version = metadata.get(pool_metadata.VERSION, "") == version or in_place
     if metadata.get(pool_metadata.FAMILY, "").lower() != family.lower() or not same_version:
-        return f"its metadata names family {metadata.get(pool_metadata.FAMILY, '')!r} version {metadata.get(pool_metadata.VERSION, '')!r}"
-    vm = props.get("virtualMachineConfiguration") or (props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {}
+        return (f"its metadata names family {metadata.get(pool_metadata.FAMILY, '')!r} version "
+                f"{metadata.get(pool_metadata.VERSION, '')!r}")
+    vm = (props.get("virtualMachineConfiguration")
+          or (props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {})
     reference = vm.get("imageReference") or {}
     used = reference.get("virtualMachineImageId") or reference.get("id") or ""
     if in_place:
@@ -105,12 +112,14 @@ def pool_not_ours(pool: Mapping[str, Any], family: str, version: str, image_id: 
 def name_taken_fix(resource_id: str, family: str, version: str, *, kind: str) -> str:
     """What a person does about a foreign resource at a derived name (the app never adopts, locks or deletes it)."""
     if kind == "pool":
-        delete = f"delete or rename pool {resource_id} if nobody needs it (Batch pool ids cannot be reused while it exists)"
+        delete = (f"delete or rename pool {resource_id} if nobody needs it (Batch pool ids cannot be reused while "
+                  "it exists)")
         other = "or give the family's pool a different poolId template"
     else:
         delete = f"delete or move {resource_id} if nobody needs it"
         other = "or set the family's imageResourceGroup / gallery to a place where the app's names are free"
-    return (f"{delete}: the app retries at its next sweep and builds {family} {version}; or tag the snapshots with another "
+    return (f"{delete}: the app retries at its next sweep and builds {family} {version}; or tag the snapshots "
+            "with another "
             f"autopilot.version, {other}")
 
 
@@ -123,7 +132,8 @@ def lock_removal_refusal(lock: Any, owner: str | None, *, lock_name: str, notes_
     anyone's, and removes none.
     """
     if owner is None:
-        return "the app does not know its own client id (set AZURE_CLIENT_ID to the identity's client id): it removes no lock"
+        return ("the app does not know its own client id (set AZURE_CLIENT_ID to the identity's client id): it "
+                "removes no lock")
     if lock is None:
         return "the lock is gone"
     if lock.name.lower() != lock_name.lower():

@@ -80,21 +80,26 @@ def denied_alert(context: AppContext, action: str, scope: str, exc: BaseExceptio
     role = role_for(action)
     where = _group_scope(scope)
     if status == 401:
-        fix = ("check the Function App's managed identity (AZURE_CLIENT_ID names a user-assigned identity that exists and is "
-               f"attached to the app); once it can sign in, grant it the role '{role}' on {where} if it does not hold it")
+        fix = ("check the Function App's managed identity (AZURE_CLIENT_ID names a user-assigned identity that "
+               "exists and is "
+               f"attached to the app); once it can sign in, grant it the role '{role}' on {where} if it does "
+               "not hold it")
     elif role in OPT_IN:
         parameter, env = OPT_IN[role]
         fix = (f"the role '{role}' is granted only on request: `azd env set {env} true` and `azd provision` "
                f"(Bicep parameter {parameter}) create it and assign it to the app's managed identity on {where}, "
                f"or assign any role that allows {action} there; the app retries on its next pass")
     else:
-        fix = (f"grant the app's managed identity the role '{role}' (infra/roles.json) on {where} - re-run the deployment with "
-               f"that resource group in its parameters, or assign the role there - or any role that allows {action}; the app "
+        fix = (f"grant the app's managed identity the role '{role}' (infra/roles.json) on {where} - re-run the "
+               "deployment with "
+               "that resource group in its parameters, or assign the role there - or any role that allows "
+               f"{action}; the app "
                "retries on its next pass")
     now = context.clock.now()
     # The subject is the resource group: a missing role there refuses many resources at once, one alert says it.
     return Alert(alerts.PERMISSION_DENIED, alerts.SEVERITY_CRITICAL, where, f"Permission denied: {action} on {where}",
-                 f"Azure answered {status} {code} when the app tried {action} on {scope}: the app's identity lacks a role there, "
+                 f"Azure answered {status} {code} when the app tried {action} on {scope}: the app's identity lacks a "
+                 "role there, "
                  "so this step cannot happen until someone grants it.", fix,
                  # One alert per action and resource group a day, until someone grants the role.
                  f"{action.lower()}|{normalize(where)}|{now:%Y-%m-%d}", now,

@@ -17,10 +17,13 @@ SNAPSHOT_IDS = "autopilot.snapshotIds"  # comma-separated source snapshot ids
 DESIRED_DEDICATED = "autopilot.desiredDedicated"  # the target the watch drives towards
 DESIRED_SPOT = "autopilot.desiredSpot"
 SCHEDULE = "autopilot.schedule"  # JSON list of {"cron", "dedicated", "spot"} entries
-DEALLOCATION = "autopilot.nodeDeallocationOption"  # for scheduled shrinks: requeue|terminate|taskcompletion|retaineddata
-RESIZE_TIMEOUT = "autopilot.resizeTimeoutMinutes"  # every resize the watch issues uses it (the family's resizeTimeoutMinutes)
+# for scheduled shrinks: requeue|terminate|taskcompletion|retaineddata
+DEALLOCATION = "autopilot.nodeDeallocationOption"
+# every resize the watch issues uses it (the family's resizeTimeoutMinutes)
+RESIZE_TIMEOUT = "autopilot.resizeTimeoutMinutes"
 
-ALL_KEYS = (MANAGED, FAMILY, VERSION, IMAGE_ID, MANAGED_IMAGE_ID, SNAPSHOT_IDS, DESIRED_DEDICATED, DESIRED_SPOT, SCHEDULE, DEALLOCATION,
+ALL_KEYS = (MANAGED, FAMILY, VERSION, IMAGE_ID, MANAGED_IMAGE_ID, SNAPSHOT_IDS, DESIRED_DEDICATED, DESIRED_SPOT,
+            SCHEDULE, DEALLOCATION,
             RESIZE_TIMEOUT)
 
 

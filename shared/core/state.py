@@ -86,7 +86,8 @@ def _to_entity(partition: str, row: str, data: Mapping[str, Any]) -> dict[str, A
             # seconds need 64 bits, so every int is stored as Int64.
             entity[name] = EntityProperty(value, EdmType.INT64)
         else:
-            raise TypeError(f"state field {name!r} has unsupported type {type(value).__name__}: store str, int, float, bool or None")
+            raise TypeError(f"state field {name!r} has unsupported type {type(value).__name__}: store str, int, float, "
+                            "bool or None")
     return {k: v for k, v in entity.items() if v is not None}
 
 
@@ -167,24 +168,32 @@ class StateTable:
         into a 412; reading the row back with this call's token in it means the replace was ours and succeeded.
         """
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
+        from azure.core.exceptions import (
+            ResourceModifiedError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
         from azure.data.tables import UpdateMode
 
         token = uuid.uuid4().hex
         entity = {**_to_entity(record.partition, record.row, data), WRITE_ID: token}
         for attempt in range(_AMBIGUOUS_ATTEMPTS):
             try:
-                meta = self._client.update_entity(entity, mode=UpdateMode.REPLACE, etag=record.etag, match_condition=MatchConditions.IfNotModified)
+                meta = self._client.update_entity(entity, mode=UpdateMode.REPLACE, etag=record.etag,
+                                                  match_condition=MatchConditions.IfNotModified)
             except (ResourceModifiedError, ResourceNotFoundError) as exc:
                 if (mine := self._own_write(record.partition, record.row, token)) is not None:
                     return mine
-                raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from exc
+                raise ConcurrencyConflict(
+                    f"{self.name}/{record.partition}/{record.row} changed since it was read") from exc
             except (ServiceRequestError, ServiceResponseError):
                 current = self.get(record.partition, record.row)
                 if current is not None and current.write_id == token:
                     return current
                 if current is None or current.etag != record.etag:
-                    raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from None
+                    raise ConcurrencyConflict(
+                        f"{self.name}/{record.partition}/{record.row} changed since it was read") from None
                 if attempt == _AMBIGUOUS_ATTEMPTS - 1:
                     raise
                 continue  # unchanged: the replace never committed; send it again
@@ -207,7 +216,8 @@ class StateTable:
         from azure.core.exceptions import ResourceModifiedError
 
         try:
-            self._client.delete_entity(record.partition, record.row, etag=record.etag, match_condition=MatchConditions.IfNotModified)
+            self._client.delete_entity(record.partition, record.row, etag=record.etag,
+                                       match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError as exc:
             raise ConcurrencyConflict(f"{self.name}/{record.partition}/{record.row} changed since it was read") from exc
 

@@ -42,7 +42,8 @@ def expire_finished(context: AppContext) -> int:
         if row.data.get("stage") == "done":
             with contextlib.suppress(ConcurrencyConflict):  # tombstoned before
                 context.state.table(BUILT).insert(row.partition, row.row, {"builtAt": row.data.get("updatedAt", ""),
-                                                                          "detail": str(row.data.get("detail", ""))[:4000]})
+                                                                          "detail": str(row.data.get("detail",
+                                                                                                     ""))[:4000]})
         snapshot_set = sets.get(row.partition, row.row)
         try:
             if snapshot_set is not None:

@@ -118,7 +118,8 @@ class IgnoredEvent:
     """An event the app will not act on, with the one reason why (for a log line)."""
 
     reason: str
-    # not-a-resource-event | missing-field | wrong-type | too-large | hostile-id | subject-mismatch | foreign-subscription
+    # not-a-resource-event | missing-field | wrong-type | too-large | hostile-id | subject-mismatch |
+    # foreign-subscription
     # | temporary-deployment | bad-time | internal-error
     code: str
     id: str | None = None
@@ -231,7 +232,8 @@ def _operation_type(operation_name: str) -> str | None:
     return "/".join(parts[:-1])
 
 
-def parse_event(event_id: object = None, topic: object = None, subject: object = None, event_type: object = None, event_time: object = None,
+def parse_event(event_id: object = None, topic: object = None, subject: object = None, event_type: object = None,
+                event_time: object = None,
                 data: object = None, *, expected_subscription: str | None = None) -> ResourceEvent | IgnoredEvent:
     """Validate one delivered event. Never raises.
 
@@ -248,7 +250,8 @@ def parse_event(event_id: object = None, topic: object = None, subject: object =
     except Exception as exc:
         # The contract is "never raises": a bug here must not become 24 hours of Event Grid retries.
         # The property tests assert this branch is never reached.
-        return IgnoredEvent(reason=f"the event could not be read ({type(exc).__name__}: {str(exc)[:120]})", code="internal-error",
+        return IgnoredEvent(reason=f"the event could not be read ({type(exc).__name__}: {str(exc)[:120]})",
+                            code="internal-error",
                             id=shown_id, type=shown_type, subject=shown_subject)
 
 
@@ -258,7 +261,8 @@ def _parse(event_id: object, topic: object, subject: object, event_type: object,
     assert type_text is not None
     canonical = _CANONICAL_TYPE.get(type_text.lower())
     if canonical is None:
-        raise _Ignore("not-a-resource-event", f"event type {_short(type_text)} is not an Azure Resource Manager resource event")
+        raise _Ignore("not-a-resource-event",
+                      f"event type {_short(type_text)} is not an Azure Resource Manager resource event")
     ident = _text("event id", event_id, MAX_ID)
     assert ident is not None
     subject_text = _text("subject", subject, MAX_RESOURCE_ID)
@@ -284,26 +288,32 @@ def _parse(event_id: object, topic: object, subject: object, event_type: object,
     if resource_uri is not None:
         _resource("data.resourceUri", resource_uri)
         if not same_id(resource_uri, subject_text):
-            raise _Ignore("subject-mismatch", f"subject {_short(subject_text)} and data.resourceUri {_short(resource_uri)} name different resources")
+            raise _Ignore("subject-mismatch", f"subject {_short(subject_text)} and data.resourceUri "
+                          f"{_short(resource_uri)} name different resources")
     if data_subscription is not None and data_subscription.lower() != resource.subscription_id.lower():
-        raise _Ignore("subject-mismatch", f"data.subscriptionId {data_subscription} is not the subscription of {_short(subject_text)}")
+        raise _Ignore("subject-mismatch",
+                      f"data.subscriptionId {data_subscription} is not the subscription of {_short(subject_text)}")
     if topic_text is not None and topic_text.lower().startswith("/subscriptions/"):
         topic_id = _resource("topic", topic_text)
         if not is_within(subject_text, topic_id.raw):
-            raise _Ignore("subject-mismatch", f"subject {_short(subject_text)} is outside the event's topic {_short(topic_text)}")
+            raise _Ignore("subject-mismatch",
+                          f"subject {_short(subject_text)} is outside the event's topic {_short(topic_text)}")
     if expected_subscription is not None and resource.subscription_id.lower() != expected_subscription.strip().lower():
-        raise _Ignore("foreign-subscription", f"the event is about subscription {resource.subscription_id}, not {expected_subscription}")
+        raise _Ignore("foreign-subscription",
+                      f"the event is about subscription {resource.subscription_id}, not {expected_subscription}")
 
     op_type = _operation_type(operation)
     if resource.is_type(DEPLOYMENTS) and op_type is not None and op_type.lower() != DEPLOYMENTS.lower():
         # ARM can raise ResourceWriteSuccess twice for one write, the first naming a temporary
         # deployment; the second, with the same correlationId, names the real resource.
-        raise _Ignore("temporary-deployment", f"the event names a temporary deployment for {operation} (correlation id {correlation}); "
+        raise _Ignore("temporary-deployment",
+                      f"the event names a temporary deployment for {operation} (correlation id {correlation}); "
                       "the event for the resource itself follows")
 
     return ResourceEvent(
         id=ident, type=canonical, subject=resource.raw, resource_id=resource, operation_name=operation,
-        subscription_id=resource.subscription_id, status=status, correlation_id=correlation, claims=MappingProxyType(claims),
+        subscription_id=resource.subscription_id, status=status, correlation_id=correlation,
+        claims=MappingProxyType(claims),
         caller=_caller(claims), http_method=method, time=when, topic=topic_text,
     )
 
@@ -311,7 +321,8 @@ def _parse(event_id: object, topic: object, subject: object, event_type: object,
 def parse_envelope(envelope: object, *, expected_subscription: str | None = None) -> ResourceEvent | IgnoredEvent:
     """Parse a raw delivered JSON object in either schema (Event Grid or CloudEvents 1.0). Never raises."""
     if not isinstance(envelope, Mapping):
-        return IgnoredEvent(reason=f"the delivery is a {type(envelope).__name__}, not an event object", code="wrong-type")
+        return IgnoredEvent(reason=f"the delivery is a {type(envelope).__name__}, not an event object",
+                            code="wrong-type")
 
     def pick(*names: str) -> object:
         for n in names:
@@ -320,7 +331,8 @@ def parse_envelope(envelope: object, *, expected_subscription: str | None = None
         return None
 
     return parse_event(
-        pick("id"), pick("topic", "source"), pick("subject"), pick("eventType", "type"), pick("eventTime", "time"), pick("data"),
+        pick("id"), pick("topic", "source"), pick("subject"), pick("eventType", "type"), pick("eventTime", "time"),
+        pick("data"),
         expected_subscription=expected_subscription,
     )
 
@@ -329,7 +341,8 @@ def parse_envelope(envelope: object, *, expected_subscription: str | None = None
 
 
 def _is(event: ResourceEvent | IgnoredEvent, event_type: str, resource_type: str) -> bool:
-    return isinstance(event, ResourceEvent) and event.type == event_type and event.resource_id is not None and event.resource_id.is_type(resource_type)
+    return (isinstance(event, ResourceEvent) and event.type == event_type and event.resource_id is not None
+            and event.resource_id.is_type(resource_type))
 
 
 def is_snapshot_write(event: ResourceEvent | IgnoredEvent) -> bool:
@@ -345,7 +358,8 @@ def is_gallery_image_version_write(event: ResourceEvent | IgnoredEvent) -> bool:
 
 
 def tagged_resource(event: ResourceEvent | IgnoredEvent) -> ResourceId | None:
-    """The resource a Tags-API event is about: the subject itself, or the scope of ``.../providers/Microsoft.Resources/tags/default``."""
+    """The resource a Tags-API event is about: the subject itself, or the scope of
+    ``.../providers/Microsoft.Resources/tags/default``."""
     # A Tags-API event may name the tags resource ({scope}/providers/Microsoft.Resources/tags/default) or, as public
     # code shows, the tagged resource itself: both are accepted, and the tagged resource is what the app re-reads.
     if not isinstance(event, ResourceEvent) or event.resource_id is None:
@@ -360,7 +374,8 @@ def tagged_resource(event: ResourceEvent | IgnoredEvent) -> ResourceId | None:
 
 
 def _tags_event(event: ResourceEvent | IgnoredEvent, event_type: str, operation: str) -> bool:
-    if not isinstance(event, ResourceEvent) or event.type != event_type or event.operation_name.lower() != operation.lower():
+    if (not isinstance(event, ResourceEvent) or event.type != event_type
+        or event.operation_name.lower() != operation.lower()):
         return False
     resource = tagged_resource(event)
     return resource is not None and resource.is_type(SNAPSHOTS)
@@ -377,7 +392,8 @@ def is_snapshot_tags_delete(event: ResourceEvent | IgnoredEvent) -> bool:
 
 
 def is_snapshot_delete(event: ResourceEvent | IgnoredEvent) -> bool:
-    return _is(event, DELETE_SUCCESS, SNAPSHOTS) and isinstance(event, ResourceEvent) and event.operation_name.lower() == SNAPSHOTS_DELETE.lower()
+    return (_is(event, DELETE_SUCCESS, SNAPSHOTS) and isinstance(event, ResourceEvent)
+            and event.operation_name.lower() == SNAPSHOTS_DELETE.lower())
 
 
 def is_pool_write(event: ResourceEvent | IgnoredEvent) -> bool:

@@ -19,9 +19,11 @@ def event_envelope(event: Any) -> dict[str, Any]:
     except (ValueError, TypeError):
         data = None
     if hasattr(event, "event_type"):  # Event Grid schema
-        return {"id": event.id, "topic": getattr(event, "topic", None), "subject": event.subject, "eventType": event.event_type,
+        return {"id": event.id, "topic": getattr(event, "topic", None), "subject": event.subject,
+                "eventType": event.event_type,
                 "eventTime": event.event_time, "data": data}
-    return {"id": getattr(event, "id", None), "topic": getattr(event, "source", None), "subject": getattr(event, "subject", None),
+    return {"id": getattr(event, "id", None), "topic": getattr(event, "source", None),
+            "subject": getattr(event, "subject", None),
             "eventType": getattr(event, "type", None), "eventTime": getattr(event, "time", None), "data": data}
 
 
@@ -48,7 +50,8 @@ def log_ignored(log: logging.Logger, ignored: IgnoredEvent) -> None:
     # One line per ignored event, at debug for the expected kinds (other resources' events) and at
     # warning for malformed or hostile deliveries.
     level = logging.DEBUG if ignored.code in {"not-a-resource-event", "temporary-deployment"} else logging.WARNING
-    log.log(level, "ignored event %s (%s): %s [%s]", shown(ignored.id), shown(ignored.type), ignored.reason, ignored.code)
+    log.log(level, "ignored event %s (%s): %s [%s]", shown(ignored.id), shown(ignored.type), ignored.reason,
+            ignored.code)
 
 
 def system_event(event: Any, log: logging.Logger) -> tuple[AppContext, ResourceEvent] | None:

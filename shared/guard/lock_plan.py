@@ -64,8 +64,10 @@ def pool_use(account_id: str, pool: Mapping[str, Any]) -> PoolUse | None:
     metadata = pool_metadata.as_dict(props.get("metadata"))
     if not pool_metadata.is_managed(metadata):
         return None
-    vm = props.get("virtualMachineConfiguration") or (props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {}
-    image_id = (vm.get("imageReference") or {}).get("id") or (vm.get("imageReference") or {}).get("virtualMachineImageId")
+    vm = (props.get("virtualMachineConfiguration")
+          or (props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {})
+    image_id = ((vm.get("imageReference") or {}).get("id")
+                or (vm.get("imageReference") or {}).get("virtualMachineImageId"))
     recorded = [metadata.get(pool_metadata.MANAGED_IMAGE_ID, "")]
     recorded += metadata.get(pool_metadata.SNAPSHOT_IDS, "").split(",")
     pool_id = pool.get("name") or pool.get("id", "")
@@ -169,7 +171,8 @@ def noted_pools(notes: str) -> tuple[frozenset[str], bool]:
 
 
 def held_for_missing(notes: str, broken: Collection[str]) -> bool:
-    """Whether to keep a lock the graph no longer calls for, because a pool it was placed for depends on an image that is gone.
+    """Whether to keep a lock the graph no longer calls for, because a pool it was placed for depends on an image that
+    is gone.
 
     A deleted gallery version (or managed image) takes with it the only record of what it was built
     from, so its sources drop out of the graph exactly when a rebuild needs them. The lock's notes

@@ -42,7 +42,8 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     from shared.core.resource_ids import normalize
 
     inventory = inventory or observe(context)
-    with permissions.writing(context, "Microsoft.Authorization/locks/read", f"/subscriptions/{context.settings.subscription_id}"):
+    with permissions.writing(context, "Microsoft.Authorization/locks/read",
+                             f"/subscriptions/{context.settings.subscription_id}"):
         existing = app_locks(context)
     graph = inventory.graph
     actions = plan_locks(graph, {key: lock.notes for key, lock in existing.ours.items()}, taken=existing.taken,
@@ -67,13 +68,16 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
     for action in actions:
         if action.kind == "put" and normalize(action.resource_id) in inventory.missing_images:
             continue  # nothing to lock: the resource is gone (an ImageMissing alert covers that)
-        lock_action = "Microsoft.Authorization/locks/delete" if action.kind == "remove" else "Microsoft.Authorization/locks/write"
+        lock_action = ("Microsoft.Authorization/locks/delete" if action.kind == "remove"
+                       else "Microsoft.Authorization/locks/write")
         try:
             if action.kind in ("put", "refresh"):
                 locks.put_lock(context.clients, action.resource_id, LOCK_NAME, action.notes, owner)
             else:
                 # Re-read the lock just before removing it: only the app's own (name, owner, notes) is ever removed.
-                why = ownership.lock_removal_refusal(None if owner is None else locks.get_lock(context.clients, action.resource_id, LOCK_NAME),
+                why = ownership.lock_removal_refusal(None if owner is None
+                                                     else locks.get_lock(context.clients, action.resource_id,
+                                                                         LOCK_NAME),
                                                      owner, lock_name=LOCK_NAME, notes_head=NOTES_HEAD)
                 if why is not None:
                     report.not_removed[action.resource_id] = why
@@ -96,7 +100,8 @@ def reconcile(context: AppContext, *, dry_run: bool = False, inventory: Inventor
 
 def _report_unknown_identity(context: AppContext, kept: list[str]) -> None:
     """Without its own client id the app removes no lock (it cannot tell its locks from anyone's): images no pool uses
-    stay locked, and a person's delete of them is refused. Say so to a person, once a day, rather than only in the log."""
+    stay locked, and a person's delete of them is refused. Say so to a person, once a day, rather than only in the
+    log."""
     from shared.core import alerts
     from shared.core.alerts import Alert, AlertPublisher
 
@@ -104,16 +109,23 @@ def _report_unknown_identity(context: AppContext, kept: list[str]) -> None:
     scope = f"/subscriptions/{context.settings.subscription_id}"
     action = "Microsoft.Authorization/locks/delete"
     alert = Alert(
-        alerts.PERMISSION_DENIED, alerts.SEVERITY_WARNING, scope, f"The app removes none of its locks: {len(kept)} kept",
-        f"the app does not know its own client id (AZURE_CLIENT_ID is not set), so it cannot tell its '{LOCK_NAME}' locks "
+        alerts.PERMISSION_DENIED, alerts.SEVERITY_WARNING, scope,
+        f"The app removes none of its locks: {len(kept)} kept",
+        "the app does not know its own client id (AZURE_CLIENT_ID is not set), so it cannot tell its "
+        f"'{LOCK_NAME}' locks "
         f"from locks a person placed under that name, and removes none: {', '.join(kept[:10])} stay locked although no "
         "managed pool uses them, and deleting them fails with ScopeLocked.",
-        "set the app setting AZURE_CLIENT_ID to the client id of the Function App's user-assigned managed identity (the "
-        "deployment sets it: re-run it); from then on the app names itself as its locks' owner and removes them when no pool "
-        "uses them. The locks listed here were placed without an owner, so the app will not remove them even then: once you "
-        f"have checked that no pool uses a resource, remove its lock by hand (az lock delete --name {LOCK_NAME} --resource <id>)",
+        "set the app setting AZURE_CLIENT_ID to the client id of the Function App's user-assigned managed "
+        "identity (the "
+        "deployment sets it: re-run it); from then on the app names itself as its locks' owner and removes them "
+        "when no pool "
+        "uses them. The locks listed here were placed without an owner, so the app will not remove them even "
+        "then: once you "
+        f"have checked that no pool uses a resource, remove its lock by hand (az lock delete --name {LOCK_NAME} "
+        "--resource <id>)",
         f"{action.lower()}|client-id|{now:%Y-%m-%d}", now,
-        {"action": action, "scope": scope, "code": "AppClientIdUnknown", "setting": "AZURE_CLIENT_ID", "locks": kept[:50]})
+        {"action": action, "scope": scope, "code": "AppClientIdUnknown", "setting": "AZURE_CLIENT_ID",
+         "locks": kept[:50]})
     try:
         AlertPublisher(context).publish(alert)
     except Exception as exc:  # the guard's pass goes on; the next one tries again
@@ -140,11 +152,13 @@ def on_event(context: AppContext, event: ResourceEvent) -> GuardOutcome:
             # Re-lock at once while references remain. Also after the app's own removals: an instance
             # that observed "no pool" may release a lock just as another locks it for a new pool.
             report = reconcile(context)
-            return GuardOutcome(f"lock removed on {scope}; {len(report.applied)} lock change(s)", acted=bool(report.applied))
+            return GuardOutcome(f"lock removed on {scope}; {len(report.applied)} lock change(s)",
+                                acted=bool(report.applied))
         return GuardOutcome("ignored: not the app's lock", acted=False)
     if event.resource_type.lower() == "microsoft.batch/batchaccounts/pools":
         report = reconcile(context)  # a pool appeared or went: protect or release what it uses
-        return GuardOutcome(f"pool {event.outcome.lower()}: {len(report.applied)} lock change(s)", acted=bool(report.applied))
+        return GuardOutcome(f"pool {event.outcome.lower()}: {len(report.applied)} lock change(s)",
+                            acted=bool(report.applied))
     resource_id = event.resource_id.raw if event.resource_id else event.subject
     if kind_of(resource_id) is None:
         return GuardOutcome("ignored: not a guarded resource type", acted=False)
@@ -163,16 +177,21 @@ def on_event(context: AppContext, event: ResourceEvent) -> GuardOutcome:
             alerts.DELETE_BLOCKED, alerts.SEVERITY_WARNING, resource_id,
             f"Blocked a delete of an image still in use ({len(pools)} pool(s))",
             f"{who} tried to delete {resource_id}, which Batch pool(s) {', '.join(pool_list)} still use; the app's "
-            f"CanNotDelete lock '{LOCK_NAME}' stopped it. Deleting it would leave those pools unable to grow (AllocationFailed).",
-            "delete or move the pools to another image first; the lock is released automatically when no pool uses the image",
-            event.correlation_id or event.id, now, {"caller": who, "pools": pool_list, "operation": event.operation_name})
+            f"CanNotDelete lock '{LOCK_NAME}' stopped it. Deleting it would leave those pools unable to grow "
+            "(AllocationFailed).",
+            "delete or move the pools to another image first; the lock is released automatically when no pool "
+            "uses the image",
+            event.correlation_id or event.id, now,
+            {"caller": who, "pools": pool_list, "operation": event.operation_name})
     elif system_events.is_delete_success(event):
         alert = Alert(
             alerts.IMAGE_MISSING, alerts.SEVERITY_CRITICAL, resource_id,
             f"An image in use was deleted: {len(pools)} pool(s) can no longer scale",
-            f"{who} deleted {resource_id} (its lock must have been removed first). Batch pool(s) {', '.join(pool_list)} "
+            f"{who} deleted {resource_id} (its lock must have been removed first). Batch pool(s) "
+            f"{', '.join(pool_list)} "
             "use it and will fail every resize with AllocationFailed.",
-            "rebuild the image (re-tag the snapshots of a new version) and move the pools to it, or restore the resource from backup",
+            "rebuild the image (re-tag the snapshots of a new version) and move the pools to it, or restore the "
+            "resource from backup",
             normalize(resource_id), now, {"caller": who, "pools": pool_list, "operation": event.operation_name})
     else:
         return GuardOutcome("ignored: neither a delete nor a failed delete", acted=False)

@@ -13,7 +13,17 @@ from typing import Any
 
 from shared.core.context import AppContext
 from shared.core.resource_ids import normalize
-from shared.guard.lock_plan import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, GuardedResource, PoolUse, build_graph, image_sources, kind_of, pool_use
+from shared.guard.lock_plan import (
+    GALLERY_VERSION,
+    LOCK_NAME,
+    MANAGED_IMAGE,
+    GuardedResource,
+    PoolUse,
+    build_graph,
+    image_sources,
+    kind_of,
+    pool_use,
+)
 from shared.resources import batch_accounts, batch_pools, compute, locks
 from shared.resources.locks import Lock
 
@@ -33,7 +43,8 @@ class Inventory:
     subscription_id: str = ""  # resources elsewhere cannot be read or locked by the app: left out
     # ... except gallery resources in a family gallery's subscription (AUTOPILOT_ALLOW_CROSS_SUBSCRIPTION_GALLERY)
     gallery_subscriptions: tuple[str, ...] = ()
-    untrusted: dict[str, str] = field(default_factory=dict)  # ids pool metadata named that the guard ignores (shared/guard/trust.py)
+    # ids pool metadata named that the guard ignores (shared/guard/trust.py)
+    untrusted: dict[str, str] = field(default_factory=dict)
 
     @property
     def graph(self) -> dict[str, GuardedResource]:
@@ -77,7 +88,8 @@ def observe(context: AppContext, *, follow_sources: bool = True) -> Inventory:
                 inventory.uses.append(use)
     from shared.guard.trust import filter_uses
 
-    filter_uses(context, inventory)  # pool metadata may point the guard only at the family's own places or the app's builds
+    # pool metadata may point the guard only at the family's own places or the app's builds
+    filter_uses(context, inventory)
     if follow_sources:
         _follow_sources(context, inventory)
     return inventory
@@ -106,9 +118,11 @@ def _follow_sources(context: AppContext, inventory: Inventory) -> None:
             continue
         sources = image_sources(kind, resource)
         inventory.sources_of[key] = sources
-        # Only the app's own versions had their intermediate image dropped on purpose (pipeline, keepManagedImage: false; with
-        # keepManagedImage the pool records the image, so it counts as used directly). Anyone else's missing source is breakage.
-        app_built = kind == GALLERY_VERSION and str((resource.get("tags") or {}).get("autopilot.managedBy", "")) == "batch-image-autopilot"
+        # Only the app's own versions had their intermediate image dropped on purpose (pipeline, keepManagedImage:
+        # false; with keepManagedImage the pool records the image, so it counts as used directly). Anyone else's missing
+        # source is breakage.
+        app_built = (kind == GALLERY_VERSION
+                     and str((resource.get("tags") or {}).get("autopilot.managedBy", "")) == "batch-image-autopilot")
         pending.extend((source, app_built) for source in sources)
 
 

@@ -32,7 +32,8 @@ def family_groups(context: AppContext, family_name: str) -> set[str]:
     family = families.get(family_name) if families is not None and family_name else None
     if family is None:
         return set()
-    return {g.lower() for g in (*family.snapshot_groups, family.image_resource_group or "", family.gallery.resource_group) if g}
+    return {g.lower() for g in (*family.snapshot_groups, family.image_resource_group or "",
+                                family.gallery.resource_group) if g}
 
 
 def untrusted_reason(context: AppContext, resource_id: str, family_name: str, groups: set[str]) -> str | None:
@@ -41,7 +42,8 @@ def untrusted_reason(context: AppContext, resource_id: str, family_name: str, gr
         rid = ResourceId.parse(resource_id)
     except InvalidResourceId:
         return "not a resource id"
-    if rid.subscription_id.lower() == context.settings.subscription_id.lower() and (rid.resource_group or "").lower() in groups:
+    if (rid.subscription_id.lower() == context.settings.subscription_id.lower()
+        and (rid.resource_group or "").lower() in groups):
         return None
     if kind_of(resource_id) in (GALLERY_VERSION, MANAGED_IMAGE):
         from shared.resources import compute
@@ -53,12 +55,14 @@ def untrusted_reason(context: AppContext, resource_id: str, family_name: str, gr
         tags = {str(k).lower(): str(v) for k, v in ((resource or {}).get("tags") or {}).items()}
         if resource is not None and tags.get(ownership.MANAGED_BY_TAG.lower()) == ownership.MANAGED_BY:
             return None
-    where = f"family {family_name!r}'s resource groups" if groups else "any configured family's resource groups (the pool names no known family)"
+    where = (f"family {family_name!r}'s resource groups" if groups else "any configured family's resource groups (the "
+             "pool names no known family)")
     return f"it is outside {where} and not built by the app"
 
 
 def filter_uses(context: AppContext, inventory: Inventory) -> None:
-    """Drop the metadata-named ids the guard does not trust from ``inventory.uses``; record them in ``inventory.untrusted``."""
+    """Drop the metadata-named ids the guard does not trust from ``inventory.uses``; record them in
+    ``inventory.untrusted``."""
     cache: dict[tuple[str, str], str | None] = {}
     kept = []
     for use in inventory.uses:

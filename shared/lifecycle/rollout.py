@@ -72,14 +72,16 @@ class Step(enum.Enum):
     NOTHING = "nothing"
     START = "start"  # record the rollout (RolloutStarted)
     PATCH_IMAGE = "patchImage"  # Pool - Update: image + autopilot.version/imageId, hold lifted, in one update
-    HOLD_FOR_DRAIN = "holdForDrain"  # metadata: autopilot.rolloutHold=drain (the watch shrinks the pool with taskcompletion)
+    # metadata: autopilot.rolloutHold=drain (the watch shrinks the pool with taskcompletion)
+    HOLD_FOR_DRAIN = "holdForDrain"
     BLOCKED = "blocked"  # RolloutBlocked: no zero within maxWait
     COMPLETE = "complete"  # RolloutCompleted
     ROLL_BACK = "rollBack"  # inPlace: the canary failed; Pool - Update back to the previous version at zero nodes
     START_HOLDING = "startHolding"  # newPools: the new pool reached its target; the retireAfter clock starts
     RETIRE = "retire"  # newPools: move desired/schedule to the new pool, hold the old one at 0
     RESTORE = "restore"  # newPools + pinVersion: the pinned version's pool was retired; lift its hold so it regrows
-    DELETE_RETIRED = "deleteRetired"  # newPools + deleteRetiredPools: the retired pool is empty and no active job targets it
+    # newPools + deleteRetiredPools: the retired pool is empty and no active job targets it
+    DELETE_RETIRED = "deleteRetired"
 
 
 @dataclass(frozen=True)
@@ -140,21 +142,28 @@ def decide_in_place(policy: RolloutPolicy, pool: PoolFacts, wanted: str, state: 
             return Decision(Step.COMPLETE, f"the pool runs {wanted} and is at its target")
         return Decision(Step.NOTHING, f"the pool runs {wanted}; regrowing to its target")
     if state is not None and state.to_version == wanted and state.stage == ROLLED_BACK:
-        return Decision(Step.NOTHING, f"{wanted} failed its canary and was rolled back: a newer version (or a pin) moves the pool")
+        return Decision(Step.NOTHING,
+                        f"{wanted} failed its canary and was rolled back: a newer version (or a pin) moves the pool")
     if state is None or state.to_version != wanted:
         return Decision(Step.START, f"the pool runs {pool.version or 'an unknown version'}; {wanted} is wanted")
     if pool.steady and pool.current_nodes == 0:
-        return Decision(Step.PATCH_IMAGE, f"the pool is steady at 0 nodes: Batch accepts the image change to {wanted} now")
+        return Decision(Step.PATCH_IMAGE,
+                        f"the pool is steady at 0 nodes: Batch accepts the image change to {wanted} now")
     if policy.apply_when == "drain" and pool.hold != HOLD_DRAIN:
-        return Decision(Step.HOLD_FOR_DRAIN, "applyWhen drain: take the pool to 0 with taskcompletion so running tasks finish")
+        return Decision(Step.HOLD_FOR_DRAIN,
+                        "applyWhen drain: take the pool to 0 with taskcompletion so running tasks finish")
     if not state.blocked and now - state.started_at >= policy.max_wait:
-        return Decision(Step.BLOCKED, f"the pool has not reached 0 nodes within maxWait ({format_short(policy.max_wait)})")
+        return Decision(Step.BLOCKED,
+                        f"the pool has not reached 0 nodes within maxWait ({format_short(policy.max_wait)})")
     return Decision(Step.NOTHING, f"waiting for the pool to reach 0 nodes ({pool.current_nodes} now)")
 
 
-def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pools: list[PoolFacts], state: RolloutState | None,
-                     now: datetime, *, canary_passed: bool | None = True, jobs_on: Mapping[str, int] | None = None) -> tuple[Decision, list[str]]:
-    """The next step for one slot of a ``newPools`` family with ``retirePrevious``; returns the decision and the old pool ids it is about.
+def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pools: list[PoolFacts],
+                     state: RolloutState | None,
+                     now: datetime, *, canary_passed: bool | None = True,
+                     jobs_on: Mapping[str, int] | None = None) -> tuple[Decision, list[str]]:
+    """The next step for one slot of a ``newPools`` family with ``retirePrevious``; returns the decision and the old
+    pool ids it is about.
 
     ``jobs_on``: active jobs per old pool id (only needed for a delete; missing means not known, so no delete).
     """
@@ -172,7 +181,8 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
     if live_old:
         if state is None or state.stage not in (HOLDING, RETIRING):
             if new_pool.steady and new_pool.at_target and new_pool.desired_nodes > 0:
-                return Decision(Step.START_HOLDING, f"{new_pool.pool_id} reached its target; retiring the previous pool after "
+                return Decision(Step.START_HOLDING,
+                                f"{new_pool.pool_id} reached its target; retiring the previous pool after "
                                 f"{format_short(policy.retire_after)}"), [p.pool_id for p in live_old]
             return Decision(Step.NOTHING, f"waiting for {new_pool.pool_id} to reach its target"), []
         if not (new_pool.steady and new_pool.at_target):
@@ -180,20 +190,25 @@ def decide_new_pools(policy: RolloutPolicy, new_pool: PoolFacts | None, old_pool
         if canary_passed is False:
             return Decision(Step.NOTHING, f"the canary of {new_pool.pool_id} failed: nothing is retired"), []
         if now - state.stage_at < policy.retire_after:
-            return Decision(Step.NOTHING, f"{new_pool.pool_id} holds its target; retiring at {state.stage_at + policy.retire_after}"), []
-        return Decision(Step.RETIRE, f"{new_pool.pool_id} held its target for {format_short(policy.retire_after)}"), [p.pool_id for p in live_old]
+            return Decision(Step.NOTHING,
+                            f"{new_pool.pool_id} holds its target; retiring at "
+                            f"{state.stage_at + policy.retire_after}"), []
+        return (Decision(Step.RETIRE, f"{new_pool.pool_id} held its target for {format_short(policy.retire_after)}"),
+                [p.pool_id for p in live_old])
     empty = [p for p in retired if p.steady and p.current_nodes == 0]
     if policy.delete_retired_pools and jobs_on is not None:
         deletable = [p.pool_id for p in empty if jobs_on.get(p.pool_id, 0) == 0]
         if deletable:
             return Decision(Step.DELETE_RETIRED, "the retired pool is empty and no active job targets it"), deletable
-    # With deleteRetiredPools the rollout completes once they are gone; a pool an active job still targets stays (its queued
-    # tasks would be stranded) and keeps the rollout open, which `autopilot status` shows.
+    # With deleteRetiredPools the rollout completes once they are gone; a pool an active job still targets stays (its
+    # queued tasks would be stranded) and keeps the rollout open, which `autopilot status` shows.
     finished = not retired if policy.delete_retired_pools else len(empty) == len(retired)
     if state is not None and state.stage != DONE and finished:
-        return Decision(Step.COMPLETE, "every previous pool of the slot is " + ("deleted" if policy.delete_retired_pools else "empty")), []
+        return Decision(Step.COMPLETE, "every previous pool of the slot is "
+                        + ("deleted" if policy.delete_retired_pools else "empty")), []
     if len(empty) < len(retired):
         return Decision(Step.NOTHING, "retired pools are draining (running tasks finish)"), []
-    return Decision(Step.NOTHING, "waiting for active jobs to leave the retired pools" if retired else "nothing to retire"), []
+    return Decision(Step.NOTHING,
+                    "waiting for active jobs to leave the retired pools" if retired else "nothing to retire"), []
 
 

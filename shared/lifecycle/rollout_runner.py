@@ -68,7 +68,8 @@ def ready_versions(context: AppContext, family: FamilyConfig) -> list[str]:
 def accounts_in_rollout(context: AppContext) -> set[str]:
     """safe_key(account id) of every account with a rollout under way: the watch lists them on every tick.
 
-    Without a family that configures a rollout this reads nothing (an idle subscription's tick stays one Table query)."""
+    Without a family that configures a rollout this reads nothing (an idle subscription's tick stays one Table
+    query)."""
     from shared.pipeline.stages import families_of
 
     out: set[str] = set()
@@ -91,7 +92,8 @@ def _state_of(record: Record | None) -> rollout.RolloutState | None:
     stage_at = parse_iso(record.data.get("stageAt")) or started
     if started is None or stage_at is None or not record.data.get("toVersion"):
         return None
-    return rollout.RolloutState(to_version=str(record.data["toVersion"]), from_version=record.data.get("fromVersion") or None,
+    return rollout.RolloutState(to_version=str(record.data["toVersion"]), from_version=record.data.get("fromVersion")
+                                or None,
                                 stage=str(record.data.get("stage") or ""), started_at=started, stage_at=stage_at,
                                 blocked=bool(record.data.get("blocked")))
 
@@ -103,8 +105,10 @@ def _facts(view: PoolView, now: datetime) -> rollout.PoolFacts:
         desired = desired_target(plain, now)
     except PoolIntentError:
         desired = None
-    return rollout.PoolFacts(pool_id=view.pool_id, version=view.metadata.get(pool_metadata.VERSION), steady=view.is_steady,
-                             current_nodes=view.current_total, at_target=desired is not None and at_target(view, desired),
+    return rollout.PoolFacts(pool_id=view.pool_id, version=view.metadata.get(pool_metadata.VERSION),
+                             steady=view.is_steady,
+                             current_nodes=view.current_total,
+                             at_target=desired is not None and at_target(view, desired),
                              desired_nodes=desired.total if desired else 0, hold=hold)
 
 
@@ -119,7 +123,8 @@ def run_account(context: AppContext, account: BatchAccount, pools: Sequence[dict
     if not families:
         return report
     now = context.clock.now()
-    views = {v.pool_id.lower(): v for v in (p if isinstance(p, PoolView) else PoolView.from_dict(p, account.id) for p in pools)}
+    views = {v.pool_id.lower(): v
+             for v in (p if isinstance(p, PoolView) else PoolView.from_dict(p, account.id) for p in pools)}
     account_key = ResourceId.parse(account.id).key
     for family in families:
         slots = [s for s in family.pools if ResourceId.parse(s.account).key == account_key]
@@ -128,7 +133,8 @@ def run_account(context: AppContext, account: BatchAccount, pools: Sequence[dict
         wanted = rollout.wanted_version(ready_versions(context, family), family.pin_version)
         if wanted is None:
             if family.pin_version is not None:
-                log.warning("rollout: %s pins %s, which the app has not built (or no longer has): nothing moves", family.name,
+                log.warning("rollout: %s pins %s, which the app has not built (or no longer has): nothing moves",
+                            family.name,
                             family.pin_version)
             continue
         for spec in slots:
@@ -147,7 +153,8 @@ def run_account(context: AppContext, account: BatchAccount, pools: Sequence[dict
 # ---------------------------------------------------------------------------------------------
 
 
-def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, spec: PoolSpec, views: dict[str, PoolView],
+def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, spec: PoolSpec,
+              views: dict[str, PoolView],
               wanted: str, now: datetime, report: RolloutReport, dry_run: bool) -> None:
     pool_id = spec.pool_id(family.name, wanted)
     view = views.get(pool_id.lower())
@@ -161,7 +168,8 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
     passed = canary.canary_passed(view.metadata)
     decision = rollout.decide_in_place(family.rollout, facts, wanted, state, now, canary_passed=passed)
     subject = f"{account.id}/pools/{pool_id}"
-    stage = state.stage if state and state.to_version == wanted else ("" if facts.version == wanted else rollout.WAITING)
+    stage = (state.stage if state
+             and state.to_version == wanted else ("" if facts.version == wanted else rollout.WAITING))
     report.pending[subject] = {"runs": facts.version or "", "pending": "" if facts.version == wanted else wanted,
                                "stage": stage or rollout.DONE,
                                "runningTasks": _running_tasks(context, account, facts, report)}
@@ -171,26 +179,37 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
         return
     if decision.step == rollout.Step.START:
         first = rollout.DRAINING if family.rollout.apply_when == "drain" else rollout.WAITING
-        table.save(family.name, row, {"account": account.id, "pool": pool_id, "mode": "inPlace", "fromVersion": facts.version or "",
-                                      "toVersion": wanted, "stage": first, "startedAt": iso(now), "stageAt": iso(now)}, record)
+        table.save(family.name, row, {"account": account.id, "pool": pool_id, "mode": "inPlace",
+                                      "fromVersion": facts.version or "",
+                                      "toVersion": wanted, "stage": first, "startedAt": iso(now), "stageAt": iso(now)},
+                   record)
         report.actions.append(f"{pool_id}: rollout {facts.version} -> {wanted} started")
-        _alert(context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, subject, f"Rolling {family.name} {wanted} into pool {pool_id}",
+        _alert(context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, subject,
+               f"Rolling {family.name} {wanted} into pool {pool_id}",
                f"pool {pool_id} runs {facts.version or 'an unknown version'}; {wanted} is "
                + ("pinned" if family.pin_version == wanted else "the newest version") + "; the image changes in place ("
-               + ("at the pool's next zero" if family.rollout.apply_when == "nextZero" else "after draining the pool with taskcompletion")
+               + ("at the pool's next zero" if family.rollout.apply_when == "nextZero" else "after draining the pool "
+                  "with taskcompletion")
                + "). " + (STRANDED_NOTE if family.rollout.apply_when == "drain" else ""),
-               "nothing to do; RolloutCompleted follows", f"{wanted}|{iso(now)}", {"from": facts.version, "to": wanted, "pool": pool_id})
+               "nothing to do; RolloutCompleted follows", f"{wanted}|{iso(now)}",
+               {"from": facts.version, "to": wanted, "pool": pool_id})
         return
     if decision.step == rollout.Step.BLOCKED:
         assert record is not None
         table.save(family.name, row, {**record.data, "blocked": True}, record)
-        _alert(context, ROLLOUT_BLOCKED, alerts.SEVERITY_WARNING, subject, f"Rollout of {family.name} {wanted} to pool {pool_id} is blocked",
-               f"Batch changes a pool's image only when it is steady with zero nodes, and pool {pool_id} has not reached 0 nodes within "
-               f"maxWait ({format_short(family.rollout.max_wait)}); it has {facts.current_nodes} nodes and runs {facts.version}.",
-               'set the family\'s rollout to {"mode": "inPlace", "applyWhen": "drain"} to let the autopilot empty the pool '
-               "(running tasks finish; queued tasks wait), or take the pool to 0 yourself (a schedule entry with 0 nodes); "
+        _alert(context, ROLLOUT_BLOCKED, alerts.SEVERITY_WARNING, subject,
+               f"Rollout of {family.name} {wanted} to pool {pool_id} is blocked",
+               f"Batch changes a pool's image only when it is steady with zero nodes, and pool {pool_id} has not "
+               "reached 0 nodes within "
+               f"maxWait ({format_short(family.rollout.max_wait)}); it has {facts.current_nodes} nodes and runs "
+               f"{facts.version}.",
+               'set the family\'s rollout to {"mode": "inPlace", "applyWhen": "drain"} to let the autopilot '
+               'empty the pool '
+               "(running tasks finish; queued tasks wait), or take the pool to 0 yourself (a schedule entry with "
+               "0 nodes); "
                "the image changes at the next tick that sees the pool at 0",
-               f"{wanted}|{record.data.get('startedAt')}", {"to": wanted, "pool": pool_id, "nodes": facts.current_nodes})
+               f"{wanted}|{record.data.get('startedAt')}",
+               {"to": wanted, "pool": pool_id, "nodes": facts.current_nodes})
         return
     if decision.step == rollout.Step.HOLD_FOR_DRAIN:
         result, detail = _patch_metadata(context, account, pool_id, {rollout.HOLD: rollout.HOLD_DRAIN})
@@ -203,7 +222,8 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
         report.actions.append(f"{pool_id}: image -> {wanted}: {result.value} {detail}".rstrip())
         if result == UpdateResult.ACCEPTED and record is not None and state is not None and state.to_version == wanted:
             table.save(family.name, row, {**record.data, "stage": rollout.PATCHED, "stageAt": iso(now)}, record)
-            from shared.guard.reconcile import reconcile  # the new version is referenced now: lock it; the old one is released
+            # the new version is referenced now: lock it; the old one is released
+            from shared.guard.reconcile import reconcile
 
             reconcile(context)
         return
@@ -219,13 +239,15 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
         _alert(context, ROLLOUT_ROLLED_BACK, alerts.SEVERITY_WARNING, subject,
                f"Pool {pool_id} went back to {family.name} {previous}",
                f"the canary of {wanted} on pool {pool_id} failed (its first nodes on the new image were not usable; "
-               f"ImageUnhealthy says why), so at the pool's zero the app patched the image back to {previous}, which the "
+               f"ImageUnhealthy says why), so at the pool's zero the app patched the image back to {previous}, "
+               "which the "
                f"pool ran before. The pool regrows on {previous}; {wanted} is not tried again.",
                "fix the image (ImageUnhealthy has the checklist) and publish it as a newer version: it rolls out the "
                "same way, canary first; to hold the pool on a version meanwhile, pin it with \"pinVersion\"",
                f"{wanted}|{record.data.get('startedAt')}",
                {"from": wanted, "to": previous, "pool": pool_id})
-        from shared.guard.reconcile import reconcile  # the previous version is used again: lock it; release the failed one
+        # the previous version is used again: lock it; release the failed one
+        from shared.guard.reconcile import reconcile
 
         reconcile(context)
         return
@@ -234,7 +256,8 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
         table.save(family.name, row, {**record.data, "stage": rollout.DONE, "stageAt": iso(now)}, record)
         report.actions.append(f"{pool_id}: rollout to {wanted} completed")
         _alert(context, ROLLOUT_COMPLETED, alerts.SEVERITY_INFO, subject, f"Pool {pool_id} runs {family.name} {wanted}",
-               f"pool {pool_id} was moved from {record.data.get('fromVersion') or 'its previous version'} to {wanted} in place and is at "
+               f"pool {pool_id} was moved from {record.data.get('fromVersion') or 'its previous version'} to {wanted} "
+               "in place and is at "
                "its target", "nothing to do", f"{wanted}|{record.data.get('startedAt')}",
                {"from": record.data.get("fromVersion"), "to": wanted, "pool": pool_id})
 
@@ -255,7 +278,8 @@ def _running_tasks(context: AppContext, account: BatchAccount, facts: rollout.Po
         return None
     if running:
         report.actions.append(f"{facts.pool_id}: draining, {running} task(s) still running on {facts.current_nodes} "
-                              "node(s); taskcompletion lets them finish before Batch removes the nodes. " + STRANDED_NOTE)
+                              "node(s); taskcompletion lets them finish before Batch removes the nodes. "
+                              + STRANDED_NOTE)
     return running
 
 
@@ -272,14 +296,17 @@ def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccoun
     # "updating": a built version gaining replicas (shared/watch/replicas.py) serves from the ones it has.
     state = str(((existing or {}).get("properties") or {}).get("provisioningState", "")).lower()
     if existing is None or state not in ("succeeded", "updating", ""):
-        return UpdateResult.REFUSED, f"gallery image version {image_id} does not exist (or is not ready): the pool is left as it is"
+        return (UpdateResult.REFUSED,
+                f"gallery image version {image_id} does not exist (or is not ready): the pool is left as it is")
     pool = batch_pools.get_pool_management(context.clients, account, pool_id)
     if pool is None:
         return UpdateResult.GONE, ""
     props = pool.get("properties") or {}
     metadata = pool_metadata.as_dict(props.get("metadata"))
-    current = (((props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {}).get("imageReference") or {}).get("id")
-    if isinstance(current, str) and current.lower() == image_id.lower() and metadata.get(pool_metadata.VERSION) == version \
+    current = (((props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration")
+                or {}).get("imageReference") or {}).get("id")
+    if isinstance(current,
+                  str) and current.lower() == image_id.lower() and metadata.get(pool_metadata.VERSION) == version \
             and rollout.HOLD not in metadata:
         return UpdateResult.ACCEPTED, "(already done: another instance, or an earlier copy of this tick)"
     metadata.pop(rollout.HOLD, None)
@@ -291,13 +318,15 @@ def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccoun
             metadata.update(canary.metadata_for(family.canary_nodes))
     metadata[pool_metadata.VERSION] = version
     metadata[pool_metadata.IMAGE_ID] = image_id
-    # The guard locks what the pool's metadata names: the new version's snapshots (and kept managed image), not the old ones.
+    # The guard locks what the pool's metadata names: the new version's snapshots (and kept managed image), not the old
+    # ones.
     metadata.pop(pool_metadata.MANAGED_IMAGE_ID, None)
     set_record = context.state.table(SNAPSHOT_SETS).get(family.name, version)
     if set_record is not None:
         metadata[pool_metadata.SNAPSHOT_IDS] = ",".join(snapshot_sets.from_entity(set_record.data).snapshot_ids)
     if family.keep_managed_image and family.builds_managed_image:
-        metadata[pool_metadata.MANAGED_IMAGE_ID] = naming.family_managed_image_id(family, version, context.settings.subscription_id)
+        metadata[pool_metadata.MANAGED_IMAGE_ID] = naming.family_managed_image_id(
+            family, version, context.settings.subscription_id)
     vm = dict((props.get("deploymentConfiguration") or {}).get("virtualMachineConfiguration") or {})
     vm["imageReference"] = {"id": image_id}
     body = {"properties": {"deploymentConfiguration": {"virtualMachineConfiguration": _wire_vm(vm)},
@@ -306,14 +335,16 @@ def _patch_image(context: AppContext, family: FamilyConfig, account: BatchAccoun
 
 
 def _wire_vm(vm: dict[str, Any]) -> dict[str, Any]:
-    """The image reference and the node agent (which the PATCH body must carry with it); the rest of the VM configuration stays."""
+    """The image reference and the node agent (which the PATCH body must carry with it); the rest of the VM
+    configuration stays."""
     out: dict[str, Any] = {"imageReference": vm["imageReference"]}
     if vm.get("nodeAgentSkuId"):
         out["nodeAgentSkuId"] = vm["nodeAgentSkuId"]
     return out
 
 
-def _patch_metadata(context: AppContext, account: BatchAccount, pool_id: str, changes: dict[str, str | None]) -> tuple[UpdateResult, str]:
+def _patch_metadata(context: AppContext, account: BatchAccount, pool_id: str,
+                    changes: dict[str, str | None]) -> tuple[UpdateResult, str]:
     """Pool - Update of the metadata only (allowed at any size), conditional on the pool just read."""
     pool = batch_pools.get_pool_management(context.clients, account, pool_id)
     if pool is None:
@@ -333,14 +364,16 @@ def _patch_metadata(context: AppContext, account: BatchAccount, pool_id: str, ch
 # ---------------------------------------------------------------------------------------------
 
 
-def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig, spec: PoolSpec, views: dict[str, PoolView],
+def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig, spec: PoolSpec,
+               views: dict[str, PoolView],
                wanted: str, now: datetime, report: RolloutReport, dry_run: bool) -> None:
     new_id = spec.pool_id(family.name, wanted)
     new_view = views.get(new_id.lower())
     old_views: list[PoolView] = []
     for view in views.values():
         version = view.metadata.get(pool_metadata.VERSION, "")
-        if view.pool_id.lower() == new_id.lower() or not view.is_managed or view.metadata.get(pool_metadata.FAMILY) != family.name:
+        if (view.pool_id.lower() == new_id.lower() or not view.is_managed
+            or view.metadata.get(pool_metadata.FAMILY) != family.name):
             continue
         try:
             same_slot = spec.pool_id(family.name, version).lower() == view.pool_id.lower()
@@ -359,7 +392,8 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         state = None
     old_facts = [_facts(v, now) for v in old_views]
     jobs: dict[str, int] | None = None
-    if family.rollout.delete_retired_pools and any(f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0 for f in old_facts) and not dry_run:
+    if family.rollout.delete_retired_pools and any(f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0
+                                                   for f in old_facts) and not dry_run:
         with permissions.writing(context, "Microsoft.Batch/batchAccounts/jobs/read", account.id):
             jobs = {f.pool_id: len(batch_pools.active_jobs_on(context.clients, account, f.pool_id)) for f in old_facts
                     if f.hold == rollout.HOLD_RETIRED and f.current_nodes == 0}
@@ -372,7 +406,8 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         report.pending[f"{account.id}/pools/{f.pool_id}"] = {"runs": f.version or "", "pending": "", "stage": old_stage,
                                                             "runningTasks": _running_tasks(context, account, f, report)}
     if new_facts is not None:
-        report.pending[f"{account.id}/pools/{new_id}"] = {"runs": wanted, "pending": "", "stage": state.stage if state else ""}
+        report.pending[f"{account.id}/pools/{new_id}"] = {"runs": wanted, "pending": "",
+                                                          "stage": state.stage if state else ""}
     if decision.step == rollout.Step.NOTHING or dry_run:
         if decision.step != rollout.Step.NOTHING:
             report.actions.append(f"{new_id}: would {decision.step.value} {', '.join(about)}: {decision.reason}")
@@ -380,26 +415,35 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
     subject = f"{account.id}/pools/{new_id}"
     if decision.step == rollout.Step.START_HOLDING:
         old_ids = ", ".join(about)
-        table.save(family.name, row, {"account": account.id, "pool": new_id, "mode": "newPools", "fromVersion": old_facts[0].version or "",
-                                      "toVersion": wanted, "stage": rollout.HOLDING, "startedAt": iso(now), "stageAt": iso(now),
+        table.save(family.name, row, {"account": account.id, "pool": new_id, "mode": "newPools",
+                                      "fromVersion": old_facts[0].version or "",
+                                      "toVersion": wanted, "stage": rollout.HOLDING, "startedAt": iso(now),
+                                      "stageAt": iso(now),
                                       "oldPools": json.dumps(about)}, record)
-        report.actions.append(f"{new_id}: holding; retiring {old_ids} after {format_short(family.rollout.retire_after)}")
-        _alert(context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, subject, f"Rolling {family.name} {wanted} out: {new_id} replaces {old_ids}",
-               f"pool {new_id} of {wanted} reached its target; once it has held it for {format_short(family.rollout.retire_after)}, "
-               f"{old_ids} go to 0 nodes with taskcompletion (running tasks finish) and their desired target and schedule move to "
+        report.actions.append(
+            f"{new_id}: holding; retiring {old_ids} after {format_short(family.rollout.retire_after)}")
+        _alert(context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, subject,
+               f"Rolling {family.name} {wanted} out: {new_id} replaces {old_ids}",
+               f"pool {new_id} of {wanted} reached its target; once it has held it for "
+               f"{format_short(family.rollout.retire_after)}, "
+               f"{old_ids} go to 0 nodes with taskcompletion (running tasks finish) and their desired target and "
+               "schedule move to "
                f"{new_id}. {STRANDED_NOTE}",
-               f"submit new jobs to {new_id}; nothing else to do", f"{wanted}|{iso(now)}", {"to": wanted, "newPool": new_id, "oldPools": about})
+               f"submit new jobs to {new_id}; nothing else to do", f"{wanted}|{iso(now)}",
+               {"to": wanted, "newPool": new_id, "oldPools": about})
         return
     if decision.step == rollout.Step.RETIRE:
         assert record is not None
         for old_id in about:
             old = views[old_id.lower()]
-            moved = {k: old.metadata.get(k) for k in (pool_metadata.DESIRED_DEDICATED, pool_metadata.DESIRED_SPOT, pool_metadata.SCHEDULE)}
+            moved = {k: old.metadata.get(k) for k in (pool_metadata.DESIRED_DEDICATED, pool_metadata.DESIRED_SPOT,
+                                                      pool_metadata.SCHEDULE)}
             result, detail = _patch_metadata(context, account, new_id, moved)
             if result != UpdateResult.ACCEPTED:
                 report.actions.append(f"{new_id}: target not moved ({result.value} {detail}); next tick tries again")
                 return
-            result, detail = _patch_metadata(context, account, old_id, {rollout.HOLD: rollout.HOLD_RETIRED, rollout.RETIRED_BY: wanted})
+            result, detail = _patch_metadata(context, account, old_id,
+                                             {rollout.HOLD: rollout.HOLD_RETIRED, rollout.RETIRED_BY: wanted})
             report.actions.append(f"{old_id}: retired by {new_id}: {result.value} {detail}".rstrip())
             if result != UpdateResult.ACCEPTED:
                 return
@@ -421,18 +465,23 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         table.save(family.name, row, {**record.data, "stage": rollout.DONE, "stageAt": iso(now)}, record)
         old_ids = ", ".join(json.loads(record.data.get("oldPools") or "[]"))
         report.actions.append(f"{new_id}: rollout to {wanted} completed")
-        _alert(context, ROLLOUT_COMPLETED, alerts.SEVERITY_INFO, subject, f"{family.name} {wanted} rolled out: {new_id} took over",
+        _alert(context, ROLLOUT_COMPLETED, alerts.SEVERITY_INFO, subject,
+               f"{family.name} {wanted} rolled out: {new_id} took over",
                f"{old_ids or 'the previous pools'} "
-               + ("were deleted" if family.rollout.delete_retired_pools else "are at 0 nodes and held there (autopilot.rolloutHold=retired)")
+               + ("were deleted" if family.rollout.delete_retired_pools else "are at 0 nodes and held there "
+                  "(autopilot.rolloutHold=retired)")
                + f"; {new_id} runs {wanted} at its target. The image guard releases what no pool references any more.",
                "nothing to do" if family.rollout.delete_retired_pools else
-               "delete the retired pools when no job needs them (or set deleteRetiredPools: true); their images stay locked while they exist",
+               "delete the retired pools when no job needs them (or set deleteRetiredPools: true); their images stay "
+               "locked while they exist",
                f"{wanted}|{record.data.get('startedAt')}", {"to": wanted, "newPool": new_id})
         from shared.guard.reconcile import reconcile
 
         reconcile(context)
 
 
-def _alert(context: AppContext, kind: str, severity: str, subject: str, title: str, diagnosis: str, fix: str, dedupe: str,
+def _alert(context: AppContext, kind: str, severity: str, subject: str, title: str, diagnosis: str, fix: str,
+           dedupe: str,
            details: dict[str, Any]) -> None:
-    AlertPublisher(context).publish(Alert(kind, severity, subject, title, diagnosis, fix, dedupe, context.clock.now(), details))
+    AlertPublisher(context).publish(Alert(kind, severity, subject, title, diagnosis, fix, dedupe, context.clock.now(),
+                                          details))

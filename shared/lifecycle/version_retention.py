@@ -1,4 +1,5 @@
-"""Retention: delete a family's old gallery image versions that nothing uses any more (opt-in, ``retention`` in the family).
+"""Retention: delete a family's old gallery image versions that nothing uses any more (opt-in, ``retention`` in the
+family).
 
 The decision (:func:`plan`) is pure. A version beyond the newest ``keepVersions`` is deleted only when every one of
 these holds, and each refusal is reported with its reason (``autopilot plan`` shows both lists):
@@ -66,7 +67,8 @@ class RetentionReport:
 
 def built_by_app(facts: VersionFacts, family: str) -> bool:
     tags = {k.lower(): v for k, v in facts.tags.items()}
-    return (tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY.lower(), "").lower() == family.lower()
+    return (tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY
+            and tags.get(TAG_FAMILY.lower(), "").lower() == family.lower()
             and tags.get(TAG_VERSION.lower()) == facts.version)
 
 
@@ -77,18 +79,22 @@ def _key(version: str) -> tuple[int, int, int]:
 
 def plan(family: FamilyConfig, versions: list[VersionFacts], referenced: set[str], *, mid_rollout: set[str],
          accounts_unreadable: bool = False) -> list[Verdict]:
-    """Which of the family's versions to delete, and why each of the others stays. ``referenced``: normalised image ids pools use."""
+    """Which of the family's versions to delete, and why each of the others stays. ``referenced``: normalised image ids
+    pools use."""
     if family.retention is None:
         return []
-    ordered = sorted((v for v in versions if not version_problem(v.version)), key=lambda v: _key(v.version), reverse=True)
+    ordered = sorted((v for v in versions if not version_problem(v.version)), key=lambda v: _key(v.version),
+                     reverse=True)
     out: list[Verdict] = []
     for index, facts in enumerate(ordered):
         if index < family.retention.keep_versions:
-            out.append(Verdict(facts.version, facts.resource_id, False, f"among the newest {family.retention.keep_versions} (keepVersions)"))
+            out.append(Verdict(facts.version, facts.resource_id, False,
+                               f"among the newest {family.retention.keep_versions} (keepVersions)"))
             continue
         reason = None
         if not built_by_app(facts, family.name):
-            reason = f"not built by the app (its tags lack {MANAGED_BY_TAG}={MANAGED_BY} for family {family.name} {facts.version})"
+            reason = (f"not built by the app (its tags lack {MANAGED_BY_TAG}={MANAGED_BY} for family {family.name} "
+                      f"{facts.version})")
         elif accounts_unreadable:
             reason = "a watched Batch account could not be listed, so a pool there may still use it"
         elif normalize(facts.resource_id) in referenced:
@@ -103,7 +109,8 @@ def plan(family: FamilyConfig, versions: list[VersionFacts], referenced: set[str
             out.append(Verdict(facts.version, facts.resource_id, False, reason))
         else:
             out.append(Verdict(facts.version, facts.resource_id, True,
-                               f"older than the newest {family.retention.keep_versions}, built by the app, used by no pool, not pinned",
+                               f"older than the newest {family.retention.keep_versions}, built by the app, used by no "
+                               "pool, not pinned",
                                facts.snapshot_ids if family.retention.delete_snapshots else ()))
     return out
 
@@ -132,7 +139,8 @@ def observe(context: AppContext, family: FamilyConfig) -> list[VersionFacts]:
     for item in versions:
         data = item.as_dict()
         rid = data.get("id") or ""
-        foreign = tuple(lock.name for lock in lock_api.list_locks(context.clients, rid) if not _is_app_lock(lock, owner))
+        foreign = tuple(lock.name for lock in lock_api.list_locks(context.clients, rid)
+                        if not _is_app_lock(lock, owner))
         storage = (data.get("properties") or {}).get("storageProfile") or {}
         snapshots = [((storage.get("osDiskImage") or {}).get("source") or {}).get("id")]
         snapshots += [((d.get("source") or {}).get("id")) for d in storage.get("dataDiskImages") or []]
@@ -206,7 +214,8 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
     from shared.guard.references import observe as observe_pools
 
     inventory = observe_pools(context, follow_sources=False)
-    if inventory.unreadable_accounts or normalize(verdict.resource_id) in {normalize(u.image_id) for u in inventory.uses if u.image_id}:
+    if inventory.unreadable_accounts or normalize(verdict.resource_id) in {normalize(u.image_id) for u in inventory.uses
+                                                                           if u.image_id}:
         raise RuntimeError("a pool references it now (or an account cannot be listed): kept")
     on_version = lock_api.list_locks(context.clients, verdict.resource_id)
     if any(not _is_app_lock(lock, owner) for lock in on_version):
@@ -228,7 +237,8 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
         on_snapshot = lock_api.list_locks(context.clients, snapshot_id)
         foreign = [lock.name for lock in on_snapshot if not _is_app_lock(lock, owner)]
         if foreign or normalize(snapshot_id) in {normalize(s) for u in inventory.uses for s in u.recorded_sources}:
-            log.warning("retention: snapshot %s kept: a pool still names it, or it carries a lock the app did not put (%s)", snapshot_id,
+            log.warning("retention: snapshot %s kept: a pool still names it, or it carries a lock the app did "
+                        "not put (%s)", snapshot_id,
                         ", ".join(foreign))
             continue
         if on_snapshot:
@@ -241,8 +251,10 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
             continue
     details: dict[str, Any] = {"family": family.name, "version": verdict.version, "snapshots": deleted_snapshots}
     AlertPublisher(context).publish(Alert(
-        VERSION_DELETED, alerts.SEVERITY_INFO, verdict.resource_id, f"Deleted {family.name} {verdict.version} (retention)",
+        VERSION_DELETED, alerts.SEVERITY_INFO, verdict.resource_id,
+        f"Deleted {family.name} {verdict.version} (retention)",
         f"gallery image version {verdict.resource_id} was deleted: {verdict.reason}"
         + (f"; its snapshots were deleted too: {', '.join(deleted_snapshots)}" if deleted_snapshots else ""),
-        "nothing to do; to keep more versions raise retention.keepVersions, to keep one pin it (pinVersion) or put your own "
+        "nothing to do; to keep more versions raise retention.keepVersions, to keep one pin it (pinVersion) or "
+        "put your own "
         "CanNotDelete lock on it", verdict.version, now, details))

@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # families imports this module for the limits; only the type 
     from shared.config.families import FamilyConfig
 
 # How a person replaces snapshots (a rebuilt VM, a copy): the set follows the tags, so moving them is the fix.
-MOVE_TAGS = (", snapshot its disks again and move the autopilot.* tags from the old snapshots to the new ones (remove them from "
+MOVE_TAGS = (", snapshot its disks again and move the autopilot.* tags from the old snapshots to the new ones (remove "
+             "them from "
              "the old ones, or delete those)")
 MOVE_TAGS_SHORT = " and move the autopilot.* tags to its snapshots (remove them from the old ones)"
 REFUSE = "refuse"
@@ -70,7 +71,8 @@ GEN1_ONLY_VM_SIZES = (
 )
 
 _MARKETPLACE = re.compile(
-    r"^/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.compute/locations/(?P<loc>[^/]+)/publishers/(?P<publisher>[^/]+)"
+    r"^/subscriptions/(?P<sub>[^/]+)/providers/microsoft\.compute/locations/(?P<loc>[^/]+)/publishers"
+    r"/(?P<publisher>[^/]+)"
     r"/artifacttypes/vmimage/offers/(?P<offer>[^/]+)/skus/(?P<sku>[^/]+)/versions/(?P<version>[^/]+)$",
     re.IGNORECASE,
 )
@@ -124,7 +126,8 @@ class TargetAccount:
 def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetAccount], *,
                    gallery_location: str | None = None, gallery_subscription: str | None = None,
                    allow_cross_subscription_gallery: bool = False) -> list[Finding]:
-    """Snapshots in the account's subscription, and in the region where the image is built; the gallery in the account's subscription.
+    """Snapshots in the account's subscription, and in the region where the image is built; the gallery in the account's
+    subscription.
 
     The image and the gallery version are built where the snapshots are, so the snapshots must be in the gallery's
     region (or, with no gallery location given, the account's). The gallery itself may be in another region than a
@@ -144,10 +147,13 @@ def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetA
         if foreign:
             findings.append(Finding(
                 REFUSE, "SNAPSHOT_SUBSCRIPTION", account.account_id,
-                f"snapshot(s) {', '.join(m.snapshot_id for m in foreign)} are in subscription {foreign[0].subscription_id}, "
+                f"snapshot(s) {', '.join(m.snapshot_id for m in foreign)} are in subscription "
+                f"{foreign[0].subscription_id}, "
                 f"but Batch account {account.account_id} is in {account.subscription_id}",
-                "copy the snapshots into the Batch account's subscription (az snapshot create --source ...) and move the "
-                "autopilot.* tags to the copies (remove them from the originals), or remove this account from the family's pools "
+                "copy the snapshots into the Batch account's subscription (az snapshot create --source ...) "
+                "and move the "
+                "autopilot.* tags to the copies (remove them from the originals), or remove this account from the "
+                "family's pools "
                 "and re-tag one snapshot of the set"))
         elsewhere = [m for m in members if normalize_region(m.region) != normalize_region(build_region)]
         if elsewhere:
@@ -156,9 +162,12 @@ def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetA
             findings.append(Finding(
                 REFUSE, "SNAPSHOT_REGION", account.account_id,
                 f"snapshot(s) {', '.join(m.snapshot_id for m in elsewhere)} are in {elsewhere[0].region}, but {where}",
-                f"copy the snapshots to {build_region} (az snapshot create --incremental --copy-start --source <incremental "
-                f"snapshot> -l {build_region}) and move the autopilot.* tags to the copies (remove them from the originals): the "
-                "copies join the set once their copy completes; or set the family's gallery.location to the snapshots' region "
+                f"copy the snapshots to {build_region} (az snapshot create --incremental --copy-start --source "
+                "<incremental "
+                f"snapshot> -l {build_region}) and move the autopilot.* tags to the copies (remove them from the "
+                "originals): the "
+                "copies join the set once their copy completes; or set the family's gallery.location to the "
+                "snapshots' region "
                 "(the version is replicated to the accounts' regions) and re-tag one snapshot of the set"))
         if gallery_subscription is not None and gallery_subscription.lower() != account_sub:
             if allow_cross_subscription_gallery:
@@ -237,7 +246,8 @@ class SupportedImage:
         if isinstance(eol, str):
             eol = datetime.fromisoformat(eol)
         return cls(
-            node_agent_sku_id=str(item.get("nodeAgentSKUId") or item.get("nodeAgentSkuId") or item.get("node_agent_sku_id") or ""),
+            node_agent_sku_id=str(item.get("nodeAgentSKUId") or item.get("nodeAgentSkuId")
+                                  or item.get("node_agent_sku_id") or ""),
             publisher=str(ref.get("publisher") or ""), offer=str(ref.get("offer") or ""), sku=str(ref.get("sku") or ""),
             version=str(ref.get("version") or "latest"),
             verification_type=str(item.get("verificationType") or item.get("verification_type") or "unverified"),
@@ -280,7 +290,8 @@ class BaseImageResult:
 
 
 def check_base_image(source_image_id: str | None, supported_images: Sequence[SupportedImage], *, now: datetime,
-                     resource_id: str | None = None, account_id: str | None = None, purchase_plan: Mapping[str, Any] | None = None,
+                     resource_id: str | None = None, account_id: str | None = None,
+                     purchase_plan: Mapping[str, Any] | None = None,
                      os_type: str | None = None, node_agent_sku_id: str | None = None) -> BaseImageResult:
     """The base must be a first-party Marketplace image that this Batch account supports.
 
@@ -292,27 +303,33 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
     findings: list[Finding] = []
     where = f" for Batch account {account_id}" if account_id else ""
     if purchase_plan:
-        plan = ", ".join(f"{k}={purchase_plan[k]}" for k in ("publisher", "product", "name") if purchase_plan.get(k)) or "a purchase plan"
+        plan = (", ".join(f"{k}={purchase_plan[k]}" for k in ("publisher", "product", "name") if purchase_plan.get(k))
+                or "a purchase plan")
         findings.append(Finding(
             REFUSE, "THIRD_PARTY_PURCHASE_PLAN", resource_id,
-            f"the OS disk carries a Marketplace purchase plan ({plan}); third-party images with extra license or purchase terms "
+            f"the OS disk carries a Marketplace purchase plan ({plan}); third-party images with extra license or "
+            "purchase terms "
             "cannot be the base of a Batch custom image",
-            "rebuild the VM from a first-party Marketplace image that Batch supports (az batch pool supported-images list)"
+            "rebuild the VM from a first-party Marketplace image that Batch supports (az batch pool "
+            "supported-images list)"
             + MOVE_TAGS))
 
     if source_image_id is None:
         if node_agent_sku_id:
             findings.append(Finding(
                 WARN, "BASE_IMAGE_UNKNOWN", resource_id,
-                f"the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so it was not checked"
+                "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so it "
+                "was not checked"
                 f"{where}; using the configured nodeAgentSkuId {node_agent_sku_id!r}",
                 "keep the source disk until the image is built so the base image can be checked"))
         else:
             findings.append(Finding(
                 REFUSE, "BASE_IMAGE_UNKNOWN", resource_id,
-                "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so neither Batch support "
+                "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so "
+                "neither Batch support "
                 "nor the nodeAgentSkuId can be determined",
-                "keep the source disk until the image is built, or set nodeAgentSkuId on the family's pools; then re-tag one "
+                "keep the source disk until the image is built, or set nodeAgentSkuId on the family's pools; then "
+                "re-tag one "
                 "snapshot of the set"))
         return BaseImageResult(node_agent_sku_id, None, None, tuple(findings))
 
@@ -324,26 +341,31 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
             "build the VM from a first-party Marketplace image that Batch supports" + MOVE_TAGS))
         return BaseImageResult(node_agent_sku_id, None, None, tuple(findings))
 
-    same_sku = [s for s in supported_images if s.publisher.lower() == image.publisher.lower() and s.offer.lower() == image.offer.lower()
+    same_sku = [s for s in supported_images if s.publisher.lower() == image.publisher.lower()
+                and s.offer.lower() == image.offer.lower()
                 and s.sku.lower() == image.sku.lower()]
     candidates = [s for s in same_sku if s.matches(image)]
     if not candidates:
         if same_sku:
             versions = ", ".join(sorted({s.version for s in same_sku}))
-            message = f"Batch supports {image.publisher}:{image.offer}:{image.sku} only in version(s) {versions}{where}, not {image.version}"
+            message = (f"Batch supports {image.publisher}:{image.offer}:{image.sku} only in version(s) "
+                       f"{versions}{where}, not {image.version}")
         else:
             message = f"the base image {image.urn} is not in the supported images list{where}"
         findings.append(Finding(REFUSE, "BASE_IMAGE_NOT_SUPPORTED", resource_id, message,
-                                "pick a base image from az batch pool supported-images list --account-name <account> and rebuild the "
+                                "pick a base image from az batch pool supported-images list --account-name <account> "
+                                "and rebuild the "
                                 "VM" + MOVE_TAGS))
         return BaseImageResult(node_agent_sku_id, image, None, tuple(findings))
 
     # Prefer an entry for this exact version over "latest", then a verified entry over an unverified one.
-    chosen = sorted(candidates, key=lambda s: (s.version.lower() != image.version.lower(), s.verification_type.lower() != "verified"))[0]
+    chosen = sorted(candidates, key=lambda s: (s.version.lower() != image.version.lower(),
+                                               s.verification_type.lower() != "verified"))[0]
     if chosen.verification_type.lower() != "verified":
         findings.append(Finding(
             REFUSE, "UNVERIFIED_IMAGE", resource_id,
-            f"Batch lists the base image {image.urn} as {chosen.verification_type}{where}: it is not verified to work with Batch",
+            f"Batch lists the base image {image.urn} as {chosen.verification_type}{where}: it is not verified to work "
+            "with Batch",
             "rebuild the VM from a base image Batch lists as verified" + MOVE_TAGS))
     eol = chosen.batch_support_end_of_life
     if eol is not None:
@@ -361,14 +383,17 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
         findings.append(Finding(
             REFUSE, "OS_TYPE_MISMATCH", resource_id,
             f"the base image {image.urn} is a {chosen.os_type} image, but the family's gallery osType is {os_type}",
-            "correct gallery.osType in the families configuration and re-tag one snapshot of the set, or tag the snapshots "
+            "correct gallery.osType in the families configuration and re-tag one snapshot of the set, or tag the "
+            "snapshots "
             "with the right family"))
     derived = chosen.node_agent_sku_id or None
     if node_agent_sku_id and derived and node_agent_sku_id.lower() != derived.lower():
         findings.append(Finding(
             WARN, "NODE_AGENT_MISMATCH", resource_id,
-            f"the pool sets nodeAgentSkuId {node_agent_sku_id!r}, but Batch pairs the base image {image.urn} with {derived!r}{where}",
-            "remove nodeAgentSkuId from the pool to use the derived one, unless you know the configured agent fits this image"))
+            f"the pool sets nodeAgentSkuId {node_agent_sku_id!r}, but Batch pairs the base image {image.urn} with "
+            f"{derived!r}{where}",
+            "remove nodeAgentSkuId from the pool to use the derived one, unless you know the configured agent fits "
+            "this image"))
     return BaseImageResult(node_agent_sku_id or derived, image, chosen, tuple(findings))
 
 
@@ -381,7 +406,8 @@ def check_os_disk(snapshot_set: SnapshotSet, *, os_type: str | None = None) -> l
     os_member = snapshot_set.os_member
     if os_member is None:
         return [Finding(REFUSE, "NO_OS_DISK", None, f"snapshot set {snapshot_set.key} has no OS-disk snapshot",
-                        "tag the OS disk's snapshot with autopilot.disk=os (and the same family, version and diskCount)")]
+                        "tag the OS disk's snapshot with autopilot.disk=os (and the same family, version and "
+                        "diskCount)")]
     if os_member.os_type is None:
         findings.append(Finding(
             WARN, "OS_DISK_WITHOUT_OS_TYPE", os_member.snapshot_id,
@@ -391,7 +417,8 @@ def check_os_disk(snapshot_set: SnapshotSet, *, os_type: str | None = None) -> l
         findings.append(Finding(
             REFUSE, "OS_TYPE_MISMATCH", os_member.snapshot_id,
             f"the OS-disk snapshot is {os_member.os_type}, but the family's gallery osType is {os_type}",
-            "correct gallery.osType in the families configuration and re-tag one snapshot of the set, or tag the snapshots "
+            "correct gallery.osType in the families configuration and re-tag one snapshot of the set, or tag the "
+            "snapshots "
             "with the right family"))
     for m in snapshot_set.data_members:
         if m.os_type:
@@ -407,7 +434,8 @@ def is_gen1_only_vm_size(vm_size: str) -> bool:
     return any(p.match(size) for p in GEN1_ONLY_VM_SIZES)
 
 
-def check_hyper_v_generation(snapshot_generation: str | None, image_generation: str, pools: Sequence[tuple[str, str]], *,
+def check_hyper_v_generation(snapshot_generation: str | None, image_generation: str, pools: Sequence[tuple[str, str]],
+                             *,
                              snapshot_id: str | None = None) -> list[Finding]:
     """The image's generation must be the snapshot's, and every pool's VM size must boot it.
 
@@ -419,17 +447,20 @@ def check_hyper_v_generation(snapshot_generation: str | None, image_generation: 
     if disk_generation != image_generation.upper():
         findings.append(Finding(
             REFUSE, "HYPERV_GENERATION_MISMATCH", snapshot_id,
-            f"the OS-disk snapshot is hyperVGeneration {disk_generation}, but the family's gallery image is {image_generation.upper()}; "
+            f"the OS-disk snapshot is hyperVGeneration {disk_generation}, but the family's gallery image is "
+            f"{image_generation.upper()}; "
             "a mismatched image fails pool allocation",
             f"set gallery.hyperVGeneration to {disk_generation} in the families configuration (it must match the image "
-            f"definition) and re-tag one snapshot of the set, or snapshot a {image_generation.upper()} VM" + MOVE_TAGS_SHORT))
+            f"definition) and re-tag one snapshot of the set, or snapshot a {image_generation.upper()} VM"
+            + MOVE_TAGS_SHORT))
     if image_generation.upper() == "V2":
         for label, vm_size in pools:
             if is_gen1_only_vm_size(vm_size):
                 findings.append(Finding(
                     REFUSE, "GEN2_IMAGE_ON_GEN1_SIZE", label,
                     f"pool {label} uses VM size {vm_size}, which cannot boot a generation 2 image",
-                    "choose a VM size that supports generation 2 (e.g. Standard_D4ds_v5) in the family's pools and re-tag one "
+                    "choose a VM size that supports generation 2 (e.g. Standard_D4ds_v5) in the family's pools and "
+                    "re-tag one "
                     "snapshot of the set, or build a V1 image"))
     return findings
 
@@ -504,7 +535,8 @@ def _combine(pools: Iterable[PoolUsage]) -> dict[str, _Combined]:
     return out
 
 
-def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage] = (), limits: NodeLimits | None = None) -> list[Finding]:
+def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage] = (),
+                      limits: NodeLimits | None = None) -> list[Finding]:
     """Refuse when the pools sharing an image, or images from the same snapshot, exceed the custom-image caps.
 
     Counted per shared resource: for the planned pools' image and each of their snapshots, every
@@ -550,8 +582,10 @@ def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage
             findings.append(Finding(
                 REFUSE, f"NODE_LIMIT_{kind.upper()}", None if resource[0] == "pool" else spelled,
                 f"{who} {total:,} {kind} nodes ({detail}), above Batch's custom-image limit of {limit:,}{nat_text}",
-                f"lower {kind} (and scheduled sizes) in the family's pools, shrink or delete the other pools listed, or give pools their "
-                "own snapshots and images - Batch counts every pool using the same image or images from the same snapshot; then "
+                f"lower {kind} (and scheduled sizes) in the family's pools, shrink or delete the other pools listed, "
+                "or give pools their "
+                "own snapshots and images - Batch counts every pool using the same image or images from the same "
+                "snapshot; then "
                 "re-tag one snapshot of the set"))
     return findings
 
@@ -560,7 +594,8 @@ _MANAGED_IMAGE = re.compile(r"/providers/microsoft\.compute/images/[^/]+$", re.I
 
 
 def is_managed_image(image_id: str | None) -> bool:
-    """A managed image resource id (``.../Microsoft.Compute/images/{name}``), not a gallery image or a Marketplace image."""
+    """A managed image resource id (``.../Microsoft.Compute/images/{name}``), not a gallery image or a Marketplace
+    image."""
     return bool(image_id) and _MANAGED_IMAGE.search(image_id.strip()) is not None
 
 
@@ -575,20 +610,23 @@ def check_shared_image(pools: Sequence[PoolUsage]) -> list[Finding]:
         if len(group) > 1:
             findings.append(Finding(
                 WARN, "SHARED_IMAGE", image,
-                f"{len(group)} pools use this image ({', '.join(sorted(p.pool_key for p in group))}); they share one custom-image node limit "
+                f"{len(group)} pools use this image ({', '.join(sorted(p.pool_key for p in group))}); they share one "
+                "custom-image node limit "
                 "and Batch recommends a unique image for each pool",
                 "give each large pool its own family, or keep the pools' total well under the node limits"))
     return findings
 
 
-def planned_pool_usages(family: FamilyConfig, version: str, image_id: str, snapshot_ids: Sequence[str]) -> list[PoolUsage]:
+def planned_pool_usages(family: FamilyConfig, version: str, image_id: str,
+                        snapshot_ids: Sequence[str]) -> list[PoolUsage]:
     """The family's pools for ``version``, as the node-limit check counts them (their peak sizes).
 
     Pool keys are ``{account id}/pools/{pool id}`` - the pool's resource id - so a pool that already
     exists (listed again among the existing pools) is recognised and counted once.
     """
     return [PoolUsage(pool_key=f"{pool.account}/pools/{pool.pool_id(family.name, version)}", image_id=image_id,
-                      snapshot_ids=tuple(snapshot_ids), dedicated=pool.peak_dedicated, spot=pool.peak_spot, inbound_nat=pool.inbound_nat_pools)
+                      snapshot_ids=tuple(snapshot_ids), dedicated=pool.peak_dedicated, spot=pool.peak_spot,
+                      inbound_nat=pool.inbound_nat_pools)
             for pool in family.pools]
 
 
@@ -598,7 +636,8 @@ def planned_pool_usages(family: FamilyConfig, version: str, image_id: str, snaps
 def replica_count(planned_nodes: int, per: int = NODES_PER_REPLICA, minimum: int = 1) -> int:
     """Gallery replicas for a region: ``max(minimum, ceil(nodes / per))`` (at least 1 replica per 300 VMs)."""
     if planned_nodes < 0 or per < 1 or minimum < 1:
-        raise ValueError(f"replica_count needs planned_nodes >= 0, per >= 1, minimum >= 1 (got {planned_nodes}, {per}, {minimum})")
+        raise ValueError(f"replica_count needs planned_nodes >= 0, per >= 1, minimum >= 1 (got {planned_nodes}, {per}, "
+                         f"{minimum})")
     return max(minimum, math.ceil(planned_nodes / per))
 
 
@@ -608,9 +647,11 @@ def check_resize_timeout(pool_label: str, resize_timeout_minutes: int, planned_n
     if planned_nodes > 0 and resize_timeout_minutes < needed:
         return [Finding(
             WARN, "RESIZE_TIMEOUT_SHORT", pool_label,
-            f"pool {pool_label} may grow to {planned_nodes:,} nodes with a {resize_timeout_minutes}-minute resize timeout; "
+            f"pool {pool_label} may grow to {planned_nodes:,} nodes with a {resize_timeout_minutes}-minute "
+            "resize timeout; "
             f"the guidance is at least {RESIZE_MINUTES_PER_1000_NODES} minutes per 1,000 nodes ({needed} minutes)",
-            f"set resizeTimeoutMinutes to {needed} with allowResizeTimeoutOutsideBand: true, or rely on the watch to resize again")]
+            f"set resizeTimeoutMinutes to {needed} with allowResizeTimeoutOutsideBand: true, or rely on the watch to "
+            "resize again")]
     return []
 
 
@@ -624,13 +665,16 @@ def check_family(family: FamilyConfig) -> list[Finding]:
     if len(family.pools) > 1:
         findings.append(Finding(
             WARN, "SHARED_IMAGE", label,
-            f"family {family.name} creates {len(family.pools)} pools per version, which will all use one image and share its "
+            f"family {family.name} creates {len(family.pools)} pools per version, which will all use one image and "
+            "share its "
             "custom-image node limit; Batch recommends a unique image for each pool",
-            "split large pools into their own families (each with its own snapshots), or keep their total well under the limits"))
+            "split large pools into their own families (each with its own snapshots), or keep their total well under "
+            "the limits"))
     for i, pool in enumerate(family.pools):
         nodes = pool.peak_dedicated + pool.peak_spot
         findings.extend(check_resize_timeout(f"{label}.pools[{i}]", pool.resize_timeout_minutes, nodes))
     # Generation 2 on a size that cannot boot it is known from the configuration alone.
     generation = family.gallery.hyper_v_generation
-    findings.extend(check_hyper_v_generation(generation, generation, [(f"{label}.pools[{i}]", p.vm_size) for i, p in enumerate(family.pools)]))
+    findings.extend(check_hyper_v_generation(generation, generation,
+                                             [(f"{label}.pools[{i}]", p.vm_size) for i, p in enumerate(family.pools)]))
     return findings

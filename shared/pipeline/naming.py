@@ -66,7 +66,8 @@ def managed_image_name_problem(name: str) -> str | None:
     if not 1 <= len(name) <= MANAGED_IMAGE_MAX:
         return f"a managed image name has 1-{MANAGED_IMAGE_MAX} characters, this one has {len(name)}"
     if not name.isascii() or not _MANAGED_IMAGE.match(name):
-        return "a managed image name uses letters, digits, '_', '.', '-', starts with a letter or digit and ends with a letter, digit or '_'"
+        return ("a managed image name uses letters, digits, '_', '.', '-', starts with a letter or digit and ends with "
+                "a letter, digit or '_'")
     return None
 
 
@@ -82,7 +83,8 @@ def image_definition_problem(name: str) -> str | None:
     if not 1 <= len(name) <= IMAGE_DEFINITION_MAX:
         return f"a gallery image definition name has 1-{IMAGE_DEFINITION_MAX} characters, this one has {len(name)}"
     if not name.isascii() or not _IMAGE_DEFINITION.match(name):
-        return "a gallery image definition name uses letters, digits, '_', '.', '-', and starts and ends with a letter or digit"
+        return ("a gallery image definition name uses letters, digits, '_', '.', '-', and starts and ends with a "
+                "letter or digit")
     return None
 
 
@@ -113,12 +115,14 @@ def pool_id_template_problem(template: str, *, in_place: bool = False) -> str | 
     names = _PLACEHOLDER.findall(template)
     unknown = sorted({n for n in names if n not in POOL_ID_PLACEHOLDERS})
     if unknown:
-        return f"unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; use {', '.join('{' + n + '}' for n in POOL_ID_PLACEHOLDERS)}"
+        return (f"unknown placeholder(s) {', '.join('{' + n + '}' for n in unknown)}; use "
+                f"{', '.join('{' + n + '}' for n in POOL_ID_PLACEHOLDERS)}")
     if "{" in _PLACEHOLDER.sub("", template) or "}" in _PLACEHOLDER.sub("", template):
         return "unbalanced '{' or '}'"
     if in_place:
         if "version" in names or "versionDashed" in names:
-            return ("with rollout mode \"inPlace\" the pool keeps its id from version to version, so the template must not contain "
+            return ("with rollout mode \"inPlace\" the pool keeps its id from version to version, so the template must "
+                    "not contain "
                     "{version} or {versionDashed}; use e.g. \"{family}\" or \"{family}-pool\"")
         return None
     if "version" not in names and "versionDashed" not in names:
@@ -134,7 +138,8 @@ def pool_id_template_problem(template: str, *, in_place: bool = False) -> str | 
 def _checked_family(family: str) -> str:
     folded = canonical_family(family) if isinstance(family, str) else family
     if problem := family_problem(folded):
-        raise NamingError("image family", str(family), problem, "rename the family in the families configuration and in the snapshot tags")
+        raise NamingError("image family", str(family), problem,
+                          "rename the family in the families configuration and in the snapshot tags")
     return folded
 
 
@@ -166,7 +171,8 @@ def render_pool_id(template: str, family: str, version: str, *, in_place: bool =
     values = {"family": family, "version": version, "versionDashed": version.replace(".", "-")}
     rendered = _PLACEHOLDER.sub(lambda m: values[m.group(1)], template.strip()).replace(".", "-")
     if problem := pool_id_problem(rendered):
-        raise NamingError("pool id", rendered, problem, f"shorten or change poolId {template!r} in families.{family}.pools (or the family name)")
+        raise NamingError("pool id", rendered, problem,
+                          f"shorten or change poolId {template!r} in families.{family}.pools (or the family name)")
     return rendered
 
 
@@ -184,7 +190,8 @@ def stable_id(kind: str, *parts: str) -> str:
     app's own events - instead of coordinating through a lock. Safe as a Table key and a lock name.
     """
     if not _STABLE_KIND.match(kind):
-        raise NamingError("id kind", kind, "use 1-31 lower-case letters, digits and '-', starting with a letter", "for example 'image-set'")
+        raise NamingError("id kind", kind, "use 1-31 lower-case letters, digits and '-', starting with a letter",
+                          "for example 'image-set'")
     digest = hashlib.sha256("\x1f".join(p.strip().lower() for p in parts).encode("utf-8")).hexdigest()
     return f"{kind}-{digest[:32]}"
 
@@ -197,18 +204,22 @@ def gallery_image_definition_id(subscription_id: str, resource_group: str, galle
             f"/galleries/{gallery}/images/{definition}")
 
 
-def gallery_image_version_id(subscription_id: str, resource_group: str, gallery: str, definition: str, version: str) -> str:
-    return f"{gallery_image_definition_id(subscription_id, resource_group, gallery, definition)}/versions/{_checked_version(version)}"
+def gallery_image_version_id(subscription_id: str, resource_group: str, gallery: str, definition: str,
+                             version: str) -> str:
+    return (f"{gallery_image_definition_id(subscription_id, resource_group, gallery, definition)}/versions"
+            f"/{_checked_version(version)}")
 
 
 def managed_image_id(subscription_id: str, resource_group: str, family: str, version: str) -> str:
-    return f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Compute/images/{managed_image_name(family, version)}"
+    return (f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Compute/images"
+            f"/{managed_image_name(family, version)}")
 
 
 def family_gallery_version_id(family: FamilyConfig, version: str, default_subscription: str) -> str:
     """The gallery image version a family's version is published as."""
     g = family.gallery
-    return gallery_image_version_id(g.subscription or default_subscription, g.resource_group, g.name, g.image_definition, version)
+    return gallery_image_version_id(g.subscription or default_subscription, g.resource_group, g.name,
+                                    g.image_definition, version)
 
 
 def family_managed_image_id(family: FamilyConfig, version: str, default_subscription: str) -> str:
@@ -228,8 +239,8 @@ def family_pool_image_id(family: FamilyConfig, version: str, default_subscriptio
 
     A Compute Gallery image version. ``legacyManagedImagePools`` is refused when the families are
     validated (Batch accepts a managed image as a pool's image only at API versions up to
-    2019-08-01; the app speaks shared.resources.clients.BATCH_API_VERSION), so the managed-image branch below is never taken by a
-    validated configuration.
+    2019-08-01; the app speaks shared.resources.clients.BATCH_API_VERSION), so the managed-image branch below is never
+    taken by a validated configuration.
     """
     if family.legacy_managed_image_pools:
         return family_managed_image_id(family, version, default_subscription)

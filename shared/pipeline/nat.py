@@ -65,17 +65,22 @@ def problems(pools: Sequence[NatPool]) -> list[str]:
         if p.protocol.upper() not in PROTOCOLS:
             out.append(f"{label}: protocol {p.protocol!r} is not TCP or UDP")
         if not 1 <= p.backend_port <= BACKEND_MAX or p.backend_port in RESERVED_BACKEND:
-            out.append(f"{label}: backend port {p.backend_port} is outside 1-{BACKEND_MAX} or reserved by Batch (29876, 29877)")
+            out.append(f"{label}: backend port {p.backend_port} is outside 1-{BACKEND_MAX} or reserved by Batch "
+                       "(29876, 29877)")
         elif p.backend_port in backends:
-            out.append(f"{label}: backend port {p.backend_port} is used by another NAT pool; backend ports are unique within a pool")
+            out.append(f"{label}: backend port {p.backend_port} is used by another NAT pool; backend ports are unique "
+                       "within a pool")
         backends.add(p.backend_port)
         if not 1 <= p.frontend_start <= p.frontend_end <= FRONTEND_MAX:
-            out.append(f"{label}: frontend range {p.frontend_start}-{p.frontend_end} is not an ascending range within 1-{FRONTEND_MAX}")
+            out.append(f"{label}: frontend range {p.frontend_start}-{p.frontend_end} is not an ascending range within "
+                       f"1-{FRONTEND_MAX}")
             continue
         if p.frontend_start <= high and p.frontend_end >= low:
-            out.append(f"{label}: frontend range {p.frontend_start}-{p.frontend_end} touches {low}-{high}, which Batch reserves")
+            out.append(f"{label}: frontend range {p.frontend_start}-{p.frontend_end} touches {low}-{high}, which "
+                       "Batch reserves")
         if p.ports < MIN_RANGE_PORTS:
-            out.append(f"{label}: frontend range {p.frontend_start}-{p.frontend_end} holds {p.ports} ports; Batch needs at least {MIN_RANGE_PORTS}")
+            out.append(f"{label}: frontend range {p.frontend_start}-{p.frontend_end} holds {p.ports} ports; Batch "
+                       f"needs at least {MIN_RANGE_PORTS}")
     ordered = sorted((p for p in pools if p.frontend_start <= p.frontend_end), key=lambda p: p.frontend_start)
     for a, b in itertools.pairwise(ordered):
         if b.frontend_start <= a.frontend_end:
@@ -105,7 +110,8 @@ def choose(os_type: str, nodes: int) -> tuple[NatPool, ...]:
 
 
 def from_config(raw: Mapping[str, Any]) -> NatPool:
-    """One configured NAT pool (``{"name", "backendPort", "frontendPortRangeStart", "frontendPortRangeEnd", "protocol"?}``);
-    the caller has checked the types."""
-    return NatPool(name=str(raw["name"]), backend_port=int(raw["backendPort"]), frontend_start=int(raw["frontendPortRangeStart"]),
+    """One configured NAT pool (``{"name", "backendPort", "frontendPortRangeStart", "frontendPortRangeEnd",
+    "protocol"?}``); the caller has checked the types."""
+    return NatPool(name=str(raw["name"]), backend_port=int(raw["backendPort"]),
+                   frontend_start=int(raw["frontendPortRangeStart"]),
                    frontend_end=int(raw["frontendPortRangeEnd"]), protocol=str(raw.get("protocol", "TCP")).upper())

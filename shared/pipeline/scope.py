@@ -78,7 +78,8 @@ def principals_of(claims: Mapping[str, str]) -> set[str]:
     return {str(claims[k]).lower() for k in (CLAIM_APPID, *CLAIM_OIDS) if claims.get(k)}
 
 
-def principal_refusal(context: AppContext, family: FamilyConfig, snapshot_id: str, claims: Mapping[str, str] | None) -> str | None:
+def principal_refusal(context: AppContext, family: FamilyConfig, snapshot_id: str,
+                      claims: Mapping[str, str] | None) -> str | None:
     """None when the snapshot may opt in to ``family``; else why not. Records admissions by events, so that a
     snapshot the sweep finds again later (no claims) is recognised as admitted."""
     if not family.allowed_principals:
@@ -92,7 +93,8 @@ def principal_refusal(context: AppContext, family: FamilyConfig, snapshot_id: st
     who = principals_of(claims)
     if who & set(family.allowed_principals):
         with contextlib.suppress(ConcurrencyConflict):  # admitted before
-            table.insert(family.name, row, {"snapshotId": snapshot_id[:1024], "principal": sorted(who & set(family.allowed_principals))[0]})
+            table.insert(family.name, row, {"snapshotId": snapshot_id[:1024],
+                                            "principal": sorted(who & set(family.allowed_principals))[0]})
         return None
     return f"its writer ({', '.join(sorted(who)) or 'unknown'}) is not in the family's allowedPrincipals"
 
@@ -132,12 +134,14 @@ def ignored_counts(context: AppContext, *, hours: int = 24) -> dict[str, int]:
 def scope_refusal_fix(family: FamilyConfig, snapshot_id: str) -> str:
     groups = ", ".join(family.snapshot_groups) or "(none)"
     return (f"take the snapshot in one of the family's snapshotResourceGroups ({groups}), or add its resource group to "
-            f"families.{family.name}.snapshotResourceGroups (and to the deployment, which filters events and grants roles there); "
+            f"families.{family.name}.snapshotResourceGroups (and to the deployment, which filters events and grants "
+            "roles there); "
             f"otherwise remove the autopilot.* tags from {snapshot_id}")
 
 
 def principal_refusal_fix(family: FamilyConfig) -> str:
-    return (f"have someone listed in families.{family.name}.allowedPrincipals write (or re-tag) the snapshot, or add the writer's "
+    return (f"have someone listed in families.{family.name}.allowedPrincipals write (or re-tag) the snapshot, or add "
+            "the writer's "
             "object or application id to allowedPrincipals")
 
 
@@ -148,13 +152,15 @@ def describe_claims(claims: Mapping[str, Any] | None) -> str:
 MAX_LIVE_VERSIONS = "MAX_LIVE_VERSIONS"
 
 
-def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, table_name: str, *, counted: tuple[str, ...],
+def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, table_name: str, *,
+                          counted: tuple[str, ...],
                           built: str) -> list[Any]:
-    """A refusal when ``family.max_live_versions`` is set and the family already has that many live versions: being built
-    (a ``counted`` stage other than ``built``), or built by the app and still present in the family's gallery image
-    definition (its own tags say so; this also counts versions whose state rows have expired). A version is retired once
-    its gallery image version is gone: deleted by retention (shared/lifecycle/version_retention.py, after a rollout moved its pools
-    away) or by a person. One paged list of the definition's versions per check (once per version validated)."""
+    """A refusal when ``family.max_live_versions`` is set and the family already has that many live versions: being
+    built (a ``counted`` stage other than ``built``), or built by the app and still present in the family's gallery
+    image definition (its own tags say so; this also counts versions whose state rows have expired). A version is
+    retired once its gallery image version is gone: deleted by retention (shared/lifecycle/version_retention.py, after a
+    rollout moved its pools away) or by a person. One paged list of the definition's versions per check (once per
+    version validated)."""
     from shared.core.ownership import MANAGED_BY, MANAGED_BY_TAG, TAG_FAMILY
     from shared.guard.lock_plan import LOCK_NAME
     from shared.pipeline import image_rules
@@ -170,7 +176,8 @@ def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, t
                                                         g.subscription):
         tags = {str(k).lower(): str(v) for k, v in (version.get("tags") or {}).items()}
         name = str(version.get("name", ""))
-        ours = tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY, "").lower() == family.name.lower()
+        ours = (tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY
+                and tags.get(TAG_FAMILY, "").lower() == family.name.lower())
         if ours and name != key.row_key:
             present.add(name)
     live = sorted(building | present)
@@ -179,9 +186,11 @@ def live_version_findings(context: AppContext, family: FamilyConfig, key: Any, t
     g_id = f"{g.name}/{g.image_definition}"
     return [image_rules.Finding(
         image_rules.REFUSE, MAX_LIVE_VERSIONS, None,
-        f"family {family.name} already has {len(live)} live version(s) ({', '.join(live[:10])}); maxLiveVersions is {family.max_live_versions}",
+        f"family {family.name} already has {len(live)} live version(s) ({', '.join(live[:10])}); maxLiveVersions is "
+        f"{family.max_live_versions}",
         f"retire one: delete a version of gallery image {g_id} the family no longer needs (retention, "
-        f"families.{family.name}.retention, deletes versions no pool uses; by hand, delete or move the pools that use it, "
+        f"families.{family.name}.retention, deletes versions no pool uses; by hand, delete or move the pools "
+        "that use it, "
         f"wait for the app to remove its lock {LOCK_NAME}, set safetyProfile.blockDeletionBeforeEndOfLife to false "
         "(az sig image-version update --set safetyProfile.blockDeletionBeforeEndOfLife=false) and delete the version), "
         f"or raise families.{family.name}.maxLiveVersions; then re-tag one snapshot of this set (a refused version is "

@@ -68,7 +68,8 @@ def situation_key(code: str, *parts: object) -> str:
 
 def _publish(context: AppContext, kind: str, subject: str, title: str, diagnosis: str, fix: str, dedupe: str,
              details: dict[str, Any] | None = None, severity: str = alerts.SEVERITY_WARNING) -> None:
-    AlertPublisher(context).publish(Alert(kind, severity, subject, title, diagnosis, fix, dedupe, context.clock.now(), details or {},
+    AlertPublisher(context).publish(Alert(kind, severity, subject, title, diagnosis, fix, dedupe, context.clock.now(),
+                                          details or {},
                                           repeat_after=ALERT_REPEAT))
 
 
@@ -156,13 +157,18 @@ def on_snapshot_event(context: AppContext, snapshot_id: str, *, event_time: date
     observation = observe(context, snapshot_id)
     touched = {k for k in sets_holding(context, observation.snapshot_id) if k != observation.key}
     for key in sorted(touched, key=str):
-        refresh(context, key, cache={normalize(observation.snapshot_id): observation}, event_time=event_time, about=observation.snapshot_id)
+        refresh(context, key, cache={normalize(observation.snapshot_id): observation}, event_time=event_time,
+                about=observation.snapshot_id)
     if observation.tag_error is not None:
         exc = observation.tag_error
-        _publish(context, alerts.IMAGE_REFUSED, observation.snapshot_id, f"Snapshot tags are invalid: {exc.tag}", str(exc),
-                 f"fix the tag on the snapshot, for example {exc.tag}={exc.example} (a write of the snapshot or of its tags "
-                 "re-runs the checks), or remove its autopilot.* tags", situation_key("BAD_TAGS", observation.snapshot_id,
-                                                                                  json.dumps(observation.tags, sort_keys=True)))
+        _publish(context, alerts.IMAGE_REFUSED, observation.snapshot_id, f"Snapshot tags are invalid: {exc.tag}",
+                 str(exc),
+                 f"fix the tag on the snapshot, for example {exc.tag}={exc.example} (a write of the snapshot or "
+                 "of its tags "
+                 "re-runs the checks), or remove its autopilot.* tags", situation_key("BAD_TAGS",
+                                                                                      observation.snapshot_id,
+                                                                                  json.dumps(observation.tags,
+                                                                                             sort_keys=True)))
         return EventResult(None, "refused", str(exc))
     if observation.key is None or observation.candidate is None:
         why = "deleted" if not observation.exists else "not opted in (no autopilot.family tag)"
@@ -170,13 +176,15 @@ def on_snapshot_event(context: AppContext, snapshot_id: str, *, event_time: date
     key = observation.key
     if configured is not None and not configured(key.family):
         _publish(context, alerts.IMAGE_REFUSED, observation.snapshot_id, f"Unknown image family {key.family!r}",
-                 f"snapshot {observation.snapshot_id} is tagged {TAG_FAMILY}={key.family}, but no such family is configured",
+                 f"snapshot {observation.snapshot_id} is tagged {TAG_FAMILY}={key.family}, but no such family is "
+                 "configured",
                  "add the family to the families configuration (AUTOPILOT_FAMILIES or AUTOPILOT_FAMILIES_FILE; see "
                  "docs/families.example.json): the next sweep builds the set; or correct the tag",
                  situation_key("UNKNOWN_FAMILY", observation.snapshot_id, key.family))
     elif refusal is not None and (why := refusal(key.family, observation.snapshot_id)):
         return EventResult(None, "refused", why)
-    refresh(context, key, cache={normalize(observation.snapshot_id): observation}, add=observation.candidate, event_time=event_time,
+    refresh(context, key, cache={normalize(observation.snapshot_id): observation}, add=observation.candidate,
+            event_time=event_time,
             about=observation.snapshot_id)
     return EventResult(key, "recorded", f"{observation.snapshot_id} claims {key}")
 
@@ -186,7 +194,8 @@ def on_snapshot_event(context: AppContext, snapshot_id: str, *, event_time: date
 # ---------------------------------------------------------------------------------------------
 
 
-def refresh(context: AppContext, key: SnapshotSetKey, *, cache: dict[str, Observation] | None = None, add: Candidate | None = None,
+def refresh(context: AppContext, key: SnapshotSetKey, *, cache: dict[str, Observation] | None = None,
+            add: Candidate | None = None,
             event_time: datetime | None = None, about: str | None = None) -> SnapshotSet | None:
     """Re-read every snapshot the set counts (plus ``add``) and store the set as their tags say it is now.
 
@@ -239,11 +248,13 @@ def refresh(context: AppContext, key: SnapshotSetKey, *, cache: dict[str, Observ
         except ConcurrencyConflict:
             continue
         changed = stored is not None and fresh is not None and stored.members != fresh.members
-        # A fresh run once there is something new to check: the set changed and is complete again, or a person re-tagged.
+        # A fresh run once there is something new to check: the set changed and is complete again, or a person
+        # re-tagged.
         if (retagged or (changed and snapshot_sets.is_complete(fresh))) and stage is not None \
                 and stage.data.get("stage") in REOPENABLE_STAGES:
             _reopen(context, key, stage)
-        _announce(context, key, stored, fresh, seen, terminal=stage is not None and stage.data.get("stage") in REOPENABLE_STAGES)
+        _announce(context, key, stored, fresh, seen,
+                  terminal=stage is not None and stage.data.get("stage") in REOPENABLE_STAGES)
         return fresh
     raise ConcurrencyConflict(f"could not bring snapshot set {key} up to date after {RETRIES} tries")
 
@@ -263,8 +274,8 @@ def _reopen(context: AppContext, key: SnapshotSetKey, stage: Record) -> None:
 
 def mark_open(context: AppContext, key: SnapshotSetKey, is_open: bool) -> None:
     """Set the set row's ``open`` column, which the sweep filters on (server side): a version that reached a terminal
-    stage is closed, so the sweep no longer reads it; its row waits for expiry (shared/core/state_expiry.py). A write lost to a
-    concurrent one is retried; a set row that is gone needs nothing."""
+    stage is closed, so the sweep no longer reads it; its row waits for expiry (shared/core/state_expiry.py). A write
+    lost to a concurrent one is retried; a set row that is gone needs nothing."""
     table = context.state.table(SNAPSHOT_SETS)
     for _ in range(RETRIES):
         record = table.get(key.partition_key, key.row_key)
@@ -287,19 +298,25 @@ def _announce(context: AppContext, key: SnapshotSetKey, before: SnapshotSet | No
         subject = conflict.snapshot_ids[-1] if conflict.snapshot_ids else str(key)
         _publish(context, alerts.IMAGE_REFUSED, subject, f"Conflicting snapshots for {key}",
                  f"snapshot set {key}: {conflict.message}", conflict.fix,
-                 situation_key(conflict.code, str(key), *sorted(normalize(i) for i in conflict.snapshot_ids), conflict.message),
-                 {"codes": [conflict.code], "family": key.family, "version": key.version, "resources": list(conflict.snapshot_ids)})
+                 situation_key(conflict.code, str(key), *sorted(normalize(i) for i in conflict.snapshot_ids),
+                               conflict.message),
+                 {"codes": [conflict.code], "family": key.family, "version": key.version,
+                  "resources": list(conflict.snapshot_ids)})
     if before is None or terminal:
         return  # a refused or failed version already told the person what happened
     for member in before.members:
         observation = seen.get(normalize(member.snapshot_id))
         if observation is not None and not observation.exists:
             _publish(context, alerts.IMAGE_REFUSED, member.snapshot_id, f"Image {key} refused: SNAPSHOT_DELETED",
-                     f"snapshot {member.snapshot_id} ({member.label}) was deleted before the image was built; the set now waits for "
+                     f"snapshot {member.snapshot_id} ({member.label}) was deleted before the image was built; the set "
+                     "now waits for "
                      f"{member.label} again",
-                     "re-create the snapshot from the prepared VM's disk and tag it again (the same name and tags will do)",
-                     situation_key("SNAPSHOT_DELETED", str(key), normalize(member.snapshot_id), member.time_created or ""),
-                     {"codes": ["SNAPSHOT_DELETED"], "family": key.family, "version": key.version, "resources": [member.snapshot_id]})
+                     "re-create the snapshot from the prepared VM's disk and tag it again (the same name and "
+                     "tags will do)",
+                     situation_key("SNAPSHOT_DELETED", str(key), normalize(member.snapshot_id),
+                                   member.time_created or ""),
+                     {"codes": ["SNAPSHOT_DELETED"], "family": key.family, "version": key.version,
+                      "resources": [member.snapshot_id]})
 
 
 def _report_changes(context: AppContext, built: SnapshotSet, look: Any, about: str, add: Candidate | None) -> None:
@@ -313,10 +330,12 @@ def _report_changes(context: AppContext, built: SnapshotSet, look: Any, about: s
         claims = observation.candidate.member if observation.candidate is not None else None
         if observation.key == built.key and claims is not None and claims.slot == member.slot:
             continue
-        _changed(context, built, member.snapshot_id, f"snapshot {member.snapshot_id} was {member.label} of {built.key}, which is built "
+        _changed(context, built, member.snapshot_id,
+                 f"snapshot {member.snapshot_id} was {member.label} of {built.key}, which is built "
                  f"(or being built) from it, and its tags now say {_claim_text(observation)}", observation)
     if add is not None and built.member(add.snapshot_id) is None:
-        _changed(context, built, add.snapshot_id, f"snapshot {add.snapshot_id} is tagged as {add.member.label} of {built.key}, which is "
+        _changed(context, built, add.snapshot_id,
+                 f"snapshot {add.snapshot_id} is tagged as {add.member.label} of {built.key}, which is "
                  "already built (or being built) from other snapshots", None)
 
 
@@ -326,12 +345,16 @@ def _claim_text(observation: Observation) -> str:
     return f"{observation.candidate.member.label} of {observation.key}"
 
 
-def _changed(context: AppContext, built: SnapshotSet, snapshot_id: str, diagnosis: str, observation: Observation | None) -> None:
+def _changed(context: AppContext, built: SnapshotSet, snapshot_id: str, diagnosis: str,
+             observation: Observation | None) -> None:
     log.warning("%s", diagnosis)
-    _publish(context, alerts.SNAPSHOT_SET_CHANGED, snapshot_id, f"Snapshot tags changed after {built.key} was built", diagnosis,
-             "nothing changes for the built version: its image and pools keep the disks it was built from. To build from new "
+    _publish(context, alerts.SNAPSHOT_SET_CHANGED, snapshot_id, f"Snapshot tags changed after {built.key} was built",
+             diagnosis,
+             "nothing changes for the built version: its image and pools keep the disks it was built from. To "
+             "build from new "
              "snapshots or tags, tag them with a new autopilot.version", situation_key(
-                 "SET_FROZEN", str(built.key), normalize(snapshot_id), json.dumps(observation.tags if observation else None, sort_keys=True)),
+                 "SET_FROZEN", str(built.key), normalize(snapshot_id),
+                 json.dumps(observation.tags if observation else None, sort_keys=True)),
              {"family": built.key.family, "version": built.key.version}, severity=alerts.SEVERITY_INFO)
 
 
@@ -341,7 +364,8 @@ def freeze(context: AppContext, record: Record) -> Record:
     snapshot_set = snapshot_sets.from_entity(record.data)
     if snapshot_set.frozen:
         return record
-    return context.state.table(SNAPSHOT_SETS).replace(record, snapshot_sets.to_entity(replace(snapshot_set, frozen=True)))
+    return context.state.table(SNAPSHOT_SETS).replace(record,
+                                                      snapshot_sets.to_entity(replace(snapshot_set, frozen=True)))
 
 
 

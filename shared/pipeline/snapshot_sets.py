@@ -21,7 +21,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.core.resource_ids import ResourceId, normalize, same_id
-from shared.pipeline.snapshot_tags import MAX_DISK_COUNT, MAX_LUN, SnapshotTags, canonical_family, family_problem, version_problem
+from shared.pipeline.snapshot_tags import (
+    MAX_DISK_COUNT,
+    MAX_LUN,
+    SnapshotTags,
+    canonical_family,
+    family_problem,
+    version_problem,
+)
 
 ROLE_OS = "os"
 ROLE_DATA = "data"
@@ -105,16 +112,20 @@ class SnapshotMember:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "snapshotId": self.snapshot_id, "role": self.role, "lun": self.lun, "diskCount": self.disk_count, "region": self.region,
-            "subscriptionId": self.subscription_id, "sourceDiskId": self.source_disk_id, "hyperVGeneration": self.hyper_v_generation,
+            "snapshotId": self.snapshot_id, "role": self.role, "lun": self.lun, "diskCount": self.disk_count,
+            "region": self.region,
+            "subscriptionId": self.subscription_id, "sourceDiskId": self.source_disk_id,
+            "hyperVGeneration": self.hyper_v_generation,
             "osType": self.os_type, "timeCreated": self.time_created.isoformat() if self.time_created else None,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SnapshotMember:
         created = data.get("timeCreated")
-        return cls(snapshot_id=data["snapshotId"], role=data["role"], lun=data.get("lun"), disk_count=int(data["diskCount"]),
-                   region=data["region"], subscription_id=data["subscriptionId"], source_disk_id=data.get("sourceDiskId"),
+        return cls(snapshot_id=data["snapshotId"], role=data["role"], lun=data.get("lun"),
+                   disk_count=int(data["diskCount"]),
+                   region=data["region"], subscription_id=data["subscriptionId"],
+                   source_disk_id=data.get("sourceDiskId"),
                    hyper_v_generation=data.get("hyperVGeneration"), os_type=data.get("osType"),
                    time_created=datetime.fromisoformat(created) if created else None)
 
@@ -164,7 +175,8 @@ class MembershipConflict:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MembershipConflict:
-        return cls(str(data["code"]), str(data["message"]), str(data["fix"]), tuple(str(i) for i in data.get("snapshotIds") or ()))
+        return cls(str(data["code"]), str(data["message"]), str(data["fix"]),
+                   tuple(str(i) for i in data.get("snapshotIds") or ()))
 
 
 def resolve(key: SnapshotSetKey, candidates: tuple[Candidate, ...] | list[Candidate], started_at: datetime | None,
@@ -194,7 +206,8 @@ def resolve(key: SnapshotSetKey, candidates: tuple[Candidate, ...] | list[Candid
         said = "; ".join(f"{', '.join(ids)} say{'s' if len(ids) == 1 else ''} {n}" for n, ids in sorted(counts.items()))
         conflicts.append(MembershipConflict(
             DISK_COUNT_MISMATCH, f"the snapshots disagree on autopilot.diskCount: {said}",
-            "correct the autopilot.diskCount tag so that all snapshots of the version agree (or tag the odd ones with another "
+            "correct the autopilot.diskCount tag so that all snapshots of the version agree (or tag the odd ones "
+            "with another "
             "autopilot.version); the set is checked again as soon as the tag is written",
             tuple(i for n, ids in sorted(counts.items()) for i in ids)))
     by_slot: dict[str, list[Candidate]] = {}
@@ -204,19 +217,25 @@ def resolve(key: SnapshotSetKey, candidates: tuple[Candidate, ...] | list[Candid
     for slot in sorted(clashing, key=lambda s: -1 if s == ROLE_OS else int(s.split(":")[1])):
         cs = by_slot[slot]
         conflicts.append(MembershipConflict(
-            LUN_CLASH, f"{cs[0].member.label} is claimed by {len(cs)} snapshots: {', '.join(c.snapshot_id for c in cs)}",
-            "remove the autopilot.* tags from the wrong snapshot (or delete it): the set then takes the other one. If both are "
+            LUN_CLASH,
+            f"{cs[0].member.label} is claimed by {len(cs)} snapshots: {', '.join(c.snapshot_id for c in cs)}",
+            "remove the autopilot.* tags from the wrong snapshot (or delete it): the set then takes the other one. "
+            "If both are "
             "right, they belong to different versions: give one of them another autopilot.version",
             tuple(c.snapshot_id for c in cs)))
     data_slots = sorted(slot for slot in by_slot if slot != ROLE_OS)
     if len(data_slots) > disk_count - 1:
         ids = tuple(c.snapshot_id for slot in data_slots for c in by_slot[slot])
         conflicts.append(MembershipConflict(
-            TOO_MANY_DISKS, f"autopilot.diskCount says {disk_count} disks, so {disk_count - 1} data disk(s), but snapshots claim "
-                            f"{len(data_slots)} data disks ({', '.join(s.replace('lun:', 'LUN ') for s in data_slots)})",
-            "remove the autopilot.* tags from the snapshot that does not belong to this version, or correct autopilot.diskCount "
+            TOO_MANY_DISKS, f"autopilot.diskCount says {disk_count} disks, so {disk_count - 1} data disk(s), but "
+                            "snapshots claim "
+                            f"{len(data_slots)} data disks "
+            f"({', '.join(s.replace('lun:', 'LUN ') for s in data_slots)})",
+            "remove the autopilot.* tags from the snapshot that does not belong to this version, or correct "
+            "autopilot.diskCount "
             "on every snapshot of the set", ids))
-    members = tuple(c.member for c in ordered if c.ready and c.member.slot not in clashing and c.member.disk_count == disk_count)
+    members = tuple(c.member for c in ordered if c.ready and c.member.slot not in clashing
+                    and c.member.disk_count == disk_count)
     seen = [c.member.time_created for c in ordered if c.member.time_created is not None]
     starts = [t for t in (*seen, started_at) if t is not None]
     started = min(starts) if starts else now
@@ -227,7 +246,8 @@ def same_membership(a: SnapshotSet | None, b: SnapshotSet | None) -> bool:
     """Whether two versions of a set hold the same candidates, members and conflicts (nothing worth writing)."""
     if a is None or b is None:
         return a is b
-    return (a.disk_count, a.members, a.all_candidates, a.conflicts, a.frozen) == (b.disk_count, b.members, b.all_candidates, b.conflicts,
+    return (a.disk_count, a.members, a.all_candidates, a.conflicts, a.frozen) == (b.disk_count, b.members,
+                                                                                  b.all_candidates, b.conflicts,
                                                                                   b.frozen)
 
 
@@ -294,9 +314,11 @@ def merge(stored: SnapshotSet | None, key: SnapshotSetKey, member: SnapshotMembe
 
     if member.disk_count != stored.disk_count:
         raise SnapshotSetConflict(
-            key, f"snapshot {member.snapshot_id} says the set has {member.disk_count} disks, but {stored.members[0].snapshot_id} "
+            key, f"snapshot {member.snapshot_id} says the set has {member.disk_count} disks, but "
+                 f"{stored.members[0].snapshot_id} "
                  f"says {stored.disk_count}",
-            "correct the autopilot.diskCount tag so all snapshots of the version agree, or tag the new snapshots with a new version",
+            "correct the autopilot.diskCount tag so all snapshots of the version agree, or tag the new snapshots with "
+            "a new version",
             (member.snapshot_id, stored.members[0].snapshot_id))
 
     started = min(stored.started_at, seen_at)
@@ -304,8 +326,10 @@ def merge(stored: SnapshotSet | None, key: SnapshotSetKey, member: SnapshotMembe
     if existing is not None:
         if existing.slot != member.slot:
             raise SnapshotSetConflict(
-                key, f"snapshot {member.snapshot_id} is already in the set as {existing.label} and is now tagged as {member.label}",
-                "a set's disks cannot move once seen: tag the snapshots with a new version instead", (member.snapshot_id,))
+                key, f"snapshot {member.snapshot_id} is already in the set as {existing.label} and is now tagged as "
+                f"{member.label}",
+                "a set's disks cannot move once seen: tag the snapshots with a new version instead",
+                (member.snapshot_id,))
         # A duplicate delivery (or a tag write on the same snapshot): the set is unchanged.
         if started == stored.started_at:
             return MergeResult(stored, changed=False, became_complete=False)
@@ -315,17 +339,21 @@ def merge(stored: SnapshotSet | None, key: SnapshotSetKey, member: SnapshotMembe
     if holder is not None:
         raise SnapshotSetConflict(
             key, f"{member.label} is claimed by two snapshots, {holder.snapshot_id} and {member.snapshot_id}",
-            "remove the autopilot.* tags from the wrong one (or delete it); if both are right, they belong to different versions",
+            "remove the autopilot.* tags from the wrong one (or delete it); if both are right, they belong to "
+            "different versions",
             (holder.snapshot_id, member.snapshot_id))
     if len(stored.members) >= stored.disk_count:
         raise SnapshotSetConflict(
-            key, f"the set is already complete with {stored.disk_count} disks ({', '.join(m.label for m in stored.members)}), "
+            key, f"the set is already complete with {stored.disk_count} disks "
+                 f"({', '.join(m.label for m in stored.members)}), "
                  f"and snapshot {member.snapshot_id} adds {member.label}",
-            "tag the snapshots of a new VM state with a new version; if the set really has more disks, correct autopilot.diskCount on a new version",
+            "tag the snapshots of a new VM state with a new version; if the set really has more disks, correct "
+            "autopilot.diskCount on a new version",
             (member.snapshot_id,))
     if member.lun is not None and len(stored.data_members) >= stored.disk_count - 1:
         raise SnapshotSetConflict(
-            key, f"the set has {stored.disk_count} disks, so {stored.disk_count - 1} data disk(s), and all are present; "
+            key, f"the set has {stored.disk_count} disks, so {stored.disk_count - 1} data disk(s), and all "
+                 "are present; "
                  f"snapshot {member.snapshot_id} adds {member.label}",
             "check the autopilot.disk and autopilot.diskCount tags", (member.snapshot_id,))
 
@@ -357,7 +385,8 @@ def missing(snapshot_set: SnapshotSet) -> list[str]:
     for c in snapshot_set.pending:
         out.append(f"{c.member.label} ({c.snapshot_id} is {c.state or 'not ready'})")
     data_expected = snapshot_set.disk_count - 1
-    present = {m.lun for m in snapshot_set.data_members} | {c.member.lun for c in snapshot_set.pending if c.member.lun is not None}
+    present = {m.lun for m in snapshot_set.data_members} | {c.member.lun for c in snapshot_set.pending
+                                                            if c.member.lun is not None}
     wanted = data_expected - len(present)
     if wanted <= 0:
         return out
@@ -423,7 +452,8 @@ def from_entity(entity: Mapping[str, Any]) -> SnapshotSet:
     try:
         fmt = int(entity.get("format", ENTITY_FORMAT))
         if fmt != ENTITY_FORMAT:
-            raise SnapshotSetFormatError(f"stored snapshot set has format {fmt}; this version of the app reads format {ENTITY_FORMAT}")
+            raise SnapshotSetFormatError(f"stored snapshot set has format {fmt}; this version of the app reads format "
+                                         f"{ENTITY_FORMAT}")
         key = SnapshotSetKey(str(entity["family"]), str(entity["version"]))
         members = tuple(sorted((SnapshotMember.from_json(m) for m in json.loads(entity["members"])), key=_slot_order))
         started = datetime.fromisoformat(str(entity["startedAt"]))
@@ -431,12 +461,14 @@ def from_entity(entity: Mapping[str, Any]) -> SnapshotSet:
             started = started.replace(tzinfo=UTC)
         candidates = tuple(Candidate.from_json(c) for c in json.loads(entity.get("candidates") or "[]"))
         conflicts = tuple(MembershipConflict.from_json(c) for c in json.loads(entity.get("conflicts") or "[]"))
-        result = SnapshotSet(key, int(entity["diskCount"]), members, started, candidates=candidates, conflicts=conflicts,
+        result = SnapshotSet(key, int(entity["diskCount"]), members, started, candidates=candidates,
+                             conflicts=conflicts,
                              frozen=bool(entity.get("frozen", False)))
     except SnapshotSetFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise SnapshotSetFormatError(f"stored snapshot set {entity.get('family')!r} {entity.get('version')!r} cannot be read: {exc}") from exc
+        raise SnapshotSetFormatError(f"stored snapshot set {entity.get('family')!r} {entity.get('version')!r} cannot "
+                                     f"be read: {exc}") from exc
     if not members and not candidates:
         raise SnapshotSetFormatError(f"stored snapshot set {key} has no members")
     return result
@@ -476,4 +508,5 @@ def member_from_snapshot(snapshot: Mapping[str, Any], tags: SnapshotTags) -> Sna
     return SnapshotMember(
         snapshot_id=rid.raw, role=tags.role, lun=tags.lun, disk_count=tags.disk_count, region=location,
         subscription_id=rid.subscription_id, source_disk_id=text(creation.get("sourceResourceId")),
-        hyper_v_generation=text(props.get("hyperVGeneration")), os_type=text(props.get("osType")), time_created=time_created)
+        hyper_v_generation=text(props.get("hyperVGeneration")), os_type=text(props.get("osType")),
+        time_created=time_created)

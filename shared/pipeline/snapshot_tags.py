@@ -119,18 +119,21 @@ class SnapshotTags:
         return OS_DISK if self.lun is None else str(self.lun)
 
     def as_tags(self) -> dict[str, str]:
-        return {TAG_FAMILY: self.family, TAG_VERSION: self.version, TAG_DISK: self.disk, TAG_DISK_COUNT: str(self.disk_count)}
+        return {TAG_FAMILY: self.family, TAG_VERSION: self.version, TAG_DISK: self.disk,
+                TAG_DISK_COUNT: str(self.disk_count)}
 
 
 def _lookup(tags: Mapping[object, object], name: str) -> tuple[bool, object]:
     """Find a tag by case-insensitive name. Two spellings with different values are an error."""
-    found: list[tuple[object, object]] = [(k, v) for k, v in tags.items() if isinstance(k, str) and k.strip().lower() == name.lower()]
+    found: list[tuple[object, object]] = [(k, v) for k, v in tags.items() if isinstance(k, str)
+                                          and k.strip().lower() == name.lower()]
     if not found:
         return False, None
     values = {v if isinstance(v, str) else repr(v) for _, v in found}
     if len(values) > 1:
         spellings = ", ".join(sorted(str(k) for k, _ in found))
-        raise SnapshotTagError(name, found[0][1], f"the tag is set more than once with different values ({spellings})", EXAMPLE_TAGS[name])
+        raise SnapshotTagError(name, found[0][1], f"the tag is set more than once with different values ({spellings})",
+                               EXAMPLE_TAGS[name])
     return True, found[0][1]
 
 
@@ -155,7 +158,8 @@ def parse_tags(tags: Mapping[str, str] | None) -> SnapshotTags | None:
     if tags is None:
         return None
     if not isinstance(tags, Mapping):
-        raise SnapshotTagError(TAG_FAMILY, tags, "the snapshot's tags are not a name/value map", EXAMPLE_TAGS[TAG_FAMILY])
+        raise SnapshotTagError(TAG_FAMILY, tags, "the snapshot's tags are not a name/value map",
+                               EXAMPLE_TAGS[TAG_FAMILY])
     present, raw_family = _lookup(tags, TAG_FAMILY)
     if not present:
         return None
@@ -168,7 +172,8 @@ def parse_tags(tags: Mapping[str, str] | None) -> SnapshotTags | None:
     for name in (TAG_VERSION, TAG_DISK, TAG_DISK_COUNT):
         present, raw = _lookup(tags, name)
         if not present:
-            raise SnapshotTagError(name, None, f"the tag is missing; a snapshot tagged {TAG_FAMILY} needs all of {', '.join(ALL_TAGS)}",
+            raise SnapshotTagError(name, None, f"the tag is missing; a snapshot tagged {TAG_FAMILY} needs all of "
+                                   f"{', '.join(ALL_TAGS)}",
                                    EXAMPLE_TAGS[name])
         values[name] = _text(name, raw)
 
@@ -178,11 +183,13 @@ def parse_tags(tags: Mapping[str, str] | None) -> SnapshotTags | None:
 
     disk = values[TAG_DISK]
     lun = None if disk.lower() == OS_DISK else _small_int(
-        TAG_DISK, disk, 0, MAX_LUN, f"use '{OS_DISK}' for the OS disk, or the data disk's LUN, a whole number from 0 to {MAX_LUN}")
+        TAG_DISK, disk, 0, MAX_LUN,
+        f"use '{OS_DISK}' for the OS disk, or the data disk's LUN, a whole number from 0 to {MAX_LUN}")
     disk_count = _small_int(
         TAG_DISK_COUNT, values[TAG_DISK_COUNT], 1, MAX_DISK_COUNT,
         f"give the number of disks in the set, OS disk included: a whole number from 1 to {MAX_DISK_COUNT}")
     if lun is not None and disk_count < 2:
         raise SnapshotTagError(TAG_DISK_COUNT, values[TAG_DISK_COUNT],
-                               f"this snapshot is data disk LUN {lun}, so the set has at least 2 disks (the OS disk and this one)", "2")
+                               f"this snapshot is data disk LUN {lun}, so the set has at least 2 disks (the OS disk "
+                               "and this one)", "2")
     return SnapshotTags(family=family, version=version, lun=lun, disk_count=disk_count)

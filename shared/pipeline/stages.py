@@ -50,7 +50,8 @@ CLAIM_RETRIES = 5
 CLAIM_GRACE = timedelta(minutes=2)
 
 # Stages, in order. "refused" and "failed" are terminal until the set changes (new snapshots).
-ASSEMBLING, VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE = "assembling", "validated", "image-requested", "version-requested", "done"
+ASSEMBLING, VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE = ("assembling", "validated", "image-requested",
+                                                                   "version-requested", "done")
 REFUSED, FAILED = "refused", "failed"
 TERMINAL = (DONE, REFUSED, FAILED)
 
@@ -70,7 +71,8 @@ def families_of(context: AppContext) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def on_snapshot_written(context: AppContext, snapshot_id: str, claims: Any = None, *, event_time: datetime | None = None) -> Outcome:
+def on_snapshot_written(context: AppContext, snapshot_id: str, claims: Any = None, *,
+                        event_time: datetime | None = None) -> Outcome:
     """A snapshot was written, re-tagged (a snapshot write or a Tags-API write), untagged or deleted: bring the sets
     it touches up to date from what its tags say now (shared.pipeline.set_membership), then advance the set it claims.
 
@@ -81,7 +83,8 @@ def on_snapshot_written(context: AppContext, snapshot_id: str, claims: Any = Non
 
     families = families_of(context)
     if not scope.in_any_snapshot_scope(families, snapshot_id, context.settings.subscription_id):
-        # Not read at all: outside every family's snapshotResourceGroups it is not the app's business (and may be unreadable).
+        # Not read at all: outside every family's snapshotResourceGroups it is not the app's business (and may be
+        # unreadable).
         scope.count_ignored(context, scope.OUT_OF_SCOPE, snapshot_id, "outside every family's snapshotResourceGroups")
         return Outcome("ignored", "outside every family's snapshotResourceGroups")
 
@@ -101,9 +104,11 @@ def on_snapshot_written(context: AppContext, snapshot_id: str, claims: Any = Non
 def on_image_written(context: AppContext, resource_id: str) -> Outcome:
     """A managed image or gallery image version the pipeline started has changed: advance its version."""
     if not scope.in_any_image_scope(families_of(context), resource_id, context.settings.subscription_id):
-        scope.count_ignored(context, scope.OUT_OF_SCOPE, resource_id, "outside every family's image resource group and gallery")
+        scope.count_ignored(context, scope.OUT_OF_SCOPE, resource_id,
+                            "outside every family's image resource group and gallery")
         return Outcome("ignored", "outside every family's image resource group and gallery")
-    resource = _read_in_scope(context, permissions.write_action(resource_id).rsplit("/", 1)[0] + "/read", resource_id, compute.get_any_image)
+    resource = _read_in_scope(context, permissions.write_action(resource_id).rsplit("/", 1)[0] + "/read", resource_id,
+                              compute.get_any_image)
     if resource is None:
         return Outcome("ignored", f"{resource_id} no longer exists")
     tags = {k.lower(): v for k, v in (resource.get("tags") or {}).items()}
@@ -120,7 +125,8 @@ def _read_in_scope(context: AppContext, action: str, resource_id: str, read: Any
 
 
 def _scope_refusal(context: AppContext, family: FamilyConfig, snapshot_id: str, claims: Any) -> Outcome | None:
-    """A snapshot tagged for ``family`` but outside its scope, or written by someone it does not allow: refused, with an alert."""
+    """A snapshot tagged for ``family`` but outside its scope, or written by someone it does not allow: refused, with an
+    alert."""
     if not scope.in_family_scope(family, snapshot_id, context.settings.subscription_id):
         code, why, fix = scope.SNAPSHOT_OUT_OF_SCOPE, (f"it is outside the family's snapshotResourceGroups "
                                                        f"({', '.join(family.snapshot_groups)})"), scope.scope_refusal_fix(family, snapshot_id)
@@ -160,17 +166,20 @@ def sweep(context: AppContext) -> list[Outcome]:
         if outcome is not None:
             outcomes.append(outcome)
     try:
-        retention.expire_finished(context)  # finished rows past AUTOPILOT_STATE_RETENTION_DAYS: the sweep reads open work
+        # finished rows past AUTOPILOT_STATE_RETENTION_DAYS: the sweep reads open work
+        retention.expire_finished(context)
     except Exception as exc:  # housekeeping never fails the sweep
         log.warning("sweep: expiring finished state failed: %s", exc)
     _run_retention(context)
     if errors:
-        raise RuntimeError(f"pipeline sweep: {len(errors)} version(s) could not be advanced: " + "; ".join(errors)[:2000])
+        raise RuntimeError(f"pipeline sweep: {len(errors)} version(s) could not be advanced: "
+                           + "; ".join(errors)[:2000])
     return outcomes
 
 
 def _run_retention(context: AppContext) -> None:
-    """Hook: families with ``retention`` delete the old versions nothing uses (shared/core/state_expiry.py); others are untouched."""
+    """Hook: families with ``retention`` delete the old versions nothing uses (shared/core/state_expiry.py); others are
+    untouched."""
     from shared.lifecycle import version_retention
 
     for family in families_of(context):
@@ -187,7 +196,8 @@ def _run_retention(context: AppContext) -> None:
 
 def open_sets(context: AppContext) -> Iterator[Record]:
     """The set rows that are open work (assembling, or a version not yet at a terminal stage), filtered by the Table
-    service: finished rows never cross the wire and wait for expiry (shared/core/state_expiry.py) and their tombstones."""
+    service: finished rows never cross the wire and wait for expiry (shared/core/state_expiry.py) and their
+    tombstones."""
     _mark_rows_written_before_the_open_column(context)
     return context.state.table(SNAPSHOT_SETS).query_filter(f"{snapshot_sets.OPEN_COLUMN} eq @open", {"open": True})
 
@@ -196,9 +206,9 @@ _OPEN_MARKED = ("pipeline", "setsOpenMarked")  # Watch-table row: every set row 
 
 
 def _mark_rows_written_before_the_open_column(context: AppContext) -> None:
-    """Once per deployment: set rows written before the ``open`` column existed have none, and a filter on it would never
-    return them. The first sweep reads every row once, gives each the column (open unless its stage is terminal) and
-    records that it did; every later sweep costs one point read here."""
+    """Once per deployment: set rows written before the ``open`` column existed have none, and a filter on it would
+    never return them. The first sweep reads every row once, gives each the column (open unless its stage is terminal)
+    and records that it did; every later sweep costs one point read here."""
     from shared.core.state import WATCH
     from shared.pipeline.set_membership import mark_open
 
@@ -233,7 +243,8 @@ def _sweep_one(context: AppContext, record: Record) -> Outcome | None:
             _alert(context, alerts.SNAPSHOT_SET_INCOMPLETE, first, f"Snapshot set {snapshot_set.key} is incomplete",
                    f"{snapshot_sets.describe(snapshot_set)}; still missing: {missing}",
                    "snapshot the missing disk(s) and tag them with the same autopilot.family and autopilot.version, "
-                   "or correct autopilot.diskCount; a snapshot still copying joins the set by itself when its copy completes",
+                   "or correct autopilot.diskCount; a snapshot still copying joins the set by itself when its "
+                   "copy completes",
                    dedupe=f"incomplete|{snapshot_set.key}|{_waiting_for(snapshot_set)}",
                    severity=alerts.SEVERITY_WARNING, details={"missing": missing})
         return None
@@ -276,7 +287,8 @@ def advance(context: AppContext, family_name: str, version: str) -> Outcome:
     return Outcome("busy", "another instance is advancing this version")
 
 
-def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, set_record: Record | None = None) -> Outcome:
+def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet,
+                  set_record: Record | None = None) -> Outcome:
     key = snapshot_set.key
     sub = context.settings.subscription_id
     version_id = naming.family_gallery_version_id(family, key.version, sub)
@@ -290,13 +302,16 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         return Outcome(stage, row.data.get("detail", ""))
 
     if stage == ASSEMBLING:
-        gone = [m.snapshot_id for m in snapshot_set.members if compute.get_snapshot(context.clients, m.snapshot_id) is None]
+        gone = [m.snapshot_id for m in snapshot_set.members
+                if compute.get_snapshot(context.clients, m.snapshot_id) is None]
         if gone:
             return _refuse(context, snapshot_set, row, version_id, [image_rules.Finding(
-                image_rules.REFUSE, "SNAPSHOT_DELETED", gone[0], f"snapshot(s) {', '.join(gone)} were deleted before the image was built",
+                image_rules.REFUSE, "SNAPSHOT_DELETED", gone[0],
+                f"snapshot(s) {', '.join(gone)} were deleted before the image was built",
                 "re-create the snapshot(s) from the prepared VM's disks and tag them again")])
         findings, skus = validate(context, family, snapshot_set, version_id, image_id)
-        findings += scope.live_version_findings(context, family, key, PIPELINE, counted=(VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE),
+        findings += scope.live_version_findings(context, family, key, PIPELINE,
+                                                counted=(VALIDATED, IMAGE_REQUESTED, VERSION_REQUESTED, DONE),
                                                 built=DONE)
         if image_rules.has_refusal(findings):
             return _refuse(context, snapshot_set, row, version_id, findings)
@@ -311,11 +326,13 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
 
     if stage == VALIDATED and image_id is not None:
         image = compute.get_image(context.clients, image_id)
-        if image is not None and (why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids)):
+        if (image is not None
+            and (why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids))):
             return _name_taken(context, snapshot_set, image_id, why, kind="managed image")
         if image is None or _provisioning_state(image) == "failed":  # failed: a retry after the set changed
             return _request(context, key, row, VALIDATED, IMAGE_REQUESTED, image_id,
-                            lambda: compute.start_image_create(context.clients, image_id, image_body(family, snapshot_set)))
+                            lambda: compute.start_image_create(context.clients, image_id,
+                                                               image_body(family, snapshot_set)))
         stage = IMAGE_REQUESTED
     elif stage == VALIDATED:
         stage = IMAGE_REQUESTED  # snapshots straight into the gallery: no managed image
@@ -323,17 +340,20 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
     if stage == IMAGE_REQUESTED:
         if image_id is not None:
             image = compute.get_image(context.clients, image_id)
-            if image is not None and (why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids)):
+            if (image is not None
+                and (why := ownership.image_not_ours(image, key.family, key.version, snapshot_set.snapshot_ids))):
                 return _name_taken(context, snapshot_set, image_id, why, kind="managed image")
             state = _provisioning_state(image)
             if image is None and _claim_is_stale(context, row):
                 # Claimed, but the create never reached Azure (the instance died in between): send it again.
                 return _request(context, key, row, IMAGE_REQUESTED, IMAGE_REQUESTED, image_id,
-                                lambda: compute.start_image_create(context.clients, image_id, image_body(family, snapshot_set)))
+                                lambda: compute.start_image_create(context.clients, image_id,
+                                                                   image_body(family, snapshot_set)))
             if image is None or state in ("creating", "updating", ""):
                 return Outcome(IMAGE_REQUESTED, f"image {image_id} is {state or 'not visible yet'}")
             if state == "failed":
-                return _fail(context, snapshot_set, row, image_id, "The managed image could not be built", managed_image=True)
+                return _fail(context, snapshot_set, row, image_id, "The managed image could not be built",
+                             managed_image=True)
         waiting = _ensure_image_definition(context, family)
         if waiting is not None:  # its creation raises no event the app subscribes to: the sweep comes back
             return Outcome(IMAGE_REQUESTED, f"gallery image definition {family.gallery.image_definition} is {waiting}")
@@ -344,20 +364,23 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         if existing is None or _provisioning_state(existing) == "failed":  # failed: a retry after the set changed
             return _request(context, key, row, IMAGE_REQUESTED, VERSION_REQUESTED, version_id,
                             lambda: compute.start_gallery_image_version_create(
-                                context.clients, version_id, gallery_version_body(context, family, snapshot_set, image_id)))
+                                context.clients, version_id,
+                                gallery_version_body(context, family, snapshot_set, image_id)))
         row = _save_stage(context, key, row, VERSION_REQUESTED)
         stage = VERSION_REQUESTED
 
     if stage == VERSION_REQUESTED:
         gallery_version = compute.get_gallery_image_version(context.clients, version_id)
         if gallery_version is not None and (why := ownership.version_not_ours(gallery_version, key.family, key.version,
-                                                                              _version_sources(snapshot_set, image_id))):
+                                                                              _version_sources(snapshot_set,
+                                                                                               image_id))):
             return _name_taken(context, snapshot_set, version_id, why, kind="gallery image version")
         state = _provisioning_state(gallery_version)
         if gallery_version is None and _claim_is_stale(context, row):
             return _request(context, key, row, IMAGE_REQUESTED, VERSION_REQUESTED, version_id,
                             lambda: compute.start_gallery_image_version_create(
-                                context.clients, version_id, gallery_version_body(context, family, snapshot_set, image_id)))
+                                context.clients, version_id,
+                                gallery_version_body(context, family, snapshot_set, image_id)))
         if gallery_version is None or state in ("creating", "updating", ""):
             return Outcome(VERSION_REQUESTED, f"gallery version {version_id} is {state or 'not visible yet'}")
         if state == "failed":
@@ -378,16 +401,21 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
             # Batch answered the create without creating the pool (e.g. the account's pool quota): not done.
             # The sweep tries again; the alert says what to fix.
             for pool_path in pools.missing:
-                _alert(context, alerts.IMAGE_BUILD_FAILED, pool_path, f"Pool {pool_path.rsplit('/', 1)[-1]} could not be created ({key})",
+                _alert(context, alerts.IMAGE_BUILD_FAILED, pool_path,
+                       f"Pool {pool_path.rsplit('/', 1)[-1]} could not be created ({key})",
                        f"gallery image version {version_id} is ready, but Batch did not create pool {pool_path}",
-                       "check the Batch account's pool quota and the pool configuration in the family; the pipeline retries "
+                       "check the Batch account's pool quota and the pool configuration in the family; the "
+                       "pipeline retries "
                        "at every sweep", dedupe=f"pool|{key}|{normalize(pool_path)}")
             return Outcome(VERSION_REQUESTED, f"pool(s) not created: {', '.join(pools.missing)}")
         names = ", ".join(pools.names)
-        detail = f"pools: {names}" + (f" (created now: {', '.join(pools.created)})" if pools.created != pools.names else "")
+        detail = (f"pools: {names}"
+                  + (f" (created now: {', '.join(pools.created)})" if pools.created != pools.names else ""))
         done = Alert(alerts.POOLS_CREATED, alerts.SEVERITY_INFO, version_id, f"Image {key} is ready: pools created",
-                     f"gallery image version {version_id} was built from {len(snapshot_set.members)} snapshot(s); pools: {names}",
-                     "nothing to do; the pool watch drives the pools to their targets", f"done|{key}", context.clock.now(),
+                     f"gallery image version {version_id} was built from {len(snapshot_set.members)} snapshot(s); "
+                     f"pools: {names}",
+                     "nothing to do; the pool watch drives the pools to their targets", f"done|{key}",
+                     context.clock.now(),
                      {"pools": list(pools.names), "family": key.family, "version": key.version})
         from shared.guard.reconcile import reconcile  # lock what the new pools use now, not at the next tick
 
@@ -423,7 +451,8 @@ def _drop_intermediate_image(context: AppContext, image_id: str, snapshot_set: S
             return
         if exc.status_code == 409:
             # Locked (by the guard, because some pool references it, or by a person): keep it.
-            log.warning("kept intermediate image %s: its delete was refused (%s)", image_id, exc.error.code if exc.error else exc.status_code)
+            log.warning("kept intermediate image %s: its delete was refused (%s)", image_id,
+                        exc.error.code if exc.error else exc.status_code)
             return
         raise
 
@@ -435,7 +464,8 @@ def _claim_is_stale(context: AppContext, row: Record | None) -> bool:
     return updated is None or context.clock.now() - updated >= CLAIM_GRACE
 
 
-def _request(context: AppContext, key: SnapshotSetKey, row: Record | None, from_stage: str, to_stage: str, resource_id: str,
+def _request(context: AppContext, key: SnapshotSetKey, row: Record | None, from_stage: str, to_stage: str,
+             resource_id: str,
              start: Any) -> Outcome:
     """Claim ``to_stage`` (ETag-guarded: one instance wins), then start the long-running create.
 
@@ -470,7 +500,8 @@ def _own_create_in_progress(context: AppContext, key: SnapshotSetKey, resource_i
     if existing is None:
         return False
     tags = {k.lower(): v for k, v in (existing.get("tags") or {}).items()}
-    ours = (tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY) == key.family and tags.get(TAG_VERSION) == key.version)
+    ours = (tags.get(MANAGED_BY_TAG.lower()) == MANAGED_BY and tags.get(TAG_FAMILY) == key.family
+            and tags.get(TAG_VERSION) == key.version)
     return ours and _provisioning_state(existing) in ("creating", "updating", "succeeded")
 
 
@@ -494,10 +525,13 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
         for account_id in foreign:
             findings.append(image_rules.Finding(
                 image_rules.REFUSE, "SNAPSHOT_SUBSCRIPTION", account_id,
-                f"Batch account {account_id} is in subscription {ResourceId.parse(account_id).subscription_id}, but the snapshots "
-                f"{', '.join(snapshot_set.snapshot_ids)} (and the image the app builds from them) are in {app_subscription}; Batch "
+                f"Batch account {account_id} is in subscription {ResourceId.parse(account_id).subscription_id}, but "
+                "the snapshots "
+                f"{', '.join(snapshot_set.snapshot_ids)} (and the image the app builds from them) are in "
+                f"{app_subscription}; Batch "
                 "needs the image in the account's subscription",
-                "copy the snapshots into the Batch account's subscription and run the app there, or remove this account from the "
+                "copy the snapshots into the Batch account's subscription and run the app there, or remove this "
+                "account from the "
                 "family's pools"))
         return _dedupe(findings), {}
     os_member = snapshot_set.os_member
@@ -515,7 +549,8 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
     source_disk = disk_behind(context, os_member.source_disk_id) if os_member and os_member.source_disk_id else None
     os_snapshot = compute.get_snapshot(context.clients, os_member.snapshot_id) if os_member else None
     source_image_id = image_rules.source_image_id_of_disk(source_disk) if source_disk else None
-    plan = (image_rules.purchase_plan_of(source_disk) if source_disk else None) or (image_rules.purchase_plan_of(os_snapshot) if os_snapshot else None)
+    plan = ((image_rules.purchase_plan_of(source_disk) if source_disk else None)
+            or (image_rules.purchase_plan_of(os_snapshot) if os_snapshot else None))
     skus: dict[str, str] = {}
     supported_cache: dict[str, list[image_rules.SupportedImage]] = {}
     for spec in family.pools:
@@ -524,20 +559,25 @@ def validate(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSe
             supported_cache[account.id.lower()] = [image_rules.SupportedImage.from_api(i)
                                                    for i in batch_pools.list_supported_images(context.clients, account)]
         result = image_rules.check_base_image(source_image_id, supported_cache[account.id.lower()], now=now,
-                                              resource_id=os_member.snapshot_id if os_member else None, account_id=account.id,
-                                              purchase_plan=plan, os_type=family.gallery.os_type, node_agent_sku_id=spec.node_agent_sku_id)
+                                              resource_id=os_member.snapshot_id if os_member else None,
+                                              account_id=account.id,
+                                              purchase_plan=plan, os_type=family.gallery.os_type,
+                                              node_agent_sku_id=spec.node_agent_sku_id)
         findings += result.findings
         if result.node_agent_sku_id:
-            skus[f"{account.id.lower()}|{spec.pool_id(family.name, snapshot_set.key.version)}"] = result.node_agent_sku_id
+            skus[
+                f"{account.id.lower()}|{spec.pool_id(family.name, snapshot_set.key.version)}"] = (
+                    result.node_agent_sku_id)
     findings += image_rules.check_hyper_v_generation(
         os_member.hyper_v_generation if os_member else None, family.gallery.hyper_v_generation,
         [(spec.pool_id(family.name, snapshot_set.key.version), spec.vm_size) for spec in family.pools],
         snapshot_id=os_member.snapshot_id if os_member else None)
     pool_image = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
     planned = image_rules.planned_pool_usages(family, snapshot_set.key.version, pool_image, snapshot_set.snapshot_ids)
-    # No node-limit check here: the pools use the gallery image version, and Batch caps only pools created with a managed
-    # image resource (quotas and limits page; the gallery doc lets gallery pools grow larger). The pool watch enforces the
-    # managed-image cap at run time for the pre-existing managed-image pools it drives (shared/watch/pool_limits.py).
+    # No node-limit check here: the pools use the gallery image version, and Batch caps only pools created with a
+    # managed image resource (quotas and limits page; the gallery doc lets gallery pools grow larger). The pool watch
+    # enforces the managed-image cap at run time for the pre-existing managed-image pools it drives
+    # (shared/watch/pool_limits.py).
     findings += image_rules.check_shared_image(planned)
     return _dedupe(findings), skus
 
@@ -574,12 +614,14 @@ def _name_taken(context: AppContext, snapshot_set: SnapshotSet, resource_id: str
     built as soon as the person frees the name, as the fix says.
     """
     key = snapshot_set.key
-    diagnosis = (f"{kind} {resource_id} already exists at the name the app derives for {key}, but it is not the app's own build "
+    diagnosis = (f"{kind} {resource_id} already exists at the name the app derives for {key}, but it is not the app's "
+                 "own build "
                  f"of these snapshots: {why}. The app leaves it untouched (no reuse, lock or delete).")
     _alert(context, alerts.IMAGE_REFUSED, resource_id, f"Image {key} refused: {ownership.NAME_TAKEN}", diagnosis,
            ownership.name_taken_fix(resource_id, key.family, key.version, kind="pool" if kind == "pool" else "image"),
            dedupe=f"name-taken|{key}|{normalize(resource_id)}",
-           details={"codes": [ownership.NAME_TAKEN], "family": key.family, "version": key.version, "resources": [resource_id]})
+           details={"codes": [ownership.NAME_TAKEN], "family": key.family, "version": key.version,
+                    "resources": [resource_id]})
     log.warning("%s: %s", key, diagnosis)
     return Outcome(REFUSED, f"{ownership.NAME_TAKEN}: {resource_id}")
 
@@ -594,7 +636,8 @@ def image_body(family: FamilyConfig, snapshot_set: SnapshotSet) -> dict[str, Any
             # Match the snapshot's generation: a mismatch makes every allocation fail later.
             "hyperVGeneration": os_member.hyper_v_generation or family.gallery.hyper_v_generation,
             "storageProfile": {
-                "osDisk": {"osType": family.gallery.os_type, "osState": "Generalized", "snapshot": {"id": os_member.snapshot_id}},
+                "osDisk": {"osType": family.gallery.os_type, "osState": "Generalized",
+                           "snapshot": {"id": os_member.snapshot_id}},
                 "dataDisks": [{"lun": m.lun, "snapshot": {"id": m.snapshot_id}} for m in snapshot_set.data_members],
                 "zoneResilient": False,
             },
@@ -603,18 +646,21 @@ def image_body(family: FamilyConfig, snapshot_set: SnapshotSet) -> dict[str, Any
 
 
 def target_regions(context: AppContext, family: FamilyConfig) -> list[tuple[str, int]]:
-    """(region, replicas) for the version: the gallery's own region, and every region with a target Batch account, each with
-    one replica per ``nodesPerReplica`` of the pools there (Batch's gallery doc: a gallery image can be used from another
-    region once it has replicas in the Batch account's region; at least one replica per 600 VMs, the app plans one per 300)."""
+    """(region, replicas) for the version: the gallery's own region, and every region with a target Batch account, each
+    with one replica per ``nodesPerReplica`` of the pools there (Batch's gallery doc: a gallery image can be used from
+    another region once it has replicas in the Batch account's region; at least one replica per 600 VMs, the app plans
+    one per 300)."""
     nodes: dict[str, int] = {image_rules.normalize_region(family.gallery.location): 0}
     for spec in family.pools:
-        region = image_rules.normalize_region(batch_accounts.get_account(context.clients, spec.account).location or family.gallery.location)
+        region = image_rules.normalize_region(batch_accounts.get_account(context.clients, spec.account).location
+                                              or family.gallery.location)
         nodes[region] = nodes.get(region, 0) + spec.peak_dedicated + spec.peak_spot
     return [(region, image_rules.replica_count(count, family.replicas.nodes_per_replica, family.replicas.minimum))
             for region, count in nodes.items()]
 
 
-def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, image_id: str | None) -> dict[str, Any]:
+def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet,
+                         image_id: str | None) -> dict[str, Any]:
     regions = target_regions(context, family)
     replicas = regions[0][1]  # the gallery's own region (the default for regions without a count)
     if image_id is not None:
@@ -624,7 +670,8 @@ def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set
         assert os_member is not None
         storage = {
             "osDiskImage": {"source": {"id": os_member.snapshot_id}, "hostCaching": "ReadOnly"},
-            "dataDiskImages": [{"lun": m.lun, "source": {"id": m.snapshot_id}, "hostCaching": "ReadOnly"} for m in snapshot_set.data_members],
+            "dataDiskImages": [{"lun": m.lun, "source": {"id": m.snapshot_id}, "hostCaching": "ReadOnly"}
+                               for m in snapshot_set.data_members],
         }
     end_of_life = context.clock.now() + GALLERY_VERSION_LIFETIME
     return {
@@ -634,7 +681,8 @@ def gallery_version_body(context: AppContext, family: FamilyConfig, snapshot_set
             "publishingProfile": {
                 # Plan one replica per 300 VMs (Batch's 2026 guidance for gallery images).
                 "targetRegions": [{"name": family.gallery.location if i == 0 else region, "regionalReplicaCount": count,
-                                   "storageAccountType": family.replicas.storage_account_type} for i, (region, count) in enumerate(regions)],
+                                   "storageAccountType": family.replicas.storage_account_type}
+                                  for i, (region, count) in enumerate(regions)],
                 "replicaCount": replicas,
                 "excludeFromLatest": False,
                 "endOfLifeDate": iso(end_of_life),
@@ -658,13 +706,15 @@ def pool_body(family: FamilyConfig, spec: PoolSpec, snapshot_set: SnapshotSet, p
         pool_metadata.DESIRED_DEDICATED: str(spec.dedicated),
         pool_metadata.DESIRED_SPOT: str(spec.spot),
         pool_metadata.DEALLOCATION: spec.node_deallocation_option.lower(),
-        # Recorded on the pool: every later resize the watch issues uses it too, never less (shared/watch/pool_policy.py).
+        # Recorded on the pool: every later resize the watch issues uses it too, never less
+        # (shared/watch/pool_policy.py).
         pool_metadata.RESIZE_TIMEOUT: str(spec.resize_timeout_minutes),
     })
     if image_id is not None and family.keep_managed_image:
         metadata[pool_metadata.MANAGED_IMAGE_ID] = image_id
     if spec.schedule:
-        metadata[pool_metadata.SCHEDULE] = json.dumps([{"cron": s.cron, "dedicated": s.dedicated, "spot": s.spot} for s in spec.schedule],
+        metadata[pool_metadata.SCHEDULE] = json.dumps([{"cron": s.cron, "dedicated": s.dedicated, "spot": s.spot}
+                                                       for s in spec.schedule],
                                                       separators=(",", ":"))
     metadata.update(canary.metadata_for(family.canary_nodes))
     # One growth budget for both kinds, dedicated first, exactly as the watch's next_resize spends it.
@@ -694,7 +744,8 @@ def pool_body(family: FamilyConfig, spec: PoolSpec, snapshot_set: SnapshotSet, p
     if nat_pools:
         # Ranges Batch accepts (outside its reserved 50000-55000, >= 40 ports, no overlap): configured and
         # validated, or chosen by the app with one port per node of the pool's peak size (shared/pipeline/nat.py).
-        body["properties"]["networkConfiguration"] = {"endpointConfiguration": {"inboundNatPools": [p.body() for p in nat_pools]}}
+        body["properties"]["networkConfiguration"] = {
+            "endpointConfiguration": {"inboundNatPools": [p.body() for p in nat_pools]}}
     return body
 
 
@@ -707,7 +758,8 @@ class PoolsResult:
     taken: tuple[tuple[str, str], ...] = ()  # (pool resource id, why) of pools at the derived id that are not the app's
 
 
-def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, version_id: str, image_id: str | None,
+def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, version_id: str,
+                 image_id: str | None,
                  skus: dict[str, str]) -> PoolsResult:
     pool_image_id = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
     names, created, missing, refused, taken = [], [], [], [], []
@@ -716,10 +768,12 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
         pool_id = spec.pool_id(family.name, snapshot_set.key.version)
         sku = spec.node_agent_sku_id or skus.get(f"{account.id.lower()}|{pool_id}")
         if not sku:
-            raise RuntimeError(f"no nodeAgentSkuId for pool {pool_id}: set nodeAgentSkuId in the family's pool configuration")
+            raise RuntimeError(f"no nodeAgentSkuId for pool {pool_id}: set nodeAgentSkuId in the family's pool "
+                               "configuration")
         body = pool_body(family, spec, snapshot_set, pool_image_id, image_id, sku, context.settings.growth_step_nodes)
         try:
-            with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/write", f"{account.id}/pools/{pool_id}"):
+            with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/write",
+                                     f"{account.id}/pools/{pool_id}"):
                 created_now = batch_pools.create_pool(context.clients, account, pool_id, body)
         except batch_pools.PoolCreateRefused as exc:
             refused.append(exc)
@@ -733,7 +787,8 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
                 # "Not created" must mean "already there": a refusal such as PoolQuotaReached is not success.
                 missing.append(f"{account.id}/pools/{pool_id}")
                 continue
-            if why := ownership.pool_not_ours(existing, family.name, snapshot_set.key.version, pool_image_id, in_place=spec.in_place):
+            if why := ownership.pool_not_ours(existing, family.name, snapshot_set.key.version, pool_image_id,
+                                              in_place=spec.in_place):
                 taken.append((f"{account.id}/pools/{pool_id}", why))
                 continue
         names.append(f"{account.name}/{pool_id}")
@@ -765,28 +820,34 @@ def _save_stage(context: AppContext, key: SnapshotSetKey, row: Record | None, st
 def _waiting_for(snapshot_set: SnapshotSet) -> str:
     """Which snapshots an incomplete set has and which are still not ready (not how far their copies are): a set that
     changes is a new situation, worth a new alert; one copy progressing is not."""
-    text = json.dumps([sorted(normalize(i) for i in snapshot_set.snapshot_ids), sorted(normalize(c.snapshot_id) for c in snapshot_set.pending),
+    text = json.dumps([sorted(normalize(i) for i in snapshot_set.snapshot_ids),
+                       sorted(normalize(c.snapshot_id) for c in snapshot_set.pending),
                        snapshot_set.disk_count])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _attempt(snapshot_set: SnapshotSet) -> str:
-    """Which snapshots (by id and creation) a run was about: a re-created snapshot is a new attempt, worth a new alert."""
+    """Which snapshots (by id and creation) a run was about: a re-created snapshot is a new attempt, worth a new
+    alert."""
     text = json.dumps([m.to_json() for m in snapshot_set.members], sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _refuse(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, subject: str, findings: list[image_rules.Finding]) -> Outcome:
+def _refuse(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, subject: str,
+            findings: list[image_rules.Finding]) -> Outcome:
     key = snapshot_set.key
     refusals = image_rules.refusals(findings)
     detail = "; ".join(f.message for f in refusals)
     # The key is the situation: these snapshots and these findings. A changed situation (another refusal after a
     # fix) is a new alert; the same one again (a re-tag without a fix) at most once an hour.
-    situation = hashlib.sha256(json.dumps([_attempt(snapshot_set), [(f.code, f.message) for f in refusals]]).encode("utf-8")).hexdigest()[:16]
-    alert = Alert(alerts.IMAGE_REFUSED, alerts.SEVERITY_WARNING, subject, f"Image {key} refused: {refusals[0].code}", detail,
+    situation = hashlib.sha256(
+        json.dumps([_attempt(snapshot_set), [(f.code, f.message) for f in refusals]]).encode("utf-8")).hexdigest()[:16]
+    alert = Alert(alerts.IMAGE_REFUSED, alerts.SEVERITY_WARNING, subject, f"Image {key} refused: {refusals[0].code}",
+                  detail,
                   " / ".join(dict.fromkeys(f.fix for f in refusals)), f"refused|{key}|{situation}", context.clock.now(),
                   {"codes": [f.code for f in refusals], "family": key.family, "version": key.version,
-                   "resources": sorted({f.resource_id for f in refusals if f.resource_id})}, repeat_after=timedelta(hours=1))
+                   "resources": sorted({f.resource_id for f in refusals if f.resource_id})},
+                  repeat_after=timedelta(hours=1))
     _finish(context, key, row, REFUSED, detail[:4000], alert)
     return Outcome(REFUSED, detail)
 
@@ -795,14 +856,17 @@ def _fail(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, re
           managed_image: bool = False) -> Outcome:
     key = snapshot_set.key
     if managed_image:
-        fix = ("the failed intermediate managed image was deleted; fix the cause (a deleted snapshot, quota, a region), "
+        fix = ("the failed intermediate managed image was deleted; fix the cause (a deleted snapshot, quota, "
+               "a region), "
                "then re-tag one snapshot of the set (or re-create a deleted one) to retry")
     else:
-        fix = ("check the resource's activity log; fix the cause (quota, a deleted snapshot, a region), then re-tag one "
+        fix = ("check the resource's activity log; fix the cause (quota, a deleted snapshot, a region), then "
+               "re-tag one "
                "snapshot of the set (or re-create a deleted one) to retry, or tag new snapshots with a new version")
     alert = Alert(alerts.IMAGE_BUILD_FAILED, alerts.SEVERITY_WARNING, resource_id, f"{title} ({key})",
                   f"{resource_id} ended in provisioningState Failed", fix,
-                  f"failed|{key}|{normalize(resource_id)}|{_attempt(snapshot_set)}", context.clock.now(), {"family": key.family, "version": key.version})
+                  f"failed|{key}|{normalize(resource_id)}|{_attempt(snapshot_set)}", context.clock.now(),
+                  {"family": key.family, "version": key.version})
     row = _finish_stage_only(context, key, row, FAILED, f"{title}: {resource_id}", alert)
     if managed_image:
         # Nothing half-built stays behind: a Failed managed image is the app's own intermediate and holds nothing.
@@ -814,15 +878,17 @@ def _fail(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, re
 
 def _pools_refused(context: AppContext, snapshot_set: SnapshotSet, row: Record | None, version_id: str,
                    refused: tuple[batch_pools.PoolCreateRefused, ...]) -> Outcome:
-    """Batch refused a pool outright (400): one alert quoting Batch's code and message, and a terminal stage, so that neither
-    redelivery nor the sweep asks again for what Batch will refuse again."""
+    """Batch refused a pool outright (400): one alert quoting Batch's code and message, and a terminal stage, so that
+    neither redelivery nor the sweep asks again for what Batch will refuse again."""
     key = snapshot_set.key
     said = "; ".join(f"pool {r.pool_id}: {r.code}: {r.message}" for r in refused)
     alert = Alert(alerts.IMAGE_BUILD_FAILED, alerts.SEVERITY_WARNING, version_id,
                   f"Batch refused to create pool(s) {', '.join(r.pool_id for r in refused)} ({key}): {refused[0].code}",
-                  f"gallery image version {version_id} is ready, but Batch answered the pool create with {refused[0].status}: {said}. "
+                  f"gallery image version {version_id} is ready, but Batch answered the pool create with "
+                  f"{refused[0].status}: {said}. "
                   "Retrying the same request cannot succeed, so the pipeline does not retry it.",
-                  "fix the pool's configuration in the family (AUTOPILOT_FAMILIES) as Batch's message says, then re-create the "
+                  "fix the pool's configuration in the family (AUTOPILOT_FAMILIES) as Batch's message says, then "
+                  "re-create the "
                   "snapshot(s) of the set (or tag snapshots with a new version) to create the pools again",
                   f"refusedpool|{key}|{_attempt(snapshot_set)}", context.clock.now(),
                   {"family": key.family, "version": key.version, "codes": [r.code for r in refused],
@@ -832,13 +898,16 @@ def _pools_refused(context: AppContext, snapshot_set: SnapshotSet, row: Record |
     return Outcome(FAILED, said)
 
 
-def _finish_stage_only(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str, alert: Alert) -> Record:
+def _finish_stage_only(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str,
+                       alert: Alert) -> Record:
     """Reach a terminal stage and queue its alert in the same row write (an outbox): the alert goes out even when
     sending fails now, from the redelivered event or the sweep, and never twice (the alerts table de-duplicates)."""
-    return _save_stage(context, key, row, stage, detail=detail, outbox=json.dumps(_alert_json(alert), separators=(",", ":")))
+    return _save_stage(context, key, row, stage, detail=detail,
+                       outbox=json.dumps(_alert_json(alert), separators=(",", ":")))
 
 
-def _finish(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str, alert: Alert) -> Record:
+def _finish(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str,
+            alert: Alert) -> Record:
     return _flush_outbox(context, _finish_stage_only(context, key, row, stage, detail, alert))
 
 
@@ -860,7 +929,8 @@ def _flush_outbox(context: AppContext, row: Record) -> Record:
 
 
 def _alert_json(alert: Alert) -> dict[str, Any]:
-    return {"type": alert.type, "severity": alert.severity, "subject": alert.subject, "title": alert.title, "diagnosis": alert.diagnosis,
+    return {"type": alert.type, "severity": alert.severity, "subject": alert.subject, "title": alert.title,
+            "diagnosis": alert.diagnosis,
             "fix": alert.fix, "dedupe": alert.dedupe_key, "at": iso(alert.occurred_at), "details": alert.details,
             "repeatAfter": alert.repeat_after.total_seconds() if alert.repeat_after is not None else None}
 
@@ -869,13 +939,15 @@ def _alert_from_json(data: dict[str, Any]) -> Alert:
     occurred = parse_iso(data["at"])
     assert occurred is not None
     repeat = data.get("repeatAfter")
-    return Alert(data["type"], data["severity"], data["subject"], data["title"], data["diagnosis"], data["fix"], data["dedupe"], occurred,
+    return Alert(data["type"], data["severity"], data["subject"], data["title"], data["diagnosis"], data["fix"],
+                 data["dedupe"], occurred,
                  dict(data.get("details") or {}), repeat_after=timedelta(seconds=float(repeat)) if repeat else None)
 
 
 def _alert(context: AppContext, kind: str, subject: str, title: str, diagnosis: str, fix: str, *, dedupe: str,
            severity: str = alerts.SEVERITY_WARNING, details: dict[str, Any] | None = None) -> None:
-    AlertPublisher(context).publish(Alert(kind, severity, subject, title, diagnosis, fix, dedupe, context.clock.now(), details or {}))
+    AlertPublisher(context).publish(Alert(kind, severity, subject, title, diagnosis, fix, dedupe, context.clock.now(),
+                                          details or {}))
 
 
 def _provisioning_state(resource: dict[str, Any] | None) -> str:
@@ -893,8 +965,10 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
     if definition is None:
         body = {"location": gallery.location, "properties": {
             "osType": gallery.os_type, "osState": gallery.os_state, "hyperVGeneration": gallery.hyper_v_generation,
-            "identifier": {"publisher": "batch-image-autopilot", "offer": family.name, "sku": gallery.image_definition}}}
-        definition_id = (f"/subscriptions/{gallery.subscription or context.settings.subscription_id}/resourceGroups/{gallery.resource_group}"
+            "identifier": {"publisher": "batch-image-autopilot", "offer": family.name,
+                           "sku": gallery.image_definition}}}
+        definition_id = (f"/subscriptions/{gallery.subscription or context.settings.subscription_id}/resourceGroups"
+                         f"/{gallery.resource_group}"
                          f"/providers/Microsoft.Compute/galleries/{gallery.name}/images/{gallery.image_definition}")
         with permissions.writing(context, "Microsoft.Compute/galleries/images/write", definition_id):
             compute.start_gallery_image_create(context.clients, *where, body, gallery.subscription)
@@ -903,9 +977,11 @@ def _ensure_image_definition(context: AppContext, family: FamilyConfig) -> str |
             return "not visible yet"
     props = definition.get("properties") or {}
     if not same_id(str(props.get("osState", "")), "Generalized"):
-        raise RuntimeError(f"gallery image definition {gallery.image_definition} is {props.get('osState')}; Batch needs Generalized images")
+        raise RuntimeError(f"gallery image definition {gallery.image_definition} is {props.get('osState')}; Batch "
+                           "needs Generalized images")
     state = str(props.get("provisioningState") or "").lower()
     if state == "failed":
-        raise RuntimeError(f"gallery image definition {gallery.image_definition} is in provisioningState Failed; delete it so that the "
+        raise RuntimeError(f"gallery image definition {gallery.image_definition} is in provisioningState Failed; "
+                           "delete it so that the "
                            "pipeline can create it again")
     return None if state in ("succeeded", "") else state

@@ -58,10 +58,13 @@ def get_account(clients: AzureClients, account_id: str, *, use_cache: bool = Tru
         subscription_id=rid.subscription_id,
         location=normalize_region(raw.location or ""),
         endpoint=raw.account_endpoint or "",
-        pool_allocation_mode=str(getattr(raw.pool_allocation_mode, "value", raw.pool_allocation_mode) or "BatchService"),  # the enum value, not its name
+        # the enum value, not its name
+        pool_allocation_mode=str(getattr(raw.pool_allocation_mode, "value", raw.pool_allocation_mode)
+                                 or "BatchService"),
         dedicated_core_quota=raw.dedicated_core_quota,
         low_priority_core_quota=raw.low_priority_core_quota,
-        dedicated_core_quota_per_vm_family=tuple((q.name, int(q.core_quota)) for q in raw.dedicated_core_quota_per_vm_family or []
+        dedicated_core_quota_per_vm_family=tuple((q.name, int(q.core_quota))
+                                                 for q in raw.dedicated_core_quota_per_vm_family or []
                                                  if q.name and q.core_quota is not None),
         dedicated_core_quota_per_vm_family_enforced=bool(raw.dedicated_core_quota_per_vm_family_enforced),
     )

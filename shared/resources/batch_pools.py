@@ -63,7 +63,8 @@ def iter_pool_pages(clients: AzureClients, account: BatchAccount) -> Iterator[li
     from azure.core.rest import HttpRequest
 
     client = clients.batch_account(account.endpoint)
-    query = urlencode({"api-version": BATCH_API_VERSION, "maxresults": LIST_PAGE_SIZE, "$select": ",".join(POOL_LIST_SELECT)}, safe="$,")
+    query = urlencode({"api-version": BATCH_API_VERSION, "maxresults": LIST_PAGE_SIZE,
+                       "$select": ",".join(POOL_LIST_SELECT)}, safe="$,")
     url: str | None = f"/pools?{query}"
     while url:
         # stream=True: the pipeline's ContentDecodePolicy would otherwise json-decode every page a second time (it fills
@@ -112,7 +113,8 @@ def get_pool(clients: AzureClients, account: BatchAccount, pool_id: str) -> dict
 
 
 def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, etag: str | None, target_dedicated: int,
-                target_spot: int, resize_timeout: timedelta, node_deallocation_option: str | None = None) -> ResizeResult:
+                target_spot: int, resize_timeout: timedelta,
+                node_deallocation_option: str | None = None) -> ResizeResult:
     from urllib.parse import quote
 
     from azure.core.exceptions import HttpResponseError
@@ -130,7 +132,8 @@ def resize_pool(clients: AzureClients, account: BatchAccount, pool_id: str, *, e
         # If-Match makes the resize conditional on the pool we decided on: if another instance
         # (or a person) acted in between, Batch answers 412 and nothing is done twice.
         headers["If-Match"] = etag
-    request = HttpRequest("POST", f"/pools/{quote(pool_id, safe='')}/resize?api-version={BATCH_API_VERSION}", json=body, headers=headers)
+    request = HttpRequest("POST", f"/pools/{quote(pool_id, safe='')}/resize?api-version={BATCH_API_VERSION}", json=body,
+                          headers=headers)
     if etag:
         return _resize_settling_lost_answers(clients, account, pool_id, request, etag, target_dedicated, target_spot)
     try:
@@ -197,7 +200,8 @@ def create_pool(clients: AzureClients, account: BatchAccount, pool_id: str, body
 
 def list_pools_management(clients: AzureClients, account: BatchAccount) -> list[dict[str, Any]]:
     """Pools as the management plane shows them (for the guard's reference graph: image ids)."""
-    return [pool.as_dict() for pool in clients.batch_management.pool.list_by_batch_account(account.resource_group, account.name)]
+    return [pool.as_dict()
+            for pool in clients.batch_management.pool.list_by_batch_account(account.resource_group, account.name)]
 
 
 _AMBIGUOUS = (500, 502, 503, 504)  # the resize may or may not have taken effect
@@ -242,11 +246,13 @@ def _resize_settling_lost_answers(clients: AzureClients, account: BatchAccount, 
             if pool is None:
                 return ResizeResult.GONE
             if _bare(pool.get("eTag")) != _bare(etag):
-                ours = pool.get("targetDedicatedNodes") == target_dedicated and pool.get("targetLowPriorityNodes") == target_spot
+                ours = (pool.get("targetDedicatedNodes") == target_dedicated
+                        and pool.get("targetLowPriorityNodes") == target_spot)
                 return ResizeResult.ACCEPTED if ours else ResizeResult.CHANGED
         if last:
             if error is not None:
-                raise error  # still not taken effect after the last try: transient, the next tick (or redelivery) looks again
+                # still not taken effect after the last try: transient, the next tick (or redelivery) looks again
+                raise error
             response.raise_for_status()
             raise RuntimeError(f"unexpected status {status} resizing pool {pool_id} in {account.id}")
         time.sleep(min(retry.backoff_max, retry.backoff_factor * (2 ** attempt)))
@@ -297,7 +303,8 @@ def update_pool_management(clients: AzureClients, account: BatchAccount, pool_id
         if status == 404:
             return UpdateResult.GONE, "the pool no longer exists"
         if 400 <= status < 500:
-            return UpdateResult.REFUSED, f"{status} {code}: {getattr(getattr(exc, 'error', None), 'message', None) or exc}"
+            return (UpdateResult.REFUSED,
+                    f"{status} {code}: {getattr(getattr(exc, 'error', None), 'message', None) or exc}")
         raise
     return UpdateResult.ACCEPTED, ""
 
@@ -316,7 +323,9 @@ def running_tasks(clients: AzureClients, account: BatchAccount, pool_id: str) ->
 
 
 def active_jobs_on(clients: AzureClients, account: BatchAccount, pool_id: str) -> list[str]:
-    """Ids of the account's active jobs whose ``poolInfo`` names the pool (their queued tasks would be stranded by its deletion)."""
+    """Ids of the account's active jobs whose ``poolInfo`` names the pool (their queued tasks would be stranded by its
+    deletion)."""
     client = clients.batch_account(account.endpoint)
     jobs = client.list_jobs(filter="state eq 'active'", select=["id", "poolInfo", "state"])
-    return [job.id for job in jobs if job.pool_info is not None and (job.pool_info.pool_id or "").lower() == pool_id.lower()]
+    return [job.id for job in jobs if job.pool_info is not None
+            and (job.pool_info.pool_id or "").lower() == pool_id.lower()]

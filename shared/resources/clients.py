@@ -82,7 +82,8 @@ class AzureClients:
             # sleeps for Retry-After when the service sends it; bounded so a function never hangs:
             # retries, backoff and (shared/resources/retry.py) the Retry-After an invocation will wait for.
             "retry_policy": CappedRetryPolicy(retry_total=retry.total, retry_backoff_factor=retry.backoff_factor,
-                                              retry_backoff_max=retry.backoff_max, retry_after_max=retry.retry_after_max),
+                                              retry_backoff_max=retry.backoff_max,
+                                              retry_after_max=retry.retry_after_max),
             "retry_total": retry.total,
             "retry_backoff_factor": retry.backoff_factor,
             "retry_backoff_max": retry.backoff_max,
@@ -95,7 +96,8 @@ class AzureClients:
         return kwargs
 
     def _arm_kwargs(self) -> dict[str, Any]:
-        return {"base_url": self.settings.arm_endpoint, "credential_scopes": [self.settings.arm_scope], **self._transport_kwargs()}
+        return {"base_url": self.settings.arm_endpoint, "credential_scopes": [self.settings.arm_scope],
+                **self._transport_kwargs()}
 
     def _cached(self, key: str, build: Any) -> Any:
         with self._lock:
@@ -164,7 +166,8 @@ class AzureClients:
         """Publisher for the app's custom topic (PoolResizeStalled and alert events)."""
         if not self.settings.events_topic_endpoint:
             raise RuntimeError("AUTOPILOT_EVENTS_TOPIC_ENDPOINT is not set: the app cannot publish events. "
-                               "Set it to the custom topic's endpoint, e.g. https://mytopic.westeurope-1.eventgrid.azure.net/api/events")
+                               "Set it to the custom topic's endpoint, e.g. "
+                               "https://mytopic.westeurope-1.eventgrid.azure.net/api/events")
 
         def build() -> EventGridPublisherClient:
             # azure-eventgrid 4.22.1's public EventGridPublisherClient wraps this basic-topic client
@@ -209,7 +212,8 @@ class AzureClients:
 
             kwargs = self._transport_kwargs()
             kwargs.pop("connection_verify", None)  # storage keeps the platform CA store
-            kwargs.pop("retry_policy", None)  # Tables keeps its own retry policy (secondary endpoints), with the same bounds
+            # Tables keeps its own retry policy (secondary endpoints), with the same bounds
+            kwargs.pop("retry_policy", None)
             if self.settings.storage_connection:
                 return TableServiceClient.from_connection_string(self.settings.storage_connection, **kwargs)
             return TableServiceClient(self.settings.storage_table_endpoint or "", credential=self.credential, **kwargs)

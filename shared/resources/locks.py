@@ -55,7 +55,8 @@ def list_locks(clients: AzureClients, resource_id: str) -> list[Lock]:
     return locks
 
 
-def put_lock(clients: AzureClients, resource_id: str, lock_name: str, notes: str, owner_app_id: str | None = None) -> None:
+def put_lock(clients: AzureClients, resource_id: str, lock_name: str, notes: str,
+             owner_app_id: str | None = None) -> None:
     from azure.mgmt.resource.locks.models import LockLevel, ManagementLockObject, ManagementLockOwner
 
     client, rg, ns, parent, rtype, name = _parts(clients, resource_id)

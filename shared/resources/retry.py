@@ -28,6 +28,7 @@ class CappedRetryPolicy(RetryPolicy):
         retry_after = self.get_retry_after(response)
         if retry_after is not None and retry_after > self.retry_after_max:
             log.warning("not retrying inside this invocation: the service asked to wait %.0f s (cap %.0f s, "
-                        "AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS); the next tick or redelivery retries", retry_after, self.retry_after_max)
+                        "AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS); the next tick or redelivery retries", retry_after,
+                        self.retry_after_max)
             return False
         return True

@@ -61,7 +61,8 @@ class ExponentialBackoff:
         if self.initial <= timedelta(0):
             raise ValueError(f"backoff initial delay must be positive, got {self.initial}")
         if self.maximum < self.initial:
-            raise ValueError(f"backoff maximum {self.maximum} is below the initial delay {self.initial}: the cap must be at least the first delay")
+            raise ValueError(f"backoff maximum {self.maximum} is below the initial delay {self.initial}: the cap must "
+                             "be at least the first delay")
         if self.multiplier < 1:
             raise ValueError(f"backoff multiplier must be at least 1, got {self.multiplier}")
         if self.reset_after <= timedelta(0):

@@ -46,7 +46,8 @@ class TickLimits:
         self.context = context
         self.full = full
         self.by_account: dict[str, AccountUsage] = {}  # cores held per account, summed as the accounts are listed
-        self.capped: dict[str, Holding] = {}  # managed-image pools only (pool key, lower): the node cap is summed over these
+        # managed-image pools only (pool key, lower): the node cap is summed over these
+        self.capped: dict[str, Holding] = {}
         self.quotas: dict[str, AccountQuotas] = {}
         self._node_limits: dict[str, NodeLimits] | None = None
 
@@ -68,10 +69,12 @@ class TickLimits:
     def _holding(self, view: PoolView) -> Holding:
         snapshots: tuple[str, ...] = ()
         if is_managed_image(view.image_id):
-            metadata_snapshots = tuple(s for s in view.metadata.get(pool_metadata.SNAPSHOT_IDS, "").split(",") if s.strip())
+            metadata_snapshots = tuple(s for s in view.metadata.get(pool_metadata.SNAPSHOT_IDS, "").split(",")
+                                       if s.strip())
             snapshots = metadata_snapshots + self._snapshots_of(view.image_id or "")
         return holding(view.account_id, view.pool_id, vm_size=view.vm_size, steady=view.is_steady,
-                       current=(view.current_dedicated, view.current_spot), target=(view.target_dedicated, view.target_spot),
+                       current=(view.current_dedicated, view.current_spot),
+                       target=(view.target_dedicated, view.target_spot),
                        image_id=view.image_id, snapshot_ids=snapshots, inbound_nat=view.inbound_nat)
 
     def quota_judged(self, account_id: str) -> bool:
@@ -79,7 +82,8 @@ class TickLimits:
         return quotas is not None and quotas.judged
 
     def ceilings(self, view: PoolView, desired: DesiredTarget) -> list[Ceiling] | None:
-        """The ceilings over ``view``; None when one cannot be judged on this tick (a managed-image pool between full scans)."""
+        """The ceilings over ``view``; None when one cannot be judged on this tick (a managed-image pool between full
+        scans)."""
         key = f"{view.account_id}/pools/{view.pool_id}".lower()
         mine = self.capped.get(key) or self._holding(view)
         out: list[Ceiling] = []
@@ -91,13 +95,16 @@ class TickLimits:
                 out.append(cap)
         quotas = self.quotas.get(view.account_id.lower())
         if quotas is not None:
-            quota = core_quota(mine, self.by_account.get(view.account_id.lower(), AccountUsage()), quotas, (desired.dedicated, desired.spot))
+            quota = core_quota(mine, self.by_account.get(view.account_id.lower(), AccountUsage()), quotas,
+                               (desired.dedicated, desired.spot))
             if quota is not None:
-                out.append(Ceiling(quota.kind, quota.dedicated, quota.spot, quota.diagnosis, quota.fix, fresh=self.full))
+                out.append(Ceiling(quota.kind, quota.dedicated, quota.spot, quota.diagnosis, quota.fix,
+                                   fresh=self.full))
         return out
 
     def _limits_for(self, view: PoolView) -> NodeLimits:
-        """A family's nodeLimits lower the cap for the pools it made (autopilot.family); others get Batch's published cap."""
+        """A family's nodeLimits lower the cap for the pools it made (autopilot.family); others get Batch's published
+        cap."""
         if self._node_limits is None:
             from shared.config.families import FamilyConfigError, parse_families
 
@@ -123,7 +130,8 @@ class TickLimits:
             return ()
         profile = ((image or {}).get("properties") or {}).get("storageProfile") or {}
         disks = [profile.get("osDisk") or {}, *(profile.get("dataDisks") or [])]
-        sources = tuple(d["snapshot"]["id"] for d in disks if isinstance(d.get("snapshot"), dict) and d["snapshot"].get("id"))
+        sources = tuple(d["snapshot"]["id"] for d in disks if isinstance(d.get("snapshot"), dict)
+                        and d["snapshot"].get("id"))
         if image is not None:
             with _image_lock:
                 _image_sources[key] = sources

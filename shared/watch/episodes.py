@@ -67,7 +67,8 @@ from shared.watch.resize_errors import (
 __all__ = ["Action", "Alert", "Decision", "Episode", "WatchPolicy", "decide", "note_stop_resize"]
 
 SCHEMA_VERSION = 1
-_FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING, AlertType.RESIZE_GAVE_UP,
+_FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING,
+                             AlertType.RESIZE_GAVE_UP,
                              AlertType.NODE_LIMIT_REACHED})
 _QUOTA_CAUSES = frozenset({Cause.CORE_QUOTA, Cause.SPOT_QUOTA, Cause.VM_SERIES_QUOTA})
 # A transient internal error (Batch's "internal error" while allocating) says nothing about capacity: it is re-issued
@@ -112,14 +113,18 @@ class Episode:
     last_diagnosis: str | None = None
     last_fix: str | None = None
     alerted: frozenset[AlertType] = frozenset()  # alert types raised in this episode
-    alert_times: Mapping[AlertType, datetime] = field(default_factory=dict)  # latest of each type for this pool, across episodes
+    # latest of each type for this pool, across episodes
+    alert_times: Mapping[AlertType, datetime] = field(default_factory=dict)
     gave_up: bool = False
     stopped_reason: str | None = None
     stopped_at: datetime | None = None
-    recovered_at: datetime | None = None  # set: the episode is over; the record stays only for the alert cooldown and backoff
-    stop_resize_time: datetime | None = None  # when the app itself stopped a resize (its ResizeStopped is not a failure)
-    # Stopped for a core quota: the nodes the app's own quota count allowed then. Only a count that allows more (a raised
-    # quota, other pools shrinking) resumes the pool by itself, so a quota Batch enforces and the app cannot see stays stopped.
+    # set: the episode is over; the record stays only for the alert cooldown and backoff
+    recovered_at: datetime | None = None
+    # when the app itself stopped a resize (its ResizeStopped is not a failure)
+    stop_resize_time: datetime | None = None
+    # Stopped for a core quota: the nodes the app's own quota count allowed then. Only a count that allows more (a
+    # raised quota, other pools shrinking) resumes the pool by itself, so a quota Batch enforces and the app cannot see
+    # stays stopped.
     quota_dedicated_at_stop: int | None = None
     quota_spot_at_stop: int | None = None
     # Failures retried at the next tick without backoff since the last success or backed-off failure (transient
@@ -146,7 +151,8 @@ class Episode:
     # -- storage -------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, str | int | float | bool]:
-        """A flat dict of str/int/bool values (datetimes as ISO 8601 UTC strings; None values left out) for Table storage."""
+        """A flat dict of str/int/bool values (datetimes as ISO 8601 UTC strings; None values left out) for Table
+        storage."""
         out: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "account_id": self.account_id,
@@ -192,11 +198,13 @@ class Episode:
         """Read a record written by :meth:`to_dict` (extra keys such as PartitionKey/RowKey/Timestamp are ignored)."""
         schema = int(data.get("schema", SCHEMA_VERSION))
         if schema > SCHEMA_VERSION:
-            raise ValueError(f"episode record for pool {data.get('pool_id')!r} has schema {schema}, newer than this app's {SCHEMA_VERSION}: "
+            raise ValueError(f"episode record for pool {data.get('pool_id')!r} has schema {schema}, newer than this "
+                             f"app's {SCHEMA_VERSION}: "
                              "deploy the newer app version everywhere or delete the record")
         started = parse_datetime(data.get("started"))
         if started is None:
-            raise ValueError(f"episode record for pool {data.get('pool_id')!r} has no valid 'started' time: delete the record to start afresh")
+            raise ValueError(f"episode record for pool {data.get('pool_id')!r} has no valid 'started' time: delete the "
+                             "record to start afresh")
         alert_times: dict[AlertType, datetime] = {}
         for alert_type in AlertType:
             when = parse_datetime(data.get(f"alert_time_{alert_type}"))
@@ -270,8 +278,9 @@ def decide(
     """What to do about ``pool`` now. See the module docstring for the rules; every branch says why in ``reason``.
 
     ``ceilings`` are what Batch would hold the pool under (the managed-image node cap, the account's core quotas;
-    :mod:`shared.watch.pool_limits`): a resize is sized to fit under them, and a ceiling that leaves the target undone raises
-    one alert (NodeLimitReached, QuotaReached). A pool stopped for quota resumes when a fresh quota ceiling has room.
+    :mod:`shared.watch.pool_limits`): a resize is sized to fit under them, and a ceiling that leaves the target undone
+    raises one alert (NodeLimitReached, QuotaReached). A pool stopped for quota resumes when a fresh quota ceiling has
+    room.
     """
     policy = policy or WatchPolicy()
     if desired is None:
@@ -279,7 +288,8 @@ def decide(
     if pool.enable_auto_scale:
         return Decision(
             Action.REPORT_AUTOSCALE,
-            f"the pool has autoscale enabled, so the autopilot never resizes it (desired {desired.dedicated} dedicated / "
+            f"the pool has autoscale enabled, so the autopilot never resizes it (desired {desired.dedicated} "
+            "dedicated / "
             f"{desired.spot} Spot); disable autoscale or remove the autopilot's desired target",
             None,
         )
@@ -288,7 +298,8 @@ def decide(
     current = episode if episode is not None and not episode.is_closed else None
 
     if not pool.is_steady:
-        return Decision(Action.NOTHING, f"the pool is {pool.allocation_state or 'in an unknown state'}; Batch accepts a resize only when steady",
+        return Decision(Action.NOTHING, f"the pool is {pool.allocation_state or 'in an unknown state'}; Batch accepts "
+                        "a resize only when steady",
                         _expire(history, now, policy) if current is None else current)
 
     if at_target(pool, desired):
@@ -301,39 +312,47 @@ def decide(
 
     if ep.is_halted:
         what = "gave up" if ep.gave_up else "stopped"
-        return Decision(Action.NOTHING, f"the autopilot {what} on this pool ({ep.stopped_reason}); it resumes when the desired target, "
+        return Decision(Action.NOTHING,
+                        f"the autopilot {what} on this pool ({ep.stopped_reason}); it resumes when the desired target, "
                         "the image or the pool's size changes. Fix: " + (ep.last_fix or "see the last alert"), ep)
 
     if ep.failing_since is not None and now - ep.failing_since >= policy.max_episode:
         return _give_up(pool, desired, ep, now, policy, f"failing for more than {_hours(policy.max_episode)}")
 
     if ep.awaiting_outcome and awaiting_request(pool, ep.last_request_time, now, policy.request_grace):
-        return Decision(Action.NOTHING, f"waiting for Batch to act on the resize requested at {_iso(ep.last_request_time)}", ep)
+        return Decision(Action.NOTHING,
+                        f"waiting for Batch to act on the resize requested at {_iso(ep.last_request_time)}", ep)
 
     transition = pool.allocation_state_transition_time
     if ep.awaiting_outcome or (pool.resize_errors and _is_new_transition(transition, ep.last_seen_transition)):
-        # News: the answer to our last request, or fresh errors from someone else's resize (e.g. the pool's first allocation).
+        # News: the answer to our last request, or fresh errors from someone else's resize (e.g. the pool's first
+        # allocation).
         outcome = _outcome(pool, ep, image_exists)
         if isinstance(outcome, Decision):
             return outcome
         ep = replace(ep, awaiting_outcome=False, last_seen_transition=transition or now)
         if outcome is None:
-            ep = replace(ep, next_tick_retries=0)  # the step completed: internal errors get their next-tick retries again
+            # the step completed: internal errors get their next-tick retries again
+            ep = replace(ep, next_tick_retries=0)
         if outcome is not None:
             if outcome.error_class is ErrorClass.NEEDS_PERSON:
                 quota = _quota_allowance(pool, desired, ceilings) if outcome.cause in _QUOTA_CAUSES else None
                 if quota is not None:
                     ep = replace(ep, quota_dedicated_at_stop=quota[0], quota_spot_at_stop=quota[1])
-                return _stop(pool, desired, _with_error(ep, outcome), now, policy, _with_quota_numbers(outcome, ceilings))
+                return _stop(pool, desired, _with_error(ep, outcome), now, policy,
+                             _with_quota_numbers(outcome, ceilings))
             if outcome.error_class is ErrorClass.IGNORE:  # someone else stopped the resize: do not fight them
-                stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else (ResizeStopped)", stopped_at=now)
-                return Decision(Action.STOP, "the pool's last resize was stopped by someone else; the autopilot leaves it until the desired "
+                stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else "
+                                                                           "(ResizeStopped)", stopped_at=now)
+                return Decision(Action.STOP, "the pool's last resize was stopped by someone else; the autopilot leaves "
+                                "it until the desired "
                                 "target or the pool's size changes", stopped, diagnosis=outcome)
             failed = _failed(pool, desired, ep, now, policy, outcome)
             if (failed.action is not Action.WAIT or failed.episode is None
                     or failed.episode.next_tick_retries <= ep.next_tick_retries):
                 return failed
-            # A transient internal error: re-issued in this same look, without backoff (bounded: MAX_NEXT_TICK_RETRIES in a row).
+            # A transient internal error: re-issued in this same look, without backoff (bounded: MAX_NEXT_TICK_RETRIES
+            # in a row).
             retry = _drive(pool, desired, failed.episode, now, policy, ceilings)
             if retry.action is not Action.RESIZE:
                 return failed if retry.action is Action.NOTHING else retry
@@ -343,8 +362,10 @@ def decide(
 
 
 def note_stop_resize(episode: Episode | None, pool: PoolView, now: datetime) -> Episode:
-    """Record that the app itself stopped the pool's resize, so the ResizeStopped that follows is not taken for someone else's."""
-    base = episode if episode is not None and not episode.is_closed else Episode(pool.account_id, pool.pool_id, started=now, image_id=pool.image_id)
+    """Record that the app itself stopped the pool's resize, so the ResizeStopped that follows is not taken for someone
+    else's."""
+    base = episode if episode is not None and not episode.is_closed else Episode(pool.account_id, pool.pool_id,
+                                                                                 started=now, image_id=pool.image_id)
     return replace(base, stop_resize_time=now)
 
 
@@ -364,11 +385,13 @@ def _outcome(pool: PoolView, ep: Episode, image_exists: bool | None) -> Diagnosi
     if diagnosis.error_class is ErrorClass.VERIFY_IMAGE:
         # The generic message, or DependentResourceNotFound: read the image; gone -> ImageMissing. Present, the generic
         # message is a one-off (retry, as Batch advises) while a missing dependent resource is configuration (a person).
-        present = dependent_resource_diagnosis if diagnosis.cause is Cause.DEPENDENT_RESOURCE_MISSING else image_present_diagnosis
+        present = (dependent_resource_diagnosis if diagnosis.cause is Cause.DEPENDENT_RESOURCE_MISSING
+                   else image_present_diagnosis)
         if pool.image_id is None:
             return present(diagnosis, None)
         if image_exists is None:
-            return Decision(Action.VERIFY_IMAGE, f"Batch reported {diagnosis.code or 'its generic resize failure'}: check whether image "
+            return Decision(Action.VERIFY_IMAGE,
+                            f"Batch reported {diagnosis.code or 'its generic resize failure'}: check whether image "
                             f"{pool.image_id} still exists", ep, diagnosis=diagnosis, image_id=pool.image_id)
         return present(diagnosis, pool.image_id) if image_exists else image_missing_diagnosis(diagnosis, pool.image_id)
     if diagnosis.error_class is ErrorClass.IGNORE and _stopped_by_us(ep, pool.allocation_state_transition_time):
@@ -388,7 +411,8 @@ def _resumes(ep: Episode, pool: PoolView, desired: DesiredTarget, ceilings: Sequ
         return True
     if normalize(ep.image_id or "") != normalize(pool.image_id or ""):
         return True
-    return ep.last_seen_transition is not None and _is_new_transition(pool.allocation_state_transition_time, ep.last_seen_transition)
+    return ep.last_seen_transition is not None and _is_new_transition(pool.allocation_state_transition_time,
+                                                                      ep.last_seen_transition)
 
 
 def _is_new_transition(transition: datetime | None, seen: datetime | None) -> bool:
@@ -407,8 +431,10 @@ def _quota_allowance(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[
 
 
 def _quota_has_room(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling], ep: Episode) -> bool:
-    """A freshly read quota lets the pool grow, and allows more than when it stopped (so a quota only Batch sees never loops)."""
-    if ep.quota_dedicated_at_stop is None or ep.quota_spot_at_stop is None or not any(c.fresh for c in ceilings if c.kind == pool_limits.QUOTA):
+    """A freshly read quota lets the pool grow, and allows more than when it stopped (so a quota only Batch sees never
+    loops)."""
+    if (ep.quota_dedicated_at_stop is None or ep.quota_spot_at_stop is None
+        or not any(c.fresh for c in ceilings if c.kind == pool_limits.QUOTA)):
         return False
     allowance = _quota_allowance(pool, desired, ceilings)
     if allowance is None:
@@ -419,9 +445,11 @@ def _quota_has_room(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[C
 
 
 def _capped(pool: PoolView, desired: DesiredTarget, ceilings: Sequence[Ceiling]) -> tuple[int, int]:
-    """``desired`` cut to the ceilings, but never below what the pool already has: a ceiling holds growth back, it never shrinks."""
+    """``desired`` cut to the ceilings, but never below what the pool already has: a ceiling holds growth back, it never
+    shrinks."""
     dedicated, spot = pool_limits.clamp(desired.dedicated, desired.spot, ceilings)
-    return (min(desired.dedicated, max(dedicated, pool.current_dedicated)), min(desired.spot, max(spot, pool.current_spot)))
+    return (min(desired.dedicated, max(dedicated, pool.current_dedicated)),
+            min(desired.spot, max(spot, pool.current_spot)))
 
 
 def _with_quota_numbers(diagnosis: Diagnosis, ceilings: Sequence[Ceiling]) -> Diagnosis:
@@ -443,10 +471,13 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
         wanted = desired
         desired = DesiredTarget(dedicated, spot, desired.source, desired.fired_at)
         if pool.current_dedicated < dedicated or pool.current_spot < spot:
-            held = []  # grow to the ceiling first; the alert comes once the pool is there (raised by the tick, sent before it is stored)
+            # grow to the ceiling first; the alert comes once the pool is there (raised by the tick, sent before it is
+            # stored)
+            held = []
         for ceiling in held:
             alert_type = _CEILING_ALERTS[ceiling.kind]
-            what = "the shared managed-image node cap" if ceiling.kind == pool_limits.NODE_CAP else "the account's core quota"
+            what = ("the shared managed-image node cap" if ceiling.kind == pool_limits.NODE_CAP else "the account's "
+                    "core quota")
             title = (f"Pool {pool.pool_id} cannot grow past {dedicated:,} dedicated / {spot:,} Spot of its target "
                      f"{wanted.dedicated:,} / {wanted.spot:,}: {what}")
             cause = Cause.NODE_CAP if ceiling.kind == pool_limits.NODE_CAP else Cause.CORE_QUOTA
@@ -455,27 +486,32 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
             alerts += raised
         if pool.current_dedicated >= dedicated and pool.current_spot >= spot:
             return Decision(Action.NOTHING, f"held at {dedicated} dedicated / {spot} Spot by "
-                            + ", ".join(c.kind for c in held) + "; the autopilot grows the pool when the ceiling allows", ep, alerts=alerts)
+                            + ", ".join(c.kind for c in held)
+                            + "; the autopilot grows the pool when the ceiling allows", ep, alerts=alerts)
     step = next_resize(pool, desired, policy)
     if step is None:
         return Decision(Action.NOTHING, "the pool asks for no resize", ep)
     if policy.backoff.is_backing_off(ep.backoff, now):
         retry_at = policy.backoff.retry_at(ep.backoff, now)
-        return Decision(Action.WAIT, f"backing off after {ep.attempts} failed attempt(s); next try at {_iso(retry_at)}", ep, retry_at=retry_at)
+        return Decision(Action.WAIT, f"backing off after {ep.attempts} failed attempt(s); next try at {_iso(retry_at)}",
+                        ep, retry_at=retry_at)
     ep = replace(
         ep, requests=ep.requests + 1, last_request_time=now, awaiting_outcome=True,
         requested_dedicated=step.target_dedicated, requested_spot=step.target_spot,
     )
-    staged = " (staged growth)" if (step.target_dedicated, step.target_spot) != (desired.dedicated, desired.spot) else ""
+    staged = (" (staged growth)" if (step.target_dedicated, step.target_spot) != (desired.dedicated, desired.spot)
+              else "")
     return Decision(
         Action.RESIZE,
-        f"resize to {step.target_dedicated} dedicated / {step.target_spot} Spot{staged} towards {desired.dedicated} / {desired.spot} "
+        f"resize to {step.target_dedicated} dedicated / {step.target_spot} Spot{staged} towards {desired.dedicated} / "
+        f"{desired.spot} "
         f"({desired.source}); resizeTimeout {step.resize_timeout_iso}",
         ep, step=step,
     )
 
 
-def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy, diagnosis: Diagnosis) -> Decision:
+def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy,
+            diagnosis: Diagnosis) -> Decision:
     ep = _with_error(ep, diagnosis)
     next_tick = diagnosis.cause in NEXT_TICK_CAUSES and ep.next_tick_retries < MAX_NEXT_TICK_RETRIES
     ep = replace(
@@ -489,43 +525,57 @@ def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, 
         # A code the app does not know is not assumed transient: after MAX_UNKNOWN_RETRIES retries a person hears of it.
         return _stop(pool, desired, ep, now, policy, diagnosis)
     if ep.failing_since is not None and now - ep.failing_since >= policy.max_episode:
-        return _give_up(pool, desired, ep, now, policy, f"failing for more than {_hours(policy.max_episode)}", diagnosis)
+        return _give_up(pool, desired, ep, now, policy, f"failing for more than {_hours(policy.max_episode)}",
+                        diagnosis)
     retry_at = policy.backoff.retry_at(ep.backoff, now)
     if next_tick:  # no alert either: a person hears of it if it persists (then it backs off and alerts)
         return Decision(Action.WAIT, f"{diagnosis.cause}: attempt {ep.attempts} of {policy.max_resize_attempts} failed "
-                        f"({ep.next_tick_retries} of {MAX_NEXT_TICK_RETRIES} retried without backoff)", ep, retry_at=now, diagnosis=diagnosis)
+                        f"({ep.next_tick_retries} of {MAX_NEXT_TICK_RETRIES} retried without backoff)", ep,
+                        retry_at=now, diagnosis=diagnosis)
     alerts: tuple[Alert, ...] = ()
-    if diagnosis.alert_type is not None and diagnosis.cause is not Cause.UNRECOGNISED:  # unknown codes: one alert, when retries stop
-        title = (f"Pool {pool.pool_id} could not reach {desired.dedicated} dedicated / {desired.spot} Spot nodes ({diagnosis.cause}): "
+    # unknown codes: one alert, when retries stop
+    if diagnosis.alert_type is not None and diagnosis.cause is not Cause.UNRECOGNISED:
+        title = (f"Pool {pool.pool_id} could not reach {desired.dedicated} dedicated / {desired.spot} Spot nodes "
+                 f"({diagnosis.cause}): "
                  f"attempt {ep.attempts} of {policy.max_resize_attempts} failed, next try at {_iso(retry_at)}")
-        ep, alerts = _raise(ep, diagnosis.alert_type, pool, now, policy, title, diagnosis.diagnosis, diagnosis.fix, diagnosis, retry_at)
-    return Decision(Action.WAIT, f"{diagnosis.cause}: attempt {ep.attempts} of {policy.max_resize_attempts} failed; next try at {_iso(retry_at)}",
+        ep, alerts = _raise(ep, diagnosis.alert_type, pool, now, policy, title, diagnosis.diagnosis, diagnosis.fix,
+                            diagnosis, retry_at)
+    return Decision(Action.WAIT, f"{diagnosis.cause}: attempt {ep.attempts} of {policy.max_resize_attempts} failed; "
+                    f"next try at {_iso(retry_at)}",
                     ep, retry_at=retry_at, alerts=alerts, diagnosis=diagnosis)
 
 
-def _stop(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy, diagnosis: Diagnosis) -> Decision:
-    ep = replace(ep, stopped_reason=f"{diagnosis.code or diagnosis.cause}: {diagnosis.cause}", stopped_at=now, failing_since=ep.failing_since or now)
+def _stop(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy,
+          diagnosis: Diagnosis) -> Decision:
+    ep = replace(ep, stopped_reason=f"{diagnosis.code or diagnosis.cause}: {diagnosis.cause}", stopped_at=now,
+                 failing_since=ep.failing_since or now)
     alert_type = diagnosis.alert_type or AlertType.ALLOCATION_FAILED
     title = {
-        AlertType.QUOTA_REACHED: f"Pool {pool.pool_id} hit a core quota and cannot grow to {desired.dedicated} dedicated / {desired.spot} Spot",
+        AlertType.QUOTA_REACHED: f"Pool {pool.pool_id} hit a core quota and cannot grow to {desired.dedicated} "
+                                 f"dedicated / {desired.spot} Spot",
         AlertType.IMAGE_MISSING: f"Pool {pool.pool_id} cannot grow: its image {pool.image_id or ''} no longer exists",
     }.get(alert_type, f"Pool {pool.pool_id} cannot allocate nodes ({diagnosis.cause}): a person must fix the cause")
     ep, alerts = _raise(ep, alert_type, pool, now, policy, title, diagnosis.diagnosis, diagnosis.fix, diagnosis, None)
-    return Decision(Action.STOP, f"{diagnosis.cause} needs a person; resizes stop until it is fixed. {diagnosis.fix}", ep,
+    return Decision(Action.STOP, f"{diagnosis.cause} needs a person; resizes stop until it is fixed. {diagnosis.fix}",
+                    ep,
                     alerts=alerts, diagnosis=diagnosis)
 
 
 def _give_up(
-    pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy, why: str, diagnosis: Diagnosis | None = None
+    pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy, why: str,
+    diagnosis: Diagnosis | None = None
 ) -> Decision:
     # Whatever the pool shows now is what the autopilot gave up on: only a later change resumes it.
-    ep = replace(ep, gave_up=True, stopped_reason=f"gave up: {why}", stopped_at=now, failing_since=ep.failing_since or now, awaiting_outcome=False,
+    ep = replace(ep, gave_up=True, stopped_reason=f"gave up: {why}", stopped_at=now,
+                 failing_since=ep.failing_since or now, awaiting_outcome=False,
                  last_seen_transition=pool.allocation_state_transition_time or ep.last_seen_transition or now)
     last = f" The last error: {ep.last_diagnosis}" if ep.last_diagnosis else ""
-    title = (f"Pool {pool.pool_id}: gave up resizing to {desired.dedicated} dedicated / {desired.spot} Spot after {why} "
+    title = (f"Pool {pool.pool_id}: gave up resizing to {desired.dedicated} dedicated / {desired.spot} Spot "
+             f"after {why} "
              f"(now {pool.current_dedicated} / {pool.current_spot})")
     fix = (ep.last_fix or "Find out why the pool cannot grow (resize errors, node errors, capacity in the region).") + (
-        " The autopilot resumes when the desired target, the pool's image or its size changes (resize it once by hand to retry).")
+        " The autopilot resumes when the desired target, the pool's image or its size changes (resize it once by hand "
+        "to retry).")
     ep, alerts = _raise(ep, AlertType.RESIZE_GAVE_UP, pool, now, policy, title,
                         f"The autopilot stopped re-issuing resizes after {why}.{last}", fix, diagnosis, None)
     return Decision(Action.GIVE_UP, f"giving up after {why}", ep, alerts=alerts, diagnosis=diagnosis)
@@ -540,16 +590,19 @@ def _reached(pool: PoolView, desired: DesiredTarget, history: Episode | None, cu
     # Reaching the target removes the backoff, count included (cluster-autoscaler's RemoveBackoff on a successful
     # scale-up): a later failure starts again at the first delay. The alert cooldown still spaces repeated alerts.
     closed = Episode(
-        current.account_id, current.pool_id, started=current.started, backoff=policy.backoff.record_success(current.backoff),
+        current.account_id, current.pool_id, started=current.started,
+        backoff=policy.backoff.record_success(current.backoff),
         alert_times=current.alert_times,
         recovered_at=now, last_seen_transition=pool.allocation_state_transition_time, image_id=pool.image_id,
         desired_dedicated=desired.dedicated, desired_spot=desired.spot,
     )
     if current.alerted & _FAILURE_ALERTS:
-        # Pairs with the failure alert(s) of this episode, so no cooldown: whoever was told it failed must hear it recovered.
+        # Pairs with the failure alert(s) of this episode, so no cooldown: whoever was told it failed must hear it
+        # recovered.
         title = f"Pool {pool.pool_id} reached its target: {desired.dedicated} dedicated / {desired.spot} Spot"
         alert = _alert(AlertType.POOL_RECOVERED, pool, closed, now, title,
-                       f"The pool recovered after {current.attempts} failed attempt(s) since {_iso(current.failing_since or current.started)}.",
+                       f"The pool recovered after {current.attempts} failed attempt(s) since "
+                       f"{_iso(current.failing_since or current.started)}.",
                        "Nothing to do.", attempt=current.attempts, max_attempts=policy.max_resize_attempts)
         closed = replace(closed, alert_times={**closed.alert_times, AlertType.POOL_RECOVERED: now})
         alerts = (alert,)
@@ -558,7 +611,8 @@ def _reached(pool: PoolView, desired: DesiredTarget, history: Episode | None, cu
 
 
 def _raise(
-    ep: Episode, alert_type: AlertType, pool: PoolView, now: datetime, policy: WatchPolicy, title: str, diagnosis: str, fix: str,
+    ep: Episode, alert_type: AlertType, pool: PoolView, now: datetime, policy: WatchPolicy, title: str, diagnosis: str,
+    fix: str,
     source: Diagnosis | None, next_try: datetime | None,
 ) -> tuple[Episode, tuple[Alert, ...]]:
     """The alert if it is due: once per type per episode, and not within the cooldown of the same type for this pool."""
@@ -569,7 +623,8 @@ def _raise(
         return ep, ()
     alert = _alert(
         alert_type, pool, ep, now, title, diagnosis, fix,
-        code=source.code if source else (ep.last_error_code or ""), cause=str(source.cause) if source else (ep.last_error_cause or ""),
+        code=source.code if source else (ep.last_error_code or ""),
+        cause=str(source.cause) if source else (ep.last_error_cause or ""),
         attempt=ep.attempts, max_attempts=policy.max_resize_attempts, next_try=next_try,
     )
     return replace(ep, alerted=ep.alerted | {alert_type}, alert_times={**ep.alert_times, alert_type: now}), (alert,)
@@ -607,7 +662,8 @@ def _alert(alert_type: AlertType, pool: PoolView, ep: Episode, now: datetime, ti
 
 def _new_episode(pool: PoolView, desired: DesiredTarget, now: datetime, history: Episode | None) -> Episode:
     return Episode(
-        pool.account_id, pool.pool_id, started=now, desired_dedicated=desired.dedicated, desired_spot=desired.spot, image_id=pool.image_id,
+        pool.account_id, pool.pool_id, started=now, desired_dedicated=desired.dedicated, desired_spot=desired.spot,
+        image_id=pool.image_id,
         backoff=history.backoff if history else BackoffState(),
         alert_times=history.alert_times if history else {},
         last_seen_transition=history.last_seen_transition if history else None,
@@ -621,13 +677,15 @@ def _restart(ep: Episode, pool: PoolView, desired: DesiredTarget, now: datetime)
     return replace(
         ep, started=now, attempts=0, failing_since=None, backoff=replace(ep.backoff, backoff_until=None),
         desired_dedicated=desired.dedicated, desired_spot=desired.spot, image_id=pool.image_id,
-        gave_up=False, stopped_reason=None, stopped_at=None, awaiting_outcome=False, quota_dedicated_at_stop=None, quota_spot_at_stop=None,
+        gave_up=False, stopped_reason=None, stopped_at=None, awaiting_outcome=False, quota_dedicated_at_stop=None,
+        quota_spot_at_stop=None,
         next_tick_retries=0,
     )
 
 
 def _with_error(ep: Episode, d: Diagnosis) -> Episode:
-    return replace(ep, last_error_code=d.code or None, last_error_cause=str(d.cause), last_diagnosis=d.diagnosis, last_fix=d.fix)
+    return replace(ep, last_error_code=d.code or None, last_error_cause=str(d.cause), last_diagnosis=d.diagnosis,
+                   last_fix=d.fix)
 
 
 def _expire(record: Episode | None, now: datetime, policy: WatchPolicy) -> Episode | None:
@@ -641,7 +699,8 @@ def _expire(record: Episode | None, now: datetime, policy: WatchPolicy) -> Episo
 
 
 def _flat(value: Any) -> str | int | float | bool:
-    """Plain types only: Table storage clients map by exact type, so enums become their str value and datetimes ISO strings."""
+    """Plain types only: Table storage clients map by exact type, so enums become their str value and datetimes ISO
+    strings."""
     if isinstance(value, datetime):
         return _iso(value)
     if isinstance(value, bool | int | float) and not isinstance(value, str):

@@ -109,7 +109,8 @@ class CronSchedule:
             found = self._first_time_at_or_after(earliest if d == day else time(0, 0, 0))
             if found is not None:
                 return datetime.combine(d, found, UTC)
-        raise NcrontabError(self.expression, f"it never fires after {t.isoformat()} (the search ran past year {datetime.max.year})")
+        raise NcrontabError(self.expression,
+                            f"it never fires after {t.isoformat()} (the search ran past year {datetime.max.year})")
 
     def last_at_or_before(self, t: datetime, not_before: datetime | None = None) -> datetime | None:
         """The latest firing time at or before ``t`` (UTC); None if there is none at or after ``not_before``."""
@@ -174,7 +175,8 @@ class CronSchedule:
     def _last_time_at_or_before(self, upper: time) -> time | None:
         for hour in reversed(self.hours[: bisect.bisect_right(self.hours, upper.hour)]):
             same_hour = hour == upper.hour
-            for minute in reversed(self.minutes[: bisect.bisect_right(self.minutes, upper.minute) if same_hour else len(self.minutes)]):
+            for minute in reversed(self.minutes[: bisect.bisect_right(self.minutes, upper.minute) if same_hour
+                                                else len(self.minutes)]):
                 same_minute = same_hour and minute == upper.minute
                 i = bisect.bisect_right(self.seconds, upper.second) if same_minute else len(self.seconds)
                 if i > 0:
@@ -188,12 +190,14 @@ def parse(expression: str) -> CronSchedule:
         raise NcrontabError(repr(expression), "it must be a string")
     parts = expression.split()
     if len(parts) != 6:
-        hint = " (five fields is classic cron: add the seconds field in front, e.g. '0 ' + your expression)" if len(parts) == 5 else ""
+        hint = (" (five fields is classic cron: add the seconds field in front, e.g. '0 ' + your expression)"
+                if len(parts) == 5 else "")
         raise NcrontabError(expression, f"it has {len(parts)} field(s), not 6{hint}")
     values = [_parse_field(expression, spec, text) for spec, text in zip(_FIELDS, parts, strict=True)]
     seconds, minutes, hours, days, months, weekdays = values
     if not any(day <= _MONTH_MAX_DAYS[m] for m in months for day in days):
-        raise NcrontabError(expression, f"day {parts[3]!r} never occurs in month {parts[4]!r}, so the expression never fires", "day")
+        raise NcrontabError(expression, f"day {parts[3]!r} never occurs in month {parts[4]!r}, so the expression "
+                            "never fires", "day")
     return CronSchedule(expression, seconds, minutes, hours, days, months, weekdays)
 
 
@@ -202,7 +206,8 @@ def next_after(expression: str | CronSchedule, t: datetime) -> datetime:
     return _schedule(expression).next_after(t)
 
 
-def last_at_or_before(expression: str | CronSchedule, t: datetime, not_before: datetime | None = None) -> datetime | None:
+def last_at_or_before(expression: str | CronSchedule, t: datetime,
+                      not_before: datetime | None = None) -> datetime | None:
     """The latest time at or before ``t`` at which ``expression`` fires; None if none since ``not_before``."""
     return _schedule(expression).last_at_or_before(t, not_before)
 
@@ -232,7 +237,8 @@ def _cron_weekday(d: date) -> int:
 
 def _parse_field(expression: str, spec: _Field, text: str) -> tuple[int, ...]:
     def fail(problem: str) -> NcrontabError:
-        return NcrontabError(expression, f"{text!r} {problem}; use {spec.hint}, '*', a-b, */n, a-b/n or lists a,b", spec.name)
+        return NcrontabError(expression, f"{text!r} {problem}; use {spec.hint}, '*', a-b, */n, a-b/n or lists a,b",
+                             spec.name)
 
     def value(token: str) -> int:
         if spec.names and token.isalpha():

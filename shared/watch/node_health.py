@@ -1,13 +1,15 @@
 """Node health: which nodes of a pool are unusable, what to repair within a budget, and when an image is to blame.
 
-Pure functions over frozen dataclasses; time is passed in. :mod:`shared.watch.node_watch` reads the nodes (Batch data plane,
-``GET /pools/{id}/nodes``) and carries out what is decided here.
+Pure functions over frozen dataclasses; time is passed in. :mod:`shared.watch.node_watch` reads the nodes (Batch data
+plane, ``GET /pools/{id}/nodes``) and carries out what is decided here.
 
-Batch facts this module stands on (azure-batch 15.1.0 ``BatchNodeState`` docstrings, Batch's "node error checking" page):
+Batch facts this module stands on (azure-batch 15.1.0 ``BatchNodeState`` docstrings, Batch's "node error checking"
+page):
 
 * ``unusable``: "The Compute Node cannot be used for Task execution due to errors"; ``startTaskFailed``: "The StartTask
   has failed on the Compute Node (and exhausted all retries), and waitForSuccess is set". Neither heals on its own, so a
-  node that stays in one of them is removed (with ``requeue``) and the pool's target restored: Batch brings a fresh node.
+  node that stays in one of them is removed (with ``requeue``) and the pool's target restored: Batch brings a fresh
+  node.
 * ``startTaskFailed`` exists only for pools with a start task that waits for success. Without one, health is judged on
   ``unusable``, on the node's ``errors[]``, and on nodes that never reach ``idle`` within a time limit.
 * Remove-nodes lowers the pool's target by the nodes removed, and runs only while the pool is steady.
@@ -147,7 +149,8 @@ def summarize(nodes: Iterable[NodeInfo]) -> NodeSummary:
 
 
 def is_unhealthy(node: NodeInfo, now: datetime, policy: HealthPolicy, *, has_start_task: bool) -> bool:
-    """Unhealthy long enough to replace: failed for ``unhealthy_after``; without a start task also never ready in time."""
+    """Unhealthy long enough to replace: failed for ``unhealthy_after``; without a start task also never ready in
+    time."""
     if node.failed:
         since = node.state_since or node.allocated
         return since is not None and now - since >= policy.unhealthy_after
@@ -207,7 +210,8 @@ def decide_repair(nodes: list[NodeInfo], record: HealthRecord | None, now: datet
     if not any(n.failed or n.id in (c.id for c in candidates) for n in nodes):
         if record is not None and (not nodes or any(n.state in BOOTING or n.state == "leavingpool" for n in nodes)):
             # Replacements still on their way (removed, or booting): the episode and its budget go on.
-            return Repair(record=record, reason="replacement nodes are not up yet", next_look=min(booting, default=None))
+            return Repair(record=record, reason="replacement nodes are not up yet",
+                          next_look=min(booting, default=None))
         return Repair(record=None, reason="no unhealthy node" + ("; the health episode ends" if record else ""),
                       next_look=min(booting, default=None))
     waiting = booting + [(n.state_since or n.allocated) + policy.unhealthy_after for n in nodes
@@ -215,7 +219,8 @@ def decide_repair(nodes: list[NodeInfo], record: HealthRecord | None, now: datet
     next_look = min(waiting) if waiting else None
     fresh = [n for n in candidates if record is None or n.id not in record.replaced]
     if not fresh:
-        return Repair(record=record, reason="unhealthy nodes are not due for replacement yet, or were removed already", next_look=next_look)
+        return Repair(record=record, reason="unhealthy nodes are not due for replacement yet, or were removed already",
+                      next_look=next_look)
     if image_suspect:
         return Repair(record=record, reason="the image is suspect: replacing its nodes would not help")
     record = record or HealthRecord(started=now)
@@ -224,12 +229,15 @@ def decide_repair(nodes: list[NodeInfo], record: HealthRecord | None, now: datet
     remaining = policy.max_replacements - len(record.replaced)
     if remaining <= 0:
         return Repair(alert=True, record=replace(record, stopped=True),
-                      reason=f"{len(fresh)} unhealthy node(s) and the budget of {policy.max_replacements} replacement(s) is spent")
+                      reason=f"{len(fresh)} unhealthy node(s) and the budget of {policy.max_replacements} "
+                             "replacement(s) is spent")
     if not steady:
-        return Repair(record=record, reason="waiting for the pool to be steady before removing nodes", next_look=next_look)
+        return Repair(record=record, reason="waiting for the pool to be steady before removing nodes",
+                      next_look=next_look)
     chosen = tuple(n.id for n in fresh[:min(remaining, REMOVE_NODES_MAX)])
     return Repair(remove=chosen, record=replace(record, replaced=record.replaced + chosen), next_look=next_look,
-                  reason=f"removing {len(chosen)} unhealthy node(s) ({len(record.replaced) + len(chosen)} of {policy.max_replacements})")
+                  reason=f"removing {len(chosen)} unhealthy node(s) ({len(record.replaced) + len(chosen)} of "
+                         f"{policy.max_replacements})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +257,8 @@ def image_suspect(summaries: Iterable[NodeSummary], policy: HealthPolicy, canary
         failed += summary.failed
         usable += summary.usable
     settled = failed + usable
-    return failed >= verdict_threshold(canary_nodes) and settled > 0 and failed / settled >= policy.image_unhealthy_share
+    return (failed >= verdict_threshold(canary_nodes) and settled > 0
+            and failed / settled >= policy.image_unhealthy_share)
 
 
 def network_suspect(older: Iterable[NodeSummary], policy: HealthPolicy) -> bool:

@@ -1,7 +1,8 @@
 """The watch's node-health pass: read node states of the pools that need a look, judge images, run canaries, repair.
 
 Hooked into :func:`shared.watch.tick.tick` (three calls: :meth:`NodeWatch.gate`, :meth:`NodeWatch.observe`,
-:meth:`NodeWatch.finish`). Decisions are in :mod:`shared.watch.node_health` and :mod:`shared.watch.canary`; this module does the I/O.
+:meth:`NodeWatch.finish`). Decisions are in :mod:`shared.watch.node_health` and :mod:`shared.watch.canary`; this module
+does the I/O.
 
 Request budget: a steady, healthy pool costs no request of its own per tick. Node states (``GET /pools/{id}/nodes``,
 one request per 1,000 nodes) are read only for a pool whose canary is pending, that has a health episode open, once
@@ -52,7 +53,8 @@ NODE_HEALTH = "NodeHealth"  # per pool: canary watch and health episode; partiti
 IMAGES_PARTITION = "images"
 NODES_UNHEALTHY = alerts.NODES_UNHEALTHY
 IMAGE_UNHEALTHY = alerts.IMAGE_UNHEALTHY
-NODE_SELECT = ["id", "state", "stateTransitionTime", "allocationTime", "isDedicated", "errors", "startTask", "startTaskInfo"]
+NODE_SELECT = ["id", "state", "stateTransitionTime", "allocationTime", "isDedicated", "errors", "startTask",
+               "startTaskInfo"]
 NODE_PAGE = 1000
 # /nodecounts states that make the rotation list a pool's nodes (BatchNodeCounts wire names): failed ones always,
 # booting ones when the pool has been steady for AUTOPILOT_NODE_READY_MINUTES.
@@ -61,7 +63,8 @@ BOOTING_STATES = ("creating", "starting", "waitingForStartTask", "unknown")
 
 IMAGE_CHECKLIST = (
     "Rebuild the image and publish it as a new version (a new snapshot set with a higher version, e.g. 2.0.1): "
-    "(1) start from a first-party Marketplace image that Batch supports (it is listed by Batch's supported images for the pool's nodeAgentSkuId); "
+    "(1) start from a first-party Marketplace image that Batch supports (it is listed by Batch's supported images for "
+    "the pool's nodeAgentSkuId); "
     "(2) install no VM extensions in the image; "
     "(3) keep the VM size's default temporary disk (do not remove or remap the resource disk); "
     "(4) generalize the VM before capturing (sysprep on Windows, waagent -deprovision+user on Linux); "
@@ -71,15 +74,21 @@ IMAGE_CHECKLIST = (
 )
 NETWORK_FIX = (
     "Open the subnet to the Batch node agent: with simplified node communication allow outbound TCP 443 to the "
-    "BatchNodeManagement.<region> service tag; with classic communication allow inbound TCP 29876-29877 from the BatchNodeManagement service tag. "
-    "Check the subnet's NSG and any route table or firewall that forces traffic elsewhere. Then remove the unusable nodes "
+    "BatchNodeManagement.<region> service tag; with classic communication allow inbound TCP 29876-29877 from the "
+    "BatchNodeManagement service tag. "
+    "Check the subnet's NSG and any route table or firewall that forces traffic elsewhere. Then remove the "
+    "unusable nodes "
     "of each pool on the subnet (<pools>), as nodes that failed meanwhile stay unusable "
-    "(az batch node delete --pool-id <pool> --node-list <ids> --node-deallocation-option requeue): Batch brings fresh nodes, and once they "
-    "are idle the pool's canary passes and the autopilot grows it to its target. Until then it replaces none of this version's nodes."
+    "(az batch node delete --pool-id <pool> --node-list <ids> --node-deallocation-option requeue): Batch brings fresh "
+    "nodes, and once they "
+    "are idle the pool's canary passes and the autopilot grows it to its target. Until then it replaces none of this "
+    "version's nodes."
 )
 NODES_FIX = (
-    "Read the node errors above (az batch node show --pool-id <pool> --node-id <id>), fix their cause, then remove the unhealthy nodes "
-    "(az batch node delete --pool-id <pool> --node-list <ids> --node-deallocation-option requeue). Once the pool has no unhealthy node "
+    "Read the node errors above (az batch node show --pool-id <pool> --node-id <id>), fix their cause, then remove the "
+    "unhealthy nodes "
+    "(az batch node delete --pool-id <pool> --node-list <ids> --node-deallocation-option requeue). Once the pool has "
+    "no unhealthy node "
     "the health episode ends, the replacement budget is whole again and the autopilot restores the pool's target."
 )
 
@@ -126,7 +135,8 @@ class NodeWatch:
         # The slow rotation: once per period, on a full scan, one /nodecounts sweep per account (10 pools a page)
         # finds the steady pools with failed nodes; only those get their nodes listed.
         self.rotation = full and not dry_run and self._rotation_due()
-        self._counts: dict[str, dict[str, tuple[int, int]]] = {}  # account id -> pool id (lower) -> (failed, booting) nodes
+        # account id -> pool id (lower) -> (failed, booting) nodes
+        self._counts: dict[str, dict[str, tuple[int, int]]] = {}
         self._window = timedelta(minutes=context.settings.watch_full_scan_minutes)
 
     # --- the tick's hooks -------------------------------------------------------------------------
@@ -167,7 +177,8 @@ class NodeWatch:
             log.warning("nodes: cannot list nodes of %s in %s: %s", view.pool_id, account.id, exc)
             return
         nodes = [NodeInfo.from_dict(n) for n in raw_nodes]
-        has_start_task = any((n.get("startTask") or {}).get("waitForSuccess", True) and (n.get("startTask") or {}).get("commandLine")
+        has_start_task = any((n.get("startTask") or {}).get("waitForSuccess", True)
+                             and (n.get("startTask") or {}).get("commandLine")
                              for n in raw_nodes)
         summary = summarize(nodes)
         self.report.looked += 1
@@ -176,12 +187,14 @@ class NodeWatch:
 
     def _schedule_look(self, account: BatchAccount, view: PoolView, record: Record | None) -> None:
         """A pool the resize watch drives gets no node read while it changes; one look is booked for when its newest
-        nodes had time to fail for good (``AUTOPILOT_UNHEALTHY_NODE_MINUTES`` after the last full scan that saw it driven)."""
+        nodes had time to fail for good (``AUTOPILOT_UNHEALTHY_NODE_MINUTES`` after the last full scan that saw it
+        driven)."""
         at = self.now + self.policy.unhealthy_after
         current = parse_iso(record.data.get("lookAt")) if record is not None else None
         if current is not None and current >= at - self._window:
             return  # booked recently enough: at most one write per pool per full-scan period
-        data = {**(record.data if record is not None else {}), "canary": bool(record.data.get("canary")) if record else False,
+        data = {**(record.data if record is not None else {}),
+                "canary": bool(record.data.get("canary")) if record else False,
                 "lookAt": iso(at)}
         with contextlib.suppress(ConcurrencyConflict):
             self.table.save(safe_key(account.id), safe_key(view.pool_id), data, expected=record)
@@ -248,8 +261,8 @@ class NodeWatch:
         return verdict, sum(int(publisher.publish(self._network_alert(m, at, also_failing))) for m in members)
 
     def _network_suspect(self, image: str, members: list[Observed]) -> list[str]:
-        """Other pools on the same subnet and VM size that run another (older) image: if they fail too, blame the network.
-        Returns those failing pools (empty: the network is not to blame)."""
+        """Other pools on the same subnet and VM size that run another (older) image: if they fail too, blame the
+        network. Returns those failing pools (empty: the network is not to blame)."""
         compared = 0
         older: list[NodeSummary] = []
         failing: list[str] = []
@@ -275,7 +288,8 @@ class NodeWatch:
                 continue
             changes = {canary.CANARY: canary.FAILED}
             if canary.size(member.view.metadata) == 0:
-                changes[canary.CANARY_NODES] = str(member.view.target_dedicated + member.view.target_spot)  # growth stops where it is
+                # growth stops where it is
+                changes[canary.CANARY_NODES] = str(member.view.target_dedicated + member.view.target_spot)
             if self._patch_metadata(member, changes):
                 self.report.canaries[_subject(member.account.id, member.view.pool_id)] = canary.FAILED
 
@@ -314,14 +328,18 @@ class NodeWatch:
             elif isinstance(record, Record):
                 # Not removed (the pool changed or is resizing): give the ids back so a later look may remove them.
                 with contextlib.suppress(ConcurrencyConflict):
-                    restored = HealthRecord(previous.started if previous else self.now, previous.replaced if previous else (),
+                    restored = HealthRecord(previous.started if previous else self.now,
+                                            previous.replaced if previous else (),
                                             previous.stopped if previous else False)
-                    self.table.save(record.partition, record.row, {**restored.to_dict(), "canary": keep_watching, "lookAt": look_at},
+                    self.table.save(record.partition, record.row,
+                                    {**restored.to_dict(), "canary": keep_watching, "lookAt": look_at},
                                     expected=record)
         return sent
 
-    def _store(self, obs: Observed, health: HealthRecord | None, keep_watching: bool, look_at: str | None) -> Record | bool | None:
-        """Save the pool's row when it changed. Returns the new record, None when deleted/absent, False on a conflict."""
+    def _store(self, obs: Observed, health: HealthRecord | None, keep_watching: bool,
+               look_at: str | None) -> Record | bool | None:
+        """Save the pool's row when it changed. Returns the new record, None when deleted/absent, False on a
+        conflict."""
         partition, row = safe_key(obs.account.id), safe_key(obs.view.pool_id)
         data: dict[str, Any] | None = None
         if health is not None or keep_watching or look_at:
@@ -389,7 +407,8 @@ class NodeWatch:
 
     def _subnet(self, account: BatchAccount, pool_id: str) -> str | None:
         try:
-            pool = self.context.clients.batch_account(account.endpoint).get_pool(pool_id, select=["id", "networkConfiguration"]).as_dict()
+            pool = self.context.clients.batch_account(account.endpoint).get_pool(
+                pool_id, select=["id", "networkConfiguration"]).as_dict()
         except Exception:
             return None
         return ((pool.get("networkConfiguration") or {}).get("subnetId") or "").lower() or None
@@ -400,8 +419,10 @@ class NodeWatch:
         for pool in client.list_pools(select=["id", "vmSize", "networkConfiguration", "virtualMachineConfiguration"]):
             data = pool.as_dict()
             pool_subnet = ((data.get("networkConfiguration") or {}).get("subnetId") or "").lower()
-            pool_image = str(((data.get("virtualMachineConfiguration") or {}).get("imageReference") or {}).get("virtualMachineImageId") or "").lower()
-            if pool_subnet == subnet and str(data.get("vmSize") or "").lower() == str(vm_size or "").lower() and pool_image != image:
+            pool_image = str(((data.get("virtualMachineConfiguration") or {}).get("imageReference")
+                              or {}).get("virtualMachineImageId") or "").lower()
+            if (pool_subnet == subnet and str(data.get("vmSize") or "").lower() == str(vm_size or "").lower()
+                and pool_image != image):
                 out.append(str(data["id"]))
         return out
 
@@ -429,12 +450,15 @@ class NodeWatch:
 
         # requeue: tasks on a node that cannot run them go back to the queue (BatchNodeDeallocationOption.REQUEUE).
         body = {"nodeList": node_ids, "nodeDeallocationOption": "requeue", "resizeTimeout": "PT15M"}
-        done = self._send(obs.account, "POST", f"/pools/{quote(obs.view.pool_id, safe='')}/removenodes", body, obs.view.etag)
-        log.info("nodes: %s %d unhealthy node(s) of %s", "removed" if done else "could not remove", len(node_ids), obs.view.pool_id)
+        done = self._send(obs.account, "POST", f"/pools/{quote(obs.view.pool_id, safe='')}/removenodes", body,
+                          obs.view.etag)
+        log.info("nodes: %s %d unhealthy node(s) of %s", "removed" if done else "could not remove", len(node_ids),
+                 obs.view.pool_id)
         return done
 
     def _patch_metadata(self, obs: Observed, changes: Mapping[str, str]) -> bool:
-        """Data-plane pool update: metadata, when given, replaces the pool's metadata, so all of it is sent (with If-Match)."""
+        """Data-plane pool update: metadata, when given, replaces the pool's metadata, so all of it is sent (with
+        If-Match)."""
         from urllib.parse import quote
 
         metadata = {**dict(obs.view.metadata), **changes}
@@ -443,20 +467,26 @@ class NodeWatch:
 
     # --- alerts -----------------------------------------------------------------------------------
     def _count_details(self, summary: NodeSummary) -> dict[str, Any]:
-        return {"usableNodes": summary.usable, "unhealthyNodes": summary.failed, "bootingNodes": summary.booting, "totalNodes": summary.total,
-                "nodeStates": dict(summary.by_state), "codes": sorted(summary.errors), "nodeErrors": dict(summary.errors)}
+        return {"usableNodes": summary.usable, "unhealthyNodes": summary.failed, "bootingNodes": summary.booting,
+                "totalNodes": summary.total,
+                "nodeStates": dict(summary.by_state), "codes": sorted(summary.errors),
+                "nodeErrors": dict(summary.errors)}
 
     def _nodes_alert(self, obs: Observed, record: HealthRecord) -> Alert:
         s = obs.summary
-        errors = "; ".join(f"{code}: {message}" for code, message in s.errors.items()) or "no error details on the nodes"
+        errors = ("; ".join(f"{code}: {message}" for code, message in s.errors.items())
+                  or "no error details on the nodes")
         return Alert(
             type=NODES_UNHEALTHY, severity=alerts.SEVERITY_WARNING, subject=_subject(obs.account.id, obs.view.pool_id),
             title=f"Pool {obs.view.pool_id} keeps getting unhealthy nodes; the autopilot stopped replacing them",
-            diagnosis=(f"{s.failed} of {s.total} nodes are unhealthy ({_states(s)}); {len(record.replaced)} node(s) were already replaced in this "
+            diagnosis=(f"{s.failed} of {s.total} nodes are unhealthy ({_states(s)}); {len(record.replaced)} node(s) "
+                       "were already replaced in this "
                        f"episode (budget {self.policy.max_replacements}). Batch reports: {errors}."),
             fix=NODES_FIX, dedupe_key=iso(record.started), occurred_at=self.now,
-            details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "budget", "replacedNodes": len(record.replaced),
-                     "maxReplacements": self.policy.max_replacements, "episodeStarted": iso(record.started), **self._count_details(s)})
+            details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "budget",
+                     "replacedNodes": len(record.replaced),
+                     "maxReplacements": self.policy.max_replacements, "episodeStarted": iso(record.started),
+                     **self._count_details(s)})
 
     def _network_alert(self, obs: Observed, verdict_at: str, also_failing: list[str]) -> Alert:
         s = obs.summary
@@ -464,12 +494,16 @@ class NodeWatch:
         return Alert(
             type=NODES_UNHEALTHY, severity=alerts.SEVERITY_WARNING, subject=_subject(obs.account.id, obs.view.pool_id),
             title=f"Pool {obs.view.pool_id}: nodes are unusable on its subnet, not because of its image",
-            diagnosis=(f"{s.failed} of {s.total} nodes are unhealthy ({_states(s)}), and pools on the same subnet and VM size that "
-                       f"run an older image ({', '.join(also_failing)}) fail too: the network (an NSG or route blocking the Batch node agent) is "
-                       "the likely cause, not the image. The version's pools stay at their canary and no node is replaced until "
+            diagnosis=(f"{s.failed} of {s.total} nodes are unhealthy ({_states(s)}), and pools on the same subnet and "
+                       "VM size that "
+                       f"run an older image ({', '.join(also_failing)}) fail too: the network (an NSG or route "
+                       "blocking the Batch node agent) is "
+                       "the likely cause, not the image. The version's pools stay at their canary and no node is "
+                       "replaced until "
                        "the nodes work again."),
             fix=NETWORK_FIX.replace("<pools>", pools), dedupe_key=f"network|{verdict_at}", occurred_at=self.now,
-            details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "network", "subnetPools": also_failing,
+            details={"account": obs.account.id, "pool": obs.view.pool_id, "reason": "network",
+                     "subnetPools": also_failing,
                      **self._count_details(s)})
 
     def _image_alert(self, image: str, members: list[Observed], canary_nodes: int) -> Alert:
@@ -484,14 +518,17 @@ class NodeWatch:
         pools = [f"{m.account.name}/{m.view.pool_id}" for m in members]
         return Alert(
             type=IMAGE_UNHEALTHY, severity=alerts.SEVERITY_CRITICAL, subject=members[0].view.image_id or image,
-            title=f"Image version {version} of family {family} brings up nodes that Batch cannot use; its pools stop at the canary",
-            diagnosis=(f"{failed} of {failed + usable} nodes of version {version} failed on first boot across {len(pools)} pool(s) "
+            title=f"Image version {version} of family {family} brings up nodes that Batch cannot use; its pools stop "
+                  "at the canary",
+            diagnosis=(f"{failed} of {failed + usable} nodes of version {version} failed on first boot across "
+                       f"{len(pools)} pool(s) "
                        f"({', '.join(pools)}); the verdict needs at least {verdict_threshold(canary_nodes)} nodes and "
                        f"{self.policy.image_unhealthy_share:.0%} of them. Batch reports: "
                        + ("; ".join(f"{c}: {m}" for c, m in errors.items()) or "no error details") + ". "
                        "Growth of these pools stopped; the previous version stays in service."),
             fix=IMAGE_CHECKLIST, dedupe_key="verdict", occurred_at=self.now,
-            details={"image": image, "family": family, "version": version, "pools": pools, "failedNodes": failed, "usableNodes": usable,
+            details={"image": image, "family": family, "version": version, "pools": pools, "failedNodes": failed,
+                     "usableNodes": usable,
                      "codes": sorted(errors), "nodeErrors": errors, "threshold": verdict_threshold(canary_nodes),
                      "share": self.policy.image_unhealthy_share})
 

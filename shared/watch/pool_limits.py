@@ -1,4 +1,5 @@
-"""The ceilings Batch would hold a pool under, known before asking: the managed-image node cap and the account's core quotas.
+"""The ceilings Batch would hold a pool under, known before asking: the managed-image node cap and the account's core
+quotas.
 
 Pure functions: the watch gives them what it already read (the pools of the accounts it listed, the
 accounts' quotas) and gets back, per pool, the :class:`Ceiling` values that bind. :func:`shared.watch.episodes.decide`
@@ -40,7 +41,8 @@ class Ceiling:
     fresh: bool = True  # read on this full scan (quotas): a raise seen here may resume a pool stopped for it
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "dedicated": self.dedicated, "spot": self.spot, "diagnosis": self.diagnosis, "fix": self.fix,
+        return {"kind": self.kind, "dedicated": self.dedicated, "spot": self.spot, "diagnosis": self.diagnosis,
+                "fix": self.fix,
                 "fresh": self.fresh}
 
     @classmethod
@@ -68,7 +70,8 @@ def clamp(dedicated: int, spot: int, ceilings: Iterable[Ceiling]) -> tuple[int, 
 
 def binding(dedicated: int, spot: int, ceilings: Iterable[Ceiling]) -> list[Ceiling]:
     """The ceilings that keep ``dedicated`` / ``spot`` out of reach."""
-    return [c for c in ceilings if (c.dedicated is not None and dedicated > c.dedicated) or (c.spot is not None and spot > c.spot)]
+    return [c for c in ceilings if (c.dedicated is not None and dedicated > c.dedicated)
+            or (c.spot is not None and spot > c.spot)]
 
 
 # --- what a pool holds -----------------------------------------------------------------------------------
@@ -88,14 +91,17 @@ class Holding:
     inbound_nat: bool = False
 
 
-def holding(account_id: str, pool_id: str, *, vm_size: str | None, steady: bool, current: tuple[int, int], target: tuple[int, int],
+def holding(account_id: str, pool_id: str, *, vm_size: str | None, steady: bool, current: tuple[int, int],
+            target: tuple[int, int],
             image_id: str | None, snapshot_ids: Sequence[str] = (), inbound_nat: bool = False) -> Holding:
-    """A resizing pool is about to hold its target; a steady one holds what it has (a target a resize missed holds nothing)."""
+    """A resizing pool is about to hold its target; a steady one holds what it has (a target a resize missed holds
+    nothing)."""
     dedicated = current[0] if steady else max(current[0], target[0])
     spot = current[1] if steady else max(current[1], target[1])
     managed = image_id if is_managed_image(image_id) else None
     resources = frozenset({normalize(managed), *(normalize(s) for s in snapshot_ids if s)}) if managed else frozenset()
-    return Holding(f"{account_id}/pools/{pool_id}", account_id, vm_size, dedicated, spot, managed, resources, inbound_nat)
+    return Holding(f"{account_id}/pools/{pool_id}", account_id, vm_size, dedicated, spot, managed, resources,
+                   inbound_nat)
 
 
 # --- the managed-image node cap ------------------------------------------------------------------------
@@ -111,14 +117,20 @@ def node_cap(pool: Holding, everyone: Sequence[Holding], limits: NodeLimits | No
     nat = pool.inbound_nat or any(h.inbound_nat for h in others)
     cap_dedicated, cap_spot = limits.for_group(nat)
     used_dedicated, used_spot = sum(h.dedicated for h in others), sum(h.spot for h in others)
-    sharing = "; ".join(f"{h.pool_key}: {h.dedicated:,} dedicated / {h.spot:,} Spot" for h in sorted(others, key=lambda h: h.pool_key.lower()))
+    sharing = "; ".join(f"{h.pool_key}: {h.dedicated:,} dedicated / {h.spot:,} Spot"
+                        for h in sorted(others, key=lambda h: h.pool_key.lower()))
     nat_text = " (lowered because a pool in the group has inbound NAT pools)" if nat else ""
-    diagnosis = (f"The pool runs on managed image {pool.managed_image}. Batch caps pools created with a managed image resource at "
-                 f"{cap_dedicated:,} dedicated and {cap_spot:,} Spot nodes{nat_text}, shared by every pool on the same managed image or on "
-                 f"managed images of the same snapshots. " + (f"The pools sharing the cap hold {sharing}." if others else
+    diagnosis = (f"The pool runs on managed image {pool.managed_image}. Batch caps pools created with a managed image "
+                 "resource at "
+                 f"{cap_dedicated:,} dedicated and {cap_spot:,} Spot nodes{nat_text}, shared by every pool on the same "
+                 "managed image or on "
+                 f"managed images of the same snapshots. " + (f"The pools sharing the cap hold {sharing}." if others
+                                                              else
                                                               "No other pool shares it."))
-    fix = ("Shrink or delete the other pools sharing the cap (listed above), or lower this pool's target (autopilot.desiredDedicated / "
-           "autopilot.desiredSpot); the autopilot grows the pool as soon as the cap allows. To grow past the cap, move the workload to a "
+    fix = ("Shrink or delete the other pools sharing the cap (listed above), or lower this pool's target "
+           "(autopilot.desiredDedicated / "
+           "autopilot.desiredSpot); the autopilot grows the pool as soon as the cap allows. To grow past the cap, move "
+           "the workload to a "
            "pool on the family's gallery image version, which has no shared cap.")
     return Ceiling(NODE_CAP, max(0, cap_dedicated - used_dedicated), max(0, cap_spot - used_spot), diagnosis, fix)
 
@@ -141,8 +153,10 @@ class AccountQuotas:
         return self.pool_allocation_mode.lower() == "batchservice"
 
 
-QUOTA_FIX = ("Request a core quota increase for the Batch account (Azure portal → Batch account → Quotas → Request quota increase), or "
-             "shrink other pools of the account, or lower this pool's target. The autopilot resumes the pool by itself on the next full "
+QUOTA_FIX = ("Request a core quota increase for the Batch account (Azure portal → Batch account → Quotas → Request "
+             "quota increase), or "
+             "shrink other pools of the account, or lower this pool's target. The autopilot resumes the pool by itself "
+             "on the next full "
              "scan after the quota allows it (within AUTOPILOT_WATCH_FULL_SCAN_MINUTES).")
 
 
@@ -176,8 +190,8 @@ class AccountUsage:
 def core_quota(pool: Holding, account_pools: Sequence[Holding] | AccountUsage, quotas: AccountQuotas,
                desired: tuple[int, int]) -> Ceiling | None:
     """How many nodes of each kind ``pool`` may have within its account's core quotas; None when the app cannot judge
-    (UserSubscription mode, a VM size missing from shared/watch/vm_cores.py, or no quota given). ``account_pools``: every pool
-    of the account (``pool`` included), or their :class:`AccountUsage`."""
+    (UserSubscription mode, a VM size missing from shared/watch/vm_cores.py, or no quota given). ``account_pools``:
+    every pool of the account (``pool`` included), or their :class:`AccountUsage`."""
     cores = vm_cores.cores(pool.vm_size)
     if not quotas.judged or cores is None:
         return None
@@ -205,8 +219,10 @@ def core_quota(pool: Holding, account_pools: Sequence[Holding] | AccountUsage, q
         limits.append(("Spot", quotas.spot_cores, free, desired[1]))
     if dedicated is None and spot is None:
         return None
-    parts = [f"{what}: {wanted * cores:,} cores needed for {wanted:,} nodes of {pool.vm_size} ({cores} each), {free:,} free of the "
+    parts = [f"{what}: {wanted * cores:,} cores needed for {wanted:,} nodes of {pool.vm_size} ({cores} each), {free:,} "
+             "free of the "
              f"{quota:,}-core quota" for what, quota, free, wanted in limits if wanted * cores > free]
-    diagnosis = (f"Batch account {quotas.account_id} cannot hold the pool's target within its core quotas. " + "; ".join(parts) + "."
+    diagnosis = (f"Batch account {quotas.account_id} cannot hold the pool's target within its core quotas. "
+                 + "; ".join(parts) + "."
                  if parts else f"The pool fits within the core quotas of Batch account {quotas.account_id}.")
     return Ceiling(QUOTA, dedicated, spot, diagnosis, QUOTA_FIX)

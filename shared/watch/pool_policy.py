@@ -107,7 +107,8 @@ class WatchPolicy:
         if self.growth_step_nodes < 1:
             raise ValueError(f"growth_step_nodes must be at least 1, got {self.growth_step_nodes}")
         if self.default_deallocation not in DEALLOCATION_OPTIONS:
-            raise ValueError(f"default_deallocation must be one of {', '.join(DEALLOCATION_OPTIONS)}, got {self.default_deallocation!r}")
+            raise ValueError(f"default_deallocation must be one of {', '.join(DEALLOCATION_OPTIONS)}, got "
+                             f"{self.default_deallocation!r}")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WatchPolicy:
@@ -137,7 +138,8 @@ class PoolView:
     etag: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     vm_size: str | None = None
-    image_id: str | None = None  # the custom image (gallery image version / definition) id; None for a Marketplace image
+    # the custom image (gallery image version / definition) id; None for a Marketplace image
+    image_id: str | None = None
     resize_timeout: timedelta | None = None
     inbound_nat: bool = False  # the pool has inbound NAT pools (they lower the managed-image node cap)
 
@@ -146,7 +148,8 @@ class PoolView:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], account_id: str = "") -> PoolView:
-        """From the data-plane JSON shape (``BatchPool.as_dict()``), or a management-plane pool (``{"name", "properties": {...}}``)."""
+        """From the data-plane JSON shape (``BatchPool.as_dict()``), or a management-plane pool (``{"name",
+        "properties": {...}}``)."""
         if isinstance(data.get("properties"), Mapping):
             return cls._from_management(data, account_id)
         vm = data.get("virtualMachineConfiguration") or {}
@@ -273,7 +276,8 @@ class ResizeStep:
 
 
 def desired_target(pool: PoolView, now: datetime, lookback: timedelta = DEFAULT_LOOKBACK) -> DesiredTarget | None:
-    """The target in force for a managed pool: its schedule's entry in force, else its desired metadata; None when unmanaged.
+    """The target in force for a managed pool: its schedule's entry in force, else its desired metadata; None when
+    unmanaged.
 
     A pool is managed only if the app created it or a team opted it in (``autopilot.managed=true``).
     A managed pool with neither a schedule entry in force nor desired values has no target: None.
@@ -284,8 +288,9 @@ def desired_target(pool: PoolView, now: datetime, lookback: timedelta = DEFAULT_
     if not pool.is_managed:
         return None
     if _rollout_hold(pool):
-        # A rollout holds the pool at 0 (drained for an in-place image change, or retired by a newer version's pool): the hold
-        # wins over schedule and desired values, which stay on the pool for when the hold is lifted (shared/lifecycle/rollout.py).
+        # A rollout holds the pool at 0 (drained for an in-place image change, or retired by a newer version's pool):
+        # the hold wins over schedule and desired values, which stay on the pool for when the hold is lifted
+        # (shared/lifecycle/rollout.py).
         return DesiredTarget(0, 0, "rollout")
     raw_schedule = pool.metadata.get(pool_metadata.SCHEDULE, "").strip()
     if raw_schedule:
@@ -301,18 +306,21 @@ def desired_target(pool: PoolView, now: datetime, lookback: timedelta = DEFAULT_
     spot = _metadata_count(pool, pool_metadata.DESIRED_SPOT)
     if dedicated is None and spot is None:
         return None
-    return DesiredTarget(pool.target_dedicated if dedicated is None else dedicated, pool.target_spot if spot is None else spot)
+    return DesiredTarget(pool.target_dedicated if dedicated is None else dedicated,
+                         pool.target_spot if spot is None else spot)
 
 
 def deallocation_option(pool: PoolView, policy: WatchPolicy) -> str:
     if _rollout_hold(pool):
-        return "taskcompletion"  # a rollout empties the pool for good or for an image change: running tasks finish first
+        # a rollout empties the pool for good or for an image change: running tasks finish first
+        return "taskcompletion"
     raw = pool.metadata.get(pool_metadata.DEALLOCATION, "").strip()
     if not raw:
         return policy.default_deallocation
     option = raw.lower()
     if option not in DEALLOCATION_OPTIONS:
-        raise PoolIntentError(pool.pool_id, pool_metadata.DEALLOCATION, f"is {raw!r}, not one of {', '.join(DEALLOCATION_OPTIONS)}", "taskcompletion")
+        raise PoolIntentError(pool.pool_id, pool_metadata.DEALLOCATION,
+                              f"is {raw!r}, not one of {', '.join(DEALLOCATION_OPTIONS)}", "taskcompletion")
     return option
 
 
@@ -337,8 +345,10 @@ def request_answered(pool: PoolView, last_request_time: datetime | None) -> bool
     return pool.is_steady and t is not None and t > last_request_time
 
 
-def awaiting_request(pool: PoolView, last_request_time: datetime | None, now: datetime, grace: timedelta = DEFAULT_REQUEST_GRACE) -> bool:
-    """Our last request is still in Batch's hands: the pool is resizing for it, or still shows the steady state from before it.
+def awaiting_request(pool: PoolView, last_request_time: datetime | None, now: datetime,
+                     grace: timedelta = DEFAULT_REQUEST_GRACE) -> bool:
+    """Our last request is still in Batch's hands: the pool is resizing for it, or still shows the steady state from
+    before it.
 
     After ``grace`` a steady pool that never moved means the request was lost: stop waiting.
     """
@@ -350,9 +360,11 @@ def awaiting_request(pool: PoolView, last_request_time: datetime | None, now: da
 
 
 def is_stalled(
-    pool: PoolView, desired: DesiredTarget | None, last_request_time: datetime | None, now: datetime, grace: timedelta = DEFAULT_REQUEST_GRACE
+    pool: PoolView, desired: DesiredTarget | None, last_request_time: datetime | None, now: datetime,
+    grace: timedelta = DEFAULT_REQUEST_GRACE
 ) -> bool:
-    """Steady, below the desired target, and either reporting resize errors or steady since our last request was answered.
+    """Steady, below the desired target, and either reporting resize errors or steady since our last request was
+    answered.
 
     A steady view older than our last request (within ``grace``) is stale, never a stall: Batch has
     not got to the request yet, and re-issuing would act on one failure twice.
@@ -376,7 +388,8 @@ def resize_timeout_for(nodes: int, policy: WatchPolicy | None = None) -> timedel
     """
     policy = policy or WatchPolicy()
     per_node = policy.resize_timeout_per_1000_nodes.total_seconds() / 1000
-    seconds = max(policy.resize_timeout_floor.total_seconds(), per_node * max(nodes, 0), BATCH_MIN_RESIZE_TIMEOUT.total_seconds())
+    seconds = max(policy.resize_timeout_floor.total_seconds(), per_node * max(nodes, 0),
+                  BATCH_MIN_RESIZE_TIMEOUT.total_seconds())
     return timedelta(minutes=math.ceil(seconds / 60 - 1e-9))
 
 
@@ -387,7 +400,8 @@ def configured_resize_timeout(pool: PoolView) -> timedelta | None:
     if not raw:
         return None
     if not raw.isdigit() or not 5 <= int(raw) <= 1440:
-        raise PoolIntentError(pool.pool_id, pool_metadata.RESIZE_TIMEOUT, f"is {raw!r}, not whole minutes within 5-1440 "
+        raise PoolIntentError(pool.pool_id, pool_metadata.RESIZE_TIMEOUT,
+                              f"is {raw!r}, not whole minutes within 5-1440 "
                               "(Batch refuses less than 5)", "25")
     return timedelta(minutes=int(raw))
 
@@ -412,12 +426,15 @@ def next_resize(pool: PoolView, desired: DesiredTarget, policy: WatchPolicy | No
     grow_spot = max(0, desired.spot - pool.current_spot)
     if pool.image_id is not None or configured is not None:  # custom image: staged growth
         # A step that could not finish within the pool's own timeout is made smaller; its timeout is never cut short.
-        budget = min(policy.growth_step_nodes, nodes_within(configured, policy)) if configured else policy.growth_step_nodes
+        budget = min(policy.growth_step_nodes,
+                     nodes_within(configured, policy)) if configured else policy.growth_step_nodes
         grow_dedicated = min(grow_dedicated, budget)
         grow_spot = min(grow_spot, budget - grow_dedicated)
-    target_dedicated = pool.current_dedicated + grow_dedicated if desired.dedicated > pool.current_dedicated else desired.dedicated
+    target_dedicated = (pool.current_dedicated
+                        + grow_dedicated if desired.dedicated > pool.current_dedicated else desired.dedicated)
     target_spot = pool.current_spot + grow_spot if desired.spot > pool.current_spot else desired.spot
-    if (target_dedicated, target_spot) == (pool.current_dedicated, pool.current_spot) == (pool.target_dedicated, pool.target_spot):
+    if ((target_dedicated, target_spot) == (pool.current_dedicated, pool.current_spot)
+        == (pool.target_dedicated, pool.target_spot)):
         return None
     shrinks = target_dedicated < pool.current_dedicated or target_spot < pool.current_spot
     added = max(0, target_dedicated - pool.current_dedicated) + max(0, target_spot - pool.current_spot)
@@ -434,7 +451,8 @@ def next_resize(pool: PoolView, desired: DesiredTarget, policy: WatchPolicy | No
 # --------------------------------------------------------------------------------------------
 
 def parse_datetime(value: Any) -> datetime | None:
-    """An aware datetime from a datetime or an ISO 8601 string ('Z' and 7-digit fractions accepted); None if absent or unreadable."""
+    """An aware datetime from a datetime or an ISO 8601 string ('Z' and 7-digit fractions accepted); None if absent or
+    unreadable."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -449,7 +467,8 @@ def parse_datetime(value: Any) -> datetime | None:
 
 
 def parse_duration(value: Any) -> timedelta | None:
-    """An ISO 8601 duration as Batch writes it ("PT15M", "PT15M00S", "P1DT2H") or a timedelta; None if absent or unreadable."""
+    """An ISO 8601 duration as Batch writes it ("PT15M", "PT15M00S", "P1DT2H") or a timedelta; None if absent or
+    unreadable."""
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str):
@@ -457,7 +476,8 @@ def parse_duration(value: Any) -> timedelta | None:
     return _parse_duration_text(value)
 
 
-@functools.lru_cache(maxsize=256)  # a handful of distinct resizeTimeouts across thousands of pools: parse each once per instance
+# a handful of distinct resizeTimeouts across thousands of pools: parse each once per instance
+@functools.lru_cache(maxsize=256)
 def _parse_duration_text(value: str) -> timedelta | None:
     try:
         return parse_iso_duration(value)

@@ -34,7 +34,8 @@ PROVIDER_ERROR_JSON_TRUNCATED = "Provider Error Json Truncated"
 # The message Batch gives when a pool's image (or the resource under it) was deleted, per the
 # custom-image article. Batch gives the same words for other one-off failures, so on its own it is
 # only a suspicion: the caller reads the image to tell the two apart.
-GENERIC_RESIZE_MESSAGE = "There was an error encountered while performing the last resize on the pool. Please try resizing the pool again."
+GENERIC_RESIZE_MESSAGE = ("There was an error encountered while performing the last resize on the pool. Please try "
+                          "resizing the pool again.")
 
 # Provider Error Json can be megabytes in theory; nothing useful lies past the first few kilobytes.
 _MAX_PROVIDER_JSON = 64 * 1024
@@ -49,7 +50,8 @@ class ErrorClass(StrEnum):
 
 
 class AlertType(StrEnum):
-    """The pool watch's alert types, as an enum for the decisions; the names are written once, in shared/core/alerts.py."""
+    """The pool watch's alert types, as an enum for the decisions; the names are written once, in
+    shared/core/alerts.py."""
 
     ALLOCATION_FAILED = alerts.ALLOCATION_FAILED
     QUOTA_REACHED = alerts.QUOTA_REACHED
@@ -81,7 +83,8 @@ class Cause(StrEnum):
     RESIZE_STOPPED = "resize_stopped"
     NO_PROGRESS = "no_progress"  # steady below target with no error at all
     NOT_APPLIED = "not_applied"  # our resize request never showed up on the pool
-    UNRECOGNISED = "unrecognised"  # a code the autopilot does not know: at most MAX_UNKNOWN_RETRIES retries, then a person
+    # a code the autopilot does not know: at most MAX_UNKNOWN_RETRIES retries, then a person
+    UNRECOGNISED = "unrecognised"
     ALLOCATION_OTHER = "allocation_other"  # AllocationFailed with a reason the autopilot does not recognise (transient)
     DEPENDENT_RESOURCE_MISSING = "dependent_resource_missing"  # DependentResourceNotFound, the image still there
     INCOMPATIBLE_VM_SIZE = "incompatible_vm_size"
@@ -180,7 +183,8 @@ def parse_provider_error(raw: str, truncated: bool = False) -> ProviderError:
     if isinstance(document, Mapping):
         error = document.get("error", document)
         if isinstance(error, Mapping):
-            details = [d for d in error.get("details") or [] if isinstance(d, Mapping)] if isinstance(error.get("details"), list) else []
+            details = [d for d in error.get("details")
+                       or [] if isinstance(d, Mapping)] if isinstance(error.get("details"), list) else []
             return ProviderError(
                 code=_text(error.get("code")) or None,
                 message=_text(error.get("message")) or None,
@@ -209,19 +213,24 @@ def parse_provider_error(raw: str, truncated: bool = False) -> ProviderError:
 _SEVERITY = {ErrorClass.NEEDS_PERSON: 3, ErrorClass.VERIFY_IMAGE: 2, ErrorClass.RETRYABLE: 1, ErrorClass.IGNORE: 0}
 
 _QUOTA_FIX = (
-    "Request a core quota increase for the Batch account (Azure portal → Batch account → Quotas → Request quota increase); "
-    "it takes from minutes to two business days. In UserSubscription pool-allocation mode the subscription's own vCPU quotas "
+    "Request a core quota increase for the Batch account (Azure portal → Batch account → Quotas → Request quota "
+    "increase); "
+    "it takes from minutes to two business days. In UserSubscription pool-allocation mode the subscription's own "
+    "vCPU quotas "
     "apply instead (Azure portal → Subscription → Usage + quotas). Or lower the pool's desired target."
 )
 _RETRY_NOTE = "The autopilot re-issues the resize with backoff; nothing to do unless it keeps failing."
-_SPOT_QUOTA_FIX = ("Request a Spot/low-priority core quota increase for the Batch account (Azure portal → Batch account → Quotas); "
-                   "it takes from minutes to two business days. Or lower the pool's desired Spot target (autopilot.desiredSpot).")
+_SPOT_QUOTA_FIX = ("Request a Spot/low-priority core quota increase for the Batch account (Azure portal → Batch "
+                   "account → Quotas); "
+                   "it takes from minutes to two business days. Or lower the pool's desired Spot target "
+                   "(autopilot.desiredSpot).")
 # A code the app does not know is retried this many times (it may be transient), then a person hears of it.
 MAX_UNKNOWN_RETRIES = 2
 
 
 def classify(errors: Iterable[ResizeError | Mapping[str, Any]] | None) -> Diagnosis:
-    """The diagnosis for a pool's resize errors: the most severe one decides (needs_person > verify_image > retryable > ignore).
+    """The diagnosis for a pool's resize errors: the most severe one decides (needs_person > verify_image > retryable >
+    ignore).
 
     With no errors at all the pool stopped short without saying why: that is retryable (``no_progress``).
     """
@@ -239,7 +248,8 @@ def classify(errors: Iterable[ResizeError | Mapping[str, Any]] | None) -> Diagno
         if best is None or _SEVERITY[d.error_class] > _SEVERITY[best.error_class]:
             best = d
     assert best is not None
-    return Diagnosis(best.error_class, best.cause, best.alert_type, best.code, best.reason, best.diagnosis, best.fix, codes)
+    return Diagnosis(best.error_class, best.cause, best.alert_type, best.code, best.reason, best.diagnosis, best.fix,
+                     codes)
 
 
 @dataclass(frozen=True)
@@ -253,47 +263,57 @@ class CodeRule:
     fix: str
 
 
-_CONFIG_FIX = ("Batch's message above names the setting; fix it on the pool (or in the family configuration for new pools), then "
-               "resize the pool once (or change its desired target) to resume. The autopilot does not retry a configuration error.")
+_CONFIG_FIX = ("Batch's message above names the setting; fix it on the pool (or in the family configuration for new "
+               "pools), then "
+               "resize the pool once (or change its desired target) to resume. The autopilot does not retry a "
+               "configuration error.")
 
 # Failures retried at the next tick rather than after a backoff: a transient internal error of the service says nothing
-# about capacity. Capacity shortages and timeouts keep the backoff (shared.watch.backoff); episodes caps the run of these.
+# about capacity. Capacity shortages and timeouts keep the backoff (shared.watch.backoff); episodes caps the run of
+# these.
 NEXT_TICK_CAUSES = frozenset({Cause.INTERNAL_ERROR})
 
-# The resize error codes Batch documents (.NET Microsoft.Azure.Batch.Common.PoolResizeErrorCodes, the Java PoolResizeErrorCodes,
-# the REST reference and the support article "Azure Batch pool resizing failure"), compared without case. AllocationFailed says
-# why in its details and has its own classifier below. A code not listed here is unknown: never assumed transient.
+# The resize error codes Batch documents (.NET Microsoft.Azure.Batch.Common.PoolResizeErrorCodes, the Java
+# PoolResizeErrorCodes, the REST reference and the support article "Azure Batch pool resizing failure"), compared
+# without case. AllocationFailed says why in its details and has its own classifier below. A code not listed here is
+# unknown: never assumed transient.
 CODE_TABLE: Mapping[str, CodeRule] = {
     "allocationtimedout": CodeRule(
         ErrorClass.RETRYABLE, Cause.TIMEOUT, AlertType.ALLOCATION_FAILED,
         "Batch could not allocate the requested nodes within the resize timeout.",
-        _RETRY_NOTE + " If it keeps timing out: make sure the gallery image version has at least one replica per 300 nodes "
+        _RETRY_NOTE + " If it keeps timing out: make sure the gallery image version has at least one replica per "
+        "300 nodes "
         "in the pool's region, and allow at least 15 minutes of resize timeout per 1,000 nodes."),
     "accountcorequotareached": CodeRule(
         ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED,
         "The Batch account has reached its dedicated core quota, so the pool cannot grow.", _QUOTA_FIX),
     "accountlowprioritycorequotareached": CodeRule(
         ErrorClass.NEEDS_PERSON, Cause.SPOT_QUOTA, AlertType.QUOTA_REACHED,
-        "The Batch account has reached its Spot (low-priority) core quota, so the pool cannot add Spot nodes.", _SPOT_QUOTA_FIX),
+        "The Batch account has reached its Spot (low-priority) core quota, so the pool cannot add Spot nodes.",
+        _SPOT_QUOTA_FIX),
     "accountspotcorequotareached": CodeRule(
         ErrorClass.NEEDS_PERSON, Cause.SPOT_QUOTA, AlertType.QUOTA_REACHED,
-        "The Batch account has reached its Spot (low-priority) core quota, so the pool cannot add Spot nodes.", _SPOT_QUOTA_FIX),
+        "The Batch account has reached its Spot (low-priority) core quota, so the pool cannot add Spot nodes.",
+        _SPOT_QUOTA_FIX),
     "accountvmseriescorequotareached": CodeRule(
         ErrorClass.NEEDS_PERSON, Cause.VM_SERIES_QUOTA, AlertType.QUOTA_REACHED,
         "The Batch account has reached its dedicated core quota for this VM series (per-VM-family quota).",
-        "Request a core quota increase for the pool's VM family (Azure portal → Batch account → Quotas → the VM series); "
+        "Request a core quota increase for the pool's VM family (Azure portal → Batch account → Quotas → the "
+        "VM series); "
         "it takes from minutes to two business days. Or use a VM size from a series with spare quota."),
     "resizestopped": CodeRule(
         ErrorClass.IGNORE, Cause.RESIZE_STOPPED, None, "The resize was stopped before it finished (stopResize).",
         "None if the stop was intended; resize the pool again or change its desired target to resume."),
     "removenodesfailed": CodeRule(
-        ErrorClass.RETRYABLE, Cause.REMOVE_NODES_FAILED, None, "Batch could not remove some nodes while shrinking the pool.",
+        ErrorClass.RETRYABLE, Cause.REMOVE_NODES_FAILED, None,
+        "Batch could not remove some nodes while shrinking the pool.",
         _RETRY_NOTE + " If it persists, look for nodes stuck in the 'unusable' or 'leaving pool' states."),
     "overconstrainedallocationrequesterror": CodeRule(
         ErrorClass.RETRYABLE, Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED,
         "Azure could not satisfy every allocation constraint of the pool (VM size, zones, placement) at once.",
         _RETRY_NOTE + " If it persists, relax the constraints: allow more zones or use another VM size."),
-    # A resource the pool depends on was not found: most often its image. The caller reads the image: gone -> ImageMissing.
+    # A resource the pool depends on was not found: most often its image. The caller reads the image: gone ->
+    # ImageMissing.
     "dependentresourcenotfound": CodeRule(
         ErrorClass.VERIFY_IMAGE, Cause.DEPENDENT_RESOURCE_MISSING, AlertType.IMAGE_MISSING,
         "Batch could not find a resource the pool depends on (its image, subnet, identity or key).",
@@ -301,7 +321,8 @@ CODE_TABLE: Mapping[str, CodeRule] = {
     "incompatiblevmsize": CodeRule(
         ErrorClass.NEEDS_PERSON, Cause.INCOMPATIBLE_VM_SIZE, AlertType.ALLOCATION_FAILED,
         "The pool's VM size is not compatible with its configuration (image, disks, network or features).",
-        "Choose a VM size the image and the pool's features support (az vm list-skus --location <region> --size <size>); " + _CONFIG_FIX),
+        "Choose a VM size the image and the pool's features support (az vm list-skus --location <region> "
+        "--size <size>); " + _CONFIG_FIX),
     "diskencryptionfailure": CodeRule(
         ErrorClass.NEEDS_PERSON, Cause.DISK_ENCRYPTION, AlertType.ALLOCATION_FAILED,
         "Batch could not encrypt the nodes' disks as the pool's disk encryption configuration asks.",
@@ -309,7 +330,8 @@ CODE_TABLE: Mapping[str, CodeRule] = {
     "failedidentityoperation": CodeRule(
         ErrorClass.NEEDS_PERSON, Cause.IDENTITY, AlertType.ALLOCATION_FAILED,
         "Batch could not assign the pool's managed identity to its nodes.",
-        "Check that the user-assigned identity on the pool exists and that the Batch account may assign it; " + _CONFIG_FIX),
+        "Check that the user-assigned identity on the pool exists and that the Batch account may assign it; "
+        + _CONFIG_FIX),
     "communicationenabledpoolreachedmaxvmcount": CodeRule(
         ErrorClass.NEEDS_PERSON, Cause.COMMUNICATION_MAX_VMS, AlertType.ALLOCATION_FAILED,
         "The pool has inter-node communication enabled and reached the most nodes such a pool can hold.",
@@ -336,13 +358,17 @@ def classify_one(error: ResizeError) -> Diagnosis:
         rule = CODE_TABLE["overconstrainedallocationrequesterror"]
         return make(rule.error_class, rule.cause, rule.alert, rule.what, rule.fix)
     if "quota" in key:
-        return make(ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED, "A quota stops the pool from growing.", _QUOTA_FIX)
-    # Unknown (including Batch's own "Unknown"): retried at most MAX_UNKNOWN_RETRIES times (shared/watch/episodes.py), then an alert.
+        return make(ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED,
+                    "A quota stops the pool from growing.", _QUOTA_FIX)
+    # Unknown (including Batch's own "Unknown"): retried at most MAX_UNKNOWN_RETRIES times (shared/watch/episodes.py),
+    # then an alert.
     return make(
         ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED,
         f"The pool stopped short of its target with a resize error the autopilot does not recognise ({code}).",
-        f"The autopilot retried it at most {MAX_UNKNOWN_RETRIES} times and stopped. Look the code up in the Batch error reference "
-        "(https://learn.microsoft.com/rest/api/batchservice/batch-status-and-error-codes), fix its cause, then resize the pool once "
+        f"The autopilot retried it at most {MAX_UNKNOWN_RETRIES} times and stopped. Look the code up in the Batch "
+        "error reference "
+        "(https://learn.microsoft.com/rest/api/batchservice/batch-status-and-error-codes), fix its cause, then resize "
+        "the pool once "
         "(or change its desired target) to resume.",
     )
 
@@ -351,32 +377,41 @@ _Make = Callable[[ErrorClass, Cause, AlertType | None, str, str], Diagnosis]
 
 
 def _classify_allocation_failed(error: ResizeError, provider: ProviderError | None, make: _Make) -> Diagnosis:
-    """AllocationFailed says why in its Reason or the provider's error; the order of the checks matters (most specific first)."""
+    """AllocationFailed says why in its Reason or the provider's error; the order of the checks matters (most specific
+    first)."""
     words = " ".join(
-        part for part in (error.reason, error.message, provider.code if provider else None, provider.message if provider else None,
+        part for part in (error.reason, error.message, provider.code if provider else None,
+                          provider.message if provider else None,
                           *(provider.detail_codes if provider else ()), *(provider.detail_messages if provider else ()),
-                          *(f"{k} {v}" for k, v in error.values.items() if k.lower() not in {REASON.lower(), PROVIDER_ERROR_JSON.lower()}))
+                          *(f"{k} {v}" for k, v in error.values.items()
+                            if k.lower() not in {REASON.lower(), PROVIDER_ERROR_JSON.lower()}))
         if part
     ).lower()
-    provider_codes = {c.lower() for c in ((provider.code,) if provider and provider.code else ()) + (provider.detail_codes if provider else ())}
+    provider_codes = {c.lower() for c in ((provider.code,) if provider and provider.code else ())
+                      + (provider.detail_codes if provider else ())}
 
     if "subnet" in words and "delegat" in words:
         return make(
             ErrorClass.NEEDS_PERSON, Cause.SUBNET_DELEGATION, AlertType.ALLOCATION_FAILED,
             "The pool's subnet is delegated to another service, and Batch cannot place nodes in a delegated subnet.",
-            "Remove the delegation from the subnet (Virtual network → Subnets → the subnet → 'Delegate subnet to a service': None), "
+            "Remove the delegation from the subnet (Virtual network → Subnets → the subnet → 'Delegate subnet to a "
+            "service': None), "
             "or move the pool to a subnet without a delegation.",
         )
     if "hypervisor generation" in words or "hyper-v generation" in words or "cannot boot" in words:
         return make(
             ErrorClass.NEEDS_PERSON, Cause.HYPERV_GENERATION, AlertType.ALLOCATION_FAILED,
-            "The pool's VM size cannot boot the image's Hyper-V generation (a Gen2 image on a Gen1-only size, or the reverse).",
-            "Pick a VM size that supports Hyper-V Gen2 (most current sizes do, e.g. Standard_D4ds_v5), or build the image as V1 "
+            "The pool's VM size cannot boot the image's Hyper-V generation (a Gen2 image on a Gen1-only size, or "
+            "the reverse).",
+            "Pick a VM size that supports Hyper-V Gen2 (most current sizes do, e.g. Standard_D4ds_v5), or build the "
+            "image as V1 "
             "(hyperVGeneration V1 on the gallery image definition) if the size must stay.",
         )
-    image_codes = {"imagenotfound", "galleryimagenotfound", "galleryimageversionnotfound", "platformimagenotfound", "imageversiondeprovisioned"}
+    image_codes = {"imagenotfound", "galleryimagenotfound", "galleryimageversionnotfound", "platformimagenotfound",
+                   "imageversiondeprovisioned"}
     image_words = any(w in words for w in ("image", "gallery"))
-    gone_words = any(w in words for w in ("not found", "notfound", "does not exist", "doesn't exist", "no longer exists", "could not be found", "was deleted"))
+    gone_words = any(w in words for w in ("not found", "notfound", "does not exist", "doesn't exist",
+                                          "no longer exists", "could not be found", "was deleted"))
     if provider_codes & image_codes or (image_words and gone_words):
         return make(
             ErrorClass.NEEDS_PERSON, Cause.IMAGE_MISSING, AlertType.IMAGE_MISSING,
@@ -388,28 +423,34 @@ def _classify_allocation_failed(error: ResizeError, provider: ProviderError | No
             ErrorClass.NEEDS_PERSON, Cause.SUBSCRIPTION_QUOTA, AlertType.QUOTA_REACHED,
             "A vCPU quota stopped the allocation (UserSubscription mode uses the subscription's quotas).", _QUOTA_FIX,
         )
-    if "skunotavailable" in provider_codes or "not available in location" in words or "not available in the current region" in words:
+    if ("skunotavailable" in provider_codes or "not available in location" in words
+        or "not available in the current region" in words):
         return make(
             ErrorClass.NEEDS_PERSON, Cause.VM_SIZE_UNAVAILABLE, AlertType.ALLOCATION_FAILED,
             "The pool's VM size is not offered to this subscription in the region (or the requested zones).",
-            "Choose a VM size available in the region (az vm list-skus --location <region> --size <size>), or ask Azure support to "
+            "Choose a VM size available in the region (az vm list-skus --location <region> --size <size>), or ask "
+            "Azure support to "
             "enable the size for the subscription.",
         )
-    if "internal error" in words or "internal server error" in words or provider_codes & {"internalservererror", "internalexecutionerror", "internalerror"}:
+    if ("internal error" in words or "internal server error" in words
+        or provider_codes & {"internalservererror", "internalexecutionerror", "internalerror"}):
         return make(ErrorClass.RETRYABLE, Cause.INTERNAL_ERROR, AlertType.ALLOCATION_FAILED,
                     "Batch hit a transient internal error while allocating nodes.",
-                    _RETRY_NOTE + " If it persists for hours, open a support case with the pool id and the times of the failures.")
+                    _RETRY_NOTE + " If it persists for hours, open a support case with the pool id and the times of "
+                    "the failures.")
     if "capacity" in words or provider_codes & {"allocationfailed", "zonalallocationfailed"}:
         return make(
             ErrorClass.RETRYABLE, Cause.CAPACITY, AlertType.ALLOCATION_FAILED,
             "Azure has too little capacity for the pool's VM size in the region right now.",
-            _RETRY_NOTE + " If it persists, use another VM size (or series), another region, or more Spot nodes and fewer dedicated.",
+            _RETRY_NOTE + " If it persists, use another VM size (or series), another region, or more Spot nodes and "
+            "fewer dedicated.",
         )
     if "overconstrained" in words:
         return make(ErrorClass.RETRYABLE, Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED,
                     "Azure could not satisfy every allocation constraint of the pool at once.",
                     _RETRY_NOTE + " If it persists, relax the constraints: allow more zones or use another VM size.")
-    if provider_codes & {"badrequest", "invalidparameter", "authorizationfailed", "linkedauthorizationfailed", "invalidtemplatedeployment",
+    if provider_codes & {"badrequest", "invalidparameter", "authorizationfailed", "linkedauthorizationfailed",
+                         "invalidtemplatedeployment",
                          "forbidden", "conflict"}:
         return make(
             ErrorClass.NEEDS_PERSON, Cause.CONFIGURATION, AlertType.ALLOCATION_FAILED,
@@ -431,7 +472,8 @@ def _classify_allocation_failed(error: ResizeError, provider: ProviderError | No
 
 
 _IMAGE_FIX = (
-    "Restore or recreate the gallery image version with a replica in the pool's region (or point a new pool at a current "
+    "Restore or recreate the gallery image version with a replica in the pool's region (or point a new pool at "
+    "a current "
     "image version: the pipeline builds one from the next tagged snapshot), then resize the pool once to resume. "
     "Keep images in use under a CanNotDelete lock so they cannot be deleted while a pool needs them."
 )
@@ -442,28 +484,34 @@ def image_missing_diagnosis(suspected: Diagnosis, image_id: str | None) -> Diagn
     what = f"The pool's image {image_id} no longer exists" if image_id else "The pool's image no longer exists"
     return Diagnosis(
         ErrorClass.NEEDS_PERSON, Cause.IMAGE_MISSING, AlertType.IMAGE_MISSING, suspected.code, suspected.reason,
-        f"{what}, so Batch cannot create nodes for the pool (Batch said: {suspected.code}: {suspected.reason or GENERIC_RESIZE_MESSAGE}).",
+        f"{what}, so Batch cannot create nodes for the pool (Batch said: {suspected.code}: "
+        f"{suspected.reason or GENERIC_RESIZE_MESSAGE}).",
         _IMAGE_FIX, suspected.codes,
     )
 
 
 def dependent_resource_diagnosis(suspected: Diagnosis, image_id: str | None) -> Diagnosis:
-    """DependentResourceNotFound with the pool's image still there: another resource it depends on is gone (configuration)."""
+    """DependentResourceNotFound with the pool's image still there: another resource it depends on is gone
+    (configuration)."""
     where = f" (its image {image_id} exists)" if image_id else ""
     return Diagnosis(
-        ErrorClass.NEEDS_PERSON, Cause.DEPENDENT_RESOURCE_MISSING, AlertType.ALLOCATION_FAILED, suspected.code, suspected.reason,
-        f"Batch could not find a resource the pool depends on{where}: its subnet, managed identity, disk encryption key or "
+        ErrorClass.NEEDS_PERSON, Cause.DEPENDENT_RESOURCE_MISSING, AlertType.ALLOCATION_FAILED, suspected.code,
+        suspected.reason,
+        f"Batch could not find a resource the pool depends on{where}: its subnet, managed identity, disk "
+        "encryption key or "
         f"another referenced resource. Batch said: {suspected.code}: {suspected.reason or 'no detail'}",
         "Restore the resource Batch names (or point the pool at an existing one); " + _CONFIG_FIX, suspected.codes,
     )
 
 
 def image_present_diagnosis(suspected: Diagnosis, image_id: str | None) -> Diagnosis:
-    """The verdict once the caller found the pool's image present: the generic failure is a one-off, retry as Batch advises."""
+    """The verdict once the caller found the pool's image present: the generic failure is a one-off, retry as Batch
+    advises."""
     where = f" (image {image_id} exists)" if image_id else ""
     return Diagnosis(
         ErrorClass.RETRYABLE, Cause.GENERIC_RETRY, AlertType.ALLOCATION_FAILED, suspected.code, suspected.reason,
-        f"Batch gave its generic resize failure and the pool's image is still there{where}; Batch's advice is to resize again.",
+        f"Batch gave its generic resize failure and the pool's image is still there{where}; Batch's advice is to "
+        "resize again.",
         _RETRY_NOTE, suspected.codes,
     )
 
@@ -473,7 +521,8 @@ def not_applied_diagnosis(requested_at_iso: str) -> Diagnosis:
     return Diagnosis(
         ErrorClass.RETRYABLE, Cause.NOT_APPLIED, AlertType.ALLOCATION_FAILED, "", "",
         f"The resize requested at {requested_at_iso} never started: the pool did not leave the steady state.",
-        _RETRY_NOTE + " If it persists, check that the app's identity may resize the pool and that nothing else keeps resizing it.",
+        _RETRY_NOTE + " If it persists, check that the app's identity may resize the pool and that nothing else keeps "
+        "resizing it.",
     )
 
 

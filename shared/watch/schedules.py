@@ -23,7 +23,8 @@ from typing import Any
 
 from shared.watch import ncrontab
 
-EXAMPLE = '[{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0}, {"cron": "0 0 19 * * MON-FRI", "dedicated": 50, "spot": 0}]'
+EXAMPLE = ('[{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0}, {"cron": "0 0 19 * * MON-FRI", "dedicated": '
+           '50, "spot": 0}]')
 
 # How far back to look for the entry in force. Schedules are in practice daily or weekly, and a
 # weekly entry fires once in any 7 days; the 8th day covers a week plus a late run. Past this the
@@ -96,7 +97,8 @@ def parse_schedule(value: str | list[Any]) -> TargetSchedule:
     return TargetSchedule(tuple(_entry(i, item) for i, item in enumerate(document)))
 
 
-def target_in_force(schedule: TargetSchedule, now: datetime, lookback: timedelta = DEFAULT_LOOKBACK) -> ScheduledTarget | None:
+def target_in_force(schedule: TargetSchedule, now: datetime,
+                    lookback: timedelta = DEFAULT_LOOKBACK) -> ScheduledTarget | None:
     """The entry with the latest firing time at or before ``now`` within ``lookback``; None if none fired.
 
     When two entries fire at the same moment, the later one in the list wins (the list reads top to
@@ -125,9 +127,9 @@ def check_entry(item: Any, *, aliases: bool = False) -> tuple[ScheduleEntry | No
 
     Each text follows the entry's name ("entry 2" + text): ``": NCRONTAB expression ..."``, ``" needs 'cron' ..."``.
 
-    ``aliases`` accepts ``lowPriority`` for ``spot`` (pool metadata written by hand); the families configuration does not.
-    Stricter of the two former checks, kept for both: an entry names at least one count (a cron alone would silently
-    mean "0 nodes"), counts are whole numbers from 0 to MAX_TARGET.
+    ``aliases`` accepts ``lowPriority`` for ``spot`` (pool metadata written by hand); the families configuration does
+    not. Stricter of the two former checks, kept for both: an entry names at least one count (a cron alone would
+    silently mean "0 nodes"), counts are whole numbers from 0 to MAX_TARGET.
     """
     if not isinstance(item, Mapping):
         return None, [("", f" must be an object like {{\"cron\": ..., \"dedicated\": ..., \"spot\": ...}}, "
@@ -150,7 +152,8 @@ def check_entry(item: Any, *, aliases: bool = False) -> tuple[ScheduleEntry | No
             problems.append(("cron", f": {exc}"))
     if "spot" in item and "lowPriority" in item and aliases:
         problems.append(("", " has both 'spot' and 'lowPriority', which are the same thing: keep 'spot'"))
-    counts = {key: _count(key, item[key]) for key in ("dedicated", "spot", "lowPriority") if key in item and key in allowed}
+    counts = {key: _count(key, item[key]) for key in ("dedicated", "spot", "lowPriority") if key in item
+              and key in allowed}
     problems += [(key, why) for key, (_, why) in counts.items() if why]
     if not counts and not problems:  # judged last: an entry with a broken field already says what to fix
         problems.append(("", " needs 'dedicated' and/or 'spot' (node counts)"))
@@ -163,7 +166,8 @@ def check_entry(item: Any, *, aliases: bool = False) -> tuple[ScheduleEntry | No
 
 
 def _count(key: str, value: Any) -> tuple[int, str | None]:
-    if isinstance(value, bool) or not isinstance(value, int | float) or (isinstance(value, float) and not value.is_integer()):
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+        or (isinstance(value, float) and not value.is_integer())):
         return 0, f": '{key}' must be a whole number of nodes, not {value!r}"
     number = int(value)
     if not 0 <= number <= MAX_TARGET:

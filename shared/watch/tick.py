@@ -49,9 +49,11 @@ class TickReport:
     alerts: int = 0
     unreadable_accounts: dict[str, str] = field(default_factory=dict)
     invalid_pools: dict[str, str] = field(default_factory=dict)
-    autoscale: list[str] = field(default_factory=list)  # managed pools with autoscale on: never resized, reported instead
+    # managed pools with autoscale on: never resized, reported instead
+    autoscale: list[str] = field(default_factory=list)
     full_scan: bool = True  # False: only the accounts with pools in an open episode were listed
-    quota_not_judged: list[str] = field(default_factory=list)  # UserSubscription accounts: the subscription's quotas apply, not read
+    # UserSubscription accounts: the subscription's quotas apply, not read
+    quota_not_judged: list[str] = field(default_factory=list)
     nodes: NodeWatchReport = field(default_factory=NodeWatchReport)  # node health: looks, repairs, canaries, verdicts
     rollout_actions: list[str] = field(default_factory=list)  # what the image rollouts did (or, in a dry run, would do)
     rollout_status: dict[str, dict[str, str]] = field(default_factory=dict)  # pool path -> runs / pending / stage
@@ -70,7 +72,8 @@ def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision:
         "reason": decision.reason,
         "action": decision.action.value,
         "allocationState": view.allocation_state,
-        "allocationStateTransitionTime": iso(view.allocation_state_transition_time) if view.allocation_state_transition_time else None,
+        "allocationStateTransitionTime": iso(view.allocation_state_transition_time)
+        if view.allocation_state_transition_time else None,
         "currentDedicatedNodes": view.current_dedicated,
         "currentLowPriorityNodes": view.current_spot,
         "targetDedicatedNodes": view.target_dedicated,
@@ -80,7 +83,8 @@ def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision:
         "resizeErrors": pool.get("resizeErrors") or [],
         "eTag": view.etag,
         "detectedAt": iso(now),
-        # What the tick found Batch would hold the pool under (node cap, core quotas): the handler sizes the resize to them.
+        # What the tick found Batch would hold the pool under (node cap, core quotas): the handler sizes the resize to
+        # them.
         "ceilings": [c.to_dict() for c in ceilings],
     }
     return {
@@ -115,7 +119,8 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     stalls: list[dict[str, Any]] = []
     episodes = _episode_records(table)  # one query for every account, not one per account
     if full is None:
-        full = True if dry_run else _full_scan_due(context, now)  # a dry run (the CLI's plan) always looks at everything
+        # a dry run (the CLI's plan) always looks at everything
+        full = True if dry_run else _full_scan_due(context, now)
     report.full_scan = full
     if full and not dry_run:
         _flush_alert_outbox(context)
@@ -123,7 +128,8 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     report.nodes = nodes.report
     accounts = account_ids(context)
     if not report.full_scan:
-        open_accounts = {partition for partition, records in episodes.items() if any(_is_open(r) for r in records.values())}
+        open_accounts = {partition for partition, records in episodes.items()
+                         if any(_is_open(r) for r in records.values())}
         open_accounts |= nodes.open_accounts()
         open_accounts |= _rollout_accounts(context)  # a pool waiting for its next zero is looked at every tick
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
@@ -178,7 +184,8 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     for account_id in accounts:
         report.accounts += 1
         try:
-            # A full scan reads the account afresh: its core quotas may have been raised since (one GET per account per full scan).
+            # A full scan reads the account afresh: its core quotas may have been raised since (one GET per account per
+            # full scan).
             account = batch_accounts.get_account(context.clients, account_id, use_cache=not report.full_scan)
             pages = batch_pools.iter_pool_pages(context.clients, account)
             first_page = next(pages, [])
@@ -197,8 +204,10 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         if not limits.quota_judged(account.id):
             report.quota_not_judged.append(account.id)
             if report.full_scan:
-                log.info("watch: %s is in %s pool-allocation mode: the subscription's Compute quotas apply there, which the app "
-                         "does not read, so it does not size resizes to them; Batch's own quota errors still stop the pool with "
+                log.info("watch: %s is in %s pool-allocation mode: the subscription's Compute quotas apply there, "
+                         "which the app "
+                         "does not read, so it does not size resizes to them; Batch's own quota errors still stop the "
+                         "pool with "
                          "QuotaReached", account.id, account.pool_allocation_mode)
         for raw, view in seen:
             report.pools += 1
@@ -206,7 +215,8 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
                 deferred.append((account, raw, view))
             else:
                 consider(account, raw, view)
-        table.flush()  # this account's closed episodes, in transactions (if the tick fails first, the next one deletes them)
+        # this account's closed episodes, in transactions (if the tick fails first, the next one deletes them)
+        table.flush()
     if report.full_scan and report.unreadable_accounts:
         limits.full = False  # a pool we cannot see may share a managed image's cap: do not judge the cap blind
     for account, raw, view in deferred:
@@ -221,9 +231,9 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
 
 
 class _EpisodeDeletes(StateTable):
-    """The tick's handle on the Episodes table: a closed episode's row is not deleted at once (one request per pool, ~2 ms
-    of CPU each, a third of a 10,000-pool tick when 1 % of the pools finish every minute) but collected and deleted in
-    transactions (:meth:`StateTable.delete_many`) when the account is done. Everything else goes straight through."""
+    """The tick's handle on the Episodes table: a closed episode's row is not deleted at once (one request per pool, ~2
+    ms of CPU each, a third of a 10,000-pool tick when 1 % of the pools finish every minute) but collected and deleted
+    in transactions (:meth:`StateTable.delete_many`) when the account is done. Everything else goes straight through."""
 
     def __init__(self, table: StateTable) -> None:
         super().__init__(table._client, table._create)
@@ -270,7 +280,8 @@ def _rollout_accounts(context: AppContext) -> set[str]:
 
 
 def _run_rollouts(context: AppContext, account: Any, pools: list[PoolView], report: TickReport, dry_run: bool) -> None:
-    """Hook: image rollouts (shared/lifecycle/rollout_runner.py) read the pools this tick just listed; no extra list call."""
+    """Hook: image rollouts (shared/lifecycle/rollout_runner.py) read the pools this tick just listed; no extra list
+    call."""
     from shared.lifecycle import rollout_runner
 
     try:
@@ -315,7 +326,8 @@ def _full_scan_due(context: AppContext, now: datetime) -> bool:
     record = table.get("watch", "fullScan")
     last = parse_iso(record.data.get("at")) if record else None
     # A second of slack: timer ticks land on the minute, a little late or early.
-    if last is not None and now - last < timedelta(minutes=context.settings.watch_full_scan_minutes) - timedelta(seconds=1):
+    if (last is not None and now - last < timedelta(minutes=context.settings.watch_full_scan_minutes)
+        - timedelta(seconds=1)):
         return False
     try:
         table.save("watch", "fullScan", {"at": iso(now)}, expected=record)
@@ -351,7 +363,8 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
     now = context.clock.now()
     view = PoolView.from_dict(raw, account.id)
     if observed_etag and view.etag and _bare_etag(observed_etag) != _bare_etag(view.etag):
-        return f"the pool changed since the watch flagged it (eTag {observed_etag} -> {view.etag}); the next tick looks again"
+        return (f"the pool changed since the watch flagged it (eTag {observed_etag} -> {view.etag}); the next tick "
+                "looks again")
     try:
         desired = desired_target(view, now)
         if desired is None:
@@ -363,7 +376,8 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
         if decision.action == Action.VERIFY_IMAGE:
             # The generic AllocationFailed message is only a suspicion that the image is gone: read it.
             image = compute.get_any_image(context.clients, decision.image_id) if decision.image_id else None
-            # "updating": a gallery version gaining replicas (shared/watch/replicas.py) still serves from the ones it has.
+            # "updating": a gallery version gaining replicas (shared/watch/replicas.py) still serves from the ones it
+            # has.
             state = str(((image or {}).get("properties") or {}).get("provisioningState", "")).lower()
             exists = image is not None and state in ("succeeded", "updating", "")
             decision = decide(view, desired, episode, now, policy, image_exists=exists, ceilings=ceilings)
@@ -378,8 +392,10 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
     step = decision.step
     from shared.core import permissions
 
-    with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/write", f"{account.id}/pools/{view.pool_id}"):
-        result = batch_pools.resize_pool(context.clients, account, view.pool_id, etag=view.etag, target_dedicated=step.target_dedicated,
+    with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/write",
+                             f"{account.id}/pools/{view.pool_id}"):
+        result = batch_pools.resize_pool(context.clients, account, view.pool_id, etag=view.etag,
+                                         target_dedicated=step.target_dedicated,
                                          target_spot=step.target_spot, resize_timeout=step.resize_timeout,
                                          node_deallocation_option=step.node_deallocation_option)
     if result != ResizeResult.ACCEPTED:
@@ -388,7 +404,8 @@ def handle_stall(context: AppContext, account_id: str, pool_id: str, observed_et
         return f"resize not sent ({result.value}): {decision.reason}"
     _store(table, account.id, view.pool_id, decision.episode, record)
     _publish(context, decision)
-    return f"resized to {step.target_dedicated} dedicated / {step.target_spot} Spot ({step.resize_timeout_iso}): {decision.reason}"
+    return (f"resized to {step.target_dedicated} dedicated / {step.target_spot} Spot ({step.resize_timeout_iso}): "
+            f"{decision.reason}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,12 +432,14 @@ def _settle(context: AppContext, table: StateTable, account_id: str, view: PoolV
     sent = _publish(context, decision)
     changed = (decision.episode.to_dict() if decision.episode else None) != (episode.to_dict() if episode else None)
     if changed:
-        with contextlib.suppress(ConcurrencyConflict):  # another instance acted on this pool meanwhile; the next tick decides afresh
+        # another instance acted on this pool meanwhile; the next tick decides afresh
+        with contextlib.suppress(ConcurrencyConflict):
             _store(table, account_id, view.pool_id, decision.episode, record, retry=False)
     return sent
 
 
-def _store(table: StateTable, account_id: str, pool_id: str, episode: Episode | None, record: Record | None, *, retry: bool = True) -> None:
+def _store(table: StateTable, account_id: str, pool_id: str, episode: Episode | None, record: Record | None, *,
+           retry: bool = True) -> None:
     partition, row = safe_key(account_id), safe_key(pool_id)
     for attempt in range(3):
         try:
@@ -436,7 +455,8 @@ def _store(table: StateTable, account_id: str, pool_id: str, episode: Episode | 
             record = table.get(partition, row)  # the resize was accepted: our record wins
 
 
-def _report_autoscale(context: AppContext, account_id: str, view: PoolView, desired: DesiredTarget, now: datetime) -> int:
+def _report_autoscale(context: AppContext, account_id: str, view: PoolView, desired: DesiredTarget,
+                      now: datetime) -> int:
     """A managed pool with autoscale on is never resized: say so once per pool and desired target, across instances."""
     subject = pool_resource_id(account_id, view.pool_id)
     alert = Alert(
@@ -444,11 +464,15 @@ def _report_autoscale(context: AppContext, account_id: str, view: PoolView, desi
         severity=alerts.SEVERITY_WARNING,
         subject=subject,
         title=f"Pool {view.pool_id} has autoscale enabled, so the autopilot does not resize it",
-        diagnosis=(f"The pool carries the autopilot's desired target ({desired.dedicated} dedicated / {desired.spot} Spot, from its {desired.source}) "
-                   f"but Batch sizes it with its autoscale formula; it has {view.current_dedicated} dedicated / {view.current_spot} Spot nodes now. "
+        diagnosis=(f"The pool carries the autopilot's desired target ({desired.dedicated} dedicated / {desired.spot} "
+                   f"Spot, from its {desired.source}) "
+                   f"but Batch sizes it with its autoscale formula; it has {view.current_dedicated} dedicated / "
+                   f"{view.current_spot} Spot nodes now. "
                    "The autopilot never resizes an autoscale pool (Batch refuses it with 409)."),
-        fix=("Disable autoscale on the pool to let the autopilot drive it to its desired target, or remove the autopilot's target from its "
-             "metadata (autopilot.desiredDedicated, autopilot.desiredSpot, autopilot.schedule) to leave it to the formula."),
+        fix=("Disable autoscale on the pool to let the autopilot drive it to its desired target, or remove the "
+             "autopilot's target from its "
+             "metadata (autopilot.desiredDedicated, autopilot.desiredSpot, autopilot.schedule) to leave it to "
+             "the formula."),
         dedupe_key=f"autoscale|{desired.dedicated}|{desired.spot}",
         occurred_at=now,
         details={

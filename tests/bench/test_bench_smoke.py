@@ -21,9 +21,11 @@ def results(azurite: str) -> dict[str, dict[str, Any]]:
     bench.common.use_azurite(azurite)
     bench.common.quiet_logs()
     out = {}
-    for name, module in (("cold_start", cold_start), ("watch_scaling", watch_scaling), ("time_to_target", time_to_target),
+    for name, module in (("cold_start", cold_start), ("watch_scaling", watch_scaling),
+                         ("time_to_target", time_to_target),
                          ("pipeline_latency", pipeline_latency)):
-        out[name] = {"benchmark": name, "command": "pytest", "started": bench.common.now_iso(), "elapsed_s": 0.0, "quick": True,
+        out[name] = {"benchmark": name, "command": "pytest", "started": bench.common.now_iso(), "elapsed_s": 0.0,
+                     "quick": True,
                      "machine": bench.common.machine_info(), "results": module.quick()}
     return out
 
@@ -53,7 +55,8 @@ def test_watch_scaling(results: dict[str, dict[str, Any]]) -> None:
         assert row["cold_tick"]["requests"]["ARM GET batch account"] == accounts
         # Warm (a full scan): one list page and one account GET (its core quotas) per account, and one publish for the
         # stalled pool - nothing per healthy pool.
-        assert row["warm_tick_requests"] == {"ARM GET batch account": accounts, "Batch list pools (page)": accounts, "Event Grid publish": 1}
+        assert row["warm_tick_requests"] == {"ARM GET batch account": accounts, "Batch list pools (page)": accounts,
+                                             "Event Grid publish": 1}
         assert row["all_stalls_found"] and row["all_stalls_resized"]
         assert _finite(row["warm_tick_wall_s"]["median"]) and _finite(row["traced_tick"]["peak_bytes"])
         base = row["baseline"]
@@ -86,8 +89,10 @@ def test_pipeline_latency(results: dict[str, dict[str, Any]]) -> None:
     for family, milestones in run["families"].items():
         minutes = milestones["minutes"]
         assert minutes["set_complete"] == 0
-        assert minutes["version_ready"] is not None and minutes["pool_created"] is not None and minutes["pool_at_target"] is not None
-        assert minutes["version_requested"] <= minutes["version_ready"] <= minutes["pool_created"] <= minutes["pool_at_target"]
+        assert (minutes["version_ready"] is not None and minutes["pool_created"] is not None
+                and minutes["pool_at_target"] is not None)
+        assert minutes[
+            "version_requested"] <= minutes["version_ready"] <= minutes["pool_created"] <= minutes["pool_at_target"]
         if family == "viaimage":
             assert minutes["image_requested"] <= minutes["image_ready"] <= minutes["version_requested"]
     assert r["cpu"]["image_pipeline"]["invocations_per_run"]["median"] >= 1
@@ -96,7 +101,8 @@ def test_pipeline_latency(results: dict[str, dict[str, Any]]) -> None:
 
 def test_the_report_renders_every_section(results: dict[str, dict[str, Any]]) -> None:
     page = report.render(results)
-    for heading in ("## Machine", "## Targets", "## 1. Cold start", "## 2. Watch economy and scaling", "## 3. Time to target",
+    for heading in ("## Machine", "## Targets", "## 1. Cold start", "## 2. Watch economy and scaling",
+                    "## 3. Time to target",
                     "## 4. Pipeline latency"):
         assert heading in page
     assert "make bench" in page and "not run yet" not in page

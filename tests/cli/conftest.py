@@ -60,13 +60,16 @@ LOCKLESS = {
     "settings": {"AUTOPILOT_WATCH_SCHEDULE": "0 */5 * * * *"},
     "batchAccounts": [{"name": "cadweu"}],
     "galleries": [{"name": "autopilotGallery", "images": [{"name": "cad", "hyperVGeneration": "V2"}],
-                   "versions": [{"image": "cad", "name": "0.9.0", "osSnapshot": "cad-0-9-0-os", "dataSnapshots": {"0": "cad-0-9-0-data0"}}]}],
+                   "versions": [{"image": "cad", "name": "0.9.0", "osSnapshot": "cad-0-9-0-os",
+                                 "dataSnapshots": {"0": "cad-0-9-0-data0"}}]}],
     "snapshotSets": [{"family": "cad", "version": "0.9.0", "dataLuns": [0]}],
     "pools": [
         {"account": "cadweu", "id": "cad-legacy", "vmSize": "Standard_D4ds_v5", "dedicated": 4, "desiredDedicated": 6,
-         "image": "/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/cad/versions/0.9.0"},
+         "image": "/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/cad"
+                  "/versions/0.9.0"},
         {"account": "cadweu", "id": "team-pool", "vmSize": "Standard_D4ds_v5", "dedicated": 2, "managed": False,
-         "image": "/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/cad/versions/0.9.0"},
+         "image": "/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/cad"
+                  "/versions/0.9.0"},
     ],
 }
 VERSION_ID = ("/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/images-rg/providers/Microsoft.Compute"

@@ -29,12 +29,14 @@ def test_bundled_scenario_runs_and_its_expectations_hold(name: str, bundled_runs
 
 
 @pytest.mark.slow
-def test_the_example_in_docs_scenarios_md_runs_as_documented(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_example_in_docs_scenarios_md_runs_as_documented(tmp_path: Path, azurite: str,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
     text = (ROOT / "docs" / "scenarios.md").read_text(encoding="utf-8")
     m = re.search(r"## An example\s*```json\n(.*?)\n```", text, re.DOTALL)
     assert m is not None
     scenario = tmp_path / "example.json"
     scenario.write_text(m.group(1), encoding="utf-8")
     (tmp_path / "scenario.schema.json").write_text((ROOT / "scenarios" / "scenario.schema.json").read_text())
-    code = main(["simulate", str(scenario), "--report", str(tmp_path / "report.json"), "--azurite", azurite, "--quiet", "--no-chart"])
+    code = main(["simulate", str(scenario), "--report", str(tmp_path / "report.json"), "--azurite", azurite, "--quiet",
+                 "--no-chart"])
     assert code == 0, capsys.readouterr().out

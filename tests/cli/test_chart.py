@@ -16,10 +16,12 @@ def minutes(n: int) -> datetime:
 
 
 def settled_pool(settles_at: int, total: int) -> PoolChart:
-    """A pool that grows to 4 dedicated by ``settles_at`` minutes and then stays at its desired counts until ``total``."""
+    """A pool that grows to 4 dedicated by ``settles_at`` minutes and then stays at its desired counts until
+    ``total``."""
     times = [minutes(i) for i in range(total + 1)]
     current = [min(4, i // max(1, settles_at // 4)) if i < settles_at else 4 for i in range(total + 1)]
-    return PoolChart("acct/pool", times, current, [0] * (total + 1), [4] * (total + 1), [0] * (total + 1), [4] * (total + 1), [0] * (total + 1))
+    return PoolChart("acct/pool", times, current, [0] * (total + 1), [4] * (total + 1), [0] * (total + 1),
+                     [4] * (total + 1), [0] * (total + 1))
 
 
 def test_the_axis_ends_after_the_last_activity_with_a_margin() -> None:
@@ -44,8 +46,10 @@ def test_the_chart_uses_that_end() -> None:
 
 def test_every_line_style_and_mark_is_in_the_legend() -> None:
     labels = [h.get_label() for h in legend_handles()]
-    for line in ("current dedicated", "desired dedicated", "Batch target dedicated", "current Spot", "desired Spot", "Batch target Spot",
-                 "resize by the app", "resize by a person", "resize ended short", "alert (colour = severity)", "mark / a person's action",
+    for line in ("current dedicated", "desired dedicated", "Batch target dedicated", "current Spot", "desired Spot",
+                 "Batch target Spot",
+                 "resize by the app", "resize by a person", "resize ended short", "alert (colour = severity)",
+                 "mark / a person's action",
                  "quota change", "tag write"):
         assert line in labels
     # and the figure's legend is that one
@@ -78,7 +82,8 @@ def test_usable_nodes_are_drawn_beside_current_and_desired() -> None:
     assert len(lines) == 1 and list(lines[0].get_ydata()) == usable
     assert "usable nodes (idle or running)" in [h.get_label() for h in legend_handles()]
     # a run without node counts draws no usable line
-    assert not [ln for ln in figure(ChartData("t", START, minutes(60), [pool])).axes[1].get_lines() if ln.get_color() == USABLE_COLOUR]
+    assert not [ln for ln in figure(ChartData("t", START, minutes(60), [pool])).axes[1].get_lines()
+                if ln.get_color() == USABLE_COLOUR]
 
 
 def report_with(actions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -93,28 +98,36 @@ class NoPools:
 
 def test_quota_changes_and_tag_writes_are_marked() -> None:
     actions = [
-        {"time": "2026-11-02T06:10:00Z", "action": "setQuotas", "target": "renderweu", "detail": "dedicatedCores=400", "ok": True, "outcome": "ok"},
-        {"time": "2026-11-02T06:20:00Z", "action": "createSnapshotSet", "target": "gpu 1.0.0", "detail": "snapshots ...", "ok": True, "outcome": "ok"},
-        {"time": "2026-11-02T06:30:00Z", "action": "deleteResource", "target": "x", "detail": "", "ok": True, "outcome": "ScopeLocked"},
+        {"time": "2026-11-02T06:10:00Z", "action": "setQuotas", "target": "renderweu", "detail": "dedicatedCores=400",
+         "ok": True, "outcome": "ok"},
+        {"time": "2026-11-02T06:20:00Z", "action": "createSnapshotSet", "target": "gpu 1.0.0",
+         "detail": "snapshots ...", "ok": True, "outcome": "ok"},
+        {"time": "2026-11-02T06:30:00Z", "action": "deleteResource", "target": "x", "detail": "", "ok": True,
+         "outcome": "ScopeLocked"},
     ]
     data = chart_data(NoPools(), report_with(actions))
     kinds = [(e[0], e[2]) for e in data.events]
     assert (minutes(10), "quota") in kinds and (minutes(20), "tags") in kinds and (minutes(30), "action") in kinds
-    assert any(label.startswith("quota renderweu: dedicatedCores=400") for _, label, kind in data.events if kind == "quota")
+    assert any(label.startswith("quota renderweu: dedicatedCores=400") for _, label, kind in data.events
+               if kind == "quota")
     fig = figure(data)
     strip = fig.axes[0]
     styles = {(str(ln.get_xdata()[0]), str(ln.get_linestyle()), ln.get_color()) for ln in strip.get_lines()}
-    assert len(styles) == 3 and len({(style, colour) for _, style, colour in styles}) == 3  # three marks, each in its own style
+    # three marks, each in its own style
+    assert len(styles) == 3 and len({(style, colour) for _, style, colour in styles}) == 3
 
 
 
 def test_rollout_steps_are_marked_on_their_pool() -> None:
-    """Started and completed (the rollout's alerts about the pool) and patched / draining / retired (seen on the pool itself)."""
+    """Started and completed (the rollout's alerts about the pool) and patched / draining / retired (seen on the pool
+    itself)."""
     from autopilot.simulate import PoolSeries
 
-    series = PoolSeries("renderweu/gpu", "/subscriptions/s/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/renderweu",
+    series = PoolSeries("renderweu/gpu",
+                        "/subscriptions/s/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/renderweu",
                         times=[minutes(i) for i in range(61)], current_dedicated=[4] * 61, current_spot=[0] * 61,
-                        target_dedicated=[4] * 61, target_spot=[0] * 61, desired_dedicated=[4] * 61, desired_spot=[0] * 61)
+                        target_dedicated=[4] * 61, target_spot=[0] * 61, desired_dedicated=[4] * 61,
+                        desired_spot=[0] * 61)
     series.rollout = [(minutes(20), "draining"), (minutes(30), "patched → 1.1.0")]
 
     class OnePool:
@@ -122,11 +135,14 @@ def test_rollout_steps_are_marked_on_their_pool() -> None:
             self.pools = {"renderweu/gpu": series}
 
     report = report_with([])
-    report["alerts"] = [{"time": "2026-11-02T06:10:00Z", "type": "RolloutStarted", "severity": "info", "pool": "renderweu/gpu"},
-                        {"time": "2026-11-02T06:50:00Z", "type": "RolloutCompleted", "severity": "info", "pool": "renderweu/gpu"}]
+    report["alerts"] = [{"time": "2026-11-02T06:10:00Z", "type": "RolloutStarted", "severity": "info",
+                         "pool": "renderweu/gpu"},
+                        {"time": "2026-11-02T06:50:00Z", "type": "RolloutCompleted", "severity": "info",
+                         "pool": "renderweu/gpu"}]
     data = chart_data(OnePool(), report)
     [pool] = data.pools
-    assert [label for _, label in pool.rollout] == ["rollout started", "draining", "patched → 1.1.0", "rollout completed"]
+    assert [label for _, label in pool.rollout] == ["rollout started", "draining", "patched → 1.1.0",
+                                                    "rollout completed"]
     assert pool.alerts == []  # drawn once, as rollout steps
     ax = figure(data).axes[1]
     assert [t.get_text() for t in ax.texts] == ["rollout started", "draining", "patched → 1.1.0", "rollout completed"]

@@ -18,8 +18,10 @@ from tests.cli.conftest import LOCKLESS, ROOT, write_json
 # "SomethingError: message" (a Python class as the prefix of a message), or a traceback. Azure error codes that end in
 # "Error" (InternalServerError) are not classes and appear as "(InternalServerError)" or "Code: InternalServerError".
 CLASS_NAMES = re.compile(r"(\b[A-Z]\w*(Error|Exception|Conflict): )|Traceback|\bKeyError\b|\bFileNotFoundError\b")
-BASE = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
-ACCOUNT = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct1"
+BASE = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+ACCOUNT = ("/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/batch-rg/providers/Microsoft.Batch"
+           "/batchAccounts/acct1")
 GOOD_FAMILIES = json.loads((ROOT / "docs" / "families.example.json").read_text(encoding="utf-8"))
 TINY = {"name": "tiny", "duration": "2m"}
 
@@ -39,7 +41,8 @@ def test_a_missing_families_file_is_a_clear_settings_problem(tmp_path: Path) -> 
     with pytest.raises(SettingsError) as raised:
         load_settings({**BASE, "AUTOPILOT_FAMILIES_FILE": str(tmp_path / "nope.json")})
     [problem] = raised.value.problems
-    assert problem.startswith(f"AUTOPILOT_FAMILIES_FILE={tmp_path / 'nope.json'} does not exist") and "absolute path" in problem
+    assert (problem.startswith(f"AUTOPILOT_FAMILIES_FILE={tmp_path / 'nope.json'} does not exist")
+            and "absolute path" in problem)
     assert no_class_names(problem)
 
 
@@ -55,15 +58,18 @@ def test_a_relative_families_file_says_where_it_was_looked_for(tmp_path: Path, m
     assert "is a directory, not a file" in raised.value.problems[0]
 
 
-def test_nothing_to_do_is_refused_at_start_up_but_watch_only_is_not(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_to_do_is_refused_at_start_up_but_watch_only_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = write_json(tmp_path / "families.json", {"families": {}})
     settings = load_settings({**BASE, "AUTOPILOT_FAMILIES_FILE": str(empty)})
     with pytest.raises(SettingsError) as raised:
         check_startup(settings)
-    assert "has no family and AUTOPILOT_BATCH_ACCOUNTS is empty, so the app would do nothing" in raised.value.problems[0]
+    assert ("has no family and AUTOPILOT_BATCH_ACCOUNTS is empty, so the app would "
+            "do nothing" in raised.value.problems[0])
     with pytest.raises(SettingsError):
         check_startup(load_settings(BASE))  # no families setting at all
-    check_startup(load_settings({**BASE, "AUTOPILOT_FAMILIES_FILE": str(empty), "AUTOPILOT_BATCH_ACCOUNTS": ACCOUNT}))  # watch-only
+    # watch-only
+    check_startup(load_settings({**BASE, "AUTOPILOT_FAMILIES_FILE": str(empty), "AUTOPILOT_BATCH_ACCOUNTS": ACCOUNT}))
     check_startup(load_settings({**BASE, "AUTOPILOT_FAMILIES": json.dumps(GOOD_FAMILIES)}))
     # the Function App reads its settings through get_settings: that is where it refuses to start
     for name, value in {**BASE, "AUTOPILOT_FAMILIES_FILE": str(empty)}.items():
@@ -80,7 +86,8 @@ def test_nothing_to_do_is_refused_at_start_up_but_watch_only_is_not(tmp_path: Pa
         reset_settings_cache()
 
 
-def test_invalid_families_name_the_file_and_say_fix_the_file(start_local: Any, tmp_path: Path, clean_env: pytest.MonkeyPatch,
+def test_invalid_families_name_the_file_and_say_fix_the_file(start_local: Any, tmp_path: Path,
+                                                             clean_env: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     start_local(LOCKLESS)
     broken = json.loads(json.dumps(GOOD_FAMILIES))
@@ -92,7 +99,8 @@ def test_invalid_families_name_the_file_and_say_fix_the_file(start_local: Any, t
     assert main(["status"]) == 2
     err = capsys.readouterr().err
     assert f"AUTOPILOT_FAMILIES_FILE ({path}) is not a valid families document" in err and "hyperVGeneration" in err
-    assert what_to_do(err).startswith("fix the file AUTOPILOT_FAMILIES_FILE names") and "--debug" not in err and no_class_names(err)
+    assert (what_to_do(err).startswith("fix the file AUTOPILOT_FAMILIES_FILE names") and "--debug" not in err
+            and no_class_names(err))
     # following it: the file fixed, the same command runs
     write_json(path, GOOD_FAMILIES)
     assert main(["status"]) in (0, 1)
@@ -102,9 +110,12 @@ def test_invalid_families_name_the_file_and_say_fix_the_file(start_local: Any, t
     clean_env.setenv("AUTOPILOT_FAMILIES", json.dumps(broken))
     assert main(["plan"]) == 2
     err = capsys.readouterr().err
-    assert "AUTOPILOT_FAMILIES is not a valid families document" in err and what_to_do(err).startswith("fix the AUTOPILOT_FAMILIES setting")
-    clean_env.setenv("AUTOPILOT_FAMILIES", json.dumps(GOOD_FAMILIES))  # following it: the command runs (the example's accounts
-    assert main(["plan"]) in (0, 1)                                    # are not in this subscription: exit 1 reports them)
+    assert ("AUTOPILOT_FAMILIES is not a valid families document" in err
+            and what_to_do(err).startswith("fix the AUTOPILOT_FAMILIES setting"))
+    # following it: the command runs (the example's accounts
+    clean_env.setenv("AUTOPILOT_FAMILIES", json.dumps(GOOD_FAMILIES))
+    # are not in this subscription: exit 1 reports them)
+    assert main(["plan"]) in (0, 1)
     assert "error:" not in capsys.readouterr().err
 
 
@@ -114,10 +125,12 @@ def test_a_missing_families_file_exits_2_from_the_cli(start_local: Any, tmp_path
     clean_env.setenv("AUTOPILOT_FAMILIES_FILE", str(tmp_path / "families.json"))
     assert main(["status"]) == 2
     err = capsys.readouterr().err
-    assert f"AUTOPILOT_FAMILIES_FILE={tmp_path / 'families.json'} does not exist" in err and no_class_names(err) and "--debug" not in err
+    assert (f"AUTOPILOT_FAMILIES_FILE={tmp_path / 'families.json'} does not exist" in err and no_class_names(err)
+            and "--debug" not in err)
     # following it: the absolute path of a document, starting from infra/families.sample.json
     assert "give the absolute path of the families JSON document" in err and "infra/families.sample.json" in err
-    sample = (ROOT / "infra" / "families.sample.json").read_text(encoding="utf-8").replace("<subscription-id>", "00000000-0000-4000-8000-000000000001")
+    sample = (ROOT / "infra" / "families.sample.json").read_text(encoding="utf-8").replace("<subscription-id>",
+        "00000000-0000-4000-8000-000000000001")
     (tmp_path / "families.json").write_text(sample, encoding="utf-8")
     assert main(["status"]) in (0, 1)
     assert "error:" not in capsys.readouterr().err
@@ -132,7 +145,8 @@ def test_scenario_validation_reports_every_problem_in_one_pass() -> None:
             "name": "two-kinds", "duration": "1h",
             "batchAccounts": [{"name": "acct1"}],
             "timeline": [
-                {"at": "5m", "action": "setQuotas", "account": "acct1", "dedicatedCores": -5},  # schema: a negative quota
+                # schema: a negative quota
+                {"at": "5m", "action": "setQuotas", "account": "acct1", "dedicatedCores": -5},
                 {"at": "2h", "action": "mark", "text": "late"},  # meaning: after the end of the run
             ],
             "expect": [{"expect": "poolExists", "pool": "nowhere/p"}],  # meaning: an unknown account
@@ -154,7 +168,8 @@ def test_scenario_validation_lists_more_than_twenty_schema_problems() -> None:
 
 
 def test_an_unwritable_report_path_is_one_line_and_exit_2_before_anything_runs(tmp_path: Path, azurite: str,
-                                                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                                                               capsys: pytest.CaptureFixture[
+                                                                                   str]) -> None:
     scenario = write_json(tmp_path / "tiny.json", TINY)
     (tmp_path / "a-file").write_text("x")
     bad = tmp_path / "a-file" / "report.json"
@@ -170,12 +185,14 @@ def test_an_unwritable_report_path_is_one_line_and_exit_2_before_anything_runs(t
     assert json.loads(good.read_text())["scenario"]["name"] == "tiny"
 
 
-def test_azurite_refusing_the_key_is_one_line_and_exit_2(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_azurite_refusing_the_key_is_one_line_and_exit_2(tmp_path: Path, azurite: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     scenario = write_json(tmp_path / "tiny.json", TINY)
     wrong = re.sub(r"AccountKey=[^;]+", "AccountKey=" + "QUJD" * 22, azurite)
     assert main(["simulate", str(scenario), "--azurite", wrong, "--quiet", "--no-chart"]) == 2
     err = capsys.readouterr().err
-    assert "refused the credentials (403 AuthorizationFailure)" in err and no_class_names(err) and err.count("error:") == 1
+    assert ("refused the credentials (403 AuthorizationFailure)" in err and no_class_names(err)
+            and err.count("error:") == 1)
     assert "AccountName=devstoreaccount1" in what_to_do(err)
     # following it: the key Azurite prints
     assert main(["simulate", str(scenario), "--azurite", azurite, "--quiet", "--no-chart"]) == 0
@@ -188,7 +205,8 @@ def test_azurite_refusing_the_key_is_one_line_and_exit_2(tmp_path: Path, azurite
     assert main(["replay", str(ROOT / "tests" / "cli" / "data" / "eventgrid-snapshots.json")]) == 0
 
 
-def test_sandbox_refuses_a_bad_speed_and_an_unwritable_env_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sandbox_refuses_a_bad_speed_and_an_unwritable_env_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sandbox", "--speed", "0"]) == 2
     assert "--speed 0" in capsys.readouterr().err
     (tmp_path / "a-file").write_text("x")
@@ -224,10 +242,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_every_subcommand_help_lists_its_exit_codes(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([command, "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert re.search(r"Exit codes: 0 .+, 2 \w", out) and (command == "validate" or re.search(r"Exit codes: 0 .+, 1 .+, 2 ", out)), out
+    assert (re.search(r"Exit codes: 0 .+, 2 \w", out)
+            and (command == "validate" or re.search(r"Exit codes: 0 .+, 1 .+, 2 ", out))), out
 
 
-def test_an_unexpected_error_shows_no_class_name(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unexpected_error_shows_no_class_name(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
     def boom(args: Any) -> int:
         raise KeyError("the thing")
 
@@ -241,7 +261,8 @@ def test_an_unexpected_error_shows_no_class_name(monkeypatch: pytest.MonkeyPatch
     assert "unexpected error: 'the thing'" in err and no_class_names(err)
 
 
-def test_failed_invocations_are_shown_without_class_names(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_invocations_are_shown_without_class_names(tmp_path: Path, azurite: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     from autopilot.messages import without_class_names
     from tests.cli.test_simulate import SMALL
 
@@ -249,7 +270,8 @@ def test_failed_invocations_are_shown_without_class_names(tmp_path: Path, azurit
     # invocations that send them (alerts no longer fail an invocation: an unconfirmed one waits in the outbox).
     document = {**SMALL, "duration": "15m", "expect": [], "timeline": [
         SMALL["timeline"][0],
-        {"at": "0m", "action": "addFault", "kind": "error", "rate": 1.0, "plane": "arm", "methods": ["PUT"], "status": 500, "maxCount": 200},
+        {"at": "0m", "action": "addFault", "kind": "error", "rate": 1.0, "plane": "arm", "methods": ["PUT"],
+         "status": 500, "maxCount": 200},
     ]}
     scenario = write_json(tmp_path / "faults.json", document)
     report_path = tmp_path / "report.json"
@@ -263,13 +285,18 @@ def test_failed_invocations_are_shown_without_class_names(tmp_path: Path, azurit
     assert "function " in out and no_class_names(out.split("Timeline", 1)[1])
     # the helper keeps messages and Azure codes, and drops only exception classes
     assert without_class_names("HttpResponseError: (ScopeLocked) locked") == "(ScopeLocked) locked"
-    assert without_class_names("x: azure.core.exceptions.ResourceNotFoundError: (NotFound) gone") == "x: (NotFound) gone"
-    assert without_class_names("AllocationFailed: Code: InternalServerError") == "AllocationFailed: Code: InternalServerError"
+    assert without_class_names(
+        "x: azure.core.exceptions.ResourceNotFoundError: (NotFound) gone") == "x: (NotFound) gone"
+    assert (without_class_names("AllocationFailed: Code: InternalServerError") == "AllocationFailed: Code: "
+            "InternalServerError")
 
 
-@pytest.mark.parametrize("error, expected", [(FileNotFoundError(2, "No such file or directory", "/x/y"), "cannot use the file /x/y: No such file"),
-                                             (ConnectionRefusedError(111, "Connection refused"), "stopped on a system error: Connection refused")])
-def test_system_errors_are_one_line_and_exit_2(error: OSError, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("error, expected", [(FileNotFoundError(2, "No such file or directory", "/x/y"),
+                                              "cannot use the file /x/y: No such file"),
+                                             (ConnectionRefusedError(111, "Connection refused"),
+                                              "stopped on a system error: Connection refused")])
+def test_system_errors_are_one_line_and_exit_2(error: OSError, expected: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
     from autopilot import cli
 
     def fail(args: Any) -> int:

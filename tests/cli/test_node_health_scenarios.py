@@ -10,7 +10,8 @@ import pytest
 
 from tests.cli.test_simulate import run
 
-GALLERY = {"resourceGroup": "images-rg", "name": "autopilotGallery", "imageDefinition": "sim", "osType": "Linux", "hyperVGeneration": "V2",
+GALLERY = {"resourceGroup": "images-rg", "name": "autopilotGallery", "imageDefinition": "sim", "osType": "Linux",
+           "hyperVGeneration": "V2",
            "location": "westeurope"}
 VERSION = "/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/sim/versions/1.0.0"
 
@@ -21,7 +22,8 @@ def scenario(share: float, expect: list[dict]) -> dict:
         "capacity": [{"region": "westeurope", "dedicatedFailureRate": 0, "spotFailureRate": 0}],
         "batchAccounts": [{"name": "simweu", "dedicatedCores": 1000}],
         "galleries": [{"name": "autopilotGallery"}],
-        "families": {"sim": {"gallery": GALLERY, "source": "snapshots", "snapshotResourceGroups": ["images-rg"], "canaryNodes": 3,
+        "families": {"sim": {"gallery": GALLERY, "source": "snapshots", "snapshotResourceGroups": ["images-rg"],
+                             "canaryNodes": 3,
                              "startTask": {"commandLine": "/bin/sh -c 'test -d /mnt/resource'", "waitForSuccess": True},
                              "pools": [{"account": "simweu", "vmSize": "Standard_D4ds_v5", "dedicated": 12}]}},
         "timeline": [
@@ -33,7 +35,8 @@ def scenario(share: float, expect: list[dict]) -> dict:
 
 
 @pytest.mark.slow
-def test_a_start_task_failing_everywhere_blames_the_image_once(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_start_task_failing_everywhere_blames_the_image_once(tmp_path: Path, azurite: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     code, report = run(tmp_path, azurite, scenario(1.0, [
         {"expect": "alerts", "type": "ImageUnhealthy", "count": 1},
         {"expect": "alerts", "type": "NodesUnhealthy", "count": 0},
@@ -46,7 +49,8 @@ def test_a_start_task_failing_everywhere_blames_the_image_once(tmp_path: Path, a
 
 
 @pytest.mark.slow
-def test_a_start_task_failing_on_a_few_nodes_is_repaired(tmp_path: Path, azurite: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_start_task_failing_on_a_few_nodes_is_repaired(tmp_path: Path, azurite: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     code, report = run(tmp_path, azurite, scenario(0.15, [
         {"expect": "alerts", "type": "ImageUnhealthy", "count": 0},
         {"expect": "alerts", "type": "NodesUnhealthy", "count": 0},
@@ -58,5 +62,6 @@ def test_a_start_task_failing_on_a_few_nodes_is_repaired(tmp_path: Path, azurite
     assert pool["unhealthyNodes"] == 0
     # some nodes did fail their start task and were removed (the target went down, then back up)
     shrinks = [m for e in report["timeline"] if e["kind"] == "pool"
-               and (m := re.search(r"resizing to (\d+) dedicated / \d+ Spot \(from (\d+)", e["text"])) and int(m[1]) < int(m[2])]
+               and (m := re.search(r"resizing to (\d+) dedicated / \d+ Spot \(from (\d+)", e["text"]))
+               and int(m[1]) < int(m[2])]
     assert shrinks

@@ -19,10 +19,13 @@ BASE = SAMPLES / "subscription.json"
 SUB = "00000000-0000-4000-8000-000000000001"
 EVENT_FILES = sorted(p.name for p in SAMPLES.glob("*.json") if p != BASE)
 CLAIMS = {"aud", "iss", "iat", "nbf", "exp", "appid", "appidacr", "name", "ipaddr", "ver", "puid", "uti",
-          "http://schemas.microsoft.com/identity/claims/objectidentifier", "http://schemas.microsoft.com/identity/claims/tenantid",
-          "http://schemas.microsoft.com/identity/claims/scope", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+          "http://schemas.microsoft.com/identity/claims/objectidentifier",
+          "http://schemas.microsoft.com/identity/claims/tenantid",
+          "http://schemas.microsoft.com/identity/claims/scope",
+          "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
           "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"}
-VERSION_090 = f"/subscriptions/{SUB}/resourcegroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery/images/gpu-render/versions/0.9.0"
+VERSION_090 = (f"/subscriptions/{SUB}/resourcegroups/images-rg/providers/Microsoft.Compute/galleries/autopilotGallery"
+               "/images/gpu-render/versions/0.9.0")
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -30,7 +33,8 @@ def load(name: str) -> list[dict[str, Any]]:
 
 
 def replay(capsys: pytest.CaptureFixture[str], azurite: str, name: str, advance: str) -> tuple[int, dict[str, Any]]:
-    code = main(["replay", str(SAMPLES / name), "--scenario", str(BASE), "--advance", advance, "--json", "--azurite", azurite])
+    code = main(["replay", str(SAMPLES / name), "--scenario", str(BASE), "--advance", advance, "--json", "--azurite",
+                 azurite])
     return code, json.loads(capsys.readouterr().out)
 
 
@@ -54,28 +58,35 @@ def test_every_sample_has_azures_delivered_shape(name: str) -> None:
             assert set(event) == {"id", "source", "specversion", "type", "subject", "time", "data"}
             topic, when, kind = event["source"], event["time"], event["type"]
         else:
-            assert set(event) == {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion", "metadataVersion"}
+            assert set(event) == {"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion",
+                                  "metadataVersion"}
             assert (event["dataVersion"], event["metadataVersion"]) == ("2", "1")
             topic, when, kind = event["topic"], event["eventTime"], event["eventType"]
         assert topic == f"/subscriptions/{SUB}", "the deployed system topic is the subscription's"
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", when), when
         assert kind.startswith("Microsoft.Resources.Resource")
         data = event["data"]
-        assert event["subject"].startswith(f"/subscriptions/{SUB}/resourcegroups/") and data["resourceUri"] == event["subject"]
+        assert (event["subject"].startswith(f"/subscriptions/{SUB}/resourcegroups/")
+                and data["resourceUri"] == event["subject"])
         assert set(data["claims"]) >= CLAIMS and all(isinstance(v, str) for v in data["claims"].values())
-        assert set(data["authorization"]) == {"scope", "action", "evidence"} and data["subscriptionId"] == SUB and data["tenantId"]
+        assert (set(data["authorization"]) == {"scope", "action", "evidence"} and data["subscriptionId"] == SUB
+                and data["tenantId"])
         assert data["resourceProvider"] == data["operationName"].split("/", 1)[0]
         if "tags-api" in name:
-            # assumed (README): the tagged resource itself is the subject, not .../providers/Microsoft.Resources/tags/default
-            assert data["operationName"] == "Microsoft.Resources/tags/write" and "/providers/Microsoft.Resources/tags" not in event["subject"]
-            assert data["httpRequest"]["url"].endswith("/providers/Microsoft.Resources/tags/default?api-version=2021-04-01")
+            # assumed (README): the tagged resource itself is the subject, not
+            # .../providers/Microsoft.Resources/tags/default
+            assert (data["operationName"] == "Microsoft.Resources/tags/write"
+                    and "/providers/Microsoft.Resources/tags" not in event["subject"])
+            assert data["httpRequest"]["url"].endswith(
+                "/providers/Microsoft.Resources/tags/default?api-version=2021-04-01")
         if "delete-failure" in name:
             assert kind == "Microsoft.Resources.ResourceDeleteFailure" and data["httpRequest"]["method"] == "DELETE"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
-def test_replaying_the_snapshot_writes_builds_the_version_and_the_pool(schema: str, azurite: str, clean_env: pytest.MonkeyPatch,
+def test_replaying_the_snapshot_writes_builds_the_version_and_the_pool(schema: str, azurite: str,
+                                                                       clean_env: pytest.MonkeyPatch,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, result = replay(capsys, azurite, f"{schema}-snapshot-writes.json", "20m")
     assert code == 0 and result["ok"] and result["deadLetters"] == []
@@ -88,24 +99,32 @@ def test_replaying_the_snapshot_writes_builds_the_version_and_the_pool(schema: s
 
 @pytest.mark.slow
 @pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
-def test_replaying_the_delete_failure_raises_delete_blocked_naming_the_person(schema: str, azurite: str, clean_env: pytest.MonkeyPatch,
-                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_replaying_the_delete_failure_raises_delete_blocked_naming_the_person(schema: str, azurite: str,
+                                                                              clean_env: pytest.MonkeyPatch,
+                                                                              capsys: pytest.CaptureFixture[
+                                                                                  str]) -> None:
     code, result = replay(capsys, azurite, f"{schema}-delete-failure.json", "1m")
     assert code == 0 and result["ok"]
-    assert [(i["function"], i["ok"]) for i in result["invocations"] if i["trigger"] == "eventGrid"] == [("image_guard_events", True)]
+    assert [(i["function"], i["ok"]) for i in result["invocations"]
+            if i["trigger"] == "eventGrid"] == [("image_guard_events", True)]
     [alert] = result["alerts"]
-    assert alert["type"] == "DeleteBlocked" and alert["severity"] == "warning" and alert["subject"].lower() == VERSION_090.lower()
-    assert alert["diagnosis"].startswith("Olivia Operator tried to delete") and "renderweu/gpu-0-9-0" in alert["diagnosis"]
+    assert (alert["type"] == "DeleteBlocked" and alert["severity"] == "warning"
+            and alert["subject"].lower() == VERSION_090.lower())
+    assert (alert["diagnosis"].startswith("Olivia Operator tried to delete")
+            and "renderweu/gpu-0-9-0" in alert["diagnosis"])
     assert result["created"] == [] and result["deleted"] == []
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
-def test_replaying_the_tags_api_writes_reaches_exactly_the_subscriptions_that_pass_them(schema: str, azurite: str, clean_env: pytest.MonkeyPatch,
-                                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_replaying_the_tags_api_writes_reaches_exactly_the_subscriptions_that_pass_them(schema: str, azurite: str,
+                                                                                        clean_env: pytest.MonkeyPatch,
+                                                                                        capsys: pytest.CaptureFixture[
+                                                                                            str]) -> None:
     code, result = replay(capsys, azurite, f"{schema}-tags-api-writes.json", "1m")
     assert code == 0 and result["ok"] and result["deadLetters"] == []
-    # Which functions a Tags API write reaches is the routing table's decision (the StringIn filter on data.operationName).
+    # Which functions a Tags API write reaches is the routing table's decision (the StringIn filter on
+    # data.operationName).
     routed = {s.function for s in SUBSCRIPTIONS if s.topic == "system"
               and "microsoft.resources/tags/write" in {o.lower() for o in s.operation_names}}
     invoked = {i["function"] for i in result["invocations"] if i["trigger"] == "eventGrid"}

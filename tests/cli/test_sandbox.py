@@ -31,7 +31,8 @@ def read_env(path: Path) -> dict[str, str]:
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Any:
     env_file = tmp_path / "sandbox.env"
-    proc = subprocess.Popen([sys.executable, "-m", "autopilot", "sandbox", str(DATA / "replay-base.json"), "--env-file", str(env_file),
+    proc = subprocess.Popen([sys.executable, "-m", "autopilot", "sandbox", str(DATA / "replay-base.json"), "--env-file",
+                             str(env_file),
                              "--speed", "60"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output: list[str] = []
     try:
@@ -53,12 +54,14 @@ def sandbox(tmp_path: Path) -> Any:
 
 
 @pytest.mark.slow
-def test_status_plan_reconcile_and_replay_work_against_a_running_sandbox(sandbox: dict[str, Any], clean_env: pytest.MonkeyPatch,
+def test_status_plan_reconcile_and_replay_work_against_a_running_sandbox(sandbox: dict[str, Any],
+                                                                         clean_env: pytest.MonkeyPatch,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
     printed = "".join(sandbox["output"])
     env = read_env(sandbox["env_file"])
     # what it prints is what it wrote, and is everything a shell needs
-    for name in ("AUTOPILOT_SUBSCRIPTION_ID", "AUTOPILOT_ARM_ENDPOINT", "AUTOPILOT_CREDENTIAL", "AUTOPILOT_CA_BUNDLE", "AzureWebJobsStorage",
+    for name in ("AUTOPILOT_SUBSCRIPTION_ID", "AUTOPILOT_ARM_ENDPOINT", "AUTOPILOT_CREDENTIAL", "AUTOPILOT_CA_BUNDLE",
+                 "AzureWebJobsStorage",
                  "AUTOPILOT_TABLE_PREFIX", "AUTOPILOT_FAMILIES", "AUTOPILOT_BATCH_ACCOUNTS", "AUTOPILOT_SANDBOX_URL"):
         assert name in env and f"export {name}=" in printed, name
     assert f". {sandbox['env_file']}" in printed
@@ -68,7 +71,8 @@ def test_status_plan_reconcile_and_replay_work_against_a_running_sandbox(sandbox
     # status: the scenario's initial state (an account, a gallery, the snapshots; no pool yet)
     assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["target"] == "emulator" and status["pools"] == [] and [a["name"] for a in status["accounts"]] == ["renderweu"]
+    assert (status["target"] == "emulator" and status["pools"] == []
+            and [a["name"] for a in status["accounts"]] == ["renderweu"])
 
     # replay: the snapshot writes go to the sandbox's own app, which builds the image and the pool
     assert main(["replay", str(DATA / "eventgrid-snapshots.json"), "--advance", "20m", "--json"]) == 0
@@ -79,7 +83,8 @@ def test_status_plan_reconcile_and_replay_work_against_a_running_sandbox(sandbox
     assert "against the sandbox at https://127.0.0.1:" in capsys.readouterr().out
 
     # status and plan now see what the sandbox's app did: the same subscription, the same tables
-    assert main(["status", "--json"]) == 0  # healthy: the intermediate managed image the family does not keep is no problem
+    # healthy: the intermediate managed image the family does not keep is no problem
+    assert main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert any(i["kind"] == "managedImage" and not i["exists"] for i in status["images"]) and status["problems"] == []
     pool = next(p for p in status["pools"] if f"{p['account']}/{p['id']}" == POOL)

@@ -1,4 +1,5 @@
-"""Scenario files: every problem is reported with its JSON path and an example; the app's own parsers check settings and families."""
+"""Scenario files: every problem is reported with its JSON path and an example; the app's own parsers check settings and
+families."""
 
 from __future__ import annotations
 
@@ -38,12 +39,15 @@ def test_bundled_scenarios_are_valid(path: Path) -> None:
 
 def test_a_minimal_scenario_gets_the_defaults() -> None:
     scenario = parse_scenario(MINIMAL)
-    assert scenario.seed == 1 and scenario.step == timedelta(minutes=1) and scenario.start.isoformat() == "2026-11-02T06:00:00+00:00"
+    assert (scenario.seed == 1 and scenario.step == timedelta(minutes=1)
+            and scenario.start.isoformat() == "2026-11-02T06:00:00+00:00")
     assert scenario.timeline == [] and scenario.families is None
 
 
-@pytest.mark.parametrize("text, expected", [("30m", timedelta(minutes=30)), ("1h30m", timedelta(minutes=90)), ("2d", timedelta(days=2)),
-                                            ("45s", timedelta(seconds=45)), ("PT1H15M", timedelta(minutes=75)), ("P1D", timedelta(days=1))])
+@pytest.mark.parametrize("text, expected", [("30m", timedelta(minutes=30)), ("1h30m", timedelta(minutes=90)),
+                                            ("2d", timedelta(days=2)),
+                                            ("45s", timedelta(seconds=45)), ("PT1H15M", timedelta(minutes=75)),
+                                            ("P1D", timedelta(days=1))])
 def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
@@ -56,7 +60,8 @@ def test_bad_durations(text: str) -> None:
 
 def test_an_unknown_action_names_the_path_and_shows_an_example() -> None:
     problems = problems_of({**MINIMAL, "timeline": [{"at": "5m", "action": "deletePools", "pool": "x/y"}]})
-    assert any(p.startswith("$.timeline[0].action: \"deletePools\" is not one of") and "for example" in p for p in problems), problems
+    assert any(p.startswith("$.timeline[0].action: \"deletePools\" is not one of") and "for example" in p
+               for p in problems), problems
 
 
 def test_a_bad_time_names_the_path_and_shows_an_example() -> None:
@@ -65,8 +70,11 @@ def test_a_bad_time_names_the_path_and_shows_an_example() -> None:
 
 
 def test_a_misspelt_key_suggests_the_right_one() -> None:
-    problems = problems_of({**MINIMAL, "timeline": [{"at": "5m", "action": "injectPoolFailure", "pool": "acct/pool", "kind": "quota", "cuont": 2}]})
-    assert any(p.startswith("$.timeline[0]:") and "'cuont'" in p and "did you mean 'count'" in p and '"action": "injectPoolFailure"' in p
+    problems = problems_of(
+        {**MINIMAL,
+         "timeline": [{"at": "5m", "action": "injectPoolFailure", "pool": "acct/pool", "kind": "quota", "cuont": 2}]})
+    assert any(p.startswith("$.timeline[0]:") and "'cuont'" in p and "did you mean 'count'" in p
+               and '"action": "injectPoolFailure"' in p
                for p in problems), problems
 
 
@@ -77,7 +85,8 @@ def test_missing_required_keys_are_named() -> None:
 
 def test_an_expectation_needs_a_count() -> None:
     problems = problems_of({**MINIMAL, "expect": [{"expect": "alerts", "type": "QuotaReached"}]})
-    assert any(p.startswith("$.expect[0]: give 'count' or 'min' or 'max'") and "for example" in p for p in problems), problems
+    assert any(p.startswith("$.expect[0]: give 'count' or 'min' or 'max'") and "for example" in p
+               for p in problems), problems
 
 
 def test_meaning_problems_have_paths_too() -> None:
@@ -88,7 +97,8 @@ def test_meaning_problems_have_paths_too() -> None:
         "pools": [{"account": "other1", "id": "p", "vmSize": "Standard_D4ds_v5",
                    "image": "/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/i/versions/1.0.0"}],
         "timeline": [{"at": "2h", "action": "mark", "text": "late"},
-                     {"at": "5m", "action": "deleteResource", "resource": "/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v"}],
+                     {"at": "5m", "action": "deleteResource",
+                      "resource": "/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v"}],
     })
     joined = "\n".join(problems)
     assert "$.settings.AUTOPILOT_ARM_ENDPOINT: set by the simulator" in joined
@@ -99,13 +109,16 @@ def test_meaning_problems_have_paths_too() -> None:
 
 def test_invalid_app_settings_are_reported_by_the_apps_own_parser() -> None:
     problems = problems_of({**MINIMAL, "settings": {"AUTOPILOT_MAX_RESIZE_ATTEMPTS": "zero"}})
-    assert any(p.startswith("$.settings: AUTOPILOT_MAX_RESIZE_ATTEMPTS='zero' is not a number; for example") for p in problems), problems
+    assert any(p.startswith("$.settings: AUTOPILOT_MAX_RESIZE_ATTEMPTS='zero' is not a number; for example")
+               for p in problems), problems
 
 
 def test_the_families_configuration_is_checked_by_the_apps_parser() -> None:
     problems = problems_of({**MINIMAL, "batchAccounts": [{"name": "acct1"}], "families": {"gpu": {
-        "gallery": {"resourceGroup": "images-rg", "name": "g", "imageDefinition": "d", "osType": "Linux", "hyperVGeneration": "V2", "location": "westeurope"},
-        "imageResourceGroup": "images-rg", "pools": [{"account": "acct1", "dedicated": 4}, {"account": "nope", "vmSize": "Standard_D4ds_v5"}]}}})
+        "gallery": {"resourceGroup": "images-rg", "name": "g", "imageDefinition": "d", "osType": "Linux",
+                    "hyperVGeneration": "V2", "location": "westeurope"},
+        "imageResourceGroup": "images-rg",
+        "pools": [{"account": "acct1", "dedicated": 4}, {"account": "nope", "vmSize": "Standard_D4ds_v5"}]}}})
     joined = "\n".join(problems)
     assert "$.families.gpu.pools[0].vmSize" in joined
     assert "$.families.gpu.pools[1].account: 'nope' is not one of the scenario's batchAccounts" in joined
@@ -118,13 +131,17 @@ def test_invalid_json_says_where() -> None:
 
 
 def test_cli_validate_exits_2_with_the_path_and_an_example(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = write_json(tmp_path / "bad.json", {**MINIMAL, "timeline": [{"at": "5m", "action": "setQuotas", "account": "acct1", "dedicatedCores": -5}]})
+    bad = write_json(tmp_path / "bad.json",
+                     {**MINIMAL,
+                      "timeline": [{"at": "5m", "action": "setQuotas", "account": "acct1", "dedicatedCores": -5}]})
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "is not a valid scenario" in err and "$.timeline[0].dedicatedCores" in err and "for example" in err and "docs/scenarios.md" in err
+    assert ("is not a valid scenario" in err and "$.timeline[0].dedicatedCores" in err and "for example" in err
+            and "docs/scenarios.md" in err)
 
 
-def test_cli_simulate_refuses_an_invalid_scenario_before_starting_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_simulate_refuses_an_invalid_scenario_before_starting_anything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = write_json(tmp_path / "bad.json", {"name": "bad name!", "duration": "1h"})
     assert main(["simulate", str(bad), "--azurite", "unused"]) == 2
     assert "$.name" in capsys.readouterr().err
@@ -162,7 +179,8 @@ def test_global_flags_work_before_and_after_the_command() -> None:
 
 
 def test_set_family_is_checked_by_the_app_s_parser_and_pool_image_needs_a_version_or_an_image() -> None:
-    family = {"gallery": {"resourceGroup": "images-rg", "name": "g", "imageDefinition": "gpu", "osType": "Linux", "hyperVGeneration": "V2",
+    family = {"gallery": {"resourceGroup": "images-rg", "name": "g", "imageDefinition": "gpu", "osType": "Linux",
+                          "hyperVGeneration": "V2",
                           "location": "westeurope"},
               "source": "snapshots", "snapshotResourceGroups": ["images-rg"],
               "pools": [{"account": "acct1", "poolId": "{family}", "vmSize": "Standard_D4ds_v5", "dedicated": 2}],
@@ -172,7 +190,8 @@ def test_set_family_is_checked_by_the_app_s_parser_and_pool_image_needs_a_versio
                                                      "config": {**family, "pinVersion": "1.0.0"}}],
                                "expect": [{"expect": "poolImage", "pool": "acct1/gpu", "version": "1.0.0"}]})
     assert scenario.timeline[0].kind == "setFamily"
-    bad = {**family, "rollout": {"mode": "inPlace", "applyWhen": "soon"}, "pools": [{**family["pools"][0], "account": "nowhere"}]}
+    bad = {**family, "rollout": {"mode": "inPlace", "applyWhen": "soon"},
+           "pools": [{**family["pools"][0], "account": "nowhere"}]}
     problems = problems_of({**base, "timeline": [{"at": "5m", "action": "setFamily", "family": "gpu", "config": bad}],
                             "expect": [{"expect": "poolImage", "pool": "acct1/gpu"}]})
     joined = "\n".join(problems)
@@ -184,7 +203,8 @@ def test_set_family_is_checked_by_the_app_s_parser_and_pool_image_needs_a_versio
 def test_pool_image_compares_the_version_the_pool_references() -> None:
     from autopilot.report import check_expectations
 
-    version = "/subscriptions/s/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/g/images/gpu/versions/1.1.0"
+    version = ("/subscriptions/s/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/g/images/gpu"
+               "/versions/1.1.0")
     scenario = parse_scenario({**MINIMAL, "batchAccounts": [{"name": "acct1"}],
                                "expect": [{"expect": "poolImage", "pool": "acct1/gpu", "version": "1.2.0"},
                                           {"expect": "poolImage", "pool": "acct1/gpu", "version": "1.1.0"},

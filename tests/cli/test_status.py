@@ -35,13 +35,15 @@ def errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
     return [f"{list(e.absolute_path)}: {e.message}" for e in Draft202012Validator(schema).iter_errors(document)]
 
 
-@pytest.mark.parametrize("name, schema", [("status", STATUS_SCHEMA), ("plan", PLAN_SCHEMA), ("reconcile", RECONCILE_SCHEMA)])
+@pytest.mark.parametrize("name, schema",
+                         [("status", STATUS_SCHEMA), ("plan", PLAN_SCHEMA), ("reconcile", RECONCILE_SCHEMA)])
 def test_the_json_structures_are_documented(name: str, schema: dict[str, Any]) -> None:
     Draft202012Validator.check_schema(schema)
     assert documented_schema(name) == schema
 
 
-def test_status_json_matches_its_schema_and_shows_pools_images_and_locks(start_local: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_json_matches_its_schema_and_shows_pools_images_and_locks(
+        start_local: Any, capsys: pytest.CaptureFixture[str]) -> None:
     local = start_local(LOCKLESS)
     local.run(timedelta(minutes=3))
     code, status = run_json(capsys, "status")
@@ -51,7 +53,8 @@ def test_status_json_matches_its_schema_and_shows_pools_images_and_locks(start_l
     pools = {p["id"]: p for p in status["pools"]}
     managed, team = pools["cad-legacy"], pools["team-pool"]
     assert managed["health"] == "pending" and managed["desired"] == {"dedicated": 6, "spot": 0, "source": "metadata"}
-    assert managed["current"] == {"dedicated": 4, "spot": 0} and managed["allocationState"] == "steady" and managed["episode"] is None
+    assert (managed["current"] == {"dedicated": 4, "spot": 0} and managed["allocationState"] == "steady"
+            and managed["episode"] is None)
     assert team["health"] == "unmanaged" and team["desired"] is None
     images = {i["id"].rsplit("/", 1)[-1]: i for i in status["images"]}
     assert set(images) == {"0.9.0", "cad-0-9-0-os", "cad-0-9-0-data0"}
@@ -93,7 +96,8 @@ def test_reconcile_puts_the_missing_locks(start_local: Any, capsys: pytest.Captu
     assert applied == {"0.9.0", "cad-0-9-0-os", "cad-0-9-0-data0"} and result["guard"]["failed"] == {}
     locks = local.emulator.locks.all_locks()
     assert sorted(lock.scope.rsplit("/", 1)[-1] for lock in locks) == ["0.9.0", "cad-0-9-0-data0", "cad-0-9-0-os"]
-    assert {lock.name for lock in locks} == {"batch-image-autopilot"} and {lock.level for lock in locks} == {"CanNotDelete"}
+    assert ({lock.name for lock in locks} == {"batch-image-autopilot"}
+            and {lock.level for lock in locks} == {"CanNotDelete"})
     assert result["watch"]["stallEventsPublished"] == 1  # the watch published the stall, as its timer would
     # a second pass has nothing left to do, and status now shows the images protected
     code, again = run_json(capsys, "reconcile")
@@ -114,7 +118,8 @@ def test_reconcile_can_handle_the_stalls_itself(start_local: Any, capsys: pytest
 
 def test_status_exits_1_for_a_pool_whose_image_is_gone(start_local: Any, capsys: pytest.CaptureFixture[str]) -> None:
     local = start_local(LOCKLESS)
-    local.emulator.compute.delete_gallery_image_version(local.subscription_id, "images-rg", "autopilotGallery", "cad", "0.9.0")
+    local.emulator.compute.delete_gallery_image_version(local.subscription_id, "images-rg", "autopilotGallery", "cad",
+                                                        "0.9.0")
     code, status = run_json(capsys, "status")
     assert code == 1 and errors(STATUS_SCHEMA, status) == []
     pool = next(p for p in status["pools"] if p["id"] == "cad-legacy")
@@ -127,7 +132,8 @@ def test_status_exits_1_for_a_pool_whose_image_is_gone(start_local: Any, capsys:
     assert "image-missing" in out and "missing" in out and "problem:" in out
 
 
-def test_status_shows_the_episode_and_backoff_of_a_stalled_pool(start_local: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_shows_the_episode_and_backoff_of_a_stalled_pool(
+        start_local: Any, capsys: pytest.CaptureFixture[str]) -> None:
     local = start_local(LOCKLESS)
     local.emulator.batch.inject_failure("cadweu", "cad-legacy", "insufficient_capacity", count=None)
     local.run(timedelta(minutes=17))  # watch at :05 resizes, the resize fails, :10 sees it and backs off, :15 waits
@@ -143,14 +149,18 @@ def test_status_shows_the_episode_and_backoff_of_a_stalled_pool(start_local: Any
     assert len(sent) == 1
     recent = [a for a in status["recentAlerts"] if a["type"] == "AllocationFailed"]
     assert len(recent) == 1 and errors(STATUS_SCHEMA, status) == []
-    assert recent[0]["diagnosis"] == sent[0]["data"]["diagnosis"] and recent[0]["fix"] == sent[0]["data"]["fix"] and recent[0]["fix"]
-    assert recent[0]["subject"].lower().endswith("/pools/cad-legacy") and recent[0]["severity"] == sent[0]["data"]["severity"]
+    assert (recent[0]["diagnosis"] == sent[0]["data"]["diagnosis"] and recent[0]["fix"] == sent[0]["data"]["fix"]
+            and recent[0]["fix"])
+    assert (recent[0]["subject"].lower().endswith("/pools/cad-legacy")
+            and recent[0]["severity"] == sent[0]["data"]["severity"])
     main(["status"])
     out = capsys.readouterr().out
-    assert "Recent alerts (1)" in out and f"diagnosis: {sent[0]['data']['diagnosis'][:60]}" in out and f"fix: {sent[0]['data']['fix'][:60]}" in out
+    assert ("Recent alerts (1)" in out and f"diagnosis: {sent[0]['data']['diagnosis'][:60]}" in out
+            and f"fix: {sent[0]['data']['fix'][:60]}" in out)
 
 
-def test_status_without_settings_says_what_to_set(clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_without_settings_says_what_to_set(clean_env: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status"]) == 2
     err = capsys.readouterr().err
     assert "AUTOPILOT_SUBSCRIPTION_ID is missing" in err and "what to do" in err

@@ -59,7 +59,8 @@ steps = st.lists(st.one_of(
 
 
 def build_world(local: LocalAzure) -> dict[str, str]:
-    ids = {"os-1": make_snapshot(local, "os-1"), "data-1": make_snapshot(local, "data-1", data_disk=True), "os-2": make_snapshot(local, "os-2")}
+    ids = {"os-1": make_snapshot(local, "os-1"), "data-1": make_snapshot(local, "data-1", data_disk=True),
+           "os-2": make_snapshot(local, "os-2")}
     ids["img-1"] = make_image(local, "img-1", ids["os-1"], {0: ids["data-1"]})
     ids["1.0.0"] = make_version(local, "1.0.0", source_image=ids["img-1"])
     ids["2.0.0"] = make_version(local, "2.0.0", os_snapshot=ids["os-2"])
@@ -68,14 +69,18 @@ def build_world(local: LocalAzure) -> dict[str, str]:
 
 
 def foreign_locks(local: LocalAzure) -> dict[tuple[str, str], tuple[str, str | None, list[dict[str, str]]]]:
-    return {(lock.scope.lower(), lock.name): (lock.level, lock.notes, list(lock.owners)) for lock in local.emulator.locks.all_locks()
-            if not (lock.name == LOCK_NAME and [o.get("applicationId") for o in lock.owners] == ["batch-image-autopilot"])}
+    return {(lock.scope.lower(), lock.name): (lock.level, lock.notes, list(lock.owners))
+            for lock in local.emulator.locks.all_locks()
+            if not (lock.name == LOCK_NAME
+                    and [o.get("applicationId") for o in lock.owners] == ["batch-image-autopilot"])}
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=steps)
-@example(history=[("create", "1.0.0", "managed"), ("remove_lock", "img-1"), ("delete", "img-1"), ("delete_pool", 0), ("delete", "img-1")])
-@example(history=[("create", "3.0.0", "managed"), ("create", "1.0.0", "managed"), ("delete_pool", 0), ("lose_lock", "os-1"),
+@example(history=[("create", "1.0.0", "managed"), ("remove_lock", "img-1"), ("delete", "img-1"), ("delete_pool", 0),
+                  ("delete", "img-1")])
+@example(history=[("create", "3.0.0", "managed"), ("create", "1.0.0", "managed"), ("delete_pool", 0),
+                  ("lose_lock", "os-1"),
                   ("delete", "os-1"), ("delete", "data-1"), ("create", "2.0.0", "unmanaged"), ("delete", "2.0.0")])
 def test_the_guard_never_loses_a_referenced_image_and_never_leaves_a_stale_lock(azurite: str, tls_material: TlsMaterial,
                                                                                  history: list[Step]) -> None:
@@ -100,7 +105,8 @@ def test_the_guard_never_loses_a_referenced_image_and_never_leaves_a_stale_lock(
                 lost = {name for name in refs if not exists(local, ids[name])}
                 assert not lost, f"{moment}: referenced resources were deleted: {lost}"
                 want = {ids[name].lower() for name in refs - TAKEN}
-                assert app_locked(local) == want, f"{moment}: app locks differ from what managed pools use ({sorted(refs)})"
+                assert app_locked(local) == want, (f"{moment}: app locks differ from what managed pools use "
+                                                   f"({sorted(refs)})")
                 assert foreign_locks(local) == foreign, f"{moment}: a lock the app did not create changed"
 
             for step in history:

@@ -48,7 +48,8 @@ def image_id(name: str) -> str:
 
 
 def version_id(version: str) -> str:
-    return (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/galleries/{GALLERY}"
+    return (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/galleries"
+            f"/{GALLERY}"
             f"/images/{DEFINITION}/versions/{version}")
 
 
@@ -73,7 +74,8 @@ def make_snapshot(local: LocalAzure, name: str, *, data_disk: bool = False) -> s
 
 
 def make_image(local: LocalAzure, name: str, os_snapshot: str, data_snapshots: dict[int, str] | None = None) -> str:
-    return local.emulator.compute.create_image(SUBSCRIPTION_ID, IMAGES_RG, name, os_snapshot_id=os_snapshot, data_snapshot_ids=data_snapshots,
+    return local.emulator.compute.create_image(SUBSCRIPTION_ID, IMAGES_RG, name, os_snapshot_id=os_snapshot,
+                                               data_snapshot_ids=data_snapshots,
                                                hyper_v_generation="V2", instant=True).id
 
 
@@ -93,7 +95,8 @@ def pool_body(image: str, *, managed: bool | None = True, snapshots: tuple[str, 
         metadata[pool_metadata.SNAPSHOT_IDS] = ",".join(snapshots)
     return {"properties": {
         "vmSize": "Standard_D4ds_v5",
-        "deploymentConfiguration": {"virtualMachineConfiguration": {"imageReference": {"id": image}, "nodeAgentSkuId": NODE_AGENT}},
+        "deploymentConfiguration": {"virtualMachineConfiguration": {"imageReference": {"id": image},
+                                                                    "nodeAgentSkuId": NODE_AGENT}},
         "scaleSettings": {"fixedScale": {"targetDedicatedNodes": 0, "targetLowPriorityNodes": 0}},
         "metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())],
     }}
@@ -179,7 +182,8 @@ def alerts_data(local: LocalAzure, alert_type: str) -> list[dict[str, Any]]:
 
 @dataclass
 class Chain:
-    """Version 1.0.0 <- managed image img-1 <- snapshots os-1 (OS) and data-1 (LUN 0); version 2.0.0 <- os-1 directly."""
+    """Version 1.0.0 <- managed image img-1 <- snapshots os-1 (OS) and data-1 (LUN 0); version 2.0.0 <- os-1
+    directly."""
 
     os_snapshot: str
     data_snapshot: str
@@ -219,7 +223,8 @@ def alice(local: LocalAzure) -> Iterator[AzureClients]:
 # ----------------------------------------------------------------------------------------------
 
 
-def test_pool_creation_locks_version_image_and_snapshots_through_the_graph_at_once(local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
+def test_pool_creation_locks_version_image_and_snapshots_through_the_graph_at_once(
+        local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
     # The pool's metadata names only its image: the guard follows version -> managed image -> snapshots itself.
     create_pool(alice, "pool-a", chain.version)
     local.settle()
@@ -259,7 +264,8 @@ def test_deletes_of_a_referenced_version_image_or_snapshot_are_refused_and_alert
     assert all(exists(local, r) for r in chain.all)
 
 
-def test_gallery_version_used_directly_from_snapshots_is_guarded_with_its_snapshot(local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
+def test_gallery_version_used_directly_from_snapshots_is_guarded_with_its_snapshot(
+        local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
     create_pool(alice, "pool-direct", chain.direct_version)
     local.settle()
     assert app_locked(local) == ids(chain.direct_version, chain.os_snapshot)
@@ -313,7 +319,8 @@ def test_pool_deletes_release_what_each_alone_held_promptly_and_the_image_can_th
 
 
 @pytest.mark.parametrize("which", ["version", "image", "data_snapshot"])
-def test_a_removed_lock_is_restored_by_its_own_event(local: LocalAzure, chain: Chain, alice: AzureClients, which: str) -> None:
+def test_a_removed_lock_is_restored_by_its_own_event(local: LocalAzure, chain: Chain, alice: AzureClients,
+                                                     which: str) -> None:
     create_pool(alice, "pool-a", chain.version)
     local.settle()
     resource = getattr(chain, which)
@@ -332,7 +339,8 @@ def test_a_removed_lock_is_restored_by_its_own_event(local: LocalAzure, chain: C
     assert timer_runs(local) == 0
 
 
-def test_a_lock_removed_without_an_event_is_restored_by_the_next_tick(local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
+def test_a_lock_removed_without_an_event_is_restored_by_the_next_tick(
+        local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
     create_pool(alice, "pool-a", chain.version)
     local.settle()
     # The lock disappears and its event is lost (removed behind ARM's back: nothing is raised).
@@ -346,18 +354,21 @@ def test_a_lock_removed_without_an_event_is_restored_by_the_next_tick(local: Loc
     assert failed_invocations(local) == []
 
 
-def test_a_pool_deleted_through_the_data_plane_is_released_by_the_next_tick(local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
+def test_a_pool_deleted_through_the_data_plane_is_released_by_the_next_tick(
+        local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
     create_pool(alice, "pool-a", chain.direct_version)
     local.settle()
     local.emulator.batch.delete_pool(ACCOUNT, "pool-a", plane="batch")  # Batch data-plane calls raise no ARM event
     local.run(timedelta(minutes=14))
-    assert app_locked(local) == ids(chain.direct_version, chain.os_snapshot), "no event, so nothing changes before the tick"
+    assert app_locked(local) == ids(chain.direct_version, chain.os_snapshot), ("no event, so nothing changes "
+                                                                               "before the tick")
     local.run(timedelta(minutes=1))
     assert timer_runs(local) == 1
     assert app_locked(local) == set()
 
 
-def test_removing_the_last_reference_while_its_lock_is_gone_leaves_nothing_behind(local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
+def test_removing_the_last_reference_while_its_lock_is_gone_leaves_nothing_behind(
+        local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
     create_pool(alice, "pool-a", chain.version)
     local.settle()
     remove_lock(alice, chain.version)
@@ -373,12 +384,17 @@ def test_removing_the_last_reference_while_its_lock_is_gone_leaves_nothing_behin
 # ----------------------------------------------------------------------------------------------
 
 
-def test_foreign_locks_are_never_touched_even_on_guarded_resources(local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
+def test_foreign_locks_are_never_touched_even_on_guarded_resources(
+        local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
     spare = make_snapshot(local, "spare")
-    put_foreign_lock(alice, chain.version, "keep-me", "finance keeps this version")  # another name, on a guarded resource
-    put_foreign_lock(alice, spare, LOCK_NAME, "alice's lock, our name", owner="alice")  # our name, another owner, unreferenced
-    put_foreign_lock(alice, chain.data_snapshot, LOCK_NAME, "alice got there first", owner="alice")  # our name, another owner, referenced
-    foreign = {(lock.scope.lower(), lock.name): (lock.level, lock.notes, list(lock.owners)) for lock in local.emulator.locks.all_locks()}
+    # another name, on a guarded resource
+    put_foreign_lock(alice, chain.version, "keep-me", "finance keeps this version")
+    # our name, another owner, unreferenced
+    put_foreign_lock(alice, spare, LOCK_NAME, "alice's lock, our name", owner="alice")
+    # our name, another owner, referenced
+    put_foreign_lock(alice, chain.data_snapshot, LOCK_NAME, "alice got there first", owner="alice")
+    foreign = {(lock.scope.lower(), lock.name): (lock.level, lock.notes, list(lock.owners))
+               for lock in local.emulator.locks.all_locks()}
     local.settle()
 
     create_pool(alice, "pool-a", chain.version)
@@ -395,7 +411,8 @@ def test_foreign_locks_are_never_touched_even_on_guarded_resources(local: LocalA
     local.host.fire_timer(GUARD_TIMER)
 
     assert app_locked(local) == set()
-    now = {(lock.scope.lower(), lock.name): (lock.level, lock.notes, list(lock.owners)) for lock in local.emulator.locks.all_locks()}
+    now = {(lock.scope.lower(), lock.name): (lock.level, lock.notes, list(lock.owners))
+           for lock in local.emulator.locks.all_locks()}
     assert now == foreign, "every lock the app did not create is exactly as it was"
     with pytest.raises(HttpResponseError):
         delete_resource(alice, chain.version)  # still held by finance's lock
@@ -416,11 +433,14 @@ def test_pools_the_app_does_not_manage_cause_no_locks(local: LocalAzure, chain: 
     assert local.alerts() == []
 
 
-def test_notes_name_the_pools_and_stay_within_512_characters_with_many_pools(local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
+def test_notes_name_the_pools_and_stay_within_512_characters_with_many_pools(
+        local: LocalAzure, chain: Chain, alice: AzureClients) -> None:
     long_ids = [f"render-farm-nightly-{i:02d}-" + "x" * 40 for i in range(30)]
     for pool_id in long_ids:  # set up without events: the tick must cope with many pools at once
-        local.emulator.batch.create_pool(ACCOUNT, pool_id, image_id=chain.version, vm_size="Standard_D4ds_v5", node_agent_sku_id=NODE_AGENT,
-                                         metadata={pool_metadata.MANAGED: "true", pool_metadata.IMAGE_ID: chain.version})
+        local.emulator.batch.create_pool(ACCOUNT, pool_id, image_id=chain.version, vm_size="Standard_D4ds_v5",
+                                         node_agent_sku_id=NODE_AGENT,
+                                         metadata={pool_metadata.MANAGED: "true",
+                                                   pool_metadata.IMAGE_ID: chain.version})
     assert local.host.fire_timer(GUARD_TIMER)
 
     for resource in (chain.version, chain.image, chain.os_snapshot, chain.data_snapshot):
@@ -484,7 +504,8 @@ def test_the_apps_own_deletes_do_not_alert(local: LocalAzure, chain: Chain) -> N
     assert failed_invocations(local) == []
 
 
-def test_full_pipeline_run_locks_what_its_pools_use_and_raises_no_guard_alert(azurite: str, tls_material: TlsMaterial) -> None:
+def test_full_pipeline_run_locks_what_its_pools_use_and_raises_no_guard_alert(
+        azurite: str, tls_material: TlsMaterial) -> None:
     families = {"families": {"gpu": {
         "gallery": {"resourceGroup": IMAGES_RG, "name": GALLERY, "imageDefinition": DEFINITION, "osType": "Linux",
                     "osState": "Generalized", "hyperVGeneration": "V2", "location": DEFAULT_REGION},
@@ -520,14 +541,15 @@ def test_full_pipeline_run_locks_what_its_pools_use_and_raises_no_guard_alert(az
 
 
 def test_legacy_managed_image_pool_guards_the_image_and_its_snapshots(azurite: str, tls_material: TlsMaterial) -> None:
-    # A pool made long ago on a managed image (Batch took managed images up to api-version 2019-08-01): the guard finds it
-    # at its reconcile (no event: it predates the app) and locks what it uses.
+    # A pool made long ago on a managed image (Batch took managed images up to api-version 2019-08-01): the guard finds
+    # it at its reconcile (no event: it predates the app) and locks what it uses.
     with new_local(azurite, tls_material, start=datetime.fromisoformat("2026-03-02T06:00:00+00:00")) as la:
         os_snap = make_snapshot(la, "os-legacy")
         image = make_image(la, "img-legacy", os_snap)
         alice = person(la)
         try:
-            la.emulator.batch.create_pool(ACCOUNT, "legacy", image_id=image, vm_size="Standard_D4ds_v5", node_agent_sku_id=NODE_AGENT,
+            la.emulator.batch.create_pool(ACCOUNT, "legacy", image_id=image, vm_size="Standard_D4ds_v5",
+                                          node_agent_sku_id=NODE_AGENT,
                                           api_version="2019-08-01",
                                           metadata={pool_metadata.MANAGED: "true", pool_metadata.IMAGE_ID: image})
             la.run(timedelta(minutes=16))

@@ -1,6 +1,6 @@
 """Node health end to end, through the real SDK clients against the emulator and Azurite: the unhealthy threshold,
-replacement within a budget and its stop (one NodesUnhealthy, no loop, no node removed twice), the canary gate, the image
-verdict (one ImageUnhealthy), and concurrent instances."""
+replacement within a budget and its stop (one NodesUnhealthy, no loop, no node removed twice), the canary gate, the
+image verdict (one ImageUnhealthy), and concurrent instances."""
 
 from __future__ import annotations
 
@@ -20,15 +20,27 @@ from shared.watch import canary
 from shared.watch import tick as watch
 from shared.watch.node_watch import IMAGE_UNHEALTHY, NODE_HEALTH, NODES_UNHEALTHY, NodeWatch
 from shared.watch.pool_policy import PoolView, desired_target
-from tests.e2e.watch_support import ACCOUNT, ACCOUNT_ID, SKU, VM, at, custom_image, fresh_context, pool_alerts, run_until
+from tests.e2e.watch_support import (
+    ACCOUNT,
+    ACCOUNT_ID,
+    SKU,
+    VM,
+    at,
+    custom_image,
+    fresh_context,
+    pool_alerts,
+    run_until,
+)
 
 
 def make_pool(la: LocalAzure, pool_id: str, image: str, *, desired: int, target: int, canary_nodes: int = 0,
               version: str = "1.0.0", **spec: Any) -> None:
-    metadata = {pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: str(desired), pool_metadata.DESIRED_SPOT: "0",
+    metadata = {pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: str(desired),
+                pool_metadata.DESIRED_SPOT: "0",
                 pool_metadata.IMAGE_ID: image, pool_metadata.FAMILY: "render", pool_metadata.VERSION: version,
                 **canary.metadata_for(canary_nodes)}
-    la.emulator.batch.create_pool(ACCOUNT, pool_id, image_id=image, vm_size=VM, node_agent_sku_id=SKU, target_dedicated=target,
+    la.emulator.batch.create_pool(ACCOUNT, pool_id, image_id=image, vm_size=VM, node_agent_sku_id=SKU,
+                                  target_dedicated=target,
                                   resize_timeout=timedelta(minutes=20), metadata=metadata, **spec)
 
 
@@ -57,7 +69,8 @@ def second_version(la: LocalAzure) -> str:
     compute = la.emulator.compute
     disk = la.add_prepared_disk("render-osdisk-2")
     snapshot = compute.create_snapshot(SUB, "images-rg", "render-os-2", source_resource_id=disk)
-    return compute.create_gallery_image_version(SUB, "images-rg", "autopilotGallery", "render", "2.0.0", os_snapshot_id=snapshot.id,
+    return compute.create_gallery_image_version(SUB, "images-rg", "autopilotGallery", "render", "2.0.0",
+                                                os_snapshot_id=snapshot.id,
                                                 instant=True).id
 
 
@@ -80,7 +93,8 @@ def break_nodes(la: LocalAzure, pool_id: str, count: int) -> list[str]:
     return [n.id for n in chosen]
 
 
-def test_nodes_unusable_past_the_threshold_are_replaced_and_the_target_restored(make_local: Callable[..., LocalAzure]) -> None:
+def test_nodes_unusable_past_the_threshold_are_replaced_and_the_target_restored(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local(settings={"AUTOPILOT_UNHEALTHY_NODE_MINUTES": "90"})
     image = custom_image(la)
     watch_removals(la)
@@ -99,10 +113,12 @@ def test_nodes_unusable_past_the_threshold_are_replaced_and_the_target_restored(
     assert not set(broken) & set(pool.nodes)
     assert la.alerts(NODES_UNHEALTHY) == [] and la.alerts(IMAGE_UNHEALTHY) == []
     row = la.context.state.table(NODE_HEALTH).get(safe_key(ACCOUNT_ID), "farm")
-    assert row is None or not row.data.get("started")  # the health episode ended (a follow-up look may remain scheduled)
+    # the health episode ended (a follow-up look may remain scheduled)
+    assert row is None or not row.data.get("started")
 
 
-def test_the_budget_stops_repairs_with_one_alert_and_no_node_is_removed_twice(make_local: Callable[..., LocalAzure]) -> None:
+def test_the_budget_stops_repairs_with_one_alert_and_no_node_is_removed_twice(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local(settings={"AUTOPILOT_MAX_NODE_REPLACEMENTS": "3", "AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES": "5"})
     image = custom_image(la)
     watch_removals(la)
@@ -116,18 +132,22 @@ def test_the_budget_stops_repairs_with_one_alert_and_no_node_is_removed_twice(ma
     alerts = pool_alerts(la, "small", NODES_UNHEALTHY)
     assert len(alerts) == 1
     data = alerts[0]["data"]
-    assert data["unhealthyNodes"] == data["totalNodes"] == 1 and data["replacedNodes"] == 3 and data["maxReplacements"] == 3
+    assert (data["unhealthyNodes"] == data["totalNodes"] == 1 and data["replacedNodes"] == 3
+            and data["maxReplacements"] == 3)
     assert data["codes"] == ["NodeAgentNotReady"] and "NodeAgentNotReady" in data["diagnosis"]
     assert la.alerts(IMAGE_UNHEALTHY) == []
     run_until(la, at(13, 0))  # no loop: nothing more is removed, no second alert
-    assert len([i for r in removals(la, "small") for i in r]) == 3 and len(pool_alerts(la, "small", NODES_UNHEALTHY)) == 1
+    assert (len([i for r in removals(la, "small") for i in r]) == 3
+            and len(pool_alerts(la, "small", NODES_UNHEALTHY)) == 1)
     assert node_states(la, "small") == {"unusable": 2}
 
-    # The alert's fix, as a person follows it: fix the cause, remove the unhealthy nodes; the autopilot restores the target.
+    # The alert's fix, as a person follows it: fix the cause, remove the unhealthy nodes; the autopilot restores the
+    # target.
     la.emulator.batch.set_image_health(image, unusable_share=0.0)
     client = la.context.clients.batch_account(batch_accounts.get_account(la.context.clients, ACCOUNT_ID).endpoint)
     bad = [n.id for n in client.list_nodes("small") if n.state == "unusable"]
-    client.begin_remove_nodes("small", bm.BatchNodeRemoveOptions(node_ids=bad, node_deallocation_option="requeue"), polling_interval=1)
+    client.begin_remove_nodes("small", bm.BatchNodeRemoveOptions(node_ids=bad, node_deallocation_option="requeue"),
+                              polling_interval=1)
     run_until(la, at(13, 45))
     assert node_states(la, "small") == {"idle": 2}
     row = la.context.state.table(NODE_HEALTH).get(safe_key(ACCOUNT_ID), "small")
@@ -145,7 +165,8 @@ def test_the_canary_gates_growth_and_a_broken_image_is_judged_once(make_local: C
     make_pool(la, "bad-a", broken, desired=12, target=3, canary_nodes=3, version="2.0.0")
     make_pool(la, "bad-b", broken, desired=12, target=3, canary_nodes=3, version="2.0.0")
     run_until(la, at(8, 0))
-    assert la.emulator.batch.find_pool(ACCOUNT, "good-1").target["dedicated"] == 3  # capped at the canary while it boots
+    # capped at the canary while it boots
+    assert la.emulator.batch.find_pool(ACCOUNT, "good-1").target["dedicated"] == 3
     run_until(la, at(8, 20))
     good_pool = la.emulator.batch.find_pool(ACCOUNT, "good-1")
     assert canary.canary_passed(good_pool.metadata) is True and good_pool.current["dedicated"] == 12
@@ -170,7 +191,8 @@ def test_two_instances_never_remove_the_same_nodes(make_local: Callable[..., Loc
     make_pool(la, "twin", image, desired=6, target=6)
     run_until(la, at(7, 59))
     broken = break_nodes(la, "twin", 2)
-    la.host.run_for(timedelta(minutes=30), timedelta(minutes=30))  # past the threshold, no tick in between (one 30-minute step)
+    # past the threshold, no tick in between (one 30-minute step)
+    la.host.run_for(timedelta(minutes=30), timedelta(minutes=30))
     contexts = [fresh_context(la), fresh_context(la)]
     now = la.emulator.now()
     # an earlier tick booked a look at this pool (as it does for a pool it drove)
@@ -189,7 +211,8 @@ def test_two_instances_never_remove_the_same_nodes(make_local: Callable[..., Loc
     assert [nw.report.looked for nw in watches] == [1, 1]
     for nw in watches:
         nw.finish()
-    assert [sorted(r) for r in removals(la, "twin")] == [sorted(broken)]  # one instance removed them; the other's claim lost
+    # one instance removed them; the other's claim lost
+    assert [sorted(r) for r in removals(la, "twin")] == [sorted(broken)]
     # A redelivered look (another tick right away) removes nothing more: those ids are in the episode already.
     watch.tick(fresh_context(la), full=True)
     assert len(removals(la, "twin")) == 1
@@ -230,7 +253,8 @@ def test_two_instances_judge_a_broken_image_once(make_local: Callable[..., Local
         context.clients.close()
 
 
-SUBNET = f"/subscriptions/{SUB}/resourceGroups/network-rg/providers/Microsoft.Network/virtualNetworks/render-vnet/subnets/batch"
+SUBNET = (f"/subscriptions/{SUB}/resourceGroups/network-rg/providers/Microsoft.Network/virtualNetworks/render-vnet"
+          "/subnets/batch")
 
 
 def test_a_new_version_failing_where_older_pools_on_its_subnet_fail_too_blames_the_network(
@@ -239,18 +263,21 @@ def test_a_new_version_failing_where_older_pools_on_its_subnet_fail_too_blames_t
     older = custom_image(la)
     watch_removals(la)
     newer = second_version(la)
-    # The world: an NSG on the subnet blocks the Batch node agent, so every node there comes up unusable, whatever its image.
+    # The world: an NSG on the subnet blocks the Batch node agent, so every node there comes up unusable, whatever its
+    # image.
     for image in (older, newer):
         la.emulator.batch.set_image_health(image, unusable_share=1.0)
     subnet = {"subnetId": SUBNET}
     make_pool(la, "render-1", older, desired=3, target=3, network_configuration=subnet)
-    make_pool(la, "render-2", newer, desired=12, target=3, canary_nodes=3, version="2.0.0", network_configuration=subnet)
+    make_pool(la, "render-2", newer, desired=12, target=3, canary_nodes=3, version="2.0.0",
+              network_configuration=subnet)
     run_until(la, at(8, 20))
     assert la.alerts(IMAGE_UNHEALTHY) == []  # the image is not blamed
     [alert] = pool_alerts(la, "render-2", NODES_UNHEALTHY)
     data = alert["data"]
     assert data["reason"] == "network" and data["unhealthyNodes"] == 3 and data["codes"] == ["NodeAgentNotReady"]
-    assert "network" in data["diagnosis"] and "BatchNodeManagement" in data["fix"] and data["subnetPools"] == ["render-1"]
+    assert ("network" in data["diagnosis"] and "BatchNodeManagement" in data["fix"]
+            and data["subnetPools"] == ["render-1"])
     pool = la.emulator.batch.find_pool(ACCOUNT, "render-2")
     # Growth stays at the canary (which has not failed: nothing is wrong with the version), and no node is replaced
     # into a network that would break the fresh ones too.
@@ -276,7 +303,8 @@ def test_a_new_version_failing_where_older_pools_on_its_subnet_fail_too_blames_t
     assert len(pool_alerts(la, "render-2", NODES_UNHEALTHY)) == 1 and la.alerts(IMAGE_UNHEALTHY) == []
 
 
-def test_nodes_that_never_finish_booting_are_replaced_once_past_the_ready_limit(make_local: Callable[..., LocalAzure]) -> None:
+def test_nodes_that_never_finish_booting_are_replaced_once_past_the_ready_limit(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local(settings={"AUTOPILOT_MAX_NODE_REPLACEMENTS": "2"})
     image = custom_image(la)
     watch_removals(la)
@@ -293,5 +321,6 @@ def test_nodes_that_never_finish_booting_are_replaced_once_past_the_ready_limit(
     # The 09:00 rotation finds booting nodes in a pool steady for over the 30-minute ready limit: it lists them, and
     # the two that never finished booting (allocated an hour ago) are replaced; Batch brings fresh nodes.
     assert [sorted(r) for r in removals(la, "farm")] == [sorted(stuck)]
-    assert node_states(la, "farm") == {"idle": 4} and la.emulator.batch.find_pool(ACCOUNT, "farm").target["dedicated"] == 4
+    assert (node_states(la, "farm") == {"idle": 4}
+            and la.emulator.batch.find_pool(ACCOUNT, "farm").target["dedicated"] == 4)
     assert la.alerts(NODES_UNHEALTHY) == [] and la.alerts(IMAGE_UNHEALTHY) == []  # within the budget: no alert

@@ -1,6 +1,6 @@
-"""A missing role reaches a person: a 403 on any write the app makes raises one PermissionDenied alert naming the action,
-the scope and the role to grant, and a step that could not be taken is never reported as done. Roles are taken away with
-the emulator's deny rules (ARM's 403 AuthorizationFailed), then granted back, as the alert's fix says."""
+"""A missing role reaches a person: a 403 on any write the app makes raises one PermissionDenied alert naming the
+action, the scope and the role to grant, and a step that could not be taken is never reported as done. Roles are taken
+away with the emulator's deny rules (ARM's 403 AuthorizationFailed), then granted back, as the alert's fix says."""
 
 from __future__ import annotations
 
@@ -74,14 +74,17 @@ def test_a_denied_lock_removal_alerts(make_azure: Callable[..., LocalAzure]) -> 
 
 def test_a_denied_resize_alerts_naming_the_pools_role(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
-    la.emulator.batch.create_pool(ACCOUNT, "team-pool", vm_size="Standard_D4ds_v5", node_agent_sku_id="batch.node.ubuntu 24.04",
-                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
+    la.emulator.batch.create_pool(ACCOUNT, "team-pool", vm_size="Standard_D4ds_v5",
+                                  node_agent_sku_id="batch.node.ubuntu 24.04",
+                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts",
+                                                   "sku": "server", "version": "latest"},
                                   metadata={"autopilot.managed": "true", "autopilot.desiredDedicated": "4"})
     rule = la.emulator.authorization.deny("Microsoft.Batch/batchAccounts/pools/write", principal=APP)
     la.run(timedelta(minutes=10))
     assert rule.denied >= 1  # the data-plane resize is authorised by the same pools/write action
     [alert] = denied(la)
-    assert alert["action"] == "Microsoft.Batch/batchAccounts/pools/write" and alert["role"] == "Batch Image Autopilot pools"
+    assert (alert["action"] == "Microsoft.Batch/batchAccounts/pools/write"
+            and alert["role"] == "Batch Image Autopilot pools")
     la.emulator.authorization.clear()
     la.run(timedelta(minutes=10))
     assert la.pool(ACCOUNT, "team-pool").target["dedicated"] == 4
@@ -91,10 +94,12 @@ def exists(la: LocalAzure, version: str) -> bool:
     return any(key.lower().endswith(f"/versions/{version}") for key in la.emulator.compute.gallery_image_versions)
 
 
-def test_retention_without_its_opt_in_role_alerts_and_deletes_once_the_role_is_granted(make_azure: Callable[..., LocalAzure]) -> None:
+def test_retention_without_its_opt_in_role_alerts_and_deletes_once_the_role_is_granted(
+        make_azure: Callable[..., LocalAzure]) -> None:
     from shared.core.pool_metadata import VERSION
 
-    la = make_azure(families(pools=[{"account": ACCOUNT_ID, "vmSize": "Standard_D4ds_v5", "dedicated": 1, "poolId": "{family}"}],
+    la = make_azure(families(pools=[{"account": ACCOUNT_ID, "vmSize": "Standard_D4ds_v5", "dedicated": 1,
+                                     "poolId": "{family}"}],
                              rollout={"mode": "inPlace", "applyWhen": "drain"}, retention={"keepVersions": 1}))
     rule = la.emulator.authorization.deny("Microsoft.Compute/galleries/images/versions/delete", principal=APP)
     for version in ("1.0.0", "1.1.0"):
@@ -106,7 +111,8 @@ def test_retention_without_its_opt_in_role_alerts_and_deletes_once_the_role_is_g
     assert alert["role"] == "Batch Image Autopilot retention" and "AUTOPILOT_ENABLE_RETENTION true" in alert["fix"]
     assert exists(la, "1.0.0")
 
-    la.emulator.authorization.clear()  # `azd env set AUTOPILOT_ENABLE_RETENTION true` + `azd provision`: the role is granted
+    # `azd env set AUTOPILOT_ENABLE_RETENTION true` + `azd provision`: the role is granted
+    la.emulator.authorization.clear()
     la.run(timedelta(minutes=10))
     assert not exists(la, "1.0.0")
     assert len(alerts_of(la, "VersionDeleted")) == 1

@@ -76,7 +76,8 @@ def families(name: str = "gpu", *, pools: Sequence[Mapping[str, Any]] | None = N
 
 
 def tags(family: str, version: str, disk: str, count: int) -> dict[str, str]:
-    return {"autopilot.family": family, "autopilot.version": version, "autopilot.disk": disk, "autopilot.diskCount": str(count)}
+    return {"autopilot.family": family, "autopilot.version": version, "autopilot.disk": disk,
+            "autopilot.diskCount": str(count)}
 
 
 @pytest.fixture
@@ -84,12 +85,14 @@ def make_azure(azurite: str, tls_material: TlsMaterial) -> Iterator[Callable[...
     """A fresh LocalAzure per call (own emulator, own table prefix) sharing the session's Azurite."""
     made: list[LocalAzure] = []
 
-    def make(family_doc: Mapping[str, Any], *, settings: Mapping[str, str] | None = None, max_delivery_attempts: int = 30) -> LocalAzure:
+    def make(family_doc: Mapping[str, Any], *, settings: Mapping[str, str] | None = None,
+             max_delivery_attempts: int = 30) -> LocalAzure:
         # shared/resources/batch_accounts caches accounts per process (endpoint, location) for an hour, keyed
         # by ARM endpoint + account id; LocalAzure never resets it. A later emulator that happens to get a
         # stopped one's port would be answered from the cache, so each test starts from an empty one.
         batch_accounts.forget_accounts()
-        la = LocalAzure(azurite_connection=azurite, families=family_doc, accounts=[ACCOUNT_ID], settings=settings, tls=tls_material,
+        la = LocalAzure(azurite_connection=azurite, families=family_doc, accounts=[ACCOUNT_ID], settings=settings,
+                        tls=tls_material,
                         max_delivery_attempts=max_delivery_attempts)
         made.append(la)
         la.add_batch_account(ACCOUNT, location="westeurope")
@@ -103,7 +106,8 @@ def make_azure(azurite: str, tls_material: TlsMaterial) -> Iterator[Callable[...
 
 
 def app_calls(la: LocalAzure, *, methods: set[str] | None = None, action: str | None = None) -> list[Any]:
-    return [e for e in la.emulator.log.entries(action=action) if e.caller == APP and (methods is None or e.method in methods)]
+    return [e for e in la.emulator.log.entries(action=action) if e.caller == APP
+            and (methods is None or e.method in methods)]
 
 
 def app_writes(la: LocalAzure) -> list[Any]:
@@ -113,7 +117,8 @@ def app_writes(la: LocalAzure) -> list[Any]:
 def built(la: LocalAzure, *, attempts: bool = False) -> dict[str, int]:
     """How many creates the app made per build action (images, definitions, versions, pools) that Azure
     accepted - or, with ``attempts``, that it sent at all (refused, faulted and conflicting ones too)."""
-    return {action: len([e for e in app_calls(la, methods={"PUT"}, action=action) if attempts or (200 <= e.status < 300 and not e.fault)])
+    return {action: len([e for e in app_calls(la, methods={"PUT"}, action=action) if attempts
+                         or (200 <= e.status < 300 and not e.fault)])
             for action in BUILD_ACTIONS}
 
 
@@ -138,7 +143,8 @@ def no_failed_invocations(la: LocalAzure) -> None:
 def recorded(la: LocalAzure, operation: str, subject: str | None = None) -> list[dict[str, Any]]:
     """System events raised so far for ``operation`` (optionally about ``subject``), oldest first."""
     return [e for e in la.emulator.eventgrid.events("system") if e["data"].get("operationName") == operation
-            and e["eventType"] == "Microsoft.Resources.ResourceWriteSuccess" and (subject is None or normalize(e["subject"]) == normalize(subject))]
+            and e["eventType"] == "Microsoft.Resources.ResourceWriteSuccess"
+            and (subject is None or normalize(e["subject"]) == normalize(subject))]
 
 
 def redeliver(la: LocalAzure, event: Mapping[str, Any], *, cloud: bool = False) -> None:
@@ -158,7 +164,8 @@ def recased(event: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def prepared_disks(la: LocalAzure, prefix: str, luns: Sequence[int], *, image: str = UBUNTU, location: str = "westeurope") -> dict[str, str]:
+def prepared_disks(la: LocalAzure, prefix: str, luns: Sequence[int], *, image: str = UBUNTU,
+                   location: str = "westeurope") -> dict[str, str]:
     disks = {"os": la.add_prepared_disk(f"{prefix}-osdisk", image=image, location=location)}
     for lun in luns:
         disks[str(lun)] = la.add_prepared_disk(f"{prefix}-data{lun}", data_disk_gb=64, location=location)
@@ -181,15 +188,18 @@ def pipeline_stage(la: LocalAzure, family: str, version: str) -> str | None:
 
 
 def version_id(family: str, version: str) -> str:
-    return (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/galleries/{GALLERY}"
+    return (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/galleries"
+            f"/{GALLERY}"
             f"/images/{family}-def/versions/{version}")
 
 
 def image_id(family: str, version: str) -> str:
-    return f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/images/{family}-{version}"
+    return (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/images"
+            f"/{family}-{version}")
 
 
-def assert_pool(la: LocalAzure, pool_id: str, *, family: str, version: str, snapshot_ids: Sequence[str], dedicated: int, spot: int) -> None:
+def assert_pool(la: LocalAzure, pool_id: str, *, family: str, version: str, snapshot_ids: Sequence[str], dedicated: int,
+                spot: int) -> None:
     pool = la.pool(ACCOUNT, pool_id)
     metadata = pool.metadata
     assert pool.image_id is not None and normalize(pool.image_id) == normalize(version_id(family, version))
@@ -199,7 +209,8 @@ def assert_pool(la: LocalAzure, pool_id: str, *, family: str, version: str, snap
     assert metadata[pool_metadata.FAMILY] == family
     assert metadata[pool_metadata.VERSION] == version
     assert normalize(metadata[pool_metadata.IMAGE_ID]) == normalize(version_id(family, version))
-    assert {normalize(s) for s in metadata[pool_metadata.SNAPSHOT_IDS].split(",")} == {normalize(s) for s in snapshot_ids}
+    assert {normalize(s)
+            for s in metadata[pool_metadata.SNAPSHOT_IDS].split(",")} == {normalize(s) for s in snapshot_ids}
     assert metadata[pool_metadata.DESIRED_DEDICATED] == str(dedicated)
     assert metadata[pool_metadata.DESIRED_SPOT] == str(spot)
 
@@ -252,7 +263,8 @@ def test_os_only_set_builds_one_image_one_version_one_pool(make_azure: Callable[
     # A later tag write on the snapshot raises another write event: read, recognised, nothing more.
     writes = len(app_writes(la))
     snapshot = la.operator.compute.snapshots.get(IMAGES_RG, "gpu-1-0-0-os")
-    la.operator.compute.snapshots.begin_update(IMAGES_RG, "gpu-1-0-0-os", {"tags": {**snapshot.tags, "owner": "render-team"}}).result()
+    la.operator.compute.snapshots.begin_update(IMAGES_RG, "gpu-1-0-0-os",
+                                               {"tags": {**snapshot.tags, "owner": "render-team"}}).result()
     la.settle()
     no_failed_invocations(la)
     assert len(app_writes(la)) == writes
@@ -346,7 +358,8 @@ def test_cloud_events_delivery(make_azure: Callable[..., LocalAzure]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_untagged_snapshots_are_read_once_and_never_written(make_azure: Callable[..., LocalAzure], caplog: pytest.LogCaptureFixture) -> None:
+def test_untagged_snapshots_are_read_once_and_never_written(make_azure: Callable[..., LocalAzure],
+                                                            caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="autopilot")
     la = make_azure(families())
     disk = la.add_prepared_disk("plain-osdisk")
@@ -365,7 +378,8 @@ def test_untagged_snapshots_are_read_once_and_never_written(make_azure: Callable
     assert not list(la.context.state.table(SNAPSHOT_SETS).query())
     assert la.alerts() == []
     lines = [r for r in caplog.records if r.name.startswith("autopilot.handlers.image_pipeline")]
-    assert len(lines) == 2 and all(r.levelno == logging.DEBUG for r in lines), [(r.levelname, r.getMessage()) for r in lines]
+    assert len(
+        lines) == 2 and all(r.levelno == logging.DEBUG for r in lines), [(r.levelname, r.getMessage()) for r in lines]
 
 
 def _event(subject: str, /, *, data: Mapping[str, Any] | None = None, **envelope: Any) -> dict[str, Any]:
@@ -377,7 +391,8 @@ def _event(subject: str, /, *, data: Mapping[str, Any] | None = None, **envelope
         "eventTime": "2026-04-01T10:00:00.1234567Z",
         "dataVersion": "2",
         "metadataVersion": "1",
-        "data": {"operationName": SNAPSHOT_WRITE, "resourceUri": subject, "subscriptionId": SUBSCRIPTION_ID, "status": "Succeeded",
+        "data": {"operationName": SNAPSHOT_WRITE, "resourceUri": subject, "subscriptionId": SUBSCRIPTION_ID,
+                 "status": "Succeeded",
                  "claims": {"name": OPERATOR}} if data is None else dict(data),
     }
     body.update(envelope)
@@ -389,16 +404,19 @@ def test_malformed_and_foreign_events_never_crash_or_write(make_azure: Callable[
     # A complete, tagged OS-only set exists, created where no event reached the app: any event the app
     # wrongly believed would start a build.
     disk = la.add_prepared_disk("quiet-osdisk")
-    la.emulator.compute.create_snapshot(SUBSCRIPTION_ID, IMAGES_RG, "quiet-os", source_resource_id=disk, tags=tags("gpu", "4.0.0", "os", 1))
+    la.emulator.compute.create_snapshot(SUBSCRIPTION_ID, IMAGES_RG, "quiet-os", source_resource_id=disk,
+                                        tags=tags("gpu", "4.0.0", "os", 1))
     real = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/snapshots/quiet-os"
     foreign_sub = "11111111-2222-4333-8444-555555555555"
     foreign = real.replace(SUBSCRIPTION_ID, foreign_sub)
     other = real.replace("quiet-os", "someone-elses")
-    disk_id = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/disks/quiet-osdisk"
+    disk_id = (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/disks"
+               "/quiet-osdisk")
     base = _event(real)["data"]
     bad: list[dict[str, Any]] = [
         # another subscription (a mis-wired event subscription), consistent in itself
-        _event(foreign, data={**base, "resourceUri": foreign, "subscriptionId": foreign_sub}, topic=f"/subscriptions/{foreign_sub}"),
+        _event(foreign, data={**base, "resourceUri": foreign, "subscriptionId": foreign_sub},
+               topic=f"/subscriptions/{foreign_sub}"),
         # subject and data.resourceUri disagree
         _event(other, data={**base, "resourceUri": real}),
         _event(real, data={**base, "resourceUri": other}),
@@ -420,11 +438,13 @@ def test_malformed_and_foreign_events_never_crash_or_write(make_azure: Callable[
         # a different resource type under the snapshot write operation
         _event(disk_id, data={**base, "resourceUri": disk_id}),
         # the temporary deployment Azure may name first
-        _event(f"/subscriptions/{SUBSCRIPTION_ID}/resourcegroups/{IMAGES_RG}/providers/Microsoft.Resources/deployments/tmp-1",
+        _event(f"/subscriptions/{SUBSCRIPTION_ID}/resourcegroups/{IMAGES_RG}/providers/Microsoft.Resources"
+               "/deployments/tmp-1",
                data={**base, "resourceUri": None}),
     ]
     cloud = [to_cloud_event(e) for e in bad[:6]]
-    cloud.append({"specversion": "1.0", "id": "c1", "source": 17, "type": "Microsoft.Resources.ResourceWriteSuccess", "subject": real,
+    cloud.append({"specversion": "1.0", "id": "c1", "source": 17, "type": "Microsoft.Resources.ResourceWriteSuccess",
+                  "subject": real,
                   "data": {"operationName": SNAPSHOT_WRITE, "resourceUri": other}})
     for event in [*bad, *cloud]:
         la.host.publish("system", event)
@@ -504,7 +524,8 @@ def test_third_party_image_with_purchase_plan_is_refused(make_azure: Callable[..
     ("V1", VM_SIZE, "HYPERV_GENERATION_MISMATCH"),  # a Gen2 snapshot (Ubuntu 24.04) into a V1 image definition
     ("V2", "Standard_A2_v2", "GEN2_IMAGE_ON_GEN1_SIZE"),  # a Gen2 image on a size that only boots Gen1
 ])
-def test_hyper_v_generation_mismatches_are_refused(make_azure: Callable[..., LocalAzure], generation: str, vm_size: str, code: str) -> None:
+def test_hyper_v_generation_mismatches_are_refused(make_azure: Callable[..., LocalAzure], generation: str, vm_size: str,
+                                                   code: str) -> None:
     la = make_azure(families(generation=generation, pools=[pool_spec(vmSize=vm_size)]))
     la.snapshot_set("gpu", "7.5.0")
     la.run(timedelta(minutes=10))
@@ -514,15 +535,18 @@ def test_hyper_v_generation_mismatches_are_refused(make_azure: Callable[..., Loc
     nothing_built(la)
 
 
-def test_gallery_pools_sharing_a_snapshot_with_another_pool_have_no_node_cap(make_azure: Callable[..., LocalAzure]) -> None:
+def test_gallery_pools_sharing_a_snapshot_with_another_pool_have_no_node_cap(
+        make_azure: Callable[..., LocalAzure]) -> None:
     """Batch caps pools created with a managed image resource only; the gallery doc lets gallery pools grow larger."""
     la = make_azure(families(pools=[pool_spec(dedicated=1000)]))
     ids = la.snapshot_set("gpu", "8.0.0")
-    # A pool another version left behind was built from the same snapshot and is meant to hold 2,000 nodes: 3,000 in all,
-    # past the managed-image cap, and still nothing to refuse, since both are gallery (or Marketplace) pools.
+    # A pool another version left behind was built from the same snapshot and is meant to hold 2,000 nodes: 3,000 in
+    # all, past the managed-image cap, and still nothing to refuse, since both are gallery (or Marketplace) pools.
     la.emulator.batch.create_pool(ACCOUNT, "gpu-legacy", vm_size=VM_SIZE, node_agent_sku_id="batch.node.ubuntu 24.04",
-                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-                                  metadata={pool_metadata.MANAGED: "true", pool_metadata.SNAPSHOT_IDS: ids["os"].upper(),
+                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts",
+                                                   "sku": "server", "version": "latest"},
+                                  metadata={pool_metadata.MANAGED: "true",
+                                            pool_metadata.SNAPSHOT_IDS: ids["os"].upper(),
                                             pool_metadata.DESIRED_DEDICATED: "2000", pool_metadata.DESIRED_SPOT: "0"})
     la.run(timedelta(minutes=15))
 
@@ -548,13 +572,15 @@ def test_snapshot_deleted_before_the_set_completes_is_refused(make_azure: Callab
     nothing_built(la)
 
 
-def test_snapshot_deleted_while_the_image_builds_leaves_nothing_half_built(make_azure: Callable[..., LocalAzure]) -> None:
+def test_snapshot_deleted_while_the_image_builds_leaves_nothing_half_built(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
     la.snapshot_set("gpu", "9.1.0", data_luns=(0,))
     la.settle()
     assert pipeline_stage(la, "gpu", "9.1.0") == "image-requested"
     data_disk = la.emulator.compute.snapshots[normalize(
-        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/snapshots/gpu-9-1-0-data0")].creation_data
+        f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/{IMAGES_RG}/providers/Microsoft.Compute/snapshots"
+        "/gpu-9-1-0-data0")].creation_data
     la.operator.compute.snapshots.begin_delete(IMAGES_RG, "gpu-9-1-0-data0").result()
     la.run(timedelta(minutes=20))
 
@@ -605,12 +631,14 @@ def test_incomplete_set_past_the_timeout_alerts_naming_the_missing_lun(make_azur
     # A set whose OS disk never comes: the alert names it.
     la.snapshot("inc2-data0", disks["0"], tags("gpu", "10.1.0", "0", 2))
     la.run(timedelta(minutes=20))
-    missing_os = [a["data"] for a in alerts_of(la, "SnapshotSetIncomplete") if a["data"]["title"].endswith("10.1.0 is incomplete")]
+    missing_os = [a["data"] for a in alerts_of(la, "SnapshotSetIncomplete")
+                  if a["data"]["title"].endswith("10.1.0 is incomplete")]
     assert len(missing_os) == 1 and missing_os[0]["missing"] == "the OS disk"
     nothing_built(la)
 
 
-def test_sweep_finishes_a_version_whose_image_and_version_events_were_lost(make_azure: Callable[..., LocalAzure]) -> None:
+def test_sweep_finishes_a_version_whose_image_and_version_events_were_lost(
+        make_azure: Callable[..., LocalAzure]) -> None:
     # Event Grid gives up after one failed delivery here; the app's reads of the image (then of the version)
     # fail while their completion events are delivered, so both events end dead-lettered: lost to the app.
     la = make_azure(families(), settings={"AUTOPILOT_HTTP_RETRY_TOTAL": "0"}, max_delivery_attempts=1)
@@ -618,7 +646,8 @@ def test_sweep_finishes_a_version_whose_image_and_version_events_were_lost(make_
     la.settle()
     assert pipeline_stage(la, "gpu", "11.0.0") == "image-requested"
 
-    la.emulator.faults.add(FaultRule("error", path_pattern=r"/providers/Microsoft\.Compute/images/", methods=frozenset({"GET"})))
+    la.emulator.faults.add(FaultRule("error", path_pattern=r"/providers/Microsoft\.Compute/images/",
+                                     methods=frozenset({"GET"})))
     la.run(timedelta(minutes=4))  # the image finishes at +3 min; its event's delivery fails once and is dead-lettered
     la.emulator.faults.clear()
     lost = [d.event["data"]["operationName"] for d in la.host.dead_letters]
@@ -657,11 +686,13 @@ def test_sweep_finishes_a_version_whose_image_and_version_events_were_lost(make_
 def test_a_failed_image_request_is_retried_by_redelivery(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families(), settings={"AUTOPILOT_HTTP_RETRY_TOTAL": "0"})
     # The first PUT of the managed image fails (a 503 from ARM): the invocation fails and Event Grid redelivers.
-    la.emulator.faults.add(FaultRule("error", path_pattern=r"/providers/Microsoft\.Compute/images/", methods=frozenset({"PUT"}), max_count=1))
+    la.emulator.faults.add(FaultRule("error", path_pattern=r"/providers/Microsoft\.Compute/images/",
+                                     methods=frozenset({"PUT"}), max_count=1))
     la.snapshot_set("gpu", "12.0.0")
     la.run(timedelta(minutes=25))
 
-    assert [i.detail for i in la.host.invocations if not i.ok and i.function == "image_pipeline"] and la.host.retried >= 1
+    assert ([i.detail for i in la.host.invocations if not i.ok and i.function == "image_pipeline"]
+            and la.host.retried >= 1)
     assert la.host.dead_letters == []
     assert pipeline_stage(la, "gpu", "12.0.0") == "done"
     assert_built_exactly_once(la, pools=1)
@@ -670,7 +701,8 @@ def test_a_failed_image_request_is_retried_by_redelivery(make_azure: Callable[..
 
 def test_a_failed_version_request_is_retried(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families(), settings={"AUTOPILOT_HTTP_RETRY_TOTAL": "0"})
-    la.emulator.faults.add(FaultRule("error", path_pattern=r"/images/gpu-def/versions/", methods=frozenset({"PUT"}), max_count=1))
+    la.emulator.faults.add(FaultRule("error", path_pattern=r"/images/gpu-def/versions/", methods=frozenset({"PUT"}),
+                                     max_count=1))
     la.snapshot_set("gpu", "12.1.0")
     la.run(timedelta(minutes=25))
 
@@ -680,7 +712,8 @@ def test_a_failed_version_request_is_retried(make_azure: Callable[..., LocalAzur
     assert built(la, attempts=True)[VERSION_WRITE] == 2
 
 
-def test_recreating_a_deleted_snapshot_as_the_alert_says_builds_the_version(make_azure: Callable[..., LocalAzure]) -> None:
+def test_recreating_a_deleted_snapshot_as_the_alert_says_builds_the_version(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
     disks = prepared_disks(la, "again", [0])
     la.snapshot("again-os", disks["os"], tags("gpu", "13.0.0", "os", 2))
@@ -724,7 +757,8 @@ def test_pools_created_alert_survives_a_failed_publish(make_azure: Callable[...,
     la = make_azure(families(), settings={"AUTOPILOT_HTTP_RETRY_TOTAL": "0"})
     la.snapshot_set("gpu", "15.0.0")
     la.settle()
-    la.emulator.faults.add(FaultRule("error", path_pattern=r"^/eventgrid/autopilot/", methods=frozenset({"POST"}), max_count=1))
+    la.emulator.faults.add(FaultRule("error", path_pattern=r"^/eventgrid/autopilot/", methods=frozenset({"POST"}),
+                                     max_count=1))
     la.run(timedelta(minutes=30))
 
     assert la.emulator.faults.injected == 1
@@ -736,7 +770,8 @@ def test_pools_created_alert_survives_a_failed_publish(make_azure: Callable[...,
 
 def test_a_slow_gallery_image_definition_never_blocks_an_invocation(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
-    la.emulator.compute.gallery_image_create_duration = timedelta(minutes=2)  # the definition is itself a long-running operation
+    # the definition is itself a long-running operation
+    la.emulator.compute.gallery_image_create_duration = timedelta(minutes=2)
     la.snapshot_set("gpu", "17.0.0")
     la.run(timedelta(minutes=25))
 
@@ -750,7 +785,8 @@ def test_a_slow_gallery_image_definition_never_blocks_an_invocation(make_azure: 
 def test_account_in_another_subscription_is_refused(make_azure: Callable[..., LocalAzure]) -> None:
     other_sub = "22222222-3333-4444-8555-666666666666"
     foreign_account = batch_account_id(other_sub, "batch-rg", "renderother")
-    la = make_azure(families(pools=[pool_spec(), pool_spec(account=foreign_account, pool_id="{family}-{version}-other")]))
+    la = make_azure(
+        families(pools=[pool_spec(), pool_spec(account=foreign_account, pool_id="{family}-{version}-other")]))
     la.emulator.resources.put_group(other_sub, "batch-rg", "westeurope")
     la.emulator.batch.create_account(other_sub, "batch-rg", "renderother", "westeurope")
     la.snapshot_set("gpu", "18.0.0")
@@ -763,10 +799,12 @@ def test_account_in_another_subscription_is_refused(make_azure: Callable[..., Lo
     nothing_built(la)
 
 
-def test_a_pool_with_inbound_nat_pools_is_created_with_ranges_batch_accepts(make_azure: Callable[..., LocalAzure]) -> None:
+def test_a_pool_with_inbound_nat_pools_is_created_with_ranges_batch_accepts(
+        make_azure: Callable[..., LocalAzure]) -> None:
     configured = [{"name": "web", "backendPort": 8080, "frontendPortRangeStart": 1000, "frontendPortRangeEnd": 1099}]
     la = make_azure(families(pools=[pool_spec(dedicated=60, inboundNatPools=True),
-                                    pool_spec(dedicated=30, pool_id="{family}-{version}-web", inboundNatPools=configured)]))
+                                    pool_spec(dedicated=30, pool_id="{family}-{version}-web",
+                                              inboundNatPools=configured)]))
     la.snapshot_set("gpu", "19.0.0")
     la.run(timedelta(minutes=40))
 
@@ -774,13 +812,16 @@ def test_a_pool_with_inbound_nat_pools_is_created_with_ranges_batch_accepts(make
     assert pipeline_stage(la, "gpu", "19.0.0") == "done"
     assert built(la, attempts=True)[POOL_WRITE] == 2  # never refused by Batch, never retried
     chosen = la.pool(ACCOUNT, "gpu-19-0-0").spec.network_configuration["natPools"]
-    assert [(n["backendPort"], n["frontendPortRangeStart"], n["frontendPortRangeEnd"]) for n in chosen] == [(22, 40000, 40059)]
+    assert [(n["backendPort"], n["frontendPortRangeStart"], n["frontendPortRangeEnd"])
+            for n in chosen] == [(22, 40000, 40059)]
     web = la.pool(ACCOUNT, "gpu-19-0-0-web").spec.network_configuration["natPools"]
     assert [(n["name"], n["frontendPortRangeStart"], n["frontendPortRangeEnd"]) for n in web] == [("web", 1000, 1099)]
-    assert la.pool(ACCOUNT, "gpu-19-0-0").current[DEDICATED] == 60  # one frontend port per node: the range holds the pool
+    # one frontend port per node: the range holds the pool
+    assert la.pool(ACCOUNT, "gpu-19-0-0").current[DEDICATED] == 60
 
 
-def test_a_gallery_family_of_3000_dedicated_and_1200_spot_builds_and_reaches_its_targets(make_azure: Callable[..., LocalAzure]) -> None:
+def test_a_gallery_family_of_3000_dedicated_and_1200_spot_builds_and_reaches_its_targets(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families(pools=[pool_spec(dedicated=3000, spot=1200, resizeTimeoutMinutes=25)]))
     la.emulator.batch.configure_capacity(dedicated_failure_rate=0, low_priority_failure_rate=0)
     la.snapshot_set("gpu", "20.0.0")
@@ -795,14 +836,17 @@ def test_a_gallery_family_of_3000_dedicated_and_1200_spot_builds_and_reaches_its
     no_failed_invocations(la)
     assert alerts_of(la, "ImageRefused") == []
     version = la.operator.compute.gallery_image_versions.get(IMAGES_RG, GALLERY, "gpu-def", "20.0.0").as_dict()
-    assert version["properties"]["publishingProfile"]["replicaCount"] == math.ceil(4200 / 300)  # replicas follow the version's nodes
+    # replicas follow the version's nodes
+    assert version["properties"]["publishingProfile"]["replicaCount"] == math.ceil(4200 / 300)
     pool = la.pool(ACCOUNT, "gpu-20-0-0")
     assert pool.current == {DEDICATED: 3000, LOW_PRIORITY: 1200}
-    # The family's resizeTimeoutMinutes is recorded on the pool and used by every resize, the pipeline's and the watch's.
+    # The family's resizeTimeoutMinutes is recorded on the pool and used by every resize, the pipeline's and the
+    # watch's.
     assert pool.metadata[pool_metadata.RESIZE_TIMEOUT] == "25" and timeouts == {timedelta(minutes=25)}
 
 
-def test_a_pool_batch_refuses_outright_is_reported_once_with_its_code_and_not_retried(make_azure: Callable[..., LocalAzure]) -> None:
+def test_a_pool_batch_refuses_outright_is_reported_once_with_its_code_and_not_retried(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families(pools=[pool_spec(vmSize="Standard_Imaginary_v9")]))  # a size Batch does not offer: 400
     la.snapshot_set("gpu", "21.0.0")
     la.run(timedelta(hours=2))  # many sweeps
@@ -830,18 +874,21 @@ def test_a_pool_batch_refuses_outright_is_reported_once_with_its_code_and_not_re
     assert len(alerts_of(la, "ImageBuildFailed")) == 1
 
 
-def test_a_gallery_in_another_region_replicates_the_version_to_every_account_region(make_azure: Callable[..., LocalAzure]) -> None:
+def test_a_gallery_in_another_region_replicates_the_version_to_every_account_region(
+        make_azure: Callable[..., LocalAzure]) -> None:
     doc = families(location="northeurope", pools=[pool_spec(dedicated=400)])
     doc["families"]["gpu"]["gallery"]["name"] = "galleryNeu"
     la = make_azure(doc)
     la.emulator.compute.create_gallery(SUBSCRIPTION_ID, IMAGES_RG, "galleryNeu", location="northeurope")
-    la.snapshot_set("gpu", "22.0.0", location="northeurope")  # the image is built beside the snapshots, in the gallery's region
+    # the image is built beside the snapshots, in the gallery's region
+    la.snapshot_set("gpu", "22.0.0", location="northeurope")
     la.run(timedelta(minutes=60))
 
     no_failed_invocations(la)
     assert alerts_of(la, "ImageRefused") == []
     version = la.operator.compute.gallery_image_versions.get(IMAGES_RG, "galleryNeu", "gpu-def", "22.0.0").as_dict()
-    regions = {image_rules.normalize_region(r["name"]): r["regionalReplicaCount"] for r in version["properties"]["publishingProfile"]["targetRegions"]}
+    regions = {image_rules.normalize_region(r["name"]): r["regionalReplicaCount"]
+               for r in version["properties"]["publishingProfile"]["targetRegions"]}
     assert regions == {"northeurope": 1, "westeurope": 2}  # the account's region: one replica per 300 of its 400 nodes
     assert la.pool(ACCOUNT, "gpu-22-0-0").current[DEDICATED] == 400  # Batch in westeurope boots the replica there
 

@@ -71,9 +71,11 @@ def delivery_plans(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=8, deadline=None, derandomize=False, print_blob=True)
 @given(plan=delivery_plans())
-def test_any_delivery_order_and_duplication_builds_exactly_once(azurite: str, tls_material: TlsMaterial, plan: dict[str, Any]) -> None:
+def test_any_delivery_order_and_duplication_builds_exactly_once(azurite: str, tls_material: TlsMaterial,
+                                                                plan: dict[str, Any]) -> None:
     batch_accounts.forget_accounts()  # see the make_azure fixture in test_pipeline.py
-    with LocalAzure(azurite_connection=azurite, families=families(pools=[pool_spec(dedicated=20, spot=10)]), accounts=[ACCOUNT_ID],
+    with LocalAzure(azurite_connection=azurite, families=families(pools=[pool_spec(dedicated=20, spot=10)]),
+                    accounts=[ACCOUNT_ID],
                     tls=tls_material) as la:
         la.add_batch_account(ACCOUNT)
         la.emulator.compute.create_gallery(SUBSCRIPTION_ID, IMAGES_RG, GALLERY, location="westeurope")
@@ -83,10 +85,12 @@ def test_any_delivery_order_and_duplication_builds_exactly_once(azurite: str, tl
         la.settle()  # the untagged snapshots' events: read once each, ignored
         assert not list(la.context.state.table(SNAPSHOT_SETS).query())
         for role in ROLES:
-            la.emulator.compute.update_snapshot(SUBSCRIPTION_ID, IMAGES_RG, f"prop-{role}", {"tags": tags(FAMILY, VERSION, role, 3)})
+            la.emulator.compute.update_snapshot(SUBSCRIPTION_ID, IMAGES_RG, f"prop-{role}",
+                                                {"tags": tags(FAMILY, VERSION, role, 3)})
         written = {role: recorded(la, SNAPSHOT_WRITE, ids[role])[0] for role in ROLES}
         temporary = {role: [e for e in la.emulator.eventgrid.events("system")
-                            if e["data"].get("correlationId") == written[role]["data"].get("correlationId") and e is not written[role]
+                            if e["data"].get("correlationId") == written[role]["data"].get("correlationId")
+                            and e is not written[role]
                             and "/deployments/" in e["subject"].lower()] for role in ROLES}
 
         for role, cloud, upper, pump in plan["sequence"]:
@@ -99,7 +103,8 @@ def test_any_delivery_order_and_duplication_builds_exactly_once(azurite: str, tl
         assert pipeline_stage(la, FAMILY, VERSION) == "image-requested"
 
         la.run(timedelta(minutes=plan["late_at_minutes"]))
-        sources = {**{role: [written[role]] for role in ROLES}, "image": recorded(la, IMAGE_WRITE), "version": recorded(la, VERSION_WRITE)}
+        sources = {**{role: [written[role]] for role in ROLES}, "image": recorded(la, IMAGE_WRITE),
+                   "version": recorded(la, VERSION_WRITE)}
         for what, cloud in plan["late"]:
             for event in sources[what]:
                 redeliver(la, event, cloud=cloud)
@@ -117,9 +122,11 @@ def test_any_delivery_order_and_duplication_builds_exactly_once(azurite: str, tl
         versions = list(la.emulator.compute.gallery_image_versions.values())
         assert len(versions) == 1 and sorted(d["lun"] for d in versions[0].storage_profile["dataDiskImages"]) == [0, 1]
         assert [p.id for p in la.emulator.batch.list_pools(ACCOUNT)] == ["gpu-3-1-4"]
-        assert_pool(la, "gpu-3-1-4", family=FAMILY, version=VERSION, snapshot_ids=list(ids.values()), dedicated=20, spot=10)
+        assert_pool(la, "gpu-3-1-4", family=FAMILY, version=VERSION, snapshot_ids=list(ids.values()), dedicated=20,
+                    spot=10)
         assert len(alerts_of(la, "PoolsCreated")) == 1
         assert alerts_of(la, "ImageRefused") == [] and alerts_of(la, "ImageBuildFailed") == []
         sets = list(la.context.state.table(SNAPSHOT_SETS).query())
-        assert len(sets) == 1 and {normalize(s) for s in sets[0].data["snapshotIds"].split(",")} == {normalize(s) for s in ids.values()}
+        assert (len(sets) == 1 and {normalize(s) for s in sets[0].data["snapshotIds"].split(",")}
+                == {normalize(s) for s in ids.values()})
     batch_accounts.forget_accounts()

@@ -1,4 +1,5 @@
-"""The ceilings Batch enforces, enforced by the watch before asking (issue 12): the managed-image node cap and core quotas.
+"""The ceilings Batch enforces, enforced by the watch before asking (issue 12): the managed-image node cap and core
+quotas.
 
 Pre-existing managed-image pools are made the way they were made long ago (api-version 2019-08-01, the last one
 known to take a managed image); the app drives them through their autopilot metadata.
@@ -14,7 +15,18 @@ from autopilot.local import LocalAzure
 from shared.core import pool_metadata
 from shared.core.resource_ids import batch_account_id
 from shared.watch import tick as watch
-from tests.e2e.watch_support import ACCOUNT, SKU, VM, Resizes, add_pool, at, custom_image, pool_alerts, resize_posts, run_until
+from tests.e2e.watch_support import (
+    ACCOUNT,
+    SKU,
+    VM,
+    Resizes,
+    add_pool,
+    at,
+    custom_image,
+    pool_alerts,
+    resize_posts,
+    run_until,
+)
 
 
 def managed_images(la: LocalAzure, *names: str) -> list[str]:
@@ -22,13 +34,16 @@ def managed_images(la: LocalAzure, *names: str) -> list[str]:
     compute = la.emulator.compute
     disk = la.add_prepared_disk("legacy-osdisk")
     snapshot = compute.create_snapshot(SUB, "images-rg", "legacy-os", source_resource_id=disk)
-    return [compute.create_image(SUB, "images-rg", name, os_snapshot_id=snapshot.id, hyper_v_generation="V2", instant=True).id for name in names]
+    return [compute.create_image(SUB, "images-rg", name, os_snapshot_id=snapshot.id, hyper_v_generation="V2",
+                                 instant=True).id for name in names]
 
 
 def legacy_pool(la: LocalAzure, pool_id: str, image: str, *, desired: int, target: int = 0) -> None:
-    la.emulator.batch.create_pool(ACCOUNT, pool_id, image_id=image, vm_size=VM, node_agent_sku_id=SKU, target_dedicated=target,
+    la.emulator.batch.create_pool(ACCOUNT, pool_id, image_id=image, vm_size=VM, node_agent_sku_id=SKU,
+                                  target_dedicated=target,
                                   resize_timeout=timedelta(minutes=30), api_version="2019-08-01",
-                                  metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: str(desired)})
+                                  metadata={pool_metadata.MANAGED: "true",
+                                            pool_metadata.DESIRED_DEDICATED: str(desired)})
 
 
 def set_desired(la: LocalAzure, pool_id: str, dedicated: int) -> None:
@@ -82,9 +97,11 @@ def test_a_resize_that_does_not_fit_the_core_quota_is_sized_to_fit_and_resumes_w
     assert resizes.of["p"] and all(r.dedicated <= 30 for r in resizes.of["p"])
     assert not la.pool(ACCOUNT, "p").resize_errors  # Batch never had to refuse
     [alert] = pool_alerts(la, "p", "QuotaReached")
-    assert "240 cores needed for 60 nodes" in alert["data"]["diagnosis"] and "120 free of the 200-core quota" in alert["data"]["diagnosis"]
+    assert ("240 cores needed for 60 nodes" in alert["data"]["diagnosis"]
+            and "120 free of the 200-core quota" in alert["data"]["diagnosis"])
 
-    la.emulator.batch.set_account_quotas(ACCOUNT, dedicated_cores=400)  # the quota request is granted; nobody touches the pool
+    # the quota request is granted; nobody touches the pool
+    la.emulator.batch.set_account_quotas(ACCOUNT, dedicated_cores=400)
     run_until(la, at(9, 0))
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 60
     assert len(pool_alerts(la, "p", "PoolRecovered")) == 1 and len(pool_alerts(la, "p", "QuotaReached")) == 1
@@ -95,7 +112,8 @@ def test_a_resize_that_does_not_fit_the_core_quota_is_sized_to_fit_and_resumes_w
 # ---------------------------------------------------------------------------------------------
 
 
-def test_dependent_resource_not_found_on_a_deleted_image_is_diagnosed_image_missing(make_local: Callable[..., LocalAzure]) -> None:
+def test_dependent_resource_not_found_on_a_deleted_image_is_diagnosed_image_missing(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     image = custom_image(la)
     add_pool(la, "p", desired=10, image_id=image)
@@ -105,39 +123,49 @@ def test_dependent_resource_not_found_on_a_deleted_image_is_diagnosed_image_miss
     run_until(la, at(10, 0))
 
     [missing] = pool_alerts(la, "p", "ImageMissing")
-    assert missing["data"]["codes"] == ["DependentResourceNotFound"] and image.lower() in missing["data"]["diagnosis"].lower()
+    assert (missing["data"]["codes"] == ["DependentResourceNotFound"]
+            and image.lower() in missing["data"]["diagnosis"].lower())
     assert not pool_alerts(la, "p", "ResizeGaveUp") and not pool_alerts(la, "p", "AllocationFailed")
     assert len(resize_posts(la, "p")) == 1  # the image was read, found gone, and nothing more was asked
 
 
-def test_configuration_codes_stop_at_once_and_unknown_codes_after_two_retries(make_local: Callable[..., LocalAzure]) -> None:
+def test_configuration_codes_stop_at_once_and_unknown_codes_after_two_retries(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     add_pool(la, "identity", desired=10)
     la.emulator.batch.inject_failure(ACCOUNT, "identity", "custom", code="FailedIdentityOperation", count=None,
                                      message="The user assigned identity could not be assigned.")
     add_pool(la, "novel", desired=10)
-    la.emulator.batch.inject_failure(ACCOUNT, "novel", "custom", code="SomethingBatchAddsNext", count=None, message="Something new.")
+    la.emulator.batch.inject_failure(ACCOUNT, "novel", "custom", code="SomethingBatchAddsNext", count=None,
+                                     message="Something new.")
     run_until(la, at(14, 0))
 
     assert len(resize_posts(la, "identity")) == 1
     [config] = pool_alerts(la, "identity")
-    assert config["data"]["codes"] == ["FailedIdentityOperation"] and "The user assigned identity could not be assigned." in config["data"]["diagnosis"]
+    assert (config["data"]["codes"] == ["FailedIdentityOperation"]
+            and "The user assigned identity could not be assigned." in config["data"]["diagnosis"])
     assert len(resize_posts(la, "novel")) == 3  # the first try and at most two retries, then a person hears of it
     [unknown] = pool_alerts(la, "novel")
-    assert unknown["eventType"] == "BatchImageAutopilot.AllocationFailed" and unknown["data"]["codes"] == ["SomethingBatchAddsNext"]
+    assert (unknown["eventType"] == "BatchImageAutopilot.AllocationFailed"
+            and unknown["data"]["codes"] == ["SomethingBatchAddsNext"])
     assert "Something new." in unknown["data"]["diagnosis"] and "Batch error reference" in unknown["data"]["fix"]
 
 
 def test_a_user_subscription_account_is_not_judged_and_says_so(make_local: Callable[..., LocalAzure]) -> None:
     """In UserSubscription mode Batch's core quotas do not apply (the subscription's do): the app cannot judge them."""
     la = make_local(accounts=("usersub",))
-    la.emulator.batch.delete_account(SUB, "batch-rg", "usersub")  # made in BatchService mode; the mode cannot be changed
-    la.emulator.batch.create_account(SUB, "batch-rg", "usersub", "westeurope", pool_allocation_mode="UserSubscription", dedicated_core_quota=8)
-    la.emulator.batch.create_pool("usersub", "p", vm_size=VM, node_agent_sku_id=SKU, resize_timeout=timedelta(minutes=20),
-                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
+    # made in BatchService mode; the mode cannot be changed
+    la.emulator.batch.delete_account(SUB, "batch-rg", "usersub")
+    la.emulator.batch.create_account(SUB, "batch-rg", "usersub", "westeurope", pool_allocation_mode="UserSubscription",
+                                     dedicated_core_quota=8)
+    la.emulator.batch.create_pool("usersub", "p", vm_size=VM, node_agent_sku_id=SKU,
+                                  resize_timeout=timedelta(minutes=20),
+                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts",
+                                                   "sku": "server", "version": "latest"},
                                   metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "10"})
     report = watch.tick(la.context, dry_run=True)
     assert report.quota_not_judged == [batch_account_id(SUB, "batch-rg", "usersub")]
     run_until(la, at(8, 30))
-    assert la.pool("usersub", "p").current["dedicated"] == 10  # not held to the (irrelevant) Batch core quota of 8 cores
+    # not held to the (irrelevant) Batch core quota of 8 cores
+    assert la.pool("usersub", "p").current["dedicated"] == 10
     assert not pool_alerts(la, "p", "QuotaReached")

@@ -41,20 +41,25 @@ def test_raw_pages_give_what_the_sdk_models_give(make_local: Callable[..., Local
     raw = [pool for page in pages for pool in page]
     assert len(pages) == -(-len(models) // page_size) and all(len(page) <= page_size for page in pages)
     assert [p["id"] for p in raw] == [p["id"] for p in models]
-    # The watch's fast path over the raw JSON gives, field for field, the view the generic reader gives over the SDK's models.
+    # The watch's fast path over the raw JSON gives, field for field, the view the generic reader gives over the SDK's
+    # models.
     assert [PoolView.from_list_item(p, ACCOUNT_ID) for p in raw] == [PoolView.from_dict(p, ACCOUNT_ID) for p in models]
     assert [PoolView.from_dict(p, ACCOUNT_ID) for p in raw] == [PoolView.from_dict(p, ACCOUNT_ID) for p in models]
     assert any(PoolView.from_dict(p, ACCOUNT_ID).resize_errors for p in raw)  # the case that matters most is in there
-    assert [(e.method, e.path, e.api_version) for e in raw_requests] == [(e.method, e.path, e.api_version) for e in sdk_requests]
+    assert ([(e.method, e.path, e.api_version) for e in raw_requests]
+            == [(e.method, e.path, e.api_version) for e in sdk_requests])
 
 
-def test_an_account_whose_list_fails_is_reported_and_the_others_are_watched(make_local: Callable[..., LocalAzure]) -> None:
+def test_an_account_whose_list_fails_is_reported_and_the_others_are_watched(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local(accounts=(ACCOUNT, "otheracct"))
     add_pool(la, "here", desired=3)
     add_pool(la, "there", desired=3, account="otheracct")
-    la.emulator.faults.add(FaultRule("error", plane="batch", path_pattern=r"/otheracct/pools$", status=500, retry_after_s=0))
+    la.emulator.faults.add(FaultRule("error", plane="batch", path_pattern=r"/otheracct/pools$", status=500,
+                                     retry_after_s=0))
     report = watch.tick(la.context, full=True)
     other = batch_account_id(SUB, "batch-rg", "otheracct")
     assert [a.lower() for a in report.unreadable_accounts] == [other.lower()]
-    assert "(InternalServerError) Injected fault: please retry. (HTTP 500)" in next(iter(report.unreadable_accounts.values()))
+    assert ("(InternalServerError) Injected fault: please retry. (HTTP 500)"
+            in next(iter(report.unreadable_accounts.values())))
     assert report.pools == 1 and [s.rsplit("/", 1)[-1] for s in report.stalled] == ["here"]

@@ -1,4 +1,5 @@
-"""End to end: the pool watch (timer -> PoolResizeStalled -> resize_stalled) on the emulator, Azurite and the local Functions host.
+"""End to end: the pool watch (timer -> PoolResizeStalled -> resize_stalled) on the emulator, Azurite and the local
+Functions host.
 
 Pools are created directly in the emulator's Batch backend with the metadata the image pipeline writes, on a
 Compute Gallery image version published at once (``instant``) or on a Marketplace image. Everything the app does
@@ -50,14 +51,16 @@ from tests.e2e.watch_support import (
 )
 
 
-def test_2500_node_custom_image_pool_reaches_target_through_repeated_allocation_timeouts(make_local: Callable[..., LocalAzure]) -> None:
+def test_2500_node_custom_image_pool_reaches_target_through_repeated_allocation_timeouts(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     image = custom_image(la)
     # 14 nodes a minute: a 300-node step cannot finish within its 20-minute resizeTimeout (280 nodes), so every
     # step ends in AllocationTimedout short of its target, under the per-resize cap of 300.
     la.emulator.batch.configure_capacity("westeurope", VM, dedicated_per_minute=14, max_nodes_per_resize=300)
     # A Marketplace pool is not staged: one resize, with 15 minutes of timeout per 1,000 nodes.
-    la.emulator.batch.configure_capacity("westeurope", "Standard_D8ds_v5", dedicated_per_minute=100, max_nodes_per_resize=2500)
+    la.emulator.batch.configure_capacity("westeurope", "Standard_D8ds_v5", dedicated_per_minute=100,
+                                         max_nodes_per_resize=2500)
     add_pool(la, "big", image_id=image, desired=2500, target=300)  # as the pipeline creates it: the first step only
     add_pool(la, "flat", desired=2400, vm_size="Standard_D8ds_v5")
     resizes = Resizes(la, "big", "flat")
@@ -70,8 +73,10 @@ def test_2500_node_custom_image_pool_reaches_target_through_repeated_allocation_
     assert (big.current["dedicated"], big.allocation_state, big.resize_errors) == (2500, "steady", [])
     steps = resizes.of["big"]
     assert [r.dedicated for r in steps] == [580, 860, 1140, 1420, 1700, 1980, 2260, 2500]
-    assert all(r.added == min(300, 2500 - r.from_dedicated) for r in steps), steps  # staged from the nodes it really has
-    assert {r.timeout for r in steps} == {timedelta(minutes=20)}  # the floor of the 20-30 minute band for <= 1,333 nodes
+    # staged from the nodes it really has
+    assert all(r.added == min(300, 2500 - r.from_dedicated) for r in steps), steps
+    # the floor of the 20-30 minute band for <= 1,333 nodes
+    assert {r.timeout for r in steps} == {timedelta(minutes=20)}
     assert {r.deallocation for r in steps} == {None}
     assert len(resize_posts(la, "big")) == len(resize_posts(la, "big", status=202)) == len(steps)
     # Every re-issue followed an AllocationTimedout the watch had seen once (a stale steady never triggers twice).
@@ -85,7 +90,8 @@ def test_2500_node_custom_image_pool_reaches_target_through_repeated_allocation_
     assert steps[0].at == at(8, 25)  # first timeout at 08:18, seen at 08:20, plus 5 minutes
 
     failed = pool_alerts(la, "big", "AllocationFailed")
-    assert len(failed) == 1 and failed[0]["data"]["codes"] == ["AllocationTimedout"] and failed[0]["data"]["reason"] == "timeout"
+    assert (len(failed) == 1 and failed[0]["data"]["codes"] == ["AllocationTimedout"]
+            and failed[0]["data"]["reason"] == "timeout")
     assert len(pool_alerts(la, "big", "PoolRecovered")) == 1
     assert not pool_alerts(la, "big", "ResizeGaveUp")
 
@@ -145,7 +151,8 @@ def test_alert_cooldown_spans_episodes_and_recovery_pairs_with_the_alert(make_lo
     run_until(la, at(8, 16), resizes)  # fails at 08:01, seen 08:05, re-issued 08:10, there 08:11, seen 08:15
     assert [a["eventType"].rsplit(".", 1)[1] for a in pool_alerts(la, "p")] == ["AllocationFailed", "PoolRecovered"]
 
-    # A second episode 20 minutes after the alert: the failure is not announced again (cooldown), so no recovery notice either.
+    # A second episode 20 minutes after the alert: the failure is not announced again (cooldown), so no recovery notice
+    # either.
     batch.update_pool(ACCOUNT, "p", metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "40"})
     batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=1)
     run_until(la, at(8, 50), resizes)
@@ -155,15 +162,18 @@ def test_alert_cooldown_spans_episodes_and_recovery_pairs_with_the_alert(make_lo
     # backed off the first delay again, 5 minutes, although the earlier failure is less than 3 h old.
     assert [r.at for r in resizes.of["p"]][-2:] == [at(8, 20), at(8, 30)]
 
-    # A third episode once the cooldown (60 min since the 08:05 alert) is over: alerted again, and its recovery announced.
+    # A third episode once the cooldown (60 min since the 08:05 alert) is over: alerted again, and its recovery
+    # announced.
     run_until(la, at(9, 6), resizes)
     batch.update_pool(ACCOUNT, "p", metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "60"})
     batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=1)
     run_until(la, at(10, 0), resizes)
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 60
     kinds = [(a["eventType"].rsplit(".", 1)[1], parse_datetime(a["eventTime"])) for a in pool_alerts(la, "p")]
-    assert kinds == [("AllocationFailed", at(8, 5)), ("PoolRecovered", at(8, 15)), ("AllocationFailed", at(9, 15)), ("PoolRecovered", at(9, 25))]
-    assert [r.at for r in resizes.of["p"]][-2:] == [at(9, 10), at(9, 20)]  # each episode starts again at the first delay
+    assert kinds == [("AllocationFailed", at(8, 5)), ("PoolRecovered", at(8, 15)), ("AllocationFailed", at(9, 15)),
+                     ("PoolRecovered", at(9, 25))]
+    # each episode starts again at the first delay
+    assert [r.at for r in resizes.of["p"]][-2:] == [at(9, 10), at(9, 20)]
     assert pool_alerts(la, "p")[2]["data"]["reason"] == "capacity"
     assert len(la.emulator.teams_messages) == len(la.alerts())
 
@@ -173,7 +183,8 @@ def test_alert_cooldown_spans_episodes_and_recovery_pairs_with_the_alert(make_lo
 # ---------------------------------------------------------------------------------------------
 
 
-def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(make_local: Callable[..., LocalAzure]) -> None:
+def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     la.emulator.batch.set_account_quotas(ACCOUNT, dedicated_cores=200)  # 50 nodes of 4 cores
     add_pool(la, "p", desired=80, image_id=custom_image(la))
@@ -181,12 +192,14 @@ def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(make_
 
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 50
     assert len(resize_posts(la, "p")) == 1 and len(stalls(la, "p")) == 1  # three hours: no second attempt
-    assert not la.pool(ACCOUNT, "p").resize_errors  # sized to the quota before asking (issue 12): Batch had nothing to refuse
+    # sized to the quota before asking (issue 12): Batch had nothing to refuse
+    assert not la.pool(ACCOUNT, "p").resize_errors
     quota = pool_alerts(la, "p", "QuotaReached")
     assert len(quota) == 1 and len(pool_alerts(la, "p")) == 1
     data = quota[0]["data"]
     assert data["codes"] == [] and data["reason"] == "core_quota"
-    assert "320 cores needed for 80 nodes" in data["diagnosis"] and "200 free of the 200-core quota" in data["diagnosis"]
+    assert ("320 cores needed for 80 nodes" in data["diagnosis"]
+            and "200 free of the 200-core quota" in data["diagnosis"])
     assert "quota increase" in data["fix"].lower() and data["nextTryTime"] is None
 
     cards = [m for m in la.emulator.teams_messages if "QuotaReached" in json.dumps(m)]
@@ -197,17 +210,20 @@ def test_quota_raises_one_quota_alert_with_a_teams_card_and_no_retry_storm(make_
     (attachment,) = message["attachments"]
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
-    assert (card["type"], card["version"], card["$schema"]) == ("AdaptiveCard", "1.4", "http://adaptivecards.io/schemas/adaptive-card.json")
+    assert (card["type"], card["version"], card["$schema"]) == ("AdaptiveCard", "1.4",
+                                                                "http://adaptivecards.io/schemas/adaptive-card.json")
     from shared.core.alerts import CARD_TEXT_CHARS, CARD_TITLE_CHARS, card_text
 
-    assert card["body"][0]["text"] == card_text(data["title"], CARD_TITLE_CHARS)  # shown as plain text (markdown escaped)
+    # shown as plain text (markdown escaped)
+    assert card["body"][0]["text"] == card_text(data["title"], CARD_TITLE_CHARS)
     facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
     assert facts["Alert"] == "QuotaReached" and facts["pool"] == "p" and facts["account"] == ACCOUNT_ID
     assert any(card_text(data["fix"], CARD_TEXT_CHARS) in block.get("text", "") for block in card["body"])
 
     # A person raises the quota and changes the target: the watch resumes by itself and announces the recovery.
     la.emulator.batch.set_account_quotas(ACCOUNT, dedicated_cores=1000)
-    la.emulator.batch.update_pool(ACCOUNT, "p", metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "90"})
+    la.emulator.batch.update_pool(ACCOUNT, "p",
+                                  metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "90"})
     run_until(la, at(11, 20))
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 90 and len(resize_posts(la, "p")) == 2
     assert len(pool_alerts(la, "p", "PoolRecovered")) == 1 and len(pool_alerts(la, "p", "QuotaReached")) == 1
@@ -222,20 +238,24 @@ def test_deleted_image_raises_image_missing_and_stops_resizing(make_local: Calla
     # Batch's generic "try resizing again" failure while the image is there: the handler reads the image, finds it,
     # and treats the failure as retryable.
     la.emulator.batch.inject_failure(ACCOUNT, "p", "image_gone", count=1)
-    la.emulator.batch.update_pool(ACCOUNT, "p", metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "20",
+    la.emulator.batch.update_pool(ACCOUNT, "p", metadata={pool_metadata.MANAGED: "true",
+                                                          pool_metadata.DESIRED_DEDICATED: "20",
                                                             pool_metadata.IMAGE_ID: image})
     resizes = Resizes(la, "p")
     run_until(la, at(8, 25), resizes)
     assert la.pool(ACCOUNT, "p").current["dedicated"] == 20
-    assert [r.at for r in resizes.of["p"]] == [at(8, 5), at(8, 15)]  # failed at 08:06, verified at 08:10, retried after 5 minutes
+    # failed at 08:06, verified at 08:10, retried after 5 minutes
+    assert [r.at for r in resizes.of["p"]] == [at(8, 5), at(8, 15)]
     (generic,) = pool_alerts(la, "p", "AllocationFailed")
     assert generic["data"]["reason"] == "generic_retry" and "image" in generic["data"]["diagnosis"]
     assert len(pool_alerts(la, "p", "PoolRecovered")) == 1
 
-    # The image version is deleted (its lock removed first, as a person forcing it would) and the team asks for more nodes.
+    # The image version is deleted (its lock removed first, as a person forcing it would) and the team asks for more
+    # nodes.
     deleted_at = la.emulator.now()
     la.emulator.compute.delete_gallery_image_version(SUB, "images-rg", "autopilotGallery", "render", "1.0.0")
-    la.emulator.batch.update_pool(ACCOUNT, "p", metadata={pool_metadata.MANAGED: "true", pool_metadata.DESIRED_DEDICATED: "30",
+    la.emulator.batch.update_pool(ACCOUNT, "p", metadata={pool_metadata.MANAGED: "true",
+                                                          pool_metadata.DESIRED_DEDICATED: "30",
                                                             pool_metadata.IMAGE_ID: image})
     run_until(la, at(11, 30))  # the 08:05 alert's cooldown is long over
 
@@ -244,10 +264,12 @@ def test_deleted_image_raises_image_missing_and_stops_resizing(make_local: Calla
     missing = pool_alerts(la, "p", "ImageMissing")
     assert len(missing) == 1 and len(pool_alerts(la, "p")) == 3
     data = missing[0]["data"]
-    assert data["severity"] == "critical" and image.lower() in data["diagnosis"].lower() and data["reason"] == "image_missing"
+    assert (data["severity"] == "critical" and image.lower() in data["diagnosis"].lower()
+            and data["reason"] == "image_missing")
     assert "image version" in data["fix"].lower()
     # The generic message was only a suspicion: the handler read the image before deciding.
-    reads = [e for e in la.emulator.log.entries(method="GET") if e.path.lower() == image.lower() and e.time >= deleted_at]
+    reads = [e for e in la.emulator.log.entries(method="GET") if e.path.lower() == image.lower()
+             and e.time >= deleted_at]
     assert reads and all(e.status == 404 and e.caller == "batch-image-autopilot" for e in reads)
     record = episode(la.context, "p")
     assert record is not None and "image" in record.data["stopped_reason"].lower()
@@ -258,14 +280,16 @@ def test_configuration_failures_stop_with_the_diagnosis_and_the_fix(make_local: 
     image = custom_image(la)  # Hyper-V Gen2
     add_pool(la, "delegated", desired=10, image_id=image)
     la.emulator.batch.inject_failure(ACCOUNT, "delegated", "subnet_delegation", count=None)
-    add_pool(la, "gen1-size", desired=10, image_id=image, vm_size="Standard_D4")  # a size that cannot boot Gen2: Batch's own failure
+    # a size that cannot boot Gen2: Batch's own failure
+    add_pool(la, "gen1-size", desired=10, image_id=image, vm_size="Standard_D4")
     run_until(la, at(10, 0))
 
     for pool_id, words, fix in (("delegated", "delegat", "delegation"), ("gen1-size", "generation", "Gen2")):
         assert len(resize_posts(la, pool_id)) == 1, pool_id
         (alert,) = pool_alerts(la, pool_id)
         assert alert["eventType"] == "BatchImageAutopilot.AllocationFailed"
-        assert words in alert["data"]["diagnosis"].lower() and fix in alert["data"]["fix"] and alert["data"]["nextTryTime"] is None
+        assert (words in alert["data"]["diagnosis"].lower() and fix in alert["data"]["fix"]
+                and alert["data"]["nextTryTime"] is None)
         assert "a person must fix" in alert["data"]["title"]
 
 
@@ -287,7 +311,8 @@ def test_attempts_are_bounded_and_give_up_loudly(make_local: Callable[..., Local
 # ---------------------------------------------------------------------------------------------
 
 
-def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episode(make_local: Callable[..., LocalAzure]) -> None:
+def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episode(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     pools = [f"team{i}" for i in range(6)]
     for pool_id in pools:
@@ -341,7 +366,8 @@ def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episod
         def deliver(pair: tuple[AppContext, dict[str, Any]]) -> str:
             context, event = pair
             barrier.wait()
-            return watch.handle_stall(context, event["data"]["accountId"], event["data"]["poolId"], observed_etag=event["data"]["eTag"])
+            return watch.handle_stall(context, event["data"]["accountId"], event["data"]["poolId"],
+                                      observed_etag=event["data"]["eTag"])
 
         by_pool: dict[str, list[dict[str, Any]]] = {}
         for event in events:
@@ -351,21 +377,25 @@ def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episod
             outcomes = list(pool.map(deliver, pairs))
         assert sum(o.startswith("resized") for o in outcomes) == 6, outcomes
         # The others lost the race: refused by If-Match (412), or they read the pool already changed (or resizing).
-        assert all(o.startswith(("resized", "resize not sent (changed)", "the pool changed", "nothing:")) for o in outcomes), outcomes
+        assert all(o.startswith(("resized", "resize not sent (changed)", "the pool changed", "nothing:"))
+                   for o in outcomes), outcomes
         assert cycle_posts() == 12 and all(len(resize_posts(la, p, status=202)) == 2 for p in pools)
         assert all(episode(la.context, p).data["requests"] == 2 for p in pools)  # type: ignore[union-attr]
 
         # A resize decided on a read from before another instance's resize is refused by Batch and changes nothing.
         account = batch_accounts.get_account(other.clients, ACCOUNT_ID)
-        result = batch_pools.resize_pool(other.clients, account, stale_pool, etag=stale_etag, target_dedicated=99, target_spot=0,
+        result = batch_pools.resize_pool(other.clients, account, stale_pool, etag=stale_etag, target_dedicated=99,
+                                         target_spot=0,
                                          resize_timeout=timedelta(minutes=20))
         assert result == ResizeResult.CHANGED and la.pool(ACCOUNT, stale_pool).target["dedicated"] == 40
         # Refusals are answers, not errors (azure-batch raises for every non-2xx status, whatever the code).
         current = la.pool(ACCOUNT, stale_pool)
         assert current.allocation_state == "resizing"
-        assert batch_pools.resize_pool(other.clients, account, stale_pool, etag=f'"{current.etag}"', target_dedicated=99, target_spot=0,
+        assert batch_pools.resize_pool(other.clients, account, stale_pool, etag=f'"{current.etag}"',
+                                       target_dedicated=99, target_spot=0,
                                        resize_timeout=timedelta(minutes=20)) == ResizeResult.BUSY
-        assert batch_pools.resize_pool(other.clients, account, "no-such-pool", etag=stale_etag, target_dedicated=1, target_spot=0,
+        assert batch_pools.resize_pool(other.clients, account, "no-such-pool", etag=stale_etag, target_dedicated=1,
+                                       target_spot=0,
                                        resize_timeout=timedelta(minutes=20)) == ResizeResult.GONE
         assert la.pool(ACCOUNT, stale_pool).target["dedicated"] == 40
 
@@ -381,13 +411,15 @@ def test_two_instances_resize_each_pool_once_per_cycle_and_alert_once_per_episod
         other.clients.close()
 
 
-def test_a_late_copy_of_a_stall_event_does_not_resize_again_in_the_same_cycle(make_local: Callable[..., LocalAzure]) -> None:
+def test_a_late_copy_of_a_stall_event_does_not_resize_again_in_the_same_cycle(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local(settings={"AUTOPILOT_GROWTH_STEP_NODES": "10"})  # 10-node steps: each one done within a minute
     add_pool(la, "p", desired=30, image_id=custom_image(la))
     resizes = Resizes(la, "p")
     run_until(la, at(8, 2), resizes)
     (event,) = stalls(la, "p")
-    assert [(r.at, r.dedicated) for r in resizes.of["p"]] == [(at(8, 0), 10)] and la.pool(ACCOUNT, "p").allocation_state == "steady"
+    assert ([(r.at, r.dedicated) for r in resizes.of["p"]] == [(at(8, 0), 10)]
+            and la.pool(ACCOUNT, "p").allocation_state == "steady")
 
     # Event Grid delivers the same event again (a redelivery, or a copy that was held up) after its resize finished.
     la.host.publish(CUSTOM, event)
@@ -403,7 +435,8 @@ def test_a_restarted_instance_continues_the_backoff(make_local: Callable[..., Lo
     add_pool(la, "p", desired=30)
     la.emulator.batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=2)
     resizes = Resizes(la, "p")
-    run_until(la, at(8, 15), resizes)  # failed at 08:01 and 08:11; the second failure, seen at 08:15, backs off 10 minutes
+    # failed at 08:01 and 08:11; the second failure, seen at 08:15, backs off 10 minutes
+    run_until(la, at(8, 15), resizes)
     record = episode(la.context, "p")
     assert record is not None and parse_datetime(record.data["backoff_until"]) == at(8, 25)
     assert [r.at for r in resizes.of["p"]] == [at(8, 0), at(8, 10)]
@@ -433,7 +466,8 @@ def test_a_restarted_instance_continues_the_backoff(make_local: Callable[..., Lo
 
 def test_autoscale_pool_is_never_resized_and_is_reported(make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
-    add_pool(la, "auto", desired=50, auto_scale_formula="$TargetDedicatedNodes=5;", auto_scale_evaluation_interval=timedelta(minutes=15))
+    add_pool(la, "auto", desired=50, auto_scale_formula="$TargetDedicatedNodes=5;",
+             auto_scale_evaluation_interval=timedelta(minutes=15))
     run_until(la, at(8, 40))
 
     pool = la.pool(ACCOUNT, "auto")
@@ -466,7 +500,8 @@ def test_unmanaged_pools_are_never_touched(make_local: Callable[..., LocalAzure]
     assert watch.tick(la.context, dry_run=True).managed == 1
 
 
-def test_a_pool_with_invalid_metadata_does_not_stop_the_watch_for_the_others(make_local: Callable[..., LocalAzure]) -> None:
+def test_a_pool_with_invalid_metadata_does_not_stop_the_watch_for_the_others(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     # The deallocation option is read only when the pool must shrink, inside the decision.
     add_pool(la, "a-bad", desired=5, target=10, deallocation="gently")
@@ -485,12 +520,15 @@ def test_a_pool_with_invalid_metadata_does_not_stop_the_watch_for_the_others(mak
 # ---------------------------------------------------------------------------------------------
 
 
-def test_schedule_scales_up_in_stages_and_down_in_one_step_with_the_deallocation_option(make_local: Callable[..., LocalAzure]) -> None:
+def test_schedule_scales_up_in_stages_and_down_in_one_step_with_the_deallocation_option(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     image = custom_image(la)
-    schedule = [{"cron": "0 0 8 * * MON-FRI", "dedicated": 700, "spot": 0}, {"cron": "0 0 10 * * MON-FRI", "dedicated": 50, "spot": 0}]
+    schedule = [{"cron": "0 0 8 * * MON-FRI", "dedicated": 700, "spot": 0},
+                {"cron": "0 0 10 * * MON-FRI", "dedicated": 50, "spot": 0}]
     add_pool(la, "render", image_id=image, target=50, schedule=schedule, deallocation="terminate")
-    add_pool(la, "default", image_id=image, target=50, schedule=schedule)  # the app's default option for a scheduled shrink
+    # the app's default option for a scheduled shrink
+    add_pool(la, "default", image_id=image, target=50, schedule=schedule)
     resizes = Resizes(la, "render", "default")
     run_until(la, at(10, 10), resizes)
 
@@ -509,8 +547,10 @@ def test_schedule_scales_up_in_stages_and_down_in_one_step_with_the_deallocation
 # ---------------------------------------------------------------------------------------------
 
 
-def test_a_tick_costs_one_list_call_per_account_and_nothing_per_healthy_pool(make_local: Callable[..., LocalAzure]) -> None:
-    la = make_local(accounts=(ACCOUNT, "simeus"), settings={"AUTOPILOT_WATCH_FULL_SCAN_MINUTES": "1"})  # every tick a full scan
+def test_a_tick_costs_one_list_call_per_account_and_nothing_per_healthy_pool(
+        make_local: Callable[..., LocalAzure]) -> None:
+    # every tick a full scan
+    la = make_local(accounts=(ACCOUNT, "simeus"), settings={"AUTOPILOT_WATCH_FULL_SCAN_MINUTES": "1"})
     for i in range(12):
         add_pool(la, f"ours-{i:02}", desired=4, target=4)
     for i in range(3):
@@ -523,15 +563,19 @@ def test_a_tick_costs_one_list_call_per_account_and_nothing_per_healthy_pool(mak
     assert la.host.fire_timer("pool_watch")
     la.settle()
     calls = la.emulator.log.entries()[mark:]
-    # A full scan: one page per account, and one account GET per account for its core quotas (issue 12); nothing per pool.
-    accounts = [f"/subscriptions/{SUB}/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/{a}" for a in (ACCOUNT, "simeus")]
-    assert sorted((e.method, e.path) for e in calls) == sorted([("GET", "/batch/renderweu/pools"), ("GET", "/batch/simeus/pools"),
+    # A full scan: one page per account, and one account GET per account for its core quotas (issue 12); nothing per
+    # pool.
+    accounts = [f"/subscriptions/{SUB}/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/{a}"
+                for a in (ACCOUNT, "simeus")]
+    assert sorted((e.method, e.path) for e in calls) == sorted([("GET", "/batch/renderweu/pools"),
+                                                                ("GET", "/batch/simeus/pools"),
                                                                 *(("GET", a) for a in accounts)])
     report = watch.tick(la.context, dry_run=True)
     assert (report.accounts, report.pools, report.managed, report.stalled) == (2, 20, 17, [])
 
 
-def test_an_alert_the_topic_refused_is_kept_in_the_outbox_and_sent_once_by_the_next_full_scan(make_local: Callable[..., LocalAzure]) -> None:
+def test_an_alert_the_topic_refused_is_kept_in_the_outbox_and_sent_once_by_the_next_full_scan(
+        make_local: Callable[..., LocalAzure]) -> None:
     """A 503 from the topic does not say whether it took the event (the answer may have been lost after it did), so
     the alert goes to the Alerts table's outbox as that very event, the episode records it (its start, the alert's
     de-duplication key, stays), and the next full scan sends it. Before the outbox the tick failed and the next one
@@ -541,7 +585,8 @@ def test_an_alert_the_topic_refused_is_kept_in_the_outbox_and_sent_once_by_the_n
     add_pool(la, "p", desired=80)
     run_until(la, at(8, 1))  # resized at 08:00; the quota stops it at 08:01
     # The topic refuses the 08:05 tick's alert (the first try and the client's one retry).
-    la.emulator.faults.add(FaultRule("error", status=503, path_pattern="^/eventgrid/autopilot/", methods=frozenset({"POST"}), max_count=2))
+    la.emulator.faults.add(FaultRule("error", status=503, path_pattern="^/eventgrid/autopilot/",
+                                     methods=frozenset({"POST"}), max_count=2))
     run_until(la, at(8, 6))
     assert not pool_alerts(la, "p") and [i.ok for i in la.host.invocations if i.function == "pool_watch"][-1] is True
     outbox = list(la.context.state.table(ALERTS).query(OUTBOX))
@@ -555,7 +600,8 @@ def test_an_alert_the_topic_refused_is_kept_in_the_outbox_and_sent_once_by_the_n
     assert not list(la.context.state.table(ALERTS).query(OUTBOX))
 
 
-def test_a_stall_event_that_names_no_watched_pool_is_refused_without_a_request(make_local: Callable[..., LocalAzure]) -> None:
+def test_a_stall_event_that_names_no_watched_pool_is_refused_without_a_request(
+        make_local: Callable[..., LocalAzure]) -> None:
     la = make_local()
     add_pool(la, "p", desired=10, target=10)
     run_until(la, at(8, 1))
@@ -563,7 +609,8 @@ def test_a_stall_event_that_names_no_watched_pool_is_refused_without_a_request(m
 
     def event(subject_: str, **data: Any) -> dict[str, Any]:
         body = {"accountId": ACCOUNT_ID, "poolId": "p", "eTag": la.pool(ACCOUNT, "p").etag, **data}
-        return {"id": "e1", "subject": subject_, "eventType": "BatchImageAutopilot.PoolResizeStalled", "eventTime": "2026-05-04T08:01:00Z",
+        return {"id": "e1", "subject": subject_, "eventType": "BatchImageAutopilot.PoolResizeStalled",
+                "eventTime": "2026-05-04T08:01:00Z",
                 "dataVersion": "1.0", "data": body}
 
     for bad in (event(f"{ACCOUNT_ID}/pools/../../x", poolId="../../x"),  # would collapse the data-plane URL

@@ -21,11 +21,13 @@ from tests.e2e.test_rollout import locked, pool_version
 
 
 def exists(la: LocalAzure, version: str) -> bool:
-    return any(v.name == version for v in la.operator.compute.gallery_image_versions.list_by_gallery_image(IMAGES_RG, GALLERY, "gpu-def"))
+    return any(v.name == version
+               for v in la.operator.compute.gallery_image_versions.list_by_gallery_image(IMAGES_RG, GALLERY, "gpu-def"))
 
 
 def in_place(keep: int, **extra: Any) -> dict[str, Any]:
-    return families(pools=[pool_spec(dedicated=2, pool_id="{family}")], rollout={"mode": "inPlace", "applyWhen": "drain"},
+    return families(pools=[pool_spec(dedicated=2, pool_id="{family}")],
+                    rollout={"mode": "inPlace", "applyWhen": "drain"},
                     retention={"keepVersions": keep, **extra})
 
 
@@ -35,7 +37,8 @@ def build(la: LocalAzure, *versions: str, minutes: int = 30) -> None:
         la.run(timedelta(minutes=minutes))
 
 
-def test_in_place_keeps_the_newest_versions_and_deletes_the_oldest_with_its_snapshots(make_azure: Callable[..., LocalAzure]) -> None:
+def test_in_place_keeps_the_newest_versions_and_deletes_the_oldest_with_its_snapshots(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(in_place(2, deleteSnapshots=True))
     build(la, "1.0.0", "1.1.0")
     # A dry run (what `autopilot plan` shows) deletes nothing.
@@ -50,11 +53,13 @@ def test_in_place_keeps_the_newest_versions_and_deletes_the_oldest_with_its_snap
     assert not exists(la, "1.0.0") and exists(la, "1.1.0") and exists(la, "1.2.0")
     deleted = la.alerts("VersionDeleted")
     assert [a["data"]["version"] for a in deleted] == ["1.0.0"] and deleted[0]["data"]["snapshots"]
-    assert not any(s.name.startswith("gpu-1-0-0") for s in la.operator.compute.snapshots.list_by_resource_group(IMAGES_RG))
+    assert not any(s.name.startswith("gpu-1-0-0")
+                   for s in la.operator.compute.snapshots.list_by_resource_group(IMAGES_RG))
     assert any(s.name.startswith("gpu-1-1-0") for s in la.operator.compute.snapshots.list_by_resource_group(IMAGES_RG))
 
 
-def test_retention_refuses_referenced_pinned_foreign_locked_and_foreign_versions(make_azure: Callable[..., LocalAzure]) -> None:
+def test_retention_refuses_referenced_pinned_foreign_locked_and_foreign_versions(
+        make_azure: Callable[..., LocalAzure]) -> None:
     # newPools without retirement: every version keeps a pool, so nothing referenced may go.
     la = make_azure(families(pools=[pool_spec(dedicated=1)], retention={"keepVersions": 1}))
     build(la, "1.0.0", "1.1.0", "1.2.0", minutes=20)
@@ -90,20 +95,23 @@ def test_retention_refuses_referenced_pinned_foreign_locked_and_foreign_versions
     planned = plan(la.context)
     assert not list(Draft202012Validator(PLAN_SCHEMA).iter_errors(planned))
     shown = {r["version"]: r for r in planned["retention"]}
-    assert shown["1.0.0"]["delete"] is False and "pinVersion" in shown["1.0.0"]["reason"] and shown["1.2.0"]["delete"] is False
+    assert (shown["1.0.0"]["delete"] is False and "pinVersion" in shown["1.0.0"]["reason"]
+            and shown["1.2.0"]["delete"] is False)
     assert exists(la, "1.0.0") and exists(la, "1.1.0")
     la.run(timedelta(minutes=10))
     assert exists(la, "1.0.0") and exists(la, "1.1.0") and not la.alerts("VersionDeleted")
 
     # A version someone else put in the family's definition (no app tags) is never deleted, even unpinned and unlocked.
     la.set_families(families(pools=[pool_spec(dedicated=1)], retention={"keepVersions": 1}))
-    la.operator.locks.management_locks.delete_at_resource_level(rg, "Microsoft.Compute", f"galleries/{GALLERY}/images/gpu-def",
+    la.operator.locks.management_locks.delete_at_resource_level(rg, "Microsoft.Compute",
+                                                                f"galleries/{GALLERY}/images/gpu-def",
                                                                  "versions", "1.1.0", name)
     snapshot = la.operator.compute.snapshots.get(IMAGES_RG, "gpu-1-2-0-os")
     body = {"location": snapshot.location, "properties": {
         "storageProfile": {"osDiskImage": {"source": {"id": snapshot.id}}},
         "publishingProfile": {"targetRegions": [{"name": snapshot.location}]}}}
-    la.operator.compute.gallery_image_versions.begin_create_or_update(IMAGES_RG, GALLERY, "gpu-def", "0.9.0", body, polling=False)
+    la.operator.compute.gallery_image_versions.begin_create_or_update(IMAGES_RG, GALLERY, "gpu-def", "0.9.0", body,
+                                                                      polling=False)
     la.run(timedelta(minutes=10))
     assert exists(la, "0.9.0") and exists(la, "1.2.0")
     assert not exists(la, "1.0.0") and not exists(la, "1.1.0")

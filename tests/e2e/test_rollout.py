@@ -1,6 +1,6 @@
 # ruff: noqa: F811  (make_azure, the fixture of test_pipeline.py, is imported and then requested by name)
-"""Rolling new image versions into a family's pools, end to end: the emulator over HTTPS, Azurite, the local Functions host
-running the real functions, operators acting through real SDK clients. Nothing of the app is mocked."""
+"""Rolling new image versions into a family's pools, end to end: the emulator over HTTPS, Azurite, the local Functions
+host running the real functions, operators acting through real SDK clients. Nothing of the app is mocked."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def locked(la: LocalAzure, resource_id: str) -> bool:
     return bool(la.locks_on(resource_id))
 
 
-def test_in_place_next_zero_patches_the_image_at_the_next_zero_and_locks_follow(make_azure: Callable[..., LocalAzure]) -> None:
+def test_in_place_next_zero_patches_the_image_at_the_next_zero_and_locks_follow(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(gpu_in_place())
     la.snapshot_set("gpu", "1.0.0")
     la.run(timedelta(minutes=20))
@@ -103,14 +104,16 @@ def test_blocked_in_place_rollout_alerts_and_its_fix_works(make_azure: Callable[
     assert len(la.alerts("RolloutBlocked")) == 1
 
 
-def test_without_rollout_settings_a_new_version_gets_new_pools_and_nothing_else(make_azure: Callable[..., LocalAzure]) -> None:
+def test_without_rollout_settings_a_new_version_gets_new_pools_and_nothing_else(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families(pools=[pool_spec(dedicated=2)]))
     la.snapshot_set("gpu", "1.0.0")
     la.run(timedelta(minutes=20))
     la.snapshot_set("gpu", "1.1.0")
     la.run(timedelta(minutes=60))
     assert pool_version(la, "gpu-1-0-0")[1] == "1.0.0" and pool_version(la, "gpu-1-1-0")[1] == "1.1.0"
-    assert la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 2 and la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 2
+    assert (la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 2
+            and la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 2)
     assert not [a for a in la.alerts() if a["eventType"].split(".")[-1].startswith("Rollout")]
     assert list(la.context.state.table(ROLLOUTS).query()) == []
 
@@ -121,7 +124,8 @@ def test_new_pools_retire_previous_moves_the_target_then_deletes_the_old_pool_on
     from azure.batch.models._models import BatchJobTerminateOptions  # published by the SDK only in its private module
 
     la = make_azure(families(pools=[pool_spec(dedicated=3)],
-                             rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "30m", "deleteRetiredPools": True}))
+                             rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "30m",
+                                      "deleteRetiredPools": True}))
     la.snapshot_set("gpu", "1.0.0")
     la.run(timedelta(minutes=20))
     set_desired(la, "gpu-1-0-0", 5)  # the team changed the old pool's target: it moves to the new pool
@@ -132,16 +136,19 @@ def test_new_pools_retire_previous_moves_the_target_then_deletes_the_old_pool_on
 
     la.snapshot_set("gpu", "1.1.0")
     la.run(timedelta(minutes=20))
-    assert la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 3 and la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 5
+    assert (la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 3
+            and la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 5)
     assert len(la.alerts("RolloutStarted")) == 1
     la.run(timedelta(minutes=40))  # past retireAfter
     old, new = la.pool(ACCOUNT, "gpu-1-0-0"), la.pool(ACCOUNT, "gpu-1-1-0")
     assert old.current["dedicated"] == 0 and new.current["dedicated"] == 5  # the target moved with the work
     # An active job still targets the old pool: it stays (its queued tasks would be stranded), empty.
-    assert la.emulator.batch.list_pools(ACCOUNT) and any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools(ACCOUNT))
+    assert (la.emulator.batch.list_pools(ACCOUNT)
+            and any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools(ACCOUNT)))
     assert not la.alerts("RolloutCompleted")
 
-    data.begin_terminate_job("render-job", BatchJobTerminateOptions(termination_reason="UserTerminate"), polling_interval=0).result()
+    data.begin_terminate_job("render-job", BatchJobTerminateOptions(termination_reason="UserTerminate"),
+                             polling_interval=0).result()
     la.run(timedelta(minutes=15))
     assert not any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools(ACCOUNT))
     assert len(la.alerts("RolloutCompleted")) == 1
@@ -149,7 +156,8 @@ def test_new_pools_retire_previous_moves_the_target_then_deletes_the_old_pool_on
     assert not locked(la, version_id("gpu", "1.0.0")) and locked(la, version_id("gpu", "1.1.0"))
 
 
-def test_pin_rolls_back_in_place_and_a_pin_the_app_never_built_moves_nothing(make_azure: Callable[..., LocalAzure]) -> None:
+def test_pin_rolls_back_in_place_and_a_pin_the_app_never_built_moves_nothing(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(gpu_in_place(applyWhen="drain"))
     la.snapshot_set("gpu", "1.0.0")
     la.run(timedelta(minutes=20))
@@ -171,7 +179,8 @@ def test_pin_rolls_back_in_place_and_a_pin_the_app_never_built_moves_nothing(mak
     assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.1.0", "1.0.0"]
 
 
-def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missing_version(make_azure: Callable[..., LocalAzure]) -> None:
+def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missing_version(
+        make_azure: Callable[..., LocalAzure]) -> None:
     from shared.lifecycle import rollout_runner
     from shared.resources import batch_accounts, batch_pools
 
@@ -183,7 +192,8 @@ def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missi
     set_desired(la, "gpu", 0)
     la.run(timedelta(minutes=2))
     account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
-    # Step by step: each listing is handed to two instances (a redelivered tick, or two hosts), the second with the stale copy.
+    # Step by step: each listing is handed to two instances (a redelivered tick, or two hosts), the second with the
+    # stale copy.
     for _ in range(10):
         la.emulator.clock.advance(timedelta(minutes=1))
         listing = batch_pools.list_pools(la.context.clients, account)
@@ -200,19 +210,22 @@ def test_redelivered_ticks_and_a_second_instance_patch_once_and_never_to_a_missi
     doc = gpu_in_place()
     doc["families"]["gpu"]["pinVersion"] = "1.0.0"
     la.set_families(doc)
-    la.emulator.compute.gallery_image_versions.pop(next(k for k in la.emulator.compute.gallery_image_versions if k.endswith("/1.0.0")))
+    la.emulator.compute.gallery_image_versions.pop(
+        next(k for k in la.emulator.compute.gallery_image_versions if k.endswith("/1.0.0")))
     la.run(timedelta(minutes=15))
     assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
 
 
-def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(make_azure: Callable[..., LocalAzure]) -> None:
+def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(
+        make_azure: Callable[..., LocalAzure]) -> None:
     from shared.watch import canary
 
     la = make_azure(gpu_in_place(applyWhen="drain"))  # the family's canary: 3 nodes (the default)
     la.snapshot_set("gpu", "1.0.0")
     la.run(timedelta(minutes=20))
     assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
-    la.emulator.batch.set_image_health(version_id("gpu", "1.1.0"), unusable_share=1.0)  # 1.1.0's nodes never come up usable
+    # 1.1.0's nodes never come up usable
+    la.emulator.batch.set_image_health(version_id("gpu", "1.1.0"), unusable_share=1.0)
     la.snapshot_set("gpu", "1.1.0")
     la.run(timedelta(minutes=45))
     pool = la.pool(ACCOUNT, "gpu")
@@ -235,9 +248,11 @@ def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(ma
     assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.2.0"]
 
 
-def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(make_azure: Callable[..., LocalAzure]) -> None:
+def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(
+        make_azure: Callable[..., LocalAzure]) -> None:
     def doc(**extra: Any) -> dict[str, Any]:
-        return families(pools=[pool_spec(dedicated=2)], rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "20m"}, **extra)
+        return families(pools=[pool_spec(dedicated=2)],
+                        rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "20m"}, **extra)
 
     la = make_azure(doc())
     la.snapshot_set("gpu", "1.0.0")
@@ -255,7 +270,8 @@ def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(
     assert locked(la, version_id("gpu", "1.0.0"))  # the pinned version is in use again, so guarded
 
 
-def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(make_azure: Callable[..., LocalAzure]) -> None:
+def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(
+        make_azure: Callable[..., LocalAzure]) -> None:
     from shared.lifecycle import rollout_runner
     from shared.resources import batch_accounts, batch_pools
 
@@ -267,9 +283,11 @@ def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(ma
     la.run(timedelta(minutes=20))
     # Held at 0 with taskcompletion: the idle nodes went at once, the two running a task stay until it ends.
     pool = la.pool(ACCOUNT, "gpu")
-    assert pool.current["dedicated"] == 2 and pool.allocation_state == "resizing" and pool_version(la, "gpu")[1] == "1.0.0"
+    assert (pool.current["dedicated"] == 2 and pool.allocation_state == "resizing"
+            and pool_version(la, "gpu")[1] == "1.0.0")
     account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
-    report = rollout_runner.run_account(la.context, account, batch_pools.list_pools(la.context.clients, account), dry_run=True)
+    report = rollout_runner.run_account(la.context, account, batch_pools.list_pools(la.context.clients, account),
+                                        dry_run=True)
     row = report.pending[f"{account.id}/pools/gpu"]
     assert row["stage"] == rollout.DRAINING and row["runningTasks"] == 2
     assert any("2 task(s) still running" in a and "stay queued" in a for a in report.actions)
@@ -279,11 +297,13 @@ def test_a_drain_lets_running_tasks_finish_and_counts_them_from_the_node_list(ma
     assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
 
 
-def test_a_retirement_survives_a_restart_mid_rollout_and_a_second_instance_acts_once(make_azure: Callable[..., LocalAzure]) -> None:
+def test_a_retirement_survives_a_restart_mid_rollout_and_a_second_instance_acts_once(
+        make_azure: Callable[..., LocalAzure]) -> None:
     from shared.lifecycle import rollout_runner
     from shared.resources import batch_accounts, batch_pools
 
-    la = make_azure(families(pools=[pool_spec(dedicated=2)], rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "10m"}))
+    la = make_azure(families(pools=[pool_spec(dedicated=2)],
+                             rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "10m"}))
     la.snapshot_set("gpu", "1.0.0")
     la.run(timedelta(minutes=20))
     la.snapshot_set("gpu", "1.1.0")
@@ -291,7 +311,8 @@ def test_a_retirement_survives_a_restart_mid_rollout_and_a_second_instance_acts_
     assert len(la.alerts("RolloutStarted")) == 1 and la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 2  # holding
     la.reconfigure()  # the app restarts mid-rollout: only the Rollouts row and the pools' metadata carry it on
     account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
-    for _ in range(12):  # each listing handed to two instances (or a redelivered tick), the second acting on the stale copy
+    # each listing handed to two instances (or a redelivered tick), the second acting on the stale copy
+    for _ in range(12):
         la.emulator.clock.advance(timedelta(minutes=1))
         listing = batch_pools.list_pools(la.context.clients, account)
         rollout_runner.run_account(la.context, account, listing)

@@ -36,12 +36,14 @@ def refusal_codes(la: LocalAzure) -> list[str]:
 def test_a_tagged_snapshot_outside_the_familys_groups_is_refused_and_an_unreadable_one_elsewhere_is_ignored(
         make_azure: Callable[..., LocalAzure]) -> None:
     doc = families()
-    doc["families"].update(families("cpu", snapshotResourceGroups=["team-rg"])["families"])  # team-rg is cpu's, not gpu's
+    # team-rg is cpu's, not gpu's
+    doc["families"].update(families("cpu", snapshotResourceGroups=["team-rg"])["families"])
     la = make_azure(doc)
     la.emulator.resources.put_group(SUBSCRIPTION_ID, "backups-rg", "westeurope")
     la.emulator.resources.put_group(SUBSCRIPTION_ID, "team-rg", "westeurope")
     # Another team's backups: the app has no role there (403 on read), and their snapshots are none of its business.
-    la.emulator.authorization.deny("Microsoft.Compute/snapshots/read", f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/backups-rg",
+    la.emulator.authorization.deny("Microsoft.Compute/snapshots/read",
+                                   f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/backups-rg",
                                    principal=APP)
     disk = la.add_prepared_disk("backup-disk", resource_group="backups-rg")
     for i in range(3):
@@ -56,14 +58,18 @@ def test_a_tagged_snapshot_outside_the_familys_groups_is_refused_and_an_unreadab
     assert "snapshotResourceGroups" in alerts_of(la, "ImageRefused")[0]["data"]["fix"]
     assert alerts_of(la, "PermissionDenied") == []
     assert not la.emulator.compute.images and pipeline_stage(la, "gpu", "1.0.0") is None
-    reads = [e for e in la.emulator.log.entries(action="Microsoft.Compute/snapshots/read") if e.caller == APP and "backups-rg" in e.path]
+    reads = [e for e in la.emulator.log.entries(action="Microsoft.Compute/snapshots/read") if e.caller == APP
+             and "backups-rg" in e.path]
     assert reads == []  # never read
     # The event subscription is filtered to the families' groups (as infra filters it): backups never reach the app ...
     assert "out-of-scope" not in collect_status(la.context)["ignoredEvents"]
-    # ... and should one arrive anyway (a subscription deployed without the filter), the app ignores it before reading it.
-    backup = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/backups-rg/providers/Microsoft.Compute/snapshots/nightly-0"
+    # ... and should one arrive anyway (a subscription deployed without the filter), the app ignores it before reading
+    # it.
+    backup = (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/backups-rg/providers/Microsoft.Compute/snapshots"
+              "/nightly-0")
     assert pipeline.on_snapshot_written(la.context, backup, {"appid": "backup-service"}).stage == "ignored"
-    assert reads == [e for e in la.emulator.log.entries(action="Microsoft.Compute/snapshots/read") if e.caller == APP and "backups-rg" in e.path]
+    assert reads == [e for e in la.emulator.log.entries(action="Microsoft.Compute/snapshots/read") if e.caller == APP
+                     and "backups-rg" in e.path]
     status = collect_status(la.context)
     assert status["ignoredEvents"]["out-of-scope"] == 1
     assert any("ignored" in w for w in status["warnings"])
@@ -75,7 +81,8 @@ def test_a_tagged_snapshot_outside_the_familys_groups_is_refused_and_an_unreadab
     assert pipeline_stage(la, "gpu", "1.0.0") == "done"
 
 
-def test_a_denied_read_inside_the_scope_raises_permission_denied_then_builds_once_granted(make_azure: Callable[..., LocalAzure]) -> None:
+def test_a_denied_read_inside_the_scope_raises_permission_denied_then_builds_once_granted(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
     la.emulator.authorization.deny("Microsoft.Compute/snapshots/read", principal=APP)
     la.snapshot_set("gpu", "2.0.0")
@@ -118,7 +125,8 @@ def test_only_allowed_principals_opt_snapshots_in(make_azure: Callable[..., Loca
 def test_pool_metadata_cannot_point_the_guard_at_another_teams_snapshot(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
     la.emulator.resources.put_group(SUBSCRIPTION_ID, "team-rg", "westeurope")
-    theirs = la.snapshot("precious", la.add_prepared_disk("precious-disk", resource_group="team-rg"), resource_group="team-rg")
+    theirs = la.snapshot("precious", la.add_prepared_disk("precious-disk", resource_group="team-rg"),
+                         resource_group="team-rg")
     mine = la.snapshot_set("gpu", "4.0.0")["os"]
     la.run(timedelta(minutes=30))
     assert pipeline_stage(la, "gpu", "4.0.0") == "done"
@@ -128,7 +136,8 @@ def test_pool_metadata_cannot_point_the_guard_at_another_teams_snapshot(make_azu
 
     metadata = {**pool.metadata, pool_metadata.SNAPSHOT_IDS: f"{mine},{theirs}"}
     la.operator.batch_management.pool.update("batch-rg", ACCOUNT, "gpu-4-0-0",
-                                             Pool(metadata=[MetadataItem(name=k, value=v) for k, v in metadata.items()]))
+                                             Pool(
+                                                 metadata=[MetadataItem(name=k, value=v) for k, v in metadata.items()]))
     la.run(timedelta(minutes=20))
 
     assert la.locks_on(theirs) == []  # its owner can still delete it
@@ -164,7 +173,8 @@ def test_max_live_versions_is_off_by_default_and_refuses_past_the_cap_until_a_ve
                           {"properties": {"safetyProfile": {"blockDeletionBeforeEndOfLife": False}}}).result()
     versions.begin_delete(IMAGES_RG, GALLERY, "gpu-def", "5.0.0").result()
     snap = la.operator.compute.snapshots.get(IMAGES_RG, ids["os"].rsplit("/", 1)[-1])
-    la.operator.compute.snapshots.begin_update(IMAGES_RG, snap.name, {"tags": {**snap.tags, "note": "retired 5.0.0"}}).result()
+    la.operator.compute.snapshots.begin_update(IMAGES_RG, snap.name,
+                                               {"tags": {**snap.tags, "note": "retired 5.0.0"}}).result()
     la.run(timedelta(minutes=30))
     no_failed_invocations(la)
     assert pipeline_stage(la, "gpu", "5.0.1") == "done"

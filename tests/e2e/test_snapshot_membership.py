@@ -82,7 +82,8 @@ def built_once_from(la: LocalAzure, version: str, snapshot_ids: list[str], *, fa
     for pool in listed:
         metadata = pool.metadata
         assert normalize(pool.image_id or "") == normalize(version_id(family, version))
-        assert {normalize(s) for s in metadata[pool_metadata.SNAPSHOT_IDS].split(",")} == {normalize(s) for s in snapshot_ids}
+        assert {normalize(s)
+                for s in metadata[pool_metadata.SNAPSHOT_IDS].split(",")} == {normalize(s) for s in snapshot_ids}
         if node_agent is not None:
             assert pool.spec.node_agent_sku_id == node_agent
 
@@ -111,7 +112,8 @@ def test_tags_written_through_the_tags_api_start_the_build(make_azure: Callable[
     la.settle()
     assert not list(la.context.state.table(SNAPSHOT_SETS).query())
 
-    la.tag_resource(os_id, tags("gpu", "1.0.0", "os", 2), "Merge")  # the portal's Tags blade / az tag update --operation merge
+    # the portal's Tags blade / az tag update --operation merge
+    la.tag_resource(os_id, tags("gpu", "1.0.0", "os", 2), "Merge")
     # The same write, delivered in the tags-resource form as well (the app accepts both shapes).
     event = [e for e in la.emulator.eventgrid.events("system") if e["data"]["operationName"] == TAGS_WRITE][-1]
     scoped = copy.deepcopy(event)
@@ -201,7 +203,8 @@ def test_snapshot_region_fix_copy_start_and_move_the_tags(make_azure: Callable[.
     la = make_azure(families())
     la.emulator.compute.copy_start_duration = timedelta(minutes=15)
     disks = prepared_disks(la, "ne", [], location="northeurope")
-    original = la.snapshot("ne-os", disks["os"], tags("gpu", "4.0.0", "os", 1), location="northeurope", incremental=True)
+    original = la.snapshot("ne-os", disks["os"], tags("gpu", "4.0.0", "os", 1), location="northeurope",
+                           incremental=True)
     la.run(timedelta(minutes=6))
     fix = refusal_fix(la, "SNAPSHOT_REGION")
     assert "--copy-start" in fix and "move the autopilot.* tags to the copies" in fix
@@ -242,7 +245,8 @@ def test_a_long_copy_past_the_timeout_alerts_once_and_still_builds(make_azure: C
     la.run(timedelta(minutes=35))  # several sweeps past the timeout while the copy progresses
     incomplete = alerts_of(la, "SnapshotSetIncomplete")
     assert len(incomplete) == 1, [a["data"]["missing"] for a in incomplete]
-    assert "still copying" in incomplete[0]["data"]["missing"] and "joins the set by itself" in incomplete[0]["data"]["fix"]
+    assert ("still copying" in incomplete[0]["data"]["missing"]
+            and "joins the set by itself" in incomplete[0]["data"]["fix"])
     assert built(la, attempts=True)[IMAGE_WRITE] == 0
     la.run(timedelta(minutes=40))  # the copy completes: the next sweep builds, no one had to act
     built_once_from(la, "5.1.0", [copy_id])
@@ -254,7 +258,8 @@ def test_a_long_copy_past_the_timeout_alerts_once_and_still_builds(make_azure: C
 # --------------------------------------------------------------------------------------------
 
 
-def test_lun_clash_with_the_wrong_snapshot_first_builds_from_the_right_one(make_azure: Callable[..., LocalAzure]) -> None:
+def test_lun_clash_with_the_wrong_snapshot_first_builds_from_the_right_one(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families())
     disks = prepared_disks(la, "clash", [0, 1])
     wrong_disk = la.add_prepared_disk("clash-wrong", data_disk_gb=32)
@@ -265,7 +270,8 @@ def test_lun_clash_with_the_wrong_snapshot_first_builds_from_the_right_one(make_
     la.settle()
     conflicts = alerts_of(la, "ImageRefused")
     assert len(conflicts) == 1 and conflicts[0]["data"]["codes"] == ["DISK_CLAIMED_TWICE"]
-    assert normalize(wrong) in normalize(conflicts[0]["data"]["diagnosis"]) and normalize(right) in normalize(conflicts[0]["data"]["diagnosis"])
+    assert (normalize(wrong) in normalize(conflicts[0]["data"]["diagnosis"])
+            and normalize(right) in normalize(conflicts[0]["data"]["diagnosis"]))
     assert "remove the autopilot.* tags from the wrong snapshot" in conflicts[0]["data"]["fix"]
     d1 = la.snapshot("clash-data1", disks["1"], tags("gpu", "6.0.0", "1", 3))  # complete, but blocked by the clash
     la.run(timedelta(minutes=6))
@@ -390,7 +396,8 @@ def _foreign_account(la: LocalAzure) -> None:
 
 def _unverified(la: LocalAzure) -> None:
     la.emulator.batch.remove_supported_image("canonical", "ubuntu-24_04-lts", "server")
-    la.emulator.batch.add_supported_image("canonical", "ubuntu-24_04-lts", "server", "batch.node.ubuntu 24.04", verified=False)
+    la.emulator.batch.add_supported_image("canonical", "ubuntu-24_04-lts", "server", "batch.node.ubuntu 24.04",
+                                          verified=False)
 
 
 def _end_of_life(la: LocalAzure) -> None:
@@ -421,7 +428,8 @@ def _windows_family() -> dict[str, Any]:
 #          words the fix text must contain, node agent the pools end with)
 CASES: dict[str, tuple[Any, ...]] = {
     "SNAPSHOT_SUBSCRIPTION": (
-        families(pools=[pool_spec(), pool_spec(account=batch_account_id(OTHER_SUB, "batch-rg", "renderother"), pool_id="{family}-{version}-o")]),
+        families(pools=[pool_spec(), pool_spec(account=batch_account_id(OTHER_SUB, "batch-rg", "renderother"),
+                                               pool_id="{family}-{version}-o")]),
         _foreign_account, None,
         lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"]), ids)[-1],
         "remove this account from the family's pools", "batch.node.ubuntu 24.04"),
@@ -430,22 +438,27 @@ CASES: dict[str, tuple[Any, ...]] = {
         lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"]), ids)[-1],
         "remove gallery.subscription", "batch.node.ubuntu 24.04"),
     "BASE_IMAGE_NOT_SUPPORTED": (
-        families(), lambda la: la.emulator.batch.remove_supported_image("canonical", "ubuntu-24_04-lts", "server"), None,
+        families(), lambda la: la.emulator.batch.remove_supported_image("canonical", "ubuntu-24_04-lts", "server"),
+        None,
         lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags", "batch.node.el 9"),
     "BASE_IMAGE_UNKNOWN": (
         families(generation="V1"), None, "empty",
-        lambda la, ids, v: (la.set_families(families(generation="V1", pools=[pool_spec(nodeAgentSkuId="batch.node.ubuntu 24.04")])),
+        lambda la, ids, v: (la.set_families(families(generation="V1",
+                                                     pools=[pool_spec(nodeAgentSkuId="batch.node.ubuntu 24.04")])),
                             retag(la, ids["os"]), ids)[-1],
         "set nodeAgentSkuId on the family's pools", "batch.node.ubuntu 24.04"),
     "NOT_MARKETPLACE_IMAGE": (
-        families(), None, "gallery", lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags", "batch.node.el 9"),
+        families(), None, "gallery", lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags",
+        "batch.node.el 9"),
     "THIRD_PARTY_PURCHASE_PLAN": (
         families(generation="V1"), None, "ni:ni-ubuntu:ni-ubuntu-2204",
         lambda la, ids, v: _rebuild_vm(la, ids, JAMMY_GEN1, v), "move the autopilot.* tags", "batch.node.ubuntu 22.04"),
     "UNVERIFIED_IMAGE": (
-        families(), _unverified, None, lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags", "batch.node.el 9"),
+        families(), _unverified, None, lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags",
+        "batch.node.el 9"),
     "IMAGE_END_OF_LIFE": (
-        families(), _end_of_life, None, lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags", "batch.node.el 9"),
+        families(), _end_of_life, None, lambda la, ids, v: _rebuild_vm(la, ids, ALMA, v), "move the autopilot.* tags",
+        "batch.node.el 9"),
     "OS_TYPE_MISMATCH": (
         _windows_family(), None, None,
         lambda la, ids, v: (la.set_families(families()), retag(la, ids["os"], via="snapshot"), ids)[-1],
@@ -492,9 +505,11 @@ def test_every_refusal_fix_followed_builds_the_version_once(make_azure: Callable
 
 
 @pytest.mark.parametrize("failing", ["image", "version"])
-def test_a_failed_build_retried_by_re_tagging_as_the_alert_says(make_azure: Callable[..., LocalAzure], failing: str) -> None:
+def test_a_failed_build_retried_by_re_tagging_as_the_alert_says(
+        make_azure: Callable[..., LocalAzure], failing: str) -> None:
     la = make_azure(families())
-    la.emulator.compute.fail_next_operation(image_id("gpu", "12.0.0") if failing == "image" else version_id("gpu", "12.0.0"))
+    la.emulator.compute.fail_next_operation(
+        image_id("gpu", "12.0.0") if failing == "image" else version_id("gpu", "12.0.0"))
     ids = la.snapshot_set("gpu", "12.0.0")
     la.run(timedelta(minutes=20))
     no_failed_invocations(la)
@@ -513,7 +528,8 @@ def test_a_failed_build_retried_by_re_tagging_as_the_alert_says(make_azure: Call
     assert [p.id for p in la.emulator.batch.list_pools(ACCOUNT)] == ["gpu-12-0-0"]
 
 
-def test_the_same_refusal_again_is_not_repeated_within_the_hour_but_a_new_one_is_sent(make_azure: Callable[..., LocalAzure]) -> None:
+def test_the_same_refusal_again_is_not_repeated_within_the_hour_but_a_new_one_is_sent(
+        make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(families(generation="V1"))
     ids = la.snapshot_set("gpu", "11.0.0")
     la.run(timedelta(minutes=6))

@@ -41,14 +41,18 @@ def custom_image(la: LocalAzure) -> str:
     compute.create_gallery_image(SUB, "images-rg", "autopilotGallery", "render", hyper_v_generation="V2")
     disk = la.add_prepared_disk("render-osdisk")
     snapshot = compute.create_snapshot(SUB, "images-rg", "render-os", source_resource_id=disk)
-    return compute.create_gallery_image_version(SUB, "images-rg", "autopilotGallery", "render", "1.0.0", os_snapshot_id=snapshot.id,
+    return compute.create_gallery_image_version(SUB, "images-rg", "autopilotGallery", "render", "1.0.0",
+                                                os_snapshot_id=snapshot.id,
                                                 instant=True).id
 
 
-def add_pool(la: LocalAzure, pool_id: str, *, desired: int | None = None, spot: int | None = None, image_id: str | None = None,
-             target: int = 0, schedule: list[dict[str, Any]] | None = None, deallocation: str | None = None, managed: str | None = "true",
+def add_pool(la: LocalAzure, pool_id: str, *, desired: int | None = None, spot: int | None = None,
+             image_id: str | None = None,
+             target: int = 0, schedule: list[dict[str, Any]] | None = None, deallocation: str | None = None,
+             managed: str | None = "true",
              vm_size: str = VM, account: str = ACCOUNT, **spec: Any) -> None:
-    """A pool as the pipeline creates it (managed, desired targets in metadata), or as a team does (``managed=None``)."""
+    """A pool as the pipeline creates it (managed, desired targets in metadata), or as a team does
+    (``managed=None``)."""
     metadata: dict[str, str] = {}
     if managed is not None:
         metadata[pool_metadata.MANAGED] = managed
@@ -64,7 +68,8 @@ def add_pool(la: LocalAzure, pool_id: str, *, desired: int | None = None, spot: 
         metadata[pool_metadata.IMAGE_ID] = image_id
     else:
         spec["image_reference"] = dict(MARKETPLACE)
-    la.emulator.batch.create_pool(account, pool_id, image_id=image_id, vm_size=vm_size, node_agent_sku_id=SKU, target_dedicated=target,
+    la.emulator.batch.create_pool(account, pool_id, image_id=image_id, vm_size=vm_size, node_agent_sku_id=SKU,
+                                  target_dedicated=target,
                                   resize_timeout=timedelta(minutes=20), metadata=metadata, **spec)
 
 
@@ -84,7 +89,8 @@ class Resize:
 
 
 class Resizes:
-    """Every resize a pool starts, read from the Batch backend after each virtual minute (the request log has no bodies).
+    """Every resize a pool starts, read from the Batch backend after each virtual minute (the request log has no
+    bodies).
 
     A resize is answered at the earliest a minute (a shrink 30 s) after it starts, so the node counts read in the
     minute of the request are the ones the resize started from.
@@ -102,7 +108,8 @@ class Resizes:
                 assert pool.resize_count == count + 1, f"{pool_id}: two resizes within one minute at {now}"
                 self.seen[pool_id] = pool.resize_count
                 op = pool.op
-                self.of[pool_id].append(Resize(op.start, op.target["dedicated"], op.target["low"], pool.current["dedicated"],
+                self.of[pool_id].append(Resize(op.start, op.target["dedicated"], op.target["low"],
+                                               pool.current["dedicated"],
                                                pool.current["low"], op.timeout, op.deallocation))
 
 
@@ -124,7 +131,8 @@ def stalls(la: LocalAzure, pool_id: str) -> list[dict[str, Any]]:
 
 def resize_posts(la: LocalAzure, pool_id: str, *, account: str = ACCOUNT, status: int | None = None) -> list[Any]:
     path = f"/batch/{account}/pools/{pool_id}/resize".lower()
-    return [e for e in la.emulator.log.entries(method="POST", plane="batch") if e.path.lower() == path and status in (None, e.status)]
+    return [e for e in la.emulator.log.entries(method="POST", plane="batch") if e.path.lower() == path
+            and status in (None, e.status)]
 
 
 def pool_writes(la: LocalAzure, pool_id: str) -> list[Any]:

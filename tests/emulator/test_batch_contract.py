@@ -82,9 +82,11 @@ def quiet(emulator: Emulator) -> None:
 
 
 @pytest.fixture
-def account(emulator: Emulator, emulator_server: EmulatorServer, clients: AzureClients, images: FakeImages) -> dict[str, Any]:
+def account(emulator: Emulator, emulator_server: EmulatorServer, clients: AzureClients,
+            images: FakeImages) -> dict[str, Any]:
     emulator.resources.put_group(SUBSCRIPTION_ID, RG, LOCATION)
-    created = clients.batch_management.batch_account.begin_create(RG, ACCOUNT, {"location": LOCATION, "properties": {}}).result()
+    created = clients.batch_management.batch_account.begin_create(
+        RG, ACCOUNT, {"location": LOCATION, "properties": {}}).result()
     return {"name": created.name, "endpoint": created.properties.account_endpoint}
 
 
@@ -98,11 +100,13 @@ def mgmt(clients: AzureClients, account: dict[str, Any]) -> Any:
     return clients.batch_management
 
 
-def pool_body(targets: tuple[int, int] | None = None, *, vm_size: str = VM, image: str | None = None, timeout: str | None = None,
+def pool_body(targets: tuple[int, int] | None = None, *, vm_size: str = VM, image: str | None = None,
+              timeout: str | None = None,
               metadata: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
     props: dict[str, Any] = {
         "vmSize": vm_size,
-        "deploymentConfiguration": {"virtualMachineConfiguration": {"imageReference": {"id": image or image_version()}, "nodeAgentSkuId": SKU}},
+        "deploymentConfiguration": {"virtualMachineConfiguration": {"imageReference": {"id": image or image_version()},
+                                                                    "nodeAgentSkuId": SKU}},
     }
     if targets is not None:
         fixed: dict[str, Any] = {"targetDedicatedNodes": targets[0], "targetLowPriorityNodes": targets[1]}
@@ -123,8 +127,10 @@ def advance(emulator: Emulator, minutes: float) -> None:
     emulator.clock.advance(timedelta(minutes=minutes))
 
 
-def resize(data: Any, pool_id: str, dedicated: int, low: int = 0, *, timeout: timedelta | None = None, **kwargs: Any) -> Any:
-    options = bm.BatchPoolResizeOptions(target_dedicated_nodes=dedicated, target_low_priority_nodes=low, resize_timeout=timeout)
+def resize(data: Any, pool_id: str, dedicated: int, low: int = 0, *, timeout: timedelta | None = None,
+           **kwargs: Any) -> Any:
+    options = bm.BatchPoolResizeOptions(target_dedicated_nodes=dedicated, target_low_priority_nodes=low,
+                                        resize_timeout=timeout)
     return data.begin_resize_pool(pool_id, options, polling_interval=1, **kwargs)
 
 
@@ -142,12 +148,15 @@ def until_steady(emulator: Emulator, data: Any, pool_id: str, *, step: float = 1
 # ---------------------------------------------------------------------------------------------
 
 
-def test_account_shape_matches_the_spec_example_and_endpoint_has_no_scheme(emulator: Emulator, emulator_server: EmulatorServer,
+def test_account_shape_matches_the_spec_example_and_endpoint_has_no_scheme(emulator: Emulator,
+                                                                           emulator_server: EmulatorServer,
                                                                             clients: AzureClients) -> None:
     emulator.resources.put_group(SUBSCRIPTION_ID, "default-azurebatch-japaneast", "japaneast")
-    storage = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/default-azurebatch-japaneast/providers/Microsoft.Storage/storageAccounts/samplestorage"
+    storage = (f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/default-azurebatch-japaneast/providers"
+               "/Microsoft.Storage/storageAccounts/samplestorage")
     poller = clients.batch_management.batch_account.begin_create(
-        "default-azurebatch-japaneast", "sampleacct", {"location": "japaneast", "properties": {"autoStorage": {"storageAccountId": storage}}})
+        "default-azurebatch-japaneast", "sampleacct",
+        {"location": "japaneast", "properties": {"autoStorage": {"storageAccountId": storage}}})
     assert poller.result().properties.provisioning_state == "Succeeded"
 
     body, _ = clients.batch_management.batch_account.get("default-azurebatch-japaneast", "sampleacct", cls=raw)
@@ -165,17 +174,21 @@ def test_account_shape_matches_the_spec_example_and_endpoint_has_no_scheme(emula
     assert body["properties"]["accountEndpoint"] == f"127.0.0.1:{emulator_server.port}/batch/sampleacct"
     props = body["properties"]
     assert isinstance(props["dedicatedCoreQuota"], int) and isinstance(props["lowPriorityCoreQuota"], int)
-    assert isinstance(props["dedicatedCoreQuotaPerVMFamily"], list) and props["dedicatedCoreQuotaPerVMFamilyEnforced"] is False
+    assert (isinstance(props["dedicatedCoreQuotaPerVMFamily"], list)
+            and props["dedicatedCoreQuotaPerVMFamilyEnforced"] is False)
 
-    names = [a.name for a in clients.batch_management.batch_account.list_by_resource_group("default-azurebatch-japaneast")]
+    names = [a.name
+             for a in clients.batch_management.batch_account.list_by_resource_group("default-azurebatch-japaneast")]
     assert names == ["sampleacct"]
     assert "sampleacct" in [a.name for a in clients.batch_management.batch_account.list()]
 
 
-def test_account_needs_its_resource_group_and_user_subscription_mode_hides_batch_quotas(emulator: Emulator, emulator_server: EmulatorServer,
+def test_account_needs_its_resource_group_and_user_subscription_mode_hides_batch_quotas(emulator: Emulator,
+                                                                                        emulator_server: EmulatorServer,
                                                                                         clients: AzureClients) -> None:
     with pytest.raises(ResourceNotFoundError) as err:
-        clients.batch_management.batch_account.begin_create("no-such-rg", "orphan", {"location": LOCATION, "properties": {}}).result()
+        clients.batch_management.batch_account.begin_create("no-such-rg", "orphan",
+                                                            {"location": LOCATION, "properties": {}}).result()
     assert err.value.error.code == "ResourceGroupNotFound"
 
     emulator.resources.put_group(SUBSCRIPTION_ID, RG, LOCATION)
@@ -183,7 +196,8 @@ def test_account_needs_its_resource_group_and_user_subscription_mode_hides_batch
     created = clients.batch_management.batch_account.begin_create(RG, "byosacct", byos).result()
     assert created.properties.pool_allocation_mode == "UserSubscription"
     body, _ = clients.batch_management.batch_account.get(RG, "byosacct", cls=raw)
-    assert "dedicatedCoreQuota" not in body["properties"] and body["properties"]["keyVaultReference"] == byos["properties"]["keyVaultReference"]
+    assert ("dedicatedCoreQuota" not in body["properties"]
+            and body["properties"]["keyVaultReference"] == byos["properties"]["keyVaultReference"])
 
     emulator.batch.create_account(SUBSCRIPTION_ID, RG, "scenarioacct", LOCATION, dedicated_core_quota=40, pool_quota=3)
     assert clients.batch_management.batch_account.get(RG, "scenarioacct").properties.dedicated_core_quota == 40
@@ -204,7 +218,8 @@ def test_pool_create_from_gallery_image_matches_the_spec_example(mgmt: Any) -> N
 
     assert set(body) == set(expected["body"])
     assert set(body["properties"]) == set(expected["body"]["properties"])
-    for k in ("provisioningState", "allocationState", "vmSize", "interNodeCommunication", "taskSlotsPerNode", "taskSchedulingPolicy",
+    for k in ("provisioningState", "allocationState", "vmSize", "interNodeCommunication", "taskSlotsPerNode",
+              "taskSchedulingPolicy",
               "deploymentConfiguration", "scaleSettings", "currentDedicatedNodes", "currentLowPriorityNodes"):
         assert body["properties"][k] == expected["body"]["properties"][k], k
     assert body["type"] == expected["body"]["type"] and body["name"] == "testpool"
@@ -213,12 +228,14 @@ def test_pool_create_from_gallery_image_matches_the_spec_example(mgmt: Any) -> N
     pool = mgmt.pool.get(RG, ACCOUNT, "testpool")
     assert pool.properties.allocation_state == "Steady" and pool.etag == headers["ETag"]
     vm_config = request_body["properties"]["deploymentConfiguration"]["virtualMachineConfiguration"]
-    assert pool.properties.deployment_configuration.virtual_machine_configuration.image_reference.id == vm_config["imageReference"]["id"]
+    assert (pool.properties.deployment_configuration.virtual_machine_configuration.image_reference.id
+            == vm_config["imageReference"]["id"])
 
     sized = create_pool(mgmt, "sized", (3, 2), timeout="PT20M", metadata={"autopilot.managed": "true"})
     assert sized.properties.allocation_state == "Resizing"
     status = sized.properties.resize_operation_status
-    assert (status.target_dedicated_nodes, status.target_low_priority_nodes, status.resize_timeout) == (3, 2, timedelta(minutes=20))
+    assert (status.target_dedicated_nodes, status.target_low_priority_nodes,
+            status.resize_timeout) == (3, 2, timedelta(minutes=20))
     assert [(m.name, m.value) for m in sized.properties.metadata] == [("autopilot.managed", "true")]
 
 
@@ -234,10 +251,12 @@ def test_pool_create_validation(mgmt: Any, emulator: Emulator) -> None:
     assert code_of(no_sku) == "MissingRequiredProperty"
     assert code_of(pool_body(vm_size="Standard_Imaginary_v9")) == "InvalidPropertyValue"
     managed = f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/rg-images/providers/Microsoft.Compute/images/legacy"
-    assert code_of(pool_body(image=managed)) == "InvalidPropertyValue"  # managed images only up to api-version 2019-08-01
+    # managed images only up to api-version 2019-08-01
+    assert code_of(pool_body(image=managed)) == "InvalidPropertyValue"
     assert code_of(pool_body((1, 0), timeout="PT4M")) == "InvalidPropertyValue"
     bad_nat = {"endpointConfiguration": {"inboundNatPools": [{"name": "ssh", "protocol": "TCP", "backendPort": 22,
-                                                              "frontendPortRangeStart": 50000, "frontendPortRangeEnd": 50010}]}}
+                                                              "frontendPortRangeStart": 50000,
+                                                              "frontendPortRangeEnd": 50010}]}}
     assert code_of(pool_body(networkConfiguration=bad_nat)) == "InvalidPropertyValue"
     emulator.batch.set_account_quotas(ACCOUNT, pool_quota=1)
     create_pool(mgmt, "only")
@@ -247,9 +266,11 @@ def test_pool_create_validation(mgmt: Any, emulator: Emulator) -> None:
 
 
 def test_inbound_nat_ranges_batch_reserves_or_overlapping_are_refused_with_400(mgmt: Any) -> None:
-    """azure-batch 15.1.0 BatchInboundNatPool / BatchPoolEndpointConfiguration: reserved, overlapping or too many -> 400."""
+    """azure-batch 15.1.0 BatchInboundNatPool / BatchPoolEndpointConfiguration: reserved, overlapping or too many ->
+    400."""
     def nat_body(*ranges: tuple[int, int, int]) -> dict[str, Any]:
-        pools = [{"name": f"p{i}", "protocol": "TCP", "backendPort": backend, "frontendPortRangeStart": start, "frontendPortRangeEnd": end}
+        pools = [{"name": f"p{i}", "protocol": "TCP", "backendPort": backend, "frontendPortRangeStart": start,
+                  "frontendPortRangeEnd": end}
                  for i, (backend, start, end) in enumerate(ranges)]
         return pool_body(networkConfiguration={"endpointConfiguration": {"inboundNatPools": pools}})
 
@@ -270,11 +291,13 @@ def test_if_none_match_makes_create_only_and_if_match_guards_updates(mgmt: Any, 
         mgmt.pool.create(RG, ACCOUNT, "guarded", pool_body(), match_condition=MatchConditions.IfMissing)
     assert err.value.status_code == 412
 
-    updated = mgmt.pool.update(RG, ACCOUNT, "guarded", {"properties": {"metadata": [{"name": "autopilot.family", "value": "ubuntu"}]}},
+    updated = mgmt.pool.update(RG, ACCOUNT, "guarded",
+                               {"properties": {"metadata": [{"name": "autopilot.family", "value": "ubuntu"}]}},
                                etag=first.etag, match_condition=MatchConditions.IfNotModified)
     assert updated.etag != first.etag
     with pytest.raises(ResourceModifiedError) as err:
-        mgmt.pool.update(RG, ACCOUNT, "guarded", {"properties": {"metadata": []}}, etag=first.etag, match_condition=MatchConditions.IfNotModified)
+        mgmt.pool.update(RG, ACCOUNT, "guarded", {"properties": {"metadata": []}}, etag=first.etag,
+                         match_condition=MatchConditions.IfNotModified)
     assert err.value.status_code == 412
     with pytest.raises(ResourceNotFoundError):  # If-Match: * on a pool that does not exist
         mgmt.pool.update(RG, ACCOUNT, "nope", {"properties": {}}, match_condition=MatchConditions.IfPresent)
@@ -287,15 +310,18 @@ def test_if_none_match_makes_create_only_and_if_match_guards_updates(mgmt: Any, 
 
 def test_management_patch_resizes_and_lists_with_select_and_paging(emulator: Emulator, mgmt: Any, quiet: None) -> None:
     for i in range(12):
-        emulator.batch.create_pool(ACCOUNT, f"pool-{i:02d}", vm_size=VM, image_id=image_version(), node_agent_sku_id=SKU)
+        emulator.batch.create_pool(ACCOUNT, f"pool-{i:02d}", vm_size=VM, image_id=image_version(),
+                                   node_agent_sku_id=SKU)
     example = fixture("batchmgmt_Pool_Update_ResizePool_2025-06-01.json")
     patched = mgmt.pool.update(RG, ACCOUNT, "pool-03", example["parameters"]["parameters"])
     props = patched.properties
     assert props.allocation_state == "Resizing"
     assert props.scale_settings.fixed_scale.node_deallocation_option == "TaskCompletion"
-    assert props.resize_operation_status.target_dedicated_nodes == 5 and props.resize_operation_status.resize_timeout == timedelta(minutes=8)
+    assert (props.resize_operation_status.target_dedicated_nodes == 5
+            and props.resize_operation_status.resize_timeout == timedelta(minutes=8))
     with pytest.raises(ResourceExistsError) as err:  # a different size while it is resizing
-        mgmt.pool.update(RG, ACCOUNT, "pool-03", {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 9}}}})
+        mgmt.pool.update(RG, ACCOUNT, "pool-03",
+                         {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 9}}}})
     assert err.value.error.code == "PoolBeingResized"
 
     listed = list(mgmt.pool.list_by_batch_account(RG, ACCOUNT, maxresults=5, select="properties/allocationState"))
@@ -307,10 +333,13 @@ def test_management_patch_resizes_and_lists_with_select_and_paging(emulator: Emu
     assert [p.name for p in only] == ["pool-10", "pool-11"]
 
 
-def test_pool_delete_is_a_long_running_operation_that_raises_its_event_when_done(emulator: Emulator, mgmt: Any, data: Any,
-                                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    raised: list[dict[str, Any]] = []  # delete events only (the dispatcher raises the write events through the same method)
-    monkeypatch.setattr(emulator.eventgrid, "emit_resource_event", lambda **kw: raised.append(kw) if "Delete" in kw["event_type"] else None,
+def test_pool_delete_is_a_long_running_operation_that_raises_its_event_when_done(emulator: Emulator, mgmt: Any,
+                                                                                 data: Any,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # delete events only (the dispatcher raises the write events through the same method)
+    raised: list[dict[str, Any]] = []
+    monkeypatch.setattr(emulator.eventgrid, "emit_resource_event",
+                        lambda **kw: raised.append(kw) if "Delete" in kw["event_type"] else None,
                         raising=False)
     create_pool(mgmt, "doomed", (2, 0))
     emulator.batch.timings.pool_delete = timedelta(minutes=2)
@@ -356,7 +385,8 @@ def test_data_plane_get_and_list_with_select_filter_and_paging(emulator: Emulato
     selected, _ = data.get_pool("p007", select=["id", "metadata", "eTag"], cls=raw)
     assert {k for k in selected if not k.startswith("odata.")} == {"id", "metadata", "eTag"}
     first_page = data.send_request(HttpRequest("GET", "/pools?api-version=2025-06-01&maxresults=4&$select=id")).json()
-    assert [p["id"] for p in first_page["value"]] == ["Mixed-Case", "p000", "p001", "p002"] and "odata.nextLink" in first_page
+    assert ([p["id"] for p in first_page["value"]] == ["Mixed-Case", "p000", "p001", "p002"]
+            and "odata.nextLink" in first_page)
 
     assert [p.id for p in data.list_pools(filter="id eq 'p010'")] == ["p010"]
     assert [p.id for p in data.list_pools(filter="startswith(id,'p02')")] == ["p020", "p021", "p022", "p023", "p024"]
@@ -364,23 +394,27 @@ def test_data_plane_get_and_list_with_select_filter_and_paging(emulator: Emulato
     assert data.get_pool("mixed-case").id == "Mixed-Case"  # pool ids are case-insensitive
 
     full, headers = data.get_pool("Mixed-Case", cls=raw)
-    assert full["virtualMachineConfiguration"] == {"imageReference": {"virtualMachineImageId": image_version()}, "nodeAgentSKUId": SKU}
+    assert full["virtualMachineConfiguration"] == {"imageReference": {"virtualMachineImageId": image_version()},
+                                                   "nodeAgentSKUId": SKU}
     assert full["allocationState"] == "resizing" and full["vmSize"] == VM.lower() and full["resizeTimeout"] == "PT15M"
     assert full["enableAutoScale"] is False and full["state"] == "active"
     assert headers["ETag"] == full["eTag"] and re.fullmatch(r"0x[0-9A-F]+", full["eTag"])
-    assert data.get_pool("Mixed-Case", etag=full["eTag"], match_condition=MatchConditions.IfNotModified).id == "Mixed-Case"
+    assert data.get_pool("Mixed-Case", etag=full["eTag"],
+                         match_condition=MatchConditions.IfNotModified).id == "Mixed-Case"
 
     with pytest.raises(ResourceNotFoundError) as err:
         data.get_pool("absent")
     assert err.value.error.code == "PoolNotFound"
 
 
-def test_resize_goes_resizing_then_steady_with_nodes_after_virtual_minutes(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
+def test_resize_goes_resizing_then_steady_with_nodes_after_virtual_minutes(
+        emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
     create_pool(mgmt, "grow")
     before = data.get_pool("grow")
     poller = resize(data, "grow", 120, 20, timeout=timedelta(minutes=15))
     pool = data.get_pool("grow")
-    assert pool.allocation_state == "resizing" and pool.target_dedicated_nodes == 120 and pool.target_low_priority_nodes == 20
+    assert (pool.allocation_state == "resizing" and pool.target_dedicated_nodes == 120
+            and pool.target_low_priority_nodes == 20)
     assert pool.etag != before.etag and pool.resize_errors is None
     advance(emulator, 1)
     pool = data.get_pool("grow")
@@ -398,7 +432,8 @@ def test_resize_goes_resizing_then_steady_with_nodes_after_virtual_minutes(emula
     shrink.result(timeout=10)
 
     counts = {c.pool_id: c for c in data.list_pool_node_counts()}
-    assert counts["grow"].dedicated.idle == 10 and counts["grow"].dedicated.total == 10 and counts["grow"].low_priority.total == 0
+    assert (counts["grow"].dedicated.idle == 10 and counts["grow"].dedicated.total == 10
+            and counts["grow"].low_priority.total == 0)
     filtered = list(data.list_pool_node_counts(filter="poolId eq 'grow'"))
     assert [c.pool_id for c in filtered] == ["grow"]
 
@@ -412,18 +447,21 @@ def test_resize_conflicts_stale_etags_and_autoscale(emulator: Emulator, mgmt: An
 
     create_pool(mgmt, "tagged")
     etag = data.get_pool("tagged").etag
-    data.update_pool("tagged", bm.BatchPoolUpdateOptions(metadata=[bm.BatchMetadataItem(name="autopilot.version", value="2")]))
+    data.update_pool("tagged",
+                     bm.BatchPoolUpdateOptions(metadata=[bm.BatchMetadataItem(name="autopilot.version", value="2")]))
     with pytest.raises(ResourceModifiedError) as err:  # azure-batch quotes the bare ETag: If-Match: "0x..."
         resize(data, "tagged", 5, etag=etag, match_condition=MatchConditions.IfNotModified)
     assert err.value.status_code == 412 and err.value.error.code == "ConditionNotMet"
     fresh = data.get_pool("tagged").etag
-    unquoted = data.send_request(HttpRequest("POST", "/pools/tagged/resize?api-version=2025-06-01", json={"targetDedicatedNodes": 5},
+    unquoted = data.send_request(HttpRequest("POST", "/pools/tagged/resize?api-version=2025-06-01",
+                                             json={"targetDedicatedNodes": 5},
                                              headers={"If-Match": fresh}))
     assert unquoted.status_code == 202  # the unquoted form is accepted too
     assert data.get_pool("tagged").allocation_state == "resizing"
 
     mgmt.pool.create(RG, ACCOUNT, "auto", {"properties": {**pool_body()["properties"],
-                                                          "scaleSettings": {"autoScale": {"formula": "$TargetDedicatedNodes=0;"}}}})
+                                                          "scaleSettings": {
+                                                              "autoScale": {"formula": "$TargetDedicatedNodes=0;"}}}})
     assert data.get_pool("auto").enable_auto_scale is True
     with pytest.raises(ResourceExistsError) as err:
         resize(data, "auto", 3)
@@ -438,7 +476,8 @@ def test_resize_conflicts_stale_etags_and_autoscale(emulator: Emulator, mgmt: An
     assert err.value.status_code == 400
 
 
-def test_a_big_resize_stops_at_the_per_resize_cap_then_times_out(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
+def test_a_big_resize_stops_at_the_per_resize_cap_then_times_out(
+        emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
     create_pool(mgmt, "big")
     resize(data, "big", 1000, timeout=timedelta(minutes=15))
     advance(emulator, 7)
@@ -453,7 +492,8 @@ def test_a_big_resize_stops_at_the_per_resize_cap_then_times_out(emulator: Emula
 
     body, _ = mgmt.pool.get(RG, ACCOUNT, "big", cls=raw)
     status = body["properties"]["resizeOperationStatus"]
-    assert body["properties"]["allocationState"] == "Steady" and status["targetDedicatedNodes"] == 1000 and status["resizeTimeout"] == "PT15M"
+    assert (body["properties"]["allocationState"] == "Steady" and status["targetDedicatedNodes"] == 1000
+            and status["resizeTimeout"] == "PT15M")
     assert status["errors"][0]["code"] == "AllocationTimedout"
 
     resize(data, "big", 1000, timeout=timedelta(minutes=15))  # the errors stay until the next resize, which clears them
@@ -462,7 +502,8 @@ def test_a_big_resize_stops_at_the_per_resize_cap_then_times_out(emulator: Emula
     assert data.get_pool("big").current_dedicated_nodes == 600
 
 
-def test_transient_allocation_failures_carry_their_reason_in_values(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
+def test_transient_allocation_failures_carry_their_reason_in_values(
+        emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
     region = LOCATION
     emulator.batch.configure_capacity(region, VM, dedicated_failure_rate=1.0, internal_error_share=1.0)
     create_pool(mgmt, "flaky")
@@ -475,10 +516,12 @@ def test_transient_allocation_failures_carry_their_reason_in_values(emulator: Em
     emulator.batch.configure_capacity(region, VM, internal_error_share=0.0)
     resize(data, "flaky", 10)
     (error,) = until_steady(emulator, data, "flaky").resize_errors
-    assert error.error_values[0].value == "Deployment allocation failed due to insufficient capacity for the requested VM size in the region."
+    assert (error.error_values[0].value == "Deployment allocation failed due to insufficient capacity for the "
+            "requested VM size in the region.")
 
     body, _ = mgmt.pool.get(RG, ACCOUNT, "flaky", cls=raw)  # management plane: details[{code, message}]
-    assert body["properties"]["resizeOperationStatus"]["errors"][0]["details"] == [{"code": "Reason", "message": error.error_values[0].value}]
+    assert body["properties"]["resizeOperationStatus"]["errors"][0][
+        "details"] == [{"code": "Reason", "message": error.error_values[0].value}]
 
     # the region runs out: nodes up to what is free, then AllocationFailed / insufficient capacity
     emulator.batch.configure_capacity(region, VM, dedicated_failure_rate=0.0, dedicated_available=30)
@@ -501,15 +544,19 @@ def test_account_core_quotas_stop_allocation(emulator: Emulator, mgmt: Any, data
     assert pool.current_dedicated_nodes == 10 and [e.code for e in pool.resize_errors] == ["AccountCoreQuotaReached"]
     resize(data, "q1", 10, 5)
     pool = until_steady(emulator, data, "q1")
-    assert pool.current_low_priority_nodes == 2 and [e.code for e in pool.resize_errors] == ["AccountLowPriorityCoreQuotaReached"]
+    assert (pool.current_low_priority_nodes == 2
+            and [e.code for e in pool.resize_errors] == ["AccountLowPriorityCoreQuotaReached"])
 
-    emulator.batch.set_account_quotas(ACCOUNT, dedicated_cores=1000, per_vm_family={"standardDDSv5Family": 48}, per_vm_family_enforced=True)
+    emulator.batch.set_account_quotas(ACCOUNT, dedicated_cores=1000, per_vm_family={"standardDDSv5Family": 48},
+                                      per_vm_family_enforced=True)
     resize(data, "q1", 20, 2)
     pool = until_steady(emulator, data, "q1")
-    assert pool.current_dedicated_nodes == 12 and [e.code for e in pool.resize_errors] == ["AccountVMSeriesCoreQuotaReached"]
+    assert (pool.current_dedicated_nodes == 12
+            and [e.code for e in pool.resize_errors] == ["AccountVMSeriesCoreQuotaReached"])
 
 
-def test_image_gone_gen2_mismatch_and_subnet_delegation_fail_allocation(emulator: Emulator, mgmt: Any, data: Any, images: FakeImages,
+def test_image_gone_gen2_mismatch_and_subnet_delegation_fail_allocation(emulator: Emulator, mgmt: Any, data: Any,
+                                                                        images: FakeImages,
                                                                          quiet: None) -> None:
     gone = image_version("9.9.9")
     create_pool(mgmt, "orphaned", image=gone)
@@ -518,7 +565,8 @@ def test_image_gone_gen2_mismatch_and_subnet_delegation_fail_allocation(emulator
     pool = until_steady(emulator, data, "orphaned")
     assert pool.current_dedicated_nodes == 0
     assert [(e.code, e.message) for e in pool.resize_errors] == [
-        ("AllocationFailed", "There was an error encountered while performing the last resize on the pool. Please try resizing the pool again.")]
+        ("AllocationFailed", "There was an error encountered while performing the last resize on the pool. Please try "
+         "resizing the pool again.")]
 
     gen2 = image_version("2.0.0")
     images.generation[gen2.lower()] = "V2"
@@ -528,7 +576,8 @@ def test_image_gone_gen2_mismatch_and_subnet_delegation_fail_allocation(emulator
     values = {v.name: v.value for v in error.error_values}
     assert error.code == "AllocationFailed" and values["Provider Error Json Truncated"] == "False"
     provider = json.loads(values["Provider Error Json"])
-    assert provider["error"]["code"] == "BadRequest" and "cannot boot Hypervisor Generation '2'" in provider["error"]["message"]
+    assert (provider["error"]["code"] == "BadRequest"
+            and "cannot boot Hypervisor Generation '2'" in provider["error"]["message"])
     create_pool(mgmt, "roomy", vm_size="Standard_D2s_v5", image=gen2)  # Gen2-capable size: fine
     resize(data, "roomy", 2)
     assert until_steady(emulator, data, "roomy").resize_errors is None
@@ -537,19 +586,24 @@ def test_image_gone_gen2_mismatch_and_subnet_delegation_fail_allocation(emulator
     emulator.batch.inject_failure(ACCOUNT, "delegated", "subnet_delegation")
     resize(data, "delegated", 3)
     (error,) = until_steady(emulator, data, "delegated").resize_errors
-    assert (error.code, error.error_values[0].value) == ("AllocationFailed", "Allocation failed as subnet has delegation to external resources.")
+    assert (error.code, error.error_values[0].value) == ("AllocationFailed",
+                                                         "Allocation failed as subnet has delegation to external "
+                                                         "resources.")
     resize(data, "delegated", 3)  # one-shot by default: the next resize works
     assert until_steady(emulator, data, "delegated").current_dedicated_nodes == 3
 
 
-def test_data_plane_create_with_inbound_nat_pools_and_the_custom_image_node_limit(emulator: Emulator, mgmt: Any, data: Any,
+def test_data_plane_create_with_inbound_nat_pools_and_the_custom_image_node_limit(emulator: Emulator, mgmt: Any,
+                                                                                  data: Any,
                                                                                    quiet: None) -> None:
-    nat = bm.BatchInboundNatPool(name="ssh", protocol="tcp", backend_port=22, frontend_port_range_start=40000, frontend_port_range_end=40039)
+    nat = bm.BatchInboundNatPool(name="ssh", protocol="tcp", backend_port=22, frontend_port_range_start=40000,
+                                 frontend_port_range_end=40039)
     data.create_pool(bm.BatchPoolCreateOptions(
         id="natted", vm_size=VM, target_dedicated_nodes=60, resize_timeout=timedelta(minutes=6),
         virtual_machine_configuration=bm.VirtualMachineConfiguration(
             image_reference=bm.BatchVmImageReference(virtual_machine_image_id=image_version()), node_agent_sku_id=SKU),
-        network_configuration=bm.NetworkConfiguration(endpoint_configuration=bm.BatchPoolEndpointConfiguration(inbound_nat_pools=[nat]))))
+        network_configuration=bm.NetworkConfiguration(
+            endpoint_configuration=bm.BatchPoolEndpointConfiguration(inbound_nat_pools=[nat]))))
     wire, _ = data.get_pool("natted", cls=raw)
     assert wire["networkConfiguration"]["endpointConfiguration"]["inboundNATPools"][0]["protocol"] == "tcp"
     props = mgmt.pool.get(RG, ACCOUNT, "natted", cls=raw)[0]["properties"]
@@ -559,10 +613,12 @@ def test_data_plane_create_with_inbound_nat_pools_and_the_custom_image_node_limi
 
 
 
-def test_the_custom_image_node_cap_binds_managed_image_pools_sharing_a_snapshot_only(emulator: Emulator, mgmt: Any, data: Any,
+def test_the_custom_image_node_cap_binds_managed_image_pools_sharing_a_snapshot_only(emulator: Emulator, mgmt: Any,
+                                                                                     data: Any,
                                                                                         quiet: None) -> None:
-    """Batch quotas and limits page: "Compute nodes in pool created with a managed image resource" are capped (2,000 dedicated
-    today), shared by pools on one managed image or images of the same snapshot; gallery pools have no such cap."""
+    """Batch quotas and limits page: "Compute nodes in pool created with a managed image resource" are capped (2,000
+    dedicated today), shared by pools on one managed image or images of the same snapshot; gallery pools have no such
+    cap."""
     assert emulator.batch.limits.custom_image_dedicated_nodes == 2000
     emulator.batch.limits.custom_image_dedicated_nodes = 100  # smaller, to keep the test quick
     compute = emulator.compute
@@ -570,8 +626,10 @@ def test_the_custom_image_node_cap_binds_managed_image_pools_sharing_a_snapshot_
     snap = compute.create_snapshot(SUBSCRIPTION_ID, RG, "snap", source_resource_id=disk.id)
     first = compute.create_image(SUBSCRIPTION_ID, RG, "img-a", os_snapshot_id=snap.id, instant=True)
     second = compute.create_image(SUBSCRIPTION_ID, RG, "img-b", os_snapshot_id=snap.id, instant=True)
-    for name, image in (("left", first.id), ("right", second.id)):  # pools created long ago, with an API version that took managed images
-        emulator.batch.create_pool(ACCOUNT, name, image_id=image, vm_size=VM, node_agent_sku_id=SKU, api_version="2019-08-01")
+    # pools created long ago, with an API version that took managed images
+    for name, image in (("left", first.id), ("right", second.id)):
+        emulator.batch.create_pool(ACCOUNT, name, image_id=image, vm_size=VM, node_agent_sku_id=SKU,
+                                   api_version="2019-08-01")
     for name in ("gal-left", "gal-right"):
         create_pool(mgmt, name, image=image_version("3.0.0"))
     for name in ("left", "right", "gal-left", "gal-right"):
@@ -591,7 +649,8 @@ def test_a_pool_on_a_managed_image_is_refused_at_api_versions_after_2019_08_01(e
         mgmt.pool.create(RG, ACCOUNT, "legacy", pool_body(image=image.id))
     assert err.value.status_code == 400 and err.value.error.code == "InvalidPropertyValue"
     assert "api-version 2025-06-01" in err.value.error.message
-    assert emulator.batch.create_pool(ACCOUNT, "legacy", image_id=image.id, vm_size=VM, node_agent_sku_id=SKU, api_version="2019-08-01")
+    assert emulator.batch.create_pool(ACCOUNT, "legacy", image_id=image.id, vm_size=VM, node_agent_sku_id=SKU,
+                                      api_version="2019-08-01")
 
 
 def test_stop_resize_on_both_planes(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
@@ -617,14 +676,18 @@ def test_stop_resize_on_both_planes(emulator: Emulator, mgmt: Any, data: Any, qu
     assert mgmt.pool.stop_resize(RG, ACCOUNT, "halt").properties.allocation_state == "Steady"  # nothing to stop
 
 
-def test_management_plane_sees_the_data_plane_resize_in_its_own_casing(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
+def test_management_plane_sees_the_data_plane_resize_in_its_own_casing(
+        emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
     create_pool(mgmt, "shared")
     resize(data, "shared", 400, 3, timeout=timedelta(minutes=10))
     bm_pool, _ = mgmt.pool.get(RG, ACCOUNT, "shared", cls=raw)
     props = bm_pool["properties"]
-    assert props["allocationState"] == "Resizing" and props["scaleSettings"]["fixedScale"]["targetDedicatedNodes"] == 400
-    assert props["resizeOperationStatus"]["targetLowPriorityNodes"] == 3 and props["resizeOperationStatus"]["resizeTimeout"] == "PT10M"
-    assert "virtualMachineConfiguration" not in props and props["deploymentConfiguration"]["virtualMachineConfiguration"]["nodeAgentSkuId"] == SKU
+    assert (props["allocationState"] == "Resizing"
+            and props["scaleSettings"]["fixedScale"]["targetDedicatedNodes"] == 400)
+    assert (props["resizeOperationStatus"]["targetLowPriorityNodes"] == 3
+            and props["resizeOperationStatus"]["resizeTimeout"] == "PT10M")
+    assert ("virtualMachineConfiguration" not in props
+            and props["deploymentConfiguration"]["virtualMachineConfiguration"]["nodeAgentSkuId"] == SKU)
     advance(emulator, 10)
     model = mgmt.pool.get(RG, ACCOUNT, "shared")
     assert model.properties.allocation_state == "Steady" and model.properties.current_dedicated_nodes == 300
@@ -637,8 +700,10 @@ def test_supported_images(emulator: Emulator, data: Any) -> None:
     images = list(data.list_supported_images())
     by_ref = {(i.image_reference.publisher.lower(), i.image_reference.offer, i.image_reference.sku): i for i in images}
     assert by_ref[("canonical", "ubuntu-24_04-lts", "server")].node_agent_sku_id == "batch.node.ubuntu 24.04"
-    assert by_ref[("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts")].node_agent_sku_id == "batch.node.ubuntu 22.04"
-    assert by_ref[("microsoftwindowsserver", "WindowsServer", "2022-datacenter")].node_agent_sku_id == "batch.node.windows amd64"
+    assert by_ref[
+        ("canonical", "0001-com-ubuntu-server-jammy", "22_04-lts")].node_agent_sku_id == "batch.node.ubuntu 22.04"
+    assert by_ref[("microsoftwindowsserver", "WindowsServer",
+                   "2022-datacenter")].node_agent_sku_id == "batch.node.windows amd64"
     assert by_ref[("microsoftwindowsserver", "WindowsServer", "2022-datacenter")].os_type == "windows"
     assert by_ref[("microsoft-dsvm", "ubuntu-hpc", "2204")].node_agent_sku_id == "batch.node.ubuntu 22.04"
     assert any(i.verification_type == "unverified" for i in images)
@@ -647,7 +712,8 @@ def test_supported_images(emulator: Emulator, data: Any) -> None:
     shape = fixture("batch_Pool_ListSupportedImages_2024-02-01.19.0.json")["responses"]["200"]["body"]["value"]
     wire = data.send_request(HttpRequest("GET", "/supportedimages?api-version=2025-06-01")).json()["value"]
     assert {k for row in wire for k in row} == {k for row in shape for k in row}  # same fields as the spec example
-    assert {row["osType"] for row in wire} == {"linux", "windows"} and {row["verificationType"] for row in wire} == {"verified", "unverified"}
+    assert ({row["osType"] for row in wire} == {"linux", "windows"}
+            and {row["verificationType"] for row in wire} == {"verified", "unverified"})
 
     unverified = list(data.list_supported_images(filter="verificationType eq 'unverified'"))
     assert unverified and all(i.verification_type == "unverified" for i in unverified)
@@ -681,7 +747,8 @@ def _run_scenario(seed: int, read_every_minute: bool) -> list[tuple[Any, ...]]:
     for round_ in range(3):
         for i, name in enumerate(pools):
             if batch.get_pool(ACCOUNT, name).allocation_state == "steady":
-                batch.resize_pool(ACCOUNT, name, 60 + 40 * i + round_, 10 * (i % 3), resize_timeout=timedelta(minutes=8))
+                batch.resize_pool(ACCOUNT, name, 60 + 40 * i + round_, 10 * (i % 3),
+                                  resize_timeout=timedelta(minutes=8))
         for _ in range(20):
             emulator.clock.advance(timedelta(minutes=1))
             if read_every_minute:
@@ -690,7 +757,8 @@ def _run_scenario(seed: int, read_every_minute: bool) -> list[tuple[Any, ...]]:
                     batch.list_pools(ACCOUNT)
         for name in pools:
             p = batch.get_pool(ACCOUNT, name)
-            outcomes.append((round_, name, p.allocation_state, dict(p.current), [(e.code, tuple(e.values)) for e in p.resize_errors]))
+            outcomes.append((round_, name, p.allocation_state, dict(p.current),
+                             [(e.code, tuple(e.values)) for e in p.resize_errors]))
     return outcomes
 
 
@@ -707,7 +775,8 @@ def test_same_seed_same_outcomes_whatever_the_read_frequency() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "minutes"), [("PT15M", 15), ("PT15M00S", 15), ("PT1H30M", 90), ("P1DT2H", 26 * 60), ("PT900S", 15)])
+@pytest.mark.parametrize(("text", "minutes"),
+                         [("PT15M", 15), ("PT15M00S", 15), ("PT1H30M", 90), ("P1DT2H", 26 * 60), ("PT900S", 15)])
 def test_durations_round_trip(text: str, minutes: int) -> None:
     assert parse_duration(text) == timedelta(minutes=minutes)
     assert parse_duration(format_duration(timedelta(minutes=minutes))) == timedelta(minutes=minutes)
@@ -740,7 +809,8 @@ def image_patch(version: str, metadata: dict[str, str]) -> dict[str, Any]:
         "metadata": [{"name": k, "value": v} for k, v in metadata.items()]}}
 
 
-def test_the_image_changes_only_at_zero_nodes_and_with_its_metadata(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
+def test_the_image_changes_only_at_zero_nodes_and_with_its_metadata(
+        emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
     create_pool(mgmt, "render", (4, 0), metadata={"autopilot.version": "1.0.0"})
     until_steady(emulator, data, "render")
     with pytest.raises(HttpResponseError) as refused:
@@ -751,14 +821,16 @@ def test_the_image_changes_only_at_zero_nodes_and_with_its_metadata(emulator: Em
     assert pool.deployment_configuration.virtual_machine_configuration.image_reference.id.endswith("/versions/1.0.0")
     assert [(m.name, m.value) for m in pool.metadata] == [("autopilot.version", "1.0.0")]
 
-    mgmt.pool.update(RG, ACCOUNT, "render", {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 0}}}})
+    mgmt.pool.update(RG, ACCOUNT, "render",
+                     {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 0}}}})
     until_steady(emulator, data, "render")
     mgmt.pool.update(RG, ACCOUNT, "render", image_patch("1.1.0", {"autopilot.version": "1.1.0"}))
     pool = mgmt.pool.get(RG, ACCOUNT, "render")
     assert pool.deployment_configuration.virtual_machine_configuration.image_reference.id.endswith("/versions/1.1.0")
     assert [(m.name, m.value) for m in pool.metadata] == [("autopilot.version", "1.1.0")]
     # The next resize builds nodes from the new image (the data plane shows it too).
-    mgmt.pool.update(RG, ACCOUNT, "render", {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 2}}}})
+    mgmt.pool.update(RG, ACCOUNT, "render",
+                     {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 2}}}})
     advance(emulator, 1)
     grown = until_steady(emulator, data, "render")
     assert grown.current_dedicated_nodes == 2
@@ -767,7 +839,8 @@ def test_the_image_changes_only_at_zero_nodes_and_with_its_metadata(emulator: Em
 
 def test_a_resizing_pool_refuses_the_image_change(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
     create_pool(mgmt, "busy", (0, 0))
-    mgmt.pool.update(RG, ACCOUNT, "busy", {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 3}}}})
+    mgmt.pool.update(RG, ACCOUNT, "busy",
+                     {"properties": {"scaleSettings": {"fixedScale": {"targetDedicatedNodes": 3}}}})
     assert data.get_pool("busy").allocation_state == "resizing"
     with pytest.raises(HttpResponseError) as refused:
         mgmt.pool.update(RG, ACCOUNT, "busy", image_patch("1.1.0", {}))

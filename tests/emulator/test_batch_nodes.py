@@ -27,7 +27,8 @@ def states(data: Any, pool_id: str) -> dict[str, int]:
     return out
 
 
-def test_nodes_start_then_become_idle_and_node_counts_page_at_ten(emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
+def test_nodes_start_then_become_idle_and_node_counts_page_at_ten(
+        emulator: Emulator, mgmt: Any, data: Any, quiet: None) -> None:
     for i in range(12):
         create_pool(mgmt, f"p{i:02d}", (1 if i == 0 else 0, 0))
     advance(emulator, 1)
@@ -73,7 +74,8 @@ def test_remove_nodes_lowers_the_target_and_resizes(emulator: Emulator, mgmt: An
     create_pool(mgmt, "rm", (6, 0))
     until_steady(emulator, data, "rm")
     ids = [n.id for n in data.list_nodes("rm")][:2]
-    data.begin_remove_nodes("rm", bm.BatchNodeRemoveOptions(node_ids=ids, node_deallocation_option="requeue"), polling_interval=1)
+    data.begin_remove_nodes("rm", bm.BatchNodeRemoveOptions(node_ids=ids, node_deallocation_option="requeue"),
+                            polling_interval=1)
     pool = data.get_pool("rm")
     assert pool.allocation_state == "resizing" and pool.target_dedicated_nodes == 4
     assert {n.id: n.state for n in data.list_nodes("rm")}[ids[0]] == "leavingPool"
@@ -84,7 +86,8 @@ def test_remove_nodes_lowers_the_target_and_resizes(emulator: Emulator, mgmt: An
     assert pool.current_dedicated_nodes == 4 and pool.target_dedicated_nodes == 4
     assert not set(ids) & {n.id for n in data.list_nodes("rm")}
     with pytest.raises(HttpResponseError) as too_many:
-        data.begin_remove_nodes("rm", bm.BatchNodeRemoveOptions(node_ids=[f"n{i}" for i in range(101)]), polling_interval=1)
+        data.begin_remove_nodes("rm", bm.BatchNodeRemoveOptions(node_ids=[f"n{i}" for i in range(101)]),
+                                polling_interval=1)
     assert too_many.value.status_code == 400
     assert emulator.batch.find_pool(ACCOUNT, "rm").target["dedicated"] == 4
 
@@ -94,7 +97,8 @@ def test_set_image_health_refuses_shares_outside_zero_to_one(emulator: Emulator)
         emulator.batch.set_image_health(image_version(), unusable_share=1.5)
 
 
-def test_a_taskcompletion_shrink_removes_nodes_running_tasks_only_once_their_tasks_end(emulator: Emulator, mgmt: Any, data: Any,
+def test_a_taskcompletion_shrink_removes_nodes_running_tasks_only_once_their_tasks_end(emulator: Emulator, mgmt: Any,
+                                                                                       data: Any,
                                                                                       quiet: None) -> None:
     from datetime import timedelta
 
@@ -107,13 +111,17 @@ def test_a_taskcompletion_shrink_removes_nodes_running_tasks_only_once_their_tas
         assert states(data, pool_id) == {"idle": 2, "running": 2}
     running = [n for n in data.list_nodes("finish") if n.state == "running"]
     assert [n.running_tasks_count for n in running] == [1, 1]
-    data.begin_resize_pool("finish", bm.BatchPoolResizeOptions(target_dedicated_nodes=0, node_deallocation_option="taskcompletion"),
+    data.begin_resize_pool("finish", bm.BatchPoolResizeOptions(target_dedicated_nodes=0,
+                                                               node_deallocation_option="taskcompletion"),
                            polling_interval=1)
-    data.begin_resize_pool("requeue", bm.BatchPoolResizeOptions(target_dedicated_nodes=0, node_deallocation_option="requeue"),
+    data.begin_resize_pool("requeue",
+                           bm.BatchPoolResizeOptions(target_dedicated_nodes=0, node_deallocation_option="requeue"),
                            polling_interval=1)
     advance(emulator, 5)
-    assert states(data, "requeue") == {} and data.get_pool("requeue").allocation_state == "steady"  # tasks stopped, nodes gone
-    # taskcompletion: the idle nodes went at once; the running ones stay, and the pool keeps resizing, until their tasks end.
+    # tasks stopped, nodes gone
+    assert states(data, "requeue") == {} and data.get_pool("requeue").allocation_state == "steady"
+    # taskcompletion: the idle nodes went at once; the running ones stay, and the pool keeps resizing, until their tasks
+    # end.
     assert states(data, "finish") == {"running": 2} and data.get_pool("finish").allocation_state == "resizing"
     advance(emulator, 15)
     assert states(data, "finish") == {} and data.get_pool("finish").allocation_state == "steady"

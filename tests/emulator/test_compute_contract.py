@@ -25,10 +25,12 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "azure"
 RG = "rg-images"
 LOCATION = "westeurope"
 UBUNTU_24 = marketplace_image_id(SUB, LOCATION, "Canonical", "ubuntu-24_04-lts", "server", "24.04.202510010")
-JAMMY_GEN1 = marketplace_image_id(SUB, LOCATION, "Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts", "22.04.202510010")
+JAMMY_GEN1 = marketplace_image_id(SUB, LOCATION, "Canonical", "0001-com-ubuntu-server-jammy", "22_04-lts",
+                                  "22.04.202510010")
 NI_UBUNTU = marketplace_image_id(SUB, LOCATION, "ni", "ni-ubuntu", "ni-ubuntu-2204", "1.0.0")
 # Fields of GalleryImageVersion the spec examples leave out but the model (and Azure) has.
-VERSION_EXTRA_FIELDS = ("type", "tags", "properties.publishingProfile.excludeFromLatest", "properties.publishingProfile.endOfLifeDate")
+VERSION_EXTRA_FIELDS = ("type", "tags", "properties.publishingProfile.excludeFromLatest",
+                        "properties.publishingProfile.endOfLifeDate")
 TOKEN = make_token({"name": "contract-test", "appid": "contract-test"})
 
 
@@ -63,12 +65,14 @@ def paths(value: Any, prefix: str = "") -> set[str]:
     return out
 
 
-def assert_shape_like(ours: dict[str, Any], spec: dict[str, Any], *, not_emulated: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
+def assert_shape_like(ours: dict[str, Any], spec: dict[str, Any], *, not_emulated: tuple[str, ...] = (),
+                      extra: tuple[str, ...] = ()) -> None:
     """Every field of the spec example is in our answer (bar features the emulator does not model, ``not_emulated``),
     and every field we answer is in the example or in ``extra`` (fields of the same model the example leaves out)."""
     spec_paths = {p for p in paths(spec) if not p.startswith(not_emulated)}
     ours_paths = paths(ours)
-    assert spec_paths - ours_paths == set(), f"fields of the spec example missing from the emulator: {sorted(spec_paths - ours_paths)}"
+    assert spec_paths - ours_paths == set(), ("fields of the spec example missing from the emulator: "
+                                              f"{sorted(spec_paths - ours_paths)}")
     unknown = {p for p in ours_paths - spec_paths if not p.startswith(extra)}
     assert unknown == set(), f"fields the spec example does not have: {sorted(unknown)}"
 
@@ -77,7 +81,8 @@ def group(emulator: Emulator, name: str = RG, location: str = LOCATION) -> None:
     emulator.resources.put_group(SUB, name, location)
 
 
-def arm(server: EmulatorServer, method: str, path: str, api_version: str | None, body: Any = None, token: str | None = TOKEN,
+def arm(server: EmulatorServer, method: str, path: str, api_version: str | None, body: Any = None,
+        token: str | None = TOKEN,
         **params: str) -> requests.Response:
     query = {"api-version": api_version, **params} if api_version else params
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -91,13 +96,15 @@ def rid(kind: str, name: str, rg: str = RG) -> str:
 
 def record_events(emulator: Emulator) -> list[dict[str, Any]]:
     """The events the compute model raises through ``eventgrid.emit_resource_event`` (architecture.md), recorded as they
-    are raised. The call is passed on to the Event Grid backend when it has the method (it may still be a placeholder)."""
+    are raised. The call is passed on to the Event Grid backend when it has the method (it may still be a
+    placeholder)."""
     events: list[dict[str, Any]] = []
     eventgrid = emulator.eventgrid
     original = getattr(eventgrid, "emit_resource_event", None)
 
     def emit_resource_event(**kwargs: Any) -> Any:
-        events.append({"type": kwargs["event_type"], "subject": kwargs["subject"], "operationName": kwargs["operation_name"],
+        events.append({"type": kwargs["event_type"], "subject": kwargs["subject"],
+                       "operationName": kwargs["operation_name"],
                        "status": kwargs["status"], "claims": kwargs["claims"]})
         return original(**kwargs) if original is not None else None
 
@@ -121,14 +128,16 @@ def data_snapshot(emulator: Emulator, name: str, size_gb: int = 64, rg: str = RG
 # --------------------------------------------------------------------------------------------
 
 
-def test_disk_from_marketplace_image_then_snapshot_copy_keeps_os_and_generation(emulator: Emulator, clients: AzureClients) -> None:
+def test_disk_from_marketplace_image_then_snapshot_copy_keeps_os_and_generation(
+        emulator: Emulator, clients: AzureClients) -> None:
     group(emulator)
     compute = clients.compute
     disk = compute.disks.begin_create_or_update(RG, "os-disk", {
         "location": LOCATION,
         "properties": {"creationData": {"createOption": "FromImage", "imageReference": {"id": UBUNTU_24}}},
     }).result()
-    assert (disk.os_type, disk.hyper_v_generation, disk.disk_size_gb, disk.provisioning_state) == ("Linux", "V2", 30, "Succeeded")
+    assert (disk.os_type, disk.hyper_v_generation, disk.disk_size_gb,
+            disk.provisioning_state) == ("Linux", "V2", 30, "Succeeded")
     assert disk.creation_data.image_reference.id == UBUNTU_24
     assert disk.purchase_plan is None  # first-party images carry no plan
 
@@ -149,7 +158,8 @@ def test_disk_from_marketplace_image_then_snapshot_copy_keeps_os_and_generation(
         assert s.disk_state == "Unattached"
 
     gen1 = compute.disks.begin_create_or_update(RG, "jammy", {
-        "location": LOCATION, "properties": {"creationData": {"createOption": "FromImage", "imageReference": {"id": JAMMY_GEN1}}}}).result()
+        "location": LOCATION,
+        "properties": {"creationData": {"createOption": "FromImage", "imageReference": {"id": JAMMY_GEN1}}}}).result()
     assert (gen1.os_type, gen1.hyper_v_generation) == ("Linux", "V1")
     assert [d.name for d in compute.disks.list_by_resource_group(RG)] == ["jammy", "os-disk"]
     assert [s.name for s in compute.snapshots.list_by_resource_group(RG)] == ["os-snap"]
@@ -161,28 +171,35 @@ def test_disk_from_marketplace_image_then_snapshot_copy_keeps_os_and_generation(
     assert [d.name for d in compute.disks.list_by_resource_group(RG)] == ["os-disk"]
 
 
-def test_third_party_image_disks_carry_the_purchase_plan_and_unknown_images_404(emulator: Emulator, clients: AzureClients) -> None:
+def test_third_party_image_disks_carry_the_purchase_plan_and_unknown_images_404(
+        emulator: Emulator, clients: AzureClients) -> None:
     group(emulator)
     compute = clients.compute
     disk = compute.disks.begin_create_or_update(RG, "ni-disk", {
-        "location": LOCATION, "properties": {"creationData": {"createOption": "FromImage", "imageReference": {"id": NI_UBUNTU}}}}).result()
-    plan = {"name": disk.purchase_plan.name, "publisher": disk.purchase_plan.publisher, "product": disk.purchase_plan.product}
+        "location": LOCATION,
+        "properties": {"creationData": {"createOption": "FromImage", "imageReference": {"id": NI_UBUNTU}}}}).result()
+    plan = {"name": disk.purchase_plan.name, "publisher": disk.purchase_plan.publisher,
+            "product": disk.purchase_plan.product}
     assert plan == {"name": "ni-ubuntu-2204", "publisher": "ni", "product": "ni-ubuntu"}
     snap = compute.snapshots.begin_create_or_update(RG, "ni-snap", {
-        "location": LOCATION, "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk.id}}}).result()
+        "location": LOCATION,
+        "properties": {"creationData": {"createOption": "Copy", "sourceResourceId": disk.id}}}).result()
     assert snap.purchase_plan.name == "ni-ubuntu-2204" and snap.purchase_plan.product == "ni-ubuntu"
 
     unknown = marketplace_image_id(SUB, LOCATION, "Canonical", "no-such-offer", "server", "1.0.0")
     with pytest.raises(ResourceNotFoundError) as info:
         compute.disks.begin_create_or_update(RG, "bad", {
-            "location": LOCATION, "properties": {"creationData": {"createOption": "FromImage", "imageReference": {"id": unknown}}}}).result()
+            "location": LOCATION,
+            "properties": {"creationData": {"createOption": "FromImage", "imageReference": {"id": unknown}}}}).result()
     assert info.value.error.code == "PlatformImageNotFound"
 
     # Scenario set-up can extend the catalogue; the HTTP path then accepts the new image.
-    emulator.compute.add_marketplace_image("Canonical", "no-such-offer", "server", os_type="Linux", hyper_v_generation="V2", versions=["1.0.0"])
+    emulator.compute.add_marketplace_image("Canonical", "no-such-offer", "server", os_type="Linux",
+                                           hyper_v_generation="V2", versions=["1.0.0"])
     assert compute.disks.begin_create_or_update(RG, "bad", {
         "location": LOCATION,
-        "properties": {"creationData": {"createOption": "FromImage", "imageReference": {"id": unknown}}}}).result().hyper_v_generation == "V2"
+        "properties": {"creationData": {"createOption": "FromImage",
+                                        "imageReference": {"id": unknown}}}}).result().hyper_v_generation == "V2"
 
     with pytest.raises(HttpResponseError) as missing_group:
         compute.disks.begin_create_or_update("no-such-rg", "d", {"location": LOCATION, "properties": {
@@ -190,13 +207,15 @@ def test_third_party_image_disks_carry_the_purchase_plan_and_unknown_images_404(
     assert missing_group.value.error.code == "ResourceGroupNotFound"
 
 
-def test_snapshot_get_matches_the_spec_example_and_tag_patch_is_a_write(emulator: Emulator, emulator_server: EmulatorServer,
+def test_snapshot_get_matches_the_spec_example_and_tag_patch_is_a_write(emulator: Emulator,
+                                                                        emulator_server: EmulatorServer,
                                                                         clients: AzureClients) -> None:
     group(emulator)
     spec = example("compute_Snapshot_Get_2025-01-02")["responses"]["200"]["body"]
     # A Windows Gen1 third-party image with the same plan as the example.
     plan = spec["properties"]["purchasePlan"]
-    emulator.compute.add_marketplace_image(plan["publisher"], plan["product"], plan["name"], os_type="Windows", hyper_v_generation="V1",
+    emulator.compute.add_marketplace_image(plan["publisher"], plan["product"], plan["name"], os_type="Windows",
+                                           hyper_v_generation="V1",
                                            versions=["1.0.0"], disk_size_gb=100, plan=plan)
     image_id = marketplace_image_id(SUB, LOCATION, plan["publisher"], plan["product"], plan["name"], "1.0.0")
     disk = emulator.compute.create_disk(SUB, RG, "myDisk", location=LOCATION, image_reference_id=image_id)
@@ -206,9 +225,11 @@ def test_snapshot_get_matches_the_spec_example_and_tag_patch_is_a_write(emulator
         response = arm(emulator_server, "GET", rid("snapshots", "mySnapshot"), api_version)
         assert response.status_code == 200
         ours = response.json()
-        assert_shape_like(ours, spec, not_emulated=("properties.encryptionSettingsCollection", "properties.supportedCapabilities",
+        assert_shape_like(ours, spec, not_emulated=("properties.encryptionSettingsCollection",
+                                                    "properties.supportedCapabilities",
                                                     "properties.supportsHibernation"),
-                          extra=("sku", "properties.diskSizeBytes", "properties.diskState", "properties.incremental", "properties.uniqueId",
+                          extra=("sku", "properties.diskSizeBytes", "properties.diskState", "properties.incremental",
+                                 "properties.uniqueId",
                                  "properties.networkAccessPolicy", "properties.publicNetworkAccess"))
         for field in ("osType", "hyperVGeneration", "purchasePlan", "provisioningState"):
             assert ours["properties"][field] == spec["properties"][field]
@@ -217,11 +238,13 @@ def test_snapshot_get_matches_the_spec_example_and_tag_patch_is_a_write(emulator
         assert ours["properties"]["encryption"] == spec["properties"]["encryption"]
         assert ours["type"] == spec["type"] and ours["tags"] == spec["tags"] and ours["location"] == LOCATION
 
-    updated = clients.compute.snapshots.begin_update(RG, "mySnapshot", {"tags": {"autopilot": "build", "department": "Dev"}}).result()
+    updated = clients.compute.snapshots.begin_update(RG, "mySnapshot",
+                                                     {"tags": {"autopilot": "build", "department": "Dev"}}).result()
     assert updated.tags == {"autopilot": "build", "department": "Dev"}
     assert clients.compute.snapshots.get(RG, "mySnapshot").tags == {"autopilot": "build", "department": "Dev"}
     [patch] = emulator.log.entries(method="PATCH")
-    assert (patch.action, patch.status, patch.caller) == ("Microsoft.Compute/snapshots/write", 200, "batch-image-autopilot")
+    assert (patch.action, patch.status, patch.caller) == ("Microsoft.Compute/snapshots/write", 200,
+                                                          "batch-image-autopilot")
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +252,8 @@ def test_snapshot_get_matches_the_spec_example_and_tag_patch_is_a_write(emulator
 # --------------------------------------------------------------------------------------------
 
 
-def test_image_from_os_and_data_snapshots_is_a_long_running_operation(emulator: Emulator, emulator_server: EmulatorServer,
+def test_image_from_os_and_data_snapshots_is_a_long_running_operation(emulator: Emulator,
+                                                                      emulator_server: EmulatorServer,
                                                                        clients: AzureClients) -> None:
     group(emulator)
     events = record_events(emulator)
@@ -237,10 +261,13 @@ def test_image_from_os_and_data_snapshots_is_a_long_running_operation(emulator: 
     data_snap = data_snapshot(emulator, "mySnapshot2")
     spec = example("compute_Image_Create_DataDiskFromASnapshotIncluded_2025-04-01")
     request = substitute(spec["parameters"]["parameters"], {
-        "subscriptions/{subscription-id}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots/mySnapshot": os_snap,
-        "subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots/mySnapshot2": data_snap,
+        "subscriptions/{subscription-id}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots"
+        "/mySnapshot": os_snap,
+        "subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots"
+        "/mySnapshot2": data_snap,
     })
-    request["properties"]["hyperVGeneration"] = "V2"  # the snapshot is Gen2: the image must say so (Azure's default is V1)
+    # the snapshot is Gen2: the image must say so (Azure's default is V1)
+    request["properties"]["hyperVGeneration"] = "V2"
 
     poller = clients.compute.images.begin_create_or_update(RG, "myImage", request, polling=False)
     accepted = poller.result()  # no polling: the deserialized 201
@@ -270,28 +297,38 @@ def test_image_from_os_and_data_snapshots_is_a_long_running_operation(emulator: 
 
     # Every ImageDisk field of the Get example is stored and answered under the same names.
     get_spec = example("compute_Image_Get_2025-04-01")["responses"]["200"]["body"]
-    snapshot1 = "subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots/mySnapshot1"
-    disk1 = "subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/disks/myManagedDisk1"
-    snapshot2 = "subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots/mySnapshot2"
-    disk2 = "subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/disks/myManagedDisk2"
-    full = substitute({"location": get_spec["location"], "properties": {"storageProfile": get_spec["properties"]["storageProfile"]}}, {
-        snapshot1: os_snap, snapshot2: data_snap, disk1: rid("disks", "mySnapshot-disk"), disk2: rid("disks", "mySnapshot2-disk")})
+    snapshot1 = ("subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots"
+                 "/mySnapshot1")
+    disk1 = ("subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/disks"
+             "/myManagedDisk1")
+    snapshot2 = ("subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots"
+                 "/mySnapshot2")
+    disk2 = ("subscriptions/{subscriptionId}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/disks"
+             "/myManagedDisk2")
+    full = substitute({"location": get_spec["location"],
+                       "properties": {"storageProfile": get_spec["properties"]["storageProfile"]}}, {
+        snapshot1: os_snap, snapshot2: data_snap, disk1: rid("disks", "mySnapshot-disk"),
+        disk2: rid("disks", "mySnapshot2-disk")})
     assert arm(emulator_server, "PUT", rid("images", "full"), "2025-04-01", full).status_code == 201
     emulator.clock.advance(timedelta(minutes=5))
     ours = arm(emulator_server, "GET", rid("images", "full"), "2026-04-01").json()
-    assert_shape_like(ours, get_spec, extra=("tags", "properties.hyperVGeneration", "properties.storageProfile.osDisk.caching"))
+    assert_shape_like(ours, get_spec,
+                      extra=("tags", "properties.hyperVGeneration", "properties.storageProfile.osDisk.caching"))
     assert ours["properties"]["storageProfile"]["osDisk"]["osType"] == "Windows"
 
     # Without hyperVGeneration Azure makes a V1 image even from a Gen2 snapshot (the pool then cannot boot it).
     plain = substitute(example("compute_Image_CreateFromASnapshot_2025-04-01")["parameters"]["parameters"], {
-        "subscriptions/{subscription-id}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots/mySnapshot": os_snap})
+        "subscriptions/{subscription-id}/resourceGroups/myResourceGroup/providers/Microsoft.Compute/snapshots"
+        "/mySnapshot": os_snap})
     emulator.compute.retry_after_seconds = 1  # the real seconds the SDK's poller waits between polls
-    poller = clients.compute.images.begin_create_or_update(RG, "gen1-by-default", plain)  # ARMPolling: follows Azure-AsyncOperation
+    # ARMPolling: follows Azure-AsyncOperation
+    poller = clients.compute.images.begin_create_or_update(RG, "gen1-by-default", plain)
     emulator.clock.advance(timedelta(minutes=5))
     done = poller.result(timeout=15)  # completes once the virtual time has passed
     assert (done.provisioning_state, done.hyper_v_generation) == ("Succeeded", "V1")
     assert [i.name for i in clients.compute.images.list_by_resource_group(RG)] == ["full", "gen1-by-default", "myImage"]
-    assert {e.action for e in emulator.log.entries(method="PUT", path_contains="/images/")} == {"Microsoft.Compute/images/write"}
+    assert {e.action
+            for e in emulator.log.entries(method="PUT", path_contains="/images/")} == {"Microsoft.Compute/images/write"}
 
 
 def test_image_lro_headers_and_operation_status_resource(emulator: Emulator, emulator_server: EmulatorServer) -> None:
@@ -311,7 +348,8 @@ def test_image_lro_headers_and_operation_status_resource(emulator: Emulator, emu
     polled = requests.get(status_url, headers=headers, verify=str(emulator_server.ca_cert), timeout=10)
     status = polled.json()
     assert int(polled.headers["Retry-After"]) >= 1
-    assert status["status"] == "InProgress" and "endTime" not in status and status["startTime"].startswith("2026-11-02T06:00:00")
+    assert (status["status"] == "InProgress" and "endTime" not in status
+            and status["startTime"].startswith("2026-11-02T06:00:00"))
     monitor = requests.get(put.headers["Location"], headers=headers, verify=str(emulator_server.ca_cert), timeout=10)
     assert monitor.status_code == 202
 
@@ -334,7 +372,8 @@ def test_image_creation_fails_for_missing_sources_and_bad_bodies(emulator: Emula
     group(emulator)
     events = record_events(emulator)
     missing = rid("snapshots", "gone")
-    body = {"location": LOCATION, "properties": {"storageProfile": {"osDisk": {"osType": "Linux", "osState": "Generalized",
+    body = {"location": LOCATION, "properties": {"storageProfile": {"osDisk": {"osType": "Linux",
+                                                                               "osState": "Generalized",
                                                                                "snapshot": {"id": missing}}}}}
     with pytest.raises(ResourceNotFoundError) as info:
         clients.compute.images.begin_create_or_update(RG, "img", body, polling=False)
@@ -352,7 +391,8 @@ def test_image_creation_fails_for_missing_sources_and_bad_bodies(emulator: Emula
     status = requests.get(put.headers["Azure-AsyncOperation"], headers={"Authorization": f"Bearer {TOKEN}"},
                           verify=str(emulator_server.ca_cert), timeout=10).json()
     assert status["status"] == "Failed" and status["error"]["code"] == "NotFound"
-    assert [(e["type"], e["status"]) for e in events if e["subject"] == image.id] == [("Microsoft.Resources.ResourceWriteFailure", "Failed")]
+    assert [(e["type"], e["status"]) for e in events
+            if e["subject"] == image.id] == [("Microsoft.Resources.ResourceWriteFailure", "Failed")]
     assert not emulator.compute.image_available(image.id, LOCATION)
 
     # Schema validation: osState and lun are required, enums are checked.
@@ -360,17 +400,20 @@ def test_image_creation_fails_for_missing_sources_and_bad_bodies(emulator: Emula
     for bad, code in (
         ({"osDisk": {"osType": "Linux", "snapshot": {"id": snap}}}, "InvalidParameter"),
         ({"osDisk": {"osType": "Solaris", "osState": "Generalized", "snapshot": {"id": snap}}}, "InvalidParameter"),
-        ({"osDisk": {"osType": "Linux", "osState": "Generalized", "snapshot": {"id": snap}}, "dataDisks": [{"snapshot": {"id": snap}}]},
+        ({"osDisk": {"osType": "Linux", "osState": "Generalized", "snapshot": {"id": snap}},
+          "dataDisks": [{"snapshot": {"id": snap}}]},
          "InvalidParameter"),
         ({"osDisk": {"osType": "Linux", "osState": "Generalized"}}, "InvalidParameter"),
     ):
-        response = arm(emulator_server, "PUT", rid("images", "bad"), "2026-04-01", {"location": LOCATION, "properties": {"storageProfile": bad}})
+        response = arm(emulator_server, "PUT", rid("images", "bad"), "2026-04-01",
+                       {"location": LOCATION, "properties": {"storageProfile": bad}})
         assert (response.status_code, response.json()["error"]["code"]) == (400, code), bad
     response = arm(emulator_server, "PUT", rid("images", "bad"), "2026-04-01", {"properties": {}})
     assert (response.status_code, response.json()["error"]["code"]) == (400, "LocationRequired")
 
 
-def test_image_delete_is_an_lro_the_sdk_completes(emulator: Emulator, emulator_server: EmulatorServer, clients: AzureClients) -> None:
+def test_image_delete_is_an_lro_the_sdk_completes(emulator: Emulator, emulator_server: EmulatorServer,
+                                                  clients: AzureClients) -> None:
     group(emulator)
     snap = os_disk_and_snapshot(emulator, "snap")
     image = emulator.compute.create_image(SUB, RG, "img", os_snapshot_id=snap, hyper_v_generation="V2", instant=True)
@@ -386,7 +429,8 @@ def test_image_delete_is_an_lro_the_sdk_completes(emulator: Emulator, emulator_s
     spec = example("compute_Images_Delete_MaximumSet_Gen_2025-04-01")
     emulator.compute.create_image(SUB, RG, "img", os_snapshot_id=snap, instant=True)
     response = arm(emulator_server, "DELETE", rid("images", "img"), spec["parameters"]["api-version"])
-    assert response.status_code == 202 and set(spec["responses"]["202"]["headers"]) <= {h.lower() for h in response.headers}
+    assert (response.status_code == 202
+            and set(spec["responses"]["202"]["headers"]) <= {h.lower() for h in response.headers})
     assert arm(emulator_server, "DELETE", rid("images", "img"), "2026-04-01").status_code == 204
     assert [e.status for e in emulator.log.entries(action="Microsoft.Compute/images/delete")] == [202, 204, 202, 204]
 
@@ -396,33 +440,40 @@ def test_image_delete_is_an_lro_the_sdk_completes(emulator: Emulator, emulator_s
 # --------------------------------------------------------------------------------------------
 
 
-def make_gallery(clients: AzureClients, definition: str = "batch-ubuntu", generation: str = "V2", os_state: str = "Generalized") -> None:
-    gallery = clients.compute.galleries.begin_create_or_update(RG, "autopilot_gallery", {"location": "West Europe"}).result()
+def make_gallery(clients: AzureClients, definition: str = "batch-ubuntu", generation: str = "V2",
+                 os_state: str = "Generalized") -> None:
+    gallery = clients.compute.galleries.begin_create_or_update(
+        RG, "autopilot_gallery", {"location": "West Europe"}).result()
     assert gallery.provisioning_state == "Succeeded" and gallery.location == LOCATION
     image_def = clients.compute.gallery_images.begin_create_or_update(RG, "autopilot_gallery", definition, {
         "location": LOCATION, "properties": {"osType": "Linux", "osState": os_state, "hyperVGeneration": generation,
-                                             "identifier": {"publisher": "contoso", "offer": "batch", "sku": definition}}}).result()
+                                             "identifier": {"publisher": "contoso", "offer": "batch",
+                                                            "sku": definition}}}).result()
     assert (image_def.os_type, image_def.os_state, image_def.hyper_v_generation, image_def.provisioning_state) == (
         "Linux", os_state, generation, "Succeeded")
     assert image_def.identifier.sku == definition
 
 
-def test_gallery_version_from_a_managed_image_replicates_then_is_available(emulator: Emulator, emulator_server: EmulatorServer,
+def test_gallery_version_from_a_managed_image_replicates_then_is_available(emulator: Emulator,
+                                                                           emulator_server: EmulatorServer,
                                                                            clients: AzureClients) -> None:
     group(emulator)
     events = record_events(emulator)
     snap = os_disk_and_snapshot(emulator, "snap")
     data = data_snapshot(emulator, "data", 10)
-    image = emulator.compute.create_image(SUB, RG, "img", os_snapshot_id=snap, data_snapshot_ids={1: data}, hyper_v_generation="V2",
+    image = emulator.compute.create_image(SUB, RG, "img", os_snapshot_id=snap, data_snapshot_ids={1: data},
+                                          hyper_v_generation="V2",
                                           instant=True)
     make_gallery(clients)
     spec = example("compute_GalleryImageVersion_Create_FromManagedImage_2025-03-03")
     request = substitute(spec["parameters"]["galleryImageVersion"], {
-        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/images/{imageName}": image.id,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/images"
+        "/{imageName}": image.id,
         "West US": "West Europe", "East US": "North Europe"})
     request["location"] = LOCATION
 
-    poller = clients.compute.gallery_image_versions.begin_create_or_update(RG, "autopilot_gallery", "batch-ubuntu", "1.0.0", request,
+    poller = clients.compute.gallery_image_versions.begin_create_or_update(RG, "autopilot_gallery", "batch-ubuntu",
+                                                                           "1.0.0", request,
                                                                            polling=False)
     assert poller.result().provisioning_state == "Creating"
     version_id = f"{rid('galleries', 'autopilot_gallery')}/images/batch-ubuntu/versions/1.0.0"
@@ -430,23 +481,27 @@ def test_gallery_version_from_a_managed_image_replicates_then_is_available(emula
     assert not emulator.compute.image_available(version_id, LOCATION)
     assert not emulator.compute.image_available(definition_id, LOCATION)
 
-    emulator.clock.advance(timedelta(minutes=5))  # the home region's single replica is done; North Europe (2 replicas, remote) is not
+    # the home region's single replica is done; North Europe (2 replicas, remote) is not
+    emulator.clock.advance(timedelta(minutes=5))
     response = arm(emulator_server, "GET", version_id, "2026-03-03", **{"$expand": "ReplicationStatus"})
     status = response.json()["properties"]["replicationStatus"]
     assert status["aggregatedState"] == "InProgress"
-    assert {s["region"]: s["state"] for s in status["summary"]} == {"West Europe": "Replicating", "North Europe": "Replicating"}
+    assert {s["region"]: s["state"] for s in status["summary"]} == {"West Europe": "Replicating",
+                                                                    "North Europe": "Replicating"}
     assert all(0 <= s["progress"] < 100 for s in status["summary"])
     assert "replicationStatus" not in arm(emulator_server, "GET", version_id, "2026-03-03").json()["properties"]
 
     emulator.clock.advance(timedelta(minutes=10))
-    version = clients.compute.gallery_image_versions.get(RG, "autopilot_gallery", "batch-ubuntu", "1.0.0", expand="ReplicationStatus")
+    version = clients.compute.gallery_image_versions.get(RG, "autopilot_gallery", "batch-ubuntu", "1.0.0",
+                                                         expand="ReplicationStatus")
     assert version.provisioning_state == "Succeeded"
     assert version.replication_status.aggregated_state == "Completed"
     assert {s.region: (s.state, s.progress) for s in version.replication_status.summary} == {
         "West Europe": ("Completed", 100), "North Europe": ("Completed", 100)}
     assert version.storage_profile.source.id == image.id
     assert [(d.lun, d.size_in_gb) for d in version.storage_profile.data_disk_images] == [(1, 10)]
-    assert {t.name: t.regional_replica_count for t in version.publishing_profile.target_regions} == {"West Europe": 1, "North Europe": 2}
+    assert {t.name: t.regional_replica_count
+            for t in version.publishing_profile.target_regions} == {"West Europe": 1, "North Europe": 2}
     for region in ("westeurope", "North Europe"):
         assert emulator.compute.image_available(version_id, region)
         assert emulator.compute.image_available(definition_id, region)
@@ -457,10 +512,13 @@ def test_gallery_version_from_a_managed_image_replicates_then_is_available(emula
         ("Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Compute/galleries/images/versions/write")]
 
     ours = arm(emulator_server, "GET", version_id, "2025-03-03").json()
-    assert_shape_like(ours, spec["responses"]["201"]["body"], not_emulated=("properties.safetyProfile.policyViolations",),
+    assert_shape_like(ours, spec["responses"]["201"]["body"],
+                      not_emulated=("properties.safetyProfile.policyViolations",),
                       extra=VERSION_EXTRA_FIELDS)
     assert ours["properties"]["safetyProfile"]["blockDeletionBeforeEndOfLife"] is False  # as sent
-    assert [v.name for v in clients.compute.gallery_image_versions.list_by_gallery_image(RG, "autopilot_gallery", "batch-ubuntu")] == ["1.0.0"]
+    assert [v.name
+            for v in clients.compute.gallery_image_versions.list_by_gallery_image(RG, "autopilot_gallery",
+                                                                                  "batch-ubuntu")] == ["1.0.0"]
     assert emulator.log.entries(action="Microsoft.Compute/galleries/images/versions/write", method="PUT")
 
     # A PUT on the version updates its regions: removing a replicated one needs allowDeletionOfReplicatedLocations.
@@ -468,12 +526,14 @@ def test_gallery_version_from_a_managed_image_replicates_then_is_available(emula
                                                    "publishingProfile": {"targetRegions": [{"name": "West Europe"}]}}}
     refused = arm(emulator_server, "PUT", version_id, "2026-03-03", shrink)
     assert (refused.status_code, refused.json()["error"]["code"]) == (409, "OperationNotAllowed")
-    grow = {"location": LOCATION, "properties": {"storageProfile": {"source": {"id": image.id}}, "publishingProfile": {"targetRegions": [
+    grow = {"location": LOCATION,
+            "properties": {"storageProfile": {"source": {"id": image.id}}, "publishingProfile": {"targetRegions": [
         {"name": "West Europe"}, {"name": "North Europe", "regionalReplicaCount": 2}, {"name": "UK South"}]}}}
     updating = arm(emulator_server, "PUT", version_id, "2026-03-03", grow)
     assert (updating.status_code, updating.json()["properties"]["provisioningState"]) == (200, "Updating")
     assert "Azure-AsyncOperation" in updating.headers
-    assert emulator.compute.image_available(version_id, LOCATION) and not emulator.compute.image_available(version_id, "uksouth")
+    assert (emulator.compute.image_available(version_id, LOCATION)
+            and not emulator.compute.image_available(version_id, "uksouth"))
     emulator.clock.advance(timedelta(minutes=10))
     assert emulator.compute.image_available(version_id, "uksouth")
     assert [g.name for g in clients.compute.galleries.list_by_resource_group(RG)] == ["autopilot_gallery"]
@@ -502,11 +562,13 @@ def test_gallery_version_from_a_managed_image_replicates_then_is_available(emula
 
     # The whole chain goes when its resource group goes.
     emulator.resources.delete_group(SUB, RG)
-    assert not emulator.compute.image_available(version_id, LOCATION) and not emulator.compute.image_available(image.id, LOCATION)
+    assert (not emulator.compute.image_available(version_id, LOCATION)
+            and not emulator.compute.image_available(image.id, LOCATION))
     assert emulator.compute.find(snap) is None
 
 
-def test_gallery_version_from_snapshots_blocks_deletion_before_end_of_life(emulator: Emulator, emulator_server: EmulatorServer,
+def test_gallery_version_from_snapshots_blocks_deletion_before_end_of_life(emulator: Emulator,
+                                                                           emulator_server: EmulatorServer,
                                                                            clients: AzureClients) -> None:
     group(emulator)
     os_snap = os_disk_and_snapshot(emulator, "os")
@@ -514,13 +576,16 @@ def test_gallery_version_from_snapshots_blocks_deletion_before_end_of_life(emula
     make_gallery(clients)
     spec = example("compute_GalleryImageVersion_Create_WithSnapshotsAsSource_2025-03-03")
     request = substitute(spec["parameters"]["galleryImageVersion"], {
-        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/snapshots/{osSnapshotName}": os_snap,
-        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/disks/{dataDiskName}": data_disk.id,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/snapshots"
+        "/{osSnapshotName}": os_snap,
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/Microsoft.Compute/disks"
+        "/{dataDiskName}": data_disk.id,
         "West US": "West Europe", "East US": "North Europe"})
     request["location"] = LOCATION
     del request["properties"]["safetyProfile"]  # take the service default of the SDK's api-version 2026-03-03
     versions = clients.compute.gallery_image_versions
-    started = versions.begin_create_or_update(RG, "autopilot_gallery", "batch-ubuntu", "1.0.0", request, polling=False).result()
+    started = versions.begin_create_or_update(RG, "autopilot_gallery", "batch-ubuntu", "1.0.0", request,
+                                              polling=False).result()
     assert started.provisioning_state == "Creating"
     assert started.safety_profile.block_deletion_before_end_of_life is True
     eol = started.publishing_profile.end_of_life_date
@@ -530,9 +595,11 @@ def test_gallery_version_from_snapshots_blocks_deletion_before_end_of_life(emula
     version = versions.get(RG, "autopilot_gallery", "batch-ubuntu", "1.0.0")
     assert version.provisioning_state == "Succeeded"
     assert version.storage_profile.os_disk_image.source.id == os_snap
-    assert [(d.lun, d.source.id, d.size_in_gb) for d in version.storage_profile.data_disk_images] == [(1, data_disk.id, 10)]
+    assert [(d.lun, d.source.id, d.size_in_gb)
+            for d in version.storage_profile.data_disk_images] == [(1, data_disk.id, 10)]
     ours = arm(emulator_server, "GET", version.id, "2026-03-03").json()
-    assert_shape_like(ours, spec["responses"]["201"]["body"], not_emulated=("properties.safetyProfile.policyViolations",),
+    assert_shape_like(ours, spec["responses"]["201"]["body"],
+                      not_emulated=("properties.safetyProfile.policyViolations",),
                       extra=VERSION_EXTRA_FIELDS)
     assert ours["properties"]["storageProfile"]["osDiskImage"]["hostCaching"] == "ReadOnly"
 
@@ -550,20 +617,25 @@ def test_gallery_version_from_snapshots_blocks_deletion_before_end_of_life(emula
 
     # An older api-version keeps the old default (no block); past the end of life a blocked version can go.
     legacy = arm(emulator_server, "PUT", f"{version.id.rsplit('/', 1)[0]}/1.0.1", "2025-03-03", request)
-    assert legacy.status_code == 201 and legacy.json()["properties"]["safetyProfile"]["blockDeletionBeforeEndOfLife"] is False
-    blocked_v = emulator.compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "1.0.2", os_snapshot_id=os_snap,
+    assert (legacy.status_code == 201
+            and legacy.json()["properties"]["safetyProfile"]["blockDeletionBeforeEndOfLife"] is False)
+    blocked_v = emulator.compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "1.0.2",
+                                                              os_snapshot_id=os_snap,
                                                               block_deletion_before_end_of_life=True,
-                                                              end_of_life=emulator.now() + timedelta(days=2), instant=True)
+                                                              end_of_life=emulator.now() + timedelta(days=2),
+                                                              instant=True)
     assert arm(emulator_server, "DELETE", blocked_v.id, "2026-03-03").status_code == 409
     emulator.clock.advance(timedelta(days=3))
     assert arm(emulator_server, "DELETE", blocked_v.id, "2026-03-03").status_code == 202
 
 
-def test_gallery_version_validation_errors(emulator: Emulator, emulator_server: EmulatorServer, clients: AzureClients) -> None:
+def test_gallery_version_validation_errors(emulator: Emulator, emulator_server: EmulatorServer,
+                                           clients: AzureClients) -> None:
     group(emulator)
     snap = os_disk_and_snapshot(emulator, "snap")  # Gen2
     gen1_snap = os_disk_and_snapshot(emulator, "gen1", JAMMY_GEN1)
-    specialized = emulator.compute.create_image(SUB, RG, "specialized", os_snapshot_id=snap, os_state="Specialized", hyper_v_generation="V2",
+    specialized = emulator.compute.create_image(SUB, RG, "specialized", os_snapshot_id=snap, os_state="Specialized",
+                                                hyper_v_generation="V2",
                                                 instant=True)
     make_gallery(clients)
     base = f"{rid('galleries', 'autopilot_gallery')}/images/batch-ubuntu/versions"
@@ -576,10 +648,13 @@ def test_gallery_version_validation_errors(emulator: Emulator, emulator_server: 
         (put("1.0", {"osDiskImage": {"source": {"id": snap}}}), 400, "InvalidParameter"),  # not Major.Minor.Patch
         (put("1.0.0", {"osDiskImage": {"source": {"id": rid("snapshots", "nope")}}}), 404, "NotFound"),
         (put("1.0.0", {"source": {"id": rid("images", "nope")}}), 404, "NotFound"),
-        (put("1.0.0", {"source": {"id": specialized.id}}), 400, "InvalidParameter"),  # Specialized image, Generalized definition
-        (put("1.0.0", {"osDiskImage": {"source": {"id": gen1_snap}}}), 400, "InvalidParameter"),  # V1 source, V2 definition
+        # Specialized image, Generalized definition
+        (put("1.0.0", {"source": {"id": specialized.id}}), 400, "InvalidParameter"),
+        # V1 source, V2 definition
+        (put("1.0.0", {"osDiskImage": {"source": {"id": gen1_snap}}}), 400, "InvalidParameter"),
         (put("1.0.0", {}), 400, "InvalidParameter"),
-        (put("1.0.0", {"osDiskImage": {"source": {"id": snap}}}, f"{rid('galleries', 'autopilot_gallery')}/images/nope/versions"),
+        (put("1.0.0", {"osDiskImage": {"source": {"id": snap}}},
+             f"{rid('galleries', 'autopilot_gallery')}/images/nope/versions"),
          404, "ParentResourceNotFound"),
     ]
     for response, status, code in cases:
@@ -599,10 +674,13 @@ def test_image_available_follows_deletes_latest_and_regions(emulator: Emulator, 
     snap = os_disk_and_snapshot(emulator, "snap")
     make_gallery(clients)
     definition = compute.get_gallery_image(SUB, RG, "autopilot_gallery", "batch-ubuntu")
-    v1 = compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "1.0.0", os_snapshot_id=snap, instant=True)
-    v2 = compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "1.1.0", os_snapshot_id=snap,
+    v1 = compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "1.0.0",
+                                              os_snapshot_id=snap, instant=True)
+    v2 = compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "1.1.0",
+                                              os_snapshot_id=snap,
                                               target_regions={"West Europe": 1, "eastus": 1}, instant=True)
-    v3 = compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "2.0.0", os_snapshot_id=snap,
+    v3 = compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "2.0.0",
+                                              os_snapshot_id=snap,
                                               exclude_from_latest=True, instant=True)
     assert compute.image_available(definition.id, "East US")  # latest (1.1.0) has an East US replica
     assert compute.image_available(v3.id, LOCATION)  # excluded from latest, but usable by its own id
@@ -614,12 +692,14 @@ def test_image_available_follows_deletes_latest_and_regions(emulator: Emulator, 
     assert compute.image_available(definition.id, LOCATION)
 
     # A version still replicating is not available; the one it would replace stays so.
-    pending = compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "1.2.0", os_snapshot_id=snap,
+    pending = compute.create_gallery_image_version(SUB, RG, "autopilot_gallery", "batch-ubuntu", "1.2.0",
+                                                   os_snapshot_id=snap,
                                                    target_regions={"West Europe": 1, "eastus": 1})
     assert not compute.image_available(pending.id, LOCATION) and compute.image_available(definition.id, LOCATION)
     assert not compute.image_available(definition.id, "eastus")
     emulator.clock.advance(timedelta(minutes=10))
-    assert compute.image_available(pending.id, LOCATION) and compute.image_available(definition.id, "eastus")  # 1.2.0 is latest
+    # 1.2.0 is latest
+    assert compute.image_available(pending.id, LOCATION) and compute.image_available(definition.id, "eastus")
     assert v1.name == "1.0.0"
 
     image = compute.create_image(SUB, RG, "img", os_snapshot_id=snap, instant=True)
@@ -637,12 +717,14 @@ def test_image_available_follows_deletes_latest_and_regions(emulator: Emulator, 
 # --------------------------------------------------------------------------------------------
 
 
-def test_compute_routes_need_a_token_and_a_known_api_version(emulator: Emulator, emulator_server: EmulatorServer) -> None:
+def test_compute_routes_need_a_token_and_a_known_api_version(
+        emulator: Emulator, emulator_server: EmulatorServer) -> None:
     group(emulator)
     path = rid("snapshots", "snap")
     unauthenticated = arm(emulator_server, "GET", path, "2026-03-02", token=None)
     assert unauthenticated.status_code == 401 and unauthenticated.json()["error"]["code"] == "AuthenticationFailed"
-    for route, version in ((path, "2019-07-01"), (rid("images", "img"), "2026-03-02"), (rid("galleries", "g"), "2026-04-01")):
+    for route, version in ((path, "2019-07-01"), (rid("images", "img"), "2026-03-02"),
+                           (rid("galleries", "g"), "2026-04-01")):
         response = arm(emulator_server, "GET", route, version)
         assert (response.status_code, response.json()["error"]["code"]) == (400, "InvalidApiVersionParameter"), route
     assert arm(emulator_server, "GET", path, None).json()["error"]["code"] == "MissingApiVersionParameter"
@@ -658,10 +740,12 @@ def test_request_log_records_the_arm_actions(emulator: Emulator, clients: AzureC
         "creationData": {"createOption": "Copy", "sourceResourceId": disk.id}}}).result()
     compute.snapshots.get(RG, "s")
     compute.images.begin_create_or_update(RG, "i", {"location": LOCATION, "properties": {"storageProfile": {
-        "osDisk": {"osType": "Linux", "osState": "Generalized", "snapshot": {"id": rid("snapshots", "s")}}}}}, polling=False)
+        "osDisk": {"osType": "Linux", "osState": "Generalized", "snapshot": {"id": rid("snapshots", "s")}}}}},
+                                          polling=False)
     compute.snapshots.begin_delete(RG, "s").result()
     counts = emulator.log.count_by_action()
-    for action in ("Microsoft.Compute/disks/write", "Microsoft.Compute/snapshots/write", "Microsoft.Compute/snapshots/read",
+    for action in ("Microsoft.Compute/disks/write", "Microsoft.Compute/snapshots/write",
+                   "Microsoft.Compute/snapshots/read",
                    "Microsoft.Compute/images/write", "Microsoft.Compute/snapshots/delete"):
         assert counts.get(action) == 1, (action, counts)
     assert {e.api_version for e in emulator.log.entries(path_contains="/snapshots/")} == {"2026-03-02"}

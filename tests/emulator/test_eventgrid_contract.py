@@ -44,7 +44,8 @@ SUB = f"/subscriptions/{SUBSCRIPTION_ID}"
 RG_API = "2021-04-01"
 EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{7}Z$")
 ENVELOPE = {"subject", "eventType", "eventTime", "id", "data", "dataVersion", "metadataVersion", "topic"}
-DATA = {"authorization", "claims", "correlationId", "resourceProvider", "resourceUri", "operationName", "status", "subscriptionId", "tenantId"}
+DATA = {"authorization", "claims", "correlationId", "resourceProvider", "resourceUri", "operationName", "status",
+        "subscriptionId", "tenantId"}
 
 
 class ClaimsCredential:
@@ -72,11 +73,13 @@ def system_events(emulator: Emulator, event_type: str | None = None) -> list[dic
 
 
 def publisher(server: EmulatorServer, topic: str, credential: Any) -> EventGridPublisherClient:
-    return EventGridPublisherClient(f"{server.base_url}/eventgrid/{topic}/api/events", credential, connection_verify=str(server.ca_cert))
+    return EventGridPublisherClient(f"{server.base_url}/eventgrid/{topic}/api/events", credential,
+                                    connection_verify=str(server.ca_cert))
 
 
 def eg_event(**overrides: Any) -> EventGridEvent:
-    fields: dict[str, Any] = {"subject": "pools/pool-a", "event_type": "Autopilot.PoolResizeStalled", "data": {"poolId": "pool-a"},
+    fields: dict[str, Any] = {"subject": "pools/pool-a", "event_type": "Autopilot.PoolResizeStalled",
+                              "data": {"poolId": "pool-a"},
                               "data_version": "1.0"}
     fields.update(overrides)
     return EventGridEvent(**fields)
@@ -99,7 +102,8 @@ def test_group_write_raises_documented_write_success(clients: AzureClients, emul
     assert event["subject"] == f"{SUB}/resourcegroups/rg-events"
     assert event["topic"] == SUB
     assert (event["dataVersion"], event["metadataVersion"]) == ("2", "1")
-    assert EVENT_TIME.match(event["eventTime"]) and event["eventTime"].startswith(emulator.now().strftime("%Y-%m-%dT%H:%M:%S."))
+    assert (EVENT_TIME.match(event["eventTime"])
+            and event["eventTime"].startswith(emulator.now().strftime("%Y-%m-%dT%H:%M:%S.")))
     assert str(uuid.UUID(event["id"])) == event["id"]
 
     data = event["data"]
@@ -107,24 +111,31 @@ def test_group_write_raises_documented_write_success(clients: AzureClients, emul
     assert data["resourceUri"] == event["subject"]
     assert data["operationName"] == "Microsoft.Resources/subscriptions/resourceGroups/write"
     assert data["resourceProvider"] == "Microsoft.Resources"
-    assert (data["status"], data["subscriptionId"], data["tenantId"]) == ("Succeeded", SUBSCRIPTION_ID, emulator.tenant_id)
+    assert (
+        data["status"], data["subscriptionId"], data["tenantId"]) == ("Succeeded", SUBSCRIPTION_ID, emulator.tenant_id)
     assert data["correlationId"] == correlation
-    assert data["authorization"]["scope"] == event["subject"] and data["authorization"]["action"] == data["operationName"]
+    assert (data["authorization"]["scope"] == event["subject"]
+            and data["authorization"]["action"] == data["operationName"])
     assert isinstance(data["authorization"]["evidence"]["role"], str)
     assert data["claims"]["name"] == "batch-image-autopilot" and data["claims"]["appid"] == "batch-image-autopilot"
 
     decoded = decode(event)
     assert isinstance(decoded, func.EventGridEvent)
-    assert (decoded.event_type, decoded.subject, decoded.topic, decoded.data_version) == (event["eventType"], event["subject"], SUB, "2")
+    assert (decoded.event_type, decoded.subject, decoded.topic,
+            decoded.data_version) == (event["eventType"], event["subject"], SUB, "2")
     assert decoded.event_time is not None and decoded.event_time.tzinfo is not None
     assert decoded.get_json()["operationName"] == data["operationName"]
 
 
-def test_locked_delete_raises_delete_failure_naming_the_caller(settings: Settings, clients: AzureClients, emulator: Emulator,
+def test_locked_delete_raises_delete_failure_naming_the_caller(settings: Settings, clients: AzureClients,
+                                                               emulator: Emulator,
                                                                emulator_server: EmulatorServer) -> None:
-    assert arm(clients.compute, "PUT", f"{SUB}/resourcegroups/rg-guarded", {"location": "westeurope"}).status_code == 201
-    clients.locks.management_locks.create_or_update_at_resource_group_level("rg-guarded", "keep", {"properties": {"level": "CanNotDelete"}})
-    alice = ComputeManagementClient(ClaimsCredential({"name": "alice@contoso.com", "appid": "alice-app"}), SUBSCRIPTION_ID,
+    assert arm(clients.compute, "PUT", f"{SUB}/resourcegroups/rg-guarded",
+               {"location": "westeurope"}).status_code == 201
+    clients.locks.management_locks.create_or_update_at_resource_group_level("rg-guarded", "keep",
+                                                                            {"properties": {"level": "CanNotDelete"}})
+    alice = ComputeManagementClient(ClaimsCredential({"name": "alice@contoso.com", "appid": "alice-app"}),
+                                    SUBSCRIPTION_ID,
                                     base_url=emulator_server.base_url, credential_scopes=[settings.arm_scope],
                                     connection_verify=str(emulator_server.ca_cert), retry_total=0)
     with alice:
@@ -138,7 +149,8 @@ def test_locked_delete_raises_delete_failure_naming_the_caller(settings: Setting
     assert data["operationName"] == "Microsoft.Resources/subscriptions/resourceGroups/delete"
     assert data["status"] == "Failed"
     assert data["httpRequest"]["method"] == "DELETE"
-    assert data["httpRequest"]["url"] == f"{emulator_server.base_url}{SUB}/resourcegroups/rg-guarded?api-version={RG_API}"
+    assert data["httpRequest"][
+        "url"] == f"{emulator_server.base_url}{SUB}/resourcegroups/rg-guarded?api-version={RG_API}"
     assert set(data["httpRequest"]) == {"clientRequestId", "clientIpAddress", "method", "url"}
     # The lock write itself is a management write too, and arrives on the same topic (contracts §7.1).
     lock_writes = [e for e in system_events(emulator, "Microsoft.Resources.ResourceWriteSuccess")
@@ -158,7 +170,8 @@ def test_outcomes_by_method_and_status(emulator: Emulator) -> None:
     def unused(request: Request) -> Response:
         raise AssertionError("the handler is not called: these tests drive emit_for_request directly")
 
-    pool = "/subscriptions/{subscriptionId}/resourceGroups/{rg}/providers/Microsoft.Batch/batchAccounts/{account}/pools/{pool}"
+    pool = ("/subscriptions/{subscriptionId}/resourceGroups/{rg}/providers/Microsoft.Batch/batchAccounts/{account}"
+            "/pools/{pool}")
     headers = [("Authorization", f"Bearer {make_token({'name': 'op'})}"), ("x-ms-client-request-id", "cid-1")]
     pool_id = f"{SUB}/resourceGroups/rg/providers/Microsoft.Batch/batchAccounts/acct/pools/pool-a"
     eg = emulator.eventgrid
@@ -172,18 +185,21 @@ def test_outcomes_by_method_and_status(emulator: Emulator) -> None:
         return request, route
 
     patch = eg.emit_for_request(*answered("PATCH", pool, "Microsoft.Batch/batchAccounts/pools/write", pool_id), 200)
-    assert patch is not None and patch["eventType"] == "Microsoft.Resources.ResourceWriteSuccess" and patch["subject"] == pool_id
+    assert (patch is not None and patch["eventType"] == "Microsoft.Resources.ResourceWriteSuccess"
+            and patch["subject"] == pool_id)
     assert patch["data"]["httpRequest"]["method"] == "PATCH"  # an update of an existing resource carries httpRequest
 
     path = f"{pool_id}/stopResize"
-    request, route = answered("POST", pool + "/stopResize", "Microsoft.Batch/batchAccounts/pools/stopResize/action", path)
+    request, route = answered("POST", pool + "/stopResize", "Microsoft.Batch/batchAccounts/pools/stopResize/action",
+                              path)
 
     action = eg.emit_for_request(request, route, 200)
     assert action is not None and action["eventType"] == "Microsoft.Resources.ResourceActionSuccess"
     assert action["subject"] == path.rsplit("/", 1)[0] == action["data"]["resourceUri"]
     assert action["data"]["operationName"] == "Microsoft.Batch/batchAccounts/pools/stopResize/action"
     assert action["data"]["resourceProvider"] == "Microsoft.Batch"
-    assert action["data"]["httpRequest"]["method"] == "POST" and action["data"]["httpRequest"]["clientRequestId"] == "cid-1"
+    assert (action["data"]["httpRequest"]["method"] == "POST"
+            and action["data"]["httpRequest"]["clientRequestId"] == "cid-1")
     for status in (403, 409, 412, 500, 503):
         failure = eg.emit_for_request(request, route, status)
         assert failure is not None and failure["eventType"] == "Microsoft.Resources.ResourceActionFailure", status
@@ -196,7 +212,8 @@ def test_long_running_completion_event_and_duplicate_writes(clients: AzureClient
     image_id = f"{SUB}/resourceGroups/rg-lro/providers/Microsoft.Compute/images/img-1"
     raised = emulator.eventgrid.emit_resource_event(event_type="ResourceWriteSuccess", subject=image_id,
                                                     operation_name="Microsoft.Compute/images/write",
-                                                    claims={"name": "batch-image-autopilot"}, status="Succeeded", correlation_id="corr-1")
+                                                    claims={"name": "batch-image-autopilot"}, status="Succeeded",
+                                                    correlation_id="corr-1")
     assert raised is not None and raised["eventType"] == "Microsoft.Resources.ResourceWriteSuccess"
     assert raised["data"]["correlationId"] == "corr-1" and raised["data"]["resourceProvider"] == "Microsoft.Compute"
     assert "httpRequest" not in raised["data"]
@@ -208,14 +225,16 @@ def test_long_running_completion_event_and_duplicate_writes(clients: AzureClient
     assert first["eventType"] == second["eventType"] == "Microsoft.Resources.ResourceWriteSuccess"
     assert first["data"]["correlationId"] == second["data"]["correlationId"] and first["id"] != second["id"]
     assert second["subject"] == second["data"]["resourceUri"] == f"{SUB}/resourcegroups/rg-dup"
-    assert re.fullmatch(rf"{SUB}/resourcegroups/rg-dup/providers/Microsoft\.Resources/deployments/[\w-]+", first["subject"])
+    assert re.fullmatch(rf"{SUB}/resourcegroups/rg-dup/providers/Microsoft\.Resources/deployments/[\w-]+",
+                        first["subject"])
     assert first["data"]["resourceUri"] == first["subject"]
     # Only writes are duplicated.
     assert arm(clients.compute, "DELETE", f"{SUB}/resourcegroups/rg-dup").status_code == 200
     assert len(system_events(emulator, "Microsoft.Resources.ResourceDeleteSuccess")) == 1
 
 
-def test_subscribers_get_events_and_a_failing_subscriber_breaks_nothing(clients: AzureClients, emulator: Emulator) -> None:
+def test_subscribers_get_events_and_a_failing_subscriber_breaks_nothing(
+        clients: AzureClients, emulator: Emulator) -> None:
     received: list[dict[str, Any]] = []
     cloud: list[dict[str, Any]] = []
 
@@ -229,7 +248,8 @@ def test_subscribers_get_events_and_a_failing_subscriber_breaks_nothing(clients:
 
     assert arm(clients.compute, "PUT", f"{SUB}/resourcegroups/rg-sub", {"location": "westeurope"}).status_code == 201
     assert arm(clients.compute, "DELETE", f"{SUB}/resourcegroups/rg-sub").status_code == 200
-    assert [e["eventType"] for e in received] == ["Microsoft.Resources.ResourceWriteSuccess", "Microsoft.Resources.ResourceDeleteSuccess"]
+    assert [e["eventType"] for e in received] == ["Microsoft.Resources.ResourceWriteSuccess",
+                                                  "Microsoft.Resources.ResourceDeleteSuccess"]
     assert received == system_events(emulator)
     assert len(emulator.eventgrid.delivery_errors) == 2 and "subscriber bug" in emulator.eventgrid.delivery_errors[0][2]
 
@@ -252,7 +272,8 @@ def test_subscribers_get_events_and_a_failing_subscriber_breaks_nothing(clients:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_publish_event_grid_events_with_the_apps_token_client(settings: Settings, clients: AzureClients, emulator: Emulator) -> None:
+def test_publish_event_grid_events_with_the_apps_token_client(settings: Settings, clients: AzureClients,
+                                                              emulator: Emulator) -> None:
     received: list[dict[str, Any]] = []
     emulator.eventgrid.subscribe("autopilot", received.append)
     when = datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
@@ -264,7 +285,8 @@ def test_publish_event_grid_events_with_the_apps_token_client(settings: Settings
     assert event["topic"] == emulator.eventgrid.get_topic("autopilot").resource_id and event["metadataVersion"] == "1"
     decoded = decode(event)
     assert isinstance(decoded, func.EventGridEvent)
-    assert (decoded.event_type, decoded.data_version, decoded.event_time) == ("Autopilot.PoolResizeStalled", "1.0", when)
+    assert (decoded.event_type, decoded.data_version,
+            decoded.event_time) == ("Autopilot.PoolResizeStalled", "1.0", when)
     assert decoded.get_json() == {"poolId": "pool-a"}
     assert emulator.eventgrid.get_topic("autopilot").key is None  # token auth only, by default
 
@@ -277,10 +299,12 @@ def test_publish_event_grid_events_with_the_apps_token_client(settings: Settings
 def test_publish_cloud_events(settings: Settings, clients: AzureClients, emulator: Emulator) -> None:
     received: list[dict[str, Any]] = []
     emulator.eventgrid.subscribe("autopilot", received.append)
-    clients.event_publisher.send([CloudEvent(source="/autopilot", type="Autopilot.Alert", data={"level": "warning"}, subject="pools/p")])
+    clients.event_publisher.send(
+        [CloudEvent(source="/autopilot", type="Autopilot.Alert", data={"level": "warning"}, subject="pools/p")])
 
     [event] = received
-    assert (event["specversion"], event["source"], event["type"], event["subject"]) == ("1.0", "/autopilot", "Autopilot.Alert", "pools/p")
+    assert (event["specversion"], event["source"], event["type"],
+            event["subject"]) == ("1.0", "/autopilot", "Autopilot.Alert", "pools/p")
     decoded = decode(event)
     assert isinstance(decoded, func.CloudEvent)
     assert decoded.get_json() == {"level": "warning"} and decoded.time is not None
@@ -312,7 +336,8 @@ def test_key_and_sas_authentication(emulator: Emulator, emulator_server: Emulato
 def test_malformed_and_oversized_publishes_are_refused(settings: Settings, clients: AzureClients, emulator: Emulator,
                                                        emulator_server: EmulatorServer) -> None:
     ca = settings.ca_bundle
-    good = {"id": "1", "subject": "s", "eventType": "T", "eventTime": "2026-11-02T06:00:00.1234567Z", "data": {}, "dataVersion": "1"}
+    good = {"id": "1", "subject": "s", "eventType": "T", "eventTime": "2026-11-02T06:00:00.1234567Z", "data": {},
+            "dataVersion": "1"}
     for missing in ("id", "subject", "eventType", "eventTime", "data", "dataVersion"):
         bad = {k: v for k, v in good.items() if k != missing}
         with pytest.raises(HttpResponseError) as err:
@@ -327,10 +352,12 @@ def test_malformed_and_oversized_publishes_are_refused(settings: Settings, clien
     assert not_array.status_code == 400 and "StartArray" in not_array.json()["error"]["message"]
     bad_time = requests.post(url, json=[{**good, "eventTime": "yesterday"}], headers=token, verify=ca, timeout=10)
     assert bad_time.status_code == 400 and "eventTime" in bad_time.json()["error"]["message"]
-    bad_cloud = requests.post(url, data=json.dumps([{"id": "1", "source": "/s", "specversion": "1.0"}]), verify=ca, timeout=10,
+    bad_cloud = requests.post(url, data=json.dumps([{"id": "1", "source": "/s", "specversion": "1.0"}]), verify=ca,
+                              timeout=10,
                               headers={**token, "Content-Type": "application/cloudevents-batch+json; charset=utf-8"})
     assert bad_cloud.status_code == 400 and "'type'" in bad_cloud.json()["error"]["message"]
-    unknown = requests.post(url.replace("/autopilot/", "/nosuchtopic/"), json=[good], headers=token, verify=ca, timeout=10)
+    unknown = requests.post(url.replace("/autopilot/", "/nosuchtopic/"), json=[good], headers=token, verify=ca,
+                            timeout=10)
     assert unknown.status_code == 404
 
     with pytest.raises(HttpResponseError) as too_big:

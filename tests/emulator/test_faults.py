@@ -18,7 +18,8 @@ SNAPSHOTS = r"/providers/Microsoft\.Compute/snapshots"
 def snapshot(emulator_server: EmulatorServer, clients: AzureClients) -> str:
     emulator = emulator_server.emulator
     emulator.resources.put_group(clients.settings.subscription_id, "rg", "westeurope")
-    disk = emulator.compute.create_disk(clients.settings.subscription_id, "rg", "d1", location="westeurope", disk_size_gb=32)
+    disk = emulator.compute.create_disk(clients.settings.subscription_id, "rg", "d1", location="westeurope",
+                                        disk_size_gb=32)
     emulator.compute.create_snapshot(clients.settings.subscription_id, "rg", "s1", source_resource_id=disk.id)
     return "s1"
 
@@ -33,7 +34,8 @@ def _faults(emulator_server: EmulatorServer) -> list:
     (FaultRule("error", path_pattern=SNAPSHOTS, status=500, retry_after_s=0, max_count=2), "error:500"),
     (FaultRule("drop", path_pattern=SNAPSHOTS, max_count=2), "drop"),
 ])
-def test_transient_faults_are_retried_by_the_sdk_and_the_call_succeeds(emulator_server, clients, snapshot, rule, label) -> None:
+def test_transient_faults_are_retried_by_the_sdk_and_the_call_succeeds(
+        emulator_server, clients, snapshot, rule, label) -> None:
     emulator_server.emulator.faults.add(rule)
     assert clients.compute.snapshots.get("rg", snapshot).name == snapshot
     assert [e.fault for e in _faults(emulator_server)] == [label, label]
@@ -64,7 +66,8 @@ def test_latency_delays_the_answer_without_failing_it(emulator_server, clients, 
 
 
 def test_fault_rates_are_deterministic_for_a_seed(emulator_server, clients, snapshot) -> None:
-    emulator_server.emulator.faults.add(FaultRule("error", rate=0.5, path_pattern=SNAPSHOTS, status=500, retry_after_s=0))
+    emulator_server.emulator.faults.add(FaultRule("error", rate=0.5, path_pattern=SNAPSHOTS, status=500,
+                                                  retry_after_s=0))
     for _ in range(10):
         clients.compute.snapshots.get("rg", snapshot)
     injected = emulator_server.emulator.faults.injected
@@ -92,7 +95,8 @@ def test_invalid_fault_rules_are_refused() -> None:
 
 @pytest.mark.parametrize(("rule", "label"), [
     (FaultRule("acted_drop", path_pattern=SNAPSHOTS, methods=frozenset({"DELETE"}), max_count=1), "acted_drop"),
-    (FaultRule("acted_error", path_pattern=SNAPSHOTS, methods=frozenset({"DELETE"}), status=503, retry_after_s=0, max_count=1), "acted_error:503"),
+    (FaultRule("acted_error", path_pattern=SNAPSHOTS, methods=frozenset({"DELETE"}), status=503, retry_after_s=0,
+               max_count=1), "acted_error:503"),
 ])
 def test_a_lost_answer_follows_the_work(emulator_server, clients, snapshot, rule, label) -> None:
     """acted_*: the emulator does the work, then the answer is lost; the SDK's retry meets the changed world."""

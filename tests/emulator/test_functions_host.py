@@ -15,9 +15,11 @@ SUB = "00000000-0000-4000-8000-000000000001"
 
 def snapshot_write_event(name: str) -> dict:
     rid = f"/subscriptions/{SUB}/resourcegroups/rg/providers/Microsoft.Compute/snapshots/{name}"
-    return {"id": f"evt-{name}", "subject": rid, "eventType": "Microsoft.Resources.ResourceWriteSuccess", "eventTime": "2026-11-02T06:00:00.0000000Z",
+    return {"id": f"evt-{name}", "subject": rid, "eventType": "Microsoft.Resources.ResourceWriteSuccess",
+            "eventTime": "2026-11-02T06:00:00.0000000Z",
             "dataVersion": "2", "metadataVersion": "1", "topic": f"/subscriptions/{SUB}",
-            "data": {"resourceUri": rid, "operationName": "Microsoft.Compute/snapshots/write", "subscriptionId": SUB, "status": "Succeeded"}}
+            "data": {"resourceUri": rid, "operationName": "Microsoft.Compute/snapshots/write", "subscriptionId": SUB,
+                     "status": "Succeeded"}}
 
 
 @pytest.fixture
@@ -25,7 +27,8 @@ def host() -> FunctionsHost:
     trivial_app.received.clear()
     trivial_app.ticks.clear()
     trivial_app.fail_next[0] = 0
-    return FunctionsHost(Emulator(seed=3), {"TRIVIAL_SCHEDULE": "0 */10 * * * *"}, app_module="tests.fixtures.trivial_app",
+    return FunctionsHost(Emulator(seed=3), {"TRIVIAL_SCHEDULE": "0 */10 * * * *"},
+                         app_module="tests.fixtures.trivial_app",
                          max_delivery_attempts=3)
 
 
@@ -35,11 +38,14 @@ def test_host_indexes_the_app_as_the_worker_does(host: FunctionsHost) -> None:
     assert host.timer_functions["pool_watch"].schedule == "0 */10 * * * *"  # %SETTING% resolved
 
 
-def test_system_events_are_routed_by_the_subscription_filters_and_decoded_by_the_worker_converter(host: FunctionsHost) -> None:
+def test_system_events_are_routed_by_the_subscription_filters_and_decoded_by_the_worker_converter(
+        host: FunctionsHost) -> None:
     host.publish("system", snapshot_write_event("a"))
     disk = f"/subscriptions/{SUB}/resourcegroups/rg/providers/Microsoft.Compute/disks/b"
-    tag_write = snapshot_write_event("b") | {"subject": disk, "data": {"operationName": "Microsoft.Resources/tags/write", "resourceUri": disk}}
-    host.publish("system", tag_write)  # a disk's tag write: filtered out by the subject filter, as the infra's subscription does
+    tag_write = (snapshot_write_event("b")
+                 | {"subject": disk, "data": {"operationName": "Microsoft.Resources/tags/write", "resourceUri": disk}})
+    # a disk's tag write: filtered out by the subject filter, as the infra's subscription does
+    host.publish("system", tag_write)
     lock_write = snapshot_write_event("l") | {"data": {"operationName": "Microsoft.Authorization/locks/write"}}
     host.publish("system", lock_write)  # filtered out by data.operationName
     host.pump()
@@ -87,7 +93,8 @@ def test_a_delivery_that_keeps_failing_is_dead_lettered(host: FunctionsHost) -> 
 def test_custom_topic_events_reach_their_subscription_only(host: FunctionsHost) -> None:
     host.publish("custom", {"id": "s1", "subject": "/pools/p", "eventType": "BatchImageAutopilot.PoolResizeStalled",
                             "eventTime": "2026-11-02T06:00:00Z", "dataVersion": "1.0", "data": {}})
-    host.publish("custom", {"id": "x1", "subject": "/x", "eventType": "Other.Event", "eventTime": "2026-11-02T06:00:00Z",
+    host.publish("custom", {"id": "x1", "subject": "/x", "eventType": "Other.Event",
+                            "eventTime": "2026-11-02T06:00:00Z",
                             "dataVersion": "1.0", "data": {}})
     host.pump()
     assert trivial_app.received == [{"id": "s1", "custom": True}]
@@ -95,8 +102,10 @@ def test_custom_topic_events_reach_their_subscription_only(host: FunctionsHost) 
 
 def test_events_raised_by_the_emulator_reach_the_host(host: FunctionsHost) -> None:
     # Published on the emulator's custom topic -> subscription -> function.
-    host.emulator.eventgrid.publish("autopilot", [{"id": "s2", "subject": "/pools/p", "eventType": "BatchImageAutopilot.PoolResizeStalled",
-                                                   "eventTime": "2026-11-02T06:00:00Z", "dataVersion": "1.0", "data": {}}])
+    host.emulator.eventgrid.publish("autopilot", [{"id": "s2", "subject": "/pools/p",
+                                                   "eventType": "BatchImageAutopilot.PoolResizeStalled",
+                                                   "eventTime": "2026-11-02T06:00:00Z", "dataVersion": "1.0",
+                                                   "data": {}}])
     host.pump()
     assert trivial_app.received == [{"id": "s2", "custom": True}]
 

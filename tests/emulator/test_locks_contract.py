@@ -68,16 +68,21 @@ def test_resource_level_create_get_list_delete_match_spec_examples(clients: Azur
     create = fixture("locks_ManagementLocks_CreateOrUpdateAtResourceLevel_2020-05-01.json")
     expected = create["responses"]["201"]["body"]
 
-    status, body, model = locks.create_or_update_at_resource_level(*args, "testlock", create["parameters"]["parameters"], cls=with_raw)
+    status, body, model = locks.create_or_update_at_resource_level(*args, "testlock",
+                                                                   create["parameters"]["parameters"], cls=with_raw)
     assert status == 201
     assert set(body) == set(expected)
-    assert (body["type"], body["name"], body["properties"]) == (expected["type"], expected["name"], expected["properties"])
-    # The spec example's id is abbreviated; ARM's lock id is the locked scope + /providers/Microsoft.Authorization/locks/{name}.
-    resource_id = f"{SUB}/resourceGroups/resourcegroupname/providers/Microsoft.Storage/storageAccounts/teststorageaccount"
+    assert (body["type"], body["name"], body["properties"]) == (expected["type"], expected["name"],
+                                                                expected["properties"])
+    # The spec example's id is abbreviated; ARM's lock id is the locked scope +
+    # /providers/Microsoft.Authorization/locks/{name}.
+    resource_id = (f"{SUB}/resourceGroups/resourcegroupname/providers/Microsoft.Storage/storageAccounts"
+                   "/teststorageaccount")
     assert body["id"] == f"{resource_id}/providers/Microsoft.Authorization/locks/testlock"
     assert model.level == "ReadOnly" and model.name == "testlock"
 
-    status, body, _ = locks.create_or_update_at_resource_level(*args, "testlock", create["parameters"]["parameters"], cls=with_raw)
+    status, body, _ = locks.create_or_update_at_resource_level(*args, "testlock", create["parameters"]["parameters"],
+                                                               cls=with_raw)
     assert status == 200 and set(body) == set(create["responses"]["200"]["body"])
 
     get_expected = fixture("locks_ManagementLocks_GetAtResourceLevel_2020-05-01.json")["responses"]["200"]["body"]
@@ -85,7 +90,8 @@ def test_resource_level_create_get_list_delete_match_spec_examples(clients: Azur
     assert status == 200 and set(body) == set(get_expected) and body["properties"] == get_expected["properties"]
 
     list_expected = fixture("locks_ManagementLocks_ListAtResourceLevel_2020-05-01.json")["responses"]["200"]["body"]
-    listed = clients.compute.send_request(HttpRequest("GET", f"{resource_id}/providers/Microsoft.Authorization/locks?api-version=2020-05-01"))
+    listed = clients.compute.send_request(
+        HttpRequest("GET", f"{resource_id}/providers/Microsoft.Authorization/locks?api-version=2020-05-01"))
     assert set(listed.json()) == set(list_expected)
     assert [set(v) for v in listed.json()["value"]] == [set(v) for v in list_expected["value"]]
     assert [lk.id for lk in locks.list_at_resource_level(*args)] == [body["id"]]
@@ -103,7 +109,8 @@ def test_by_scope_calls_percent_encode_the_scope_and_reach_the_same_lock(clients
     group_id = make_group(clients, "rg-scope")
     locks = clients.locks.management_locks
     create = fixture("locks_ManagementLocks_CreateOrUpdateAtScope_2020-05-01.json")
-    status, body, _ = locks.create_or_update_by_scope(group_id, "testlock", create["parameters"]["parameters"], cls=with_raw)
+    status, body, _ = locks.create_or_update_by_scope(group_id, "testlock", create["parameters"]["parameters"],
+                                                      cls=with_raw)
     assert status == 201 and set(body) == set(create["responses"]["201"]["body"])
     assert body["id"] == f"{group_id}/providers/Microsoft.Authorization/locks/testlock"
 
@@ -113,7 +120,8 @@ def test_by_scope_calls_percent_encode_the_scope_and_reach_the_same_lock(clients
     list_expected = fixture("locks_ManagementLocks_ListAtScope_2020-05-01.json")["responses"]["200"]["body"]["value"][0]
     listed = list(locks.list_by_scope(group_id))
     assert [lk.id for lk in listed] == [body["id"]]
-    assert set(listed[0].as_dict(keep_readonly=True)) >= {"id", "type", "name", "level"} and list_expected["type"] == listed[0].type
+    assert (set(listed[0].as_dict(keep_readonly=True)) >= {"id", "type", "name", "level"}
+            and list_expected["type"] == listed[0].type)
 
     delete_statuses = set(fixture("locks_ManagementLocks_DeleteAtScope_2020-05-01.json")["responses"])
     first, _, _ = locks.delete_by_scope(group_id, "testlock", cls=with_raw)
@@ -135,13 +143,15 @@ def test_nested_gallery_version_lock_blocks_deleting_its_group(clients: AzureCli
     response = arm(clients, "DELETE", f"{SUB}/resourcegroups/rg-gallery")
     assert response.status_code == 409
     assert response.json() == {"error": {"code": "ScopeLocked",
-                                         "message": scope_locked_message(f"{SUB}/resourcegroups/rg-gallery", [version_id])}}
+                                         "message": scope_locked_message(f"{SUB}/resourcegroups/rg-gallery",
+                                                                         [version_id])}}
     # ... and the version itself (compute is another service; the dispatcher enforces locks for every route).
     blocking = emulator.locks.blocking_locks(version_id.lower(), "delete")
     assert [(b.scope, b.name, b.level) for b in blocking] == [(version_id, "keep-image", "CanNotDelete")]
     assert blocking[0].id == lock.id and blocking[0].owners == []
 
-    locks.delete_at_resource_level("rg-gallery", "Microsoft.Compute", "galleries/g/images/d", "versions", "1.0.0", "keep-image")
+    locks.delete_at_resource_level("rg-gallery", "Microsoft.Compute", "galleries/g/images/d", "versions", "1.0.0",
+                                   "keep-image")
     assert arm(clients, "DELETE", f"{SUB}/resourcegroups/rg-gallery").status_code == 200
     with pytest.raises(HttpResponseError) as err:
         arm(clients, "GET", f"{SUB}/resourcegroups/rg-gallery").raise_for_status()
@@ -157,7 +167,8 @@ def test_group_lock_blocks_delete_until_removed(clients: AzureClients) -> None:
     assert response.status_code == 409
     assert response.json()["error"]["message"] == scope_locked_message(f"{SUB}/resourcegroups/rg-locked", [group_id])
     # CanNotDelete still allows writes.
-    assert arm(clients, "PUT", f"{SUB}/resourcegroups/rg-locked", {"location": "westeurope", "tags": {"a": "b"}}).status_code == 200
+    assert arm(clients, "PUT", f"{SUB}/resourcegroups/rg-locked",
+               {"location": "westeurope", "tags": {"a": "b"}}).status_code == 200
 
     locks.delete_at_resource_group_level("rg-locked", "no-delete")
     assert arm(clients, "DELETE", f"{SUB}/resourcegroups/rg-locked").status_code == 200
@@ -188,7 +199,8 @@ def test_read_only_lock_blocks_writes_at_and_below_but_not_above(clients: AzureC
     response = arm(clients, "PUT", f"{SUB}/resourcegroups/rg-readonly", {"location": "westeurope"})
     assert response.status_code == 409
     assert response.json()["error"] == {"code": "ScopeLocked",
-                                         "message": scope_locked_message(f"{SUB}/resourcegroups/rg-readonly", [group_id], "write")}
+                                        "message": scope_locked_message(
+                                            f"{SUB}/resourcegroups/rg-readonly", [group_id], "write")}
     child = f"{group_id}/providers/Microsoft.Compute/images/img"
     assert [b.level for b in emulator.locks.blocking_locks(child, "write")] == ["ReadOnly"]
     assert [b.level for b in emulator.locks.blocking_locks(child, "delete")] == ["ReadOnly"]
@@ -206,9 +218,11 @@ def test_list_filters_at_scope_and_below(clients: AzureClients) -> None:
                                              {"properties": {"level": "CanNotDelete"}})
 
     assert sorted(lk.name for lk in locks.list_at_resource_group_level("rg-list")) == ["above", "at", "below"]
-    assert sorted(lk.name for lk in locks.list_at_resource_group_level("rg-list", filter="atScope()")) == ["above", "at"]
+    assert sorted(lk.name
+                  for lk in locks.list_at_resource_group_level("rg-list", filter="atScope()")) == ["above", "at"]
     assert [lk.name for lk in locks.list_by_scope(group_id, filter="atScope() and name eq 'at'")] == ["at"]
-    assert [lk.name for lk in locks.list_at_resource_level("rg-list", "Microsoft.Compute", "", "images", "img")] == ["above", "at", "below"]
+    assert ([lk.name for lk in locks.list_at_resource_level("rg-list", "Microsoft.Compute", "", "images", "img")]
+            == ["above", "at", "below"])
     with pytest.raises(HttpResponseError) as err:
         list(locks.list_by_scope(group_id, filter="level eq 'ReadOnly'"))
     assert err.value.status_code == 400 and err.value.error.code == "InvalidFilter"
@@ -219,7 +233,9 @@ def test_validation_notes_level_owners_and_missing_group(clients: AzureClients) 
     locks = clients.locks.management_locks
     ok = locks.create_or_update_at_resource_group_level(
         "rg-valid", "long-notes", ManagementLockObject(level="CanNotDelete", notes="n" * 512,
-                                                       owners=[ManagementLockOwner(application_id="batch-image-autopilot")]))
+                                                       owners=[
+                                                           ManagementLockOwner(
+                                                               application_id="batch-image-autopilot")]))
     assert len(ok.notes) == 512 and ok.owners[0].application_id == "batch-image-autopilot"
 
     for body, needle in [
@@ -233,7 +249,9 @@ def test_validation_notes_level_owners_and_missing_group(clients: AzureClients) 
         assert err.value.status_code == 400 and needle in err.value.error.message, body
 
     # The SDK folds a flat {"level": ...} into properties, so send the malformed body raw.
-    flat = clients.compute.send_request(HttpRequest("PUT", f"{SUB}/resourceGroups/rg-valid/providers/Microsoft.Authorization/locks/flat"
+    flat = clients.compute.send_request(HttpRequest("PUT",
+                                                    f"{SUB}/resourceGroups/rg-valid/providers/Microsoft.Authorization"
+                                                    "/locks/flat"
                                                     "?api-version=2020-05-01", json={"level": "CanNotDelete"}))
     assert flat.status_code == 400 and "properties" in flat.json()["error"]["message"]
 
@@ -250,7 +268,8 @@ def test_ids_are_case_insensitive_and_locks_go_with_their_group(clients: AzureCl
                                     {"properties": {"level": "CanNotDelete"}})
     got = locks.get_by_scope(f"{SUB.upper()}/RESOURCEGROUPS/rg-case/providers/microsoft.compute/IMAGES/img", "lk")
     assert got.name == "LK" and got.id.startswith(f"{SUB}/resourceGroups/RG-Case/")
-    updated = locks.create_or_update_by_scope(f"{SUB}/resourceGroups/rg-case/providers/Microsoft.Compute/images/img", "lk",
+    updated = locks.create_or_update_by_scope(f"{SUB}/resourceGroups/rg-case/providers/Microsoft.Compute/images/img",
+                                              "lk",
                                               {"properties": {"level": "ReadOnly"}})
     assert updated.level == "ReadOnly" and len(emulator.locks.all_locks()) == 1
 
@@ -269,4 +288,5 @@ def test_lock_calls_are_logged_with_their_arm_actions(clients: AzureClients, emu
     actions = [e.action for e in emulator.log.entries(path_contains="Microsoft.Authorization/locks")]
     assert actions == ["Microsoft.Authorization/locks/write", "Microsoft.Authorization/locks/read",
                        "Microsoft.Authorization/locks/read", "Microsoft.Authorization/locks/delete"]
-    assert {e.api_version for e in emulator.log.entries(path_contains="Microsoft.Authorization/locks")} == {"2020-05-01"}
+    assert {e.api_version
+            for e in emulator.log.entries(path_contains="Microsoft.Authorization/locks")} == {"2020-05-01"}

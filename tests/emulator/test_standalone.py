@@ -28,7 +28,9 @@ def test_standalone_emulator_prints_endpoints_and_serves_the_sdk(tmp_path) -> No
         # An empty subscription that accepts any id: resource groups are created through ARM as in Azure.
         from azure.core.rest import HttpRequest
 
-        response = clients.compute.send_request(HttpRequest("PUT", f"/subscriptions/{SUBSCRIPTION_ID}/resourcegroups/rg1?api-version=2024-03-01",
+        response = clients.compute.send_request(HttpRequest("PUT",
+                                                            f"/subscriptions/{SUBSCRIPTION_ID}/resourcegroups"
+                                                            "/rg1?api-version=2024-03-01",
                                                             json={"location": "westeurope"}))
         assert response.status_code == 201
         with pytest.raises(ResourceNotFoundError):

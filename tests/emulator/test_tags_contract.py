@@ -32,11 +32,13 @@ def resources(clients: AzureClients) -> Iterator[object]:
 def snapshot_id(emulator: Emulator, emulator_server: EmulatorServer) -> str:
     emulator.resources.put_group(SUB, RG, LOCATION)
     disk = emulator.compute.create_disk(SUB, RG, "d1", location=LOCATION, disk_size_gb=8)
-    return emulator.compute.create_snapshot(SUB, RG, "s1", source_resource_id=disk.id, tags={"Owner": "a", "keep": "1"}).id
+    return emulator.compute.create_snapshot(SUB, RG, "s1", source_resource_id=disk.id,
+                                            tags={"Owner": "a", "keep": "1"}).id
 
 
 def _events(emulator: Emulator) -> list[dict]:
-    return [e for e in emulator.eventgrid.events("system") if e["data"]["operationName"].startswith("Microsoft.Resources/tags/")]
+    return [e for e in emulator.eventgrid.events("system")
+            if e["data"]["operationName"].startswith("Microsoft.Resources/tags/")]
 
 
 def test_merge_replace_delete_and_delete_all(emulator: Emulator, resources: object, snapshot_id: str) -> None:
@@ -46,9 +48,11 @@ def test_merge_replace_delete_and_delete_all(emulator: Emulator, resources: obje
     assert got.id.lower() == (snapshot_id + "/providers/Microsoft.Resources/tags/default").lower()
     assert got.properties.tags == {"Owner": "a", "keep": "1"}
 
-    merged = tags.begin_update_at_scope(snapshot_id, {"operation": "Merge", "properties": {"tags": {"owner": "b", "x": "1"}}}).result()
+    merged = tags.begin_update_at_scope(snapshot_id, {"operation": "Merge",
+                                                      "properties": {"tags": {"owner": "b", "x": "1"}}}).result()
     assert merged.properties.tags == {"keep": "1", "owner": "b", "x": "1"}  # names compare case-insensitively
-    deleted = tags.begin_update_at_scope(snapshot_id, {"operation": "Delete", "properties": {"tags": {"x": "2", "keep": ""}}}).result()
+    deleted = tags.begin_update_at_scope(snapshot_id, {"operation": "Delete",
+                                                       "properties": {"tags": {"x": "2", "keep": ""}}}).result()
     assert deleted.properties.tags == {"owner": "b", "x": "1"}  # a value must match; an empty value deletes the name
     replaced = tags.begin_create_or_update_at_scope(snapshot_id, {"properties": {"tags": {"only": "this"}}}).result()
     assert replaced.properties.tags == {"only": "this"}
@@ -77,14 +81,17 @@ def test_bad_operation_and_missing_resource(emulator: Emulator, resources: objec
 def test_a_read_only_lock_blocks_tag_writes(emulator: Emulator, resources: object, snapshot_id: str) -> None:
     emulator.locks.put_lock(snapshot_id, "ro", "ReadOnly")
     with pytest.raises(HttpResponseError) as locked:
-        resources.tags.begin_update_at_scope(snapshot_id, {"operation": "Merge", "properties": {"tags": {"a": "b"}}}).result()  # type: ignore[attr-defined]
+        resources.tags.begin_update_at_scope(snapshot_id,
+                                             {"operation": "Merge", "properties": {"tags": {"a": "b"}}}).result()  # type: ignore[attr-defined]
     assert locked.value.status_code == 409 and "ScopeLocked" in str(locked.value)
 
 
-def test_copy_start_reports_succeeded_while_completion_percent_rises(emulator: Emulator, clients: AzureClients, snapshot_id: str) -> None:
+def test_copy_start_reports_succeeded_while_completion_percent_rises(emulator: Emulator, clients: AzureClients,
+                                                                     snapshot_id: str) -> None:
     compute = clients.compute
     emulator.compute.copy_start_duration = timedelta(minutes=10)
-    body = {"location": "northeurope", "properties": {"creationData": {"createOption": "CopyStart", "sourceResourceId": snapshot_id}}}
+    body = {"location": "northeurope",
+            "properties": {"creationData": {"createOption": "CopyStart", "sourceResourceId": snapshot_id}}}
     with pytest.raises(HttpResponseError) as full:  # only incremental snapshots are copied with CopyStart
         compute.snapshots.begin_create_or_update(RG, "copy", body).result()
     assert full.value.status_code == 400

@@ -19,10 +19,13 @@ def test_every_client_reaches_the_configured_endpoints(clients: AzureClients, em
     host = emulator_server.base_url.removeprefix("https://")
     calls = {
         "/providers/Microsoft.Compute/snapshots/snap": lambda: clients.compute.snapshots.get("rg", "snap"),
-        "/providers/Microsoft.Batch/batchAccounts/acct": lambda: clients.batch_management.batch_account.get("rg", "acct"),
-        "/providers/Microsoft.Authorization/locks": lambda: list(clients.locks.management_locks.list_at_resource_group_level("rg")),
+        "/providers/Microsoft.Batch/batchAccounts/acct": lambda: clients.batch_management.batch_account.get(
+            "rg", "acct"),
+        "/providers/Microsoft.Authorization/locks": lambda: list(
+            clients.locks.management_locks.list_at_resource_group_level("rg")),
         "/batch/acct1/pools/p1": lambda: clients.batch_account(f"{host}/batch/acct1").get_pool("p1"),
-        "/eventgrid/autopilot/api/events": lambda: clients.event_publisher.send([{"id": "1", "subject": "s", "eventType": "t",
+        "/eventgrid/autopilot/api/events": lambda: clients.event_publisher.send([{"id": "1", "subject": "s",
+                                                                                  "eventType": "t",
                                                                                  "data": {}, "dataVersion": "1",
                                                                                  "eventTime": "2026-11-02T06:00:00Z"}]),
     }
@@ -31,7 +34,8 @@ def test_every_client_reaches_the_configured_endpoints(clients: AzureClients, em
         with contextlib.suppress(HttpResponseError):
             call()
         assert emulator.log.entries(path_contains=path), f"no request reached the emulator at {path}"
-    assert clients.batch_account(f"https://{host}/batch/acct1") is clients.batch_account(f"{host}/batch/acct1")  # cached per endpoint
+    # cached per endpoint
+    assert clients.batch_account(f"https://{host}/batch/acct1") is clients.batch_account(f"{host}/batch/acct1")
     assert clients.tables.url.startswith("http")
 
 
@@ -55,7 +59,8 @@ def test_without_the_ca_bundle_tls_verification_fails(emulator_server: EmulatorS
 
 def test_emulator_credential_is_used_only_in_emulator_mode(settings) -> None:
     assert isinstance(AzureClients(settings).credential, EmulatorCredential)
-    production = load_settings({"AUTOPILOT_SUBSCRIPTION_ID": settings.subscription_id, "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    production = load_settings({"AUTOPILOT_SUBSCRIPTION_ID": settings.subscription_id,
+                                "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
     from azure.identity import DefaultAzureCredential
 
     assert isinstance(AzureClients(production).credential, DefaultAzureCredential)

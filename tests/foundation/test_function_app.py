@@ -53,10 +53,12 @@ def test_importing_function_app_reads_no_settings_and_loads_no_azure_sdk() -> No
     # A fresh interpreter with an empty environment: import must succeed and stay light.
     code = (
         "import sys, function_app\n"
-        "heavy = sorted(m for m in sys.modules if m.split('.')[:2] in (['azure','mgmt'],['azure','batch'],['azure','identity'],"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[:2] in "
+        "(['azure','mgmt'],['azure','batch'],['azure','identity'],"
         "['azure','data'],['azure','eventgrid']))\n"
         "print(','.join(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"heavy SDK modules imported by function_app: {result.stdout}"

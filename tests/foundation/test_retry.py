@@ -1,4 +1,5 @@
-"""Retry-After is honoured inside an invocation only up to AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS (real SDK clients, HTTPS emulator)."""
+"""Retry-After is honoured inside an invocation only up to AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS (real SDK clients,
+HTTPS emulator)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from shared.resources.clients import AzureClients
 from tests.conftest import emulator_env
 
 
-def test_a_long_retry_after_is_not_slept_inside_the_invocation(emulator: Emulator, emulator_server: EmulatorServer) -> None:
+def test_a_long_retry_after_is_not_slept_inside_the_invocation(
+        emulator: Emulator, emulator_server: EmulatorServer) -> None:
     clients = AzureClients(load_settings(emulator_env(emulator_server, AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS="5")))
     try:
         emulator.faults.add(FaultRule("throttle", path_pattern="/snapshots", retry_after_s=900, max_count=1))

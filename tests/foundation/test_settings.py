@@ -8,7 +8,8 @@ from shared.config.settings import SettingsError, load_settings
 
 SUB = "00000000-0000-4000-8000-000000000001"
 ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct1"
-GOOD = {"AUTOPILOT_SUBSCRIPTION_ID": SUB, "AzureWebJobsStorage": "UseDevelopmentStorage=true", "AUTOPILOT_BATCH_ACCOUNTS": ACCOUNT}
+GOOD = {"AUTOPILOT_SUBSCRIPTION_ID": SUB, "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "AUTOPILOT_BATCH_ACCOUNTS": ACCOUNT}
 
 
 def problems(env: dict[str, str]) -> list[str]:
@@ -31,7 +32,8 @@ def test_minimal_settings_get_documented_defaults() -> None:
 
 def test_missing_required_settings_are_all_reported_with_examples() -> None:
     found = problems({})
-    assert any(p.startswith("AUTOPILOT_SUBSCRIPTION_ID is missing") and "for example AUTOPILOT_SUBSCRIPTION_ID=" in p for p in found)
+    assert any(p.startswith("AUTOPILOT_SUBSCRIPTION_ID is missing") and "for example AUTOPILOT_SUBSCRIPTION_ID=" in p
+               for p in found)
     assert any(p.startswith("AzureWebJobsStorage is missing") for p in found)
 
 
@@ -40,7 +42,8 @@ def test_missing_required_settings_are_all_reported_with_examples() -> None:
     [
         ("AUTOPILOT_SUBSCRIPTION_ID", "not-a-guid", "it must be a GUID"),
         ("AUTOPILOT_ARM_ENDPOINT", "http://management.azure.com", "it must be an https:// URL"),
-        ("AUTOPILOT_BATCH_ACCOUNTS", "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/images/i", "not a Batch account resource id"),
+        ("AUTOPILOT_BATCH_ACCOUNTS", "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Compute/images/i",
+         "not a Batch account resource id"),
         ("AUTOPILOT_BACKOFF_INITIAL_MINUTES", "soon", "is not a number"),
         ("AUTOPILOT_GROWTH_STEP_NODES", "5", "out of range"),
         ("AUTOPILOT_WATCH_SCHEDULE", "*/5 * * * *", "six fields"),
@@ -63,7 +66,8 @@ def test_batch_accounts_of_another_subscription_are_refused() -> None:
 
 
 def test_emulator_credential_is_refused_for_non_loopback_endpoints() -> None:
-    found = problems({**GOOD, "AUTOPILOT_CREDENTIAL": "emulator", "AUTOPILOT_ARM_ENDPOINT": "https://management.azure.com"})
+    found = problems({**GOOD, "AUTOPILOT_CREDENTIAL": "emulator",
+                      "AUTOPILOT_ARM_ENDPOINT": "https://management.azure.com"})
     assert any("not on loopback" in p for p in found)
     ok = load_settings({**GOOD, "AUTOPILOT_CREDENTIAL": "emulator", "AUTOPILOT_ARM_ENDPOINT": "https://127.0.0.1:8443"})
     assert ok.is_emulator
@@ -84,4 +88,5 @@ def test_families_file_and_inline_document_are_exclusive(tmp_path) -> None:
     path = tmp_path / "families.json"
     path.write_text('{"families": {}}')
     assert load_settings({**GOOD, "AUTOPILOT_FAMILIES_FILE": str(path)}).families_json == '{"families": {}}'
-    assert any("both set" in p for p in problems({**GOOD, "AUTOPILOT_FAMILIES_FILE": str(path), "AUTOPILOT_FAMILIES": "{}"}))
+    assert any("both set" in p
+               for p in problems({**GOOD, "AUTOPILOT_FAMILIES_FILE": str(path), "AUTOPILOT_FAMILIES": "{}"}))

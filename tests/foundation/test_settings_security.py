@@ -6,12 +6,15 @@ import pytest
 
 from shared.config.settings import SettingsError, load_settings
 
-BASE = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+BASE = {"AUTOPILOT_SUBSCRIPTION_ID": "00000000-0000-4000-8000-000000000001",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
 
 
 def test_an_unresolved_key_vault_reference_says_what_to_grant() -> None:
     with pytest.raises(SettingsError) as raised:
-        load_settings({**BASE, "AUTOPILOT_TEAMS_WEBHOOK_URL": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams-webhook-url)"})
+        load_settings(
+            {**BASE,
+             "AUTOPILOT_TEAMS_WEBHOOK_URL": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams-webhook-url)"})
     assert "Key Vault Secrets User" in str(raised.value)
 
 

@@ -23,7 +23,8 @@ WRITES = frozenset({"POST", "PUT", "DELETE"})
 @pytest.fixture
 def proxied(azurite: str) -> Iterator[tuple[TableFaultProxy, StateTable]]:
     with TableFaultProxy(azurite, seed=1) as proxy:
-        service = TableServiceClient.from_connection_string(proxy.connection_string, retry_total=3, retry_backoff_factor=0.01,
+        service = TableServiceClient.from_connection_string(proxy.connection_string, retry_total=3,
+                                                            retry_backoff_factor=0.01,
                                                             read_timeout=1.0)
         name = f"t{uuid.uuid4().hex[:10]}Episodes"
         service.create_table(name)
@@ -32,9 +33,11 @@ def proxied(azurite: str) -> Iterator[tuple[TableFaultProxy, StateTable]]:
 
 
 @pytest.mark.parametrize("kind", ["acted_drop", "acted_error", "timeout"])
-def test_an_insert_whose_answer_was_lost_is_the_apps_own(proxied: tuple[TableFaultProxy, StateTable], kind: str) -> None:
+def test_an_insert_whose_answer_was_lost_is_the_apps_own(
+        proxied: tuple[TableFaultProxy, StateTable], kind: str) -> None:
     proxy, table = proxied
-    rule = proxy.add(FaultRule(kind=kind, status=503, retry_after_s=0, latency_s=1.2, methods=frozenset({"POST"}), max_count=1))
+    rule = proxy.add(FaultRule(kind=kind, status=503, retry_after_s=0, latency_s=1.2, methods=frozenset({"POST"}),
+                               max_count=1))
     record = table.insert("p", "r", {"n": 1})
     assert rule.injected == 1
     assert record.data == {"n": 1}
@@ -53,7 +56,8 @@ def test_an_insert_dropped_before_it_committed_is_sent_again(proxied: tuple[Tabl
 
 
 @pytest.mark.parametrize("kind", ["acted_drop", "acted_error"])
-def test_a_replace_whose_answer_was_lost_is_the_apps_own(proxied: tuple[TableFaultProxy, StateTable], kind: str) -> None:
+def test_a_replace_whose_answer_was_lost_is_the_apps_own(
+        proxied: tuple[TableFaultProxy, StateTable], kind: str) -> None:
     proxy, table = proxied
     first = table.insert("p", "r", {"n": 1})
     rule = proxy.add(FaultRule(kind=kind, status=503, retry_after_s=0, methods=frozenset({"PUT"}), max_count=1))
@@ -61,29 +65,34 @@ def test_a_replace_whose_answer_was_lost_is_the_apps_own(proxied: tuple[TableFau
     assert rule.injected == 1
     stored = table.get("p", "r")
     assert stored is not None and stored.data == {"n": 2} and stored.etag == second.etag
-    with pytest.raises(ConcurrencyConflict):  # the first version is gone: a replace based on it is someone else's stale write
+    # the first version is gone: a replace based on it is someone else's stale write
+    with pytest.raises(ConcurrencyConflict):
         table.replace(first, {"n": 3})
 
 
 def test_a_delete_whose_answer_was_lost_is_done(proxied: tuple[TableFaultProxy, StateTable]) -> None:
     proxy, table = proxied
     record = table.insert("p", "r", {"n": 1})
-    rule = proxy.add(FaultRule(kind="acted_error", status=503, retry_after_s=0, methods=frozenset({"DELETE"}), max_count=1))
+    rule = proxy.add(FaultRule(kind="acted_error", status=503, retry_after_s=0, methods=frozenset({"DELETE"}),
+                               max_count=1))
     table.delete(record)  # the retry meets 404, which is what a delete wants
     assert rule.injected == 1 and table.get("p", "r") is None
 
 
 @pytest.mark.parametrize(("kind", "status"), [("error", 503), ("error", 500), ("drop", 0), ("timeout", 0)])
-def test_reads_are_retried_through_every_fault(proxied: tuple[TableFaultProxy, StateTable], kind: str, status: int) -> None:
+def test_reads_are_retried_through_every_fault(proxied: tuple[TableFaultProxy, StateTable], kind: str,
+                                               status: int) -> None:
     proxy, table = proxied
     table.insert("p", "r", {"n": 1})
-    rule = proxy.add(FaultRule(kind=kind, status=status or 503, retry_after_s=0, latency_s=1.2, methods=frozenset({"GET"}), max_count=2))
+    rule = proxy.add(FaultRule(kind=kind, status=status or 503, retry_after_s=0, latency_s=1.2,
+                               methods=frozenset({"GET"}), max_count=2))
     assert table.get("p", "r").data == {"n": 1}
     assert rule.injected == 2
     assert proxy.calls[f"fault:{kind}:{status}" if status else f"fault:{kind}"] == 2
 
 
-def test_rows_are_deleted_in_transactions_and_a_changed_row_is_left_alone(proxied: tuple[TableFaultProxy, StateTable]) -> None:
+def test_rows_are_deleted_in_transactions_and_a_changed_row_is_left_alone(
+        proxied: tuple[TableFaultProxy, StateTable]) -> None:
     proxy, table = proxied
     records = [table.insert("p", f"r{i:03d}", {"n": i}) for i in range(150)] + [table.insert("q", "only", {"n": 0})]
     changed = table.replace(records[7], {"n": -1})  # someone else's write since records[7] was read

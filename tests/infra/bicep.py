@@ -19,7 +19,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 LINE_KEYS = ("__start_line__", "__end_line__")
-SECTIONS = {"param": "parameters", "var": "variables", "resource": "resources", "module": "modules", "output": "outputs"}
+SECTIONS = {"param": "parameters", "var": "variables", "resource": "resources", "module": "modules",
+            "output": "outputs"}
 
 
 class BicepSyntaxError(ValueError):
@@ -73,8 +74,8 @@ def strip_lines(value: Any) -> Any:
 
 
 def is_expression(value: Any) -> bool:
-    """The parser's expression nodes: ``{"function": {"type": ..., ...}}`` or ``{"operator": {"type": ..., ...}}`` (a literal
-    object may well have a ``function`` key, holding a string)."""
+    """The parser's expression nodes: ``{"function": {"type": ..., ...}}`` or ``{"operator": {"type": ..., ...}}`` (a
+    literal object may well have a ``function`` key, holding a string)."""
     if not isinstance(value, dict):
         return False
     keys = set(value) - set(LINE_KEYS)

@@ -32,7 +32,8 @@ PRINCIPALS = ("app", "eventGridDelivery")
 # Granted for checks Azure makes on the app's identity, not for calls the app makes: the emulator's
 # request log never shows them, so a test for unused grants should not expect to see them.
 CHECKED_BY_AZURE_NOT_CALLED = {
-    "microsoft.compute/disks/begingetaccess/action": "Batch checks it on the identity that creates a pool from a gallery image",
+    "microsoft.compute/disks/begingetaccess/action": "Batch checks it on the identity that creates a pool from a "
+                                                     "gallery image",
 }
 
 
@@ -46,9 +47,11 @@ def load_catalog() -> dict[str, Any]:
     return json.loads(_catalog_text())
 
 
-def load_roles(*, include_built_in: bool = True, include_opt_in: bool = True, principal: str = "app") -> list[dict[str, Any]]:
+def load_roles(*, include_built_in: bool = True, include_opt_in: bool = True,
+               principal: str = "app") -> list[dict[str, Any]]:
     """The roles granted to ``principal``: the custom roles (app only), the opt-in ones (``optInRoles``: destructive
-    grants main.bicep creates only when their parameter is true; the bundled scenarios opt in) and, optionally, built-in ones."""
+    grants main.bicep creates only when their parameter is true; the bundled scenarios opt in) and, optionally, built-in
+    ones."""
     catalog = load_catalog()
     roles = list(catalog.get("roles", [])) if principal == "app" else []
     if include_opt_in and principal == "app":

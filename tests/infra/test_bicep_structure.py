@@ -52,7 +52,8 @@ def test_every_file_parses_with_a_real_bicep_grammar() -> None:
 
 def test_the_parser_refuses_broken_bicep() -> None:
     # The grammar is real: an unclosed object, or a loop without its collection, does not parse.
-    for broken in ("resource r 'Microsoft.Storage/storageAccounts@2023-05-01' = {\n  name: 'x'\n", "var v = [for : 1]\n"):
+    for broken in ("resource r 'Microsoft.Storage/storageAccounts@2023-05-01' = {\n  name: 'x'\n",
+                   "var v = [for : 1]\n"):
         try:
             bicep.parse_text(broken)
         except bicep.BicepSyntaxError:
@@ -93,7 +94,8 @@ def test_parameters_file_names_declared_params() -> None:
 
 def test_azure_yaml_names_the_service() -> None:
     text = (bicep.ROOT / "azure.yaml").read_text(encoding="utf-8")
-    assert re.search(r"^services:\n  autopilot:\n    project: \.\n    language: python\n    host: function$", text, re.MULTILINE)
+    assert re.search(r"^services:\n  autopilot:\n    project: \.\n    language: python\n    host: function$", text,
+                     re.MULTILINE)
     functionapp = bicep.read("modules/functionapp.bicep")
     assert "'azd-service-name': 'autopilot'" in functionapp, "azd finds the Function App by its azd-service-name tag"
     for hook in re.findall(r"run: \./(\S+)", text):

@@ -30,7 +30,8 @@ MUST_PASS = {
     "CKV_AZURE_71": "Microsoft.Web/sites.functionApp",  # managed identity
     "CKV_AZURE_3": "Microsoft.Storage/storageAccounts.storage",  # HTTPS traffic only
     "CKV_AZURE_44": "Microsoft.Storage/storageAccounts.storage",  # TLS 1.2
-    "CKV_AZURE_34": "Microsoft.Storage/storageAccounts/blobServices/containers.deadLetterContainer",  # private container
+    # private container
+    "CKV_AZURE_34": "Microsoft.Storage/storageAccounts/blobServices/containers.deadLetterContainer",
     "CKV_AZURE_192": "Microsoft.EventGrid/topics.topic",  # local auth disabled
     "CKV_AZURE_191": "Microsoft.EventGrid/topics.topic",  # managed identity
 }
@@ -38,9 +39,11 @@ MUST_PASS = {
 
 def run_checkov(directory: Path) -> dict[str, Any]:
     if not CHECKOV.is_file():
-        pytest.fail(f"{CHECKOV} is missing: run `make setup` (it creates checkov's own environment from requirements-checkov.txt)")
+        pytest.fail(f"{CHECKOV} is missing: run `make setup` (it creates checkov's own environment from "
+                    "requirements-checkov.txt)")
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false", "LOG_LEVEL": "WARNING"}
-    result = subprocess.run([str(CHECKOV), "-d", str(directory), "--framework", "bicep", "--skip-download", "--compact", "-o", "json"],
+    result = subprocess.run([str(CHECKOV), "-d", str(directory), "--framework", "bicep", "--skip-download", "--compact",
+                             "-o", "json"],
                             capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode in (0, 1), f"checkov could not run (exit {result.returncode}): {result.stderr[-2000:]}"
     document = json.loads(result.stdout)
@@ -56,8 +59,10 @@ def report() -> dict[str, Any]:
 
 def test_checkov_pins_the_grammar_the_bicep_must_parse_under() -> None:
     pins = (bicep.ROOT / "requirements-checkov.txt").read_text(encoding="utf-8")
-    assert re.search(r"^checkov==3\.3\.30$", pins, re.MULTILINE) and re.search(r"^pycep-parser==0\.5\.1$", pins, re.MULTILINE)
-    assert all(re.match(r"^[A-Za-z0-9_.\-\[\]]+==\S+$", line) for line in pins.splitlines() if line and not line.startswith("#")), \
+    assert (re.search(r"^checkov==3\.3\.30$", pins, re.MULTILINE)
+            and re.search(r"^pycep-parser==0\.5\.1$", pins, re.MULTILINE))
+    assert all(re.match(r"^[A-Za-z0-9_.\-\[\]]+==\S+$", line) for line in pins.splitlines() if line
+               and not line.startswith("#")), \
         "every package in requirements-checkov.txt is pinned"
     dev = (bicep.ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
     assert re.search(r"^pycep-parser==\d+\.\d+\.\d+$", dev, re.MULTILINE)
@@ -74,7 +79,8 @@ def test_every_bicep_file_parses_under_checkovs_grammar_too() -> None:
               "    except Exception as exc:\n        errors[f] = ' '.join(str(exc).split())[:300]\n"
               "print(json.dumps({'version': m.version('pycep-parser'), 'errors': errors}))\n")
     files = [str(bicep.INFRA / name) for name in bicep.files()]
-    out = subprocess.run([str(CHECKOV_PYTHON), "-c", script, *files], capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run([str(CHECKOV_PYTHON), "-c", script, *files], capture_output=True, text=True, timeout=300,
+                         check=True)
     result = json.loads(out.stdout)
     assert result["version"] == "0.5.1"
     assert result["errors"] == {}, result["errors"]
@@ -82,12 +88,16 @@ def test_every_bicep_file_parses_under_checkovs_grammar_too() -> None:
 
 def test_checkov_finds_no_failed_check_and_no_parse_error(report: dict[str, Any]) -> None:
     summary = report["summary"]
-    failed = [f"{c['check_id']} {c['check_name']} ({c['file_path']} {c['resource']})" for c in report["results"]["failed_checks"]]
-    assert failed == [], "checkov failed checks: fix them in the Bicep, or skip them there with a one-line reason:\n" + "\n".join(failed)
+    failed = [f"{c['check_id']} {c['check_name']} ({c['file_path']} {c['resource']})"
+              for c in report["results"]["failed_checks"]]
+    assert failed == [], ("checkov failed checks: fix them in the Bicep, or skip them there with a one-line reason:\n"
+                          + "\n".join(failed))
     assert summary["parsing_errors"] == 0 and report["results"]["parsing_errors"] == []
     # every file was scanned: each one's resources show up in the results
-    scanned = {c["file_path"].lstrip("/") for kind in ("passed_checks", "skipped_checks") for c in report["results"][kind]}
-    assert {"main.bicep", "modules/functionapp.bicep", "modules/storage.bicep", "modules/custom-topic.bicep"} <= scanned, scanned
+    scanned = {c["file_path"].lstrip("/") for kind in ("passed_checks", "skipped_checks")
+               for c in report["results"][kind]}
+    assert {"main.bicep", "modules/functionapp.bicep", "modules/storage.bicep",
+            "modules/custom-topic.bicep"} <= scanned, scanned
     assert summary["passed"] >= 25
 
 
@@ -102,16 +112,19 @@ def test_every_skip_has_a_reason_in_the_bicep(report: dict[str, Any]) -> None:
     assert skipped, "the Bicep documents its accepted findings as checkov skips"
     for check in skipped:
         reason = (check.get("check_result") or {}).get("suppress_comment", "").strip()
-        assert reason and reason != "No comment provided" and len(reason) > 30, f"{check['check_id']} on {check['resource']} is skipped without a reason"
+        assert reason and reason != "No comment provided" and len(reason) > 30, (
+            f"{check['check_id']} on {check['resource']} is skipped without a reason")
     for name in bicep.files():
         for line in bicep.read(name).splitlines():
             if "checkov:skip=" in line:
-                assert re.match(r"^\s*// checkov:skip=CKV2?_[A-Z]+_\d+: \S.{30,}$", line), f"{name}: a skip needs one check id and its reason: {line.strip()}"
+                assert re.match(r"^\s*// checkov:skip=CKV2?_[A-Z]+_\d+: \S.{30,}$", line), (
+                    f"{name}: a skip needs one check id and its reason: {line.strip()}")
 
 
 def test_checkov_would_catch_a_regression(tmp_path: Path) -> None:
     # The scan is real: the storage account with HTTPS-only and TLS 1.2 taken out fails those checks.
-    text = bicep.read("modules/storage.bicep").replace("supportsHttpsTrafficOnly: true", "supportsHttpsTrafficOnly: false")
+    text = bicep.read("modules/storage.bicep").replace("supportsHttpsTrafficOnly: true",
+                                                       "supportsHttpsTrafficOnly: false")
     text = text.replace("minimumTlsVersion: 'TLS1_2'", "minimumTlsVersion: 'TLS1_0'")
     (tmp_path / "storage.bicep").write_text(text, encoding="utf-8")
     failed = {c["check_id"] for c in run_checkov(tmp_path)["results"]["failed_checks"]}

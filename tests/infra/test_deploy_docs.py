@@ -24,7 +24,8 @@ def test_every_tuning_setting_is_in_the_deploy_guide() -> None:
     tuning = bicep.object_keys(bicep.parse("modules/functionapp.bicep"), "var", "tuningDefaults")
     wildcards = re.findall(r"`(AUTOPILOT_[A-Z_]*)\*`", DEPLOY)  # e.g. `AUTOPILOT_BACKOFF_*`
     for name in tuning:
-        assert f"`{name}`" in DEPLOY or any(name.startswith(w) for w in wildcards), f"docs/deploy.md does not mention {name}"
+        assert f"`{name}`" in DEPLOY or any(name.startswith(w) for w in wildcards), ("docs/deploy.md does not "
+                                                                                     f"mention {name}")
     assert "AUTOPILOT_WATCH_FULL_SCAN_MINUTES" in DEPLOY
 
 

@@ -38,13 +38,18 @@ def test_every_subscription_is_in_infra_with_the_same_routing() -> None:
         )
         for name, sub in in_python.items():
             entry = in_bicep[name]
-            assert set(entry) == {"name", "function", "includedEventTypes", "operationNames", "subjectContains", "resourceGroupScoped"}, \
+            assert set(entry) == {"name", "function", "includedEventTypes", "operationNames", "subjectContains",
+                                  "resourceGroupScoped"}, \
                 f"{name}: unexpected keys {sorted(entry)}"
-            assert sorted(entry["subjectContains"]) == sorted(sub.subject_contains), f"{name}: subject filter values differ"
+            assert sorted(entry["subjectContains"]) == sorted(sub.subject_contains), (f"{name}: subject filter "
+                                                                                      "values differ")
             assert entry["resourceGroupScoped"] == sub.resource_group_scoped, f"{name}: resource-group filter differs"
-            assert entry["function"] == sub.function, f"{name}: infra targets {entry['function']}, the app routes to {sub.function}"
-            assert sorted(entry["includedEventTypes"]) == sorted(sub.included_event_types), f"{name}: event types differ"
-            assert sorted(entry["operationNames"]) == sorted(sub.operation_names), f"{name}: data.operationName filter values differ"
+            assert entry["function"] == sub.function, (f"{name}: infra targets {entry['function']}, the app routes to "
+                                                       f"{sub.function}")
+            assert sorted(entry["includedEventTypes"]) == sorted(sub.included_event_types), (f"{name}: event "
+                                                                                             "types differ")
+            assert sorted(entry["operationNames"]) == sorted(sub.operation_names), (f"{name}: data.operationName "
+                                                                                    "filter values differ")
 
 
 def test_no_subscription_outside_the_table() -> None:
@@ -54,14 +59,17 @@ def test_no_subscription_outside_the_table() -> None:
     # Only the documented alert webhook placeholder is declared besides the looped function subscriptions.
     for topic, module in MODULES.items():
         text = bicep.read(module)
-        declared = re.findall(r"^resource \w+ 'Microsoft\.EventGrid/(?:systemTopics|topics)/eventSubscriptions@", text, re.MULTILINE)
+        declared = re.findall(r"^resource \w+ 'Microsoft\.EventGrid/(?:systemTopics|topics)/eventSubscriptions@", text,
+                              re.MULTILINE)
         expected = 2 if topic == CUSTOM else 1
-        assert len(declared) == expected, f"{module} declares {len(declared)} event subscription resources, expected {expected}"
+        assert len(declared) == expected, (f"{module} declares {len(declared)} event subscription resources, expected "
+                                           f"{expected}")
 
 
 def test_functions_named_are_the_apps() -> None:
     targets = {s.function for s in SUBSCRIPTIONS}
-    assert targets == set(EVENT_GRID_FUNCTIONS), f"Event Grid targets {sorted(targets)} are not the app's Event Grid functions {EVENT_GRID_FUNCTIONS}"
+    assert targets == set(EVENT_GRID_FUNCTIONS), (f"Event Grid targets {sorted(targets)} are not the app's Event Grid "
+                                                  f"functions {EVENT_GRID_FUNCTIONS}")
     assert len(set(FUNCTIONS)) == len(FUNCTIONS)
 
 
@@ -73,7 +81,8 @@ def registered_functions() -> dict[str, str]:
         if not path.is_file():
             continue
         text = path.read_text(encoding="utf-8")
-        pattern = r"@\w+\.(event_grid_trigger|timer_trigger|schedule)\((?:[^()]|\([^()]*\))*\)\s*(?:@[^\n]*\n\s*)*def (\w+)"
+        pattern = (
+            r"@\w+\.(event_grid_trigger|timer_trigger|schedule)\((?:[^()]|\([^()]*\))*\)\s*(?:@[^\n]*\n\s*)*def (\w+)")
         for trigger, name in re.findall(pattern, text):
             found[name] = "eventGrid" if trigger == "event_grid_trigger" else "timer"
     return found
@@ -102,10 +111,12 @@ def test_system_subscriptions_always_filter_on_operation_name() -> None:
         tag_ops = {"microsoft.resources/tags/write", "microsoft.resources/tags/delete"}
         if tag_ops & {op.lower() for op in entry["operationNames"]}:
             assert entry["subjectContains"] == ["/providers/Microsoft.Compute/snapshots/"], name
-            assert all(op.lower() in tag_ops or op.lower().startswith("microsoft.compute/snapshots/") for op in entry["operationNames"]), name
+            assert all(op.lower() in tag_ops or op.lower().startswith("microsoft.compute/snapshots/")
+                       for op in entry["operationNames"]), name
         # Advanced filters are capped at 25 values per subscription.
         assert len(entry["operationNames"]) + len(entry["subjectContains"]) <= 25, name
-    tags_routes = [s for s in SUBSCRIPTIONS if any(o.lower().startswith("microsoft.resources/tags/") for o in s.operation_names)]
+    tags_routes = [s for s in SUBSCRIPTIONS
+                   if any(o.lower().startswith("microsoft.resources/tags/") for o in s.operation_names)]
     assert [s.function for s in tags_routes] == ["image_pipeline"]
 
 
@@ -117,8 +128,10 @@ def test_system_module_applies_the_subject_filter() -> None:
 
 def test_modules_wire_each_entry_to_its_function() -> None:
     main = bicep.read("main.bicep")
-    assert re.search(r"subscriptions: systemTopicSubscriptions\b", main), "main.bicep must pass systemTopicSubscriptions to the system topic module"
-    assert re.search(r"subscriptions: customTopicSubscriptions\b", main), "main.bicep must pass customTopicSubscriptions to the custom topic module"
+    assert re.search(r"subscriptions: systemTopicSubscriptions\b", main), (
+        "main.bicep must pass systemTopicSubscriptions to the system topic module")
+    assert re.search(r"subscriptions: customTopicSubscriptions\b", main), (
+        "main.bicep must pass customTopicSubscriptions to the custom topic module")
     for module in MODULES.values():
         loop = bicep.body(bicep.read(module), "resource", "functionSubscriptions")
         compact = re.sub(r"\s+", " ", loop)
@@ -150,7 +163,8 @@ def test_retry_policy_is_explicit() -> None:
     assert bicep.param_default(main, "eventMaxDeliveryAttempts") == 30
     assert bicep.param_default(main, "eventTimeToLiveInMinutes") == 1440
     policy = re.sub(r"\s+", " ", bicep.body(main, "var", "retryPolicy"))
-    assert "maxDeliveryAttempts: eventMaxDeliveryAttempts" in policy and "eventTimeToLiveInMinutes: eventTimeToLiveInMinutes" in policy
+    assert ("maxDeliveryAttempts: eventMaxDeliveryAttempts" in policy
+            and "eventTimeToLiveInMinutes: eventTimeToLiveInMinutes" in policy)
 
 
 def test_custom_topic_accepts_entra_id_only() -> None:
@@ -168,17 +182,20 @@ def test_alert_webhook_gets_every_alert_type() -> None:
     assert types, "no alert types found in shared/core/alerts.py"
     expected = sorted(f"{EVENT_NAMESPACE}.{t}" for t in types)
     assert sorted(bicep.literal(bicep.read("main.bicep"), "alertEventTypes")) == expected
-    webhook = re.sub(r"\s+", " ", bicep.body(bicep.read("modules/custom-topic-subscriptions.bicep"), "resource", "alertWebhook"))
+    webhook = re.sub(r"\s+", " ",
+                     bicep.body(bicep.read("modules/custom-topic-subscriptions.bicep"), "resource", "alertWebhook"))
     assert "endpointType: 'WebHook'" in webhook and "includedEventTypes: alertEventTypes" in webhook
 
 
 def test_system_topic_subscriptions_are_deployed_only_when_asked() -> None:
-    # A conditional collection, not a filtered loop: the grammar checkov uses parses both, pycep-parser 0.7.1 only this one.
+    # A conditional collection, not a filtered loop: the grammar checkov uses parses both, pycep-parser 0.7.1 only this
+    # one.
     header = bicep.loop(bicep.read("modules/system-topic.bicep"), "resource", "functionSubscriptions")
     assert header is not None and header["loop_type"]["detail"]["item_name"] == "s"
     collection = header["loop_type"]["detail"]["array_name"]["operator"]
     assert collection["type"] == "conditional"
-    assert collection["operands"] == {"condition": "deployEventSubscriptions", "true_value": "subscriptions", "false_value": []}
+    assert collection["operands"] == {"condition": "deployEventSubscriptions", "true_value": "subscriptions",
+                                      "false_value": []}
 
 
 def test_the_pipeline_subscription_is_filtered_to_the_configured_groups_within_event_grids_budget() -> None:
@@ -188,7 +205,9 @@ def test_the_pipeline_subscription_is_filtered_to_the_configured_groups_within_e
     pipeline = next(s for s in SUBSCRIPTIONS if s.name == "image-pipeline")
     assert pipeline.resource_group_scoped
     for scoped in (s for s in SUBSCRIPTIONS if s.resource_group_scoped):
-        assert len(scoped.operation_names) + len(scoped.subject_contains) + MAX_WATCHED_GROUPS <= MAX_FILTER_VALUES, scoped.name
+        assert len(
+            scoped.operation_names) + len(
+                scoped.subject_contains) + MAX_WATCHED_GROUPS <= MAX_FILTER_VALUES, scoped.name
     assert f"@maxLength({MAX_WATCHED_GROUPS})" in bicep.read("modules/system-topic.bicep")
     text = bicep.read("modules/system-topic.bicep")
     assert "StringBeginsWith" in text and "key: 'subject'" in text

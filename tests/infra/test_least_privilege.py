@@ -26,4 +26,5 @@ def test_every_custom_role_grant_is_used_by_the_scenarios(bundled_runs: dict[str
     # Grants Azure checks without a call of the app's own are listed, with the reason, in
     # tests/infra/roles.py CHECKED_BY_AZURE_NOT_CALLED and are exempt here.
     assert CHECKED_BY_AZURE_NOT_CALLED
-    assert unexercised(_observed(bundled_runs)) == [], "granted but never used in any bundled scenario: remove, or add a scenario that needs it"
+    assert unexercised(_observed(bundled_runs)) == [], ("granted but never used in any bundled scenario: remove, or "
+                                                        "add a scenario that needs it")

@@ -22,7 +22,8 @@ from tests.infra.roles import (
 
 ACTION = re.compile(r"^Microsoft\.[A-Za-z]+(/[A-Za-z0-9]+)+$")
 GUID = re.compile(r"^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$")
-LOCK_ACTIONS = ("Microsoft.Authorization/locks/read", "Microsoft.Authorization/locks/write", "Microsoft.Authorization/locks/delete")
+LOCK_ACTIONS = ("Microsoft.Authorization/locks/read", "Microsoft.Authorization/locks/write",
+                "Microsoft.Authorization/locks/delete")
 
 
 def custom_roles() -> list[dict]:
@@ -47,13 +48,15 @@ def test_custom_roles_are_well_formed() -> None:
         assert grants, f"{role['name']} grants nothing"
         assert len({g.lower() for g in grants}) == len(grants), f"{role['name']}: an action is listed twice"
         for grant in grants:
-            assert ACTION.match(grant), f"{role['name']}: {grant!r} is not an action name (Microsoft.Provider/type/.../verb)"
+            assert ACTION.match(
+                grant), f"{role['name']}: {grant!r} is not an action name (Microsoft.Provider/type/.../verb)"
 
 
 def test_one_custom_role_per_scope() -> None:
     # main.bicep assigns "the" role of each scope (indexOf over the scopes).
     scopes = [r["scope"] for r in custom_roles()]
-    assert sorted(scopes) == sorted(CUSTOM_SCOPES), f"expected exactly one role for each of {CUSTOM_SCOPES}, got {scopes}"
+    assert sorted(scopes) == sorted(CUSTOM_SCOPES), (f"expected exactly one role for each of {CUSTOM_SCOPES}, "
+                                                     f"got {scopes}")
 
 
 def test_every_grant_has_a_reason() -> None:
@@ -78,7 +81,8 @@ def test_lock_actions_are_spelled_out_on_the_image_groups() -> None:
     assert "Microsoft.Authorization/locks/*" not in images["actions"]
     # Listing the app's locks across the subscription is the only subscription-wide lock right.
     subscription = role_for("subscription")
-    assert [a for a in subscription["actions"] if a.startswith("Microsoft.Authorization/")] == ["Microsoft.Authorization/locks/read"]
+    assert [a for a in subscription["actions"]
+            if a.startswith("Microsoft.Authorization/")] == ["Microsoft.Authorization/locks/read"]
 
 
 def test_roles_cover_what_the_app_does() -> None:
@@ -109,28 +113,35 @@ def test_roles_grant_nothing_destructive_beyond_locks() -> None:
     # nothing else that destroys data or widens access is.
     for action in ["Microsoft.Compute/snapshots/delete", "Microsoft.Compute/snapshots/write",
                    "Microsoft.Compute/galleries/images/versions/delete", "Microsoft.Batch/batchAccounts/pools/delete",
-                   "Microsoft.Batch/batchAccounts/write", "Microsoft.Authorization/roleAssignments/write", "Microsoft.Resources/tags/write"]:
+                   "Microsoft.Batch/batchAccounts/write", "Microsoft.Authorization/roleAssignments/write",
+                   "Microsoft.Resources/tags/write"]:
         assert not covered(action, roles), f"{action} is granted but the app never needs it"
 
 
 def test_destructive_grants_come_only_with_their_opt_in_parameter() -> None:
-    """Retention and retired-pool deletion need delete rights; they live in separate roles main.bicep creates and assigns
-    only when the deployment opts in (a bool parameter, false by default)."""
+    """Retention and retired-pool deletion need delete rights; they live in separate roles main.bicep creates and
+    assigns only when the deployment opts in (a bool parameter, false by default)."""
     opt_in = load_catalog()["optInRoles"]
     main = bicep.read("main.bicep")
     for action in DESTRUCTIVE:
         granting = [r for r in opt_in if covered(action, [r])]
         assert len(granting) == 1, f"{action} must be granted by exactly one opt-in role"
     for role in opt_in:
-        assert set(role) >= {"name", "description", "scope", "parameter", "actions", "dataActions", "why"}, role.get("name")
-        assert role["scope"] in CUSTOM_SCOPES[:2] and sorted(role["why"]) == sorted(role["actions"] + role["dataActions"])
+        assert set(role) >= {"name", "description", "scope", "parameter", "actions", "dataActions",
+                             "why"}, (role.get("name"))
+        assert (role["scope"] in CUSTOM_SCOPES[:2]
+                and sorted(role["why"]) == sorted(role["actions"] + role["dataActions"]))
         assert not [g for g in role["actions"] + role["dataActions"] if "*" in g]
         parameter = role["parameter"]
-        assert re.search(rf"^param {parameter} bool = false$", main, re.MULTILINE), f"main.bicep must declare {parameter} (default false)"
-        assert re.search(rf"= if \({parameter}\)", main), f"main.bicep must create the {role['name']} role only if {parameter}"
-        assert re.search(rf"{parameter} \? ", main), f"main.bicep must assign the {role['name']} role only if {parameter}"
+        assert re.search(rf"^param {parameter} bool = false$", main, re.MULTILINE), ("main.bicep must declare "
+                                                                                     f"{parameter} (default false)")
+        assert re.search(rf"= if \({parameter}\)", main), (f"main.bicep must create the {role['name']} role only if "
+                                                           f"{parameter}")
+        assert re.search(rf"{parameter} \? ", main), (f"main.bicep must assign the {role['name']} role only if "
+                                                      f"{parameter}")
         params = json.loads((bicep.INFRA / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
-        assert parameter in params and params[parameter]["value"].endswith("=false}"), f"main.parameters.json: {parameter} off by default"
+        assert parameter in params and params[parameter]["value"].endswith("=false}"), ("main.parameters.json: "
+                                                                                        f"{parameter} off by default")
 
 
 def test_batch_role_has_no_data_actions() -> None:
@@ -147,7 +158,8 @@ def test_built_in_roles_are_well_formed() -> None:
         assert role.get("principal", "app") in PRINCIPALS, role["name"]
         assert role["why"].strip(), role["name"]
     names = {r["name"] for r in built_in}
-    assert {"Storage Blob Data Owner", "Storage Table Data Contributor", "Storage Queue Data Contributor", "EventGrid Data Sender",
+    assert {"Storage Blob Data Owner", "Storage Table Data Contributor", "Storage Queue Data Contributor",
+            "EventGrid Data Sender",
             "Monitoring Metrics Publisher"} <= names
 
 
@@ -159,7 +171,8 @@ def test_bicep_creates_and_assigns_the_roles_from_the_file() -> None:
     rbac = bicep.read("modules/app-rbac.bicep")
     assert "loadJsonContent('../roles.json').builtInRoles" in rbac
     for scope in BUILT_IN_SCOPES:
-        assert f"r.scope == '{scope}'" in rbac, f"modules/app-rbac.bicep never assigns built-in roles with scope {scope}"
+        assert f"r.scope == '{scope}'" in rbac, ("modules/app-rbac.bicep never assigns built-in roles with "
+                                                 f"scope {scope}")
 
 
 def test_checked_by_azure_list_names_granted_actions() -> None:
@@ -170,7 +183,8 @@ def test_checked_by_azure_list_names_granted_actions() -> None:
 # ---- the helper itself ----
 
 SAMPLE = [
-    {"name": "a", "actions": ["Microsoft.Compute/images/read", "Microsoft.Batch/batchAccounts/pools/*"], "dataActions": []},
+    {"name": "a", "actions": ["Microsoft.Compute/images/read", "Microsoft.Batch/batchAccounts/pools/*"],
+     "dataActions": []},
     {"name": "b", "actions": [], "dataActions": ["Microsoft.EventGrid/events/send/action"]},
 ]
 
@@ -194,9 +208,11 @@ def test_covered_matches_like_azure_rbac(action: str, expected: bool) -> None:
 
 
 def test_uncovered_and_unexercised() -> None:
-    assert uncovered(["Microsoft.Compute/images/read", "Microsoft.Compute/images/write", "microsoft.compute/images/WRITE"], SAMPLE) == [
+    assert uncovered(["Microsoft.Compute/images/read", "Microsoft.Compute/images/write",
+                      "microsoft.compute/images/WRITE"], SAMPLE) == [
         "Microsoft.Compute/images/write"
     ]
-    assert unexercised(["Microsoft.Compute/images/read"], SAMPLE) == ["Microsoft.Batch/batchAccounts/pools/*", "Microsoft.EventGrid/events/send/action"]
+    assert unexercised(["Microsoft.Compute/images/read"], SAMPLE) == ["Microsoft.Batch/batchAccounts/pools/*",
+                                                                      "Microsoft.EventGrid/events/send/action"]
     everything = [g for r in load_roles(include_built_in=False) for g in r["actions"] + r["dataActions"]]
     assert unexercised(everything) == []

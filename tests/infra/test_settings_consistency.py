@@ -21,12 +21,17 @@ README = ROOT / "README.md"
 
 # Settings the code reads that the Function App deliberately does not set: the one list, with why.
 INFRA_EXCEPTIONS = {
-    "AzureWebJobsStorage": "a connection string (needs shared keys, which are off); the app and the host use the identity-based "
-                           "AzureWebJobsStorage__accountName/__credential/__clientId/__tableServiceUri settings instead",
-    "AUTOPILOT_CREDENTIAL": "emulator only: the default (DefaultAzureCredential -> the user-assigned identity) is what Azure needs",
+    "AzureWebJobsStorage": "a connection string (needs shared keys, which are off); the app and the host use the "
+                           "identity-based "
+                           "AzureWebJobsStorage__accountName/__credential/__clientId/__tableServiceUri "
+    "settings instead",
+    "AUTOPILOT_CREDENTIAL": "emulator only: the default (DefaultAzureCredential -> the user-assigned identity) is what "
+                            "Azure needs",
     "AUTOPILOT_CA_BUNDLE": "emulator only: trusts the local emulator's CA; Azure endpoints use the platform CA store",
-    "AUTOPILOT_ARM_ENDPOINT": "emulator and sovereign clouds only: the default is Azure public cloud's https://management.azure.com",
-    "AUTOPILOT_EVENTS_TOPIC_KEY": "unused with Entra ID: the custom topic has local auth disabled and the app's identity is an EventGrid Data Sender",
+    "AUTOPILOT_ARM_ENDPOINT": "emulator and sovereign clouds only: the default is Azure public cloud's "
+                              "https://management.azure.com",
+    "AUTOPILOT_EVENTS_TOPIC_KEY": "unused with Entra ID: the custom topic has local auth disabled and the app's "
+                                  "identity is an EventGrid Data Sender",
 }
 
 # The Functions runtime's own settings, allowed in the sample although the app's code does not read them.
@@ -41,7 +46,7 @@ _SETTING_REF = re.compile(r"%([A-Za-z0-9_]+)%")
 
 
 def settings_read_by_code() -> list[str]:
-    names = _READER_CALL.findall((ROOT / "shared" / "settings.py").read_text(encoding="utf-8"))
+    names = _READER_CALL.findall((ROOT / "shared" / "config" / "settings.py").read_text(encoding="utf-8"))
     for path in [*sorted((ROOT / "handlers").glob("*.py")), ROOT / "function_app.py"]:
         if path.is_file():
             names += _SETTING_REF.findall(path.read_text(encoding="utf-8"))
@@ -75,13 +80,15 @@ def test_every_setting_is_in_the_sample() -> None:
 
 def test_sample_has_no_setting_the_code_does_not_read() -> None:
     read = set(settings_read_by_code())
-    extra = [k for k in sample_values() if k not in read and k not in RUNTIME_SETTINGS and not k.startswith(RUNTIME_PREFIXES)]
+    extra = [k for k in sample_values() if k not in read and k not in RUNTIME_SETTINGS
+             and not k.startswith(RUNTIME_PREFIXES)]
     assert not extra, f"local.settings.sample.json sets {extra}, which nothing reads"
 
 
 def test_every_setting_is_in_the_readme_configuration_reference() -> None:
     if not README.is_file():
-        pytest.fail("README.md does not exist yet: it must have a 'Configuration reference' section naming every setting in backticks")
+        pytest.fail("README.md does not exist yet: it must have a 'Configuration reference' section naming every "
+                    "setting in backticks")
     text = README.read_text(encoding="utf-8")
     heading = re.search(r"^(#+)\s+Configuration reference\b.*$", text, re.MULTILINE | re.IGNORECASE)
     assert heading, "README.md has no 'Configuration reference' section"
@@ -96,7 +103,8 @@ def test_every_setting_is_in_the_readme_configuration_reference() -> None:
 def test_every_setting_is_set_on_the_function_app() -> None:
     infra = infra_app_settings()
     missing = [n for n in settings_read_by_code() if n not in infra and n not in INFRA_EXCEPTIONS]
-    assert not missing, f"infra/modules/functionapp.bicep does not set {missing}: add them to deploymentSettings or tuningDefaults"
+    assert not missing, (f"infra/modules/functionapp.bicep does not set {missing}: add them to deploymentSettings or "
+                         "tuningDefaults")
     twice = {k: v for k, v in infra.items() if len(v) > 1}
     assert not twice, f"settings set in more than one app-settings object: {twice}"
 
@@ -116,7 +124,8 @@ def test_identity_based_storage_and_telemetry() -> None:
                  "AzureWebJobsStorage__tableServiceUri", "AZURE_CLIENT_ID", "APPLICATIONINSIGHTS_CONNECTION_STRING",
                  "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"):
         assert name in infra, f"the Function App must set {name}"
-    assert "FUNCTIONS_WORKER_RUNTIME" not in infra, "Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME (the runtime is in functionAppConfig)"
+    assert "FUNCTIONS_WORKER_RUNTIME" not in infra, ("Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME (the runtime "
+                                                     "is in functionAppConfig)")
     text = re.sub(r"\s+", " ", bicep.read("modules/functionapp.bicep"))
     assert "AzureWebJobsStorage__credential: 'managedidentity'" in text
     assert "name: 'python' version: '3.11'" in text
@@ -137,12 +146,14 @@ def test_schedule_parameters_default_to_the_samples() -> None:
     main = bicep.read("main.bicep")
     sample = sample_values()
     for param, setting in (("watchSchedule", "AUTOPILOT_WATCH_SCHEDULE"), ("guardSchedule", "AUTOPILOT_GUARD_SCHEDULE"),
-                           ("pipelineSchedule", "AUTOPILOT_PIPELINE_SCHEDULE"), ("tablePrefix", "AUTOPILOT_TABLE_PREFIX")):
-        assert bicep.param_default(main, param) == sample[setting], f"main.bicep {param} default differs from the sample's {setting}"
+                           ("pipelineSchedule", "AUTOPILOT_PIPELINE_SCHEDULE"),
+                           ("tablePrefix", "AUTOPILOT_TABLE_PREFIX")):
+        assert bicep.param_default(main, param) == sample[setting], (f"main.bicep {param} default differs from the "
+                                                                     f"sample's {setting}")
 
 
 def test_state_tables_are_the_apps() -> None:
-    source = (ROOT / "shared" / "state.py").read_text(encoding="utf-8")
+    source = (ROOT / "shared" / "core" / "state.py").read_text(encoding="utf-8")
     tables = re.findall(r'^[A-Z][A-Z_]* = "([A-Za-z][A-Za-z0-9]*)"  #', source, re.MULTILINE)
     assert tables, "no table names found in shared/core/state.py"
     assert sorted(bicep.literal(bicep.read("main.bicep"), "stateTables")) == sorted(tables)

@@ -112,7 +112,8 @@ def check(name: str, condition: bool, message: str) -> None:
 
 
 @contextmanager
-def local_azure(azurite: str, tls: Any, *, seed: int = 1, families: Mapping[str, Any] | None = None, accounts: list[str] | None = None,
+def local_azure(azurite: str, tls: Any, *, seed: int = 1, families: Mapping[str, Any] | None = None,
+                accounts: list[str] | None = None,
                 settings: Mapping[str, str] | None = None) -> Iterator[LocalAzure]:
     """A fresh LocalAzure (own emulator, own table prefix) with fast SDK retries.
 
@@ -130,7 +131,8 @@ def local_azure(azurite: str, tls: Any, *, seed: int = 1, families: Mapping[str,
         batch_accounts.forget_accounts()
 
 
-def family_config(*, pools: list[dict[str, Any]], keep_managed_image: bool = False, account_id: str = ACCOUNT_ID) -> dict[str, Any]:
+def family_config(*, pools: list[dict[str, Any]], keep_managed_image: bool = False,
+                  account_id: str = ACCOUNT_ID) -> dict[str, Any]:
     return {"families": {"gpu": {
         "gallery": {"resourceGroup": "images-rg", "name": GALLERY, "imageDefinition": "gpu-render", "osType": "Linux",
                     "osState": "Generalized", "hyperVGeneration": "V2", "location": "westeurope"},
@@ -150,11 +152,13 @@ def custom_image(la: LocalAzure, name: str = "base") -> str:
     except AzureError:  # 404: not there yet
         compute.create_gallery(SUBSCRIPTION_ID, "images-rg", GALLERY, location="westeurope")
     compute.create_gallery_image(SUBSCRIPTION_ID, "images-rg", GALLERY, name, hyper_v_generation="V2")
-    return compute.create_gallery_image_version(SUBSCRIPTION_ID, "images-rg", GALLERY, name, "1.0.0", os_snapshot_id=snapshot.id,
+    return compute.create_gallery_image_version(SUBSCRIPTION_ID, "images-rg", GALLERY, name, "1.0.0",
+                                                os_snapshot_id=snapshot.id,
                                                 instant=True).id
 
 
-def managed_pool(la: LocalAzure, pool_id: str, *, target: int, desired: int, account: str = ACCOUNT, image_id: str | None = None) -> None:
+def managed_pool(la: LocalAzure, pool_id: str, *, target: int, desired: int, account: str = ACCOUNT,
+                 image_id: str | None = None) -> None:
     """A pool the app manages (autopilot metadata) whose target is below what the app wants: the watch must grow it.
 
     With ``image_id`` (a gallery image version) it is a custom-image pool, which the watch grows in steps of
@@ -165,7 +169,8 @@ def managed_pool(la: LocalAzure, pool_id: str, *, target: int, desired: int, acc
         metadata["autopilot.imageId"] = image_id
     la.emulator.batch.create_pool(account, pool_id, vm_size="Standard_D2s_v5",
                                   image_reference={"id": image_id} if image_id else dict(MARKETPLACE_UBUNTU),
-                                  node_agent_sku_id=UBUNTU_AGENT, target_dedicated=target, resize_timeout=timedelta(minutes=15),
+                                  node_agent_sku_id=UBUNTU_AGENT, target_dedicated=target,
+                                  resize_timeout=timedelta(minutes=15),
                                   metadata=metadata)
 
 
@@ -230,7 +235,8 @@ def successful_writes(la: LocalAzure, action: str, plane: str = "arm") -> list[L
 
 def resize_posts(la: LocalAzure, *, accepted_only: bool = False) -> list[LoggedRequest]:
     """The app's data-plane resize calls (POST /batch/{account}/pools/{id}/resize), answered or not."""
-    out = [e for e in app_requests(la) if e.method == "POST" and e.plane == "batch" and e.path.lower().endswith("/resize")]
+    out = [e for e in app_requests(la) if e.method == "POST" and e.plane == "batch"
+           and e.path.lower().endswith("/resize")]
     return [e for e in out if ok(e)] if accepted_only else out
 
 
@@ -265,8 +271,10 @@ def failed_invocations(la: LocalAzure) -> list[Any]:
 
 
 def nontransient_failures(la: LocalAzure) -> list[str]:
-    """Invocation failures that are not transient Azure errors, i.e. that Event Grid redelivery (or the next tick) cannot fix."""
-    return [f"{inv.function} at {inv.time.isoformat()}: {inv.detail}" for inv in failed_invocations(la) if not is_transient(inv.function, inv.detail)]
+    """Invocation failures that are not transient Azure errors, i.e. that Event Grid redelivery (or the next tick)
+    cannot fix."""
+    return [f"{inv.function} at {inv.time.isoformat()}: {inv.detail}" for inv in failed_invocations(la)
+            if not is_transient(inv.function, inv.detail)]
 
 
 @functools.cache
@@ -294,10 +302,12 @@ def transient_error_names() -> frozenset[str]:
 
 # The statuses that make a response error transient: throttling and server-side failures. A 4xx other
 # than 408/409/412/429 escaping a function would be retried by Event Grid for a day to no effect.
-_TRANSIENT_CODES = ("TooManyRequests", "ServiceUnavailable", "InternalServerError", "Injected fault", "(429)", "(500)", "(502)", "(503)",
+_TRANSIENT_CODES = ("TooManyRequests", "ServiceUnavailable", "InternalServerError", "Injected fault", "(429)", "(500)",
+                    "(502)", "(503)",
                     "(504)", "Connection", "connection", "timed out", "RemoteDisconnected", "Max retries", "aborted")
 # Not transient even though they are HttpResponseError subclasses: retrying cannot fix them.
-_PERMANENT_NAMES = frozenset({"ClientAuthenticationError", "ResourceNotFoundError", "ResourceExistsError", "ResourceNotModifiedError",
+_PERMANENT_NAMES = frozenset({"ClientAuthenticationError", "ResourceNotFoundError", "ResourceExistsError",
+                              "ResourceNotModifiedError",
                               "DecodeError", "SerializationError", "DeserializationError"})
 
 
@@ -310,11 +320,13 @@ def is_transient(function: str, detail: str) -> bool:
         # redelivers (or the failure shows in the Functions monitor and the next tick retries). That is meant only
         # for transient causes: the message must carry the transient Azure error it wraps.
         if function == "image_guard_reconcile" and message.startswith("could not update locks on:"):
-            return True  # the guard's timer: lock calls that failed after the SDK's retries (this message names no cause)
+            # the guard's timer: lock calls that failed after the SDK's retries (this message names no cause)
+            return True
         return _mentions_transient_error(message)
     if name in _PERMANENT_NAMES or name not in transient_error_names():
         return False
-    if name in ("ServiceRequestError", "ServiceResponseError", "ServiceRequestTimeoutError", "ServiceResponseTimeoutError",
+    if name in ("ServiceRequestError", "ServiceResponseError", "ServiceRequestTimeoutError",
+                "ServiceResponseTimeoutError",
                 "IncompleteReadError"):
         return True
     return any(code in message for code in _TRANSIENT_CODES)
@@ -362,7 +374,8 @@ def table_chaos_rules(total_rate: float = 0.2) -> list[FaultRule]:
     a third of the other kinds' share (each costs the read timeout in real time). Plus 10 ms of latency on
     another fifth of the calls."""
     weights = {"error503": 1.0, "error500": 1.0, "drop": 1.0, "timeout": 1 / 3, "acted_drop": 1.0, "acted_error": 1.0}
-    # The rules are tried in turn: P(some fault) = 1 - prod(1 - rate_k) = total_rate with rate_k = 1 - (1-total)^(w_k/sum w).
+    # The rules are tried in turn: P(some fault) = 1 - prod(1 - rate_k) = total_rate with rate_k = 1 -
+    # (1-total)^(w_k/sum w).
     rate = {k: 1 - (1 - total_rate) ** (w / sum(weights.values())) for k, w in weights.items()}
     writes = frozenset({"POST", "PUT", "PATCH", "MERGE", "DELETE"})
     return [
@@ -378,14 +391,16 @@ def table_chaos_rules(total_rate: float = 0.2) -> list[FaultRule]:
 
 @contextmanager
 def table_fault_proxy(azurite: str, seed: int) -> Iterator[TableFaultProxy]:
-    """A fault-injecting proxy in front of the session's Azurite; pass ``proxy.connection_string`` as the app's storage."""
+    """A fault-injecting proxy in front of the session's Azurite; pass ``proxy.connection_string`` as the app's
+    storage."""
     with TableFaultProxy(azurite, seed=seed) as proxy:
         yield proxy
 
 
 @contextmanager
 def storage(azurite: str, seed: int, *, faults: bool) -> Iterator[tuple[str, TableFaultProxy | None]]:
-    """(connection string, proxy): Azurite behind the fault proxy with :func:`table_chaos_rules` on, or Azurite as is."""
+    """(connection string, proxy): Azurite behind the fault proxy with :func:`table_chaos_rules` on, or Azurite as
+    is."""
     if not faults:
         yield azurite, None
         return

@@ -60,7 +60,8 @@ LOCK = "batch-image-autopilot"
 
 FUNCTIONS = ("image_pipeline", "image_guard_events", "resize_stalled")
 SETTINGS = settings(max_examples=scaled(40, 400), deadline=None, database=None, derandomize=not CHAOS,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                           HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
 
 
@@ -97,7 +98,8 @@ class World:
 # Hostile and odd ids
 # ---------------------------------------------------------------------------------------------
 
-UNICODE = st.lists(st.sampled_from(["\u202e", "\u200b", "\ufeff", "ｓｎａｐ", "é", "ß", "𝔘", "\u0301", "日本", "Ω", "\u2028", "\u00a0"]),
+UNICODE = st.lists(st.sampled_from(["\u202e", "\u200b", "\ufeff", "ｓｎａｐ", "é", "ß", "𝔘", "\u0301", "日本", "Ω",
+                                    "\u2028", "\u00a0"]),
                    min_size=1, max_size=6).map("".join)
 
 
@@ -108,7 +110,8 @@ def _swap_name(rid: str, name: str) -> str:
 @st.composite
 def hostile_id(draw: Any, real: str) -> str:
     """A variant of a real id that no ARM id can be: every one of these must be refused, never read or written."""
-    kind = draw(st.sampled_from(["traversal", "traversal-up", "encoded-slash", "double-encoded", "control", "newline", "huge", "double-slash",
+    kind = draw(st.sampled_from(["traversal", "traversal-up", "encoded-slash", "double-encoded", "control", "newline",
+                                 "huge", "double-slash",
                                  "backslash", "query", "quote", "not-an-id", "empty", "dots-name"]))
     name = real.rsplit("/", 1)[1]
     return {
@@ -123,7 +126,8 @@ def hostile_id(draw: Any, real: str) -> str:
         "backslash": _swap_name(real, f"..\\..\\{name}"),
         "query": _swap_name(real, f"{name}?api-version=2020-01-01#x"),
         "quote": _swap_name(real, f"{name}'\"<script>"),
-        "not-an-id": draw(st.sampled_from(["hello", "https://management.azure.com/", "/subscriptions/", "/", "providers/Microsoft.Compute"])),
+        "not-an-id": draw(st.sampled_from(["hello", "https://management.azure.com/", "/subscriptions/", "/",
+                                           "providers/Microsoft.Compute"])),
         "empty": draw(st.sampled_from(["", "   "])),
         "dots-name": _swap_name(real, ".."),
     }[kind]
@@ -141,7 +145,8 @@ WRONG_TYPES = st.one_of(NOT_OBJECTS, st.dictionaries(st.text(max_size=5), st.int
 # System-topic events (image_pipeline, image_guard_events)
 # ---------------------------------------------------------------------------------------------
 
-SYSTEM_DEFECTS = ("hostile-subject", "unicode-subject", "foreign-subscription", "resource-uri-mismatch", "data-subscription-mismatch",
+SYSTEM_DEFECTS = ("hostile-subject", "unicode-subject", "foreign-subscription", "resource-uri-mismatch",
+                  "data-subscription-mismatch",
                   "topic-mismatch", "data-field-wrong-type", "subject-wrong-type", "bad-id", "huge-data")
 
 
@@ -163,7 +168,8 @@ def system_event(draw: Any, world: World, function: str) -> tuple[dict[str, Any]
         "claims": {"name": "mallory@contoso.com", "appid": "mallory"},
         "authorization": {"scope": real, "action": operation},
     }
-    event: dict[str, Any] = {"id": draw(st.uuids()).hex, "topic": f"/subscriptions/{SUBSCRIPTION_ID}", "eventType": event_type,
+    event: dict[str, Any] = {"id": draw(st.uuids()).hex, "topic": f"/subscriptions/{SUBSCRIPTION_ID}",
+                             "eventType": event_type,
                              "eventTime": "2026-11-02T06:00:00.1234567Z", "dataVersion": "2", "metadataVersion": "1"}
     defects = draw(st.lists(st.sampled_from(SYSTEM_DEFECTS), min_size=1, max_size=3, unique=True))
     hostile = None
@@ -179,19 +185,25 @@ def system_event(draw: Any, world: World, function: str) -> tuple[dict[str, Any]
             data["resourceUri"], data["subscriptionId"] = subject, FOREIGN
             event["topic"] = f"/subscriptions/{FOREIGN}"
         elif defect == "resource-uri-mismatch":
-            data["resourceUri"] = draw(st.sampled_from([r for r in (world.version, *world.snapshots, *world.pools) if r != real]))
+            data["resourceUri"] = draw(
+                st.sampled_from([r for r in (world.version, *world.snapshots, *world.pools) if r != real]))
         elif defect == "data-subscription-mismatch":
             data["subscriptionId"] = FOREIGN
         elif defect == "topic-mismatch":
-            event["topic"] = draw(st.sampled_from([f"/subscriptions/{FOREIGN}", f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/other-rg"]))
+            event["topic"] = draw(st.sampled_from([f"/subscriptions/{FOREIGN}",
+                                                   f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/other-rg"]))
         elif defect == "data-field-wrong-type":
-            field = draw(st.sampled_from(["resourceUri", "claims", "httpRequest", "subscriptionId", "status", "correlationId"]))
-            # claims and httpRequest are objects (or, in an older spec, JSON strings of objects): anything else is wrong.
-            data[field] = draw(st.one_of(NOT_OBJECTS, st.just("{not json")) if field in ("claims", "httpRequest") else WRONG_TYPES)
+            field = draw(
+                st.sampled_from(["resourceUri", "claims", "httpRequest", "subscriptionId", "status", "correlationId"]))
+            # claims and httpRequest are objects (or, in an older spec, JSON strings of objects): anything else is
+            # wrong.
+            data[field] = draw(
+                st.one_of(NOT_OBJECTS, st.just("{not json")) if field in ("claims", "httpRequest") else WRONG_TYPES)
         elif defect == "subject-wrong-type":
             subject = draw(st.one_of(st.none(), st.just(""), WRONG_TYPES))
         elif defect == "bad-id":
-            event["id"] = draw(st.one_of(st.none(), st.just(""), WRONG_TYPES, st.just("x" * 10_240), st.just("id\nINFO forged")))
+            event["id"] = draw(st.one_of(st.none(), st.just(""), WRONG_TYPES, st.just("x" * 10_240),
+                                         st.just("id\nINFO forged")))
         elif defect == "huge-data":
             field = draw(st.sampled_from(["status", "correlationId", "claims", "resourceUri"]))
             data[field] = ({f"c{i}": "v" for i in range(5_000)} if field == "claims"
@@ -205,11 +217,15 @@ def system_event(draw: Any, world: World, function: str) -> tuple[dict[str, Any]
 # Custom-topic events (resize_stalled)
 # ---------------------------------------------------------------------------------------------
 
-STALL_DEFECTS = ("data-not-object", "account-wrong-type", "pool-wrong-type", "account-missing", "pool-missing", "account-too-long",
-                 "pool-too-long", "foreign-account", "unwatched-account", "hostile-account", "hostile-pool", "unicode-pool",
+STALL_DEFECTS = ("data-not-object", "account-wrong-type", "pool-wrong-type", "account-missing", "pool-missing",
+                 "account-too-long",
+                 "pool-too-long", "foreign-account", "unwatched-account", "hostile-account", "hostile-pool",
+                 "unicode-pool",
                  "subject-mismatch")
-# Pool ids Batch would never issue (ids are 1-64 letters, digits, '-' and '_'), aimed at the data-plane URL the app builds.
-HOSTILE_POOLS = ("..", "../gpu-a-1-0-0", "gpu-a-1-0-0/../x", "../../other/pools/victim", "a%2Fb", "a/b", "gpu-a-1-0-0\nINFO forged", "\x00",
+# Pool ids Batch would never issue (ids are 1-64 letters, digits, '-' and '_'), aimed at the data-plane URL the app
+# builds.
+HOSTILE_POOLS = ("..", "../gpu-a-1-0-0", "gpu-a-1-0-0/../x", "../../other/pools/victim", "a%2Fb", "a/b",
+                 "gpu-a-1-0-0\nINFO forged", "\x00",
                  "gpu-a-1-0-0?$select=id", "gpu-a-1-0-0#", "..%2F..", " ")
 
 
@@ -221,9 +237,11 @@ def stall_event(draw: Any, world: World) -> tuple[dict[str, Any], list[str], boo
     only ever comes on top of a real defect."""
     pool_path = draw(st.sampled_from(world.pools))
     pool_id = pool_path.rsplit("/", 1)[1]
-    data: Any = {"accountId": ACCOUNT_ID, "poolId": pool_id, "reason": "stalled", "action": "resize", "eTag": "0x8DD0000000000000",
+    data: Any = {"accountId": ACCOUNT_ID, "poolId": pool_id, "reason": "stalled", "action": "resize",
+                 "eTag": "0x8DD0000000000000",
                  "allocationState": "steady", "currentDedicatedNodes": 0, "targetDedicatedNodes": 0}
-    event: dict[str, Any] = {"id": draw(st.uuids()).hex, "subject": pool_path, "eventTime": "2026-11-02T06:00:00Z", "dataVersion": "1.0",
+    event: dict[str, Any] = {"id": draw(st.uuids()).hex, "subject": pool_path, "eventTime": "2026-11-02T06:00:00Z",
+                             "dataVersion": "1.0",
                              "eventType": draw(st.sampled_from([POOL_RESIZE_STALLED, POOL_RESIZE_STALLED.lower()]))}
     defects = draw(st.lists(st.sampled_from(STALL_DEFECTS), min_size=1, max_size=3, unique=True))
     hostile: list[Any] = []
@@ -277,7 +295,8 @@ def table_rows(la: LocalAzure) -> dict[str, int]:
     rows = {}
     for table in service.list_tables():
         if table.name.startswith(prefix):
-            rows[table.name[len(prefix):]] = sum(1 for _ in service.get_table_client(table.name).list_entities(select=["RowKey"]))
+            rows[table.name[len(prefix):]] = sum(
+                1 for _ in service.get_table_client(table.name).list_entities(select=["RowKey"]))
     return rows
 
 
@@ -300,13 +319,15 @@ def deliver_one(la: LocalAzure, caplog: pytest.LogCaptureFixture, function: str,
           f"{what}\n  invocations: {[(i.function, i.ok) for i in invocations]}")
     check("a bad event never fails the invocation", invocations[0].ok, f"{what}\n  failed: {invocations[0].detail}")
     writes = app_writes(la, since=log_mark)
-    check("a bad event makes no write", not writes, f"{what}\n  writes: {[(e.method, e.path[:200], e.status) for e in writes]}")
+    check("a bad event makes no write", not writes,
+          f"{what}\n  writes: {[(e.method, e.path[:200], e.status) for e in writes]}")
     if hostile:
         sent = app_requests(la, since=log_mark)
         check("a hostile id never reaches a request URL", not sent,
               f"{what}\n  the app sent requests for it: {[(e.method, e.path[:200], e.status) for e in sent]}")
     rows_after = table_rows(la)
-    grown = {t: (rows_before.get(t, 0), n) for t, n in rows_after.items() if n > rows_before.get(t, 0) and t != DEDUP_TABLE}
+    grown = {t: (rows_before.get(t, 0), n) for t, n in rows_after.items() if n > rows_before.get(t, 0)
+             and t != DEDUP_TABLE}
     check("a bad event creates no Table row", not grown, f"{what}\n  table rows (before, after): {grown}")
     lines = [r for r in caplog.records if r.name == f"autopilot.handlers.{function}"]
     check("one log line per bad event", len(lines) == 1,
@@ -327,7 +348,8 @@ def deliver_one(la: LocalAzure, caplog: pytest.LogCaptureFixture, function: str,
 
 @pytest.fixture(scope="module")
 def world(azurite: str, tls_material) -> Any:
-    families = family_config(pools=[{"poolId": "gpu-a-{versionDashed}", "dedicated": 4}, {"poolId": "gpu-b-{versionDashed}", "dedicated": 2}])
+    families = family_config(pools=[{"poolId": "gpu-a-{versionDashed}", "dedicated": 4},
+                                    {"poolId": "gpu-b-{versionDashed}", "dedicated": 2}])
     with local_azure(azurite, tls_material, families=families, accounts=[ACCOUNT_ID]) as la:
         la.add_batch_account(ACCOUNT)
         la.emulator.compute.create_gallery(SUBSCRIPTION_ID, "images-rg", GALLERY, location="westeurope")
@@ -339,7 +361,8 @@ def world(azurite: str, tls_material) -> Any:
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_bad_events_are_answered_with_one_line_and_nothing_else(world: World, caplog: pytest.LogCaptureFixture, function: str) -> None:
+def test_bad_events_are_answered_with_one_line_and_nothing_else(world: World, caplog: pytest.LogCaptureFixture,
+                                                                function: str) -> None:
     la = world.la
     for name in FUNCTIONS:
         caplog.set_level(logging.DEBUG, logger=f"autopilot.handlers.{name}")
@@ -364,10 +387,14 @@ def test_bad_events_are_answered_with_one_line_and_nothing_else(world: World, ca
 
 
 def _system(world: World, event_type: str, operation: str, subject: str, **changes: Any) -> dict[str, Any]:
-    event = {"id": "c8a3d2a0-0000-4000-8000-000000000001", "topic": f"/subscriptions/{SUBSCRIPTION_ID}", "subject": subject,
-             "eventType": f"Microsoft.Resources.{event_type}", "eventTime": "2026-11-02T06:00:00.1234567Z", "dataVersion": "2",
-             "metadataVersion": "1", "data": {"operationName": operation, "resourceUri": subject, "subscriptionId": SUBSCRIPTION_ID,
-                                              "status": "Succeeded", "claims": {"name": "mallory@contoso.com", "appid": "mallory"}}}
+    event = {"id": "c8a3d2a0-0000-4000-8000-000000000001", "topic": f"/subscriptions/{SUBSCRIPTION_ID}",
+             "subject": subject,
+             "eventType": f"Microsoft.Resources.{event_type}", "eventTime": "2026-11-02T06:00:00.1234567Z",
+             "dataVersion": "2",
+             "metadataVersion": "1", "data": {"operationName": operation, "resourceUri": subject,
+                                              "subscriptionId": SUBSCRIPTION_ID,
+                                              "status": "Succeeded",
+                                              "claims": {"name": "mallory@contoso.com", "appid": "mallory"}}}
     for key, value in changes.items():
         if key.startswith("data_"):
             event["data"][key[5:]] = value
@@ -377,7 +404,8 @@ def _system(world: World, event_type: str, operation: str, subject: str, **chang
 
 
 def _stall(world: World, subject: str | None = None, **data: Any) -> dict[str, Any]:
-    body = {"accountId": ACCOUNT_ID, "poolId": "gpu-a-1-0-0", "reason": "stalled", "action": "resize", "eTag": "0x8DD0000000000000"}
+    body = {"accountId": ACCOUNT_ID, "poolId": "gpu-a-1-0-0", "reason": "stalled", "action": "resize",
+            "eTag": "0x8DD0000000000000"}
     body.update(data)
     return {"id": "c8a3d2a0-0000-4000-8000-000000000002", "subject": subject or f"{ACCOUNT_ID}/pools/{body['poolId']}",
             "eventType": POOL_RESIZE_STALLED, "eventTime": "2026-11-02T06:00:00Z", "dataVersion": "1.0", "data": body}
@@ -386,23 +414,29 @@ def _stall(world: World, subject: str | None = None, **data: Any) -> dict[str, A
 NAMED: dict[str, tuple[str, Any, bool]] = {
     # name: (function, event builder, hostile id that no request may carry)
     "pipeline: path traversal in the subject": (
-        "image_pipeline", lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/snapshots/write", w.snapshots[0] + "/../../../x"), True),
+        "image_pipeline", lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/snapshots/write",
+                                            w.snapshots[0] + "/../../../x"), True),
     "pipeline: encoded slashes in the subject": (
         "image_pipeline", lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/snapshots/write",
                                             _swap_name(w.snapshots[0], "..%2F..%2Fx")), True),
     "pipeline: 10 kB subject": (
-        "image_pipeline", lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/images/write", w.image + "x" * 10_240), True),
+        "image_pipeline",
+        lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/images/write", w.image + "x" * 10_240), True),
     "pipeline: subject and resourceUri disagree": (
-        "image_pipeline", lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/snapshots/write", w.snapshots[0],
+        "image_pipeline", lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/snapshots/write",
+                                            w.snapshots[0],
                                             data_resourceUri=w.version), False),
     "pipeline: event id with a line break (log forging)": (
-        "image_pipeline", lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/snapshots/write", w.snapshots[0],
+        "image_pipeline", lambda w: _system(w, "ResourceWriteSuccess", "Microsoft.Compute/snapshots/write",
+                                            w.snapshots[0],
                                             id="x\nERROR forged line"), False),
     "guard: foreign subscription": (
-        "image_guard_events", lambda w: _system(w, "ResourceDeleteFailure", "Microsoft.Compute/snapshots/delete", foreign(w.snapshots[0]),
+        "image_guard_events", lambda w: _system(w, "ResourceDeleteFailure", "Microsoft.Compute/snapshots/delete",
+                                                foreign(w.snapshots[0]),
                                                 data_subscriptionId=FOREIGN), False),
     "guard: claims of the wrong type": (
-        "image_guard_events", lambda w: _system(w, "ResourceDeleteFailure", "Microsoft.Compute/snapshots/delete", w.snapshots[0],
+        "image_guard_events", lambda w: _system(w, "ResourceDeleteFailure", "Microsoft.Compute/snapshots/delete",
+                                                w.snapshots[0],
                                                 data_claims=[1, 2, 3]), False),
     "guard: unicode (RTL override) image name in the app's subscription": (
         "image_guard_events", lambda w: _system(w, "ResourceDeleteSuccess", "Microsoft.Compute/images/delete",
@@ -410,9 +444,13 @@ NAMED: dict[str, tuple[str, Any, bool]] = {
     "stall: account the app does not watch": (
         "resize_stalled", lambda w: _stall(w, accountId=foreign(ACCOUNT_ID)), False),
     "stall: poolId '..' (the URL collapses to the account)": ("resize_stalled", lambda w: _stall(w, poolId=".."), True),
-    "stall: poolId with path traversal": ("resize_stalled", lambda w: _stall(w, poolId="../../other/pools/victim"), True),
-    "stall: poolId with a line break (log forging)": ("resize_stalled", lambda w: _stall(w, poolId="gpu-a-1-0-0\nERROR forged line"), True),
-    "stall: 10 kB event id": ("resize_stalled", lambda w: {**_stall(w, accountId=foreign(ACCOUNT_ID)), "id": "x" * 10_240}, False),
+    "stall: poolId with path traversal": ("resize_stalled", lambda w: _stall(w, poolId="../../other/pools/victim"),
+                                          True),
+    "stall: poolId with a line break (log forging)": ("resize_stalled",
+                                                      lambda w: _stall(w, poolId="gpu-a-1-0-0\nERROR forged line"),
+                                                      True),
+    "stall: 10 kB event id": ("resize_stalled",
+                              lambda w: {**_stall(w, accountId=foreign(ACCOUNT_ID)), "id": "x" * 10_240}, False),
     "stall: subject names another pool than data": (
         "resize_stalled", lambda w: _stall(w, subject=f"{foreign(ACCOUNT_ID)}/pools/elsewhere"), False),
 }
@@ -424,4 +462,5 @@ def test_named_bad_event(world: World, caplog: pytest.LogCaptureFixture, name: s
     for fn in FUNCTIONS:
         caplog.set_level(logging.DEBUG, logger=f"autopilot.handlers.{fn}")
     function, build, hostile = NAMED[name]
-    deliver_one(world.la, caplog, function, "custom" if function == "resize_stalled" else "system", build(world), [name], False, hostile)
+    deliver_one(world.la, caplog, function, "custom" if function == "resize_stalled" else "system", build(world),
+                [name], False, hostile)

@@ -54,7 +54,8 @@ QUOTA = "pool7"  # every growing resize fails on the account's core quota: the w
 
 
 def _together(calls: list, workers: int) -> list[str]:
-    """Run the calls at once (a barrier releases them together); return the errors that escaped, as the host records them."""
+    """Run the calls at once (a barrier releases them together); return the errors that escaped, as the host records
+    them."""
     barrier = threading.Barrier(min(len(calls), workers)) if calls else None
     errors: list[str] = []
 
@@ -86,7 +87,8 @@ def test_four_watch_instances_resize_each_pool_once_per_cycle(azurite: str, tls_
     LEDGER.case("concurrency" + (" (Table storage faults)" if table_faults else ""))
     with storage(azurite, seed, faults=table_faults) as (tables, _proxy), \
             local_azure(tables, tls_material, accounts=[ACCOUNT_ID], seed=seed,
-                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
+                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10",
+                                  **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
         la.add_batch_account(ACCOUNT)
         image = custom_image(la)
         for i, (pool_id, desired) in enumerate(DESIRED.items()):
@@ -123,22 +125,29 @@ def test_four_watch_instances_resize_each_pool_once_per_cycle(azurite: str, tls_
         LEDGER.count("concurrency: resizes refused by Batch (412/409: another instance acted first)", len(refused))
         LEDGER.count("concurrency: errors escaped (ConcurrencyConflict, transient)", len(escaped))
         check("the instances really raced (some resize calls lost to another instance's)", len(refused) > 0,
-              "no resize call was ever refused: the instances did not overlap, so this run proves nothing about concurrency")
+              "no resize call was ever refused: the instances did not overlap, so this run proves nothing about "
+              "concurrency")
         doubled = {k: n for k, n in accepted.items() if n > 1}
-        check("at most one accepted resize per pool per cycle", not doubled, f"(cycle, pool) -> accepted resizes: {doubled}")
+        check("at most one accepted resize per pool per cycle", not doubled,
+              f"(cycle, pool) -> accepted resizes: {doubled}")
         for cycle, stalls in enumerate(stalls_by_cycle):
             for pool_id in sorted({e["data"]["poolId"] for e in stalls if e["data"]["action"] == "resize"}):
                 check("exactly one resize per stalled pool per cycle", accepted.get((cycle, pool_id), 0) == 1,
-                      f"cycle {cycle}: {pool_id} was published as stalled {sum(e['data']['poolId'] == pool_id for e in stalls)} time(s) "
+                      f"cycle {cycle}: {pool_id} was published as stalled "
+                      f"{sum(e['data']['poolId'] == pool_id for e in stalls)} time(s) "
                       f"and got {accepted.get((cycle, pool_id), 0)} accepted resize(s)")
         nodes = {p.id: p.current["dedicated"] for p in la.emulator.batch.list_pools(ACCOUNT)}
         want = {p: d for p, d in DESIRED.items() if p != QUOTA}
-        check("every pool that can reach its target does", {p: nodes[p] for p in want} == want, f"nodes: {nodes}, want {want}")
+        check("every pool that can reach its target does", {p: nodes[p] for p in want} == want,
+              f"nodes: {nodes}, want {want}")
 
         alerts = Counter((a["subject"].rsplit("/", 1)[-1], a["eventType"].rsplit(".", 1)[-1]) for a in la.alerts())
         for pool_id in TRANSIENT:
-            check("one alert per episode", alerts[(pool_id, "AllocationFailed")] == 1 and alerts[(pool_id, "PoolRecovered")] == 1,
-                  f"{pool_id}: {alerts[(pool_id, 'AllocationFailed')]} AllocationFailed, {alerts[(pool_id, 'PoolRecovered')]} PoolRecovered")
-        check("one alert per episode", alerts[(QUOTA, "QuotaReached")] == 1, f"{QUOTA}: {alerts[(QUOTA, 'QuotaReached')]} QuotaReached")
+            check("one alert per episode", alerts[(pool_id, "AllocationFailed")] == 1
+                  and alerts[(pool_id, "PoolRecovered")] == 1,
+                  f"{pool_id}: {alerts[(pool_id, 'AllocationFailed')]} AllocationFailed, "
+                  f"{alerts[(pool_id, 'PoolRecovered')]} PoolRecovered")
+        check("one alert per episode", alerts[(QUOTA, "QuotaReached")] == 1,
+              f"{QUOTA}: {alerts[(QUOTA, 'QuotaReached')]} QuotaReached")
         check("no duplicate alert", not duplicated_alerts(la), f"alerts sent more than once: {duplicated_alerts(la)}")
         LEDGER.count("concurrency: alerts", sum(alerts.values()))

@@ -56,7 +56,8 @@ from .harness import (
 # (seed, SDK retries per call): the default 4 retries absorb most faults inside the SDK; with 1 retry many more
 # escape the functions, so Event Grid's redelivery and the timers' next ticks do the recovering.
 CASES = [(seed, 4 if seed % 3 == 1 else 1) for seed in range(1, scaled(3, 30) + 1)]
-FAILING = {"stall0": 2, "stall2": 1}  # pool -> growing resizes that fail with AllocationFailed (insufficient capacity: backs off and alerts)
+# pool -> growing resizes that fail with AllocationFailed (insufficient capacity: backs off and alerts)
+FAILING = {"stall0": 2, "stall2": 1}
 DESIRED = {"stall0": 30, "stall1": 12, "stall2": 22, "stall3": 8}
 
 
@@ -65,10 +66,12 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
     LEDGER.case("faults")
     families = family_config(pools=[{"poolId": "gpu-a-{versionDashed}", "dedicated": 25},
                                     {"poolId": "gpu-b-{versionDashed}", "dedicated": 12}])
-    settings = {"AUTOPILOT_GROWTH_STEP_NODES": "10", "AUTOPILOT_HTTP_RETRY_TOTAL": str(sdk_retries), **TABLE_FAULT_SETTINGS}
+    settings = {"AUTOPILOT_GROWTH_STEP_NODES": "10", "AUTOPILOT_HTTP_RETRY_TOTAL": str(sdk_retries),
+                **TABLE_FAULT_SETTINGS}
     with table_fault_proxy(azurite, seed) as tables, \
             local_azure(tables.connection_string, tls_material, families=families, seed=seed, settings=settings) as la:
-        # The world before the faults: an account, a gallery image in use, pools short of their size, a tagged snapshot set.
+        # The world before the faults: an account, a gallery image in use, pools short of their size, a tagged snapshot
+        # set.
         la.add_batch_account(ACCOUNT)
         base = custom_image(la, "base")
         for pool_id, desired in DESIRED.items():
@@ -78,9 +81,10 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
         snapshots = la.snapshot_set("gpu", "1.0.0", data_luns=(0,))
 
         rules = chaos_rules(0.2, retry_after_s=0)
-        # The first call on each surface is throttled with a real Retry-After (1 s of real time), as Azure's throttles are:
-        # the SDK must wait and retry. It also makes sure every surface sees a fault, however few calls it gets.
-        rules = [FaultRule(kind="throttle", rate=1.0, plane=plane, retry_after_s=1, max_count=1) for plane in PLANES] + rules
+        # The first call on each surface is throttled with a real Retry-After (1 s of real time), as Azure's throttles
+        # are: the SDK must wait and retry. It also makes sure every surface sees a fault, however few calls it gets.
+        rules = ([FaultRule(kind="throttle", rate=1.0, plane=plane, retry_after_s=1, max_count=1) for plane in PLANES]
+                 + rules)
         for rule in rules:
             la.emulator.faults.add(rule)
         table_rules = [tables.add(rule) for rule in table_chaos_rules(0.2)]
@@ -88,7 +92,8 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
         la.run(timedelta(hours=2))
         want = {**DESIRED, "gpu-a-1-0-0": 25, "gpu-b-1-0-0": 12}
         during = {p.id: p.current["dedicated"] for p in la.emulator.batch.list_pools(ACCOUNT)}
-        check("every pool reaches its target while the faults go on", during == want, f"dedicated nodes after 2 h of faults: {during}, want {want}")
+        check("every pool reaches its target while the faults go on", during == want,
+              f"dedicated nodes after 2 h of faults: {during}, want {want}")
         la.emulator.faults.clear()  # the storm passes; whatever Event Grid still retries now succeeds
         tables.faults.clear()
         la.run(timedelta(hours=1))
@@ -97,28 +102,37 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
         LEDGER.count("faults: Event Grid redeliveries", la.host.retried)
         by_plane = Counter(rule.plane for rule in rules for _ in range(rule.injected))
 
-        check("faults were injected on every surface", all(by_plane[p] > 0 for p in PLANES), f"faults injected per plane: {dict(by_plane)}")
+        check("faults were injected on every surface", all(by_plane[p] > 0 for p in PLANES),
+              f"faults injected per plane: {dict(by_plane)}")
         record_table_faults(tables)
         table_failures = sum(r.injected for r in table_rules if r.kind != "latency")
         check("faults were injected on Table storage", table_failures > 0, f"Table storage calls: {dict(tables.calls)}")
         check("only transient Azure errors escape a function", not nontransient_failures(la),
-              "functions failed on errors Event Grid redelivery cannot fix:\n  " + "\n  ".join(nontransient_failures(la)))
+              "functions failed on errors Event Grid redelivery cannot fix:\n  "
+              + "\n  ".join(nontransient_failures(la)))
         check("nothing is dead-lettered", not la.host.dead_letters,
-              f"dead-lettered: {[(d.subscription.function, d.event.get('subject'), d.errors[-1:]) for d in la.host.dead_letters]}")
+              "dead-lettered: "
+              f"{[(d.subscription.function, d.event.get('subject'), d.errors[-1:]) for d in la.host.dead_letters]}")
         check("exactly one managed image", len(successful_writes(la, "Microsoft.Compute/images/write")) == 1,
               f"images written: {[e.path for e in successful_writes(la, 'Microsoft.Compute/images/write')]}")
         versions = successful_writes(la, "Microsoft.Compute/galleries/images/versions/write")
-        check("exactly one gallery image version", len(versions) == 1, f"gallery versions written: {[e.path for e in versions]}")
-        pools_written = sorted(e.path.rsplit("/", 1)[-1] for e in successful_writes(la, "Microsoft.Batch/batchAccounts/pools/write"))
-        check("exactly one pool set", pools_written == ["gpu-a-1-0-0", "gpu-b-1-0-0"], f"pools written: {pools_written}")
+        check("exactly one gallery image version", len(versions) == 1,
+              f"gallery versions written: {[e.path for e in versions]}")
+        pools_written = sorted(e.path.rsplit("/", 1)[-1]
+                               for e in successful_writes(la, "Microsoft.Batch/batchAccounts/pools/write"))
+        check("exactly one pool set", pools_written == ["gpu-a-1-0-0", "gpu-b-1-0-0"],
+              f"pools written: {pools_written}")
         have = {p.id: p.current["dedicated"] for p in la.emulator.batch.list_pools(ACCOUNT)}
         check("every pool reaches its target", have == want, f"dedicated nodes: {have}, want {want}")
-        check("the PoolsCreated alert arrives once", len(la.alerts("PoolsCreated")) == 1, f"PoolsCreated alerts: {len(la.alerts('PoolsCreated'))}")
+        check("the PoolsCreated alert arrives once", len(la.alerts("PoolsCreated")) == 1,
+              f"PoolsCreated alerts: {len(la.alerts('PoolsCreated'))}")
         for pool_id in FAILING:
             subject = f"{ACCOUNT_ID}/pools/{pool_id}".lower()
             sent = [a for a in la.alerts("AllocationFailed") if a["subject"].lower() == subject]
-            check("each failing pool's AllocationFailed alert arrives once", len(sent) == 1, f"AllocationFailed alerts for {pool_id}: {len(sent)}")
+            check("each failing pool's AllocationFailed alert arrives once", len(sent) == 1,
+                  f"AllocationFailed alerts for {pool_id}: {len(sent)}")
         check("no duplicate alert", not duplicated_alerts(la), f"alerts sent more than once: {duplicated_alerts(la)}")
         version_id = versions[0].path
         for resource in [version_id, base, *snapshots.values()]:
-            check("everything the pools use is locked", len(la.locks_on(resource)) == 1, f"locks on {resource}: {la.locks_on(resource)}")
+            check("everything the pools use is locked", len(la.locks_on(resource)) == 1,
+                  f"locks on {resource}: {la.locks_on(resource)}")

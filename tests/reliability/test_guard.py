@@ -66,7 +66,8 @@ class Operator:
         self.la = la
         sub = SUBSCRIPTION_ID
         self.ids = {
-            "version": f"/subscriptions/{sub}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/{GALLERY}/images/gpu-render/versions/1.0.0",
+            "version": f"/subscriptions/{sub}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/{GALLERY}"
+                       "/images/gpu-render/versions/1.0.0",
             "image": f"/subscriptions/{sub}/resourceGroups/images-rg/providers/Microsoft.Compute/images/gpu-1.0.0",
             "snapshot-os": snapshots["os"],
             "snapshot-lun0": snapshots["lun0"],
@@ -112,24 +113,30 @@ class Operator:
 
 
 # No shrinking: one example is a whole pipeline run on the emulator; the failing operations are printed as drawn.
-@settings(max_examples=scaled(6, 60), deadline=None, derandomize=not CHAOS, phases=[Phase.explicit, Phase.reuse, Phase.generate], print_blob=True,
+@settings(max_examples=scaled(6, 60), deadline=None, derandomize=not CHAOS,
+          phases=[Phase.explicit, Phase.reuse, Phase.generate], print_blob=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large,
                                  HealthCheck.filter_too_much])
-@example(ops=[("unlock", "snapshot-os"), ("delete", "snapshot-os"), ("deliver", ""), ("delete", "snapshot-lun0"), ("unlock", "image"),
+@example(ops=[("unlock", "snapshot-os"), ("delete", "snapshot-os"), ("deliver", ""), ("delete", "snapshot-lun0"),
+              ("unlock", "image"),
               ("reconcile", ""), ("delete", "image"), ("unlock", "version"), ("wait", ""), ("delete", "version")])
-@example(ops=[("delete-pool", "gpu-a-1-0-0"), ("deliver", ""), ("delete", "image"), ("delete-pool", "gpu-b-1-0-0"), ("unlock", "image"),
+@example(ops=[("delete-pool", "gpu-a-1-0-0"), ("deliver", ""), ("delete", "image"), ("delete-pool", "gpu-b-1-0-0"),
+              ("unlock", "image"),
               ("delete", "snapshot-lun0"), ("deliver", ""), ("delete", "snapshot-os")])
 @given(ops=operations)
-def test_a_referenced_image_is_never_lost_after_the_guard_reacted(azurite: str, tls_material: Any, ops: list[tuple[str, str]]) -> None:
+def test_a_referenced_image_is_never_lost_after_the_guard_reacted(azurite: str, tls_material: Any,
+                                                                  ops: list[tuple[str, str]]) -> None:
     LEDGER.case("guard")
-    families = family_config(pools=[{"poolId": "gpu-a-{versionDashed}", "dedicated": 3}, {"poolId": "gpu-b-{versionDashed}", "dedicated": 2}],
+    families = family_config(pools=[{"poolId": "gpu-a-{versionDashed}", "dedicated": 3},
+                                    {"poolId": "gpu-b-{versionDashed}", "dedicated": 2}],
                              keep_managed_image=True)
     with local_azure(azurite, tls_material, families=families) as la:
         la.add_batch_account(ACCOUNT)
         la.emulator.compute.create_gallery(SUBSCRIPTION_ID, "images-rg", GALLERY, location="westeurope")
         operator = Operator(la, la.snapshot_set("gpu", "1.0.0", data_luns=(0,)))
         la.run(timedelta(minutes=30))
-        assert all(operator.locked(t) for t in TARGETS), "the guard did not lock the version, the image and the snapshots"
+        assert all(operator.locked(t) for t in TARGETS), ("the guard did not lock the version, the image and "
+                                                          "the snapshots")
 
         pools = set(POOLS)
         exposed: set[str] = set()  # unlocked by the operator since the guard last reacted
@@ -150,7 +157,8 @@ def test_a_referenced_image_is_never_lost_after_the_guard_reacted(azurite: str, 
                 LEDGER.count("guard: delete attempts")
                 if referenced and existed and arg not in exposed:
                     check("a guarded delete is refused", outcome is False and operator.exists(arg),
-                          f"{where}: deleting the referenced {arg} (lock in place since the guard last reacted) gave {outcome}")
+                          f"{where}: deleting the referenced {arg} (lock in place since the guard last reacted) "
+                          f"gave {outcome}")
                     refused += 1
                 elif outcome and referenced:
                     lost_in_window.add(arg)
@@ -171,11 +179,13 @@ def test_a_referenced_image_is_never_lost_after_the_guard_reacted(azurite: str, 
         la.host.fire_timer("image_guard_reconcile")
         la.settle()
         LEDGER.count("guard: deletes refused by the guard's locks", refused)
-        LEDGER.count("guard: resources deleted inside the window (lock removed, guard not yet reacted)", len(lost_in_window))
+        LEDGER.count("guard: resources deleted inside the window (lock removed, guard not yet reacted)",
+                     len(lost_in_window))
 
         if pools:
             unguarded = [t for t in TARGETS if operator.exists(t) and not operator.locked(t)]
-            check("after the guard reacted, every referenced resource is locked", not unguarded, f"end of {ops}: unlocked: {unguarded}")
+            check("after the guard reacted, every referenced resource is locked", not unguarded,
+                  f"end of {ops}: unlocked: {unguarded}")
         missing = la.alerts("ImageMissing")
         for target in lost_in_window:
             alerts = [a for a in missing if a["subject"].lower() == operator.ids[target].lower()]
@@ -187,5 +197,7 @@ def test_a_referenced_image_is_never_lost_after_the_guard_reacted(azurite: str, 
         check("DeleteBlocked alerts name who tried", all(a["data"].get("caller") == OPERATOR for a in blocked),
               f"callers: {[a['data'].get('caller') for a in blocked]}")
         ids = [a["id"] for a in la.alerts()]
-        check("no duplicate alert", len(ids) == len(set(ids)), f"alert ids sent more than once: {[i for i in set(ids) if ids.count(i) > 1]}")
-        check("no function fails", not failed_invocations(la), f"failed: {[(i.function, i.detail) for i in failed_invocations(la)]}")
+        check("no duplicate alert", len(ids) == len(set(ids)),
+              f"alert ids sent more than once: {[i for i in set(ids) if ids.count(i) > 1]}")
+        check("no function fails", not failed_invocations(la),
+              f"failed: {[(i.function, i.detail) for i in failed_invocations(la)]}")

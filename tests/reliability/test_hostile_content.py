@@ -1,5 +1,6 @@
-"""Attacker-controlled *content*, not only the envelope: hostile tag values (long, markdown, unicode, many distinct values),
-snapshots written where the app has no role (403), and the If-Match on the resize that Batch's own 409 would otherwise hide.
+"""Attacker-controlled *content*, not only the envelope: hostile tag values (long, markdown, unicode, many distinct
+values), snapshots written where the app has no role (403), and the If-Match on the resize that Batch's own 409 would
+otherwise hide.
 
 Invariants: no invocation fails and nothing is dead-lettered; every Table key stays within the service's limits (the
 alert still goes out); alerts do not multiply beyond one per snapshot; Teams cards carry no live markdown or link.
@@ -21,7 +22,8 @@ from .harness import LEDGER, scaled
 
 make_azure = _make_azure_fixture
 APP = "batch-image-autopilot"
-MARKDOWN = ["[click](https://evil.example/p)", "**urgent**", "_x_", "`rm -rf`", "# head", "- item", "<b>x</b>", "~~gone~~"]
+MARKDOWN = ["[click](https://evil.example/p)", "**urgent**", "_x_", "`rm -rf`", "# head", "- item", "<b>x</b>",
+            "~~gone~~"]
 UNICODE = ["\u202eevil\u202c", "ｇｐｕ", "🔥" * 40, "é" * 128, "\u200b" * 10, "日本語"]
 
 
@@ -38,7 +40,8 @@ def test_hostile_tags_never_fail_an_invocation_and_cards_stay_inert(make_azure: 
     disk = la.add_prepared_disk("hostile-osdisk")
     snapshots = scaled(6, 40)
     for i in range(snapshots):
-        tags = {"autopilot.family": "gpu", "autopilot.version": hostile_value(rng), "autopilot.disk": "os", "autopilot.diskCount": "1"}
+        tags = {"autopilot.family": "gpu", "autopilot.version": hostile_value(rng), "autopilot.disk": "os",
+                "autopilot.diskCount": "1"}
         for j in range(rng.randint(0, 12)):  # many distinct extra tags
             tags[f"note{j}"] = hostile_value(rng)
         la.snapshot(f"hostile-{i}", disk, tags)
@@ -72,10 +75,12 @@ def test_an_unreadable_snapshot_elsewhere_is_never_poison(make_azure: Callable[.
     LEDGER.case("403-out-of-scope")
     la = make_azure(families())
     la.emulator.resources.put_group(SUBSCRIPTION_ID, "backups-rg", "westeurope")
-    la.emulator.authorization.deny("Microsoft.Compute/*", f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/backups-rg", principal=APP)
+    la.emulator.authorization.deny("Microsoft.Compute/*", f"/subscriptions/{SUBSCRIPTION_ID}/resourceGroups/backups-rg",
+                                   principal=APP)
     disk = la.add_prepared_disk("b-disk", resource_group="backups-rg")
     for i in range(scaled(5, 50)):
-        la.snapshot(f"b-{i}", disk, {"autopilot.family": "gpu", "autopilot.version": "1.0.0"}, resource_group="backups-rg")
+        la.snapshot(f"b-{i}", disk, {"autopilot.family": "gpu", "autopilot.version": "1.0.0"},
+                    resource_group="backups-rg")
     la.run(timedelta(hours=2))
     no_failed_invocations(la)
     assert la.host.dead_letters == []
@@ -83,7 +88,8 @@ def test_an_unreadable_snapshot_elsewhere_is_never_poison(make_azure: Callable[.
     LEDGER.held("403 outside scope is an ignore, not a dead letter")
 
 
-def test_a_resize_decided_on_a_pool_that_changed_since_is_refused_by_if_match(make_azure: Callable[..., LocalAzure]) -> None:
+def test_a_resize_decided_on_a_pool_that_changed_since_is_refused_by_if_match(
+        make_azure: Callable[..., LocalAzure]) -> None:
     """The watch decides on the pool it listed; if a person changes the (steady) pool before the resize lands, Batch's
     If-Match check answers 412 and nothing is overridden. Without If-Match the stale resize would be accepted: a steady
     pool gives no 409 to hide the difference."""
@@ -91,9 +97,12 @@ def test_a_resize_decided_on_a_pool_that_changed_since_is_refused_by_if_match(ma
 
     LEDGER.case("if-match")
     la = make_azure(families())
-    la.emulator.batch.create_pool("renderweu", "team-pool", vm_size="Standard_D4ds_v5", node_agent_sku_id="batch.node.ubuntu 24.04",
-                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts", "sku": "server", "version": "latest"},
-                                  target_dedicated=2, metadata={"autopilot.managed": "true", "autopilot.desiredDedicated": "2"})
+    la.emulator.batch.create_pool("renderweu", "team-pool", vm_size="Standard_D4ds_v5",
+                                  node_agent_sku_id="batch.node.ubuntu 24.04",
+                                  image_reference={"publisher": "canonical", "offer": "ubuntu-24_04-lts",
+                                                   "sku": "server", "version": "latest"},
+                                  target_dedicated=2,
+                                  metadata={"autopilot.managed": "true", "autopilot.desiredDedicated": "2"})
     la.run(timedelta(minutes=10))  # steady at 2
     account = batch_accounts.get_account(la.context.clients, la.context.settings.batch_accounts[0])
     seen = batch_pools.get_pool(la.context.clients, account, "team-pool")
@@ -102,8 +111,10 @@ def test_a_resize_decided_on_a_pool_that_changed_since_is_refused_by_if_match(ma
     from azure.mgmt.batch.models import MetadataItem, Pool
 
     la.operator.batch_management.pool.update("batch-rg", "renderweu", "team-pool", Pool(metadata=[
-        MetadataItem(name="autopilot.managed", value="true"), MetadataItem(name="autopilot.desiredDedicated", value="1")]))
-    result = batch_pools.resize_pool(la.context.clients, account, "team-pool", etag=seen["eTag"], target_dedicated=5, target_spot=0,
+        MetadataItem(name="autopilot.managed", value="true"),
+        MetadataItem(name="autopilot.desiredDedicated", value="1")]))
+    result = batch_pools.resize_pool(la.context.clients, account, "team-pool", etag=seen["eTag"], target_dedicated=5,
+                                     target_spot=0,
                                      resize_timeout=timedelta(minutes=25))
     assert result == batch_pools.ResizeResult.CHANGED
     assert la.pool("renderweu", "team-pool").target["dedicated"] == 2  # nothing overridden

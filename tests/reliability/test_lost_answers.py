@@ -72,17 +72,20 @@ def _rules(seed: int) -> list[tuple[str, FaultRule]]:
     rules = []
     for i, (name, method, plane, pattern) in enumerate(OPERATIONS):
         kind, status = kinds[(seed + i) % 3]
-        rules.append((name, FaultRule(kind=kind, rate=1.0, plane=plane, path_pattern=pattern, methods=frozenset({method}),
+        rules.append((name, FaultRule(kind=kind, rate=1.0, plane=plane, path_pattern=pattern,
+                                      methods=frozenset({method}),
                                       status=status or 503, retry_after_s=0, max_count=1)))
     for name, method, plane, pattern in OPERATIONS:
         for kind, status in (("acted_drop", 0), ("acted_error", 503), ("acted_error", 500)):
-            rules.append((name, FaultRule(kind=kind, rate=0.15, plane=plane, path_pattern=pattern, methods=frozenset({method}),
+            rules.append((name, FaultRule(kind=kind, rate=0.15, plane=plane, path_pattern=pattern,
+                                          methods=frozenset({method}),
                                           status=status or 503, retry_after_s=0)))
     return rules
 
 
 @pytest.mark.parametrize(("seed", "sdk_retries"), CASES)
-def test_work_done_with_its_answer_lost_is_recognised_as_done(azurite: str, tls_material, seed: int, sdk_retries: int) -> None:
+def test_work_done_with_its_answer_lost_is_recognised_as_done(
+        azurite: str, tls_material, seed: int, sdk_retries: int) -> None:
     LEDGER.case("lost answers")
     families = family_config(pools=[{"poolId": "gpu-a-{versionDashed}", "dedicated": 25},
                                     {"poolId": "gpu-b-{versionDashed}", "dedicated": 12}])
@@ -110,26 +113,34 @@ def test_work_done_with_its_answer_lost_is_recognised_as_done(azurite: str, tls_
         injected = defaultdict(int)
         for name, rule in rules:
             injected[name] += rule.injected
-            LEDGER.faults[f"lost answer:{name}:{rule.kind}" + (f":{rule.status}" if rule.kind == "acted_error" else "")] += rule.injected
+            LEDGER.faults[f"lost answer:{name}:{rule.kind}"
+                          + (f":{rule.status}" if rule.kind == "acted_error" else "")] += rule.injected
         LEDGER.count("lost answers: failed invocations (redelivered or retried next tick)", len(failed_invocations(la)))
         attempted = {name for name, method, _, pattern in OPERATIONS
                      if any(e.method == method and re.search(pattern, e.path, re.I) for e in app_writes(la))}
-        check("lost answers were injected on every write the app made", all(injected[n] > 0 for n in attempted) and len(attempted) >= 6,
+        check("lost answers were injected on every write the app made", all(injected[n] > 0 for n in attempted)
+              and len(attempted) >= 6,
               f"writes made: {sorted(attempted)}; lost answers injected per write: {dict(injected)}")
 
         check("only transient Azure errors escape a function", not nontransient_failures(la),
-              "functions failed on errors Event Grid redelivery cannot fix:\n  " + "\n  ".join(nontransient_failures(la)))
+              "functions failed on errors Event Grid redelivery cannot fix:\n  "
+              + "\n  ".join(nontransient_failures(la)))
         check("nothing is dead-lettered", not la.host.dead_letters,
-              f"dead-lettered: {[(d.subscription.function, d.event.get('subject'), d.errors[-1:]) for d in la.host.dead_letters]}")
+              "dead-lettered: "
+              f"{[(d.subscription.function, d.event.get('subject'), d.errors[-1:]) for d in la.host.dead_letters]}")
         images = successful_writes(la, "Microsoft.Compute/images/write")
         check("exactly one managed image", len(images) == 1, f"images written: {[e.path for e in images]}")
         versions = successful_writes(la, "Microsoft.Compute/galleries/images/versions/write")
-        check("exactly one gallery image version", len(versions) == 1, f"gallery versions written: {[e.path for e in versions]}")
-        pools_written = sorted(e.path.rsplit("/", 1)[-1] for e in successful_writes(la, "Microsoft.Batch/batchAccounts/pools/write"))
-        check("exactly one pool set", pools_written == ["gpu-a-1-0-0", "gpu-b-1-0-0"], f"pools written: {pools_written}")
+        check("exactly one gallery image version", len(versions) == 1,
+              f"gallery versions written: {[e.path for e in versions]}")
+        pools_written = sorted(e.path.rsplit("/", 1)[-1]
+                               for e in successful_writes(la, "Microsoft.Batch/batchAccounts/pools/write"))
+        check("exactly one pool set", pools_written == ["gpu-a-1-0-0", "gpu-b-1-0-0"],
+              f"pools written: {pools_written}")
         per_cycle = resizes_per_cycle(la, watch_tick_times(la), accepted_only=True)
         doubled = {k: n for k, n in per_cycle.items() if n > 1}
-        check("at most one resize that took effect per pool per watch cycle", not doubled, f"(cycle, pool) -> resizes: {doubled}")
+        check("at most one resize that took effect per pool per watch cycle", not doubled,
+              f"(cycle, pool) -> resizes: {doubled}")
         want = {**DESIRED, "gpu-a-1-0-0": 25, "gpu-b-1-0-0": 12}
         have = {p.id: p.current["dedicated"] for p in la.emulator.batch.list_pools(ACCOUNT)}
         check("every pool reaches its target", have == want, f"dedicated nodes: {have}, want {want}")
@@ -139,14 +150,18 @@ def test_work_done_with_its_answer_lost_is_recognised_as_done(azurite: str, tls_
         for e in events:
             ids_per_alert[(e["subject"].lower(), e["eventType"].rsplit(".", 1)[-1])].add(e["id"])
         two_alerts = {k: sorted(v) for k, v in ids_per_alert.items() if len(v) > 1}
-        check("no alert twice (copies of one event only)", not two_alerts, f"alerts raised more than once: {two_alerts}")
+        check("no alert twice (copies of one event only)", not two_alerts,
+              f"alerts raised more than once: {two_alerts}")
         LEDGER.count("lost answers: alert events published as copies of one event", len(events) - len(ids_per_alert))
         kinds = Counter(k[1] for k in ids_per_alert)
         check("no refusal of the app's own work", not (set(kinds) & BAD_ALERTS), f"alerts: {dict(kinds)}")
         check("the PoolsCreated alert arrives", kinds["PoolsCreated"] == 1, f"alerts: {dict(kinds)}")
         for pool_id in FAILING:
             key = (f"{ACCOUNT_ID}/pools/{pool_id}".lower(), "AllocationFailed")
-            check("each failing pool's AllocationFailed alert arrives", key in ids_per_alert, f"alerts: {sorted(ids_per_alert)}")
+            check("each failing pool's AllocationFailed alert arrives", key in ids_per_alert,
+                  f"alerts: {sorted(ids_per_alert)}")
         for resource in [versions[0].path, base, *snapshots.values()]:
-            check("everything the pools use is locked", len(la.locks_on(resource)) == 1, f"locks on {resource}: {la.locks_on(resource)}")
-        check("the guard's lock on the retired image is gone", not la.locks_on(retired), f"locks on {retired}: {la.locks_on(retired)}")
+            check("everything the pools use is locked", len(la.locks_on(resource)) == 1,
+                  f"locks on {resource}: {la.locks_on(resource)}")
+        check("the guard's lock on the retired image is gone", not la.locks_on(retired),
+              f"locks on {retired}: {la.locks_on(retired)}")

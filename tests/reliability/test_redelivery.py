@@ -60,8 +60,10 @@ from .harness import (
 )
 
 # No shrinking: one example is a whole run on the emulator (seconds); the failing plan is printed as drawn.
-SETTINGS = settings(max_examples=scaled(4, 40), deadline=None, print_blob=True, derandomize=not CHAOS, phases=[Phase.explicit, Phase.reuse, Phase.generate],
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
+SETTINGS = settings(max_examples=scaled(4, 40), deadline=None, print_blob=True, derandomize=not CHAOS,
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                           HealthCheck.data_too_large])
 
 
 @dataclass(frozen=True)
@@ -147,28 +149,34 @@ def _common_invariants(la: LocalAzure, test: str, *, per_situation: bool = False
         # Table storage failing a fifth of the time makes invocations fail; they must fail only on transient errors
         # (so that Event Grid's redelivery or the next tick finishes the work), and every other invariant still holds.
         check("only transient Azure errors escape a function", not nontransient_failures(la),
-              "functions failed on errors Event Grid redelivery cannot fix:\n  " + "\n  ".join(nontransient_failures(la)))
+              "functions failed on errors Event Grid redelivery cannot fix:\n  "
+              + "\n  ".join(nontransient_failures(la)))
         LEDGER.count(f"{test}: failed invocations under Table storage faults", len(failed_invocations(la)))
     else:
         check("no function fails on a duplicate or out-of-order event", not failed_invocations(la),
               f"failed invocations: {[(i.function, i.detail) for i in failed_invocations(la)]}")
-    check("no dead letters", not la.host.dead_letters, f"dead-lettered: {[d.event.get('id') for d in la.host.dead_letters]}")
+    check("no dead letters", not la.host.dead_letters,
+          f"dead-lettered: {[d.event.get('id') for d in la.host.dead_letters]}")
     per_cycle = resizes_per_cycle(la, watch_tick_times(la), accepted_only=False)
     doubled = {k: n for k, n in per_cycle.items() if n > 1}
     check("at most one resize call per pool per watch cycle", not doubled, f"(cycle, pool) -> resize POSTs: {doubled}")
     if per_situation:
         seen = Counter((a["subject"].lower(), a["eventType"], a["data"].get("diagnosis")) for a in la.alerts())
         repeated = {k: n for k, n in seen.items() if n > 1}
-        check("no duplicate alert", not repeated, f"alerts sent more than once (subject, type, diagnosis) -> count: {repeated}")
+        check("no duplicate alert", not repeated,
+              f"alerts sent more than once (subject, type, diagnosis) -> count: {repeated}")
     else:
-        check("no duplicate alert", not duplicated_alerts(la), f"alerts sent more than once (subject, type) -> count: {duplicated_alerts(la)}")
+        check("no duplicate alert", not duplicated_alerts(la),
+              f"alerts sent more than once (subject, type) -> count: {duplicated_alerts(la)}")
     LEDGER.count(f"{test}: resize calls", sum(per_cycle.values()))
     LEDGER.count(f"{test}: alerts", len(la.alerts()))
 
 
 # The plan that first showed a late copy of a stall event resizing a pool a second time in one cycle.
-STALE_AND_LATE = DeliveryPlan(seed=9540, order="shuffle", duplicate_rate=0.0, max_copies=2, hold_rate=0.2, stale_rate=1.0, arm_duplicates=True)
-EVERYTHING = DeliveryPlan(seed=7, order="reverse", duplicate_rate=1.0, max_copies=4, hold_rate=0.5, stale_rate=1.0, arm_duplicates=True)
+STALE_AND_LATE = DeliveryPlan(seed=9540, order="shuffle", duplicate_rate=0.0, max_copies=2, hold_rate=0.2,
+                              stale_rate=1.0, arm_duplicates=True)
+EVERYTHING = DeliveryPlan(seed=7, order="reverse", duplicate_rate=1.0, max_copies=4, hold_rate=0.5, stale_rate=1.0,
+                          arm_duplicates=True)
 
 
 @SETTINGS
@@ -182,7 +190,8 @@ def test_snapshot_set_redelivered_builds_exactly_once(azurite: str, tls_material
                                     {"poolId": "gpu-b-{versionDashed}", "dedicated": 12}])
     with storage(azurite, plan.seed, faults=table_faults) as (tables, proxy), \
             local_azure(tables, tls_material, families=families, seed=plan.seed % 1000,
-                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
+                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10",
+                                  **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
         la.add_batch_account(ACCOUNT)
         la.emulator.compute.create_gallery(SUBSCRIPTION_ID, "images-rg", GALLERY, location="westeurope")
         la.emulator.eventgrid.duplicate_writes = plan.arm_duplicates
@@ -197,13 +206,17 @@ def test_snapshot_set_redelivered_builds_exactly_once(azurite: str, tls_material
         check("exactly one managed image", len(successful_writes(la, "Microsoft.Compute/images/write")) == 1,
               f"images written: {[e.path for e in successful_writes(la, 'Microsoft.Compute/images/write')]}")
         versions = successful_writes(la, "Microsoft.Compute/galleries/images/versions/write")
-        check("exactly one gallery image version", len(versions) == 1, f"gallery versions written: {[e.path for e in versions]}")
+        check("exactly one gallery image version", len(versions) == 1,
+              f"gallery versions written: {[e.path for e in versions]}")
         pools_written = successful_writes(la, "Microsoft.Batch/batchAccounts/pools/write")
-        check("exactly one pool set", sorted(e.path.rsplit("/", 1)[-1] for e in pools_written) == ["gpu-a-1-0-0", "gpu-b-1-0-0"],
+        check("exactly one pool set",
+              sorted(e.path.rsplit("/", 1)[-1] for e in pools_written) == ["gpu-a-1-0-0", "gpu-b-1-0-0"],
               f"pools written: {[e.path for e in pools_written]}")
         pools = {p.id: p for p in la.emulator.batch.list_pools(ACCOUNT)}
-        check("exactly one pool set", sorted(pools) == ["gpu-a-1-0-0", "gpu-b-1-0-0"], f"pools in the account: {sorted(pools)}")
-        check("pools reach their size", (pools["gpu-a-1-0-0"].current["dedicated"], pools["gpu-b-1-0-0"].current["dedicated"]) == (25, 12),
+        check("exactly one pool set", sorted(pools) == ["gpu-a-1-0-0", "gpu-b-1-0-0"],
+              f"pools in the account: {sorted(pools)}")
+        check("pools reach their size",
+              (pools["gpu-a-1-0-0"].current["dedicated"], pools["gpu-b-1-0-0"].current["dedicated"]) == (25, 12),
               f"nodes: { {k: p.current for k, p in pools.items()} }")
         created = la.alerts("PoolsCreated")
         check("one PoolsCreated alert", len(created) == 1, f"PoolsCreated alerts: {len(created)}")
@@ -213,7 +226,8 @@ def test_snapshot_set_redelivered_builds_exactly_once(azurite: str, tls_material
 
 
 def _tags(version: str, disk: str, count: int) -> dict[str, str]:
-    return {"autopilot.family": "gpu", "autopilot.version": version, "autopilot.disk": disk, "autopilot.diskCount": str(count)}
+    return {"autopilot.family": "gpu", "autopilot.version": version, "autopilot.disk": disk,
+            "autopilot.diskCount": str(count)}
 
 
 @SETTINGS
@@ -228,7 +242,8 @@ def test_tags_api_writes_and_untagging_redelivered_build_exactly_once_from_the_r
     complete set of wrong disks: the app cannot know of a claim whose event has not arrived, so a person who makes
     such a set complete, even for a moment, gets it built.)"""
     LEDGER.case("redelivery: Tags API writes and untagging")
-    with local_azure(azurite, tls_material, families=family_config(pools=[{"poolId": "gpu-{versionDashed}", "dedicated": 4}]),
+    with local_azure(azurite, tls_material,
+                     families=family_config(pools=[{"poolId": "gpu-{versionDashed}", "dedicated": 4}]),
                      seed=plan.seed % 1000) as la:
         la.add_batch_account(ACCOUNT)
         la.emulator.compute.create_gallery(SUBSCRIPTION_ID, "images-rg", GALLERY, location="westeurope")
@@ -246,7 +261,8 @@ def test_tags_api_writes_and_untagging_redelivered_build_exactly_once_from_the_r
         la.tag_resource(ids["stray"], _tags("2.0.0", "0", 3), "Merge")  # a stray claim on LUN 0 as well ...
         driver.run(3)
         la.tag_resource(ids["stray"], None, "DeleteAll")  # ... whose tags are all removed (az tag delete)
-        la.tag_resource(ids["wrong0"], {k: "" for k in _tags("", "", 0)}, "Delete")  # the conflict's fix: untag the wrong one
+        # the conflict's fix: untag the wrong one
+        la.tag_resource(ids["wrong0"], {k: "" for k in _tags("", "", 0)}, "Delete")
         driver.run(3)
         la.tag_resource(ids["data1"], _tags("2.0.0", "1", 3), "Merge")  # moved to 2.0.0: the set is complete
         driver.run(60)
@@ -261,28 +277,36 @@ def test_tags_api_writes_and_untagging_redelivered_build_exactly_once_from_the_r
         pools = la.emulator.batch.list_pools(ACCOUNT)
         check("exactly one pool", [p.id for p in pools] == ["gpu-2-0-0"], f"pools: {[p.id for p in pools]}")
         right = {ids["os"].lower(), ids["data0"].lower(), ids["data1"].lower()}
-        used = {s.lower() for s in pools[0].metadata.get("autopilot.snapshotIds", "").split(",") if s} if pools else set()
-        check("built from the right disks", used == right, f"the pool's snapshots: {sorted(used)}, want {sorted(right)}")
+        used = {s.lower() for s in pools[0].metadata.get("autopilot.snapshotIds", "").split(",")
+                if s} if pools else set()
+        check("built from the right disks", used == right,
+              f"the pool's snapshots: {sorted(used)}, want {sorted(right)}")
         for name in ("wrong0", "stray"):
-            check("wrong snapshots never locked", not la.locks_on(ids[name]), f"locks on {name}: {la.locks_on(ids[name])}")
-        check("one PoolsCreated alert", len(la.alerts("PoolsCreated")) == 1, f"PoolsCreated alerts: {len(la.alerts('PoolsCreated'))}")
+            check("wrong snapshots never locked", not la.locks_on(ids[name]),
+                  f"locks on {name}: {la.locks_on(ids[name])}")
+        check("one PoolsCreated alert", len(la.alerts("PoolsCreated")) == 1,
+              f"PoolsCreated alerts: {len(la.alerts('PoolsCreated'))}")
         _common_invariants(la, "redelivery: Tags API writes and untagging", per_situation=True)
 
 
 @SETTINGS
 @example(plan=EVERYTHING, failing=[0, 3], failures=2, table_faults=False)
 @example(plan=STALE_AND_LATE, failing=[1, 2], failures=2, table_faults=True)
-@given(plan=plans, failing=st.lists(st.integers(0, 5), max_size=3, unique=True), failures=st.integers(1, 3), table_faults=st.booleans())
-def test_stall_events_redelivered_resize_once_per_cycle(azurite: str, tls_material, plan: DeliveryPlan, failing: list[int],
+@given(plan=plans, failing=st.lists(st.integers(0, 5), max_size=3, unique=True), failures=st.integers(1, 3),
+       table_faults=st.booleans())
+def test_stall_events_redelivered_resize_once_per_cycle(azurite: str, tls_material, plan: DeliveryPlan,
+                                                        failing: list[int],
                                                          failures: int, table_faults: bool) -> None:
     LEDGER.case("redelivery: PoolResizeStalled" + (" (Table storage faults)" if table_faults else ""))
     with storage(azurite, plan.seed, faults=table_faults) as (tables, proxy), \
             local_azure(tables, tls_material, accounts=[ACCOUNT_ID], seed=plan.seed % 1000,
-                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10", **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
+                        settings={"AUTOPILOT_GROWTH_STEP_NODES": "10",
+                                  **(TABLE_FAULT_SETTINGS if table_faults else {})}) as la:
         la.add_batch_account(ACCOUNT)
         image = custom_image(la)
         for i in range(6):
-            # Even pools use a gallery image (grown in steps of 10 nodes, one step per cycle), odd ones a Marketplace image.
+            # Even pools use a gallery image (grown in steps of 10 nodes, one step per cycle), odd ones a Marketplace
+            # image.
             managed_pool(la, f"pool{i}", target=2, desired=10 + 8 * i, image_id=image if i % 2 == 0 else None)
         for i in failing:
             la.emulator.batch.inject_failure(ACCOUNT, f"pool{i}", "insufficient_capacity", count=failures)
@@ -296,7 +320,8 @@ def test_stall_events_redelivered_resize_once_per_cycle(azurite: str, tls_materi
 
         for i in range(6):
             pool = la.pool(ACCOUNT, f"pool{i}")
-            check("pools reach their size", pool.current["dedicated"] == 10 + 8 * i, f"pool{i}: {pool.current} (want {10 + 8 * i})")
+            check("pools reach their size", pool.current["dedicated"] == 10 + 8 * i,
+                  f"pool{i}: {pool.current} (want {10 + 8 * i})")
         for i in failing:
             subject = f"{ACCOUNT_ID}/pools/pool{i}"
             failed = [a for a in la.alerts("AllocationFailed") if a["subject"].lower() == subject.lower()]
@@ -310,7 +335,8 @@ def test_late_copy_of_a_stall_event_does_not_resize_again(azurite: str, tls_mate
     before the next watch tick. The copy names a pool state (eTag) that no longer exists; it must not make a
     second resize in the cycle."""
     LEDGER.case("redelivery: late copy of one stall event")
-    with local_azure(azurite, tls_material, accounts=[ACCOUNT_ID], settings={"AUTOPILOT_GROWTH_STEP_NODES": "10"}) as la:
+    with local_azure(azurite, tls_material, accounts=[ACCOUNT_ID],
+                     settings={"AUTOPILOT_GROWTH_STEP_NODES": "10"}) as la:
         la.add_batch_account(ACCOUNT)
         managed_pool(la, "pool0", target=2, desired=30, image_id=custom_image(la))
         stall: list[Delivery] = []
@@ -327,7 +353,8 @@ def test_late_copy_of_a_stall_event_does_not_resize_again(azurite: str, tls_mate
         deliver(la.host, [copy_delivery(first, la.emulator.now())])
         calls = [(e.time.isoformat(), e.path, e.status) for e in resize_posts(la)]
         check("at most one resize call per pool per watch cycle", len(calls) == 1,
-              f"a late copy of the stall event {first.event.get('id')} (pool eTag {first.event['data'].get('eTag')}) caused another "
+              f"a late copy of the stall event {first.event.get('id')} (pool eTag {first.event['data'].get('eTag')}) "
+              "caused another "
               f"resize in the same cycle: {calls}")
         check("no function fails on a duplicate or out-of-order event", not failed_invocations(la),
               f"failed invocations: {[(i.function, i.detail) for i in failed_invocations(la)]}")

@@ -1,5 +1,5 @@
-"""Alert types are written once (shared/core/alerts.py) and there is one Alert class: what the watch's policy raises is what
-the publisher sends."""
+"""Alert types are written once (shared/core/alerts.py) and there is one Alert class: what the watch's policy raises is
+what the publisher sends."""
 
 from __future__ import annotations
 

@@ -20,11 +20,13 @@ class _NoToken:
 
 
 def test_the_sdk_sends_the_same_version() -> None:
-    assert BatchClientConfiguration("https://acct.westeurope.batch.azure.com", _NoToken()).api_version == BATCH_API_VERSION
+    assert BatchClientConfiguration(
+        "https://acct.westeurope.batch.azure.com", _NoToken()).api_version == BATCH_API_VERSION
 
 
 def test_the_version_is_written_once_in_the_app() -> None:
     spelled = re.compile(re.escape(BATCH_API_VERSION))
     files = [path for folder in ("shared", "handlers", "autopilot") for path in (ROOT / folder).rglob("*.py")]
-    found = [str(p.relative_to(ROOT)) for p in [*files, ROOT / "function_app.py"] if spelled.search(p.read_text(encoding="utf-8"))]
+    found = [str(p.relative_to(ROOT)) for p in [*files, ROOT / "function_app.py"]
+             if spelled.search(p.read_text(encoding="utf-8"))]
     assert found == ["shared/resources/clients.py"]

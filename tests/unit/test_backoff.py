@@ -84,7 +84,8 @@ def test_a_failure_during_an_active_backoff_does_not_double_the_delay() -> None:
 
 
 def test_from_settings() -> None:
-    s = Settings(subscription_id="s", batch_accounts=(), backoff_initial_minutes=2, backoff_max_minutes=8, backoff_reset_hours=1)
+    s = Settings(subscription_id="s", batch_accounts=(), backoff_initial_minutes=2, backoff_max_minutes=8,
+                 backoff_reset_hours=1)
     policy = ExponentialBackoff.from_settings(s)
     assert (policy.initial, policy.maximum, policy.reset_after) == (2 * MIN, 8 * MIN, timedelta(hours=1))
 
@@ -109,14 +110,16 @@ def test_huge_failure_counts_stay_at_the_cap() -> None:
 
 
 policies = st.builds(
-    lambda initial, factor, reset: ExponentialBackoff(initial=initial * MIN, maximum=initial * factor * MIN, reset_after=reset * MIN),
+    lambda initial, factor, reset: ExponentialBackoff(initial=initial * MIN, maximum=initial * factor * MIN,
+                                                      reset_after=reset * MIN),
     st.integers(1, 30), st.integers(1, 20), st.integers(5, 600),
 )
 
 
 @settings(max_examples=200, deadline=None)
 @given(policies, st.lists(st.integers(0, 900), min_size=1, max_size=30))
-def test_delays_never_shrink_never_exceed_the_cap_and_reset_after_quiet(policy: ExponentialBackoff, gaps: list[int]) -> None:
+def test_delays_never_shrink_never_exceed_the_cap_and_reset_after_quiet(
+        policy: ExponentialBackoff, gaps: list[int]) -> None:
     state, now = BackoffState(), T0
     previous: timedelta | None = None
     for gap in gaps:

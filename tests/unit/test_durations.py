@@ -1,4 +1,5 @@
-"""One duration helper (shared/core/durations.py): every app-side reader and writer of a duration gives the same answer."""
+"""One duration helper (shared/core/durations.py): every app-side reader and writer of a duration gives the same
+answer."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The pool watch's decision, with a fake clock: scenarios for every branch, the stored record, and simulated properties.
+"""The pool watch's decision, with a fake clock: scenarios for every branch, the stored record, and simulated
+properties.
 
-The simulation drives a fake pool through decide() scan after scan, with Batch outcomes drawn by hypothesis, and checks the
-invariants the watch promises: no resize unless steady and not backing off, never more than the attempt bound, a give-up within
-the episode's time bound, and at most one alert of each type per episode.
+The simulation drives a fake pool through decide() scan after scan, with Batch outcomes drawn by hypothesis, and checks
+the invariants the watch promises: no resize unless steady and not backing off, never more than the attempt bound, a
+give-up within the episode's time bound, and at most one alert of each type per episode.
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ D800 = DesiredTarget(800, 0)
 SHORT = "Desired number of dedicated nodes could not be allocated"
 TIMEOUT = {"code": "AllocationTimedout", "message": SHORT + " as the resize timeout was reached"}
 CAPACITY = {"code": "AllocationFailed", "message": SHORT, "values": [
-    {"name": "Reason", "value": "Deployment allocation failed due to insufficient capacity for the requested VM size in the region."}]}
-INTERNAL = {"code": "AllocationFailed", "message": SHORT, "values": [{"name": "Reason", "value": "The server encountered an internal error."}]}
+    {"name": "Reason",
+     "value": "Deployment allocation failed due to insufficient capacity for the requested VM size in the region."}]}
+INTERNAL = {"code": "AllocationFailed", "message": SHORT,
+            "values": [{"name": "Reason", "value": "The server encountered an internal error."}]}
 SUBNET = {"code": "AllocationFailed", "message": SHORT,
           "values": [{"name": "Reason", "value": "Allocation failed as subnet has delegation to external resources."}]}
 GEN2 = {"code": "AllocationFailed", "message": SHORT, "values": [
     {"name": "Provider Error Json",
-     "value": '{"error":{"code":"BadRequest","message":"The selected VM size \'STANDARD_A1_V2\' cannot boot Hypervisor Generation \'2\'."}}'},
+     "value": '{"error":{"code":"BadRequest","message":"The selected VM size \'STANDARD_A1_V2\' cannot boot Hypervisor '
+              'Generation \'2\'."}}'},
     {"name": "Provider Error Json Truncated", "value": "False"}]}
 QUOTA = {"code": "AccountCoreQuotaReached", "message": "The specified account has reached VM core quota"}
 SPOT_QUOTA = {"code": "AccountSpotCoreQuotaReached", "message": "The specified account has reached Spot core quota"}
@@ -47,7 +51,8 @@ STOPPED = {"code": "ResizeStopped", "message": SHORT + " as the resize was stopp
 
 
 def pool(**kw: object) -> PoolView:
-    base = PoolView(account_id=ACCOUNT, pool_id="render", allocation_state="steady", allocation_state_transition_time=T0 - HOUR,
+    base = PoolView(account_id=ACCOUNT, pool_id="render", allocation_state="steady",
+                    allocation_state_transition_time=T0 - HOUR,
                     metadata={md.MANAGED: "true"}, image_id=IMAGE)
     if "resize_errors" in kw:
         kw["resize_errors"] = parse_errors(kw["resize_errors"])  # type: ignore[arg-type]
@@ -67,12 +72,15 @@ class FakeBatch:
     def resize(self, decision: Decision, now: datetime) -> None:
         assert decision.action is Action.RESIZE and decision.step is not None
         self.pool = replace(self.pool, allocation_state="resizing", allocation_state_transition_time=now,
-                            target_dedicated=decision.step.target_dedicated, target_spot=decision.step.target_spot, resize_errors=())
+                            target_dedicated=decision.step.target_dedicated, target_spot=decision.step.target_spot,
+                            resize_errors=())
 
-    def finish(self, at: datetime, *, dedicated: int | None = None, spot: int | None = None, errors: tuple = ()) -> None:
+    def finish(self, at: datetime, *, dedicated: int | None = None, spot: int | None = None,
+               errors: tuple = ()) -> None:
         self.pool = replace(self.pool, allocation_state="steady", allocation_state_transition_time=at,
                             current_dedicated=self.pool.target_dedicated if dedicated is None else dedicated,
-                            current_spot=self.pool.target_spot if spot is None else spot, resize_errors=parse_errors(errors))
+                            current_spot=self.pool.target_spot if spot is None else spot,
+                            resize_errors=parse_errors(errors))
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,7 +136,8 @@ def test_retryable_failure_backs_off_alerts_once_then_recovers() -> None:
     d = decide(batch.pool, D800, None, T0)
     assert d.action is Action.WAIT and d.retry_at == T0 + 5 * MIN
     [alert] = d.alerts
-    assert (alert.type, alert.details["attempt"], alert.details["maxAttempts"], alert.details["nextTryTime"], alert.details["reason"]) == (
+    assert (alert.type, alert.details["attempt"], alert.details["maxAttempts"], alert.details["nextTryTime"],
+            alert.details["reason"]) == (
         AlertType.ALLOCATION_FAILED, 1, 12, iso(T0 + 5 * MIN), "capacity")
     assert "render" in alert.title and "insufficient capacity" in alert.diagnosis and alert.fix
     ep = d.episode
@@ -173,21 +182,24 @@ def test_internal_errors_are_re_issued_at_once_a_bounded_number_of_times_then_ba
         assert d.episode is not None and d.episode.attempts == n and d.episode.next_tick_retries == n
         assert d.episode.backoff.backoff_until is None  # the backoff's failure count is left to capacity and timeouts
         assert d.diagnosis is not None and d.diagnosis.cause is Cause.INTERNAL_ERROR and "re-issued at once" in d.reason
-        assert decide(batch.pool, D800, ep, now) == d  # the stall handler, deciding again from the stored record, agrees
+        # the stall handler, deciding again from the stored record, agrees
+        assert decide(batch.pool, D800, ep, now) == d
         batch.resize(d, now)
         batch.finish(now + MIN, dedicated=120, errors=(INTERNAL,))
         ep, now = d.episode, now + MIN
     # One more in a row: the cap is reached, so it backs off (5 minutes) and a person hears of it.
     d = decide(batch.pool, D800, ep, now)
     assert d.action is Action.WAIT and d.retry_at == now + 5 * MIN and types(d) == [AlertType.ALLOCATION_FAILED]
-    assert d.episode is not None and d.episode.next_tick_retries == 0 and d.episode.attempts == MAX_NEXT_TICK_RETRIES + 1
+    assert (d.episode is not None and d.episode.next_tick_retries == 0
+            and d.episode.attempts == MAX_NEXT_TICK_RETRIES + 1)
     # A capacity failure always backs off.
     cap = decide(pool(current_dedicated=120, target_dedicated=300, resize_errors=[CAPACITY]), D800, None, T0)
     assert cap.action is Action.WAIT and cap.retry_at == T0 + 5 * MIN and cap.episode.next_tick_retries == 0  # type: ignore[union-attr]
 
 
 def test_quota_stops_with_one_alert_and_resumes_when_a_person_acts() -> None:
-    p = pool(current_dedicated=100, target_dedicated=300, resize_errors=[QUOTA], allocation_state_transition_time=T0 - MIN)
+    p = pool(current_dedicated=100, target_dedicated=300, resize_errors=[QUOTA],
+             allocation_state_transition_time=T0 - MIN)
     d = decide(p, D800, None, T0)
     assert d.action is Action.STOP and d.step is None
     [alert] = d.alerts
@@ -212,7 +224,8 @@ def test_spot_quota_alerts_quota_reached() -> None:
     assert d.action is Action.STOP and types(d) == [AlertType.QUOTA_REACHED]
 
 
-@pytest.mark.parametrize(("payload", "cause", "fix_words"), [(SUBNET, Cause.SUBNET_DELEGATION, "delegation"), (GEN2, Cause.HYPERV_GENERATION, "Gen2")])
+@pytest.mark.parametrize(("payload", "cause", "fix_words"),
+                         [(SUBNET, Cause.SUBNET_DELEGATION, "delegation"), (GEN2, Cause.HYPERV_GENERATION, "Gen2")])
 def test_configuration_failures_stop(payload: dict, cause: Cause, fix_words: str) -> None:
     d = decide(pool(resize_errors=[payload]), D800, None, T0)
     assert d.action is Action.STOP and d.diagnosis is not None and d.diagnosis.cause is cause
@@ -250,7 +263,8 @@ def test_dependent_resource_not_found_reads_the_image_image_missing_when_gone_co
     there = decide(p, D800, None, T0, image_exists=True)
     assert there.action is Action.STOP and there.diagnosis.cause is Cause.DEPENDENT_RESOURCE_MISSING  # type: ignore[union-attr]
     [alert] = there.alerts
-    assert "DependentResourceNotFound" in alert.diagnosis and "The specified image reference was not found." in alert.diagnosis
+    assert ("DependentResourceNotFound" in alert.diagnosis
+            and "The specified image reference was not found." in alert.diagnosis)
 
 
 @pytest.mark.parametrize("code", ["IncompatibleVMSize", "DiskEncryptionFailure", "FailedIdentityOperation",
@@ -259,7 +273,8 @@ def test_configuration_codes_stop_at_once_quoting_batch(code: str) -> None:
     d = decide(pool(resize_errors=[{"code": code, "message": f"Batch's words about {code}"}]), D800, None, T0)
     assert d.action is Action.STOP
     [alert] = d.alerts
-    assert alert.type is AlertType.ALLOCATION_FAILED and code in alert.diagnosis and f"Batch's words about {code}" in alert.diagnosis
+    assert (alert.type is AlertType.ALLOCATION_FAILED and code in alert.diagnosis
+            and f"Batch's words about {code}" in alert.diagnosis)
     assert alert.details["codes"] == [code]
 
 
@@ -282,7 +297,8 @@ def test_an_unknown_code_is_retried_at_most_twice_then_a_person_hears_of_it() ->
         now += 3 * MIN
     assert actions.count(Action.RESIZE) == 2 and actions[-1] is Action.STOP
     [alert] = d.alerts
-    assert alert.type is AlertType.ALLOCATION_FAILED and "SomethingBatchAddsNext" in alert.diagnosis and "a new kind of failure" in alert.diagnosis
+    assert (alert.type is AlertType.ALLOCATION_FAILED and "SomethingBatchAddsNext" in alert.diagnosis
+            and "a new kind of failure" in alert.diagnosis)
     assert not any(a.type is AlertType.RESIZE_GAVE_UP for a in d.alerts)
 
 
@@ -301,7 +317,8 @@ def test_resize_stopped_by_someone_else_is_left_alone() -> None:
 def test_resize_stopped_by_us_is_not_a_failure() -> None:
     p = pool(current_dedicated=50, target_dedicated=300, allocation_state="resizing")
     ep = note_stop_resize(None, p, T0)
-    stopped = replace(p, allocation_state="steady", allocation_state_transition_time=T0 + MIN, resize_errors=parse_errors([STOPPED]))
+    stopped = replace(p, allocation_state="steady", allocation_state_transition_time=T0 + MIN,
+                      resize_errors=parse_errors([STOPPED]))
     d = decide(stopped, D800, ep, T0 + 5 * MIN)
     assert d.action is Action.RESIZE and not d.alerts and d.episode.attempts == 0  # type: ignore[union-attr]
 
@@ -328,12 +345,14 @@ def test_give_up_alert_says_why_and_how_to_resume() -> None:
     d = decide(pool(resize_errors=[INTERNAL]), D800, None, T0, policy)
     assert d.action is Action.GIVE_UP
     [alert] = d.alerts
-    assert alert.type is AlertType.RESIZE_GAVE_UP and "1 failed attempts" in alert.title and "internal error" in alert.diagnosis
+    assert (alert.type is AlertType.RESIZE_GAVE_UP and "1 failed attempts" in alert.title
+            and "internal error" in alert.diagnosis)
     assert "resumes" in alert.fix
 
 
 def test_gives_up_after_the_episode_time_bound() -> None:
-    ep = Episode(ACCOUNT, "render", started=T0 - 30 * HOUR, attempts=2, failing_since=T0 - 24 * HOUR, desired_dedicated=800, desired_spot=0,
+    ep = Episode(ACCOUNT, "render", started=T0 - 30 * HOUR, attempts=2, failing_since=T0 - 24 * HOUR,
+                 desired_dedicated=800, desired_spot=0,
                  image_id=IMAGE, last_seen_transition=T0 - HOUR)
     d = decide(pool(), D800, ep, T0)
     assert d.action is Action.GIVE_UP and types(d) == [AlertType.RESIZE_GAVE_UP] and "24 h" in d.reason
@@ -356,21 +375,25 @@ def test_alert_cooldown_spans_episodes() -> None:
     recovered = decide(pool(current_dedicated=800), D800, first.episode, T0 + 10 * MIN, policy)
     assert types(recovered) == [AlertType.POOL_RECOVERED] and recovered.episode is not None
     # It fails again 20 minutes later: inside the cooldown, no second page...
-    flap = decide(pool(resize_errors=[CAPACITY], allocation_state_transition_time=T0 + 25 * MIN), D800, recovered.episode, T0 + 30 * MIN, policy)
+    flap = decide(pool(resize_errors=[CAPACITY], allocation_state_transition_time=T0 + 25 * MIN), D800,
+                  recovered.episode, T0 + 30 * MIN, policy)
     assert flap.action is Action.WAIT and not flap.alerts
     # ... and since nobody was told it failed, nobody is told it recovered.
     assert not decide(pool(current_dedicated=800), D800, flap.episode, T0 + 40 * MIN, policy).alerts
     # Past the cooldown a new episode alerts again.
-    late = decide(pool(resize_errors=[CAPACITY], allocation_state_transition_time=T0 + 2 * HOUR), D800, recovered.episode, T0 + 2 * HOUR, policy)
+    late = decide(pool(resize_errors=[CAPACITY], allocation_state_transition_time=T0 + 2 * HOUR), D800,
+                  recovered.episode, T0 + 2 * HOUR, policy)
     assert types(late) == [AlertType.ALLOCATION_FAILED]
 
 
 def test_old_errors_are_not_counted_twice_across_episodes() -> None:
     p = pool(resize_errors=[CAPACITY], allocation_state_transition_time=T0 - MIN)
     first = decide(p, D800, None, T0)
-    closed = decide(pool(current_dedicated=800, allocation_state_transition_time=T0 - MIN), D800, first.episode, T0 + MIN).episode
+    closed = decide(pool(current_dedicated=800, allocation_state_transition_time=T0 - MIN), D800, first.episode,
+                    T0 + MIN).episode
     assert closed is not None and closed.is_closed
-    # The schedule now asks for more; the pool still carries the errors already handled: resize, do not count them again.
+    # The schedule now asks for more; the pool still carries the errors already handled: resize, do not count them
+    # again.
     d = decide(replace(p, current_dedicated=800, target_dedicated=800), DesiredTarget(900, 0), closed, T0 + 2 * MIN)
     assert d.action is Action.RESIZE and d.episode.attempts == 0  # type: ignore[union-attr]
 
@@ -414,12 +437,15 @@ records = st.builds(
     account_id=st.just(ACCOUNT), pool_id=st.text("abc-_1", min_size=1, max_size=10), started=aware,
     attempts=st.integers(0, 20), requests=st.integers(0, 50), failing_since=maybe_time,
     backoff=st.builds(BackoffState, failures=st.integers(0, 30), last_failure=maybe_time, backoff_until=maybe_time),
-    last_request_time=maybe_time, requested_dedicated=st.none() | st.integers(0, 3000), requested_spot=st.none() | st.integers(0, 1000),
+    last_request_time=maybe_time, requested_dedicated=st.none() | st.integers(0, 3000),
+    requested_spot=st.none() | st.integers(0, 1000),
     awaiting_outcome=st.booleans(), last_seen_transition=maybe_time, desired_dedicated=st.none() | st.integers(0, 3000),
     desired_spot=st.none() | st.integers(0, 1000), image_id=st.none() | st.just(IMAGE),
-    last_error_code=st.none() | st.sampled_from(["AllocationFailed", "AccountCoreQuotaReached"]), last_error_cause=st.none() | st.sampled_from(list(Cause)),
+    last_error_code=st.none() | st.sampled_from(["AllocationFailed", "AccountCoreQuotaReached"]),
+    last_error_cause=st.none() | st.sampled_from(list(Cause)),
     last_diagnosis=st.none() | st.text(min_size=1, max_size=40), last_fix=st.none() | st.text(min_size=1, max_size=40),
-    alerted=st.frozensets(st.sampled_from(list(AlertType))), alert_times=st.dictionaries(st.sampled_from(list(AlertType)), aware),
+    alerted=st.frozensets(st.sampled_from(list(AlertType))),
+    alert_times=st.dictionaries(st.sampled_from(list(AlertType)), aware),
     gave_up=st.booleans(), stopped_reason=st.none() | st.text(min_size=1, max_size=20), stopped_at=maybe_time,
     recovered_at=maybe_time, stop_resize_time=maybe_time, next_tick_retries=st.integers(0, 3),
 )
@@ -435,17 +461,22 @@ def test_any_record_round_trips(ep: Episode) -> None:
 # Properties of decide over arbitrary inputs
 # --------------------------------------------------------------------------------------------
 
-ERRORS = [TIMEOUT, CAPACITY, INTERNAL, SUBNET, GEN2, QUOTA, SPOT_QUOTA, GENERIC, STOPPED, {"code": "RemoveNodesFailed", "message": "m"}]
+ERRORS = [TIMEOUT, CAPACITY, INTERNAL, SUBNET, GEN2, QUOTA, SPOT_QUOTA, GENERIC, STOPPED,
+          {"code": "RemoveNodesFailed", "message": "m"}]
 views = st.builds(
     lambda state, transition_min, cd, cs, td, ts, errs, auto, image: pool(
-        allocation_state=state, allocation_state_transition_time=T0 + transition_min * MIN, current_dedicated=cd, current_spot=cs,
+        allocation_state=state, allocation_state_transition_time=T0 + transition_min * MIN, current_dedicated=cd,
+        current_spot=cs,
         target_dedicated=td, target_spot=ts, resize_errors=errs, enable_auto_scale=auto, image_id=image),
-    st.sampled_from(["steady", "Steady", "resizing", "stopping"]), st.integers(-3000, 100), st.integers(0, 1000), st.integers(0, 200),
-    st.integers(0, 1000), st.integers(0, 200), st.lists(st.sampled_from(ERRORS), max_size=2), st.booleans(), st.sampled_from([IMAGE, None]),
+    st.sampled_from(["steady", "Steady", "resizing", "stopping"]), st.integers(-3000, 100), st.integers(0, 1000),
+    st.integers(0, 200),
+    st.integers(0, 1000), st.integers(0, 200), st.lists(st.sampled_from(ERRORS), max_size=2), st.booleans(),
+    st.sampled_from([IMAGE, None]),
 )
 targets = st.none() | st.builds(DesiredTarget, st.integers(0, 1000), st.integers(0, 200))
 policies = st.builds(
-    lambda attempts, hours, step, cooldown: WatchPolicy(max_resize_attempts=attempts, max_episode=hours * HOUR, growth_step_nodes=step,
+    lambda attempts, hours, step, cooldown: WatchPolicy(max_resize_attempts=attempts, max_episode=hours * HOUR,
+                                                        growth_step_nodes=step,
                                                         alert_cooldown=cooldown * MIN),
     st.integers(1, 12), st.integers(1, 48), st.integers(10, 500), st.integers(0, 120),
 )
@@ -453,13 +484,16 @@ policies = st.builds(
 
 def matching(ep: Episode, desired: DesiredTarget, p: PoolView) -> Episode:
     """The record as it would be for this pool and target (so that no 'something changed' resume applies)."""
-    return replace(ep, desired_dedicated=desired.dedicated, desired_spot=desired.spot, image_id=p.image_id, recovered_at=None)
+    return replace(ep, desired_dedicated=desired.dedicated, desired_spot=desired.spot, image_id=p.image_id,
+                   recovered_at=None)
 
 
 @settings(max_examples=400, deadline=None)
 @given(views, targets, st.none() | records, policies, st.sampled_from([None, True, False]))
-def test_decide_never_resizes_a_pool_that_is_not_steady_or_autoscaled(p: PoolView, desired: DesiredTarget | None, ep: Episode | None,
-                                                                         policy: WatchPolicy, image_exists: bool | None) -> None:
+def test_decide_never_resizes_a_pool_that_is_not_steady_or_autoscaled(p: PoolView, desired: DesiredTarget | None,
+                                                                      ep: Episode | None,
+                                                                      policy: WatchPolicy,
+                                                                      image_exists: bool | None) -> None:
     d = decide(p, desired, ep, T0, policy, image_exists)
     if d.action is Action.RESIZE:
         assert p.is_steady and not p.enable_auto_scale and desired is not None and d.step is not None
@@ -470,8 +504,10 @@ def test_decide_never_resizes_a_pool_that_is_not_steady_or_autoscaled(p: PoolVie
 
 
 @settings(max_examples=400, deadline=None)
-@given(views, st.builds(DesiredTarget, st.integers(0, 1000), st.integers(0, 200)), records, policies, st.sampled_from([None, True, False]))
-def test_decide_respects_backoff_attempts_time_bound_and_alert_rules(p: PoolView, desired: DesiredTarget, ep: Episode, policy: WatchPolicy,
+@given(views, st.builds(DesiredTarget, st.integers(0, 1000), st.integers(0, 200)), records, policies,
+       st.sampled_from([None, True, False]))
+def test_decide_respects_backoff_attempts_time_bound_and_alert_rules(p: PoolView, desired: DesiredTarget, ep: Episode,
+                                                                     policy: WatchPolicy,
                                                                      image_exists: bool | None) -> None:
     ep = matching(ep, desired, p)
     d = decide(p, desired, ep, T0, policy, image_exists)
@@ -482,14 +518,17 @@ def test_decide_respects_backoff_attempts_time_bound_and_alert_rules(p: PoolView
         assert not ep.is_halted
         assert not policy.backoff.is_backing_off(ep.backoff, T0)  # never while backing off
         assert ep.attempts < policy.max_resize_attempts  # never past the attempt bound
-    steady_below = p.is_steady and not p.enable_auto_scale and (p.current_dedicated, p.current_spot) != (desired.dedicated, desired.spot)
-    if steady_below and not ep.is_halted and ep.failing_since is not None and T0 - ep.failing_since >= policy.max_episode:
+    steady_below = (p.is_steady and not p.enable_auto_scale
+                    and (p.current_dedicated, p.current_spot) != (desired.dedicated, desired.spot))
+    if (steady_below and not ep.is_halted and ep.failing_since is not None
+        and T0 - ep.failing_since >= policy.max_episode):
         assert d.action is Action.GIVE_UP  # always gives up once the time bound is spent
     for alert in d.alerts:
         if alert.type is AlertType.POOL_RECOVERED:
             assert ep.alerted - {AlertType.POOL_RECOVERED}  # only after a failure alert in this episode
             continue
-        assert alert.type not in ep.alerted  # once per type per episode (a resumed episode keeps what it already raised)
+        # once per type per episode (a resumed episode keeps what it already raised)
+        assert alert.type not in ep.alerted
         last = ep.alert_times.get(alert.type)
         assert last is None or T0 - last >= policy.alert_cooldown  # never within the cooldown
         assert d.episode is not None and d.episode.alert_times[alert.type] == T0
@@ -510,11 +549,13 @@ OUTCOMES = ["ok", "ok", "partial_timeout", "capacity", "internal", "silent"]
     desired=st.builds(DesiredTarget, st.integers(1, 2500), st.integers(0, 300)),
     policy=st.builds(
         lambda attempts, hours, step, cooldown, initial: WatchPolicy(
-            backoff=ExponentialBackoff(initial=initial * MIN, maximum=max(initial, 30) * MIN), max_resize_attempts=attempts,
+            backoff=ExponentialBackoff(initial=initial * MIN, maximum=max(initial, 30) * MIN),
+            max_resize_attempts=attempts,
             max_episode=hours * HOUR, growth_step_nodes=step, alert_cooldown=cooldown * MIN),
         st.integers(1, 12), st.integers(1, 24), st.integers(100, 500), st.integers(0, 120), st.integers(1, 10)),
 )
-def test_simulated_watch_loop_keeps_its_promises(outcomes: list[str], durations: list[int], scan_minutes: int, desired: DesiredTarget,
+def test_simulated_watch_loop_keeps_its_promises(outcomes: list[str], durations: list[int], scan_minutes: int,
+                                                 desired: DesiredTarget,
                                                  policy: WatchPolicy) -> None:
     batch = FakeBatch(pool())
     ep: Episode | None = None
@@ -532,12 +573,15 @@ def test_simulated_watch_loop_keeps_its_promises(outcomes: list[str], durations:
             if outcome == "ok":
                 batch.finish(done_at)
             elif outcome == "partial_timeout":
-                batch.finish(done_at, dedicated=p.current_dedicated + (p.target_dedicated - p.current_dedicated) // 2, spot=p.current_spot,
+                batch.finish(done_at, dedicated=p.current_dedicated + (p.target_dedicated - p.current_dedicated) // 2,
+                             spot=p.current_spot,
                              errors=(TIMEOUT,))
             elif outcome == "silent":
-                batch.finish(done_at, dedicated=min(p.current_dedicated, p.target_dedicated), spot=min(p.current_spot, p.target_spot))
+                batch.finish(done_at, dedicated=min(p.current_dedicated, p.target_dedicated),
+                             spot=min(p.current_spot, p.target_spot))
             else:
-                batch.finish(done_at, dedicated=min(p.current_dedicated, p.target_dedicated), spot=min(p.current_spot, p.target_spot),
+                batch.finish(done_at, dedicated=min(p.current_dedicated, p.target_dedicated),
+                             spot=min(p.current_spot, p.target_spot),
                              errors=(CAPACITY if outcome == "capacity" else INTERNAL,))
         before = ep
         d = decide(batch.pool, desired, ep, now, policy)
@@ -545,7 +589,8 @@ def test_simulated_watch_loop_keeps_its_promises(outcomes: list[str], durations:
             assert batch.pool.is_steady and d.step is not None
             if before is not None:
                 assert not policy.backoff.is_backing_off(before.backoff, now)
-            added = max(0, d.step.target_dedicated - batch.pool.current_dedicated) + max(0, d.step.target_spot - batch.pool.current_spot)
+            added = (max(0, d.step.target_dedicated - batch.pool.current_dedicated)
+                     + max(0, d.step.target_spot - batch.pool.current_spot))
             assert added <= policy.growth_step_nodes
             assert gave_up_at is None  # nothing after giving up, while nothing changes
             batch.resize(d, now)
@@ -588,13 +633,16 @@ def test_a_quota_stop_resumes_only_when_a_fresh_quota_count_allows_more_than_at_
     def quota(dedicated: int, *, fresh: bool = True) -> tuple[pool_limits.Ceiling, ...]:
         return (pool_limits.Ceiling(pool_limits.QUOTA, dedicated, 1000, "counted", "fix", fresh=fresh),)
 
-    p = pool(current_dedicated=25, target_dedicated=60, resize_errors=[QUOTA], allocation_state_transition_time=T0 - MIN)
+    p = pool(current_dedicated=25, target_dedicated=60, resize_errors=[QUOTA],
+             allocation_state_transition_time=T0 - MIN)
     stop = decide(p, DesiredTarget(60, 0), None, T0, ceilings=quota(25))
     assert stop.action is Action.STOP and "counted" in stop.alerts[0].diagnosis
     ep = stop.episode
     assert ep is not None and (ep.quota_dedicated_at_stop, ep.quota_spot_at_stop) == (25, 0)
-    assert decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(25)).action is Action.NOTHING  # nothing changed
-    assert decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(100, fresh=False)).action is Action.NOTHING  # not re-read
+    # nothing changed
+    assert decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(25)).action is Action.NOTHING
+    # not re-read
+    assert decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(100, fresh=False)).action is Action.NOTHING
     resumed = decide(p, DesiredTarget(60, 0), ep, T0 + HOUR, ceilings=quota(100))  # the quota was raised
     assert resumed.action is Action.RESIZE and resumed.step.target_dedicated == 60  # type: ignore[union-attr]
 

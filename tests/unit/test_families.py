@@ -31,7 +31,8 @@ ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/batch-rg/providers/Microsoft.Bat
 
 def minimal() -> dict[str, Any]:
     return {"families": {"gpu": {
-        "gallery": {"resourceGroup": "images-rg", "name": "gal", "imageDefinition": "gpu", "osType": "Linux", "hyperVGeneration": "V2",
+        "gallery": {"resourceGroup": "images-rg", "name": "gal", "imageDefinition": "gpu", "osType": "Linux",
+                    "hyperVGeneration": "V2",
                     "location": "westeurope"},
         "imageResourceGroup": "images-rg",
         "pools": [{"account": ACCOUNT, "vmSize": "Standard_D4ds_v5", "dedicated": 2}],
@@ -62,11 +63,13 @@ def test_minimal_family_gets_documented_defaults() -> None:
     gpu = config.get("GPU")
     assert gpu is not None and config.names == ("gpu",) and len(config) == 1
     assert gpu.gallery == GalleryConfig(resource_group="images-rg", name="gal", image_definition="gpu", os_type="Linux",
-                                        hyper_v_generation="V2", location="westeurope", os_state="Generalized", subscription=None)
+                                        hyper_v_generation="V2", location="westeurope", os_state="Generalized",
+                                        subscription=None)
     assert (gpu.source, gpu.keep_managed_image, gpu.legacy_managed_image_pools) == ("managedImage", False, False)
     assert gpu.replicas == ReplicaPolicy(nodes_per_replica=300, minimum=1, storage_account_type="Standard_LRS")
     assert gpu.node_limits == NodeLimits()
-    assert gpu.pools == (PoolSpec(account=ACCOUNT, vm_size="Standard_D4ds_v5", pool_id_template="{family}-{version}", dedicated=2, spot=0,
+    assert gpu.pools == (PoolSpec(account=ACCOUNT, vm_size="Standard_D4ds_v5", pool_id_template="{family}-{version}",
+                                  dedicated=2, spot=0,
                                   resize_timeout_minutes=25, node_deallocation_option="Requeue"),)
     assert gpu.pools[0].pool_id("gpu", "1.4.0") == "gpu-1-4-0"
     assert list(config) == [gpu]
@@ -98,7 +101,8 @@ def test_the_example_in_the_docs_is_valid_for_the_parser_and_the_schema() -> Non
     (["families", "gpu", "gallery", "osState"], "Specialized"),
     (["families", "gpu", "pools", 0, "resizeTimeoutMinutes"], 45),
     (["families", "gpu", "pools", 0, "colour"], "blue"),
-    (["families", "gpu", "pools", 0, "account"], "/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/z"),
+    (["families", "gpu", "pools", 0, "account"],
+     "/subscriptions/x/resourceGroups/y/providers/Microsoft.Storage/storageAccounts/z"),
     (["families", "gpu", "pools", 0, "poolId"], "{family}"),
     (["families", "gpu", "pools", 0, "metadata"], {"autopilot.family": "x"}),
     (["families", "gpu", "pools", 0, "dedicated"], 100001),
@@ -116,10 +120,12 @@ def test_schema_and_parser_refuse_the_same_documents(path: list[str | int], valu
 
 def test_resize_timeout_outside_the_band_names_the_path_and_the_override() -> None:
     doc = minimal()
-    doc["families"]["gpu"]["pools"].append({"account": ACCOUNT, "vmSize": "Standard_D4ds_v5", "poolId": "{family}-{version}-b",
+    doc["families"]["gpu"]["pools"].append({"account": ACCOUNT, "vmSize": "Standard_D4ds_v5",
+                                            "poolId": "{family}-{version}-b",
                                             "resizeTimeoutMinutes": 45})
     [problem] = problems(doc)
-    assert problem.startswith("families.gpu.pools[1].resizeTimeoutMinutes: 45 is outside 20–30; set allowResizeTimeoutOutsideBand: true to override")
+    assert problem.startswith("families.gpu.pools[1].resizeTimeoutMinutes: 45 is outside 20–30; set "
+                              "allowResizeTimeoutOutsideBand: true to override")
     doc["families"]["gpu"]["pools"][1]["allowResizeTimeoutOutsideBand"] = True
     assert families_from_dict(doc).families["gpu"].pools[1].resize_timeout_minutes == 45
 
@@ -133,7 +139,8 @@ def test_every_problem_is_reported_at_once() -> None:
     fam["pools"][0]["vmSize"] = ""
     fam["pools"][0]["spot"] = -1
     fam["pools"].append("not a pool")
-    fam["pools"].append({"account": ACCOUNT, "vmSize": "Standard_D2_v3", "schedule": [{"cron": "0 0 25 * * *", "dedicated": 1}, {"cron": "x"}]})
+    fam["pools"].append({"account": ACCOUNT, "vmSize": "Standard_D2_v3",
+                         "schedule": [{"cron": "0 0 25 * * *", "dedicated": 1}, {"cron": "x"}]})
     fam["nodeLimits"] = {"dedicated": 3000}
     found = problems(doc)
     paths = [p.split(":", 1)[0] for p in found]
@@ -192,8 +199,10 @@ def test_source_snapshots_needs_no_image_resource_group_but_refuses_keep_managed
                              "it is where the managed images are created"]
     doc["families"]["gpu"]["source"] = "snapshots"
     # Without an image resource group, the family must say where its snapshots may live (issue 13: opt-in scope).
-    assert problems(doc) == ["families.gpu.snapshotResourceGroups: is required when the family has no imageResourceGroup: it names the "
-                             "resource group(s) where the family's snapshots may live (the app ignores snapshots anywhere else)"]
+    assert problems(doc) == ["families.gpu.snapshotResourceGroups: is required when the family has no "
+                             "imageResourceGroup: it names the "
+                             "resource group(s) where the family's snapshots may live (the app ignores snapshots "
+                             "anywhere else)"]
     doc["families"]["gpu"]["snapshotResourceGroups"] = ["images-rg"]
     assert families_from_dict(doc).families["gpu"].source == "snapshots"
     assert families_from_dict(doc).families["gpu"].snapshot_groups == ("images-rg",)
@@ -221,10 +230,12 @@ def test_gallery_pools_accept_sizes_past_the_managed_image_cap() -> None:
 
 def test_pool_ids_that_clash_in_one_account_are_refused_across_families() -> None:
     doc = minimal()
-    doc["families"]["gpu"]["pools"].append({"account": ACCOUNT.upper().replace("/SUBSCRIPTIONS/", "/subscriptions/"), "vmSize": "Standard_D2s_v3",
+    doc["families"]["gpu"]["pools"].append({"account": ACCOUNT.upper().replace("/SUBSCRIPTIONS/", "/subscriptions/"),
+                                            "vmSize": "Standard_D2s_v3",
                                             "poolId": "{family}-{versionDashed}"})
     [problem] = problems(doc)
-    assert problem.startswith("families.gpu.pools[1].poolId: gives pool id 'gpu-1-0-0' in the same Batch account as families.gpu.pools[0].poolId")
+    assert problem.startswith("families.gpu.pools[1].poolId: gives pool id 'gpu-1-0-0' in the same Batch account as "
+                              "families.gpu.pools[0].poolId")
     other = minimal()
     other["families"]["cpu"] = copy.deepcopy(other["families"]["gpu"])
     for fam in other["families"].values():
@@ -234,7 +245,8 @@ def test_pool_ids_that_clash_in_one_account_are_refused_across_families() -> Non
 
 def test_node_limit_overrides_only_lower_and_nat_limits_follow() -> None:
     doc = with_change(["families", "gpu", "nodeLimits"], {"dedicated": 600})
-    assert families_from_dict(doc).families["gpu"].node_limits == NodeLimits(dedicated=600, spot=1000, inbound_nat_dedicated=600,
+    assert families_from_dict(doc).families["gpu"].node_limits == NodeLimits(dedicated=600, spot=1000,
+                                                                             inbound_nat_dedicated=600,
                                                                               inbound_nat_spot=500)
     assert problems(with_change(["families", "gpu", "nodeLimits"], {"spot": 1001}))
 
@@ -257,14 +269,19 @@ def test_wrong_shapes_are_problems_not_crashes(document: object) -> None:
 def test_the_error_message_lists_every_problem() -> None:
     with pytest.raises(FamilyConfigError) as info:
         families_from_dict(with_change([*POOL, "spot"], 500000))
-    assert "AUTOPILOT_FAMILIES" in str(info.value) and "families.gpu.pools[0].spot: 500000 is outside 0–100000" in str(info.value)
+    assert ("AUTOPILOT_FAMILIES" in str(info.value)
+            and "families.gpu.pools[0].spot: 500000 is outside 0–100000" in str(info.value))
 
 
 JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-5, 3000), st.floats(), st.text(max_size=12),
-                              st.sampled_from(["Linux", "V2", "westeurope", ACCOUNT, "{family}-{version}", "0 0 7 * * *", "snapshots"])),
-                    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=10), c, max_size=3)), max_leaves=15)
-KEYS = ["gallery", "pools", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas", "nodeLimits",
-        "resourceGroup", "name", "imageDefinition", "osType", "hyperVGeneration", "location", "account", "vmSize", "dedicated", "spot",
+                              st.sampled_from(["Linux", "V2", "westeurope", ACCOUNT, "{family}-{version}",
+                                               "0 0 7 * * *", "snapshots"])),
+                    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=10), c, max_size=3)),
+                    max_leaves=15)
+KEYS = ["gallery", "pools", "source", "imageResourceGroup", "keepManagedImage", "legacyManagedImagePools", "replicas",
+        "nodeLimits",
+        "resourceGroup", "name", "imageDefinition", "osType", "hyperVGeneration", "location", "account", "vmSize",
+        "dedicated", "spot",
         "resizeTimeoutMinutes", "schedule", "metadata", "poolId", "cron"]
 
 
@@ -275,7 +292,8 @@ def test_any_document_is_a_config_or_a_list_of_problems(data: st.DataObject) -> 
     family = doc["families"]["gpu"]
     for _ in range(data.draw(st.integers(0, 4))):
         pools = family.get("pools")
-        targets = [t for t in (family, family.get("gallery"), pools[0] if isinstance(pools, list) and pools else None) if isinstance(t, dict)]
+        targets = [t for t in (family, family.get("gallery"), pools[0] if isinstance(pools, list) and pools else None)
+                   if isinstance(t, dict)]
         target = data.draw(st.sampled_from(targets))
         target[data.draw(st.sampled_from(KEYS))] = data.draw(JSON)
     try:

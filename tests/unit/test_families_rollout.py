@@ -29,10 +29,12 @@ def test_without_the_new_keys_nothing_changes_from_the_original_behaviour() -> N
 
 
 def test_new_pools_rollout_is_parsed_with_its_durations() -> None:
-    doc = with_change([*FAMILY, "rollout"], {"mode": "newPools", "retirePrevious": True, "retireAfter": "2h", "deleteRetiredPools": True})
+    doc = with_change([*FAMILY, "rollout"],
+                      {"mode": "newPools", "retirePrevious": True, "retireAfter": "2h", "deleteRetiredPools": True})
     assert not schema_errors(doc)
     gpu = families_from_dict(doc).get("gpu")
-    assert gpu is not None and gpu.rollout == RolloutPolicy(mode="newPools", retire_previous=True, retire_after=timedelta(hours=2),
+    assert gpu is not None and gpu.rollout == RolloutPolicy(mode="newPools", retire_previous=True,
+                                                            retire_after=timedelta(hours=2),
                                                             delete_retired_pools=True)
 
 
@@ -41,7 +43,8 @@ def test_in_place_rollout_keeps_one_pool_id_for_every_version() -> None:
     doc = with_change([*POOL, "poolId"], "{family}-render", doc)
     assert not schema_errors(doc)
     gpu = families_from_dict(doc).get("gpu")
-    assert gpu is not None and gpu.rollout == RolloutPolicy(mode="inPlace", apply_when="drain", max_wait=timedelta(days=1, hours=12))
+    assert gpu is not None and gpu.rollout == RolloutPolicy(mode="inPlace", apply_when="drain",
+                                                            max_wait=timedelta(days=1, hours=12))
     assert gpu.pools[0].pool_id("gpu", "1.0.0") == gpu.pools[0].pool_id("gpu", "2.3.4") == "gpu-render"
 
 
@@ -66,7 +69,8 @@ def test_retention_and_pin_are_parsed() -> None:
     doc = with_change([*FAMILY, "pinVersion"], "1.1.0", doc)
     assert not schema_errors(doc)
     gpu = families_from_dict(doc).get("gpu")
-    assert gpu is not None and gpu.retention == RetentionPolicy(keep_versions=2, delete_snapshots=True) and gpu.pin_version == "1.1.0"
+    assert (gpu is not None and gpu.retention == RetentionPolicy(keep_versions=2, delete_snapshots=True)
+            and gpu.pin_version == "1.1.0")
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [

@@ -1,8 +1,8 @@
 """docs/families.schema.json is the definition of the families document's shape; the runtime check
-(shared/config/families.py) is held to it here: over many small edits of valid documents, the schema and the parser accept
-and refuse the same documents. Where they differ, every problem the parser reports must be one of the cross-field rules
-a JSON Schema cannot express (listed below). The CLI (`autopilot validate FAMILIES.json`) reports the schema's problems
-in the scenario validator's words, then those rules.
+(shared/config/families.py) is held to it here: over many small edits of valid documents, the schema and the parser
+accept and refuse the same documents. Where they differ, every problem the parser reports must be one of the cross-field
+rules a JSON Schema cannot express (listed below). The CLI (`autopilot validate FAMILIES.json`) reports the schema's
+problems in the scenario validator's words, then those rules.
 
 Why not jsonschema in the Function App: the runtime check answers with per-key messages (close-match suggestions,
 the node caps that apply) the tests pin, jsonschema and its native dependencies would join the cold start, and the
@@ -26,7 +26,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCHEMA = json.loads((DOCS / "families.schema.json").read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 EXAMPLE = json.loads((DOCS / "families.example.json").read_text(encoding="utf-8"))
-ACCOUNT = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct1"
+ACCOUNT = ("/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/batch-rg/providers/Microsoft.Batch"
+           "/batchAccounts/acct1")
 RICH = {"families": {"app": {
     "gallery": {"resourceGroup": "images-rg", "name": "gal", "imageDefinition": "app", "osType": "Linux",
                 "hyperVGeneration": "V2", "location": "westeurope"},

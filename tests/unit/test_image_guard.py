@@ -45,7 +45,8 @@ def pool(pool_id: str, account: str = ACCOUNT) -> PoolRef:
     return PoolRef(account, pool_id)
 
 
-def version_body(source_image: str | None = None, os_snapshot: str | None = None, data_snapshots: tuple[str, ...] = ()) -> dict:
+def version_body(source_image: str | None = None, os_snapshot: str | None = None,
+                 data_snapshots: tuple[str, ...] = ()) -> dict:
     storage: dict = {}
     if source_image:
         storage["source"] = {"id": source_image}
@@ -81,7 +82,8 @@ def test_pool_use_reads_a_management_plane_pool_and_its_recorded_sources() -> No
 
 
 def test_pool_use_reads_a_data_plane_pool() -> None:
-    pool_json = {"id": "team-pool", "virtualMachineConfiguration": {"imageReference": {"virtualMachineImageId": VERSION}},
+    pool_json = {"id": "team-pool",
+                 "virtualMachineConfiguration": {"imageReference": {"virtualMachineImageId": VERSION}},
                  "metadata": [{"name": pool_metadata.MANAGED, "value": "true"}]}
     assert pool_use(ACCOUNT, pool_json) == PoolUse(pool("team-pool"), VERSION, ())
 
@@ -89,12 +91,15 @@ def test_pool_use_reads_a_data_plane_pool() -> None:
 @pytest.mark.parametrize("metadata", [None, [], [{"name": pool_metadata.MANAGED, "value": "false"}],
                                       [{"name": "team", "value": "render"}]])
 def test_pools_the_app_does_not_manage_have_no_use(metadata: list | None) -> None:
-    pool_json = {"id": "theirs", "virtualMachineConfiguration": {"imageReference": {"virtualMachineImageId": VERSION}}, "metadata": metadata}
+    pool_json = {"id": "theirs", "virtualMachineConfiguration": {"imageReference": {"virtualMachineImageId": VERSION}},
+                 "metadata": metadata}
     assert pool_use(ACCOUNT, pool_json) is None
 
 
 def test_a_managed_pool_on_a_marketplace_image_uses_no_guarded_resource() -> None:
-    pool_json = {"id": "plain", "virtualMachineConfiguration": {"imageReference": {"publisher": "canonical", "offer": "x", "sku": "y"}},
+    pool_json = {"id": "plain",
+                 "virtualMachineConfiguration": {
+                     "imageReference": {"publisher": "canonical", "offer": "x", "sku": "y"}},
                  "metadata": [{"name": pool_metadata.MANAGED, "value": "true"}]}
     use = pool_use(ACCOUNT, pool_json)
     assert use is not None and use.image_id is None
@@ -111,23 +116,31 @@ def test_image_sources_of_a_version_built_from_a_managed_image() -> None:
 
 
 def test_image_sources_of_a_version_built_from_snapshots() -> None:
-    assert image_sources(GALLERY_VERSION, version_body(os_snapshot=OS_SNAP, data_snapshots=(DATA_SNAP,))) == [OS_SNAP, DATA_SNAP]
+    assert image_sources(GALLERY_VERSION,
+                         version_body(os_snapshot=OS_SNAP, data_snapshots=(DATA_SNAP,))) == [OS_SNAP, DATA_SNAP]
 
 
 def test_image_sources_of_a_managed_image() -> None:
     assert image_sources(MANAGED_IMAGE, image_body(OS_SNAP, (DATA_SNAP,))) == [OS_SNAP, DATA_SNAP]
 
 
-@pytest.mark.parametrize(("kind", "body"), [(GALLERY_VERSION, None), (GALLERY_VERSION, {}), (MANAGED_IMAGE, {"properties": {}}),
-                                            (SNAPSHOT, {"properties": {"storageProfile": {"osDisk": {"snapshot": {"id": OS_SNAP}}}}}),
-                                            (GALLERY_VERSION, {"properties": {"storageProfile": {"source": {"id": None}, "dataDiskImages": None}}})])
+@pytest.mark.parametrize(("kind", "body"), [(GALLERY_VERSION, None), (GALLERY_VERSION, {}),
+                                            (MANAGED_IMAGE, {"properties": {}}),
+                                            (SNAPSHOT,
+                                             {"properties": {
+                                                 "storageProfile": {"osDisk": {"snapshot": {"id": OS_SNAP}}}}}),
+                                            (GALLERY_VERSION,
+                                             {"properties": {
+                                                 "storageProfile": {"source": {"id": None}, "dataDiskImages": None}}})])
 def test_image_sources_of_nothing_readable_are_empty(kind: str, body: dict | None) -> None:
     assert image_sources(kind, body) == []
 
 
 @pytest.mark.parametrize(("resource_id", "kind"), [
-    (VERSION, GALLERY_VERSION), (VERSION.upper().replace("/SUBSCRIPTIONS", "/subscriptions"), GALLERY_VERSION), (IMAGE, MANAGED_IMAGE),
-    (OS_SNAP, SNAPSHOT), (DEFINITION, None), (ACCOUNT, None), ("not an id", None), (f"/subscriptions/{SUB}/resourceGroups/images-rg", None),
+    (VERSION, GALLERY_VERSION), (VERSION.upper().replace("/SUBSCRIPTIONS", "/subscriptions"), GALLERY_VERSION),
+    (IMAGE, MANAGED_IMAGE),
+    (OS_SNAP, SNAPSHOT), (DEFINITION, None), (ACCOUNT, None), ("not an id", None),
+    (f"/subscriptions/{SUB}/resourceGroups/images-rg", None),
 ])
 def test_kind_of(resource_id: str, kind: str | None) -> None:
     assert kind_of(resource_id) == kind
@@ -148,12 +161,14 @@ def test_graph_follows_version_to_managed_image_to_snapshots_for_every_pool() ->
         assert kind_of(resource.resource_id) == resource.kind
         assert normalize(resource.resource_id) == key
     assert graph[normalize(IMAGE)].kind == MANAGED_IMAGE
-    assert dependants(graph, OS_SNAP.upper().replace("/SUBSCRIPTIONS", "/subscriptions")) == [pool("b", OTHER_ACCOUNT), pool("a")]
+    assert dependants(
+        graph, OS_SNAP.upper().replace("/SUBSCRIPTIONS", "/subscriptions")) == [pool("b", OTHER_ACCOUNT), pool("a")]
 
 
 def test_graph_holds_each_resource_only_for_the_pools_that_reach_it() -> None:
     uses = [PoolUse(pool("a"), VERSION), PoolUse(pool("b"), DIRECT_VERSION)]
-    sources = {normalize(VERSION): [IMAGE], normalize(IMAGE): [OS_SNAP, DATA_SNAP], normalize(DIRECT_VERSION): [OS_SNAP]}
+    sources = {normalize(VERSION): [IMAGE], normalize(IMAGE): [OS_SNAP, DATA_SNAP],
+               normalize(DIRECT_VERSION): [OS_SNAP]}
     graph = build_graph(uses, sources)
     assert graph[normalize(VERSION)].pools == {pool("a")}
     assert graph[normalize(DATA_SNAP)].pools == {pool("a")}
@@ -170,7 +185,8 @@ def test_graph_uses_recorded_sources_when_an_image_can_no_longer_be_read() -> No
 
 def test_graph_is_case_insensitive_and_ignores_unguarded_ids() -> None:
     shouty = VERSION.replace("resourceGroups", "resourcegroups").replace("Microsoft.Compute", "MICROSOFT.COMPUTE")
-    uses = [PoolUse(pool("a"), VERSION), PoolUse(pool("b"), shouty), PoolUse(pool("c"), DEFINITION, ("", "  ", "garbage"))]
+    uses = [PoolUse(pool("a"), VERSION), PoolUse(pool("b"), shouty),
+            PoolUse(pool("c"), DEFINITION, ("", "  ", "garbage"))]
     graph = build_graph(uses, {normalize(VERSION): [IMAGE, "nonsense", DEFINITION]})
     assert set(graph) == {normalize(VERSION), normalize(IMAGE)}
     assert graph[normalize(VERSION)].pools == {pool("a"), pool("b")}
@@ -252,7 +268,8 @@ def graph_of(*entries: tuple[str, set[PoolRef]]) -> dict[str, GuardedResource]:
 
 def test_plan_puts_missing_locks_refreshes_changed_notes_and_removes_unreferenced() -> None:
     graph = graph_of((VERSION, {pool("a")}), (IMAGE, {pool("a"), pool("b")}), (OS_SNAP, {pool("a")}))
-    ours = {normalize(IMAGE): lock_notes([pool("a")]), normalize(OS_SNAP): lock_notes([pool("a")]), normalize(DATA_SNAP): "old"}
+    ours = {normalize(IMAGE): lock_notes([pool("a")]), normalize(OS_SNAP): lock_notes([pool("a")]),
+            normalize(DATA_SNAP): "old"}
     actions = plan_locks(graph, ours, lock_scopes={normalize(DATA_SNAP): DATA_SNAP})
     assert actions == [
         LockAction("put", VERSION, lock_notes([pool("a")])),
@@ -282,10 +299,12 @@ def test_plan_with_nothing_referenced_and_no_locks_of_ours_does_nothing() -> Non
 
 
 @pytest.mark.parametrize(("owners", "owner", "ours"), [
-    ((), None, True), (("batch-image-autopilot",), "batch-image-autopilot", True), (("BATCH-IMAGE-AUTOPILOT",), "batch-image-autopilot", True),
+    ((), None, True), (("batch-image-autopilot",), "batch-image-autopilot", True),
+    (("BATCH-IMAGE-AUTOPILOT",), "batch-image-autopilot", True),
     (("alice",), "batch-image-autopilot", False), ((), "batch-image-autopilot", False), (("alice",), None, False),
 ])
-def test_a_lock_with_the_apps_name_is_the_apps_only_when_the_app_owns_it(owners: tuple[str, ...], owner: str | None, ours: bool) -> None:
+def test_a_lock_with_the_apps_name_is_the_apps_only_when_the_app_owns_it(
+        owners: tuple[str, ...], owner: str | None, ours: bool) -> None:
     assert is_ours(owners, owner) is ours
 
 

@@ -22,7 +22,8 @@ POOL_ID_RULE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def family(**overrides: object) -> FamilyConfig:
-    gallery = GalleryConfig(resource_group="images-rg", name="autopilotGallery", image_definition="gpu-render", os_type="Linux",
+    gallery = GalleryConfig(resource_group="images-rg", name="autopilotGallery", image_definition="gpu-render",
+                            os_type="Linux",
                             hyper_v_generation="V2", location="westeurope")
     values: dict[str, object] = {"name": "gpu", "gallery": gallery, "image_resource_group": "images-rg"}
     values.update(overrides)
@@ -99,11 +100,13 @@ def test_stable_ids_are_deterministic_case_insensitive_and_distinct() -> None:
 def test_gallery_version_id_uses_the_app_subscription_by_default() -> None:
     rid = ResourceId.parse(naming.family_gallery_version_id(family(), "1.4.0", SUB))
     assert rid.is_type("Microsoft.Compute/galleries/images/versions")
-    assert (rid.subscription_id, rid.resource_group, rid.names) == (SUB, "images-rg", ("autopilotGallery", "gpu-render", "1.4.0"))
+    assert (rid.subscription_id, rid.resource_group, rid.names) == (SUB, "images-rg",
+                                                                    ("autopilotGallery", "gpu-render", "1.4.0"))
 
 
 def test_gallery_version_id_uses_the_gallery_subscription_when_set() -> None:
-    f = family(gallery=GalleryConfig(resource_group="g", name="gal", image_definition="d", os_type="Linux", hyper_v_generation="V1",
+    f = family(gallery=GalleryConfig(resource_group="g", name="gal", image_definition="d", os_type="Linux",
+                                     hyper_v_generation="V1",
                                      location="westeurope", subscription=GALLERY_SUB))
     assert ResourceId.parse(naming.family_gallery_version_id(f, "1.0.0", SUB)).subscription_id == GALLERY_SUB
 
@@ -111,7 +114,8 @@ def test_gallery_version_id_uses_the_gallery_subscription_when_set() -> None:
 def test_managed_image_id_and_the_pool_image_id() -> None:
     image = naming.family_managed_image_id(family(), "1.4.0", SUB)
     assert image == f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/images/gpu-1.4.0"
-    assert naming.family_pool_image_id(family(), "1.4.0", SUB) == naming.family_gallery_version_id(family(), "1.4.0", SUB)
+    assert naming.family_pool_image_id(
+        family(), "1.4.0", SUB) == naming.family_gallery_version_id(family(), "1.4.0", SUB)
     assert naming.family_pool_image_id(family(legacy_managed_image_pools=True), "1.4.0", SUB) == image
 
 
@@ -121,13 +125,15 @@ def test_a_family_without_an_image_resource_group_has_no_managed_image() -> None
 
 
 VERSION_PART = st.one_of(st.integers(0, 20), st.integers(0, 2**31 + 5))
-TEMPLATE_PIECES = st.lists(st.sampled_from(["{family}", "{version}", "{versionDashed}", "-", "_", ".", "pool", "X", " ", "{", "}",
+TEMPLATE_PIECES = st.lists(st.sampled_from(["{family}", "{version}", "{versionDashed}", "-", "_", ".", "pool", "X", " ",
+                                            "{", "}",
                                             "{other}", "é", "/"]), max_size=8)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(max_size=40), VERSION_PART, VERSION_PART, VERSION_PART, TEMPLATE_PIECES)
-def test_names_are_valid_or_a_typed_error(family_name: str, major: int, minor: int, patch: int, pieces: list[str]) -> None:
+def test_names_are_valid_or_a_typed_error(family_name: str, major: int, minor: int, patch: int,
+                                          pieces: list[str]) -> None:
     version = f"{major}.{minor}.{patch}"
     template = "".join(pieces)
     try:

@@ -1,4 +1,5 @@
-"""Inbound NAT pools: the ranges Batch accepts (azure-batch 15.1.0 BatchInboundNatPool docstrings), checked before asking."""
+"""Inbound NAT pools: the ranges Batch accepts (azure-batch 15.1.0 BatchInboundNatPool docstrings), checked before
+asking."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def test_families_refuse_ranges_batch_would_refuse_or_too_small_for_the_pool() -
     [problem] = problems(with_change([*POOL, "inboundNatPools"], reserved))
     assert problem.startswith("families.gpu.pools[0].inboundNatPools:") and "reserves" in problem
     small = with_change([*POOL, "dedicated"], 60, with_change([*POOL, "inboundNatPools"],
-                        [{"name": "ssh", "backendPort": 22, "frontendPortRangeStart": 1000, "frontendPortRangeEnd": 1049}]))
+                        [{"name": "ssh", "backendPort": 22, "frontendPortRangeStart": 1000,
+                          "frontendPortRangeEnd": 1049}]))
     [problem] = problems(small)
     assert "holds 50 ports" in problem and "60 nodes" in problem
     with pytest.raises(FamilyConfigError):

@@ -1,4 +1,5 @@
-"""NCRONTAB parsing and search: examples from the Functions docs, errors a person can act on, and brute-force properties."""
+"""NCRONTAB parsing and search: examples from the Functions docs, errors a person can act on, and brute-force
+properties."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ class TestNextAfter:
         assert next_after("0 */5 * * * *", at(2026, 11, 2, 6, 5)) == at(2026, 11, 2, 6, 10)
 
     def test_sub_second_input(self) -> None:
-        assert next_after("* * * * * *", at(2026, 11, 2, 6, 0, 0) + timedelta(microseconds=500)) == at(2026, 11, 2, 6, 0, 1)
+        assert next_after("* * * * * *",
+                          at(2026, 11, 2, 6, 0, 0) + timedelta(microseconds=500)) == at(2026, 11, 2, 6, 0, 1)
 
     def test_friday_evening_to_monday_morning(self) -> None:
         assert next_after("0 0 7 * * MON-FRI", at(2026, 11, 6, 19, 0)) == at(2026, 11, 9, 7, 0)
@@ -235,7 +237,8 @@ def test_searches_are_inverse(expression: str, t: datetime) -> None:
     s = parse(expression)
     following = next_after(s, t)
     assert last_at_or_before(s, following) == following
-    # Nothing fires strictly between t and the next firing time, so one second earlier the last firing is the one before t.
+    # Nothing fires strictly between t and the next firing time, so one second earlier the last firing is the one before
+    # t.
     assert last_at_or_before(s, following - timedelta(seconds=1)) == last_at_or_before(s, t)
 
 

@@ -25,9 +25,11 @@ NOW = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 POLICY = HealthPolicy(unhealthy_after=timedelta(minutes=15), max_replacements=3, ready_within=timedelta(minutes=30))
 
 
-def node(node_id: str, state: str, minutes_ago: float = 20, *, allocated_ago: float | None = None, errors: tuple[tuple[str, str], ...] = ()) -> NodeInfo:
+def node(node_id: str, state: str, minutes_ago: float = 20, *, allocated_ago: float | None = None,
+         errors: tuple[tuple[str, str], ...] = ()) -> NodeInfo:
     return NodeInfo(node_id, state.lower(), NOW - timedelta(minutes=minutes_ago),
-                    NOW - timedelta(minutes=allocated_ago if allocated_ago is not None else minutes_ago + 2), True, errors)
+                    NOW - timedelta(minutes=allocated_ago if allocated_ago is not None else minutes_ago + 2), True,
+                    errors)
 
 
 def test_a_node_is_unhealthy_only_past_the_threshold() -> None:
@@ -55,7 +57,8 @@ def test_node_info_reads_errors_and_the_start_task_failure() -> None:
     info = NodeInfo.from_dict({"id": "n1", "state": "startTaskFailed", "stateTransitionTime": "2026-05-04T08:30:00Z",
                                "allocationTime": "2026-05-04T08:27:00Z", "isDedicated": False,
                                "startTaskInfo": {"failureInfo": {"code": "FailureExitCode", "message": "exit 1"}}})
-    assert info.state == "starttaskfailed" and info.failed and not info.dedicated and info.errors == (("FailureExitCode", "exit 1"),)
+    assert (info.state == "starttaskfailed" and info.failed and not info.dedicated
+            and info.errors == (("FailureExitCode", "exit 1"),))
     summary = summarize([info, node("ok", "idle"), node("boot", "starting", 1)])
     assert (summary.usable, summary.failed, summary.booting, summary.total) == (1, 1, 1, 3)
     assert summary.errors == {"FailureExitCode": "exit 1"}
@@ -64,13 +67,15 @@ def test_node_info_reads_errors_and_the_start_task_failure() -> None:
 def test_replacement_spends_the_budget_then_alerts_once_and_stops() -> None:
     nodes = [node("a", "unusable"), node("b", "unusable"), node("c", "idle")]
     first = decide_repair(nodes, None, NOW, POLICY, steady=True, has_start_task=False)
-    assert first.remove == ("a", "b") and not first.alert and first.record is not None and first.record.replaced == ("a", "b")
+    assert (first.remove == ("a", "b") and not first.alert and first.record is not None
+            and first.record.replaced == ("a", "b"))
     # the removed nodes may still be listed (leaving): never removed twice
     again = decide_repair(nodes, first.record, NOW, POLICY, steady=True, has_start_task=False)
     assert again.remove == () and not again.alert
     fresh = [node("d", "unusable"), node("e", "unusable"), node("c", "idle")]
     second = decide_repair(fresh, first.record, NOW, POLICY, steady=True, has_start_task=False)
-    assert second.remove == ("d",) and second.record is not None and len(second.record.replaced) == 3  # what is left of the budget
+    # what is left of the budget
+    assert second.remove == ("d",) and second.record is not None and len(second.record.replaced) == 3
     third = decide_repair(fresh, second.record, NOW, POLICY, steady=True, has_start_task=False)
     assert third.alert and third.remove == () and third.record is not None and third.record.stopped
     fourth = decide_repair(fresh, third.record, NOW, POLICY, steady=True, has_start_task=False)
@@ -87,11 +92,13 @@ def test_nothing_is_removed_while_resizing_or_when_the_image_is_suspect() -> Non
 
 def test_the_episode_lasts_while_replacements_boot_and_ends_when_the_pool_is_healthy() -> None:
     record = HealthRecord(started=NOW - timedelta(minutes=30), replaced=("a",))
-    booting = decide_repair([node("x", "starting", 1), node("c", "idle")], record, NOW, POLICY, steady=True, has_start_task=False)
+    booting = decide_repair([node("x", "starting", 1), node("c", "idle")], record, NOW, POLICY, steady=True,
+                            has_start_task=False)
     assert booting.record == record
     empty = decide_repair([], record, NOW, POLICY, steady=True, has_start_task=False)
     assert empty.record == record
-    healthy = decide_repair([node("x", "idle"), node("c", "idle")], record, NOW, POLICY, steady=True, has_start_task=False)
+    healthy = decide_repair([node("x", "idle"), node("c", "idle")], record, NOW, POLICY, steady=True,
+                            has_start_task=False)
     assert healthy.record is None
     waiting = decide_repair([node("y", "unusable", 5)], None, NOW, POLICY, steady=True, has_start_task=False)
     assert waiting.remove == () and waiting.next_look == NOW + timedelta(minutes=10)
@@ -150,16 +157,20 @@ def test_the_canary_caps_growth_until_it_passes() -> None:
 
 
 def test_family_canary_nodes_and_start_task_are_parsed_and_validated() -> None:
-    base = {"gallery": {"resourceGroup": "images-rg", "name": "g", "imageDefinition": "sim", "osType": "Linux", "hyperVGeneration": "V2",
-                        "location": "westeurope"}, "source": "snapshots", "snapshotResourceGroups": ["images-rg"], "pools": []}
+    base = {"gallery": {"resourceGroup": "images-rg", "name": "g", "imageDefinition": "sim", "osType": "Linux",
+                        "hyperVGeneration": "V2",
+                        "location": "westeurope"}, "source": "snapshots", "snapshotResourceGroups": ["images-rg"],
+            "pools": []}
     family = families_from_dict({"families": {"sim": base}}).get("sim")
     assert family is not None and family.canary_nodes == 3 and family.start_task is None
     configured = families_from_dict({"families": {"sim": {**base, "canaryNodes": 0, "startTask": {
-        "commandLine": "/bin/sh -c 'nvidia-smi'", "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}}}}}).get("sim")
+        "commandLine": "/bin/sh -c 'nvidia-smi'",
+        "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "admin"}}}}}}).get("sim")
     assert configured is not None and configured.canary_nodes == 0
     assert configured.start_task == StartTask("/bin/sh -c 'nvidia-smi'", True, "Pool", "Admin")
     assert configured.start_task.to_body() == {"commandLine": "/bin/sh -c 'nvidia-smi'", "waitForSuccess": True,
-                                               "userIdentity": {"autoUser": {"scope": "Pool", "elevationLevel": "Admin"}}}
+                                               "userIdentity": {
+                                                   "autoUser": {"scope": "Pool", "elevationLevel": "Admin"}}}
     with pytest.raises(ValueError) as err:
         families_from_dict({"families": {"sim": {**base, "canaryNodes": -1, "startTask": {"waitForSuccess": "yes"}}}})
     text = str(err.value)

@@ -1,4 +1,5 @@
-"""Pure ownership decisions: tags are a claim, the definition is the proof; locks are removed only when provably the app's."""
+"""Pure ownership decisions: tags are a claim, the definition is the proof; locks are removed only when provably the
+app's."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def test_untagged_forged_or_mismatched_images_are_not_the_apps() -> None:
     assert "autopilot.managedBy" in ownership.image_not_ours(image({}, SNAP), "gpu", "1.0.0", [SNAP])
     forged = {"autopilot.managedBy": "batch-image-autopilot", "autopilot.family": "gpu", "autopilot.version": "1.0.0"}
     assert "built from" in ownership.image_not_ours(image(forged, OTHER), "gpu", "1.0.0", [SNAP])
-    assert "family" in ownership.image_not_ours(image(ownership.app_tags("cpu", "1.0.0", [SNAP]), SNAP), "gpu", "1.0.0", [SNAP])
+    assert "family" in ownership.image_not_ours(image(ownership.app_tags("cpu", "1.0.0", [SNAP]), SNAP), "gpu", "1.0.0",
+                                                [SNAP])
     wrong_digest = {**ownership.app_tags("gpu", "1.0.0", [SNAP]), "autopilot.sources": "0" * 32}
     assert "autopilot.sources" in ownership.image_not_ours(image(wrong_digest, SNAP), "gpu", "1.0.0", [SNAP])
 
@@ -44,8 +46,10 @@ def test_lock_removal_needs_name_owner_notes_and_a_known_identity() -> None:
     mine = Lock(LOCK_NAME, "CanNotDelete", notes, ("app-id",), IMAGE)
     assert ownership.lock_removal_refusal(mine, "app-id", lock_name=LOCK_NAME, notes_head=NOTES_HEAD) is None
     assert "AZURE_CLIENT_ID" in ownership.lock_removal_refusal(mine, None, lock_name=LOCK_NAME, notes_head=NOTES_HEAD)
-    assert ownership.lock_removal_refusal(None, "app-id", lock_name=LOCK_NAME, notes_head=NOTES_HEAD) == "the lock is gone"
+    assert ownership.lock_removal_refusal(None, "app-id", lock_name=LOCK_NAME,
+                                          notes_head=NOTES_HEAD) == "the lock is gone"
     rewritten = Lock(LOCK_NAME, "CanNotDelete", notes, ("someone-else",), IMAGE)
     assert "owners" in ownership.lock_removal_refusal(rewritten, "app-id", lock_name=LOCK_NAME, notes_head=NOTES_HEAD)
     foreign_notes = Lock(LOCK_NAME, "CanNotDelete", "keep: legal hold", ("app-id",), IMAGE)
-    assert "notes" in ownership.lock_removal_refusal(foreign_notes, "app-id", lock_name=LOCK_NAME, notes_head=NOTES_HEAD)
+    assert "notes" in ownership.lock_removal_refusal(foreign_notes, "app-id", lock_name=LOCK_NAME,
+                                                     notes_head=NOTES_HEAD)

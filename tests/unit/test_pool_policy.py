@@ -36,7 +36,8 @@ MIN = timedelta(minutes=1)
 
 
 def pool(**kw: object) -> PoolView:
-    base = PoolView(account_id=ACCOUNT, pool_id="render", allocation_state="steady", allocation_state_transition_time=T0 - timedelta(hours=1),
+    base = PoolView(account_id=ACCOUNT, pool_id="render", allocation_state="steady",
+                    allocation_state_transition_time=T0 - timedelta(hours=1),
                     metadata={md.MANAGED: "true"}, image_id=IMAGE)
     return replace(base, **kw)  # type: ignore[arg-type]
 
@@ -50,13 +51,15 @@ DATA_PLANE = {
     "allocationStateTransitionTime": "2026-11-02T05:30:00.1234567Z",
     "vmSize": "standard_d4ds_v5",
     "resizeTimeout": "PT15M",
-    "resizeErrors": [{"code": "AllocationTimedout", "message": "Desired number of dedicated nodes could not be allocated as the resize timeout was reached"}],
+    "resizeErrors": [{"code": "AllocationTimedout", "message": "Desired number of dedicated nodes could not be "
+                                                               "allocated as the resize timeout was reached"}],
     "currentDedicatedNodes": 280,
     "currentLowPriorityNodes": 0,
     "targetDedicatedNodes": 300,
     "targetLowPriorityNodes": 0,
     "enableAutoScale": False,
-    "virtualMachineConfiguration": {"imageReference": {"virtualMachineImageId": IMAGE}, "nodeAgentSKUId": "batch.node.ubuntu 24.04"},
+    "virtualMachineConfiguration": {"imageReference": {"virtualMachineImageId": IMAGE},
+                                    "nodeAgentSKUId": "batch.node.ubuntu 24.04"},
     "metadata": [{"name": md.MANAGED, "value": "true"}, {"name": md.DESIRED_DEDICATED, "value": "800"}],
 }
 
@@ -69,10 +72,14 @@ MANAGEMENT_PLANE = {
         "allocationStateTransitionTime": "2026-11-02T05:30:00Z",
         "currentDedicatedNodes": 3,
         "currentLowPriorityNodes": 1,
-        "scaleSettings": {"fixedScale": {"targetDedicatedNodes": 6, "targetLowPriorityNodes": 2, "resizeTimeout": "PT8M"}},
-        "resizeOperationStatus": {"targetDedicatedNodes": 6, "errors": [{"code": "AccountCoreQuotaReached", "message": "quota",
-                                                                         "details": [{"code": "Reason", "message": "core quota"}]}]},
-        "deploymentConfiguration": {"virtualMachineConfiguration": {"imageReference": {"id": IMAGE}, "nodeAgentSkuId": "batch.node.ubuntu 24.04"}},
+        "scaleSettings": {"fixedScale": {"targetDedicatedNodes": 6, "targetLowPriorityNodes": 2,
+                                         "resizeTimeout": "PT8M"}},
+        "resizeOperationStatus": {"targetDedicatedNodes": 6, "errors": [{"code": "AccountCoreQuotaReached",
+                                                                         "message": "quota",
+                                                                         "details": [{"code": "Reason",
+                                                                                      "message": "core quota"}]}]},
+        "deploymentConfiguration": {"virtualMachineConfiguration": {"imageReference": {"id": IMAGE},
+                                                                    "nodeAgentSkuId": "batch.node.ubuntu 24.04"}},
         "metadata": [{"name": md.MANAGED, "value": "true"}],
     },
 }
@@ -81,7 +88,8 @@ MANAGEMENT_PLANE = {
 class TestPoolView:
     def test_from_data_plane(self) -> None:
         p = PoolView.from_dict(DATA_PLANE, account_id=ACCOUNT)
-        assert (p.pool_id, p.account_id, p.allocation_state, p.etag) == ("render", ACCOUNT, "steady", "0x8D413091E739A56")
+        assert (
+            p.pool_id, p.account_id, p.allocation_state, p.etag) == ("render", ACCOUNT, "steady", "0x8D413091E739A56")
         assert p.allocation_state_transition_time == datetime(2026, 11, 2, 5, 30, 0, 123456, tzinfo=UTC)
         assert (p.current_dedicated, p.current_spot, p.target_dedicated, p.target_spot) == (280, 0, 300, 0)
         assert p.resize_timeout == 15 * MIN
@@ -105,16 +113,20 @@ class TestPoolView:
     def test_casing_and_sparse_input(self) -> None:
         p = PoolView.from_dict({"id": "p", "allocationState": "Resizing"})
         assert p.allocation_state == "resizing" and not p.is_steady
-        assert (p.current_dedicated, p.image_id, p.allocation_state_transition_time, p.resize_errors) == (0, None, None, ())
+        assert (p.current_dedicated, p.image_id, p.allocation_state_transition_time,
+                p.resize_errors) == (0, None, None, ())
         assert not p.is_managed
 
     def test_marketplace_image_has_no_image_id(self) -> None:
-        data = {**DATA_PLANE, "virtualMachineConfiguration": {"imageReference": {"publisher": "canonical", "offer": "ubuntu", "sku": "24_04"}}}
+        data = {**DATA_PLANE,
+                "virtualMachineConfiguration": {"imageReference": {"publisher": "canonical", "offer": "ubuntu",
+                                                                   "sku": "24_04"}}}
         assert PoolView.from_dict(data).image_id is None
 
 
 class TestParsing:
-    @pytest.mark.parametrize(("text", "expected"), [("PT15M", 15 * MIN), ("PT15M00S", 15 * MIN), ("P1DT2H", timedelta(days=1, hours=2)),
+    @pytest.mark.parametrize(("text", "expected"), [("PT15M", 15 * MIN), ("PT15M00S", 15 * MIN),
+                                                    ("P1DT2H", timedelta(days=1, hours=2)),
                                                     ("PT0.5S", timedelta(seconds=0.5)), ("pt20m", 20 * MIN)])
     def test_durations(self, text: str, expected: timedelta) -> None:
         assert parse_duration(text) == expected
@@ -124,7 +136,8 @@ class TestParsing:
         assert parse_duration(text) is None
 
     def test_format_duration(self) -> None:
-        assert [format_duration(d) for d in (20 * MIN, 65 * MIN, timedelta(seconds=30), timedelta(0))] == ["PT20M", "PT1H5M", "PT30S", "PT0S"]
+        assert ([format_duration(d) for d in (20 * MIN, 65 * MIN, timedelta(seconds=30), timedelta(0))]
+                == ["PT20M", "PT1H5M", "PT30S", "PT0S"])
         assert parse_duration(format_duration(38 * MIN)) == 38 * MIN
 
     def test_datetimes(self) -> None:
@@ -142,7 +155,8 @@ class TestDesiredTarget:
         assert desired_target(pool(), T0) is None
 
     def test_metadata_values(self) -> None:
-        got = desired_target(pool(metadata={md.MANAGED: "True", md.DESIRED_DEDICATED: "800", md.DESIRED_SPOT: " 20 "}), T0)
+        got = desired_target(pool(metadata={md.MANAGED: "True", md.DESIRED_DEDICATED: "800", md.DESIRED_SPOT: " 20 "}),
+                             T0)
         assert got == DesiredTarget(800, 20, "metadata")
 
     def test_one_count_leaves_the_other_to_the_pool(self) -> None:
@@ -150,13 +164,15 @@ class TestDesiredTarget:
         assert (got.dedicated, got.spot) == (800, 7)  # type: ignore[union-attr]
 
     def test_schedule_in_force_wins(self) -> None:
-        schedule = json.dumps([{"cron": "0 0 7 * * MON-FRI", "dedicated": 800}, {"cron": "0 0 19 * * MON-FRI", "dedicated": 50, "spot": 5}])
+        schedule = json.dumps([{"cron": "0 0 7 * * MON-FRI", "dedicated": 800},
+                               {"cron": "0 0 19 * * MON-FRI", "dedicated": 50, "spot": 5}])
         p = pool(metadata={md.MANAGED: "true", md.DESIRED_DEDICATED: "10", md.SCHEDULE: schedule})
         assert desired_target(p, T0) == DesiredTarget(50, 5, "schedule", datetime(2026, 10, 30, 19, tzinfo=UTC))
         assert desired_target(p, T0 + timedelta(hours=2)).dedicated == 800  # type: ignore[union-attr]
 
     def test_schedule_not_in_force_falls_back_to_metadata(self) -> None:
-        p = pool(metadata={md.MANAGED: "true", md.DESIRED_DEDICATED: "10", md.SCHEDULE: '[{"cron": "0 0 0 1 JAN *", "dedicated": 99}]'})
+        p = pool(metadata={md.MANAGED: "true", md.DESIRED_DEDICATED: "10",
+                           md.SCHEDULE: '[{"cron": "0 0 0 1 JAN *", "dedicated": 99}]'})
         assert desired_target(p, T0) == DesiredTarget(10, 0, "metadata")
 
     def test_broken_schedule_is_an_error_naming_pool_and_key(self) -> None:
@@ -209,7 +225,8 @@ class TestStalled:
 
     def test_resizing_after_our_request_is_awaiting(self) -> None:
         requested = T0 - timedelta(hours=2)
-        assert awaiting_request(pool(allocation_state="resizing", allocation_state_transition_time=requested + MIN), requested, T0)
+        assert awaiting_request(pool(allocation_state="resizing", allocation_state_transition_time=requested + MIN),
+                                requested, T0)
 
 
 def classify_errors() -> tuple:
@@ -250,8 +267,10 @@ class TestNextResize:
             next_resize(p, DesiredTarget(50, 0))
 
     def test_grow_one_count_while_shrinking_the_other(self) -> None:
-        step = next_resize(pool(current_dedicated=10, current_spot=40, target_dedicated=10, target_spot=40), DesiredTarget(20, 0))
-        assert step is not None and (step.target_dedicated, step.target_spot, step.node_deallocation_option) == (20, 0, "taskcompletion")
+        step = next_resize(pool(current_dedicated=10, current_spot=40, target_dedicated=10, target_spot=40),
+                           DesiredTarget(20, 0))
+        assert step is not None and (step.target_dedicated, step.target_spot,
+                                     step.node_deallocation_option) == (20, 0, "taskcompletion")
 
     def test_nothing_to_do_at_target(self) -> None:
         assert next_resize(pool(current_dedicated=5, target_dedicated=5), DesiredTarget(5, 0)) is None
@@ -260,21 +279,25 @@ class TestNextResize:
         assert step is not None and step.target_dedicated == 5 and step.node_deallocation_option is None
 
 
-@pytest.mark.parametrize(("nodes", "minutes"), [(0, 20), (1, 20), (300, 20), (1333, 20), (1334, 21), (2000, 30), (2500, 38), (-5, 20)])
+@pytest.mark.parametrize(("nodes", "minutes"),
+                         [(0, 20), (1, 20), (300, 20), (1333, 20), (1334, 21), (2000, 30), (2500, 38), (-5, 20)])
 def test_resize_timeout_for(nodes: int, minutes: int) -> None:
     assert resize_timeout_for(nodes) == minutes * MIN
 
 
 def test_watch_policy_from_settings() -> None:
-    s = Settings(subscription_id="s", batch_accounts=(), backoff_initial_minutes=1, backoff_max_minutes=4, backoff_reset_hours=2,
+    s = Settings(subscription_id="s", batch_accounts=(), backoff_initial_minutes=1, backoff_max_minutes=4,
+                 backoff_reset_hours=2,
                  max_resize_attempts=3, max_episode_hours=6, growth_step_nodes=100, alert_cooldown_minutes=15)
     p = WatchPolicy.from_settings(s)
     assert (p.backoff.initial, p.backoff.maximum, p.backoff.reset_after) == (MIN, 4 * MIN, timedelta(hours=2))
-    assert (p.max_resize_attempts, p.max_episode, p.growth_step_nodes, p.alert_cooldown) == (3, timedelta(hours=6), 100, 15 * MIN)
+    assert (p.max_resize_attempts, p.max_episode, p.growth_step_nodes,
+            p.alert_cooldown) == (3, timedelta(hours=6), 100, 15 * MIN)
     assert WatchPolicy.from_settings(Settings(subscription_id="s", batch_accounts=())) == WatchPolicy()
 
 
-@pytest.mark.parametrize("kwargs", [{"max_resize_attempts": 0}, {"growth_step_nodes": 0}, {"default_deallocation": "Requeue"}])
+@pytest.mark.parametrize("kwargs",
+                         [{"max_resize_attempts": 0}, {"growth_step_nodes": 0}, {"default_deallocation": "Requeue"}])
 def test_watch_policy_validates(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         WatchPolicy(**kwargs)
@@ -282,7 +305,8 @@ def test_watch_policy_validates(kwargs: dict) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 3000), st.integers(0, 1000), st.integers(0, 3000), st.integers(0, 1000), st.integers(1, 1000))
-def test_staged_growth_never_exceeds_the_step_and_arrives_in_ceil_delta_over_step(d0: int, s0: int, d: int, s: int, step_nodes: int) -> None:
+def test_staged_growth_never_exceeds_the_step_and_arrives_in_ceil_delta_over_step(
+        d0: int, s0: int, d: int, s: int, step_nodes: int) -> None:
     policy = WatchPolicy(growth_step_nodes=step_nodes)
     desired = DesiredTarget(d, s)
     p = pool(current_dedicated=d0, current_spot=s0, target_dedicated=d0, target_spot=s0)
@@ -310,17 +334,20 @@ def test_staged_growth_never_exceeds_the_step_and_arrives_in_ceil_delta_over_ste
 
 
 def test_every_resize_uses_the_pools_configured_timeout_never_less() -> None:
-    """Issue 12: the family's resizeTimeoutMinutes is recorded on the pool and used for every resize, not only the first."""
+    """Issue 12: the family's resizeTimeoutMinutes is recorded on the pool and used for every resize, not only the
+    first."""
     p = pool(image_id=IMAGE, metadata={md.MANAGED: "true", md.RESIZE_TIMEOUT: "25"})
     for current in (0, 300, 2700):
         step = next_resize(replace(p, current_dedicated=current, target_dedicated=current), DesiredTarget(3000, 1200))
         assert step is not None and step.resize_timeout == timedelta(minutes=25)
     # A step that could not finish within the pool's timeout (15 minutes per 1,000 nodes) is made smaller instead.
     big_steps = WatchPolicy(growth_step_nodes=2000)
-    step = next_resize(replace(p, metadata={md.MANAGED: "true", md.RESIZE_TIMEOUT: "15"}), DesiredTarget(3000, 0), big_steps)
+    step = next_resize(replace(p, metadata={md.MANAGED: "true", md.RESIZE_TIMEOUT: "15"}), DesiredTarget(3000, 0),
+                       big_steps)
     assert step is not None and (step.target_dedicated, step.resize_timeout) == (1000, timedelta(minutes=15))
     # Without a recorded timeout the computed one applies, as before.
-    assert next_resize(replace(p, metadata={md.MANAGED: "true"}), DesiredTarget(300, 0)).resize_timeout == timedelta(minutes=20)  # type: ignore[union-attr]
+    assert next_resize(replace(p, metadata={md.MANAGED: "true"}),
+                       DesiredTarget(300, 0)).resize_timeout == timedelta(minutes=20)  # type: ignore[union-attr]
 
 
 def test_a_resize_timeout_batch_would_refuse_is_reported_not_sent() -> None:

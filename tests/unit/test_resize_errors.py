@@ -1,4 +1,5 @@
-"""Resize errors: both planes' shapes, defensive Provider Error Json parsing, and every error class with realistic payloads.
+"""Resize errors: both planes' shapes, defensive Provider Error Json parsing, and every error class with realistic
+payloads.
 
 The payloads follow the SupportArticles "Azure Batch pool resizing failure" scenarios (contracts §4.6) in the
 data-plane wire shape: ``{"code", "message", "values": [{"name", "value"}]}``.
@@ -29,30 +30,41 @@ DEDICATED_SHORT = "Desired number of dedicated nodes could not be allocated"
 
 GEN2_PROVIDER_JSON = json.dumps({"error": {
     "code": "BadRequest",
-    "message": "The selected VM size 'STANDARD_A1_V2' cannot boot Hypervisor Generation '2'. If this was a Create operation please check "
-               "that the Hypervisor Generation of the Image matches the Hypervisor Generation of the selected VM Size. If this was an "
+    "message": "The selected VM size 'STANDARD_A1_V2' cannot boot Hypervisor Generation '2'. If this was a Create "
+               "operation please check "
+               "that the Hypervisor Generation of the Image matches the Hypervisor Generation of the selected VM Size. "
+               "If this was an "
                "Update operation please select a Hypervisor Generation '2' VM Size.",
 }})
 
 # SupportArticles scenario 1: subnet delegation.
 SUBNET_DELEGATION = {"code": "AllocationFailed", "message": DEDICATED_SHORT,
-                     "values": [{"name": "Reason", "value": "Allocation failed as subnet has delegation to external resources."}]}
+                     "values": [{"name": "Reason",
+                                 "value": "Allocation failed as subnet has delegation to external resources."}]}
 # Scenario 2: Gen2 image on a VM size that cannot boot it.
 GEN2_MISMATCH = {"code": "AllocationFailed", "message": DEDICATED_SHORT,
-                 "values": [{"name": "Provider Error Json", "value": GEN2_PROVIDER_JSON}, {"name": "Provider Error Json Truncated", "value": "False"}]}
+                 "values": [{"name": "Provider Error Json", "value": GEN2_PROVIDER_JSON},
+                            {"name": "Provider Error Json Truncated", "value": "False"}]}
 # Scenario 4: transient internal error.
-INTERNAL = {"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Reason", "value": "The server encountered an internal error."}]}
+INTERNAL = {"code": "AllocationFailed", "message": DEDICATED_SHORT,
+            "values": [{"name": "Reason", "value": "The server encountered an internal error."}]}
 # Scenario 5: insufficient capacity.
 CAPACITY = {"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [
-    {"name": "Reason", "value": "Deployment allocation failed due to insufficient capacity for the requested VM size in the region."}]}
+    {"name": "Reason",
+     "value": "Deployment allocation failed due to insufficient capacity for the requested VM size in the region."}]}
 # The resize timeout, as the wire spells it.
-TIMEOUT = {"code": "AllocationTimedout", "message": "Desired number of dedicated nodes could not be allocated as the resize timeout was reached"}
+TIMEOUT = {"code": "AllocationTimedout",
+           "message": "Desired number of dedicated nodes could not be allocated as the resize timeout was reached"}
 # The custom-image article's message when the image is gone (also given for other one-offs).
 GENERIC = {"code": "AllocationFailed", "message": GENERIC_RESIZE_MESSAGE}
-RESIZE_STOPPED = {"code": "ResizeStopped", "message": "Desired number of dedicated nodes could not be allocated as the resize was stopped"}
-IMAGE_NOT_FOUND = {"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json", "value": json.dumps({"error": {
+RESIZE_STOPPED = {"code": "ResizeStopped",
+                  "message": "Desired number of dedicated nodes could not be allocated as the resize was stopped"}
+IMAGE_NOT_FOUND = {"code": "AllocationFailed", "message": DEDICATED_SHORT,
+                   "values": [{"name": "Provider Error Json", "value": json.dumps({"error": {
     "code": "GalleryImageNotFound",
-    "message": "The gallery image /subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/d/versions/1.0.0 is not available."}})}]}
+    "message": "The gallery image "
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/galleries/g/images/d/versions/1.0.0 is not "
+    "available."}})}]}
 
 
 def quota(code: str) -> dict:
@@ -80,7 +92,8 @@ class TestShapes:
 
     def test_sdk_model_attributes(self) -> None:
         model = SimpleNamespace(code="AllocationFailed", message=DEDICATED_SHORT,
-                                error_values=[SimpleNamespace(name="Reason", value="The server encountered an internal error.")])
+                                error_values=[
+                                    SimpleNamespace(name="Reason", value="The server encountered an internal error.")])
         assert ResizeError.from_dict(model).reason == "The server encountered an internal error."
 
     def test_missing_fields(self) -> None:
@@ -98,24 +111,30 @@ class TestProviderErrorJson:
 
     def test_truncated_payload_is_still_classified(self) -> None:
         payload = {"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [
-            {"name": "Provider Error Json", "value": GEN2_PROVIDER_JSON[:140]}, {"name": "Provider Error Json Truncated", "value": "True"}]}
+            {"name": "Provider Error Json", "value": GEN2_PROVIDER_JSON[:140]},
+            {"name": "Provider Error Json Truncated", "value": "True"}]}
         d = classify([payload])
         assert d.cause is Cause.HYPERV_GENERATION
         assert "(truncated)" in d.reason
 
-    @pytest.mark.parametrize("raw", ["", "not json", "[1, 2]", "{\"error\": 42}", "null", "{\"error\": {\"code\": 5}}", "\"" * 10, "{" * 5000])
+    @pytest.mark.parametrize("raw", ["", "not json", "[1, 2]", "{\"error\": 42}", "null", "{\"error\": {\"code\": 5}}",
+                                     "\"" * 10, "{" * 5000])
     def test_garbage_never_raises(self, raw: str) -> None:
         parse_provider_error(raw)
-        classify([{"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json", "value": raw}]}])
+        classify([{"code": "AllocationFailed", "message": DEDICATED_SHORT,
+                   "values": [{"name": "Provider Error Json", "value": raw}]}])
 
     def test_escaped_quotes_survive(self) -> None:
         pe = parse_provider_error('{"error": {"code": "X", "message": "size \\"A1\\" cannot boot')
         assert pe.message == 'size "A1" cannot boot'
 
     def test_details(self) -> None:
-        pe = parse_provider_error(json.dumps({"error": {"code": "BadRequest", "message": "m", "details": [{"code": "ImageNotFound", "message": "gone"}]}}))
+        pe = parse_provider_error(
+            json.dumps({"error": {"code": "BadRequest", "message": "m",
+                                  "details": [{"code": "ImageNotFound", "message": "gone"}]}}))
         assert pe.detail_codes == ("ImageNotFound",)
-        payload = {"code": "AllocationFailed", "message": "x", "values": [{"name": "Provider Error Json", "value": pe.raw}]}
+        payload = {"code": "AllocationFailed", "message": "x",
+                   "values": [{"name": "Provider Error Json", "value": pe.raw}]}
         assert classify([payload]).cause is Cause.IMAGE_MISSING
 
 
@@ -124,7 +143,8 @@ class TestClassify:
         ("payload", "error_class", "cause", "alert"),
         [
             (TIMEOUT, ErrorClass.RETRYABLE, Cause.TIMEOUT, AlertType.ALLOCATION_FAILED),
-            ({**TIMEOUT, "code": "AllocationTimedOut"}, ErrorClass.RETRYABLE, Cause.TIMEOUT, AlertType.ALLOCATION_FAILED),
+            ({**TIMEOUT, "code": "AllocationTimedOut"}, ErrorClass.RETRYABLE, Cause.TIMEOUT,
+             AlertType.ALLOCATION_FAILED),
             (CAPACITY, ErrorClass.RETRYABLE, Cause.CAPACITY, AlertType.ALLOCATION_FAILED),
             (INTERNAL, ErrorClass.RETRYABLE, Cause.INTERNAL_ERROR, AlertType.ALLOCATION_FAILED),
             (SUBNET_DELEGATION, ErrorClass.NEEDS_PERSON, Cause.SUBNET_DELEGATION, AlertType.ALLOCATION_FAILED),
@@ -132,34 +152,53 @@ class TestClassify:
             (IMAGE_NOT_FOUND, ErrorClass.NEEDS_PERSON, Cause.IMAGE_MISSING, AlertType.IMAGE_MISSING),
             (GENERIC, ErrorClass.VERIFY_IMAGE, Cause.IMAGE_SUSPECTED, AlertType.IMAGE_MISSING),
             (quota("AccountCoreQuotaReached"), ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED),
-            (quota("AccountLowPriorityCoreQuotaReached"), ErrorClass.NEEDS_PERSON, Cause.SPOT_QUOTA, AlertType.QUOTA_REACHED),
+            (quota("AccountLowPriorityCoreQuotaReached"), ErrorClass.NEEDS_PERSON, Cause.SPOT_QUOTA,
+             AlertType.QUOTA_REACHED),
             (quota("AccountSpotCoreQuotaReached"), ErrorClass.NEEDS_PERSON, Cause.SPOT_QUOTA, AlertType.QUOTA_REACHED),
-            (quota("AccountVMSeriesCoreQuotaReached"), ErrorClass.NEEDS_PERSON, Cause.VM_SERIES_QUOTA, AlertType.QUOTA_REACHED),
+            (quota("AccountVMSeriesCoreQuotaReached"), ErrorClass.NEEDS_PERSON, Cause.VM_SERIES_QUOTA,
+             AlertType.QUOTA_REACHED),
             (RESIZE_STOPPED, ErrorClass.IGNORE, Cause.RESIZE_STOPPED, None),
             ({"code": "RemoveNodesFailed", "message": "m"}, ErrorClass.RETRYABLE, Cause.REMOVE_NODES_FAILED, None),
-            ({"code": "OverconstrainedAllocationRequestError", "message": "m"}, ErrorClass.RETRYABLE, Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED),
-            ({"code": "Unknown", "message": "m"}, ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED),
-            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Reason", "value": "Something new happened."}]},
-             ErrorClass.RETRYABLE, Cause.ALLOCATION_OTHER, AlertType.ALLOCATION_FAILED),
-            ({"code": "DependentResourceNotFound", "message": "m"}, ErrorClass.VERIFY_IMAGE, Cause.DEPENDENT_RESOURCE_MISSING, AlertType.IMAGE_MISSING),
-            ({"code": "IncompatibleVMSize", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.INCOMPATIBLE_VM_SIZE, AlertType.ALLOCATION_FAILED),
-            ({"code": "DiskEncryptionFailure", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.DISK_ENCRYPTION, AlertType.ALLOCATION_FAILED),
-            ({"code": "FailedIdentityOperation", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.IDENTITY, AlertType.ALLOCATION_FAILED),
-            ({"code": "CommunicationEnabledPoolReachedMaxVMCount", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.COMMUNICATION_MAX_VMS,
+            ({"code": "OverconstrainedAllocationRequestError", "message": "m"}, ErrorClass.RETRYABLE,
+             Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED),
+            ({"code": "Unknown", "message": "m"}, ErrorClass.RETRYABLE, Cause.UNRECOGNISED,
              AlertType.ALLOCATION_FAILED),
-            ({"code": "SomethingBatchAddsNext", "message": "m"}, ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED),
-            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json", "value": json.dumps(
-                {"error": {"code": "OperationNotAllowed", "message": "Operation could not be completed as it results in exceeding approved "
+            ({"code": "AllocationFailed", "message": DEDICATED_SHORT,
+              "values": [{"name": "Reason", "value": "Something new happened."}]},
+             ErrorClass.RETRYABLE, Cause.ALLOCATION_OTHER, AlertType.ALLOCATION_FAILED),
+            ({"code": "DependentResourceNotFound", "message": "m"}, ErrorClass.VERIFY_IMAGE,
+             Cause.DEPENDENT_RESOURCE_MISSING, AlertType.IMAGE_MISSING),
+            ({"code": "IncompatibleVMSize", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.INCOMPATIBLE_VM_SIZE,
+             AlertType.ALLOCATION_FAILED),
+            ({"code": "DiskEncryptionFailure", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.DISK_ENCRYPTION,
+             AlertType.ALLOCATION_FAILED),
+            ({"code": "FailedIdentityOperation", "message": "m"}, ErrorClass.NEEDS_PERSON, Cause.IDENTITY,
+             AlertType.ALLOCATION_FAILED),
+            ({"code": "CommunicationEnabledPoolReachedMaxVMCount", "message": "m"}, ErrorClass.NEEDS_PERSON,
+             Cause.COMMUNICATION_MAX_VMS,
+             AlertType.ALLOCATION_FAILED),
+            ({"code": "SomethingBatchAddsNext", "message": "m"}, ErrorClass.RETRYABLE, Cause.UNRECOGNISED,
+             AlertType.ALLOCATION_FAILED),
+            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json",
+                                                                                  "value": json.dumps(
+                {"error": {"code": "OperationNotAllowed", "message": "Operation could not be completed as it results "
+                                                                     "in exceeding approved "
                                                                      "standardDDSv5Family Cores quota."}})}]},
              ErrorClass.NEEDS_PERSON, Cause.SUBSCRIPTION_QUOTA, AlertType.QUOTA_REACHED),
-            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json", "value": json.dumps(
-                {"error": {"code": "SkuNotAvailable", "message": "The requested size for resource is currently not available in location 'westeurope'."}})}]},
+            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json",
+                                                                                  "value": json.dumps(
+                {"error": {"code": "SkuNotAvailable", "message": "The requested size for resource is currently not "
+                                                                 "available in location 'westeurope'."}})}]},
              ErrorClass.NEEDS_PERSON, Cause.VM_SIZE_UNAVAILABLE, AlertType.ALLOCATION_FAILED),
-            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json", "value": json.dumps(
-                {"error": {"code": "ZonalAllocationFailed", "message": "Allocation failed. We do not have sufficient capacity."}})}]},
+            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json",
+                                                                                  "value": json.dumps(
+                {"error": {"code": "ZonalAllocationFailed",
+                           "message": "Allocation failed. We do not have sufficient capacity."}})}]},
              ErrorClass.RETRYABLE, Cause.CAPACITY, AlertType.ALLOCATION_FAILED),
-            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json", "value": json.dumps(
-                {"error": {"code": "LinkedAuthorizationFailed", "message": "The client has permission to perform action on scope, however ..."}})}]},
+            ({"code": "AllocationFailed", "message": DEDICATED_SHORT, "values": [{"name": "Provider Error Json",
+                                                                                  "value": json.dumps(
+                {"error": {"code": "LinkedAuthorizationFailed",
+                           "message": "The client has permission to perform action on scope, however ..."}})}]},
              ErrorClass.NEEDS_PERSON, Cause.CONFIGURATION, AlertType.ALLOCATION_FAILED),
         ],
     )
@@ -200,7 +239,8 @@ class TestClassify:
         assert classify(None).cause is Cause.NO_PROGRESS
 
     def test_generic_with_a_reason_is_not_a_suspicion(self) -> None:
-        d = classify([{**GENERIC, "values": [{"name": "Reason", "value": "The server encountered an internal error."}]}])
+        d = classify(
+            [{**GENERIC, "values": [{"name": "Reason", "value": "The server encountered an internal error."}]}])
         assert d.cause is Cause.INTERNAL_ERROR
 
     def test_image_verdicts(self) -> None:
@@ -213,7 +253,8 @@ class TestClassify:
         assert (present.error_class, present.cause) == (ErrorClass.RETRYABLE, Cause.GENERIC_RETRY)
 
 
-KNOWN_CODES = ["AllocationTimedout", "AccountCoreQuotaReached", "AccountLowPriorityCoreQuotaReached", "AccountSpotCoreQuotaReached",
+KNOWN_CODES = ["AllocationTimedout", "AccountCoreQuotaReached", "AccountLowPriorityCoreQuotaReached",
+               "AccountSpotCoreQuotaReached",
                "AccountVMSeriesCoreQuotaReached", "ResizeStopped", "RemoveNodesFailed"]
 
 
@@ -225,12 +266,14 @@ def test_codes_compare_case_insensitively(code: str, upper: list[bool]) -> None:
     assert (a.error_class, a.cause, a.alert_type) == (b.error_class, b.cause, b.alert_type)
 
 
-values = st.lists(st.fixed_dictionaries({"name": st.sampled_from(["Reason", "Provider Error Json", "Provider Error Json Truncated", "Other"]),
+values = st.lists(st.fixed_dictionaries({"name": st.sampled_from(["Reason", "Provider Error Json",
+                                                                  "Provider Error Json Truncated", "Other"]),
                                           "value": st.text(max_size=300)}), max_size=4)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.fixed_dictionaries({"code": st.one_of(st.sampled_from([*KNOWN_CODES, "AllocationFailed"]), st.text(max_size=30)),
+@given(st.lists(st.fixed_dictionaries({"code": st.one_of(st.sampled_from([*KNOWN_CODES, "AllocationFailed"]),
+                                                         st.text(max_size=30)),
                                         "message": st.text(max_size=200), "values": values}), max_size=4))
 def test_classify_never_raises_and_always_explains(errors: list[dict]) -> None:
     d = classify(errors)

@@ -1,4 +1,5 @@
-"""ARM ids: one parser (shared/core/resource_ids.py) on azure.mgmt.core.tools; extensions split at the last /providers/."""
+"""ARM ids: one parser (shared/core/resource_ids.py) on azure.mgmt.core.tools; extensions split at the last
+/providers/."""
 
 from __future__ import annotations
 

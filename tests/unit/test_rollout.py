@@ -20,7 +20,8 @@ def pool(version: str = "1.0.0", nodes: int = 4, *, steady: bool = True, at_targ
     return PoolFacts(pool_id, version, steady, nodes, at_target, desired, hold)
 
 
-def state(stage: str = rollout.WAITING, *, started: timedelta = timedelta(0), stage_at: timedelta = timedelta(0), to: str = "1.1.0",
+def state(stage: str = rollout.WAITING, *, started: timedelta = timedelta(0), stage_at: timedelta = timedelta(0),
+          to: str = "1.1.0",
           blocked: bool = False) -> RolloutState:
     return RolloutState(to, "1.0.0", stage, NOW - started, NOW - stage_at, blocked)
 
@@ -34,9 +35,12 @@ def test_wanted_is_the_newest_ready_version_or_the_pin_if_it_was_built() -> None
 def test_in_place_next_zero_waits_patches_at_zero_and_completes_at_target() -> None:
     assert decide_in_place(IN_PLACE, pool(), "1.1.0", None, NOW).step == Step.START
     assert decide_in_place(IN_PLACE, pool(), "1.1.0", state(), NOW).step == Step.NOTHING  # never forces a zero
-    assert decide_in_place(IN_PLACE, pool(nodes=0, steady=False), "1.1.0", state(), NOW).step == Step.NOTHING  # still resizing
-    assert decide_in_place(IN_PLACE, pool(nodes=0, at_target=True, desired=0), "1.1.0", state(), NOW).step == Step.PATCH_IMAGE
-    assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=2, at_target=False), "1.1.0", state(rollout.PATCHED), NOW).step == Step.NOTHING
+    # still resizing
+    assert decide_in_place(IN_PLACE, pool(nodes=0, steady=False), "1.1.0", state(), NOW).step == Step.NOTHING
+    assert decide_in_place(IN_PLACE, pool(nodes=0, at_target=True, desired=0), "1.1.0", state(),
+                           NOW).step == Step.PATCH_IMAGE
+    assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=2, at_target=False), "1.1.0", state(rollout.PATCHED),
+                           NOW).step == Step.NOTHING
     assert decide_in_place(IN_PLACE, pool("1.1.0"), "1.1.0", state(rollout.PATCHED), NOW).step == Step.COMPLETE
     assert decide_in_place(IN_PLACE, pool("1.1.0"), "1.1.0", state(rollout.DONE), NOW).step == Step.NOTHING
     # A canary still running does not complete the rollout (a pool at 0 at night is at its target too).
@@ -46,35 +50,44 @@ def test_in_place_next_zero_waits_patches_at_zero_and_completes_at_target() -> N
 
 def test_in_place_failed_canary_goes_back_to_the_previous_version_at_the_next_zero_and_stays_there() -> None:
     failed = {"canary_passed": False}
-    assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=1), "1.1.0", state(rollout.PATCHED), NOW, **failed).step == Step.NOTHING
-    assert decide_in_place(DRAIN, pool("1.1.0", nodes=1), "1.1.0", state(rollout.PATCHED), NOW, **failed).step == Step.HOLD_FOR_DRAIN
+    assert decide_in_place(IN_PLACE, pool("1.1.0", nodes=1), "1.1.0", state(rollout.PATCHED), NOW,
+                           **failed).step == Step.NOTHING
+    assert decide_in_place(DRAIN, pool("1.1.0", nodes=1), "1.1.0", state(rollout.PATCHED), NOW,
+                           **failed).step == Step.HOLD_FOR_DRAIN
     back = decide_in_place(IN_PLACE, pool("1.1.0", nodes=0, desired=0), "1.1.0", state(rollout.PATCHED), NOW, **failed)
     assert back.step == Step.ROLL_BACK and "1.0.0" in back.reason
     # Rolled back: 1.1.0 is still the newest version, but it is not tried again.
-    assert decide_in_place(IN_PLACE, pool("1.0.0", nodes=0), "1.1.0", state(rollout.ROLLED_BACK), NOW).step == Step.NOTHING
-    assert decide_in_place(IN_PLACE, pool("1.0.0", nodes=0), "1.2.0", state(rollout.ROLLED_BACK), NOW).step == Step.START
+    assert decide_in_place(IN_PLACE, pool("1.0.0", nodes=0), "1.1.0", state(rollout.ROLLED_BACK),
+                           NOW).step == Step.NOTHING
+    assert decide_in_place(IN_PLACE, pool("1.0.0", nodes=0), "1.2.0", state(rollout.ROLLED_BACK),
+                           NOW).step == Step.START
 
 
 def test_in_place_blocked_once_after_max_wait() -> None:
     assert decide_in_place(IN_PLACE, pool(), "1.1.0", state(started=timedelta(hours=23)), NOW).step == Step.NOTHING
     assert decide_in_place(IN_PLACE, pool(), "1.1.0", state(started=timedelta(days=1)), NOW).step == Step.BLOCKED
-    assert decide_in_place(IN_PLACE, pool(), "1.1.0", state(started=timedelta(days=2), blocked=True), NOW).step == Step.NOTHING
+    assert decide_in_place(IN_PLACE, pool(), "1.1.0", state(started=timedelta(days=2), blocked=True),
+                           NOW).step == Step.NOTHING
 
 
 def test_in_place_drain_holds_then_patches() -> None:
     assert decide_in_place(DRAIN, pool(), "1.1.0", state(rollout.DRAINING), NOW).step == Step.HOLD_FOR_DRAIN
-    assert decide_in_place(DRAIN, pool(nodes=2, hold="drain"), "1.1.0", state(rollout.DRAINING), NOW).step == Step.NOTHING
-    assert decide_in_place(DRAIN, pool(nodes=0, hold="drain"), "1.1.0", state(rollout.DRAINING), NOW).step == Step.PATCH_IMAGE
+    assert decide_in_place(DRAIN, pool(nodes=2, hold="drain"), "1.1.0", state(rollout.DRAINING),
+                           NOW).step == Step.NOTHING
+    assert decide_in_place(DRAIN, pool(nodes=0, hold="drain"), "1.1.0", state(rollout.DRAINING),
+                           NOW).step == Step.PATCH_IMAGE
 
 
 def test_a_held_pool_is_driven_to_zero_with_taskcompletion_whatever_its_schedule_says() -> None:
     from shared.watch.pool_policy import WatchPolicy
 
-    metadata = {"autopilot.managed": "true", "autopilot.desiredDedicated": "8", "autopilot.nodeDeallocationOption": "requeue",
+    metadata = {"autopilot.managed": "true", "autopilot.desiredDedicated": "8",
+                "autopilot.nodeDeallocationOption": "requeue",
                 "autopilot.schedule": '[{"cron": "0 0 * * * *", "dedicated": 5, "spot": 0}]'}
     view = PoolView("acct", "gpu", "steady", current_dedicated=8, target_dedicated=8, metadata=metadata)
     assert desired_target(view, NOW).total in (5, 8) and deallocation_option(view, WatchPolicy()) == "requeue"
-    held = PoolView("acct", "gpu", "steady", current_dedicated=8, target_dedicated=8, metadata={**metadata, rollout.HOLD: "drain"})
+    held = PoolView("acct", "gpu", "steady", current_dedicated=8, target_dedicated=8,
+                    metadata={**metadata, rollout.HOLD: "drain"})
     assert desired_target(held, NOW).total == 0 and deallocation_option(held, WatchPolicy()) == "taskcompletion"
 
 
@@ -83,7 +96,8 @@ def test_new_pools_retire_after_the_new_pool_held_its_target() -> None:
     assert decide_new_pools(RolloutPolicy(), new, [old], None, NOW)[0].step == Step.NOTHING  # default: nothing retired
     assert decide_new_pools(RETIRE, pool("1.1.0", nodes=1, at_target=False), [old], None, NOW)[0].step == Step.NOTHING
     assert decide_new_pools(RETIRE, new, [old], None, NOW)[0].step == Step.START_HOLDING
-    assert decide_new_pools(RETIRE, new, [old], state(rollout.HOLDING, stage_at=timedelta(hours=1)), NOW)[0].step == Step.NOTHING
+    assert decide_new_pools(RETIRE, new, [old], state(rollout.HOLDING, stage_at=timedelta(hours=1)),
+                            NOW)[0].step == Step.NOTHING
     decision, about = decide_new_pools(RETIRE, new, [old], state(rollout.HOLDING, stage_at=timedelta(hours=2)), NOW)
     assert decision.step == Step.RETIRE and about == ["gpu-1-0-0"]
     assert decide_new_pools(RETIRE, new, [old], state(rollout.HOLDING, stage_at=timedelta(hours=3)), NOW,
@@ -98,7 +112,8 @@ def test_a_retired_pool_is_deleted_only_when_no_active_job_targets_it() -> None:
     policy = RolloutPolicy(retire_previous=True, delete_retired_pools=True)
     new, empty = pool("1.1.0", pool_id="gpu-1-1-0"), pool("1.0.0", nodes=0, hold="retired", pool_id="gpu-1-0-0")
     assert decide_new_pools(policy, new, [empty], state(rollout.RETIRING), NOW, jobs_on=None)[0].step == Step.NOTHING
-    assert decide_new_pools(policy, new, [empty], state(rollout.RETIRING), NOW, jobs_on={"gpu-1-0-0": 1})[0].step == Step.NOTHING
+    assert decide_new_pools(policy, new, [empty], state(rollout.RETIRING), NOW,
+                            jobs_on={"gpu-1-0-0": 1})[0].step == Step.NOTHING
     decision, about = decide_new_pools(policy, new, [empty], state(rollout.RETIRING), NOW, jobs_on={"gpu-1-0-0": 0})
     assert decision.step == Step.DELETE_RETIRED and about == ["gpu-1-0-0"]
     assert decide_new_pools(policy, new, [], state(rollout.RETIRING), NOW)[0].step == Step.COMPLETE
@@ -110,4 +125,5 @@ def test_new_pools_pin_to_a_retired_version_restores_its_pool_then_retires_the_n
     assert decision.step == Step.RESTORE and about == ["gpu-1-0-0"]
     back = pool("1.0.0", pool_id="gpu-1-0-0")  # regrown to its target
     assert decide_new_pools(RETIRE, back, [newer], None, NOW)[1] == ["gpu-1-1-0"]
-    assert decide_new_pools(RETIRE, back, [newer], state(rollout.HOLDING, stage_at=timedelta(hours=2), to="1.0.0"), NOW)[0].step == Step.RETIRE
+    assert decide_new_pools(RETIRE, back, [newer], state(rollout.HOLDING, stage_at=timedelta(hours=2), to="1.0.0"),
+                            NOW)[0].step == Step.RETIRE

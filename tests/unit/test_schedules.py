@@ -12,9 +12,17 @@ from hypothesis import strategies as st
 from shared.config.families import FamilyConfigError, families_from_dict
 from shared.config.families import ScheduleEntry as FamiliesEntry
 from shared.watch import ncrontab
-from shared.watch.schedules import EXAMPLE, ScheduleEntry, ScheduleError, TargetSchedule, parse_schedule, target_in_force
+from shared.watch.schedules import (
+    EXAMPLE,
+    ScheduleEntry,
+    ScheduleError,
+    TargetSchedule,
+    parse_schedule,
+    target_in_force,
+)
 
-WEEKDAYS = json.dumps([{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0}, {"cron": "0 0 19 * * MON-FRI", "dedicated": 50, "spot": 10}])
+WEEKDAYS = json.dumps([{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0},
+                       {"cron": "0 0 19 * * MON-FRI", "dedicated": 50, "spot": 10}])
 
 
 def at(*args: int) -> datetime:
@@ -23,7 +31,8 @@ def at(*args: int) -> datetime:
 
 def test_parse_the_documented_example() -> None:
     schedule = parse_schedule(EXAMPLE)
-    assert [(e.cron, e.dedicated, e.spot) for e in schedule.entries] == [("0 0 7 * * MON-FRI", 800, 0), ("0 0 19 * * MON-FRI", 50, 0)]
+    assert [(e.cron, e.dedicated, e.spot) for e in schedule.entries] == [("0 0 7 * * MON-FRI", 800, 0),
+                                                                         ("0 0 19 * * MON-FRI", 50, 0)]
 
 
 @pytest.mark.parametrize(
@@ -71,7 +80,8 @@ def test_aliases_and_wrappers() -> None:
         ('{"cron": "0 0 7 * * *"}', "JSON list"),
         ("[1]", "entry 1 must be an object"),
         ('[{"dedicated": 3}]', "entry 1 needs 'cron'"),
-        ('[{"cron": "0 0 7 * * *", "dedicated": 1}, {"cron": "0 0 25 * * *", "dedicated": 1}]', "entry 2: NCRONTAB expression"),
+        ('[{"cron": "0 0 7 * * *", "dedicated": 1}, {"cron": "0 0 25 * * *", "dedicated": 1}]',
+         "entry 2: NCRONTAB expression"),
         ('[{"cron": "0 0 7 * * *", "dedicated": -1}]', "between 0 and"),
         ('[{"cron": "0 0 7 * * *", "dedicated": 1.5}]', "whole number"),
         ('[{"cron": "0 0 7 * * *", "dedicated": true}]', "whole number"),
@@ -93,8 +103,10 @@ def test_cron_errors_name_the_field() -> None:
         parse_schedule('[{"cron": "0 0 25 * * *", "dedicated": 1}]')
 
 
-crons = st.sampled_from(["0 0 7 * * MON-FRI", "0 0 19 * * MON-FRI", "0 30 */6 * * *", "0 0 0 * * SUN", "0 0 12 1,15 * *", "0 */20 * * * SAT"])
-entries = st.lists(st.fixed_dictionaries({"cron": crons, "dedicated": st.integers(0, 3000), "spot": st.integers(0, 1000)}), min_size=1, max_size=5)
+crons = st.sampled_from(["0 0 7 * * MON-FRI", "0 0 19 * * MON-FRI", "0 30 */6 * * *", "0 0 0 * * SUN",
+                         "0 0 12 1,15 * *", "0 */20 * * * SAT"])
+entries = st.lists(st.fixed_dictionaries({"cron": crons, "dedicated": st.integers(0, 3000),
+                                          "spot": st.integers(0, 1000)}), min_size=1, max_size=5)
 
 
 @settings(max_examples=150, deadline=None)
@@ -102,7 +114,8 @@ entries = st.lists(st.fixed_dictionaries({"cron": crons, "dedicated": st.integer
 def test_the_entry_in_force_fired_last(raw: list[dict], now: datetime) -> None:
     schedule = parse_schedule(raw)
     in_force = target_in_force(schedule, now)
-    last_fires = [ncrontab.last_at_or_before(e.cron, now) for e in schedule.entries]  # unbounded search, independent of the lookback
+    # unbounded search, independent of the lookback
+    last_fires = [ncrontab.last_at_or_before(e.cron, now) for e in schedule.entries]
     if in_force is None:
         assert all(fired is None or fired < now - timedelta(days=8) for fired in last_fires)
         return

@@ -1,5 +1,6 @@
-"""Membership as the tags say it now (shared.pipeline.snapshot_sets.resolve), Tags-API events (shared.core.system_events), the routing
-table's subject filter (shared.core.event_routing) and the emulator's Tags API patch rule - all pure."""
+"""Membership as the tags say it now (shared.pipeline.snapshot_sets.resolve), Tags-API events
+(shared.core.system_events), the routing table's subject filter (shared.core.event_routing) and the emulator's Tags API
+patch rule - all pure."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def snap_id(name: str) -> str:
 
 
 def cand(name: str, lun: int | None, count: int = 3, *, ready: bool = True, state: str = "") -> Candidate:
-    member = SnapshotMember(snap_id(name), "os" if lun is None else "data", lun, count, "westeurope", SUB, time_created=T0)
+    member = SnapshotMember(snap_id(name), "os" if lun is None else "data", lun, count, "westeurope", SUB,
+                            time_created=T0)
     return Candidate(member, ready, state)
 
 
@@ -61,7 +63,8 @@ def test_a_slot_claimed_twice_blocks_the_set_and_names_both() -> None:
 
 def test_disagreeing_disk_counts_and_too_many_disks_are_conflicts() -> None:
     counts = resolve(KEY, [cand("os", None, 2), cand("d0", 0, 3)], None, T0)
-    assert counts is not None and [c.code for c in counts.conflicts] == [DISK_COUNT_MISMATCH] and not is_complete(counts)
+    assert (counts is not None and [c.code for c in counts.conflicts] == [DISK_COUNT_MISMATCH]
+            and not is_complete(counts))
     many = resolve(KEY, [cand("os", None, 2), cand("d0", 0, 2), cand("d5", 5, 2)], None, T0)
     assert many is not None and [c.code for c in many.conflicts] == [TOO_MANY_DISKS] and not is_complete(many)
 
@@ -84,7 +87,8 @@ def test_old_entities_without_candidates_read_as_their_members() -> None:
     assert [c.snapshot_id for c in old.all_candidates] == [snap_id("os")] and not old.frozen
 
 
-claims = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e"]), st.sampled_from([None, 0, 1, 2]), st.sampled_from([2, 3]),
+claims = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e"]), st.sampled_from([None, 0, 1, 2]),
+                            st.sampled_from([2, 3]),
                             st.booleans()), max_size=6, unique_by=lambda t: t[0])
 
 
@@ -104,7 +108,8 @@ def test_resolve_does_not_depend_on_order_and_never_completes_with_a_conflict(cl
 def test_readiness_needs_succeeded_and_a_finished_copy() -> None:
     assert readiness({"properties": {"provisioningState": "Succeeded"}}) == (True, "")
     assert readiness({"properties": {"provisioningState": "Creating"}}) == (False, "Creating")
-    assert readiness({"properties": {"provisioningState": "Succeeded", "completionPercent": 42.0}}) == (False, "still copying (42% done)")
+    assert (readiness({"properties": {"provisioningState": "Succeeded", "completionPercent": 42.0}})
+            == (False, "still copying (42% done)"))
     assert readiness({"properties": {"provisioningState": "Succeeded", "completionPercent": 100.0}}) == (True, "")
 
 
@@ -114,10 +119,12 @@ def test_situation_keys_are_bounded_and_change_with_the_situation() -> None:
     assert situation_key("C", "a", "b") != situation_key("C", "a", "c")
 
 
-def _tags_event(subject: str, *, operation: str = "Microsoft.Resources/tags/write", kind: str = "ResourceWriteSuccess") -> object:
+def _tags_event(subject: str, *, operation: str = "Microsoft.Resources/tags/write",
+                kind: str = "ResourceWriteSuccess") -> object:
     return system_events.parse_envelope({
         "id": "e1", "topic": f"/subscriptions/{SUB}", "subject": subject, "eventType": f"Microsoft.Resources.{kind}",
-        "eventTime": "2026-05-04T09:00:00Z", "data": {"operationName": operation, "resourceUri": subject, "subscriptionId": SUB}})
+        "eventTime": "2026-05-04T09:00:00Z",
+        "data": {"operationName": operation, "resourceUri": subject, "subscriptionId": SUB}})
 
 
 def test_tags_events_name_the_snapshot_in_either_form() -> None:
@@ -138,12 +145,14 @@ def test_the_snapshot_tags_subscription_filters_on_the_subject() -> None:
     ws = "Microsoft.Resources.ResourceWriteSuccess"
     assert sub.matches(ws, "Microsoft.Resources/tags/write", snap_id("s1"))
     assert sub.matches(ws, "microsoft.resources/tags/write", snap_id("s1").upper())  # case-insensitive
-    assert sub.matches(ws, "Microsoft.Resources/tags/write", snap_id("s1") + "/providers/Microsoft.Resources/tags/default")
+    assert sub.matches(ws, "Microsoft.Resources/tags/write",
+                       snap_id("s1") + "/providers/Microsoft.Resources/tags/default")
     assert not sub.matches(ws, "Microsoft.Resources/tags/write", snap_id("s1").replace("snapshots", "disks"))
     assert not sub.matches(ws, "Microsoft.Resources/tags/write", None)
     pipeline = next(s for s in SUBSCRIPTIONS if s.name == "image-pipeline")
     assert not pipeline.matches(ws, "Microsoft.Resources/tags/write", snap_id("s1"))
-    assert pipeline.matches(ws, "Microsoft.Compute/images/write", "/subscriptions/x/resourceGroups/g/providers/Microsoft.Compute/images/i")
+    assert pipeline.matches(ws, "Microsoft.Compute/images/write",
+                            "/subscriptions/x/resourceGroups/g/providers/Microsoft.Compute/images/i")
 
 
 def test_tags_api_patch_rule() -> None:
@@ -154,6 +163,7 @@ def test_tags_api_patch_rule() -> None:
 
 
 def test_started_at_is_the_earliest_creation() -> None:
-    later = Candidate(SnapshotMember(snap_id("b"), "data", 0, 2, "westeurope", SUB, time_created=T0 + timedelta(hours=1)))
+    later = Candidate(SnapshotMember(snap_id("b"), "data", 0, 2, "westeurope", SUB,
+                                     time_created=T0 + timedelta(hours=1)))
     s = resolve(KEY, [later], T0 - timedelta(minutes=5), T0 + timedelta(hours=2))
     assert s is not None and s.started_at == T0 - timedelta(minutes=5)

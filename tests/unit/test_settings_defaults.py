@@ -1,5 +1,5 @@
-"""Every default is written once (shared/config/settings.py DEFAULTS): the settings reader, the watch policy and the backoff
-all start from it."""
+"""Every default is written once (shared/config/settings.py DEFAULTS): the settings reader, the watch policy and the
+backoff all start from it."""
 
 from __future__ import annotations
 
@@ -31,5 +31,7 @@ def test_the_policies_defaults_are_the_settings_defaults() -> None:
 def test_a_bad_value_is_answered_with_the_default_as_example() -> None:
     with pytest.raises(SettingsError) as info:
         load_settings({**ENV, "AUTOPILOT_GROWTH_STEP_NODES": "lots", "AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS": "99"})
-    assert any(f"for example AUTOPILOT_GROWTH_STEP_NODES={DEFAULTS.growth_step_nodes}" in p for p in info.value.problems)
-    assert any(f"AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS={DEFAULTS.retry.backoff_factor:g}" in p for p in info.value.problems)
+    assert any(f"for example AUTOPILOT_GROWTH_STEP_NODES={DEFAULTS.growth_step_nodes}" in p
+               for p in info.value.problems)
+    assert any(f"AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS={DEFAULTS.retry.backoff_factor:g}" in p
+               for p in info.value.problems)

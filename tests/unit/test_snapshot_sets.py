@@ -39,9 +39,12 @@ def snap_id(name: str) -> str:
 
 def member(name: str, lun: int | None, disk_count: int = 3, minutes: int = 0) -> SnapshotMember:
     return SnapshotMember(
-        snapshot_id=snap_id(name), role=ROLE_OS if lun is None else ROLE_DATA, lun=lun, disk_count=disk_count, region="westeurope",
-        subscription_id=SUB, source_disk_id=f"/subscriptions/{SUB}/resourceGroups/vm-rg/providers/Microsoft.Compute/disks/{name}-disk",
-        hyper_v_generation="V2" if lun is None else None, os_type="Linux" if lun is None else None, time_created=T0 + timedelta(minutes=minutes))
+        snapshot_id=snap_id(name), role=ROLE_OS if lun is None else ROLE_DATA, lun=lun, disk_count=disk_count,
+        region="westeurope",
+        subscription_id=SUB,
+        source_disk_id=f"/subscriptions/{SUB}/resourceGroups/vm-rg/providers/Microsoft.Compute/disks/{name}-disk",
+        hyper_v_generation="V2" if lun is None else None, os_type="Linux" if lun is None else None,
+        time_created=T0 + timedelta(minutes=minutes))
 
 
 OS, D0, D1 = member("os", None), member("data0", 0, minutes=1), member("data1", 1, minutes=2)
@@ -77,7 +80,8 @@ def test_a_single_disk_set_completes_on_its_first_event() -> None:
 def test_duplicates_change_nothing_and_never_complete_again() -> None:
     stored, completions = merge_all([OS, D0, D1])
     assert completions == 1
-    again = merge(stored, KEY, SnapshotMember(**{**D0.__dict__, "snapshot_id": D0.snapshot_id.upper()}), T0)  # ids vary in case
+    # ids vary in case
+    again = merge(stored, KEY, SnapshotMember(**{**D0.__dict__, "snapshot_id": D0.snapshot_id.upper()}), T0)
     assert (again.changed, again.became_complete, again.set) == (False, False, stored)
 
 
@@ -144,7 +148,8 @@ def test_members_without_a_creation_time_start_the_clock_when_seen() -> None:
 
 def test_describe_reads_well() -> None:
     stored, _ = merge_all([OS])
-    assert describe(stored) == ("snapshot set gpu 1.4.0 (3 disks): has the OS disk; waiting for data disk LUN 0, data disk LUN 1")
+    assert describe(stored) == ("snapshot set gpu 1.4.0 (3 disks): has the OS disk; waiting for data disk LUN 0, data "
+                                "disk LUN 1")
 
 
 def test_entity_round_trip_is_flat() -> None:
@@ -180,12 +185,16 @@ def test_invalid_members_and_keys_are_refused() -> None:
 SNAPSHOT_GET = {  # shaped like compute_Snapshot_Get_2025-01-02.json, for this app's tags
     "properties": {
         "osType": "Linux", "hyperVGeneration": "V2",
-        "creationData": {"createOption": "Copy", "sourceResourceId": f"/subscriptions/{SUB}/resourceGroups/vm-rg/providers/Microsoft.Compute/disks/os"},
+        "creationData": {"createOption": "Copy",
+                         "sourceResourceId": f"/subscriptions/{SUB}/resourceGroups/vm-rg/providers"
+                                             "/Microsoft.Compute/disks/os"},
         "diskSizeGB": 64, "timeCreated": "2026-05-04T09:00:00.079872+00:00", "provisioningState": "Succeeded",
     },
     "type": "Microsoft.Compute/snapshots", "location": "westeurope",
-    "tags": {"autopilot.family": "gpu", "autopilot.version": "1.4.0", "autopilot.disk": "os", "autopilot.diskCount": "3"},
-    "id": f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/snapshots/gpu-os", "name": "gpu-os",
+    "tags": {"autopilot.family": "gpu", "autopilot.version": "1.4.0", "autopilot.disk": "os",
+             "autopilot.diskCount": "3"},
+    "id": f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/snapshots/gpu-os",
+    "name": "gpu-os",
 }
 
 
@@ -220,7 +229,8 @@ def test_one_image_per_snapshot_set(data: st.DataObject) -> None:
     # Any interleaving with duplicates: every member at least once, some several times, in any order.
     deliveries = data.draw(st.lists(st.sampled_from(members), max_size=3 * len(members)))
     deliveries = data.draw(st.permutations(deliveries + members))
-    nows = data.draw(st.lists(st.sampled_from([T0, T0 + timedelta(hours=1)]), min_size=len(deliveries), max_size=len(deliveries)))
+    nows = data.draw(st.lists(st.sampled_from([T0, T0 + timedelta(hours=1)]), min_size=len(deliveries),
+                              max_size=len(deliveries)))
 
     stored: SnapshotSet | None = None
     completions = 0

@@ -37,13 +37,15 @@ def test_data_disk_tags_parse_with_their_lun() -> None:
     assert (tags.lun, tags.role, tags.disk, tags.is_os_disk) == (2, "data", "2", False)
 
 
-@pytest.mark.parametrize("tags", [None, {}, {"department": "Development", "project": "Snapshots"}, {TAG_VERSION: "1.0.0"}])
+@pytest.mark.parametrize("tags",
+                         [None, {}, {"department": "Development", "project": "Snapshots"}, {TAG_VERSION: "1.0.0"}])
 def test_snapshots_without_the_family_tag_are_not_opted_in(tags: dict[str, str] | None) -> None:
     assert parse_tags(tags) is None
 
 
 def test_tag_names_match_without_case_and_the_family_is_folded() -> None:
-    tags = parse_tags({"Autopilot.Family": " GPU ", "AUTOPILOT.VERSION": "1.4.0", "autopilot.Disk": "OS", "autopilot.disKcount": "1"})
+    tags = parse_tags({"Autopilot.Family": " GPU ", "AUTOPILOT.VERSION": "1.4.0", "autopilot.Disk": "OS",
+                       "autopilot.disKcount": "1"})
     assert tags == SnapshotTags(family="gpu", version="1.4.0", lun=None, disk_count=1)
 
 
@@ -119,8 +121,10 @@ def test_parse_version() -> None:
         parse_version("01.0.0")
 
 
-TAG_NAMES = st.sampled_from([TAG_FAMILY, TAG_VERSION, TAG_DISK, TAG_DISK_COUNT, "Autopilot.Family", "AUTOPILOT.DISK", "other", ""])
-TAG_VALUES = st.one_of(st.text(max_size=40), st.sampled_from(["os", "OS", "0", "63", "64", "1.0.0", "gpu", "2", " 3 ", "1.01.0"]))
+TAG_NAMES = st.sampled_from([TAG_FAMILY, TAG_VERSION, TAG_DISK, TAG_DISK_COUNT, "Autopilot.Family", "AUTOPILOT.DISK",
+                             "other", ""])
+TAG_VALUES = st.one_of(st.text(max_size=40),
+                       st.sampled_from(["os", "OS", "0", "63", "64", "1.0.0", "gpu", "2", " 3 ", "1.01.0"]))
 
 
 @settings(max_examples=300, deadline=None)
@@ -143,9 +147,12 @@ def test_parse_tags_only_ever_raises_its_typed_error(tags: dict[str, str]) -> No
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.dictionaries(st.sampled_from([TAG_FAMILY, TAG_VERSION, TAG_DISK, TAG_DISK_COUNT]), st.one_of(TAG_VALUES, st.none()), max_size=4),
-       st.dictionaries(st.sampled_from(["Autopilot.Disk", "AUTOPILOT.DISKCOUNT", "autopilot.Version", "x"]), TAG_VALUES, max_size=2))
-def test_near_valid_tags_only_ever_raise_the_typed_error(overrides: dict[str, str | None], noise: dict[str, str]) -> None:
+@given(st.dictionaries(st.sampled_from([TAG_FAMILY, TAG_VERSION, TAG_DISK, TAG_DISK_COUNT]),
+                       st.one_of(TAG_VALUES, st.none()), max_size=4),
+       st.dictionaries(st.sampled_from(["Autopilot.Disk", "AUTOPILOT.DISKCOUNT", "autopilot.Version", "x"]), TAG_VALUES,
+                       max_size=2))
+def test_near_valid_tags_only_ever_raise_the_typed_error(
+        overrides: dict[str, str | None], noise: dict[str, str]) -> None:
     # Start from valid tags and break some of them, so every check after the family tag is reached.
     tags = {k: v for k, v in {**GOOD, **overrides}.items() if v is not None}
     tags.update(noise)

@@ -58,7 +58,8 @@ SNAPSHOT_WRITE = {
     "eventTime": "2026-05-04T09:00:04.6117357Z",
     "id": "4db48cba-50a2-455a-93b4-de41a3b5b7f6",
     "data": {
-        "authorization": {"scope": SNAPSHOT, "action": "Microsoft.Compute/snapshots/write", "evidence": {"role": "Contributor"}},
+        "authorization": {"scope": SNAPSHOT, "action": "Microsoft.Compute/snapshots/write",
+                          "evidence": {"role": "Contributor"}},
         "claims": CLAIMS,
         "correlationId": "7dcf8a1c-8a36-4f0e-8d3c-9c1c1a9a0b5e",
         "resourceProvider": "Microsoft.Compute",
@@ -82,9 +83,11 @@ IMAGE_DELETE_FAILURE = {
     "id": "b5a3f8d2-0c3e-4f7a-9d6e-1f2a3b4c5d6e",
     "data": {
         "authorization": {"scope": IMAGE, "action": "Microsoft.Compute/images/delete", "evidence": {"role": "Owner"}},
-        "claims": {"appid": "11111111-2222-3333-4444-555555555555", CLAIM_OBJECT_ID: "9f8e7d6c-0000-4000-8000-000000000042"},
+        "claims": {"appid": "11111111-2222-3333-4444-555555555555",
+                   CLAIM_OBJECT_ID: "9f8e7d6c-0000-4000-8000-000000000042"},
         "correlationId": "a1b2c3d4-0000-4000-8000-000000000001",
-        "httpRequest": {"clientRequestId": "c0ffee00-0000-4000-8000-000000000002", "clientIpAddress": "198.51.100.4", "method": "DELETE",
+        "httpRequest": {"clientRequestId": "c0ffee00-0000-4000-8000-000000000002", "clientIpAddress": "198.51.100.4",
+                        "method": "DELETE",
                         "url": f"https://management.azure.com{IMAGE}?api-version=2026-04-01"},
         "resourceProvider": "Microsoft.Compute",
         "resourceUri": IMAGE,
@@ -157,7 +160,8 @@ def test_a_snapshot_write_parses() -> None:
 
 def test_the_handler_fields_parse_the_same_as_the_envelope() -> None:
     d = SNAPSHOT_WRITE
-    direct = parse_event(d["id"], d["topic"], d["subject"], d["eventType"], datetime(2026, 5, 4, 9, 0, 4, tzinfo=UTC), d["data"])
+    direct = parse_event(d["id"], d["topic"], d["subject"], d["eventType"], datetime(2026, 5, 4, 9, 0, 4, tzinfo=UTC),
+                         d["data"])
     assert isinstance(direct, ResourceEvent) and direct.subject == parse_envelope(d).subject  # type: ignore[union-attr]
 
 
@@ -205,26 +209,32 @@ def test_claims_and_http_request_as_json_strings_are_decoded() -> None:
 
 
 def test_other_resource_types() -> None:
-    version = f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/gal/images/gpu/versions/1.4.0"
+    version = (f"/subscriptions/{SUB}/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/gal/images/gpu"
+               "/versions/1.4.0")
     pool = f"/subscriptions/{SUB}/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/acct/pools/gpu-1-4-0"
-    for rid, op, predicate in ((version, "Microsoft.Compute/galleries/images/versions/write", is_gallery_image_version_write),
+    for rid, op, predicate in ((version, "Microsoft.Compute/galleries/images/versions/write",
+                                is_gallery_image_version_write),
                                (IMAGE, "Microsoft.Compute/images/write", is_image_write),
                                (pool, "Microsoft.Batch/batchAccounts/pools/write", is_pool_write)):
-        event = changed(changed(changed(SNAPSHOT_WRITE, ["subject"], rid), ["data", "resourceUri"], rid), ["data", "operationName"], op)
+        event = changed(changed(changed(SNAPSHOT_WRITE, ["subject"], rid), ["data", "resourceUri"], rid),
+                        ["data", "operationName"], op)
         e = parse_envelope(event)
         assert predicate(e) and not is_snapshot_write(e)
 
 
 @pytest.mark.parametrize(("path", "value", "code", "words"), [
-    (["eventType"], "Microsoft.Storage.BlobCreated", "not-a-resource-event", "not an Azure Resource Manager resource event"),
+    (["eventType"], "Microsoft.Storage.BlobCreated", "not-a-resource-event",
+     "not an Azure Resource Manager resource event"),
     (["eventType"], _DELETE, "missing-field", "no event type"),
     (["eventType"], 42, "wrong-type", "event type is a int"),
     (["id"], _DELETE, "missing-field", "no event id"),
     (["id"], "x" * 10_000, "too-large", "event id has 10000 characters"),
     (["subject"], _DELETE, "missing-field", "no subject"),
     (["subject"], ["a"], "wrong-type", "subject is a list"),
-    (["subject"], f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/snapshots/../../x", "hostile-id", "segments"),
-    (["subject"], f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/snapshots/a\nb", "hostile-id", "control characters"),
+    (["subject"], f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/snapshots/../../x", "hostile-id",
+     "segments"),
+    (["subject"], f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Compute/snapshots/a\nb", "hostile-id",
+     "control characters"),
     (["subject"], "https://example.com/not-an-id", "hostile-id", "no ARM id"),
     (["subject"], "not-an-id", "not-a-resource-event", "not an ARM resource id"),
     (["data"], _DELETE, "missing-field", "no data"),
@@ -250,7 +260,8 @@ def test_ignored_events_keep_what_identifies_them() -> None:
 
 
 def test_ids_that_differ_only_in_case_are_the_same_resource() -> None:
-    event = changed(SNAPSHOT_WRITE, ["data", "resourceUri"], SNAPSHOT.replace("resourcegroups", "resourceGroups").upper()
+    event = changed(SNAPSHOT_WRITE, ["data", "resourceUri"],
+                    SNAPSHOT.replace("resourcegroups", "resourceGroups").upper()
                     .replace("/SUBSCRIPTIONS/", "/subscriptions/"))
     assert isinstance(parse_envelope(event), ResourceEvent)
 
@@ -261,7 +272,8 @@ def test_events_about_another_subscription_are_ignored() -> None:
 
 
 def test_the_temporary_deployment_copy_of_a_write_is_ignored() -> None:
-    temporary = f"/subscriptions/{SUB}/resourcegroups/images-rg/providers/Microsoft.Resources/deployments/tmp-7dcf8a1c8a36"
+    temporary = (f"/subscriptions/{SUB}/resourcegroups/images-rg/providers/Microsoft.Resources/deployments"
+                 "/tmp-7dcf8a1c8a36")
     event = changed(changed(SNAPSHOT_WRITE, ["subject"], temporary), ["data", "resourceUri"], temporary)
     result = ignored(event)
     assert result.code == "temporary-deployment" and "7dcf8a1c-8a36-4f0e-8d3c-9c1c1a9a0b5e" in result.reason
@@ -290,14 +302,17 @@ JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allo
                          st.sampled_from([SNAPSHOT, IMAGE, LOCK, SUB, "Microsoft.Resources.ResourceWriteSuccess",
                                           "Microsoft.Compute/snapshots/write", "2026-05-04T09:00:04.6117357Z", ""]))
 JSON = st.recursive(JSON_SCALARS, lambda children: st.one_of(st.lists(children, max_size=4),
-                                                             st.dictionaries(st.text(max_size=12), children, max_size=4)), max_leaves=20)
-DATA_KEYS = ["operationName", "resourceUri", "subscriptionId", "status", "correlationId", "claims", "httpRequest", "authorization"]
+                                                             st.dictionaries(st.text(max_size=12), children,
+                                                                             max_size=4)), max_leaves=20)
+DATA_KEYS = ["operationName", "resourceUri", "subscriptionId", "status", "correlationId", "claims", "httpRequest",
+             "authorization"]
 
 
 def check_outcome(result: object) -> None:
     assert isinstance(result, ResourceEvent | IgnoredEvent)
     if isinstance(result, IgnoredEvent):
-        assert result.reason and result.code != "internal-error", result.reason  # the catch-all must never be what answered
+        # the catch-all must never be what answered
+        assert result.reason and result.code != "internal-error", result.reason
 
 
 @settings(max_examples=400, deadline=None)
@@ -308,7 +323,8 @@ def test_arbitrary_json_never_raises(value: object) -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(st.fixed_dictionaries({}, optional={
-    "id": JSON, "topic": JSON, "source": JSON, "subject": JSON, "eventType": JSON, "type": JSON, "eventTime": JSON, "time": JSON,
+    "id": JSON, "topic": JSON, "source": JSON, "subject": JSON, "eventType": JSON, "type": JSON, "eventTime": JSON,
+    "time": JSON,
     "data": st.one_of(JSON, st.fixed_dictionaries({}, optional={k: JSON for k in DATA_KEYS})),
 }))
 def test_event_shaped_json_never_raises(envelope: dict[str, object]) -> None:
