@@ -9,7 +9,8 @@ from dataclasses import asdict
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from emulator.core import Request, Response, Route, bad_request, json_response
+from emulator.core import Request, Response, Route, json_response
+from emulator.exceptions import InvalidRequestContent
 from emulator.faults import FaultRule
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def routes(emulator: Emulator) -> list[Route]:
         body = request.json()
         minutes = body.get("minutes")
         if not isinstance(minutes, int | float) or minutes < 0:
-            raise bad_request("Send {\"minutes\": N} with N >= 0 to move the virtual clock forward.")
+            raise InvalidRequestContent("Send {\"minutes\": N} with N >= 0 to move the virtual clock forward.")
         now = emulator.clock.advance(timedelta(minutes=minutes))
         return json_response({"now": now.isoformat()})
 
@@ -41,8 +42,8 @@ def routes(emulator: Emulator) -> list[Route]:
                              status=int(body.get("status", 503)), retry_after_s=int(body.get("retryAfterSeconds", 1)),
                              latency_s=float(body.get("latencySeconds", 0)), plane=body.get("plane"))
         except (KeyError, ValueError, TypeError) as exc:
-            raise bad_request(f"Invalid fault rule: {exc}. Example: {{\"kind\": \"throttle\", \"rate\": 0.2, "
-                              f"\"pathPattern\": \"/pools\"}}") from None
+            raise InvalidRequestContent(f"Invalid fault rule: {exc}. Example: {{\"kind\": \"throttle\", "
+                                        f"\"rate\": 0.2, \"pathPattern\": \"/pools\"}}") from None
         emulator.faults.add(rule)
         return json_response({"rules": len(emulator.faults.rules)}, 201)
 
@@ -55,9 +56,9 @@ def routes(emulator: Emulator) -> list[Route]:
         action, scope, principal = body.get("action", "*"), body.get("scope", ""), body.get("principal")
         if (not isinstance(action, str) or not isinstance(scope, str)
             or not (principal is None or isinstance(principal, str))):
-            raise bad_request("Send {\"action\": \"Microsoft.Authorization/locks/*\", \"scope\": "
-                              "\"/subscriptions/...\", "
-                              "\"principal\": \"<appid>\"} (all optional strings) to refuse an identity an action.")
+            raise InvalidRequestContent("Send {\"action\": \"Microsoft.Authorization/locks/*\", \"scope\": "
+                                        "\"/subscriptions/...\", \"principal\": \"<appid>\"} (all optional strings) "
+                                        "to refuse an identity an action.")
         emulator.authorization.deny(action, scope, principal)
         return json_response({"rules": len(emulator.authorization.rules)}, 201)
 
@@ -71,7 +72,8 @@ def routes(emulator: Emulator) -> list[Route]:
         body = request.json()
         attachments = body.get("attachments")
         if body.get("type") != "message" or not isinstance(attachments, list) or not attachments:
-            raise bad_request("A Teams Workflows webhook expects {\"type\": \"message\", \"attachments\": [...]}.")
+            raise InvalidRequestContent(
+                "A Teams Workflows webhook expects {\"type\": \"message\", \"attachments\": [...]}.")
         emulator.teams_messages.append({"channel": request.params["channel"], "time": emulator.now().isoformat(),
                                         "body": body})
         return Response(202)

@@ -11,7 +11,8 @@ import fnmatch
 import threading
 from dataclasses import dataclass, field
 
-from emulator.core import AzureError, BatchServiceError
+from emulator.batch.exceptions import AuthorizationFailure
+from emulator.exceptions import AuthorizationFailed
 
 
 @dataclass
@@ -59,10 +60,8 @@ class Authorization:
         if plane == "batch":
             # Batch data plane: 403 with BatchError code AuthorizationFailure (BatchErrorCodeStrings in the Batch .NET
             # SDK docs).
-            raise BatchServiceError(403, "AuthorizationFailure", "Server failed to authorize the request.")
+            raise AuthorizationFailure(plane="batch")
         # ARM's answer for a missing role assignment (Learn: "Troubleshoot Azure RBAC", AuthorizationFailed).
-        raise AzureError(403, "AuthorizationFailed",
-                         f"The client '{claims.get('appid', '')}' with object id '{oid}' does not have authorization "
-                         "to perform action "
-                         f"'{action}' over scope '{path}' or the scope is invalid. If access was recently granted, "
-                         "please refresh your credentials.")
+        raise AuthorizationFailed(f"The client '{claims.get('appid', '')}' with object id '{oid}' does not have "
+                                  f"authorization to perform action '{action}' over scope '{path}' or the scope is "
+                                  "invalid. If access was recently granted, please refresh your credentials.")

@@ -12,18 +12,22 @@ import time
 import uuid
 from datetime import datetime
 
+from emulator.batch.exceptions import InvalidQueryParameterValue, InvalidUri, MissingRequiredQueryParameter
 from emulator.clock import Scheduler, VirtualClock
-from emulator.core import (
+from emulator.core import LoggedRequest, Request, RequestLog, Response, Route, json_response
+from emulator.exceptions import (
+    AuthenticationFailed,
     AzureError,
-    BatchServiceError,
-    LoggedRequest,
-    Request,
-    RequestLog,
-    Response,
-    Route,
-    json_response,
+    InternalServerError,
+    InvalidApiVersionParameter,
+    InvalidResourceType,
+    MethodNotAllowed,
+    MissingApiVersionParameter,
+    ServiceUnavailable,
+    injected_fault,
 )
 from emulator.faults import FaultInjector
+from emulator.locks.exceptions import ScopeLocked
 
 WRITE_METHODS = frozenset({"PUT", "PATCH", "POST", "DELETE"})
 DEFAULT_TENANT = "72f988bf-0000-4000-8000-00000000e001"
@@ -97,10 +101,8 @@ class Emulator:
                     acted = fault  # served below; the answer is lost afterwards
                 else:
                     headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else {}
-                    code = ("TooManyRequests" if fault.status == 429 else "ServiceUnavailable" if fault.status == 503
-                            else "InternalServerError")
-                    err_cls = BatchServiceError if route.plane == "batch" else AzureError
-                    raise err_cls(fault.status, code, "Injected fault: please retry.", headers=headers)
+                    raise injected_fault(fault.status, "Injected fault: please retry.", plane=route.plane,
+                                         headers=headers)
             if response is None:
                 self._authenticate(route, request)
                 if route.auth:  # Azure authorizes (RBAC) after authenticating and before the resource provider runs
@@ -112,8 +114,8 @@ class Emulator:
         except AzureError as err:
             response = json_response(err.body(), err.status, err.headers)
         except Exception as exc:  # a bug in the emulator must still answer like a server would
-            response = json_response({"error": {"code": "InternalServerError", "message": f"emulator bug: {exc!r}"}},
-                                     500)
+            bug = InternalServerError(f"emulator bug: {exc!r}", plane="arm")
+            response = json_response(bug.body(), bug.status)
         served = response
         if acted is not None:
             # The service did the work, then the answer was lost: a dropped connection, or a 5xx from a front end
@@ -121,9 +123,10 @@ class Emulator:
             if acted.kind == "acted_drop":
                 response = Response(drop=True)
             else:
-                code = "ServiceUnavailable" if acted.status == 503 else "InternalServerError"
-                err_cls = BatchServiceError if route is not None and route.plane == "batch" else AzureError
-                err = err_cls(acted.status, code, "Injected fault (after the request took effect): please retry.")
+                # A front end failing after the back end committed: 503 or another 5xx, never a throttle.
+                err_cls = ServiceUnavailable if acted.status == 503 else InternalServerError
+                err = err_cls("Injected fault (after the request took effect): please retry.",
+                              plane=route.plane if route is not None else "arm", status=acted.status)
                 response = json_response(err.body(), err.status, err.headers)
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         if (route is not None and route.plane == "arm" and request.method == "DELETE" and 200 <= served.status < 300
@@ -160,24 +163,19 @@ class Emulator:
             plane = "batch" if request.path.startswith("/batch/") else "arm"
             self._authenticate(Route(request.method, request.path, lambda r: Response(), plane=plane), request)
         if method_mismatch:
-            raise AzureError(405, "MethodNotAllowed",
-                             f"The requested method {request.method} is not allowed for '{request.path}'.")
+            raise MethodNotAllowed(f"The requested method {request.method} is not allowed for '{request.path}'.")
         if request.path.lower().startswith("/batch/"):
-            raise BatchServiceError(404, "InvalidUri",
-                                    f"The requested URI does not represent any resource on the server: {request.path}")
-        raise AzureError(404, "InvalidResourceType", f"The emulator serves no resource type at '{request.path}'. "
-                         "Check the URL, or add the surface to emulator/ if the app now needs it.")
+            raise InvalidUri(f"The requested URI does not represent any resource on the server: {request.path}",
+                             plane="batch")
+        raise InvalidResourceType(f"The emulator serves no resource type at '{request.path}'. "
+                                  "Check the URL, or add the surface to emulator/ if the app now needs it.")
 
     def _authenticate(self, route: Route, request: Request) -> None:
         if not route.auth:
             return
         auth = request.headers.get("authorization", "")
         if not auth.lower().startswith("bearer ") or not auth[7:].strip():
-            err_cls = BatchServiceError if route.plane == "batch" else AzureError
-            raise err_cls(401, "AuthenticationFailed",
-                          "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
-                          headers={"WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com'
-                                                       '/common", error="invalid_token"'})
+            raise AuthenticationFailed(plane=route.plane)
 
     def _check_api_version(self, route: Route, request: Request) -> None:
         if route.api_versions is None:
@@ -186,20 +184,17 @@ class Emulator:
         supported = ", ".join(sorted(route.api_versions))
         if route.plane == "batch":
             if version not in route.api_versions:
-                raise BatchServiceError(400,
-                                        "InvalidQueryParameterValue" if version else "MissingRequiredQueryParameter",
-                                        "Value for one of the query parameters specified in the request URI "
-                                        "is invalid: "
-                                        f"api-version={version!r}. Supported: {supported}.",
-                                        values={"QueryParameterName": "api-version",
-                                                "QueryParameterValue": version or ""})
+                err_cls = InvalidQueryParameterValue if version else MissingRequiredQueryParameter
+                raise err_cls("Value for one of the query parameters specified in the request URI is invalid: "
+                              f"api-version={version!r}. Supported: {supported}.",
+                              {"QueryParameterName": "api-version", "QueryParameterValue": version or ""},
+                              plane="batch")
             return
         if not version:
-            raise AzureError(400, "MissingApiVersionParameter",
-                             "The api-version query parameter (?api-version=) is required for all requests.")
+            raise MissingApiVersionParameter()
         if version not in route.api_versions:
-            raise AzureError(400, "InvalidApiVersionParameter",
-                             f"The api-version '{version}' is invalid. The supported versions are '{supported}'.")
+            raise InvalidApiVersionParameter(
+                f"The api-version '{version}' is invalid. The supported versions are '{supported}'.")
 
     def _enforce_locks(self, route: Route, request: Request) -> None:
         action = self._action(route, request) or ""
@@ -211,11 +206,7 @@ class Emulator:
         operation = "delete" if request.method == "DELETE" else "write"
         blocking = self.locks.blocking_locks(target, operation)
         if blocking:
-            scopes = "', '".join(lock.scope for lock in blocking)
-            raise AzureError(409, "ScopeLocked",
-                             f"The scope '{target}' cannot perform {operation} operation because following scope(s) "
-                             "are locked: "
-                             f"'{scopes}'. Please remove the lock and try again.")
+            raise ScopeLocked(target, operation, [lock.scope for lock in blocking])
 
     @staticmethod
     def _action(route: Route | None, request: Request) -> str | None:

@@ -1,4 +1,4 @@
-"""The emulator's plumbing: requests, responses, Azure-shaped errors, routes and the request log.
+"""The emulator's plumbing: requests, responses, routes and the request log (errors: ``emulator/exceptions.py``).
 
 Every emulated service is three modules, as in moto: ``models.py`` (state and behaviour),
 ``responses.py`` (HTTP <-> model calls) and ``urls.py`` (a routing table of :class:`Route`).
@@ -17,83 +17,17 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
+# Errors: the two shapes and one class per code live in emulator/exceptions.py (and each service's exceptions.py).
+# AzureError and BatchServiceError are re-exported for the callers that import them from the plumbing.
+from emulator.exceptions import AzureError as AzureError
+from emulator.exceptions import BatchServiceError as BatchServiceError
+from emulator.exceptions import InvalidRequestContent
 
 
-class AzureError(Exception):
-    """An error answered the way Azure Resource Manager answers it.
-
-    ARM bodies are ``{"error": {"code", "message"}}`` (Azure REST API guidelines, and the
-    observed ``ScopeLocked`` body in the contracts reference).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        details: list[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-        self.details = details
-
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            error["details"] = self.details
-        return {"error": error}
-
-
-class BatchServiceError(AzureError):
-    """An error answered the way the Batch *data plane* answers it (``BatchError`` model).
-
-    Shape: ``{"code", "message": {"lang", "value"}, "values": [{"key", "value"}]}`` (azure-batch 15
-    ``BatchError``/``BatchErrorMessage``/``BatchErrorDetail``).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        values: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(status, code, message, headers=headers)
-        self.values = dict(values or {})
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "odata.metadata": "https://emulator"
-                              "/$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
-            "code": self.code,
-            "message": {"lang": "en-US", "value": self.message},
-        }
-        if self.values:
-            body["values"] = [{"key": k, "value": v} for k, v in self.values.items()]
-        return body
-
-
-def not_found(resource_id: str, kind: str = "Resource") -> AzureError:
-    # ARM's generic answer for a missing tracked resource.
-    return AzureError(
-        404,
-        "ResourceNotFound",
-        f"The {kind} '{resource_id}' was not found.",
-    )
-
-
-def bad_request(message: str, code: str = "InvalidRequestContent") -> AzureError:
-    return AzureError(400, code, message)
+def bad_request(message: str) -> AzureError:
+    """400 ``InvalidRequestContent`` (:class:`~emulator.exceptions.InvalidRequestContent`); kept for
+    ``autopilot/sandbox.py``'s replay hook, which imports it from here."""
+    return InvalidRequestContent(message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,20 +83,22 @@ class Request:
     def json(self) -> dict[str, Any]:
         """The body as a JSON object, or a 400 shaped as Azure's for malformed content."""
         if not self.body:
-            raise bad_request("The request content was invalid and could not be deserialized: empty body.")
+            raise InvalidRequestContent("The request content was invalid and could not be deserialized: empty body.")
         try:
             value = json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_request(f"The request content was invalid and could not be deserialized: {exc}.") from None
+            raise InvalidRequestContent(
+                f"The request content was invalid and could not be deserialized: {exc}.") from None
         if not isinstance(value, dict):
-            raise bad_request("The request content was invalid: expected a JSON object.")
+            raise InvalidRequestContent("The request content was invalid: expected a JSON object.")
         return value
 
     def json_any(self) -> Any:
         try:
             return json.loads(self.body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise bad_request(f"The request content was invalid and could not be deserialized: {exc}.") from None
+            raise InvalidRequestContent(
+                f"The request content was invalid and could not be deserialized: {exc}.") from None
 
     @property
     def caller(self) -> dict[str, str]:

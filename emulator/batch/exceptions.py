@@ -6,38 +6,19 @@ The same code is answered in the shape of the plane that asked (``plane``):
   "values": [{"key", "value"}]}`` (azure-batch 15 ``BatchError``/``BatchErrorDetail``);
 * ``"arm"`` (management plane): ARM's ``{"error": {"code", "message"}}``, with the values folded into the message.
 
-ARM-wide codes (``ResourceNotFound``, ``LocationRequired``, ``InvalidRequestContent``) come from
-``emulator/exceptions.py``.
+ARM-wide codes (``ResourceNotFound``, ``LocationRequired``, ``InvalidRequestContent``) and the codes the dispatcher
+answers on both planes (``AuthenticationFailed``, the injected faults) come from ``emulator/exceptions.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from emulator.core import AzureError, BatchServiceError
+from emulator.exceptions import PlaneError
 
 
-class BatchError(BatchServiceError):
+class BatchError(PlaneError):
     """A Batch error whose status and code are its class's; its shape is the plane's (see the module docstring)."""
-
-    status = 400
-    code = ""
-    default_message = ""
-
-    def __init__(self, message: str | None = None, values: Mapping[str, str] | None = None, *, plane: str,
-                 status: int | None = None) -> None:
-        cls = type(self)
-        text = cls.default_message if message is None else message
-        self.plane = plane
-        if plane != "batch" and values:
-            details = "; ".join(f"{k}: {v}" for k, v in values.items())
-            text = f"{text} ({details})"
-            values = None
-        super().__init__(status or cls.status, cls.code, text, values=values)
-
-    def body(self) -> dict[str, Any]:
-        return super().body() if self.plane == "batch" else AzureError.body(self)
 
 
 # --- request bodies and query strings ---------------------------------------------------------
@@ -81,6 +62,26 @@ class InvalidQueryParameterValue(BatchError):
 
 class OutOfRangeQueryParameterValue(BatchError):
     code = "OutOfRangeQueryParameterValue"
+
+
+class MissingRequiredQueryParameter(BatchError):
+    code = "MissingRequiredQueryParameter"
+
+
+# --- the data plane's front door (emulator/azure.py, emulator/authorization.py) ---------------
+
+
+class InvalidUri(BatchError):
+    status = 404
+    code = "InvalidUri"
+
+
+class AuthorizationFailure(BatchError):
+    """403 for a missing role on the data plane (BatchErrorCodeStrings in the Batch .NET SDK docs)."""
+
+    status = 403
+    code = "AuthorizationFailure"
+    default_message = "Server failed to authorize the request."
 
 
 # --- accounts -----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from emulator.core import AzureError
+from emulator.eventgrid.exceptions import NotFound
 
 if TYPE_CHECKING:
     from emulator.azure import Emulator
@@ -146,8 +146,8 @@ class EventGridBackend:
     def get_topic(self, name: str) -> CustomTopic:
         topic = self._topics.get(name.lower())
         if topic is None:
-            raise AzureError(404, "NotFound", f"The topic '{name}' does not exist in the emulator. "
-                             "Create it with emulator.eventgrid.create_topic(name, key=...).")
+            raise NotFound(f"The topic '{name}' does not exist in the emulator. "
+                           "Create it with emulator.eventgrid.create_topic(name, key=...).")
         return topic
 
     def subscribe(self, topic: str, callback: EventCallback, *, schema: str | None = None,

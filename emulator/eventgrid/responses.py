@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from emulator.core import AzureError, Request, Response
+from emulator.core import Request, Response
+from emulator.eventgrid.exceptions import BadRequest, RequestEntityTooLarge, Unauthorized
 
 if TYPE_CHECKING:
     from emulator.azure import Emulator
@@ -32,13 +33,6 @@ CLOUDEVENT_REQUIRED = ("id", "source", "type", "specversion")
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,7})?(Z|[+-]\d{2}:\d{2})$")
 
 
-def eventgrid_error(status: int, code: str, message: str, detail_code: str | None = None,
-                    headers: dict[str, str] | None = None) -> AzureError:
-    """Event Grid data-plane errors: ``{"error": {"code", "message", "details": [{"code", "message"}]}}``."""
-    details = [{"code": detail_code, "message": message}] if detail_code else None
-    return AzureError(status, code, message, details=details, headers=headers)
-
-
 class EventGridResponses:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
@@ -48,15 +42,12 @@ class EventGridResponses:
         topic = self.backend.get_topic(request.params["topicName"])
         self._authenticate(topic, request)
         if len(request.body) > MAX_PAYLOAD_BYTES:
-            raise eventgrid_error(413, "RequestEntityTooLarge",
-                                  f"The request is {len(request.body)} bytes; a batch of events may be at most "
-                                  f"{MAX_PAYLOAD_BYTES} bytes (1 MB). "
-                                  "Send the events in smaller batches.")
+            raise RequestEntityTooLarge(f"The request is {len(request.body)} bytes; a batch of events may be at most "
+                                        f"{MAX_PAYLOAD_BYTES} bytes (1 MB). Send the events in smaller batches.")
         try:
             payload = json.loads(request.body or b"")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise eventgrid_error(400, "BadRequest", f"The request body is not valid JSON: {exc}.",
-                                  "InputJsonInvalid") from None
+            raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
         content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
         if content_type in (CLOUDEVENTS_BATCH, CLOUDEVENTS_SINGLE):
             events = self._cloud_events(payload, single=content_type == CLOUDEVENTS_SINGLE)
@@ -83,10 +74,9 @@ class EventGridResponses:
                       "token instead.")
         else:
             reason = "The access key or shared access signature is not valid for this topic."
-        raise eventgrid_error(401, "Unauthorized",
-                              f"The request authorization is not valid for topic '{topic.name}'. {reason}",
-                              headers={
-                                  "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common"'})
+        raise Unauthorized(f"The request authorization is not valid for topic '{topic.name}'. {reason}",
+                           headers={"WWW-Authenticate":
+                                    'Bearer authorization_uri="https://login.microsoftonline.com/common"'})
 
     def _sas_valid(self, token: str, key: str) -> bool:
         # generate_sas signs "r={encoded resource}&e={encoded expiry}" with HMAC-SHA256 of the base64 key.
@@ -111,43 +101,34 @@ class EventGridResponses:
     def _cloud_events(payload: Any, *, single: bool) -> list[dict[str, Any]]:
         events = [payload] if single else payload
         if not isinstance(events, list):
-            raise eventgrid_error(400, "BadRequest", "A CloudEvents batch (application/cloudevents-batch+json) must be "
-                                  "a JSON array of events.",
-                                  "InputJsonInvalid")
+            raise BadRequest("A CloudEvents batch (application/cloudevents-batch+json) must be a JSON array of events.")
         for i, event in enumerate(events):
             if not isinstance(event, dict):
-                raise eventgrid_error(400, "BadRequest", f"Event {i} is not a JSON object.", "InputJsonInvalid")
+                raise BadRequest(f"Event {i} is not a JSON object.")
             for name in CLOUDEVENT_REQUIRED:
                 if not isinstance(event.get(name), str) or not event[name]:
-                    raise eventgrid_error(400, "BadRequest",
-                                          f"Required property '{name}' was not set on CloudEvent {i}.",
-                                          "InputJsonInvalid")
+                    raise BadRequest(f"Required property '{name}' was not set on CloudEvent {i}.")
             if event["specversion"] != "1.0":
-                raise eventgrid_error(400, "BadRequest", f"CloudEvent {i} has specversion '{event['specversion']}'; "
-                                      "only '1.0' is supported.",
-                                      "InputJsonInvalid")
+                raise BadRequest(f"CloudEvent {i} has specversion '{event['specversion']}'; only '1.0' is supported.")
         return events
 
     @staticmethod
     def _eventgrid_events(payload: Any, topic: CustomTopic) -> list[dict[str, Any]]:
         if not isinstance(payload, list):
-            raise eventgrid_error(400, "BadRequest",
-                                  "Unexpected token when reading JSON. Expected: StartArray, actual: "
-                                  f"{'StartObject' if isinstance(payload, dict) else type(payload).__name__}. "
-                                  "Event Grid schema events are published as a JSON array.", "InputJsonInvalid")
+            raise BadRequest("Unexpected token when reading JSON. Expected: StartArray, actual: "
+                             f"{'StartObject' if isinstance(payload, dict) else type(payload).__name__}. "
+                             "Event Grid schema events are published as a JSON array.")
         out = []
         for i, event in enumerate(payload):
             if not isinstance(event, dict):
-                raise eventgrid_error(400, "BadRequest", f"Event {i} is not a JSON object.", "InputJsonInvalid")
+                raise BadRequest(f"Event {i} is not a JSON object.")
             for name in EVENTGRID_REQUIRED:
                 if name not in event or (name != "data" and (not isinstance(event[name], str)
                                                              or (name != "subject" and not event[name]))):
-                    raise eventgrid_error(400, "BadRequest", f"Required property '{name}' was not set on event {i}.",
-                                          "InputJsonInvalid")
+                    raise BadRequest(f"Required property '{name}' was not set on event {i}.")
             if not _ISO_TIME.match(event["eventTime"]):
-                raise eventgrid_error(400, "BadRequest", f"Property 'eventTime' of event {i} ('{event['eventTime']}') "
-                                      "is not an ISO 8601 UTC time.",
-                                      "InputJsonInvalid")
+                raise BadRequest(f"Property 'eventTime' of event {i} ('{event['eventTime']}') "
+                                 "is not an ISO 8601 UTC time.")
             # Event Grid fills in what only it knows: the topic's resource id and the metadata version.
             out.append({**event, "topic": event.get("topic") or topic.resource_id,
                         "metadataVersion": event.get("metadataVersion") or "1"})

@@ -19,8 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from emulator.core import AzureError, bad_request
 from emulator.ids import is_within, key, resource_group_id
+from emulator.locks.exceptions import InvalidLockName, InvalidRequestContent, InvalidScope, LockNotFound
 
 if TYPE_CHECKING:
     from emulator.azure import Emulator
@@ -82,18 +82,18 @@ class LocksBackend:
         canonical = canonical_scope(scope)
         segments = canonical.strip("/").split("/")
         if len(segments) < 2 or segments[0] != "subscriptions" or not segments[1]:
-            raise AzureError(400, "InvalidScope", f"The scope '{canonical}' is not valid for a management lock: "
-                             "use a subscription, a resource group or a resource id (/subscriptions/{id}/...).")
+            raise InvalidScope(f"The scope '{canonical}' is not valid for a management lock: "
+                               "use a subscription, a resource group or a resource id (/subscriptions/{id}/...).")
         rest = segments[2:]
         if rest and rest[0] == "resourceGroups":
             if len(rest) < 2:
-                raise AzureError(400, "InvalidScope", f"The scope '{canonical}' names no resource group.")
+                raise InvalidScope(f"The scope '{canonical}' names no resource group.")
             # Raises 404 ResourceGroupNotFound, as ARM does for anything inside a missing group.
             self.emulator.resources.require_group(segments[1], rest[1])
             rest = rest[2:]
         if rest and (rest[0].lower() != "providers" or len(rest) < 4 or len(rest[2:]) % 2 != 0):
-            raise AzureError(400, "InvalidScope", f"The scope '{canonical}' is not a valid resource id: expected "
-                             ".../providers/{namespace}/{type}/{name}[/{type}/{name}...].")
+            raise InvalidScope(f"The scope '{canonical}' is not a valid resource id: expected "
+                               ".../providers/{namespace}/{type}/{name}[/{type}/{name}...].")
         return canonical
 
     def put_lock(self, scope: str, name: str, level: str, notes: str | None = None,
@@ -116,7 +116,7 @@ class LocksBackend:
         with self._lock:
             record = self._locks.get((key(scope), name.lower()))
         if record is None:
-            raise AzureError(404, "LockNotFound", f"The lock '{name}' could not be found at scope '{scope}'.")
+            raise LockNotFound(f"The lock '{name}' could not be found at scope '{scope}'.")
         return record
 
     def delete_lock(self, scope: str, name: str) -> bool:
@@ -146,20 +146,22 @@ class LocksBackend:
     @staticmethod
     def _validate(name: str, level: Any, notes: Any, owners: Any) -> None:
         if not name or len(name) > MAX_NAME or any(c in _FORBIDDEN_NAME_CHARS for c in name):
-            raise bad_request(f"The lock name '{name}' is invalid: use 1-{MAX_NAME} characters, none of < > % "
-                              "& : \\ ? /.",
-                              "InvalidLockName")
+            raise InvalidLockName(f"The lock name '{name}' is invalid: use 1-{MAX_NAME} characters, none of < > % "
+                                  "& : \\ ? /.")
         if level not in LOCK_LEVELS:
-            raise bad_request(f"The lock level '{level}' is invalid. Allowed values: {', '.join(LOCK_LEVELS)}.")
+            raise InvalidRequestContent(
+                f"The lock level '{level}' is invalid. Allowed values: {', '.join(LOCK_LEVELS)}.")
         if notes is not None:
             if not isinstance(notes, str):
-                raise bad_request("The lock property 'notes' must be a string.")
+                raise InvalidRequestContent("The lock property 'notes' must be a string.")
             if len(notes) > MAX_NOTES:
-                raise bad_request(f"The lock notes are {len(notes)} characters long; the maximum is {MAX_NOTES}.")
+                raise InvalidRequestContent(
+                    f"The lock notes are {len(notes)} characters long; the maximum is {MAX_NOTES}.")
         if owners is not None and (not isinstance(owners, list)
                                    or not all(isinstance(o, dict) and isinstance(o.get("applicationId"), str)
                                               for o in owners)):
-            raise bad_request("The lock property 'owners' must be a list of objects with a string 'applicationId'.")
+            raise InvalidRequestContent(
+                "The lock property 'owners' must be a list of objects with a string 'applicationId'.")
 
     # ------------------------------------------------------------------------------------------
     # Enforcement (called by the dispatcher) and clean-up

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from emulator.core import Request, Response, bad_request, json_response
+from emulator.core import Request, Response, json_response
+from emulator.locks.exceptions import InvalidFilter, InvalidRequestContent
 
 if TYPE_CHECKING:
     from emulator.azure import Emulator
@@ -28,10 +29,10 @@ class LocksResponses:
         body = request.json()
         properties = body.get("properties")
         if not isinstance(properties, dict):
-            raise bad_request("The request content was invalid: a lock needs a 'properties' object, e.g. "
-                              "{\"properties\": {\"level\": \"CanNotDelete\", \"notes\": \"...\"}}.")
+            raise InvalidRequestContent("The request content was invalid: a lock needs a 'properties' object, e.g. "
+                                        "{\"properties\": {\"level\": \"CanNotDelete\", \"notes\": \"...\"}}.")
         if "level" not in properties:
-            raise bad_request("The lock property 'properties.level' is required (CanNotDelete or ReadOnly).")
+            raise InvalidRequestContent("The lock property 'properties.level' is required (CanNotDelete or ReadOnly).")
         record, created = self.backend.put_lock(request.params["scope"], request.params["lockName"],
                                                 properties.get("level"),
                                                 properties.get("notes"), properties.get("owners"))
@@ -63,7 +64,6 @@ def _parse_filter(value: str | None) -> tuple[bool, Any]:
         elif m := _NAME_EQ.match(clause):
             name = m.group(1)
         else:
-            raise bad_request(f"The $filter '{value}' is not supported. Use atScope(), name eq '<lock name>', or both "
-                              "joined by 'and'.",
-                              "InvalidFilter")
+            raise InvalidFilter(f"The $filter '{value}' is not supported. Use atScope(), name eq '<lock name>', "
+                                "or both joined by 'and'.")
     return at_scope, name

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from emulator.core import AzureError
 from emulator.ids import key, resource_group_id
+from emulator.resources.exceptions import InvalidRequestContent, InvalidTag, ResourceGroupNotFound, ResourceNotFound
 
 if TYPE_CHECKING:
     from emulator.azure import Emulator
@@ -54,7 +54,7 @@ class ResourcesBackend:
     def get_group(self, subscription_id: str, name: str) -> ResourceGroup:
         group = self.groups.get(key(resource_group_id(subscription_id, name)))
         if group is None:
-            raise AzureError(404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
+            raise ResourceGroupNotFound(name)
         return group
 
     require_group = get_group  # what other services call before creating anything in a group
@@ -92,7 +92,7 @@ def _validated_tags(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise AzureError(400, "InvalidTag", "The value of 'properties.tags' must be an object of string values.")
+        raise InvalidTag("The value of 'properties.tags' must be an object of string values.")
     return dict(value)
 
 
@@ -126,10 +126,9 @@ class TagsBackend:
         if record is None:
             if len(parts) >= 4 and parts[2].lower() == "resourcegroups":
                 self.emulator.resources.require_group(parts[1], parts[3])  # ResourceGroupNotFound first, as ARM does
-            raise AzureError(404, "ResourceNotFound",
-                             f"The Resource '{scope}' was not found (the emulator's Tags API serves "
-                             "compute resources and resource groups). For more details please go to "
-                             "https://aka.ms/ARMResourceNotFoundFix")
+            raise ResourceNotFound(f"The Resource '{scope}' was not found (the emulator's Tags API serves "
+                                   "compute resources and resource groups). For more details please go to "
+                                   "https://aka.ms/ARMResourceNotFoundFix")
         return record
 
     def get(self, scope: str) -> tuple[str, dict[str, str]]:
@@ -140,7 +139,7 @@ class TagsBackend:
         """Tags_CreateOrUpdateAtScope: replaces every tag of the scope."""
         props = body.get("properties")
         if not isinstance(props, dict):
-            raise AzureError(400, "InvalidRequestContent", "The request needs 'properties': {'tags': {...}}.")
+            raise InvalidRequestContent("The request needs 'properties': {'tags': {...}}.")
         return self._write(scope, "Replace", _validated_tags(props.get("tags")))
 
     def patch(self, scope: str, body: dict[str, Any]) -> tuple[str, dict[str, str]]:
@@ -148,11 +147,11 @@ class TagsBackend:
         operation = body.get("operation")
         match = next((o for o in TAG_OPERATIONS if isinstance(operation, str) and o.lower() == operation.lower()), None)
         if match is None:
-            raise AzureError(400, "InvalidRequestContent",
-                             f"The 'operation' {operation!r} is invalid: use one of {', '.join(TAG_OPERATIONS)}.")
+            raise InvalidRequestContent(
+                f"The 'operation' {operation!r} is invalid: use one of {', '.join(TAG_OPERATIONS)}.")
         props = body.get("properties")
         if not isinstance(props, dict):
-            raise AzureError(400, "InvalidRequestContent", "The request needs 'properties': {'tags': {...}}.")
+            raise InvalidRequestContent("The request needs 'properties': {'tags': {...}}.")
         return self._write(scope, match, _validated_tags(props.get("tags")))
 
     def delete(self, scope: str) -> str:
@@ -167,7 +166,6 @@ class TagsBackend:
             holder = self._holder(scope)
             tags = patched_tags(dict(holder.tags), operation, given)
             if len(tags) > MAX_TAGS:
-                raise AzureError(400, "InvalidTag",
-                                 f"A resource can have at most {MAX_TAGS} tags; this would make {len(tags)}.")
+                raise InvalidTag(f"A resource can have at most {MAX_TAGS} tags; this would make {len(tags)}.")
             holder.tags = tags
             return holder.id, dict(tags)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator.core import Request, Response, bad_request, json_response
+from emulator.core import Request, Response, json_response
+from emulator.resources.exceptions import LocationRequired
 from emulator.resources.models import tags_resource_json
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ class ResourcesResponses:
         body = request.json()
         location = body.get("location")
         if not isinstance(location, str) or not location:
-            raise bad_request("The 'location' property is required for a resource group.", "LocationRequired")
+            raise LocationRequired("The 'location' property is required for a resource group.")
         group, created = self.backend.put_group(request.params["subscriptionId"], request.params["resourceGroupName"],
                                                 location, body.get("tags"))
         return json_response(group.to_json(), 201 if created else 200)
