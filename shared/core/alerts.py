@@ -69,7 +69,8 @@ POOL_ALERT_SEVERITY = {
 
 @dataclass(frozen=True)
 class Alert:
-    type: str  # one of the names above; a StrEnum member (shared/resize_errors.AlertType) is stored as its plain value
+    # One of the names above; a StrEnum member (shared/watch/resize_errors.AlertType) is stored as its plain value.
+    type: str
     severity: str
     subject: str  # the resource the alert is about (a pool path, an image id, a snapshot id)
     title: str

@@ -31,7 +31,7 @@ class EventSubscription:
     # like every Event Grid string comparison); () = any subject.
     subject_contains: tuple[str, ...] = ()
     # Advanced filter StringBeginsWith on subject: only the configured image/snapshot resource groups
-    # (infra: the imageResourceGroups parameter; here: shared/scope.watched_groups of the families).
+    # (infra: the imageResourceGroups parameter; here: shared/pipeline/scope.watched_groups of the families).
     resource_group_scoped: bool = False
 
     def matches(self, event_type: str | None, operation_name: str | None, subject: str | None = None,

@@ -28,7 +28,7 @@ class GuardReport:
     skipped_release: bool = False
     missing: list[str] = field(default_factory=list)
     # Locks the graph no longer calls for, kept because a pool they were placed for depends on an
-    # image that no longer exists (see image_guard.held_for_missing).
+    # image that no longer exists (see shared/guard/lock_plan.held_for_missing).
     kept: list[str] = field(default_factory=list)
     # Removals the app declined after re-reading the lock (resource id -> why): not provably its own.
     not_removed: dict[str, str] = field(default_factory=dict)

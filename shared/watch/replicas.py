@@ -1,5 +1,6 @@
 """Gallery replicas follow the nodes on a version: when pool targets grow after the version was built, its regional
-replica count is raised (one replica per ``nodesPerReplica`` nodes, 300 by default: shared/image_rules.replica_count).
+replica count is raised (one replica per ``nodesPerReplica`` nodes, 300 by default:
+shared/pipeline/image_rules.replica_count).
 
 The pipeline sizes a version's replicas for the family's pools as configured when it builds it. A pool whose target is
 raised later (``autopilot.desiredDedicated``, a schedule) can outgrow them: Batch's gallery doc asks for at least one

@@ -32,7 +32,7 @@ EXAMPLE = ('[{"cron": "0 0 7 * * MON-FRI", "dedicated": 800, "spot": 0}, {"cron"
 DEFAULT_LOOKBACK = timedelta(days=8)
 # A sanity bound on one pool's size (configured or scheduled), not an Azure number: a target above this is a typo.
 # Gallery pools have no node cap, and the account's core quota (checked by the pool watch at run time) is the real
-# ceiling. The families configuration holds pool sizes to the same bound (shared/image_rules.MAX_POOL_NODES).
+# ceiling. The families configuration holds pool sizes to the same bound (shared/pipeline/image_rules.MAX_POOL_NODES).
 MAX_TARGET = 100_000
 
 _KEYS = ("cron", "dedicated", "spot")

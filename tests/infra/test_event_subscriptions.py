@@ -1,4 +1,4 @@
-"""The Event Grid subscriptions in infra/ are exactly shared/event_routing.SUBSCRIPTIONS.
+"""The Event Grid subscriptions in infra/ are exactly shared/core/event_routing.SUBSCRIPTIONS.
 
 The local Functions host routes the emulator's events with the Python table; Azure routes with the
 Bicep. If the two drift, the app behaves differently in Azure than in every test.

@@ -1,5 +1,5 @@
-"""The Batch data-plane api-version is written once on the app side (shared/clients.BATCH_API_VERSION) and is the one
-the azure-batch SDK sends, so the requests the app builds itself match the SDK's."""
+"""The Batch data-plane api-version is written once on the app side (shared/resources/clients.BATCH_API_VERSION) and
+is the one the azure-batch SDK sends, so the requests the app builds itself match the SDK's."""
 
 from __future__ import annotations
 

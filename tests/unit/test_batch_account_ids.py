@@ -1,4 +1,4 @@
-"""One rule for a Batch account id (shared/resource_ids.is_batch_account_id): settings, families, their schema and
+"""One rule for a Batch account id (shared/core/resource_ids.is_batch_account_id): settings, families, their schema and
 the stall event all accept and refuse the same ids."""
 
 from __future__ import annotations
