@@ -1,8 +1,8 @@
 """The emulator's plumbing: requests, responses, routes and the request log (errors: ``emulator/exceptions.py``).
 
-Every emulated service is three modules, as in moto: ``models.py`` (state and behaviour),
-``responses.py`` (HTTP <-> model calls) and ``urls.py`` (a routing table of :class:`Route`).
-Nothing in here knows about any particular Azure service.
+Every emulated service is four modules, as in moto: ``models.py`` (state and behaviour),
+``responses.py`` (HTTP <-> model calls), ``urls.py`` (a routing table of :class:`Route`) and ``exceptions.py``
+(one class per Azure error code it answers). Nothing in here knows about any particular Azure service.
 """
 
 from __future__ import annotations
