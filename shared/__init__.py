@@ -1,1 +1,3 @@
-"""The app's core: settings, the client factory, domain models and policies, state and alerts."""
+"""The app's core, by feature: ``core`` (context, clock, state, alerts, events, ids, ownership), ``config`` (settings
+and image families), ``resources`` (the doors to Azure), ``pipeline``, ``watch``, ``guard`` and ``lifecycle``.
+See docs/architecture.md."""

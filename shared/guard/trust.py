@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from shared.core.context import AppContext
     from shared.guard.references import Inventory
 
-log = logging.getLogger("autopilot.guard_trust")
+log = logging.getLogger("autopilot.guard.trust")
 
 
 def family_groups(context: AppContext, family_name: str) -> set[str]:
