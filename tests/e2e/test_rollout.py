@@ -74,6 +74,29 @@ def test_in_place_next_zero_patches_the_image_at_the_next_zero_and_locks_follow(
     assert len(la.alerts("RolloutStarted")) == 1
 
 
+def test_an_in_place_version_creates_no_pool_so_raises_no_pools_created_but_a_rollout_started(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(gpu_in_place(applyWhen="drain"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    assert [a["data"]["pools"] for a in la.alerts("PoolsCreated")] == [[f"{ACCOUNT}/gpu"]]  # the first version creates it
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=30))
+    # 1.1.0 is built, but the pool keeps its id: nothing was created, so no PoolsCreated; the rollout says it instead.
+    assert pool_version(la, "gpu")[1] == "1.1.0" and len(la.alerts("PoolsCreated")) == 1
+    assert [a["data"]["to"] for a in la.alerts("RolloutStarted")] == ["1.1.0"]
+    # A slot added to the family is created with the next version: PoolsCreated names it, and says the other moves.
+    doc = gpu_in_place(applyWhen="drain")
+    doc["families"]["gpu"]["pools"].append(pool_spec(dedicated=1, pool_id="{family}-batch"))
+    la.set_families(doc)
+    la.snapshot_set("gpu", "1.2.0")
+    la.run(timedelta(minutes=30))
+    created = la.alerts("PoolsCreated")
+    assert len(created) == 2 and created[1]["data"]["pools"] == [f"{ACCOUNT}/gpu-batch"]
+    assert f"{ACCOUNT}/gpu keep their id and move to 1.2.0 in place" in created[1]["data"]["diagnosis"]
+    assert pool_version(la, "gpu")[1] == "1.2.0" and pool_version(la, "gpu-batch")[1] == "1.2.0"
+
+
 def test_in_place_drain_empties_the_pool_patches_and_regrows(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(gpu_in_place(applyWhen="drain"))
     la.snapshot_set("gpu", "1.0.0")
