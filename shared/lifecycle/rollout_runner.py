@@ -349,12 +349,17 @@ def _patch_metadata(context: AppContext, account: BatchAccount, pool_id: str,
     pool = batch_pools.get_pool_management(context.clients, account, pool_id)
     if pool is None:
         return UpdateResult.GONE, ""
-    metadata = pool_metadata.as_dict((pool.get("properties") or {}).get("metadata"))
+    before = pool_metadata.as_dict((pool.get("properties") or {}).get("metadata"))
+    metadata = dict(before)
     for key, value in changes.items():
         if value is None:
             metadata.pop(key, None)
         else:
             metadata[key] = value
+    if metadata == before:
+        # Another instance (or an earlier copy of this tick) made the change since our listing: writing it again would
+        # be a second update, and a second write event, for nothing.
+        return UpdateResult.ACCEPTED, "(already so)"
     body = {"properties": {"metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())]}}
     return batch_pools.update_pool_management(context.clients, account, pool_id, body, pool.get("etag"))
 

@@ -348,3 +348,63 @@ def test_a_retirement_survives_a_restart_mid_rollout_and_a_second_instance_acts_
              if 200 <= e.status < 300 and e.caller == "batch-image-autopilot" and e.plane == "arm"]
     assert len(holds) == 1  # retired once
     assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutCompleted")) == 1
+
+
+def test_two_watch_instances_at_once_drain_patch_and_complete_an_in_place_rollout_once_across_a_restart(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    from shared.core.context import AppContext
+    from shared.watch import tick as watch
+    from tests.e2e.test_retention import _together
+
+    pinned = gpu_in_place(applyWhen="drain")
+    pinned["families"]["gpu"]["pinVersion"] = "1.0.0"  # 1.1.0 is built while the pin holds the pool: nothing moves yet
+    la = make_azure(pinned)
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    assert pool_version(la, "gpu")[1] == "1.0.0" and not la.alerts("RolloutStarted")
+    assert la.emulator.batch.run_tasks(ACCOUNT, "gpu", 2, timedelta(minutes=8)) == 2  # the drain waits for them
+    la.set_families(gpu_in_place(applyWhen="drain"))  # the pin goes: from here only the two instances below act
+
+    def new_instances() -> list[AppContext]:
+        return [AppContext.from_settings(la.settings, clock=la.emulator.clock) for _ in range(2)]
+
+    escaped: list[str] = []
+
+    def minute(instances: list[AppContext]) -> None:
+        """Both instances' pool watch timers fire together; every PoolResizeStalled they publish is delivered to both
+        (Event Grid redelivers, and both handle every copy)."""
+        la.emulator.clock.advance(timedelta(minutes=1))
+        seen = len(la.stall_events())
+        escaped.extend(_together([lambda c=c: watch.tick(c) for c in instances])[1])
+        stalls = la.stall_events()[seen:]
+        escaped.extend(_together([lambda c=c, e=e: watch.handle_stall(c, e["data"]["accountId"], e["data"]["poolId"],
+                                                                       observed_etag=e["data"].get("eTag"))
+                                  for e in stalls for c in instances])[1] if stalls else [])
+
+    instances = new_instances()
+    try:
+        for _ in range(4):
+            minute(instances)
+        # Held for the drain, two tasks still running: the app restarts (both instances) mid-rollout.
+        pool = la.pool(ACCOUNT, "gpu")
+        assert pool.metadata.get(rollout.HOLD) == rollout.HOLD_DRAIN and pool.current["dedicated"] == 2
+        for context in instances:
+            context.clients.close()
+        instances = new_instances()
+        for _ in range(18):
+            minute(instances)
+    finally:
+        for context in instances:
+            context.clients.close()
+    assert all(e.startswith("ConcurrencyConflict") for e in escaped), escaped
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    # Two management-plane Pool - Updates were accepted: the hold, then the image with the hold lifted. A second
+    # instance's copy of either got 412 (ETag) or found it done.
+    updates = [e.status for e in la.emulator.log.entries(method="PATCH", path_contains="/pools/gpu")
+               if e.caller == "batch-image-autopilot" and e.plane == "arm"]
+    assert [s for s in updates if 200 <= s < 300] == [200, 200], updates
+    assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutCompleted")) == 1
+    assert la.context.state.table(ROLLOUTS).query("gpu").__next__().data["stage"] == rollout.DONE
