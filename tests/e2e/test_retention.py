@@ -17,7 +17,7 @@ from tests.e2e.test_pipeline import (  # noqa: F401  (make_azure is a fixture)
     pool_spec,
     version_id,
 )
-from tests.e2e.test_rollout import locked, pool_version
+from tests.e2e.test_rollout import locked, pool_version, together
 
 
 def exists(la: LocalAzure, version: str) -> bool:
@@ -119,27 +119,6 @@ def test_retention_refuses_referenced_pinned_foreign_locked_and_foreign_versions
     assert locked(la, version_id("gpu", "1.2.0"))
 
 
-def _together(calls: list[Callable[[], Any]]) -> tuple[list[Any], list[str]]:
-    """Run the calls at the same moment (a barrier releases the threads together); their results, and the errors that
-    escaped them as the Functions host would record them."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    barrier = threading.Barrier(len(calls))
-    errors: list[str] = []
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait(timeout=30)
-        try:
-            return call()
-        except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
-            return None
-
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return list(pool.map(run, calls)), errors
-
-
 def test_two_instances_running_retention_at_once_delete_the_unused_version_once_and_nothing_referenced(
         make_azure: Callable[..., LocalAzure]) -> None:
     from shared.core.context import AppContext
@@ -159,16 +138,16 @@ def test_two_instances_running_retention_at_once_delete_the_unused_version_once_
     try:
         gpu = [families_of(c).get("gpu") for c in instances]
         assert gpu[0] is not None and gpu[1] is not None
-        plans, errors = _together([lambda c=c, f=f: retention.run(c, f, dry_run=True)
+        plans, errors = together([lambda c=c, f=f: retention.run(c, f, dry_run=True)
                                    for c, f in zip(instances, gpu, strict=True)])
         assert not errors
         # Both see the same deletable version; 1.1.0 (its pool lives) and 1.2.0 (newest) stay.
         assert [[v.version for v in p.to_delete] for p in plans] == [["1.0.0"], ["1.0.0"]]
-        applied, errors = _together([lambda c=c, f=f, p=p: retention.apply(c, f, p.to_delete[0])
+        applied, errors = together([lambda c=c, f=f, p=p: retention.apply(c, f, p.to_delete[0])
                                      for c, f, p in zip(instances, gpu, plans, strict=True)])
         assert not errors, errors
         # A redelivered sweep on both: nothing left to delete, nothing fails.
-        again, errors = _together([lambda c=c, f=f: retention.run(c, f) for c, f in zip(instances, gpu, strict=True)])
+        again, errors = together([lambda c=c, f=f: retention.run(c, f) for c, f in zip(instances, gpu, strict=True)])
         assert not errors and all(not r.to_delete and not r.failed for r in again)
     finally:
         for context in instances:
