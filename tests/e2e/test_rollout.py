@@ -470,3 +470,25 @@ def test_two_watch_instances_at_once_retire_and_delete_the_previous_pool_once(
                if e.caller == "batch-image-autopilot"]
     assert deletes and len(set(deletes)) == 1 and len(deletes) <= 2, deletes  # at most one per instance
     assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutCompleted")) == 1
+
+
+def test_two_watch_instances_at_once_block_an_in_place_rollout_once(make_azure: Callable[..., LocalAzure]) -> None:
+    pinned = gpu_in_place(maxWait="5m")
+    pinned["families"]["gpu"]["pinVersion"] = "1.0.0"
+    la = make_azure(pinned)
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    la.set_families(gpu_in_place(maxWait="5m"))  # the pin goes: the pool (4 nodes, nextZero) never reaches 0
+    escaped: list[str] = []
+    instances = _instances(la)
+    try:
+        for _ in range(8):
+            _watch_minute(la, instances, escaped)
+    finally:
+        for context in instances:
+            context.clients.close()
+    assert all(e.startswith("ConcurrencyConflict") for e in escaped), escaped
+    assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutBlocked")) == 1
+    assert pool_version(la, "gpu")[1] == "1.0.0" and la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
