@@ -349,12 +349,17 @@ def _patch_metadata(context: AppContext, account: BatchAccount, pool_id: str,
     pool = batch_pools.get_pool_management(context.clients, account, pool_id)
     if pool is None:
         return UpdateResult.GONE, ""
-    metadata = pool_metadata.as_dict((pool.get("properties") or {}).get("metadata"))
+    before = pool_metadata.as_dict((pool.get("properties") or {}).get("metadata"))
+    metadata = dict(before)
     for key, value in changes.items():
         if value is None:
             metadata.pop(key, None)
         else:
             metadata[key] = value
+    if metadata == before:
+        # Another instance (or an earlier copy of this tick) made the change since our listing: writing it again would
+        # be a second update, and a second write event, for nothing.
+        return UpdateResult.ACCEPTED, "(already so)"
     body = {"properties": {"metadata": [{"name": k, "value": v} for k, v in sorted(metadata.items())]}}
     return batch_pools.update_pool_management(context.clients, account, pool_id, body, pool.get("etag"))
 
@@ -455,10 +460,8 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         return
     if decision.step == rollout.Step.DELETE_RETIRED:
         for old_id in about:
-            pool_path = f"{account.id}/pools/{old_id}"
-            with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/delete", pool_path):
-                batch_pools.start_pool_delete(context.clients, account, old_id)
-            report.actions.append(f"{old_id}: retired and empty, no active job targets it: deleting")
+            report.actions.append(f"{old_id}: retired and empty, no active job targets it: "
+                                  + _delete_retired(context, account, old_id))
         return
     if decision.step == rollout.Step.COMPLETE:
         assert record is not None
@@ -478,6 +481,26 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         from shared.guard.reconcile import reconcile
 
         reconcile(context)
+
+
+def _delete_retired(context: AppContext, account: BatchAccount, pool_id: str) -> str:
+    """Start deleting a retired pool, once: Batch takes minutes to delete a pool, and the listing shows it (at 0 nodes,
+    retired) until then, so each tick and each instance would ask again. The management plane's provisioningState
+    says whether a delete is under way; a copy that still crosses another's is answered 202, 204 or 409 (Batch's
+    answer for a pool being deleted is not published): all mean the pool is going."""
+    from azure.core.exceptions import HttpResponseError
+
+    pool = batch_pools.get_pool_management(context.clients, account, pool_id)
+    if pool is None or str((pool.get("properties") or {}).get("provisioningState", "")).lower() == "deleting":
+        return "already being deleted"
+    try:
+        with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/delete", f"{account.id}/pools/{pool_id}"):
+            batch_pools.start_pool_delete(context.clients, account, pool_id)
+    except HttpResponseError as exc:
+        if exc.status_code not in (404, 409) or (exc.error is not None and exc.error.code == "ScopeLocked"):
+            raise
+        return f"already being deleted ({exc.status_code})"
+    return "deleting"
 
 
 def _alert(context: AppContext, kind: str, severity: str, subject: str, title: str, diagnosis: str, fix: str,

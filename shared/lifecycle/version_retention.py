@@ -188,67 +188,38 @@ def run(context: AppContext, family: FamilyConfig, *, dry_run: bool = False) -> 
         return report
     for verdict in report.to_delete:
         try:
-            apply(context, family, verdict)
-            report.deleted.append(verdict.resource_id)
+            if apply(context, family, verdict):
+                report.deleted.append(verdict.resource_id)
         except Exception as exc:  # one version that cannot be deleted must not stop the others
             log.warning("retention: %s not deleted: %s", verdict.resource_id, exc)
             report.failed[verdict.resource_id] = f"{type(exc).__name__}: {exc}"
     return report
 
 
-def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
-    from azure.core.exceptions import ResourceNotFoundError
+def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> bool:
+    """Delete one planned version (and its snapshots); True when this call's DELETE removed it.
 
+    Instances of the app run the sweep at the same time, and a sweep can be redelivered: each step is one another
+    instance may already have taken. A version found gone (404 on the PATCH, 204 on the DELETE: ARM's answer when
+    there is nothing to delete) is someone's completed delete, so the snapshots and the alert (de-duplicated per
+    version) are still seen to; a lock already removed answers 204 too. Only a pool or a foreign lock stops it."""
     from shared.core.resource_ids import ResourceId
-    from shared.guard.lock_plan import LOCK_NAME
     from shared.guard.references import lock_owner
-    from shared.resources import locks as lock_api
+    from shared.guard.references import observe as observe_pools
 
     owner = lock_owner(context)
     rid = ResourceId.parse(verdict.resource_id)
-    gallery, definition, version = rid.names[-3:]
     from shared.resources.compute import compute_client_for
 
     compute = compute_client_for(context.clients, rid.subscription_id)
     # Re-read right before acting: a pool created since the plan (or a rollout) must win.
-    from shared.guard.references import observe as observe_pools
-
     inventory = observe_pools(context, follow_sources=False)
     if inventory.unreadable_accounts or normalize(verdict.resource_id) in {normalize(u.image_id) for u in inventory.uses
                                                                            if u.image_id}:
         raise RuntimeError("a pool references it now (or an account cannot be listed): kept")
-    on_version = lock_api.list_locks(context.clients, verdict.resource_id)
-    if any(not _is_app_lock(lock, owner) for lock in on_version):
-        raise RuntimeError("it carries a lock the app did not put now: kept")
-    if on_version:
-        lock_api.delete_lock(context.clients, verdict.resource_id, LOCK_NAME)  # only the app's own, checked just above
-    now = context.clock.now()
-    # The app created the version with safetyProfile.blockDeletionBeforeEndOfLife: lift it, then delete.
-    compute.gallery_image_versions.begin_update(rid.resource_group, gallery, definition, version, {"properties": {
-        "publishingProfile": {"endOfLifeDate": iso(now)},
-        "safetyProfile": {"blockDeletionBeforeEndOfLife": False}}}).result()
-    from shared.core import permissions
-
-    with permissions.writing(context, "Microsoft.Compute/galleries/images/versions/delete", verdict.resource_id):
-        compute.gallery_image_versions.begin_delete(rid.resource_group, gallery, definition, version, polling=False)
-    deleted_snapshots: list[str] = []
-    for snapshot_id in verdict.snapshot_ids:
-        srid = ResourceId.parse(snapshot_id)
-        on_snapshot = lock_api.list_locks(context.clients, snapshot_id)
-        foreign = [lock.name for lock in on_snapshot if not _is_app_lock(lock, owner)]
-        if foreign or normalize(snapshot_id) in {normalize(s) for u in inventory.uses for s in u.recorded_sources}:
-            log.warning("retention: snapshot %s kept: a pool still names it, or it carries a lock the app did "
-                        "not put (%s)", snapshot_id,
-                        ", ".join(foreign))
-            continue
-        if on_snapshot:
-            lock_api.delete_lock(context.clients, snapshot_id, LOCK_NAME)
-        try:
-            with permissions.writing(context, "Microsoft.Compute/snapshots/delete", snapshot_id):
-                compute.snapshots.begin_delete(srid.resource_group, srid.name, polling=False)
-            deleted_snapshots.append(snapshot_id)
-        except ResourceNotFoundError:
-            continue
+    deleted_now = _delete_version(context, compute, rid, owner, verdict.resource_id)
+    recorded = {normalize(s) for u in inventory.uses for s in u.recorded_sources}
+    deleted_snapshots = [s for s in verdict.snapshot_ids if _delete_snapshot(context, compute, owner, s, recorded)]
     details: dict[str, Any] = {"family": family.name, "version": verdict.version, "snapshots": deleted_snapshots}
     AlertPublisher(context).publish(Alert(
         VERSION_DELETED, alerts.SEVERITY_INFO, verdict.resource_id,
@@ -257,4 +228,65 @@ def apply(context: AppContext, family: FamilyConfig, verdict: Verdict) -> None:
         + (f"; its snapshots were deleted too: {', '.join(deleted_snapshots)}" if deleted_snapshots else ""),
         "nothing to do; to keep more versions raise retention.keepVersions, to keep one pin it (pinVersion) or "
         "put your own "
-        "CanNotDelete lock on it", verdict.version, now, details))
+        "CanNotDelete lock on it", verdict.version, context.clock.now(), details))
+    return deleted_now
+
+
+def _delete_version(context: AppContext, compute: Any, rid: Any, owner: str | None, resource_id: str) -> bool:
+    """Own lock off, deletion block lifted, DELETE. True when this DELETE removed the version, False when it was
+    already gone (another instance, or an earlier copy of this sweep, deleted it)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.core import permissions
+    from shared.guard.lock_plan import LOCK_NAME
+    from shared.resources import locks as lock_api
+
+    gallery, definition, version = rid.names[-3:]
+    try:
+        on_version = lock_api.list_locks(context.clients, resource_id)
+    except ResourceNotFoundError:
+        return False
+    if any(not _is_app_lock(lock, owner) for lock in on_version):
+        raise RuntimeError("it carries a lock the app did not put now: kept")
+    if on_version:
+        lock_api.delete_lock(context.clients, resource_id, LOCK_NAME)  # only the app's own, checked just above
+    # The app created the version with safetyProfile.blockDeletionBeforeEndOfLife: lift it, then delete.
+    try:
+        compute.gallery_image_versions.begin_update(rid.resource_group, gallery, definition, version, {"properties": {
+            "publishingProfile": {"endOfLifeDate": iso(context.clock.now())},
+            "safetyProfile": {"blockDeletionBeforeEndOfLife": False}}}).result()
+    except ResourceNotFoundError:
+        return False
+    statuses: list[int] = []
+    with permissions.writing(context, "Microsoft.Compute/galleries/images/versions/delete", resource_id):
+        compute.gallery_image_versions.begin_delete(
+            rid.resource_group, gallery, definition, version, polling=False,
+            raw_response_hook=lambda response: statuses.append(response.http_response.status_code))
+    return not statuses or statuses[-1] != 204  # 204: nothing was there to delete
+
+
+def _delete_snapshot(context: AppContext, compute: Any, owner: str | None, snapshot_id: str,
+                     recorded: set[str]) -> bool:
+    """One snapshot of a deleted version, under the same lock rules; True when it is gone now."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.core import permissions
+    from shared.core.resource_ids import ResourceId
+    from shared.guard.lock_plan import LOCK_NAME
+    from shared.resources import locks as lock_api
+
+    srid = ResourceId.parse(snapshot_id)
+    try:
+        on_snapshot = lock_api.list_locks(context.clients, snapshot_id)
+        foreign = [lock.name for lock in on_snapshot if not _is_app_lock(lock, owner)]
+        if foreign or normalize(snapshot_id) in recorded:
+            log.warning("retention: snapshot %s kept: a pool still names it, or it carries a lock the app did "
+                        "not put (%s)", snapshot_id, ", ".join(foreign))
+            return False
+        if on_snapshot:
+            lock_api.delete_lock(context.clients, snapshot_id, LOCK_NAME)
+        with permissions.writing(context, "Microsoft.Compute/snapshots/delete", snapshot_id):
+            compute.snapshots.begin_delete(srid.resource_group, srid.name, polling=False)
+    except ResourceNotFoundError:
+        return True  # another instance deleted it first
+    return True

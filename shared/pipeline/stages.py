@@ -411,12 +411,7 @@ def _advance_once(context: AppContext, family: FamilyConfig, snapshot_set: Snaps
         names = ", ".join(pools.names)
         detail = (f"pools: {names}"
                   + (f" (created now: {', '.join(pools.created)})" if pools.created != pools.names else ""))
-        done = Alert(alerts.POOLS_CREATED, alerts.SEVERITY_INFO, version_id, f"Image {key} is ready: pools created",
-                     f"gallery image version {version_id} was built from {len(snapshot_set.members)} snapshot(s); "
-                     f"pools: {names}",
-                     "nothing to do; the pool watch drives the pools to their targets", f"done|{key}",
-                     context.clock.now(),
-                     {"pools": list(pools.names), "family": key.family, "version": key.version})
+        done = _ready_alert(context, snapshot_set, version_id, pools)
         from shared.guard.reconcile import reconcile  # lock what the new pools use now, not at the next tick
 
         report = reconcile(context)
@@ -756,13 +751,31 @@ class PoolsResult:
     missing: tuple[str, ...]  # pool resource ids Batch neither created nor has
     refused: tuple[batch_pools.PoolCreateRefused, ...] = ()  # pools Batch refused outright (400): no retry can help
     taken: tuple[tuple[str, str], ...] = ()  # (pool resource id, why) of pools at the derived id that are not the app's
+    # "{account}/{pool}" of inPlace pools that exist on an earlier version: not created, the rollout moves them
+    rolling: tuple[str, ...] = ()
+
+
+def _ready_alert(context: AppContext, snapshot_set: SnapshotSet, version_id: str, pools: PoolsResult) -> Alert | None:
+    """PoolsCreated for the pools that exist for this version. None when every pool is an inPlace pool still on an
+    earlier version: nothing was created, and RolloutStarted says when the rollout moves them."""
+    key = snapshot_set.key
+    fresh = [n for n in pools.names if n not in pools.rolling]
+    if not fresh:
+        return None
+    moving = (f"; {', '.join(pools.rolling)} keep their id and move to {key.version} in place (RolloutStarted says "
+              "when)") if pools.rolling else ""
+    return Alert(alerts.POOLS_CREATED, alerts.SEVERITY_INFO, version_id, f"Image {key} is ready: pools created",
+                 f"gallery image version {version_id} was built from {len(snapshot_set.members)} snapshot(s); "
+                 f"pools: {', '.join(fresh)}{moving}",
+                 "nothing to do; the pool watch drives the pools to their targets", f"done|{key}",
+                 context.clock.now(), {"pools": fresh, "family": key.family, "version": key.version})
 
 
 def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: SnapshotSet, version_id: str,
                  image_id: str | None,
                  skus: dict[str, str]) -> PoolsResult:
     pool_image_id = naming.family_pool_image_id(family, snapshot_set.key.version, context.settings.subscription_id)
-    names, created, missing, refused, taken = [], [], [], [], []
+    names, created, missing, refused, taken, rolling = [], [], [], [], [], []
     for spec in family.pools:
         account = batch_accounts.get_account(context.clients, spec.account)
         pool_id = spec.pool_id(family.name, snapshot_set.key.version)
@@ -791,8 +804,11 @@ def create_pools(context: AppContext, family: FamilyConfig, snapshot_set: Snapsh
                                               in_place=spec.in_place):
                 taken.append((f"{account.id}/pools/{pool_id}", why))
                 continue
+            ran = pool_metadata.as_dict(existing.get("metadata")).get(pool_metadata.VERSION)
+            if spec.in_place and ran != snapshot_set.key.version:
+                rolling.append(f"{account.name}/{pool_id}")
         names.append(f"{account.name}/{pool_id}")
-    return PoolsResult(tuple(names), tuple(created), tuple(missing), tuple(refused), tuple(taken))
+    return PoolsResult(tuple(names), tuple(created), tuple(missing), tuple(refused), tuple(taken), tuple(rolling))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -899,15 +915,17 @@ def _pools_refused(context: AppContext, snapshot_set: SnapshotSet, row: Record |
 
 
 def _finish_stage_only(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str,
-                       alert: Alert) -> Record:
+                       alert: Alert | None) -> Record:
     """Reach a terminal stage and queue its alert in the same row write (an outbox): the alert goes out even when
     sending fails now, from the redelivered event or the sweep, and never twice (the alerts table de-duplicates)."""
+    if alert is None:
+        return _save_stage(context, key, row, stage, detail=detail)
     return _save_stage(context, key, row, stage, detail=detail,
                        outbox=json.dumps(_alert_json(alert), separators=(",", ":")))
 
 
 def _finish(context: AppContext, key: SnapshotSetKey, row: Record | None, stage: str, detail: str,
-            alert: Alert) -> Record:
+            alert: Alert | None) -> Record:
     return _flush_outbox(context, _finish_stage_only(context, key, row, stage, detail, alert))
 
 

@@ -17,7 +17,7 @@ from tests.e2e.test_pipeline import (  # noqa: F401  (make_azure is a fixture)
     pool_spec,
     version_id,
 )
-from tests.e2e.test_rollout import locked, pool_version
+from tests.e2e.test_rollout import locked, pool_version, together
 
 
 def exists(la: LocalAzure, version: str) -> bool:
@@ -117,3 +117,52 @@ def test_retention_refuses_referenced_pinned_foreign_locked_and_foreign_versions
     assert not exists(la, "1.0.0") and not exists(la, "1.1.0")
     assert sorted(a["data"]["version"] for a in la.alerts("VersionDeleted")) == ["1.0.0", "1.1.0"]
     assert locked(la, version_id("gpu", "1.2.0"))
+
+
+def test_two_instances_running_retention_at_once_delete_the_unused_version_once_and_nothing_referenced(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    from shared.core.context import AppContext
+    from shared.pipeline.stages import families_of
+
+    # Three versions, each with its pool (newPools), the guard's locks on each. Retention is not configured yet.
+    la = make_azure(families(pools=[pool_spec(dedicated=1)]))
+    build(la, "1.0.0", "1.1.0", "1.2.0", minutes=20)
+    assert locked(la, version_id("gpu", "1.0.0"))
+    # The team deletes 1.0.0's pool; only Azure's clock moves (no tick, no sweep): the app's lock is still on 1.0.0.
+    la.operator.batch_management.pool.begin_delete("batch-rg", "renderweu", "gpu-1-0-0", polling=False)
+    la.emulator.clock.advance(timedelta(minutes=10))
+    assert not any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools("renderweu"))
+    la.set_families(families(pools=[pool_spec(dedicated=1)], retention={"keepVersions": 1, "deleteSnapshots": True}))
+    # Two instances of the Function App (own SDK clients, same tables and Azure) run the sweep's retention together.
+    instances = [AppContext.from_settings(la.settings, clock=la.emulator.clock) for _ in range(2)]
+    try:
+        gpu = [families_of(c).get("gpu") for c in instances]
+        assert gpu[0] is not None and gpu[1] is not None
+        plans, errors = together([lambda c=c, f=f: retention.run(c, f, dry_run=True)
+                                   for c, f in zip(instances, gpu, strict=True)])
+        assert not errors
+        # Both see the same deletable version; 1.1.0 (its pool lives) and 1.2.0 (newest) stay.
+        assert [[v.version for v in p.to_delete] for p in plans] == [["1.0.0"], ["1.0.0"]]
+        applied, errors = together([lambda c=c, f=f, p=p: retention.apply(c, f, p.to_delete[0])
+                                     for c, f, p in zip(instances, gpu, plans, strict=True)])
+        assert not errors, errors
+        # A redelivered sweep on both: nothing left to delete, nothing fails.
+        again, errors = together([lambda c=c, f=f: retention.run(c, f) for c, f in zip(instances, gpu, strict=True)])
+        assert not errors and all(not r.to_delete and not r.failed for r in again)
+    finally:
+        for context in instances:
+            context.clients.close()
+    # Exactly one DELETE removed the version (a second one answers 204: nothing to delete); one instance says so.
+    deletes = [e.status for e in la.emulator.log.entries(action="Microsoft.Compute/galleries/images/versions/delete")]
+    assert [s for s in deletes if s != 204] == [202], deletes
+    assert sorted(applied) == [False, True]
+    la.run(timedelta(minutes=10))
+    assert [a["data"]["version"] for a in la.alerts("VersionDeleted")] == ["1.0.0"]
+    assert not exists(la, "1.0.0") and exists(la, "1.1.0") and exists(la, "1.2.0")
+    snapshots = {s.name for s in la.operator.compute.snapshots.list_by_resource_group(IMAGES_RG)}
+    assert not any(s.startswith("gpu-1-0-0") for s in snapshots)
+    assert any(s.startswith("gpu-1-1-0") for s in snapshots) and any(s.startswith("gpu-1-2-0") for s in snapshots)
+    # Every pool still references a version that exists, and it is locked.
+    for pool_id, version in (("gpu-1-1-0", "1.1.0"), ("gpu-1-2-0", "1.2.0")):
+        assert pool_version(la, pool_id) == (version_id("gpu", version), version)
+        assert locked(la, version_id("gpu", version))

@@ -74,6 +74,29 @@ def test_in_place_next_zero_patches_the_image_at_the_next_zero_and_locks_follow(
     assert len(la.alerts("RolloutStarted")) == 1
 
 
+def test_an_in_place_version_creates_no_pool_so_raises_no_pools_created_but_a_rollout_started(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(gpu_in_place(applyWhen="drain"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    assert [a["data"]["pools"] for a in la.alerts("PoolsCreated")] == [[f"{ACCOUNT}/gpu"]]  # the first version creates it
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=30))
+    # 1.1.0 is built, but the pool keeps its id: nothing was created, so no PoolsCreated; the rollout says it instead.
+    assert pool_version(la, "gpu")[1] == "1.1.0" and len(la.alerts("PoolsCreated")) == 1
+    assert [a["data"]["to"] for a in la.alerts("RolloutStarted")] == ["1.1.0"]
+    # A slot added to the family is created with the next version: PoolsCreated names it, and says the other moves.
+    doc = gpu_in_place(applyWhen="drain")
+    doc["families"]["gpu"]["pools"].append(pool_spec(dedicated=1, pool_id="{family}-batch"))
+    la.set_families(doc)
+    la.snapshot_set("gpu", "1.2.0")
+    la.run(timedelta(minutes=30))
+    created = la.alerts("PoolsCreated")
+    assert len(created) == 2 and created[1]["data"]["pools"] == [f"{ACCOUNT}/gpu-batch"]
+    assert f"{ACCOUNT}/gpu keep their id and move to 1.2.0 in place" in created[1]["data"]["diagnosis"]
+    assert pool_version(la, "gpu")[1] == "1.2.0" and pool_version(la, "gpu-batch")[1] == "1.2.0"
+
+
 def test_in_place_drain_empties_the_pool_patches_and_regrows(make_azure: Callable[..., LocalAzure]) -> None:
     la = make_azure(gpu_in_place(applyWhen="drain"))
     la.snapshot_set("gpu", "1.0.0")
@@ -325,3 +348,147 @@ def test_a_retirement_survives_a_restart_mid_rollout_and_a_second_instance_acts_
              if 200 <= e.status < 300 and e.caller == "batch-image-autopilot" and e.plane == "arm"]
     assert len(holds) == 1  # retired once
     assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutCompleted")) == 1
+
+
+def together(calls: list[Callable[[], Any]]) -> tuple[list[Any], list[str]]:
+    """Run the calls at the same moment (a barrier releases the threads together); their results, and the errors that
+    escaped them as the Functions host would record them."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(len(calls))
+    errors: list[str] = []
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait(timeout=30)
+        try:
+            return call()
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            return None
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls)), errors
+
+
+def _instances(la: LocalAzure) -> list[Any]:
+    """Two instances of the Function App: own SDK clients, the same settings, tables and Azure."""
+    from shared.core.context import AppContext
+
+    return [AppContext.from_settings(la.settings, clock=la.emulator.clock) for _ in range(2)]
+
+
+def _watch_minute(la: LocalAzure, instances: list[Any], escaped: list[str]) -> None:
+    """A minute of Azure's time; then every instance's pool watch timer fires at the same moment, and every
+    PoolResizeStalled they published is handled by every instance at once (Event Grid redelivers copies)."""
+    from shared.watch import tick as watch
+
+    la.emulator.clock.advance(timedelta(minutes=1))
+    seen = len(la.stall_events())
+    escaped.extend(together([lambda c=c: watch.tick(c) for c in instances])[1])
+    stalls = la.stall_events()[seen:]
+    if stalls:
+        escaped.extend(together([lambda c=c, e=e: watch.handle_stall(c, e["data"]["accountId"], e["data"]["poolId"],
+                                                                      observed_etag=e["data"].get("eTag"))
+                                  for e in stalls for c in instances])[1])
+
+
+def test_two_watch_instances_at_once_drain_patch_and_complete_an_in_place_rollout_once_across_a_restart(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    pinned = gpu_in_place(applyWhen="drain")
+    pinned["families"]["gpu"]["pinVersion"] = "1.0.0"  # 1.1.0 is built while the pin holds the pool: nothing moves yet
+    la = make_azure(pinned)
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    assert pool_version(la, "gpu")[1] == "1.0.0" and not la.alerts("RolloutStarted")
+    assert la.emulator.batch.run_tasks(ACCOUNT, "gpu", 2, timedelta(minutes=8)) == 2  # the drain waits for them
+    la.set_families(gpu_in_place(applyWhen="drain"))  # the pin goes: from here only the two instances below act
+
+    escaped: list[str] = []
+    instances = _instances(la)
+    try:
+        for _ in range(4):
+            _watch_minute(la, instances, escaped)
+        # Held for the drain, two tasks still running: the app restarts (both instances) mid-rollout.
+        pool = la.pool(ACCOUNT, "gpu")
+        assert pool.metadata.get(rollout.HOLD) == rollout.HOLD_DRAIN and pool.current["dedicated"] == 2
+        for context in instances:
+            context.clients.close()
+        instances = _instances(la)
+        for _ in range(18):
+            _watch_minute(la, instances, escaped)
+    finally:
+        for context in instances:
+            context.clients.close()
+    assert all(e.startswith("ConcurrencyConflict") for e in escaped), escaped
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.1.0"), "1.1.0")
+    assert la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+    # Two management-plane Pool - Updates were accepted: the hold, then the image with the hold lifted. A second
+    # instance's copy of either got 412 (ETag) or found it done.
+    updates = [e.status for e in la.emulator.log.entries(method="PATCH", path_contains="/pools/gpu")
+               if e.caller == "batch-image-autopilot" and e.plane == "arm"]
+    assert [s for s in updates if 200 <= s < 300] == [200, 200], updates
+    assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutCompleted")) == 1
+    assert la.context.state.table(ROLLOUTS).query("gpu").__next__().data["stage"] == rollout.DONE
+
+
+def test_two_watch_instances_at_once_retire_and_delete_the_previous_pool_once(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    la = make_azure(families(pools=[pool_spec(dedicated=2)]))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    set_desired(la, "gpu-1-0-0", 3)  # the team's target for the slot: it moves to the new pool
+    la.emulator.batch.timings.pool_delete = timedelta(minutes=4)  # Batch takes minutes to delete a pool
+    # Both versions' pools at target; then the team turns retirement on: from here only the two instances below act.
+    la.set_families(families(pools=[pool_spec(dedicated=2)], rollout={"mode": "newPools", "retirePrevious": True,
+                                                                      "retireAfter": "5m", "deleteRetiredPools": True}))
+    escaped: list[str] = []
+    instances = _instances(la)
+    try:
+        for _ in range(20):
+            _watch_minute(la, instances, escaped)
+    finally:
+        for context in instances:
+            context.clients.close()
+    assert all(e.startswith("ConcurrencyConflict") for e in escaped), escaped
+    assert not any(p.id == "gpu-1-0-0" for p in la.emulator.batch.list_pools(ACCOUNT))
+    assert la.pool(ACCOUNT, "gpu-1-1-0").current["dedicated"] == 3
+
+    def answers(method: str, pool_id: str) -> list[int]:
+        return [e.status for e in la.emulator.log.entries(method=method, path_contains=f"/pools/{pool_id}")
+                if e.caller == "batch-image-autopilot" and e.plane == "arm" and e.path.lower().endswith(pool_id)]
+
+    # The new pool took the target in one Pool - Update and the old one was retired in one (the other instance's copy:
+    # 412, or found it done). Its deletion was asked for in one minute, not again on every tick while Batch deleted it.
+    assert [s for s in answers("PATCH", "gpu-1-1-0") if s < 300] == [200]
+    assert [s for s in answers("PATCH", "gpu-1-0-0") if s < 300] == [200]
+    deletes = [e.time for e in la.emulator.log.entries(method="DELETE", path_contains="/pools/gpu-1-0-0")
+               if e.caller == "batch-image-autopilot"]
+    assert deletes and len(set(deletes)) == 1 and len(deletes) <= 2, deletes  # at most one per instance
+    assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutCompleted")) == 1
+
+
+def test_two_watch_instances_at_once_block_an_in_place_rollout_once(make_azure: Callable[..., LocalAzure]) -> None:
+    pinned = gpu_in_place(maxWait="5m")
+    pinned["families"]["gpu"]["pinVersion"] = "1.0.0"
+    la = make_azure(pinned)
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=20))
+    la.set_families(gpu_in_place(maxWait="5m"))  # the pin goes: the pool (4 nodes, nextZero) never reaches 0
+    escaped: list[str] = []
+    instances = _instances(la)
+    try:
+        for _ in range(8):
+            _watch_minute(la, instances, escaped)
+    finally:
+        for context in instances:
+            context.clients.close()
+    assert all(e.startswith("ConcurrencyConflict") for e in escaped), escaped
+    assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutBlocked")) == 1
+    assert pool_version(la, "gpu")[1] == "1.0.0" and la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
