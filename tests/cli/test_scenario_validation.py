@@ -195,7 +195,8 @@ def test_set_family_is_checked_by_the_app_s_parser_and_pool_image_needs_a_versio
     problems = problems_of({**base, "timeline": [{"at": "5m", "action": "setFamily", "family": "gpu", "config": bad}],
                             "expect": [{"expect": "poolImage", "pool": "acct1/gpu"}]})
     joined = "\n".join(problems)
-    assert "$.timeline[0].config.pools[0].account: 'nowhere' is not one of the scenario's batchAccounts" in joined, joined
+    assert ("$.timeline[0].config.pools[0].account: 'nowhere' is not one of the scenario's batchAccounts"
+            in joined), joined
     assert "$.timeline[0].config.rollout.applyWhen" in joined, joined
     assert any(p.startswith("$.expect[0]: give 'version' or 'image'") for p in problems), problems
 
