@@ -462,9 +462,8 @@ def check_expectations(report: dict[str, Any], scenario: Scenario) -> list[dict[
                         if (pool_ref is None or f["pool"].lower() == pool_ref.lower())
                         and code in f["errors"].lower() and _window(spec, start, f["time"])]
             ok, detail = _count_ok(spec, len(matching))
-            text = (
-                "resizes that ended "
-                f"short{' of ' + pool_ref if pool_ref else ''}{' with ' + spec['code'] if code else ''}{_window_text(spec)}")
+            text = (f"resizes that ended short{' of ' + pool_ref if pool_ref else ''}"
+                    f"{' with ' + spec['code'] if code else ''}{_window_text(spec)}")
             detail += (f": {', '.join(f['time'][11:16] + ' ' + f['errors'].split(' (')[0] for f in matching[:6])}"
                        if matching else "")
         elif kind == "stallEvents":
