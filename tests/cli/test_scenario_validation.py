@@ -202,7 +202,7 @@ def test_set_family_is_checked_by_the_app_s_parser_and_pool_image_needs_a_versio
 
 
 def test_pool_image_compares_the_version_the_pool_references() -> None:
-    from autopilot.report import check_expectations
+    from autopilot.expectations import check_expectations
 
     version = ("/subscriptions/s/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/g/images/gpu"
                "/versions/1.1.0")
