@@ -24,13 +24,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """The replay command's parser."""
     p = sub.add_parser("replay", parents=[common], help="deliver Event Grid events to the app on the local emulator",
                        description="Deliver EVENTS.json (a JSON array as Event Grid POSTs it: Event Grid schema or "
-                                   "CloudEvents 1.0) to the app's "
-                       "functions through the local Functions host, against a scenario's initial state (without its "
-                       "timeline) or an empty "
-                       "subscription; print the invocations, alerts and resources created.",
+                                   "CloudEvents 1.0) to the app's functions through the local Functions host, "
+                                   "against a scenario's initial state (without its timeline) or an empty "
+                                   "subscription; print the invocations, alerts and resources created.",
                        epilog="Exit codes: 0 every invocation succeeded, 1 an invocation failed or an event was "
-                              "dead-lettered, 2 invalid input, "
-                       "or Azurite missing or refusing its credentials.")
+                              "dead-lettered, 2 invalid input, or Azurite missing or refusing its credentials.")
     p.add_argument("events", metavar="EVENTS.json")
     p.add_argument("--scenario", metavar="S", help="start from this scenario's initial state")
     p.add_argument("--topic", choices=("auto", "system", "custom"), default="auto",

@@ -15,17 +15,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """The sandbox command's parser."""
     p = sub.add_parser("sandbox", parents=[common],
                        help="run the emulator, Azurite and the app for other commands to poke",
-                       description="Start the local emulator, Azurite and the app on the local Functions host, seeded "
-                                   "from SCENARIO's "
-                       "initial state (its timeline is not run; without SCENARIO: an empty subscription with one "
-                       "watched Batch account), "
-                       "and keep them running. Prints the settings (and writes them to --env-file): with them exported "
-                       "in another shell, "
-                       "status, plan, reconcile and replay work against the sandbox as against a subscription. "
-                       "Ctrl-C stops it.",
+                       description="Start the local emulator, Azurite and the app on the local Functions host, "
+                                   "seeded from SCENARIO's initial state (its timeline is not run; without "
+                                   "SCENARIO: an empty subscription with one watched Batch account), and keep them "
+                                   "running. Prints the settings (and writes them to --env-file): with them "
+                                   "exported in another shell, status, plan, reconcile and replay work against the "
+                                   "sandbox as against a subscription. Ctrl-C stops it.",
                        epilog="Exit codes: 0 stopped by Ctrl-C or SIGTERM, 2 invalid scenario, an unwritable "
-                              "--env-file, or Azurite "
-                       "missing or refusing its credentials.")
+                              "--env-file, or Azurite missing or refusing its credentials.")
     p.add_argument("scenario", metavar="SCENARIO", nargs="?",
                    help="seed from this scenario's initial state, e.g. scenarios/demo.json")
     p.add_argument("--env-file", metavar="FILE", default="out/sandbox.env",

@@ -28,12 +28,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("simulate", parents=[common],
                        help="run a scenario on the local emulator and report what happened",
                        description="Run SCENARIO (scenarios/*.json; format in docs/scenarios.md) on the local "
-                                   "emulator, Azurite and the local "
-                       "Functions host; print the timeline, write the JSON report and a chart (PNG + HTML), check the "
-                       "scenario's expectations.",
-                       epilog="Exit codes: 0 every expectation held, 1 an expectation or an action's expected outcome "
-                              "failed, 2 invalid scenario, "
-                       "an unwritable --report or --chart-dir, or Azurite missing or refusing its credentials.")
+                                   "emulator, Azurite and the local Functions host; print the timeline, write the "
+                                   "JSON report and a chart (PNG + HTML), check the scenario's expectations.",
+                       epilog="Exit codes: 0 every expectation held, 1 an expectation or an action's expected "
+                              "outcome failed, 2 invalid scenario, an unwritable --report or --chart-dir, or "
+                              "Azurite missing or refusing its credentials.")
     p.add_argument("scenario", metavar="SCENARIO", help="scenario file, e.g. scenarios/demo.json")
     p.add_argument("--report", metavar="REPORT.json", help="write the JSON report here (the directory is created)")
     p.add_argument("--chart-dir", metavar="DIR", help="write SCENARIO-NAME.png and SCENARIO-NAME.html here (default: "

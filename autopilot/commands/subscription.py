@@ -28,32 +28,29 @@ SETTINGS_NOTE = ("Settings come from the environment, as the Function App has th
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """The status, plan and reconcile commands' parsers."""
     p = sub.add_parser("status", parents=[common], help="pools, episodes, images and locks of the subscription",
-                       description="Show every pool of the watched Batch accounts (desired / current / Batch target, "
-                                   "allocation state, the "
-                       "watch's episode and backoff) and the images and gallery versions with the pools that use them "
-                       "and their locks. " + SETTINGS_NOTE,
+                       description="Show every pool of the watched Batch accounts (desired / current / Batch "
+                                   "target, allocation state, the watch's episode and backoff) and the images and "
+                                   "gallery versions with the pools that use them and their locks. " + SETTINGS_NOTE,
                        epilog="Exit codes: 0 healthy, 1 failing or stopped pools, unreadable accounts or missing "
-                              "images, 2 settings, families or "
-                       "credentials.")
+                              "images, 2 settings, families or credentials.")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser("plan", parents=[common], help="what the watch and the guard would do now (changes nothing)",
-                       description="A dry run of the pool watch (tick) and the image guard (reconcile): the decision "
-                                   "for every managed pool and the "
-                       "lock changes the guard would make. Only reads. " + SETTINGS_NOTE,
+                       description="A dry run of the pool watch (tick) and the image guard (reconcile): the "
+                                   "decision for every managed pool and the lock changes the guard would make. Only "
+                                   "reads. " + SETTINGS_NOTE,
                        epilog="Exit codes: 0 done, 1 an account could not be read, 2 settings, families or "
                               "credentials.")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")
     p.set_defaults(handler=cmd_plan)
 
     p = sub.add_parser("reconcile", parents=[common], help="one watch pass and one guard pass now",
-                       description="Run the pool watch's tick (stalled pools are published as PoolResizeStalled events "
-                                   "for the Function App) and "
-                       "the image guard's reconcile (missing locks are put, unneeded ones removed). " + SETTINGS_NOTE,
-                       epilog="Exit codes: 0 done, 1 a lock change or a stall failed, or an account could not be read, "
-                              "2 settings, families or "
-                       "credentials.")
+                       description="Run the pool watch's tick (stalled pools are published as PoolResizeStalled "
+                                   "events for the Function App) and the image guard's reconcile (missing locks are "
+                                   "put, unneeded ones removed). " + SETTINGS_NOTE,
+                       epilog="Exit codes: 0 done, 1 a lock change or a stall failed, or an account could not be "
+                              "read, 2 settings, families or credentials.")
     p.add_argument("--handle-stalls", action="store_true",
                    help="also re-issue the stalled pools' resizes here (when no Function App handles the events)")
     p.add_argument("--json", action="store_true", help="print the documented JSON structure (docs/cli.md)")

@@ -14,8 +14,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """The validate command's parser."""
     p = sub.add_parser("validate", parents=[common], help="check a scenario or families file without running it",
                        description="Validate SCENARIO against scenarios/scenario.schema.json and the app's own "
-                                   "settings and families parsers; a families document (the AUTOPILOT_FAMILIES_FILE) "
-                                   "against docs/families.schema.json and the app's parser.",
+                                   "settings and families parsers; a families document (the "
+                                   "AUTOPILOT_FAMILIES_FILE) against docs/families.schema.json and the app's "
+                                   "parser.",
                        epilog="Exit codes: 0 valid, 2 invalid (every problem is listed, each with its JSON path).")
     p.add_argument("scenario", metavar="SCENARIO")
     p.set_defaults(handler=cmd_validate)
