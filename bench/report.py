@@ -88,11 +88,9 @@ def _machine(results: dict[str, dict[str, Any]]) -> str:
     cores = (next(iter(results.values())).get("machine") or {}).get("usable_cores") or 0
     busy = ""
     if loads and cores and max(loads) > cores * 0.75:
-        busy = (f"\n\nThe machine was **not idle** during these runs (1-minute load average up to {max(loads):.1f} on "
-                f"{cores} cores: "
-                "other work shared it). Request counts, virtual times and memory do not depend on that; wall "
-                "times - and, "
-                "less, CPU times - do, and their p90/max more than their medians.")
+        busy = (f"\n\nThe machine was **not idle** during these runs (1-minute load average up to {max(loads):.1f} "
+                f"on {cores} cores: other work shared it). Request counts, virtual times and memory do not depend on "
+                "that; wall times - and, less, CPU times - do, and their p90/max more than their medians.")
     return (table(["CPU", "cores", "memory", "OS", "Python"], machines, "lllll") + note + "\n\n"
             + table(["benchmark", "run at (UTC)", "took", "load average (1 min), start → end", "command"], runs,
                     "llrrl") + busy)
@@ -210,11 +208,10 @@ def _watch(env: dict[str, Any] | None) -> tuple[str, list[str]]:
         per_get = [row["baseline"]["wall_s"] / row["baseline"]["request_total"] for row in r["rows"]
                    if row.get("baseline")]
         est = max(per_get) if per_get else None
-        naive_note = ("\nThe per-pool-GET baseline was **not run** at " + ", ".join(f"{row['pools']:,} pools × "
-                                                                                    f"{row['accounts']}"
-                      for row in not_naive) + " accounts: its request count is known by construction (one id-list page "
-                      "per 1,000 pools "
-                      "per account + one GET per pool), and at the per-request wall time measured at smaller sizes"
+        sizes = ", ".join(f"{row['pools']:,} pools × {row['accounts']}" for row in not_naive)
+        naive_note = (f"\nThe per-pool-GET baseline was **not run** at {sizes} accounts: its request count is known "
+                      "by construction (one id-list page per 1,000 pools per account + one GET per pool), and at the "
+                      "per-request wall time measured at smaller sizes"
                       + (f" ({est * 1000:.0f} ms, see the emulator note below) one run would take "
                          f"~{est * not_naive[0]['pools'] / 60:.0f} min"
                          if est else "") + ", more than the whole `make bench` budget allows.\n")
@@ -278,22 +275,19 @@ the same pools and stalls:
 {naive_note}{skipped_text}"""
     if largest:
         text += (f"\nAt the largest size measured ({largest['pools']:,} pools, {largest['accounts']} account(s)) a "
-                 "warm tick makes "
-                 f"{largest['warm_tick_request_total']} requests and uses {largest['warm_tick_cpu_s']['median']:.2f} s "
-                 "of CPU and "
-                 f"{mb(largest['traced_tick']['peak_bytes'])} MB of peak heap. CPU is linear in pools (the µs/pool "
-                 "column). The tick "
-                 "reads the list pages through the Batch client's `send_request` and decodes each page with "
-                 "`json.loads` straight into "
-                 "the policy's small view (`batch_pools.iter_pool_pages`, `PoolView.from_list_item`): no SDK model per "
-                 "pool, and one "
-                 "page (1,000 pools) held at a time, so the heap peak follows one page, not the account's pool list.\n")
+                 f"warm tick makes {largest['warm_tick_request_total']} requests and uses "
+                 f"{largest['warm_tick_cpu_s']['median']:.2f} s of CPU and {mb(largest['traced_tick']['peak_bytes'])} "
+                 "MB of peak heap. CPU is linear in pools (the µs/pool column). The tick reads the list pages through "
+                 "the Batch client's `send_request` and decodes each page with `json.loads` straight into the policy's "
+                 "small view (`batch_pools.iter_pool_pages`, `PoolView.from_list_item`): no SDK model per pool, and "
+                 "one page (1,000 pools) held at a time, so the heap peak follows one page, not the account's pool "
+                 "list.\n")
     verdict_text = "met" if economical else "**MISSED**"
     summary_row = ["Watch economy", "per tick: list pages per account (+ one account GET per account per full scan) + "
                    "resizes needed; 0 calls per healthy pool",
                    (f"{largest['warm_tick_request_total']} requests per warm tick for {largest['pools']:,} pools / "
-                    f"{largest['accounts']} account(s); "
-                    "0 per healthy pool in every configuration") if largest else "–", verdict_text]
+                    f"{largest['accounts']} account(s); 0 per healthy pool in every configuration")
+                   if largest else "–", verdict_text]
     return text, summary_row
 
 
@@ -400,9 +394,9 @@ minutes, the third 20), and the wait for the tick after the backoff ends."""
                          + "; ".join(f"after a run's {_ordinal(i + 1)} failure {spread(w)}"
                                      for i, w in enumerate(waits[:3]) if w.get("n"))
                          + " (median [min–max] over the seeds that had one).")
-        for key, what in (("app_watch_5min", "the watch ticking only every 5 minutes (`AUTOPILOT_WATCH_SCHEDULE=0 */5 "
-                                             "* * * *`, the "
-                                             "cadence before ticks followed open episodes every minute)"),
+        for key, what in (("app_watch_5min", "the watch ticking only every 5 minutes "
+                                             "(`AUTOPILOT_WATCH_SCHEDULE=0 */5 * * * *`, the cadence before ticks "
+                                             "followed open episodes every minute)"),
                           ("app_backoff_1min", "`AUTOPILOT_BACKOFF_INITIAL_MINUTES=1` on top of the defaults")):
             variant = variants.get(key)
             if variant and variant.get("ratio_to_ideal"):
@@ -425,17 +419,13 @@ in an open episode (a full scan of every account stays at every 5 minutes). The 
     naive = variants.get("naive_fixed_interval")
     if batch_alone:
         text += (f"\n(a) **Batch alone never gets there**: its one resize adds {spread(batch_alone['final_nodes'])} "
-                 "nodes (the per-resize cap) "
-                 "and ends with `AllocationTimedout` when the default 15-minute resizeTimeout passes (earlier, with "
-                 "`AllocationFailed`, "
-                 "when a transient failure hits).")
+                 "nodes (the per-resize cap) and ends with `AllocationTimedout` when the default 15-minute "
+                 "resizeTimeout passes (earlier, with `AllocationFailed`, when a transient failure hits).")
     if naive and naive.get("ratio_to_ideal"):
         text += (f" (b) The **naive fixed-interval re-issue** gets there in {spread(naive['minutes'])} minutes "
                  f"({ratio(naive['ratio_to_ideal']['median'])}): asking for the full 2,500 every time, each "
-                 "resize sits for "
-                 f"{n(naive['stalled_minutes']['resizing_without_growth']['median'])} minutes (median per run) past "
-                 "its 300-node cap "
-                 "until its timeout, which staged growth avoids.\n")
+                 f"resize sits for {n(naive['stalled_minutes']['resizing_without_growth']['median'])} minutes "
+                 "(median per run) past its 300-node cap until its timeout, which staged growth avoids.\n")
     summary_row = ["Time to target",
                    f"this app ≤ {r['target_ratio']}× the ideal bound ({ideal['minutes']} min for 2,500 nodes)",
                    (f"{ratio(app_row['ratio_to_ideal']['median'])} ({spread(app_row['minutes'])} min, default settings)"
@@ -472,12 +462,10 @@ def _against_oracle(r: dict[str, Any], targets: dict[str, float]) -> str:
         waits = [f"{spread(c['waits'])} min after {k} failures ({c['failures']})" for k, c in app["by_class"].items()
                  if (c.get("waits") or {}).get("n")]
         why = ("\nWhere the app loses against the ideal controller (which re-issues the minute the pool is "
-               "steady): it waits "
-               + "; ".join(waits) + ". Capacity failures keep their backoff by design (a real capacity shortage "
-               "lasts tens of "
-               "minutes), while this model draws each minute's failure afresh, so every minute of backoff is lost "
-               "here; the "
-               "1-minute-backoff variant shows what the backoff costs in this model.\n")
+               "steady): it waits " + "; ".join(waits) + ". Capacity failures keep their backoff by design (a real "
+               "capacity shortage lasts tens of minutes), while this model draws each minute's failure afresh, so "
+               "every minute of backoff is lost here; the 1-minute-backoff variant shows what the backoff costs in "
+               "this model.\n")
     median, worst = f"{targets['median']:.2f}×", f"{targets['worst']:.2f}×"
     header = ["strategy", "÷ ideal controller, median", f"≤ {median}", "worst seed", f"≤ {worst}"]
     text = f"""
@@ -560,10 +548,9 @@ from its own threads and is not counted; wall includes the HTTPS round trips to 
     first = via.get("version_ready", {})
     summary_row = ["Pipeline latency", "report (no numeric target)",
                    (f"set → pool created: {n(via.get('pool_created', {}).get('median'), 1)} min via managed image, "
-                    f"{n(r['milestones'].get('direct', {}).get('pool_created', {}).get('median'), 1)} min "
-                    "direct; app CPU "
-                    f"{n(r['cpu'].get('image_pipeline', {}).get('cpu_ms_median', {}).get('median'), 0)} ms per "
-                    "pipeline event (median)")
+                    f"{n(r['milestones'].get('direct', {}).get('pool_created', {}).get('median'), 1)} min direct; "
+                    f"app CPU {n(r['cpu'].get('image_pipeline', {}).get('cpu_ms_median', {}).get('median'), 0)} ms "
+                    "per pipeline event (median)")
                    if first else "–", "–"]
     return text, summary_row
 
