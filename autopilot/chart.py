@@ -300,31 +300,32 @@ def html_page(report: dict[str, Any], svg: str) -> str:
         rows.append(f"<tr><td>{e(p['account'])}/{e(p['id'])}</td><td>{desired}</td><td>{p['current']['dedicated']} / "
                     f"{p['current']['spot']}</td>"
                     f"<td>{e(p['allocationState'])}</td><td>{e(reached)}</td><td>{p['resizeRequests']}</td></tr>")
-    alerts = "".join(f"<tr class='{e(a['severity'])}'><td>{e(a['time'][11:16])}</td><td>{e(a['type'])}<"
-                     f"/td><td>{e(a['severity'])}</td>"
-                     f"<td>{e(a['title'])}{_diagnosis_html(a)}</td></tr>"
+    alerts = "".join(f"<tr class='{e(a['severity'])}'><td>{e(a['time'][11:16])}</td><td>{e(a['type'])}</td>"
+                     f"<td>{e(a['severity'])}</td><td>{e(a['title'])}{_diagnosis_html(a)}</td></tr>"
                      for a in report["alerts"]) or "<tr><td colspan='4'>no alerts</td></tr>"
-    expectations = "".join(f"<tr class='{'ok' if x['ok'] else 'fail'}'><td>{'✓' if x['ok'] else '✗'}<"
-                           f"/td><td>{e(x['description'])}</td>"
-                           f"<td>{e(x['detail'])}</td></tr>"
+    expectations = "".join(f"<tr class='{'ok' if x['ok'] else 'fail'}'><td>{'✓' if x['ok'] else '✗'}</td>"
+                           f"<td>{e(x['description'])}</td><td>{e(x['detail'])}</td></tr>"
                            for x in report["expectations"]) or "<tr><td colspan='3'>none</td></tr>"
-    timeline = "".join(f"<tr class='{e(t['kind'])} "
-                       f"{e(t['severity'] or '')}'><td>{e(t['offset'])}</td><td>{e(t['time'][11:16])}</td>"
+    timeline = "".join(f"<tr class='{e(t['kind'])} {e(t['severity'] or '')}'>"
+                       f"<td>{e(t['offset'])}</td><td>{e(t['time'][11:16])}</td>"
                        f"<td>{e(t['kind'])}</td><td>{e(t['text'])}{_diagnosis_html(t)}</td></tr>"
                        for t in report["timeline"])
     verdict = "all expectations held" if report["result"]["ok"] else f"{len(report['result']['problems'])} problem(s)"
+    vt = report["virtualTime"]
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>{e(scenario['name'])} — Batch Image Autopilot simulation</title>
 <style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto; max-width: 1250px; color: #222; }}
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto; max-width: 1250px;
+       color: #222; }}
 h1 {{ font-size: 1.4rem; margin-bottom: .2rem; }} h2 {{ font-size: 1.1rem; margin-top: 1.6rem; }}
 .meta {{ color: #555; }} .verdict.ok {{ color: #2e7d32; }} .verdict.fail {{ color: #c62828; }}
 table {{ border-collapse: collapse; width: 100%; font-size: .85rem; }}
 td, th {{ border-bottom: 1px solid #e0e0e0; padding: .25rem .5rem; text-align: left; vertical-align: top; }}
-th {{ background: #f5f5f5; }} tr.fail td, tr.critical td, tr.error td {{ color: #c62828; }} tr.warning td {{ color: #ef6c00; }}
+th {{ background: #f5f5f5; }} tr.fail td, tr.critical td, tr.error td {{ color: #c62828; }}
+tr.warning td {{ color: #ef6c00; }}
 tr.ok td:first-child {{ color: #2e7d32; }} .chart svg {{ width: 100%; height: auto; }}
 .diagnosis, .fix {{ color: #333; margin: .15rem 0 0 1rem; }} .fix b {{ color: #1565c0; }}
 </style>
@@ -332,14 +333,15 @@ tr.ok td:first-child {{ color: #2e7d32; }} .chart svg {{ width: 100%; height: au
 <body>
 <h1>{e(scenario['name'])}</h1>
 <p class="meta">{e(scenario['description'])}</p>
-<p class="meta">Virtual time {e(report['virtualTime']['start'])} → {e(report['virtualTime']['end'])} ({e(report['virtualTime']['duration'])},
-steps of {e(report['virtualTime']['step'])}), seed {scenario['seed']}; simulated in {report['wallSeconds']:.1f} s.
+<p class="meta">Virtual time {e(vt['start'])} → {e(vt['end'])} ({e(vt['duration'])},
+steps of {e(vt['step'])}), seed {scenario['seed']}; simulated in {report['wallSeconds']:.1f} s.
 <span class="verdict {'ok' if report['result']['ok'] else 'fail'}">{e(verdict)}</span></p>
 <div class="chart">{svg}</div>
 <h2>Expectations</h2>
 <table><tr><th></th><th>expectation</th><th>observed</th></tr>{expectations}</table>
 <h2>Pools at the end</h2>
-<table><tr><th>pool</th><th>desired (dedicated / Spot)</th><th>current</th><th>allocation</th><th>at target since</th><th>resize requests</th></tr>
+<table><tr><th>pool</th><th>desired (dedicated / Spot)</th><th>current</th><th>allocation</th><th>at target since</th>
+<th>resize requests</th></tr>
 {''.join(rows) or "<tr><td colspan='6'>no pools</td></tr>"}</table>
 <h2>Alerts</h2>
 <table><tr><th>time</th><th>type</th><th>severity</th><th>title</th></tr>{alerts}</table>

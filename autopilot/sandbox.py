@@ -29,7 +29,7 @@ EMPTY = {"name": "sandbox", "duration": "1m", "batchAccounts": [{"name": "sandbo
 
 class Sandbox:
     def __init__(self, scenario: Any, azurite_connection: str, *, speed: float = 1.0, tls: Any = None) -> None:
-        from autopilot.simulate import apply_initial_state, initial_state_error, local_azure_for
+        from autopilot.initial_state import apply_initial_state, initial_state_error, local_azure_for
         from emulator.core import Route
 
         self.scenario = scenario

@@ -365,31 +365,77 @@ def _resolve(schema: Mapping[str, Any], ref: str) -> Any:
 
 
 def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
+    """The scenario, and every problem with its meaning (in the order of the document: run, accounts, settings,
+    families, pools, timeline, expectations)."""
     problems: list[str] = []
+    start, total, step = _run_window(raw, problems)
+    accounts = list(raw.get("batchAccounts") or [])
+    account_names = {a["name"] for a in accounts if a is not None}
+    problems += _account_problems(accounts)
+    scenario = Scenario(
+        name=raw["name"], source=source, description=raw.get("description", ""), seed=int(raw.get("seed", 1)),
+        start=start,
+        duration=total, step=step, settings=dict(raw.get("settings") or {}), families=None, accounts=accounts,
+        timeline=[], expectations=list(raw.get("expect") or []), raw=raw,
+    )
+    problems += _settings_problems(scenario)
+    if "families" in raw:
+        problems += _set_families(scenario, raw["families"], account_names)
+    # initial pools name known accounts
+    for i, pool in enumerate(raw.get("pools") or []):
+        if pool is None:
+            continue
+        if pool["account"] not in account_names:
+            problems.append(f"$.pools[{i}].account: {pool['account']!r} is not one of the scenario's batchAccounts; "
+                            "add it to $.batchAccounts")
+    actions: list[Action] = []
+    for i, spec in enumerate(raw.get("timeline") or []):
+        if spec is None:
+            continue
+        path = f"$.timeline[{i}]"
+        at = _duration(problems, f"{path}.at", spec["at"])
+        if at > total:
+            problems.append(f"{path}.at: {spec['at']} is after the end of the run ({raw['duration']}); move it earlier "
+                            "or lengthen $.duration")
+        problems += _action_problems(scenario, spec, path, account_names)
+        actions.append(Action(i, at, spec["action"], spec))
+    # stable: actions at the same time run in the order written
+    scenario.timeline = sorted(actions, key=lambda a: (a.at, a.index))
+    for i, expectation in enumerate(scenario.expectations):
+        if expectation is not None:
+            _expectation_problems(scenario, expectation, f"$.expect[{i}]", total, account_names, problems)
+    return scenario, problems
 
-    def duration(path: str, value: str) -> timedelta:
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            problems.append(f"{path}: {exc}")
-            return timedelta(0)
 
+def _duration(problems: list[str], path: str, value: str) -> timedelta:
+    """The duration, or 0 with a problem noted at ``path``."""
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        problems.append(f"{path}: {exc}")
+        return timedelta(0)
+
+
+def _run_window(raw: dict[str, Any], problems: list[str]) -> tuple[datetime, timedelta, timedelta]:
+    """When the run starts, how long it lasts and its step."""
     start = DEFAULT_START
     if "start" in raw:
         try:
             start = datetime.fromisoformat(raw["start"].replace("Z", "+00:00")).astimezone(UTC)
         except ValueError:
             problems.append(f"$.start: {raw['start']!r} is not a date-time; for example \"2026-11-02T06:00:00Z\"")
-    total = duration("$.duration", raw["duration"])
+    total = _duration(problems, "$.duration", raw["duration"])
     if total <= timedelta(0) or total > MAX_DURATION:
         problems.append(f"$.duration: {raw['duration']!r} must be more than 0 and at most 14 days; for example \"8h\"")
-    step = duration("$.step", raw["step"]) if "step" in raw else DEFAULT_STEP
+    step = _duration(problems, "$.step", raw["step"]) if "step" in raw else DEFAULT_STEP
     if not timedelta(seconds=10) <= step <= timedelta(minutes=15):
         problems.append(f"$.step: {raw.get('step')!r} must be between 10s and 15m (the resize engine moves minute by "
                         "minute); for example \"1m\"")
+    return start, total, step
 
-    accounts = list(raw.get("batchAccounts") or [])
-    account_names = {a["name"] for a in accounts if a is not None}
+
+def _account_problems(accounts: list[Any]) -> list[str]:
+    problems = []
     seen_accounts: set[str] = set()
     for i, account in enumerate(accounts):
         if account is None:  # refused by the schema (reported already)
@@ -398,118 +444,104 @@ def _build(raw: dict[str, Any], source: str) -> tuple[Scenario, list[str]]:
             problems.append(f"$.batchAccounts[{i}].name: {account['name']!r} appears twice; Batch account names "
                             "are unique")
         seen_accounts.add(account["name"])
+    return problems
 
-    scenario = Scenario(
-        name=raw["name"], source=source, description=raw.get("description", ""), seed=int(raw.get("seed", 1)),
-        start=start,
-        duration=total, step=step, settings=dict(raw.get("settings") or {}), families=None, accounts=accounts,
-        timeline=[], expectations=list(raw.get("expect") or []), raw=raw,
-    )
 
-    # settings: the app's own parser, on the values the simulator will run with
-    for name in scenario.settings:
-        if name in RESERVED_SETTINGS:
-            problems.append(f"$.settings.{name}: set by the simulator (it points the app at the local emulator and "
-                            "Azurite); remove it")
-    if not any(p.startswith("$.settings.") for p in problems):
-        from shared.config.settings import SettingsError, load_settings
+def _settings_problems(scenario: Scenario) -> list[str]:
+    """The app's own settings parser, on the values the simulator will run with."""
+    problems = [f"$.settings.{name}: set by the simulator (it points the app at the local emulator and Azurite); "
+                "remove it" for name in scenario.settings if name in RESERVED_SETTINGS]
+    if problems:
+        return problems
+    from shared.config.settings import SettingsError, load_settings
 
-        probe = {"AUTOPILOT_SUBSCRIPTION_ID": scenario.subscription_id, "AUTOPILOT_CREDENTIAL": "emulator",
-                 "AUTOPILOT_ARM_ENDPOINT": "https://127.0.0.1:1", "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-                 **scenario.settings}
-        try:
-            load_settings(probe)
-        except SettingsError as exc:
-            problems.extend(f"$.settings: {p}" for p in exc.problems)
+    probe = {"AUTOPILOT_SUBSCRIPTION_ID": scenario.subscription_id, "AUTOPILOT_CREDENTIAL": "emulator",
+             "AUTOPILOT_ARM_ENDPOINT": "https://127.0.0.1:1", "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+             **scenario.settings}
+    try:
+        load_settings(probe)
+    except SettingsError as exc:
+        return [f"$.settings: {p}" for p in exc.problems]
+    return []
 
-    # families: expand account names, then the app's parser
-    if "families" in raw:
-        families = copy.deepcopy(raw["families"])
-        for fname, family in families.items():
-            problems.extend(_expand_accounts(scenario, family, f"$.families.{fname}", account_names))
-        document = {"families": families}
-        from shared.config.families import FamilyConfigError, parse_families
 
-        try:
-            parse_families(json.dumps(document))
-        except FamilyConfigError as exc:
-            problems.extend(f"$.{p}" if p.startswith("families") else f"$.families: {p}" for p in exc.problems)
-        scenario.families = document
+def _set_families(scenario: Scenario, raw_families: dict[str, Any], account_names: set[str]) -> list[str]:
+    """Expand account names, then the app's families parser; the scenario gets the expanded document."""
+    from shared.config.families import FamilyConfigError, parse_families
 
-    # initial pools name known accounts
-    for i, pool in enumerate(raw.get("pools") or []):
-        if pool is None:
-            continue
-        if pool["account"] not in account_names:
-            problems.append(f"$.pools[{i}].account: {pool['account']!r} is not one of the scenario's batchAccounts; "
-                            "add it to $.batchAccounts")
+    problems = []
+    families = copy.deepcopy(raw_families)
+    for fname, family in families.items():
+        problems.extend(_expand_accounts(scenario, family, f"$.families.{fname}", account_names))
+    document = {"families": families}
+    try:
+        parse_families(json.dumps(document))
+    except FamilyConfigError as exc:
+        problems.extend(f"$.{p}" if p.startswith("families") else f"$.families: {p}" for p in exc.problems)
+    scenario.families = document
+    return problems
 
-    # the timeline
-    actions: list[Action] = []
-    for i, spec in enumerate(raw.get("timeline") or []):
-        path = f"$.timeline[{i}]"
-        if spec is None:
-            continue
-        at = duration(f"{path}.at", spec["at"])
-        if at > total:
-            problems.append(f"{path}.at: {spec['at']} is after the end of the run ({raw['duration']}); move it earlier "
-                            "or lengthen $.duration")
-        pool = spec.get("pool")
-        if isinstance(pool, str) and pool.split("/", 1)[0] not in account_names:
-            problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's "
-                            "batchAccounts "
-                            f"({', '.join(sorted(account_names)) or 'none'})")
-        if spec["action"] == "setQuotas" and spec["account"] not in account_names:
-            problems.append(f"{path}.account: {spec['account']!r} is not one of the scenario's batchAccounts")
-        if spec["action"] == "deleteResource":
-            problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id,
-                                            DELETABLE_TYPES))
-        if spec["action"] in ("putLock", "removeLock"):
-            problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, None))
-        if spec["action"] == "tagResource":
-            problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, None))
-            if spec["operation"] != "Delete" and "tags" not in spec:
-                problems.append(f"{path}.tags: {spec['operation']} needs the tags; for example \"tags\": "
-                                f"{{\"autopilot.version\": \"1.0.0\"}} "
-                                "(only Delete may leave them out, to remove every tag)")
-        if spec["action"] == "createSnapshotSet" and set(spec.get("omitLuns") or []) - set(spec.get("dataLuns") or []):
-            problems.append(f"{path}.omitLuns: every omitted LUN must also be in dataLuns; for example \"dataLuns\": "
-                            "[0, 1], \"omitLuns\": [1]")
-        if spec["action"] == "resizePool" and "dedicated" not in spec and "spot" not in spec:
-            problems.append(f"{path}: give dedicated and/or spot; for example {{\"dedicated\": 20, \"spot\": 0}}")
-        if spec["action"] == "setPoolTarget" and "dedicated" not in spec and "spot" not in spec:
-            problems.append(f"{path}: give dedicated and/or spot; for example {{\"dedicated\": 40}}")
-        if spec["action"] == "setFamily":
-            problems.extend(_check_set_family(scenario, spec, path, account_names))
-        if spec["action"] == "injectPoolFailure" and spec["kind"] == "custom" and not spec.get("code"):
-            problems.append(
-                f"{path}.code: a custom failure needs its error code; for example \"code\": \"AllocationFailed\"")
-        actions.append(Action(i, at, spec["action"], spec))
-    # stable: actions at the same time run in the order written
-    scenario.timeline = sorted(actions, key=lambda a: (a.at, a.index))
 
-    for i, expectation in enumerate(scenario.expectations):
-        path = f"$.expect[{i}]"
-        if expectation is None:
-            continue
-        for key in ("by", "after", "before"):
-            if key not in expectation or (key == "by" and expectation.get("expect") == "resizeRequests"):
-                continue  # resizeRequests' "by" names who made the requests
-            when = duration(f"{path}.{key}", expectation[key])
-            if when > total:
-                problems.append(f"{path}.{key}: {expectation[key]} is after the end of the run ({raw['duration']})")
-        pool = expectation.get("pool")
-        if isinstance(pool, str) and pool.split("/", 1)[0] not in account_names:
-            problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's "
-                            "batchAccounts")
-        kind = expectation.get("expect")
-        if kind == "imageExists" or (kind == "poolImage" and "image" in expectation):
-            problems.extend(_check_resource(f"{path}.image", expectation["image"], scenario.subscription_id,
-                                            ("microsoft.compute/images",
-                                             "microsoft.compute/galleries/images/versions")))
-        if expectation.get("expect") == "locks" and "on" in expectation:
-            problems.extend(_check_resource(f"{path}.on", expectation["on"], scenario.subscription_id, None))
-    return scenario, problems
+def _action_problems(scenario: Scenario, spec: dict[str, Any], path: str, account_names: set[str]) -> list[str]:
+    """What the schema cannot say about one timeline action: the accounts and resources it names, the keys that go
+    together."""
+    problems = []
+    action = spec["action"]
+    pool = spec.get("pool")
+    if isinstance(pool, str) and pool.split("/", 1)[0] not in account_names:
+        problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's "
+                        "batchAccounts "
+                        f"({', '.join(sorted(account_names)) or 'none'})")
+    if action == "setQuotas" and spec["account"] not in account_names:
+        problems.append(f"{path}.account: {spec['account']!r} is not one of the scenario's batchAccounts")
+    if action == "deleteResource":
+        problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id,
+                                        DELETABLE_TYPES))
+    if action in ("putLock", "removeLock"):
+        problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, None))
+    if action == "tagResource":
+        problems.extend(_check_resource(f"{path}.resource", spec["resource"], scenario.subscription_id, None))
+        if spec["operation"] != "Delete" and "tags" not in spec:
+            problems.append(f"{path}.tags: {spec['operation']} needs the tags; for example \"tags\": "
+                            f"{{\"autopilot.version\": \"1.0.0\"}} "
+                            "(only Delete may leave them out, to remove every tag)")
+    if action == "createSnapshotSet" and set(spec.get("omitLuns") or []) - set(spec.get("dataLuns") or []):
+        problems.append(f"{path}.omitLuns: every omitted LUN must also be in dataLuns; for example \"dataLuns\": "
+                        "[0, 1], \"omitLuns\": [1]")
+    if action == "resizePool" and "dedicated" not in spec and "spot" not in spec:
+        problems.append(f"{path}: give dedicated and/or spot; for example {{\"dedicated\": 20, \"spot\": 0}}")
+    if action == "setPoolTarget" and "dedicated" not in spec and "spot" not in spec:
+        problems.append(f"{path}: give dedicated and/or spot; for example {{\"dedicated\": 40}}")
+    if action == "setFamily":
+        problems.extend(_check_set_family(scenario, spec, path, account_names))
+    if action == "injectPoolFailure" and spec["kind"] == "custom" and not spec.get("code"):
+        problems.append(
+            f"{path}.code: a custom failure needs its error code; for example \"code\": \"AllocationFailed\"")
+    return problems
+
+
+def _expectation_problems(scenario: Scenario, expectation: dict[str, Any], path: str, total: timedelta,
+                          account_names: set[str], problems: list[str]) -> None:
+    """What the schema cannot say about one expectation: its times within the run, the accounts and resources it
+    names."""
+    for key in ("by", "after", "before"):
+        if key not in expectation or (key == "by" and expectation.get("expect") == "resizeRequests"):
+            continue  # resizeRequests' "by" names who made the requests
+        when = _duration(problems, f"{path}.{key}", expectation[key])
+        if when > total:
+            problems.append(f"{path}.{key}: {expectation[key]} is after the end of the run "
+                            f"({scenario.raw['duration']})")
+    pool = expectation.get("pool")
+    if isinstance(pool, str) and pool.split("/", 1)[0] not in account_names:
+        problems.append(f"{path}.pool: account {pool.split('/', 1)[0]!r} is not one of the scenario's "
+                        "batchAccounts")
+    kind = expectation.get("expect")
+    if kind == "imageExists" or (kind == "poolImage" and "image" in expectation):
+        problems.extend(_check_resource(f"{path}.image", expectation["image"], scenario.subscription_id,
+                                        ("microsoft.compute/images",
+                                         "microsoft.compute/galleries/images/versions")))
+    if expectation.get("expect") == "locks" and "on" in expectation:
+        problems.extend(_check_resource(f"{path}.on", expectation["on"], scenario.subscription_id, None))
 
 
 def _expand_accounts(scenario: Scenario, family: Any, path: str, account_names: set[str]) -> list[str]:

@@ -228,15 +228,33 @@ def recent_alerts(context: Any, now: datetime) -> list[dict[str, Any]]:
 
 
 def collect_status(context: Any) -> dict[str, Any]:
-    from shared.config.families import parse_families
-    from shared.core.resource_ids import lock_target, normalize
-    from shared.guard.lock_plan import GALLERY_VERSION, LOCK_NAME, MANAGED_IMAGE, SNAPSHOT, kind_of
     from shared.guard.references import account_ids, observe
-    from shared.resources import compute
 
     now = context.clock.now()
     accounts = account_ids(context)
     inventory = observe(context)
+    pools = _status_pools(context, inventory, accounts, now)
+    images = _status_images(context, inventory, _locks_by_resource(context))
+    problems, warnings, ignored = _problems_and_warnings(context, inventory, pools, images)
+    return {
+        "statusVersion": STATUS_VERSION,
+        "generatedAt": iso(now),
+        "subscriptionId": context.settings.subscription_id,
+        "target": "emulator" if context.settings.is_emulator else "azure",
+        "accounts": [{"id": a, "name": _account_name(a), "readable": a not in inventory.unreadable_accounts,
+                      "error": inventory.unreadable_accounts.get(a)} for a in accounts],
+        "pools": pools,
+        "images": images,
+        "recentAlerts": recent_alerts(context, now),
+        "problems": problems,
+        "warnings": warnings,
+        "ignoredEvents": ignored,
+        "untrustedReferences": dict(sorted(inventory.untrusted.items())),
+    }
+
+
+def _status_pools(context: Any, inventory: Any, accounts: list[str], now: datetime) -> list[dict[str, Any]]:
+    """Every pool of the readable accounts with its episode, node counts and rollout."""
     episodes = _episodes(context, [a for a in accounts if a not in inventory.unreadable_accounts])
     pools = []
     for account_id, raw_pools in inventory.pools.items():
@@ -249,8 +267,14 @@ def collect_status(context: Any) -> dict[str, Any]:
     rollouts = _rollout_rows(context, inventory)
     for p in pools:
         p["rollout"] = rollouts.get(f"{p['accountId']}/pools/{p['id']}".lower())
+    return pools
 
-    # locks: every lock in the subscription on an image-like resource, grouped by resource
+
+def _locks_by_resource(context: Any) -> dict[str, list[dict[str, Any]]]:
+    """Every lock in the subscription on an image-like resource, grouped by resource."""
+    from shared.core.resource_ids import lock_target, normalize
+    from shared.guard.lock_plan import LOCK_NAME
+
     locks_by_resource: dict[str, list[dict[str, Any]]] = {}
     for lock in context.clients.locks.management_locks.list_at_subscription_level():
         target = lock_target(lock.id or "")
@@ -260,29 +284,22 @@ def collect_status(context: Any) -> dict[str, Any]:
             "name": lock.name or target[1], "level": str(lock.level),
             "owner": "app" if (lock.name or target[1]).lower() == LOCK_NAME else "other",
             "notes": lock.notes or ""})
+    return locks_by_resource
 
-    # images: what managed pools use (and what those were built from), plus every version of the families' definitions
+
+def _status_images(context: Any, inventory: Any,
+                   locks_by_resource: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """What managed pools use (and what those were built from), plus every version of the families' definitions."""
+    from shared.core.resource_ids import normalize
+    from shared.guard.lock_plan import GALLERY_VERSION, MANAGED_IMAGE, SNAPSHOT, kind_of
+    from shared.resources import compute
+
     resources: dict[str, dict[str, Any]] = {}
     for key, guarded in inventory.graph.items():
         resources[key] = {"id": guarded.resource_id, "kind": guarded.kind,
                           "pools": sorted(f"{_account_name(p.account_id)}/{p.pool_id}" for p in guarded.pools)}
-    families = parse_families(context.settings.families_json) if context.settings.families_json else None
-    for family in families or []:
-        gallery = family.gallery
-        foreign = gallery.subscription and gallery.subscription.lower() != context.settings.subscription_id.lower()
-        if foreign and not context.settings.allow_cross_subscription_gallery:
-            continue  # a gallery in another subscription the app may not read: its versions show when a pool uses them
-        try:
-            from shared.resources.compute import compute_client_for
-
-            client = compute_client_for(context.clients, gallery.subscription)
-            listing = client.gallery_image_versions.list_by_gallery_image
-            versions = list(listing(gallery.resource_group, gallery.name, gallery.image_definition))
-        except Exception as exc:  # the definition may not exist yet (no version built): nothing to show
-            log.info("no versions listed for family %s: %s", family.name, exc)
-            versions = []
-        for version in versions:
-            resources.setdefault(normalize(version.id), {"id": version.id, "kind": GALLERY_VERSION, "pools": []})
+    for version in _family_versions(context):
+        resources.setdefault(normalize(version.id), {"id": version.id, "kind": GALLERY_VERSION, "pools": []})
     images = []
     for key, entry in sorted(resources.items()):
         kind = entry["kind"] or kind_of(entry["id"])
@@ -302,6 +319,40 @@ def collect_status(context: Any) -> dict[str, Any]:
             "pools": entry["pools"], "locks": locks_by_resource.get(key, []),
             "protected": any(lk["owner"] == "app" for lk in locks_by_resource.get(key, [])),
         })
+    return images
+
+
+def _family_versions(context: Any) -> list[Any]:
+    """Every version of the configured families' image definitions the app may read."""
+    from shared.config.families import parse_families
+
+    found = []
+    families = parse_families(context.settings.families_json) if context.settings.families_json else None
+    for family in families or []:
+        gallery = family.gallery
+        foreign = gallery.subscription and gallery.subscription.lower() != context.settings.subscription_id.lower()
+        if foreign and not context.settings.allow_cross_subscription_gallery:
+            continue  # a gallery in another subscription the app may not read: its versions show when a pool uses them
+        try:
+            from shared.resources.compute import compute_client_for
+
+            client = compute_client_for(context.clients, gallery.subscription)
+            listing = client.gallery_image_versions.list_by_gallery_image
+            versions = list(listing(gallery.resource_group, gallery.name, gallery.image_definition))
+        except Exception as exc:  # the definition may not exist yet (no version built): nothing to show
+            log.info("no versions listed for family %s: %s", family.name, exc)
+            versions = []
+        found += versions
+    return found
+
+
+def _problems_and_warnings(context: Any, inventory: Any, pools: list[dict[str, Any]],
+                           images: list[dict[str, Any]]) -> tuple[list[str], list[str], dict[str, int]]:
+    """What makes status exit 1 (problems), what a person may want to look at (warnings), and the events the app
+    ignored in the last 24 hours."""
+    from shared.core.resource_ids import normalize
+    from shared.pipeline.scope import ignored_counts
+
     problems = [f"account {a}: cannot list pools ({e})" for a, e in inventory.unreadable_accounts.items()]
     problems += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "")
                  for p in pools
@@ -318,28 +369,12 @@ def collect_status(context: Any) -> dict[str, Any]:
     warnings += [f"pool {p['account']}/{p['id']}: {p['health']}" + (f" — {p['problem']}" if p["problem"] else "")
                  for p in pools
                  if p["health"] == "no-target"]
-    from shared.pipeline.scope import ignored_counts
-
     ignored = ignored_counts(context)
     warnings += [f"pool metadata names {rid}, which the guard does not follow: {why}"
                  for rid, why in sorted(inventory.untrusted.items())]
     warnings += [f"{count} event(s) ignored in the last 24 hours: {reason} (outside every family's resource groups)"
                  for reason, count in sorted(ignored.items())]
-    return {
-        "statusVersion": STATUS_VERSION,
-        "generatedAt": iso(now),
-        "subscriptionId": context.settings.subscription_id,
-        "target": "emulator" if context.settings.is_emulator else "azure",
-        "accounts": [{"id": a, "name": _account_name(a), "readable": a not in inventory.unreadable_accounts,
-                      "error": inventory.unreadable_accounts.get(a)} for a in accounts],
-        "pools": pools,
-        "images": images,
-        "recentAlerts": recent_alerts(context, now),
-        "problems": problems,
-        "warnings": warnings,
-        "ignoredEvents": ignored,
-        "untrustedReferences": dict(sorted(inventory.untrusted.items())),
-    }
+    return problems, warnings, ignored
 
 
 def _rollout_rows(context: Any, inventory: Any) -> dict[str, dict[str, Any]]:

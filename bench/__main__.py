@@ -1,7 +1,7 @@
-"""``python -m bench [name ...] [--quick] [--no-doc]``: run benchmarks, write bench/results/*.json, regenerate docs/benchmarks.md.
+"""Run benchmarks, write bench/results/*.json and regenerate docs/benchmarks.md.
 
-Without names every benchmark runs (that is what ``make bench`` does). ``--quick`` runs the tiny
-versions (seconds; results go to bench/results/quick/ and the doc is left alone).
+``python -m bench [name ...] [--quick] [--no-doc]``. Without names every benchmark runs (that is what ``make bench``
+does). ``--quick`` runs the tiny versions (seconds; results go to bench/results/quick/ and the doc is left alone).
 """
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ def decode_floor(context: Any) -> dict[str, Any]:
     for account_id in account_ids(context):
         account = batch_accounts.get_account(context.clients, account_id)
         client = context.clients.batch_account(account.endpoint)
-        url: str | None = f"/pools?api-version={batch_pools.BATCH_API_VERSION}&maxresults={batch_pools.LIST_PAGE_SIZE}&$select=" \
-                          + ",".join(batch_pools.POOL_LIST_SELECT)
+        url: str | None = (f"/pools?api-version={batch_pools.BATCH_API_VERSION}&maxresults={batch_pools.LIST_PAGE_SIZE}"
+                           "&$select=" + ",".join(batch_pools.POOL_LIST_SELECT))
         while url:
             body = client.send_request(HttpRequest("GET", url, headers={"Accept": "application/json"})).content
             bodies.append(body)

@@ -30,7 +30,8 @@ import json, sys, time
 t0 = time.perf_counter()
 import {module}
 t1 = time.perf_counter()
-heavy = sorted({{m.split('.')[0] + '.' + m.split('.')[1] for m in sys.modules if m.startswith({prefixes!r}) and m.count('.') >= 1}})
+heavy = sorted({{m.split('.')[0] + '.' + m.split('.')[1] for m in sys.modules
+                if m.startswith({prefixes!r}) and m.count('.') >= 1}})
 print(json.dumps({{"import_s": t1 - t0, "modules": len(sys.modules), "heavy": heavy}}))
 """
 

@@ -456,7 +456,8 @@ class BatchManagementResponses:
             raise OperationNotFound(f"The operation '{request.params['operationId']}' was not found.", plane="arm")
         if not operation.done:
             return Response(202, None,
-                            {"Location": f"{request.base_url or self.emulator.base_url}{request.path}?api-version={request.api_version}"})
+                            {"Location": f"{request.base_url or self.emulator.base_url}{request.path}"
+                                         f"?api-version={request.api_version}"})
         return Response(204)
 
     def list_pools(self, request: Request) -> Response:

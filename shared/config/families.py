@@ -858,7 +858,8 @@ def _family(v: _Validator, path: str, name: str, raw: object) -> FamilyConfig | 
     if rollout is not None and rollout.in_place and legacy:
         v.problem(_join(_join(path, "rollout"), "mode"),
                   "inPlace needs gallery image versions; it cannot be combined with legacyManagedImagePools")
-    if len(v.problems) > before or gallery is None or source is None or replicas is None or limits is None or legacy is None \
+    if len(v.problems) > before or gallery is None or source is None or replicas is None \
+            or limits is None or legacy is None \
             or rollout is None or ("retention" in f and retention is None):
         return None
     return FamilyConfig(name=name, gallery=gallery, pools=tuple(pools), source=source, image_resource_group=image_rg,

@@ -129,7 +129,8 @@ def _scope_refusal(context: AppContext, family: FamilyConfig, snapshot_id: str, 
     alert."""
     if not scope.in_family_scope(family, snapshot_id, context.settings.subscription_id):
         code, why, fix = scope.SNAPSHOT_OUT_OF_SCOPE, (f"it is outside the family's snapshotResourceGroups "
-                                                       f"({', '.join(family.snapshot_groups)})"), scope.scope_refusal_fix(family, snapshot_id)
+                                                       f"({', '.join(family.snapshot_groups)})"), \
+            scope.scope_refusal_fix(family, snapshot_id)
     elif why := scope.principal_refusal(context, family, snapshot_id, claims):
         code, fix = scope.PRINCIPAL_NOT_ALLOWED, scope.principal_refusal_fix(family)
     else:

@@ -121,7 +121,7 @@ def test_quota_changes_and_tag_writes_are_marked() -> None:
 def test_rollout_steps_are_marked_on_their_pool() -> None:
     """Started and completed (the rollout's alerts about the pool) and patched / draining / retired (seen on the pool
     itself)."""
-    from autopilot.simulate import PoolSeries
+    from autopilot.recorder import PoolSeries
 
     series = PoolSeries("renderweu/gpu",
                         "/subscriptions/s/resourceGroups/batch-rg/providers/Microsoft.Batch/batchAccounts/renderweu",

@@ -195,13 +195,14 @@ def test_set_family_is_checked_by_the_app_s_parser_and_pool_image_needs_a_versio
     problems = problems_of({**base, "timeline": [{"at": "5m", "action": "setFamily", "family": "gpu", "config": bad}],
                             "expect": [{"expect": "poolImage", "pool": "acct1/gpu"}]})
     joined = "\n".join(problems)
-    assert "$.timeline[0].config.pools[0].account: 'nowhere' is not one of the scenario's batchAccounts" in joined, joined
+    assert ("$.timeline[0].config.pools[0].account: 'nowhere' is not one of the scenario's batchAccounts"
+            in joined), joined
     assert "$.timeline[0].config.rollout.applyWhen" in joined, joined
     assert any(p.startswith("$.expect[0]: give 'version' or 'image'") for p in problems), problems
 
 
 def test_pool_image_compares_the_version_the_pool_references() -> None:
-    from autopilot.report import check_expectations
+    from autopilot.expectations import check_expectations
 
     version = ("/subscriptions/s/resourceGroups/images-rg/providers/Microsoft.Compute/galleries/g/images/gpu"
                "/versions/1.1.0")
@@ -213,3 +214,26 @@ def test_pool_image_compares_the_version_the_pool_references() -> None:
     wrong, right, gone = check_expectations(report, scenario)
     assert not wrong["ok"] and "versions/1.1.0" in wrong["detail"] and right["ok"]
     assert not gone["ok"] and gone["detail"] == "the pool does not exist at the end"
+
+
+def test_every_expectation_kind_the_schema_allows_has_a_checker() -> None:
+    # autopilot/expectations.py checks each kind with the function CHECKERS names; a kind the schema accepts but no
+    # checker knows would be reported as failed with no detail.
+    from autopilot.expectations import CHECKERS
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    kinds: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            expect = node.get("expect")
+            if isinstance(expect, dict):
+                kinds.update(expect.get("enum") or ([expect["const"]] if "const" in expect else []))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    assert kinds and kinds == set(CHECKERS), sorted(kinds ^ set(CHECKERS))

@@ -333,9 +333,8 @@ def test_management_patch_resizes_and_lists_with_select_and_paging(emulator: Emu
     assert [p.name for p in only] == ["pool-10", "pool-11"]
 
 
-def test_pool_delete_is_a_long_running_operation_that_raises_its_event_when_done(emulator: Emulator, mgmt: Any,
-                                                                                 data: Any,
-                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pool_delete_is_a_long_running_operation_that_raises_its_event_when_done(
+        emulator: Emulator, mgmt: Any, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # delete events only (the dispatcher raises the write events through the same method)
     raised: list[dict[str, Any]] = []
     monkeypatch.setattr(emulator.eventgrid, "emit_resource_event",
