@@ -494,7 +494,8 @@ def _delete_retired(context: AppContext, account: BatchAccount, pool_id: str) ->
     if pool is None or str((pool.get("properties") or {}).get("provisioningState", "")).lower() == "deleting":
         return "already being deleted"
     try:
-        with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/delete", f"{account.id}/pools/{pool_id}"):
+        scope = f"{account.id}/pools/{pool_id}"
+        with permissions.writing(context, "Microsoft.Batch/batchAccounts/pools/delete", scope):
             batch_pools.start_pool_delete(context.clients, account, pool_id)
     except HttpResponseError as exc:
         if exc.status_code not in (404, 409) or (exc.error is not None and exc.error.code == "ScopeLocked"):

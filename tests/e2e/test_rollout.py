@@ -79,7 +79,8 @@ def test_an_in_place_version_creates_no_pool_so_raises_no_pools_created_but_a_ro
     la = make_azure(gpu_in_place(applyWhen="drain"))
     la.snapshot_set("gpu", "1.0.0")
     la.run(timedelta(minutes=20))
-    assert [a["data"]["pools"] for a in la.alerts("PoolsCreated")] == [[f"{ACCOUNT}/gpu"]]  # the first version creates it
+    # the first version creates it
+    assert [a["data"]["pools"] for a in la.alerts("PoolsCreated")] == [[f"{ACCOUNT}/gpu"]]
     la.snapshot_set("gpu", "1.1.0")
     la.run(timedelta(minutes=30))
     # 1.1.0 is built, but the pool keeps its id: nothing was created, so no PoolsCreated; the rollout says it instead.
