@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from shared.config.families import FamilyConfig, PoolSpec, RolloutPolicy
+from shared.config.families import FamilyConfig
+from shared.config.family_parts import PoolSpec, RolloutPolicy
 from shared.core import alerts, permissions, pool_metadata
 from shared.core.alerts import Alert, AlertPublisher
 from shared.core.clock import iso, parse_iso
