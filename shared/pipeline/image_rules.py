@@ -133,7 +133,7 @@ def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetA
     region (or, with no gallery location given, the account's). The gallery itself may be in another region than a
     Batch account: Batch's gallery doc (batch-sig-images) says "the image can be in different regions as long as it
     has replicas in the same region as your Batch account", and the pipeline replicates the version to every region
-    with a target account (shared/pipeline/stages.py gallery_version_body). A gallery in another subscription is
+    with a target account (shared/pipeline/request_bodies.py gallery_version_body). A gallery in another subscription is
     uncertain: Batch's gallery doc (batch-sig-images) allows one in another subscription of the same tenant once
     the Microsoft.Batch resource provider is registered there, while the data-plane ImageReference doc says the
     gallery image must be "in the same subscription as the Azure Batch account". So it is refused unless
