@@ -338,11 +338,9 @@ def _purchase_plan_finding(purchase_plan: Mapping[str, Any], resource_id: str | 
     return Finding(
         REFUSE, "THIRD_PARTY_PURCHASE_PLAN", resource_id,
         f"the OS disk carries a Marketplace purchase plan ({plan}); third-party images with extra license or "
-        "purchase terms "
-        "cannot be the base of a Batch custom image",
+        "purchase terms cannot be the base of a Batch custom image",
         "rebuild the VM from a first-party Marketplace image that Batch supports (az batch pool "
-        "supported-images list)"
-        + MOVE_TAGS)
+        "supported-images list)" + MOVE_TAGS)
 
 
 def _base_unknown_finding(resource_id: str | None, node_agent_sku_id: str | None, where: str) -> Finding:
@@ -357,11 +355,9 @@ def _base_unknown_finding(resource_id: str | None, node_agent_sku_id: str | None
     return Finding(
         REFUSE, "BASE_IMAGE_UNKNOWN", resource_id,
         "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so "
-        "neither Batch support "
-        "nor the nodeAgentSkuId can be determined",
+        "neither Batch support nor the nodeAgentSkuId can be determined",
         "keep the source disk until the image is built, or set nodeAgentSkuId on the family's pools; then "
-        "re-tag one "
-        "snapshot of the set")
+        "re-tag one snapshot of the set")
 
 
 def _not_supported_finding(image: MarketplaceImage, same_sku: list[SupportedImage], resource_id: str | None,
@@ -374,8 +370,7 @@ def _not_supported_finding(image: MarketplaceImage, same_sku: list[SupportedImag
         message = f"the base image {image.urn} is not in the supported images list{where}"
     return Finding(REFUSE, "BASE_IMAGE_NOT_SUPPORTED", resource_id, message,
                    "pick a base image from az batch pool supported-images list --account-name <account> "
-                   "and rebuild the "
-                   "VM" + MOVE_TAGS)
+                   "and rebuild the VM" + MOVE_TAGS)
 
 
 def _supported_image_findings(image: MarketplaceImage, chosen: SupportedImage, *, now: datetime,
