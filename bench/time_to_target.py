@@ -63,7 +63,7 @@ FAILURE_PER_RESIZE = 0.20
 FAILURE_PER_MINUTE = 1 - (1 - FAILURE_PER_RESIZE) ** (1 / (MAX_PER_RESIZE / PER_MINUTE))
 # minutes; the app's own watch cadence, so the two differ in what they do, not in how often they look
 NAIVE_INTERVAL = 5
-# shared.config.families.RESIZE_TIMEOUT_DEFAULT: what the pipeline gives a new pool
+# shared.config.family_parts.RESIZE_TIMEOUT_DEFAULT: what the pipeline gives a new pool
 PIPELINE_RESIZE_TIMEOUT = timedelta(minutes=25)
 HORIZON_MINUTES = 8 * 60
 TARGET_RATIO = 1.15

@@ -233,10 +233,7 @@ def _path_exists(value: str) -> str | None:
     return None if os.path.isfile(value) else "no such file"
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting, reporting all problems at once."""
-    r = _Reader(os.environ if env is None else env)
-    subscription_id = r.required("AUTOPILOT_SUBSCRIPTION_ID", "00000000-0000-0000-0000-000000000000", _guid)
+def _read_batch_accounts(r: _Reader, subscription_id: str) -> tuple[str, ...]:
     accounts_raw = r.raw("AUTOPILOT_BATCH_ACCOUNTS") or ""
     accounts = tuple(a.strip() for a in accounts_raw.split(",") if a.strip())
     for account in accounts:
@@ -251,14 +248,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 "AUTOPILOT_BATCH_ACCOUNTS=/subscriptions/<sub>/resourceGroups/batch-rg/providers/Microsoft.Batch"
                 "/batchAccounts/myaccount"
             )
-    arm_endpoint = r.optional("AUTOPILOT_ARM_ENDPOINT", DEFAULTS.arm_endpoint, _https_url) or DEFAULTS.arm_endpoint
-    credential = (r.raw("AUTOPILOT_CREDENTIAL") or "default").lower()
-    if credential not in {"default", "emulator"}:
-        r.problems.append(f"AUTOPILOT_CREDENTIAL={credential!r} is invalid: use 'default' (managed identity) or "
-                          "'emulator'")
-    ca_bundle = r.optional("AUTOPILOT_CA_BUNDLE", "/path/to/ca.pem", _path_exists)
-    topic = r.optional("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "https://mytopic.westeurope-1.eventgrid.azure.net/api/events",
-                       _https_url)
+    return accounts
+
+
+def _read_teams_webhook(r: _Reader) -> str | None:
     teams_raw = r.raw("AUTOPILOT_TEAMS_WEBHOOK_URL") or ""
     if teams_raw.startswith("@Microsoft.KeyVault("):
         # The platform resolves Key Vault references before the app starts; the literal text means it could not.
@@ -266,10 +259,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                           "not read the "
                           "secret. Give the app identity 'Key Vault Secrets User' on the vault and check the site's "
                           "keyVaultReferenceIdentity (infra/modules/keyvault.bicep does both)")
-        teams = None
-    else:
-        teams = r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...",
-                           _https_url)
+        return None
+    return r.optional("AUTOPILOT_TEAMS_WEBHOOK_URL", "https://prod-00.westeurope.logic.azure.com/workflows/...",
+                      _https_url)
+
+
+def _read_families(r: _Reader) -> tuple[str | None, str | None]:
+    """The families document's text and the setting it came from (AUTOPILOT_FAMILIES, or the file named)."""
     families = r.raw("AUTOPILOT_FAMILIES")
     families_file = r.raw("AUTOPILOT_FAMILIES_FILE")
     families_source = "AUTOPILOT_FAMILIES" if families else None
@@ -280,6 +276,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         families_source = f"AUTOPILOT_FAMILIES_FILE ({families_file})"
         if why:
             r.problems.append(why)
+    return families, families_source
+
+
+def _read_storage(r: _Reader) -> tuple[str | None, str | None]:
     storage_connection = r.raw("AzureWebJobsStorage")
     table_endpoint = r.optional("AzureWebJobsStorage__tableServiceUri", "https://mystorage.table.core.windows.net",
                                 lambda v: None if urlparse(v).scheme in {"http", "https"} else "it must be a URL")
@@ -287,23 +287,50 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         r.problems.append("AzureWebJobsStorage is missing: set a connection string, or "
                           "AzureWebJobsStorage__tableServiceUri "
                           "for identity-based access (e.g. https://mystorage.table.core.windows.net)")
+    return storage_connection, table_endpoint
 
-    if credential == "emulator":
-        # The emulator credential hands out a local unsigned token; refuse it anywhere but loopback
-        # so that a mis-set app setting can never send it to a real endpoint.
-        for name, url in (("AUTOPILOT_ARM_ENDPOINT", arm_endpoint), ("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", topic)):
-            if url and urlparse(url).hostname not in LOOPBACK_HOSTS:
-                r.problems.append(f"{name}={url!r} is not on loopback, but AUTOPILOT_CREDENTIAL=emulator only talks to "
-                                  "a local emulator")
 
-    d, rd = DEFAULTS, DEFAULTS.retry  # every default is the dataclasses' (DEFAULTS); the reader only parses
-    retry = RetrySettings(
+def _check_loopback(r: _Reader, arm_endpoint: str, topic: str | None) -> None:
+    # The emulator credential hands out a local unsigned token; refuse it anywhere but loopback
+    # so that a mis-set app setting can never send it to a real endpoint.
+    for name, url in (("AUTOPILOT_ARM_ENDPOINT", arm_endpoint), ("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", topic)):
+        if url and urlparse(url).hostname not in LOOPBACK_HOSTS:
+            r.problems.append(f"{name}={url!r} is not on loopback, but AUTOPILOT_CREDENTIAL=emulator only talks to "
+                              "a local emulator")
+
+
+def _read_retry(r: _Reader) -> RetrySettings:
+    rd = DEFAULTS.retry
+    return RetrySettings(
         total=r.number("AUTOPILOT_HTTP_RETRY_TOTAL", rd.total, int, 0, 10),
         backoff_factor=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_SECONDS", rd.backoff_factor, float, 0, 30),
         backoff_max=r.number("AUTOPILOT_HTTP_RETRY_BACKOFF_MAX_SECONDS", rd.backoff_max, int, 0, 300),
         retry_after_max=r.number("AUTOPILOT_HTTP_RETRY_AFTER_MAX_SECONDS", rd.retry_after_max, int, 0, 600),
         read_timeout=r.number("AUTOPILOT_HTTP_READ_TIMEOUT_SECONDS", rd.read_timeout, float, 0.1, 300),
     )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting, reporting all problems at once."""
+    r = _Reader(os.environ if env is None else env)
+    subscription_id = r.required("AUTOPILOT_SUBSCRIPTION_ID", "00000000-0000-0000-0000-000000000000", _guid)
+    accounts = _read_batch_accounts(r, subscription_id)
+    arm_endpoint = r.optional("AUTOPILOT_ARM_ENDPOINT", DEFAULTS.arm_endpoint, _https_url) or DEFAULTS.arm_endpoint
+    credential = (r.raw("AUTOPILOT_CREDENTIAL") or "default").lower()
+    if credential not in {"default", "emulator"}:
+        r.problems.append(f"AUTOPILOT_CREDENTIAL={credential!r} is invalid: use 'default' (managed identity) or "
+                          "'emulator'")
+    ca_bundle = r.optional("AUTOPILOT_CA_BUNDLE", "/path/to/ca.pem", _path_exists)
+    topic = r.optional("AUTOPILOT_EVENTS_TOPIC_ENDPOINT", "https://mytopic.westeurope-1.eventgrid.azure.net/api/events",
+                       _https_url)
+    teams = _read_teams_webhook(r)
+    families, families_source = _read_families(r)
+    storage_connection, table_endpoint = _read_storage(r)
+    if credential == "emulator":
+        _check_loopback(r, arm_endpoint, topic)
+
+    d = DEFAULTS  # every default is the dataclasses' (DEFAULTS); the reader only parses
+    retry = _read_retry(r)
     settings = Settings(
         subscription_id=subscription_id,
         batch_accounts=accounts,

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.config.families import RolloutPolicy
+from shared.config.family_parts import RolloutPolicy
 from shared.core.durations import format_short
 from shared.pipeline.snapshot_tags import version_problem
 

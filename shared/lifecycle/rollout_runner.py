@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from shared.config.families import FamilyConfig, PoolSpec, RolloutPolicy
+from shared.config.families import FamilyConfig
+from shared.config.family_parts import PoolSpec, RolloutPolicy
 from shared.core import alerts, permissions, pool_metadata
 from shared.core.alerts import Alert, AlertPublisher
 from shared.core.clock import iso, parse_iso
@@ -153,6 +154,37 @@ def run_account(context: AppContext, account: BatchAccount, pools: Sequence[dict
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Slot:
+    """One pool slot's rollout at this tick: what a step reads, and the slot's row (saved with its ETag)."""
+
+    context: AppContext
+    account: BatchAccount
+    family: FamilyConfig
+    pool_id: str  # inPlace: the pool; newPools: the wanted version's pool
+    wanted: str
+    now: datetime
+    report: RolloutReport
+    row: str
+    record: Record | None
+    state: rollout.RolloutState | None
+    decision: rollout.Decision
+    facts: rollout.PoolFacts | None = None  # inPlace: the pool's
+    about: Sequence[str] = ()  # newPools: the old pools the step is about
+    views: dict[str, PoolView] = field(default_factory=dict)  # newPools: the account's pools by lower-cased id
+
+    @property
+    def subject(self) -> str:
+        return f"{self.account.id}/pools/{self.pool_id}"
+
+    def save(self, data: dict[str, Any]) -> None:
+        self.context.state.table(ROLLOUTS).save(self.family.name, self.row, data, self.record)
+
+    def save_stage(self, stage: str) -> None:
+        assert self.record is not None
+        self.save({**self.record.data, "stage": stage, "stageAt": iso(self.now)})
+
+
 def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, spec: PoolSpec,
               views: dict[str, PoolView],
               wanted: str, now: datetime, report: RolloutReport, dry_run: bool) -> None:
@@ -177,89 +209,113 @@ def _in_place(context: AppContext, account: BatchAccount, family: FamilyConfig, 
         if decision.step != rollout.Step.NOTHING:
             report.actions.append(f"{pool_id}: would {decision.step.value}: {decision.reason}")
         return
-    if decision.step == rollout.Step.START:
-        first = rollout.DRAINING if family.rollout.apply_when == "drain" else rollout.WAITING
-        table.save(family.name, row, {"account": account.id, "pool": pool_id, "mode": "inPlace",
-                                      "fromVersion": facts.version or "",
-                                      "toVersion": wanted, "stage": first, "startedAt": iso(now), "stageAt": iso(now)},
-                   record)
-        report.actions.append(f"{pool_id}: rollout {facts.version} -> {wanted} started")
-        _alert(context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, subject,
-               f"Rolling {family.name} {wanted} into pool {pool_id}",
-               f"pool {pool_id} runs {facts.version or 'an unknown version'}; {wanted} is "
-               + ("pinned" if family.pin_version == wanted else "the newest version") + "; the image changes in place ("
-               + ("at the pool's next zero" if family.rollout.apply_when == "nextZero" else "after draining the pool "
-                  "with taskcompletion")
-               + "). " + (STRANDED_NOTE if family.rollout.apply_when == "drain" else ""),
-               "nothing to do; RolloutCompleted follows", f"{wanted}|{iso(now)}",
-               {"from": facts.version, "to": wanted, "pool": pool_id})
-        return
-    if decision.step == rollout.Step.BLOCKED:
-        assert record is not None
-        table.save(family.name, row, {**record.data, "blocked": True}, record)
-        _alert(context, ROLLOUT_BLOCKED, alerts.SEVERITY_WARNING, subject,
-               f"Rollout of {family.name} {wanted} to pool {pool_id} is blocked",
-               f"Batch changes a pool's image only when it is steady with zero nodes, and pool {pool_id} has not "
-               "reached 0 nodes within "
-               f"maxWait ({format_short(family.rollout.max_wait)}); it has {facts.current_nodes} nodes and runs "
-               f"{facts.version}.",
-               'set the family\'s rollout to {"mode": "inPlace", "applyWhen": "drain"} to let the autopilot '
-               'empty the pool '
-               "(running tasks finish; queued tasks wait), or take the pool to 0 yourself (a schedule entry with "
-               "0 nodes); "
-               "the image changes at the next tick that sees the pool at 0",
-               f"{wanted}|{record.data.get('startedAt')}",
-               {"to": wanted, "pool": pool_id, "nodes": facts.current_nodes})
-        return
-    if decision.step == rollout.Step.HOLD_FOR_DRAIN:
-        result, detail = _patch_metadata(context, account, pool_id, {rollout.HOLD: rollout.HOLD_DRAIN})
-        report.actions.append(f"{pool_id}: hold for drain: {result.value} {detail}")
-        if result == UpdateResult.ACCEPTED and record is not None:
-            table.save(family.name, row, {**record.data, "stage": rollout.DRAINING, "stageAt": iso(now)}, record)
-        return
-    if decision.step == rollout.Step.PATCH_IMAGE:
-        result, detail = _patch_image(context, family, account, pool_id, wanted)
-        report.actions.append(f"{pool_id}: image -> {wanted}: {result.value} {detail}".rstrip())
-        if result == UpdateResult.ACCEPTED and record is not None and state is not None and state.to_version == wanted:
-            table.save(family.name, row, {**record.data, "stage": rollout.PATCHED, "stageAt": iso(now)}, record)
-            # the new version is referenced now: lock it; the old one is released
-            from shared.guard.reconcile import reconcile
+    step = _IN_PLACE_STEPS.get(decision.step)
+    if step is not None:
+        step(_Slot(context, account, family, pool_id, wanted, now, report, row, record, state, decision, facts=facts))
 
-            reconcile(context)
-        return
-    if decision.step == rollout.Step.ROLL_BACK:
-        assert record is not None and state is not None and state.from_version
-        previous = state.from_version
-        result, detail = _patch_image(context, family, account, pool_id, previous, canary_first=False)
-        report.actions.append(f"{pool_id}: canary of {wanted} failed, image -> {previous}: {result.value} {detail}"
-                              .rstrip())
-        if result != UpdateResult.ACCEPTED:
-            return
-        table.save(family.name, row, {**record.data, "stage": rollout.ROLLED_BACK, "stageAt": iso(now)}, record)
-        _alert(context, ROLLOUT_ROLLED_BACK, alerts.SEVERITY_WARNING, subject,
-               f"Pool {pool_id} went back to {family.name} {previous}",
-               f"the canary of {wanted} on pool {pool_id} failed (its first nodes on the new image were not usable; "
-               f"ImageUnhealthy says why), so at the pool's zero the app patched the image back to {previous}, "
-               "which the "
-               f"pool ran before. The pool regrows on {previous}; {wanted} is not tried again.",
-               "fix the image (ImageUnhealthy has the checklist) and publish it as a newer version: it rolls out the "
-               "same way, canary first; to hold the pool on a version meanwhile, pin it with \"pinVersion\"",
-               f"{wanted}|{record.data.get('startedAt')}",
-               {"from": wanted, "to": previous, "pool": pool_id})
-        # the previous version is used again: lock it; release the failed one
+
+def _in_place_start(s: _Slot) -> None:
+    family, facts, wanted, now = s.family, s.facts, s.wanted, s.now
+    assert facts is not None
+    first = rollout.DRAINING if family.rollout.apply_when == "drain" else rollout.WAITING
+    s.save({"account": s.account.id, "pool": s.pool_id, "mode": "inPlace", "fromVersion": facts.version or "",
+            "toVersion": wanted, "stage": first, "startedAt": iso(now), "stageAt": iso(now)})
+    s.report.actions.append(f"{s.pool_id}: rollout {facts.version} -> {wanted} started")
+    _alert(s.context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, s.subject,
+           f"Rolling {family.name} {wanted} into pool {s.pool_id}",
+           f"pool {s.pool_id} runs {facts.version or 'an unknown version'}; {wanted} is "
+           + ("pinned" if family.pin_version == wanted else "the newest version") + "; the image changes in place ("
+           + ("at the pool's next zero" if family.rollout.apply_when == "nextZero" else "after draining the pool "
+              "with taskcompletion")
+           + "). " + (STRANDED_NOTE if family.rollout.apply_when == "drain" else ""),
+           "nothing to do; RolloutCompleted follows", f"{wanted}|{iso(now)}",
+           {"from": facts.version, "to": wanted, "pool": s.pool_id})
+
+
+def _in_place_blocked(s: _Slot) -> None:
+    record, facts, family, wanted, pool_id = s.record, s.facts, s.family, s.wanted, s.pool_id
+    assert record is not None and facts is not None
+    s.save({**record.data, "blocked": True})
+    _alert(s.context, ROLLOUT_BLOCKED, alerts.SEVERITY_WARNING, s.subject,
+           f"Rollout of {family.name} {wanted} to pool {pool_id} is blocked",
+           f"Batch changes a pool's image only when it is steady with zero nodes, and pool {pool_id} has not "
+           "reached 0 nodes within "
+           f"maxWait ({format_short(family.rollout.max_wait)}); it has {facts.current_nodes} nodes and runs "
+           f"{facts.version}.",
+           'set the family\'s rollout to {"mode": "inPlace", "applyWhen": "drain"} to let the autopilot '
+           'empty the pool '
+           "(running tasks finish; queued tasks wait), or take the pool to 0 yourself (a schedule entry with "
+           "0 nodes); "
+           "the image changes at the next tick that sees the pool at 0",
+           f"{wanted}|{record.data.get('startedAt')}",
+           {"to": wanted, "pool": pool_id, "nodes": facts.current_nodes})
+
+
+def _in_place_hold_for_drain(s: _Slot) -> None:
+    result, detail = _patch_metadata(s.context, s.account, s.pool_id, {rollout.HOLD: rollout.HOLD_DRAIN})
+    s.report.actions.append(f"{s.pool_id}: hold for drain: {result.value} {detail}")
+    if result == UpdateResult.ACCEPTED and s.record is not None:
+        s.save_stage(rollout.DRAINING)
+
+
+def _in_place_patch_image(s: _Slot) -> None:
+    result, detail = _patch_image(s.context, s.family, s.account, s.pool_id, s.wanted)
+    s.report.actions.append(f"{s.pool_id}: image -> {s.wanted}: {result.value} {detail}".rstrip())
+    if (result == UpdateResult.ACCEPTED and s.record is not None and s.state is not None
+            and s.state.to_version == s.wanted):
+        s.save_stage(rollout.PATCHED)
+        # the new version is referenced now: lock it; the old one is released
         from shared.guard.reconcile import reconcile
 
-        reconcile(context)
+        reconcile(s.context)
+
+
+def _in_place_roll_back(s: _Slot) -> None:
+    record, state, family, wanted, pool_id = s.record, s.state, s.family, s.wanted, s.pool_id
+    assert record is not None and state is not None and state.from_version
+    previous = state.from_version
+    result, detail = _patch_image(s.context, family, s.account, pool_id, previous, canary_first=False)
+    s.report.actions.append(f"{pool_id}: canary of {wanted} failed, image -> {previous}: {result.value} {detail}"
+                            .rstrip())
+    if result != UpdateResult.ACCEPTED:
         return
-    if decision.step == rollout.Step.COMPLETE:
-        assert record is not None
-        table.save(family.name, row, {**record.data, "stage": rollout.DONE, "stageAt": iso(now)}, record)
-        report.actions.append(f"{pool_id}: rollout to {wanted} completed")
-        _alert(context, ROLLOUT_COMPLETED, alerts.SEVERITY_INFO, subject, f"Pool {pool_id} runs {family.name} {wanted}",
-               f"pool {pool_id} was moved from {record.data.get('fromVersion') or 'its previous version'} to {wanted} "
-               "in place and is at "
-               "its target", "nothing to do", f"{wanted}|{record.data.get('startedAt')}",
-               {"from": record.data.get("fromVersion"), "to": wanted, "pool": pool_id})
+    s.save_stage(rollout.ROLLED_BACK)
+    _alert(s.context, ROLLOUT_ROLLED_BACK, alerts.SEVERITY_WARNING, s.subject,
+           f"Pool {pool_id} went back to {family.name} {previous}",
+           f"the canary of {wanted} on pool {pool_id} failed (its first nodes on the new image were not usable; "
+           f"ImageUnhealthy says why), so at the pool's zero the app patched the image back to {previous}, "
+           "which the "
+           f"pool ran before. The pool regrows on {previous}; {wanted} is not tried again.",
+           "fix the image (ImageUnhealthy has the checklist) and publish it as a newer version: it rolls out the "
+           "same way, canary first; to hold the pool on a version meanwhile, pin it with \"pinVersion\"",
+           f"{wanted}|{record.data.get('startedAt')}",
+           {"from": wanted, "to": previous, "pool": pool_id})
+    # the previous version is used again: lock it; release the failed one
+    from shared.guard.reconcile import reconcile
+
+    reconcile(s.context)
+
+
+def _in_place_complete(s: _Slot) -> None:
+    record, family, wanted, pool_id = s.record, s.family, s.wanted, s.pool_id
+    assert record is not None
+    s.save_stage(rollout.DONE)
+    s.report.actions.append(f"{pool_id}: rollout to {wanted} completed")
+    _alert(s.context, ROLLOUT_COMPLETED, alerts.SEVERITY_INFO, s.subject, f"Pool {pool_id} runs {family.name} {wanted}",
+           f"pool {pool_id} was moved from {record.data.get('fromVersion') or 'its previous version'} to {wanted} "
+           "in place and is at "
+           "its target", "nothing to do", f"{wanted}|{record.data.get('startedAt')}",
+           {"from": record.data.get("fromVersion"), "to": wanted, "pool": pool_id})
+
+
+_IN_PLACE_STEPS: dict[rollout.Step, Callable[[_Slot], None]] = {
+    rollout.Step.START: _in_place_start,
+    rollout.Step.BLOCKED: _in_place_blocked,
+    rollout.Step.HOLD_FOR_DRAIN: _in_place_hold_for_drain,
+    rollout.Step.PATCH_IMAGE: _in_place_patch_image,
+    rollout.Step.ROLL_BACK: _in_place_roll_back,
+    rollout.Step.COMPLETE: _in_place_complete,
+}
 
 
 def _running_tasks(context: AppContext, account: BatchAccount, facts: rollout.PoolFacts,
@@ -374,21 +430,7 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
                wanted: str, now: datetime, report: RolloutReport, dry_run: bool) -> None:
     new_id = spec.pool_id(family.name, wanted)
     new_view = views.get(new_id.lower())
-    old_views: list[PoolView] = []
-    for view in views.values():
-        version = view.metadata.get(pool_metadata.VERSION, "")
-        if (view.pool_id.lower() == new_id.lower() or not view.is_managed
-            or view.metadata.get(pool_metadata.FAMILY) != family.name):
-            continue
-        try:
-            same_slot = spec.pool_id(family.name, version).lower() == view.pool_id.lower()
-        except Exception:
-            same_slot = False
-        # The previous versions' pools; with a pin (a roll back) the newer versions' pools too. Without a pin nothing
-        # newer than the newest built version is touched (its pools may exist a moment before its pipeline row is done).
-        if same_slot and version != wanted and (
-                rollout.version_key(version) < rollout.version_key(wanted) or family.pin_version == wanted):
-            old_views.append(view)
+    old_views = _old_pools(family, spec, views, new_id, wanted)
     table = context.state.table(ROLLOUTS)
     row = _slot_row(account.id, spec)
     record = table.get(family.name, row)
@@ -417,70 +459,111 @@ def _new_pools(context: AppContext, account: BatchAccount, family: FamilyConfig,
         if decision.step != rollout.Step.NOTHING:
             report.actions.append(f"{new_id}: would {decision.step.value} {', '.join(about)}: {decision.reason}")
         return
-    subject = f"{account.id}/pools/{new_id}"
-    if decision.step == rollout.Step.START_HOLDING:
-        old_ids = ", ".join(about)
-        table.save(family.name, row, {"account": account.id, "pool": new_id, "mode": "newPools",
-                                      "fromVersion": old_facts[0].version or "",
-                                      "toVersion": wanted, "stage": rollout.HOLDING, "startedAt": iso(now),
-                                      "stageAt": iso(now),
-                                      "oldPools": json.dumps(about)}, record)
-        report.actions.append(
-            f"{new_id}: holding; retiring {old_ids} after {format_short(family.rollout.retire_after)}")
-        _alert(context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, subject,
-               f"Rolling {family.name} {wanted} out: {new_id} replaces {old_ids}",
-               f"pool {new_id} of {wanted} reached its target; once it has held it for "
-               f"{format_short(family.rollout.retire_after)}, "
-               f"{old_ids} go to 0 nodes with taskcompletion (running tasks finish) and their desired target and "
-               "schedule move to "
-               f"{new_id}. {STRANDED_NOTE}",
-               f"submit new jobs to {new_id}; nothing else to do", f"{wanted}|{iso(now)}",
-               {"to": wanted, "newPool": new_id, "oldPools": about})
-        return
-    if decision.step == rollout.Step.RETIRE:
-        assert record is not None
-        for old_id in about:
-            old = views[old_id.lower()]
-            moved = {k: old.metadata.get(k) for k in (pool_metadata.DESIRED_DEDICATED, pool_metadata.DESIRED_SPOT,
-                                                      pool_metadata.SCHEDULE)}
-            result, detail = _patch_metadata(context, account, new_id, moved)
-            if result != UpdateResult.ACCEPTED:
-                report.actions.append(f"{new_id}: target not moved ({result.value} {detail}); next tick tries again")
-                return
-            result, detail = _patch_metadata(context, account, old_id,
-                                             {rollout.HOLD: rollout.HOLD_RETIRED, rollout.RETIRED_BY: wanted})
-            report.actions.append(f"{old_id}: retired by {new_id}: {result.value} {detail}".rstrip())
-            if result != UpdateResult.ACCEPTED:
-                return
-        table.save(family.name, row, {**record.data, "stage": rollout.RETIRING, "stageAt": iso(now)}, record)
-        return
-    if decision.step == rollout.Step.RESTORE:
-        result, detail = _patch_metadata(context, account, new_id, {rollout.HOLD: None, rollout.RETIRED_BY: None})
-        report.actions.append(f"{new_id}: pinned {wanted}, un-retired: {result.value} {detail}".rstrip())
-        return
-    if decision.step == rollout.Step.DELETE_RETIRED:
-        for old_id in about:
-            report.actions.append(f"{old_id}: retired and empty, no active job targets it: "
-                                  + _delete_retired(context, account, old_id))
-        return
-    if decision.step == rollout.Step.COMPLETE:
-        assert record is not None
-        table.save(family.name, row, {**record.data, "stage": rollout.DONE, "stageAt": iso(now)}, record)
-        old_ids = ", ".join(json.loads(record.data.get("oldPools") or "[]"))
-        report.actions.append(f"{new_id}: rollout to {wanted} completed")
-        _alert(context, ROLLOUT_COMPLETED, alerts.SEVERITY_INFO, subject,
-               f"{family.name} {wanted} rolled out: {new_id} took over",
-               f"{old_ids or 'the previous pools'} "
-               + ("were deleted" if family.rollout.delete_retired_pools else "are at 0 nodes and held there "
-                  "(autopilot.rolloutHold=retired)")
-               + f"; {new_id} runs {wanted} at its target. The image guard releases what no pool references any more.",
-               "nothing to do" if family.rollout.delete_retired_pools else
-               "delete the retired pools when no job needs them (or set deleteRetiredPools: true); their images stay "
-               "locked while they exist",
-               f"{wanted}|{record.data.get('startedAt')}", {"to": wanted, "newPool": new_id})
-        from shared.guard.reconcile import reconcile
+    step = _NEW_POOLS_STEPS.get(decision.step)
+    if step is not None:
+        slot = _Slot(context, account, family, new_id, wanted, now, report, row, record, state, decision,
+                     about=about, views=views)
+        step(slot, old_facts)
 
-        reconcile(context)
+
+def _old_pools(family: FamilyConfig, spec: PoolSpec, views: dict[str, PoolView], new_id: str,
+               wanted: str) -> list[PoolView]:
+    """The slot's pools that the wanted version's pool replaces."""
+    old_views: list[PoolView] = []
+    for view in views.values():
+        version = view.metadata.get(pool_metadata.VERSION, "")
+        if (view.pool_id.lower() == new_id.lower() or not view.is_managed
+            or view.metadata.get(pool_metadata.FAMILY) != family.name):
+            continue
+        try:
+            same_slot = spec.pool_id(family.name, version).lower() == view.pool_id.lower()
+        except Exception:
+            same_slot = False
+        # The previous versions' pools; with a pin (a roll back) the newer versions' pools too. Without a pin nothing
+        # newer than the newest built version is touched (its pools may exist a moment before its pipeline row is done).
+        if same_slot and version != wanted and (
+                rollout.version_key(version) < rollout.version_key(wanted) or family.pin_version == wanted):
+            old_views.append(view)
+    return old_views
+
+
+def _new_pools_start_holding(s: _Slot, old_facts: list[rollout.PoolFacts]) -> None:
+    family, wanted, now, new_id, about = s.family, s.wanted, s.now, s.pool_id, s.about
+    old_ids = ", ".join(about)
+    s.save({"account": s.account.id, "pool": new_id, "mode": "newPools", "fromVersion": old_facts[0].version or "",
+            "toVersion": wanted, "stage": rollout.HOLDING, "startedAt": iso(now), "stageAt": iso(now),
+            "oldPools": json.dumps(about)})
+    s.report.actions.append(
+        f"{new_id}: holding; retiring {old_ids} after {format_short(family.rollout.retire_after)}")
+    _alert(s.context, ROLLOUT_STARTED, alerts.SEVERITY_INFO, s.subject,
+           f"Rolling {family.name} {wanted} out: {new_id} replaces {old_ids}",
+           f"pool {new_id} of {wanted} reached its target; once it has held it for "
+           f"{format_short(family.rollout.retire_after)}, "
+           f"{old_ids} go to 0 nodes with taskcompletion (running tasks finish) and their desired target and "
+           "schedule move to "
+           f"{new_id}. {STRANDED_NOTE}",
+           f"submit new jobs to {new_id}; nothing else to do", f"{wanted}|{iso(now)}",
+           {"to": wanted, "newPool": new_id, "oldPools": about})
+
+
+def _new_pools_retire(s: _Slot, old_facts: list[rollout.PoolFacts]) -> None:
+    assert s.record is not None
+    new_id = s.pool_id
+    for old_id in s.about:
+        old = s.views[old_id.lower()]
+        moved = {k: old.metadata.get(k) for k in (pool_metadata.DESIRED_DEDICATED, pool_metadata.DESIRED_SPOT,
+                                                  pool_metadata.SCHEDULE)}
+        result, detail = _patch_metadata(s.context, s.account, new_id, moved)
+        if result != UpdateResult.ACCEPTED:
+            s.report.actions.append(f"{new_id}: target not moved ({result.value} {detail}); next tick tries again")
+            return
+        result, detail = _patch_metadata(s.context, s.account, old_id,
+                                         {rollout.HOLD: rollout.HOLD_RETIRED, rollout.RETIRED_BY: s.wanted})
+        s.report.actions.append(f"{old_id}: retired by {new_id}: {result.value} {detail}".rstrip())
+        if result != UpdateResult.ACCEPTED:
+            return
+    s.save_stage(rollout.RETIRING)
+
+
+def _new_pools_restore(s: _Slot, old_facts: list[rollout.PoolFacts]) -> None:
+    result, detail = _patch_metadata(s.context, s.account, s.pool_id, {rollout.HOLD: None, rollout.RETIRED_BY: None})
+    s.report.actions.append(f"{s.pool_id}: pinned {s.wanted}, un-retired: {result.value} {detail}".rstrip())
+
+
+def _new_pools_delete_retired(s: _Slot, old_facts: list[rollout.PoolFacts]) -> None:
+    for old_id in s.about:
+        s.report.actions.append(f"{old_id}: retired and empty, no active job targets it: "
+                                + _delete_retired(s.context, s.account, old_id))
+
+
+def _new_pools_complete(s: _Slot, old_facts: list[rollout.PoolFacts]) -> None:
+    record, family, wanted, new_id = s.record, s.family, s.wanted, s.pool_id
+    assert record is not None
+    s.save_stage(rollout.DONE)
+    old_ids = ", ".join(json.loads(record.data.get("oldPools") or "[]"))
+    s.report.actions.append(f"{new_id}: rollout to {wanted} completed")
+    _alert(s.context, ROLLOUT_COMPLETED, alerts.SEVERITY_INFO, s.subject,
+           f"{family.name} {wanted} rolled out: {new_id} took over",
+           f"{old_ids or 'the previous pools'} "
+           + ("were deleted" if family.rollout.delete_retired_pools else "are at 0 nodes and held there "
+              "(autopilot.rolloutHold=retired)")
+           + f"; {new_id} runs {wanted} at its target. The image guard releases what no pool references any more.",
+           "nothing to do" if family.rollout.delete_retired_pools else
+           "delete the retired pools when no job needs them (or set deleteRetiredPools: true); their images stay "
+           "locked while they exist",
+           f"{wanted}|{record.data.get('startedAt')}", {"to": wanted, "newPool": new_id})
+    from shared.guard.reconcile import reconcile
+
+    reconcile(s.context)
+
+
+_NEW_POOLS_STEPS: dict[rollout.Step, Callable[[_Slot, list[rollout.PoolFacts]], None]] = {
+    rollout.Step.START_HOLDING: _new_pools_start_holding,
+    rollout.Step.RETIRE: _new_pools_retire,
+    rollout.Step.RESTORE: _new_pools_restore,
+    rollout.Step.DELETE_RETIRED: _new_pools_delete_retired,
+    rollout.Step.COMPLETE: _new_pools_complete,
+}
 
 
 def _delete_retired(context: AppContext, account: BatchAccount, pool_id: str) -> str:

@@ -133,7 +133,7 @@ def check_location(members: Sequence[SnapshotMember], accounts: Sequence[TargetA
     region (or, with no gallery location given, the account's). The gallery itself may be in another region than a
     Batch account: Batch's gallery doc (batch-sig-images) says "the image can be in different regions as long as it
     has replicas in the same region as your Batch account", and the pipeline replicates the version to every region
-    with a target account (shared/pipeline/stages.py gallery_version_body). A gallery in another subscription is
+    with a target account (shared/pipeline/request_bodies.py gallery_version_body). A gallery in another subscription is
     uncertain: Batch's gallery doc (batch-sig-images) allows one in another subscription of the same tenant once
     the Microsoft.Batch resource provider is registered there, while the data-plane ImageReference doc says the
     gallery image must be "in the same subscription as the Azure Batch account". So it is refused unless
@@ -303,34 +303,9 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
     findings: list[Finding] = []
     where = f" for Batch account {account_id}" if account_id else ""
     if purchase_plan:
-        plan = (", ".join(f"{k}={purchase_plan[k]}" for k in ("publisher", "product", "name") if purchase_plan.get(k))
-                or "a purchase plan")
-        findings.append(Finding(
-            REFUSE, "THIRD_PARTY_PURCHASE_PLAN", resource_id,
-            f"the OS disk carries a Marketplace purchase plan ({plan}); third-party images with extra license or "
-            "purchase terms "
-            "cannot be the base of a Batch custom image",
-            "rebuild the VM from a first-party Marketplace image that Batch supports (az batch pool "
-            "supported-images list)"
-            + MOVE_TAGS))
-
+        findings.append(_purchase_plan_finding(purchase_plan, resource_id))
     if source_image_id is None:
-        if node_agent_sku_id:
-            findings.append(Finding(
-                WARN, "BASE_IMAGE_UNKNOWN", resource_id,
-                "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so it "
-                "was not checked"
-                f"{where}; using the configured nodeAgentSkuId {node_agent_sku_id!r}",
-                "keep the source disk until the image is built so the base image can be checked"))
-        else:
-            findings.append(Finding(
-                REFUSE, "BASE_IMAGE_UNKNOWN", resource_id,
-                "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so "
-                "neither Batch support "
-                "nor the nodeAgentSkuId can be determined",
-                "keep the source disk until the image is built, or set nodeAgentSkuId on the family's pools; then "
-                "re-tag one "
-                "snapshot of the set"))
+        findings.append(_base_unknown_finding(resource_id, node_agent_sku_id, where))
         return BaseImageResult(node_agent_sku_id, None, None, tuple(findings))
 
     image = parse_marketplace_image_id(source_image_id)
@@ -346,21 +321,63 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
                 and s.sku.lower() == image.sku.lower()]
     candidates = [s for s in same_sku if s.matches(image)]
     if not candidates:
-        if same_sku:
-            versions = ", ".join(sorted({s.version for s in same_sku}))
-            message = (f"Batch supports {image.publisher}:{image.offer}:{image.sku} only in version(s) "
-                       f"{versions}{where}, not {image.version}")
-        else:
-            message = f"the base image {image.urn} is not in the supported images list{where}"
-        findings.append(Finding(REFUSE, "BASE_IMAGE_NOT_SUPPORTED", resource_id, message,
-                                "pick a base image from az batch pool supported-images list --account-name <account> "
-                                "and rebuild the "
-                                "VM" + MOVE_TAGS))
+        findings.append(_not_supported_finding(image, same_sku, resource_id, where))
         return BaseImageResult(node_agent_sku_id, image, None, tuple(findings))
 
     # Prefer an entry for this exact version over "latest", then a verified entry over an unverified one.
     chosen = sorted(candidates, key=lambda s: (s.version.lower() != image.version.lower(),
                                                s.verification_type.lower() != "verified"))[0]
+    findings += _supported_image_findings(image, chosen, now=now, resource_id=resource_id, where=where,
+                                          os_type=os_type, node_agent_sku_id=node_agent_sku_id)
+    return BaseImageResult(node_agent_sku_id or chosen.node_agent_sku_id or None, image, chosen, tuple(findings))
+
+
+def _purchase_plan_finding(purchase_plan: Mapping[str, Any], resource_id: str | None) -> Finding:
+    plan = (", ".join(f"{k}={purchase_plan[k]}" for k in ("publisher", "product", "name") if purchase_plan.get(k))
+            or "a purchase plan")
+    return Finding(
+        REFUSE, "THIRD_PARTY_PURCHASE_PLAN", resource_id,
+        f"the OS disk carries a Marketplace purchase plan ({plan}); third-party images with extra license or "
+        "purchase terms cannot be the base of a Batch custom image",
+        "rebuild the VM from a first-party Marketplace image that Batch supports (az batch pool "
+        "supported-images list)" + MOVE_TAGS)
+
+
+def _base_unknown_finding(resource_id: str | None, node_agent_sku_id: str | None, where: str) -> Finding:
+    """The OS disk's base image cannot be read: a warning when the pool names its node agent, else a refusal."""
+    if node_agent_sku_id:
+        return Finding(
+            WARN, "BASE_IMAGE_UNKNOWN", resource_id,
+            "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so it "
+            "was not checked"
+            f"{where}; using the configured nodeAgentSkuId {node_agent_sku_id!r}",
+            "keep the source disk until the image is built so the base image can be checked")
+    return Finding(
+        REFUSE, "BASE_IMAGE_UNKNOWN", resource_id,
+        "the OS disk's base image cannot be read (the source disk is gone or has no imageReference), so "
+        "neither Batch support nor the nodeAgentSkuId can be determined",
+        "keep the source disk until the image is built, or set nodeAgentSkuId on the family's pools; then "
+        "re-tag one snapshot of the set")
+
+
+def _not_supported_finding(image: MarketplaceImage, same_sku: list[SupportedImage], resource_id: str | None,
+                           where: str) -> Finding:
+    if same_sku:
+        versions = ", ".join(sorted({s.version for s in same_sku}))
+        message = (f"Batch supports {image.publisher}:{image.offer}:{image.sku} only in version(s) "
+                   f"{versions}{where}, not {image.version}")
+    else:
+        message = f"the base image {image.urn} is not in the supported images list{where}"
+    return Finding(REFUSE, "BASE_IMAGE_NOT_SUPPORTED", resource_id, message,
+                   "pick a base image from az batch pool supported-images list --account-name <account> "
+                   "and rebuild the VM" + MOVE_TAGS)
+
+
+def _supported_image_findings(image: MarketplaceImage, chosen: SupportedImage, *, now: datetime,
+                              resource_id: str | None, where: str, os_type: str | None,
+                              node_agent_sku_id: str | None) -> list[Finding]:
+    """What the supported-images entry chosen for the base says: verified, end of life, OS type, node agent."""
+    findings: list[Finding] = []
     if chosen.verification_type.lower() != "verified":
         findings.append(Finding(
             REFUSE, "UNVERIFIED_IMAGE", resource_id,
@@ -394,7 +411,7 @@ def check_base_image(source_image_id: str | None, supported_images: Sequence[Sup
             f"{derived!r}{where}",
             "remove nodeAgentSkuId from the pool to use the derived one, unless you know the configured agent fits "
             "this image"))
-    return BaseImageResult(node_agent_sku_id or derived, image, chosen, tuple(findings))
+    return findings
 
 
 # --- the disks --------------------------------------------------------------------------------------------

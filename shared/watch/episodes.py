@@ -27,17 +27,17 @@ episode only once Batch accepted the request; for ``verify_image``, read the poo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from shared.core.alerts import POOL_ALERT_SEVERITY, Alert
 from shared.core.clock import iso
 from shared.core.resource_ids import normalize, pool_resource_id
 from shared.watch import pool_limits
 from shared.watch.backoff import BackoffState
+from shared.watch.episode_record import Episode, iso_time
 from shared.watch.pool_limits import Ceiling
 from shared.watch.pool_policy import (
     DesiredTarget,
@@ -47,7 +47,6 @@ from shared.watch.pool_policy import (
     at_target,
     awaiting_request,
     next_resize,
-    parse_datetime,
     request_answered,
 )
 from shared.watch.resize_errors import (
@@ -66,7 +65,6 @@ from shared.watch.resize_errors import (
 
 __all__ = ["Action", "Alert", "Decision", "Episode", "WatchPolicy", "decide", "note_stop_resize"]
 
-SCHEMA_VERSION = 1
 _FAILURE_ALERTS = frozenset({AlertType.ALLOCATION_FAILED, AlertType.QUOTA_REACHED, AlertType.IMAGE_MISSING,
                              AlertType.RESIZE_GAVE_UP,
                              AlertType.NODE_LIMIT_REACHED})
@@ -87,166 +85,6 @@ class Action(StrEnum):
     STOP = "stop"  # a person must act; no more resizes until something changes
     GIVE_UP = "give_up"  # the episode's bounds are spent
     REPORT_AUTOSCALE = "report_autoscale"  # the pool has autoscale on: never resized, reported instead
-
-
-@dataclass(frozen=True)
-class Episode:
-    """A pool's episode record. Times are aware UTC datetimes. Stored flat with :meth:`to_dict` / :meth:`from_dict`."""
-
-    account_id: str
-    pool_id: str
-    started: datetime
-    attempts: int = 0  # failed resizes in this episode
-    requests: int = 0  # resize requests issued in this episode
-    failing_since: datetime | None = None  # first failure of this episode: the time bound runs from here
-    backoff: BackoffState = field(default_factory=BackoffState)
-    last_request_time: datetime | None = None
-    requested_dedicated: int | None = None
-    requested_spot: int | None = None
-    awaiting_outcome: bool = False  # our last request has not been answered (or given up on) yet
-    last_seen_transition: datetime | None = None  # the pool's transition time when an outcome was last handled
-    desired_dedicated: int | None = None
-    desired_spot: int | None = None
-    image_id: str | None = None
-    last_error_code: str | None = None
-    last_error_cause: str | None = None
-    last_diagnosis: str | None = None
-    last_fix: str | None = None
-    alerted: frozenset[AlertType] = frozenset()  # alert types raised in this episode
-    # latest of each type for this pool, across episodes
-    alert_times: Mapping[AlertType, datetime] = field(default_factory=dict)
-    gave_up: bool = False
-    stopped_reason: str | None = None
-    stopped_at: datetime | None = None
-    # set: the episode is over; the record stays only for the alert cooldown and backoff
-    recovered_at: datetime | None = None
-    # when the app itself stopped a resize (its ResizeStopped is not a failure)
-    stop_resize_time: datetime | None = None
-    # Stopped for a core quota: the nodes the app's own quota count allowed then. Only a count that allows more (a
-    # raised quota, other pools shrinking) resumes the pool by itself, so a quota Batch enforces and the app cannot see
-    # stays stopped.
-    quota_dedicated_at_stop: int | None = None
-    quota_spot_at_stop: int | None = None
-    # Failures retried at the next tick without backoff since the last success or backed-off failure (transient
-    # internal errors, at most MAX_NEXT_TICK_RETRIES in a row).
-    next_tick_retries: int = 0
-
-    @property
-    def is_closed(self) -> bool:
-        return self.recovered_at is not None
-
-    @property
-    def is_halted(self) -> bool:
-        """Gave up or stopped: no resizes until something changes."""
-        return self.gave_up or self.stopped_reason is not None
-
-    @property
-    def last_alert_type(self) -> AlertType | None:
-        return max(self.alert_times, key=lambda t: self.alert_times[t]) if self.alert_times else None
-
-    @property
-    def last_alert_time(self) -> datetime | None:
-        return max(self.alert_times.values()) if self.alert_times else None
-
-    # -- storage -------------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, str | int | float | bool]:
-        """A flat dict of str/int/bool values (datetimes as ISO 8601 UTC strings; None values left out) for Table
-        storage."""
-        out: dict[str, Any] = {
-            "schema": SCHEMA_VERSION,
-            "account_id": self.account_id,
-            "pool_id": self.pool_id,
-            "started": self.started,
-            "attempts": self.attempts,
-            "requests": self.requests,
-            "failing_since": self.failing_since,
-            "backoff_failures": self.backoff.failures,
-            "backoff_last_failure": self.backoff.last_failure,
-            "backoff_until": self.backoff.backoff_until,
-            "last_request_time": self.last_request_time,
-            "requested_dedicated": self.requested_dedicated,
-            "requested_spot": self.requested_spot,
-            "awaiting_outcome": self.awaiting_outcome,
-            "last_seen_transition": self.last_seen_transition,
-            "desired_dedicated": self.desired_dedicated,
-            "desired_spot": self.desired_spot,
-            "image_id": self.image_id,
-            "last_error_code": self.last_error_code,
-            "last_error_cause": self.last_error_cause,
-            "last_diagnosis": self.last_diagnosis,
-            "last_fix": self.last_fix,
-            "alerted": ",".join(sorted(self.alerted)),
-            "gave_up": self.gave_up,
-            "stopped_reason": self.stopped_reason,
-            "stopped_at": self.stopped_at,
-            "recovered_at": self.recovered_at,
-            "stop_resize_time": self.stop_resize_time,
-            "quota_dedicated_at_stop": self.quota_dedicated_at_stop,
-            "quota_spot_at_stop": self.quota_spot_at_stop,
-            "next_tick_retries": self.next_tick_retries,
-            # For people reading the table; derived from alert_time_* on load.
-            "last_alert_type": str(self.last_alert_type) if self.last_alert_type else None,
-            "last_alert_time": self.last_alert_time,
-        }
-        for alert_type, when in self.alert_times.items():
-            out[f"alert_time_{alert_type}"] = when
-        return {k: _flat(v) for k, v in out.items() if v is not None and v != ""}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Episode:
-        """Read a record written by :meth:`to_dict` (extra keys such as PartitionKey/RowKey/Timestamp are ignored)."""
-        schema = int(data.get("schema", SCHEMA_VERSION))
-        if schema > SCHEMA_VERSION:
-            raise ValueError(f"episode record for pool {data.get('pool_id')!r} has schema {schema}, newer than this "
-                             f"app's {SCHEMA_VERSION}: "
-                             "deploy the newer app version everywhere or delete the record")
-        started = parse_datetime(data.get("started"))
-        if started is None:
-            raise ValueError(f"episode record for pool {data.get('pool_id')!r} has no valid 'started' time: delete the "
-                             "record to start afresh")
-        alert_times: dict[AlertType, datetime] = {}
-        for alert_type in AlertType:
-            when = parse_datetime(data.get(f"alert_time_{alert_type}"))
-            if when is not None:
-                alert_times[alert_type] = when
-        known = {t.value for t in AlertType}
-        alerted = frozenset(AlertType(a) for a in str(data.get("alerted") or "").split(",") if a in known)
-        return cls(
-            account_id=str(data.get("account_id") or ""),
-            pool_id=str(data.get("pool_id") or ""),
-            started=started,
-            attempts=int(data.get("attempts") or 0),
-            requests=int(data.get("requests") or 0),
-            failing_since=parse_datetime(data.get("failing_since")),
-            backoff=BackoffState(
-                failures=int(data.get("backoff_failures") or 0),
-                last_failure=parse_datetime(data.get("backoff_last_failure")),
-                backoff_until=parse_datetime(data.get("backoff_until")),
-            ),
-            last_request_time=parse_datetime(data.get("last_request_time")),
-            requested_dedicated=_opt_int(data.get("requested_dedicated")),
-            requested_spot=_opt_int(data.get("requested_spot")),
-            awaiting_outcome=_bool(data.get("awaiting_outcome")),
-            last_seen_transition=parse_datetime(data.get("last_seen_transition")),
-            desired_dedicated=_opt_int(data.get("desired_dedicated")),
-            desired_spot=_opt_int(data.get("desired_spot")),
-            image_id=_opt_str(data.get("image_id")),
-            last_error_code=_opt_str(data.get("last_error_code")),
-            last_error_cause=_opt_str(data.get("last_error_cause")),
-            last_diagnosis=_opt_str(data.get("last_diagnosis")),
-            last_fix=_opt_str(data.get("last_fix")),
-            alerted=alerted,
-            alert_times=alert_times,
-            gave_up=_bool(data.get("gave_up")),
-            stopped_reason=_opt_str(data.get("stopped_reason")),
-            stopped_at=parse_datetime(data.get("stopped_at")),
-            recovered_at=parse_datetime(data.get("recovered_at")),
-            stop_resize_time=parse_datetime(data.get("stop_resize_time")),
-            quota_dedicated_at_stop=_opt_int(data.get("quota_dedicated_at_stop")),
-            quota_spot_at_stop=_opt_int(data.get("quota_spot_at_stop")),
-            next_tick_retries=_opt_int(data.get("next_tick_retries")) or 0,
-        )
 
 
 @dataclass(frozen=True)
@@ -321,44 +159,52 @@ def decide(
 
     if ep.awaiting_outcome and awaiting_request(pool, ep.last_request_time, now, policy.request_grace):
         return Decision(Action.NOTHING,
-                        f"waiting for Batch to act on the resize requested at {_iso(ep.last_request_time)}", ep)
+                        f"waiting for Batch to act on the resize requested at {iso_time(ep.last_request_time)}", ep)
 
     transition = pool.allocation_state_transition_time
     if ep.awaiting_outcome or (pool.resize_errors and _is_new_transition(transition, ep.last_seen_transition)):
         # News: the answer to our last request, or fresh errors from someone else's resize (e.g. the pool's first
         # allocation).
-        outcome = _outcome(pool, ep, image_exists)
-        if isinstance(outcome, Decision):
-            return outcome
-        ep = replace(ep, awaiting_outcome=False, last_seen_transition=transition or now)
-        if outcome is None:
-            # the step completed: internal errors get their next-tick retries again
-            ep = replace(ep, next_tick_retries=0)
-        if outcome is not None:
-            if outcome.error_class is ErrorClass.NEEDS_PERSON:
-                quota = _quota_allowance(pool, desired, ceilings) if outcome.cause in _QUOTA_CAUSES else None
-                if quota is not None:
-                    ep = replace(ep, quota_dedicated_at_stop=quota[0], quota_spot_at_stop=quota[1])
-                return _stop(pool, desired, _with_error(ep, outcome), now, policy,
-                             _with_quota_numbers(outcome, ceilings))
-            if outcome.error_class is ErrorClass.IGNORE:  # someone else stopped the resize: do not fight them
-                stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else "
-                                                                           "(ResizeStopped)", stopped_at=now)
-                return Decision(Action.STOP, "the pool's last resize was stopped by someone else; the autopilot leaves "
-                                "it until the desired "
-                                "target or the pool's size changes", stopped, diagnosis=outcome)
-            failed = _failed(pool, desired, ep, now, policy, outcome)
-            if (failed.action is not Action.WAIT or failed.episode is None
-                    or failed.episode.next_tick_retries <= ep.next_tick_retries):
-                return failed
-            # A transient internal error: re-issued in this same look, without backoff (bounded: MAX_NEXT_TICK_RETRIES
-            # in a row).
-            retry = _drive(pool, desired, failed.episode, now, policy, ceilings)
-            if retry.action is not Action.RESIZE:
-                return failed if retry.action is Action.NOTHING else retry
-            return replace(retry, reason=f"{failed.reason}; re-issued at once: {retry.reason}", diagnosis=outcome)
+        news = _on_news(pool, desired, ep, now, policy, image_exists, ceilings)
+        if isinstance(news, Decision):
+            return news
+        ep = news
 
     return _drive(pool, desired, ep, now, policy, ceilings)
+
+
+def _on_news(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy,
+             image_exists: bool | None, ceilings: Sequence[Ceiling]) -> Decision | Episode:
+    """The answer to our last request (or someone else's fresh errors): a decision, or the episode to drive on."""
+    outcome = _outcome(pool, ep, image_exists)
+    if isinstance(outcome, Decision):
+        return outcome
+    ep = replace(ep, awaiting_outcome=False, last_seen_transition=pool.allocation_state_transition_time or now)
+    if outcome is None:
+        # the step completed: internal errors get their next-tick retries again
+        return replace(ep, next_tick_retries=0)
+    if outcome.error_class is ErrorClass.NEEDS_PERSON:
+        quota = _quota_allowance(pool, desired, ceilings) if outcome.cause in _QUOTA_CAUSES else None
+        if quota is not None:
+            ep = replace(ep, quota_dedicated_at_stop=quota[0], quota_spot_at_stop=quota[1])
+        return _stop(pool, desired, _with_error(ep, outcome), now, policy,
+                     _with_quota_numbers(outcome, ceilings))
+    if outcome.error_class is ErrorClass.IGNORE:  # someone else stopped the resize: do not fight them
+        stopped = replace(_with_error(ep, outcome), stopped_reason="the resize was stopped by someone else "
+                                                                   "(ResizeStopped)", stopped_at=now)
+        return Decision(Action.STOP, "the pool's last resize was stopped by someone else; the autopilot leaves "
+                        "it until the desired "
+                        "target or the pool's size changes", stopped, diagnosis=outcome)
+    failed = _failed(pool, desired, ep, now, policy, outcome)
+    if (failed.action is not Action.WAIT or failed.episode is None
+            or failed.episode.next_tick_retries <= ep.next_tick_retries):
+        return failed
+    # A transient internal error: re-issued in this same look, without backoff (bounded: MAX_NEXT_TICK_RETRIES
+    # in a row).
+    retry = _drive(pool, desired, failed.episode, now, policy, ceilings)
+    if retry.action is not Action.RESIZE:
+        return failed if retry.action is Action.NOTHING else retry
+    return replace(retry, reason=f"{failed.reason}; re-issued at once: {retry.reason}", diagnosis=outcome)
 
 
 def note_stop_resize(episode: Episode | None, pool: PoolView, now: datetime) -> Episode:
@@ -375,7 +221,7 @@ def note_stop_resize(episode: Episode | None, pool: PoolView, now: datetime) -> 
 def _outcome(pool: PoolView, ep: Episode, image_exists: bool | None) -> Diagnosis | Decision | None:
     """What the news says: a failure's diagnosis, a VERIFY_IMAGE decision, or None for a success."""
     if ep.awaiting_outcome and not request_answered(pool, ep.last_request_time):
-        return not_applied_diagnosis(_iso(ep.last_request_time))  # the grace ran out and the pool never moved
+        return not_applied_diagnosis(iso_time(ep.last_request_time))  # the grace ran out and the pool never moved
     if pool.resize_errors:
         diagnosis = classify(pool.resize_errors)
     elif pool.current_dedicated < pool.target_dedicated or pool.current_spot < pool.target_spot:
@@ -493,7 +339,8 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
         return Decision(Action.NOTHING, "the pool asks for no resize", ep)
     if policy.backoff.is_backing_off(ep.backoff, now):
         retry_at = policy.backoff.retry_at(ep.backoff, now)
-        return Decision(Action.WAIT, f"backing off after {ep.attempts} failed attempt(s); next try at {_iso(retry_at)}",
+        return Decision(Action.WAIT,
+                        f"backing off after {ep.attempts} failed attempt(s); next try at {iso_time(retry_at)}",
                         ep, retry_at=retry_at)
     ep = replace(
         ep, requests=ep.requests + 1, last_request_time=now, awaiting_outcome=True,
@@ -537,11 +384,11 @@ def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, 
     if diagnosis.alert_type is not None and diagnosis.cause is not Cause.UNRECOGNISED:
         title = (f"Pool {pool.pool_id} could not reach {desired.dedicated} dedicated / {desired.spot} Spot nodes "
                  f"({diagnosis.cause}): "
-                 f"attempt {ep.attempts} of {policy.max_resize_attempts} failed, next try at {_iso(retry_at)}")
+                 f"attempt {ep.attempts} of {policy.max_resize_attempts} failed, next try at {iso_time(retry_at)}")
         ep, alerts = _raise(ep, diagnosis.alert_type, pool, now, policy, title, diagnosis.diagnosis, diagnosis.fix,
                             diagnosis, retry_at)
     return Decision(Action.WAIT, f"{diagnosis.cause}: attempt {ep.attempts} of {policy.max_resize_attempts} failed; "
-                    f"next try at {_iso(retry_at)}",
+                    f"next try at {iso_time(retry_at)}",
                     ep, retry_at=retry_at, alerts=alerts, diagnosis=diagnosis)
 
 
@@ -602,7 +449,7 @@ def _reached(pool: PoolView, desired: DesiredTarget, history: Episode | None, cu
         title = f"Pool {pool.pool_id} reached its target: {desired.dedicated} dedicated / {desired.spot} Spot"
         alert = _alert(AlertType.POOL_RECOVERED, pool, closed, now, title,
                        f"The pool recovered after {current.attempts} failed attempt(s) since "
-                       f"{_iso(current.failing_since or current.started)}.",
+                       f"{iso_time(current.failing_since or current.started)}.",
                        "Nothing to do.", attempt=current.attempts, max_attempts=policy.max_resize_attempts)
         closed = replace(closed, alert_times={**closed.alert_times, AlertType.POOL_RECOVERED: now})
         alerts = (alert,)
@@ -698,36 +545,6 @@ def _expire(record: Episode | None, now: datetime, policy: WatchPolicy) -> Episo
     return None
 
 
-def _flat(value: Any) -> str | int | float | bool:
-    """Plain types only: Table storage clients map by exact type, so enums become their str value and datetimes ISO
-    strings."""
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, bool | int | float) and not isinstance(value, str):
-        return value
-    return str(value)
-
-
-def _iso(t: datetime | None) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z") if t is not None else ""
-
-
 def _hours(d: timedelta) -> str:
     hours = d.total_seconds() / 3600
     return f"{hours:g} h"
-
-
-def _opt_int(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    return int(value)
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() == "true"
-    return bool(value)

@@ -339,30 +339,47 @@ CODE_TABLE: Mapping[str, CodeRule] = {
 }
 
 
+_IMAGE_FIX = (
+    "Restore or recreate the gallery image version with a replica in the pool's region (or point a new pool at "
+    "a current "
+    "image version: the pipeline builds one from the next tagged snapshot), then resize the pool once to resume. "
+    "Keep images in use under a CanNotDelete lock so they cannot be deleted while a pool needs them."
+)
+
+
 def classify_one(error: ResizeError) -> Diagnosis:
     code = error.code.strip()
-    key = code.lower()
     provider = error.provider_error
     reason = _reason_text(error, provider)
     said = f"Batch said: {code}: {reason}" if reason else f"Batch said: {code}"
+    rule = _rule_for(code.lower(), error, provider) or _unrecognised(code)
+    return Diagnosis(rule.error_class, rule.cause, rule.alert, code, reason, f"{rule.what} {said}", rule.fix, (code,))
 
-    def make(cls: ErrorClass, cause: Cause, alert: AlertType | None, what: str, fix: str) -> Diagnosis:
-        return Diagnosis(cls, cause, alert, code, reason, f"{what} {said}", fix, (code,))
 
-    rule = CODE_TABLE.get(key)
-    if rule is not None:
-        return make(rule.error_class, rule.cause, rule.alert, rule.what, rule.fix)
+def _rule_for(key: str, error: ResizeError, provider: ProviderError | None) -> CodeRule | None:
+    """The documented code itself (CODE_TABLE); AllocationFailed by its evidence; else a code by its shape."""
+    if (rule := CODE_TABLE.get(key)) is not None:
+        return rule
     if key == "allocationfailed":
-        return _classify_allocation_failed(error, provider, make)
-    if key.startswith("overconstrainedallocationrequest"):
-        rule = CODE_TABLE["overconstrainedallocationrequesterror"]
-        return make(rule.error_class, rule.cause, rule.alert, rule.what, rule.fix)
-    if "quota" in key:
-        return make(ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED,
-                    "A quota stops the pool from growing.", _QUOTA_FIX)
+        evidence = _AllocationEvidence.of(error, provider)
+        return next(rule for matches, rule in ALLOCATION_FAILED_RULES if matches(evidence))
+    return next((rule for matches, rule in CODE_SHAPES if matches(key)), None)
+
+
+# Codes recognised by their shape (a lower-cased code in, the first match wins), after the exact CODE_TABLE.
+CODE_SHAPES: tuple[tuple[Callable[[str], bool], CodeRule], ...] = (
+    (lambda key: key.startswith("overconstrainedallocationrequest"),
+     CODE_TABLE["overconstrainedallocationrequesterror"]),
+    (lambda key: "quota" in key,
+     CodeRule(ErrorClass.NEEDS_PERSON, Cause.CORE_QUOTA, AlertType.QUOTA_REACHED,
+              "A quota stops the pool from growing.", _QUOTA_FIX)),
+)
+
+
+def _unrecognised(code: str) -> CodeRule:
     # Unknown (including Batch's own "Unknown"): retried at most MAX_UNKNOWN_RETRIES times (shared/watch/episodes.py),
     # then an alert.
-    return make(
+    return CodeRule(
         ErrorClass.RETRYABLE, Cause.UNRECOGNISED, AlertType.ALLOCATION_FAILED,
         f"The pool stopped short of its target with a resize error the autopilot does not recognise ({code}).",
         f"The autopilot retried it at most {MAX_UNKNOWN_RETRIES} times and stopped. Look the code up in the Batch "
@@ -373,109 +390,100 @@ def classify_one(error: ResizeError) -> Diagnosis:
     )
 
 
-_Make = Callable[[ErrorClass, Cause, AlertType | None, str, str], Diagnosis]
+@dataclass(frozen=True)
+class _AllocationEvidence:
+    """What an AllocationFailed error says about why: every text it carries, lower-cased, and the provider's codes."""
+
+    words: str
+    provider_codes: frozenset[str]
+    bare: bool  # Batch's generic message, with no reason and no provider error
+
+    @classmethod
+    def of(cls, error: ResizeError, provider: ProviderError | None) -> _AllocationEvidence:
+        words = " ".join(
+            part for part in (error.reason, error.message, provider.code if provider else None,
+                              provider.message if provider else None,
+                              *(provider.detail_codes if provider else ()),
+                              *(provider.detail_messages if provider else ()),
+                              *(f"{k} {v}" for k, v in error.values.items()
+                                if k.lower() not in {REASON.lower(), PROVIDER_ERROR_JSON.lower()}))
+            if part
+        ).lower()
+        provider_codes = frozenset(c.lower() for c in ((provider.code,) if provider and provider.code else ())
+                                   + (provider.detail_codes if provider else ()))
+        return cls(words, provider_codes, _is_generic(error) and not error.reason and provider is None)
+
+    def says(self, *phrases: str) -> bool:
+        return any(p in self.words for p in phrases)
 
 
-def _classify_allocation_failed(error: ResizeError, provider: ProviderError | None, make: _Make) -> Diagnosis:
-    """AllocationFailed says why in its Reason or the provider's error; the order of the checks matters (most specific
-    first)."""
-    words = " ".join(
-        part for part in (error.reason, error.message, provider.code if provider else None,
-                          provider.message if provider else None,
-                          *(provider.detail_codes if provider else ()), *(provider.detail_messages if provider else ()),
-                          *(f"{k} {v}" for k, v in error.values.items()
-                            if k.lower() not in {REASON.lower(), PROVIDER_ERROR_JSON.lower()}))
-        if part
-    ).lower()
-    provider_codes = {c.lower() for c in ((provider.code,) if provider and provider.code else ())
-                      + (provider.detail_codes if provider else ())}
+_IMAGE_CODES = frozenset({"imagenotfound", "galleryimagenotfound", "galleryimageversionnotfound",
+                          "platformimagenotfound", "imageversiondeprovisioned"})
+_GONE_WORDS = ("not found", "notfound", "does not exist", "doesn't exist", "no longer exists", "could not be found",
+               "was deleted")
+_PROVIDER_CONFIG_CODES = frozenset({"badrequest", "invalidparameter", "authorizationfailed",
+                                    "linkedauthorizationfailed",
+                                    "invalidtemplatedeployment", "forbidden", "conflict"})
 
-    if "subnet" in words and "delegat" in words:
-        return make(
-            ErrorClass.NEEDS_PERSON, Cause.SUBNET_DELEGATION, AlertType.ALLOCATION_FAILED,
-            "The pool's subnet is delegated to another service, and Batch cannot place nodes in a delegated subnet.",
-            "Remove the delegation from the subnet (Virtual network → Subnets → the subnet → 'Delegate subnet to a "
-            "service': None), "
-            "or move the pool to a subnet without a delegation.",
-        )
-    if "hypervisor generation" in words or "hyper-v generation" in words or "cannot boot" in words:
-        return make(
-            ErrorClass.NEEDS_PERSON, Cause.HYPERV_GENERATION, AlertType.ALLOCATION_FAILED,
-            "The pool's VM size cannot boot the image's Hyper-V generation (a Gen2 image on a Gen1-only size, or "
-            "the reverse).",
-            "Pick a VM size that supports Hyper-V Gen2 (most current sizes do, e.g. Standard_D4ds_v5), or build the "
-            "image as V1 "
-            "(hyperVGeneration V1 on the gallery image definition) if the size must stay.",
-        )
-    image_codes = {"imagenotfound", "galleryimagenotfound", "galleryimageversionnotfound", "platformimagenotfound",
-                   "imageversiondeprovisioned"}
-    image_words = any(w in words for w in ("image", "gallery"))
-    gone_words = any(w in words for w in ("not found", "notfound", "does not exist", "doesn't exist",
-                                          "no longer exists", "could not be found", "was deleted"))
-    if provider_codes & image_codes or (image_words and gone_words):
-        return make(
-            ErrorClass.NEEDS_PERSON, Cause.IMAGE_MISSING, AlertType.IMAGE_MISSING,
-            "The pool's image (or the resource under it) no longer exists, so Batch cannot create nodes for the pool.",
-            _IMAGE_FIX,
-        )
-    if "quota" in words or provider_codes & {"quotaexceeded", "operationnotallowed"}:
-        return make(
-            ErrorClass.NEEDS_PERSON, Cause.SUBSCRIPTION_QUOTA, AlertType.QUOTA_REACHED,
-            "A vCPU quota stopped the allocation (UserSubscription mode uses the subscription's quotas).", _QUOTA_FIX,
-        )
-    if ("skunotavailable" in provider_codes or "not available in location" in words
-        or "not available in the current region" in words):
-        return make(
-            ErrorClass.NEEDS_PERSON, Cause.VM_SIZE_UNAVAILABLE, AlertType.ALLOCATION_FAILED,
-            "The pool's VM size is not offered to this subscription in the region (or the requested zones).",
-            "Choose a VM size available in the region (az vm list-skus --location <region> --size <size>), or ask "
-            "Azure support to "
-            "enable the size for the subscription.",
-        )
-    if ("internal error" in words or "internal server error" in words
-        or provider_codes & {"internalservererror", "internalexecutionerror", "internalerror"}):
-        return make(ErrorClass.RETRYABLE, Cause.INTERNAL_ERROR, AlertType.ALLOCATION_FAILED,
-                    "Batch hit a transient internal error while allocating nodes.",
-                    _RETRY_NOTE + " If it persists for hours, open a support case with the pool id and the times of "
-                    "the failures.")
-    if "capacity" in words or provider_codes & {"allocationfailed", "zonalallocationfailed"}:
-        return make(
-            ErrorClass.RETRYABLE, Cause.CAPACITY, AlertType.ALLOCATION_FAILED,
-            "Azure has too little capacity for the pool's VM size in the region right now.",
-            _RETRY_NOTE + " If it persists, use another VM size (or series), another region, or more Spot nodes and "
-            "fewer dedicated.",
-        )
-    if "overconstrained" in words:
-        return make(ErrorClass.RETRYABLE, Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED,
-                    "Azure could not satisfy every allocation constraint of the pool at once.",
-                    _RETRY_NOTE + " If it persists, relax the constraints: allow more zones or use another VM size.")
-    if provider_codes & {"badrequest", "invalidparameter", "authorizationfailed", "linkedauthorizationfailed",
-                         "invalidtemplatedeployment",
-                         "forbidden", "conflict"}:
-        return make(
-            ErrorClass.NEEDS_PERSON, Cause.CONFIGURATION, AlertType.ALLOCATION_FAILED,
-            "The compute provider rejected the allocation as invalid for the pool's configuration.",
-            "Read the provider's message, fix the pool's configuration (VM size, image, network, identity permissions) "
-            "and resize the pool once to resume.",
-        )
-    if _is_generic(error) and not error.reason and provider is None:
-        return make(
-            ErrorClass.VERIFY_IMAGE, Cause.IMAGE_SUSPECTED, AlertType.IMAGE_MISSING,
-            "Batch gave its generic resize failure, which it also gives when the pool's image has been deleted.",
-            "The autopilot checks whether the pool's image still exists before deciding.",
-        )
-    return make(
+# AllocationFailed says why in its Reason or the provider's error. The order matters (most specific first); the last
+# rule matches everything.
+ALLOCATION_FAILED_RULES: tuple[tuple[Callable[[_AllocationEvidence], bool], CodeRule], ...] = (
+    (lambda e: "subnet" in e.words and "delegat" in e.words, CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.SUBNET_DELEGATION, AlertType.ALLOCATION_FAILED,
+        "The pool's subnet is delegated to another service, and Batch cannot place nodes in a delegated subnet.",
+        "Remove the delegation from the subnet (Virtual network → Subnets → the subnet → 'Delegate subnet to a "
+        "service': None), "
+        "or move the pool to a subnet without a delegation.")),
+    (lambda e: e.says("hypervisor generation", "hyper-v generation", "cannot boot"), CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.HYPERV_GENERATION, AlertType.ALLOCATION_FAILED,
+        "The pool's VM size cannot boot the image's Hyper-V generation (a Gen2 image on a Gen1-only size, or "
+        "the reverse).",
+        "Pick a VM size that supports Hyper-V Gen2 (most current sizes do, e.g. Standard_D4ds_v5), or build the "
+        "image as V1 "
+        "(hyperVGeneration V1 on the gallery image definition) if the size must stay.")),
+    (lambda e: bool(e.provider_codes & _IMAGE_CODES) or (e.says("image", "gallery") and e.says(*_GONE_WORDS)),
+     CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.IMAGE_MISSING, AlertType.IMAGE_MISSING,
+        "The pool's image (or the resource under it) no longer exists, so Batch cannot create nodes for the pool.",
+        _IMAGE_FIX)),
+    (lambda e: e.says("quota") or bool(e.provider_codes & {"quotaexceeded", "operationnotallowed"}), CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.SUBSCRIPTION_QUOTA, AlertType.QUOTA_REACHED,
+        "A vCPU quota stopped the allocation (UserSubscription mode uses the subscription's quotas).", _QUOTA_FIX)),
+    (lambda e: "skunotavailable" in e.provider_codes
+        or e.says("not available in location", "not available in the current region"), CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.VM_SIZE_UNAVAILABLE, AlertType.ALLOCATION_FAILED,
+        "The pool's VM size is not offered to this subscription in the region (or the requested zones).",
+        "Choose a VM size available in the region (az vm list-skus --location <region> --size <size>), or ask "
+        "Azure support to "
+        "enable the size for the subscription.")),
+    (lambda e: e.says("internal error", "internal server error")
+        or bool(e.provider_codes & {"internalservererror", "internalexecutionerror", "internalerror"}), CodeRule(
+        ErrorClass.RETRYABLE, Cause.INTERNAL_ERROR, AlertType.ALLOCATION_FAILED,
+        "Batch hit a transient internal error while allocating nodes.",
+        _RETRY_NOTE + " If it persists for hours, open a support case with the pool id and the times of "
+        "the failures.")),
+    (lambda e: e.says("capacity") or bool(e.provider_codes & {"allocationfailed", "zonalallocationfailed"}), CodeRule(
+        ErrorClass.RETRYABLE, Cause.CAPACITY, AlertType.ALLOCATION_FAILED,
+        "Azure has too little capacity for the pool's VM size in the region right now.",
+        _RETRY_NOTE + " If it persists, use another VM size (or series), another region, or more Spot nodes and "
+        "fewer dedicated.")),
+    (lambda e: e.says("overconstrained"), CodeRule(
+        ErrorClass.RETRYABLE, Cause.OVERCONSTRAINED, AlertType.ALLOCATION_FAILED,
+        "Azure could not satisfy every allocation constraint of the pool at once.",
+        _RETRY_NOTE + " If it persists, relax the constraints: allow more zones or use another VM size.")),
+    (lambda e: bool(e.provider_codes & _PROVIDER_CONFIG_CODES), CodeRule(
+        ErrorClass.NEEDS_PERSON, Cause.CONFIGURATION, AlertType.ALLOCATION_FAILED,
+        "The compute provider rejected the allocation as invalid for the pool's configuration.",
+        "Read the provider's message, fix the pool's configuration (VM size, image, network, identity permissions) "
+        "and resize the pool once to resume.")),
+    (lambda e: e.bare, CodeRule(
+        ErrorClass.VERIFY_IMAGE, Cause.IMAGE_SUSPECTED, AlertType.IMAGE_MISSING,
+        "Batch gave its generic resize failure, which it also gives when the pool's image has been deleted.",
+        "The autopilot checks whether the pool's image still exists before deciding.")),
+    (lambda e: True, CodeRule(
         ErrorClass.RETRYABLE, Cause.ALLOCATION_OTHER, AlertType.ALLOCATION_FAILED,
         "Batch could not allocate nodes for a reason the autopilot does not recognise.",
-        _RETRY_NOTE + " The retries are bounded; if it persists, read the reason and fix its cause.",
-    )
-
-
-_IMAGE_FIX = (
-    "Restore or recreate the gallery image version with a replica in the pool's region (or point a new pool at "
-    "a current "
-    "image version: the pipeline builds one from the next tagged snapshot), then resize the pool once to resume. "
-    "Keep images in use under a CanNotDelete lock so they cannot be deleted while a pool needs them."
+        _RETRY_NOTE + " The retries are bounded; if it persists, read the reason and fix its cause.")),
 )
 
 

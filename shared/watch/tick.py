@@ -29,7 +29,8 @@ from shared.guard.references import account_ids
 from shared.resources import batch_accounts, batch_pools, compute
 from shared.resources.batch_pools import ResizeResult
 from shared.watch.ceilings import TickLimits
-from shared.watch.episodes import Action, Decision, Episode, decide
+from shared.watch.episode_record import Episode
+from shared.watch.episodes import Action, Decision, decide
 from shared.watch.node_watch import NodeWatch, NodeWatchReport
 from shared.watch.pool_limits import Ceiling
 from shared.watch.pool_policy import DesiredTarget, PoolIntentError, PoolView, WatchPolicy, desired_target
@@ -112,11 +113,9 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     finished step idle for up to five minutes (docs/benchmarks.md measured 1.84x the ideal time to
     target), while an idle subscription costs one Table query per tick.
     """
-    policy = WatchPolicy.from_settings(context.settings)
     now = context.clock.now()
     table = _EpisodeDeletes(context.state.table(EPISODES))
     report = TickReport()
-    stalls: list[dict[str, Any]] = []
     episodes = _episode_records(table)  # one query for every account, not one per account
     if full is None:
         # a dry run (the CLI's plan) always looks at everything
@@ -135,53 +134,47 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         accounts = [a for a in accounts if safe_key(a) in open_accounts]
     limits = TickLimits(context, full=report.full_scan)
     replicas = ReplicaWatch(context, full=report.full_scan, dry_run=dry_run)  # replicas follow the nodes on a version
-
-    def consider(account: batch_accounts.BatchAccount, raw: dict[str, Any], view: PoolView) -> None:
-        records = episodes.get(safe_key(account.id), {})
-        try:
-            desired = desired_target(view, now)
-        except PoolIntentError as exc:
-            report.invalid_pools[pool_resource_id(account.id, view.pool_id)] = str(exc)
-            log.warning("watch: pool %s in %s has invalid autopilot metadata: %s", view.pool_id, account.id, exc)
-            return
-        if desired is None:
-            return  # not managed by the app: left alone
-        report.managed += 1
-        replicas.observe(account.location, view, desired)  # what the pool wants, before a canary caps it
-        desired = nodes.gate(view, desired)  # a pending or failed canary caps the target
-        subject = pool_resource_id(account.id, view.pool_id)
-        record = records.get(safe_key(view.pool_id))
-        nodes.observe(account, view, desired, driven=(record is not None and _is_open(record))
-                      or (view.target_dedicated, view.target_spot) != (desired.dedicated, desired.spot)
-                      or view.current_total != desired.total)
-        ceilings = limits.ceilings(view, desired)
-        if ceilings is None:
-            return  # a managed-image pool between full scans: its shared cap is judged on the next full scan
-        try:
-            episode = Episode.from_dict(record.data) if record else None
-            decision = decide(view, desired, episode, now, policy, ceilings=ceilings)
-        except ValueError as exc:
-            # PoolIntentError: metadata read only when needed (autopilot.nodeDeallocationOption, for a shrink);
-            # ValueError: an episode record this version cannot read. Either way only this pool is skipped.
-            report.invalid_pools[subject] = str(exc)
-            log.warning("watch: pool %s in %s skipped: %s", view.pool_id, account.id, exc)
-            return
-        if decision.action == Action.REPORT_AUTOSCALE:
-            report.autoscale.append(subject)
-            if not dry_run:
-                report.alerts += _settle(context, table, account.id, view, decision, record, episode)
-                report.alerts += _report_autoscale(context, account.id, view, desired, now)
-            return
-        if decision.action in (Action.RESIZE, Action.VERIFY_IMAGE):
-            report.stalled.append(subject)
-            stalls.append(stall_event(account.id, raw, view, decision, now, ceilings))
-        elif not dry_run:
-            report.alerts += _settle(context, table, account.id, view, decision, record, episode)
+    scan = _Scan(context, WatchPolicy.from_settings(context.settings), now, dry_run, table, report, episodes, nodes,
+                 limits, replicas)
 
     # Pools on a managed image share a node cap across accounts: they are decided once every account has been listed.
     # Every other pool is decided with its own account's pools only, so a tick holds one account's pools at a time.
     deferred: list[tuple[batch_accounts.BatchAccount, dict[str, Any], PoolView]] = []
     for account_id in accounts:
+        scan.account(account_id, deferred)
+    if report.full_scan and report.unreadable_accounts:
+        limits.full = False  # a pool we cannot see may share a managed image's cap: do not judge the cap blind
+    for account, raw, view in deferred:
+        scan.consider(account, raw, view)
+    table.flush()
+    report.alerts += nodes.finish()
+    report.replicas = replicas.finish()  # only raises counts, so an unreadable account (an under-count) is safe
+    if scan.stalls and not dry_run:
+        for start in range(0, len(scan.stalls), PUBLISH_BATCH):
+            context.clients.event_publisher.send(scan.stalls[start:start + PUBLISH_BATCH])
+    return report
+
+
+@dataclass
+class _Scan:
+    """What one tick holds while it reads the accounts and decides each pool; ``stalls`` are the events it raises."""
+
+    context: AppContext
+    policy: WatchPolicy
+    now: datetime
+    dry_run: bool
+    table: _EpisodeDeletes
+    report: TickReport
+    episodes: dict[str, dict[str, Record]]
+    nodes: NodeWatch
+    limits: TickLimits
+    replicas: ReplicaWatch
+    stalls: list[dict[str, Any]] = field(default_factory=list)
+
+    def account(self, account_id: str,
+                deferred: list[tuple[batch_accounts.BatchAccount, dict[str, Any], PoolView]]) -> None:
+        """List one account's pools and decide them (those sharing a managed image's cap go to ``deferred``)."""
+        context, report, limits = self.context, self.report, self.limits
         report.accounts += 1
         try:
             # A full scan reads the account afresh: its core quotas may have been raised since (one GET per account per
@@ -192,7 +185,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
         except Exception as exc:  # one unreachable account must not stop the others
             log.warning("watch: cannot list pools of %s: %s", account_id, exc)
             report.unreadable_accounts[account_id] = str(exc)
-            continue
+            return
         # Page by page into the small views (the heap holds one page of JSON, not the account's list); the quota needs
         # every pool of the account before any is decided, and a stall event needs only the pool's resize errors.
         seen: list[tuple[dict[str, Any], PoolView]] = []
@@ -200,7 +193,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
             view = PoolView.from_list_item(raw, account.id)
             seen.append(({"resizeErrors": raw.get("resizeErrors")}, view))
         limits.add_account(account, [view for _, view in seen])
-        _run_rollouts(context, account, [view for _, view in seen], report, dry_run)
+        _run_rollouts(context, account, [view for _, view in seen], report, self.dry_run)
         if not limits.quota_judged(account.id):
             report.quota_not_judged.append(account.id)
             if report.full_scan:
@@ -214,20 +207,52 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
             if limits.shares_a_cap(view):
                 deferred.append((account, raw, view))
             else:
-                consider(account, raw, view)
+                self.consider(account, raw, view)
         # this account's closed episodes, in transactions (if the tick fails first, the next one deletes them)
-        table.flush()
-    if report.full_scan and report.unreadable_accounts:
-        limits.full = False  # a pool we cannot see may share a managed image's cap: do not judge the cap blind
-    for account, raw, view in deferred:
-        consider(account, raw, view)
-    table.flush()
-    report.alerts += nodes.finish()
-    report.replicas = replicas.finish()  # only raises counts, so an unreadable account (an under-count) is safe
-    if stalls and not dry_run:
-        for start in range(0, len(stalls), PUBLISH_BATCH):
-            context.clients.event_publisher.send(stalls[start:start + PUBLISH_BATCH])
-    return report
+        self.table.flush()
+
+    def consider(self, account: batch_accounts.BatchAccount, raw: dict[str, Any], view: PoolView) -> None:
+        context, report, now, nodes, dry_run = self.context, self.report, self.now, self.nodes, self.dry_run
+        records = self.episodes.get(safe_key(account.id), {})
+        try:
+            desired = desired_target(view, now)
+        except PoolIntentError as exc:
+            report.invalid_pools[pool_resource_id(account.id, view.pool_id)] = str(exc)
+            log.warning("watch: pool %s in %s has invalid autopilot metadata: %s", view.pool_id, account.id, exc)
+            return
+        if desired is None:
+            return  # not managed by the app: left alone
+        report.managed += 1
+        self.replicas.observe(account.location, view, desired)  # what the pool wants, before a canary caps it
+        desired = nodes.gate(view, desired)  # a pending or failed canary caps the target
+        subject = pool_resource_id(account.id, view.pool_id)
+        record = records.get(safe_key(view.pool_id))
+        nodes.observe(account, view, desired, driven=(record is not None and _is_open(record))
+                      or (view.target_dedicated, view.target_spot) != (desired.dedicated, desired.spot)
+                      or view.current_total != desired.total)
+        ceilings = self.limits.ceilings(view, desired)
+        if ceilings is None:
+            return  # a managed-image pool between full scans: its shared cap is judged on the next full scan
+        try:
+            episode = Episode.from_dict(record.data) if record else None
+            decision = decide(view, desired, episode, now, self.policy, ceilings=ceilings)
+        except ValueError as exc:
+            # PoolIntentError: metadata read only when needed (autopilot.nodeDeallocationOption, for a shrink);
+            # ValueError: an episode record this version cannot read. Either way only this pool is skipped.
+            report.invalid_pools[subject] = str(exc)
+            log.warning("watch: pool %s in %s skipped: %s", view.pool_id, account.id, exc)
+            return
+        if decision.action == Action.REPORT_AUTOSCALE:
+            report.autoscale.append(subject)
+            if not dry_run:
+                report.alerts += _settle(context, self.table, account.id, view, decision, record, episode)
+                report.alerts += _report_autoscale(context, account.id, view, desired, now)
+            return
+        if decision.action in (Action.RESIZE, Action.VERIFY_IMAGE):
+            report.stalled.append(subject)
+            self.stalls.append(stall_event(account.id, raw, view, decision, now, ceilings))
+        elif not dry_run:
+            report.alerts += _settle(context, self.table, account.id, view, decision, record, episode)
 
 
 class _EpisodeDeletes(StateTable):

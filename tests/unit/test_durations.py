@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from autopilot import scenario
-from shared.config import families
+from shared.config import family_parts
 from shared.core import durations
 from shared.watch import pool_policy
 
@@ -29,7 +29,7 @@ def test_26_hours_formats_one_way_everywhere() -> None:
     assert durations.format_short(HOURS_26) == scenario.format_duration(HOURS_26) == "1d2h"
     for text in ("P1DT2H", "PT26H", "PT1560M", "pt26h", "PT93600S"):
         assert pool_policy.parse_duration(text) == scenario.parse_duration(text) == HOURS_26, text
-    assert families.parse_span("1d2h") == scenario.parse_duration("26h") == HOURS_26
+    assert family_parts.parse_span("1d2h") == scenario.parse_duration("26h") == HOURS_26
 
 
 def test_weeks_parse_and_months_are_refused() -> None:

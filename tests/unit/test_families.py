@@ -18,11 +18,11 @@ from shared.config.families import (
     GalleryConfig,
     PoolSpec,
     ReplicaPolicy,
-    ScheduleEntry,
     families_from_dict,
     parse_families,
 )
 from shared.pipeline.image_rules import NodeLimits
+from shared.watch.schedules import ScheduleEntry
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SUB = "00000000-0000-4000-8000-000000000001"

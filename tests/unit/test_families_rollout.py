@@ -8,7 +8,8 @@ from datetime import timedelta
 import jsonschema
 import pytest
 
-from shared.config.families import RetentionPolicy, RolloutPolicy, families_from_dict, parse_span
+from shared.config.families import RetentionPolicy, RolloutPolicy, families_from_dict
+from shared.config.family_parts import parse_span
 from tests.unit.test_families import DOCS, POOL, minimal, problems, with_change
 
 FAMILY = ["families", "gpu"]

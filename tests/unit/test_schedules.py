@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.config.families import FamilyConfigError, families_from_dict
-from shared.config.families import ScheduleEntry as FamiliesEntry
+from shared.config.family_parts import ScheduleEntry as FamiliesEntry
 from shared.watch import ncrontab
 from shared.watch.schedules import (
     EXAMPLE,
