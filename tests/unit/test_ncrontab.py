@@ -189,13 +189,15 @@ def _brute_next(s: ncrontab.CronSchedule, t: datetime, window: timedelta) -> dat
 def _brute_last(s: ncrontab.CronSchedule, t: datetime, window: timedelta) -> datetime | None:
     end = t.replace(microsecond=0)
     minute = end.replace(second=0)
-    while minute >= t - window:
+    start = t - window
+    # The minute that holds the window's start counts too: its later seconds are inside the window.
+    while minute + timedelta(seconds=59) >= start:
         d = minute.date()
         if minute.minute in s.minutes and minute.hour in s.hours and d.day in s.days and d.month in s.months \
                 and (d.weekday() + 1) % 7 in s.days_of_week:
             for second in reversed(s.seconds):
                 candidate = minute.replace(second=second)
-                if candidate <= end:
+                if start <= candidate <= end:
                     return candidate
         minute -= timedelta(minutes=1)
     return None
