@@ -90,7 +90,7 @@ class ReplicaWatch:
         entry.nodes[key] = entry.nodes.get(key, 0) + max(desired.total, view.target_dedicated + view.target_spot)
 
     def finish(self) -> ReplicaReport:
-        if not self.active or not self.versions:
+        if not self.active:  # with no version in use it still reads the rows once, to forget them
             return self.report
         from shared.pipeline.stages import families_of
 
