@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autopilot.replicas")
 
-PARTITION = "replicas"  # Watch table rows: one per gallery image version the watch has seen a managed pool on
+PARTITION = "replicas"  # Watch table rows: one per gallery image version a managed pool is on (forgotten after)
 GALLERY_VERSION = "Microsoft.Compute/galleries/images/versions"
 
 
