@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.core import pool_metadata
 from shared.core.resource_ids import InvalidResourceId, ResourceId
-from shared.core.state import WATCH, ConcurrencyConflict, Record, safe_key
+from shared.core.state import WATCH, ConcurrencyConflict, Record, StateTable, safe_key
 from shared.pipeline import image_rules
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autopilot.replicas")
 
-PARTITION = "replicas"  # Watch table rows: one per gallery image version the watch has seen a managed pool on
+PARTITION = "replicas"  # Watch table rows: one per gallery image version a managed pool is on (forgotten after)
 GALLERY_VERSION = "Microsoft.Compute/galleries/images/versions"
 
 
@@ -91,7 +91,7 @@ class ReplicaWatch:
         entry.nodes[key] = entry.nodes.get(key, 0) + max(desired.total, view.target_dedicated + view.target_spot)
 
     def finish(self) -> ReplicaReport:
-        if not self.active or not self.versions:
+        if not self.active:  # with no version in use it still reads the rows once, to forget them
             return self.report
         from shared.pipeline.stages import families_of
 
@@ -117,7 +117,21 @@ class ReplicaWatch:
 
                 if permissions.is_denied(exc):
                     permissions.report_denied(self.context, f"{GALLERY_VERSION}/write", version_id, exc)
+        self._forget_unused(table, recorded)
         return self.report
+
+    def _forget_unused(self, table: StateTable, recorded: dict[str, Record]) -> None:
+        """Delete the rows of versions no managed pool was seen on in this full scan (their pools are gone), so the
+        Watch table follows the versions in use, not every version ever built (issue 18's soak found them piling up).
+        A version missed because an account could not be listed only costs one GET at the next scan that sees it."""
+        seen = {safe_key(version_id) for version_id in self.versions}
+        stale = [record for row, record in recorded.items() if row not in seen]
+        if not stale:
+            return
+        try:
+            table.delete_many(stale)
+        except Exception as exc:  # housekeeping: the next full scan tries again
+            log.warning("replicas: rows of %d unused version(s) not deleted: %s", len(stale), exc)
 
     def _one(self, version_id: str, family: FamilyConfig, entry: _Version, record: Record | None) -> None:
         wanted = needed(entry.nodes, family.replicas.nodes_per_replica, family.replicas.minimum)

@@ -931,3 +931,14 @@ def test_replicas_follow_a_raised_pool_target_through_the_apps_lock(make_azure: 
     report = watch.tick(la.context, full=True)
     assert report.managed == 1 and not report.replicas.raised and not report.replicas.failed
     assert la.emulator.log.entries(path_contains="/versions/22.0.0")[before:] == []
+
+    # The version's pool is deleted: the next full scan forgets the version's replica row (the Watch table follows
+    # the versions in use, not every version ever built).
+    from shared.core.state import WATCH
+    from shared.watch.replicas import PARTITION
+
+    assert len(list(la.context.state.table(WATCH).query(PARTITION))) == 1
+    la.operator.batch_management.pool.begin_delete("batch-rg", ACCOUNT, "gpu-22-0-0").result()
+    report = watch.tick(la.context, full=True)
+    assert report.managed == 0 and not report.replicas.failed
+    assert list(la.context.state.table(WATCH).query(PARTITION)) == []
