@@ -144,6 +144,12 @@ def decide_in_place(policy: RolloutPolicy, pool: PoolFacts, wanted: str, state: 
     if state is not None and state.to_version == wanted and state.stage == ROLLED_BACK:
         return Decision(Step.NOTHING,
                         f"{wanted} failed its canary and was rolled back: a newer version (or a pin) moves the pool")
+    if (state is not None and state.to_version == wanted and state.stage == PATCHED and state.from_version
+            and pool.version == state.from_version):
+        # PATCHED means the pool ran ``wanted``; back on the previous version, the roll back's Pool - Update landed
+        # but its record and alert did not (a restart, or Batch applied it and the answer was lost). Finish that step
+        # (the patch finds it done) rather than take the pool to the version whose canary failed again.
+        return Decision(Step.ROLL_BACK, f"the pool is back on {state.from_version}: record the roll back")
     if state is None or state.to_version != wanted:
         return Decision(Step.START, f"the pool runs {pool.version or 'an unknown version'}; {wanted} is wanted")
     if pool.steady and pool.current_nodes == 0:

@@ -254,7 +254,9 @@ def _in_place_blocked(s: _Slot) -> None:
 def _in_place_hold_for_drain(s: _Slot) -> None:
     result, detail = _patch_metadata(s.context, s.account, s.pool_id, {rollout.HOLD: rollout.HOLD_DRAIN})
     s.report.actions.append(f"{s.pool_id}: hold for drain: {result.value} {detail}")
-    if result == UpdateResult.ACCEPTED and s.record is not None:
+    # A drain to go back (the pool runs the new version, its canary failed) keeps the stage PATCHED: that stage is how
+    # a later tick knows a pool found on the previous version was rolled back, not yet patched (decide_in_place).
+    if result == UpdateResult.ACCEPTED and s.record is not None and (s.facts is None or s.facts.version != s.wanted):
         s.save_stage(rollout.DRAINING)
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from autopilot.local import LocalAzure
 from shared.core import pool_metadata
 from shared.lifecycle import rollout
@@ -493,3 +495,117 @@ def test_two_watch_instances_at_once_block_an_in_place_rollout_once(make_azure: 
     assert all(e.startswith("ConcurrencyConflict") for e in escaped), escaped
     assert len(la.alerts("RolloutStarted")) == 1 and len(la.alerts("RolloutBlocked")) == 1
     assert pool_version(la, "gpu")[1] == "1.0.0" and la.pool(ACCOUNT, "gpu").current["dedicated"] == 4
+
+
+def _arm_writes(la: LocalAzure, pool_id: str, since: int = 0) -> list[int]:
+    """The status of every management-plane Pool - Update the app sent to the pool (after the first ``since`` of them);
+    a write whose answer was lost after Batch applied it counts with the status Batch had answered."""
+    return [e.served_status or e.status
+            for e in la.emulator.log.entries(method="PATCH", path_contains=f"/pools/{pool_id}")
+            if e.caller == "batch-image-autopilot" and e.plane == "arm" and e.path.lower().endswith(pool_id)][since:]
+
+
+@pytest.mark.parametrize("lost_answer", [False, True], ids=["restart-while-draining", "restart-after-the-patch"])
+def test_two_watch_instances_at_once_roll_a_failed_canary_back_once_across_a_restart_mid_step(
+        make_azure: Callable[..., LocalAzure], lost_answer: bool) -> None:
+    from emulator.faults import FaultRule
+    from shared.watch import canary
+
+    la = make_azure(gpu_in_place(applyWhen="drain"))
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.emulator.batch.set_image_health(version_id("gpu", "1.1.0"), unusable_share=1.0)  # 1.1.0's nodes never work
+    la.snapshot_set("gpu", "1.1.0")
+    for _ in range(30):  # the host builds 1.1.0, patches it in and grows the canary, until the canary fails
+        la.run(timedelta(minutes=1))
+        if canary.state(la.pool(ACCOUNT, "gpu").metadata) == canary.FAILED:
+            break
+    assert canary.state(la.pool(ACCOUNT, "gpu").metadata) == canary.FAILED
+    assert pool_version(la, "gpu")[1] == "1.1.0" and not la.alerts("RolloutRolledBack")
+    seen = len(_arm_writes(la, "gpu"))
+    held = la.pool(ACCOUNT, "gpu").metadata.get(rollout.HOLD) == rollout.HOLD_DRAIN  # the host may have held it
+    escaped: list[str] = []
+    instances = _instances(la)  # from here only these act: the host is not run again
+    acting, lost = instances, None
+    try:
+        for _ in range(8):
+            if la.pool(ACCOUNT, "gpu").metadata.get(rollout.HOLD) == rollout.HOLD_DRAIN:
+                if not lost_answer:
+                    break  # held for the drain back to 1.0.0: restart while it drains
+                if lost is None:
+                    # The next Pool - Update is the roll back's. Batch applies it but its answer is lost, and the one
+                    # instance that sent it dies before recording the step.
+                    lost = la.emulator.faults.add(FaultRule("acted_drop", path_pattern=r"/pools/gpu$", plane="arm",
+                                                            methods=frozenset({"PATCH"}), max_count=1))
+                    acting = instances[:1]
+            _watch_minute(la, acting, escaped)
+            if lost is not None and lost.injected:
+                break
+        la.emulator.faults.clear()
+        if lost_answer:
+            assert lost is not None and lost.injected == 1
+            assert pool_version(la, "gpu")[1] == "1.0.0" and not la.alerts("RolloutRolledBack")
+        else:
+            assert pool_version(la, "gpu")[1] == "1.1.0"
+        for context in instances:
+            context.clients.close()
+        instances = _instances(la)  # the restart: fresh instances carry on from the pool and the Rollouts row
+        for _ in range(10):
+            _watch_minute(la, instances, escaped)
+    finally:
+        for context in instances:
+            context.clients.close()
+    assert all(e.startswith("ConcurrencyConflict") for e in escaped), escaped
+    pool = la.pool(ACCOUNT, "gpu")
+    assert pool_version(la, "gpu") == (version_id("gpu", "1.0.0"), "1.0.0")
+    assert canary.state(pool.metadata) is None and pool.current["dedicated"] == 4
+    # The hold for the drain (unless the host had already written it), then the image back with the hold lifted: one
+    # Pool - Update each. The failed version was never patched in again.
+    writes = [s for s in _arm_writes(la, "gpu", seen) if 200 <= s < 300]
+    assert writes == [200] * (1 if held else 2), _arm_writes(la, "gpu", seen)
+    back = la.alerts("RolloutRolledBack")
+    assert len(back) == 1 and back[0]["data"]["to"] == "1.0.0"
+    assert not la.alerts("RolloutCompleted") and len(la.alerts("RolloutStarted")) == 1
+    assert la.context.state.table(ROLLOUTS).query("gpu").__next__().data["stage"] == rollout.ROLLED_BACK
+    assert locked(la, version_id("gpu", "1.0.0"))
+
+
+def test_two_watch_instances_at_once_restore_a_pinned_retired_pool_once_across_a_restart(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    def doc(**extra: Any) -> dict[str, Any]:
+        return families(pools=[pool_spec(dedicated=2)],
+                        rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "5m"}, **extra)
+
+    la = make_azure(doc())
+    la.snapshot_set("gpu", "1.0.0")
+    la.run(timedelta(minutes=20))
+    la.snapshot_set("gpu", "1.1.0")
+    la.run(timedelta(minutes=40))
+    old = la.pool(ACCOUNT, "gpu-1-0-0")
+    assert old.current["dedicated"] == 0 and old.metadata[rollout.HOLD] == rollout.HOLD_RETIRED
+    assert len(la.alerts("RolloutCompleted")) == 1
+    seen_old, seen_new = len(_arm_writes(la, "gpu-1-0-0")), len(_arm_writes(la, "gpu-1-1-0"))
+    la.set_families(doc(pinVersion="1.0.0"))  # the roll back: from here only the two instances below act
+    escaped: list[str] = []
+    instances = _instances(la)
+    try:
+        _watch_minute(la, instances, escaped)  # both un-retire 1.0.0's pool at the same moment
+        assert rollout.HOLD not in la.pool(ACCOUNT, "gpu-1-0-0").metadata
+        for context in instances:  # the app restarts while the restored pool regrows
+            context.clients.close()
+        instances = _instances(la)
+        for _ in range(20):
+            _watch_minute(la, instances, escaped)
+    finally:
+        for context in instances:
+            context.clients.close()
+    assert all(e.startswith("ConcurrencyConflict") for e in escaped), escaped
+    old, new = la.pool(ACCOUNT, "gpu-1-0-0"), la.pool(ACCOUNT, "gpu-1-1-0")
+    assert old.current["dedicated"] == 2 and rollout.HOLD not in old.metadata and rollout.RETIRED_BY not in old.metadata
+    assert new.current["dedicated"] == 0 and new.metadata[rollout.HOLD] == rollout.HOLD_RETIRED
+    # One Pool - Update un-retired the pinned pool (its target was already its own); one retired the newer pool.
+    assert [s for s in _arm_writes(la, "gpu-1-0-0", seen_old) if s < 300] == [200], _arm_writes(la, "gpu-1-0-0")
+    assert [s for s in _arm_writes(la, "gpu-1-1-0", seen_new) if s < 300] == [200], _arm_writes(la, "gpu-1-1-0")
+    assert [a["data"]["to"] for a in la.alerts("RolloutStarted")] == ["1.1.0", "1.0.0"]
+    assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.1.0", "1.0.0"]
+    assert locked(la, version_id("gpu", "1.0.0"))

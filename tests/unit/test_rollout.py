@@ -63,6 +63,17 @@ def test_in_place_failed_canary_goes_back_to_the_previous_version_at_the_next_ze
                            NOW).step == Step.START
 
 
+def test_a_pool_found_back_on_the_previous_version_after_the_patch_gets_its_roll_back_recorded_not_repatched() -> None:
+    # PATCHED: the pool ran 1.1.0. Back on 1.0.0, the roll back's update landed but its record did not (a restart):
+    # finish the roll back (record, alert), whatever the pool's size, instead of patching 1.1.0 in again.
+    for nodes in (0, 4):
+        assert decide_in_place(DRAIN, pool("1.0.0", nodes=nodes), "1.1.0", state(rollout.PATCHED),
+                               NOW).step == Step.ROLL_BACK
+    # Not patched yet (waiting or draining for the zero): the same pool is patched forward.
+    assert decide_in_place(DRAIN, pool("1.0.0", nodes=0), "1.1.0", state(rollout.DRAINING),
+                           NOW).step == Step.PATCH_IMAGE
+
+
 def test_in_place_blocked_once_after_max_wait() -> None:
     assert decide_in_place(IN_PLACE, pool(), "1.1.0", state(started=timedelta(hours=23)), NOW).step == Step.NOTHING
     assert decide_in_place(IN_PLACE, pool(), "1.1.0", state(started=timedelta(days=1)), NOW).step == Step.BLOCKED
