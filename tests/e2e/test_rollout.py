@@ -274,17 +274,24 @@ def test_in_place_canary_failure_goes_back_to_the_previous_version_and_alerts(
     assert [a["data"]["to"] for a in la.alerts("RolloutCompleted")] == ["1.2.0"]
 
 
-def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(
-        make_azure: Callable[..., LocalAzure]) -> None:
+def _blue_green_past_retirement(make_azure: Callable[..., LocalAzure], *, retire_after: str,
+                                settle: timedelta) -> tuple[LocalAzure, Callable[..., dict[str, Any]]]:
+    """A newPools family with retirePrevious: 1.0.0 built, then 1.1.0, and ``settle`` later (the retirement)."""
     def doc(**extra: Any) -> dict[str, Any]:
         return families(pools=[pool_spec(dedicated=2)],
-                        rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "20m"}, **extra)
+                        rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": retire_after}, **extra)
 
     la = make_azure(doc())
     la.snapshot_set("gpu", "1.0.0")
     la.run(timedelta(minutes=20))
     la.snapshot_set("gpu", "1.1.0")
-    la.run(timedelta(minutes=60))
+    la.run(settle)
+    return la, doc
+
+
+def test_new_pools_pin_rolls_back_to_the_retired_pool_and_retires_the_newer_one(
+        make_azure: Callable[..., LocalAzure]) -> None:
+    la, doc = _blue_green_past_retirement(make_azure, retire_after="20m", settle=timedelta(minutes=60))
     assert la.pool(ACCOUNT, "gpu-1-0-0").current["dedicated"] == 0 and len(la.alerts("RolloutCompleted")) == 1
 
     la.set_families(doc(pinVersion="1.0.0"))  # the roll back
@@ -572,15 +579,7 @@ def test_two_watch_instances_at_once_roll_a_failed_canary_back_once_across_a_res
 
 def test_two_watch_instances_at_once_restore_a_pinned_retired_pool_once_across_a_restart(
         make_azure: Callable[..., LocalAzure]) -> None:
-    def doc(**extra: Any) -> dict[str, Any]:
-        return families(pools=[pool_spec(dedicated=2)],
-                        rollout={"mode": "newPools", "retirePrevious": True, "retireAfter": "5m"}, **extra)
-
-    la = make_azure(doc())
-    la.snapshot_set("gpu", "1.0.0")
-    la.run(timedelta(minutes=20))
-    la.snapshot_set("gpu", "1.1.0")
-    la.run(timedelta(minutes=40))
+    la, doc = _blue_green_past_retirement(make_azure, retire_after="5m", settle=timedelta(minutes=40))
     old = la.pool(ACCOUNT, "gpu-1-0-0")
     assert old.current["dedicated"] == 0 and old.metadata[rollout.HOLD] == rollout.HOLD_RETIRED
     assert len(la.alerts("RolloutCompleted")) == 1
