@@ -191,7 +191,7 @@ def _date_time(text: str) -> datetime:
 
 def initial_state_error(scenario: Scenario, exc: Exception) -> ScenarioError:
     """What the emulator said when the initial state could not be created, as a scenario problem (exit 2)."""
-    from emulator.core import AzureError
+    from emulator.exceptions import AzureError
 
     text = " ".join(str(exc).split()) or "the emulator refused it without a message"
     if isinstance(exc, AzureError):
@@ -219,7 +219,7 @@ def configure_capacity(local: Any, entry: dict[str, Any]) -> None:
 
 
 def _ensure_group(local: Any, name: str, location: str) -> None:
-    from emulator.core import AzureError
+    from emulator.exceptions import AzureError
 
     try:
         local.emulator.resources.require_group(local.subscription_id, name)

@@ -84,16 +84,17 @@ class Sandbox:
     # ------------------------------------------------------------------------------------------
     def _replay_route(self, request: Any) -> Any:
         from autopilot.replay import ReplayInputError, parse_events, replay
-        from emulator.core import bad_request, json_response
+        from emulator.core import json_response
+        from emulator.exceptions import InvalidRequestContent
 
         body = request.json()
         try:
             events = parse_events(body.get("events"), source="the request", topic=str(body.get("topic") or "auto"))
         except ReplayInputError as exc:
-            raise bad_request("; ".join(exc.problems)) from None
+            raise InvalidRequestContent("; ".join(exc.problems)) from None
         minutes = body.get("advanceMinutes", 0)
         if not isinstance(minutes, int | float) or minutes < 0:
-            raise bad_request('Send "advanceMinutes": N with N >= 0.')
+            raise InvalidRequestContent('Send "advanceMinutes": N with N >= 0.')
         with self._lock:
             result = replay(self.local, events, advance=timedelta(minutes=minutes))
         return json_response(result.to_json())

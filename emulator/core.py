@@ -18,17 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 # Errors: the two shapes and one class per code live in emulator/exceptions.py (and each service's exceptions.py).
-# AzureError and BatchServiceError are re-exported for the callers that import them from the plumbing.
-from emulator.exceptions import AzureError as AzureError
-from emulator.exceptions import BatchServiceError as BatchServiceError
 from emulator.exceptions import InvalidRequestContent
-
-
-def bad_request(message: str) -> AzureError:
-    """400 ``InvalidRequestContent`` (:class:`~emulator.exceptions.InvalidRequestContent`); kept for
-    ``autopilot/sandbox.py``'s replay hook, which imports it from here."""
-    return InvalidRequestContent(message)
-
 
 # --------------------------------------------------------------------------------------------
 # Requests and responses

@@ -37,7 +37,7 @@ from emulator.batch.exceptions import (
 )
 from emulator.batch.formats import bare_etag
 from emulator.batch.nodes import Node
-from emulator.core import AzureError
+from emulator.exceptions import AzureError
 from emulator.ids import key
 
 if TYPE_CHECKING:

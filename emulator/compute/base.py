@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from emulator.compute.exceptions import ForcedOperationFailure, NotFound, ResourceNotFound
 from emulator.compute.params import PROVIDER, _arm_id, iso, normalize_region
-from emulator.core import AzureError
+from emulator.exceptions import AzureError
 from emulator.ids import is_within, key, resource_group_id
 
 if TYPE_CHECKING:

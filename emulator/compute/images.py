@@ -26,7 +26,7 @@ from emulator.compute.params import (
     _ref_id,
     _tags,
 )
-from emulator.core import AzureError
+from emulator.exceptions import AzureError
 from emulator.ids import key
 
 

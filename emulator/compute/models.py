@@ -31,7 +31,7 @@ from emulator.compute.gallery_versions import GalleryImageVersion, GalleryVersio
 from emulator.compute.images import Image, ImagesMixin
 from emulator.compute.marketplace import DEFAULT_MARKETPLACE, MarketplaceImage, MarketplaceMixin, marketplace_image_id
 from emulator.compute.params import iso, normalize_region
-from emulator.core import AzureError
+from emulator.exceptions import AzureError
 from emulator.ids import key
 
 if TYPE_CHECKING:

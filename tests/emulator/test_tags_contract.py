@@ -10,7 +10,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from emulator.azure import Emulator
-from emulator.core import AzureError
+from emulator.exceptions import AzureError
 from emulator.server import EmulatorServer
 from shared.resources.clients import AzureClients
 from tests.conftest import SUBSCRIPTION_ID as SUB

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from autopilot.local import SUBSCRIPTION_ID, LocalAzure
-from emulator.core import AzureError, LoggedRequest
+from emulator.core import LoggedRequest
+from emulator.exceptions import AzureError
 from emulator.faults import FaultRule
 from emulator.functions_host import Delivery, FunctionsHost
 from emulator.table_faults import TableFaultProxy
