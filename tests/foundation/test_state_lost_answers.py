@@ -102,3 +102,33 @@ def test_rows_are_deleted_in_transactions_and_a_changed_row_is_left_alone(
     assert remaining == [("p", "r007")] and table.get("p", "r007").etag == changed.etag
     # 100 + 50 rows of "p" in two transactions (the first fails on r007 and is settled row by row), "q" alone.
     assert proxy.calls["POST"] - before == 2
+
+
+def test_rows_are_saved_in_transactions_and_a_row_in_the_way_is_left_to_its_writer(
+        proxied: tuple[TableFaultProxy, StateTable]) -> None:
+    proxy, table = proxied
+    existing = [table.insert("p", f"r{i:03d}", {"n": i}) for i in range(120)]
+    theirs = table.replace(existing[3], {"n": -1})  # changed since existing[3] was read
+    table.insert("p", "new-007", {"n": "someone else's"})  # created meanwhile by someone else
+    writes = [("p", r.row, {"n": 1000 + i}, r) for i, r in enumerate(existing)]
+    writes += [("p", f"new-{i:03d}", {"n": i}, None) for i in range(30)]
+    writes += [("q", "alone", {"n": 0}, None)]
+    before = proxy.calls["POST"]
+    written = table.save_many(writes)
+    # the 1st transaction of "p" holds existing[3] (changed): settled row by row; the 2nd holds new-007 (exists): the
+    # same; "q" alone is a plain insert. Every other row is written, and the two in the way keep their writers' data.
+    assert written == len(writes) - 2
+    assert table.get("p", "r003").etag == theirs.etag and table.get("p", "new-007").data == {"n": "someone else's"}
+    assert table.get("p", "r119").data == {"n": 1119} and table.get("p", "new-029").data == {"n": 29}
+    assert table.get("q", "alone") is not None
+    # 2 transactions + their 150 rows one by one (120 replaces are PUTs; 30 inserts and "q" are POSTs)
+    assert proxy.calls["POST"] - before == 2 + 30 + 1
+
+
+def test_a_transaction_of_saves_commits_in_one_request(proxied: tuple[TableFaultProxy, StateTable]) -> None:
+    proxy, table = proxied
+    old = table.insert("p", "old", {"n": 0})
+    before = dict(proxy.calls)
+    assert table.save_many([("p", "old", {"n": 1}, old)] + [("p", f"r{i}", {"n": i}, None) for i in range(99)]) == 100
+    assert proxy.calls["POST"] - before.get("POST", 0) == 1 and proxy.calls.get("PUT", 0) == before.get("PUT", 0)
+    assert table.get("p", "old").data == {"n": 1} and len(list(table.query("p"))) == 100
