@@ -27,12 +27,10 @@ from datetime import datetime
 
 from shared.config.family_parts import RolloutPolicy
 from shared.core.durations import format_short
+from shared.core.pool_metadata import HOLD, HOLD_DRAIN, HOLD_RETIRED, hold_of  # noqa: F401 (rollout's vocabulary)
 from shared.pipeline.snapshot_tags import version_problem
 
 # Pool metadata the rollout adds (beside shared/core/pool_metadata.py's keys).
-HOLD = "autopilot.rolloutHold"  # "drain" (inPlace, being emptied for the patch) | "retired" (newPools, replaced)
-HOLD_DRAIN = "drain"
-HOLD_RETIRED = "retired"
 RETIRED_BY = "autopilot.retiredBy"  # the version whose pool took over this one's work
 
 # Rollout stages (Table state and `autopilot status`).
@@ -61,11 +59,6 @@ def wanted_version(ready_versions: list[str], pin: str | None) -> str | None:
     if pin is not None:
         return pin if pin in valid else None
     return max(valid, key=version_key) if valid else None
-
-
-def hold_of(metadata: Mapping[str, str]) -> str | None:
-    value = metadata.get(HOLD, "").strip().lower()
-    return value if value in (HOLD_DRAIN, HOLD_RETIRED) else None
 
 
 class Step(enum.Enum):

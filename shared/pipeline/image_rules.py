@@ -10,6 +10,7 @@ not at this code.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -610,6 +611,7 @@ def check_node_limits(planned: Sequence[PoolUsage], existing: Sequence[PoolUsage
 _MANAGED_IMAGE = re.compile(r"/providers/microsoft\.compute/images/[^/]+$", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)  # the watch asks for every pool on every tick; a few hundred image ids repeat
 def is_managed_image(image_id: str | None) -> bool:
     """A managed image resource id (``.../Microsoft.Compute/images/{name}``), not a gallery image or a Marketplace
     image."""

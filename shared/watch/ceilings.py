@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING
 from shared.core import pool_metadata
 from shared.core.resource_ids import normalize
 from shared.pipeline.image_rules import NodeLimits, is_managed_image
-from shared.watch.pool_limits import AccountQuotas, AccountUsage, Ceiling, Holding, core_quota, holding, node_cap
+from shared.watch.pool_limits import (
+    AccountQuotas,
+    AccountUsage,
+    Ceiling,
+    Holding,
+    core_quota,
+    held_nodes,
+    holding,
+    node_cap,
+)
 from shared.watch.pool_policy import DesiredTarget, PoolView
 
 if TYPE_CHECKING:
@@ -48,6 +57,7 @@ class TickLimits:
         self.by_account: dict[str, AccountUsage] = {}  # cores held per account, summed as the accounts are listed
         # managed-image pools only (pool key, lower): the node cap is summed over these
         self.capped: dict[str, Holding] = {}
+        self._held: dict[tuple[str, str], Holding] = {}  # managed-image pools: (account id, pool id) -> their holding
         self.quotas: dict[str, AccountQuotas] = {}
         self._node_limits: dict[str, NodeLimits] | None = None
 
@@ -57,14 +67,24 @@ class TickLimits:
             dict(account.dedicated_core_quota_per_vm_family), account.dedicated_core_quota_per_vm_family_enforced)
         usage = self.by_account.setdefault(account.id.lower(), AccountUsage())
         for view in views:
+            if not self.shares_a_cap(view):
+                # nearly every pool: only its cores count (a Holding is built for the few that a ceiling is asked of)
+                usage.add_nodes(view.vm_size, *held_nodes(view.is_steady, (view.current_dedicated, view.current_spot),
+                                                          (view.target_dedicated, view.target_spot)))
+                continue
             h = self._holding(view)
             usage.add(h)
+            self._held[view.account_id, view.pool_id] = h
             if h.cap_resources:
                 self.capped[h.pool_key.lower()] = h
 
     def shares_a_cap(self, view: PoolView) -> bool:
         """The pool is on a managed image: its ceiling depends on pools in every account."""
         return is_managed_image(view.image_id)
+
+    def waits_for_full_scan(self, view: PoolView) -> bool:
+        """A managed-image pool between full scans: its shared cap is judged on the next full scan, not now."""
+        return not self.full and self.shares_a_cap(view)
 
     def _holding(self, view: PoolView) -> Holding:
         snapshots: tuple[str, ...] = ()
@@ -84,8 +104,7 @@ class TickLimits:
     def ceilings(self, view: PoolView, desired: DesiredTarget) -> list[Ceiling] | None:
         """The ceilings over ``view``; None when one cannot be judged on this tick (a managed-image pool between full
         scans)."""
-        key = f"{view.account_id}/pools/{view.pool_id}".lower()
-        mine = self.capped.get(key) or self._holding(view)
+        mine = self._held.get((view.account_id, view.pool_id)) or self._holding(view)
         out: list[Ceiling] = []
         if mine.cap_resources:
             if not self.full:

@@ -91,13 +91,19 @@ class Holding:
     inbound_nat: bool = False
 
 
+def held_nodes(steady: bool, current: tuple[int, int], target: tuple[int, int]) -> tuple[int, int]:
+    """(dedicated, Spot) nodes a pool holds for the ceilings: what it has when steady, else its target if larger."""
+    if steady:
+        return current
+    return max(current[0], target[0]), max(current[1], target[1])
+
+
 def holding(account_id: str, pool_id: str, *, vm_size: str | None, steady: bool, current: tuple[int, int],
             target: tuple[int, int],
             image_id: str | None, snapshot_ids: Sequence[str] = (), inbound_nat: bool = False) -> Holding:
     """A resizing pool is about to hold its target; a steady one holds what it has (a target a resize missed holds
     nothing)."""
-    dedicated = current[0] if steady else max(current[0], target[0])
-    spot = current[1] if steady else max(current[1], target[1])
+    dedicated, spot = held_nodes(steady, current, target)
     managed = image_id if is_managed_image(image_id) else None
     resources = frozenset({normalize(managed), *(normalize(s) for s in snapshot_ids if s)}) if managed else frozenset()
     return Holding(f"{account_id}/pools/{pool_id}", account_id, vm_size, dedicated, spot, managed, resources,
@@ -170,14 +176,17 @@ class AccountUsage:
     unknown: int = 0  # pools whose VM size shared/watch/vm_cores.py does not know
 
     def add(self, h: Holding, sign: int = 1) -> None:
-        cores = vm_cores.cores(h.vm_size)
+        self.add_nodes(h.vm_size, h.dedicated, h.spot, sign)
+
+    def add_nodes(self, vm_size: str | None, dedicated: int, spot: int, sign: int = 1) -> None:
+        cores = vm_cores.cores(vm_size)
         if cores is None:
             self.unknown += sign
             return
-        self.dedicated += sign * cores * h.dedicated
-        self.spot += sign * cores * h.spot
-        family = (vm_cores.family(h.vm_size) or "").lower()
-        self.per_family[family] = self.per_family.get(family, 0) + sign * cores * h.dedicated
+        self.dedicated += sign * cores * dedicated
+        self.spot += sign * cores * spot
+        family = (vm_cores.family(vm_size) or "").lower()
+        self.per_family[family] = self.per_family.get(family, 0) + sign * cores * dedicated
 
     @classmethod
     def of(cls, holdings: Iterable[Holding]) -> AccountUsage:

@@ -121,7 +121,7 @@ class WatchPolicy:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one object per pool per tick, not two (no __dict__)
 class PoolView:
     """The parts of a Batch pool the watch reads. ``allocation_state`` is lower-case whatever the plane said."""
 
@@ -144,7 +144,9 @@ class PoolView:
     inbound_nat: bool = False  # the pool has inbound NAT pools (they lower the managed-image node cap)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "allocation_state", _enum_text(self.allocation_state).lower())
+        state = self.allocation_state
+        if type(state) is not str or not state.islower():  # the list pages' "steady" / "resizing" are already lower
+            object.__setattr__(self, "allocation_state", _enum_text(state).lower())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], account_id: str = "") -> PoolView:
@@ -486,9 +488,7 @@ def _parse_duration_text(value: str) -> timedelta | None:
 
 
 def _rollout_hold(pool: PoolView) -> bool:
-    from shared.lifecycle.rollout import hold_of
-
-    return hold_of(pool.metadata) is not None
+    return pool_metadata.hold_of(pool.metadata) is not None
 
 
 def _metadata_count(pool: PoolView, key: str) -> int | None:
@@ -502,6 +502,8 @@ def _metadata_count(pool: PoolView, key: str) -> int | None:
 
 
 def _has_nat(network: Any) -> bool:
+    if network is None:
+        return False  # most pools: no network configuration in the list page
     endpoint = network.get("endpointConfiguration") if isinstance(network, Mapping) else None
     if not isinstance(endpoint, Mapping):
         return False
@@ -509,7 +511,7 @@ def _has_nat(network: Any) -> bool:
 
 
 def _image_id(reference: Any) -> str | None:
-    if not isinstance(reference, Mapping):
+    if type(reference) is not dict and not isinstance(reference, Mapping):  # dict first: an ABC check costs more
         return None
     for key in ("virtualMachineImageId", "id", "sharedGalleryImageId", "communityGalleryImageId"):
         value = reference.get(key)

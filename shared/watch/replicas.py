@@ -20,6 +20,7 @@ tags.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Mapping
@@ -66,6 +67,16 @@ class _Version:
     nodes: dict[str, int] = field(default_factory=dict)  # normalized region -> desired nodes of managed pools there
 
 
+@functools.lru_cache(maxsize=4096)  # every pool on every full scan; a few hundred version ids repeat
+def _version_key(image_id: str) -> str | None:
+    """The comparison key of a gallery image version id; None for anything else."""
+    try:
+        rid = ResourceId.parse(image_id)
+    except InvalidResourceId:
+        return None
+    return rid.key if rid.is_type(GALLERY_VERSION) else None
+
+
 class ReplicaWatch:
     """Collects, during a full scan, the desired nodes per gallery version and region; :meth:`finish` raises
     replicas."""
@@ -79,14 +90,11 @@ class ReplicaWatch:
     def observe(self, region: str | None, view: PoolView, desired: DesiredTarget) -> None:
         if not self.active or not view.image_id or not region:
             return
-        try:
-            rid = ResourceId.parse(view.image_id)
-        except InvalidResourceId:
-            return
-        if not rid.is_type(GALLERY_VERSION):
+        version = _version_key(view.image_id)
+        if version is None:
             return  # a managed image or a definition ("latest"): nothing to replicate per version here
         family = view.metadata.get(pool_metadata.FAMILY, "")
-        entry = self.versions.setdefault(rid.key, _Version(family))
+        entry = self.versions.setdefault(version, _Version(family))
         key = image_rules.normalize_region(region)
         entry.nodes[key] = entry.nodes.get(key, 0) + max(desired.total, view.target_dedicated + view.target_spot)
 

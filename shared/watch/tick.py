@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
-from shared.core import alerts
+from shared.core import alerts, heap
 from shared.core.alerts import Alert, AlertPublisher
 from shared.core.clock import iso, parse_iso
 from shared.core.context import AppContext
@@ -33,13 +34,21 @@ from shared.watch.episode_record import Episode
 from shared.watch.episodes import Action, Decision, decide
 from shared.watch.node_watch import NodeWatch, NodeWatchReport
 from shared.watch.pool_limits import Ceiling
-from shared.watch.pool_policy import DesiredTarget, PoolIntentError, PoolView, WatchPolicy, desired_target
+from shared.watch.pool_policy import (
+    DesiredTarget,
+    PoolIntentError,
+    PoolView,
+    WatchPolicy,
+    at_target,
+    desired_target,
+)
 from shared.watch.replicas import ReplicaReport, ReplicaWatch
 
 log = logging.getLogger("autopilot.watch")
 
 STALL_DATA_VERSION = "1.0"
 PUBLISH_BATCH = 100  # events per publish call: well under Event Grid's 1 MB request limit
+_NO_ERRORS: Mapping[str, Any] = MappingProxyType({})  # what a stall event needs of a pool with no resize errors: shared
 
 @dataclass
 class TickReport:
@@ -62,7 +71,7 @@ class TickReport:
     replicas: ReplicaReport = field(default_factory=ReplicaReport)  # versions whose replicas the full scan raised
 
 
-def stall_event(account_id: str, pool: dict[str, Any], view: PoolView, decision: Decision, now: datetime,
+def stall_event(account_id: str, pool: Mapping[str, Any], view: PoolView, decision: Decision, now: datetime,
                 ceilings: Sequence[Ceiling] = ()) -> dict[str, Any]:
     """The documented ``PoolResizeStalled`` event (docs/events.md)."""
     subject = pool_resource_id(account_id, view.pool_id)
@@ -139,7 +148,7 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
 
     # Pools on a managed image share a node cap across accounts: they are decided once every account has been listed.
     # Every other pool is decided with its own account's pools only, so a tick holds one account's pools at a time.
-    deferred: list[tuple[batch_accounts.BatchAccount, dict[str, Any], PoolView]] = []
+    deferred: list[tuple[batch_accounts.BatchAccount, Mapping[str, Any], PoolView]] = []
     for account_id in accounts:
         scan.account(account_id, deferred)
     if report.full_scan and report.unreadable_accounts:
@@ -152,6 +161,8 @@ def tick(context: AppContext, *, dry_run: bool = False, full: bool | None = None
     if scan.stalls and not dry_run:
         for start in range(0, len(scan.stalls), PUBLISH_BATCH):
             context.clients.event_publisher.send(scan.stalls[start:start + PUBLISH_BATCH])
+    if full:
+        heap.freeze_once()  # the instance's SDK modules and clients now exist: later collections skip them
     return report
 
 
@@ -172,7 +183,7 @@ class _Scan:
     stalls: list[dict[str, Any]] = field(default_factory=list)
 
     def account(self, account_id: str,
-                deferred: list[tuple[batch_accounts.BatchAccount, dict[str, Any], PoolView]]) -> None:
+                deferred: list[tuple[batch_accounts.BatchAccount, Mapping[str, Any], PoolView]]) -> None:
         """List one account's pools and decide them (those sharing a managed image's cap go to ``deferred``)."""
         context, report, limits = self.context, self.report, self.limits
         report.accounts += 1
@@ -188,10 +199,11 @@ class _Scan:
             return
         # Page by page into the small views (the heap holds one page of JSON, not the account's list); the quota needs
         # every pool of the account before any is decided, and a stall event needs only the pool's resize errors.
-        seen: list[tuple[dict[str, Any], PoolView]] = []
+        seen: list[tuple[Mapping[str, Any], PoolView]] = []
         for raw in _stream_pools(account.id, first_page, pages, report):
             view = PoolView.from_list_item(raw, account.id)
-            seen.append(({"resizeErrors": raw.get("resizeErrors")}, view))
+            errors = raw.get("resizeErrors")
+            seen.append(({"resizeErrors": errors} if errors else _NO_ERRORS, view))
         limits.add_account(account, [view for _, view in seen])
         _run_rollouts(context, account, [view for _, view in seen], report, self.dry_run)
         if not limits.quota_judged(account.id):
@@ -211,7 +223,7 @@ class _Scan:
         # this account's closed episodes, in transactions (if the tick fails first, the next one deletes them)
         self.table.flush()
 
-    def consider(self, account: batch_accounts.BatchAccount, raw: dict[str, Any], view: PoolView) -> None:
+    def consider(self, account: batch_accounts.BatchAccount, raw: Mapping[str, Any], view: PoolView) -> None:
         context, report, now, nodes, dry_run = self.context, self.report, self.now, self.nodes, self.dry_run
         records = self.episodes.get(safe_key(account.id), {})
         try:
@@ -230,9 +242,15 @@ class _Scan:
         nodes.observe(account, view, desired, driven=(record is not None and _is_open(record))
                       or (view.target_dedicated, view.target_spot) != (desired.dedicated, desired.spot)
                       or view.current_total != desired.total)
-        ceilings = self.limits.ceilings(view, desired)
-        if ceilings is None:
+        if self.limits.waits_for_full_scan(view):
             return  # a managed-image pool between full scans: its shared cap is judged on the next full scan
+        if record is None and not view.enable_auto_scale and (not view.is_steady or at_target(view, desired)):
+            return  # what decide() says of such a pool: nothing to do, no episode to store (skipped: nearly every pool)
+        # Ceilings matter only to a steady pool off its target (decide() reads them nowhere else): the pools at target,
+        # nearly all of them, skip judging the node cap and quotas.
+        ceilings = self.limits.ceilings(view, desired) if view.is_steady and not at_target(view, desired) else []
+        if ceilings is None:
+            return
         try:
             episode = Episode.from_dict(record.data) if record else None
             decision = decide(view, desired, episode, now, self.policy, ceilings=ceilings)

@@ -15,6 +15,8 @@ and add the sizes your pools use to ``VM_SIZES`` (name: (vCPUs, family)).
 
 from __future__ import annotations
 
+import functools
+
 VM_SIZES: dict[str, tuple[int, str]] = {
     "standard_a1_v2": (1, "standardAv2Family"),
     "standard_a2_v2": (2, "standardAv2Family"),
@@ -43,12 +45,17 @@ VM_SIZES: dict[str, tuple[int, str]] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)  # asked for every pool on every tick; a handful of sizes repeat
+def _entry(vm_size: str | None) -> tuple[int, str] | None:
+    return VM_SIZES.get((vm_size or "").strip().lower())
+
+
 def cores(vm_size: str | None) -> int | None:
     """vCPUs of one node of ``vm_size``; None when the table does not know it."""
-    entry = VM_SIZES.get((vm_size or "").strip().lower())
+    entry = _entry(vm_size)
     return entry[0] if entry else None
 
 
 def family(vm_size: str | None) -> str | None:
-    entry = VM_SIZES.get((vm_size or "").strip().lower())
+    entry = _entry(vm_size)
     return entry[1] if entry else None

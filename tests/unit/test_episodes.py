@@ -504,6 +504,21 @@ def test_decide_never_resizes_a_pool_that_is_not_steady_or_autoscaled(p: PoolVie
 
 
 @settings(max_examples=400, deadline=None)
+@given(views, st.builds(DesiredTarget, st.integers(0, 1000), st.integers(0, 200)), policies,
+       st.sampled_from([None, True, False]))
+def test_a_pool_with_no_record_that_is_resizing_or_at_target_needs_nothing(p: PoolView, desired: DesiredTarget,
+                                                                          policy: WatchPolicy,
+                                                                          image_exists: bool | None) -> None:
+    """What the tick's fast path (shared/watch/tick.py, _Scan.consider) skips decide() for: no episode record, no
+    autoscale, and the pool not steady or at its target. decide() must say nothing, store nothing and alert nobody."""
+    p = replace(p, enable_auto_scale=False)
+    if p.is_steady:
+        p = replace(p, current_dedicated=desired.dedicated, current_spot=desired.spot)
+    d = decide(p, desired, None, T0, policy, image_exists)
+    assert (d.action, d.episode, d.alerts, d.step) == (Action.NOTHING, None, (), None)
+
+
+@settings(max_examples=400, deadline=None)
 @given(views, st.builds(DesiredTarget, st.integers(0, 1000), st.integers(0, 200)), records, policies,
        st.sampled_from([None, True, False]))
 def test_decide_respects_backoff_attempts_time_bound_and_alert_rules(p: PoolView, desired: DesiredTarget, ep: Episode,
