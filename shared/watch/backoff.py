@@ -16,7 +16,7 @@ is a plain frozen dataclass that the caller stores (Table storage) and hands bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -29,11 +29,11 @@ if TYPE_CHECKING:
 # shortages and timeouts wait it (a transient internal error is re-issued at the next tick:
 # resize_errors.NEXT_TICK_CAUSES), and a capacity shortage is a state of the region that lasts
 # (Karpenter on Azure keeps an out-of-capacity offering unavailable for 3 minutes: Azure/karpenter-provider-azure
-# pkg/cache/cache.go UnavailableOfferingsTTL).
-# A 1-minute first delay was measured (issue 18): it wins about 4 minutes per capacity failure in the
-# time-to-target bench, whose failures are drawn afresh every minute, and in the sustained outage of
-# scenarios/capacity-crunch.json it sends 8 resizes before capacity returns instead of 6 and recovers
-# only 1 minute sooner. So 5 minutes stays; AUTOPILOT_BACKOFF_INITIAL_MINUTES changes it per deployment.
+# pkg/cache/cache.go UnavailableOfferingsTTL). The one capacity failure whose delay is waived is that of a resize
+# that had been granted nodes (shared/watch/episodes.py, _grew): the region had capacity minutes ago.
+# A 1-minute first delay for every failure was measured (issue 18): in the sustained outage of
+# scenarios/capacity-crunch.json it sent 8 resizes before capacity returned where 5 minutes sent 6. So 5 minutes
+# stays; AUTOPILOT_BACKOFF_INITIAL_MINUTES changes it per deployment.
 DEFAULT_INITIAL = timedelta(minutes=DEFAULTS.backoff_initial_minutes)  # 5 min (the value: shared/config/settings.py)
 # Ceiling of the delay: cluster-autoscaler's maxNodeGroupBackoffDuration. Matches the top of the
 # 20-30 minute resizeTimeout band Batch recommends, so a stalled pool is retried about once per
@@ -116,6 +116,12 @@ class ExponentialBackoff:
         else:
             failures = state.failures + 1
         return BackoffState(failures=failures, last_failure=now, backoff_until=now + self.delay(failures))
+
+    def record_failure_retried_at_once(self, state: BackoffState, now: datetime) -> BackoffState:
+        """A failure that counts like any other, so the next one waits the delay after it, but whose own delay is
+        waived: the next attempt may go out now (a capacity failure after the resize was granted nodes,
+        shared/watch/episodes.py)."""
+        return replace(self.record_failure(state, now), backoff_until=now)
 
     def record_success(self, state: BackoffState) -> BackoffState:
         """A success removes the backoff, count included (cluster-autoscaler's RemoveBackoff after a scale-up succeeds):

@@ -30,6 +30,9 @@ class Episode:
     last_request_time: datetime | None = None
     requested_dedicated: int | None = None
     requested_spot: int | None = None
+    # what the pool had when the last request went out: a failed resize that got past it made progress
+    requested_from_dedicated: int | None = None
+    requested_from_spot: int | None = None
     awaiting_outcome: bool = False  # our last request has not been answered (or given up on) yet
     last_seen_transition: datetime | None = None  # the pool's transition time when an outcome was last handled
     desired_dedicated: int | None = None
@@ -94,6 +97,8 @@ class Episode:
             "last_request_time": self.last_request_time,
             "requested_dedicated": self.requested_dedicated,
             "requested_spot": self.requested_spot,
+            "requested_from_dedicated": self.requested_from_dedicated,
+            "requested_from_spot": self.requested_from_spot,
             "awaiting_outcome": self.awaiting_outcome,
             "last_seen_transition": self.last_seen_transition,
             "desired_dedicated": self.desired_dedicated,
@@ -154,6 +159,8 @@ class Episode:
             last_request_time=parse_datetime(data.get("last_request_time")),
             requested_dedicated=_opt_int(data.get("requested_dedicated")),
             requested_spot=_opt_int(data.get("requested_spot")),
+            requested_from_dedicated=_opt_int(data.get("requested_from_dedicated")),
+            requested_from_spot=_opt_int(data.get("requested_from_spot")),
             awaiting_outcome=_bool(data.get("awaiting_outcome")),
             last_seen_transition=parse_datetime(data.get("last_seen_transition")),
             desired_dedicated=_opt_int(data.get("desired_dedicated")),

@@ -345,6 +345,7 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
     ep = replace(
         ep, requests=ep.requests + 1, last_request_time=now, awaiting_outcome=True,
         requested_dedicated=step.target_dedicated, requested_spot=step.target_spot,
+        requested_from_dedicated=pool.current_dedicated, requested_from_spot=pool.current_spot,
     )
     staged = (" (staged growth)" if (step.target_dedicated, step.target_spot) != (desired.dedicated, desired.spot)
               else "")
@@ -359,11 +360,16 @@ def _drive(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, p
 
 def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy,
             diagnosis: Diagnosis) -> Decision:
-    ep = _with_error(ep, diagnosis)
-    next_tick = diagnosis.cause in NEXT_TICK_CAUSES and ep.next_tick_retries < MAX_NEXT_TICK_RETRIES
+    progress = diagnosis.cause is Cause.CAPACITY and _grew(pool, ep)
+    next_tick = (diagnosis.cause in NEXT_TICK_CAUSES or progress) and ep.next_tick_retries < MAX_NEXT_TICK_RETRIES
+    if not next_tick:
+        backoff = policy.backoff.record_failure(ep.backoff, now)
+    elif progress:  # a capacity failure still counts: one that follows waits the next delay, not the first
+        backoff = policy.backoff.record_failure_retried_at_once(ep.backoff, now)
+    else:  # an internal error says nothing about capacity: the backoff's count is left alone
+        backoff = ep.backoff
     ep = replace(
-        ep, attempts=ep.attempts + 1, failing_since=ep.failing_since or now,
-        backoff=ep.backoff if next_tick else policy.backoff.record_failure(ep.backoff, now),
+        _with_error(ep, diagnosis), attempts=ep.attempts + 1, failing_since=ep.failing_since or now, backoff=backoff,
         next_tick_retries=ep.next_tick_retries + 1 if next_tick else 0,
     )
     if ep.attempts >= policy.max_resize_attempts:
@@ -390,6 +396,22 @@ def _failed(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, 
     return Decision(Action.WAIT, f"{diagnosis.cause}: attempt {ep.attempts} of {policy.max_resize_attempts} failed; "
                     f"next try at {iso_time(retry_at)}",
                     ep, retry_at=retry_at, alerts=alerts, diagnosis=diagnosis)
+
+
+def _grew(pool: PoolView, ep: Episode) -> bool:
+    """The failed resize was granted nodes before it failed: the pool has more than when the request went out.
+
+    A capacity failure that ends a resize which was being granted nodes shows capacity there minutes ago: it is
+    re-issued at the next look instead of after the first backoff delay (issue 18: each minute of that delay was lost
+    in the time-to-target benchmark). It still counts as a backoff failure, and in the run of next-look retries, so a
+    shortage that lasts (the next resize granted nothing) waits the second delay: in scenarios/capacity-crunch.json
+    that costs one request. A capacity failure that granted nothing waits out the backoff as cluster-autoscaler and
+    Karpenter do.
+    """
+    if ep.requested_from_dedicated is None and ep.requested_from_spot is None:
+        return False  # a record written before this was kept: no baseline, so no claim of progress
+    return (pool.current_dedicated > (ep.requested_from_dedicated or 0)
+            or pool.current_spot > (ep.requested_from_spot or 0))
 
 
 def _stop(pool: PoolView, desired: DesiredTarget, ep: Episode, now: datetime, policy: WatchPolicy,

@@ -197,6 +197,54 @@ def test_internal_errors_are_re_issued_at_once_a_bounded_number_of_times_then_ba
     assert cap.action is Action.WAIT and cap.retry_at == T0 + 5 * MIN and cap.episode.next_tick_retries == 0  # type: ignore[union-attr]
 
 
+def test_a_capacity_failure_after_progress_is_re_issued_at_once_one_that_granted_nothing_backs_off() -> None:
+    """Issue 18: a resize that was being granted nodes when capacity ran short is re-issued by the look that sees it
+    (counted with the internal errors' run); a capacity failure that granted nothing waits out the backoff."""
+    batch = FakeBatch(pool(current_dedicated=120, target_dedicated=120))
+    d = decide(batch.pool, D800, None, T0)
+    assert d.action is Action.RESIZE and d.episode is not None
+    assert (d.episode.requested_from_dedicated, d.episode.requested_from_spot) == (120, 0)
+    batch.resize(d, T0)
+    batch.finish(T0 + 3 * MIN, dedicated=270, errors=(CAPACITY,))  # granted 150 of 300, then the region ran short
+    grew = decide(batch.pool, D800, d.episode, T0 + 3 * MIN)
+    assert grew.action is Action.RESIZE and not grew.alerts and "re-issued at once" in grew.reason
+    assert grew.episode is not None and grew.episode.next_tick_retries == 1 and grew.episode.attempts == 1
+    # the failure counts (its first delay is waived), so a shortage that lasts waits the second delay next
+    assert grew.episode.backoff.failures == 1 and grew.episode.backoff.backoff_until == T0 + 3 * MIN
+    assert grew.episode.requested_from_dedicated == 270
+    # the next resize is granted nothing: a shortage that lasts, so the backoff (and its alert) after all
+    batch.resize(grew, T0 + 3 * MIN)
+    batch.finish(T0 + 4 * MIN, dedicated=270, errors=(CAPACITY,))
+    nothing = decide(batch.pool, D800, grew.episode, T0 + 4 * MIN)
+    assert nothing.action is Action.WAIT and nothing.retry_at == T0 + 14 * MIN  # 10 minutes: the second delay
+    assert types(nothing) == [AlertType.ALLOCATION_FAILED] and nothing.episode.next_tick_retries == 0  # type: ignore[union-attr]
+
+
+def test_capacity_failures_with_progress_meet_the_backoff_after_the_run_of_quick_retries() -> None:
+    batch, ep, now, nodes = FakeBatch(pool(current_dedicated=0)), None, T0, 0
+    for n in range(1, MAX_NEXT_TICK_RETRIES + 2):
+        d = decide(batch.pool, D800, ep, now)
+        if n > 1:  # the previous resize failed for capacity after progress: re-issued at once
+            assert d.action is Action.RESIZE and d.episode.next_tick_retries == n - 1  # type: ignore[union-attr]
+        batch.resize(d, now)
+        nodes += 50  # every resize is granted some nodes, then fails for capacity
+        batch.finish(now + MIN, dedicated=nodes, errors=(CAPACITY,))
+        ep, now = d.episode, now + MIN
+    d = decide(batch.pool, D800, ep, now)
+    # a run of MAX_NEXT_TICK_RETRIES, then the backoff: its delay counts every capacity failure of the run (0, 0, 20)
+    assert d.action is Action.WAIT and d.retry_at == now + POLICY.backoff.delay(MAX_NEXT_TICK_RETRIES + 1)
+    assert d.retry_at == now + 20 * MIN
+
+
+def test_a_record_without_the_request_baseline_claims_no_progress() -> None:
+    """An episode stored before requested_from_* existed: its capacity failure backs off, as it did then."""
+    p = pool(current_dedicated=270, target_dedicated=420, resize_errors=[CAPACITY], allocation_state_transition_time=T0)
+    ep = Episode(ACCOUNT, "render", started=T0 - HOUR, requests=1, last_request_time=T0 - 5 * MIN,
+                 requested_dedicated=420, requested_spot=0, awaiting_outcome=True)
+    d = decide(p, D800, ep, T0 + MIN)
+    assert d.action is Action.WAIT and d.retry_at == T0 + 6 * MIN
+
+
 def test_quota_stops_with_one_alert_and_resumes_when_a_person_acts() -> None:
     p = pool(current_dedicated=100, target_dedicated=300, resize_errors=[QUOTA],
              allocation_state_transition_time=T0 - MIN)
