@@ -11,6 +11,9 @@ and answers one JSON command per stdin line with one JSON line on stdout:
 * ``{"cmd": "naive", "now": iso, "trace": bool}`` - the per-pool-GET baseline (:func:`naive_scan`).
 * ``{"cmd": "floor", "now": iso}`` - the CPU floor (:func:`decode_floor`): ``json.loads`` of the same list pages' bytes.
 * ``{"cmd": "exit"}``.
+
+With ``BENCH_TICK_PROFILE=<path>`` in its environment, every tick runs under ``cProfile`` and its statistics are written
+to ``<path>.<n>`` (n counts the ticks): how the watch's CPU per pool was taken apart (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -113,6 +116,24 @@ def decode_floor(context: Any) -> dict[str, Any]:
     return {"pools": pools, "pages": len(bodies), "bytes": sum(map(len, bodies)), "cpu_s": sorted(samples)[1]}
 
 
+_PROFILE = os.environ.get("BENCH_TICK_PROFILE")
+_profiles = 0
+
+
+def _profiled(run: Any) -> None:
+    """Run one tick, under cProfile when ``BENCH_TICK_PROFILE`` names where to write its statistics."""
+    global _profiles
+    if not _PROFILE:
+        run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile(time.process_time)  # CPU, as the benchmark counts it: waiting on a socket is not cost
+    profiler.runcall(run)
+    _profiles += 1
+    profiler.dump_stats(f"{_PROFILE}.{_profiles}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     capture = _Capture()
@@ -150,7 +171,7 @@ def main() -> None:
         detail: dict[str, Any] = {}
         try:
             if command["cmd"] == "tick":
-                pool_watch(**{arg_name: TimerRequest(past_due=False)})
+                _profiled(lambda: pool_watch(**{arg_name: TimerRequest(past_due=False)}))
                 if capture.args:
                     accounts, pools, managed, stalled, alerts = capture.args[:5]
                     detail = {"accounts": accounts, "pools": pools, "managed": managed, "stalled": stalled,

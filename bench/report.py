@@ -253,7 +253,8 @@ Node health (`shared/watch/node_watch.py`) adds no request per healthy pool per 
 **cold** tick here is also the first tick of a slow-rotation period, so it carries one `/nodecounts` sweep per account
 ("Batch GET nodecounts": ceil(pools / 10) pages, the page size the older spec gives; once per
 `AUTOPILOT_NODE_HEALTH_ROTATION_MINUTES`, 60 by default, across instances); a pool the watch resizes costs no node read
-while it changes, one Table write on a full scan (a look booked for later) and one node list (`GET /pools/{{id}}/nodes`,
+while it changes, one row in a Table transaction on a full scan (a look booked for later; the bookings of an account go
+100 to a request) and one node list (`GET /pools/{{id}}/nodes`,
 1,000 nodes a page) `AUTOPILOT_UNHEALTHY_NODE_MINUTES` later, outside the ticks measured here; pools in a canary or a
 health episode cost one node list per tick while they are in it. Each tick also makes one more Table query (the
 `NodeHealth` rows).
@@ -281,7 +282,14 @@ the same pools and stalls:
                  "the Batch client's `send_request` and decodes each page with `json.loads` straight into the policy's "
                  "small view (`batch_pools.iter_pool_pages`, `PoolView.from_list_item`): no SDK model per pool, and "
                  "one page (1,000 pools) held at a time, so the heap peak follows one page, not the account's pool "
-                 "list.\n")
+                 "list. What else keeps a healthy pool cheap (found with `BENCH_TICK_PROFILE`, see "
+                 "`bench/_tick_worker.py`): a pool with no episode record that is resizing or at its target skips "
+                 "`decide()` (a hypothesis test in `tests/unit/test_episodes.py` holds that `decide()` says nothing "
+                 "for it); ceilings (node cap, core quotas) are judged only for steady pools off target; the "
+                 "per-pool keys, image-id parses and VM-size lookups are cached; the Table writes the stalled pools "
+                 "cause (node looks booked, closed episodes deleted) go in transactions; and after the instance's "
+                 "first full scan its long-lived heap is frozen out of the garbage collector's full collections "
+                 "(`shared/core/heap.py`), which otherwise walked the SDK's objects several times per tick.\n")
     verdict_text = "met" if economical else "**MISSED**"
     summary_row = ["Watch economy", "per tick: list pages per account (+ one account GET per account per full scan) + "
                    "resizes needed; 0 calls per healthy pool",
@@ -384,8 +392,9 @@ step, waiting for the next watch tick** - a 300-node step takes 6 minutes at 50 
 minutes, so each step that starts on a tick ends 1 minute after the next tick and waits 4 more minutes (the watch only
 *looks* every 5 minutes; none of the app's event subscriptions fires when a resize ends, so only the next tick
 notices) - and a median of {n(sm['steady_after_failure']['median'])} pass **after a failure**: the failing minute, then
-for a transient internal error nothing more (re-issued by the look that sees it, at most `MAX_NEXT_TICK_RETRIES` in a
-row), for capacity and timeouts the per-pool backoff (5 minutes, doubling only for a failure after the wait ran out, and
+for a transient internal error, or a capacity failure after the resize had been granted nodes, nothing more (re-issued
+by the look that sees it, at most `MAX_NEXT_TICK_RETRIES` in a row), for other capacity failures and timeouts the
+per-pool backoff (5 minutes, doubling only for a failure after the wait ran out, and
 reset when a step succeeds: `shared/watch/backoff.py`, as in cluster-autoscaler), and the wait for the tick after the
 backoff ends."""
             waits = app_row.get("waits_after_failure") or []
@@ -463,25 +472,25 @@ def _against_oracle(r: dict[str, Any], targets: dict[str, float]) -> str:
                  if (c.get("waits") or {}).get("n")]
         why = ("\nWhere the app loses against the ideal controller (which re-issues the minute the pool is "
                "steady): it waits "
-               + "; ".join(waits) + ". **The median target is missed on purpose: capacity failures keep "
-               "cluster-autoscaler's 5-minute first backoff.** This model draws each minute's failure afresh, so a "
-               "failure labelled \"insufficient capacity\" here says nothing about the next minute and every minute of "
-               "backoff is lost; the 1-minute-backoff variant shows what the backoff costs in this model. In Azure a "
-               "capacity shortage is a state of the region that lasts (cluster-autoscaler backs a node group off 5 "
-               "minutes, Karpenter on Azure keeps an out-of-capacity offering unavailable for 3), and there the "
-               "1-minute first backoff buys nothing and costs retries: in the bundled scenario "
-               "`scenarios/capacity-crunch.json` (capacity out for 2.5 hours) it sends 8 resize requests before "
-               "capacity returns instead of 6 (that scenario's retry-storm bound) and reaches the target 1 minute "
-               "earlier. Transient internal errors, which carry no such state, are already re-issued at the next "
-               "tick.\n")
+               + "; ".join(waits) + ".\n")
+    if app and app.get("by_class"):
+        why += ("\nA capacity failure waits the backoff only when the failed resize had been granted nothing "
+                "(`shared/watch/episodes.py`, `_grew`): one that ended a resize after it was granted nodes is "
+                "re-issued by the look that sees it, and still counts as a backoff failure. In this model most "
+                "capacity failures come after the resize's first growing minute; one in the first minute waits the 5 "
+                "minutes, which is where the worst seed loses. A shortage that lasts (the bundled scenario "
+                "`scenarios/capacity-crunch.json`, capacity out for 2.5 hours) pays one more resize request for the "
+                "rule: 7 before capacity returns, where the earlier rule (a backoff after every capacity failure) "
+                "sent 6.\n")
     median, worst = f"{targets['median']:.2f}×", f"{targets['worst']:.2f}×"
     header = ["strategy", "÷ ideal controller, median", f"≤ {median}", "worst seed", f"≤ {worst}"]
     text = f"""
 **Against the ideal controller on the same seed** (the draw of failures taken out): each run's minutes over the ideal
 controller's on its seed, then the median and the worst over the seeds. Targets (issue 18): ≤ {median} median,
-≤ {worst} worst seed, default settings. Transient internal errors are re-issued by the look that sees them (at most
-`shared.watch.episodes.MAX_NEXT_TICK_RETRIES` in a row, then the backoff); capacity failures and timeouts keep the
-backoff (5 minutes, doubling only after a wait ran out, reset by a success).
+≤ {worst} worst seed, default settings. Transient internal errors, and capacity failures of a resize that had been
+granted nodes, are re-issued by the look that sees them (at most `shared.watch.episodes.MAX_NEXT_TICK_RETRIES` in a row,
+then the backoff); other capacity failures and timeouts keep the backoff (5 minutes, doubling only after a wait ran out,
+reset by a success).
 
 {table(header, rows, "lrcrc")}
 {why}"""
