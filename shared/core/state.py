@@ -46,9 +46,19 @@ MAX_KEY_CHARS = 512
 _KEY_HEAD = 400
 
 
-# The watch turns every account and pool id into keys on every tick (four per pool); the ids repeat from tick to tick.
-@functools.lru_cache(maxsize=1 << 15)
 def safe_key(text: str) -> str:
+    """A PartitionKey/RowKey from free text: see :func:`_safe_key`. The watch turns every account and pool id into
+    keys on every tick (four per pool) and the ids repeat from tick to tick, so short texts (ids: pool ids are at most
+    64 characters, account ids about 150) are cached; long free text (tags) is not, so the cache stays small."""
+    return _cached_key(text) if len(text) <= 256 else _safe_key(text)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _cached_key(text: str) -> str:
+    return _safe_key(text)
+
+
+def _safe_key(text: str) -> str:
     """A PartitionKey/RowKey from free text (resource ids contain '/', which keys forbid).
 
     Lower-cased, because Azure resource ids compare case-insensitively; forbidden characters are
