@@ -136,3 +136,25 @@ def test_every_pool_reaches_its_target_under_faults(azurite: str, tls_material, 
         for resource in [version_id, base, *snapshots.values()]:
             check("everything the pools use is locked", len(la.locks_on(resource)) == 1,
                   f"locks on {resource}: {la.locks_on(resource)}")
+
+
+def test_an_alert_sent_whose_claim_cannot_be_marked_is_recorded_and_not_sent_again(azurite: str, tls_material) -> None:
+    """The alert went out, then Table storage failed to mark its claim as sent (a 500 through the SDK's retries). The
+    tick must still record the alert on the pool's episode: the long fault run found the tick failing there instead,
+    and each next tick deciding afresh under a new episode, so the same failure was announced three times."""
+    LEDGER.case("faults")
+    settings = {"AUTOPILOT_HTTP_RETRY_TOTAL": "1", **TABLE_FAULT_SETTINGS}
+    with table_fault_proxy(azurite, 1) as tables, \
+            local_azure(tables.connection_string, tls_material, settings=settings, accounts=[ACCOUNT_ID]) as la:
+        la.add_batch_account(ACCOUNT)
+        managed_pool(la, "p", target=2, desired=12)
+        la.emulator.batch.inject_failure(ACCOUNT, "p", "insufficient_capacity", count=1)
+        # the claim's "sent" mark is the first update of an Alerts row: it fails on the first try and the SDK's retry
+        mark = tables.add(FaultRule(kind="error", status=500, path_pattern=r"Alerts\(", methods=frozenset({"PUT"}),
+                                    max_count=2))
+        la.run(timedelta(minutes=30))
+        sent = [a for a in la.alerts("AllocationFailed") if a["subject"].lower() == f"{ACCOUNT_ID}/pools/p".lower()]
+        check("an alert whose claim could not be marked is sent once", mark.injected == 2 and len(sent) == 1,
+              f"faults on the mark: {mark.injected}; AllocationFailed alerts: {len(sent)}")
+        check("every pool reaches its target", la.emulator.batch.find_pool(ACCOUNT, "p").current["dedicated"] == 12,
+              f"dedicated nodes: {la.emulator.batch.find_pool(ACCOUNT, 'p').current['dedicated']}")
