@@ -30,6 +30,7 @@ USER_AGENT = "batch-image-autopilot/0.1"
 # The Batch data-plane api-version the app speaks: the one azure-batch 15.1.0 sends (contracts §4). The requests the
 # app builds itself (pool list pages, resize, node calls) must use the same; written once, here.
 BATCH_API_VERSION = "2025-06-01"
+LIST_READ_BLOCK = 4 << 20  # bytes per read of a streamed answer from the Batch data plane (see batch_account)
 
 
 class EmulatorCredential:
@@ -157,7 +158,11 @@ class AzureClients:
         def build() -> BatchClient:
             from azure.batch import BatchClient
 
-            return BatchClient(endpoint, self.credential, **self._transport_kwargs())
+            # The watch reads the pool list pages streamed (shared/resources/batch_pools.iter_pool_pages): in
+            # azure-core's default 4 KiB blocks a 1,000-pool page (about 1.4 MB) is some 350 reads through urllib3
+            # and TLS. One block per page (azure-core ConnectionConfiguration, connection_data_block_size).
+            return BatchClient(endpoint, self.credential, connection_data_block_size=LIST_READ_BLOCK,
+                               **self._transport_kwargs())
 
         return self._cached(f"batch:{endpoint.lower()}", build)
 
