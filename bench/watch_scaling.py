@@ -114,7 +114,7 @@ def _images(la: Any, count: int) -> tuple[list[str], str]:
     return ids, f"{snapshot.id},{snapshot.id.replace('watch-os', 'watch-data0')}"
 
 
-def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True,
+def measure(pools: int, accounts: int, *, reps: int = 5, naive: bool = True,
             stall_fraction: float = STALL_FRACTION) -> dict[str, Any]:
     """One configuration of the matrix (see the module docstring)."""
     from shared.core.resource_ids import batch_account_id
@@ -254,7 +254,7 @@ def measure(pools: int, accounts: int, *, reps: int = 2, naive: bool = True,
     return result
 
 
-def run(*, matrix: list[tuple[int, int]] | None = None, reps: int = 2, naive_max_pools: int = 10_000,
+def run(*, matrix: list[tuple[int, int]] | None = None, reps: int = 5, naive_max_pools: int = 10_000,
         budget_s: float = 480.0, progress: Any = None) -> dict[str, Any]:
     """The matrix, smallest first; a configuration whose forecast would overrun ``budget_s`` is skipped and listed.
 
