@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -34,6 +34,7 @@ _FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f%]")
 WRITE_ID = "writeId"
 _AMBIGUOUS_ATTEMPTS = 3
 _TRANSACTION_MAX = 100  # operations in one entity group transaction
+T = TypeVar("T")
 
 
 class ConcurrencyConflict(Exception):
@@ -230,30 +231,25 @@ class StateTable:
         from azure.core import MatchConditions
         from azure.data.tables import UpdateMode
 
-        by_partition: dict[str, list[tuple[str, str, Mapping[str, Any], Record | None]]] = {}
-        for write in writes:
-            by_partition.setdefault(write[0], []).append(write)
         written = 0
-        for rows in by_partition.values():
-            for start in range(0, len(rows), _TRANSACTION_MAX):
-                chunk = rows[start:start + _TRANSACTION_MAX]
-                operations: list[tuple[Any, ...]] = []
-                for partition, row, data, expected in chunk:
-                    entity = {**_to_entity(partition, row, data), WRITE_ID: uuid.uuid4().hex}
-                    operations.append(("create", entity) if expected is None else
-                                      ("update", entity, {"mode": UpdateMode.REPLACE, "etag": expected.etag,
-                                                          "match_condition": MatchConditions.IfNotModified}))
-                if len(chunk) > 1:
-                    try:
-                        self._client.submit_transaction(operations)
-                        written += len(chunk)
-                        continue
-                    except Exception:  # one row in the way fails them all (or the table is new): one by one
-                        pass
-                for partition, row, data, expected in chunk:
-                    with contextlib.suppress(ConcurrencyConflict):
-                        self.save(partition, row, data, expected)
-                        written += 1
+        for chunk in _transaction_chunks(writes, lambda write: write[0]):
+            operations: list[tuple[Any, ...]] = []
+            for partition, row, data, expected in chunk:
+                entity = {**_to_entity(partition, row, data), WRITE_ID: uuid.uuid4().hex}
+                operations.append(("create", entity) if expected is None else
+                                  ("update", entity, {"mode": UpdateMode.REPLACE, "etag": expected.etag,
+                                                      "match_condition": MatchConditions.IfNotModified}))
+            if len(chunk) > 1:
+                try:
+                    self._client.submit_transaction(operations)
+                    written += len(chunk)
+                    continue
+                except Exception:  # one row in the way fails them all (or the table is new): one by one
+                    pass
+            for partition, row, data, expected in chunk:
+                with contextlib.suppress(ConcurrencyConflict):
+                    self.save(partition, row, data, expected)
+                    written += 1
         return written
 
     def delete(self, record: Record) -> None:
@@ -276,24 +272,19 @@ class StateTable:
         one, and a changed row is left alone (its new writer owns it)."""
         from azure.core import MatchConditions
 
-        by_partition: dict[str, list[Record]] = {}
-        for record in records:
-            by_partition.setdefault(record.partition, []).append(record)
-        for rows in by_partition.values():
-            for start in range(0, len(rows), _TRANSACTION_MAX):
-                chunk = rows[start:start + _TRANSACTION_MAX]
-                if len(chunk) == 1:
+        for chunk in _transaction_chunks(records, lambda record: record.partition):
+            if len(chunk) == 1:
+                with contextlib.suppress(ConcurrencyConflict):
+                    self._delete_one(chunk[0])
+                continue
+            operations = [("delete", {"PartitionKey": r.partition, "RowKey": r.row},
+                           {"etag": r.etag, "match_condition": MatchConditions.IfNotModified}) for r in chunk]
+            try:
+                self._client.submit_transaction(operations)
+            except Exception:
+                for record in chunk:
                     with contextlib.suppress(ConcurrencyConflict):
-                        self._delete_one(chunk[0])
-                    continue
-                operations = [("delete", {"PartitionKey": r.partition, "RowKey": r.row},
-                               {"etag": r.etag, "match_condition": MatchConditions.IfNotModified}) for r in chunk]
-                try:
-                    self._client.submit_transaction(operations)
-                except Exception:
-                    for record in chunk:
-                        with contextlib.suppress(ConcurrencyConflict):
-                            self._delete_one(record)
+                        self._delete_one(record)
 
     def claim(self, partition: str, row: str, data: Mapping[str, Any] | None = None) -> bool:
         """Insert-once: True for the single caller that created the row, False for everyone after."""
@@ -325,6 +316,16 @@ class StateTable:
                 yield _from_entity(entity)
         except ResourceNotFoundError:
             return  # the table does not exist yet: nothing stored
+
+
+def _transaction_chunks(items: Sequence[T], partition_of: Callable[[T], str]) -> Iterator[list[T]]:
+    """``items`` in groups that one entity group transaction can take: one partition key, at most 100 operations."""
+    by_partition: dict[str, list[T]] = {}
+    for item in items:
+        by_partition.setdefault(partition_of(item), []).append(item)
+    for rows in by_partition.values():
+        for start in range(0, len(rows), _TRANSACTION_MAX):
+            yield rows[start:start + _TRANSACTION_MAX]
 
 
 class StateStore:
